@@ -1,0 +1,86 @@
+//! BLAKE3 addresses of shards and stripes.
+//!
+//! An address is always recomputed from the bytes it names; one that arrives over the wire
+//! is only a claim. Equality is constant time.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// Length in bytes of every address.
+pub const ADDRESS_LEN: usize = 32;
+
+fn ct_eq(a: &[u8; ADDRESS_LEN], b: &[u8; ADDRESS_LEN]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+macro_rules! address_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name([u8; ADDRESS_LEN]);
+
+        impl $name {
+            /// Wraps raw address bytes (no check: an address is any 32 bytes).
+            pub const fn from_bytes(bytes: [u8; ADDRESS_LEN]) -> Self {
+                Self(bytes)
+            }
+            /// The raw bytes.
+            pub const fn as_bytes(&self) -> &[u8; ADDRESS_LEN] {
+                &self.0
+            }
+            /// Lowercase hex, 64 characters.
+            pub fn to_hex(&self) -> String {
+                crate::hex::encode(&self.0)
+            }
+            /// Parses 64 hex characters.
+            pub fn from_hex(s: &str) -> Option<Self> {
+                crate::hex::decode_array(s).map(Self)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                ct_eq(&self.0, &other.0)
+            }
+        }
+        impl Eq for $name {}
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), &self.to_hex()[..16])
+            }
+        }
+    };
+}
+
+address_type!(
+    /// BLAKE3 hash of one shard's bytes.
+    ShardId
+);
+address_type!(
+    /// BLAKE3 hash of a stripe header's encoded bytes.
+    StripeId
+);
+
+impl ShardId {
+    /// The address of `shard`.
+    pub fn of(shard: &[u8]) -> Self {
+        Self(*blake3::hash(shard).as_bytes())
+    }
+}
+
+impl StripeId {
+    /// The id of the stripe whose encoded header is `header_bytes`.
+    pub fn of(header_bytes: &[u8]) -> Self {
+        Self(*blake3::hash(header_bytes).as_bytes())
+    }
+}

@@ -1,0 +1,327 @@
+//! The storage protocol's messages and their codec.
+//!
+//! Protocol id: [`STORE_PROTOCOL`] (`/kura/store/1`), request-response. Each message is one
+//! frame: a 4-byte big-endian body length, then the postcard encoding of a [`Request`] or a
+//! [`Response`]. A reader checks the length against [`MAX_FRAME_BODY`] before allocating
+//! anything for the body ([`frame_body_len`], [`FrameDecoder`]).
+//!
+//! ```text
+//! client                                   relay
+//!   Store { header, shard }        ──►     verify header id, shard address; write
+//!                                  ◄──     Stored { index } | Error { code, .. }
+//!   Fetch { stripe }               ──►
+//!                                  ◄──     Shards { header, shards } | Error { NotFound, .. }
+//!   Holds { stripes }              ──►
+//!                                  ◄──     Held { held: [(stripe, [index..])] }
+//! ```
+//! Errors travel as numeric [`ErrorCode`]s plus a human-readable detail, never as a
+//! serialized Rust enum; unknown codes decode to [`ErrorCode::Unknown`].
+
+use crate::address::StripeId;
+use crate::stripe::{MAX_HEADER_LEN, MAX_SHARD_LEN};
+use serde::{Deserialize, Serialize};
+
+/// Protocol id of the storage protocol.
+pub const STORE_PROTOCOL: &str = "/kura/store/1";
+/// Length of the frame prefix.
+pub const FRAME_PREFIX_LEN: usize = 4;
+/// Longest human-readable error detail.
+pub const MAX_DETAIL_LEN: usize = 512;
+/// Most stripes in one `Holds` query.
+pub const MAX_HOLDS_QUERY: usize = 1024;
+/// Most shards in one `Shards` response.
+pub const MAX_SHARDS_PER_RESPONSE: usize = 4;
+/// Largest frame body: a response with the maximum number of largest shards plus a header,
+/// with room for framing. Anything larger is refused before it is read.
+pub const MAX_FRAME_BODY: usize = MAX_SHARDS_PER_RESPONSE * (MAX_SHARD_LEN + 8) + MAX_HEADER_LEN + 1024;
+
+/// A request from a client (or another relay) to a relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Store one shard of a stripe, with the stripe's header.
+    Store {
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        shard: Vec<u8>,
+    },
+    /// Fetch the header and the shard(s) held for a stripe.
+    Fetch { stripe: StripeId },
+    /// Which of these stripes are held, and which shard indices of each.
+    Holds { stripes: Vec<StripeId> },
+}
+
+/// A relay's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// The shard is stored (or was already) as index `index` of its stripe.
+    Stored { index: u8 },
+    /// The header and every shard held for the stripe (verified on read).
+    Shards {
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        shards: Vec<serde_bytes::ByteBuf>,
+    },
+    /// For each stripe asked about that is held: the shard indices held.
+    Held { held: Vec<(StripeId, serde_bytes::ByteBuf)> },
+    /// The request was refused.
+    Error { code: ErrorCode, detail: String },
+}
+
+/// Why a request was refused. Travels as a `u16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Nothing is held for that stripe.
+    NotFound,
+    /// A header does not hash to its id, or a shard to an address in the header; also sent
+    /// when bytes held on disk no longer match their address.
+    BadHash,
+    /// The message or one of its parts is over its limit.
+    TooLarge,
+    /// The relay's quota would be exceeded.
+    QuotaFull,
+    /// The relay is overloaded; retry later or elsewhere.
+    Busy,
+    /// The request uses a version or variant this relay does not speak.
+    UnsupportedVersion,
+    /// The request does not decode or breaks a rule (e.g. a bad header).
+    Malformed,
+    /// The relay failed internally (e.g. a disk error).
+    Internal,
+    /// A code this build does not know.
+    Unknown(u16),
+}
+
+impl ErrorCode {
+    /// The numeric code.
+    pub const fn as_u16(self) -> u16 {
+        match self {
+            ErrorCode::NotFound => 1,
+            ErrorCode::BadHash => 2,
+            ErrorCode::TooLarge => 3,
+            ErrorCode::QuotaFull => 4,
+            ErrorCode::Busy => 5,
+            ErrorCode::UnsupportedVersion => 6,
+            ErrorCode::Malformed => 7,
+            ErrorCode::Internal => 8,
+            ErrorCode::Unknown(c) => c,
+        }
+    }
+    /// From the numeric code.
+    pub const fn from_u16(c: u16) -> Self {
+        match c {
+            1 => ErrorCode::NotFound,
+            2 => ErrorCode::BadHash,
+            3 => ErrorCode::TooLarge,
+            4 => ErrorCode::QuotaFull,
+            5 => ErrorCode::Busy,
+            6 => ErrorCode::UnsupportedVersion,
+            7 => ErrorCode::Malformed,
+            8 => ErrorCode::Internal,
+            c => ErrorCode::Unknown(c),
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.as_u16())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u16::deserialize(d).map(ErrorCode::from_u16)
+    }
+}
+
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match self {
+            ErrorCode::NotFound => "not found",
+            ErrorCode::BadHash => "bad hash",
+            ErrorCode::TooLarge => "too large",
+            ErrorCode::QuotaFull => "quota full",
+            ErrorCode::Busy => "busy",
+            ErrorCode::UnsupportedVersion => "unsupported version",
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::Internal => "internal error",
+            ErrorCode::Unknown(_) => "unknown error",
+        };
+        write!(f, "{name} ({})", self.as_u16())
+    }
+}
+
+/// A frame or message that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    #[error("frame body of {0} bytes is over the limit of {MAX_FRAME_BODY}")]
+    TooLarge(usize),
+    #[error("frame is truncated: {have} of {need} bytes")]
+    Truncated { have: usize, need: usize },
+    #[error("message does not decode: {0}")]
+    Malformed(String),
+    #[error("message has {0} trailing bytes")]
+    TrailingBytes(usize),
+    #[error("{field} has {len} entries, over the limit of {max}")]
+    TooMany { field: &'static str, len: usize, max: usize },
+}
+
+impl WireError {
+    /// The code a relay answers with when a request fails this way.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WireError::TooLarge(_) | WireError::TooMany { .. } => ErrorCode::TooLarge,
+            _ => ErrorCode::Malformed,
+        }
+    }
+}
+
+/// Checks a frame prefix and returns the body length it announces.
+pub fn frame_body_len(prefix: [u8; FRAME_PREFIX_LEN]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME_BODY {
+        return Err(WireError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// A message of the storage protocol.
+pub trait Message: Serialize + for<'de> Deserialize<'de> {
+    /// Checks limits that the types alone do not express.
+    fn check(&self) -> Result<(), WireError>;
+
+    /// Encodes the body (no prefix).
+    fn to_body(&self) -> Result<Vec<u8>, WireError> {
+        self.check()?;
+        let body = postcard::to_allocvec(self).map_err(|e| WireError::Malformed(e.to_string()))?;
+        if body.len() > MAX_FRAME_BODY {
+            return Err(WireError::TooLarge(body.len()));
+        }
+        Ok(body)
+    }
+
+    /// Encodes a whole frame: prefix and body.
+    fn to_frame(&self) -> Result<Vec<u8>, WireError> {
+        let body = self.to_body()?;
+        let mut out = Vec::with_capacity(FRAME_PREFIX_LEN + body.len());
+        // body.len() <= MAX_FRAME_BODY < u32::MAX.
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Decodes a body from untrusted bytes.
+    fn from_body(body: &[u8]) -> Result<Self, WireError> {
+        if body.len() > MAX_FRAME_BODY {
+            return Err(WireError::TooLarge(body.len()));
+        }
+        let (msg, rest) = postcard::take_from_bytes::<Self>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(WireError::TrailingBytes(rest.len()));
+        }
+        msg.check()?;
+        Ok(msg)
+    }
+
+    /// Decodes one complete frame (prefix and body, nothing more).
+    fn from_frame(frame: &[u8]) -> Result<Self, WireError> {
+        let prefix: [u8; FRAME_PREFIX_LEN] = frame
+            .get(..FRAME_PREFIX_LEN)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(WireError::Truncated { have: frame.len(), need: FRAME_PREFIX_LEN })?;
+        let len = frame_body_len(prefix)?;
+        let body = &frame[FRAME_PREFIX_LEN..];
+        if body.len() < len {
+            return Err(WireError::Truncated { have: frame.len(), need: FRAME_PREFIX_LEN + len });
+        }
+        if body.len() > len {
+            return Err(WireError::TrailingBytes(body.len() - len));
+        }
+        Self::from_body(body)
+    }
+}
+
+fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
+    if len > max {
+        return Err(WireError::TooMany { field, len, max });
+    }
+    Ok(())
+}
+
+impl Message for Request {
+    fn check(&self) -> Result<(), WireError> {
+        match self {
+            Request::Store { header, shard } => {
+                limit("header bytes", header.len(), MAX_HEADER_LEN)?;
+                limit("shard bytes", shard.len(), MAX_SHARD_LEN)
+            }
+            Request::Fetch { .. } => Ok(()),
+            Request::Holds { stripes } => limit("stripes", stripes.len(), MAX_HOLDS_QUERY),
+        }
+    }
+}
+
+impl Message for Response {
+    fn check(&self) -> Result<(), WireError> {
+        match self {
+            Response::Stored { .. } => Ok(()),
+            Response::Shards { header, shards } => {
+                limit("header bytes", header.len(), MAX_HEADER_LEN)?;
+                limit("shards", shards.len(), MAX_SHARDS_PER_RESPONSE)?;
+                shards.iter().try_for_each(|s| limit("shard bytes", s.len(), MAX_SHARD_LEN))
+            }
+            Response::Held { held } => {
+                limit("held stripes", held.len(), MAX_HOLDS_QUERY)?;
+                held.iter().try_for_each(|(_, idx)| limit("indices", idx.len(), crate::erasure::MAX_SHARDS))
+            }
+            Response::Error { detail, .. } => limit("detail bytes", detail.len(), MAX_DETAIL_LEN),
+        }
+    }
+}
+
+/// Splits a byte stream into frame bodies, refusing an oversized frame as soon as its
+/// prefix arrives (before buffering its body). After an error the stream must be closed.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    /// A decoder with an empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if !self.failed {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next complete frame body, if one is buffered.
+    pub fn next_body(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        if self.failed {
+            return Err(WireError::Malformed("stream already failed".into()));
+        }
+        let Some(prefix) = self.buf.get(..FRAME_PREFIX_LEN) else { return Ok(None) };
+        let mut p = [0u8; FRAME_PREFIX_LEN];
+        p.copy_from_slice(prefix);
+        let len = frame_body_len(p).inspect_err(|_| {
+            self.failed = true;
+            self.buf = Vec::new();
+        })?;
+        if self.buf.len() < FRAME_PREFIX_LEN + len {
+            return Ok(None);
+        }
+        let body = self.buf[FRAME_PREFIX_LEN..FRAME_PREFIX_LEN + len].to_vec();
+        self.buf.drain(..FRAME_PREFIX_LEN + len);
+        Ok(Some(body))
+    }
+}
