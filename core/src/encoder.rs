@@ -145,6 +145,15 @@ impl Encoder {
     }
 }
 
+/// Encodes `plaintext` (at most [`MAX_CHUNK_SIZE`] bytes) as one stripe on its own, outside
+/// any file: for small records, and for tests that need a stripe with chosen contents.
+pub fn encode_single_chunk(opts: &EncodeOptions, plaintext: &[u8]) -> Result<(Stripe, ChunkRef), EncodeError> {
+    if plaintext.len() > MAX_CHUNK_SIZE {
+        return Err(EncodeError::ChunkSize(plaintext.len()));
+    }
+    Ok(encode_chunk(&Codec::new(opts.params)?, &opts.secret, plaintext))
+}
+
 /// Encrypts and erasure-codes one chunk.
 pub(crate) fn encode_chunk(codec: &Codec, secret: &Secret, plaintext: &[u8]) -> (Stripe, ChunkRef) {
     let key = ChunkKey::derive(secret, plaintext);

@@ -18,7 +18,7 @@ pub struct Params {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErasureError {
-    #[error("k (data shards) must be at least 1")]
+    #[error("k (data shards) must be at least 2 (with k = 1 every shard would be the same bytes)")]
     NoDataShards,
     #[error("m (parity shards) must be at least 1")]
     NoParityShards,
@@ -36,7 +36,9 @@ impl Params {
 
     /// Checks and builds parameters.
     pub fn new(k: usize, m: usize) -> Result<Self, ErasureError> {
-        if k == 0 {
+        // With k = 1, Reed-Solomon parity is a copy of the data: all n shards would have one
+        // address, and a close group could not hold n distinct shards.
+        if k < 2 {
             return Err(ErasureError::NoDataShards);
         }
         if m == 0 {

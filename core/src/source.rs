@@ -51,6 +51,9 @@ pub fn decode_from<S: ShardSource, E: From<DecodeError>>(
             if !complete {
                 return Err(decoder.unavailable(&id).into());
             }
+            while let Some(pt) = decoder.next_output()? {
+                out(&pt)?;
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! offset size field
 //!      0    1 version (1)
-//!      1    1 k, data shards (>= 1)
+//!      1    1 k, data shards (>= 2)
 //!      2    1 m, parity shards (>= 1), k + m <= 255
 //!      3    1 reserved, 0
 //!      4    4 shard_len = ceil(ciphertext_len / k)
@@ -255,16 +255,20 @@ impl StripeAssembler {
         &self.header
     }
     /// Offers a shard; its index is found from its recomputed address. Returns the index.
-    /// A shard already held is accepted again without effect.
+    /// A shard already held is accepted again without effect. When a chunk is much shorter
+    /// than `k` shards, trailing data shards are pure zero padding and share one address;
+    /// such a shard fills every index it matches.
     pub fn add_shard(&mut self, bytes: Vec<u8>) -> Result<usize, StripeError> {
         let found = ShardId::of(&bytes);
         let index = self
             .header
             .index_of(&found)
             .ok_or(StripeError::UnknownShard { stripe: self.id, found })?;
-        if self.shards[index].is_none() {
-            self.shards[index] = Some(bytes);
-            self.present += 1;
+        for i in index..self.shards.len() {
+            if self.header.shards[i] == found && self.shards[i].is_none() {
+                self.shards[i] = Some(bytes.clone());
+                self.present += 1;
+            }
         }
         Ok(index)
     }
