@@ -64,7 +64,11 @@ impl ChunkKey {
     }
     /// Derives the convergent key of `plaintext` under `secret`.
     pub fn derive(secret: &Secret, plaintext: &[u8]) -> Self {
-        let content = blake3::hash(plaintext);
+        Self::from_content_hash(secret, &blake3::hash(plaintext))
+    }
+
+    /// Derives the key from `BLAKE3(plaintext)` computed by the caller.
+    pub fn from_content_hash(secret: &Secret, content: &blake3::Hash) -> Self {
         let mut h = blake3::Hasher::new_derive_key(CHUNK_KEY_CONTEXT);
         h.update(secret.bytes());
         h.update(content.as_bytes());

@@ -97,10 +97,9 @@ impl Codec {
         self.params
     }
 
-    /// Fills the parity shards of `buf` (n shards of `shard_len` bytes laid end to end).
-    pub(crate) fn encode(&self, buf: &mut [u8], shard_len: usize) -> Result<(), ErasureError> {
-        let mut shards: Vec<&mut [u8]> = buf.chunks_exact_mut(shard_len).collect();
-        self.rs.encode(&mut shards).map_err(|e| ErasureError::Codec(format!("{e:?}")))
+    /// Computes the parity shards from the data shards.
+    pub(crate) fn encode_sep(&self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), ErasureError> {
+        self.rs.encode_sep(data, parity).map_err(|e| ErasureError::Codec(format!("{e:?}")))
     }
 
     /// Rebuilds the missing data shards in place (parity shards are not rebuilt).
