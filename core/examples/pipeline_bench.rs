@@ -57,7 +57,10 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn env_mib(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -105,22 +108,49 @@ fn main() {
         .unwrap();
         fed += p.len();
     }
-    let cap = enc.finish(kura_core::FileMeta::default()).unwrap().drain(|_| Ok::<(), ()>(())).unwrap();
+    let cap = enc
+        .finish(kura_core::FileMeta::default())
+        .unwrap()
+        .drain(|_| Ok::<(), ()>(()))
+        .unwrap();
     let stream_secs = now() - t;
     let peak_mib = (PEAK.load(Relaxed) - base) as f64 / (1 << 20) as f64;
     std::hint::black_box(cap);
 
-    let get = |k: &str| figures.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).unwrap_or(0.0);
+    let get = |k: &str| {
+        figures
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or(0.0)
+    };
     println!();
     for (k, v) in &figures {
         println!("{k:>26}: {v:9.1} MB/s");
     }
-    println!("{:>26}: {:9.1} MB/s ({} MiB)", "kura_encode_stream", stream as f64 / stream_secs / 1e6, stream >> 20);
-    println!("{:>26}: {peak_mib:9.1} MiB above the 1 MiB input buffer (target <= 32)", "peak heap, stream encode");
+    println!(
+        "{:>26}: {:9.1} MB/s ({} MiB)",
+        "kura_encode_stream",
+        stream as f64 / stream_secs / 1e6,
+        stream >> 20
+    );
+    println!(
+        "{:>26}: {peak_mib:9.1} MiB above the 1 MiB input buffer (target <= 32)",
+        "peak heap, stream encode"
+    );
     println!();
-    println!("ratios (targets): encode / self_encryption encrypt = {:.2} (>= 4)", get("kura_encode") / get("self_encryption_encrypt"));
-    println!("                  decode / self_encryption decrypt = {:.2} (>= 2)", get("kura_decode") / get("self_encryption_decrypt"));
-    println!("                  encode / bare chacha20poly1305   = {:.2} (>= 0.60)", get("kura_encode") / get("chacha20poly1305"));
+    println!(
+        "ratios (targets): encode / self_encryption encrypt = {:.2} (>= 4)",
+        get("kura_encode") / get("self_encryption_encrypt")
+    );
+    println!(
+        "                  decode / self_encryption decrypt = {:.2} (>= 2)",
+        get("kura_decode") / get("self_encryption_decrypt")
+    );
+    println!(
+        "                  encode / bare chacha20poly1305   = {:.2} (>= 0.60)",
+        get("kura_encode") / get("chacha20poly1305")
+    );
     figures.push(("peak_stream_encode_mib", peak_mib));
     println!("{}", common::json(&figures));
 }

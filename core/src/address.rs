@@ -20,7 +20,7 @@ fn ct_eq(a: &[u8; ADDRESS_LEN], b: &[u8; ADDRESS_LEN]) -> bool {
 macro_rules! address_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialOrd, Ord, Serialize, Deserialize)]
         pub struct $name([u8; ADDRESS_LEN]);
 
         impl $name {
@@ -48,6 +48,13 @@ macro_rules! address_type {
             }
         }
         impl Eq for $name {}
+
+        // Consistent with the constant-time `eq`: equal bytes hash equally.
+        impl core::hash::Hash for $name {
+            fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state)
+            }
+        }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -33,7 +33,9 @@ pub struct Capability {
 
 impl fmt::Debug for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Capability").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("Capability")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +96,9 @@ impl Capability {
         let text = text.trim();
         let text = text.rsplit_once('#').map_or(text, |(_, frag)| frag);
         let lower = text.to_ascii_lowercase();
-        let body = lower.strip_prefix(PREFIX).ok_or(CapabilityError::MissingPrefix)?;
+        let body = lower
+            .strip_prefix(PREFIX)
+            .ok_or(CapabilityError::MissingPrefix)?;
         let mut chars = body.chars();
         match chars.next() {
             Some(VERSION) => {}
@@ -139,7 +143,10 @@ impl Capability {
         id.copy_from_slice(&raw[..32]);
         let mut key = [0u8; 32];
         key.copy_from_slice(&raw[32..64]);
-        Ok(Self { root: StripeId::from_bytes(id), key: ChunkKey::from_bytes(key) })
+        Ok(Self {
+            root: StripeId::from_bytes(id),
+            key: ChunkKey::from_bytes(key),
+        })
     }
 }
 

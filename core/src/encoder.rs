@@ -27,7 +27,11 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        Self { params: Params::DEFAULT, secret: Secret::public(), chunk_size: CHUNK_SIZE }
+        Self {
+            params: Params::DEFAULT,
+            secret: Secret::public(),
+            chunk_size: CHUNK_SIZE,
+        }
     }
 }
 
@@ -89,7 +93,11 @@ impl Encoder {
     }
 
     /// Writes all of `data`, handing each completed stripe to `sink`.
-    pub fn push<E>(&mut self, mut data: &[u8], mut sink: impl FnMut(Stripe) -> Result<(), E>) -> Result<(), E> {
+    pub fn push<E>(
+        &mut self,
+        mut data: &[u8],
+        mut sink: impl FnMut(Stripe) -> Result<(), E>,
+    ) -> Result<(), E> {
         while !data.is_empty() {
             let n = self.write(data);
             data = &data[n..];
@@ -147,11 +155,18 @@ impl Encoder {
 
 /// Encodes `plaintext` (at most [`MAX_CHUNK_SIZE`] bytes) as one stripe on its own, outside
 /// any file: for small records, and for tests that need a stripe with chosen contents.
-pub fn encode_single_chunk(opts: &EncodeOptions, plaintext: &[u8]) -> Result<(Stripe, ChunkRef), EncodeError> {
+pub fn encode_single_chunk(
+    opts: &EncodeOptions,
+    plaintext: &[u8],
+) -> Result<(Stripe, ChunkRef), EncodeError> {
     if plaintext.len() > MAX_CHUNK_SIZE {
         return Err(EncodeError::ChunkSize(plaintext.len()));
     }
-    Ok(encode_chunk(&Codec::new(opts.params)?, &opts.secret, plaintext))
+    Ok(encode_chunk(
+        &Codec::new(opts.params)?,
+        &opts.secret,
+        plaintext,
+    ))
 }
 
 /// Encrypts and erasure-codes one chunk.
@@ -159,7 +174,11 @@ pub(crate) fn encode_chunk(codec: &Codec, secret: &Secret, plaintext: &[u8]) -> 
     let key = ChunkKey::derive(secret, plaintext);
     let stripe = Stripe::encode(codec, &key, plaintext);
     // A chunk is at most MAX_CHUNK_SIZE bytes.
-    let chunk = ChunkRef { stripe: stripe.id(), key, len: plaintext.len() as u32 };
+    let chunk = ChunkRef {
+        stripe: stripe.id(),
+        key,
+        len: plaintext.len() as u32,
+    };
     (stripe, chunk)
 }
 
@@ -186,13 +205,18 @@ impl Finish {
     }
 
     /// Takes every remaining stripe and returns the capability.
-    pub fn drain<E>(mut self, mut sink: impl FnMut(Stripe) -> Result<(), E>) -> Result<Capability, E> {
+    pub fn drain<E>(
+        mut self,
+        mut sink: impl FnMut(Stripe) -> Result<(), E>,
+    ) -> Result<Capability, E> {
         for s in self.by_ref() {
             sink(s)?;
         }
         // The iterator sets the capability before it returns None.
         #[allow(clippy::expect_used)]
-        Ok(self.capability.expect("capability is set when the iterator ends"))
+        Ok(self
+            .capability
+            .expect("capability is set when the iterator ends"))
     }
 }
 
@@ -209,12 +233,16 @@ impl Iterator for Finish {
         if self.offset == 0 && self.level.len() <= self.chunk_size {
             // The map fits in one chunk: it is the root.
             let (stripe, chunk) = encode_chunk(&self.codec, &self.secret, &self.level);
-            self.capability = Some(Capability { root: chunk.stripe, key: chunk.key });
+            self.capability = Some(Capability {
+                root: chunk.stripe,
+                key: chunk.key,
+            });
             return Some(stripe);
         }
         if self.offset < self.level.len() {
             let end = (self.offset + self.chunk_size).min(self.level.len());
-            let (stripe, chunk) = encode_chunk(&self.codec, &self.secret, &self.level[self.offset..end]);
+            let (stripe, chunk) =
+                encode_chunk(&self.codec, &self.secret, &self.level[self.offset..end]);
             self.offset = end;
             self.level_chunks.push(chunk);
             return Some(stripe);

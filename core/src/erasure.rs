@@ -48,7 +48,10 @@ impl Params {
             return Err(ErasureError::TooManyShards(k + m));
         }
         // Both fit in u8 because k + m <= 255.
-        Ok(Self { k: k as u8, m: m as u8 })
+        Ok(Self {
+            k: k as u8,
+            m: m as u8,
+        })
     }
     /// Data shards.
     pub const fn k(&self) -> usize {
@@ -82,7 +85,9 @@ pub(crate) struct Codec {
 
 impl core::fmt::Debug for Codec {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Codec").field("params", &self.params).finish()
+        f.debug_struct("Codec")
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -98,25 +103,44 @@ impl Codec {
     }
 
     /// Computes the parity shards from the data shards.
-    pub(crate) fn encode_sep(&self, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), ErasureError> {
-        self.rs.encode_sep(data, parity).map_err(|e| ErasureError::Codec(format!("{e:?}")))
+    pub(crate) fn encode_sep(
+        &self,
+        data: &[&[u8]],
+        parity: &mut [&mut [u8]],
+    ) -> Result<(), ErasureError> {
+        self.rs
+            .encode_sep(data, parity)
+            .map_err(|e| ErasureError::Codec(format!("{e:?}")))
     }
 
     /// Rebuilds the missing data shards in place (parity shards are not rebuilt).
-    pub(crate) fn reconstruct_data(&self, shards: &mut [Option<Vec<u8>>]) -> Result<(), ErasureError> {
+    pub(crate) fn reconstruct_data(
+        &self,
+        shards: &mut [Option<Vec<u8>>],
+    ) -> Result<(), ErasureError> {
         let have = shards.iter().filter(|s| s.is_some()).count();
         if have < self.params.k() {
-            return Err(ErasureError::TooFewShards { have, need: self.params.k() });
+            return Err(ErasureError::TooFewShards {
+                have,
+                need: self.params.k(),
+            });
         }
-        self.rs.reconstruct_data(shards).map_err(|e| ErasureError::Codec(format!("{e:?}")))
+        self.rs
+            .reconstruct_data(shards)
+            .map_err(|e| ErasureError::Codec(format!("{e:?}")))
     }
 
     /// Rebuilds every missing shard, data and parity, in place.
     pub(crate) fn reconstruct(&self, shards: &mut [Option<Vec<u8>>]) -> Result<(), ErasureError> {
         let have = shards.iter().filter(|s| s.is_some()).count();
         if have < self.params.k() {
-            return Err(ErasureError::TooFewShards { have, need: self.params.k() });
+            return Err(ErasureError::TooFewShards {
+                have,
+                need: self.params.k(),
+            });
         }
-        self.rs.reconstruct(shards).map_err(|e| ErasureError::Codec(format!("{e:?}")))
+        self.rs
+            .reconstruct(shards)
+            .map_err(|e| ErasureError::Codec(format!("{e:?}")))
     }
 }

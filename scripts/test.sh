@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Kura's whole test suite, from a fresh clone: installs what it needs, then runs
+#   1. lints (rustfmt, clippy with warnings as errors)
+#   2. every native test (unit, property, known-answer, end-to-end with the real binaries)
+#   3. kura-core's test suite compiled to wasm32 and run in headless Chromium
+#   4. a check that the wasm build imports nothing from `env`
+#   5. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+need_wasm_tools
+
+log "lints"
+cargo fmt --all -- --check
+cargo clippy -q --workspace --all-targets -- -D warnings
+cargo clippy -q -p kura-core --target wasm32-unknown-unknown --lib --tests -- -D warnings
+
+log "native tests"
+cargo test -q --workspace
+
+log "kura-core tests in headless Chromium (wasm32)"
+cargo test -q -p kura-core --target wasm32-unknown-unknown --tests
+
+log "wasm imports"
+bad=0
+for w in target/wasm32-unknown-unknown/debug/deps/pipeline-*.wasm; do
+  if wasm-objdump -x -j Import "$w" | grep -- '<- env\.'; then
+    log "$w imports from env (it would not load in a browser)"; bad=1
+  fi
+done
+[ "$bad" = 0 ]
+
+secs=${KURA_FUZZ_SECONDS:-20}
+if [ "$secs" != 0 ]; then
+  need_cargo_fuzz
+  log "fuzz targets, ${secs}s each"
+  for t in $(cd fuzz && cargo fuzz list); do
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 2)
+  done
+fi
+log "all tests passed"
