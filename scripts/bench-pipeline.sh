@@ -11,8 +11,8 @@ echo "== wasm32 in headless Chromium (simd128) =="
 # A separate target dir: the RUSTFLAGS differ from the normal wasm test build.
 wasm=$(CARGO_TARGET_DIR=target/wasm-simd RUSTFLAGS="-C target-feature=+simd128" \
   KURA_BENCH_MIB="${KURA_BENCH_MIB:-64}" \
-  cargo test --release -q -p kura-core --target wasm32-unknown-unknown --features bench \
-  --test wasm_bench 2>&1 | tee /dev/stderr | sed -n 's/.*WASM_BENCH_JSON //p' | tail -n 1)
+  cargo test --release -p kura-core --target wasm32-unknown-unknown --features bench \
+  --test wasm_bench -- --nocapture 2>&1 | tee /dev/stderr | sed -n 's/.*WASM_BENCH_JSON //p' | tail -n 1)
 python3 - "$native" "$wasm" <<'PY'
 import json, sys
 n, w = json.loads(sys.argv[1]), json.loads(sys.argv[2])

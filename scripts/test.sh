@@ -19,7 +19,8 @@ log "native tests"
 cargo test -q --workspace
 
 log "kura-core tests in headless Chromium (wasm32)"
-cargo test -q -p kura-core --target wasm32-unknown-unknown --tests
+# No -q here: cargo would pass --quiet on to wasm-bindgen-test-runner, which refuses it.
+cargo test -p kura-core --target wasm32-unknown-unknown --tests
 
 log "wasm imports"
 bad=0
@@ -35,7 +36,8 @@ if [ "$secs" != 0 ]; then
   need_cargo_fuzz
   log "fuzz targets, ${secs}s each"
   for t in $(cd fuzz && cargo fuzz list); do
-    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 2)
+    mkdir -p "fuzz/corpus/$t"
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 2)
   done
 fi
 log "all tests passed"
