@@ -4,7 +4,8 @@
 #   2. every native test (unit, property, known-answer, end-to-end with the real binaries)
 #   3. kura-core's test suite compiled to wasm32 and run in headless Chromium
 #   4. a check that the wasm build imports nothing from `env`
-#   5. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
+#   5. the known-answer vectors checked by an independent Python implementation
+#   6. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -30,6 +31,13 @@ for w in target/wasm32-unknown-unknown/debug/deps/pipeline-*.wasm; do
   fi
 done
 [ "$bad" = 0 ]
+
+log "known-answer vectors against the independent Python implementation"
+if ! python3 -c "import blake3, cryptography" 2>/dev/null; then
+  python3 -m pip install -q blake3 cryptography 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages blake3 cryptography
+fi
+python3 scripts/check_vectors.py
 
 secs=${KURA_FUZZ_SECONDS:-20}
 if [ "$secs" != 0 ]; then

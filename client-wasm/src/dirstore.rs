@@ -28,10 +28,7 @@ impl DirStore {
         let root = root.into();
         fs::create_dir_all(root.join("shards"))?;
         fs::create_dir_all(root.join("headers"))?;
-        Ok(Self {
-            root,
-            corrupt: Vec::new(),
-        })
+        Ok(Self { root, corrupt: Vec::new() })
     }
 
     /// Where shard `id` lives.

@@ -2,10 +2,7 @@
 
 /// The media type for `name` by its extension; empty when unknown.
 pub fn guess(name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
         "txt" | "md" | "log" => "text/plain",
         "html" | "htm" => "text/html",

@@ -57,10 +57,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn env_mib(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn main() {
@@ -68,7 +65,10 @@ fn main() {
     let runs = env_mib("KURA_BENCH_RUNS", 3);
     let start = Instant::now();
     let now = move || start.elapsed().as_secs_f64();
-    println!("input: {} MiB, best of {runs} runs, single-threaded kura pipeline (k=4, m=2, 1 MiB chunks)", len >> 20);
+    println!(
+        "input: {} MiB, best of {runs} runs, single-threaded kura pipeline (k=4, m=2, 1 MiB chunks)",
+        len >> 20
+    );
     let mut figures = common::run(&now, len, runs);
 
     // maidsafe self_encryption on the same input (it compresses, then encrypts; it uses rayon).
@@ -108,22 +108,12 @@ fn main() {
         .unwrap();
         fed += p.len();
     }
-    let cap = enc
-        .finish(kura_core::FileMeta::default())
-        .unwrap()
-        .drain(|_| Ok::<(), ()>(()))
-        .unwrap();
+    let cap = enc.finish(kura_core::FileMeta::default()).unwrap().drain(|_| Ok::<(), ()>(())).unwrap();
     let stream_secs = now() - t;
     let peak_mib = (PEAK.load(Relaxed) - base) as f64 / (1 << 20) as f64;
     std::hint::black_box(cap);
 
-    let get = |k: &str| {
-        figures
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| *v)
-            .unwrap_or(0.0)
-    };
+    let get = |k: &str| figures.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).unwrap_or(0.0);
     println!();
     for (k, v) in &figures {
         println!("{k:>26}: {v:9.1} MB/s");

@@ -33,9 +33,7 @@ pub struct Capability {
 
 impl fmt::Debug for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Capability")
-            .field("root", &self.root)
-            .finish_non_exhaustive()
+        f.debug_struct("Capability").field("root", &self.root).finish_non_exhaustive()
     }
 }
 
@@ -49,7 +47,9 @@ pub enum CapabilityError {
     UnsupportedVersion(char),
     #[error("capability has {found} characters after \"kura1\"; {BODY_CHARS} expected (truncated or extended link?)")]
     WrongLength { found: usize },
-    #[error("capability has an invalid character {found:?} at position {position} (only a-z and 2-7 are used)")]
+    #[error(
+        "capability has an invalid character {found:?} at position {position} (only a-z and 2-7 are used)"
+    )]
     BadCharacter { position: usize, found: char },
     #[error("capability checksum does not match: the link is damaged or mistyped")]
     Checksum,
@@ -96,9 +96,7 @@ impl Capability {
         let text = text.trim();
         let text = text.rsplit_once('#').map_or(text, |(_, frag)| frag);
         let lower = text.to_ascii_lowercase();
-        let body = lower
-            .strip_prefix(PREFIX)
-            .ok_or(CapabilityError::MissingPrefix)?;
+        let body = lower.strip_prefix(PREFIX).ok_or(CapabilityError::MissingPrefix)?;
         let mut chars = body.chars();
         match chars.next() {
             Some(VERSION) => {}
@@ -116,12 +114,7 @@ impl Capability {
             let v = match c {
                 'a'..='z' => c as u32 - 'a' as u32,
                 '2'..='7' => c as u32 - '2' as u32 + 26,
-                _ => {
-                    return Err(CapabilityError::BadCharacter {
-                        position: PREFIX.len() + 1 + i,
-                        found: c,
-                    })
-                }
+                _ => return Err(CapabilityError::BadCharacter { position: PREFIX.len() + 1 + i, found: c }),
             };
             acc = (acc << 5) | v;
             bits += 5;
@@ -143,10 +136,7 @@ impl Capability {
         id.copy_from_slice(&raw[..32]);
         let mut key = [0u8; 32];
         key.copy_from_slice(&raw[32..64]);
-        Ok(Self {
-            root: StripeId::from_bytes(id),
-            key: ChunkKey::from_bytes(key),
-        })
+        Ok(Self { root: StripeId::from_bytes(id), key: ChunkKey::from_bytes(key) })
     }
 }
 

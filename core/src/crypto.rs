@@ -45,11 +45,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_public() {
-            "Secret(public)"
-        } else {
-            "Secret(private, redacted)"
-        })
+        f.write_str(if self.is_public() { "Secret(public)" } else { "Secret(private, redacted)" })
     }
 }
 

@@ -53,11 +53,7 @@ pub enum DataMap {
     /// The file itself.
     File(FileMap),
     /// The encoded bytes of a larger map, stored as chunks.
-    Nested {
-        size: u64,
-        chunk_size: u32,
-        chunks: Vec<ChunkRef>,
-    },
+    Nested { size: u64, chunk_size: u32, chunks: Vec<ChunkRef> },
 }
 
 /// A data map that cannot be accepted.
@@ -75,11 +71,7 @@ pub enum DataMapError {
     #[error("chunk size {0} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}")]
     ChunkSize(u32),
     #[error("chunk {index} is {len} bytes; chunks before the last must be {chunk_size} and the last 1..={chunk_size}")]
-    ChunkLen {
-        index: usize,
-        len: u32,
-        chunk_size: u32,
-    },
+    ChunkLen { index: usize, len: u32, chunk_size: u32 },
     #[error("chunk lengths add up to {sum}, but the map says {size}")]
     SizeMismatch { sum: u64, size: u64 },
     #[error("file name is {0} bytes, over {MAX_NAME_LEN}")]
@@ -101,17 +93,9 @@ fn check_chunks(chunks: &[ChunkRef], chunk_size: u32, size: u64) -> Result<(), D
     let last = chunks.len().saturating_sub(1);
     let mut sum = 0u64;
     for (index, c) in chunks.iter().enumerate() {
-        let ok = if index == last {
-            (1..=chunk_size).contains(&c.len)
-        } else {
-            c.len == chunk_size
-        };
+        let ok = if index == last { (1..=chunk_size).contains(&c.len) } else { c.len == chunk_size };
         if !ok {
-            return Err(DataMapError::ChunkLen {
-                index,
-                len: c.len,
-                chunk_size,
-            });
+            return Err(DataMapError::ChunkLen { index, len: c.len, chunk_size });
         }
         sum += u64::from(c.len);
     }
@@ -138,8 +122,8 @@ impl DataMap {
         if version != DATA_MAP_VERSION {
             return Err(DataMapError::Version(version));
         }
-        let (map, rest) = postcard::take_from_bytes::<DataMap>(body)
-            .map_err(|e| DataMapError::Malformed(e.to_string()))?;
+        let (map, rest) =
+            postcard::take_from_bytes::<DataMap>(body).map_err(|e| DataMapError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
             return Err(DataMapError::TrailingBytes(rest.len()));
         }
@@ -159,11 +143,7 @@ impl DataMap {
                 }
                 check_chunks(&f.chunks, f.chunk_size, f.size)
             }
-            DataMap::Nested {
-                size,
-                chunk_size,
-                chunks,
-            } => {
+            DataMap::Nested { size, chunk_size, chunks } => {
                 if *size > MAX_DATA_MAP_LEN {
                     return Err(DataMapError::TooLarge(*size));
                 }

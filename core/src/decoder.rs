@@ -31,29 +31,17 @@ pub const DEFAULT_WINDOW: usize = 8;
 #[non_exhaustive]
 pub enum DecodeError {
     #[error("stripe {stripe}: bad header: {source}")]
-    Header {
-        stripe: StripeId,
-        source: HeaderError,
-    },
+    Header { stripe: StripeId, source: HeaderError },
     #[error(transparent)]
     Stripe(#[from] StripeError),
     #[error("stripe {stripe} is unavailable: {have} valid shards of the {need} needed (missing indices {missing:?})")]
-    Unavailable {
-        stripe: StripeId,
-        have: usize,
-        need: usize,
-        missing: Vec<usize>,
-    },
+    Unavailable { stripe: StripeId, have: usize, need: usize, missing: Vec<usize> },
     #[error("stripe {stripe} is unavailable: no copy of its header was found")]
     NoHeader { stripe: StripeId },
     #[error("bad data map: {0}")]
     DataMap(#[from] DataMapError),
     #[error("stripe {stripe} holds {found} bytes of plaintext; the data map says {expected}")]
-    ChunkLength {
-        stripe: StripeId,
-        expected: usize,
-        found: usize,
-    },
+    ChunkLength { stripe: StripeId, expected: usize, found: usize },
     #[error("range starts at byte {offset}, past the end of the {size}-byte file")]
     RangeOutOfBounds { offset: u64, size: u64 },
 }
@@ -72,12 +60,7 @@ struct Sequence {
 }
 
 impl Sequence {
-    fn new(
-        refs: Vec<ChunkRef>,
-        range: core::ops::Range<usize>,
-        window: usize,
-        check_len: bool,
-    ) -> Self {
+    fn new(refs: Vec<ChunkRef>, range: core::ops::Range<usize>, window: usize, check_len: bool) -> Self {
         Self {
             refs,
             check_len,
@@ -105,16 +88,15 @@ impl Sequence {
     }
 
     fn is_wanted(&self, id: &StripeId) -> bool {
-        self.window_range()
-            .any(|i| self.refs[i].stripe == *id && !self.ready.contains_key(&i))
+        self.window_range().any(|i| self.refs[i].stripe == *id && !self.ready.contains_key(&i))
     }
 
     fn add_header(&mut self, id: StripeId, bytes: &[u8]) -> Result<(), DecodeError> {
         if self.headers.contains_key(&id) || !self.is_wanted(&id) {
             return Ok(());
         }
-        let asm = StripeAssembler::new(id, bytes)
-            .map_err(|source| DecodeError::Header { stripe: id, source })?;
+        let asm =
+            StripeAssembler::new(id, bytes).map_err(|source| DecodeError::Header { stripe: id, source })?;
         self.headers.insert(id, asm);
         Ok(())
     }
@@ -200,22 +182,13 @@ impl Decoder {
     }
 
     fn build(cap: Capability, range: Option<(u64, u64)>) -> Self {
-        let root = ChunkRef {
-            stripe: cap.root,
-            key: cap.key,
-            len: 0,
-        };
+        let root = ChunkRef { stripe: cap.root, key: cap.key, len: 0 };
         let seq = Sequence::new(vec![root], 0..1, 1, false);
         Self {
             range,
             window: DEFAULT_WINDOW,
             file: None,
-            phase: Phase::Map {
-                depth: 0,
-                seq,
-                bytes: Vec::new(),
-                size: None,
-            },
+            phase: Phase::Map { depth: 0, seq, bytes: Vec::new(), size: None },
         }
     }
 
@@ -275,12 +248,7 @@ impl Decoder {
     /// header is held.
     pub fn shard_plan(&self, id: &StripeId) -> Option<Vec<ShardId>> {
         let asm = self.seq()?.headers.get(id)?;
-        Some(
-            asm.missing()
-                .into_iter()
-                .map(|i| asm.header().shards()[i])
-                .collect(),
-        )
+        Some(asm.missing().into_iter().map(|i| asm.header().shards()[i]).collect())
     }
 
     /// Offers a shard of `id`. Returns `Ok(true)` when the stripe became complete. A shard
@@ -310,11 +278,7 @@ impl Decoder {
         loop {
             match &mut self.phase {
                 Phase::Done => return Ok(None),
-                Phase::Data {
-                    seq,
-                    skip,
-                    remaining,
-                } => {
+                Phase::Data { seq, skip, remaining } => {
                     if *remaining == 0 || seq.is_done() {
                         self.phase = Phase::Done;
                         return Ok(None);
@@ -333,12 +297,7 @@ impl Decoder {
                     *remaining -= pt.len() as u64;
                     return Ok(Some(pt));
                 }
-                Phase::Map {
-                    depth,
-                    seq,
-                    bytes,
-                    size,
-                } => {
+                Phase::Map { depth, seq, bytes, size } => {
                     while let Some((_, pt)) = seq.pop() {
                         bytes.extend_from_slice(&pt);
                     }
@@ -347,11 +306,9 @@ impl Decoder {
                     }
                     if let Some(size) = size {
                         if bytes.len() as u64 != *size {
-                            return Err(DataMapError::SizeMismatch {
-                                sum: bytes.len() as u64,
-                                size: *size,
-                            }
-                            .into());
+                            return Err(
+                                DataMapError::SizeMismatch { sum: bytes.len() as u64, size: *size }.into()
+                            );
                         }
                     }
                     let map = DataMap::from_bytes(bytes)?;
@@ -381,20 +338,13 @@ impl Decoder {
             DataMap::File(file) => {
                 let (offset, len) = self.range.unwrap_or((0, file.size));
                 if offset > file.size {
-                    return Err(DecodeError::RangeOutOfBounds {
-                        offset,
-                        size: file.size,
-                    });
+                    return Err(DecodeError::RangeOutOfBounds { offset, size: file.size });
                 }
                 let len = len.min(file.size - offset);
                 let (chunks, skip) = file.chunks_for_range(offset, len);
                 let seq = Sequence::new(file.chunks.clone(), chunks, self.window, true);
                 self.file = Some(file);
-                Ok(Phase::Data {
-                    seq,
-                    skip,
-                    remaining: len,
-                })
+                Ok(Phase::Data { seq, skip, remaining: len })
             }
         }
     }

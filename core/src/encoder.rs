@@ -27,11 +27,7 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        Self {
-            params: Params::DEFAULT,
-            secret: Secret::public(),
-            chunk_size: CHUNK_SIZE,
-        }
+        Self { params: Params::DEFAULT, secret: Secret::public(), chunk_size: CHUNK_SIZE }
     }
 }
 
@@ -162,11 +158,7 @@ pub fn encode_single_chunk(
     if plaintext.len() > MAX_CHUNK_SIZE {
         return Err(EncodeError::ChunkSize(plaintext.len()));
     }
-    Ok(encode_chunk(
-        &Codec::new(opts.params)?,
-        &opts.secret,
-        plaintext,
-    ))
+    Ok(encode_chunk(&Codec::new(opts.params)?, &opts.secret, plaintext))
 }
 
 /// Encrypts and erasure-codes one chunk.
@@ -174,11 +166,7 @@ pub(crate) fn encode_chunk(codec: &Codec, secret: &Secret, plaintext: &[u8]) -> 
     let key = ChunkKey::derive(secret, plaintext);
     let stripe = Stripe::encode(codec, &key, plaintext);
     // A chunk is at most MAX_CHUNK_SIZE bytes.
-    let chunk = ChunkRef {
-        stripe: stripe.id(),
-        key,
-        len: plaintext.len() as u32,
-    };
+    let chunk = ChunkRef { stripe: stripe.id(), key, len: plaintext.len() as u32 };
     (stripe, chunk)
 }
 
@@ -205,18 +193,13 @@ impl Finish {
     }
 
     /// Takes every remaining stripe and returns the capability.
-    pub fn drain<E>(
-        mut self,
-        mut sink: impl FnMut(Stripe) -> Result<(), E>,
-    ) -> Result<Capability, E> {
+    pub fn drain<E>(mut self, mut sink: impl FnMut(Stripe) -> Result<(), E>) -> Result<Capability, E> {
         for s in self.by_ref() {
             sink(s)?;
         }
         // The iterator sets the capability before it returns None.
         #[allow(clippy::expect_used)]
-        Ok(self
-            .capability
-            .expect("capability is set when the iterator ends"))
+        Ok(self.capability.expect("capability is set when the iterator ends"))
     }
 }
 
@@ -233,16 +216,12 @@ impl Iterator for Finish {
         if self.offset == 0 && self.level.len() <= self.chunk_size {
             // The map fits in one chunk: it is the root.
             let (stripe, chunk) = encode_chunk(&self.codec, &self.secret, &self.level);
-            self.capability = Some(Capability {
-                root: chunk.stripe,
-                key: chunk.key,
-            });
+            self.capability = Some(Capability { root: chunk.stripe, key: chunk.key });
             return Some(stripe);
         }
         if self.offset < self.level.len() {
             let end = (self.offset + self.chunk_size).min(self.level.len());
-            let (stripe, chunk) =
-                encode_chunk(&self.codec, &self.secret, &self.level[self.offset..end]);
+            let (stripe, chunk) = encode_chunk(&self.codec, &self.secret, &self.level[self.offset..end]);
             self.offset = end;
             self.level_chunks.push(chunk);
             return Some(stripe);

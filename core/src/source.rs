@@ -29,9 +29,7 @@ pub fn decode_from<S: ShardSource, E: From<DecodeError>>(
         }
         for id in decoder.wanted() {
             if !decoder.has_header(&id) {
-                let header = source
-                    .header(&id)
-                    .ok_or(DecodeError::NoHeader { stripe: id })?;
+                let header = source.header(&id).ok_or(DecodeError::NoHeader { stripe: id })?;
                 decoder.add_header(id, &header)?;
             }
             let plan = decoder.shard_plan(&id).unwrap_or_default();

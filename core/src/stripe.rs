@@ -47,17 +47,9 @@ pub enum HeaderError {
     #[error("ciphertext length {0} is outside 16..={MAX_CIPHERTEXT_LEN}")]
     CiphertextLen(u32),
     #[error("shard length {found} does not match ceil({ciphertext_len} / k) = {expected}")]
-    ShardLen {
-        found: u32,
-        expected: usize,
-        ciphertext_len: u32,
-    },
+    ShardLen { found: u32, expected: usize, ciphertext_len: u32 },
     #[error("header is {found} bytes; {expected} expected for n = {n}")]
-    Length {
-        found: usize,
-        expected: usize,
-        n: usize,
-    },
+    Length { found: usize, expected: usize, n: usize },
 }
 
 /// The description of one stripe.
@@ -133,14 +125,12 @@ impl StripeHeader {
         if bytes[0] != HEADER_VERSION {
             return Err(HeaderError::Version(bytes[0]));
         }
-        let params = Params::new(usize::from(bytes[1]), usize::from(bytes[2]))
-            .map_err(HeaderError::Params)?;
+        let params =
+            Params::new(usize::from(bytes[1]), usize::from(bytes[2])).map_err(HeaderError::Params)?;
         if bytes[3] != 0 {
             return Err(HeaderError::Reserved(bytes[3]));
         }
-        let le = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
+        let le = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let (shard_len, ciphertext_len) = (le(4), le(8));
         let ct = ciphertext_len as usize;
         if !(TAG_LEN..=MAX_CIPHERTEXT_LEN).contains(&ct) {
@@ -148,20 +138,12 @@ impl StripeHeader {
         }
         let expected = params.shard_len(ct);
         if shard_len as usize != expected {
-            return Err(HeaderError::ShardLen {
-                found: shard_len,
-                expected,
-                ciphertext_len,
-            });
+            return Err(HeaderError::ShardLen { found: shard_len, expected, ciphertext_len });
         }
         let n = params.n();
         let want_len = HEADER_FIXED_LEN + n * ADDRESS_LEN;
         if bytes.len() != want_len {
-            return Err(HeaderError::Length {
-                found: bytes.len(),
-                expected: want_len,
-                n,
-            });
+            return Err(HeaderError::Length { found: bytes.len(), expected: want_len, n });
         }
         let shards = bytes[HEADER_FIXED_LEN..]
             .chunks_exact(ADDRESS_LEN)
@@ -171,12 +153,7 @@ impl StripeHeader {
                 ShardId::from_bytes(a)
             })
             .collect();
-        Ok(Self {
-            params,
-            shard_len: expected,
-            ciphertext_len: ct,
-            shards,
-        })
+        Ok(Self { params, shard_len: expected, ciphertext_len: ct, shards })
     }
 }
 
@@ -191,10 +168,7 @@ pub struct Stripe {
 
 impl core::fmt::Debug for Stripe {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Stripe")
-            .field("id", &self.id)
-            .field("header", &self.header)
-            .finish()
+        f.debug_struct("Stripe").field("id", &self.id).field("header", &self.header).finish()
     }
 }
 
@@ -216,27 +190,12 @@ impl Stripe {
         let mut parity: Vec<&mut [u8]> = parity.chunks_exact_mut(shard_len).collect();
         // Encoding only fails for shard-count or length mismatches, which the layout rules out.
         #[allow(clippy::expect_used)]
-        codec
-            .encode_sep(&data, &mut parity)
-            .expect("shards are laid out for this codec");
-        let shards = data
-            .iter()
-            .map(|s| ShardId::of(s))
-            .chain(parity.iter().map(|s| ShardId::of(s)))
-            .collect();
-        let header = StripeHeader {
-            params,
-            shard_len,
-            ciphertext_len: ct_len,
-            shards,
-        };
+        codec.encode_sep(&data, &mut parity).expect("shards are laid out for this codec");
+        let shards =
+            data.iter().map(|s| ShardId::of(s)).chain(parity.iter().map(|s| ShardId::of(s))).collect();
+        let header = StripeHeader { params, shard_len, ciphertext_len: ct_len, shards };
         let header_bytes = header.to_bytes();
-        Self {
-            id: StripeId::of(&header_bytes),
-            header,
-            header_bytes,
-            buf,
-        }
+        Self { id: StripeId::of(&header_bytes), header, header_bytes, buf }
     }
 
     /// The stripe id.
@@ -262,11 +221,7 @@ impl Stripe {
     }
     /// Iterates over `(address, bytes)` of every shard in index order.
     pub fn shards(&self) -> impl Iterator<Item = (ShardId, &[u8])> {
-        self.header
-            .shards
-            .iter()
-            .copied()
-            .zip(self.buf.chunks_exact(self.header.shard_len))
+        self.header.shards.iter().copied().zip(self.buf.chunks_exact(self.header.shard_len))
     }
 }
 
@@ -277,10 +232,7 @@ pub enum StripeError {
     #[error("shard with address {found} is not part of stripe {stripe}")]
     UnknownShard { stripe: StripeId, found: ShardId },
     #[error("stripe {stripe}: {source}")]
-    Erasure {
-        stripe: StripeId,
-        source: ErasureError,
-    },
+    Erasure { stripe: StripeId, source: ErasureError },
     #[error("stripe {stripe}: ciphertext failed authentication (tampered data or wrong key)")]
     Decrypt { stripe: StripeId },
 }
@@ -299,12 +251,7 @@ impl StripeAssembler {
     pub fn new(id: StripeId, header_bytes: &[u8]) -> Result<Self, HeaderError> {
         let header = StripeHeader::parse_verified(&id, header_bytes)?;
         let n = header.params.n();
-        Ok(Self {
-            id,
-            header,
-            shards: vec![None; n],
-            present: 0,
-        })
+        Ok(Self { id, header, shards: vec![None; n], present: 0 })
     }
     /// The stripe id.
     pub fn id(&self) -> StripeId {
@@ -320,13 +267,8 @@ impl StripeAssembler {
     /// such a shard fills every index it matches.
     pub fn add_shard(&mut self, bytes: Vec<u8>) -> Result<usize, StripeError> {
         let found = ShardId::of(&bytes);
-        let index = self
-            .header
-            .index_of(&found)
-            .ok_or(StripeError::UnknownShard {
-                stripe: self.id,
-                found,
-            })?;
+        let index =
+            self.header.index_of(&found).ok_or(StripeError::UnknownShard { stripe: self.id, found })?;
         for i in index..self.shards.len() {
             if self.header.shards[i] == found && self.shards[i].is_none() {
                 self.shards[i] = Some(bytes.clone());
@@ -345,9 +287,7 @@ impl StripeAssembler {
     }
     /// Indices of the shards not yet held, data shards first.
     pub fn missing(&self) -> Vec<usize> {
-        (0..self.shards.len())
-            .filter(|&i| self.shards[i].is_none())
-            .collect()
+        (0..self.shards.len()).filter(|&i| self.shards[i].is_none()).collect()
     }
 
     /// Rebuilds the ciphertext from any `k` shards. Needs [`is_ready`](Self::is_ready); when
@@ -355,16 +295,11 @@ impl StripeAssembler {
     pub fn ciphertext(mut self) -> Result<Vec<u8>, StripeError> {
         let k = self.header.params.k();
         if self.shards[..k].iter().any(Option::is_none) {
-            let codec = Codec::new(self.header.params).map_err(|source| StripeError::Erasure {
-                stripe: self.id,
-                source,
-            })?;
+            let codec = Codec::new(self.header.params)
+                .map_err(|source| StripeError::Erasure { stripe: self.id, source })?;
             codec
                 .reconstruct_data(&mut self.shards)
-                .map_err(|source| StripeError::Erasure {
-                    stripe: self.id,
-                    source,
-                })?;
+                .map_err(|source| StripeError::Erasure { stripe: self.id, source })?;
         }
         let mut ct = Vec::with_capacity(self.header.shard_len * k);
         for s in self.shards[..k].iter().flatten() {
@@ -383,25 +318,17 @@ impl StripeAssembler {
     /// Rebuilds every missing shard (data and parity) and returns all `n`, each checked
     /// against its address. This is what a repairing relay needs.
     pub fn rebuild_all(mut self) -> Result<Vec<Vec<u8>>, StripeError> {
-        let codec = Codec::new(self.header.params).map_err(|source| StripeError::Erasure {
-            stripe: self.id,
-            source,
-        })?;
+        let codec = Codec::new(self.header.params)
+            .map_err(|source| StripeError::Erasure { stripe: self.id, source })?;
         codec
             .reconstruct(&mut self.shards)
-            .map_err(|source| StripeError::Erasure {
-                stripe: self.id,
-                source,
-            })?;
+            .map_err(|source| StripeError::Erasure { stripe: self.id, source })?;
         let mut out = Vec::with_capacity(self.shards.len());
         for (i, s) in self.shards.into_iter().enumerate() {
             let s = s.unwrap_or_default();
             if ShardId::of(&s) != self.header.shards[i] {
                 // Only possible if the header itself lists inconsistent parity.
-                return Err(StripeError::UnknownShard {
-                    stripe: self.id,
-                    found: ShardId::of(&s),
-                });
+                return Err(StripeError::UnknownShard { stripe: self.id, found: ShardId::of(&s) });
             }
             out.push(s);
         }
@@ -411,14 +338,10 @@ impl StripeAssembler {
 
 /// Decrypts the ciphertext of stripe `id` (plaintext followed by the tag).
 pub fn open(id: StripeId, mut ct: Vec<u8>, key: &ChunkKey) -> Result<Vec<u8>, StripeError> {
-    let pt_len = ct
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or(StripeError::Decrypt { stripe: id })?;
+    let pt_len = ct.len().checked_sub(TAG_LEN).ok_or(StripeError::Decrypt { stripe: id })?;
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(&ct[pt_len..]);
     ct.truncate(pt_len);
-    key.open_in_place(&mut ct, &tag)
-        .map_err(|_| StripeError::Decrypt { stripe: id })?;
+    key.open_in_place(&mut ct, &tag).map_err(|_| StripeError::Decrypt { stripe: id })?;
     Ok(ct)
 }

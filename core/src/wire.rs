@@ -33,8 +33,7 @@ pub const MAX_HOLDS_QUERY: usize = 1024;
 pub const MAX_SHARDS_PER_RESPONSE: usize = 4;
 /// Largest frame body: a response with the maximum number of largest shards plus a header,
 /// with room for framing. Anything larger is refused before it is read.
-pub const MAX_FRAME_BODY: usize =
-    MAX_SHARDS_PER_RESPONSE * (MAX_SHARD_LEN + 8) + MAX_HEADER_LEN + 1024;
+pub const MAX_FRAME_BODY: usize = MAX_SHARDS_PER_RESPONSE * (MAX_SHARD_LEN + 8) + MAX_HEADER_LEN + 1024;
 
 /// A request from a client (or another relay) to a relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +65,7 @@ pub enum Response {
         shards: Vec<serde_bytes::ByteBuf>,
     },
     /// For each stripe asked about that is held: the shard indices held.
-    Held {
-        held: Vec<(StripeId, serde_bytes::ByteBuf)>,
-    },
+    Held { held: Vec<(StripeId, serde_bytes::ByteBuf)> },
     /// The request was refused.
     Error { code: ErrorCode, detail: String },
 }
@@ -171,11 +168,7 @@ pub enum WireError {
     #[error("message has {0} trailing bytes")]
     TrailingBytes(usize),
     #[error("{field} has {len} entries, over the limit of {max}")]
-    TooMany {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooMany { field: &'static str, len: usize, max: usize },
 }
 
 impl WireError {
@@ -227,8 +220,8 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         if body.len() > MAX_FRAME_BODY {
             return Err(WireError::TooLarge(body.len()));
         }
-        let (msg, rest) = postcard::take_from_bytes::<Self>(body)
-            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        let (msg, rest) =
+            postcard::take_from_bytes::<Self>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
         if !rest.is_empty() {
             return Err(WireError::TrailingBytes(rest.len()));
         }
@@ -241,17 +234,11 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         let prefix: [u8; FRAME_PREFIX_LEN] = frame
             .get(..FRAME_PREFIX_LEN)
             .and_then(|p| p.try_into().ok())
-            .ok_or(WireError::Truncated {
-                have: frame.len(),
-                need: FRAME_PREFIX_LEN,
-            })?;
+            .ok_or(WireError::Truncated { have: frame.len(), need: FRAME_PREFIX_LEN })?;
         let len = frame_body_len(prefix)?;
         let body = &frame[FRAME_PREFIX_LEN..];
         if body.len() < len {
-            return Err(WireError::Truncated {
-                have: frame.len(),
-                need: FRAME_PREFIX_LEN + len,
-            });
+            return Err(WireError::Truncated { have: frame.len(), need: FRAME_PREFIX_LEN + len });
         }
         if body.len() > len {
             return Err(WireError::TrailingBytes(body.len() - len));
@@ -287,15 +274,11 @@ impl Message for Response {
             Response::Shards { header, shards } => {
                 limit("header bytes", header.len(), MAX_HEADER_LEN)?;
                 limit("shards", shards.len(), MAX_SHARDS_PER_RESPONSE)?;
-                shards
-                    .iter()
-                    .try_for_each(|s| limit("shard bytes", s.len(), MAX_SHARD_LEN))
+                shards.iter().try_for_each(|s| limit("shard bytes", s.len(), MAX_SHARD_LEN))
             }
             Response::Held { held } => {
                 limit("held stripes", held.len(), MAX_HOLDS_QUERY)?;
-                held.iter().try_for_each(|(_, idx)| {
-                    limit("indices", idx.len(), crate::erasure::MAX_SHARDS)
-                })
+                held.iter().try_for_each(|(_, idx)| limit("indices", idx.len(), crate::erasure::MAX_SHARDS))
             }
             Response::Error { detail, .. } => limit("detail bytes", detail.len(), MAX_DETAIL_LEN),
         }

@@ -9,18 +9,13 @@ use kura_core::wire::{
     frame_body_len, ErrorCode, FrameDecoder, Message, Request, Response, WireError, MAX_FRAME_BODY,
     MAX_HOLDS_QUERY,
 };
-use kura_core::{
-    Capability, CapabilityError, ChunkKey, HeaderError, ShardId, StripeHeader, StripeId,
-};
+use kura_core::{Capability, CapabilityError, ChunkKey, HeaderError, ShardId, StripeHeader, StripeId};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 fn sample_cap() -> Capability {
-    Capability {
-        root: StripeId::from_bytes([0xab; 32]),
-        key: ChunkKey::from_bytes([0x5c; 32]),
-    }
+    Capability { root: StripeId::from_bytes([0xab; 32]), key: ChunkKey::from_bytes([0x5c; 32]) }
 }
 
 #[test]
@@ -32,10 +27,7 @@ fn capability_text_round_trips_and_accepts_links() {
     assert_eq!(Capability::parse(&text).unwrap(), cap);
     assert_eq!(Capability::parse(&format!("  {text}\n")).unwrap(), cap);
     assert_eq!(Capability::parse(&text.to_uppercase()).unwrap(), cap);
-    assert_eq!(
-        Capability::parse(&format!("https://relay.example/#{text}")).unwrap(),
-        cap
-    );
+    assert_eq!(Capability::parse(&format!("https://relay.example/#{text}")).unwrap(), cap);
     assert_eq!(text.parse::<Capability>().unwrap(), cap);
     for seed in 0..50u64 {
         let b = random_bytes(64, seed);
@@ -51,38 +43,25 @@ fn capability_text_round_trips_and_accepts_links() {
 fn capability_parse_errors_say_what_is_wrong() {
     let text = sample_cap().to_text();
     assert_eq!(Capability::parse(""), Err(CapabilityError::MissingPrefix));
-    assert_eq!(
-        Capability::parse("hello"),
-        Err(CapabilityError::MissingPrefix)
-    );
+    assert_eq!(Capability::parse("hello"), Err(CapabilityError::MissingPrefix));
     assert_eq!(
         Capability::parse(&text.replacen("kura1", "kura2", 1)),
         Err(CapabilityError::UnsupportedVersion('2'))
     );
-    assert_eq!(
-        Capability::parse("kura"),
-        Err(CapabilityError::WrongLength { found: 0 })
-    );
+    assert_eq!(Capability::parse("kura"), Err(CapabilityError::WrongLength { found: 0 }));
     assert_eq!(
         Capability::parse(&text[..text.len() - 4]),
-        Err(CapabilityError::WrongLength {
-            found: BODY_CHARS - 4
-        })
+        Err(CapabilityError::WrongLength { found: BODY_CHARS - 4 })
     );
     assert_eq!(
         Capability::parse(&format!("{text}a")),
-        Err(CapabilityError::WrongLength {
-            found: BODY_CHARS + 1
-        })
+        Err(CapabilityError::WrongLength { found: BODY_CHARS + 1 })
     );
     let mut bad = text.clone().into_bytes();
     bad[20] = b'1';
     assert_eq!(
         Capability::parse(std::str::from_utf8(&bad).unwrap()),
-        Err(CapabilityError::BadCharacter {
-            position: 20,
-            found: '1'
-        })
+        Err(CapabilityError::BadCharacter { position: 20, found: '1' })
     );
     // Every single-character change is caught.
     for i in 5..text.len() {
@@ -94,10 +73,7 @@ fn capability_parse_errors_say_what_is_wrong() {
     // Messages are words a person can act on.
     assert!(CapabilityError::Checksum.to_string().contains("damaged"));
     let multibyte = format!("kura1{}", "é".repeat(BODY_CHARS));
-    assert!(matches!(
-        Capability::parse(&multibyte),
-        Err(CapabilityError::BadCharacter { position: 5, .. })
-    ));
+    assert!(matches!(Capability::parse(&multibyte), Err(CapabilityError::BadCharacter { position: 5, .. })));
 }
 
 fn header(k: u8, m: u8, shard_len: u32, ct_len: u32, n: usize) -> Vec<u8> {
@@ -114,51 +90,25 @@ fn header(k: u8, m: u8, shard_len: u32, ct_len: u32, n: usize) -> Vec<u8> {
 fn stripe_headers_are_validated() {
     let good = header(4, 2, 5, 17, 6);
     let h = StripeHeader::parse(&good).unwrap();
-    assert_eq!(
-        (
-            h.params().k(),
-            h.params().m(),
-            h.shard_len(),
-            h.plaintext_len()
-        ),
-        (4, 2, 5, 1)
-    );
+    assert_eq!((h.params().k(), h.params().m(), h.shard_len(), h.plaintext_len()), (4, 2, 5, 1));
     assert_eq!(h.to_bytes(), good, "canonical");
     assert_eq!(h.index_of(&ShardId::from_bytes([3; 32])), Some(3));
-    assert_eq!(
-        StripeHeader::parse_verified(&StripeId::of(&good), &good).unwrap(),
-        h
-    );
+    assert_eq!(StripeHeader::parse_verified(&StripeId::of(&good), &good).unwrap(), h);
     assert!(matches!(
         StripeHeader::parse_verified(&StripeId::from_bytes([0; 32]), &good),
         Err(HeaderError::IdMismatch { .. })
     ));
-    assert_eq!(
-        StripeHeader::parse(&good[..11]),
-        Err(HeaderError::Truncated(11))
-    );
+    assert_eq!(StripeHeader::parse(&good[..11]), Err(HeaderError::Truncated(11)));
     let mut v = good.clone();
     v[0] = 9;
     assert_eq!(StripeHeader::parse(&v), Err(HeaderError::Version(9)));
     let mut r = good.clone();
     r[3] = 1;
     assert_eq!(StripeHeader::parse(&r), Err(HeaderError::Reserved(1)));
-    assert!(matches!(
-        StripeHeader::parse(&header(1, 2, 17, 17, 3)),
-        Err(HeaderError::Params(_))
-    ));
-    assert!(matches!(
-        StripeHeader::parse(&header(4, 0, 5, 17, 4)),
-        Err(HeaderError::Params(_))
-    ));
-    assert!(matches!(
-        StripeHeader::parse(&header(200, 100, 1, 17, 0)),
-        Err(HeaderError::Params(_))
-    ));
-    assert_eq!(
-        StripeHeader::parse(&header(4, 2, 1, 15, 6)),
-        Err(HeaderError::CiphertextLen(15))
-    );
+    assert!(matches!(StripeHeader::parse(&header(1, 2, 17, 17, 3)), Err(HeaderError::Params(_))));
+    assert!(matches!(StripeHeader::parse(&header(4, 0, 5, 17, 4)), Err(HeaderError::Params(_))));
+    assert!(matches!(StripeHeader::parse(&header(200, 100, 1, 17, 0)), Err(HeaderError::Params(_))));
+    assert_eq!(StripeHeader::parse(&header(4, 2, 1, 15, 6)), Err(HeaderError::CiphertextLen(15)));
     assert_eq!(
         StripeHeader::parse(&header(4, 2, 1 << 20, (1 << 20) + 17, 6)),
         Err(HeaderError::CiphertextLen((1 << 20) + 17))
@@ -167,52 +117,27 @@ fn stripe_headers_are_validated() {
         StripeHeader::parse(&header(4, 2, 6, 17, 6)),
         Err(HeaderError::ShardLen { found: 6, .. })
     ));
-    assert!(matches!(
-        StripeHeader::parse(&header(4, 2, 5, 17, 5)),
-        Err(HeaderError::Length { n: 6, .. })
-    ));
+    assert!(matches!(StripeHeader::parse(&header(4, 2, 5, 17, 5)), Err(HeaderError::Length { n: 6, .. })));
     let mut long = good.clone();
     long.push(0);
-    assert!(matches!(
-        StripeHeader::parse(&long),
-        Err(HeaderError::Length { .. })
-    ));
+    assert!(matches!(StripeHeader::parse(&long), Err(HeaderError::Length { .. })));
 }
 
 fn messages() -> (Vec<Request>, Vec<Response>) {
     let id = StripeId::from_bytes([9; 32]);
     let reqs = vec![
-        Request::Store {
-            header: header(4, 2, 5, 17, 6),
-            shard: random_bytes(5, 1),
-        },
-        Request::Store {
-            header: vec![],
-            shard: vec![],
-        },
+        Request::Store { header: header(4, 2, 5, 17, 6), shard: random_bytes(5, 1) },
+        Request::Store { header: vec![], shard: vec![] },
         Request::Fetch { stripe: id },
-        Request::Holds {
-            stripes: vec![id; 3],
-        },
+        Request::Holds { stripes: vec![id; 3] },
         Request::Holds { stripes: vec![] },
     ];
     let resps = vec![
         Response::Stored { index: 3 },
-        Response::Shards {
-            header: vec![1, 2],
-            shards: vec![random_bytes(300, 2).into(), vec![].into()],
-        },
-        Response::Held {
-            held: vec![(id, vec![0u8, 5].into())],
-        },
-        Response::Error {
-            code: ErrorCode::QuotaFull,
-            detail: "relay is full".into(),
-        },
-        Response::Error {
-            code: ErrorCode::Unknown(999),
-            detail: String::new(),
-        },
+        Response::Shards { header: vec![1, 2], shards: vec![random_bytes(300, 2).into(), vec![].into()] },
+        Response::Held { held: vec![(id, vec![0u8, 5].into())] },
+        Response::Error { code: ErrorCode::QuotaFull, detail: "relay is full".into() },
+        Response::Error { code: ErrorCode::Unknown(999), detail: String::new() },
     ];
     (reqs, resps)
 }
@@ -250,12 +175,7 @@ fn error_codes_are_numbers_and_unknown_ones_survive() {
     assert_eq!(ErrorCode::from_u16(4), ErrorCode::QuotaFull);
     assert_eq!(ErrorCode::from_u16(777), ErrorCode::Unknown(777));
     // On the wire a code is a varint u16, not a Rust enum tag.
-    let body = Response::Error {
-        code: ErrorCode::Busy,
-        detail: String::new(),
-    }
-    .to_body()
-    .unwrap();
+    let body = Response::Error { code: ErrorCode::Busy, detail: String::new() }.to_body().unwrap();
     assert_eq!(body, vec![3, 5, 0]);
 }
 
@@ -263,50 +183,23 @@ fn error_codes_are_numbers_and_unknown_ones_survive() {
 fn bad_frames_get_errors_not_panics() {
     // Oversized: refused from the prefix alone, before any body is buffered.
     let huge = ((MAX_FRAME_BODY + 1) as u32).to_be_bytes();
-    assert_eq!(
-        frame_body_len(huge),
-        Err(WireError::TooLarge(MAX_FRAME_BODY + 1))
-    );
+    assert_eq!(frame_body_len(huge), Err(WireError::TooLarge(MAX_FRAME_BODY + 1)));
     let mut dec = FrameDecoder::new();
     dec.push(&huge);
-    assert_eq!(
-        dec.next_body(),
-        Err(WireError::TooLarge(MAX_FRAME_BODY + 1))
-    );
+    assert_eq!(dec.next_body(), Err(WireError::TooLarge(MAX_FRAME_BODY + 1)));
     dec.push(&[0; 1000]);
     assert!(dec.next_body().is_err(), "a failed stream stays failed");
     // Truncated, trailing, garbage, unknown variants.
-    let f = Request::Fetch {
-        stripe: StripeId::from_bytes([1; 32]),
-    }
-    .to_frame()
-    .unwrap();
-    assert!(matches!(
-        Request::from_frame(&f[..f.len() - 1]),
-        Err(WireError::Truncated { .. })
-    ));
-    assert!(matches!(
-        Request::from_frame(&f[..2]),
-        Err(WireError::Truncated { .. })
-    ));
+    let f = Request::Fetch { stripe: StripeId::from_bytes([1; 32]) }.to_frame().unwrap();
+    assert!(matches!(Request::from_frame(&f[..f.len() - 1]), Err(WireError::Truncated { .. })));
+    assert!(matches!(Request::from_frame(&f[..2]), Err(WireError::Truncated { .. })));
     let mut t = f.clone();
     t.push(0);
-    assert!(matches!(
-        Request::from_frame(&t),
-        Err(WireError::TrailingBytes(1))
-    ));
-    assert!(matches!(
-        Request::from_body(&[9, 0, 0]),
-        Err(WireError::Malformed(_))
-    ));
-    assert!(matches!(
-        Request::from_body(&[]),
-        Err(WireError::Malformed(_))
-    ));
+    assert!(matches!(Request::from_frame(&t), Err(WireError::TrailingBytes(1))));
+    assert!(matches!(Request::from_body(&[9, 0, 0]), Err(WireError::Malformed(_))));
+    assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
     // A Holds query over its limit is refused on decode and on encode.
-    let many = Request::Holds {
-        stripes: vec![StripeId::from_bytes([0; 32]); MAX_HOLDS_QUERY + 1],
-    };
+    let many = Request::Holds { stripes: vec![StripeId::from_bytes([0; 32]); MAX_HOLDS_QUERY + 1] };
     assert!(matches!(many.to_body(), Err(WireError::TooMany { .. })));
     let mut body = vec![2u8];
     let n = MAX_HOLDS_QUERY + 1;

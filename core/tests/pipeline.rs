@@ -16,20 +16,8 @@ const SMALL: usize = 4096;
 
 #[test]
 fn round_trip_boundary_sizes_with_odd_slicings() {
-    let sizes = [
-        0,
-        1,
-        CHUNK_SIZE - 1,
-        CHUNK_SIZE,
-        CHUNK_SIZE + 1,
-        3 * CHUNK_SIZE + CHUNK_SIZE / 2,
-    ];
-    let slicings: [&[usize]; 4] = [
-        &[usize::MAX],
-        &[1, 7, 4093, 100_003],
-        &[CHUNK_SIZE - 3],
-        &[65_537, 1],
-    ];
+    let sizes = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + CHUNK_SIZE / 2];
+    let slicings: [&[usize]; 4] = [&[usize::MAX], &[1, 7, 4093, 100_003], &[CHUNK_SIZE - 3], &[65_537, 1]];
     for (i, &size) in sizes.iter().enumerate() {
         let data = random_bytes(size, i as u64);
         for slices in slicings {
@@ -45,56 +33,26 @@ fn round_trip_boundary_sizes_with_odd_slicings() {
 #[test]
 fn slicing_does_not_change_the_capability() {
     let data = random_bytes(3 * SMALL + 17, 9);
-    let a = encode_sliced(
-        &data,
-        opts(4, 2, SMALL, Secret::public()),
-        &[usize::MAX],
-        "x",
-    )
-    .0;
-    let b = encode_sliced(
-        &data,
-        opts(4, 2, SMALL, Secret::public()),
-        &[1, 2, 3, 4095],
-        "x",
-    )
-    .0;
+    let a = encode_sliced(&data, opts(4, 2, SMALL, Secret::public()), &[usize::MAX], "x").0;
+    let b = encode_sliced(&data, opts(4, 2, SMALL, Secret::public()), &[1, 2, 3, 4095], "x").0;
     assert_eq!(a, b);
 }
 
 #[test]
 fn grid_of_parameters_survives_losing_any_m_leading_or_trailing_shards() {
-    let grid = [
-        (2, 1),
-        (2, 3),
-        (3, 2),
-        (4, 2),
-        (5, 3),
-        (10, 4),
-        (16, 8),
-        (100, 155),
-    ];
+    let grid = [(2, 1), (2, 3), (3, 2), (4, 2), (5, 3), (10, 4), (16, 8), (100, 155)];
     let data = random_bytes(5 * SMALL + 333, 42);
     for (k, m) in grid {
         let (cap, store) = encode(&data, opts(k, m, SMALL, Secret::public()));
-        assert!(
-            decode_all(cap, &mut store.clone()).unwrap() == data,
-            "({k},{m}) intact"
-        );
+        assert!(decode_all(cap, &mut store.clone()).unwrap() == data, "({k},{m}) intact");
         // Lose the first m shards (data shards: decoding needed) ...
         let mut s = store.clone();
         (0..m).for_each(|i| s.drop_index(i));
-        assert!(
-            decode_all(cap, &mut s).unwrap() == data,
-            "({k},{m}) without first m"
-        );
+        assert!(decode_all(cap, &mut s).unwrap() == data, "({k},{m}) without first m");
         // ... or the last m (all parity: no decoding).
         let mut s = store.clone();
         (k..k + m).for_each(|i| s.drop_index(i));
-        assert!(
-            decode_all(cap, &mut s).unwrap() == data,
-            "({k},{m}) without last m"
-        );
+        assert!(decode_all(cap, &mut s).unwrap() == data, "({k},{m}) without last m");
     }
 }
 
@@ -112,12 +70,7 @@ fn any_two_of_six_shards_may_be_lost_but_not_three() {
                 let mut s3 = s.clone();
                 s3.drop_index(c);
                 match decode_all(cap, &mut s3) {
-                    Err(DecodeError::Unavailable {
-                        have: 3,
-                        need: 4,
-                        missing,
-                        ..
-                    }) => {
+                    Err(DecodeError::Unavailable { have: 3, need: 4, missing, .. }) => {
                         assert_eq!(missing, vec![a, b, c])
                     }
                     other => panic!("lost {a},{b},{c}: expected Unavailable, got {other:?}"),
@@ -137,27 +90,14 @@ fn unavailable_names_the_stripe_and_no_bytes_of_it_are_output() {
         store.shards.remove(id);
     }
     let mut out = Vec::new();
-    let err = kura_core::decode_from(
-        Decoder::new(cap),
-        &mut store,
-        |pt: &[u8]| -> Result<(), DecodeError> {
-            out.extend_from_slice(pt);
-            Ok(())
-        },
-    )
+    let err = kura_core::decode_from(Decoder::new(cap), &mut store, |pt: &[u8]| -> Result<(), DecodeError> {
+        out.extend_from_slice(pt);
+        Ok(())
+    })
     .unwrap_err();
-    assert!(
-        matches!(&err, DecodeError::Unavailable { stripe, .. } if *stripe == victim.0),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string().contains(&victim.0.to_hex()),
-        "message names the stripe: {err}"
-    );
-    assert!(
-        out == data[..SMALL],
-        "exactly the chunk before the missing one was output"
-    );
+    assert!(matches!(&err, DecodeError::Unavailable { stripe, .. } if *stripe == victim.0), "{err:?}");
+    assert!(err.to_string().contains(&victim.0.to_hex()), "message names the stripe: {err}");
+    assert!(out == data[..SMALL], "exactly the chunk before the missing one was output");
 }
 
 #[test]
@@ -173,18 +113,11 @@ fn corrupt_shards_are_detected_and_skipped() {
         }
     }
     assert!(decode_all(cap, &mut store).unwrap() == data);
-    assert_eq!(
-        store.corrupt_seen.len(),
-        2 * store.stripes.len(),
-        "every corrupt shard reported"
-    );
+    assert_eq!(store.corrupt_seen.len(), 2 * store.stripes.len(), "every corrupt shard reported");
     // A third corrupt shard in one stripe makes it unavailable.
     let ids = store.stripes[0].1.clone();
     store.shards.get_mut(&ids[1]).unwrap()[0] ^= 1;
-    assert!(matches!(
-        decode_all(cap, &mut store),
-        Err(DecodeError::Unavailable { .. })
-    ));
+    assert!(matches!(decode_all(cap, &mut store), Err(DecodeError::Unavailable { .. })));
 }
 
 #[test]
@@ -195,10 +128,7 @@ fn truncated_and_extended_shards_are_detected() {
     store.shards.get_mut(&ids[0]).unwrap().pop();
     store.shards.get_mut(&ids[1]).unwrap().push(0);
     let err = decode_all(cap, &mut store).unwrap_err();
-    assert!(
-        matches!(err, DecodeError::Unavailable { stripe, have: 1, .. } if stripe == id),
-        "{err:?}"
-    );
+    assert!(matches!(err, DecodeError::Unavailable { stripe, have: 1, .. } if stripe == id), "{err:?}");
     assert_eq!(store.corrupt_seen, vec![ids[0], ids[1]]);
 }
 
@@ -215,9 +145,7 @@ fn corrupt_or_missing_headers_are_detected() {
     );
     let mut s = store.clone();
     s.headers.remove(&id);
-    assert!(
-        matches!(decode_all(cap, &mut s), Err(DecodeError::NoHeader { stripe }) if stripe == id)
-    );
+    assert!(matches!(decode_all(cap, &mut s), Err(DecodeError::NoHeader { stripe }) if stripe == id));
 }
 
 /// Stores `map_bytes` as a root stripe with a valid key: only the data map's own rules can
@@ -227,13 +155,7 @@ fn root_with(map_bytes: &[u8]) -> (Capability, MemStore) {
     let (stripe, chunk) = encode_single_chunk(&o, map_bytes).unwrap();
     let mut store = MemStore::default();
     store.put(&stripe);
-    (
-        Capability {
-            root: chunk.stripe,
-            key: chunk.key,
-        },
-        store,
-    )
+    (Capability { root: chunk.stripe, key: chunk.key }, store)
 }
 
 #[test]
@@ -251,9 +173,7 @@ fn corrupt_data_maps_are_detected() {
     };
     assert!(decode_all(cap, &mut store).unwrap() == data);
     let map = kura_core::DataMap::from_bytes(&root_plain).unwrap();
-    let kura_core::DataMap::File(file) = map else {
-        panic!("expected a file map")
-    };
+    let kura_core::DataMap::File(file) = map else { panic!("expected a file map") };
 
     let bad = |f: &dyn Fn(&mut kura_core::FileMap)| {
         let mut m = file.clone();
@@ -298,19 +218,10 @@ fn corrupt_data_maps_are_detected() {
     let (c, mut s) = root_with(&kura_core::DataMap::File(m).to_bytes());
     s.headers.extend(store.headers.clone());
     s.shards.extend(store.shards.clone());
-    assert!(matches!(
-        decode_all(c, &mut s),
-        Err(DecodeError::ChunkLength { .. })
-    ));
+    assert!(matches!(decode_all(c, &mut s), Err(DecodeError::ChunkLength { .. })));
     // A wrong key fails authentication.
-    let wrong = Capability {
-        root: cap.root,
-        key: kura_core::ChunkKey::from_bytes([7; 32]),
-    };
-    assert!(matches!(
-        decode_all(wrong, &mut store),
-        Err(DecodeError::Stripe(StripeError::Decrypt { .. }))
-    ));
+    let wrong = Capability { root: cap.root, key: kura_core::ChunkKey::from_bytes([7; 32]) };
+    assert!(matches!(decode_all(wrong, &mut store), Err(DecodeError::Stripe(StripeError::Decrypt { .. }))));
     let _ = DataMapError::Empty;
 }
 
@@ -320,10 +231,7 @@ fn public_mode_dedups_and_private_mode_does_not() {
     let (a, sa) = encode(&data, opts(4, 2, SMALL, Secret::public()));
     let (b, sb) = encode(&data, opts(4, 2, SMALL, Secret::public()));
     assert_eq!(a, b, "same public file, same capability");
-    assert_eq!(
-        sa.shards.keys().collect::<std::collections::BTreeSet<_>>(),
-        sb.shards.keys().collect()
-    );
+    assert_eq!(sa.shards.keys().collect::<std::collections::BTreeSet<_>>(), sb.shards.keys().collect());
 
     let (p1, s1) = encode(&data, opts(4, 2, SMALL, Secret::private([1; 32])));
     let (p2, s2) = encode(&data, opts(4, 2, SMALL, Secret::private([2; 32])));
@@ -331,10 +239,7 @@ fn public_mode_dedups_and_private_mode_does_not() {
     assert_ne!(p1, a);
     assert_ne!(p1, p2);
     assert_eq!(p1, p1b, "the same secret converges");
-    assert!(s1
-        .shards
-        .keys()
-        .all(|k| !s2.shards.contains_key(k) && !sa.shards.contains_key(k)));
+    assert!(s1.shards.keys().all(|k| !s2.shards.contains_key(k) && !sa.shards.contains_key(k)));
     assert!(decode_all(p1, &mut s1.clone()).unwrap() == data);
     // Identical chunks inside one file share one stripe.
     let zeros = vec![0u8; 4 * SMALL];
@@ -348,10 +253,7 @@ fn large_maps_nest_and_still_decode() {
     // 4 KiB chunks: 300 chunks need a ~21 KB map, nested twice before it fits in a chunk.
     let data = random_bytes(300 * SMALL - 7, 12);
     let (cap, mut store) = encode(&data, opts(3, 2, SMALL, Secret::public()));
-    assert!(
-        store.headers.len() > 300 + 1,
-        "map stripes beyond the root were written"
-    );
+    assert!(store.headers.len() > 300 + 1, "map stripes beyond the root were written");
     assert!(decode_all(cap, &mut store.clone()).unwrap() == data);
     let got = decode(Decoder::with_range(cap, 123_456, 50_000), &mut store).unwrap();
     assert!(got == data[123_456..173_456]);
@@ -400,16 +302,8 @@ fn range_reads_return_exact_bytes_and_fetch_only_needed_chunks() {
         .unwrap();
         let end = (off + len).min(size as u64) as usize;
         assert!(out == data[off as usize..end], "range {off}+{len}");
-        let chunks = if end > off as usize {
-            (end - 1) / SMALL - off as usize / SMALL + 1
-        } else {
-            0
-        };
-        assert_eq!(
-            c.1.len(),
-            1 + chunks,
-            "range {off}+{len}: root + {chunks} chunks fetched"
-        );
+        let chunks = if end > off as usize { (end - 1) / SMALL - off as usize / SMALL + 1 } else { 0 };
+        assert_eq!(c.1.len(), 1 + chunks, "range {off}+{len}: root + {chunks} chunks fetched");
     }
     assert!(matches!(
         decode(Decoder::with_range(cap, size as u64 + 1, 1), &mut store),
@@ -428,10 +322,7 @@ fn window_of_one_and_file_metadata() {
         Ok(())
     })
     .unwrap();
-    let meta = kura_core::FileMeta {
-        name: "photo.png".into(),
-        media_type: "image/png".into(),
-    };
+    let meta = kura_core::FileMeta { name: "photo.png".into(), media_type: "image/png".into() };
     let cap = enc
         .finish(meta.clone())
         .unwrap()
@@ -464,10 +355,7 @@ fn window_of_one_and_file_metadata() {
     assert!(out == data);
     assert_eq!(max_wanted, 1);
     let f = d.file().unwrap();
-    assert_eq!(
-        (f.meta.clone(), f.size, f.chunks.len()),
-        (meta, data.len() as u64, 5)
-    );
+    assert_eq!((f.meta.clone(), f.size, f.chunks.len()), (meta, data.len() as u64, 5));
 }
 
 #[test]
@@ -477,11 +365,7 @@ fn data_shards_are_asked_for_first() {
     let mut d = Decoder::new(cap);
     d.add_header(cap.root, &store.headers[&cap.root]).unwrap();
     let plan = d.shard_plan(&cap.root).unwrap();
-    let (_, ids) = store
-        .stripes
-        .iter()
-        .find(|(id, _)| *id == cap.root)
-        .unwrap();
+    let (_, ids) = store.stripes.iter().find(|(id, _)| *id == cap.root).unwrap();
     assert_eq!(plan, *ids, "indices 0..n in order: data first");
 }
 
@@ -492,10 +376,6 @@ fn bad_parameters_are_refused() {
     assert_eq!(Params::new(1, 2), Err(ErasureError::NoDataShards));
     assert_eq!(Params::new(4, 0), Err(ErasureError::NoParityShards));
     assert_eq!(Params::new(200, 56), Err(ErasureError::TooManyShards(256)));
-    let e = Encoder::new(EncodeOptions {
-        chunk_size: 100,
-        ..EncodeOptions::default()
-    })
-    .unwrap_err();
+    let e = Encoder::new(EncodeOptions { chunk_size: 100, ..EncodeOptions::default() }).unwrap_err();
     assert_eq!(e, EncodeError::ChunkSize(100));
 }

@@ -42,10 +42,7 @@ fn generate() -> Value {
     for (r, k) in [(0u8, 0u8), (0xff, 0xff), (0x01, 0x80)] {
         let root: [u8; 32] = std::array::from_fn(|i| r.wrapping_add(i as u8));
         let key: [u8; 32] = std::array::from_fn(|i| k ^ (i as u8));
-        let c = Capability {
-            root: StripeId::from_bytes(root),
-            key: ChunkKey::from_bytes(key),
-        };
+        let c = Capability { root: StripeId::from_bytes(root), key: ChunkKey::from_bytes(key) };
         caps.push(json!({ "root": hex(&root), "key": hex(&key), "text": c.to_text() }));
     }
     let mut files = Vec::new();
@@ -59,12 +56,8 @@ fn generate() -> Value {
         (300 * 4096 + 5, 2, 1, 4096, None),
     ];
     for (size, k, m, cs, secret) in cases {
-        let (cap, store) = encode_sliced(
-            &pattern(size),
-            opts(k, m, cs, secret_of(&secret)),
-            &[777],
-            "vector.bin",
-        );
+        let (cap, store) =
+            encode_sliced(&pattern(size), opts(k, m, cs, secret_of(&secret)), &[777], "vector.bin");
         let (first, first_shards) = &store.stripes[0];
         files.push(json!({
             "size": size, "k": k, "m": m, "chunk_size": cs,
@@ -100,18 +93,8 @@ fn known_answer_vectors_match() {
     let want: Value = serde_json::from_str(KAT).expect("kat.json parses");
     for section in ["chunk_keys", "capabilities", "files"] {
         let (g, w) = (&got[section], &want[section]);
-        assert_eq!(
-            g.as_array().unwrap().len(),
-            w.as_array().unwrap().len(),
-            "{section} count"
-        );
-        for (i, (g, w)) in g
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(w.as_array().unwrap())
-            .enumerate()
-        {
+        assert_eq!(g.as_array().unwrap().len(), w.as_array().unwrap().len(), "{section} count");
+        for (i, (g, w)) in g.as_array().unwrap().iter().zip(w.as_array().unwrap()).enumerate() {
             assert_eq!(g, w, "{section}[{i}] differs from kat.json");
         }
     }

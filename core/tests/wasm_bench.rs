@@ -14,9 +14,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
 fn pipeline_bench_in_browser() {
-    let mib: usize = option_env!("KURA_BENCH_MIB")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+    let mib: usize = option_env!("KURA_BENCH_MIB").and_then(|v| v.parse().ok()).unwrap_or(64);
     let figures = common::run(&|| js_sys::Date::now() / 1000.0, mib << 20, 3);
     for (k, v) in &figures {
         console_log!("{k:>26}: {v:9.1} MB/s");

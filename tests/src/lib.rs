@@ -8,10 +8,7 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Path of a workspace binary, built once per test process with the same profile as the
@@ -23,8 +20,7 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let release = !cfg!(debug_assertions);
             let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace_root())
-                .args(["build", "--quiet", "--workspace", "--bins"]);
+            cmd.current_dir(workspace_root()).args(["build", "--quiet", "--workspace", "--bins"]);
             if release {
                 cmd.arg("--release");
             }

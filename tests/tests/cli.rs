@@ -9,45 +9,22 @@ use std::process::{Command, Output};
 const MIB: usize = 1 << 20;
 
 fn kura(args: &[&str]) -> Output {
-    Command::new(binary("kura-client", "kura").unwrap())
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(binary("kura-client", "kura").unwrap()).args(args).output().unwrap()
 }
 
 fn encode(file: &Path, store: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "encode",
-        file.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-    ];
+    let mut args = vec!["encode", file.to_str().unwrap(), "--store", store.to_str().unwrap()];
     args.extend_from_slice(extra);
     let out = kura(&args);
-    assert!(
-        out.status.success(),
-        "encode failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "encode failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "stdout is the capability alone: {stdout:?}"
-    );
+    assert_eq!(stdout.lines().count(), 1, "stdout is the capability alone: {stdout:?}");
     assert!(stdout.starts_with("kura1") && stdout.ends_with('\n'));
     stdout.trim().to_owned()
 }
 
 fn decode(cap: &str, store: &Path, out: &Path) -> Output {
-    kura(&[
-        "decode",
-        cap,
-        "--store",
-        store.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ])
+    kura(&["decode", cap, "--store", store.to_str().unwrap(), "-o", out.to_str().unwrap()])
 }
 
 /// Every stripe in the store: its id and the paths of its shard files by index.
@@ -81,25 +58,15 @@ fn shard_files(store: &Path) -> usize {
 fn round_trips_files_of_boundary_sizes() {
     let dir = Scratch::new("cli-sizes").unwrap();
     let store = dir.path().join("store");
-    for (i, size) in [0, 1, MIB - 1, MIB, MIB + 1, 5 * MIB + 3]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, size) in [0, 1, MIB - 1, MIB, MIB + 1, 5 * MIB + 3].into_iter().enumerate() {
         let data = pseudo_random(size, i as u64);
         let file = dir.path().join(format!("in-{size}.bin"));
         std::fs::write(&file, &data).unwrap();
         let cap = encode(&file, &store, &[]);
         let out = dir.path().join(format!("out-{size}.bin"));
         let res = decode(&cap, &store, &out);
-        assert!(
-            res.status.success(),
-            "decode {size}: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
-        assert!(
-            std::fs::read(&out).unwrap() == data,
-            "size {size}: bytes differ"
-        );
+        assert!(res.status.success(), "decode {size}: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(std::fs::read(&out).unwrap() == data, "size {size}: bytes differ");
     }
 }
 
@@ -126,16 +93,10 @@ fn survives_any_m_shards_lost_or_corrupted_per_stripe_and_fails_cleanly_beyond()
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(res.status.success(), "decode with m lost: {stderr}");
     assert!(std::fs::read(&out).unwrap() == data);
-    assert!(
-        stderr.contains("corrupt"),
-        "corrupt shards are reported: {stderr}"
-    );
+    assert!(stderr.contains("corrupt"), "corrupt shards are reported: {stderr}");
 
     // A third loss in one data stripe: fewer than k remain.
-    let (victim_id, paths) = all
-        .iter()
-        .find(|(id, _)| stripes_holding_data(&store, id))
-        .unwrap();
+    let (victim_id, paths) = all.iter().find(|(id, _)| stripes_holding_data(&store, id)).unwrap();
     let third = paths.iter().find(|p| p.exists()).unwrap();
     std::fs::remove_file(third).unwrap();
     let out2 = dir.path().join("out2.bin");
@@ -177,14 +138,7 @@ fn custom_parameters_tolerate_m_losses() {
     let out = dir.path().join("out.bin");
     assert!(decode(&cap, &store, &out).status.success());
     assert!(std::fs::read(&out).unwrap() == data);
-    let bad = kura(&[
-        "encode",
-        file.to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--k",
-        "0",
-    ]);
+    let bad = kura(&["encode", file.to_str().unwrap(), "--store", store.to_str().unwrap(), "--k", "0"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("k (data shards)"));
 }
@@ -205,11 +159,7 @@ fn public_dedups_private_does_not() {
     let p2 = encode(&file, &store, &["--private"]);
     assert_ne!(p1, p2);
     assert_ne!(p1, a);
-    assert_eq!(
-        shard_files(&store),
-        files * 3,
-        "private copies share nothing"
-    );
+    assert_eq!(shard_files(&store), files * 3, "private copies share nothing");
     let out = dir.path().join("out.bin");
     assert!(decode(&p2, &store, &out).status.success());
     assert!(std::fs::read(&out).unwrap() == data);
@@ -221,18 +171,13 @@ fn invalid_capabilities_and_stores_are_clear_errors() {
     let store = dir.path().join("store");
     std::fs::create_dir_all(&store).unwrap();
     let out = dir.path().join("out.bin");
-    for (cap, expect) in [
-        ("hello", "must start with"),
-        ("kura1abc", "characters after"),
-        ("kura9aaaa", "version"),
-    ] {
+    for (cap, expect) in
+        [("hello", "must start with"), ("kura1abc", "characters after"), ("kura9aaaa", "version")]
+    {
         let res = decode(cap, &store, &out);
         let stderr = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success());
-        assert!(
-            stderr.contains("invalid capability") && stderr.contains(expect),
-            "{cap}: {stderr}"
-        );
+        assert!(stderr.contains("invalid capability") && stderr.contains(expect), "{cap}: {stderr}");
     }
     // A well-formed capability for data that is not in the store.
     let file = dir.path().join("x.txt");

@@ -18,11 +18,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "kura",
-    version,
-    about = "Kura: encrypted, erasure-coded storage"
-)]
+#[command(name = "kura", version, about = "Kura: encrypted, erasure-coded storage")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,18 +56,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Encode {
-            file,
-            store,
-            k,
-            m,
-            private,
-        } => encode(&file, &store, k, m, private),
-        Command::Decode {
-            capability,
-            store,
-            output,
-        } => decode(&capability, &store, &output),
+        Command::Encode { file, store, k, m, private } => encode(&file, &store, k, m, private),
+        Command::Decode { capability, store, output } => decode(&capability, &store, &output),
     };
     if let Err(e) = result {
         eprintln!("kura: error: {e:#}");
@@ -83,40 +69,26 @@ fn encode(file: &Path, store: &Path, k: usize, m: usize, private: bool) -> Resul
     let params = Params::new(k, m).context("invalid --k/--m")?;
     let secret = if private {
         let mut s = [0u8; 32];
-        getrandom::fill(&mut s)
-            .map_err(|e| anyhow::anyhow!("no randomness for the private secret: {e}"))?;
+        getrandom::fill(&mut s).map_err(|e| anyhow::anyhow!("no randomness for the private secret: {e}"))?;
         Secret::private(s)
     } else {
         Secret::public()
     };
-    let store =
-        DirStore::open(store).with_context(|| format!("opening store {}", store.display()))?;
+    let store = DirStore::open(store).with_context(|| format!("opening store {}", store.display()))?;
     let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let media_type = media::guess(&name).to_owned();
-    let mut enc = Encoder::new(EncodeOptions {
-        params,
-        secret,
-        ..EncodeOptions::default()
-    })?;
+    let mut enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })?;
     let mut buf = vec![0u8; 1 << 20];
     let put = |s: kura_core::Stripe| store.put_stripe(&s).map(drop);
     loop {
-        let n = input
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let n = input.read(&mut buf).with_context(|| format!("reading {}", file.display()))?;
         if n == 0 {
             break;
         }
         enc.push(&buf[..n], put).context("writing shards")?;
     }
-    let cap = enc
-        .finish(FileMeta { name, media_type })?
-        .drain(put)
-        .context("writing shards")?;
+    let cap = enc.finish(FileMeta { name, media_type })?.drain(put).context("writing shards")?;
     println!("{cap}");
     Ok(())
 }
@@ -128,24 +100,15 @@ fn decode(capability: &str, store: &Path, output: &Path) -> Result<()> {
     }
     let mut store = DirStore::open(store)?;
     // Write beside OUT under a temporary name; rename only once every byte is verified.
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let fname = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fname = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{fname}.kura-partial-{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut out = BufWriter::new(
-            File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
-        decode_from(
-            Decoder::new(cap),
-            &mut store,
-            |pt: &[u8]| -> Result<(), Failure> { out.write_all(pt).map_err(Failure::Io) },
-        )
+        let mut out =
+            BufWriter::new(File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+        decode_from(Decoder::new(cap), &mut store, |pt: &[u8]| -> Result<(), Failure> {
+            out.write_all(pt).map_err(Failure::Io)
+        })
         .map_err(|f| match f {
             Failure::Decode(e) => anyhow::Error::new(e),
             Failure::Io(e) => anyhow::Error::new(e).context("writing output"),
@@ -155,9 +118,7 @@ fn decode(capability: &str, store: &Path, output: &Path) -> Result<()> {
         Ok(())
     })();
     for (stripe, shard, why) in &store.corrupt {
-        eprintln!(
-            "kura: warning: shard {shard} of stripe {stripe} is corrupt and was skipped ({why})"
-        );
+        eprintln!("kura: warning: shard {shard} of stripe {stripe} is corrupt and was skipped ({why})");
     }
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -3,8 +3,8 @@
 //! Clocks come from the caller; figures are MB/s of plaintext (10^6 bytes per second).
 
 use kura_core::{
-    decode_from, DecodeError, Decoder, EncodeOptions, Encoder, FileMeta, ShardId, ShardSource,
-    Stripe, StripeId,
+    decode_from, DecodeError, Decoder, EncodeOptions, Encoder, FileMeta, ShardId, ShardSource, Stripe,
+    StripeId,
 };
 use std::collections::HashMap;
 
@@ -53,11 +53,7 @@ pub fn encode(data: &[u8], sink: &mut dyn FnMut(Stripe)) -> kura_core::Capabilit
     encode_with(data, EncodeOptions::default(), sink)
 }
 
-pub fn encode_with(
-    data: &[u8],
-    opts: EncodeOptions,
-    sink: &mut dyn FnMut(Stripe),
-) -> kura_core::Capability {
+pub fn encode_with(data: &[u8], opts: EncodeOptions, sink: &mut dyn FnMut(Stripe)) -> kura_core::Capability {
     let mut enc = Encoder::new(opts).expect("options are valid");
     for piece in data.chunks(1 << 20) {
         enc.push(piece, |s| -> Result<(), ()> {
@@ -77,14 +73,10 @@ pub fn encode_with(
 
 pub fn decode(cap: kura_core::Capability, mem: &mut Mem) -> usize {
     let mut n = 0;
-    decode_from(
-        Decoder::new(cap),
-        mem,
-        |pt: &[u8]| -> Result<(), DecodeError> {
-            n += pt.len();
-            Ok(())
-        },
-    )
+    decode_from(Decoder::new(cap), mem, |pt: &[u8]| -> Result<(), DecodeError> {
+        n += pt.len();
+        Ok(())
+    })
     .expect("decodes");
     n
 }
@@ -112,33 +104,18 @@ pub fn run(now: &dyn Fn() -> f64, len: usize, runs: usize) -> Vec<(&'static str,
             mem.shards.insert(id, b.to_vec());
         }
     });
-    out.push((
-        "kura_decode",
-        best(now, len, runs, &mut || {
-            assert_eq!(decode(cap, &mut mem), len)
-        }),
-    ));
+    out.push(("kura_decode", best(now, len, runs, &mut || assert_eq!(decode(cap, &mut mem), len))));
 
     // Degraded: the two first data shards of every stripe are gone, so every chunk is rebuilt.
     let lost: Vec<ShardId> = mem
         .headers
         .values()
-        .flat_map(|h| {
-            kura_core::StripeHeader::parse(h)
-                .expect("own header")
-                .shards()[..2]
-                .to_vec()
-        })
+        .flat_map(|h| kura_core::StripeHeader::parse(h).expect("own header").shards()[..2].to_vec())
         .collect();
     for id in &lost {
         mem.shards.remove(id);
     }
-    out.push((
-        "kura_decode_degraded",
-        best(now, len, runs, &mut || {
-            assert_eq!(decode(cap, &mut mem), len)
-        }),
-    ));
+    out.push(("kura_decode_degraded", best(now, len, runs, &mut || assert_eq!(decode(cap, &mut mem), len))));
     drop(mem);
 
     let mut buf = data.clone();
@@ -177,9 +154,6 @@ pub fn run(now: &dyn Fn() -> f64, len: usize, runs: usize) -> Vec<(&'static str,
 
 /// The figures as one JSON object (no dependency on a JSON crate).
 pub fn json(figures: &[(&str, f64)]) -> String {
-    let body: Vec<String> = figures
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": {v:.1}"))
-        .collect();
+    let body: Vec<String> = figures.iter().map(|(k, v)| format!("\"{k}\": {v:.1}")).collect();
     format!("{{{}}}", body.join(", "))
 }

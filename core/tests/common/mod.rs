@@ -5,8 +5,8 @@
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 use kura_core::{
-    decode_from, Capability, DecodeError, Decoder, EncodeOptions, Encoder, FileMeta, Params,
-    Secret, ShardId, ShardSource, Stripe, StripeId,
+    decode_from, Capability, DecodeError, Decoder, EncodeOptions, Encoder, FileMeta, Params, Secret, ShardId,
+    ShardSource, Stripe, StripeId,
 };
 use std::collections::HashMap;
 
@@ -69,20 +69,11 @@ impl ShardSource for MemStore {
 }
 
 pub fn opts(k: usize, m: usize, chunk_size: usize, secret: Secret) -> EncodeOptions {
-    EncodeOptions {
-        params: Params::new(k, m).unwrap(),
-        secret,
-        chunk_size,
-    }
+    EncodeOptions { params: Params::new(k, m).unwrap(), secret, chunk_size }
 }
 
 /// Encodes `data`, fed in pieces of the given lengths (cycled), into a fresh store.
-pub fn encode_sliced(
-    data: &[u8],
-    o: EncodeOptions,
-    slices: &[usize],
-    name: &str,
-) -> (Capability, MemStore) {
+pub fn encode_sliced(data: &[u8], o: EncodeOptions, slices: &[usize], name: &str) -> (Capability, MemStore) {
     let mut store = MemStore::default();
     let mut enc = Encoder::new(o).unwrap();
     let mut rest = data;
@@ -97,10 +88,7 @@ pub fn encode_sliced(
         .unwrap();
         rest = &rest[n..];
     }
-    let meta = FileMeta {
-        name: name.into(),
-        media_type: "application/octet-stream".into(),
-    };
+    let meta = FileMeta { name: name.into(), media_type: "application/octet-stream".into() };
     let cap = enc
         .finish(meta)
         .unwrap()

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""An independent implementation of Kura's v1 data format, written from
+docs/architecture.md alone, checked against core/tests/vectors/kat.json: chunk keys,
+ChaCha20-Poly1305, the stripe header, Reed-Solomon parity (GF(2^8), x^8+x^4+x^3+x^2+1,
+systematic Vandermonde matrix), shard addresses, data maps (postcard, nested) and the
+capability text. Needs the `blake3` and `cryptography` Python packages."""
+import json, os, sys
+import blake3
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+KAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "tests", "vectors", "kat.json")
+
+# GF(2^8)
+EXP, LOG = [0] * 512, [0] * 256
+x = 1
+for i in range(255):
+    EXP[i] = x; LOG[x] = i
+    x <<= 1
+    if x & 0x100: x ^= 0x11D
+for i in range(255, 512): EXP[i] = EXP[i - 255]
+def gmul(a, b): return 0 if a == 0 or b == 0 else EXP[LOG[a] + LOG[b]]
+def gpow(a, n): return 1 if n == 0 else (0 if a == 0 else EXP[(LOG[a] * n) % 255])
+def ginv(a): return EXP[255 - LOG[a]]
+
+def mat_inv(m):
+    n = len(m); a = [row[:] + [int(i == j) for j in range(n)] for i, row in enumerate(m)]
+    for c in range(n):
+        p = next(r for r in range(c, n) if a[r][c])
+        a[c], a[p] = a[p], a[c]
+        iv = ginv(a[c][c]); a[c] = [gmul(v, iv) for v in a[c]]
+        for r in range(n):
+            if r != c and a[r][c]:
+                f = a[r][c]; a[r] = [v ^ gmul(f, w) for v, w in zip(a[r], a[c])]
+    return [row[n:] for row in a]
+
+def parity_rows(k, m):
+    """Rows k..n of V * inverse(V[:k]), V the (k+m) x k Vandermonde matrix V[r][c] = r^c."""
+    vand = [[gpow(r, c) for c in range(k)] for r in range(k + m)]
+    top = mat_inv(vand[:k])
+    rows = []
+    for r in range(k, k + m):
+        row = []
+        for c in range(k):
+            v = 0
+            for t in range(k): v ^= gmul(vand[r][t], top[t][c])
+            row.append(v)
+        rows.append(row)
+    return rows
+
+def stripe(plaintext, secret, k, m):
+    key = blake3.blake3(secret + blake3.blake3(plaintext).digest(), derive_key_context="kura chunk key v1").digest()
+    ct = ChaCha20Poly1305(key).encrypt(b"\0" * 12, plaintext, None)
+    L = -(-len(ct) // k)
+    padded = ct + b"\0" * (L * k - len(ct))
+    data = [padded[i * L:(i + 1) * L] for i in range(k)]
+    par = []
+    for row in parity_rows(k, m):
+        out = bytearray(L)
+        for c, d in zip(row, data):
+            if c:
+                for i, b in enumerate(d): out[i] ^= gmul(c, b)
+        par.append(bytes(out))
+    shards = data + par
+    header = bytes([1, k, m, 0]) + L.to_bytes(4, "little") + len(ct).to_bytes(4, "little")
+    header += b"".join(blake3.blake3(s).digest() for s in shards)
+    return blake3.blake3(header).digest(), key, header, shards
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F; n >>= 7; out.append(b | (0x80 if n else 0))
+        if not n: return bytes(out)
+def pstr(s): b = s.encode(); return varint(len(b)) + b
+def refs(rs): return varint(len(rs)) + b"".join(i + k + varint(n) for i, k, n in rs)
+
+def encode_file(data, secret, k, m, cs, name, media):
+    stripes, chunk_refs = [], []
+    for off in range(0, len(data), cs):
+        pt = data[off:off + cs]
+        sid, key, header, shards = stripe(pt, secret, k, m)
+        stripes.append((sid, header, shards)); chunk_refs.append((sid, key, len(pt)))
+    level = b"\x01" + varint(0) + pstr(name) + pstr(media) + varint(len(data)) + varint(cs) + refs(chunk_refs)
+    while len(level) > cs:
+        lrefs = []
+        for off in range(0, len(level), cs):
+            pt = level[off:off + cs]
+            sid, key, header, shards = stripe(pt, secret, k, m)
+            stripes.append((sid, header, shards)); lrefs.append((sid, key, len(pt)))
+        level = b"\x01" + varint(1) + varint(len(level)) + varint(cs) + refs(lrefs)
+    sid, key, header, shards = stripe(level, secret, k, m)
+    stripes.append((sid, header, shards))
+    return stripes, sid, key
+
+B32 = "abcdefghijklmnopqrstuvwxyz234567"
+def cap_text(root, key):
+    raw = root + key
+    raw += blake3.blake3(raw, derive_key_context="kura capability checksum v1").digest()[:4]
+    bits = "".join(f"{b:08b}" for b in raw); bits += "0" * (-len(bits) % 5)
+    return "kura1" + "".join(B32[int(bits[i:i + 5], 2)] for i in range(0, len(bits), 5))
+
+def main():
+    kat = json.load(open(KAT)); fails = 0
+    def check(what, got, want):
+        nonlocal fails
+        if got != want: fails += 1; print(f"MISMATCH {what}: {got!r} != {want!r}")
+    pattern = lambda n: bytes((i * 31 + 7) % 251 for i in range(n))
+    for c in kat["chunk_keys"]:
+        secret = bytes.fromhex(c["secret"]) if c["secret"] else b""
+        key = blake3.blake3(secret + blake3.blake3(pattern(c["plaintext_len"])).digest(),
+                            derive_key_context=kat["chunk_key_context"]).hexdigest()
+        check(f"chunk key {c['plaintext_len']}", key, c["key"])
+    for c in kat["capabilities"]:
+        check("capability", cap_text(bytes.fromhex(c["root"]), bytes.fromhex(c["key"])), c["text"])
+    for f in kat["files"]:
+        secret = bytes.fromhex(f["secret"]) if f["secret"] else b""
+        stripes, root, key = encode_file(pattern(f["size"]), secret, f["k"], f["m"], f["chunk_size"], f["name"], f["media_type"])
+        tag = f"file size={f['size']} k={f['k']} m={f['m']}"
+        check(tag + " stripes", len(stripes), f["stripe_count"])
+        sid, header, shards = stripes[0]
+        check(tag + " first stripe", sid.hex(), f["first_stripe"])
+        check(tag + " first header", header.hex(), f["first_stripe_header"])
+        check(tag + " shards", [blake3.blake3(s).hexdigest() for s in shards], f["first_stripe_shards"])
+        check(tag + " last stripe", stripes[-1][0].hex(), f["last_stripe"])
+        check(tag + " capability", cap_text(root, key), f["capability"])
+    n = len(kat["chunk_keys"]) + len(kat["capabilities"]) + len(kat["files"])
+    print(f"{n} vectors checked by the Python implementation: {'all match' if not fails else f'{fails} mismatches'}")
+    sys.exit(1 if fails else 0)
+
+main()
