@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+apt_install python3 python3
 
 keep=0; file=""
 for a in "$@"; do case "$a" in --keep) keep=1 ;; *) file=$a ;; esac; done

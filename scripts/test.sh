@@ -33,7 +33,9 @@ done
 [ "$bad" = 0 ]
 
 log "known-answer vectors against the independent Python implementation"
+apt_install python3 python3
 if ! python3 -c "import blake3, cryptography" 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install pip3 python3-pip
   python3 -m pip install -q blake3 cryptography 2>/dev/null \
     || python3 -m pip install -q --break-system-packages blake3 cryptography
 fi

@@ -13,6 +13,7 @@ struct Fixture {
     cap: Capability,
     headers: Vec<(StripeId, Vec<u8>)>,
     shards: Vec<(StripeId, Vec<u8>)>,
+    by_address: HashMap<ShardId, usize>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -32,7 +33,8 @@ fn fixture() -> &'static Fixture {
         };
         enc.push(&data, &mut keep).unwrap();
         let cap = enc.finish(FileMeta::default()).unwrap().drain(&mut keep).unwrap();
-        Fixture { data, cap, headers, shards }
+        let by_address = shards.iter().enumerate().map(|(i, (_, s))| (ShardId::of(s), i)).collect();
+        Fixture { data, cap, headers, shards, by_address }
     })
 }
 
@@ -71,8 +73,8 @@ fuzz_target!(|ops: &[u8]| {
             return;
         }
         for (n, addr) in dec.shard_plan(&id).unwrap_or_default().into_iter().enumerate() {
-            let Some((_, s)) = f.shards.iter().find(|(_, s)| ShardId::of(s) == addr) else { continue };
-            let mut s = s.clone();
+            let Some(&at) = f.by_address.get(&addr) else { continue };
+            let mut s = f.shards[at].1.clone();
             match (op >> (n % 4)) & 3 {
                 0 => {}
                 1 if !s.is_empty() => {

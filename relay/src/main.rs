@@ -1,14 +1,136 @@
-//! `kura-relay`: the relay node operators run.
-//!
-//! Not built yet: the libp2p host, shard store and HTTP endpoints are tracked in the
-//! kura-relay issue. Today the binary only reports the protocol it will speak, so that the
-//! workspace builds and packaging can be set up.
+//! `kura-relay`: the relay node operators run. See `kura-relay --help`.
 
-fn main() {
-    eprintln!(
-        "kura-relay {}: the relay is not implemented yet (storage protocol {})",
-        env!("CARGO_PKG_VERSION"),
-        kura_core::wire::STORE_PROTOCOL
-    );
-    std::process::exit(2);
+use anyhow::{Context, Result};
+use clap::Parser;
+use kura_relay::config::{Config, Flags};
+use kura_relay::node::{self, Node, NodeConfig, Shared};
+use kura_relay::store::{FsStore, ShardStore};
+use std::io::Write;
+use std::sync::{Arc, RwLock};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let flags = Flags::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = Config::load(flags).and_then(|cfg| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(run(cfg))
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kura-relay: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Takes the data directory's lock, so a second relay on it refuses to start.
+fn lock(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if f.try_lock().is_err() {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        anyhow::bail!(
+            "data directory {} is in use by another kura-relay (pid {}); stop it or use another --data-dir",
+            dir.display(),
+            pid.trim()
+        );
+    }
+    f.set_len(0)?;
+    write!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("signal received");
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let _lock = lock(&cfg.data_dir)?;
+    // WebRTC (ring) and QUIC (aws-lc-rs) both bring a rustls provider; pick one explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let store: Arc<dyn ShardStore> = Arc::new(FsStore::open(cfg.data_dir.join("store"), cfg.quota)?);
+    let key = node::load_identity(&cfg.data_dir)?;
+    let cert = node::load_certificate(&cfg.data_dir)?;
+    let node_cfg = NodeConfig {
+        listen: cfg.listen.clone(),
+        bootstrap: cfg.bootstrap.clone(),
+        external: cfg.external.clone(),
+        max_connections: cfg.max_connections,
+        max_inflight: 256,
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let swarm = node::build_swarm(key, cert, &node_cfg, &mut registry).await?;
+    let shared = Arc::new(Shared {
+        info: RwLock::new(Default::default()),
+        metrics: kura_relay::metrics::Metrics::new(registry),
+        store,
+    });
+
+    let listener = tokio::net::TcpListener::bind(cfg.http)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http))?;
+    let http_addr = listener.local_addr()?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = kura_relay::http::router(shared.clone(), cfg.www.clone());
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = http_stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    });
+    tracing::info!(%http_addr, "HTTP listening");
+
+    let node = Node::start(swarm, shared.clone(), node_cfg)?;
+    let peer_id = *node.swarm.local_peer_id();
+    tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
+    node.run(shutdown_signal(), |_| {
+        let info = shared.info.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // One JSON line on stdout tells scripts and tests the relay is up and where.
+        let line = serde_json::json!({
+            "event": "ready",
+            "peer_id": peer_id.to_string(),
+            "http": http_addr.to_string(),
+            "listen": info.listen,
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    })
+    .await;
+    let _ = stop_http.send(());
+    let _ = http.await;
+    tracing::info!("stopped cleanly");
+    Ok(())
 }

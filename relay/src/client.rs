@@ -1,0 +1,190 @@
+//! A minimal native client of the storage protocol: one libp2p swarm on its own task,
+//! requests in over a bounded channel, answers back on oneshots. Tests and benchmarks use
+//! it; it can also send raw bytes on `/kura/store/1` to check how a relay treats garbage.
+
+use crate::protocol::{read_frame, StoreCodec, PROTOCOL};
+use anyhow::{anyhow, Context, Result};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use kura_core::wire::{Message, Request, Response};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Writes raw bytes as a request; reads a normal framed response.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Response;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        Err(io::Error::other("the raw client serves nothing"))
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Response> {
+        read_frame(io)
+            .await?
+            .and_then(|b| Response::from_body(&b))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&req).await?;
+        io.close().await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Response,
+    ) -> io::Result<()> {
+        Err(io::Error::other("the raw client serves nothing"))
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct ClientBehaviour {
+    store: request_response::Behaviour<StoreCodec>,
+    raw: request_response::Behaviour<RawCodec>,
+}
+
+type Reply = oneshot::Sender<Result<Response, String>>;
+
+enum Cmd {
+    Request(Request, Reply),
+    Raw(Vec<u8>, Reply),
+}
+
+/// A connection to one relay.
+#[derive(Debug, Clone)]
+pub struct StoreClient {
+    tx: mpsc::Sender<Cmd>,
+    /// The relay's peer id.
+    pub peer: PeerId,
+}
+
+impl StoreClient {
+    /// Connects to the relay at `addr`, which must end in `/p2p/PEER`. Any of TCP, QUIC and
+    /// WebSocket addresses work.
+    pub async fn connect(addr: Multiaddr) -> Result<Self> {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(anyhow!("{addr} has no /p2p/ peer id"));
+        };
+        let cfg = || request_response::Config::default().with_request_timeout(Duration::from_secs(60));
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+            .with_quic()
+            .with_dns()?
+            .with_websocket(noise::Config::new, yamux::Config::default)
+            .await?
+            .with_behaviour(|_| ClientBehaviour {
+                store: request_response::Behaviour::with_codec(
+                    StoreCodec,
+                    [(PROTOCOL, ProtocolSupport::Outbound)],
+                    cfg(),
+                ),
+                raw: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(PROTOCOL, ProtocolSupport::Outbound)],
+                    cfg(),
+                ),
+            })?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        swarm.dial(addr.clone()).with_context(|| format!("dialing {addr}"))?;
+        // Wait for the connection before handing the client out.
+        let connected = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => return Ok(()),
+                    SwarmEvent::OutgoingConnectionError { error, .. } => return Err(anyhow!("{error}")),
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        connected.map_err(|_| anyhow!("timed out connecting to {addr}"))??;
+        let (tx, mut rx) = mpsc::channel::<Cmd>(64);
+        tokio::spawn(async move {
+            let mut pending: HashMap<OutboundRequestId, Reply> = HashMap::new();
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        Some(Cmd::Request(r, reply)) => {
+                            let id = swarm.behaviour_mut().store.send_request(&peer, Ok(r));
+                            pending.insert(id, reply);
+                        }
+                        Some(Cmd::Raw(b, reply)) => {
+                            let id = swarm.behaviour_mut().raw.send_request(&peer, b);
+                            pending.insert(id, reply);
+                        }
+                        None => break,
+                    },
+                    ev = swarm.select_next_some() => {
+                        let done = match ev {
+                            SwarmEvent::Behaviour(ClientBehaviourEvent::Store(e)) => outcome(e),
+                            SwarmEvent::Behaviour(ClientBehaviourEvent::Raw(e)) => outcome(e),
+                            _ => None,
+                        };
+                        if let Some((id, r)) = done {
+                            if let Some(reply) = pending.remove(&id) {
+                                let _ = reply.send(r);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Self { tx, peer })
+    }
+
+    async fn call(&self, cmd: impl FnOnce(Reply) -> Cmd) -> Result<Response> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(cmd(reply)).await.map_err(|_| anyhow!("client task ended"))?;
+        rx.await.map_err(|_| anyhow!("client task ended"))?.map_err(|e| anyhow!(e))
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request(&self, req: Request) -> Result<Response> {
+        self.call(|r| Cmd::Request(req, r)).await
+    }
+
+    /// Sends `bytes` as they are on a new `/kura/store/1` stream and reads the answer.
+    pub async fn raw(&self, bytes: Vec<u8>) -> Result<Response> {
+        self.call(|r| Cmd::Raw(bytes, r)).await
+    }
+}
+
+fn outcome<Req>(
+    e: request_response::Event<Req, Response>,
+) -> Option<(OutboundRequestId, Result<Response, String>)> {
+    match e {
+        request_response::Event::Message {
+            message: request_response::Message::Response { request_id, response },
+            ..
+        } => Some((request_id, Ok(response))),
+        request_response::Event::OutboundFailure { request_id, error, .. } => {
+            Some((request_id, Err(error.to_string())))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,176 @@
+//! Operator configuration: command-line flags, each also settable in a TOML file.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use libp2p::Multiaddr;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `kura-relay`: bootstrap, NAT traversal and long-term storage for the Kura network.
+#[derive(Debug, Parser)]
+#[command(name = "kura-relay", version)]
+pub struct Flags {
+    /// Directory for the identity key, the WebRTC certificate, metadata and shards.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (repeatable). Default: TCP 4001, QUIC 4001, WebRTC-direct 4002,
+    /// WebSocket 4003 on all interfaces.
+    #[arg(long)]
+    pub listen: Vec<Multiaddr>,
+    /// Address of a relay to join the network through, with /p2p/PEER (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Address others reach this relay at, when it differs from the listen addresses.
+    #[arg(long)]
+    pub external: Vec<Multiaddr>,
+    /// HTTP address for the page, /bootstrap, /metrics and /health. Default 0.0.0.0:8080.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Storage quota in bytes (suffixes K, M, G, T allowed). Default 10G.
+    #[arg(long)]
+    pub quota: Option<String>,
+    /// Directory of the web page to serve. Default: the www/ beside the binary's sources.
+    #[arg(long)]
+    pub www: Option<PathBuf>,
+    /// Most open connections. Default 4096.
+    #[arg(long)]
+    pub max_connections: Option<u32>,
+    /// TOML file with any of the settings above (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The same settings, from a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub listen: Vec<Multiaddr>,
+    #[serde(default)]
+    pub bootstrap: Vec<Multiaddr>,
+    #[serde(default)]
+    pub external: Vec<Multiaddr>,
+    pub http: Option<SocketAddr>,
+    pub quota: Option<String>,
+    pub www: Option<PathBuf>,
+    pub max_connections: Option<u32>,
+}
+
+/// The settings in effect.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub external: Vec<Multiaddr>,
+    pub http: SocketAddr,
+    pub quota: u64,
+    pub www: PathBuf,
+    pub max_connections: u32,
+}
+
+/// Parses `10G`, `512M`, `1000` into bytes.
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => anyhow::bail!("unknown size suffix in {s:?} (use K, M, G or T)"),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let n: u64 = num.trim().parse().with_context(|| format!("{s:?} is not a size in bytes"))?;
+    n.checked_mul(mult).with_context(|| format!("{s:?} is too large"))
+}
+
+impl Config {
+    /// Merges flags over the file (if any) over the defaults.
+    pub fn load(flags: Flags) -> Result<Self> {
+        let file = match &flags.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).with_context(|| format!("in {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let pick = |a: Vec<Multiaddr>, b: Vec<Multiaddr>| if a.is_empty() { b } else { a };
+        let listen = pick(flags.listen, file.listen);
+        let listen = if listen.is_empty() {
+            [
+                "/ip4/0.0.0.0/tcp/4001",
+                "/ip4/0.0.0.0/udp/4001/quic-v1",
+                "/ip4/0.0.0.0/udp/4002/webrtc-direct",
+                "/ip4/0.0.0.0/tcp/4003/ws",
+            ]
+            .iter()
+            .map(|a| a.parse().context("default address"))
+            .collect::<Result<_>>()?
+        } else {
+            listen
+        };
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .context("--data-dir is required (or data_dir in the config file)")?;
+        let www = flags
+            .www
+            .or(file.www)
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../www")));
+        Ok(Self {
+            data_dir,
+            listen,
+            bootstrap: pick(flags.bootstrap, file.bootstrap),
+            external: pick(flags.external, file.external),
+            http: flags.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))),
+            quota: parse_bytes(flags.quota.or(file.quota).as_deref().unwrap_or("10G"))?,
+            www,
+            max_connections: flags.max_connections.or(file.max_connections).unwrap_or(4096),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert_eq!(parse_bytes("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert!(parse_bytes("12X").is_err());
+        assert!(parse_bytes("G").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = kura_tests::Scratch::new("config").unwrap();
+        let path = dir.path().join("relay.toml");
+        let text = r#"
+data_dir = "/var/lib/kura"
+quota = "1G"
+http = "127.0.0.1:9000"
+listen = ["/ip4/127.0.0.1/tcp/5000"]
+"#;
+        std::fs::write(&path, text).unwrap();
+        let flags = Flags::parse_from(["kura-relay", "--config", path.to_str().unwrap(), "--quota", "2G"]);
+        let c = Config::load(flags).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/kura"));
+        assert_eq!(c.quota, 2 << 30);
+        assert_eq!(c.http.port(), 9000);
+        assert_eq!(c.listen.len(), 1);
+        std::fs::write(&path, "data_dir = \"/x\"\nbogus = 1\n").unwrap();
+        let flags = Flags::parse_from(["kura-relay", "--config", path.to_str().unwrap()]);
+        assert!(format!("{:#}", Config::load(flags).unwrap_err()).contains("bogus"));
+    }
+}

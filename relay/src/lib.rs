@@ -1,0 +1,17 @@
+//! `kura-relay`: the relay node operators run, as a library so that tests and benchmarks can
+//! drive its parts. The binary (`src/main.rs`) wires them together:
+//!
+//! - [`store`]: shards on disk (redb metadata + crash-safe files), verified in and out;
+//! - [`protocol`]: `/kura/store/1` on libp2p request-response with kura-core's codec;
+//! - [`node`]: the libp2p host (TCP, QUIC, WebSocket, WebRTC-direct; Kademlia server,
+//!   identify, ping, circuit relay v2, AutoNAT, connection and memory limits) and its loop;
+//! - [`http`]: the page, `/bootstrap`, `/metrics`, `/health`, `/status`;
+//! - [`config`]: flags and the TOML file.
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod store;

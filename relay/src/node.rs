@@ -1,0 +1,498 @@
+//! The libp2p host: transports, behaviours, and the event loop that serves the storage
+//! protocol from a [`ShardStore`].
+//!
+//! Store operations block on disk, so each runs on tokio's blocking pool; its response
+//! comes back to the event loop over a bounded channel, and at most `max_inflight` run at
+//! once (beyond that a request is answered `Busy` at once). A peer sending garbage only
+//! ever costs its own stream.
+
+use crate::metrics::Metrics;
+use crate::protocol::{StoreCodec, PROTOCOL};
+use crate::store::ShardStore;
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::{ConnectedPoint, Transport as _};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    autonat, connection_limits, identify, identity, kad, memory_connection_limits, noise, ping, relay, tcp,
+    yamux, Multiaddr, PeerId, Swarm,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Kura's own Kademlia protocol, so relays never mix with other DHTs.
+pub const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/kura/kad/1.0.0");
+/// Identify's protocol version string.
+pub const AGENT_PROTOCOL: &str = "/kura/1.0.0";
+
+/// What a node is told at start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    /// Addresses others can reach this relay at; listen addresses are added as they come.
+    pub external: Vec<Multiaddr>,
+    pub max_connections: u32,
+    pub max_inflight: usize,
+}
+
+/// Every protocol a relay speaks (libp2p behaviours have no `Debug`).
+#[allow(missing_debug_implementations)]
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    relay: relay::Behaviour,
+    autonat: autonat::Behaviour,
+    pub store: request_response::Behaviour<StoreCodec>,
+}
+
+/// What the HTTP side can see of the node.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Info {
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub routing_table: Vec<String>,
+    pub connected: HashMap<String, usize>,
+}
+
+/// State shared between the event loop and the HTTP server.
+#[derive(Debug)]
+pub struct Shared {
+    pub info: RwLock<Info>,
+    pub metrics: Metrics,
+    pub store: Arc<dyn ShardStore>,
+}
+
+impl std::fmt::Debug for dyn ShardStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardStore").field("usage", &self.usage()).finish()
+    }
+}
+
+/// Loads the identity key from `dir`, creating it on first start.
+pub fn load_identity(dir: &Path) -> Result<identity::Keypair> {
+    let path = dir.join("identity.key");
+    if path.exists() {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        return identity::Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("{} is not a valid identity key", path.display()));
+    }
+    let key = identity::Keypair::generate_ed25519();
+    write_private(&path, &key.to_protobuf_encoding()?)?;
+    Ok(key)
+}
+
+/// Loads the WebRTC certificate from `dir`, creating it on first start, so the certhash in
+/// the relay's addresses survives restarts.
+pub fn load_certificate(dir: &Path) -> Result<libp2p_webrtc::tokio::Certificate> {
+    let path = dir.join("webrtc.pem");
+    if path.exists() {
+        let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return libp2p_webrtc::tokio::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a valid certificate", path.display()));
+    }
+    let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
+    write_private(&path, cert.serialize_pem().as_bytes())?;
+    Ok(cert)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Builds the swarm: TCP, QUIC, WebSocket and WebRTC-direct; noise and yamux.
+pub async fn build_swarm(
+    key: identity::Keypair,
+    cert: libp2p_webrtc::tokio::Certificate,
+    cfg: &NodeConfig,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Swarm<Behaviour>> {
+    let max_conns = cfg.max_connections;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_quic()
+        .with_other_transport(|key| {
+            libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+        })?
+        .with_dns()?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+            kad_cfg.set_query_timeout(Duration::from_secs(30));
+            let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
+            kad.set_mode(Some(kad::Mode::Server));
+            let relay_cfg = relay::Config {
+                max_reservations: 1024,
+                max_reservations_per_peer: 4,
+                max_circuits: 1024,
+                max_circuits_per_peer: 16,
+                max_circuit_duration: Duration::from_secs(30 * 60),
+                // Shards are hundreds of KiB; a circuit must carry many of them.
+                max_circuit_bytes: 1 << 30,
+                ..relay::Config::default()
+            };
+            let limits = connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(max_conns))
+                .with_max_established_per_peer(Some(8))
+                .with_max_pending_incoming(Some(256));
+            Ok(Behaviour {
+                limits: connection_limits::Behaviour::new(limits),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(AGENT_PROTOCOL.into(), key.public())
+                        .with_agent_version(format!("kura-relay/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                kad,
+                relay: relay::Behaviour::new(peer, relay_cfg),
+                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+                store: request_response::Behaviour::with_codec(
+                    StoreCodec,
+                    [(PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(60))
+                        .with_max_concurrent_streams(1024),
+                ),
+            })
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+/// The transport a connection uses, for metrics.
+fn transport_of(addr: &Multiaddr) -> &'static str {
+    let mut kind = "tcp";
+    for p in addr.iter() {
+        kind = match p {
+            Protocol::P2pCircuit => return "relayed",
+            Protocol::WebRTCDirect => return "webrtc-direct",
+            Protocol::Ws(_) | Protocol::Wss(_) => return "websocket",
+            Protocol::QuicV1 => "quic",
+            _ => kind,
+        };
+    }
+    kind
+}
+
+fn request_kind(r: &Result<Request, WireError>) -> &'static str {
+    match r {
+        Ok(Request::Store { .. }) => "store",
+        Ok(Request::Fetch { .. }) => "fetch",
+        Ok(Request::Holds { .. }) => "holds",
+        Ok(_) => "unknown",
+        Err(_) => "invalid",
+    }
+}
+
+fn error(code: ErrorCode, detail: impl ToString) -> Response {
+    let mut detail = detail.to_string();
+    if detail.len() > MAX_DETAIL_LEN {
+        let mut cut = MAX_DETAIL_LEN;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+    }
+    Response::Error { code, detail }
+}
+
+/// Answers one request from the store (blocking).
+pub fn serve(store: &dyn ShardStore, req: Request) -> Response {
+    let result = match req {
+        Request::Store { header, shard } => {
+            store.put(&header, &shard).map(|index| Response::Stored { index })
+        }
+        Request::Fetch { stripe } => store.get(&stripe).map(|held| match held {
+            Some(h) => Response::Shards {
+                header: h.header,
+                shards: h.shards.into_iter().take(MAX_SHARDS_PER_RESPONSE).map(|(_, b)| b.into()).collect(),
+            },
+            None => error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here")),
+        }),
+        Request::Holds { stripes } => store
+            .holds(&stripes)
+            .map(|held| Response::Held { held: held.into_iter().map(|(s, i)| (s, i.into())).collect() }),
+        other => return error(ErrorCode::UnsupportedVersion, format!("unsupported request {other:?}")),
+    };
+    result.unwrap_or_else(|e| error(e.code(), e))
+}
+
+/// The running node: the swarm plus what the event loop tracks.
+pub struct Node {
+    pub swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    cfg: NodeConfig,
+    listeners: HashSet<libp2p::core::transport::ListenerId>,
+    listening: HashSet<libp2p::core::transport::ListenerId>,
+    connections: HashMap<ConnectionId, &'static str>,
+    inflight: usize,
+    done_tx: mpsc::Sender<(ResponseChannel<Response>, Response, &'static str)>,
+    done_rx: mpsc::Receiver<(ResponseChannel<Response>, Response, &'static str)>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer", self.swarm.local_peer_id())
+            .field("inflight", &self.inflight)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts listening and dialing the bootstrap peers.
+    pub fn start(mut swarm: Swarm<Behaviour>, shared: Arc<Shared>, cfg: NodeConfig) -> Result<Self> {
+        let mut listeners = HashSet::new();
+        for addr in &cfg.listen {
+            let id = swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
+            listeners.insert(id);
+        }
+        for addr in &cfg.external {
+            swarm.add_external_address(addr.clone());
+        }
+        for addr in &cfg.bootstrap {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, "cannot dial bootstrap address: {e}");
+            }
+        }
+        let (done_tx, done_rx) = mpsc::channel(cfg.max_inflight.max(1));
+        shared.info.write().unwrap_or_else(|p| p.into_inner()).peer_id = swarm.local_peer_id().to_string();
+        Ok(Self {
+            swarm,
+            shared,
+            cfg,
+            listeners,
+            listening: HashSet::new(),
+            connections: HashMap::new(),
+            inflight: 0,
+            done_tx,
+            done_rx,
+        })
+    }
+
+    /// Whether every listener has reported an address.
+    pub fn is_listening(&self) -> bool {
+        self.listening.len() == self.listeners.len()
+    }
+
+    /// Runs until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut on_ready: impl FnMut(&Self),
+    ) {
+        tokio::pin!(shutdown);
+        let mut bootstrap = tokio::time::interval(Duration::from_secs(30));
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some((ch, resp, kind)) = self.done_rx.recv() => self.respond(ch, resp, kind),
+                _ = bootstrap.tick() => self.bootstrap(),
+                ev = self.swarm.select_next_some() => {
+                    self.on_event(ev);
+                    if !announced && self.is_listening() {
+                        announced = true;
+                        on_ready(&self);
+                    }
+                }
+            }
+        }
+        tracing::info!(inflight = self.inflight, "shutting down: finishing requests in flight");
+        while self.inflight > 0 {
+            tokio::select! {
+                Some((ch, resp, kind)) = self.done_rx.recv() => self.respond(ch, resp, kind),
+                ev = self.swarm.select_next_some() => self.on_event(ev),
+            }
+        }
+        // Let the connections flush the last responses.
+        let flush = async {
+            loop {
+                let ev = self.swarm.select_next_some().await;
+                self.on_event(ev);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(300), flush).await;
+    }
+
+    fn bootstrap(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() > 0 {
+            let _ = kad.bootstrap();
+        }
+    }
+
+    fn respond(&mut self, ch: ResponseChannel<Response>, resp: Response, kind: &'static str) {
+        self.inflight -= 1;
+        let m = &self.shared.metrics;
+        if let Response::Error { code, .. } = &resp {
+            m.error(kind, *code);
+        }
+        if let Response::Shards { shards, header } = &resp {
+            m.response_bytes_out
+                .inc_by((header.len() + shards.iter().map(|s| s.len()).sum::<usize>()) as u64);
+        }
+        if self.swarm.behaviour_mut().store.send_response(ch, resp).is_err() {
+            tracing::debug!("peer went away before its response");
+        }
+        let u = self.shared.store.usage();
+        m.shards_held.set(u.shards as i64);
+        m.bytes_held.set(u.bytes as i64);
+    }
+
+    fn on_request(&mut self, peer: PeerId, req: Result<Request, WireError>, ch: ResponseChannel<Response>) {
+        let kind = request_kind(&req);
+        self.shared.metrics.request(kind);
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%peer, "invalid request: {e}");
+                self.inflight += 1;
+                return self.respond(ch, error(e.code(), e), kind);
+            }
+        };
+        if let Request::Store { shard, header } = &req {
+            self.shared.metrics.request_bytes_in.inc_by((shard.len() + header.len()) as u64);
+        }
+        self.inflight += 1;
+        if self.inflight > self.cfg.max_inflight {
+            return self.respond(ch, error(ErrorCode::Busy, "too many requests in flight; retry"), kind);
+        }
+        let store = self.shared.store.clone();
+        let tx = self.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let resp = serve(&*store, req);
+            // The channel has room for every request in flight; the loop outlives the tasks.
+            let _ = tx.blocking_send((ch, resp, kind));
+        });
+    }
+
+    fn update_info(&mut self) {
+        let mut table = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for e in bucket.iter() {
+                table.push(e.node.key.preimage().to_string());
+            }
+        }
+        self.shared.metrics.routing_table_peers.set(table.len() as i64);
+        let mut connected: HashMap<String, usize> = HashMap::new();
+        for t in self.connections.values() {
+            *connected.entry((*t).to_owned()).or_default() += 1;
+        }
+        let mut info = self.shared.info.write().unwrap_or_else(|p| p.into_inner());
+        info.routing_table = table;
+        info.connected = connected;
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                tracing::info!(%address, "listening");
+                self.listening.insert(listener_id);
+                let full = address.clone().with_p2p(*self.swarm.local_peer_id()).unwrap_or(address.clone());
+                self.swarm.add_external_address(address);
+                self.shared.info.write().unwrap_or_else(|p| p.into_inner()).listen.push(full.to_string());
+            }
+            SwarmEvent::ConnectionEstablished { connection_id, endpoint, peer_id, .. } => {
+                let addr = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                let t = transport_of(addr);
+                tracing::debug!(%peer_id, transport = t, "connected");
+                self.connections.insert(connection_id, t);
+                self.shared
+                    .metrics
+                    .peers
+                    .get_or_create(&crate::metrics::Transport { transport: t.into() })
+                    .inc();
+                self.update_info();
+            }
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                if let Some(t) = self.connections.remove(&connection_id) {
+                    self.shared
+                        .metrics
+                        .peers
+                        .get_or_create(&crate::metrics::Transport { transport: t.into() })
+                        .dec();
+                }
+                self.update_info();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if info.protocols.contains(&KAD_PROTOCOL) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer,
+                ..
+            })) => {
+                if is_new_peer {
+                    tracing::info!(%peer, "routing table: new peer");
+                    if self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() == 1
+                    {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+                self.update_info();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => self.on_request(peer, request, channel),
+            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::InboundFailure {
+                peer,
+                error,
+                ..
+            })) => {
+                tracing::debug!(%peer, "inbound storage request failed: {error}");
+                self.shared.metrics.error("inbound", ErrorCode::Malformed);
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection failed: {error}")
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "outgoing connection failed: {error}")
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The storage protocol (`/kura/store/1`) on libp2p request-response, with kura-core's frame
+//! codec.
+//!
+//! Inbound requests decode to `Result<Request, WireError>` rather than failing the stream,
+//! so that a garbage or oversized frame still gets an answer with its error code. An
+//! oversized frame is refused from its 4-byte prefix: its body is never read.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use kura_core::wire::{
+    frame_body_len, Message, Request, Response, WireError, FRAME_PREFIX_LEN, STORE_PROTOCOL,
+};
+use libp2p::StreamProtocol;
+use std::io;
+
+/// The protocol id as libp2p wants it.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(STORE_PROTOCOL);
+
+/// The request-response codec of the storage protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreCodec;
+
+/// Reads one frame body, or the reason it cannot be used. IO errors (a closed or reset
+/// stream) are returned as such; everything about the bytes themselves is a `WireError`.
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Result<Vec<u8>, WireError>> {
+    let mut prefix = [0u8; FRAME_PREFIX_LEN];
+    io.read_exact(&mut prefix).await?;
+    let len = match frame_body_len(prefix) {
+        Ok(len) => len,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut body = Vec::with_capacity(len);
+    io.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Ok(Err(WireError::Truncated {
+            have: FRAME_PREFIX_LEN + body.len(),
+            need: FRAME_PREFIX_LEN + len,
+        }));
+    }
+    Ok(Ok(body))
+}
+
+fn invalid(e: WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(io: &mut T, msg: &M) -> io::Result<()> {
+    let frame = msg.to_frame().map_err(invalid)?;
+    io.write_all(&frame).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for StoreCodec {
+    type Protocol = StreamProtocol;
+    type Request = Result<Request, WireError>;
+    type Response = Response;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Request> {
+        Ok(read_frame(io).await?.and_then(|body| Request::from_body(&body)))
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Response> {
+        read_frame(io).await?.and_then(|body| Response::from_body(&body)).map_err(invalid)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> io::Result<()> {
+        write_message(io, &req.map_err(invalid)?).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Response,
+    ) -> io::Result<()> {
+        write_message(io, &res).await
+    }
+}

@@ -1,0 +1,302 @@
+//! The disk store: shard bytes in files, metadata in redb.
+//!
+//! ```text
+//! DIR/meta.redb            headers, which indices are held, shard sizes and reference
+//!                          counts, bytes used: one transaction per write
+//! DIR/shards/ab/abcd…      shard bytes, named by BLAKE3 address
+//! ```
+//! A write goes: verify, check quota, write the shard to a temporary file, fsync, rename,
+//! then commit the metadata. A crash before the commit leaves at most a file that no
+//! metadata names; [`FsStore::open`] deletes those and any temporary files, so nothing
+//! half-written survives a restart. Reads check every shard against its address; a shard
+//! that no longer matches is dropped from the index and its file deleted.
+
+use super::{check_quota, cost, verify, Held, ShardStore, StoreError, Usage};
+use kura_core::{ShardId, StripeId};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Stripe id -> header bytes.
+const HEADERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("headers");
+/// Stripe id || index -> shard id.
+const HELD: TableDefinition<&[u8], &[u8]> = TableDefinition::new("held");
+/// Shard id -> (length, references).
+const SHARDS: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("shards");
+/// "bytes" -> bytes counted against the quota.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn held_key(stripe: &StripeId, index: u8) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[..32].copy_from_slice(stripe.as_bytes());
+    k[32] = index;
+    k
+}
+
+/// Shards on disk.
+#[derive(Debug)]
+pub struct FsStore {
+    dir: PathBuf,
+    db: Database,
+    quota: u64,
+    bytes: AtomicU64,
+    shards: AtomicU64,
+    /// Serializes writers so the quota check and the commit see the same usage.
+    write: Mutex<()>,
+}
+
+impl FsStore {
+    /// Opens (creating if needed) the store in `dir`, cleaning up after any crash.
+    pub fn open(dir: impl AsRef<Path>, quota: u64) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join("shards"))?;
+        let db = Database::create(dir.join("meta.redb")).map_err(dberr)?;
+        let txn = db.begin_write().map_err(dberr)?;
+        {
+            txn.open_table(HEADERS).map_err(dberr)?;
+            txn.open_table(HELD).map_err(dberr)?;
+            txn.open_table(SHARDS).map_err(dberr)?;
+            txn.open_table(META).map_err(dberr)?;
+        }
+        txn.commit().map_err(dberr)?;
+        let store = Self {
+            dir,
+            db,
+            quota,
+            bytes: AtomicU64::new(0),
+            shards: AtomicU64::new(0),
+            write: Mutex::new(()),
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn shard_path(&self, id: &ShardId) -> PathBuf {
+        let hex = id.to_hex();
+        self.dir.join("shards").join(&hex[..2]).join(hex)
+    }
+
+    /// Deletes temporary files and shard files no metadata names; loads the counters.
+    fn recover(&self) -> Result<(), StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let shards = r.open_table(SHARDS).map_err(dberr)?;
+        for sub in fs::read_dir(self.dir.join("shards"))? {
+            let sub = sub?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(&sub)? {
+                let path = f?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let known = ShardId::from_hex(name)
+                    .map(|id| shards.get(id.as_bytes().as_slice()).map(|v| v.is_some()))
+                    .transpose()
+                    .map_err(dberr)?
+                    .unwrap_or(false);
+                if !known {
+                    tracing::info!(path = %path.display(), "removing a shard file no metadata names");
+                    fs::remove_file(&path)?;
+                }
+            }
+        }
+        self.shards.store(shards.len().map_err(dberr)?, Relaxed);
+        let meta = r.open_table(META).map_err(dberr)?;
+        self.bytes.store(meta.get("bytes").map_err(dberr)?.map(|v| v.value()).unwrap_or(0), Relaxed);
+        Ok(())
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let result = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        Ok(result?)
+    }
+
+    /// Drops index `index` of `stripe` (its shard was found corrupt).
+    fn drop_index(&self, stripe: &StripeId, index: u8, id: &ShardId) -> Result<(), StoreError> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let mut freed = 0u64;
+        let mut delete_file = false;
+        {
+            let mut held = txn.open_table(HELD).map_err(dberr)?;
+            held.remove(held_key(stripe, index).as_slice()).map_err(dberr)?;
+            let lo = held_key(stripe, 0);
+            let hi = held_key(stripe, 255);
+            let others = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.count();
+            if others == 0 {
+                let mut headers = txn.open_table(HEADERS).map_err(dberr)?;
+                let removed =
+                    headers.remove(stripe.as_bytes().as_slice()).map_err(dberr)?.map(|h| h.value().len());
+                freed += removed.unwrap_or(0) as u64;
+            }
+            let mut shards = txn.open_table(SHARDS).map_err(dberr)?;
+            let entry = shards.get(id.as_bytes().as_slice()).map_err(dberr)?.map(|v| v.value());
+            if let Some((len, refs)) = entry {
+                if refs <= 1 {
+                    shards.remove(id.as_bytes().as_slice()).map_err(dberr)?;
+                    freed += len;
+                    delete_file = true;
+                } else {
+                    shards.insert(id.as_bytes().as_slice(), (len, refs - 1)).map_err(dberr)?;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(dberr)?;
+            let used = self.bytes.load(Relaxed).saturating_sub(freed);
+            meta.insert("bytes", used).map_err(dberr)?;
+        }
+        txn.commit().map_err(dberr)?;
+        self.bytes.fetch_sub(freed.min(self.bytes.load(Relaxed)), Relaxed);
+        if delete_file {
+            self.shards.fetch_sub(1, Relaxed);
+            let _ = fs::remove_file(self.shard_path(id));
+        }
+        Ok(())
+    }
+}
+
+impl ShardStore for FsStore {
+    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        let v = verify(header_bytes, shard)?;
+        let index = v.index as u8;
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let (header_known, shard_known) = {
+            let r = self.db.begin_read().map_err(dberr)?;
+            let held = r.open_table(HELD).map_err(dberr)?;
+            if held.get(held_key(&v.stripe, index).as_slice()).map_err(dberr)?.is_some() {
+                return Ok(index);
+            }
+            let headers = r.open_table(HEADERS).map_err(dberr)?;
+            let shards = r.open_table(SHARDS).map_err(dberr)?;
+            (
+                headers.get(v.stripe.as_bytes().as_slice()).map_err(dberr)?.is_some(),
+                shards.get(v.shard_id.as_bytes().as_slice()).map_err(dberr)?.map(|x| x.value()),
+            )
+        };
+        let need = cost(&v, header_known, shard_known.is_some());
+        let used = self.bytes.load(Relaxed);
+        check_quota(used, need, self.quota)?;
+        let path = self.shard_path(&v.shard_id);
+        if shard_known.is_none() {
+            self.write_file(&path, shard)?;
+        }
+        let commit = (|| -> Result<(), StoreError> {
+            let txn = self.db.begin_write().map_err(dberr)?;
+            {
+                if !header_known {
+                    let mut headers = txn.open_table(HEADERS).map_err(dberr)?;
+                    headers.insert(v.stripe.as_bytes().as_slice(), header_bytes).map_err(dberr)?;
+                }
+                let mut held = txn.open_table(HELD).map_err(dberr)?;
+                held.insert(held_key(&v.stripe, index).as_slice(), v.shard_id.as_bytes().as_slice())
+                    .map_err(dberr)?;
+                let mut shards = txn.open_table(SHARDS).map_err(dberr)?;
+                let (len, refs) = shard_known.unwrap_or((shard.len() as u64, 0));
+                shards.insert(v.shard_id.as_bytes().as_slice(), (len, refs + 1)).map_err(dberr)?;
+                let mut meta = txn.open_table(META).map_err(dberr)?;
+                meta.insert("bytes", used + need).map_err(dberr)?;
+            }
+            txn.commit().map_err(dberr)
+        })();
+        if let Err(e) = commit {
+            if shard_known.is_none() {
+                let _ = fs::remove_file(&path);
+            }
+            return Err(e);
+        }
+        self.bytes.store(used + need, Relaxed);
+        if shard_known.is_none() {
+            self.shards.fetch_add(1, Relaxed);
+        }
+        Ok(index)
+    }
+
+    fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError> {
+        let (header, idx) = {
+            let r = self.db.begin_read().map_err(dberr)?;
+            let headers = r.open_table(HEADERS).map_err(dberr)?;
+            let Some(header) =
+                headers.get(stripe.as_bytes().as_slice()).map_err(dberr)?.map(|h| h.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            let held = r.open_table(HELD).map_err(dberr)?;
+            let (lo, hi) = (held_key(stripe, 0), held_key(stripe, 255));
+            let mut idx = Vec::new();
+            for e in held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)? {
+                let (k, v) = e.map_err(dberr)?;
+                let mut id = [0u8; 32];
+                id.copy_from_slice(v.value());
+                idx.push((k.value()[32], ShardId::from_bytes(id)));
+            }
+            (header, idx)
+        };
+        let mut shards = Vec::with_capacity(idx.len());
+        for (i, id) in idx {
+            let bytes = fs::read(self.shard_path(&id)).unwrap_or_default();
+            if ShardId::of(&bytes) != id {
+                tracing::warn!(%stripe, shard = %id, index = i, "shard corrupt on disk; dropping it");
+                self.drop_index(stripe, i, &id)?;
+                return Err(StoreError::Corrupt { stripe: *stripe, shard: id });
+            }
+            shards.push((i, bytes));
+        }
+        Ok(Some(Held { header, shards }))
+    }
+
+    fn holds(&self, stripes: &[StripeId]) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let held = r.open_table(HELD).map_err(dberr)?;
+        let mut out = Vec::new();
+        for s in stripes {
+            let (lo, hi) = (held_key(s, 0), held_key(s, 255));
+            let mut idx = Vec::new();
+            for e in held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)? {
+                idx.push(e.map_err(dberr)?.0.value()[32]);
+            }
+            if !idx.is_empty() {
+                out.push((*s, idx));
+            }
+        }
+        Ok(out)
+    }
+
+    fn inventory(&self) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let held = r.open_table(HELD).map_err(dberr)?;
+        let mut out: Vec<(StripeId, Vec<u8>)> = Vec::new();
+        for e in held.iter().map_err(dberr)? {
+            let (k, _) = e.map_err(dberr)?;
+            let k = k.value();
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&k[..32]);
+            let id = StripeId::from_bytes(id);
+            match out.last_mut() {
+                Some((last, idx)) if *last == id => idx.push(k[32]),
+                _ => out.push((id, vec![k[32]])),
+            }
+        }
+        Ok(out)
+    }
+
+    fn usage(&self) -> Usage {
+        Usage { shards: self.shards.load(Relaxed), bytes: self.bytes.load(Relaxed), quota: self.quota }
+    }
+}

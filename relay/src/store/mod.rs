@@ -1,0 +1,113 @@
+//! The shard store: immutable, content-addressed shards with their stripe headers.
+//!
+//! Every shard is checked against an address in its header, and the header against its
+//! stripe id, before it is written; shard bytes are checked again when read. A quota (bytes
+//! of shards and headers) is enforced before a write starts. Two implementations share one
+//! test suite: [`FsStore`] (redb metadata, one file per shard written crash-safely) and
+//! [`MemStore`] (for tests and benchmarks of the layers above).
+
+mod fs;
+mod mem;
+#[cfg(test)]
+mod suite;
+
+pub use fs::FsStore;
+pub use mem::MemStore;
+
+use kura_core::wire::ErrorCode;
+use kura_core::{HeaderError, ShardId, StripeHeader, StripeId};
+
+/// What a store refused, or failed at.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("bad stripe header: {0}")]
+    BadHeader(#[from] HeaderError),
+    #[error("shard {found} is not part of stripe {stripe}")]
+    NotInStripe { stripe: StripeId, found: ShardId },
+    #[error("quota full: {need} more bytes needed, {free} free of {quota}")]
+    QuotaFull { need: u64, free: u64, quota: u64 },
+    #[error("shard {shard} of stripe {stripe} is corrupt on disk and was dropped")]
+    Corrupt { stripe: StripeId, shard: ShardId },
+    #[error("disk: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata database: {0}")]
+    Db(String),
+}
+
+impl StoreError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::BadHeader(_) => ErrorCode::Malformed,
+            StoreError::NotInStripe { .. } | StoreError::Corrupt { .. } => ErrorCode::BadHash,
+            StoreError::QuotaFull { .. } => ErrorCode::QuotaFull,
+            StoreError::Io(_) | StoreError::Db(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// A verified write: the header, its id and the index of the shard being stored.
+#[derive(Debug, Clone)]
+pub struct Verified<'a> {
+    pub stripe: StripeId,
+    pub header_bytes: &'a [u8],
+    pub header: StripeHeader,
+    pub index: usize,
+    pub shard_id: ShardId,
+    pub shard: &'a [u8],
+}
+
+/// Checks a store request before anything is written.
+pub fn verify<'a>(header_bytes: &'a [u8], shard: &'a [u8]) -> Result<Verified<'a>, StoreError> {
+    let stripe = StripeId::of(header_bytes);
+    let header = StripeHeader::parse(header_bytes)?;
+    let shard_id = ShardId::of(shard);
+    let index = header.index_of(&shard_id).ok_or(StoreError::NotInStripe { stripe, found: shard_id })?;
+    Ok(Verified { stripe, header_bytes, header, index, shard_id, shard })
+}
+
+/// A stripe as held: its header and the shards held, by index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub header: Vec<u8>,
+    pub shards: Vec<(u8, Vec<u8>)>,
+}
+
+/// Space used and allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub shards: u64,
+    pub bytes: u64,
+    pub quota: u64,
+}
+
+/// A place shards are kept. Calls block (run them off the async executor).
+pub trait ShardStore: Send + Sync + 'static {
+    /// Stores one shard of a stripe with its header. Returns the shard's index; storing a
+    /// shard already held succeeds without writing.
+    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError>;
+    /// The header and every shard held for `stripe`, each verified on read; `None` if
+    /// nothing is held. A shard whose bytes no longer match is dropped and reported.
+    fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError>;
+    /// The shard indices held for each of `stripes` that is held at all.
+    fn holds(&self, stripes: &[StripeId]) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError>;
+    /// Every stripe held, with its indices.
+    fn inventory(&self) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError>;
+    /// Space used and allowed.
+    fn usage(&self) -> Usage;
+}
+
+/// Bytes a new stripe entry costs against the quota.
+fn cost(v: &Verified<'_>, header_known: bool, shard_known: bool) -> u64 {
+    let h = if header_known { 0 } else { v.header_bytes.len() as u64 };
+    let s = if shard_known { 0 } else { v.shard.len() as u64 };
+    h + s
+}
+
+fn check_quota(used: u64, need: u64, quota: u64) -> Result<(), StoreError> {
+    if used.saturating_add(need) > quota {
+        return Err(StoreError::QuotaFull { need, free: quota.saturating_sub(used), quota });
+    }
+    Ok(())
+}

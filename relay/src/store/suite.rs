@@ -1,0 +1,172 @@
+//! One test suite for every store implementation, over sizes at the boundaries.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use kura_core::encoder::encode_single_chunk;
+use kura_core::{EncodeOptions, Params, Stripe};
+
+fn stripe(len: usize, seed: u8) -> Stripe {
+    let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+    let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
+    encode_single_chunk(&opts, &data).unwrap().0
+}
+
+fn put_all(store: &dyn ShardStore, s: &Stripe) {
+    for i in 0..s.shard_count() {
+        assert_eq!(store.put(s.header_bytes(), s.shard(i)).unwrap() as usize, i);
+    }
+}
+
+pub(super) fn round_trips_at_boundary_sizes(store: &dyn ShardStore) {
+    for (n, len) in [0usize, 1, 1024, 4095, 4096, 4097, (1 << 20) - 1, 1 << 20].into_iter().enumerate() {
+        let s = stripe(len, n as u8);
+        put_all(store, &s);
+        let held = store.get(&s.id()).unwrap().expect("held");
+        assert_eq!(held.header, s.header_bytes());
+        assert_eq!(held.shards.len(), 6);
+        for (i, bytes) in &held.shards {
+            assert!(bytes == s.shard(usize::from(*i)), "len {len} shard {i}");
+        }
+    }
+    assert_eq!(store.inventory().unwrap().len(), 8);
+}
+
+pub(super) fn puts_are_idempotent_and_accounted(store: &dyn ShardStore) {
+    let s = stripe(5000, 1);
+    store.put(s.header_bytes(), s.shard(2)).unwrap();
+    let u = store.usage();
+    assert_eq!(u.bytes, (s.header_bytes().len() + s.shard(2).len()) as u64);
+    assert_eq!(u.shards, 1);
+    assert_eq!(store.put(s.header_bytes(), s.shard(2)).unwrap(), 2);
+    assert_eq!(store.usage(), u, "a repeated put costs nothing");
+    store.put(s.header_bytes(), s.shard(4)).unwrap();
+    assert_eq!(store.usage().bytes, u.bytes + s.shard(4).len() as u64, "header counted once");
+    assert_eq!(store.holds(&[s.id(), StripeId::from_bytes([0; 32])]).unwrap(), vec![(s.id(), vec![2, 4])]);
+}
+
+pub(super) fn refuses_bad_input_and_writes_nothing(store: &dyn ShardStore) {
+    let s = stripe(3000, 2);
+    let other = stripe(3000, 3);
+    let e = store.put(s.header_bytes(), other.shard(0)).unwrap_err();
+    assert!(matches!(e, StoreError::NotInStripe { .. }), "{e}");
+    assert_eq!(e.code(), ErrorCode::BadHash);
+    let mut shard = s.shard(0).to_vec();
+    shard[0] ^= 1;
+    assert!(matches!(store.put(s.header_bytes(), &shard), Err(StoreError::NotInStripe { .. })));
+    let mut header = s.header_bytes().to_vec();
+    header.truncate(20);
+    let e = store.put(&header, s.shard(0)).unwrap_err();
+    assert!(matches!(e, StoreError::BadHeader(_)));
+    assert_eq!(e.code(), ErrorCode::Malformed);
+    assert!(store.put(&[], &[]).is_err());
+    assert_eq!(store.usage().bytes, 0);
+    assert!(store.get(&s.id()).unwrap().is_none());
+    assert!(store.inventory().unwrap().is_empty());
+}
+
+pub(super) fn quota_full_is_reported_before_writing(store: &dyn ShardStore) {
+    // The suite gives this store a quota of 100 KiB.
+    let s = stripe(1 << 20, 4);
+    let small = stripe(10_000, 5);
+    put_all(store, &small);
+    let before = store.usage();
+    let e = store.put(s.header_bytes(), s.shard(0)).unwrap_err();
+    assert!(matches!(e, StoreError::QuotaFull { .. }), "{e}");
+    assert_eq!(e.code(), ErrorCode::QuotaFull);
+    assert_eq!(store.usage(), before, "nothing half-written");
+    assert!(store.get(&s.id()).unwrap().is_none());
+    assert_eq!(store.get(&small.id()).unwrap().unwrap().shards.len(), 6, "what was there is intact");
+}
+
+macro_rules! suite {
+    ($modname:ident, $make:expr) => {
+        mod $modname {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn round_trips_at_boundary_sizes() {
+                let (_g, s) = $make(u64::MAX);
+                super::round_trips_at_boundary_sizes(&s);
+            }
+            #[test]
+            fn puts_are_idempotent_and_accounted() {
+                let (_g, s) = $make(u64::MAX);
+                super::puts_are_idempotent_and_accounted(&s);
+            }
+            #[test]
+            fn refuses_bad_input_and_writes_nothing() {
+                let (_g, s) = $make(u64::MAX);
+                super::refuses_bad_input_and_writes_nothing(&s);
+            }
+            #[test]
+            fn quota_full_is_reported_before_writing() {
+                let (_g, s) = $make(100 * 1024);
+                super::quota_full_is_reported_before_writing(&s);
+            }
+        }
+    };
+}
+
+fn mem(quota: u64) -> ((), MemStore) {
+    ((), MemStore::new(quota))
+}
+
+fn disk(quota: u64) -> (kura_tests::Scratch, FsStore) {
+    let dir = kura_tests::Scratch::new("store").unwrap();
+    let s = FsStore::open(dir.path(), quota).unwrap();
+    (dir, s)
+}
+
+suite!(mem_store, mem);
+suite!(fs_store, disk);
+
+#[test]
+fn mem_store_detects_tampered_shards() {
+    let store = MemStore::new(u64::MAX);
+    let s = stripe(4000, 6);
+    put_all(&store, &s);
+    store.tamper(&s.header().shards()[1], |b| b[0] ^= 1);
+    assert!(matches!(store.get(&s.id()), Err(StoreError::Corrupt { .. })));
+    assert_eq!(store.get(&s.id()).unwrap().unwrap().shards.len(), 5, "the bad shard was dropped");
+}
+
+#[test]
+fn fs_store_survives_reopen_and_detects_disk_corruption() {
+    let dir = kura_tests::Scratch::new("store-reopen").unwrap();
+    let s = stripe(70_000, 7);
+    let usage = {
+        let store = FsStore::open(dir.path(), u64::MAX).unwrap();
+        put_all(&store, &s);
+        store.usage()
+    };
+    let store = FsStore::open(dir.path(), u64::MAX).unwrap();
+    assert_eq!(store.usage(), usage, "counters persist");
+    assert_eq!(store.get(&s.id()).unwrap().unwrap().shards.len(), 6);
+    // Change one byte of shard 3 on disk.
+    let hex = s.header().shards()[3].to_hex();
+    let path = dir.path().join("shards").join(&hex[..2]).join(&hex);
+    let mut b = std::fs::read(&path).unwrap();
+    b[10] ^= 0x80;
+    std::fs::write(&path, b).unwrap();
+    let e = store.get(&s.id()).unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { .. }));
+    assert_eq!(e.code(), ErrorCode::BadHash);
+    assert!(!path.exists(), "the corrupt file is removed");
+    assert_eq!(store.holds(&[s.id()]).unwrap(), vec![(s.id(), vec![0, 1, 2, 4, 5])]);
+    assert_eq!(store.usage().bytes, usage.bytes - s.shard(3).len() as u64);
+}
+
+#[test]
+fn fs_store_removes_orphans_and_temporaries_at_open() {
+    let dir = kura_tests::Scratch::new("store-orphans").unwrap();
+    drop(FsStore::open(dir.path(), u64::MAX).unwrap());
+    // As if a crash came between the rename and the metadata commit, or before the rename.
+    let orphan = dir.path().join("shards").join("ab").join("ab".repeat(32));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"orphan").unwrap();
+    let tmp = orphan.with_extension("tmp");
+    std::fs::write(&tmp, b"half").unwrap();
+    let store = FsStore::open(dir.path(), u64::MAX).unwrap();
+    assert!(!orphan.exists() && !tmp.exists());
+    assert_eq!(store.usage().shards, 0);
+}

@@ -1,0 +1,333 @@
+//! End-to-end tests with real `kura-relay` processes on 127.0.0.1, real libp2p connections
+//! and real disks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_core::encoder::encode_single_chunk;
+use kura_core::wire::{ErrorCode, Request, Response, MAX_FRAME_BODY};
+use kura_core::{EncodeOptions, Params, ShardId, Stripe, StripeId};
+use kura_relay::client::StoreClient;
+use kura_tests::relay::{wait_for, RelayProc};
+use kura_tests::{pseudo_random, Scratch};
+use std::time::Duration;
+
+/// The relay binary cargo built for these tests.
+const RELAY: &str = env!("CARGO_BIN_EXE_kura-relay");
+
+fn spawn(dir: &std::path::Path, extra: &[&str]) -> RelayProc {
+    RelayProc::spawn_bin(std::path::Path::new(RELAY), dir, extra).unwrap()
+}
+
+fn stripe(len: usize, seed: u64) -> Stripe {
+    let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
+    encode_single_chunk(&opts, &pseudo_random(len, seed)).unwrap().0
+}
+
+async fn client(relay: &RelayProc, transport: &str) -> StoreClient {
+    StoreClient::connect(relay.addr(transport).unwrap().parse().unwrap()).await.unwrap()
+}
+
+async fn store_all(c: &StoreClient, s: &Stripe) {
+    for i in 0..s.shard_count() {
+        let r =
+            c.request(Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() }).await;
+        assert_eq!(r.unwrap(), Response::Stored { index: i as u8 });
+    }
+}
+
+/// Fetches a stripe and checks every shard returned against its header.
+async fn fetch_verified(c: &StoreClient, s: &Stripe) -> Vec<usize> {
+    match c.request(Request::Fetch { stripe: s.id() }).await.unwrap() {
+        Response::Shards { header, shards } => {
+            assert_eq!(header, s.header_bytes());
+            let mut idx: Vec<usize> = shards
+                .iter()
+                .map(|b| s.header().index_of(&ShardId::of(b)).expect("shard of this stripe"))
+                .collect();
+            idx.sort_unstable();
+            idx
+        }
+        other => panic!("expected shards, got {other:?}"),
+    }
+}
+
+fn code_of(r: &Response) -> Option<ErrorCode> {
+    match r {
+        Response::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn three_relays_find_each_other_through_one_bootstrap_address() {
+    let dir = Scratch::new("relay-kad").unwrap();
+    let a = spawn(&dir.path().join("a"), &[]);
+    let boot = a.addr("/tcp/").unwrap();
+    let b = spawn(&dir.path().join("b"), &["--bootstrap", &boot]);
+    let c = spawn(&dir.path().join("c"), &["--bootstrap", &boot]);
+    for (me, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
+        wait_for(Duration::from_secs(60), "routing tables to fill", || {
+            let s = me.json("/status").ok()?;
+            let table: Vec<&str> = s["routing_table"].as_array()?.iter().filter_map(|v| v.as_str()).collect();
+            others.iter().all(|o| table.contains(&o.peer_id.as_str())).then_some(())
+        })
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stores_and_fetches_over_tcp_quic_and_websocket() {
+    let dir = Scratch::new("relay-transports").unwrap();
+    let r = spawn(&dir.path().join("r"), &[]);
+    for (n, t) in ["/tcp/", "/quic-v1", "/ws"].into_iter().enumerate() {
+        let c = client(&r, t).await;
+        let s = stripe(1 << 20, n as u64);
+        store_all(&c, &s).await;
+        assert_eq!(fetch_verified(&c, &s).await, vec![0, 1, 2, 3], "{t}: at most 4 shards per response");
+        let held =
+            c.request(Request::Holds { stripes: vec![s.id(), StripeId::from_bytes([9; 32])] }).await.unwrap();
+        assert_eq!(held, Response::Held { held: vec![(s.id(), vec![0u8, 1, 2, 3, 4, 5].into())] }, "{t}");
+        let missing = c.request(Request::Fetch { stripe: StripeId::from_bytes([1; 32]) }).await.unwrap();
+        assert_eq!(code_of(&missing), Some(ErrorCode::NotFound), "{t}");
+    }
+    let status = r.json("/status").unwrap();
+    assert_eq!(status["shards"], 18);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_peer_id_certhash_and_shards_and_disk_corruption_is_caught() {
+    let dir = Scratch::new("relay-restart").unwrap();
+    let data = dir.path().join("r");
+    let r = spawn(&data, &[]);
+    let certhash = |r: &RelayProc| {
+        let a = r.addr("/webrtc-direct").unwrap();
+        a[a.find("/certhash/").expect("certhash in the address")..].split('/').nth(2).unwrap().to_owned()
+    };
+    let (peer, hash) = (r.peer_id.clone(), certhash(&r));
+    let s = stripe(300_000, 1);
+    store_all(&client(&r, "/tcp/").await, &s).await;
+    let status = r.terminate().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+
+    let r = spawn(&data, &[]);
+    assert_eq!(r.peer_id, peer);
+    assert_eq!(certhash(&r), hash);
+    let c = client(&r, "/tcp/").await;
+    assert_eq!(fetch_verified(&c, &s).await, vec![0, 1, 2, 3]);
+    let bootstrap = r.json("/bootstrap").unwrap();
+    assert_eq!(bootstrap["peer_id"], peer.as_str());
+    assert!(bootstrap["addrs"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains(&hash)));
+
+    // Change one byte of shard 1 on disk: the relay refuses it with the bad-hash code.
+    let hex = s.header().shards()[1].to_hex();
+    let path = data.join("store").join("shards").join(&hex[..2]).join(&hex);
+    let mut b = std::fs::read(&path).unwrap();
+    b[100] ^= 1;
+    std::fs::write(&path, b).unwrap();
+    let r1 = c.request(Request::Fetch { stripe: s.id() }).await.unwrap();
+    assert_eq!(code_of(&r1), Some(ErrorCode::BadHash), "{r1:?}");
+    // The bad shard is gone; the others are still served.
+    assert_eq!(fetch_verified(&c, &s).await, vec![0, 2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_peers_get_error_codes_while_a_good_client_is_served() {
+    let dir = Scratch::new("relay-bad").unwrap();
+    let r = spawn(&dir.path().join("r"), &[]);
+    let good = client(&r, "/tcp/").await;
+    let bad = client(&r, "/quic-v1").await;
+    // The good client stores and fetches stripes the whole time.
+    let worker = tokio::spawn(async move {
+        for n in 0..12 {
+            let s = stripe(200_000, 100 + n);
+            store_all(&good, &s).await;
+            assert_eq!(fetch_verified(&good, &s).await, vec![0, 1, 2, 3]);
+        }
+    });
+    let s = stripe(100_000, 7);
+    let other = stripe(100_000, 8);
+    for round in 0..5 {
+        // Garbage frame body.
+        let mut garbage = 9u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&[0xff; 9]);
+        assert_eq!(code_of(&bad.raw(garbage).await.unwrap()), Some(ErrorCode::Malformed), "round {round}");
+        // Oversized: refused from the prefix alone.
+        let huge = ((MAX_FRAME_BODY + 1) as u32).to_be_bytes().to_vec();
+        assert_eq!(code_of(&bad.raw(huge).await.unwrap()), Some(ErrorCode::TooLarge));
+        // A shard that is not part of its header.
+        let wrong = Request::Store { header: s.header_bytes().to_vec(), shard: other.shard(0).to_vec() };
+        assert_eq!(code_of(&bad.request(wrong).await.unwrap()), Some(ErrorCode::BadHash));
+        // A damaged header.
+        let mut h = s.header_bytes().to_vec();
+        h[0] = 7;
+        let broken = Request::Store { header: h, shard: s.shard(0).to_vec() };
+        assert_eq!(code_of(&bad.request(broken).await.unwrap()), Some(ErrorCode::Malformed));
+    }
+    worker.await.expect("the good client was served throughout");
+    let metrics = r.get("/metrics").unwrap().1;
+    assert!(metrics.contains("kura_request_errors_total{kind=\"invalid\",code=\"7\"} 5"), "{metrics}");
+    assert!(metrics.contains("kura_request_errors_total{kind=\"invalid\",code=\"3\"} 5"));
+    assert!(metrics.contains("kura_request_errors_total{kind=\"store\",code=\"2\"} 5"));
+    assert!(metrics.contains("kura_shards_held 72"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quota_full_is_reported_and_nothing_half_written_stays() {
+    let dir = Scratch::new("relay-quota").unwrap();
+    let data = dir.path().join("r");
+    let r = spawn(&data, &["--quota", "1M"]);
+    let c = client(&r, "/tcp/").await;
+    let mut stored = 0u64;
+    let mut full = None;
+    'outer: for n in 0..10 {
+        let s = stripe(1 << 20, 50 + n);
+        for i in 0..6 {
+            let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() };
+            match c.request(req).await.unwrap() {
+                Response::Stored { .. } => stored += 1,
+                other => {
+                    full = Some(other);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let full = full.expect("the quota filled up");
+    assert_eq!(code_of(&full), Some(ErrorCode::QuotaFull), "{full:?}");
+    let status = r.json("/status").unwrap();
+    assert_eq!(status["shards"].as_u64().unwrap(), stored);
+    assert!(status["bytes"].as_u64().unwrap() <= 1 << 20);
+    let files = walk(&data.join("store").join("shards"));
+    assert_eq!(files.len() as u64, stored, "one file per stored shard, no leftovers: {files:?}");
+    assert!(files.iter().all(|f| !f.ends_with(".tmp")));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_relay_on_the_same_data_dir_refuses() {
+    let dir = Scratch::new("relay-lock").unwrap();
+    let data = dir.path().join("r");
+    let first = spawn(&data, &[]);
+    let out = std::process::Command::new(RELAY)
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another kura-relay"), "{stderr}");
+    assert_eq!(first.get("/health").unwrap(), (200, "ok\n".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_serves_the_page_bootstrap_and_metrics() {
+    let dir = Scratch::new("relay-http").unwrap();
+    let r = spawn(&dir.path().join("r"), &[]);
+    let (code, page) = r.get("/").unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("Kura"));
+    let b = r.json("/bootstrap").unwrap();
+    let addrs: Vec<&str> = b["addrs"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+    for t in ["/tcp/", "/quic-v1", "/ws", "/webrtc-direct/certhash/"] {
+        assert!(
+            addrs.iter().any(|a| a.contains(t) && a.ends_with(&format!("/p2p/{}", r.peer_id))),
+            "{t} in {addrs:?}"
+        );
+    }
+    // Some traffic, so that per-kind and per-transport series exist.
+    let c = client(&r, "/ws").await;
+    let s = stripe(100_000, 3);
+    store_all(&c, &s).await;
+    fetch_verified(&c, &s).await;
+    let (code, m) = r.get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        "kura_shards_held 6",
+        "kura_requests_total{kind=\"store\"} 6",
+        "kura_requests_total{kind=\"fetch\"} 1",
+        "kura_connected_peers{transport=\"websocket\"} 1",
+        "kura_quota_bytes 10737418240",
+        "libp2p_bandwidth_bytes_total",
+    ] {
+        assert!(m.contains(line), "{line} missing from /metrics:\n{m}");
+    }
+    let bytes = |dir: &str| {
+        m.lines()
+            .filter(|l| {
+                l.starts_with("libp2p_bandwidth_bytes_total") && l.contains(&format!("direction=\"{dir}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let bw: Vec<&str> = m.lines().filter(|l| l.starts_with("libp2p_bandwidth")).collect();
+    assert!(
+        bytes("Inbound") > 150_000 && bytes("Outbound") > 100_000,
+        "bytes in and out are counted: {bw:?}"
+    );
+    assert_eq!(r.get("/nope").unwrap().0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_writes_in_flight_and_keeps_every_acknowledged_shard() {
+    let dir = Scratch::new("relay-sigterm").unwrap();
+    let data = dir.path().join("r");
+    let r = spawn(&data, &[]);
+    let c = client(&r, "/tcp/").await;
+    let stripes: Vec<Stripe> = (0..8).map(|n| stripe(1 << 20, 200 + n)).collect();
+    let (tx, mut acked) = tokio::sync::mpsc::channel(64);
+    let mut writers = Vec::new();
+    for s in stripes.clone() {
+        let (c, tx) = (c.clone(), tx.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..6 {
+                let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() };
+                match c.request(req).await {
+                    Ok(Response::Stored { index }) => tx.send((s.id(), index)).await.unwrap(),
+                    _ => break, // the relay went away
+                }
+            }
+        }));
+    }
+    drop(tx);
+    // Stop the relay once some writes were acknowledged and others are still running.
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        got.push(acked.recv().await.expect("writes are acknowledged"));
+    }
+    let status = r.terminate().unwrap();
+    assert!(status.success(), "clean exit: {status}");
+    for w in writers {
+        w.await.unwrap();
+    }
+    while let Some(a) = acked.recv().await {
+        got.push(a);
+    }
+    let r = spawn(&data, &[]);
+    let c = client(&r, "/tcp/").await;
+    let ids: Vec<StripeId> = stripes.iter().map(Stripe::id).collect();
+    let Response::Held { held } = c.request(Request::Holds { stripes: ids }).await.unwrap() else { panic!() };
+    for (stripe, index) in &got {
+        let idx = held.iter().find(|(s, _)| s == stripe).map(|(_, i)| i.to_vec()).unwrap_or_default();
+        assert!(idx.contains(index), "acknowledged shard {index} of {stripe} survived the restart");
+    }
+    let status = r.json("/status").unwrap();
+    let files = walk(&data.join("store").join("shards"));
+    assert_eq!(files.len() as u64, status["shards"].as_u64().unwrap(), "no orphan or partial files");
+}

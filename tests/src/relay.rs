@@ -1,0 +1,177 @@
+//! Real `kura-relay` processes on 127.0.0.1 for end-to-end tests.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Listen addresses for a test relay: every transport, port 0, loopback only.
+pub const LOOPBACK_LISTEN: [&str; 4] = [
+    "/ip4/127.0.0.1/tcp/0",
+    "/ip4/127.0.0.1/udp/0/quic-v1",
+    "/ip4/127.0.0.1/tcp/0/ws",
+    "/ip4/127.0.0.1/udp/0/webrtc-direct",
+];
+
+/// A running relay process. Killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
+pub struct RelayProc {
+    child: Child,
+    pub dir: PathBuf,
+    pub peer_id: String,
+    pub http: String,
+    pub listen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl RelayProc {
+    /// Starts a relay on `dir` with loopback listeners and `extra` arguments, and waits (up
+    /// to 60 s) for its ready line.
+    pub fn spawn(dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::spawn_bin(&crate::binary("kura-relay", "kura-relay")?, dir, extra)
+    }
+
+    /// [`spawn`](Self::spawn) with a given binary (tests of the relay's own package pass
+    /// `env!("CARGO_BIN_EXE_kura-relay")`, which cargo built for them).
+    pub fn spawn_bin(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let stderr = dir.with_extension("stderr.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--data-dir").arg(dir).args(["--http", "127.0.0.1:0"]);
+        for l in LOOPBACK_LISTEN {
+            cmd.args(["--listen", l]);
+        }
+        cmd.args(extra)
+            .env("KURA_LOG", std::env::var("KURA_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr)?);
+        let mut child = cmd.spawn().context("starting kura-relay")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+                bail!("relay did not become ready; stderr:\n{log}");
+            }
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
+        let listen =
+            v["listen"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+        Ok(Self {
+            child,
+            dir: dir.to_path_buf(),
+            peer_id: v["peer_id"].as_str().unwrap_or_default().to_owned(),
+            http: v["http"].as_str().unwrap_or_default().to_owned(),
+            listen: listen.unwrap_or_default(),
+            stderr,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first listen address containing `needle` (e.g. "/tcp/", "/quic-v1", "/ws",
+    /// "/webrtc-direct"), with `/p2p/…`.
+    pub fn addr(&self, needle: &str) -> Result<String> {
+        self.listen
+            .iter()
+            .find(|a| a.contains(needle) && (needle != "/tcp/" || !a.contains("/ws")))
+            .cloned()
+            .ok_or_else(|| anyhow!("no {needle} address in {:?}", self.listen))
+    }
+
+    /// `GET path` on the relay's HTTP port: (status code, body).
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(&self.http, path)
+    }
+
+    /// `GET path` parsed as JSON.
+    pub fn json(&self, path: &str) -> Result<serde_json::Value> {
+        let (code, body) = self.get(path)?;
+        if code != 200 {
+            bail!("GET {path}: HTTP {code}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for the process to exit.
+    pub fn terminate(mut self) -> Result<ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("relay did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// What the relay wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for RelayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.0 GET (no client library needed for loopback tests).
+pub fn http_get(host: &str, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow!("no HTTP header in {resp:?}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad status line"))?;
+    Ok((code, body.to_owned()))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
