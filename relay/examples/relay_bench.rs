@@ -8,6 +8,7 @@
 //! 3. latency at a fixed offered load of 500 fetches/s (open loop), p50 / p99;
 //! 4. resident memory of the idle relay, and per idle connection (100 more clients that
 //!    connect and do nothing).
+//!
 //! The last line is one JSON object with the figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
