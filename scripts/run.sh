@@ -1,58 +1,57 @@
 #!/usr/bin/env bash
-# Kura's main command while the network is being built: runs a file through the real
-# pipeline with the `kura` tool. It encodes FILE (default: 16 MiB of random bytes) into a
-# shard directory, destroys 2 of the 6 shards of every stripe (deletes one, corrupts one),
-# decodes it back and checks that the bytes match.
-# Usage: scripts/run.sh [FILE] [--keep]
+# Kura's main command: a local network of kura-relay processes on 127.0.0.1, each serving
+# the web page, its /bootstrap document and /metrics. Ctrl-C stops them all.
+# Usage: scripts/run.sh [--relays N] [--dir DIR] [--http-port PORT]
+#   N relays (default 3); data under DIR (default ./devnet); HTTP on PORT, PORT+1, ...
+#   (default 8080). Relay i listens on TCP/QUIC/WS/WebRTC-direct ports 4100+10*i ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 apt_install python3 python3
 
-keep=0; file=""
-for a in "$@"; do case "$a" in --keep) keep=1 ;; *) file=$a ;; esac; done
-work=$(mktemp -d /tmp/kura-run.XXXXXX)
-[ "$keep" = 1 ] || trap 'rm -rf "$work"' EXIT
+relays=3; dir=devnet; http=8080
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --relays) relays=$2; shift 2 ;;
+    --dir) dir=$2; shift 2 ;;
+    --http-port) http=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 
-log "building kura (release)"
-cargo build -q --release -p kura-client --bin kura
-kura=target/release/kura
+log "building kura-relay (release; the first build takes several minutes)"
+cargo build -q --release -p kura-relay --bin kura-relay
+bin=target/release/kura-relay
+mkdir -p "$dir"
+pids=()
+cleanup() {
+  log "stopping ${#pids[@]} relays"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
 
-if [ -z "$file" ]; then
-  file=$work/random.bin
-  head -c $((16 << 20)) /dev/urandom > "$file"
-fi
-store=$work/store
-log "encoding $file ($(stat -c %s "$file") bytes) into $store (k=4, m=2)"
-start=$(date +%s.%N)
-cap=$("$kura" encode "$file" --store "$store")
-end=$(date +%s.%N)
-echo "capability: $cap"
-awk -v s="$start" -v e="$end" -v b="$(stat -c %s "$file")" 'BEGIN { printf "encoded in %.2f s (%.0f MB/s, including fsync of every shard file)\n", e - s, b / (e - s) / 1e6 }'
-echo "stripes: $(ls "$store/headers" | wc -l), shard files: $(find "$store/shards" -type f | wc -l)"
-
-log "destroying 2 shards of every stripe: one deleted, one corrupted"
-python3 - "$store" <<'PY'
-import os, sys
-store = sys.argv[1]
-for n, name in enumerate(sorted(os.listdir(os.path.join(store, "headers")))):
-    h = open(os.path.join(store, "headers", name), "rb").read()
-    addrs = [h[12 + 32 * i: 44 + 32 * i].hex() for i in range((len(h) - 12) // 32)]
-    path = lambda a: os.path.join(store, "shards", a[:2], a)
-    gone, bad = addrs[n % len(addrs)], addrs[(n + 1) % len(addrs)]
-    if os.path.exists(path(gone)): os.remove(path(gone))
-    if os.path.exists(path(bad)):
-        b = bytearray(open(path(bad), "rb").read()); b[0] ^= 0xFF
-        open(path(bad), "wb").write(bytes(b))
-PY
-
-out=$work/decoded.bin
-log "decoding"
-"$kura" decode "$cap" --store "$store" -o "$out" 2> "$work/decode.log" || { cat "$work/decode.log"; exit 1; }
-echo "corrupt shards detected and skipped: $(grep -c corrupt "$work/decode.log" || true)"
-a=$(sha256sum < "$file" | cut -d' ' -f1); b=$(sha256sum < "$out" | cut -d' ' -f1)
-echo "sha256 in:  $a"
-echo "sha256 out: $b"
-[ "$a" = "$b" ] && log "the file came back byte-exact from 4 of 6 shards per stripe" || { log "MISMATCH"; exit 1; }
-[ "$keep" = 1 ] && log "kept $work"
-exit 0
+bootstrap=""
+for i in $(seq 0 $((relays - 1))); do
+  base=$((4100 + 10 * i))
+  args=(--data-dir "$dir/relay-$i" --http "127.0.0.1:$((http + i))"
+        --listen "/ip4/127.0.0.1/tcp/$base" --listen "/ip4/127.0.0.1/udp/$base/quic-v1"
+        --listen "/ip4/127.0.0.1/udp/$((base + 1))/webrtc-direct" --listen "/ip4/127.0.0.1/tcp/$((base + 2))/ws")
+  if [ -n "$bootstrap" ]; then args+=(--bootstrap "$bootstrap"); fi
+  out="$dir/relay-$i.ready"; rm -f "$out"
+  "$bin" "${args[@]}" > "$out" 2> "$dir/relay-$i.log" &
+  pids+=($!)
+  # The relay prints one JSON line on stdout once it listens everywhere.
+  for _ in $(seq 600); do [ -s "$out" ] && break; kill -0 "${pids[-1]}" 2>/dev/null || break; sleep 0.1; done
+  [ -s "$out" ] || { log "relay $i did not start:"; tail -n 20 "$dir/relay-$i.log"; exit 1; }
+  ready=$(head -n 1 "$out")
+  peer=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["peer_id"])' "$ready")
+  echo "relay $i: peer $peer, page http://127.0.0.1:$((http + i))/, log $dir/relay-$i.log"
+  if [ -z "$bootstrap" ]; then bootstrap="/ip4/127.0.0.1/tcp/$base/p2p/$peer"; fi
+done
+echo
+echo "bootstrap address: $bootstrap"
+echo "bootstrap document: http://127.0.0.1:$http/bootstrap"
+echo "metrics: http://127.0.0.1:$http/metrics"
+echo "Ctrl-C stops the network."
+wait

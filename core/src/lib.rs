@@ -22,6 +22,7 @@ pub mod erasure;
 mod hex;
 pub mod source;
 pub mod stripe;
+pub mod testdata;
 pub mod wire;
 
 pub use address::{ShardId, StripeId};

@@ -169,6 +169,8 @@ pub enum WireError {
     TrailingBytes(usize),
     #[error("{field} has {len} entries, over the limit of {max}")]
     TooMany { field: &'static str, len: usize, max: usize },
+    #[error("message kind {0} is not known to this version of the protocol")]
+    UnknownKind(u32),
 }
 
 impl WireError {
@@ -176,6 +178,7 @@ impl WireError {
     pub fn code(&self) -> ErrorCode {
         match self {
             WireError::TooLarge(_) | WireError::TooMany { .. } => ErrorCode::TooLarge,
+            WireError::UnknownKind(_) => ErrorCode::UnsupportedVersion,
             _ => ErrorCode::Malformed,
         }
     }
@@ -192,6 +195,10 @@ pub fn frame_body_len(prefix: [u8; FRAME_PREFIX_LEN]) -> Result<usize, WireError
 
 /// A message of the storage protocol.
 pub trait Message: Serialize + for<'de> Deserialize<'de> {
+    /// How many kinds (enum variants) this version knows; a body starting with a higher
+    /// kind number is from a newer protocol version.
+    const KINDS: u32;
+
     /// Checks limits that the types alone do not express.
     fn check(&self) -> Result<(), WireError>;
 
@@ -220,8 +227,10 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         if body.len() > MAX_FRAME_BODY {
             return Err(WireError::TooLarge(body.len()));
         }
-        let (msg, rest) =
-            postcard::take_from_bytes::<Self>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+        let (msg, rest) = postcard::take_from_bytes::<Self>(body).map_err(|e| match kind_of(body) {
+            Some(k) if k >= Self::KINDS => WireError::UnknownKind(k),
+            _ => WireError::Malformed(e.to_string()),
+        })?;
         if !rest.is_empty() {
             return Err(WireError::TrailingBytes(rest.len()));
         }
@@ -247,6 +256,18 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
     }
 }
 
+/// The kind (variant number, a varint) a body starts with.
+fn kind_of(body: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for (i, b) in body.iter().take(5).enumerate() {
+        v |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
     if len > max {
         return Err(WireError::TooMany { field, len, max });
@@ -255,6 +276,8 @@ fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
 }
 
 impl Message for Request {
+    const KINDS: u32 = 3;
+
     fn check(&self) -> Result<(), WireError> {
         match self {
             Request::Store { header, shard } => {
@@ -268,6 +291,8 @@ impl Message for Request {
 }
 
 impl Message for Response {
+    const KINDS: u32 = 4;
+
     fn check(&self) -> Result<(), WireError> {
         match self {
             Response::Stored { .. } => Ok(()),

@@ -196,7 +196,12 @@ fn bad_frames_get_errors_not_panics() {
     let mut t = f.clone();
     t.push(0);
     assert!(matches!(Request::from_frame(&t), Err(WireError::TrailingBytes(1))));
-    assert!(matches!(Request::from_body(&[9, 0, 0]), Err(WireError::Malformed(_))));
+    // A kind from a newer protocol version is told apart from garbage.
+    let newer = Request::from_body(&[9, 0, 0]).unwrap_err();
+    assert_eq!(newer, WireError::UnknownKind(9));
+    assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
+    assert_eq!(Response::from_body(&[4]).unwrap_err(), WireError::UnknownKind(4));
+    assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
     // A Holds query over its limit is refused on decode and on encode.
     let many = Request::Holds { stripes: vec![StripeId::from_bytes([0; 32]); MAX_HOLDS_QUERY + 1] };

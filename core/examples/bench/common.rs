@@ -10,16 +10,7 @@ use std::collections::HashMap;
 
 /// Deterministic incompressible input.
 pub fn input(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    kura_core::testdata::pseudo_random(len, 1)
 }
 
 /// Best MB/s of `runs` runs of `f` over `bytes` bytes. `now` is in seconds.
