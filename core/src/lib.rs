@@ -23,6 +23,8 @@ mod hex;
 pub mod source;
 pub mod stripe;
 pub mod testdata;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_aead;
 pub mod wire;
 
 pub use address::{ShardId, StripeId};
