@@ -119,6 +119,17 @@ pub fn run(now: &dyn Fn() -> f64, len: usize, runs: usize) -> Vec<(&'static str,
             }
         }),
     ));
+    if cfg!(target_arch = "wasm32") {
+        // kura-core's own SIMD128 cipher above; the crate's portable one here.
+        out.push((
+            "chacha20poly1305_crate",
+            best(now, len, runs, &mut || {
+                for c in buf.chunks_mut(1 << 20) {
+                    std::hint::black_box(key.seal_in_place_reference(c));
+                }
+            }),
+        ));
+    }
     out.push((
         "blake3",
         best(now, len, runs, &mut || {
