@@ -6,7 +6,7 @@ pub mod relay;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -15,32 +15,28 @@ pub fn workspace_root() -> PathBuf {
 
 /// Path of a workspace binary, built once per test process with the same profile as the
 /// tests (`cargo build` from inside a test is safe: cargo has released its lock by then).
+/// Only the one package is built, so the relay's heavy dependencies are not rebuilt for a
+/// test of the `kura` tool.
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
-    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    let dir = BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let release = !cfg!(debug_assertions);
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace_root()).args(["build", "--quiet", "--workspace", "--bins"]);
-            if release {
-                cmd.arg("--release");
-            }
-            match cmd.status() {
-                Ok(s) if s.success() => {}
-                Ok(s) => return Err(format!("cargo build failed: {s}")),
-                Err(e) => return Err(format!("cannot run cargo: {e}")),
-            }
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            // target/<profile>/deps/<test> -> target/<profile>
-            exe.parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .ok_or_else(|| "cannot locate the target directory".to_owned())
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)?;
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe.parent().and_then(Path::parent).context("cannot locate the target directory")?;
     let path = dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root()).args(["build", "--quiet", "-p", package, "--bin", name]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build of {package}/{name} failed: {status}");
+        }
+        built.push(name.to_owned());
+    }
     if !path.exists() {
         bail!("binary {name} of {package} not found at {}", path.display());
     }
