@@ -17,7 +17,7 @@ python3 - "$native" "$wasm" <<'PY'
 import json, sys
 n, w = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print("\nwasm / native, same machine, same input:")
-for k in w:
+for k in [k for k in w if k in n]:
     print(f"  {k:>22}: wasm {w[k]:8.1f}  native {n[k]:8.1f}  ratio {w[k]/n[k]:.2}")
 print(json.dumps({"wasm": w, "native": n, "wasm_encode_over_native": round(w["kura_encode"] / n["kura_encode"], 3)}))
 PY
