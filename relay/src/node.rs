@@ -425,6 +425,13 @@ impl Node {
                 self.swarm.add_external_address(address);
                 self.shared.info.write().unwrap_or_else(|p| p.into_inner()).listen.push(full.to_string());
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                tracing::info!(%address, "no longer listening");
+                self.swarm.remove_external_address(&address);
+                let full =
+                    address.with_p2p(*self.swarm.local_peer_id()).map(|a| a.to_string()).unwrap_or_default();
+                self.shared.info.write().unwrap_or_else(|p| p.into_inner()).listen.retain(|a| *a != full);
+            }
             SwarmEvent::ConnectionEstablished { connection_id, endpoint, peer_id, .. } => {
                 let addr = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => address,
