@@ -25,9 +25,11 @@ bin=target/release/kura-relay
 mkdir -p "$dir"
 pids=()
 cleanup() {
+  trap - EXIT INT TERM
   log "stopping ${#pids[@]} relays"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit 0
 }
 trap cleanup EXIT INT TERM
 
