@@ -6,6 +6,8 @@ use crate::protocol::{read_frame, StoreCodec, PROTOCOL};
 use anyhow::{anyhow, Context, Result};
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use kura_core::wire::{Message, Request, Response};
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::Transport as _;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -47,7 +49,7 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         req: Vec<u8>,
     ) -> io::Result<()> {
-        io.write_all(&req).await?;
+        crate::protocol::write_pieces(io, &req).await?;
         io.close().await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -82,8 +84,8 @@ pub struct StoreClient {
 }
 
 impl StoreClient {
-    /// Connects to the relay at `addr`, which must end in `/p2p/PEER`. Any of TCP, QUIC and
-    /// WebSocket addresses work.
+    /// Connects to the relay at `addr`, which must end in `/p2p/PEER`. TCP, QUIC, WebSocket
+    /// and WebRTC-direct addresses work.
     pub async fn connect(addr: Multiaddr) -> Result<Self> {
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
             return Err(anyhow!("{addr} has no /p2p/ peer id"));
@@ -93,6 +95,13 @@ impl StoreClient {
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
             .with_quic()
+            .with_other_transport(|key| {
+                let cert = libp2p_webrtc::tokio::Certificate::generate(&mut rand::rng())?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
+                        .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn))),
+                )
+            })?
             .with_dns()?
             .with_websocket(noise::Config::new, yamux::Config::default)
             .await?
@@ -110,6 +119,10 @@ impl StoreClient {
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build();
+        if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+            // A WebRTC-direct node dials from its own UDP socket, so it must listen first.
+            swarm.listen_on("/ip4/127.0.0.1/udp/0/webrtc-direct".parse()?)?;
+        }
         swarm.dial(addr.clone()).with_context(|| format!("dialing {addr}"))?;
         // Wait for the connection before handing the client out.
         let connected = tokio::time::timeout(Duration::from_secs(20), async {

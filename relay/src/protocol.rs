@@ -43,9 +43,26 @@ fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// Largest single write on a stream. A libp2p WebRTC stream buffers what is written until a
+/// flush and then sends it as one data-channel message; a message over the negotiated
+/// 16 KiB fails ("outbound packet larger than maximum message size" on the writer, "Short
+/// buffer (size: 8192) to be filled" on the reader: the family of rust-libp2p #6557). So
+/// frames go out in pieces of at most 8,000 bytes, each flushed. Found by the WebRTC-direct
+/// test in relay/tests/relay.rs.
+pub const MAX_WRITE: usize = 8000;
+
+/// Writes `bytes` in flushed pieces of at most [`MAX_WRITE`].
+pub async fn write_pieces<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    for piece in bytes.chunks(MAX_WRITE) {
+        io.write_all(piece).await?;
+        io.flush().await?;
+    }
+    Ok(())
+}
+
 async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(io: &mut T, msg: &M) -> io::Result<()> {
     let frame = msg.to_frame().map_err(invalid)?;
-    io.write_all(&frame).await?;
+    write_pieces(io, &frame).await?;
     io.close().await
 }
 

@@ -75,10 +75,13 @@ fn three_relays_find_each_other_through_one_bootstrap_address() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stores_and_fetches_over_tcp_quic_and_websocket() {
+async fn stores_and_fetches_over_tcp_quic_websocket_and_webrtc_direct() {
     let dir = Scratch::new("relay-transports").unwrap();
     let r = spawn(&dir.path().join("r"), &[]);
-    for (n, t) in ["/tcp/", "/quic-v1", "/ws"].into_iter().enumerate() {
+    // WebRTC-direct is what browsers dial (with the certhash from /bootstrap); here a native
+    // WebRTC client checks that the listener serves the storage protocol too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for (n, t) in ["/tcp/", "/quic-v1", "/ws", "/webrtc-direct"].into_iter().enumerate() {
         let c = client(&r, t).await;
         let s = stripe(1 << 20, n as u64);
         store_all(&c, &s).await;
@@ -90,7 +93,7 @@ async fn stores_and_fetches_over_tcp_quic_and_websocket() {
         assert_eq!(code_of(&missing), Some(ErrorCode::NotFound), "{t}");
     }
     let status = r.json("/status").unwrap();
-    assert_eq!(status["shards"], 18);
+    assert_eq!(status["shards"], 24);
 }
 
 #[tokio::test(flavor = "multi_thread")]
