@@ -1,8 +1,8 @@
 //! The Kura client.
 //!
-//! Today it holds the directory shard store used by the offline `kura encode` / `kura decode`
-//! commands and the file encoding driver they share. The network driver and the browser API
-//! are built on the same pieces.
+//! Today it holds what the offline `kura encode` / `kura decode` commands use besides
+//! kura-core: the directory shard store and media-type guessing. The network driver and the
+//! browser API (later issues) build on kura-core's encoder and decoder the same way.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dirstore;
