@@ -5,9 +5,7 @@
 mod common;
 use common::*;
 use kura_core::encoder::encode_single_chunk;
-use kura_core::{
-    Capability, DataMapError, DecodeError, Decoder, HeaderError, Secret, StripeError, CHUNK_SIZE,
-};
+use kura_core::{Capability, DecodeError, Decoder, HeaderError, Secret, StripeError, CHUNK_SIZE};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -222,7 +220,6 @@ fn corrupt_data_maps_are_detected() {
     // A wrong key fails authentication.
     let wrong = Capability { root: cap.root, key: kura_core::ChunkKey::from_bytes([7; 32]) };
     assert!(matches!(decode_all(wrong, &mut store), Err(DecodeError::Stripe(StripeError::Decrypt { .. }))));
-    let _ = DataMapError::Empty;
 }
 
 #[test]
