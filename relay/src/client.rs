@@ -119,23 +119,45 @@ impl StoreClient {
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build();
-        if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
-            // A WebRTC-direct node dials from its own UDP socket, so it must listen first.
+        let webrtc = addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect));
+        if webrtc {
+            // A WebRTC-direct node dials from its own UDP socket, so it must listen first, and
+            // the socket must be bound before the dial starts.
             swarm.listen_on("/ip4/127.0.0.1/udp/0/webrtc-direct".parse()?)?;
+            tokio::time::timeout(Duration::from_secs(20), async {
+                while !matches!(swarm.select_next_some().await, SwarmEvent::NewListenAddr { .. }) {}
+            })
+            .await
+            .map_err(|_| anyhow!("the WebRTC listener did not start"))?;
         }
-        swarm.dial(addr.clone()).with_context(|| format!("dialing {addr}"))?;
-        // Wait for the connection before handing the client out.
-        let connected = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => return Ok(()),
-                    SwarmEvent::OutgoingConnectionError { error, .. } => return Err(anyhow!("{error}")),
-                    _ => {}
+        // A WebRTC handshake (ICE, DTLS) on a loaded machine can time out; try it again.
+        let attempts = if webrtc { 3 } else { 1 };
+        let mut failure = None;
+        for _ in 0..attempts {
+            swarm.dial(addr.clone()).with_context(|| format!("dialing {addr}"))?;
+            // Wait for the connection before handing the client out.
+            let connected = tokio::time::timeout(Duration::from_secs(30), async {
+                loop {
+                    match swarm.select_next_some().await {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => return Ok(()),
+                        SwarmEvent::OutgoingConnectionError { error, .. } => return Err(anyhow!("{error}")),
+                        _ => {}
+                    }
                 }
+            })
+            .await;
+            match connected {
+                Ok(Ok(())) => {
+                    failure = None;
+                    break;
+                }
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(anyhow!("timed out connecting to {addr}")),
             }
-        })
-        .await;
-        connected.map_err(|_| anyhow!("timed out connecting to {addr}"))??;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
         let (tx, mut rx) = mpsc::channel::<Cmd>(64);
         tokio::spawn(async move {
             let mut pending: HashMap<OutboundRequestId, Reply> = HashMap::new();
