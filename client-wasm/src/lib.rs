@@ -1,9 +1,21 @@
-//! The Kura client.
+//! The Kura client, one codebase for the native `kura` command and the browser.
 //!
-//! Today it holds what the offline `kura encode` / `kura decode` commands use besides
-//! kura-core: the directory shard store and media-type guessing. The network driver and the
-//! browser API (later issues) build on kura-core's encoder and decoder the same way.
+//! - [`net`]: the libp2p swarm (Kademlia client, `/kura/store/1`) behind a cloneable handle;
+//! - [`transfer`]: put and get of whole files over it, each stripe run by a kura-core
+//!   placement machine;
+//! - [`protocol`]: the storage protocol's libp2p codec (relays use it too);
+//! - native only: [`dirstore`] (the offline `kura encode`/`decode` store), [`media`] (media
+//!   types from file names), [`bootstrap`] (relay addresses from a `/bootstrap` URL),
+//!   [`devnet`] (a local network of relay processes).
 
+pub mod net;
+pub mod protocol;
+pub mod transfer;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bootstrap;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod devnet;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dirstore;
 #[cfg(not(target_arch = "wasm32"))]

@@ -106,7 +106,20 @@ impl Sequence {
             return Ok(false);
         };
         asm.add_shard(bytes)?;
-        if !asm.is_ready() {
+        self.try_complete(id)
+    }
+
+    fn add_assembled(&mut self, asm: StripeAssembler) -> Result<bool, DecodeError> {
+        let id = asm.id();
+        if !self.is_wanted(&id) {
+            return Ok(false);
+        }
+        self.headers.insert(id, asm);
+        self.try_complete(id)
+    }
+
+    fn try_complete(&mut self, id: StripeId) -> Result<bool, DecodeError> {
+        if !self.headers.get(&id).is_some_and(StripeAssembler::is_ready) {
             return Ok(false);
         }
         let Some(asm) = self.headers.remove(&id) else {
@@ -256,6 +269,17 @@ impl Decoder {
     pub fn add_shard(&mut self, id: StripeId, bytes: Vec<u8>) -> Result<bool, DecodeError> {
         match self.seq_mut() {
             Some(seq) => seq.add_shard(id, bytes),
+            None => Ok(false),
+        }
+    }
+
+    /// Offers a stripe whose header and shards the caller already verified (a network
+    /// client collects shards from several relays into a [`StripeAssembler`] to know when it
+    /// has `k`). Returns `Ok(true)` when it completed a wanted stripe; a stripe not wanted now
+    /// is ignored.
+    pub fn add_assembled(&mut self, asm: StripeAssembler) -> Result<bool, DecodeError> {
+        match self.seq_mut() {
+            Some(seq) => seq.add_assembled(asm),
             None => Ok(false),
         }
     }

@@ -7,7 +7,8 @@
 //! (recursively when large); its root stripe id and key form the **capability**
 //! ([`capability`]). [`Encoder`] and [`Decoder`] drive the whole pipeline without doing any
 //! IO: callers feed bytes and shards in, and take stripes and plaintext out. The storage
-//! protocol's messages and their codec live in [`wire`].
+//! protocol's messages and their codec live in [`wire`]; where shards go and which relays
+//! to read from is decided by the machines in [`placement`].
 //!
 //! Everything builds for `wasm32-unknown-unknown` as well as natively, and produces
 //! byte-identical output on both (checked by `tests/vectors`).
@@ -20,6 +21,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod erasure;
 mod hex;
+pub mod placement;
 pub mod source;
 pub mod stripe;
 pub mod testdata;

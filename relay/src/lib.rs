@@ -2,7 +2,8 @@
 //! drive its parts. The binary (`src/main.rs`) wires them together:
 //!
 //! - [`store`]: shards on disk (redb metadata + crash-safe files), verified in and out;
-//! - [`protocol`]: `/kura/store/1` on libp2p request-response with kura-core's codec;
+//! - [`protocol`]: `/kura/store/1` on libp2p request-response with kura-core's codec (shared
+//!   with the client, re-exported from kura-client);
 //! - [`node`]: the libp2p host (TCP, QUIC, WebSocket, WebRTC-direct; Kademlia server,
 //!   identify, ping, circuit relay v2, AutoNAT, connection and memory limits) and its loop;
 //! - [`http`]: the page, `/bootstrap`, `/metrics`, `/health`, `/status`;
@@ -13,5 +14,5 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod node;
-pub mod protocol;
+pub use kura_client::protocol;
 pub mod store;

@@ -27,8 +27,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Kura's own Kademlia protocol, so relays never mix with other DHTs.
-pub const KAD_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/kura/kad/1.0.0");
+pub use crate::protocol::KAD_PROTOCOL;
 /// Identify's protocol version string.
 pub const AGENT_PROTOCOL: &str = "/kura/1.0.0";
 

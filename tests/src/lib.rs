@@ -15,27 +15,29 @@ pub fn workspace_root() -> PathBuf {
 
 /// Path of a workspace binary, built once per test process with the same profile as the
 /// tests (`cargo build` from inside a test is safe: cargo has released its lock by then).
-/// Only the one package is built, so the relay's heavy dependencies are not rebuilt for a
-/// test of the `kura` tool.
+/// The build covers every target of the workspace, as `cargo test --workspace` does, so
+/// that features unify the same way and the build is a no-op when the tests' own build
+/// already made the binaries (building one package alone would rebuild libp2p with fewer
+/// features, and overwrite the binary).
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> -> target/<profile>
     let dir = exe.parent().and_then(Path::parent).context("cannot locate the target directory")?;
     let path = dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !built.iter().any(|b| b == name) {
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root()).args(["build", "--quiet", "-p", package, "--bin", name]);
+        cmd.current_dir(workspace_root()).args(["build", "--quiet", "--workspace", "--all-targets"]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
         let status = cmd.status().context("running cargo build")?;
         if !status.success() {
-            bail!("cargo build of {package}/{name} failed: {status}");
+            bail!("cargo build of the workspace failed: {status}");
         }
-        built.push(name.to_owned());
+        *built = true;
     }
     if !path.exists() {
         bail!("binary {name} of {package} not found at {}", path.display());

@@ -15,6 +15,10 @@ use std::io;
 /// The protocol id as libp2p wants it.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(STORE_PROTOCOL);
 
+/// Kura's own Kademlia protocol, so relays never mix with other DHTs. Relays serve it;
+/// clients only query it.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kura/kad/1.0.0");
+
 /// The request-response codec of the storage protocol.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreCodec;
@@ -48,7 +52,7 @@ fn invalid(e: WireError) -> io::Error {
 /// 16 KiB fails ("outbound packet larger than maximum message size" on the writer, "Short
 /// buffer (size: 8192) to be filled" on the reader: the family of rust-libp2p #6557). So
 /// frames go out in pieces of at most 8,000 bytes, each flushed. Found by the WebRTC-direct
-/// test in relay/tests/relay.rs.
+/// test in kura-relay's tests.
 pub const MAX_WRITE: usize = 8000;
 
 /// Writes `bytes` in flushed pieces of at most [`MAX_WRITE`].

@@ -1,0 +1,214 @@
+//! `kura devnet`: a local network of `kura-relay` processes on 127.0.0.1 that find each other
+//! through the first one. Each relay keeps its data under `DIR/relay-I` and logs to
+//! `DIR/relay-I.log`.
+
+use crate::bootstrap::http_get;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct DevnetConfig {
+    /// Number of relays.
+    pub relays: usize,
+    /// Data directory (one sub-directory per relay).
+    pub dir: PathBuf,
+    /// HTTP address of relay 0 (the page, `/bootstrap`); relay `i` takes port + `i`, or an
+    /// ephemeral port when the port is 0.
+    pub http: SocketAddr,
+    /// First libp2p port: relay `i` listens on TCP `base + 10i`, QUIC `base + 10i`,
+    /// WebRTC-direct `base + 10i + 1`, WebSocket `base + 10i + 2`. 0: ephemeral ports.
+    pub base_port: u16,
+    /// The `kura-relay` binary.
+    pub relay_bin: PathBuf,
+}
+
+/// One running relay of the devnet.
+#[derive(Debug)]
+pub struct DevRelay {
+    child: Child,
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its HTTP address.
+    pub http: String,
+    /// Its listen addresses, with `/p2p/`.
+    pub listen: Vec<String>,
+}
+
+/// A running local network.
+#[derive(Debug)]
+pub struct Devnet {
+    /// The relays, relay 0 first.
+    pub relays: Vec<DevRelay>,
+}
+
+/// The `kura-relay` binary next to the running executable, or on `PATH`.
+pub fn default_relay_bin() -> PathBuf {
+    let sibling = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("kura-relay")));
+    match sibling {
+        Some(p) if p.is_file() => p,
+        _ => PathBuf::from("kura-relay"),
+    }
+}
+
+fn listen_args(base: u16, i: usize) -> Vec<String> {
+    let port = |off: usize| if base == 0 { 0 } else { base as usize + 10 * i + off };
+    vec![
+        format!("/ip4/127.0.0.1/tcp/{}", port(0)),
+        format!("/ip4/127.0.0.1/udp/{}/quic-v1", port(0)),
+        format!("/ip4/127.0.0.1/udp/{}/webrtc-direct", port(1)),
+        format!("/ip4/127.0.0.1/tcp/{}/ws", port(2)),
+    ]
+}
+
+fn start_relay(cfg: &DevnetConfig, i: usize, bootstrap: Option<&str>) -> Result<DevRelay> {
+    let dir = relay_dir(&cfg.dir, i);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = cfg.dir.join(format!("relay-{i}.log"));
+    let http_port = if cfg.http.port() == 0 { 0 } else { cfg.http.port() as usize + i };
+    let mut cmd = Command::new(&cfg.relay_bin);
+    cmd.arg("--data-dir").arg(&dir).arg("--http").arg(format!("{}:{http_port}", cfg.http.ip()));
+    for l in listen_args(cfg.base_port, i) {
+        cmd.args(["--listen", &l]);
+    }
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.relay_bin.display()))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    // The relay prints one JSON line on stdout once it listens everywhere.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next());
+        // Keep draining so the relay never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Some(Ok(l))) => l,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+            bail!(
+                "relay {i} did not start; the end of {}:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
+    let listen =
+        v["listen"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+    Ok(DevRelay {
+        child,
+        peer_id: v["peer_id"].as_str().unwrap_or_default().to_owned(),
+        http: v["http"].as_str().unwrap_or_default().to_owned(),
+        listen: listen.unwrap_or_default(),
+    })
+}
+
+impl DevRelay {
+    /// Its TCP address (what native clients and other relays dial).
+    pub fn tcp_addr(&self) -> Option<&str> {
+        self.listen.iter().map(String::as_str).find(|a| a.contains("/tcp/") && !a.contains("/ws"))
+    }
+}
+
+impl Devnet {
+    /// Starts the relays one after the other (each bootstrapping from relay 0) and waits
+    /// until relay 0's routing table holds all the others.
+    pub async fn start(cfg: &DevnetConfig) -> Result<Self> {
+        if cfg.relays == 0 {
+            bail!("--relays must be at least 1");
+        }
+        let mut net = Devnet { relays: Vec::with_capacity(cfg.relays) };
+        for i in 0..cfg.relays {
+            let boot = net.relays.first().and_then(DevRelay::tcp_addr).map(str::to_owned);
+            net.relays.push(start_relay(cfg, i, boot.as_deref())?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let others: Vec<String> = net.relays[1..].iter().map(|r| r.peer_id.clone()).collect();
+        loop {
+            let body = http_get(&format!("http://{}/status", net.relays[0].http)).await.unwrap_or_default().1;
+            let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let table: Vec<&str> = status["routing_table"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            if others.iter().all(|o| table.contains(&o.as_str())) {
+                return Ok(net);
+            }
+            if Instant::now() > deadline {
+                bail!("relays did not find each other within 60 s (relay 0 knows {table:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Relay 0's TCP address, for `--bootstrap`.
+    pub fn bootstrap(&self) -> Option<&str> {
+        self.relays.first().and_then(DevRelay::tcp_addr)
+    }
+
+    /// Asks every relay to stop (SIGTERM) and waits for them (up to 30 s each, then SIGKILL).
+    pub fn stop(mut self) -> Result<()> {
+        for r in &self.relays {
+            terminate(r.child.id());
+        }
+        let mut failed = Vec::new();
+        for (i, r) in self.relays.iter_mut().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match r.child.try_wait()? {
+                    Some(s) if s.success() => break,
+                    Some(s) => {
+                        failed.push(format!("relay {i} exited with {s}"));
+                        break;
+                    }
+                    None if Instant::now() > deadline => {
+                        let _ = r.child.kill();
+                        let _ = r.child.wait();
+                        failed.push(format!("relay {i} did not stop within 30 s and was killed"));
+                        break;
+                    }
+                    None => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        self.relays.clear();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failed.join("; "))
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        for r in &mut self.relays {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+fn terminate(pid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+/// Where relay `i` of a devnet rooted at `dir` keeps its data.
+pub fn relay_dir(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("relay-{i}"))
+}

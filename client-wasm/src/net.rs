@@ -1,0 +1,316 @@
+//! The client's libp2p side: one swarm on its own task (Kademlia in client mode to find close
+//! groups, `/kura/store/1` request-response to move shards), driven through a cloneable
+//! [`Network`] handle. It moves bytes and answers questions; what to ask whom and when is
+//! decided by kura-core's [`placement`](kura_core::placement) machines in
+//! [`transfer`](crate::transfer).
+//!
+//! Everything here is written against `futures` (channels, `select!`), so that the same
+//! driver runs on tokio natively and on the browser's event loop in wasm32; only the swarm's
+//! transports and the task spawner differ.
+
+use crate::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, SinkExt, StreamExt};
+use kura_core::wire::{Request, Response};
+use kura_core::StripeId;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{kad, Multiaddr, PeerId, Swarm};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Why the network could not do something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// No bootstrap address was usable, or none answered.
+    #[error("no relay reachable: {0}")]
+    Unreachable(String),
+    /// A bootstrap address or URL is not usable.
+    #[error("bad bootstrap address {addr}: {reason}")]
+    BadBootstrap { addr: String, reason: String },
+    /// A request to one relay failed (dial, stream, timeout).
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
+    /// The swarm task is gone.
+    #[error("the network task stopped")]
+    Closed,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    store: request_response::Behaviour<StoreCodec>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+enum Cmd {
+    Closest(StripeId, Reply<Vec<PeerId>>),
+    Request(PeerId, Request, Reply<Response>),
+}
+
+/// Tunables of the network driver.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// How long one request may take before it fails (a 256 KiB shard on a slow link).
+    pub request_timeout: Duration,
+    /// How long connecting to the bootstrap relays may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self { request_timeout: Duration::from_secs(60), connect_timeout: Duration::from_secs(20) }
+    }
+}
+
+/// A handle on the client's swarm. Cheap to clone; the swarm stops when the last handle is
+/// dropped.
+#[derive(Debug, Clone)]
+pub struct Network {
+    tx: mpsc::Sender<Cmd>,
+    local: PeerId,
+}
+
+/// Whether this build's transports can dial `addr` (natively: TCP, not WebSocket).
+pub fn dialable(addr: &Multiaddr) -> bool {
+    let mut tcp = false;
+    for p in addr.iter() {
+        match p {
+            Protocol::Tcp(_) => tcp = true,
+            Protocol::Ws(_) | Protocol::Wss(_) | Protocol::P2pCircuit | Protocol::WebRTCDirect => {
+                return false
+            }
+            _ => {}
+        }
+    }
+    tcp
+}
+
+/// Splits `/…/p2p/PEER` into the peer id and the address without it.
+pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut a = addr.clone();
+    match a.pop() {
+        Some(Protocol::P2p(peer)) => Some((peer, a)),
+        _ => None,
+    }
+}
+
+impl Network {
+    /// Starts the swarm and connects to at least one of `bootstrap` (each must end in
+    /// `/p2p/PEER`). Fails when none answers within the connect timeout.
+    pub async fn connect(bootstrap: &[Multiaddr], cfg: NetConfig) -> Result<Self, NetError> {
+        let mut swarm = build_swarm(&cfg)?;
+        let local = *swarm.local_peer_id();
+        let mut dialing = 0usize;
+        let mut errors = Vec::new();
+        for addr in bootstrap {
+            let Some((peer, bare)) = split_peer(addr) else {
+                return Err(NetError::BadBootstrap {
+                    addr: addr.to_string(),
+                    reason: "no /p2p/ peer id at the end".into(),
+                });
+            };
+            if !dialable(&bare) {
+                continue;
+            }
+            swarm.behaviour_mut().kad.add_address(&peer, bare.clone());
+            swarm.add_peer_address(peer, bare.clone());
+            match swarm.dial(addr.clone()) {
+                Ok(()) => dialing += 1,
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        if dialing == 0 {
+            return Err(NetError::Unreachable(if errors.is_empty() {
+                "no bootstrap address this client can dial (it needs a TCP address)".into()
+            } else {
+                errors.join("; ")
+            }));
+        }
+        let connected = async {
+            while dialing > 0 {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => return true,
+                    SwarmEvent::OutgoingConnectionError { error, peer_id, .. } => {
+                        errors
+                            .push(format!("{}: {error}", peer_id.map(|p| p.to_string()).unwrap_or_default()));
+                        dialing -= 1;
+                    }
+                    _ => {}
+                }
+            }
+            false
+        };
+        let timeout = futures_timer::Delay::new(cfg.connect_timeout);
+        let ok = futures::select! {
+            ok = connected.fuse() => ok,
+            () = timeout.fuse() => {
+                errors.push(format!("no answer within {:?}", cfg.connect_timeout));
+                false
+            }
+        };
+        if !ok {
+            return Err(NetError::Unreachable(errors.join("; ")));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        spawn(drive(swarm, rx));
+        Ok(Self { tx, local })
+    }
+
+    /// This client's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    async fn call<T>(&self, cmd: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.clone().send(cmd(reply)).await.map_err(|_| NetError::Closed)?;
+        rx.await.map_err(|_| NetError::Closed)?
+    }
+
+    /// The live relays closest to `stripe` that one Kademlia lookup finds (up to 20), in
+    /// no particular order; order them with [`kura_core::placement::by_distance`].
+    pub async fn closest(&self, stripe: StripeId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|r| Cmd::Closest(stripe, r)).await
+    }
+
+    /// Sends `req` to `peer` (dialing it if needed) and waits for the answer.
+    pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, NetError> {
+        self.call(|r| Cmd::Request(peer, req, r)).await
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn spawn(f: impl std::future::Future<Output = ()> + Send + 'static) {
+    tokio::spawn(f);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    use libp2p::{noise, tcp, yamux};
+    let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| fail(&e))?
+        .with_dns()
+        .map_err(|e| fail(&e))?
+        .with_behaviour(|key| behaviour(key.public().to_peer_id(), cfg))
+        .map_err(|e| fail(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
+    let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+    kad_cfg.set_query_timeout(Duration::from_secs(30));
+    let mut kad = kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), kad_cfg);
+    kad.set_mode(Some(kad::Mode::Client));
+    let rr = request_response::Config::default()
+        .with_request_timeout(cfg.request_timeout)
+        .with_max_concurrent_streams(1024);
+    Behaviour {
+        kad,
+        store: request_response::Behaviour::with_codec(
+            StoreCodec,
+            [(PROTOCOL, ProtocolSupport::Outbound)],
+            rr,
+        ),
+    }
+}
+
+/// The swarm's task: commands in, events out, until every handle is dropped.
+async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>) {
+    let mut lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>> = HashMap::new();
+    let mut requests: HashMap<OutboundRequestId, (PeerId, Reply<Response>)> = HashMap::new();
+    loop {
+        futures::select! {
+            cmd = rx.next() => match cmd {
+                Some(Cmd::Closest(stripe, reply)) => {
+                    let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
+                    lookups.insert(id, reply);
+                }
+                Some(Cmd::Request(peer, req, reply)) => {
+                    let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
+                    requests.insert(id, (peer, reply));
+                }
+                None => return,
+            },
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                    id, result: kad::QueryResult::GetClosestPeers(result), step, ..
+                })) => {
+                    let peers = match result {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let mut found = Vec::with_capacity(peers.len());
+                    for info in peers {
+                        for a in info.addrs.into_iter().filter(dialable) {
+                            swarm.add_peer_address(info.peer_id, a);
+                        }
+                        found.push(info.peer_id);
+                    }
+                    if step.last {
+                        if let Some(reply) = lookups.remove(&id) {
+                            let _ = reply.send(Ok(found));
+                        }
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => match e {
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response }, ..
+                    } => {
+                        if let Some((_, reply)) = requests.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                    request_response::Event::OutboundFailure { request_id, error, .. } => {
+                        if let Some((peer, reply)) = requests.remove(&request_id) {
+                            let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
+                        }
+                    }
+                    _ => {}
+                },
+                _ => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kura_core::placement::{by_distance, DhtKey};
+    use libp2p::kad::KBucketKey;
+
+    /// kura-core's distances must order peers exactly as libp2p-kad does, or the client and
+    /// the relays would disagree on close groups.
+    #[test]
+    fn core_distance_matches_libp2p_kad() {
+        let stripe = StripeId::from_bytes([7; 32]);
+        let peers: Vec<PeerId> = (0..50).map(|_| PeerId::random()).collect();
+        let target = KBucketKey::new(stripe.as_bytes().to_vec());
+        let mut theirs = peers.clone();
+        theirs.sort_by_key(|p| target.distance(&KBucketKey::from(*p)));
+        let ours =
+            by_distance(&DhtKey::of_stripe(&stripe), peers.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn native_dials_tcp_only() {
+        let ok: Multiaddr = "/ip4/127.0.0.1/tcp/4100".parse().unwrap();
+        assert!(dialable(&ok));
+        for a in [
+            "/ip4/127.0.0.1/tcp/4101/ws",
+            "/ip4/127.0.0.1/udp/4102/quic-v1",
+            "/ip4/127.0.0.1/udp/1/webrtc-direct",
+        ] {
+            assert!(!dialable(&a.parse().unwrap()), "{a}");
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Files over the network: stripes out to their close groups ([`put_stripes`]) and any `k`
+//! shards of each stripe back in ([`get`]). Each stripe runs one kura-core placement machine
+//! ([`UploadPlan`], [`FetchPlan`]); this module only turns its decisions into requests and the
+//! answers back into events.
+
+use crate::net::{NetError, Network};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, Stream, StreamExt};
+use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, UploadPlan};
+use kura_core::wire::{ErrorCode, Request, Response};
+use kura_core::{Capability, DecodeError, Decoder, FileMap, Stripe, StripeAssembler, StripeId};
+use libp2p::PeerId;
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use web_time::Instant;
+
+/// Counters a progress display reads while a transfer runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Plaintext bytes encoded (put) — counted by the caller that drives the encoder.
+    pub encoded: AtomicU64,
+    /// Shard bytes sent (put), including retries.
+    pub sent: AtomicU64,
+    /// Shard bytes confirmed stored (put).
+    pub confirmed: AtomicU64,
+    /// Shard bytes received and verified (get).
+    pub received: AtomicU64,
+    /// Plaintext bytes delivered (get).
+    pub delivered: AtomicU64,
+    /// Requests that failed and were retried elsewhere.
+    pub retries: AtomicU64,
+}
+
+/// Tunables of a transfer.
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// Stripes uploaded at the same time (memory: about this many stripes of shards).
+    pub stripes_in_flight: usize,
+    /// Chunks fetched ahead of the output on a get (memory: about this many chunks).
+    pub window: usize,
+    /// A store unconfirmed after this long moves to the next relay.
+    pub store_timeout: Duration,
+    /// A fetch unanswered after this long is hedged with the next relay.
+    pub hedge_after: Duration,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            stripes_in_flight: 8,
+            window: 8,
+            store_timeout: Duration::from_secs(60),
+            hedge_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// One stripe that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    /// The stripe.
+    pub stripe: StripeId,
+    /// Verified distinct shards found.
+    pub have: usize,
+    /// Shards needed (`k`); 0 when no relay even had its header.
+    pub need: usize,
+    /// Relays asked.
+    pub asked: usize,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.need == 0 {
+            write!(f, "stripe {}: no relay of {} asked holds it", self.stripe, self.asked)
+        } else {
+            write!(
+                f,
+                "stripe {}: {} of {} shards needed found on {} relays",
+                self.stripe, self.have, self.need, self.asked
+            )
+        }
+    }
+}
+
+/// Why a put or get failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The network failed as a whole.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A stripe could not be placed on distinct relays.
+    #[error("stripe {stripe}")]
+    Placement { stripe: StripeId, source: PlacementError },
+    /// Stripes could not be read: fewer than `k` shards reachable.
+    #[error("file unavailable: {}", list(.0))]
+    Unavailable(Vec<Unavailable>),
+    /// The data did not decode (a corrupt map, a wrong key).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A broken invariant of this client (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+    /// The output could not be written.
+    #[error("writing the output: {0}")]
+    Output(String),
+}
+
+fn list(v: &[Unavailable]) -> String {
+    v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// The close group candidates of `stripe`, closest first.
+async fn candidates(net: &Network, stripe: StripeId) -> Result<Vec<PeerId>, NetError> {
+    let peers = net.closest(stripe).await?;
+    Ok(by_distance(&DhtKey::of_stripe(&stripe), peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())))))
+}
+
+fn since(start: Instant) -> Duration {
+    start.elapsed()
+}
+
+fn refusal(r: &Response) -> String {
+    match r {
+        Response::Error { code, detail } => format!("{code:?}: {detail}"),
+        other => format!("unexpected answer {other:?}"),
+    }
+}
+
+/// Stores one stripe: one distinct shard on each member of its close group.
+pub async fn upload_stripe(
+    net: &Network,
+    stripe: &Stripe,
+    cfg: &TransferConfig,
+    progress: &Progress,
+) -> Result<Vec<(usize, PeerId)>, TransferError> {
+    let id = stripe.id();
+    let start = Instant::now();
+    let cands = candidates(net, id).await?;
+    let placement = |source| TransferError::Placement { stripe: id, source };
+    let mut plan = UploadPlan::new(stripe.shard_count(), cands, cfg.store_timeout).map_err(placement)?;
+    let mut pending = FuturesUnordered::new();
+    loop {
+        for a in plan.poll(since(start)).map_err(placement)? {
+            let shard = stripe.shard(a.index);
+            progress.sent.fetch_add(shard.len() as u64, Relaxed);
+            let req = Request::Store { header: stripe.header_bytes().to_vec(), shard: shard.to_vec() };
+            pending.push(net.request(a.peer, req).map(move |r| (a, r)));
+        }
+        if plan.is_done() {
+            return Ok(plan.holders());
+        }
+        let tick = futures_timer::Delay::new(Duration::from_secs(1));
+        futures::select! {
+            done = pending.select_next_some() => {
+                let (a, r) = done;
+                match r {
+                    Ok(Response::Stored { .. }) => {
+                        progress.confirmed.fetch_add(stripe.shard(a.index).len() as u64, Relaxed);
+                        plan.stored(&a.peer, a.index);
+                    }
+                    Ok(other) => {
+                        progress.retries.fetch_add(1, Relaxed);
+                        plan.failed(&a.peer, a.index, &refusal(&other));
+                    }
+                    Err(e) => {
+                        progress.retries.fetch_add(1, Relaxed);
+                        plan.failed(&a.peer, a.index, &e.to_string());
+                    }
+                }
+            }
+            () = tick.fuse() => {}
+        }
+    }
+}
+
+/// Stores every stripe of `stripes` (in any order, `cfg.stripes_in_flight` at a time) and
+/// returns how many there were. Stops at the first stripe that cannot be placed.
+pub async fn put_stripes(
+    net: &Network,
+    stripes: impl Stream<Item = Stripe>,
+    cfg: &TransferConfig,
+    progress: &Progress,
+) -> Result<u64, TransferError> {
+    let mut results = std::pin::pin!(stripes
+        .map(|s| async move { upload_stripe(net, &s, cfg, progress).await })
+        .buffer_unordered(cfg.stripes_in_flight.max(1)));
+    let mut count = 0u64;
+    while let Some(r) = results.next().await {
+        r?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The most shards of one stripe this client asks for before it knows `k` from the header.
+const K_GUESS: usize = 4;
+
+/// Collects `k` verified shards of one stripe from its close group.
+pub async fn fetch_stripe(
+    net: &Network,
+    id: StripeId,
+    cfg: &TransferConfig,
+    progress: &Progress,
+) -> Result<StripeAssembler, TransferError> {
+    let start = Instant::now();
+    let cands = candidates(net, id).await?;
+    let asked = cands.len();
+    let mut plan = FetchPlan::new(K_GUESS, cands, cfg.hedge_after);
+    let mut asm: Option<StripeAssembler> = None;
+    let mut pending = FuturesUnordered::new();
+    loop {
+        for peer in plan.poll(since(start)) {
+            pending.push(net.request(peer, Request::Fetch { stripe: id }).map(move |r| (peer, r)));
+        }
+        if plan.is_done() {
+            if let Some(a) = asm {
+                return Ok(a);
+            }
+        }
+        if plan.is_exhausted() {
+            let (have, need) = asm.as_ref().map_or((0, 0), |a| (a.present(), a.header().params().k()));
+            return Err(TransferError::Unavailable(vec![Unavailable { stripe: id, have, need, asked }]));
+        }
+        let tick = futures_timer::Delay::new(Duration::from_millis(500));
+        futures::select! {
+            done = pending.select_next_some() => {
+                let (peer, r) = done;
+                match r {
+                    Ok(Response::Shards { header, shards }) => {
+                        if asm.is_none() {
+                            // A header that does not hash to the id is that relay's fault only.
+                            match StripeAssembler::new(id, &header) {
+                                Ok(a) => {
+                                    plan.set_k(a.header().params().k());
+                                    asm = Some(a);
+                                }
+                                Err(e) => {
+                                    tracing::warn!(%peer, stripe = %id, "bad header: {e}");
+                                    plan.failed(&peer);
+                                    continue;
+                                }
+                            }
+                        }
+                        let Some(a) = asm.as_mut() else { continue };
+                        for shard in shards {
+                            let len = shard.len() as u64;
+                            match a.add_shard(shard.into_vec()) {
+                                Ok(_) => {
+                                    progress.received.fetch_add(len, Relaxed);
+                                }
+                                Err(e) => tracing::warn!(%peer, stripe = %id, "corrupt shard: {e}"),
+                            }
+                        }
+                        plan.answered(&peer, a.present());
+                    }
+                    Ok(Response::Error { code: ErrorCode::NotFound, .. }) => plan.failed(&peer),
+                    Ok(other) => {
+                        tracing::warn!(%peer, stripe = %id, "fetch refused: {}", refusal(&other));
+                        progress.retries.fetch_add(1, Relaxed);
+                        plan.failed(&peer);
+                    }
+                    Err(e) => {
+                        tracing::debug!(stripe = %id, "{e}");
+                        progress.retries.fetch_add(1, Relaxed);
+                        plan.failed(&peer);
+                    }
+                }
+            }
+            () = tick.fuse() => {}
+        }
+    }
+}
+
+/// Reads the file behind `cap` (or `range` = (offset, length) of it), handing plaintext to
+/// `out` in order. Returns the file's map. On unavailable stripes, waits for the fetches in
+/// flight and names every stripe that failed.
+pub async fn get(
+    net: &Network,
+    cap: Capability,
+    range: Option<(u64, u64)>,
+    cfg: &TransferConfig,
+    progress: &Progress,
+    mut out: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<FileMap, TransferError> {
+    let mut decoder = match range {
+        Some((off, len)) => Decoder::with_range(cap, off, len),
+        None => Decoder::new(cap),
+    };
+    decoder.set_window(cfg.window.max(1));
+    let mut in_flight: HashSet<StripeId> = HashSet::new();
+    let mut fetches = FuturesUnordered::new();
+    loop {
+        while let Some(pt) = decoder.next_output()? {
+            out(&pt).map_err(TransferError::Output)?;
+            progress.delivered.fetch_add(pt.len() as u64, Relaxed);
+        }
+        if decoder.is_finished() {
+            return decoder.file().cloned().ok_or(TransferError::Internal("finished without a file map"));
+        }
+        for id in decoder.wanted() {
+            if in_flight.insert(id) {
+                fetches.push(async move { (id, fetch_stripe(net, id, cfg, progress).await) });
+            }
+        }
+        let Some((id, r)) = fetches.next().await else {
+            return Err(TransferError::Internal("the decoder wants nothing but has not finished"));
+        };
+        in_flight.remove(&id);
+        match r {
+            Ok(asm) => {
+                decoder.add_assembled(asm)?;
+            }
+            Err(TransferError::Unavailable(mut missing)) => {
+                // Let the others finish, to name every stripe that is gone.
+                while let Some((_, r)) = fetches.next().await {
+                    if let Err(TransferError::Unavailable(more)) = r {
+                        missing.extend(more);
+                    }
+                }
+                return Err(TransferError::Unavailable(missing));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Where shards go and where they are read from: the decisions of the network client, with no
+//! IO. The client feeds these machines events (a store confirmed, a request failed, a
+//! response) and the current time; they answer with what to do next. Time is a `Duration`
+//! since any fixed instant the caller chooses, so tests drive them with simulated time.
+//!
+//! A stripe's **close group** is the `n` relays closest to its id in Kademlia's XOR metric
+//! (distances between SHA-256 digests, as libp2p-kad computes them): [`DhtKey`],
+//! [`by_distance`]. [`UploadPlan`] sends shard `i` to the `i`-th closest relay, so that a reader
+//! asking the `k` closest gets the data shards and never has to decode; when a relay fails, its
+//! shard moves to the next-closest relay not used yet. [`FetchPlan`] asks the closest relays
+//! first, asks one more for every failure or useless answer, and hedges a slow request with
+//! the next relay.
+
+use crate::address::StripeId;
+use core::time::Duration;
+use sha2::{Digest, Sha256};
+
+/// A point in the DHT's key space: the SHA-256 of a key's bytes (a peer id's bytes for a
+/// relay, the 32 id bytes for a stripe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DhtKey(pub [u8; 32]);
+
+impl DhtKey {
+    /// The key of arbitrary bytes (for a relay: its peer id's binary form).
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// The key of a stripe.
+    pub fn of_stripe(id: &StripeId) -> Self {
+        Self::of(id.as_bytes())
+    }
+
+    /// XOR distance, compared as a big-endian number.
+    pub fn distance(&self, other: &DhtKey) -> [u8; 32] {
+        core::array::from_fn(|i| self.0[i] ^ other.0[i])
+    }
+}
+
+/// `peers` ordered closest first to `target`; duplicates (same key) are dropped.
+pub fn by_distance<P>(target: &DhtKey, peers: impl IntoIterator<Item = (P, DhtKey)>) -> Vec<P> {
+    let mut v: Vec<([u8; 32], P)> = peers.into_iter().map(|(p, k)| (target.distance(&k), p)).collect();
+    v.sort_by_key(|a| a.0);
+    v.dedup_by(|a, b| a.0 == b.0);
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Why a stripe cannot be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// Fewer live relays than shards: they cannot go to distinct machines.
+    #[error(
+        "only {live} relay(s) reachable, but a stripe of {n} shards needs {n} distinct relays \
+         (start more relays or lower --k/--m)"
+    )]
+    TooFewRelays { live: usize, n: usize },
+    /// Every candidate relay failed for some shard.
+    #[error(
+        "shard {index} could not be stored: all {tried} candidate relays refused or failed \
+         (last: {last})"
+    )]
+    Exhausted { index: usize, tried: usize, last: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot<P> {
+    Waiting,
+    InFlight { peer: P, since: Duration },
+    Stored { peer: P },
+}
+
+/// Spreads the `n` shards of one stripe over distinct relays.
+#[derive(Debug, Clone)]
+pub struct UploadPlan<P> {
+    candidates: Vec<P>,
+    next: usize,
+    slots: Vec<Slot<P>>,
+    timeout: Duration,
+    failures: usize,
+    last_error: String,
+}
+
+/// What the client must do for an [`UploadPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreAction<P> {
+    /// Shard index to send.
+    pub index: usize,
+    /// Relay to send it to.
+    pub peer: P,
+}
+
+impl<P: Clone + PartialEq> UploadPlan<P> {
+    /// `candidates` are live relays, closest to the stripe first. A store not confirmed within
+    /// `timeout` counts as failed and its shard moves on.
+    pub fn new(n: usize, candidates: Vec<P>, timeout: Duration) -> Result<Self, PlacementError> {
+        if candidates.len() < n {
+            return Err(PlacementError::TooFewRelays { live: candidates.len(), n });
+        }
+        Ok(Self {
+            candidates,
+            next: 0,
+            slots: vec![Slot::Waiting; n],
+            timeout,
+            failures: 0,
+            last_error: String::new(),
+        })
+    }
+
+    /// The stores to start now. Call after creating the plan, after every event, and from
+    /// time to time (for timeouts).
+    pub fn poll(&mut self, now: Duration) -> Result<Vec<StoreAction<P>>, PlacementError> {
+        for slot in &mut self.slots {
+            if let Slot::InFlight { since, .. } = slot {
+                if now.saturating_sub(*since) >= self.timeout {
+                    *slot = Slot::Waiting;
+                    self.failures += 1;
+                    self.last_error = "timed out".into();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for index in 0..self.slots.len() {
+            if self.slots[index] != Slot::Waiting {
+                continue;
+            }
+            let Some(peer) = self.candidates.get(self.next).cloned() else {
+                return Err(PlacementError::Exhausted {
+                    index,
+                    tried: self.candidates.len(),
+                    last: self.last_error.clone(),
+                });
+            };
+            self.next += 1;
+            self.slots[index] = Slot::InFlight { peer: peer.clone(), since: now };
+            out.push(StoreAction { index, peer });
+        }
+        Ok(out)
+    }
+
+    fn slot_of(&self, peer: &P, index: usize) -> Option<usize> {
+        match self.slots.get(index) {
+            Some(Slot::InFlight { peer: p, .. }) if p == peer => Some(index),
+            _ => None,
+        }
+    }
+
+    /// `peer` confirmed shard `index`. Confirmations of stores that already timed out are
+    /// ignored (the shard was sent elsewhere).
+    pub fn stored(&mut self, peer: &P, index: usize) {
+        if let Some(i) = self.slot_of(peer, index) {
+            self.slots[i] = Slot::Stored { peer: peer.clone() };
+        }
+    }
+
+    /// Storing shard `index` on `peer` failed; the shard goes to the next candidate.
+    pub fn failed(&mut self, peer: &P, index: usize, reason: &str) {
+        if let Some(i) = self.slot_of(peer, index) {
+            self.slots[i] = Slot::Waiting;
+            self.failures += 1;
+            self.last_error = reason.into();
+        }
+    }
+
+    /// Whether every shard is confirmed.
+    pub fn is_done(&self) -> bool {
+        self.slots.iter().all(|s| matches!(s, Slot::Stored { .. }))
+    }
+
+    /// Stores that failed or timed out so far.
+    pub fn failures(&self) -> usize {
+        self.failures
+    }
+
+    /// Who holds each shard index (confirmed ones only).
+    pub fn holders(&self) -> Vec<(usize, P)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Slot::Stored { peer } => Some((i, peer.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Reads `k` shards of one stripe from its close group.
+#[derive(Debug, Clone)]
+pub struct FetchPlan<P> {
+    candidates: Vec<P>,
+    next: usize,
+    k: usize,
+    have: usize,
+    in_flight: Vec<(P, Duration, bool)>,
+    hedge_after: Duration,
+}
+
+impl<P: Clone + PartialEq> FetchPlan<P> {
+    /// `candidates` closest first; a request unanswered after `hedge_after` makes the plan
+    /// ask the next relay as well. `k` is the number of shards needed (before the header is
+    /// known, use the largest plausible k; [`FetchPlan::set_k`] corrects it).
+    pub fn new(k: usize, candidates: Vec<P>, hedge_after: Duration) -> Self {
+        Self { candidates, next: 0, k, have: 0, in_flight: Vec::new(), hedge_after }
+    }
+
+    /// Sets the number of shards needed once the header says it.
+    pub fn set_k(&mut self, k: usize) {
+        self.k = k;
+    }
+
+    /// The relays to ask now.
+    pub fn poll(&mut self, now: Duration) -> Vec<P> {
+        let mut out = Vec::new();
+        if self.is_done() {
+            return out;
+        }
+        // Each outstanding request is expected to bring one shard.
+        let pending = self.in_flight.iter().filter(|(_, _, hedged)| !hedged).count();
+        let mut short = self.k.saturating_sub(self.have + pending);
+        // A slow request is hedged once with the next relay.
+        for entry in &mut self.in_flight {
+            if !entry.2 && now.saturating_sub(entry.1) >= self.hedge_after {
+                entry.2 = true;
+                short += 1;
+            }
+        }
+        while short > 0 {
+            let Some(peer) = self.candidates.get(self.next).cloned() else { break };
+            self.next += 1;
+            self.in_flight.push((peer.clone(), now, false));
+            out.push(peer);
+            short -= 1;
+        }
+        out
+    }
+
+    fn finish(&mut self, peer: &P) {
+        if let Some(i) = self.in_flight.iter().position(|(p, _, _)| p == peer) {
+            self.in_flight.swap_remove(i);
+        }
+    }
+
+    /// `peer` answered, and `have` verified distinct shards are now held in total.
+    pub fn answered(&mut self, peer: &P, have: usize) {
+        self.finish(peer);
+        self.have = have;
+    }
+
+    /// Asking `peer` failed (unreachable, not found, corrupt).
+    pub fn failed(&mut self, peer: &P) {
+        self.finish(peer);
+    }
+
+    /// Whether `k` shards are held.
+    pub fn is_done(&self) -> bool {
+        self.have >= self.k
+    }
+
+    /// Whether nothing more can be done: not enough shards, nothing in flight, nobody left.
+    pub fn is_exhausted(&self) -> bool {
+        !self.is_done() && self.in_flight.is_empty() && self.next >= self.candidates.len()
+    }
+
+    /// Requests outstanding.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const T: Duration = Duration::from_secs(10);
+    fn s(x: u64) -> Duration {
+        Duration::from_secs(x)
+    }
+
+    #[test]
+    fn distance_orders_like_kademlia() {
+        let target = DhtKey([0; 32]);
+        let mut far = [0; 32];
+        far[0] = 0x80;
+        let mut near = [0; 32];
+        near[31] = 1;
+        let order = by_distance(&target, [("far", DhtKey(far)), ("near", DhtKey(near)), ("me", target)]);
+        assert_eq!(order, ["me", "near", "far"]);
+        assert_eq!(DhtKey::of(b"abc").0[..4], [0xba, 0x78, 0x16, 0xbf], "SHA-256");
+    }
+
+    #[test]
+    fn upload_refuses_fewer_relays_than_shards() {
+        let e = UploadPlan::new(6, vec![1, 2, 3, 4, 5], T).unwrap_err();
+        assert_eq!(e, PlacementError::TooFewRelays { live: 5, n: 6 });
+        assert!(e.to_string().contains("only 5 relay(s) reachable"), "{e}");
+    }
+
+    #[test]
+    fn upload_sends_shard_i_to_ith_closest_and_retries_on_the_next() {
+        let mut p = UploadPlan::new(3, vec!['a', 'b', 'c', 'd', 'e'], T).unwrap();
+        let first = p.poll(s(0)).unwrap();
+        assert_eq!(
+            first,
+            vec![
+                StoreAction { index: 0, peer: 'a' },
+                StoreAction { index: 1, peer: 'b' },
+                StoreAction { index: 2, peer: 'c' }
+            ]
+        );
+        assert!(p.poll(s(1)).unwrap().is_empty(), "nothing new while stores are in flight");
+        p.stored(&'a', 0);
+        p.failed(&'b', 1, "quota full");
+        assert_eq!(p.poll(s(2)).unwrap(), vec![StoreAction { index: 1, peer: 'd' }]);
+        p.stored(&'d', 1);
+        // 'c' never answers: after the timeout its shard moves to 'e'.
+        assert!(p.poll(s(9)).unwrap().is_empty());
+        assert_eq!(p.poll(s(10)).unwrap(), vec![StoreAction { index: 2, peer: 'e' }]);
+        p.stored(&'c', 2); // late answer, ignored: the shard went to 'e'
+        assert!(!p.is_done());
+        p.stored(&'e', 2);
+        assert!(p.is_done());
+        assert_eq!(p.holders(), vec![(0, 'a'), (1, 'd'), (2, 'e')]);
+        assert_eq!(p.failures(), 2);
+    }
+
+    #[test]
+    fn upload_names_the_shard_when_every_candidate_failed() {
+        let mut p = UploadPlan::new(2, vec![1, 2, 3], T).unwrap();
+        p.poll(s(0)).unwrap();
+        p.failed(&1, 0, "busy");
+        assert_eq!(p.poll(s(0)).unwrap(), vec![StoreAction { index: 0, peer: 3 }]);
+        p.failed(&3, 0, "disk full");
+        let e = p.poll(s(0)).unwrap_err();
+        assert_eq!(e, PlacementError::Exhausted { index: 0, tried: 3, last: "disk full".into() });
+    }
+
+    #[test]
+    fn no_relay_ever_gets_two_shards() {
+        let mut p = UploadPlan::new(4, (0..8).collect(), T).unwrap();
+        let mut sent = Vec::new();
+        for round in 0..6 {
+            for a in p.poll(s(round)).unwrap() {
+                sent.push(a.peer);
+                if (a.peer + round as usize).is_multiple_of(3) {
+                    p.failed(&a.peer, a.index, "x");
+                } else {
+                    p.stored(&a.peer, a.index);
+                }
+            }
+        }
+        let mut dedup = sent.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), sent.len(), "{sent:?}");
+        let holders: Vec<usize> = p.holders().into_iter().map(|(_, peer)| peer).collect();
+        assert!(holders.iter().all(|h| sent.contains(h)));
+    }
+
+    #[test]
+    fn fetch_asks_k_closest_then_one_more_per_failure() {
+        let mut f = FetchPlan::new(2, vec!['a', 'b', 'c', 'd'], s(5));
+        assert_eq!(f.poll(s(0)), vec!['a', 'b']);
+        assert!(f.poll(s(1)).is_empty());
+        f.answered(&'a', 1);
+        f.failed(&'b');
+        assert_eq!(f.poll(s(1)), vec!['c']);
+        f.answered(&'c', 1); // a duplicate shard: still one distinct
+        assert_eq!(f.poll(s(1)), vec!['d']);
+        f.answered(&'d', 2);
+        assert!(f.is_done());
+        assert!(f.poll(s(2)).is_empty());
+        assert!(!f.is_exhausted());
+    }
+
+    #[test]
+    fn fetch_hedges_a_slow_relay_and_reports_exhaustion() {
+        let mut f = FetchPlan::new(1, vec![1, 2], s(5));
+        assert_eq!(f.poll(s(0)), vec![1]);
+        assert!(f.poll(s(4)).is_empty());
+        assert_eq!(f.poll(s(5)), vec![2], "hedged after 5 s");
+        assert!(f.poll(s(20)).is_empty(), "each request is hedged once");
+        f.failed(&2);
+        assert!(!f.is_exhausted(), "1 is still in flight");
+        f.failed(&1);
+        assert!(f.is_exhausted());
+        f.set_k(3);
+        assert!(f.poll(s(21)).is_empty());
+    }
+}

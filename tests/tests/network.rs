@@ -1,0 +1,320 @@
+//! Files across the network: the real `kura` binary putting and getting through real
+//! `kura-relay` processes on 127.0.0.1, with relays killed, restarted and corrupted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_tests::relay::{wait_for, RelayProc};
+use kura_tests::{binary, pseudo_random, Scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const MIB: usize = 1 << 20;
+
+fn kura(args: &[&str]) -> Output {
+    Command::new(binary("kura-client", "kura").unwrap()).args(args).output().unwrap()
+}
+
+/// A network of relays in one scratch directory, all bootstrapped from relay 0.
+struct Net {
+    dir: Scratch,
+    relays: Vec<Option<RelayProc>>,
+    /// Every relay's TCP address, live or not (clients get all of them).
+    addrs: Vec<String>,
+}
+
+impl Net {
+    fn start(tag: &str, n: usize) -> Self {
+        let dir = Scratch::new(tag).unwrap();
+        let first = RelayProc::spawn(&dir.path().join("r0"), &[]).unwrap();
+        let boot = first.addr("/tcp/").unwrap();
+        let mut relays = vec![Some(first)];
+        for i in 1..n {
+            relays.push(Some(
+                RelayProc::spawn(&dir.path().join(format!("r{i}")), &["--bootstrap", &boot]).unwrap(),
+            ));
+        }
+        let addrs = relays.iter().map(|r| r.as_ref().unwrap().addr("/tcp/").unwrap()).collect();
+        let net = Self { dir, relays, addrs };
+        let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
+        wait_for(Duration::from_secs(60), "relay 0 to know every relay", || {
+            let s = net.relay(0).json("/status").ok()?;
+            let table: Vec<&str> = s["routing_table"].as_array()?.iter().filter_map(|v| v.as_str()).collect();
+            ids[1..].iter().all(|id| table.contains(&id.as_str())).then_some(())
+        })
+        .unwrap();
+        net
+    }
+
+    fn relay(&self, i: usize) -> &RelayProc {
+        self.relays[i].as_ref().expect("relay is running")
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RelayProc> {
+        self.relays.iter().flatten()
+    }
+
+    fn kill9(&mut self, i: usize) {
+        self.relays[i].take().expect("relay is running").kill9().unwrap();
+    }
+
+    /// Restarts relay `i` on its data directory, on a new port (other relays and clients
+    /// learn it again; tests give clients every address).
+    fn restart(&mut self, i: usize) {
+        let boot = self.live().next().unwrap().addr("/tcp/").unwrap();
+        let r = RelayProc::spawn(&self.dir.path().join(format!("r{i}")), &["--bootstrap", &boot]).unwrap();
+        self.addrs[i] = r.addr("/tcp/").unwrap();
+        self.relays[i] = Some(r);
+    }
+
+    fn bootstrap_args(&self) -> Vec<String> {
+        self.addrs.iter().flat_map(|a| ["--bootstrap".to_owned(), a.clone()]).collect()
+    }
+
+    fn shards_held(&self) -> u64 {
+        self.live().map(|r| r.json("/status").unwrap()["shards"].as_u64().unwrap()).sum()
+    }
+
+    fn put(&self, file: &Path, extra: &[&str]) -> Result<String, String> {
+        let mut args = vec!["put".to_owned(), file.to_str().unwrap().to_owned()];
+        args.extend(self.bootstrap_args());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let out = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "stdout is the capability alone: {stdout:?}");
+        Ok(stdout.trim().to_owned())
+    }
+
+    fn get(&self, cap: &str, out: &Path, extra: &[&str]) -> Result<(), String> {
+        let mut args = vec!["get".to_owned(), cap.to_owned(), "-o".into(), out.to_str().unwrap().to_owned()];
+        args.extend(self.bootstrap_args());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let o = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    }
+
+    /// Gets `cap` and checks the result is exactly `want`.
+    fn get_exact(&self, cap: &str, want: &[u8], tag: &str) {
+        let out = self.dir.path().join(format!("out-{tag}"));
+        self.get(cap, &out, &[]).unwrap_or_else(|e| panic!("get {tag}: {e}"));
+        let got = std::fs::read(&out).unwrap();
+        assert!(got == want, "{tag}: {} bytes back, {} put, contents differ", got.len(), want.len());
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// Every file the relay stores shards in.
+fn shard_files(relay_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![relay_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.parent().and_then(|q| q.parent()).is_some_and(|q| q.ends_with("shards")) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn put_and_get_sizes_ranges_dedup_and_refusals() {
+    let net = Net::start("net-sizes", 6);
+    let files = net.dir.path();
+    let mut caps = Vec::new();
+    for (i, size) in [0, 1, MIB - 1, MIB, MIB + 1, 50 * MIB].into_iter().enumerate() {
+        let data = pseudo_random(size, 100 + i as u64);
+        let f = write_file(files, &format!("in-{size}"), &data);
+        let cap = net.put(&f, &[]).unwrap_or_else(|e| panic!("put {size}: {e}"));
+        net.get_exact(&cap, &data, &format!("size-{size}"));
+        caps.push((cap, data));
+    }
+
+    // The same public file again: same capability, no new shard anywhere.
+    let held = net.shards_held();
+    let again = net.put(&files.join(format!("in-{}", MIB + 1)), &[]).unwrap();
+    assert_eq!(again, caps[4].0, "public mode is convergent");
+    assert_eq!(net.shards_held(), held, "a second put of the same file stores no new shard");
+    // Private mode: a different capability, and it still reads back.
+    let private = net.put(&files.join(format!("in-{MIB}")), &["--private"]).unwrap();
+    assert_ne!(private, caps[3].0);
+    net.get_exact(&private, &caps[3].1, "private");
+
+    // Byte ranges of the 50 MiB file: inside a chunk, across chunk boundaries, to the end,
+    // past the end.
+    let (cap, data) = &caps[5];
+    let len = data.len() as u64;
+    for (off, n) in [
+        (0, 1),
+        (5, 1000),
+        (MIB as u64 - 3, 10),
+        (3 * MIB as u64 + 17, 2 * MIB as u64),
+        (len - 5, 5),
+        (len - 5, 100),
+        (len, 10),
+    ] {
+        let out = files.join("range");
+        net.get(cap, &out, &["--offset", &off.to_string(), "--length", &n.to_string()]).unwrap();
+        let end = (off + n).min(len) as usize;
+        assert!(std::fs::read(&out).unwrap() == data[off as usize..end], "range {off}+{n}");
+    }
+
+    // Refusals, each with a message that says what is wrong.
+    let bad = net.get("kura1notacapability", &files.join("x"), &[]).unwrap_err();
+    assert!(bad.contains("invalid capability"), "{bad}");
+    assert!(!files.join("x").exists());
+    let mut damaged = caps[2].0.clone().into_bytes();
+    let last = damaged.len() - 3;
+    damaged[last] = if damaged[last] == b'a' { b'b' } else { b'a' };
+    let bad = net.get(std::str::from_utf8(&damaged).unwrap(), &files.join("x"), &[]).unwrap_err();
+    assert!(bad.contains("checksum"), "{bad}");
+    let out = kura(&[
+        "get",
+        &caps[1].0,
+        "-o",
+        "x",
+        "--bootstrap",
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWGGFMuyLXs78fthf9maKSLRJyVE7x1sGaMbc2vse49HEL",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no relay reachable"), "{err}");
+    // n = 8 shards need 8 distinct relays; there are 6.
+    let err = net.put(&files.join("in-1"), &["--k", "6", "--m", "2"]).unwrap_err();
+    assert!(err.contains("only 6 relay(s) reachable") && err.contains("8 distinct relays"), "{err}");
+}
+
+#[test]
+fn files_survive_two_dead_relays_and_fail_clearly_without_k() {
+    let mut net = Net::start("net-loss", 6);
+    let files = net.dir.path().to_path_buf();
+    let big = pseudo_random(16 * MIB + 7, 1);
+    let small = pseudo_random(1, 2);
+    let cap_big = net.put(&write_file(&files, "big", &big), &[]).unwrap();
+    let cap_small = net.put(&write_file(&files, "small", &small), &[]).unwrap();
+    // With six relays and n = 6, every relay holds one shard of every stripe.
+    for r in net.live() {
+        assert_eq!(r.json("/status").unwrap()["shards"], 20, "big: 17 data stripes + 1 map; small: 1 + 1");
+    }
+
+    // A shard corrupted on one relay's disk: that relay refuses it (bad hash), the client
+    // reads the others.
+    let victim = net.relay(2).dir.clone();
+    let corrupt = shard_files(&victim);
+    assert_eq!(corrupt.len(), 20);
+    for f in &corrupt {
+        let mut b = std::fs::read(f).unwrap();
+        b[0] ^= 0xff;
+        std::fs::write(f, b).unwrap();
+    }
+    // With relay 0 dead, the client asks 4 of the 5 live relays per stripe, so relay 2 is
+    // asked for most of the 18 stripes; each stripe still has 4 good shards.
+    net.kill9(0);
+    net.get_exact(&cap_big, &big, "corrupt-relay-2");
+    net.get_exact(&cap_small, &small, "corrupt-relay-2-small");
+    let held: u64 = net.relay(2).json("/status").unwrap()["shards"].as_u64().unwrap();
+    assert!(held < 20, "relay 2 found its corrupt shards when asked (holds {held})");
+    assert!(net.relay(2).stderr().contains("corrupt"), "relay 2 logged the corruption");
+
+    // Give relay 2 back good shards: restart relay 0 and drop relay 2 entirely; then kill -9
+    // any two and every file still reads byte-exact.
+    net.restart(0);
+    net.kill9(2);
+    net.get_exact(&cap_big, &big, "relay-2-dead");
+    net.kill9(4);
+    // Dead: 2 and 4 (two of six). Relay 0, the bootstrap relay, was restarted on a new port.
+    net.get_exact(&cap_big, &big, "two-dead");
+    net.get_exact(&cap_small, &small, "two-dead-small");
+
+    // A third dead relay: fewer than k = 4 shards per stripe. The get fails, names the
+    // stripe, and leaves no output file.
+    let shards_before = net.relay(5).json("/status").unwrap()["shards"].clone();
+    net.kill9(5);
+    let out = files.join("out-three-dead");
+    let err = net.get(&cap_big, &out, &[]).unwrap_err();
+    assert!(err.contains("file unavailable") && err.contains("3 of 4 shards"), "{err}");
+    assert!(err.contains("stripe "), "{err}");
+    assert!(!out.exists(), "no output file after a failed get");
+    let leftovers: Vec<_> = std::fs::read_dir(&files)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "no partial file left");
+    // And nothing can be put with three relays for six shards.
+    let err = net.put(&write_file(&files, "new", b"fresh"), &[]).unwrap_err();
+    assert!(err.contains("only 3 relay(s) reachable"), "{err}");
+
+    // Relay 5 restarted keeps its shards and serves them: four relays again.
+    net.restart(5);
+    assert_eq!(net.relay(5).json("/status").unwrap()["shards"], shards_before);
+    net.get_exact(&cap_big, &big, "restarted");
+}
+
+#[test]
+fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
+    let dir = Scratch::new("devnet").unwrap();
+    let mut child = Command::new(binary("kura-client", "kura").unwrap())
+        .args(["devnet", "--relays", "4", "--http", "127.0.0.1:0", "--base-port", "0", "--dir"])
+        .arg(dir.path().join("net"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut page, mut boot) = (None, None);
+    while page.is_none() || boot.is_none() {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("devnet prints its addresses");
+        if let Some(p) = line.strip_prefix("page:") {
+            page = Some(p.trim().to_owned());
+        }
+        if let Some(b) = line.strip_prefix("bootstrap address:") {
+            boot = Some(b.trim().to_owned());
+        }
+    }
+    let (page, boot) = (page.unwrap(), boot.unwrap());
+    assert!(boot.starts_with("/ip4/127.0.0.1/tcp/") && boot.contains("/p2p/"), "{boot}");
+    let data = pseudo_random(2 * MIB + 5, 9);
+    let f = write_file(dir.path(), "f", &data);
+    let out = kura(&["put", f.to_str().unwrap(), "--bootstrap", &boot, "--k", "2", "--m", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // The page's relay also bootstraps clients by URL.
+    let url = page;
+    let back = dir.path().join("back");
+    let out = kura(&["get", &cap, "--bootstrap", &url, "-o", back.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&back).unwrap() == data);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = wait_for(Duration::from_secs(60), "devnet to stop", || child.try_wait().unwrap()).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "devnet exit {status}: {err}");
+    assert!(err.contains("stopping 4 relays"), "{err}");
+    for i in 0..4 {
+        let log = std::fs::read_to_string(dir.path().join(format!("net/relay-{i}.log"))).unwrap();
+        assert!(log.contains("stopped cleanly"), "relay {i} did not stop cleanly:\n{log}");
+    }
+}
