@@ -119,6 +119,11 @@ fn start_relay(cfg: &DevnetConfig, i: usize, bootstrap: Option<&str>) -> Result<
 }
 
 impl DevRelay {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its TCP address (what native clients and other relays dial).
     pub fn tcp_addr(&self) -> Option<&str> {
         self.listen.iter().map(String::as_str).find(|a| a.contains("/tcp/") && !a.contains("/ws"))
