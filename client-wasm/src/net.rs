@@ -73,7 +73,25 @@ pub struct Network {
     local: PeerId,
 }
 
+/// Whether this build's transports can dial `addr` (in the browser: WebSocket and
+/// WebRTC-direct with a certhash).
+#[cfg(target_arch = "wasm32")]
+pub fn dialable(addr: &Multiaddr) -> bool {
+    let (mut ws, mut webrtc, mut certhash) = (false, false, false);
+    for p in addr.iter() {
+        match p {
+            Protocol::Ws(_) | Protocol::Wss(_) => ws = true,
+            Protocol::WebRTCDirect => webrtc = true,
+            Protocol::Certhash(_) => certhash = true,
+            Protocol::P2pCircuit => return false,
+            _ => {}
+        }
+    }
+    ws || (webrtc && certhash)
+}
+
 /// Whether this build's transports can dial `addr` (natively: TCP, not WebSocket).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn dialable(addr: &Multiaddr) -> bool {
     let mut tcp = false;
     for p in addr.iter() {
@@ -187,6 +205,43 @@ fn spawn(f: impl std::future::Future<Output = ()> + Send + 'static) {
     tokio::spawn(f);
 }
 
+#[cfg(target_arch = "wasm32")]
+fn spawn(f: impl std::future::Future<Output = ()> + 'static) {
+    wasm_bindgen_futures::spawn_local(f);
+}
+
+/// The browser's swarm: WebSocket (noise + yamux on top) and WebRTC-direct (its own
+/// encryption and multiplexing). A Web Worker has no `RTCPeerConnection`, so there only the
+/// WebSocket addresses connect.
+#[cfg(target_arch = "wasm32")]
+fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    use libp2p::core::muxing::StreamMuxerBox;
+    use libp2p::core::upgrade::Version;
+    use libp2p::core::Transport as _;
+    use libp2p::{noise, webrtc_websys, websocket_websys, yamux};
+    let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_wasm_bindgen()
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                websocket_websys::Transport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()),
+            )
+        })
+        .map_err(|e| fail(&e))?
+        .with_other_transport(|key| {
+            webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+        })
+        .map_err(|e| fail(&e))?
+        .with_behaviour(|key| behaviour(key.public().to_peer_id(), cfg))
+        .map_err(|e| fail(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
     use libp2p::{noise, tcp, yamux};
@@ -280,7 +335,7 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;

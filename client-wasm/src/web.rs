@@ -1,0 +1,214 @@
+//! The JavaScript API of the browser client (wasm-bindgen). Every method returns a Promise;
+//! errors reject it with an `Error` whose message says what went wrong.
+//!
+//! ```js
+//! const kura = await KuraClient.connect(["/ip4/127.0.0.1/tcp/4102/ws/p2p/12D3…"]);
+//! const cap = await kura.put(file, file.name, file.type, false, 4, 2, p => show(p));
+//! const info = await kura.open(cap);            // { name, size, type }
+//! await kura.read(cap, 0, info.size, bytes => sink(bytes), p => show(p));
+//! ```
+
+use crate::net::{NetConfig, Network};
+use crate::transfer::{self, Progress, TransferConfig, TransferError};
+use futures::channel::mpsc;
+use futures::SinkExt;
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use kura_core::{Capability, EncodeOptions, Encoder, FileMeta, Params, Secret};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+fn js_err(e: impl std::fmt::Display) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+}
+
+/// A connected client. Cheap to clone; every operation runs on the page's (or worker's)
+/// event loop.
+#[wasm_bindgen]
+#[derive(Debug, Clone)]
+pub struct KuraClient {
+    net: Network,
+}
+
+/// Calls `cb({phase, total, encoded, sent, confirmed, received, delivered, retries})` every
+/// 200 ms, forever (run it beside the work with [`alongside`]).
+async fn report(cb: Option<Function>, phase: &'static str, total: f64, p: Rc<Progress>) {
+    let Some(cb) = cb else { return futures::future::pending().await };
+    loop {
+        futures_timer::Delay::new(Duration::from_millis(200)).await;
+        let o = Object::new();
+        set(&o, "phase", phase);
+        set(&o, "total", total);
+        set(&o, "encoded", p.encoded.load(Relaxed) as f64);
+        set(&o, "sent", p.sent.load(Relaxed) as f64);
+        set(&o, "confirmed", p.confirmed.load(Relaxed) as f64);
+        set(&o, "received", p.received.load(Relaxed) as f64);
+        set(&o, "delivered", p.delivered.load(Relaxed) as f64);
+        set(&o, "retries", p.retries.load(Relaxed) as f64);
+        let _ = cb.call1(&JsValue::NULL, &o);
+    }
+}
+
+#[wasm_bindgen]
+impl KuraClient {
+    /// Connects to the network through any of `addrs` (multiaddr strings ending in
+    /// `/p2p/PEER`, as a relay's `/bootstrap` lists them; WebSocket and WebRTC-direct ones
+    /// are used).
+    pub fn connect(addrs: Vec<String>) -> Promise {
+        future_to_promise(async move {
+            let parsed = addrs
+                .iter()
+                .map(|a| a.parse().map_err(|e| js_err(format!("bad address {a}: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let net = Network::connect(&parsed, NetConfig::default()).await.map_err(js_err)?;
+            Ok(KuraClient { net }.into())
+        })
+    }
+
+    /// This client's peer id.
+    #[wasm_bindgen(js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.net.local_peer_id().to_string()
+    }
+
+    /// Encrypts, erasure-codes and uploads `blob`, reading it one chunk at a time; resolves
+    /// to the capability text. `k` + `m` relays must be reachable.
+    #[allow(clippy::too_many_arguments)]
+    pub fn put(
+        &self,
+        blob: web_sys::Blob,
+        name: String,
+        media_type: String,
+        private: bool,
+        k: usize,
+        m: usize,
+        on_progress: Option<Function>,
+    ) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let params = Params::new(k, m).map_err(js_err)?;
+            let secret = if private {
+                let mut s = [0u8; 32];
+                getrandom::fill(&mut s).map_err(js_err)?;
+                Secret::private(s)
+            } else {
+                Secret::public()
+            };
+            let mut enc =
+                Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() }).map_err(js_err)?;
+            let cfg = TransferConfig::default();
+            let progress = Rc::new(Progress::default());
+            let size = blob.size();
+            let (mut tx, rx) = mpsc::channel(cfg.stripes_in_flight);
+            let p = progress.clone();
+            let produce = async move {
+                let mut off = 0f64;
+                while off < size {
+                    let end = (off + kura_core::CHUNK_SIZE as f64).min(size);
+                    let slice = blob.slice_with_f64_and_f64(off, end)?;
+                    let buf = JsFuture::from(slice.array_buffer()).await?;
+                    let bytes = Uint8Array::new(&buf).to_vec();
+                    let mut stripes = Vec::new();
+                    enc.push(&bytes, |s| {
+                        stripes.push(s);
+                        Ok::<(), ()>(())
+                    })
+                    .map_err(|()| js_err("encoding failed"))?;
+                    p.encoded.store(enc.bytes_written(), Relaxed);
+                    for s in stripes {
+                        tx.send(s).await.map_err(|_| js_err("upload stopped"))?;
+                    }
+                    off = end;
+                }
+                let fin = enc.finish(FileMeta { name, media_type }).map_err(js_err)?;
+                let mut rest = Vec::new();
+                let cap = fin.drain(|s| {
+                    rest.push(s);
+                    Ok::<(), ()>(())
+                });
+                for s in rest {
+                    tx.send(s).await.map_err(|_| js_err("upload stopped"))?;
+                }
+                drop(tx);
+                cap.map_err(|()| js_err("encoding failed"))
+            };
+            let upload = transfer::put_stripes(&net, rx, &cfg, &progress);
+            let work = futures::future::join(produce, upload);
+            let (cap, uploaded) =
+                alongside(work, report(on_progress, "uploading", size, progress.clone())).await;
+            uploaded.map_err(js_err)?;
+            Ok(JsValue::from_str(&cap?.to_string()))
+        })
+    }
+
+    /// Resolves to `{ name, size, type }` of the file behind `cap` (reads its data map only).
+    pub fn open(&self, cap: String) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let cap = Capability::parse(&cap).map_err(|e| js_err(format!("damaged link: {e}")))?;
+            let progress = Progress::default();
+            let map =
+                transfer::get(&net, cap, Some((0, 0)), &TransferConfig::default(), &progress, |_| Ok(()))
+                    .await
+                    .map_err(describe)?;
+            let o = Object::new();
+            set(&o, "name", map.meta.name.as_str());
+            set(&o, "type", map.meta.media_type.as_str());
+            set(&o, "size", map.size as f64);
+            Ok(o.into())
+        })
+    }
+
+    /// Streams `length` bytes from `offset` of the file behind `cap` to `on_data(Uint8Array)`
+    /// in order; resolves when done.
+    pub fn read(
+        &self,
+        cap: String,
+        offset: f64,
+        length: f64,
+        on_data: Function,
+        on_progress: Option<Function>,
+    ) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let cap = Capability::parse(&cap).map_err(|e| js_err(format!("damaged link: {e}")))?;
+            let progress = Rc::new(Progress::default());
+            let cfg = TransferConfig::default();
+            let out = |pt: &[u8]| {
+                on_data.call1(&JsValue::NULL, &Uint8Array::from(pt)).map(drop).map_err(|e| format!("{e:?}"))
+            };
+            let work = transfer::get(&net, cap, Some((offset as u64, length as u64)), &cfg, &progress, out);
+            alongside(work, report(on_progress, "downloading", length, progress.clone()))
+                .await
+                .map_err(describe)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// Runs `work` with `side` (a progress reporter) beside it; `side` ending early is fine.
+async fn alongside<T>(
+    work: impl std::future::Future<Output = T>,
+    side: impl std::future::Future<Output = ()>,
+) -> T {
+    futures::pin_mut!(work, side);
+    match futures::future::select(work, side).await {
+        futures::future::Either::Left((t, _)) => t,
+        futures::future::Either::Right(((), work)) => work.await,
+    }
+}
+
+/// Errors in words a person can act on.
+fn describe(e: TransferError) -> JsValue {
+    match e {
+        TransferError::Net(n) => js_err(format!("no relay reachable: {n}")),
+        TransferError::Unavailable(_) => js_err(format!("file unavailable: {e}")),
+        other => js_err(other),
+    }
+}
