@@ -12,4 +12,5 @@ source scripts/lib.sh
 
 log "building kura and kura-relay (release; the first build takes several minutes)"
 cargo build -q --release -p kura-client -p kura-relay --bins
+scripts/build-www.sh
 exec target/release/kura devnet "$@"

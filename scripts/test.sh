@@ -32,6 +32,15 @@ for w in target/wasm32-unknown-unknown/debug/deps/pipeline-*.wasm; do
 done
 [ "$bad" = 0 ]
 
+log "the page in headless Chromium (upload, share link, download, 2 of 6 relays killed, damaged link)"
+scripts/build-www.sh --dev
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core (npm)"
+  (cd tests/browser && npm install --no-audit --no-fund --silent)
+fi
+cargo build -q --workspace --all-targets   # a no-op after the tests above: same features
+node tests/browser/page.test.mjs target/debug/kura target/browser-artifacts
+
 log "known-answer vectors against the independent Python implementation"
 apt_install python3 python3
 if ! python3 -c "import blake3, cryptography" 2>/dev/null; then

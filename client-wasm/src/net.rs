@@ -81,7 +81,7 @@ pub fn dialable(addr: &Multiaddr) -> bool {
     for p in addr.iter() {
         match p {
             Protocol::Ws(_) | Protocol::Wss(_) => ws = true,
-            Protocol::WebRTCDirect => webrtc = true,
+            Protocol::WebRTCDirect => webrtc = has_webrtc(),
             Protocol::Certhash(_) => certhash = true,
             Protocol::P2pCircuit => return false,
             _ => {}
@@ -210,9 +210,16 @@ fn spawn(f: impl std::future::Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(f);
 }
 
-/// The browser's swarm: WebSocket (noise + yamux on top) and WebRTC-direct (its own
-/// encryption and multiplexing). A Web Worker has no `RTCPeerConnection`, so there only the
-/// WebSocket addresses connect.
+/// Whether this JavaScript context can make WebRTC connections: a page can, a Web Worker
+/// cannot (no `window`, no `RTCPeerConnection`).
+#[cfg(target_arch = "wasm32")]
+pub fn has_webrtc() -> bool {
+    let g = js_sys::global();
+    ["window", "RTCPeerConnection"].iter().all(|k| js_sys::Reflect::has(&g, &(*k).into()).unwrap_or(false))
+}
+
+/// The browser's swarm: WebSocket (noise + yamux on top) everywhere, and WebRTC-direct (its
+/// own encryption and multiplexing) where the context has WebRTC.
 #[cfg(target_arch = "wasm32")]
 fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
     use libp2p::core::muxing::StreamMuxerBox;
@@ -223,17 +230,21 @@ fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
         .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                websocket_websys::Transport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default()),
-            )
-        })
-        .map_err(|e| fail(&e))?
-        .with_other_transport(|key| {
-            webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
-                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+            let ws = websocket_websys::Transport::default()
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default())
+                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
+            let transport = if has_webrtc() {
+                webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
+                    .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+                    .or_transport(ws)
+                    .map(|either, _| either.into_inner())
+                    .boxed()
+            } else {
+                ws.boxed()
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(transport)
         })
         .map_err(|e| fail(&e))?
         .with_behaviour(|key| behaviour(key.public().to_peer_id(), cfg))

@@ -146,9 +146,10 @@ pub async fn devnet(cfg: DevnetConfig) -> Result<()> {
     let net = Devnet::start(&cfg).await?;
     for (i, r) in net.relays.iter().enumerate() {
         println!(
-            "relay {i}: peer {}  http://{}/  log {}",
+            "relay {i}: peer {}  http://{}/  pid {}  log {}",
             r.peer_id,
             r.http,
+            r.pid(),
             cfg.dir.join(format!("relay-{i}.log")).display()
         );
     }

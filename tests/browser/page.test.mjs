@@ -1,0 +1,141 @@
+// Kura's page driven like a person would, in Debian's headless Chromium: upload a 30 MiB
+// random file through the page, open its share link in a fresh profile, download it and
+// compare SHA-256; the same after killing 2 of the 6 relays; a damaged link shows the error.
+// Starts its own network with `kura devnet` (6 relays on 127.0.0.1) and stops it.
+// Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR
+// Screenshots of each step go to OUT_DIR.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const [kuraBin, outDir] = process.argv.slice(2);
+if (!kuraBin || !outDir) throw new Error('usage: page.test.mjs KURA_BIN OUT_DIR');
+mkdirSync(outDir, { recursive: true });
+const work = join(tmpdir(), `kura-page-test-${process.pid}`);
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+
+const deadline = setTimeout(() => { console.error('page test: timed out after 8 minutes'); cleanup(1); }, 8 * 60_000);
+let devnet;
+let browser;
+function cleanup(code) {
+  clearTimeout(deadline);
+  if (devnet && devnet.exitCode === null) devnet.kill('SIGTERM');
+  const done = () => { rmSync(work, { recursive: true, force: true }); process.exit(code); };
+  (browser ? browser.close().catch(() => {}) : Promise.resolve()).then(() => setTimeout(done, 1500));
+}
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+async function startDevnet() {
+  devnet = spawn(kuraBin, ['devnet', '--relays', '6', '--dir', join(work, 'net'), '--http', '127.0.0.1:0', '--base-port', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const relays = [];
+  let page;
+  for await (const line of createInterface({ input: devnet.stdout })) {
+    const m = line.match(/^relay (\d+): peer (\S+)\s+(http:\/\/\S+)\s+pid (\d+)/);
+    if (m) relays.push({ peer: m[2], http: m[3], pid: Number(m[4]) });
+    const p = line.match(/^page:\s+(\S+)/);
+    if (p) page = p[1];
+    if (line.startsWith('Ctrl-C')) break;
+  }
+  if (!page || relays.length !== 6) throw new Error('devnet did not start');
+  return { page, relays };
+}
+
+const sha256 = buf => createHash('sha256').update(buf).digest('hex');
+
+async function fresh() {
+  // A new context is a fresh profile: no storage, cache or cookies shared with the others.
+  const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 800 } });
+  const page = await ctx.newPage();
+  page.on('console', m => { if (m.type() === 'error') console.log(`  [browser] ${m.text()}`); });
+  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
+  return { ctx, page };
+}
+
+async function downloadViaLink(link, tag) {
+  const { ctx, page } = await fresh();
+  await page.goto(link);
+  await page.getByTestId('download').waitFor({ state: 'visible' });
+  await page.waitForFunction(() => !document.querySelector('[data-testid=download]').disabled
+    || !document.getElementById('error').hidden, null, { timeout: 120_000 });
+  const err = await page.getByTestId('error').isVisible();
+  if (err) throw new Error(`opening the link failed: ${await page.getByTestId('error').textContent()}`);
+  await page.screenshot({ path: join(outDir, `${tag}-1-opened.png`) });
+  const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 240_000 }), page.getByTestId('download').click()]);
+  const path = join(work, `${tag}.bin`);
+  await dl.saveAs(path);
+  await page.screenshot({ path: join(outDir, `${tag}-2-downloaded.png`) });
+  await ctx.close();
+  return readFileSync(path);
+}
+
+try {
+  const { page: pageUrl, relays } = await startDevnet();
+  console.log(`devnet up, page ${pageUrl}`);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+
+  const data = randomBytes(30 << 20);
+  const file = join(work, 'random-30MiB.bin');
+  writeFileSync(file, data);
+
+  // Upload through the page.
+  const { ctx, page } = await fresh();
+  await page.goto(pageUrl);
+  await page.waitForFunction(() => document.getElementById('net').textContent.startsWith('Connected'), null, { timeout: 60_000 });
+  await page.screenshot({ path: join(outDir, 'upload-1-connected.png') });
+  await page.getByTestId('file-input').setInputFiles(file);
+  await page.getByTestId('progress').first().waitFor();
+  await page.screenshot({ path: join(outDir, 'upload-2-progress.png') });
+  const shareLink = page.getByTestId('share-link');
+  await shareLink.waitFor({ timeout: 240_000 });
+  const link = await shareLink.inputValue();
+  await page.screenshot({ path: join(outDir, 'upload-3-shared.png') });
+  check(link.startsWith(`${pageUrl.replace(/\/$/, '')}/#kura1`), `share link carries the capability in its fragment (${link.slice(0, 60)}…)`);
+  const status = await page.getByTestId('progress').first().textContent();
+  console.log(`  upload: ${status}`);
+  await ctx.close();
+
+  // Download in a fresh profile.
+  const back = await downloadViaLink(link, 'download');
+  check(back.length === data.length && sha256(back) === sha256(data), 'downloaded file has the same SHA-256');
+
+  // Kill 2 of the 6 relays (not relay 0, which serves the page), then again.
+  for (const r of [relays[2], relays[4]]) process.kill(r.pid, 'SIGKILL');
+  const back2 = await downloadViaLink(link, 'two-dead');
+  check(back2.length === data.length && sha256(back2) === sha256(data), 'with 2 of 6 relays killed, same SHA-256');
+
+  // A damaged link says so.
+  const { ctx: c3, page: p3 } = await fresh();
+  const i = link.indexOf('#kura1') + 20;
+  const damaged = link.slice(0, i) + (link[i] === 'a' ? 'b' : 'a') + link.slice(i + 1);
+  await p3.goto(damaged);
+  await p3.getByTestId('error').waitFor({ state: 'visible', timeout: 60_000 });
+  const msg = await p3.getByTestId('error').textContent();
+  await p3.screenshot({ path: join(outDir, 'damaged-link.png') });
+  check(/damaged/i.test(msg), `a damaged link shows the error: "${msg.slice(0, 80)}…"`);
+  // At phone width the page still fits.
+  await p3.setViewportSize({ width: 375, height: 740 });
+  await p3.goto(link);
+  await p3.getByTestId('download').waitFor({ state: 'visible' });
+  await p3.screenshot({ path: join(outDir, 'phone-width.png') });
+  const overflow = await p3.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, 'no horizontal overflow at 375 px');
+  await c3.close();
+  console.log('page test: all passed');
+  cleanup(0);
+} catch (e) {
+  console.error(`page test FAILED: ${e.stack || e}`);
+  cleanup(1);
+}

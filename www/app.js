@@ -1,0 +1,181 @@
+// The page: a drop zone and share links, talking to the client in worker.js.
+const $ = id => document.getElementById(id);
+const worker = new Worker('worker.js', { type: 'module' });
+let nextId = 1;
+const pending = new Map();
+
+worker.onmessage = ({ data: msg }) => {
+  const h = pending.get(msg.id);
+  if (!h) return;
+  if (msg.type === 'progress') h.progress && h.progress(msg.p);
+  else if (msg.type === 'data') h.data && h.data(msg.bytes);
+  else {
+    pending.delete(msg.id);
+    msg.type === 'done' ? h.resolve(msg) : h.reject(new Error(msg.message));
+  }
+};
+
+function call(op, args, handlers = {}) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, ...handlers });
+    worker.postMessage({ id, op, ...args });
+  });
+}
+
+// Errors said in words a person can act on.
+function explain(e) {
+  const m = String(e.message || e).replace(/^damaged link: /, '');
+  if (/damaged link|capability|checksum|base32|prefix/i.test(String(e.message || e))) return `This link is damaged: ${m}`;
+  if (/no relay reachable|Unreachable/i.test(m)) return `No relay is reachable right now. Check your connection and try again. (${m})`;
+  if (/unavailable/i.test(m)) return `This file is unavailable: too few of its pieces are reachable. (${m})`;
+  return m;
+}
+
+function showError(e) {
+  const el = $('error');
+  el.textContent = explain(e);
+  el.hidden = false;
+}
+
+const fmtSize = n => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB`
+  : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(2)} GiB`;
+
+const connected = (async () => {
+  const res = await fetch('/bootstrap');
+  if (!res.ok) throw new Error(`no relay reachable: /bootstrap answered ${res.status}`);
+  const { addrs } = await res.json();
+  const r = await call('connect', { addrs });
+  $('net').textContent = `Connected to the network as ${r.peerId.slice(0, 16)}…`;
+})();
+connected.catch(e => { $('net').textContent = 'Not connected.'; showError(e); });
+
+// ---- storing files ----
+function addItem(file) {
+  const el = document.createElement('div');
+  el.className = 'item';
+  el.innerHTML = `<div class="name"></div><div class="bar"><div></div></div>
+    <div class="meta" data-testid="progress">waiting for the network…</div>`;
+  el.querySelector('.name').textContent = `${file.name} (${fmtSize(file.size)})`;
+  $('items').prepend(el);
+  return el;
+}
+
+async function store(file) {
+  const el = addItem(file);
+  const bar = el.querySelector('.bar > div');
+  const status = el.querySelector('[data-testid=progress]');
+  const start = performance.now();
+  try {
+    await connected;
+    const { cap } = await call('put', { file, private: $('private').checked }, {
+      progress: p => {
+        const secs = (performance.now() - start) / 1000;
+        const sentShare = p.sent ? p.confirmed / p.sent : 0;
+        const done = p.total ? p.encoded / p.total : 1;
+        const phase = done < 1 ? 'encrypting and uploading' : 'uploading';
+        bar.style.width = `${Math.round(100 * done * (0.5 + 0.5 * sentShare))}%`;
+        status.textContent = `${phase}: ${fmtSize(p.encoded)} of ${fmtSize(p.total)} encoded, ` +
+          `${fmtSize(p.confirmed)} stored, ${(p.encoded / 1e6 / secs).toFixed(1)} MB/s`;
+      },
+    });
+    const secs = (performance.now() - start) / 1000;
+    bar.style.width = '100%';
+    status.textContent = `stored in ${secs.toFixed(1)} s (${(file.size / 1e6 / secs).toFixed(1)} MB/s)`;
+    const link = `${location.origin}/#${cap}`;
+    const share = document.createElement('div');
+    share.className = 'share';
+    share.innerHTML = `<input readonly data-testid="share-link"><button class="secondary">Copy</button>`;
+    share.querySelector('input').value = link;
+    share.querySelector('button').onclick = async ev => {
+      try { await navigator.clipboard.writeText(link); ev.target.textContent = 'Copied'; }
+      catch { share.querySelector('input').select(); }
+    };
+    el.append(share);
+  } catch (e) {
+    status.textContent = 'failed';
+    showError(e);
+  }
+}
+
+function pick(files) { for (const f of files) store(f); }
+$('file-input').addEventListener('change', ev => { pick(ev.target.files); });
+const drop = $('drop');
+drop.addEventListener('dragover', ev => { ev.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', ev => { ev.preventDefault(); drop.classList.remove('over'); pick(ev.dataTransfer.files); });
+
+// ---- opening a share link ----
+async function readAll(cap, info, onProgress) {
+  const parts = [];
+  const start = performance.now();
+  await call('read', { cap, offset: 0, length: info.size }, {
+    data: b => parts.push(b),
+    progress: p => onProgress(p.delivered, (performance.now() - start) / 1000),
+  });
+  return new Blob(parts, { type: info.type || 'application/octet-stream' });
+}
+
+async function openLink(cap) {
+  $('upload-view').hidden = true;
+  $('open-view').hidden = false;
+  const status = $('open-progress');
+  let info;
+  try {
+    await connected;
+    info = (await call('open', { cap })).info;
+  } catch (e) {
+    $('open-name').textContent = 'This file cannot be opened.';
+    showError(e);
+    return;
+  }
+  $('open-name').textContent = info.name || '(unnamed file)';
+  $('open-meta').textContent = `${fmtSize(info.size)} · ${info.type || 'unknown type'}`;
+  let blob = null;
+  const fetchBlob = async () => {
+    if (blob) return blob;
+    $('open-bar-wrap').hidden = false;
+    blob = await readAll(cap, info, (done, secs) => {
+      $('open-bar').style.width = `${info.size ? Math.round(100 * done / info.size) : 100}%`;
+      status.textContent = `downloading: ${fmtSize(done)} of ${fmtSize(info.size)}, ${(done / 1e6 / secs).toFixed(1)} MB/s`;
+    });
+    $('open-bar').style.width = '100%';
+    status.textContent = `downloaded and verified: ${fmtSize(info.size)}`;
+    return blob;
+  };
+  const download = $('download');
+  download.disabled = false;
+  download.onclick = async () => {
+    download.disabled = true;
+    try {
+      const b = await fetchBlob();
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(b);
+      a.download = info.name || 'kura-file';
+      document.body.append(a);
+      a.click();
+      a.remove();
+    } catch (e) { showError(e); }
+    download.disabled = false;
+  };
+  const kind = (info.type || '').split('/')[0];
+  const show = $('show');
+  if (['image', 'audio', 'video', 'text'].includes(kind) || info.type === 'application/json') {
+    show.disabled = false;
+    show.onclick = async () => {
+      show.disabled = true;
+      try {
+        const b = await fetchBlob();
+        const p = $('preview');
+        p.textContent = '';
+        if (kind === 'image') { const i = new Image(); i.src = URL.createObjectURL(b); i.alt = info.name; p.append(i); }
+        else if (kind === 'audio' || kind === 'video') {
+          const m = document.createElement(kind); m.controls = true; m.src = URL.createObjectURL(b); p.append(m);
+        } else { const pre = document.createElement('pre'); pre.textContent = await b.slice(0, 1 << 20).text(); p.append(pre); }
+      } catch (e) { showError(e); }
+    };
+  }
+}
+
+if (location.hash.length > 1) openLink(decodeURIComponent(location.hash.slice(1)));
+window.addEventListener('hashchange', () => location.reload());
