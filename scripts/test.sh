@@ -15,6 +15,7 @@ log "lints"
 cargo fmt --all -- --check
 cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q -p kura-core --target wasm32-unknown-unknown --lib --tests -- -D warnings
+cargo clippy -q -p kura-client --target wasm32-unknown-unknown --lib -- -D warnings
 
 log "native tests"
 cargo test -q --workspace
