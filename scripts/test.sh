@@ -4,18 +4,21 @@
 #   2. every native test (unit, property, known-answer, end-to-end with the real binaries)
 #   3. kura-core's test suite compiled to wasm32 and run in headless Chromium
 #   4. a check that the wasm build imports nothing from `env`
-#   5. the known-answer vectors checked by an independent Python implementation
-#   6. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
+#   5. the page driven in headless Chromium (tests/browser/page.test.mjs, Playwright), and the
+#      browser client's API (wasm-bindgen-test) against a local network of relays
+#   6. the known-answer vectors checked by an independent Python implementation
+#   7. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 need_wasm_tools
+apt_install python3 python3
 
 log "lints"
 cargo fmt --all -- --check
 cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q -p kura-core --target wasm32-unknown-unknown --lib --tests -- -D warnings
-cargo clippy -q -p kura-client --target wasm32-unknown-unknown --lib -- -D warnings
+cargo clippy -q -p kura-client --target wasm32-unknown-unknown --lib --test browser -- -D warnings
 
 log "native tests"
 cargo test -q --workspace
@@ -41,6 +44,22 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 cargo build -q --workspace --all-targets   # a no-op after the tests above: same features
 node tests/browser/page.test.mjs target/debug/kura target/browser-artifacts
+
+log "the browser client's API in headless Chromium against a local network (WebSocket, WebRTC-direct)"
+netdir=$(mktemp -d)
+target/debug/kura devnet --relays 6 --dir "$netdir" --http 127.0.0.1:0 --base-port 0 > "$netdir/out" &
+devnet=$!
+stop_devnet() { kill -TERM "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true; rm -rf "$netdir"; }
+trap stop_devnet EXIT
+for _ in $(seq 1200); do grep -q '^page:' "$netdir/out" 2>/dev/null && break; sleep 0.1; done
+page=$(awk '/^page:/ { print $2 }' "$netdir/out")
+[ -n "$page" ] || { log "kura devnet did not start"; cat "$netdir/out"; exit 1; }
+KURA_TEST_BOOTSTRAP=$(python3 -c 'import json, sys, urllib.request
+print(",".join(json.load(urllib.request.urlopen(sys.argv[1] + "bootstrap"))["addrs"]))' "$page")
+export KURA_TEST_BOOTSTRAP
+cargo test -p kura-client --target wasm32-unknown-unknown --test browser
+stop_devnet
+trap - EXIT
 
 log "known-answer vectors against the independent Python implementation"
 apt_install python3 python3

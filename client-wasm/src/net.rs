@@ -106,6 +106,21 @@ pub fn dialable(addr: &Multiaddr) -> bool {
     tcp
 }
 
+/// The addresses of one peer this client should dial: the dialable ones, and where the
+/// peer has a WebSocket address, not its WebRTC-direct ones. A browser reading over
+/// WebRTC-direct buffers at most 16 KiB per stream (libp2p-webrtc-websys' `MAX_MSG_LEN`)
+/// and fails a stream when a relay's answer arrives faster than the page's event loop
+/// drains it ("remote overloaded us with messages"); shard answers are ~256 KiB. So
+/// WebRTC-direct is the fallback for relays without WebSocket.
+pub fn preferred<'a>(addrs: impl Iterator<Item = &'a Multiaddr> + Clone) -> Vec<Multiaddr> {
+    let has_ws = addrs.clone().any(|a| dialable(a) && is_ws(a));
+    addrs.filter(|a| dialable(a) && (!has_ws || is_ws(a))).cloned().collect()
+}
+
+fn is_ws(a: &Multiaddr) -> bool {
+    a.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_)))
+}
+
 /// Splits `/…/p2p/PEER` into the peer id and the address without it.
 pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut a = addr.clone();
@@ -119,10 +134,14 @@ impl Network {
     /// Starts the swarm and connects to at least one of `bootstrap` (each must end in
     /// `/p2p/PEER`). Fails when none answers within the connect timeout.
     pub async fn connect(bootstrap: &[Multiaddr], cfg: NetConfig) -> Result<Self, NetError> {
-        let mut swarm = build_swarm(&cfg)?;
+        // In a browser, WebRTC-direct only when no bootstrap relay offers WebSocket (see
+        // `preferred`): libp2p dials every address it knows of a peer, Kademlia's included.
+        let webrtc = !bootstrap.iter().any(is_ws);
+        let mut swarm = build_swarm(&cfg, webrtc)?;
         let local = *swarm.local_peer_id();
         let mut dialing = 0usize;
         let mut errors = Vec::new();
+        let mut split = Vec::with_capacity(bootstrap.len());
         for addr in bootstrap {
             let Some((peer, bare)) = split_peer(addr) else {
                 return Err(NetError::BadBootstrap {
@@ -130,19 +149,26 @@ impl Network {
                     reason: "no /p2p/ peer id at the end".into(),
                 });
             };
-            if !dialable(&bare) {
+            split.push((peer, bare, addr));
+        }
+        for (peer, bare, addr) in &split {
+            let (peer, bare) = (*peer, bare.clone());
+            let others = split.iter().filter(|(p, ..)| *p == peer).map(|(_, a, _)| a);
+            if !preferred(others).contains(&bare) {
                 continue;
             }
             swarm.behaviour_mut().kad.add_address(&peer, bare.clone());
             swarm.add_peer_address(peer, bare.clone());
-            match swarm.dial(addr.clone()) {
+            match swarm.dial((*addr).clone()) {
                 Ok(()) => dialing += 1,
                 Err(e) => errors.push(format!("{addr}: {e}")),
             }
         }
         if dialing == 0 {
             return Err(NetError::Unreachable(if errors.is_empty() {
-                "no bootstrap address this client can dial (it needs a TCP address)".into()
+                "no bootstrap address this client can dial (natively TCP; in a browser WebSocket or \
+                 WebRTC-direct)"
+                    .into()
             } else {
                 errors.join("; ")
             }));
@@ -219,9 +245,9 @@ pub fn has_webrtc() -> bool {
 }
 
 /// The browser's swarm: WebSocket (noise + yamux on top) everywhere, and WebRTC-direct (its
-/// own encryption and multiplexing) where the context has WebRTC.
+/// own encryption and multiplexing) when asked for and the context has WebRTC.
 #[cfg(target_arch = "wasm32")]
-fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+fn build_swarm(cfg: &NetConfig, webrtc: bool) -> Result<Swarm<Behaviour>, NetError> {
     use libp2p::core::muxing::StreamMuxerBox;
     use libp2p::core::upgrade::Version;
     use libp2p::core::Transport as _;
@@ -235,7 +261,7 @@ fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
                 .authenticate(noise::Config::new(key)?)
                 .multiplex(yamux::Config::default())
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
-            let transport = if has_webrtc() {
+            let transport = if webrtc && has_webrtc() {
                 webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
                     .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
                     .or_transport(ws)
@@ -254,7 +280,7 @@ fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn build_swarm(cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+fn build_swarm(cfg: &NetConfig, _webrtc: bool) -> Result<Swarm<Behaviour>, NetError> {
     use libp2p::{noise, tcp, yamux};
     let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
     Ok(libp2p::SwarmBuilder::with_new_identity()
@@ -314,7 +340,7 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>) {
                     };
                     let mut found = Vec::with_capacity(peers.len());
                     for info in peers {
-                        for a in info.addrs.into_iter().filter(dialable) {
+                        for a in preferred(info.addrs.iter()) {
                             swarm.add_peer_address(info.peer_id, a);
                         }
                         found.push(info.peer_id);

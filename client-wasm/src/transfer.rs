@@ -68,19 +68,25 @@ pub struct Unavailable {
     pub need: usize,
     /// Relays asked.
     pub asked: usize,
+    /// Why the relays that gave nothing failed (at most a few).
+    pub reasons: Vec<String>,
 }
 
 impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.need == 0 {
-            write!(f, "stripe {}: no relay of {} asked holds it", self.stripe, self.asked)
+            write!(f, "stripe {}: no relay of {} asked holds it", self.stripe, self.asked)?;
         } else {
             write!(
                 f,
                 "stripe {}: {} of {} shards needed found on {} relays",
                 self.stripe, self.have, self.need, self.asked
-            )
+            )?;
         }
+        if !self.reasons.is_empty() {
+            write!(f, " ({})", self.reasons.join("; "))?;
+        }
+        Ok(())
     }
 }
 
@@ -209,6 +215,12 @@ pub async fn fetch_stripe(
     let asked = cands.len();
     let mut plan = FetchPlan::new(K_GUESS, cands, cfg.hedge_after);
     let mut asm: Option<StripeAssembler> = None;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut note = |r: String| {
+        if reasons.len() < 4 {
+            reasons.push(r);
+        }
+    };
     let mut pending = FuturesUnordered::new();
     loop {
         for peer in plan.poll(since(start)) {
@@ -221,7 +233,13 @@ pub async fn fetch_stripe(
         }
         if plan.is_exhausted() {
             let (have, need) = asm.as_ref().map_or((0, 0), |a| (a.present(), a.header().params().k()));
-            return Err(TransferError::Unavailable(vec![Unavailable { stripe: id, have, need, asked }]));
+            return Err(TransferError::Unavailable(vec![Unavailable {
+                stripe: id,
+                have,
+                need,
+                asked,
+                reasons,
+            }]));
         }
         let tick = futures_timer::Delay::new(Duration::from_millis(500));
         futures::select! {
@@ -237,7 +255,7 @@ pub async fn fetch_stripe(
                                     asm = Some(a);
                                 }
                                 Err(e) => {
-                                    tracing::warn!(%peer, stripe = %id, "bad header: {e}");
+                                    note(format!("{peer}: bad header: {e}"));
                                     plan.failed(&peer);
                                     continue;
                                 }
@@ -250,19 +268,22 @@ pub async fn fetch_stripe(
                                 Ok(_) => {
                                     progress.received.fetch_add(len, Relaxed);
                                 }
-                                Err(e) => tracing::warn!(%peer, stripe = %id, "corrupt shard: {e}"),
+                                Err(e) => note(format!("{peer}: corrupt shard: {e}")),
                             }
                         }
                         plan.answered(&peer, a.present());
                     }
-                    Ok(Response::Error { code: ErrorCode::NotFound, .. }) => plan.failed(&peer),
+                    Ok(Response::Error { code: ErrorCode::NotFound, .. }) => {
+                        note(format!("{peer}: not found"));
+                        plan.failed(&peer);
+                    }
                     Ok(other) => {
-                        tracing::warn!(%peer, stripe = %id, "fetch refused: {}", refusal(&other));
+                        note(format!("{peer}: {}", refusal(&other)));
                         progress.retries.fetch_add(1, Relaxed);
                         plan.failed(&peer);
                     }
                     Err(e) => {
-                        tracing::debug!(stripe = %id, "{e}");
+                        note(e.to_string());
                         progress.retries.fetch_add(1, Relaxed);
                         plan.failed(&peer);
                     }

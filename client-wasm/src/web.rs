@@ -149,7 +149,7 @@ impl KuraClient {
             let work = futures::future::join(produce, upload);
             let (cap, uploaded) =
                 alongside(work, report(on_progress, "uploading", size, progress.clone())).await;
-            uploaded.map_err(js_err)?;
+            uploaded.map_err(describe)?;
             Ok(JsValue::from_str(&cap?.to_string()))
         })
     }
@@ -211,11 +211,16 @@ async fn alongside<T>(
     }
 }
 
-/// Errors in words a person can act on.
+/// Errors in words a person can act on, with their causes.
 fn describe(e: TransferError) -> JsValue {
-    match e {
-        TransferError::Net(n) => js_err(format!("no relay reachable: {n}")),
-        TransferError::Unavailable(_) => js_err(format!("file unavailable: {e}")),
-        other => js_err(other),
+    let mut msg = match &e {
+        TransferError::Net(n) => format!("no relay reachable: {n}"),
+        other => other.to_string(),
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
     }
+    js_err(msg)
 }

@@ -1,0 +1,226 @@
+//! `kura`: Kura's command-line client.
+//!
+//! ```text
+//! kura put FILE --bootstrap ADDR [--k K --m M] [--private]      prints the capability
+//! kura get CAP  --bootstrap ADDR -o OUT [--offset N --length N]  writes the file (or range)
+//! kura devnet [--relays N] [--dir DIR] [--http ADDR]            a local network of relays
+//! kura encode FILE --store DIR [--k K --m M] [--private]        offline, into a directory
+//! kura decode CAP  --store DIR -o OUT                           offline, from a directory
+//! ```
+//! `ADDR` is a relay multiaddr ending in `/p2p/PEER`, or the `http://` URL of a relay.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use kura_client::dirstore::DirStore;
+use kura_client::media;
+use kura_core::{
+    decode_from, Capability, DecodeError, Decoder, EncodeOptions, Encoder, FileMeta, Params, Secret,
+};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+mod net_cmd;
+
+#[derive(Parser, Debug)]
+#[command(name = "kura", version, about = "Kura: encrypted, erasure-coded storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Store FILE on the network and print its capability.
+    Put {
+        file: PathBuf,
+        /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+        /// Data shards per stripe.
+        #[arg(long, default_value_t = 4)]
+        k: usize,
+        /// Parity shards per stripe (any m may be lost).
+        #[arg(long, default_value_t = 2)]
+        m: usize,
+        /// Encrypt with a fresh random secret (no deduplication, unguessable content).
+        #[arg(long)]
+        private: bool,
+    },
+    /// Read a capability's file from the network into OUT.
+    Get {
+        capability: String,
+        /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Read from this byte offset.
+        #[arg(long)]
+        offset: Option<u64>,
+        /// Read at most this many bytes.
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Start a local network of kura-relay processes on 127.0.0.1; Ctrl-C stops them.
+    Devnet {
+        /// Number of relays.
+        #[arg(long, default_value_t = 6)]
+        relays: usize,
+        /// Where the relays keep their data and logs.
+        #[arg(long, default_value = "devnet")]
+        dir: PathBuf,
+        /// HTTP address of relay 0 (page, /bootstrap); relay i uses port + i (0: any port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+        /// First libp2p port (relay i uses base + 10i ...); 0 picks free ports.
+        #[arg(long, default_value_t = 4100)]
+        base_port: u16,
+        /// The kura-relay binary (default: next to this one, else on PATH).
+        #[arg(long)]
+        relay_bin: Option<PathBuf>,
+    },
+    /// Encode FILE into shards in a directory and print its capability.
+    Encode {
+        file: PathBuf,
+        /// Directory holding one file per shard.
+        #[arg(long)]
+        store: PathBuf,
+        /// Data shards per stripe.
+        #[arg(long, default_value_t = 4)]
+        k: usize,
+        /// Parity shards per stripe (any m may be lost).
+        #[arg(long, default_value_t = 2)]
+        m: usize,
+        /// Encrypt with a fresh random secret: nobody can tell that this file is stored by
+        /// encoding a copy of it (and it does not dedupe).
+        #[arg(long)]
+        private: bool,
+    },
+    /// Decode a capability from shards in a directory into OUT.
+    Decode {
+        capability: String,
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
+pub fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Put { file, bootstrap, k, m, private } => {
+            runtime().and_then(|rt| rt.block_on(net_cmd::put(&file, &bootstrap, k, m, private)))
+        }
+        Command::Get { capability, bootstrap, output, offset, length } => runtime().and_then(|rt| {
+            let range = (offset.is_some() || length.is_some())
+                .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
+            rt.block_on(net_cmd::get(&capability, &bootstrap, &output, range))
+        }),
+        Command::Devnet { relays, dir, http, base_port, relay_bin } => runtime().and_then(|rt| {
+            let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
+            let cfg = kura_client::devnet::DevnetConfig { relays, dir, http, base_port, relay_bin };
+            rt.block_on(net_cmd::devnet(cfg))
+        }),
+        Command::Encode { file, store, k, m, private } => encode(&file, &store, k, m, private),
+        Command::Decode { capability, store, output } => decode(&capability, &store, &output),
+    };
+    if let Err(e) = result {
+        eprintln!("kura: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Public (convergent, deduplicating) or private (fresh random secret) encryption.
+fn secret(private: bool) -> Result<Secret> {
+    if private {
+        let mut s = [0u8; 32];
+        getrandom::fill(&mut s).map_err(|e| anyhow::anyhow!("no randomness for the private secret: {e}"))?;
+        Ok(Secret::private(s))
+    } else {
+        Ok(Secret::public())
+    }
+}
+
+/// The file's name and guessed media type, as recorded in its data map.
+fn file_meta(file: &Path) -> FileMeta {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let media_type = media::guess(&name).to_owned();
+    FileMeta { name, media_type }
+}
+
+/// A temporary path beside `output`; the file is renamed into place only once complete.
+fn partial_path(output: &Path) -> PathBuf {
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fname = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{fname}.kura-partial-{}", std::process::id()))
+}
+
+fn encode(file: &Path, store: &Path, k: usize, m: usize, private: bool) -> Result<()> {
+    let params = Params::new(k, m).context("invalid --k/--m")?;
+    let secret = secret(private)?;
+    let store = DirStore::open(store).with_context(|| format!("opening store {}", store.display()))?;
+    let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let meta = file_meta(file);
+    let mut enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })?;
+    let mut buf = vec![0u8; 1 << 20];
+    let put = |s: kura_core::Stripe| store.put_stripe(&s).map(drop);
+    loop {
+        let n = input.read(&mut buf).with_context(|| format!("reading {}", file.display()))?;
+        if n == 0 {
+            break;
+        }
+        enc.push(&buf[..n], put).context("writing shards")?;
+    }
+    let cap = enc.finish(meta)?.drain(put).context("writing shards")?;
+    println!("{cap}");
+    Ok(())
+}
+
+fn decode(capability: &str, store: &Path, output: &Path) -> Result<()> {
+    let cap = Capability::parse(capability).context("invalid capability")?;
+    if !store.is_dir() {
+        bail!("store {} is not a directory", store.display());
+    }
+    let mut store = DirStore::open(store)?;
+    // Write beside OUT under a temporary name; rename only once every byte is verified.
+    let tmp = partial_path(output);
+    let result = (|| -> Result<()> {
+        let mut out =
+            BufWriter::new(File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+        decode_from(Decoder::new(cap), &mut store, |pt: &[u8]| -> Result<(), Failure> {
+            out.write_all(pt).map_err(Failure::Io)
+        })
+        .map_err(|f| match f {
+            Failure::Decode(e) => anyhow::Error::new(e),
+            Failure::Io(e) => anyhow::Error::new(e).context("writing output"),
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, output).with_context(|| format!("renaming into {}", output.display()))?;
+        Ok(())
+    })();
+    for (stripe, shard, why) in &store.corrupt {
+        eprintln!("kura: warning: shard {shard} of stripe {stripe} is corrupt and was skipped ({why})");
+    }
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[derive(Debug)]
+enum Failure {
+    Decode(DecodeError),
+    Io(io::Error),
+}
+
+impl From<DecodeError> for Failure {
+    fn from(e: DecodeError) -> Self {
+        Failure::Decode(e)
+    }
+}

@@ -1,0 +1,121 @@
+//! The browser client's JavaScript API, in headless Chromium, against a real local network
+//! that `scripts/test.sh` starts (`kura devnet`) and names at build time:
+//! `KURA_TEST_BOOTSTRAP` = the relay's addresses, comma-separated. Without it (a plain
+//! `cargo test` for wasm32) the tests fail and say why.
+#![cfg(target_arch = "wasm32")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
+use kura_client::web::KuraClient;
+use kura_core::testdata::pseudo_random;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn bootstrap(filter: &str) -> Vec<String> {
+    let Some(all) = option_env!("KURA_TEST_BOOTSTRAP") else {
+        panic!("KURA_TEST_BOOTSTRAP is not set: run these tests through scripts/test.sh");
+    };
+    let v: Vec<String> = all.split(',').filter(|a| a.contains(filter)).map(str::to_owned).collect();
+    assert!(!v.is_empty(), "no {filter} address in {all}");
+    v
+}
+
+async fn connect(filter: &str) -> KuraClient {
+    let c = JsFuture::from(KuraClient::connect(bootstrap(filter))).await.unwrap();
+    // The promise resolves to the exported class's JS object; hand it back to Rust.
+    as_client(c)
+}
+
+#[wasm_bindgen(inline_js = "export function as_client(x) { return x; }")]
+extern "C" {
+    fn as_client(v: JsValue) -> KuraClient;
+}
+
+fn blob(bytes: &[u8]) -> web_sys::Blob {
+    let parts = Array::of1(&Uint8Array::from(bytes));
+    web_sys::Blob::new_with_u8_array_sequence(&parts).unwrap()
+}
+
+async fn read(c: &KuraClient, cap: &str, off: u64, len: u64) -> Vec<u8> {
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let cb = Closure::<dyn FnMut(Uint8Array)>::new(move |b: Uint8Array| g.borrow_mut().extend(b.to_vec()));
+    let f: &Function = cb.as_ref().unchecked_ref();
+    JsFuture::from(c.read(cap.into(), off as f64, len as f64, f.clone(), None)).await.unwrap();
+    let v = got.borrow().clone();
+    v
+}
+
+async fn error_of(p: Promise) -> String {
+    let e = JsFuture::from(p).await.expect_err("the promise must reject");
+    Reflect::get(&e, &"message".into()).unwrap().as_string().unwrap()
+}
+
+async fn put(c: &KuraClient, data: &[u8], name: &str, ty: &str, progress: Option<Function>) -> String {
+    JsFuture::from(c.put(blob(data), name.into(), ty.into(), false, 4, 2, progress))
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap()
+}
+
+/// WebRTC-direct, as a page without WebSocket relays would use it: uploads of any size;
+/// reads of small shards (a browser WebRTC stream buffers 16 KiB, see `net::preferred`).
+#[wasm_bindgen_test]
+async fn webrtc_direct_puts_and_reads_back_small_files_and_uploads_large_ones() {
+    let rtc = connect("/webrtc-direct").await;
+    let small = pseudo_random(20_000, 5);
+    let cap = put(&rtc, &small, "note.txt", "text/plain", None).await;
+    assert!(read(&rtc, &cap, 0, small.len() as u64).await == small, "small file over WebRTC-direct");
+    let big = pseudo_random(3 * (1 << 20) + 11, 77);
+    let cap_big = put(&rtc, &big, "song.ogg", "audio/ogg", None).await;
+    // Read the large one back over WebSocket, from another client.
+    let ws = connect("/ws").await;
+    assert!(
+        read(&ws, &cap_big, 0, big.len() as u64).await == big,
+        "uploaded over WebRTC, read over WebSocket"
+    );
+}
+
+/// WebSocket: put with progress, open, read whole and by ranges.
+#[wasm_bindgen_test]
+async fn websocket_put_open_read_whole_and_ranges() {
+    let data = pseudo_random(3 * (1 << 20) + 11, 78);
+    let ws = connect("/ws").await;
+    let progress_calls = Rc::new(RefCell::new(0u32));
+    let pc = progress_calls.clone();
+    let cb = Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+        assert_eq!(Reflect::get(&p, &"phase".into()).unwrap().as_string().unwrap(), "uploading");
+        *pc.borrow_mut() += 1;
+    });
+    let cap =
+        put(&ws, &data, "song.ogg", "audio/ogg", Some(cb.as_ref().unchecked_ref::<Function>().clone())).await;
+    assert!(cap.starts_with("kura1"));
+    let info = JsFuture::from(ws.open(cap.clone())).await.unwrap();
+    assert_eq!(Reflect::get(&info, &"name".into()).unwrap().as_string().unwrap(), "song.ogg");
+    assert_eq!(Reflect::get(&info, &"type".into()).unwrap().as_string().unwrap(), "audio/ogg");
+    assert_eq!(Reflect::get(&info, &"size".into()).unwrap().as_f64().unwrap() as usize, data.len());
+    assert!(read(&ws, &cap, 0, data.len() as u64).await == data, "whole file over WebSocket");
+    for (off, len) in
+        [(0u64, 1u64), ((1 << 20) - 2, 5), (2 * (1 << 20) + 3, 1 << 20), (data.len() as u64 - 4, 100)]
+    {
+        let end = (off + len).min(data.len() as u64) as usize;
+        assert!(read(&ws, &cap, off, len).await == data[off as usize..end], "range {off}+{len}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn errors_reach_javascript_in_words() {
+    let ws = connect("/ws").await;
+    let e = error_of(ws.open("kura1notalink".into())).await;
+    assert!(e.contains("damaged link"), "{e}");
+    let e = error_of(ws.put(blob(b"x"), "x".into(), "".into(), false, 6, 3, None)).await;
+    assert!(e.contains("distinct relays"), "{e}");
+    let e = error_of(KuraClient::connect(vec!["not an address".into()])).await;
+    assert!(e.contains("bad address"), "{e}");
+}
