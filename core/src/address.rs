@@ -9,10 +9,16 @@ use serde::{Deserialize, Serialize};
 /// Length in bytes of every address.
 pub const ADDRESS_LEN: usize = 32;
 
+/// Constant-time equality, word by word, the accumulator passed through `black_box`. The
+/// plain byte loop (`diff |= x ^ y`) broke two pipeline tests in optimized wasm32 builds with
+/// SIMD128 (dedup of identical chunks, corrupt-shard detection: id lookups went wrong), and
+/// passed at opt-level 0, which is why kura-core's wasm suite now runs optimized (the
+/// `profile.dev.package.kura-core` override). This version passes everywhere.
 fn ct_eq(a: &[u8; ADDRESS_LEN], b: &[u8; ADDRESS_LEN]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |s: &[u8]| u64::from_le_bytes(core::array::from_fn(|i| s[i]));
+        diff = core::hint::black_box(diff | (word(x) ^ word(y)));
     }
     diff == 0
 }

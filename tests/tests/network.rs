@@ -268,13 +268,25 @@ fn files_survive_two_dead_relays_and_fail_clearly_without_k() {
 #[test]
 fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
     let dir = Scratch::new("devnet").unwrap();
-    let mut child = Command::new(binary("kura-client", "kura").unwrap())
+    let child = Command::new(binary("kura-client", "kura").unwrap())
         .args(["devnet", "--relays", "4", "--http", "127.0.0.1:0", "--base-port", "0", "--dir"])
         .arg(dir.path().join("net"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // If an assertion fails, stop the devnet (and through it the relays) all the same.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let mut guard = Stop(child);
+    let child = &mut guard.0;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
