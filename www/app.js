@@ -106,14 +106,23 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', ev => { ev.preventDefault(); drop.classList.remove('over'); pick(ev.dataTransfer.files); });
 
 // ---- opening a share link ----
+// Pieces are folded into Blobs every 16 MiB, so the tab never holds the file itself: the
+// browser keeps Blob data out of the page's heap (on disk when large).
 async function readAll(cap, info, onProgress) {
-  const parts = [];
+  const blobs = [];
+  let parts = [];
+  let held = 0;
   const start = performance.now();
   await call('read', { cap, offset: 0, length: info.size }, {
-    data: b => parts.push(b),
+    data: b => {
+      parts.push(b);
+      held += b.length;
+      if (held >= 16 << 20) { blobs.push(new Blob(parts)); parts = []; held = 0; }
+    },
     progress: p => onProgress(p.delivered, (performance.now() - start) / 1000),
   });
-  return new Blob(parts, { type: info.type || 'application/octet-stream' });
+  blobs.push(new Blob(parts));
+  return new Blob(blobs, { type: info.type || 'application/octet-stream' });
 }
 
 async function openLink(cap) {

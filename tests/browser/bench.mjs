@@ -1,8 +1,9 @@
 // Browser benchmark: the page uploading and downloading a file through a local network of
 // relays (`kura devnet`, release build) over WebSocket, with the tab's memory sampled
 // throughout. Usage: node tests/browser/bench.mjs KURA_BIN [MIB]   (scripts/bench-browser.sh)
-// Tab memory = resident memory of Chromium's renderer processes (the page, its worker, JS
-// heap and wasm memory all live there), sampled every 100 ms from /proc.
+// Tab memory = proportional set size (PSS: shared pages divided among their users) of
+// Chromium's renderer processes (the page, its worker, JS heap and wasm memory all live
+// there), sampled every 100 ms from /proc; printed with the idle figure before the transfer.
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -23,7 +24,7 @@ function rendererRssMiB() {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       if (!cmd.includes('chrom') || !cmd.includes('--type=renderer')) continue;
-      const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/);
+      const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/Pss:\s+(\d+)/);
       if (m) total += Number(m[1]) / 1024;
     } catch { /* the process ended */ }
   }
