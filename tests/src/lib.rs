@@ -30,6 +30,20 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace_root()).args(["build", "--quiet", "--workspace", "--all-targets"]);
+        // Cargo gives a test its package's variables (CARGO_PKG_*, CARGO_MANIFEST_*, OUT_DIR,
+        // ...); passed on, some build scripts see a changed environment and rerun, rebuilding
+        // half of libp2p. Hand the nested build the environment the outer one had.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let from_test = (k.starts_with("CARGO_")
+                && !k.starts_with("CARGO_HOME")
+                && !k.starts_with("CARGO_TARGET_DIR"))
+                || k == "OUT_DIR"
+                || k == "LD_LIBRARY_PATH";
+            if from_test {
+                cmd.env_remove(&*k);
+            }
+        }
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
