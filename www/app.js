@@ -4,9 +4,16 @@ const worker = new Worker('worker.js', { type: 'module' });
 let nextId = 1;
 const pending = new Map();
 
+// Peak memory seen while transfers run, for benchmarks and the curious: the worker's wasm
+// memory and this page's JS heap (Chromium's performance.memory).
+window.kuraStats = { wasmBytes: 0, jsHeapBytes: 0 };
 worker.onmessage = ({ data: msg }) => {
   const h = pending.get(msg.id);
   if (!h) return;
+  if (msg.type === 'progress') {
+    kuraStats.wasmBytes = Math.max(kuraStats.wasmBytes, msg.p.wasmBytes || 0);
+    if (performance.memory) kuraStats.jsHeapBytes = Math.max(kuraStats.jsHeapBytes, performance.memory.usedJSHeapSize);
+  }
   if (msg.type === 'progress') h.progress && h.progress(msg.p);
   else if (msg.type === 'data') h.data && h.data(msg.bytes);
   else {

@@ -3,7 +3,10 @@
 import init, { KuraClient } from './pkg/kura_client.js';
 
 let client = null;
-const ready = init();
+let wasm = null;
+const ready = init().then(exports => { wasm = exports; });
+// Bytes of wasm linear memory (it only grows), reported with progress.
+const wasmBytes = () => (wasm ? wasm.memory.buffer.byteLength : 0);
 
 function fail(id, e) {
   postMessage({ id, type: 'error', message: String(e && e.message ? e.message : e) });
@@ -17,7 +20,7 @@ onmessage = async ({ data: msg }) => {
       client = await KuraClient.connect(msg.addrs);
       postMessage({ id, type: 'done', peerId: client.peerId() });
     } else if (op === 'put') {
-      const progress = p => postMessage({ id, type: 'progress', p });
+      const progress = p => postMessage({ id, type: 'progress', p: { ...p, wasmBytes: wasmBytes() } });
       const cap = await client.put(msg.file, msg.file.name, msg.file.type, msg.private, 4, 2, progress);
       postMessage({ id, type: 'done', cap });
     } else if (op === 'open') {
@@ -25,7 +28,7 @@ onmessage = async ({ data: msg }) => {
       postMessage({ id, type: 'done', info });
     } else if (op === 'read') {
       const data = bytes => postMessage({ id, type: 'data', bytes }, [bytes.buffer]);
-      const progress = p => postMessage({ id, type: 'progress', p });
+      const progress = p => postMessage({ id, type: 'progress', p: { ...p, wasmBytes: wasmBytes() } });
       await client.read(msg.cap, msg.offset, msg.length, data, progress);
       postMessage({ id, type: 'done' });
     } else {

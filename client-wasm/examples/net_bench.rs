@@ -185,28 +185,21 @@ async fn main() {
     let n = data.len();
     println!();
     println!("                 MB/s   vs pipeline   wall s   client user+sys s   relays user+sys s   client peak MiB");
-    println!(
-        "put          {:8.1}   {:10.1}%   {:6.2}   {:8.2} + {:5.2}     {:8.2} + {:5.2}     {:8.1}",
-        mbps(n, put.secs),
-        mbps(n, put.secs) / enc * 100.0,
-        put.secs,
-        put.user,
-        put.sys,
-        after_put.0 - before.0,
-        after_put.1 - before.1,
-        put.peak_mib
-    );
-    println!(
-        "get          {:8.1}   {:10.1}%   {:6.2}   {:8.2} + {:5.2}     {:8.2} + {:5.2}     {:8.1}",
-        mbps(n, get.secs),
-        mbps(n, get.secs) / dec * 100.0,
-        get.secs,
-        get.user,
-        get.sys,
-        after_get.0 - after_put.0,
-        after_get.1 - after_put.1,
-        get.peak_mib
-    );
+    let row = |what: &str, r: &Run, reference: f64, cpu: (f64, f64)| {
+        println!(
+            "{what:<9}    {:8.1}   {:10.1}%   {:6.2}   {:8.2} + {:5.2}     {:8.2} + {:5.2}     {:8.1}",
+            mbps(n, r.secs),
+            mbps(n, r.secs) / reference * 100.0,
+            r.secs,
+            r.user,
+            r.sys,
+            cpu.0,
+            cpu.1,
+            r.peak_mib
+        );
+    };
+    row("put", &put, enc, (after_put.0 - before.0, after_put.1 - before.1));
+    row("get", &get, dec, (after_get.0 - after_put.0, after_get.1 - after_put.1));
     println!();
     let pipeline_put_cpu = n as f64 / 1e6 / enc;
     let pipeline_get_cpu = n as f64 / 1e6 / dec;

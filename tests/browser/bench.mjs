@@ -72,6 +72,7 @@ try {
   const upSecs = (Date.now() - t0) / 1000;
   const upPeak = stopUp();
   const share = await link.inputValue();
+  const upStats = await page.evaluate(() => window.kuraStats);
   await ctx.close();
 
   const ctx2 = await browser.newContext({ acceptDownloads: true });
@@ -83,14 +84,16 @@ try {
   const [dl] = await Promise.all([p2.waitForEvent('download', { timeout: 30 * 60_000 }), p2.getByTestId('download').click()]);
   const downSecs = (Date.now() - t1) / 1000;
   const downPeak = stopDown();
+  const downStats = await p2.evaluate(() => window.kuraStats);
   const out = join(work, 'back.bin');
   await dl.saveAs(out);
   if (statSync(out).size !== size) throw new Error('download has the wrong size');
   await ctx2.close();
 
   console.log(`browser benchmark: ${mib} MiB through 6 relays on 127.0.0.1, WebSocket, page + worker in headless Chromium`);
-  console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab memory peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB)`);
-  console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, into a Blob), tab memory peak ${downPeak.toFixed(0)} MiB`);
+  const mb = b => (b / 1048576).toFixed(1);
+  console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab PSS peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB); wasm memory ${mb(upStats.wasmBytes)} MiB, page JS heap peak ${mb(upStats.jsHeapBytes)} MiB`);
+  console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, into a Blob), tab PSS peak ${downPeak.toFixed(0)} MiB; wasm memory ${mb(downStats.wasmBytes)} MiB, page JS heap peak ${mb(downStats.jsHeapBytes)} MiB`);
 } finally {
   await browser.close();
   devnet.kill('SIGTERM');

@@ -29,6 +29,29 @@ struct Cli {
     command: Command,
 }
 
+/// How a file is encoded (`put` and `encode`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Coding {
+    /// Data shards per stripe.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// Parity shards per stripe (any m may be lost).
+    #[arg(long, default_value_t = 2)]
+    pub m: usize,
+    /// Encrypt with a fresh random secret: nobody can tell that this file is stored by
+    /// encoding a copy of it (and it does not dedupe).
+    #[arg(long)]
+    pub private: bool,
+}
+
+impl Coding {
+    /// The encoder's options.
+    pub fn options(self) -> Result<EncodeOptions> {
+        let params = Params::new(self.k, self.m).context("invalid --k/--m")?;
+        Ok(EncodeOptions { params, secret: secret(self.private)?, ..EncodeOptions::default() })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Store FILE on the network and print its capability.
@@ -37,15 +60,8 @@ enum Command {
         /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
         #[arg(long, required = true)]
         bootstrap: Vec<String>,
-        /// Data shards per stripe.
-        #[arg(long, default_value_t = 4)]
-        k: usize,
-        /// Parity shards per stripe (any m may be lost).
-        #[arg(long, default_value_t = 2)]
-        m: usize,
-        /// Encrypt with a fresh random secret (no deduplication, unguessable content).
-        #[arg(long)]
-        private: bool,
+        #[command(flatten)]
+        coding: Coding,
     },
     /// Read a capability's file from the network into OUT.
     Get {
@@ -86,16 +102,8 @@ enum Command {
         /// Directory holding one file per shard.
         #[arg(long)]
         store: PathBuf,
-        /// Data shards per stripe.
-        #[arg(long, default_value_t = 4)]
-        k: usize,
-        /// Parity shards per stripe (any m may be lost).
-        #[arg(long, default_value_t = 2)]
-        m: usize,
-        /// Encrypt with a fresh random secret: nobody can tell that this file is stored by
-        /// encoding a copy of it (and it does not dedupe).
-        #[arg(long)]
-        private: bool,
+        #[command(flatten)]
+        coding: Coding,
     },
     /// Decode a capability from shards in a directory into OUT.
     Decode {
@@ -110,8 +118,8 @@ enum Command {
 pub fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Put { file, bootstrap, k, m, private } => {
-            runtime().and_then(|rt| rt.block_on(net_cmd::put(&file, &bootstrap, k, m, private)))
+        Command::Put { file, bootstrap, coding } => {
+            runtime().and_then(|rt| rt.block_on(net_cmd::put(&file, &bootstrap, coding)))
         }
         Command::Get { capability, bootstrap, output, offset, length } => runtime().and_then(|rt| {
             let range = (offset.is_some() || length.is_some())
@@ -123,7 +131,7 @@ pub fn main() {
             let cfg = kura_client::devnet::DevnetConfig { relays, dir, http, base_port, relay_bin };
             rt.block_on(net_cmd::devnet(cfg))
         }),
-        Command::Encode { file, store, k, m, private } => encode(&file, &store, k, m, private),
+        Command::Encode { file, store, coding } => encode(&file, &store, coding),
         Command::Decode { capability, store, output } => decode(&capability, &store, &output),
     };
     if let Err(e) = result {
@@ -161,13 +169,12 @@ fn partial_path(output: &Path) -> PathBuf {
     dir.join(format!(".{fname}.kura-partial-{}", std::process::id()))
 }
 
-fn encode(file: &Path, store: &Path, k: usize, m: usize, private: bool) -> Result<()> {
-    let params = Params::new(k, m).context("invalid --k/--m")?;
-    let secret = secret(private)?;
+fn encode(file: &Path, store: &Path, coding: Coding) -> Result<()> {
+    let opts = coding.options()?;
     let store = DirStore::open(store).with_context(|| format!("opening store {}", store.display()))?;
     let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let meta = file_meta(file);
-    let mut enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })?;
+    let mut enc = Encoder::new(opts)?;
     let mut buf = vec![0u8; 1 << 20];
     let put = |s: kura_core::Stripe| store.put_stripe(&s).map(drop);
     loop {

@@ -5,7 +5,7 @@ use futures::SinkExt;
 use kura_client::devnet::{Devnet, DevnetConfig};
 use kura_client::net::{NetConfig, Network};
 use kura_client::transfer::{self, Progress, TransferConfig};
-use kura_core::{Capability, EncodeOptions, Encoder, Params};
+use kura_core::{Capability, Encoder};
 use std::fs::{self, File};
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::Path;
@@ -69,9 +69,8 @@ impl Drop for ProgressLine {
     }
 }
 
-pub async fn put(file: &Path, bootstrap: &[String], k: usize, m: usize, private: bool) -> Result<()> {
-    let params = Params::new(k, m).context("invalid --k/--m")?;
-    let opts = EncodeOptions { params, secret: super::secret(private)?, ..EncodeOptions::default() };
+pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding) -> Result<()> {
+    let opts = coding.options()?;
     let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().ok().map(|m| m.len());
     let meta = super::file_meta(file);
