@@ -22,6 +22,7 @@ pub mod encoder;
 pub mod erasure;
 mod hex;
 pub mod placement;
+pub mod repair;
 pub mod source;
 pub mod stripe;
 pub mod testdata;

@@ -1,0 +1,381 @@
+//! Self-repair: the decisions a relay makes to keep every stripe it holds at `n` distinct
+//! shards on the `n` live relays of the stripe's close group. No IO: the relay feeds these
+//! machines what it observed (who is alive, who holds which shard indices) and the current
+//! time, and executes what they answer. Time is a `Duration` since any fixed instant, so
+//! tests drive everything with simulated time.
+//!
+//! - [`Liveness`] tracks which relays are alive: a relay whose last connection closed is
+//!   *suspect* and is dialled again; one that cannot be dialled, or stays unreachable past a
+//!   grace period, is *dead*. This bounds the time to notice a lost member.
+//! - [`plan_group`] compares one stripe's close group with who holds what, and says which
+//!   index each member keeps, which shards a relay that fell out of the group hands over to a
+//!   vacant member, which indices must be rebuilt from `k` others (and where), and which
+//!   copies are surplus and may be dropped. Every relay computes the same plan from the same
+//!   view; each executes only its own part, so no coordinator needs to be elected.
+//! - [`RepairQueue`] orders the rebuilds a relay was asked to do: fewest live shards first,
+//!   a bounded number at once, and a byte budget per second.
+//!
+//! Identical shards (a very short chunk pads trailing data shards with zeros, and they share
+//! one address) are interchangeable: the plan works on *slots*, where `slots[i]` names the
+//! first index whose shard is identical to index `i`'s. A relay holding that shard fills any
+//! of those slots.
+
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use crate::address::StripeId;
+use crate::stripe::StripeHeader;
+
+/// The slot classes of a stripe: `slots[i]` is the first index whose shard address equals
+/// index `i`'s (so usually `slots[i] == i`).
+pub fn slots_of(header: &StripeHeader) -> Vec<u8> {
+    let shards = header.shards();
+    (0..shards.len()).map(|i| header.index_of(&shards[i]).unwrap_or(i) as u8).collect()
+}
+
+/// A shard that moves to a vacant member of the close group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move<P> {
+    /// `from` holds shard `index` but does not keep it in the group: it sends it to `to`.
+    Handover { index: u8, from: P, to: P },
+    /// No live relay holds `index`: `at` rebuilds it from `k` others. `coordinator` (the
+    /// closest member keeping a shard) is the one that asks `at` to do it.
+    Rebuild { index: u8, at: P, coordinator: P },
+}
+
+/// What one stripe's close group needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlan<P> {
+    /// Slots (out of `n`) filled by live relays anywhere, in or out of the group.
+    pub live: usize,
+    /// Slots filled by group members, one shard per member.
+    pub in_group: usize,
+    /// Each member that keeps a shard, and its index.
+    pub kept: Vec<(P, u8)>,
+    /// Shards to hand over or rebuild.
+    pub moves: Vec<Move<P>>,
+    /// Copies that are surplus (their slot is filled inside the group): the holder may drop
+    /// them.
+    pub drops: Vec<(P, u8)>,
+    /// Fewer than `k` slots are live: nothing can be rebuilt.
+    pub lost: bool,
+}
+
+impl<P> GroupPlan<P> {
+    /// Whether the group holds all `n` slots, one per member.
+    pub fn is_complete(&self, n: usize) -> bool {
+        self.in_group == n
+    }
+}
+
+/// Plans one stripe.
+///
+/// - `slots`: from [`slots_of`] (its length is `n`);
+/// - `k`: shards needed to rebuild;
+/// - `group`: the live close group, closest first (shorter than `n` when fewer relays are
+///   alive: then the stripe stays short of `n`, never doubled up on one relay);
+/// - `holders`: live relays and the indices they hold, closest first; may include relays
+///   outside the group (those that fell out of it).
+pub fn plan_group<P: Clone + PartialEq>(
+    slots: &[u8],
+    k: usize,
+    group: &[P],
+    holders: &[(P, Vec<u8>)],
+) -> GroupPlan<P> {
+    let class = |i: u8| slots.get(usize::from(i)).copied();
+    // How many slots of each class are still to fill.
+    let mut need: BTreeMap<u8, usize> = BTreeMap::new();
+    for &c in slots {
+        *need.entry(c).or_default() += 1;
+    }
+    let total = need.clone();
+    let held_by = |p: &P| -> Vec<u8> {
+        let mut v: Vec<u8> = holders
+            .iter()
+            .filter(|(h, _)| h == p)
+            .flat_map(|(_, idx)| idx.iter().copied())
+            .filter(|&i| class(i).is_some())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+
+    // Live slots: each physical copy counts once, capped by the class's slot count.
+    let mut copies: BTreeMap<u8, usize> = BTreeMap::new();
+    for (_, idx) in holders {
+        let mut idx: Vec<u8> = idx.clone();
+        idx.sort_unstable();
+        idx.dedup();
+        for i in idx {
+            if let Some(c) = class(i) {
+                *copies.entry(c).or_default() += 1;
+            }
+        }
+    }
+    let live = total.iter().map(|(c, n)| (*n).min(copies.get(c).copied().unwrap_or(0))).sum();
+
+    // Each member keeps one shard whose class still needs a slot.
+    let mut kept: Vec<(P, u8)> = Vec::new();
+    let mut vacant: Vec<P> = Vec::new();
+    for member in group {
+        let choice = held_by(member).into_iter().find(|&i| class(i).is_some_and(|c| need[&c] > 0));
+        match choice {
+            Some(i) => {
+                if let Some(c) = class(i) {
+                    *need.entry(c).or_default() -= 1;
+                }
+                kept.push((member.clone(), i));
+            }
+            None => vacant.push(member.clone()),
+        }
+    }
+    let in_group = kept.len();
+
+    // Copies not kept, closest holder first: sources for handovers, else surplus.
+    let mut spare: Vec<(P, u8)> = Vec::new();
+    let mut seen: Vec<&P> = Vec::new();
+    for (p, _) in holders {
+        if seen.contains(&p) {
+            continue;
+        }
+        seen.push(p);
+        for i in held_by(p) {
+            if !kept.iter().any(|(q, j)| q == p && *j == i) {
+                spare.push((p.clone(), i));
+            }
+        }
+    }
+
+    let coordinator = kept.first().map(|(p, _)| p.clone()).or_else(|| holders.first().map(|(p, _)| p.clone()));
+    let lost = live < k;
+    let mut moves = Vec::new();
+    let mut vacant = vacant.into_iter();
+    let unplaced: Vec<u8> = need.iter().flat_map(|(&c, &n)| core::iter::repeat_n(c, n)).collect();
+    for c in unplaced {
+        let Some(to) = vacant.next() else { break };
+        if let Some(pos) = spare.iter().position(|(_, i)| class(*i) == Some(c)) {
+            let (from, index) = spare.remove(pos);
+            moves.push(Move::Handover { index, from, to });
+        } else if !lost {
+            if let Some(coordinator) = coordinator.clone() {
+                moves.push(Move::Rebuild { index: c, at: to, coordinator });
+            }
+        }
+    }
+    // A spare copy whose class is fully kept inside the group is surplus.
+    let drops =
+        spare.into_iter().filter(|(_, i)| class(*i).is_some_and(|c| need.get(&c) == Some(&0))).collect();
+    GroupPlan { live, in_group, kept, moves, drops, lost }
+}
+
+/// What [`Liveness`] knows of one relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    Connected,
+    /// Its last connection closed at `since`; a dial is under way.
+    Suspect { since: Duration },
+    Dead,
+}
+
+/// Which relays are alive, from connection events.
+#[derive(Debug, Clone)]
+pub struct Liveness<P> {
+    peers: HashMap<P, PeerState>,
+    grace: Duration,
+}
+
+impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
+    /// A relay unreachable for `grace` is dead even if no dial failure was reported.
+    pub fn new(grace: Duration) -> Self {
+        Self { peers: HashMap::new(), grace }
+    }
+
+    /// A connection to `peer` is open, or it answered.
+    pub fn connected(&mut self, peer: P) {
+        self.peers.insert(peer, PeerState::Connected);
+    }
+
+    /// The last connection to `peer` closed. Returns whether the caller should dial it
+    /// again to find out whether it is gone.
+    pub fn disconnected(&mut self, peer: &P, now: Duration) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(s @ PeerState::Connected) => {
+                *s = PeerState::Suspect { since: now };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Dialling `peer` failed: it is dead until it connects again.
+    pub fn unreachable(&mut self, peer: &P) {
+        if let Some(s) = self.peers.get_mut(peer) {
+            *s = PeerState::Dead;
+        }
+    }
+
+    /// Relays suspect for longer than the grace period become dead; returns them.
+    pub fn expire(&mut self, now: Duration) -> Vec<P> {
+        let mut out = Vec::new();
+        for (p, s) in &mut self.peers {
+            if let PeerState::Suspect { since } = *s {
+                if now.saturating_sub(since) >= self.grace {
+                    *s = PeerState::Dead;
+                    out.push(p.clone());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Relays taken as alive: connected, or suspect within the grace period.
+    pub fn live(&self) -> Vec<P> {
+        let mut v: Vec<P> =
+            self.peers.iter().filter(|(_, s)| **s != PeerState::Dead).map(|(p, _)| p.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Whether `peer` is taken as alive.
+    pub fn is_live(&self, peer: &P) -> bool {
+        matches!(self.peers.get(peer), Some(PeerState::Connected | PeerState::Suspect { .. }))
+    }
+}
+
+/// A rebuild this relay was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildJob<P> {
+    pub stripe: StripeId,
+    pub header: Vec<u8>,
+    pub index: u8,
+    /// Relays holding shards of the stripe, closest first.
+    pub holders: Vec<P>,
+    /// Live slots when the job was ordered: fewer means closer to loss, so sooner.
+    pub live: usize,
+    /// Bytes the rebuild will fetch (about `k` shards).
+    pub cost: u64,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("the repair queue is full ({0} jobs)")]
+    Full(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Queued<P> {
+    job: RebuildJob<P>,
+    since: Duration,
+    seq: u64,
+}
+
+/// Rebuilds waiting and running at one relay, rate-limited.
+#[derive(Debug, Clone)]
+pub struct RepairQueue<P> {
+    waiting: Vec<Queued<P>>,
+    running: Vec<StripeId>,
+    max_running: usize,
+    max_waiting: usize,
+    /// Byte budget: refilled at `rate` bytes per second, up to `burst`.
+    rate: u64,
+    burst: u64,
+    tokens: f64,
+    refilled: Duration,
+    seq: u64,
+}
+
+impl<P: Clone> RepairQueue<P> {
+    /// At most `max_running` rebuilds at once and `max_waiting` queued; rebuilds start while
+    /// the byte budget (`rate` bytes per second, bursts up to `burst`) allows.
+    pub fn new(max_running: usize, max_waiting: usize, rate: u64, burst: u64) -> Self {
+        Self {
+            waiting: Vec::new(),
+            running: Vec::new(),
+            max_running: max_running.max(1),
+            max_waiting,
+            rate,
+            burst: burst.max(1),
+            tokens: burst as f64,
+            refilled: Duration::ZERO,
+            seq: 0,
+        }
+    }
+
+    /// Queues a job. A stripe already queued or running is not queued twice (the newer
+    /// order replaces a waiting one: its holders are fresher).
+    pub fn push(&mut self, job: RebuildJob<P>, now: Duration) -> Result<(), QueueError> {
+        if self.running.contains(&job.stripe) {
+            return Ok(());
+        }
+        if let Some(q) = self.waiting.iter_mut().find(|q| q.job.stripe == job.stripe) {
+            q.job = job;
+            return Ok(());
+        }
+        if self.waiting.len() >= self.max_waiting {
+            return Err(QueueError::Full(self.waiting.len()));
+        }
+        self.seq += 1;
+        self.waiting.push(Queued { job, since: now, seq: self.seq });
+        Ok(())
+    }
+
+    fn refill(&mut self, now: Duration) {
+        let dt = now.saturating_sub(self.refilled).as_secs_f64();
+        self.refilled = self.refilled.max(now);
+        self.tokens = (self.tokens + dt * self.rate as f64).min(self.burst as f64);
+    }
+
+    /// The jobs to start now: fewest live shards first, then oldest.
+    pub fn poll(&mut self, now: Duration) -> Vec<RebuildJob<P>> {
+        self.refill(now);
+        self.waiting.sort_by_key(|q| (q.job.live, q.seq));
+        let mut out = Vec::new();
+        while self.running.len() < self.max_running && !self.waiting.is_empty() && self.tokens > 0.0 {
+            let q = self.waiting.remove(0);
+            // A job larger than the burst still runs once the budget is full, and leaves it
+            // in debt: the long-run rate holds.
+            self.tokens -= q.job.cost as f64;
+            self.running.push(q.job.stripe);
+            out.push(q.job);
+        }
+        out
+    }
+
+    /// A started job ended (rebuilt or failed; a failed one is ordered again by a later
+    /// round if still needed).
+    pub fn finished(&mut self, stripe: &StripeId) {
+        self.running.retain(|s| s != stripe);
+    }
+
+    /// Jobs waiting (not started).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Jobs running.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// How long the oldest waiting job has waited.
+    pub fn oldest_wait(&self, now: Duration) -> Duration {
+        self.waiting.iter().map(|q| now.saturating_sub(q.since)).max().unwrap_or_default()
+    }
+
+    /// When a job held back by the byte budget can start (None if none is held back).
+    pub fn next_start(&self) -> Option<Duration> {
+        if self.waiting.is_empty() || self.running.len() >= self.max_running || self.tokens > 0.0 {
+            return None;
+        }
+        let secs = (-self.tokens + 1.0) / self.rate.max(1) as f64;
+        Some(self.refilled + Duration::from_secs_f64(secs))
+    }
+}
+
+#[cfg(test)]
+#[path = "repair_tests.rs"]
+mod tests;

@@ -1,0 +1,268 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use proptest::prelude::*;
+
+const N6: [u8; 6] = [0, 1, 2, 3, 4, 5];
+
+fn s(x: u64) -> Duration {
+    Duration::from_secs(x)
+}
+
+fn holders(v: &[(char, &[u8])]) -> Vec<(char, Vec<u8>)> {
+    v.iter().map(|(p, i)| (*p, i.to_vec())).collect()
+}
+
+#[test]
+fn a_complete_group_needs_nothing() {
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[2]), ('d', &[3]), ('e', &[4]), ('f', &[5])]);
+    let p = plan_group(&N6, 4, &['a', 'b', 'c', 'd', 'e', 'f'], &h);
+    assert!(p.moves.is_empty() && p.drops.is_empty() && !p.lost);
+    assert_eq!((p.live, p.in_group), (6, 6));
+    assert!(p.is_complete(6));
+}
+
+#[test]
+fn a_dead_member_is_rebuilt_by_the_relay_that_joins_the_group() {
+    // 'c' (index 2) died; 'g' is now the sixth closest and holds nothing.
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('d', &[3]), ('e', &[4]), ('f', &[5])]);
+    let p = plan_group(&N6, 4, &['a', 'b', 'd', 'e', 'f', 'g'], &h);
+    assert_eq!(p.moves, vec![Move::Rebuild { index: 2, at: 'g', coordinator: 'a' }]);
+    assert_eq!((p.live, p.in_group), (5, 5));
+    assert!(p.drops.is_empty());
+}
+
+#[test]
+fn a_closer_relay_gets_the_shard_of_the_member_that_falls_out_which_then_drops_it() {
+    // 'z' joined closer than everyone: 'f' (index 5) falls out of the group.
+    let group = ['z', 'a', 'b', 'c', 'd', 'e'];
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[2]), ('d', &[3]), ('e', &[4]), ('f', &[5])]);
+    let p = plan_group(&N6, 4, &group, &h);
+    assert_eq!(p.moves, vec![Move::Handover { index: 5, from: 'f', to: 'z' }]);
+    assert!(p.drops.is_empty(), "nothing is dropped before the new member holds it");
+    assert_eq!(p.live, 6, "no redundancy lost while moving");
+    // Once 'z' holds it, 'f' may drop its copy.
+    let mut h2 = h.clone();
+    h2.insert(0, ('z', vec![5]));
+    let p = plan_group(&N6, 4, &group, &h2);
+    assert!(p.moves.is_empty());
+    assert_eq!(p.drops, vec![('f', 5)]);
+}
+
+#[test]
+fn fewer_than_k_live_shards_is_lost_and_nothing_is_attempted() {
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[2])]);
+    let p = plan_group(&N6, 4, &['a', 'b', 'c', 'x', 'y', 'z'], &h);
+    assert!(p.lost);
+    assert!(p.moves.is_empty());
+}
+
+#[test]
+fn with_fewer_relays_than_shards_no_relay_gets_a_second_shard() {
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[2]), ('d', &[3])]);
+    let p = plan_group(&N6, 4, &['a', 'b', 'c', 'd', 'e'], &h);
+    assert_eq!(p.moves, vec![Move::Rebuild { index: 4, at: 'e', coordinator: 'a' }]);
+}
+
+#[test]
+fn a_relay_holding_two_shards_keeps_one_and_hands_the_other_over() {
+    let h = holders(&[('a', &[0, 1]), ('c', &[2]), ('d', &[3]), ('e', &[4]), ('f', &[5])]);
+    let p = plan_group(&N6, 4, &['a', 'b', 'c', 'd', 'e', 'f'], &h);
+    assert_eq!(p.kept[0], ('a', 0));
+    assert_eq!(p.moves, vec![Move::Handover { index: 1, from: 'a', to: 'b' }]);
+}
+
+#[test]
+fn identical_shards_fill_any_of_their_slots() {
+    // Indices 1, 2 and 3 are the same zero-padding shard: it reports as index 1.
+    let slots = [0, 1, 1, 1, 4, 5];
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[1]), ('e', &[4]), ('f', &[5])]);
+    let p = plan_group(&slots, 4, &['a', 'b', 'c', 'd', 'e', 'f'], &h);
+    assert_eq!(p.live, 5);
+    assert_eq!(p.moves, vec![Move::Rebuild { index: 1, at: 'd', coordinator: 'a' }]);
+    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[1]), ('d', &[1]), ('e', &[4]), ('f', &[5]), ('g', &[1])]);
+    let p = plan_group(&slots, 4, &['a', 'b', 'c', 'd', 'e', 'f'], &h);
+    assert!(p.moves.is_empty());
+    assert_eq!(p.drops, vec![('g', 1)]);
+}
+
+#[test]
+fn liveness_suspects_on_disconnect_and_declares_dead_on_failed_dial_or_grace() {
+    let mut l = Liveness::new(s(10));
+    l.connected('a');
+    l.connected('b');
+    assert!(l.disconnected(&'a', s(0)), "dial it to check");
+    assert!(!l.disconnected(&'a', s(1)), "already suspect");
+    assert!(l.is_live(&'a'), "suspect relays count until proven gone");
+    l.unreachable(&'a');
+    assert_eq!(l.live(), vec!['b']);
+    l.connected('a');
+    assert_eq!(l.live(), vec!['a', 'b']);
+    l.disconnected(&'b', s(20));
+    assert!(l.expire(s(29)).is_empty());
+    assert_eq!(l.expire(s(30)), vec!['b']);
+    assert_eq!(l.live(), vec!['a']);
+    assert!(!l.is_live(&'z'));
+}
+
+fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {
+    RebuildJob {
+        stripe: StripeId::from_bytes([stripe; 32]),
+        header: Vec::new(),
+        index: 0,
+        holders: vec![],
+        live,
+        cost,
+    }
+}
+
+#[test]
+fn queue_starts_stripes_closest_to_loss_first_within_limits() {
+    let mut q = RepairQueue::new(2, 3, 1000, 1000);
+    q.push(job(1, 5, 100), s(0)).unwrap();
+    q.push(job(2, 4, 100), s(1)).unwrap();
+    q.push(job(3, 5, 100), s(2)).unwrap();
+    q.push(job(2, 4, 100), s(2)).unwrap(); // same stripe: not queued twice
+    assert_eq!(q.push(job(4, 5, 100), s(3)), Err(QueueError::Full(3)));
+    assert_eq!(q.oldest_wait(s(10)), s(10));
+    let started: Vec<u8> = q.poll(s(3)).iter().map(|j| j.stripe.as_bytes()[0]).collect();
+    assert_eq!(started, vec![2, 1], "fewest live first, then oldest");
+    assert_eq!((q.running(), q.waiting()), (2, 1));
+    assert!(q.poll(s(3)).is_empty(), "two at once");
+    q.push(job(1, 5, 100), s(3)).unwrap(); // running: ignored
+    assert_eq!(q.waiting(), 1);
+    q.finished(&StripeId::from_bytes([1; 32]));
+    assert_eq!(q.poll(s(3)).len(), 1);
+}
+
+#[test]
+fn queue_keeps_to_its_byte_rate() {
+    // 1000 bytes per second, each job 600: over 10 simulated seconds about 17 jobs start.
+    let mut q = RepairQueue::new(100, 1000, 1000, 1000);
+    for i in 0..100 {
+        q.push(job(i, 5, 600), s(0)).unwrap();
+    }
+    let mut started = 0;
+    let mut t = Duration::ZERO;
+    while t <= s(10) {
+        for j in q.poll(t) {
+            started += 1;
+            q.finished(&j.stripe);
+        }
+        t += Duration::from_millis(100);
+    }
+    assert!((16..=19).contains(&started), "{started} jobs in 10 s at 1000 B/s of 600 B jobs");
+    let next = q.next_start().unwrap();
+    assert!(next > s(10) && next < s(11), "{next:?}");
+}
+
+/// A whole network in simulated time: relays with positions on a line (distance = |a-b|),
+/// stripes at positions, each live holder running the plan from the true view and executing
+/// its own part each round.
+#[derive(Debug, Clone)]
+struct Sim {
+    /// Relay id -> alive.
+    alive: Vec<bool>,
+    /// (relay, stripe) -> indices held.
+    held: BTreeMap<(usize, usize), Vec<u8>>,
+    stripes: Vec<u64>,
+    pos: Vec<u64>,
+    moved: usize,
+}
+
+impl Sim {
+    fn group(&self, stripe: usize, n: usize) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..self.alive.len()).filter(|&r| self.alive[r]).collect();
+        live.sort_by_key(|&r| (self.pos[r].abs_diff(self.stripes[stripe]), r));
+        live.truncate(n);
+        live
+    }
+
+    fn holders(&self, stripe: usize) -> Vec<(usize, Vec<u8>)> {
+        let mut v: Vec<(usize, Vec<u8>)> = self
+            .held
+            .iter()
+            .filter(|((r, st), idx)| *st == stripe && self.alive[*r] && !idx.is_empty())
+            .map(|((r, _), idx)| (*r, idx.clone()))
+            .collect();
+        v.sort_by_key(|(r, _)| (self.pos[*r].abs_diff(self.stripes[stripe]), *r));
+        v
+    }
+
+    fn round(&mut self) {
+        for st in 0..self.stripes.len() {
+            let group = self.group(st, 6);
+            let holders = self.holders(st);
+            let plan = plan_group(&N6, 4, &group, &holders);
+            for m in plan.moves {
+                let (index, to) = match m {
+                    Move::Handover { index, to, .. } | Move::Rebuild { index, at: to, .. } => (index, to),
+                };
+                let e = self.held.entry((to, st)).or_default();
+                if e.is_empty() {
+                    e.push(index);
+                    self.moved += 1;
+                }
+            }
+            for (r, i) in plan.drops {
+                if let Some(v) = self.held.get_mut(&(r, st)) {
+                    v.retain(|&x| x != i);
+                }
+            }
+        }
+    }
+
+    fn converged(&self, st: usize) -> bool {
+        let group = self.group(st, 6);
+        let mut idx: Vec<u8> = Vec::new();
+        for r in &group {
+            match self.held.get(&(*r, st)).map(Vec::as_slice) {
+                Some([i]) => idx.push(*i),
+                _ => return false,
+            }
+        }
+        idx.sort_unstable();
+        idx == N6 && self.holders(st).len() == 6
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Whatever relays die or join (at most m = 2 of a group at once between rounds), every
+    /// stripe converges to 6 distinct shards on its 6 closest live relays, never two shards
+    /// on one relay, and never fewer than 4 live slots.
+    #[test]
+    fn groups_converge_under_churn(
+        pos in proptest::collection::vec(0u64..1000, 14),
+        stripes in proptest::collection::vec(0u64..1000, 1..8),
+        events in proptest::collection::vec((any::<bool>(), 0usize..14), 1..12),
+    ) {
+        let mut sim = Sim { alive: vec![true; 10], held: BTreeMap::new(), stripes, pos, moved: 0 };
+        sim.alive.extend([false; 4]);
+        for st in 0..sim.stripes.len() {
+            for (i, r) in sim.group(st, 6).into_iter().enumerate() {
+                sim.held.insert((r, st), vec![i as u8]);
+            }
+        }
+        for (join, r) in events {
+            if join {
+                sim.alive[r] = true;
+            } else if sim.alive.iter().filter(|a| **a).count() > 6 {
+                sim.alive[r] = false;
+            }
+            // Two rounds between events: one to move, one to drop surplus.
+            for _ in 0..3 {
+                sim.round();
+                for st in 0..sim.stripes.len() {
+                    let p = plan_group(&N6, 4, &sim.group(st, 6), &sim.holders(st));
+                    prop_assert!(p.live >= 4, "stripe {} fell to {} live", st, p.live);
+                }
+            }
+            for ((_, _), idx) in &sim.held {
+                prop_assert!(idx.len() <= 1, "a relay holds two shards of one stripe");
+            }
+            for st in 0..sim.stripes.len() {
+                prop_assert!(sim.converged(st), "stripe {} not converged: {:?}", st, sim.holders(st));
+            }
+        }
+    }
+}
