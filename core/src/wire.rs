@@ -31,6 +31,10 @@ pub const MAX_DETAIL_LEN: usize = 512;
 pub const MAX_HOLDS_QUERY: usize = 1024;
 /// Most shards in one `Shards` response.
 pub const MAX_SHARDS_PER_RESPONSE: usize = 4;
+/// Most holders a repair order may name.
+pub const MAX_REPAIR_HOLDERS: usize = 64;
+/// Longest peer id (binary multihash) a repair order may carry.
+pub const MAX_PEER_ID_LEN: usize = 64;
 /// Largest frame body: a response with the maximum number of largest shards plus a header,
 /// with room for framing. Anything larger is refused before it is read.
 pub const MAX_FRAME_BODY: usize = MAX_SHARDS_PER_RESPONSE * (MAX_SHARD_LEN + 8) + MAX_HEADER_LEN + 1024;
@@ -50,6 +54,26 @@ pub enum Request {
     Fetch { stripe: StripeId },
     /// Which of these stripes are held, and which shard indices of each.
     Holds { stripes: Vec<StripeId> },
+    /// Relay to relay: rebuild shard `index` of the stripe from `k` shards fetched from
+    /// `holders` (peer ids, closest first) and keep it. Sent by the closest member of the
+    /// stripe's close group to a member that holds nothing of it. `live` is how many
+    /// shards are left (fewer is more urgent). Answered [`Response::Accepted`] once queued.
+    Repair {
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        index: u8,
+        holders: Vec<serde_bytes::ByteBuf>,
+        live: u8,
+    },
+    /// Relay to relay: keep this shard as the receiver's one shard of the stripe (a relay
+    /// that fell out of the close group hands its shard to one that joined). Refused with
+    /// [`ErrorCode::AlreadyHeld`] if the receiver already holds a shard of the stripe.
+    Handover {
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        shard: Vec<u8>,
+    },
 }
 
 /// A relay's answer.
@@ -68,6 +92,8 @@ pub enum Response {
     Held { held: Vec<(StripeId, serde_bytes::ByteBuf)> },
     /// The request was refused.
     Error { code: ErrorCode, detail: String },
+    /// A repair was queued.
+    Accepted,
 }
 
 /// Why a request was refused. Travels as a `u16`.
@@ -91,6 +117,9 @@ pub enum ErrorCode {
     Malformed,
     /// The relay failed internally (e.g. a disk error).
     Internal,
+    /// The relay already holds a shard of that stripe (a handover or repair would put a
+    /// second one on the same machine).
+    AlreadyHeld,
     /// A code this build does not know.
     Unknown(u16),
 }
@@ -107,6 +136,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedVersion => 6,
             ErrorCode::Malformed => 7,
             ErrorCode::Internal => 8,
+            ErrorCode::AlreadyHeld => 9,
             ErrorCode::Unknown(c) => c,
         }
     }
@@ -121,6 +151,7 @@ impl ErrorCode {
             6 => ErrorCode::UnsupportedVersion,
             7 => ErrorCode::Malformed,
             8 => ErrorCode::Internal,
+            9 => ErrorCode::AlreadyHeld,
             c => ErrorCode::Unknown(c),
         }
     }
@@ -149,6 +180,7 @@ impl core::fmt::Display for ErrorCode {
             ErrorCode::UnsupportedVersion => "unsupported version",
             ErrorCode::Malformed => "malformed",
             ErrorCode::Internal => "internal error",
+            ErrorCode::AlreadyHeld => "already held",
             ErrorCode::Unknown(_) => "unknown error",
         };
         write!(f, "{name} ({})", self.as_u16())
@@ -276,7 +308,7 @@ fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 3;
+    const KINDS: u32 = 5;
 
     fn check(&self) -> Result<(), WireError> {
         match self {
@@ -286,12 +318,21 @@ impl Message for Request {
             }
             Request::Fetch { .. } => Ok(()),
             Request::Holds { stripes } => limit("stripes", stripes.len(), MAX_HOLDS_QUERY),
+            Request::Repair { header, holders, .. } => {
+                limit("header bytes", header.len(), MAX_HEADER_LEN)?;
+                limit("holders", holders.len(), MAX_REPAIR_HOLDERS)?;
+                holders.iter().try_for_each(|h| limit("peer id bytes", h.len(), MAX_PEER_ID_LEN))
+            }
+            Request::Handover { header, shard } => {
+                limit("header bytes", header.len(), MAX_HEADER_LEN)?;
+                limit("shard bytes", shard.len(), MAX_SHARD_LEN)
+            }
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 4;
+    const KINDS: u32 = 5;
 
     fn check(&self) -> Result<(), WireError> {
         match self {
@@ -306,6 +347,7 @@ impl Message for Response {
                 held.iter().try_for_each(|(_, idx)| limit("indices", idx.len(), crate::erasure::MAX_SHARDS))
             }
             Response::Error { detail, .. } => limit("detail bytes", detail.len(), MAX_DETAIL_LEN),
+            Response::Accepted => Ok(()),
         }
     }
 }

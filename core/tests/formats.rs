@@ -200,7 +200,7 @@ fn bad_frames_get_errors_not_panics() {
     let newer = Request::from_body(&[9, 0, 0]).unwrap_err();
     assert_eq!(newer, WireError::UnknownKind(9));
     assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
-    assert_eq!(Response::from_body(&[4]).unwrap_err(), WireError::UnknownKind(4));
+    assert_eq!(Response::from_body(&[5]).unwrap_err(), WireError::UnknownKind(5));
     assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
     // A Holds query over its limit is refused on decode and on encode.

@@ -36,6 +36,14 @@ pub struct Flags {
     /// Most open connections. Default 4096.
     #[arg(long)]
     pub max_connections: Option<u32>,
+    /// Seconds between repair rounds (each checks every stripe held against its close
+    /// group). Default 30.
+    #[arg(long)]
+    pub repair_interval: Option<f64>,
+    /// Bytes per second repair may fetch to rebuild lost shards (suffixes allowed).
+    /// Default 32M.
+    #[arg(long)]
+    pub repair_rate: Option<String>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -56,6 +64,8 @@ pub struct FileConfig {
     pub quota: Option<String>,
     pub www: Option<PathBuf>,
     pub max_connections: Option<u32>,
+    pub repair_interval: Option<f64>,
+    pub repair_rate: Option<String>,
 }
 
 /// The settings in effect.
@@ -69,6 +79,8 @@ pub struct Config {
     pub quota: u64,
     pub www: PathBuf,
     pub max_connections: u32,
+    pub repair_interval: std::time::Duration,
+    pub repair_rate: u64,
 }
 
 /// Parses `10G`, `512M`, `1000` into bytes.
@@ -133,6 +145,16 @@ impl Config {
             quota: parse_bytes(flags.quota.or(file.quota).as_deref().unwrap_or("10G"))?,
             www,
             max_connections: flags.max_connections.or(file.max_connections).unwrap_or(4096),
+            repair_interval: {
+                let secs = flags.repair_interval.or(file.repair_interval).unwrap_or(30.0);
+                anyhow::ensure!(
+                    secs.is_finite() && (0.1..=86_400.0).contains(&secs),
+                    "--repair-interval must be between 0.1 and 86400 seconds, not {secs}"
+                );
+                std::time::Duration::from_secs_f64(secs)
+            },
+            repair_rate: parse_bytes(flags.repair_rate.or(file.repair_rate).as_deref().unwrap_or("32M"))?
+                .max(1),
         })
     }
 }

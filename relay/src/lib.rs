@@ -14,5 +14,6 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod repair;
 pub use kura_client::protocol;
 pub mod store;

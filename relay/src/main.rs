@@ -94,6 +94,10 @@ async fn run(cfg: Config) -> Result<()> {
         info: RwLock::new(Default::default()),
         metrics: kura_relay::metrics::Metrics::new(registry),
         store,
+        repair: Arc::new(kura_relay::repair::Repair::new(kura_relay::repair::RepairConfig::new(
+            cfg.repair_interval,
+            cfg.repair_rate,
+        ))),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)
@@ -114,6 +118,9 @@ async fn run(cfg: Config) -> Result<()> {
 
     let node = Node::start(swarm, shared.clone(), node_cfg)?;
     let peer_id = *node.swarm.local_peer_id();
+    let ctx = kura_relay::repair::Ctx { me: peer_id, shared: shared.clone(), net: node.sender() };
+    let rounds = tokio::spawn(kura_relay::repair::run_rounds(ctx.clone()));
+    let worker = tokio::spawn(kura_relay::repair::run_worker(ctx));
     tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
     node.run(shutdown_signal(), |_| {
         let info = shared.info.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -129,6 +136,8 @@ async fn run(cfg: Config) -> Result<()> {
         let _ = out.flush();
     })
     .await;
+    rounds.abort();
+    worker.abort();
     let _ = stop_http.send(());
     let _ = http.await;
     tracing::info!("stopped cleanly");

@@ -36,6 +36,18 @@ pub struct Metrics {
     pub routing_table_peers: Gauge,
     pub request_bytes_in: Counter,
     pub response_bytes_out: Counter,
+    pub stripes_by_live: Family<Live, Gauge>,
+    pub under_replicated: Gauge,
+    pub repair_bytes_in: Counter,
+    pub repair_bytes_out: Counter,
+    pub repair_queue_length: Gauge,
+    pub repair_queue_oldest_seconds: Gauge,
+    pub repair_events: Family<Kind, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Live {
+    pub live: String,
 }
 
 impl Metrics {
@@ -52,6 +64,13 @@ impl Metrics {
             routing_table_peers: Gauge::default(),
             request_bytes_in: Counter::default(),
             response_bytes_out: Counter::default(),
+            stripes_by_live: Family::default(),
+            under_replicated: Gauge::default(),
+            repair_bytes_in: Counter::default(),
+            repair_bytes_out: Counter::default(),
+            repair_queue_length: Gauge::default(),
+            repair_queue_oldest_seconds: Gauge::default(),
+            repair_events: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -67,6 +86,33 @@ impl Metrics {
         );
         r.register("storage_bytes_in", "Bytes of storage requests received", m.request_bytes_in.clone());
         r.register("storage_bytes_out", "Bytes of storage responses sent", m.response_bytes_out.clone());
+        r.register(
+            "stripes_by_live_shards",
+            "Stripes held here, by live shards in the network (last repair round)",
+            m.stripes_by_live.clone(),
+        );
+        r.register(
+            "under_replicated_stripes",
+            "Stripes held here whose close group lacks shards (last repair round)",
+            m.under_replicated.clone(),
+        );
+        r.register(
+            "repair_bytes_in",
+            "Bytes received for repair: shards fetched to rebuild, and handovers",
+            m.repair_bytes_in.clone(),
+        );
+        r.register(
+            "repair_bytes_out",
+            "Bytes sent for repair: handovers, and shards served to rebuilding relays",
+            m.repair_bytes_out.clone(),
+        );
+        r.register("repair_queue_length", "Rebuilds waiting", m.repair_queue_length.clone());
+        r.register(
+            "repair_queue_oldest_seconds",
+            "Age of the oldest waiting rebuild",
+            m.repair_queue_oldest_seconds.clone(),
+        );
+        r.register("repair_events", "Repair actions by outcome", m.repair_events.clone());
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }
@@ -82,6 +128,18 @@ impl Metrics {
 
     pub fn request(&self, kind: &str) {
         self.requests.get_or_create(&Kind { kind: kind.into() }).inc();
+    }
+
+    pub fn repair_event(&self, kind: &str) {
+        self.repair_events.get_or_create(&Kind { kind: kind.into() }).inc();
+    }
+
+    /// Replaces the stripes-by-live-shards gauges with one round's counts.
+    pub fn set_stripes_by_live(&self, by_live: &std::collections::BTreeMap<usize, usize>) {
+        self.stripes_by_live.clear();
+        for (live, n) in by_live {
+            self.stripes_by_live.get_or_create(&Live { live: live.to_string() }).set(*n as i64);
+        }
     }
 
     pub fn error(&self, kind: &str, code: kura_core::wire::ErrorCode) {

@@ -7,6 +7,7 @@
 //! ever costs its own stream.
 
 use crate::metrics::Metrics;
+use crate::repair::{Command, Repair};
 use crate::protocol::{StoreCodec, PROTOCOL};
 use crate::store::ShardStore;
 use anyhow::{Context, Result};
@@ -25,7 +26,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use libp2p::request_response::OutboundRequestId;
 
 pub use crate::protocol::KAD_PROTOCOL;
 /// Identify's protocol version string.
@@ -71,6 +73,7 @@ pub struct Shared {
     pub info: RwLock<Info>,
     pub metrics: Metrics,
     pub store: Arc<dyn ShardStore>,
+    pub repair: Arc<Repair>,
 }
 
 impl std::fmt::Debug for dyn ShardStore {
@@ -207,12 +210,15 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Store { .. }) => "store",
         Ok(Request::Fetch { .. }) => "fetch",
         Ok(Request::Holds { .. }) => "holds",
+        Ok(Request::Repair { .. }) => "repair",
+        Ok(Request::Handover { .. }) => "handover",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
 }
 
-fn error(code: ErrorCode, detail: impl ToString) -> Response {
+/// An error response, its detail cut to the wire limit.
+pub fn error(code: ErrorCode, detail: impl ToString) -> Response {
     let mut detail = detail.to_string();
     if detail.len() > MAX_DETAIL_LEN {
         let mut cut = MAX_DETAIL_LEN;
@@ -240,6 +246,9 @@ pub fn serve(store: &dyn ShardStore, req: Request) -> Response {
         Request::Holds { stripes } => store
             .holds(&stripes)
             .map(|held| Response::Held { held: held.into_iter().map(|(s, i)| (s, i.into())).collect() }),
+        Request::Handover { header, shard } => {
+            store.put_sole(&header, &shard).map(|index| Response::Stored { index })
+        }
         other => return error(ErrorCode::UnsupportedVersion, format!("unsupported request {other:?}")),
     };
     result.unwrap_or_else(|e| error(e.code(), e))
@@ -256,6 +265,9 @@ pub struct Node {
     inflight: usize,
     done_tx: mpsc::Sender<(ResponseChannel<Response>, Response, &'static str)>,
     done_rx: mpsc::Receiver<(ResponseChannel<Response>, Response, &'static str)>,
+    cmd_tx: mpsc::Sender<Command>,
+    cmd_rx: mpsc::Receiver<Command>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -287,6 +299,7 @@ impl Node {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(cfg.max_inflight.max(1));
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
         shared.info.write().unwrap_or_else(|p| p.into_inner()).peer_id = swarm.local_peer_id().to_string();
         Ok(Self {
             swarm,
@@ -298,7 +311,24 @@ impl Node {
             inflight: 0,
             done_tx,
             done_rx,
+            cmd_tx,
+            cmd_rx,
+            pending: HashMap::new(),
         })
+    }
+
+    /// Sends requests to other relays through this node (for the repair tasks).
+    pub fn sender(&self) -> crate::repair::Sender {
+        crate::repair::Sender::new(self.cmd_tx.clone())
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Request { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().store.send_request(&peer, Ok(req));
+                self.pending.insert(id, reply);
+            }
+        }
     }
 
     /// Whether every listener has reported an address.
@@ -319,6 +349,7 @@ impl Node {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some((ch, resp, kind)) = self.done_rx.recv() => self.respond(ch, resp, kind),
+                Some(cmd) = self.cmd_rx.recv() => self.on_command(cmd),
                 _ = bootstrap.tick() => self.bootstrap(),
                 ev = self.swarm.select_next_some() => {
                     self.on_event(ev);
@@ -389,13 +420,40 @@ impl Node {
         if self.inflight > self.cfg.max_inflight {
             return self.respond(ch, error(ErrorCode::Busy, "too many requests in flight; retry"), kind);
         }
-        let store = self.shared.store.clone();
+        let shared = self.shared.clone();
         let tx = self.done_tx.clone();
+        let from_relay = lock_live(&shared).is_live(&peer);
         tokio::task::spawn_blocking(move || {
-            let resp = serve(&*store, req);
+            let resp = match req {
+                r @ Request::Repair { .. } => shared.repair.order(&*shared.store, &peer, r),
+                r => {
+                    let handover = match &r {
+                        Request::Handover { shard, .. } => Some(shard.len() as u64),
+                        _ => None,
+                    };
+                    let resp = serve(&*shared.store, r);
+                    let _ = match (&resp, handover) {
+                        (Response::Stored { .. }, Some(len)) => shared.metrics.repair_bytes_in.inc_by(len),
+                        (Response::Shards { shards, .. }, _) if from_relay => {
+                            shared.metrics.repair_bytes_out.inc_by(shards.iter().map(|s| s.len() as u64).sum())
+                        }
+                        _ => 0,
+                    };
+                    resp
+                }
+            };
             // The channel has room for every request in flight; the loop outlives the tasks.
             let _ = tx.blocking_send((ch, resp, kind));
         });
+    }
+
+    fn now(&self) -> Duration {
+        self.shared.repair.now()
+    }
+
+    /// A relay of the network (it speaks Kademlia as a server) is reachable.
+    fn relay_alive(&mut self, peer: PeerId) {
+        lock_live(&self.shared).connected(peer);
     }
 
     fn update_info(&mut self) {
@@ -446,21 +504,68 @@ impl Node {
                     .inc();
                 self.update_info();
             }
-            SwarmEvent::ConnectionClosed { connection_id, .. } => {
-                if let Some(t) = self.connections.remove(&connection_id) {
-                    self.shared
-                        .metrics
-                        .peers
-                        .get_or_create(&crate::metrics::Transport { transport: t.into() })
-                        .dec();
+            SwarmEvent::ConnectionClosed { connection_id, peer_id, num_established: 0, .. } => {
+                self.closed(connection_id);
+                let now = self.now();
+                if lock_live(&self.shared).disconnected(&peer_id, now) {
+                    // Find out at once whether it is gone or the connection just idled out.
+                    tracing::debug!(%peer_id, "last connection to a relay closed; dialling it again");
+                    if let Err(e) = self.swarm.dial(peer_id) {
+                        tracing::debug!(%peer_id, "cannot dial: {e}");
+                        self.relay_gone(peer_id);
+                    }
                 }
-                self.update_info();
             }
+            SwarmEvent::ConnectionClosed { connection_id, .. } => self.closed(connection_id),
+            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            })) => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            })) => {
+                if matches!(error, request_response::OutboundFailure::DialFailure) {
+                    self.relay_gone(peer);
+                }
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+            _ => self.on_other_event(ev),
+        }
+    }
+
+    fn relay_gone(&mut self, peer: PeerId) {
+        if lock_live(&self.shared).is_live(&peer) {
+            tracing::info!(%peer, "relay unreachable: taken as gone");
+        }
+        lock_live(&self.shared).unreachable(&peer);
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        self.update_info();
+    }
+
+    fn closed(&mut self, connection_id: ConnectionId) {
+        if let Some(t) = self.connections.remove(&connection_id) {
+            self.shared.metrics.peers.get_or_create(&crate::metrics::Transport { transport: t.into() }).dec();
+        }
+        self.update_info();
+    }
+
+    fn on_other_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
+                self.relay_alive(peer_id);
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -470,6 +575,7 @@ impl Node {
                 is_new_peer,
                 ..
             })) => {
+                self.relay_alive(peer);
                 if is_new_peer {
                     tracing::info!(%peer, "routing table: new peer");
                     if self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() == 1
@@ -496,9 +602,18 @@ impl Node {
                 tracing::debug!("incoming connection failed: {error}")
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(?peer_id, "outgoing connection failed: {error}")
+                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+                if let Some(p) = peer_id {
+                    if !self.swarm.is_connected(&p) {
+                        self.relay_gone(p);
+                    }
+                }
             }
             _ => {}
         }
     }
+}
+
+fn lock_live(shared: &Shared) -> std::sync::MutexGuard<'_, kura_core::repair::Liveness<PeerId>> {
+    shared.repair.liveness.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -2,112 +2,17 @@
 //! `kura-relay` processes on 127.0.0.1, with relays killed, restarted and corrupted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kura_tests::relay::{wait_for, RelayProc};
+use kura_tests::net::{kura, Net};
+use kura_tests::relay::wait_for;
 use kura_tests::{binary, pseudo_random, Scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const MIB: usize = 1 << 20;
-
-fn kura(args: &[&str]) -> Output {
-    Command::new(binary("kura-client", "kura").unwrap()).args(args).output().unwrap()
-}
-
-/// A network of relays in one scratch directory, all bootstrapped from relay 0.
-struct Net {
-    dir: Scratch,
-    relays: Vec<Option<RelayProc>>,
-    /// Every relay's TCP address, live or not (clients get all of them).
-    addrs: Vec<String>,
-}
-
-impl Net {
-    fn start(tag: &str, n: usize) -> Self {
-        let dir = Scratch::new(tag).unwrap();
-        let first = RelayProc::spawn(&dir.path().join("r0"), &[]).unwrap();
-        let boot = first.addr("/tcp/").unwrap();
-        let mut relays = vec![Some(first)];
-        for i in 1..n {
-            relays.push(Some(
-                RelayProc::spawn(&dir.path().join(format!("r{i}")), &["--bootstrap", &boot]).unwrap(),
-            ));
-        }
-        let addrs = relays.iter().map(|r| r.as_ref().unwrap().addr("/tcp/").unwrap()).collect();
-        let net = Self { dir, relays, addrs };
-        let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
-        wait_for(Duration::from_secs(60), "relay 0 to know every relay", || {
-            let s = net.relay(0).json("/status").ok()?;
-            let table: Vec<&str> = s["routing_table"].as_array()?.iter().filter_map(|v| v.as_str()).collect();
-            ids[1..].iter().all(|id| table.contains(&id.as_str())).then_some(())
-        })
-        .unwrap();
-        net
-    }
-
-    fn relay(&self, i: usize) -> &RelayProc {
-        self.relays[i].as_ref().expect("relay is running")
-    }
-
-    fn live(&self) -> impl Iterator<Item = &RelayProc> {
-        self.relays.iter().flatten()
-    }
-
-    fn kill9(&mut self, i: usize) {
-        self.relays[i].take().expect("relay is running").kill9().unwrap();
-    }
-
-    /// Restarts relay `i` on its data directory, on a new port (other relays and clients
-    /// learn it again; tests give clients every address).
-    fn restart(&mut self, i: usize) {
-        let boot = self.live().next().unwrap().addr("/tcp/").unwrap();
-        let r = RelayProc::spawn(&self.dir.path().join(format!("r{i}")), &["--bootstrap", &boot]).unwrap();
-        self.addrs[i] = r.addr("/tcp/").unwrap();
-        self.relays[i] = Some(r);
-    }
-
-    fn bootstrap_args(&self) -> Vec<String> {
-        self.addrs.iter().flat_map(|a| ["--bootstrap".to_owned(), a.clone()]).collect()
-    }
-
-    fn shards_held(&self) -> u64 {
-        self.live().map(|r| r.json("/status").unwrap()["shards"].as_u64().unwrap()).sum()
-    }
-
-    fn put(&self, file: &Path, extra: &[&str]) -> Result<String, String> {
-        let mut args = vec!["put".to_owned(), file.to_str().unwrap().to_owned()];
-        args.extend(self.bootstrap_args());
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let out = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(stdout.lines().count(), 1, "stdout is the capability alone: {stdout:?}");
-        Ok(stdout.trim().to_owned())
-    }
-
-    fn get(&self, cap: &str, out: &Path, extra: &[&str]) -> Result<(), String> {
-        let mut args = vec!["get".to_owned(), cap.to_owned(), "-o".into(), out.to_str().unwrap().to_owned()];
-        args.extend(self.bootstrap_args());
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let o = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        if o.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&o.stderr).into_owned())
-        }
-    }
-
-    /// Gets `cap` and checks the result is exactly `want`.
-    fn get_exact(&self, cap: &str, want: &[u8], tag: &str) {
-        let out = self.dir.path().join(format!("out-{tag}"));
-        self.get(cap, &out, &[]).unwrap_or_else(|e| panic!("get {tag}: {e}"));
-        let got = std::fs::read(&out).unwrap();
-        assert!(got == want, "{tag}: {} bytes back, {} put, contents differ", got.len(), want.len());
-        std::fs::remove_file(&out).unwrap();
-    }
-}
+/// These tests count shards and kill relays to reach exact states; self-repair (tested in
+/// tests/repair.rs) would rebuild behind their back, so its rounds are a day apart here.
+const NO_REPAIR: &[&str] = &["--repair-interval", "86400"];
 
 fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let p = dir.join(name);
@@ -134,7 +39,7 @@ fn shard_files(relay_dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn put_and_get_sizes_ranges_dedup_and_refusals() {
-    let net = Net::start("net-sizes", 6);
+    let net = Net::start_with("net-sizes", 6, NO_REPAIR);
     let files = net.dir.path();
     let mut caps = Vec::new();
     for (i, size) in [0, 1, MIB - 1, MIB, MIB + 1, 50 * MIB].into_iter().enumerate() {
@@ -200,7 +105,7 @@ fn put_and_get_sizes_ranges_dedup_and_refusals() {
 
 #[test]
 fn files_survive_two_dead_relays_and_fail_clearly_without_k() {
-    let mut net = Net::start("net-loss", 6);
+    let mut net = Net::start_with("net-loss", 6, NO_REPAIR);
     let files = net.dir.path().to_path_buf();
     let big = pseudo_random(16 * MIB + 7, 1);
     let small = pseudo_random(1, 2);

@@ -172,14 +172,21 @@ impl FsStore {
     }
 }
 
-impl ShardStore for FsStore {
-    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+impl FsStore {
+    fn put_checked(&self, header_bytes: &[u8], shard: &[u8], sole: bool) -> Result<u8, StoreError> {
         let v = verify(header_bytes, shard)?;
         let index = v.index as u8;
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let (header_known, shard_known) = {
             let r = self.db.begin_read().map_err(dberr)?;
             let held = r.open_table(HELD).map_err(dberr)?;
+            if sole {
+                let (lo, hi) = (held_key(&v.stripe, 0), held_key(&v.stripe, 255));
+                if let Some(e) = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.next() {
+                    let index = e.map_err(dberr)?.0.value()[32];
+                    return Err(StoreError::AlreadyHeld { stripe: v.stripe, index });
+                }
+            }
             if held.get(held_key(&v.stripe, index).as_slice()).map_err(dberr)?.is_some() {
                 return Ok(index);
             }
@@ -226,6 +233,37 @@ impl ShardStore for FsStore {
             self.shards.fetch_add(1, Relaxed);
         }
         Ok(index)
+    }
+}
+
+impl ShardStore for FsStore {
+    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        self.put_checked(header_bytes, shard, false)
+    }
+
+    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        self.put_checked(header_bytes, shard, true)
+    }
+
+    fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError> {
+        let id = {
+            let r = self.db.begin_read().map_err(dberr)?;
+            let held = r.open_table(HELD).map_err(dberr)?;
+            let Some(v) = held.get(held_key(stripe, index).as_slice()).map_err(dberr)? else {
+                return Ok(false);
+            };
+            let mut id = [0u8; 32];
+            id.copy_from_slice(v.value());
+            ShardId::from_bytes(id)
+        };
+        self.drop_index(stripe, index, &id)?;
+        Ok(true)
+    }
+
+    fn header(&self, stripe: &StripeId) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let headers = r.open_table(HEADERS).map_err(dberr)?;
+        Ok(headers.get(stripe.as_bytes().as_slice()).map_err(dberr)?.map(|h| h.value().to_vec()))
     }
 
     fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError> {

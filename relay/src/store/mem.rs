@@ -40,11 +40,14 @@ impl MemStore {
     }
 }
 
-impl ShardStore for MemStore {
-    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+impl MemStore {
+    fn put_checked(&self, header_bytes: &[u8], shard: &[u8], sole: bool) -> Result<u8, StoreError> {
         let v = verify(header_bytes, shard)?;
         let mut g = self.lock();
         let index = v.index as u8;
+        if let Some(held) = g.held.get(&v.stripe).and_then(|h| h.keys().next()).filter(|_| sole) {
+            return Err(StoreError::AlreadyHeld { stripe: v.stripe, index: *held });
+        }
         if g.held.get(&v.stripe).is_some_and(|h| h.contains_key(&index)) {
             return Ok(index);
         }
@@ -55,6 +58,27 @@ impl ShardStore for MemStore {
         g.shards.entry(v.shard_id).or_insert_with(|| (shard.to_vec(), 0, shard.len() as u64)).1 += 1;
         g.held.entry(v.stripe).or_default().insert(index, v.shard_id);
         Ok(index)
+    }
+}
+
+impl ShardStore for MemStore {
+    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        self.put_checked(header_bytes, shard, false)
+    }
+
+    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        self.put_checked(header_bytes, shard, true)
+    }
+
+    fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let Some(id) = g.held.get(stripe).and_then(|h| h.get(&index)).copied() else { return Ok(false) };
+        drop_index(&mut g, stripe, index, &id);
+        Ok(true)
+    }
+
+    fn header(&self, stripe: &StripeId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().headers.get(stripe).cloned())
     }
 
     fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError> {

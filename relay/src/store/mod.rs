@@ -33,6 +33,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("metadata database: {0}")]
     Db(String),
+    #[error("a shard (index {index}) of stripe {stripe} is already held here")]
+    AlreadyHeld { stripe: StripeId, index: u8 },
 }
 
 impl StoreError {
@@ -43,6 +45,7 @@ impl StoreError {
             StoreError::NotInStripe { .. } | StoreError::Corrupt { .. } => ErrorCode::BadHash,
             StoreError::QuotaFull { .. } => ErrorCode::QuotaFull,
             StoreError::Io(_) | StoreError::Db(_) => ErrorCode::Internal,
+            StoreError::AlreadyHeld { .. } => ErrorCode::AlreadyHeld,
         }
     }
 }
@@ -87,6 +90,14 @@ pub trait ShardStore: Send + Sync + 'static {
     /// Stores one shard of a stripe with its header. Returns the shard's index; storing a
     /// shard already held succeeds without writing.
     fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError>;
+    /// Stores a shard only if no shard of its stripe is held yet (checked and written
+    /// atomically): a relay keeps one shard per stripe it receives by repair or handover.
+    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError>;
+    /// Stops holding index `index` of `stripe` (its slot is filled on another relay);
+    /// returns whether it was held. The header goes with the last index.
+    fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError>;
+    /// The header of `stripe`, if any of its shards is held.
+    fn header(&self, stripe: &StripeId) -> Result<Option<Vec<u8>>, StoreError>;
     /// The header and every shard held for `stripe`, each verified on read; `None` if
     /// nothing is held. A shard whose bytes no longer match is dropped and reported.
     fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError>;

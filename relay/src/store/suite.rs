@@ -44,6 +44,22 @@ pub(super) fn puts_are_idempotent_and_accounted(store: &dyn ShardStore) {
     assert_eq!(store.holds(&[s.id(), StripeId::from_bytes([0; 32])]).unwrap(), vec![(s.id(), vec![2, 4])]);
 }
 
+pub(super) fn sole_puts_and_removals(store: &dyn ShardStore) {
+    let s = stripe(7000, 9);
+    assert_eq!(store.header(&s.id()).unwrap(), None);
+    assert_eq!(store.put_sole(s.header_bytes(), s.shard(3)).unwrap(), 3);
+    let e = store.put_sole(s.header_bytes(), s.shard(1)).unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyHeld { index: 3, .. }), "{e}");
+    assert_eq!(e.code(), ErrorCode::AlreadyHeld);
+    assert_eq!(store.holds(&[s.id()]).unwrap(), vec![(s.id(), vec![3])], "nothing written");
+    assert_eq!(store.header(&s.id()).unwrap().as_deref(), Some(s.header_bytes()));
+    assert!(!store.remove(&s.id(), 1).unwrap());
+    assert!(store.remove(&s.id(), 3).unwrap());
+    assert_eq!(store.header(&s.id()).unwrap(), None, "the header goes with the last shard");
+    assert_eq!(store.usage().bytes, 0);
+    assert_eq!(store.usage().shards, 0);
+}
+
 pub(super) fn refuses_bad_input_and_writes_nothing(store: &dyn ShardStore) {
     let s = stripe(3000, 2);
     let other = stripe(3000, 3);
@@ -93,6 +109,12 @@ macro_rules! suite {
                 let (_g, s) = $make(u64::MAX);
                 super::puts_are_idempotent_and_accounted(&s);
             }
+            #[test]
+            fn sole_puts_and_removals() {
+                let (_keep, store) = $make(1 << 30);
+                super::sole_puts_and_removals(&store);
+            }
+
             #[test]
             fn refuses_bad_input_and_writes_nothing() {
                 let (_g, s) = $make(u64::MAX);

@@ -1,0 +1,517 @@
+//! Self-repair, executed: the relay's side of [`kura_core::repair`].
+//!
+//! Every `interval` a **round** runs: the relay lists the stripes it holds, computes each
+//! stripe's close group from the relays it knows to be alive, asks the group (and a few
+//! relays beyond it) which shard indices they hold, and plans each stripe. It then does its
+//! own part, the stripes with the fewest live shards first: hands a shard it no longer
+//! keeps to a vacant member, asks a vacant member to rebuild an index nobody holds (when it
+//! is the group's coordinator), or drops a surplus copy once its slot is filled elsewhere.
+//!
+//! A relay asked to rebuild queues the job in a [`RepairQueue`]; the **worker** starts jobs
+//! as the queue allows, fetches shards from the holders until `k` verified ones are in,
+//! rebuilds the missing index, checks it against the header and stores it as its one
+//! shard of the stripe.
+//!
+//! Requests to other relays go through the node's event loop ([`Command`]).
+
+use crate::node::Shared;
+use crate::store::ShardStore;
+use kura_core::placement::{by_distance, DhtKey};
+use kura_core::repair::{plan_group, slots_of, Liveness, Move, RebuildJob, RepairQueue};
+use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
+use kura_core::{StripeAssembler, StripeHeader, StripeId};
+use futures::StreamExt;
+use libp2p::PeerId;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Relays asked about a stripe beyond its close group: those that fell out of it recently.
+const BEYOND_GROUP: usize = 4;
+/// Most actions (handovers, repair orders, drops) one round starts.
+const MAX_ACTIONS_PER_ROUND: usize = 512;
+/// Requests in flight at once during a round.
+const ROUND_CONCURRENCY: usize = 16;
+/// How long a relay-to-relay request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request the repair tasks ask the event loop to send.
+#[derive(Debug)]
+pub enum Command {
+    Request { peer: PeerId, req: Request, reply: oneshot::Sender<Result<Response, String>> },
+}
+
+/// Settings of the repair machinery.
+#[derive(Debug, Clone, Copy)]
+pub struct RepairConfig {
+    pub interval: Duration,
+    /// Bytes per second rebuilds may fetch.
+    pub rate: u64,
+    /// Rebuilds at once.
+    pub max_running: usize,
+    /// A relay unreachable this long is taken as gone.
+    pub grace: Duration,
+}
+
+impl RepairConfig {
+    /// Defaults around a round interval and a byte rate.
+    pub fn new(interval: Duration, rate: u64) -> Self {
+        Self { interval, rate, max_running: 4, grace: interval.max(Duration::from_secs(5)) }
+    }
+}
+
+/// One stripe short of a full group, as the last round saw it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnderReplicated {
+    pub stripe: String,
+    /// Slots held by live relays anywhere.
+    pub live: usize,
+    /// Slots held inside the close group, one per member.
+    pub in_group: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// What the last round saw, for `GET /repair`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub rounds: u64,
+    pub stripes: usize,
+    /// Stripes by number of live shards.
+    pub by_live: BTreeMap<usize, usize>,
+    pub under_replicated: Vec<UnderReplicated>,
+    pub live_relays: usize,
+    pub round_ms: u64,
+    pub handovers_sent: u64,
+    pub repairs_ordered: u64,
+    pub dropped: u64,
+}
+
+/// State shared by the event loop, the round task, the worker and the HTTP side.
+#[derive(Debug)]
+pub struct Repair {
+    pub cfg: RepairConfig,
+    pub liveness: Mutex<Liveness<PeerId>>,
+    pub queue: Mutex<RepairQueue<PeerId>>,
+    pub report: RwLock<Report>,
+    start: Instant,
+    wake: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Repair {
+    pub fn new(cfg: RepairConfig) -> Self {
+        Self {
+            cfg,
+            liveness: Mutex::new(Liveness::new(cfg.grace)),
+            queue: Mutex::new(RepairQueue::new(cfg.max_running, 100_000, cfg.rate, cfg.rate.max(16 << 20))),
+            report: RwLock::new(Report::default()),
+            start: Instant::now(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Time since start, the clock of the core state machines.
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Handles a `Repair` order from relay `from` (blocking: reads the store).
+    pub fn order(&self, store: &dyn ShardStore, from: &PeerId, req: Request) -> Response {
+        let Request::Repair { header, index, holders, live } = req else {
+            return error(ErrorCode::Malformed, "not a repair order");
+        };
+        if !lock(&self.liveness).is_live(from) {
+            return error(ErrorCode::Malformed, "repair orders are taken from relays of this network only");
+        }
+        let stripe = StripeId::of(&header);
+        let parsed = match StripeHeader::parse(&header) {
+            Ok(h) => h,
+            Err(e) => return error(ErrorCode::Malformed, format!("bad stripe header: {e}")),
+        };
+        if usize::from(index) >= parsed.params().n() {
+            return error(ErrorCode::Malformed, format!("index {index} is out of the stripe's range"));
+        }
+        match store.holds(&[stripe]) {
+            Ok(h) if !h.is_empty() => {
+                return error(ErrorCode::AlreadyHeld, format!("stripe {stripe}: index {:?} held here", h[0].1));
+            }
+            Ok(_) => {}
+            Err(e) => return error(e.code(), e),
+        }
+        let holders: Vec<PeerId> = holders.iter().filter_map(|b| PeerId::from_bytes(b).ok()).collect();
+        let cost = (parsed.shard_len() * parsed.params().k()) as u64;
+        let job = RebuildJob { stripe, header, index, holders, live: usize::from(live), cost };
+        match lock(&self.queue).push(job, self.now()) {
+            Ok(()) => {
+                self.wake.notify_one();
+                Response::Accepted
+            }
+            Err(e) => error(ErrorCode::Busy, e),
+        }
+    }
+}
+
+fn error(code: ErrorCode, detail: impl ToString) -> Response {
+    crate::node::error(code, detail)
+}
+
+/// Sends requests to other relays through the event loop.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Sender {
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        Self { tx }
+    }
+
+    pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| "relay stopping".to_owned())?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err("relay stopping".into()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+}
+
+/// What the round and the worker need.
+#[derive(Clone)]
+pub struct Ctx {
+    pub me: PeerId,
+    pub shared: Arc<Shared>,
+    pub net: Sender,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("me", &self.me).finish()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// A stripe as the round sees it.
+struct Held {
+    id: StripeId,
+    indices: Vec<u8>,
+    header: Vec<u8>,
+    slots: Vec<u8>,
+    k: usize,
+}
+
+/// One thing this relay does for a stripe.
+enum Action {
+    Handover { stripe: StripeId, index: u8, to: PeerId },
+    Order { stripe: StripeId, header: Vec<u8>, index: u8, at: PeerId, holders: Vec<PeerId>, live: usize },
+    Drop { stripe: StripeId, index: u8 },
+}
+
+/// Runs rounds forever (spawn it).
+pub async fn run_rounds(ctx: Ctx) {
+    let mut headers: HashMap<StripeId, (Vec<u8>, Vec<u8>, usize)> = HashMap::new();
+    let mut tick = tokio::time::interval(ctx.shared.repair.cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = Instant::now();
+        if let Err(e) = round(&ctx, &mut headers).await {
+            tracing::warn!("repair round failed: {e}");
+        }
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "repair round done");
+    }
+}
+
+async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usize)>) -> Result<(), String> {
+    let started = Instant::now();
+    let store = ctx.shared.store.clone();
+    let inventory = blocking(move || store.inventory()).await.ok_or("inventory task failed")?.map_err(|e| e.to_string())?;
+    headers.retain(|id, _| inventory.binary_search_by_key(id, |(s, _)| *s).is_ok());
+    let mut held = Vec::with_capacity(inventory.len());
+    for (id, indices) in inventory {
+        if !headers.contains_key(&id) {
+            let store = ctx.shared.store.clone();
+            let Some(Ok(Some(bytes))) = blocking(move || store.header(&id)).await else { continue };
+            let Ok(h) = StripeHeader::parse_verified(&id, &bytes) else { continue };
+            headers.insert(id, (bytes, slots_of(&h), h.params().k()));
+        }
+        let (header, slots, k) = headers[&id].clone();
+        held.push(Held { id, indices, header, slots, k });
+    }
+
+    let live = {
+        let mut l = lock(&ctx.shared.repair.liveness);
+        l.expire(ctx.shared.repair.now());
+        l.live()
+    };
+    let mut relays: Vec<PeerId> = live;
+    relays.push(ctx.me);
+    let keys: Vec<(PeerId, DhtKey)> = relays.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))).collect();
+
+    // Ask the group and a few beyond which indices they hold.
+    let mut ask: HashMap<PeerId, Vec<StripeId>> = HashMap::new();
+    let mut order: Vec<Vec<PeerId>> = Vec::with_capacity(held.len());
+    for s in &held {
+        let ordered = by_distance(&DhtKey::of_stripe(&s.id), keys.iter().copied());
+        for p in ordered.iter().take(s.slots.len() + BEYOND_GROUP) {
+            if *p != ctx.me {
+                ask.entry(*p).or_default().push(s.id);
+            }
+        }
+        order.push(ordered);
+    }
+    let queries = ask.into_iter().flat_map(|(p, stripes)| {
+        stripes.chunks(MAX_HOLDS_QUERY).map(|c| (p, c.to_vec())).collect::<Vec<_>>()
+    });
+    let answers: Vec<(PeerId, Result<Response, String>)> = futures::stream::iter(queries)
+        .map(|(p, stripes)| {
+            let net = ctx.net.clone();
+            async move { (p, net.request(p, Request::Holds { stripes }).await) }
+        })
+        .buffer_unordered(ROUND_CONCURRENCY)
+        .collect()
+        .await;
+    let mut holdings: HashMap<PeerId, HashMap<StripeId, Vec<u8>>> = HashMap::new();
+    let mut silent: Vec<PeerId> = Vec::new();
+    for (p, r) in answers {
+        match r {
+            Ok(Response::Held { held }) => {
+                let e = holdings.entry(p).or_default();
+                for (s, idx) in held {
+                    e.insert(s, idx.into_vec());
+                }
+            }
+            other => {
+                tracing::debug!(peer = %p, "holdings query failed: {other:?}");
+                silent.push(p);
+            }
+        }
+    }
+
+    // Plan every stripe; keep this relay's part.
+    let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };
+    let mut actions: Vec<(usize, Action)> = Vec::new();
+    for (s, ordered) in held.iter().zip(order) {
+        let n = s.slots.len();
+        let alive: Vec<PeerId> = ordered.into_iter().filter(|p| !silent.contains(p)).collect();
+        let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
+        let holders: Vec<(PeerId, Vec<u8>)> = alive
+            .iter()
+            .filter_map(|p| {
+                if *p == ctx.me {
+                    return Some((*p, s.indices.clone()));
+                }
+                holdings.get(p).and_then(|h| h.get(&s.id)).map(|idx| (*p, idx.clone()))
+            })
+            .collect();
+        let plan = plan_group(&s.slots, s.k, &group, &holders);
+        *report.by_live.entry(plan.live).or_default() += 1;
+        if !plan.is_complete(n) || plan.live < n {
+            report.under_replicated.push(UnderReplicated {
+                stripe: s.id.to_string(),
+                live: plan.live,
+                in_group: plan.in_group,
+                n,
+                k: s.k,
+            });
+        }
+        for m in plan.moves {
+            match m {
+                Move::Handover { index, from, to } if from == ctx.me => {
+                    actions.push((plan.live, Action::Handover { stripe: s.id, index, to }));
+                }
+                Move::Rebuild { index, at, coordinator } if coordinator == ctx.me => {
+                    let mut from: Vec<PeerId> = holders.iter().map(|(p, _)| *p).collect();
+                    from.truncate(MAX_REPAIR_HOLDERS);
+                    actions.push((
+                        plan.live,
+                        Action::Order { stripe: s.id, header: s.header.clone(), index, at, holders: from, live: plan.live },
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (p, index) in plan.drops {
+            if p == ctx.me {
+                actions.push((plan.live, Action::Drop { stripe: s.id, index }));
+            }
+        }
+    }
+    report.under_replicated.sort_by_key(|u| (u.live, u.in_group));
+    ctx.shared.metrics.set_stripes_by_live(&report.by_live);
+    ctx.shared.metrics.under_replicated.set(report.under_replicated.len() as i64);
+
+    // Closest to loss first.
+    actions.sort_by_key(|(live, _)| *live);
+    actions.truncate(MAX_ACTIONS_PER_ROUND);
+    let outcomes: Vec<&'static str> = futures::stream::iter(actions)
+        .map(|(_, a)| act(ctx, a))
+        .buffer_unordered(ROUND_CONCURRENCY)
+        .collect()
+        .await;
+    for o in outcomes {
+        match o {
+            "handed_over" => report.handovers_sent += 1,
+            "ordered" => report.repairs_ordered += 1,
+            "dropped" => report.dropped += 1,
+            _ => {}
+        }
+        ctx.shared.metrics.repair_event(o);
+    }
+    report.round_ms = started.elapsed().as_millis() as u64;
+    let mut r = ctx.shared.repair.report.write().unwrap_or_else(|p| p.into_inner());
+    report.rounds = r.rounds + 1;
+    report.under_replicated.truncate(1000);
+    *r = report;
+    Ok(())
+}
+
+async fn act(ctx: &Ctx, a: Action) -> &'static str {
+    match a {
+        Action::Handover { stripe, index, to } => {
+            let store = ctx.shared.store.clone();
+            let Some(Ok(Some(held))) = blocking(move || store.get(&stripe)).await else { return "handover_failed" };
+            let Some((_, shard)) = held.shards.into_iter().find(|(i, _)| *i == index) else {
+                return "handover_failed";
+            };
+            let len = shard.len() as u64;
+            match ctx.net.request(to, Request::Handover { header: held.header, shard }).await {
+                Ok(Response::Stored { .. }) => {
+                    ctx.shared.metrics.repair_bytes_out.inc_by(len);
+                    tracing::info!(%stripe, index, to = %to, "handed shard over");
+                    "handed_over"
+                }
+                other => {
+                    tracing::debug!(%stripe, index, to = %to, "handover refused: {other:?}");
+                    "handover_failed"
+                }
+            }
+        }
+        Action::Order { stripe, header, index, at, holders, live } => {
+            let req = Request::Repair {
+                header,
+                index,
+                holders: holders.iter().map(|p| p.to_bytes().into()).collect(),
+                live: live.min(255) as u8,
+            };
+            match ctx.net.request(at, req).await {
+                Ok(Response::Accepted) => {
+                    tracing::info!(%stripe, index, at = %at, live, "ordered a rebuild");
+                    "ordered"
+                }
+                other => {
+                    tracing::debug!(%stripe, index, at = %at, "repair order refused: {other:?}");
+                    "order_failed"
+                }
+            }
+        }
+        Action::Drop { stripe, index } => {
+            let store = ctx.shared.store.clone();
+            match blocking(move || store.remove(&stripe, index)).await {
+                Some(Ok(true)) => {
+                    tracing::info!(%stripe, index, "dropped a surplus shard (its slot is filled in the group)");
+                    "dropped"
+                }
+                _ => "drop_failed",
+            }
+        }
+    }
+}
+
+/// Starts queued rebuilds as the queue allows (spawn it).
+pub async fn run_worker(ctx: Ctx) {
+    loop {
+        let (jobs, next) = {
+            let mut q = lock(&ctx.shared.repair.queue);
+            let now = ctx.shared.repair.now();
+            let jobs = q.poll(now);
+            ctx.shared.metrics.repair_queue_length.set(q.waiting() as i64);
+            ctx.shared.metrics.repair_queue_oldest_seconds.set(q.oldest_wait(now).as_secs() as i64);
+            (jobs, q.next_start().map(|t| t.saturating_sub(now)))
+        };
+        for job in jobs {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let stripe = job.stripe;
+                let outcome = match rebuild(&ctx, job).await {
+                    Ok(fetched) => {
+                        ctx.shared.metrics.repair_bytes_in.inc_by(fetched);
+                        "rebuilt"
+                    }
+                    Err(e) => {
+                        tracing::warn!(%stripe, "rebuild failed: {e}");
+                        "rebuild_failed"
+                    }
+                };
+                ctx.shared.metrics.repair_event(outcome);
+                lock(&ctx.shared.repair.queue).finished(&stripe);
+                ctx.shared.repair.wake.notify_one();
+            });
+        }
+        let wait = next.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(10));
+        let _ = tokio::time::timeout(wait, ctx.shared.repair.wake.notified()).await;
+    }
+}
+
+/// Fetches `k` verified shards, rebuilds index `job.index`, stores it. Returns bytes fetched.
+async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, String> {
+    let mut asm = StripeAssembler::new(job.stripe, &job.header).map_err(|e| e.to_string())?;
+    let k = asm.header().params().k();
+    let holders: Vec<PeerId> = job.holders.iter().copied().filter(|p| *p != ctx.me).collect();
+    let mut fetched = 0u64;
+    let mut next = 0;
+    let mut failures = Vec::new();
+    while !asm.is_ready() && next < holders.len() {
+        // Ask as many holders at once as shards are still needed.
+        let want = k.saturating_sub(asm.present()).max(1);
+        let batch: Vec<PeerId> = holders[next..].iter().take(want).copied().collect();
+        next += batch.len();
+        let answers: Vec<(PeerId, Result<Response, String>)> = futures::future::join_all(batch.into_iter().map(|p| {
+            let net = ctx.net.clone();
+            async move { (p, net.request(p, Request::Fetch { stripe: job.stripe }).await) }
+        }))
+        .await;
+        for (p, r) in answers {
+            match r {
+                Ok(Response::Shards { shards, .. }) => {
+                    for s in shards {
+                        fetched += s.len() as u64;
+                        if let Err(e) = asm.add_shard(s.into_vec()) {
+                            failures.push(format!("{p}: {e}"));
+                        }
+                    }
+                }
+                Ok(other) => failures.push(format!("{p}: {other:?}")),
+                Err(e) => failures.push(format!("{p}: {e}")),
+            }
+        }
+    }
+    if !asm.is_ready() {
+        return Err(format!(
+            "only {} of {k} shards found ({})",
+            asm.present(),
+            if failures.is_empty() { "no holders left".into() } else { failures.join("; ") }
+        ));
+    }
+    let index = usize::from(job.index);
+    let header = job.header;
+    let store = ctx.shared.store.clone();
+    let stored = blocking(move || -> Result<u8, String> {
+        let shards = asm.rebuild_all().map_err(|e| e.to_string())?;
+        let shard = shards.get(index).ok_or("index out of range")?;
+        store.put_sole(&header, shard).map_err(|e| e.to_string())
+    })
+    .await
+    .ok_or("rebuild task failed")??;
+    tracing::info!(stripe = %job.stripe, index = stored, fetched, "rebuilt a lost shard");
+    Ok(fetched)
+}

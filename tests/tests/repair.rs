@@ -1,0 +1,294 @@
+//! Self-repair with real `kura-relay` processes on 127.0.0.1: relays killed with SIGKILL,
+//! added and restarted; redundancy checked from the relays' own inventories
+//! (`GET /inventory`), files read back byte-exact with the real `kura` client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_tests::net::Net;
+use kura_tests::pseudo_random;
+use kura_tests::relay::wait_for;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Rounds every second, so that the tests see repair within seconds.
+const FAST_REPAIR: &[&str] = &["--repair-interval", "1"];
+/// Shards per stripe (the client's default k = 4, m = 2).
+const N: usize = 6;
+
+/// stripe -> (relay number, indices held), from every live relay's inventory.
+type Inventory = BTreeMap<String, Vec<(usize, Vec<u8>)>>;
+
+fn inventory(net: &Net) -> Inventory {
+    let mut out: Inventory = BTreeMap::new();
+    for (i, r) in net.relays.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let v = r.json("/inventory").unwrap();
+        for (stripe, idx) in v["stripes"].as_object().unwrap() {
+            let idx: Vec<u8> = idx.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            out.entry(stripe.clone()).or_default().push((i, idx));
+        }
+    }
+    out
+}
+
+/// Why `stripes` are not each at `N` distinct shards on `N` distinct live relays, one per
+/// relay (None when they all are).
+fn short_of_full(inv: &Inventory, stripes: &BTreeSet<String>) -> Option<String> {
+    for s in stripes {
+        let holders = inv.get(s).map(Vec::as_slice).unwrap_or_default();
+        let mut idx: Vec<u8> = holders.iter().flat_map(|(_, i)| i.iter().copied()).collect();
+        idx.sort_unstable();
+        let one_each = holders.iter().all(|(_, i)| i.len() == 1);
+        if !one_each || idx != (0..N as u8).collect::<Vec<_>>() {
+            return Some(format!("stripe {}: {holders:?}", &s[..12]));
+        }
+    }
+    None
+}
+
+/// Distinct shard indices of each stripe held by live relays; and whether any relay holds
+/// two shards of one stripe.
+fn redundancy(inv: &Inventory, stripes: &BTreeSet<String>) -> (usize, Option<String>) {
+    let mut least = usize::MAX;
+    let mut doubled = None;
+    for s in stripes {
+        let holders = inv.get(s).map(Vec::as_slice).unwrap_or_default();
+        let distinct: BTreeSet<u8> = holders.iter().flat_map(|(_, i)| i.iter().copied()).collect();
+        least = least.min(distinct.len());
+        if let Some((r, i)) = holders.iter().find(|(_, i)| i.len() > 1) {
+            doubled = Some(format!("relay {r} holds indices {i:?} of stripe {}", &s[..12]));
+        }
+    }
+    (least, doubled)
+}
+
+/// Repair traffic summed over the live relays: (bytes in, bytes out, rebuilds).
+fn repair_traffic(net: &Net) -> (u64, u64, u64) {
+    let (mut bin, mut bout, mut rebuilt) = (0, 0, 0);
+    for r in net.live() {
+        let v = r.json("/repair").unwrap();
+        bin += v["bytes_in"].as_u64().unwrap();
+        bout += v["bytes_out"].as_u64().unwrap();
+        let (_, metrics) = r.get("/metrics").unwrap();
+        rebuilt += metrics
+            .lines()
+            .find(|l| l.starts_with("kura_repair_events_total{kind=\"rebuilt\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (bin, bout, rebuilt)
+}
+
+struct Files {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Files {
+    /// Puts `count` files of pseudo-random sizes, four clients at a time.
+    fn put(net: &Net, count: usize, seed: u64) -> Self {
+        let dir = net.dir.path().join("in");
+        std::fs::create_dir_all(&dir).unwrap();
+        let jobs: Vec<(PathBuf, Vec<u8>)> = (0..count)
+            .map(|i| {
+                let size = 16 * 1024 + (pseudo_random(4, seed + i as u64).iter().map(|b| *b as usize).sum::<usize>() * 300);
+                let data = pseudo_random(size, seed * 1000 + i as u64);
+                let path = dir.join(format!("f{seed}-{i}"));
+                std::fs::write(&path, &data).unwrap();
+                (path, data)
+            })
+            .collect();
+        let files = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .chunks(count.div_ceil(4).max(1))
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(p, d)| (net.put(p, &[]).unwrap_or_else(|e| panic!("put: {e}")), d.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        Self { files }
+    }
+
+    /// Reads every file back, four clients at a time, and checks the bytes.
+    fn check_all(&self, net: &Net, tag: &str) {
+        std::thread::scope(|s| {
+            for (t, chunk) in self.files.chunks(self.files.len().div_ceil(4).max(1)).enumerate() {
+                s.spawn(move || {
+                    for (i, (cap, data)) in chunk.iter().enumerate() {
+                        net.get_exact(cap, data, &format!("{tag}-{t}-{i}"));
+                    }
+                });
+            }
+        });
+    }
+}
+
+fn wait_full(net: &Net, stripes: &BTreeSet<String>, limit: Duration, what: &str) -> Duration {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    let r = wait_for(limit, what, || {
+        let inv = inventory(net);
+        match short_of_full(&inv, stripes) {
+            None => Some(()),
+            Some(why) => {
+                last = why;
+                None
+            }
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}; still short: {last}");
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
+    let mut net = Net::start_with("repair", 10, FAST_REPAIR);
+    let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
+    for r in net.live() {
+        wait_for(Duration::from_secs(60), "every relay to know every other", || {
+            let s = r.json("/status").ok()?;
+            let table = s["routing_table"].as_array()?;
+            (table.len() >= ids.len() - 1).then_some(())
+        })
+        .unwrap();
+    }
+    let files = Files::put(&net, 100, 1);
+    let stripes: BTreeSet<String> = inventory(&net).into_keys().collect();
+    assert!(stripes.len() >= 100, "{} stripes for 100 files", stripes.len());
+    wait_full(&net, &stripes, Duration::from_secs(60), "the uploads to sit on 6 relays each");
+    let (b0, _, _) = repair_traffic(&net);
+
+    // Two relays die: every stripe is back to 6 shards on 6 live relays.
+    let lost_shards: usize = [3, 7].iter().map(|&i| inventory_of(&net, i)).sum();
+    let lost_bytes: u64 = [3, 7].iter().map(|&i| net.relay(i).json("/status").unwrap()["bytes"].as_u64().unwrap()).sum();
+    net.kill9(3);
+    net.kill9(7);
+    let took = wait_full(&net, &stripes, Duration::from_secs(180), "repair after two relays died");
+    let (b1, out1, rebuilt) = repair_traffic(&net);
+    println!(
+        "two of ten relays killed ({lost_shards} shards, {lost_bytes} bytes): full redundancy again after \
+         {:.1} s; {rebuilt} rebuilds fetched {} bytes ({:.2} bytes per byte lost, Reed-Solomon lower bound 4); \
+         {out1} bytes served",
+        took.as_secs_f64(),
+        b1 - b0,
+        (b1 - b0) as f64 / lost_bytes as f64
+    );
+    assert!(rebuilt as usize >= lost_shards, "{rebuilt} rebuilds for {lost_shards} lost shards");
+
+    // Two more die: every file still reads byte-exact (4 of 6 shards are enough).
+    net.kill9(1);
+    net.kill9(5);
+    files.check_all(&net, "four-dead");
+    wait_full(&net, &stripes, Duration::from_secs(180), "repair after two more relays died");
+
+    // Three relays join: shards move to the closer ones, never below 6 distinct shards per
+    // stripe and never two shards of one stripe on one relay.
+    let before = repair_traffic(&net);
+    let added = [net.add(), net.add(), net.add()];
+    let t0 = Instant::now();
+    let mut moved = false;
+    let mut samples = 0;
+    while t0.elapsed() < Duration::from_secs(180) {
+        let inv = inventory(&net);
+        samples += 1;
+        let (least, doubled) = redundancy(&inv, &stripes);
+        assert!(least >= N, "a stripe fell to {least} distinct shards while shards moved");
+        assert!(doubled.is_none(), "{}", doubled.unwrap_or_default());
+        let new_hold = added.iter().any(|&i| inv.values().flatten().any(|(r, _)| *r == i));
+        if new_hold && short_of_full(&inv, &stripes).is_none() {
+            // Settled: every stripe one-per-relay and the newcomers hold their share.
+            moved = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(moved, "the three new relays never took shards over");
+    let after = repair_traffic(&net);
+    println!(
+        "three relays joined: shards handed over in {:.1} s ({samples} inventory samples, never below 6 \
+         distinct); handover bytes {}",
+        t0.elapsed().as_secs_f64(),
+        after.0.saturating_sub(before.0)
+    );
+    files.check_all(&net, "after-join");
+}
+
+fn inventory_of(net: &Net, i: usize) -> usize {
+    net.relay(i).json("/inventory").unwrap()["stripes"].as_object().unwrap().len()
+}
+
+/// Relays are killed and restarted at random while a client keeps putting and getting.
+/// `KURA_SOAK_SECONDS` sets the length (default 120).
+#[test]
+fn churn_soak_loses_no_file() {
+    let secs: u64 = std::env::var("KURA_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let mut net = Net::start_with("soak", 8, FAST_REPAIR);
+    let mut files = Files::put(&net, 8, 7).files;
+    let start = Instant::now();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut kills, mut gets, mut down): (u32, u32, Option<(usize, Instant)>) = (0, 0, None);
+    let mut last_kill = Instant::now();
+    let dir = net.dir.path().join("soak-in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        // One relay down at a time, for 5 to 15 s; a new victim every 10 to 20 s.
+        match down {
+            Some((r, since)) if since.elapsed() > Duration::from_secs(5 + next() % 10) => {
+                net.restart(r);
+                down = None;
+            }
+            None if last_kill.elapsed() > Duration::from_secs(10 + next() % 10) => {
+                let r = (next() % net.relays.len() as u64) as usize;
+                net.kill9(r);
+                kills += 1;
+                down = Some((r, Instant::now()));
+                last_kill = Instant::now();
+            }
+            _ => {}
+        }
+        i += 1;
+        let data = pseudo_random(32 * 1024 + (next() % (700 * 1024)) as usize, 50_000 + i);
+        let path = dir.join(format!("s{i}"));
+        std::fs::write(&path, &data).unwrap();
+        let cap = net.put(&path, &[]).unwrap_or_else(|e| panic!("put during churn: {e}"));
+        files.push((cap, data));
+        let (cap, data) = &files[(next() % files.len() as u64) as usize];
+        net.get_exact(cap, data, &format!("soak-{i}"));
+        gets += 1;
+    }
+    if let Some((r, _)) = down {
+        net.restart(r);
+    }
+    let stripes: BTreeSet<String> = inventory(&net).into_keys().collect();
+    let settle = wait_full(&net, &stripes, Duration::from_secs(180), "redundancy after the churn");
+    let all = Files { files };
+    all.check_all(&net, "after-churn");
+    let (bin, bout, rebuilt) = repair_traffic(&net);
+    let elapsed = start.elapsed().as_secs_f64();
+    let stored: u64 = net.live().map(|r| r.json("/status").unwrap()["bytes"].as_u64().unwrap()).sum();
+    println!(
+        "churn soak: {elapsed:.0} s, {kills} kills ({:.0} per hour), {} files put, {gets} gets, 0 lost, 0 wrong; \
+         repair {bin} bytes in, {bout} bytes out, {rebuilt} rebuilds (counters of relays that were never \
+         restarted), {:.0} MB/hour for {:.1} MB stored; settled {:.1} s after the last restart",
+        kills as f64 * 3600.0 / elapsed,
+        all.files.len(),
+        bin as f64 * 3600.0 / elapsed / 1e6,
+        stored as f64 / 1e6,
+        settle.as_secs_f64()
+    );
+    assert!(kills >= 1 || secs < 20, "the soak killed no relay");
+}
