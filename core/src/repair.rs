@@ -148,7 +148,8 @@ pub fn plan_group<P: Clone + PartialEq>(
         }
     }
 
-    let coordinator = kept.first().map(|(p, _)| p.clone()).or_else(|| holders.first().map(|(p, _)| p.clone()));
+    let coordinator =
+        kept.first().map(|(p, _)| p.clone()).or_else(|| holders.first().map(|(p, _)| p.clone()));
     let lost = live < k;
     let mut moves = Vec::new();
     let mut vacant = vacant.into_iter();
@@ -175,7 +176,9 @@ pub fn plan_group<P: Clone + PartialEq>(
 enum PeerState {
     Connected,
     /// Its last connection closed at `since`; a dial is under way.
-    Suspect { since: Duration },
+    Suspect {
+        since: Duration,
+    },
     Dead,
 }
 

@@ -79,7 +79,8 @@ fn identical_shards_fill_any_of_their_slots() {
     let p = plan_group(&slots, 4, &['a', 'b', 'c', 'd', 'e', 'f'], &h);
     assert_eq!(p.live, 5);
     assert_eq!(p.moves, vec![Move::Rebuild { index: 1, at: 'd', coordinator: 'a' }]);
-    let h = holders(&[('a', &[0]), ('b', &[1]), ('c', &[1]), ('d', &[1]), ('e', &[4]), ('f', &[5]), ('g', &[1])]);
+    let h =
+        holders(&[('a', &[0]), ('b', &[1]), ('c', &[1]), ('d', &[1]), ('e', &[4]), ('f', &[5]), ('g', &[1])]);
     let p = plan_group(&slots, 4, &['a', 'b', 'c', 'd', 'e', 'f'], &h);
     assert!(p.moves.is_empty());
     assert_eq!(p.drops, vec![('g', 1)]);

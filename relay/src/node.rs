@@ -7,8 +7,8 @@
 //! ever costs its own stream.
 
 use crate::metrics::Metrics;
-use crate::repair::{Command, Repair};
 use crate::protocol::{StoreCodec, PROTOCOL};
+use crate::repair::{Command, Repair};
 use crate::store::ShardStore;
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -16,6 +16,7 @@ use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, M
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::{ConnectedPoint, Transport as _};
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::OutboundRequestId;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -27,7 +28,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use libp2p::request_response::OutboundRequestId;
 
 pub use crate::protocol::KAD_PROTOCOL;
 /// Identify's protocol version string.
@@ -434,9 +434,10 @@ impl Node {
                     let resp = serve(&*shared.store, r);
                     let _ = match (&resp, handover) {
                         (Response::Stored { .. }, Some(len)) => shared.metrics.repair_bytes_in.inc_by(len),
-                        (Response::Shards { shards, .. }, _) if from_relay => {
-                            shared.metrics.repair_bytes_out.inc_by(shards.iter().map(|s| s.len() as u64).sum())
-                        }
+                        (Response::Shards { shards, .. }, _) if from_relay => shared
+                            .metrics
+                            .repair_bytes_out
+                            .inc_by(shards.iter().map(|s| s.len() as u64).sum()),
                         _ => 0,
                     };
                     resp

@@ -16,11 +16,11 @@
 
 use crate::node::Shared;
 use crate::store::ShardStore;
+use futures::StreamExt;
 use kura_core::placement::{by_distance, DhtKey};
 use kura_core::repair::{plan_group, slots_of, Liveness, Move, RebuildJob, RepairQueue};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
-use futures::StreamExt;
 use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -138,7 +138,10 @@ impl Repair {
         }
         match store.holds(&[stripe]) {
             Ok(h) if !h.is_empty() => {
-                return error(ErrorCode::AlreadyHeld, format!("stripe {stripe}: index {:?} held here", h[0].1));
+                return error(
+                    ErrorCode::AlreadyHeld,
+                    format!("stripe {stripe}: index {:?} held here", h[0].1),
+                );
             }
             Ok(_) => {}
             Err(e) => return error(e.code(), e),
@@ -234,17 +237,24 @@ pub async fn run_rounds(ctx: Ctx) {
 async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usize)>) -> Result<(), String> {
     let started = Instant::now();
     let store = ctx.shared.store.clone();
-    let inventory = blocking(move || store.inventory()).await.ok_or("inventory task failed")?.map_err(|e| e.to_string())?;
+    let inventory = blocking(move || store.inventory())
+        .await
+        .ok_or("inventory task failed")?
+        .map_err(|e| e.to_string())?;
     headers.retain(|id, _| inventory.binary_search_by_key(id, |(s, _)| *s).is_ok());
     let mut held = Vec::with_capacity(inventory.len());
     for (id, indices) in inventory {
-        if !headers.contains_key(&id) {
-            let store = ctx.shared.store.clone();
-            let Some(Ok(Some(bytes))) = blocking(move || store.header(&id)).await else { continue };
-            let Ok(h) = StripeHeader::parse_verified(&id, &bytes) else { continue };
-            headers.insert(id, (bytes, slots_of(&h), h.params().k()));
-        }
-        let (header, slots, k) = headers[&id].clone();
+        let (header, slots, k) = match headers.get(&id) {
+            Some(known) => known.clone(),
+            None => {
+                let store = ctx.shared.store.clone();
+                let Some(Ok(Some(bytes))) = blocking(move || store.header(&id)).await else { continue };
+                let Ok(h) = StripeHeader::parse_verified(&id, &bytes) else { continue };
+                let entry = (bytes, slots_of(&h), h.params().k());
+                headers.insert(id, entry.clone());
+                entry
+            }
+        };
         held.push(Held { id, indices, header, slots, k });
     }
 
@@ -334,7 +344,14 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
                     from.truncate(MAX_REPAIR_HOLDERS);
                     actions.push((
                         plan.live,
-                        Action::Order { stripe: s.id, header: s.header.clone(), index, at, holders: from, live: plan.live },
+                        Action::Order {
+                            stripe: s.id,
+                            header: s.header.clone(),
+                            index,
+                            at,
+                            holders: from,
+                            live: plan.live,
+                        },
                     ));
                 }
                 _ => {}
@@ -379,7 +396,9 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
     match a {
         Action::Handover { stripe, index, to } => {
             let store = ctx.shared.store.clone();
-            let Some(Ok(Some(held))) = blocking(move || store.get(&stripe)).await else { return "handover_failed" };
+            let Some(Ok(Some(held))) = blocking(move || store.get(&stripe)).await else {
+                return "handover_failed";
+            };
             let Some((_, shard)) = held.shards.into_iter().find(|(i, _)| *i == index) else {
                 return "handover_failed";
             };
@@ -475,11 +494,12 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, String> {
         let want = k.saturating_sub(asm.present()).max(1);
         let batch: Vec<PeerId> = holders[next..].iter().take(want).copied().collect();
         next += batch.len();
-        let answers: Vec<(PeerId, Result<Response, String>)> = futures::future::join_all(batch.into_iter().map(|p| {
-            let net = ctx.net.clone();
-            async move { (p, net.request(p, Request::Fetch { stripe: job.stripe }).await) }
-        }))
-        .await;
+        let answers: Vec<(PeerId, Result<Response, String>)> =
+            futures::future::join_all(batch.into_iter().map(|p| {
+                let net = ctx.net.clone();
+                async move { (p, net.request(p, Request::Fetch { stripe: job.stripe }).await) }
+            }))
+            .await;
         for (p, r) in answers {
             match r {
                 Ok(Response::Shards { shards, .. }) => {

@@ -132,4 +132,3 @@ impl Net {
         std::fs::remove_file(&out).unwrap();
     }
 }
-

@@ -90,7 +90,8 @@ impl Files {
         std::fs::create_dir_all(&dir).unwrap();
         let jobs: Vec<(PathBuf, Vec<u8>)> = (0..count)
             .map(|i| {
-                let size = 16 * 1024 + (pseudo_random(4, seed + i as u64).iter().map(|b| *b as usize).sum::<usize>() * 300);
+                let size = 16 * 1024
+                    + (pseudo_random(4, seed + i as u64).iter().map(|b| *b as usize).sum::<usize>() * 300);
                 let data = pseudo_random(size, seed * 1000 + i as u64);
                 let path = dir.join(format!("f{seed}-{i}"));
                 std::fs::write(&path, &data).unwrap();
@@ -167,7 +168,8 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
 
     // Two relays die: every stripe is back to 6 shards on 6 live relays.
     let lost_shards: usize = [3, 7].iter().map(|&i| inventory_of(&net, i)).sum();
-    let lost_bytes: u64 = [3, 7].iter().map(|&i| net.relay(i).json("/status").unwrap()["bytes"].as_u64().unwrap()).sum();
+    let lost_bytes: u64 =
+        [3, 7].iter().map(|&i| net.relay(i).json("/status").unwrap()["bytes"].as_u64().unwrap()).sum();
     net.kill9(3);
     net.kill9(7);
     let took = wait_full(&net, &stripes, Duration::from_secs(180), "repair after two relays died");
