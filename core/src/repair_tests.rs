@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
+#[cfg(not(target_arch = "wasm32"))]
 use proptest::prelude::*;
 
 const N6: [u8; 6] = [0, 1, 2, 3, 4, 5];
@@ -156,9 +157,11 @@ fn queue_keeps_to_its_byte_rate() {
     assert!(next > s(10) && next < s(11), "{next:?}");
 }
 
+// proptest is a native-only dev-dependency; the simulation runs natively.
 /// A whole network in simulated time: relays with positions on a line (distance = |a-b|),
 /// stripes at positions, each live holder running the plan from the true view and executing
 /// its own part each round.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Clone)]
 struct Sim {
     /// Relay id -> alive.
@@ -170,6 +173,7 @@ struct Sim {
     moved: usize,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Sim {
     fn group(&self, stripe: usize, n: usize) -> Vec<usize> {
         let mut live: Vec<usize> = (0..self.alive.len()).filter(|&r| self.alive[r]).collect();
@@ -226,6 +230,7 @@ impl Sim {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Whatever relays die or join (at most m = 2 of a group at once between rounds), every
