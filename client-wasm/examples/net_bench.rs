@@ -163,6 +163,7 @@ async fn main() {
         http: "127.0.0.1:0".parse().unwrap(),
         base_port: 0,
         relay_bin: bin_dir.join("kura-relay"),
+        relay_args: Vec::new(),
     };
     let net = Devnet::start(&cfg).await.unwrap();
     let boot = net.bootstrap().unwrap().to_owned();

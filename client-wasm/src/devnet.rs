@@ -25,6 +25,8 @@ pub struct DevnetConfig {
     pub base_port: u16,
     /// The `kura-relay` binary.
     pub relay_bin: PathBuf,
+    /// Extra arguments for every relay (e.g. `--repair-interval 2`).
+    pub relay_args: Vec<String>,
 }
 
 /// One running relay of the devnet.
@@ -78,6 +80,7 @@ fn start_relay(cfg: &DevnetConfig, i: usize, bootstrap: Option<&str>) -> Result<
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
+    cmd.args(&cfg.relay_args);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -122,6 +125,13 @@ impl DevRelay {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills it with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill9(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// Its TCP address (what native clients and other relays dial).

@@ -128,7 +128,14 @@ pub fn main() {
         }),
         Command::Devnet { relays, dir, http, base_port, relay_bin } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
-            let cfg = kura_client::devnet::DevnetConfig { relays, dir, http, base_port, relay_bin };
+            let cfg = kura_client::devnet::DevnetConfig {
+                relays,
+                dir,
+                http,
+                base_port,
+                relay_bin,
+                relay_args: Vec::new(),
+            };
             rt.block_on(net_cmd::devnet(cfg))
         }),
         Command::Encode { file, store, coding } => encode(&file, &store, coding),
