@@ -175,6 +175,17 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_file_loads() {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/relay.toml");
+        let flags = Flags::parse_from(["kura-relay", "--config", sample, "--data-dir", "/tmp/x"]);
+        let c = Config::load(flags).unwrap();
+        assert_eq!(c.repair_interval, std::time::Duration::from_secs(30));
+        assert_eq!(c.repair_rate, 32 << 20);
+        let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-interval", "0"]);
+        assert!(format!("{:#}", Config::load(flags).unwrap_err()).contains("--repair-interval"));
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let dir = kura_tests::Scratch::new("config").unwrap();
         let path = dir.path().join("relay.toml");
