@@ -175,14 +175,17 @@ pub fn plan_group<P: Clone + PartialEq>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerState {
     Connected,
-    /// Its last connection closed at `since`; a dial is under way.
+    /// Unreachable since `since` (its last connection closed, or a dial failed), for less
+    /// than the grace period so far.
     Suspect {
         since: Duration,
     },
     Dead,
 }
 
-/// Which relays are alive, from connection events.
+/// Which relays are alive, from connection events. A relay that becomes unreachable is
+/// *suspect* for a grace period, during which the network waits for it (a restart costs no
+/// repair); after that it is *dead* and its shards are rebuilt elsewhere.
 #[derive(Debug, Clone)]
 pub struct Liveness<P> {
     peers: HashMap<P, PeerState>,
@@ -190,7 +193,7 @@ pub struct Liveness<P> {
 }
 
 impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
-    /// A relay unreachable for `grace` is dead even if no dial failure was reported.
+    /// A relay unreachable for `grace` is dead.
     pub fn new(grace: Duration) -> Self {
         Self { peers: HashMap::new(), grace }
     }
@@ -212,11 +215,34 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
         }
     }
 
-    /// Dialling `peer` failed: it is dead until it connects again.
-    pub fn unreachable(&mut self, peer: &P) {
-        if let Some(s) = self.peers.get_mut(peer) {
-            *s = PeerState::Dead;
+    /// Dialling `peer` (or a request to it) failed. It is suspect, and dead once it has been
+    /// unreachable for the grace period; returns whether it became dead now.
+    pub fn unreachable(&mut self, peer: &P, now: Duration) -> bool {
+        let grace = self.grace;
+        let Some(s) = self.peers.get_mut(peer) else { return false };
+        match *s {
+            PeerState::Connected => {
+                *s = if grace.is_zero() { PeerState::Dead } else { PeerState::Suspect { since: now } };
+                grace.is_zero()
+            }
+            PeerState::Suspect { since } if now.saturating_sub(since) >= grace => {
+                *s = PeerState::Dead;
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Relays unreachable but within their grace period.
+    pub fn suspects(&self) -> Vec<P> {
+        let mut v: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| matches!(s, PeerState::Suspect { .. }))
+            .map(|(p, _)| p.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     /// Relays suspect for longer than the grace period become dead; returns them.

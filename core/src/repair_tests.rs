@@ -88,22 +88,31 @@ fn identical_shards_fill_any_of_their_slots() {
 }
 
 #[test]
-fn liveness_suspects_on_disconnect_and_declares_dead_on_failed_dial_or_grace() {
+fn liveness_waits_a_grace_period_before_declaring_a_relay_dead() {
     let mut l = Liveness::new(s(10));
     l.connected('a');
     l.connected('b');
     assert!(l.disconnected(&'a', s(0)), "dial it to check");
     assert!(!l.disconnected(&'a', s(1)), "already suspect");
-    assert!(l.is_live(&'a'), "suspect relays count until proven gone");
-    l.unreachable(&'a');
-    assert_eq!(l.live(), vec!['b']);
+    assert!(!l.unreachable(&'a', s(2)), "a failed dial within the grace period: still suspect");
+    assert!(l.is_live(&'a'), "suspect relays count until the grace period ends");
+    assert_eq!(l.suspects(), vec!['a']);
+    // It restarts and connects again within the grace period: nothing happened.
     l.connected('a');
+    assert!(l.suspects().is_empty());
     assert_eq!(l.live(), vec!['a', 'b']);
+    // This time it stays away.
+    assert!(!l.unreachable(&'a', s(20)));
+    assert!(l.unreachable(&'a', s(30)), "dead after 10 s unreachable");
+    assert_eq!(l.live(), vec!['b']);
     l.disconnected(&'b', s(20));
     assert!(l.expire(s(29)).is_empty());
-    assert_eq!(l.expire(s(30)), vec!['b']);
-    assert_eq!(l.live(), vec!['a']);
+    assert_eq!(l.expire(s(30)), vec!['b'], "dead after the grace period even with no dial failure");
+    assert!(l.live().is_empty());
     assert!(!l.is_live(&'z'));
+    let mut now = Liveness::new(Duration::ZERO);
+    now.connected('c');
+    assert!(now.unreachable(&'c', s(0)), "no grace period: dead at once");
 }
 
 fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {

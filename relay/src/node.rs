@@ -543,13 +543,14 @@ impl Node {
         }
     }
 
+    /// `peer` could not be reached: suspect, then (after the grace period) gone.
     fn relay_gone(&mut self, peer: PeerId) {
-        if lock_live(&self.shared).is_live(&peer) {
-            tracing::info!(%peer, "relay unreachable: taken as gone");
+        let now = self.now();
+        if lock_live(&self.shared).unreachable(&peer, now) {
+            tracing::info!(%peer, "relay unreachable past the grace period: taken as gone");
+            self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            self.update_info();
         }
-        lock_live(&self.shared).unreachable(&peer);
-        self.swarm.behaviour_mut().kad.remove_peer(&peer);
-        self.update_info();
     }
 
     fn closed(&mut self, connection_id: ConnectionId) {

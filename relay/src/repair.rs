@@ -71,6 +71,9 @@ pub struct UnderReplicated {
     pub in_group: usize,
     pub n: usize,
     pub k: usize,
+    /// A group member is unreachable but within its grace period: the group waits for it
+    /// (unless the stripe is down to `k` live shards).
+    pub waiting: bool,
 }
 
 /// What the last round saw, for `GET /repair`.
@@ -258,10 +261,12 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         held.push(Held { id, indices, header, slots, k });
     }
 
-    let live = {
+    let (live, suspects) = {
         let mut l = lock(&ctx.shared.repair.liveness);
-        l.expire(ctx.shared.repair.now());
-        l.live()
+        for gone in l.expire(ctx.shared.repair.now()) {
+            tracing::info!(peer = %gone, "relay unreachable past the grace period: taken as gone");
+        }
+        (l.live(), l.suspects())
     };
     let mut relays: Vec<PeerId> = live;
     relays.push(ctx.me);
@@ -273,7 +278,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     for s in &held {
         let ordered = by_distance(&DhtKey::of_stripe(&s.id), keys.iter().copied());
         for p in ordered.iter().take(s.slots.len() + BEYOND_GROUP) {
-            if *p != ctx.me {
+            if *p != ctx.me && !suspects.contains(p) {
                 ask.entry(*p).or_default().push(s.id);
             }
         }
@@ -312,7 +317,11 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     let mut actions: Vec<(usize, Action)> = Vec::new();
     for (s, ordered) in held.iter().zip(order) {
         let n = s.slots.len();
-        let alive: Vec<PeerId> = ordered.into_iter().filter(|p| !silent.contains(p)).collect();
+        // A suspect member is waited for; one that is reachable but did not answer is left
+        // out of this round.
+        let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
+        let alive: Vec<PeerId> =
+            ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
         let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
         let holders: Vec<(PeerId, Vec<u8>)> = alive
             .iter()
@@ -332,7 +341,11 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
                 in_group: plan.in_group,
                 n,
                 k: s.k,
+                waiting,
             });
+        }
+        if waiting && plan.live > s.k {
+            continue;
         }
         for m in plan.moves {
             match m {

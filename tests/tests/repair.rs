@@ -247,9 +247,10 @@ fn churn_soak_loses_no_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut i = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
-        // One relay down at a time, for 5 to 15 s; a new victim every 10 to 20 s.
+        // One relay down at a time, for 5 to 30 s (some come back within the relays' grace
+        // period, some are rebuilt first); a new victim 10 to 20 s after the last kill.
         match down {
-            Some((r, since)) if since.elapsed() > Duration::from_secs(5 + next() % 10) => {
+            Some((r, since)) if since.elapsed() > Duration::from_secs(5 + next() % 25) => {
                 net.restart(r);
                 down = None;
             }
