@@ -172,7 +172,7 @@ impl FsStore {
     }
 }
 
-impl FsStore {
+impl ShardStore for FsStore {
     fn put_checked(&self, header_bytes: &[u8], shard: &[u8], sole: bool) -> Result<u8, StoreError> {
         let v = verify(header_bytes, shard)?;
         let index = v.index as u8;
@@ -233,16 +233,6 @@ impl FsStore {
             self.shards.fetch_add(1, Relaxed);
         }
         Ok(index)
-    }
-}
-
-impl ShardStore for FsStore {
-    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
-        self.put_checked(header_bytes, shard, false)
-    }
-
-    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
-        self.put_checked(header_bytes, shard, true)
     }
 
     fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError> {

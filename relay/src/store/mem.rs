@@ -40,7 +40,7 @@ impl MemStore {
     }
 }
 
-impl MemStore {
+impl ShardStore for MemStore {
     fn put_checked(&self, header_bytes: &[u8], shard: &[u8], sole: bool) -> Result<u8, StoreError> {
         let v = verify(header_bytes, shard)?;
         let mut g = self.lock();
@@ -58,16 +58,6 @@ impl MemStore {
         g.shards.entry(v.shard_id).or_insert_with(|| (shard.to_vec(), 0, shard.len() as u64)).1 += 1;
         g.held.entry(v.stripe).or_default().insert(index, v.shard_id);
         Ok(index)
-    }
-}
-
-impl ShardStore for MemStore {
-    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
-        self.put_checked(header_bytes, shard, false)
-    }
-
-    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
-        self.put_checked(header_bytes, shard, true)
     }
 
     fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError> {

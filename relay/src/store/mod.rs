@@ -89,10 +89,16 @@ pub struct Usage {
 pub trait ShardStore: Send + Sync + 'static {
     /// Stores one shard of a stripe with its header. Returns the shard's index; storing a
     /// shard already held succeeds without writing.
-    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError>;
+    fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        self.put_checked(header_bytes, shard, false)
+    }
     /// Stores a shard only if no shard of its stripe is held yet (checked and written
     /// atomically): a relay keeps one shard per stripe it receives by repair or handover.
-    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError>;
+    fn put_sole(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
+        self.put_checked(header_bytes, shard, true)
+    }
+    /// [`put`](Self::put), or with `sole` [`put_sole`](Self::put_sole).
+    fn put_checked(&self, header_bytes: &[u8], shard: &[u8], sole: bool) -> Result<u8, StoreError>;
     /// Stops holding index `index` of `stripe` (its slot is filled on another relay);
     /// returns whether it was held. The header goes with the last index.
     fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError>;
