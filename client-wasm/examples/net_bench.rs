@@ -157,14 +157,7 @@ async fn main() {
     let (enc, dec) = pipeline(&data, params);
     println!("kura-core pipeline in memory, same file:  encode {enc:8.1} MB/s   decode {dec:8.1} MB/s");
 
-    let cfg = DevnetConfig {
-        relays,
-        dir: work.join("net"),
-        http: "127.0.0.1:0".parse().unwrap(),
-        base_port: 0,
-        relay_bin: bin_dir.join("kura-relay"),
-        relay_args: Vec::new(),
-    };
+    let cfg = DevnetConfig::ephemeral(relays, work.join("net"), bin_dir.join("kura-relay"), Vec::new());
     let net = Devnet::start(&cfg).await.unwrap();
     let boot = net.bootstrap().unwrap().to_owned();
     let pids: Vec<u32> = net.relays.iter().map(|r| r.pid()).collect();

@@ -95,21 +95,13 @@ async fn main() {
          holds about {held_mib} MiB; repair rate limit {rate}/s",
         n - k
     );
-    let cfg = DevnetConfig {
+    let args = ["--repair-interval", "2", "--repair-rate", &rate, "--quota", "64G"];
+    let cfg = DevnetConfig::ephemeral(
         relays,
-        dir: work.join("net"),
-        http: "127.0.0.1:0".parse().unwrap(),
-        base_port: 0,
-        relay_bin: bin_dir.join("kura-relay"),
-        relay_args: vec![
-            "--repair-interval".into(),
-            "2".into(),
-            "--repair-rate".into(),
-            rate,
-            "--quota".into(),
-            "64G".into(),
-        ],
-    };
+        work.join("net"),
+        bin_dir.join("kura-relay"),
+        args.iter().map(|a| (*a).to_owned()).collect(),
+    );
     let mut net = Devnet::start(&cfg).await.unwrap();
     let boot = net.bootstrap().unwrap().to_owned();
     let t = Instant::now();

@@ -29,6 +29,13 @@ pub struct DevnetConfig {
     pub relay_args: Vec<String>,
 }
 
+impl DevnetConfig {
+    /// `relays` relays of `relay_bin` under `dir`, on ephemeral loopback ports (HTTP too).
+    pub fn ephemeral(relays: usize, dir: PathBuf, relay_bin: PathBuf, relay_args: Vec<String>) -> Self {
+        Self { relays, dir, http: SocketAddr::from(([127, 0, 0, 1], 0)), base_port: 0, relay_bin, relay_args }
+    }
+}
+
 /// One running relay of the devnet.
 #[derive(Debug)]
 pub struct DevRelay {
