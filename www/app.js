@@ -57,6 +57,52 @@ const connected = (async () => {
 })();
 connected.catch(e => { $('net').textContent = 'Not connected.'; showError(e); });
 
+// ---- range reads for the service worker (sw.js) ----
+// It serves /kura-stream/… URLs: audio and video seek by range reads, downloads stream to
+// disk. It asks this page for bytes, and the page asks the client in the worker. Without a
+// service worker (plain http:// from another host is not a secure context) the page falls
+// back to reading the whole file into Blobs.
+window.kuraStreamReads = [];
+const streamListeners = new Set();
+const streaming = (async () => {
+  const sw = navigator.serviceWorker;
+  if (!sw) return false;
+  try {
+    await sw.register('/sw.js');
+    await sw.ready;
+    if (sw.controller) return true;
+    return await new Promise(resolve => {
+      sw.addEventListener('controllerchange', () => resolve(true), { once: true });
+      setTimeout(() => resolve(Boolean(sw.controller)), 5000);
+    });
+  } catch (e) {
+    console.warn(`no service worker, whole-file reads only: ${e.message || e}`);
+    return false;
+  }
+})();
+if (navigator.serviceWorker) {
+  navigator.serviceWorker.addEventListener('message', async ({ data, ports }) => {
+    if (!data || data.kura !== 'read' || !ports[0]) return;
+    const port = ports[0];
+    kuraStreamReads.push({ offset: data.offset, length: data.length });
+    try {
+      await connected;
+      await call('read', { cap: data.cap, offset: data.offset, length: data.length }, {
+        data: b => {
+          for (const f of streamListeners) f(data.cap, b.length);
+          port.postMessage({ bytes: b }, [b.buffer]);
+        },
+      });
+      port.postMessage({ done: true });
+    } catch (e) {
+      port.postMessage({ error: String(e.message || e) });
+    }
+  });
+  navigator.serviceWorker.startMessages();
+}
+const streamUrl = (cap, info) => `/kura-stream/${encodeURIComponent(info.name || 'kura-file')}` +
+  `?cap=${encodeURIComponent(cap)}&size=${info.size}&type=${encodeURIComponent(info.type || '')}`;
+
 // ---- storing files ----
 function addItem(file) {
   const el = document.createElement('div');
@@ -159,18 +205,38 @@ async function openLink(cap) {
     status.textContent = `downloaded and verified: ${fmtSize(info.size)}`;
     return blob;
   };
+  const url = streamUrl(cap, info);
+  window.kuraStreamUrl = url;
+  let streamed = 0;
+  const start = performance.now();
+  streamListeners.add((c, n) => {
+    if (c !== cap) return;
+    streamed += n;
+    const secs = (performance.now() - start) / 1000;
+    status.textContent = `read ${fmtSize(streamed)} of ${fmtSize(info.size)} (verified), ${(streamed / 1e6 / secs).toFixed(1)} MB/s`;
+  });
   const download = $('download');
   download.disabled = false;
   download.onclick = async () => {
     download.disabled = true;
     try {
-      const b = await fetchBlob();
-      const a = document.createElement('a');
-      a.href = URL.createObjectURL(b);
-      a.download = info.name || 'kura-file';
-      document.body.append(a);
-      a.click();
-      a.remove();
+      if (await streaming) {
+        // Streamed to disk through the service worker: a hidden frame navigates to the
+        // stream, whose answer is an attachment (a link's download attribute would bypass
+        // the service worker).
+        const f = document.createElement('iframe');
+        f.hidden = true;
+        f.src = url;
+        document.body.append(f);
+        setTimeout(() => f.remove(), 60_000);
+      } else {
+        const a = document.createElement('a');
+        a.href = URL.createObjectURL(await fetchBlob());
+        a.download = info.name || 'kura-file';
+        document.body.append(a);
+        a.click();
+        a.remove();
+      }
     } catch (e) { showError(e); }
     download.disabled = false;
   };
@@ -181,13 +247,19 @@ async function openLink(cap) {
     show.onclick = async () => {
       show.disabled = true;
       try {
-        const b = await fetchBlob();
         const p = $('preview');
         p.textContent = '';
-        if (kind === 'image') { const i = new Image(); i.src = URL.createObjectURL(b); i.alt = info.name; p.append(i); }
-        else if (kind === 'audio' || kind === 'video') {
-          const m = document.createElement(kind); m.controls = true; m.src = URL.createObjectURL(b); p.append(m);
-        } else { const pre = document.createElement('pre'); pre.textContent = await b.slice(0, 1 << 20).text(); p.append(pre); }
+        if (kind === 'audio' || kind === 'video') {
+          // Seekable by range reads through the service worker: only what plays is read.
+          const m = document.createElement(kind);
+          m.controls = true;
+          m.src = (await streaming) ? url : URL.createObjectURL(await fetchBlob());
+          p.append(m);
+        } else if (kind === 'image') {
+          const i = new Image(); i.src = URL.createObjectURL(await fetchBlob()); i.alt = info.name; p.append(i);
+        } else {
+          const pre = document.createElement('pre'); pre.textContent = await (await fetchBlob()).slice(0, 1 << 20).text(); p.append(pre);
+        }
       } catch (e) { showError(e); }
     };
   }

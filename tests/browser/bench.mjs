@@ -82,6 +82,8 @@ try {
   const stopDown = sampler();
   const t1 = Date.now();
   const [dl] = await Promise.all([p2.waitForEvent('download', { timeout: 30 * 60_000 }), p2.getByTestId('download').click()]);
+  // A streamed download starts at once and ends when the last byte is on disk.
+  await dl.path();
   const downSecs = (Date.now() - t1) / 1000;
   const downPeak = stopDown();
   const downStats = await p2.evaluate(() => window.kuraStats);
@@ -93,7 +95,7 @@ try {
   console.log(`browser benchmark: ${mib} MiB through 6 relays on 127.0.0.1, WebSocket, page + worker in headless Chromium`);
   const mb = b => (b / 1048576).toFixed(1);
   console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab PSS peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB); wasm memory ${mb(upStats.wasmBytes)} MiB, page JS heap peak ${mb(upStats.jsHeapBytes)} MiB`);
-  console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, into a Blob), tab PSS peak ${downPeak.toFixed(0)} MiB; wasm memory ${mb(downStats.wasmBytes)} MiB, page JS heap peak ${mb(downStats.jsHeapBytes)} MiB`);
+  console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, streamed to disk through the service worker), tab PSS peak ${downPeak.toFixed(0)} MiB; wasm memory ${mb(downStats.wasmBytes)} MiB, page JS heap peak ${mb(downStats.jsHeapBytes)} MiB`);
 } finally {
   await browser.close();
   devnet.kill('SIGTERM');

@@ -1,6 +1,8 @@
 // Kura's page driven like a person would, in Debian's headless Chromium: upload a 30 MiB
 // random file through the page, open its share link in a fresh profile, download it and
-// compare SHA-256; the same after killing 2 of the 6 relays; a damaged link shows the error.
+// compare SHA-256 (the download streams through the service worker); byte ranges read through
+// it; an audio file seeks by range reads without reading the whole file; the same download
+// after killing 2 of the 6 relays; a damaged link shows the error.
 // Starts its own network with `kura devnet` (6 relays on 127.0.0.1) and stops it.
 // Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR
 // Screenshots of each step go to OUT_DIR.
@@ -60,7 +62,7 @@ async function fresh() {
   return { ctx, page };
 }
 
-async function downloadViaLink(link, tag) {
+async function downloadViaLink(link, tag, beforeDownload) {
   const { ctx, page } = await fresh();
   await page.goto(link);
   await page.getByTestId('download').waitFor({ state: 'visible' });
@@ -69,10 +71,14 @@ async function downloadViaLink(link, tag) {
   const err = await page.getByTestId('error').isVisible();
   if (err) throw new Error(`opening the link failed: ${await page.getByTestId('error').textContent()}`);
   await page.screenshot({ path: join(outDir, `${tag}-1-opened.png`) });
+  if (beforeDownload) await beforeDownload(page);
+  const readsBefore = await page.evaluate(() => kuraStreamReads.length);
   const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 240_000 }), page.getByTestId('download').click()]);
   const path = join(work, `${tag}.bin`);
   await dl.saveAs(path);
   await page.screenshot({ path: join(outDir, `${tag}-2-downloaded.png`) });
+  const reads = await page.evaluate(() => kuraStreamReads.length);
+  check(reads > readsBefore, `${tag}: the download streamed through the service worker (${reads - readsBefore} range reads)`);
   await ctx.close();
   return readFileSync(path);
 }
@@ -107,9 +113,58 @@ try {
   console.log(`  upload: ${status}`);
   await ctx.close();
 
-  // Download in a fresh profile.
-  const back = await downloadViaLink(link, 'download');
+  // Download in a fresh profile, after reading byte ranges through the service worker.
+  const back = await downloadViaLink(link, 'download', async p => {
+    const ranged = await p.evaluate(async () => {
+      const get = async range => {
+        const r = await fetch(kuraStreamUrl, { headers: { Range: range } });
+        return { status: r.status, range: r.headers.get('content-range'), bytes: Array.from(new Uint8Array(await r.arrayBuffer())) };
+      };
+      return [await get('bytes=1000000-1000099'), await get('bytes=-10'), await get(`bytes=${40 << 20}-`)];
+    });
+    const [mid, tail, past] = ranged;
+    check(mid.status === 206 && mid.range === `bytes 1000000-1000099/${data.length}`
+      && Buffer.from(mid.bytes).equals(data.subarray(1000000, 1000100)), 'a byte range reads the right 100 bytes (206)');
+    check(tail.status === 206 && Buffer.from(tail.bytes).equals(data.subarray(data.length - 10)), 'a suffix range reads the last 10 bytes');
+    check(past.status === 416, 'a range past the end is refused (416)');
+  });
   check(back.length === data.length && sha256(back) === sha256(data), 'downloaded file has the same SHA-256');
+
+  // Audio seeks by range reads: a 2-minute WAV (23 MB) plays from 100 s without reading it all.
+  const seconds = 120;
+  const pcm = randomBytes(seconds * 48000 * 4);
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0); header.writeUInt32LE(36 + pcm.length, 4); header.write('WAVEfmt ', 8);
+  header.writeUInt32LE(16, 16); header.writeUInt16LE(1, 20); header.writeUInt16LE(2, 22);
+  header.writeUInt32LE(48000, 24); header.writeUInt32LE(48000 * 4, 28); header.writeUInt16LE(4, 32);
+  header.writeUInt16LE(16, 34); header.write('data', 36); header.writeUInt32LE(pcm.length, 40);
+  const wav = Buffer.concat([header, pcm]);
+  const wavFile = join(work, 'noise.wav');
+  writeFileSync(wavFile, wav);
+  const { ctx: cu, page: pu } = await fresh();
+  await pu.goto(pageUrl);
+  await pu.getByTestId('file-input').setInputFiles(wavFile);
+  const wavLink = await (async () => { const l = pu.getByTestId('share-link'); await l.waitFor({ timeout: 240_000 }); return l.inputValue(); })();
+  await cu.close();
+  const { ctx: ca, page: pa } = await fresh();
+  await pa.goto(wavLink);
+  await pa.waitForFunction(() => !document.getElementById('show').disabled, null, { timeout: 120_000 });
+  await pa.locator('#show').click();
+  const seek = await pa.evaluate(async () => {
+    const a = document.querySelector('#preview audio');
+    if (a.readyState < 1) await new Promise((ok, no) => { a.onloadedmetadata = ok; a.onerror = () => no(new Error(`audio error ${a.error && a.error.code}`)); });
+    const before = kuraStreamReads.length;
+    a.currentTime = 100;
+    await new Promise(ok => { a.onseeked = ok; });
+    if (a.readyState < 2) await new Promise(ok => { a.oncanplay = ok; });
+    return { duration: a.duration, time: a.currentTime, reads: kuraStreamReads, after: kuraStreamReads.slice(before) };
+  });
+  await pa.screenshot({ path: join(outDir, 'audio-seeked.png') });
+  await ca.close();
+  const readTotal = seek.reads.reduce((n, r) => n + r.length, 0);
+  check(Math.abs(seek.duration - seconds) < 1 && Math.abs(seek.time - 100) < 1, `audio seeked to ${seek.time.toFixed(1)} s of ${seek.duration.toFixed(1)} s`);
+  check(seek.after.some(r => r.offset >= 0.8 * wav.length), `the seek read near its position (offsets ${seek.after.map(r => r.offset).join(', ')})`);
+  check(readTotal < wav.length / 2, `only ${(readTotal / 1e6).toFixed(1)} MB of the ${(wav.length / 1e6).toFixed(1)} MB file were read`);
 
   // Kill 2 of the 6 relays (not relay 0, which serves the page), then again.
   for (const r of [relays[2], relays[4]]) process.kill(r.pid, 'SIGKILL');

@@ -1,0 +1,107 @@
+// Kura's service worker. It serves /kura-stream/NAME?cap=…&size=…&type=… from byte-range
+// reads made by the page's client (worker.js, through app.js), so that audio and video seek
+// by range reads and a download streams to disk instead of being held whole in the tab.
+// Nothing is cached; everything else goes to the network as usual.
+
+// A ranged answer carries at most this much (media elements ask again for the rest).
+const MEDIA_PIECE = 2 << 20;
+// A download is read this much at a time, as the browser takes it (back-pressure).
+const DOWNLOAD_PIECE = 8 << 20;
+
+self.addEventListener('install', () => self.skipWaiting());
+self.addEventListener('activate', event => event.waitUntil(self.clients.claim()));
+
+self.addEventListener('fetch', event => {
+  const url = new URL(event.request.url);
+  if (url.origin !== self.location.origin || !url.pathname.startsWith('/kura-stream/')) return;
+  event.respondWith(serve(event, url).catch(e => new Response(`Kura: ${e.message || e}`, { status: 502 })));
+});
+
+// The page that reads for us: the one that asked, or (for a download) any open Kura page.
+async function pageFor(event) {
+  const own = event.clientId ? await self.clients.get(event.clientId) : null;
+  if (own) return own;
+  const all = await self.clients.matchAll({ type: 'window' });
+  return all[0] || null;
+}
+
+// Asks the page to read [offset, offset + length) of the file; resolves with the pieces.
+function readVia(page, cap, offset, length) {
+  return new Promise((resolve, reject) => {
+    const ch = new MessageChannel();
+    const parts = [];
+    ch.port1.onmessage = ({ data }) => {
+      if (data.bytes) parts.push(data.bytes);
+      else if (data.error) reject(new Error(data.error));
+      else if (data.done) resolve(parts);
+    };
+    page.postMessage({ kura: 'read', cap, offset, length }, [ch.port2]);
+  });
+}
+
+// `Range: bytes=…` as [start, end] (inclusive), null when absent, 'bad' when unsatisfiable.
+function parseRange(header, size) {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return 'bad';
+  let start;
+  let end;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  return start < size && start <= end ? [start, end] : 'bad';
+}
+
+async function serve(event, url) {
+  const cap = url.searchParams.get('cap');
+  const size = Number(url.searchParams.get('size'));
+  const type = url.searchParams.get('type') || 'application/octet-stream';
+  const name = decodeURIComponent(url.pathname.slice('/kura-stream/'.length)) || 'kura-file';
+  const page = await pageFor(event);
+  if (!cap || !Number.isSafeInteger(size) || size < 0) return new Response('bad stream address', { status: 400 });
+  if (!page) return new Response('no Kura page is open to read through', { status: 503 });
+  const range = parseRange(event.request.headers.get('range'), size);
+  if (range === 'bad') {
+    return new Response('', { status: 416, headers: { 'content-range': `bytes */${size}` } });
+  }
+  if (range) {
+    const [start, last] = range;
+    const end = Math.min(last, start + MEDIA_PIECE - 1);
+    const parts = await readVia(page, cap, start, end - start + 1);
+    return new Response(new Blob(parts), {
+      status: 206,
+      headers: {
+        'content-type': type,
+        'content-range': `bytes ${start}-${end}/${size}`,
+        'content-length': String(end - start + 1),
+        'accept-ranges': 'bytes',
+      },
+    });
+  }
+  let offset = 0;
+  const body = new ReadableStream({
+    async pull(controller) {
+      if (offset >= size) {
+        controller.close();
+        return;
+      }
+      const length = Math.min(DOWNLOAD_PIECE, size - offset);
+      const parts = await readVia(page, cap, offset, length);
+      offset += length;
+      for (const p of parts) controller.enqueue(p);
+      if (offset >= size) controller.close();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, {
+    headers: {
+      'content-type': type,
+      'content-length': String(size),
+      'accept-ranges': 'bytes',
+      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(name)}`,
+    },
+  });
+}
