@@ -31,8 +31,8 @@ function readVia(page, cap, offset, length) {
     const ch = new MessageChannel();
     const parts = [];
     ch.port1.onmessage = ({ data }) => {
-      if (data.bytes) parts.push(data.bytes);
-      else if (data.error) reject(new Error(data.error));
+      if (data.blob) parts.push(data.blob);
+      if (data.error) reject(new Error(data.error));
       else if (data.done) resolve(parts);
     };
     page.postMessage({ kura: 'read', cap, offset, length }, [ch.port2]);
@@ -92,7 +92,7 @@ async function serve(event, url) {
       const length = Math.min(DOWNLOAD_PIECE, size - offset);
       const parts = await readVia(page, cap, offset, length);
       offset += length;
-      for (const p of parts) controller.enqueue(p);
+      for (const p of parts) controller.enqueue(new Uint8Array(await p.arrayBuffer()));
       if (offset >= size) controller.close();
     },
   }, { highWaterMark: 0 });

@@ -31,6 +31,13 @@ onmessage = async ({ data: msg }) => {
       const progress = p => postMessage({ id, type: 'progress', p: { ...p, wasmBytes: wasmBytes() } });
       await client.read(msg.cap, msg.offset, msg.length, data, progress);
       postMessage({ id, type: 'done' });
+    } else if (op === 'readBlob') {
+      // A range as one Blob: its bytes go to the browser's blob store from here, and the
+      // pieces are garbage of this worker's heap, which collects them.
+      const parts = [];
+      const progress = p => postMessage({ id, type: 'progress', p: { ...p, wasmBytes: wasmBytes() } });
+      await client.read(msg.cap, msg.offset, msg.length, bytes => parts.push(bytes), progress);
+      postMessage({ id, type: 'done', blob: new Blob(parts) });
     } else {
       fail(id, `unknown operation ${op}`);
     }
