@@ -179,7 +179,6 @@ struct Sim {
     held: BTreeMap<(usize, usize), Vec<u8>>,
     stripes: Vec<u64>,
     pos: Vec<u64>,
-    moved: usize,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -214,7 +213,6 @@ impl Sim {
                 let e = self.held.entry((to, st)).or_default();
                 if e.is_empty() {
                     e.push(index);
-                    self.moved += 1;
                 }
             }
             for (r, i) in plan.drops {
@@ -251,7 +249,7 @@ proptest! {
         stripes in proptest::collection::vec(0u64..1000, 1..8),
         events in proptest::collection::vec((any::<bool>(), 0usize..14), 1..12),
     ) {
-        let mut sim = Sim { alive: vec![true; 10], held: BTreeMap::new(), stripes, pos, moved: 0 };
+        let mut sim = Sim { alive: vec![true; 10], held: BTreeMap::new(), stripes, pos };
         sim.alive.extend([false; 4]);
         for st in 0..sim.stripes.len() {
             for (i, r) in sim.group(st, 6).into_iter().enumerate() {

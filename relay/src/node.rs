@@ -432,14 +432,16 @@ impl Node {
                         _ => None,
                     };
                     let resp = serve(&*shared.store, r);
-                    let _ = match (&resp, handover) {
-                        (Response::Stored { .. }, Some(len)) => shared.metrics.repair_bytes_in.inc_by(len),
-                        (Response::Shards { shards, .. }, _) if from_relay => shared
-                            .metrics
-                            .repair_bytes_out
-                            .inc_by(shards.iter().map(|s| s.len() as u64).sum()),
-                        _ => 0,
-                    };
+                    let repair = &shared.metrics;
+                    match (&resp, handover) {
+                        (Response::Stored { .. }, Some(len)) => {
+                            repair.repair_bytes_in.inc_by(len);
+                        }
+                        (Response::Shards { shards, .. }, _) if from_relay => {
+                            repair.repair_bytes_out.inc_by(shards.iter().map(|s| s.len() as u64).sum());
+                        }
+                        _ => {}
+                    }
                     resp
                 }
             };
