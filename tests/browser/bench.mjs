@@ -4,7 +4,9 @@
 // Tab memory = proportional set size (PSS: shared pages divided among their users) of
 // Chromium's renderer processes (the page, its worker, JS heap and wasm memory all live
 // there), sampled every 100 ms from /proc; printed with the idle figure before the transfer.
-import { chromium } from 'playwright-core';
+// Chromium is driven through a bare DevTools pipe (cdp.mjs), not Playwright, whose per-frame
+// WebSocket events would take a third of the machine.
+import { launch } from './cdp.mjs';
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readdirSync, rmSync, mkdirSync, writeSync, statSync } from 'node:fs';
@@ -18,12 +20,25 @@ const work = join(tmpdir(), `kura-browser-bench-${process.pid}`);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-function rendererRssMiB() {
-  let total = 0;
-  for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
+// Renderer process ids, listed again at most once a second (listing /proc is not free).
+let renderers = [];
+let listedAt = 0;
+function rendererPids() {
+  if (Date.now() - listedAt < 1000) return renderers;
+  listedAt = Date.now();
+  renderers = readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter(pid => {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (!cmd.includes('chrom') || !cmd.includes('--type=renderer')) continue;
+      return cmd.includes('chrom') && cmd.includes('--type=renderer');
+    } catch { return false; }
+  });
+  return renderers;
+}
+
+function rendererRssMiB() {
+  let total = 0;
+  for (const pid of rendererPids()) {
+    try {
       const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/Pss:\s+(\d+)/);
       if (m) total += Number(m[1]) / 1024;
     } catch { /* the process ended */ }
@@ -32,6 +47,7 @@ function rendererRssMiB() {
 }
 
 function sampler() {
+  listedAt = 0;
   let peak = 0;
   const t = setInterval(() => { peak = Math.max(peak, rendererRssMiB()); }, 100);
   return () => { clearInterval(t); return Math.max(peak, rendererRssMiB()); };
@@ -53,44 +69,39 @@ for (let i = 0; i < mib; i++) { randomFillSync(buf); writeSync(fd, buf); }
 closeSync(fd);
 const size = statSync(file).size;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync']);
 try {
-  const ctx = await browser.newContext({ acceptDownloads: true });
-  const page = await ctx.newPage();
-  await page.goto(pageUrl);
-  await page.waitForFunction(() => document.getElementById('net').textContent.startsWith('Connected'), null, { timeout: 60_000 });
+  const page = await browser.newPage(pageUrl);
+  await page.waitFor(`document.getElementById('net').textContent.startsWith('Connected')`, 60_000);
   const idle = rendererRssMiB();
   const stopUp = sampler();
   const t0 = Date.now();
-  await page.getByTestId('file-input').setInputFiles(file);
-  const link = page.getByTestId('share-link');
-  await link.waitFor({ timeout: 30 * 60_000 });
+  await page.setFiles('[data-testid=file-input]', [file]);
+  const share = await page.waitFor(`document.querySelector('[data-testid=share-link]')?.value`, 30 * 60_000);
   const upSecs = (Date.now() - t0) / 1000;
   const upPeak = stopUp();
-  const share = await link.inputValue();
-  const upStats = await page.evaluate(() => window.kuraStats);
-  await ctx.close();
+  const upStats = await page.evaluate('window.kuraStats');
+  await browser.send('Target.closeTarget', { targetId: (await browser.send('Target.getTargetInfo', {}, page.sessionId)).targetInfo.targetId });
 
-  const ctx2 = await browser.newContext({ acceptDownloads: true });
-  const p2 = await ctx2.newPage();
-  await p2.goto(share);
-  await p2.waitForFunction(() => !document.querySelector('[data-testid=download]').disabled, null, { timeout: 120_000 });
+  // A fresh profile opens the link and downloads.
+  const { browserContextId } = await browser.send('Target.createBrowserContext');
+  const downloads = join(work, 'downloads');
+  await browser.send('Browser.setDownloadBehavior', { behavior: 'allowAndName', browserContextId, downloadPath: downloads, eventsEnabled: true });
+  const p2 = await browser.newPage(share, browserContextId);
+  await p2.waitFor(`!document.querySelector('[data-testid=download]').disabled`, 120_000);
   const stopDown = sampler();
   const t1 = Date.now();
-  const [dl] = await Promise.all([p2.waitForEvent('download', { timeout: 30 * 60_000 }), p2.getByTestId('download').click()]);
+  const begun = browser.once('Browser.downloadWillBegin');
+  await p2.evaluate(`document.querySelector('[data-testid=download]').click()`, { userGesture: true });
+  const { guid } = await begun;
   // A streamed download starts at once and ends when the last byte is on disk.
-  await dl.path();
+  const done = await browser.once('Browser.downloadProgress', p => p.guid === guid && p.state !== 'inProgress');
   const downSecs = (Date.now() - t1) / 1000;
   const downPeak = stopDown();
-  const downStats = await p2.evaluate(() => window.kuraStats);
-  const out = join(work, 'back.bin');
-  await dl.saveAs(out);
-  if (statSync(out).size !== size) throw new Error('download has the wrong size');
-  await ctx2.close();
+  if (done.state !== 'completed') throw new Error(`download ${done.state}`);
+  const downStats = await p2.evaluate('window.kuraStats');
+  if (statSync(join(downloads, guid)).size !== size) throw new Error('download has the wrong size');
 
   console.log(`browser benchmark: ${mib} MiB through 6 relays on 127.0.0.1, WebSocket, page + worker in headless Chromium`);
   const mb = b => (b / 1048576).toFixed(1);
