@@ -4,7 +4,6 @@
 //! - [`transfer`]: put and get of whole files over it, each stripe run by a kura-core
 //!   placement machine;
 //! - [`protocol`]: the storage protocol's libp2p codec (relays use it too);
-//! - [`ws`]: the browser's WebSocket transport (its address parsing builds everywhere);
 //! - wasm32 only: `web`, the Promise-based JavaScript API (wasm-bindgen);
 //! - native only: [`dirstore`] (the offline `kura encode`/`decode` store), [`media`] (media
 //!   types from file names), [`bootstrap`] (relay addresses from a `/bootstrap` URL),
@@ -13,7 +12,6 @@
 pub mod net;
 pub mod protocol;
 pub mod transfer;
-pub mod ws;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -251,12 +251,12 @@ fn build_swarm(cfg: &NetConfig, webrtc: bool) -> Result<Swarm<Behaviour>, NetErr
     use libp2p::core::muxing::StreamMuxerBox;
     use libp2p::core::upgrade::Version;
     use libp2p::core::Transport as _;
-    use libp2p::{noise, webrtc_websys, yamux};
+    use libp2p::{noise, webrtc_websys, websocket_websys, yamux};
     let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
         .with_other_transport(|key| {
-            let ws = crate::ws::Transport
+            let ws = websocket_websys::Transport::default()
                 .upgrade(Version::V1)
                 .authenticate(noise::Config::new(key)?)
                 .multiplex(yamux::Config::default())
