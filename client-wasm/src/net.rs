@@ -107,12 +107,20 @@ pub fn dialable(addr: &Multiaddr) -> bool {
 }
 
 /// The addresses of one peer this client should dial: the dialable ones, and where the
-/// peer has a WebSocket address, not its WebRTC-direct ones. A browser reading over
-/// WebRTC-direct buffers at most 16 KiB per stream (libp2p-webrtc-websys' `MAX_MSG_LEN`)
-/// and fails a stream when a relay's answer arrives faster than the page's event loop
-/// drains it ("remote overloaded us with messages"); shard answers are ~256 KiB. So
-/// WebRTC-direct is the fallback for relays without WebSocket.
-pub fn preferred<'a>(addrs: impl Iterator<Item = &'a Multiaddr> + Clone) -> Vec<Multiaddr> {
+/// peer has a WebSocket address, not its WebRTC-direct ones — unless this client is
+/// `webrtc_only` (its caller gave only WebRTC-direct bootstrap addresses), then only those.
+/// A browser reading over WebRTC-direct buffers at most 16 KiB per stream
+/// (libp2p-webrtc-websys' `MAX_MSG_LEN`) and fails a stream when a relay's answer arrives
+/// faster than the page's event loop drains it ("remote overloaded us with messages"); shard
+/// answers are ~256 KiB. So WebSocket is preferred wherever a relay offers it; uploads (small
+/// answers) work over either.
+pub fn preferred<'a>(
+    addrs: impl Iterator<Item = &'a Multiaddr> + Clone,
+    webrtc_only: bool,
+) -> Vec<Multiaddr> {
+    if webrtc_only {
+        return addrs.filter(|a| dialable(a) && !is_ws(a)).cloned().collect();
+    }
     let has_ws = addrs.clone().any(|a| dialable(a) && is_ws(a));
     addrs.filter(|a| dialable(a) && (!has_ws || is_ws(a))).cloned().collect()
 }
@@ -134,10 +142,11 @@ impl Network {
     /// Starts the swarm and connects to at least one of `bootstrap` (each must end in
     /// `/p2p/PEER`). Fails when none answers within the connect timeout.
     pub async fn connect(bootstrap: &[Multiaddr], cfg: NetConfig) -> Result<Self, NetError> {
-        // In a browser, WebRTC-direct only when no bootstrap relay offers WebSocket (see
-        // `preferred`): libp2p dials every address it knows of a peer, Kademlia's included.
-        let webrtc = !bootstrap.iter().any(is_ws);
-        let mut swarm = build_swarm(&cfg, webrtc)?;
+        // In a browser, WebRTC-direct (and then only it) when no bootstrap address is a
+        // WebSocket one (see `preferred`): libp2p dials every address it knows of a peer,
+        // Kademlia's included, so the transports built decide what is used.
+        let webrtc_only = cfg!(target_arch = "wasm32") && !bootstrap.iter().any(is_ws);
+        let mut swarm = build_swarm(&cfg, webrtc_only)?;
         let local = *swarm.local_peer_id();
         let mut dialing = 0usize;
         let mut errors = Vec::new();
@@ -154,7 +163,7 @@ impl Network {
         for (peer, bare, addr) in &split {
             let (peer, bare) = (*peer, bare.clone());
             let others = split.iter().filter(|(p, ..)| *p == peer).map(|(_, a, _)| a);
-            if !preferred(others).contains(&bare) {
+            if !preferred(others, webrtc_only).contains(&bare) {
                 continue;
             }
             swarm.behaviour_mut().kad.add_address(&peer, bare.clone());
@@ -199,7 +208,7 @@ impl Network {
             return Err(NetError::Unreachable(errors.join("; ")));
         }
         let (tx, rx) = mpsc::channel(256);
-        spawn(drive(swarm, rx));
+        spawn(drive(swarm, rx, webrtc_only));
         Ok(Self { tx, local })
     }
 
@@ -244,10 +253,10 @@ pub fn has_webrtc() -> bool {
     ["window", "RTCPeerConnection"].iter().all(|k| js_sys::Reflect::has(&g, &(*k).into()).unwrap_or(false))
 }
 
-/// The browser's swarm: WebSocket (noise + yamux on top) everywhere, and WebRTC-direct (its
-/// own encryption and multiplexing) when asked for and the context has WebRTC.
+/// The browser's swarm: WebSocket (noise + yamux on top), or WebRTC-direct (its own
+/// encryption and multiplexing) when `webrtc_only` and the context has WebRTC.
 #[cfg(target_arch = "wasm32")]
-fn build_swarm(cfg: &NetConfig, webrtc: bool) -> Result<Swarm<Behaviour>, NetError> {
+fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, NetError> {
     use libp2p::core::muxing::StreamMuxerBox;
     use libp2p::core::upgrade::Version;
     use libp2p::core::Transport as _;
@@ -256,19 +265,17 @@ fn build_swarm(cfg: &NetConfig, webrtc: bool) -> Result<Swarm<Behaviour>, NetErr
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
         .with_other_transport(|key| {
-            let ws = websocket_websys::Transport::default()
-                .upgrade(Version::V1)
-                .authenticate(noise::Config::new(key)?)
-                .multiplex(yamux::Config::default())
-                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)));
-            let transport = if webrtc && has_webrtc() {
+            let transport = if webrtc_only && has_webrtc() {
                 webrtc_websys::Transport::new(webrtc_websys::Config::new(key))
                     .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
-                    .or_transport(ws)
-                    .map(|either, _| either.into_inner())
                     .boxed()
             } else {
-                ws.boxed()
+                websocket_websys::Transport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+                    .boxed()
             };
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(transport)
         })
@@ -314,7 +321,7 @@ fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
 }
 
 /// The swarm's task: commands in, events out, until every handle is dropped.
-async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>) {
+async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_only: bool) {
     let mut lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>> = HashMap::new();
     let mut requests: HashMap<OutboundRequestId, (PeerId, Reply<Response>)> = HashMap::new();
     loop {
@@ -340,7 +347,7 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>) {
                     };
                     let mut found = Vec::with_capacity(peers.len());
                     for info in peers {
-                        for a in preferred(info.addrs.iter()) {
+                        for a in preferred(info.addrs.iter(), webrtc_only) {
                             swarm.add_peer_address(info.peer_id, a);
                         }
                         found.push(info.peer_id);

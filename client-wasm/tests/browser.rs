@@ -64,7 +64,8 @@ async fn put(c: &KuraClient, data: &[u8], name: &str, ty: &str, progress: Option
         .unwrap()
 }
 
-/// WebRTC-direct, as a page without WebSocket relays would use it: uploads of any size;
+/// WebRTC-direct, as a page given only WebRTC-direct addresses uses it (for every relay,
+/// not only the bootstrap one): uploads of any size;
 /// reads of small shards (a browser WebRTC stream buffers 16 KiB, see `net::preferred`).
 #[wasm_bindgen_test]
 async fn webrtc_direct_puts_and_reads_back_small_files_and_uploads_large_ones() {

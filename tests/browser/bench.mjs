@@ -3,7 +3,8 @@
 // throughout. Usage: node tests/browser/bench.mjs KURA_BIN [MIB]   (scripts/bench-browser.sh)
 // Tab memory = proportional set size (PSS: shared pages divided among their users) of
 // Chromium's renderer processes (the page, its worker, JS heap and wasm memory all live
-// there), sampled every 100 ms from /proc; printed with the idle figure before the transfer.
+// there), sampled every 500 ms from /proc (reading smaps_rollup walks the renderer's page
+// tables: at 100 ms the sampling took 8% of the machine); printed with the idle figure before the transfer.
 // Chromium is driven through a bare DevTools pipe (cdp.mjs), not Playwright, whose per-frame
 // WebSocket events would take a third of the machine.
 import { launch } from './cdp.mjs';
@@ -49,7 +50,7 @@ function rendererRssMiB() {
 function sampler() {
   listedAt = 0;
   let peak = 0;
-  const t = setInterval(() => { peak = Math.max(peak, rendererRssMiB()); }, 100);
+  const t = setInterval(() => { peak = Math.max(peak, rendererRssMiB()); }, 500);
   return () => { clearInterval(t); return Math.max(peak, rendererRssMiB()); };
 }
 
@@ -70,7 +71,9 @@ closeSync(fd);
 const size = statSync(file).size;
 
 const browser = await launch(['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync']);
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  // e.g. KURA_CHROMIUM_ARGS=--js-flags=--perf-basic-prof to name wasm functions for `perf`.
+  ...(process.env.KURA_CHROMIUM_ARGS || '').split(' ').filter(Boolean)]);
 try {
   const page = await browser.newPage(pageUrl);
   await page.waitFor(`document.getElementById('net').textContent.startsWith('Connected')`, 60_000);
@@ -103,10 +106,38 @@ try {
   const downStats = await p2.evaluate('window.kuraStats');
   if (statSync(join(downloads, guid)).size !== size) throw new Error('download has the wrong size');
 
+  // The client API on a page's main thread (a worker has no RTCPeerConnection), once per
+  // transport, putting the same in-memory Blob: WebRTC-direct against WebSocket.
+  const origin = new URL(pageUrl).origin;
+  const rtcMiB = Math.min(mib, Number(process.env.KURA_BENCH_RTC_MIB || 128));
+  const direct = {};
+  for (const transport of ['webrtc-direct', 'ws']) {
+    const { browserContextId: ctx } = await browser.send('Target.createBrowserContext');
+    const p = await browser.newPage(`${origin}/pkg/kura_client.js`, ctx);
+    direct[transport] = await p.evaluate(`(async () => {
+      const m = await import('${origin}/pkg/kura_client.js');
+      await m.default();
+      const { addrs } = await (await fetch('${origin}/bootstrap')).json();
+      const mine = addrs.filter(a => a.includes('/${transport}/'));
+      const client = await m.KuraClient.connect(mine);
+      const bytes = new Uint8Array(${rtcMiB} << 20);
+      for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+      const blob = new Blob([bytes]);
+      const t0 = performance.now();
+      const cap = await client.put(blob, 'bench.bin', 'application/octet-stream', true, 4, 2, null);
+      const secs = (performance.now() - t0) / 1000;
+      return { secs, addrs: mine.length, cap: cap.length };
+    })()`);
+    await browser.send('Target.disposeBrowserContext', { browserContextId: ctx });
+  }
+
   console.log(`browser benchmark: ${mib} MiB through 6 relays on 127.0.0.1, WebSocket, page + worker in headless Chromium`);
   const mb = b => (b / 1048576).toFixed(1);
   console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab PSS peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB); wasm memory ${mb(upStats.wasmBytes)} MiB, page JS heap peak ${mb(upStats.jsHeapBytes)} MiB`);
   console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, streamed to disk through the service worker), tab PSS peak ${downPeak.toFixed(0)} MiB; wasm memory ${mb(downStats.wasmBytes)} MiB, page JS heap peak ${mb(downStats.jsHeapBytes)} MiB`);
+  for (const [t, r] of Object.entries(direct)) {
+    console.log(`upload from the page's main thread over ${t === 'ws' ? 'WebSocket    ' : 'WebRTC-direct'}: ${(rtcMiB * 1048576 / 1e6 / r.secs).toFixed(1)} MB/s (${rtcMiB} MiB in ${r.secs.toFixed(1)} s, ${r.addrs} bootstrap addresses)`);
+  }
 } finally {
   await browser.close();
   devnet.kill('SIGTERM');
