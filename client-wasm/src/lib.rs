@@ -4,6 +4,7 @@
 //! - [`transfer`]: put and get of whole files over it, each stripe run by a kura-core
 //!   placement machine;
 //! - [`protocol`]: the storage protocol's libp2p codec (relays use it too);
+//! - [`ws`]: the browser's WebSocket transport (its address parsing builds everywhere);
 //! - wasm32 only: `web`, the Promise-based JavaScript API (wasm-bindgen);
 //! - native only: [`dirstore`] (the offline `kura encode`/`decode` store), [`media`] (media
 //!   types from file names), [`bootstrap`] (relay addresses from a `/bootstrap` URL),
@@ -14,6 +15,7 @@ pub mod protocol;
 pub mod transfer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+pub mod ws;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bootstrap;

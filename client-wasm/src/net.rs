@@ -260,7 +260,7 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
     use libp2p::core::muxing::StreamMuxerBox;
     use libp2p::core::upgrade::Version;
     use libp2p::core::Transport as _;
-    use libp2p::{noise, webrtc_websys, websocket_websys, yamux};
+    use libp2p::{noise, webrtc_websys, yamux};
     let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_wasm_bindgen()
@@ -270,7 +270,7 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
                     .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
                     .boxed()
             } else {
-                websocket_websys::Transport::default()
+                crate::ws::Transport
                     .upgrade(Version::V1)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default())

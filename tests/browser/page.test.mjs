@@ -2,7 +2,8 @@
 // random file through the page, open its share link in a fresh profile, download it and
 // compare SHA-256 (the download streams through the service worker); byte ranges read through
 // it; an audio file seeks by range reads without reading the whole file; the same download
-// after killing 2 of the 6 relays; a damaged link shows the error.
+// after killing 2 of the 6 relays; a page that stays open while every relay is killed and
+// started again uploads once more (its client re-dials them); a damaged link shows the error.
 // Starts its own network with `kura devnet` (6 relays on 127.0.0.1) and stops it.
 // Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR
 // Screenshots of each step go to OUT_DIR.
@@ -24,9 +25,11 @@ mkdirSync(work, { recursive: true });
 const deadline = setTimeout(() => { console.error('page test: timed out after 8 minutes'); cleanup(1); }, 8 * 60_000);
 let devnet;
 let browser;
+const restarted = []; // relays started again by this test (not the devnet's children)
 function cleanup(code) {
   clearTimeout(deadline);
   if (devnet && devnet.exitCode === null) devnet.kill('SIGTERM');
+  for (const c of restarted) if (c.exitCode === null) c.kill('SIGTERM');
   const done = () => { rmSync(work, { recursive: true, force: true }); process.exit(code); };
   (browser ? browser.close().catch(() => {}) : Promise.resolve()).then(() => setTimeout(done, 1500));
 }
@@ -49,6 +52,40 @@ async function startDevnet() {
   }
   if (!page || relays.length !== 6) throw new Error('devnet did not start');
   return { page, relays };
+}
+
+// Kills relay `r` (SIGKILL); returns how to start it again with the same identity, data
+// directory and ports (its command line, with the ports it had actually bound instead of 0).
+async function killRelay(r) {
+  const cmd = readFileSync(`/proc/${r.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  const { addrs } = await (await fetch(`${r.http}bootstrap`)).json();
+  const listen = addrs.filter(a => a.endsWith(`/p2p/${r.peer}`))
+    .map(a => a.replace(/\/certhash\/[^/]+/g, '').replace(/\/p2p\/.*$/, ''));
+  const args = [];
+  for (let i = 1; i < cmd.length; i++) {
+    if (cmd[i] === '--listen') { i++; continue; }
+    if (cmd[i] === '--http') { args.push('--http', new URL(r.http).host); i++; continue; }
+    args.push(cmd[i]);
+  }
+  for (const l of listen) args.push('--listen', l);
+  process.kill(r.pid, 'SIGKILL');
+  while (existsSync(`/proc/${r.pid}/cmdline`) && !readFileSync(`/proc/${r.pid}/stat`, 'utf8').includes(') Z')) {
+    await new Promise(ok => setTimeout(ok, 20));
+  }
+  return { r, bin: cmd[0], args, listens: listen.length };
+}
+
+// Starts a killed relay again; resolves once it answers on HTTP.
+async function startAgain({ r, bin, args }) {
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'ignore'] });
+  restarted.push(child);
+  r.pid = child.pid;
+  for (let tries = 0; ; tries++) {
+    if (child.exitCode !== null) throw new Error(`relay ${r.peer} did not start again (exit ${child.exitCode})`);
+    try { if ((await fetch(`${r.http}health`)).ok) return; } catch { /* not up yet */ }
+    if (tries > 600) throw new Error(`relay ${r.peer} did not answer within 60 s of its restart`);
+    await new Promise(ok => setTimeout(ok, 100));
+  }
 }
 
 const sha256 = buf => createHash('sha256').update(buf).digest('hex');
@@ -165,6 +202,44 @@ try {
   check(Math.abs(seek.duration - seconds) < 1 && Math.abs(seek.time - 100) < 1, `audio seeked to ${seek.time.toFixed(1)} s of ${seek.duration.toFixed(1)} s`);
   check(seek.after.some(r => r.offset >= 0.8 * wav.length), `the seek read near its position (offsets ${seek.after.map(r => r.offset).join(', ')})`);
   check(readTotal < wav.length / 2, `only ${(readTotal / 1e6).toFixed(1)} MB of the ${(wav.length / 1e6).toFixed(1)} MB file were read`);
+
+  // Reconnect: a page stays open while every relay is killed; an upload meanwhile fails in
+  // words; the relays start again (same identity, data and ports) and the same page's next
+  // upload must find and re-dial them.
+  const { ctx: cr, page: pr } = await fresh();
+  await pr.goto(pageUrl);
+  await pr.waitForFunction(() => document.getElementById('net').textContent.startsWith('Connected'), null, { timeout: 60_000 });
+  const before = join(work, 'before-restart.bin');
+  writeFileSync(before, randomBytes(3 << 20));
+  await pr.getByTestId('file-input').setInputFiles(before);
+  await pr.getByTestId('share-link').first().waitFor({ timeout: 240_000 });
+  const killed = [];
+  for (const r of relays) killed.push(await killRelay(r));
+  const during = join(work, 'during-outage.bin');
+  writeFileSync(during, randomBytes(1 << 20));
+  await pr.getByTestId('file-input').setInputFiles(during);
+  await pr.getByTestId('error').waitFor({ state: 'visible', timeout: 240_000 });
+  const outage = await pr.getByTestId('error').textContent();
+  await pr.screenshot({ path: join(outDir, 'all-relays-down.png') });
+  check(/relay|reach/i.test(outage), `with every relay down an upload fails in words: "${outage.slice(0, 90)}…"`);
+  await pr.evaluate(() => { document.getElementById('error').hidden = true; });
+  for (const k of killed) await startAgain(k);
+  const listens = killed.reduce((n, k) => n + k.listens, 0);
+  check(listens === 4 * relays.length, `all ${relays.length} relays started again on their ports (${listens} listen addresses)`);
+  const after = randomBytes(3 << 20);
+  const afterFile = join(work, 'after-restart.bin');
+  writeFileSync(afterFile, after);
+  await pr.getByTestId('file-input').setInputFiles(afterFile);
+  await pr.waitForFunction(() => document.querySelectorAll('[data-testid=share-link]').length === 2
+    || !document.getElementById('error').hidden, null, { timeout: 240_000 });
+  if (await pr.getByTestId('error').isVisible()) {
+    throw new Error(`upload after the restart failed: ${await pr.getByTestId('error').textContent()}`);
+  }
+  await pr.screenshot({ path: join(outDir, 'reconnected-upload.png') });
+  const afterLink = await pr.getByTestId('share-link').first().inputValue(); // newest first
+  await cr.close();
+  const afterBack = await downloadViaLink(afterLink, 'reconnected');
+  check(sha256(afterBack) === sha256(after), 'the same open page uploaded again after every relay restarted (re-dialled), same SHA-256');
 
   // Kill 2 of the 6 relays (not relay 0, which serves the page), then again.
   for (const r of [relays[2], relays[4]]) process.kill(r.pid, 'SIGKILL');
