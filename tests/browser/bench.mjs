@@ -109,7 +109,7 @@ try {
   // The client API on a page's main thread (a worker has no RTCPeerConnection), once per
   // transport, putting the same in-memory Blob: WebRTC-direct against WebSocket.
   const origin = new URL(pageUrl).origin;
-  const rtcMiB = Math.min(mib, Number(process.env.KURA_BENCH_RTC_MIB || 128));
+  const rtcMiB = Number(process.env.KURA_BENCH_RTC_MIB || Math.min(mib, 128));
   const direct = {};
   for (const transport of ['webrtc-direct', 'ws']) {
     const { browserContextId: ctx } = await browser.send('Target.createBrowserContext');
