@@ -1,10 +1,12 @@
 // Browser benchmark: the page uploading and downloading a file through a local network of
 // relays (`kura devnet`, release build) over WebSocket, with the tab's memory sampled
-// throughout. Usage: node tests/browser/bench.mjs KURA_BIN [MIB]   (scripts/bench-browser.sh)
+// throughout; then the client API on a page's main thread uploading over WebRTC-direct and
+// over WebSocket. Usage: node tests/browser/bench.mjs KURA_BIN [MIB]   (scripts/bench-browser.sh)
 // Tab memory = proportional set size (PSS: shared pages divided among their users) of
 // Chromium's renderer processes (the page, its worker, JS heap and wasm memory all live
 // there), sampled every 500 ms from /proc (reading smaps_rollup walks the renderer's page
-// tables: at 100 ms the sampling took 8% of the machine); printed with the idle figure before the transfer.
+// tables: at 100 ms the sampling took 8% of the machine); printed with the idle figure
+// before the transfer.
 // Chromium is driven through a bare DevTools pipe (cdp.mjs), not Playwright, whose per-frame
 // WebSocket events would take a third of the machine.
 import { launch } from './cdp.mjs';
