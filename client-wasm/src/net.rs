@@ -71,6 +71,7 @@ impl Default for NetConfig {
 pub struct Network {
     tx: mpsc::Sender<Cmd>,
     local: PeerId,
+    webrtc_only: bool,
 }
 
 /// Whether this build's transports can dial `addr` (in the browser: WebSocket and
@@ -209,12 +210,19 @@ impl Network {
         }
         let (tx, rx) = mpsc::channel(256);
         spawn(drive(swarm, rx, webrtc_only));
-        Ok(Self { tx, local })
+        Ok(Self { tx, local, webrtc_only })
     }
 
     /// This client's peer id.
     pub fn local_peer_id(&self) -> PeerId {
         self.local
+    }
+
+    /// Whether answers must stay small: a browser over WebRTC-direct takes at most one
+    /// 16 KiB message per stream at a time (see [`preferred`]), so shards are read in
+    /// [`Request::FetchPart`] pieces.
+    pub fn small_answers(&self) -> bool {
+        self.webrtc_only
     }
 
     async fn call<T>(&self, cmd: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, NetError> {

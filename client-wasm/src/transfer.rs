@@ -7,7 +7,7 @@ use crate::net::{NetError, Network};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, UploadPlan};
-use kura_core::wire::{ErrorCode, Request, Response};
+use kura_core::wire::{ErrorCode, Request, Response, MAX_PART_LEN};
 use kura_core::{Capability, DecodeError, Decoder, FileMap, Stripe, StripeAssembler, StripeId};
 use libp2p::PeerId;
 use std::collections::HashSet;
@@ -134,6 +134,11 @@ fn refusal(r: &Response) -> String {
     }
 }
 
+/// Lookups repeated when one finds fewer relays than a stripe has shards.
+const LOOKUP_RETRIES: usize = 2;
+/// The wait before such a repeat.
+const LOOKUP_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Stores one stripe: one distinct shard on each member of its close group.
 pub async fn upload_stripe(
     net: &Network,
@@ -143,7 +148,19 @@ pub async fn upload_stripe(
 ) -> Result<Vec<(usize, PeerId)>, TransferError> {
     let id = stripe.id();
     let start = Instant::now();
-    let cands = candidates(net, id).await?;
+    let mut cands = candidates(net, id).await?;
+    // Too few relays found may be a dial that failed a moment ago (a relay restarting, a
+    // WebRTC handshake lost): look again before refusing.
+    for _ in 0..LOOKUP_RETRIES {
+        if cands.len() >= stripe.shard_count() {
+            break;
+        }
+        futures_timer::Delay::new(LOOKUP_RETRY_AFTER).await;
+        let again = candidates(net, id).await?;
+        if again.len() > cands.len() {
+            cands = again;
+        }
+    }
     let placement = |source| TransferError::Placement { stripe: id, source };
     let mut plan = UploadPlan::new(stripe.shard_count(), cands, cfg.store_timeout).map_err(placement)?;
     let mut pending = FuturesUnordered::new();
@@ -224,7 +241,7 @@ pub async fn fetch_stripe(
     let mut pending = FuturesUnordered::new();
     loop {
         for peer in plan.poll(since(start)) {
-            pending.push(net.request(peer, Request::Fetch { stripe: id }).map(move |r| (peer, r)));
+            pending.push(fetch_held(net, peer, id).map(move |r| (peer, r)));
         }
         if plan.is_done() {
             if let Some(a) = asm {
@@ -292,6 +309,52 @@ pub async fn fetch_stripe(
             () = tick.fuse() => {}
         }
     }
+}
+
+/// The first piece of a part-wise read is short, so that its answer fits one WebRTC message
+/// with any header (up to 255 shards: 8,172 bytes).
+const FIRST_PART: usize = 4096;
+/// Pieces asked of one relay at a time in a part-wise read.
+const PARTS_IN_FLIGHT: usize = 8;
+
+/// What `peer` holds of `stripe`: one `Fetch`, or, when this client's answers must stay
+/// small (a browser over WebRTC-direct), `FetchPart` pieces of its shard put back together
+/// and returned as the `Shards` answer a `Fetch` would give. The assembled shard is checked
+/// against its address like any other; an answer that does not add up is that relay's
+/// failure.
+async fn fetch_held(net: &Network, peer: PeerId, stripe: StripeId) -> Result<Response, NetError> {
+    if !net.small_answers() {
+        return net.request(peer, Request::Fetch { stripe }).await;
+    }
+    let bad = |reason: String| NetError::Request { peer, reason };
+    let first = FIRST_PART as u32;
+    let (header, total, mut shard) =
+        match net.request(peer, Request::FetchPart { stripe, offset: 0, len: first }).await? {
+            Response::Part { header, total, bytes } if bytes.len() == (total.min(first) as usize) => {
+                (header, total as usize, bytes)
+            }
+            Response::Part { .. } => return Err(bad("a part of the wrong length".into())),
+            other => return Ok(other),
+        };
+    shard.reserve(total.saturating_sub(shard.len()));
+    let offsets = (shard.len()..total).step_by(MAX_PART_LEN);
+    let mut parts = futures::stream::iter(offsets)
+        .map(|offset| {
+            let len = MAX_PART_LEN.min(total - offset);
+            let req = Request::FetchPart { stripe, offset: offset as u32, len: len as u32 };
+            net.request(peer, req).map(move |r| (len, r))
+        })
+        .buffered(PARTS_IN_FLIGHT);
+    while let Some((len, r)) = parts.next().await {
+        match r? {
+            Response::Part { total: t, bytes, .. } if t as usize == total && bytes.len() == len => {
+                shard.extend_from_slice(&bytes);
+            }
+            Response::Part { .. } => return Err(bad("a part that does not fit the others".into())),
+            other => return Ok(other),
+        }
+    }
+    Ok(Response::Shards { header, shards: vec![shard.into()] })
 }
 
 /// Reads the file behind `cap` (or `range` = (offset, length) of it), handing plaintext to

@@ -57,25 +57,34 @@ async fn error_of(p: Promise) -> String {
 }
 
 async fn put(c: &KuraClient, data: &[u8], name: &str, ty: &str, progress: Option<Function>) -> String {
-    JsFuture::from(c.put(blob(data), name.into(), ty.into(), false, 4, 2, progress))
-        .await
-        .unwrap()
-        .as_string()
-        .unwrap()
+    match JsFuture::from(c.put(blob(data), name.into(), ty.into(), false, 4, 2, progress)).await {
+        Ok(cap) => cap.as_string().unwrap(),
+        Err(e) => panic!("put of {name} failed: {:?}", Reflect::get(&e, &"message".into()).unwrap()),
+    }
 }
 
 /// WebRTC-direct, as a page given only WebRTC-direct addresses uses it (for every relay,
-/// not only the bootstrap one): uploads of any size;
-/// reads of small shards (a browser WebRTC stream buffers 16 KiB, see `net::preferred`).
+/// not only the bootstrap one): uploads of any size, and reads, which take shards in
+/// `FetchPart` pieces (a browser WebRTC stream buffers one 16 KiB message, see
+/// `Network::small_answers`).
 #[wasm_bindgen_test]
-async fn webrtc_direct_puts_and_reads_back_small_files_and_uploads_large_ones() {
+async fn webrtc_direct_puts_and_reads_back_small_and_large_files() {
     let rtc = connect("/webrtc-direct").await;
     let small = pseudo_random(20_000, 5);
     let cap = put(&rtc, &small, "note.txt", "text/plain", None).await;
     assert!(read(&rtc, &cap, 0, small.len() as u64).await == small, "small file over WebRTC-direct");
     let big = pseudo_random(3 * (1 << 20) + 11, 77);
     let cap_big = put(&rtc, &big, "song.ogg", "audio/ogg", None).await;
-    // Read the large one back over WebSocket, from another client.
+    assert!(
+        read(&rtc, &cap_big, 0, big.len() as u64).await == big,
+        "3 MiB file read back over WebRTC-direct"
+    );
+    let (off, len) = (1_500_000u64, 700_000u64);
+    assert!(
+        read(&rtc, &cap_big, off, len).await == big[off as usize..(off + len) as usize],
+        "a range over WebRTC-direct"
+    );
+    // And over WebSocket, from another client.
     let ws = connect("/ws").await;
     assert!(
         read(&ws, &cap_big, 0, big.len() as u64).await == big,

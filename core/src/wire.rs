@@ -35,6 +35,10 @@ pub const MAX_SHARDS_PER_RESPONSE: usize = 4;
 pub const MAX_REPAIR_HOLDERS: usize = 64;
 /// Longest peer id (binary multihash) a repair order may carry.
 pub const MAX_PEER_ID_LEN: usize = 64;
+/// Longest piece of a shard one `FetchPart` may ask for. A `Part` answer (with a header of
+/// up to 16 shards) then fits one 16 KiB WebRTC data-channel message, which is all a browser's
+/// WebRTC stream buffers.
+pub const MAX_PART_LEN: usize = 8 * 1024;
 /// Largest frame body: a response with the maximum number of largest shards plus a header,
 /// with room for framing. Anything larger is refused before it is read.
 pub const MAX_FRAME_BODY: usize = MAX_SHARDS_PER_RESPONSE * (MAX_SHARD_LEN + 8) + MAX_HEADER_LEN + 1024;
@@ -74,6 +78,10 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         shard: Vec<u8>,
     },
+    /// Bytes `offset..offset + len` (at most [`MAX_PART_LEN`]) of the shard held for a
+    /// stripe (the lowest index, if several), answered [`Response::Part`]. For readers whose
+    /// transport cannot take a whole shard in one answer (a browser over WebRTC-direct).
+    FetchPart { stripe: StripeId, offset: u32, len: u32 },
 }
 
 /// A relay's answer.
@@ -94,6 +102,17 @@ pub enum Response {
     Error { code: ErrorCode, detail: String },
     /// A repair was queued.
     Accepted,
+    /// A piece of a shard: `bytes` from the offset asked for (shorter at the end of the
+    /// shard), the shard's length `total`, and the stripe's header when the offset was 0
+    /// (empty otherwise). Not verified by the relay: the reader checks the assembled shard
+    /// against its address.
+    Part {
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        total: u32,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
 }
 
 /// Why a request was refused. Travels as a `u16`.
@@ -308,7 +327,7 @@ fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 5;
+    const KINDS: u32 = 6;
 
     fn check(&self) -> Result<(), WireError> {
         match self {
@@ -327,12 +346,13 @@ impl Message for Request {
                 limit("header bytes", header.len(), MAX_HEADER_LEN)?;
                 limit("shard bytes", shard.len(), MAX_SHARD_LEN)
             }
+            Request::FetchPart { len, .. } => limit("part bytes", *len as usize, MAX_PART_LEN),
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 5;
+    const KINDS: u32 = 6;
 
     fn check(&self) -> Result<(), WireError> {
         match self {
@@ -348,6 +368,11 @@ impl Message for Response {
             }
             Response::Error { detail, .. } => limit("detail bytes", detail.len(), MAX_DETAIL_LEN),
             Response::Accepted => Ok(()),
+            Response::Part { header, total, bytes } => {
+                limit("header bytes", header.len(), MAX_HEADER_LEN)?;
+                limit("shard bytes", *total as usize, MAX_SHARD_LEN)?;
+                limit("part bytes", bytes.len(), MAX_PART_LEN)
+            }
         }
     }
 }

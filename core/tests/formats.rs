@@ -7,7 +7,7 @@ use common::random_bytes;
 use kura_core::capability::BODY_CHARS;
 use kura_core::wire::{
     frame_body_len, ErrorCode, FrameDecoder, Message, Request, Response, WireError, MAX_FRAME_BODY,
-    MAX_HOLDS_QUERY,
+    MAX_HOLDS_QUERY, MAX_PART_LEN,
 };
 use kura_core::{Capability, CapabilityError, ChunkKey, HeaderError, ShardId, StripeHeader, StripeId};
 
@@ -131,6 +131,7 @@ fn messages() -> (Vec<Request>, Vec<Response>) {
         Request::Fetch { stripe: id },
         Request::Holds { stripes: vec![id; 3] },
         Request::Holds { stripes: vec![] },
+        Request::FetchPart { stripe: id, offset: 8192, len: MAX_PART_LEN as u32 },
     ];
     let resps = vec![
         Response::Stored { index: 3 },
@@ -138,6 +139,8 @@ fn messages() -> (Vec<Request>, Vec<Response>) {
         Response::Held { held: vec![(id, vec![0u8, 5].into())] },
         Response::Error { code: ErrorCode::QuotaFull, detail: "relay is full".into() },
         Response::Error { code: ErrorCode::Unknown(999), detail: String::new() },
+        Response::Part { header: vec![3; 40], total: 262_160, bytes: random_bytes(MAX_PART_LEN, 3) },
+        Response::Part { header: vec![], total: 10, bytes: vec![] },
     ];
     (reqs, resps)
 }
@@ -200,9 +203,16 @@ fn bad_frames_get_errors_not_panics() {
     let newer = Request::from_body(&[9, 0, 0]).unwrap_err();
     assert_eq!(newer, WireError::UnknownKind(9));
     assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
-    assert_eq!(Response::from_body(&[5]).unwrap_err(), WireError::UnknownKind(5));
+    assert_eq!(Response::from_body(&[6]).unwrap_err(), WireError::UnknownKind(6));
+    assert_eq!(Request::from_body(&[6]).unwrap_err(), WireError::UnknownKind(6));
     assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
+    // A part over its limit is refused (asked for, or answered).
+    let id = StripeId::from_bytes([1; 32]);
+    let big = Request::FetchPart { stripe: id, offset: 0, len: MAX_PART_LEN as u32 + 1 };
+    assert!(matches!(big.to_body(), Err(WireError::TooMany { field: "part bytes", .. })));
+    let fat = Response::Part { header: vec![], total: 1 << 20, bytes: vec![0; MAX_PART_LEN + 1] };
+    assert!(matches!(fat.to_body(), Err(WireError::TooMany { .. })));
     // A Holds query over its limit is refused on decode and on encode.
     let many = Request::Holds { stripes: vec![StripeId::from_bytes([0; 32]); MAX_HOLDS_QUERY + 1] };
     assert!(matches!(many.to_body(), Err(WireError::TooMany { .. })));

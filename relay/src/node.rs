@@ -212,6 +212,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Holds { .. }) => "holds",
         Ok(Request::Repair { .. }) => "repair",
         Ok(Request::Handover { .. }) => "handover",
+        Ok(Request::FetchPart { .. }) => "fetch_part",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -248,6 +249,16 @@ pub fn serve(store: &dyn ShardStore, req: Request) -> Response {
             .map(|held| Response::Held { held: held.into_iter().map(|(s, i)| (s, i.into())).collect() }),
         Request::Handover { header, shard } => {
             store.put_sole(&header, &shard).map(|index| Response::Stored { index })
+        }
+        Request::FetchPart { stripe, offset, len } => {
+            store.part(&stripe, offset as usize, len as usize).map(|part| match part {
+                Some(p) => Response::Part {
+                    header: if offset == 0 { p.header } else { Vec::new() },
+                    total: p.total as u32,
+                    bytes: p.bytes,
+                },
+                None => error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here")),
+            })
         }
         other => return error(ErrorCode::UnsupportedVersion, format!("unsupported request {other:?}")),
     };

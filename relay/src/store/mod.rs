@@ -77,6 +77,14 @@ pub struct Held {
     pub shards: Vec<(u8, Vec<u8>)>,
 }
 
+/// A piece of a held shard, with its stripe's header and the shard's whole length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub header: Vec<u8>,
+    pub total: usize,
+    pub bytes: Vec<u8>,
+}
+
 /// Space used and allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -107,6 +115,17 @@ pub trait ShardStore: Send + Sync + 'static {
     /// The header and every shard held for `stripe`, each verified on read; `None` if
     /// nothing is held. A shard whose bytes no longer match is dropped and reported.
     fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError>;
+    /// Bytes `offset..offset + len` (cut at the end) of the lowest-index shard held for
+    /// `stripe`, with the header and the shard's length; `None` if nothing is held. Goes
+    /// through [`get`](Self::get), so the whole shard is read and verified for each part
+    /// (parts are for readers that cannot take a whole shard in one answer).
+    fn part(&self, stripe: &StripeId, offset: usize, len: usize) -> Result<Option<Part>, StoreError> {
+        let Some(held) = self.get(stripe)? else { return Ok(None) };
+        let Some((_, shard)) = held.shards.into_iter().next() else { return Ok(None) };
+        let start = offset.min(shard.len());
+        let end = offset.saturating_add(len).min(shard.len());
+        Ok(Some(Part { header: held.header, total: shard.len(), bytes: shard[start..end].to_vec() }))
+    }
     /// The shard indices held for each of `stripes` that is held at all.
     fn holds(&self, stripes: &[StripeId]) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError>;
     /// Every stripe held, with its indices.

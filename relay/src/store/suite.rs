@@ -44,6 +44,26 @@ pub(super) fn puts_are_idempotent_and_accounted(store: &dyn ShardStore) {
     assert_eq!(store.holds(&[s.id(), StripeId::from_bytes([0; 32])]).unwrap(), vec![(s.id(), vec![2, 4])]);
 }
 
+pub(super) fn parts_read_pieces_of_the_lowest_index(store: &dyn ShardStore) {
+    let s = stripe(100_000, 7);
+    assert_eq!(store.part(&s.id(), 0, 10).unwrap(), None, "nothing held yet");
+    store.put(s.header_bytes(), s.shard(4)).unwrap();
+    store.put(s.header_bytes(), s.shard(1)).unwrap();
+    let shard = s.shard(1);
+    let mut back = Vec::new();
+    let mut offset = 0;
+    while offset < shard.len() + 10 {
+        let p = store.part(&s.id(), offset, 8192).unwrap().expect("held");
+        assert_eq!(p.header, s.header_bytes());
+        assert_eq!(p.total, shard.len());
+        back.extend_from_slice(&p.bytes);
+        offset += 8192;
+    }
+    assert!(back == shard, "parts of index 1 (the lowest held) put together are the shard");
+    let past = store.part(&s.id(), shard.len() + 5, 100).unwrap().expect("held");
+    assert!(past.bytes.is_empty(), "past the end: no bytes, still the length");
+}
+
 pub(super) fn sole_puts_and_removals(store: &dyn ShardStore) {
     let s = stripe(7000, 9);
     assert_eq!(store.header(&s.id()).unwrap(), None);
@@ -108,6 +128,11 @@ macro_rules! suite {
             fn puts_are_idempotent_and_accounted() {
                 let (_g, s) = $make(u64::MAX);
                 super::puts_are_idempotent_and_accounted(&s);
+            }
+            #[test]
+            fn parts_read_pieces_of_the_lowest_index() {
+                let (_g, s) = $make(u64::MAX);
+                super::parts_read_pieces_of_the_lowest_index(&s);
             }
             #[test]
             fn sole_puts_and_removals() {
