@@ -314,7 +314,9 @@ pub async fn fetch_stripe(
 /// The first piece of a part-wise read is short, so that its answer fits one WebRTC message
 /// with any header (up to 255 shards: 8,172 bytes).
 const FIRST_PART: usize = 4096;
-/// Pieces asked of one relay at a time in a part-wise read.
+/// Pieces asked of one relay at a time in a part-wise read, per stripe. With the read
+/// window of 8 stripes a relay sees at most 64 such streams at once; 32 per stripe went past
+/// what relays take at once (their request-response stream limit) and timed out.
 const PARTS_IN_FLIGHT: usize = 8;
 
 /// What `peer` holds of `stripe`: one `Fetch`, or, when this client's answers must stay

@@ -109,7 +109,8 @@ try {
   if (statSync(join(downloads, guid)).size !== size) throw new Error('download has the wrong size');
 
   // The client API on a page's main thread (a worker has no RTCPeerConnection), once per
-  // transport, putting the same in-memory Blob: WebRTC-direct against WebSocket.
+  // transport: put an in-memory Blob, read it back (spot-checked): WebRTC-direct against
+  // WebSocket.
   const origin = new URL(pageUrl).origin;
   const rtcMiB = Number(process.env.KURA_BENCH_RTC_MIB || Math.min(mib, 128));
   const direct = {};
@@ -128,7 +129,17 @@ try {
       const t0 = performance.now();
       const cap = await client.put(blob, 'bench.bin', 'application/octet-stream', true, 4, 2, null);
       const secs = (performance.now() - t0) / 1000;
-      return { secs, addrs: mine.length, cap: cap.length };
+      // Read it back over the same transport (a WebRTC-only client reads shards piecewise).
+      let got = 0;
+      let same = true;
+      const t1 = performance.now();
+      await client.read(cap, 0, bytes.length, chunk => {
+        if (same) for (let i = 0; i < chunk.length; i += 4099) if (chunk[i] !== bytes[got + i]) { same = false; break; }
+        got += chunk.length;
+      }, null);
+      const readSecs = (performance.now() - t1) / 1000;
+      if (got !== bytes.length || !same) throw new Error('read back ' + got + ' bytes, same: ' + same);
+      return { secs, readSecs, addrs: mine.length };
     })()`);
     await browser.send('Target.disposeBrowserContext', { browserContextId: ctx });
   }
@@ -138,7 +149,9 @@ try {
   console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab PSS peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB); wasm memory ${mb(upStats.wasmBytes)} MiB, page JS heap peak ${mb(upStats.jsHeapBytes)} MiB`);
   console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, streamed to disk through the service worker), tab PSS peak ${downPeak.toFixed(0)} MiB; wasm memory ${mb(downStats.wasmBytes)} MiB, page JS heap peak ${mb(downStats.jsHeapBytes)} MiB`);
   for (const [t, r] of Object.entries(direct)) {
-    console.log(`upload from the page's main thread over ${t === 'ws' ? 'WebSocket    ' : 'WebRTC-direct'}: ${(rtcMiB * 1048576 / 1e6 / r.secs).toFixed(1)} MB/s (${rtcMiB} MiB in ${r.secs.toFixed(1)} s, ${r.addrs} bootstrap addresses)`);
+    const name = t === 'ws' ? 'WebSocket    ' : 'WebRTC-direct';
+    const rate = secs => (rtcMiB * 1048576 / 1e6 / secs).toFixed(1);
+    console.log(`page main thread over ${name}: upload ${rate(r.secs)} MB/s, download ${rate(r.readSecs)} MB/s (${rtcMiB} MiB, ${r.secs.toFixed(1)} s + ${r.readSecs.toFixed(1)} s)`);
   }
 } finally {
   await browser.close();
