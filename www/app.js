@@ -36,6 +36,8 @@ function explain(e) {
   if (/damaged link|capability|checksum|base32|prefix/i.test(String(e.message || e))) return `This link is damaged: ${m}`;
   if (/no relay reachable|Unreachable/i.test(m)) return `No relay is reachable right now. Check your connection and try again. (${m})`;
   if (/unavailable/i.test(m)) return `This file is unavailable: too few of its pieces are reachable. (${m})`;
+  const few = m.match(/only (\d+) relay\(s\) reachable, but a stripe of (\d+) shards/);
+  if (few) return `Too few relays are reachable to store this safely right now (${few[1]} of the ${few[2]} needed). Try again in a moment. (${m.split(' (start more')[0]})`;
   return m;
 }
 
