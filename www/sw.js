@@ -25,15 +25,13 @@ async function pageFor(event) {
   return all[0] || null;
 }
 
-// Asks the page to read [offset, offset + length) of the file; resolves with the pieces.
+// Asks the page to read [offset, offset + length) of the file; resolves with it as one Blob.
 function readVia(page, cap, offset, length) {
   return new Promise((resolve, reject) => {
     const ch = new MessageChannel();
-    const parts = [];
     ch.port1.onmessage = ({ data }) => {
-      if (data.blob) parts.push(data.blob);
       if (data.error) reject(new Error(data.error));
-      else if (data.done) resolve(parts);
+      else if (data.done) resolve(data.blob);
     };
     page.postMessage({ kura: 'read', cap, offset, length }, [ch.port2]);
   });
@@ -71,8 +69,8 @@ async function serve(event, url) {
   if (range) {
     const [start, last] = range;
     const end = Math.min(last, start + MEDIA_PIECE - 1);
-    const parts = await readVia(page, cap, start, end - start + 1);
-    return new Response(new Blob(parts), {
+    const blob = await readVia(page, cap, start, end - start + 1);
+    return new Response(blob, {
       status: 206,
       headers: {
         'content-type': type,
@@ -90,9 +88,9 @@ async function serve(event, url) {
         return;
       }
       const length = Math.min(DOWNLOAD_PIECE, size - offset);
-      const parts = await readVia(page, cap, offset, length);
+      const blob = await readVia(page, cap, offset, length);
       offset += length;
-      for (const p of parts) controller.enqueue(new Uint8Array(await p.arrayBuffer()));
+      controller.enqueue(new Uint8Array(await blob.arrayBuffer()));
       if (offset >= size) controller.close();
     },
   }, { highWaterMark: 0 });

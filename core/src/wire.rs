@@ -104,8 +104,7 @@ pub enum Response {
     Accepted,
     /// A piece of a shard: `bytes` from the offset asked for (shorter at the end of the
     /// shard), the shard's length `total`, and the stripe's header when the offset was 0
-    /// (empty otherwise). Not verified by the relay: the reader checks the assembled shard
-    /// against its address.
+    /// (empty otherwise). The reader checks the assembled shard against its address.
     Part {
         #[serde(with = "serde_bytes")]
         header: Vec<u8>,
