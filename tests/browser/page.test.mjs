@@ -1,9 +1,10 @@
 // Kura's page driven like a person would, in Debian's headless Chromium: upload a 30 MiB
 // random file through the page, open its share link in a fresh profile, download it and
 // compare SHA-256 (the download streams through the service worker); byte ranges read through
-// it; an audio file seeks by range reads without reading the whole file; the same download
-// after killing 2 of the 6 relays; a page that stays open while every relay is killed and
-// started again uploads once more (its client re-dials them); a damaged link shows the error.
+// it; an audio file and a video (VP8 WebM, encoded by Chromium itself) seek by range reads
+// without reading the whole file; the same download after killing 2 of the 6 relays; a page
+// that stays open while every relay is killed and started again uploads once more (its
+// client re-dials them); a damaged link shows the error.
 // Starts its own network with `kura devnet` (6 relays on 127.0.0.1) and stops it.
 // Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR
 // Screenshots of each step go to OUT_DIR.
@@ -14,6 +15,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { encodeInPage, mux, secondShown } from './webm.mjs';
 
 const [kuraBin, outDir] = process.argv.slice(2);
 if (!kuraBin || !outDir) throw new Error('usage: page.test.mjs KURA_BIN OUT_DIR');
@@ -202,6 +204,45 @@ try {
   check(Math.abs(seek.duration - seconds) < 1 && Math.abs(seek.time - 100) < 1, `audio seeked to ${seek.time.toFixed(1)} s of ${seek.duration.toFixed(1)} s`);
   check(seek.after.some(r => r.offset >= 0.8 * wav.length), `the seek read near its position (offsets ${seek.after.map(r => r.offset).join(', ')})`);
   check(readTotal < wav.length / 2, `only ${(readTotal / 1e6).toFixed(1)} MB of the ${(wav.length / 1e6).toFixed(1)} MB file were read`);
+
+  // Video seeks by range reads: a 60-second VP8 WebM that Chromium itself encodes (WebCodecs)
+  // plays from 45 s, showing the frame of that second, without reading the whole file.
+  const { ctx: cv, page: pv } = await fresh();
+  await pv.goto(pageUrl);
+  const shape = { seconds: 60, fps: 10, width: 320, height: 240, bitrate: 2_000_000 };
+  const encoded = await pv.evaluate(`(${encodeInPage})(${JSON.stringify(shape)})`);
+  const video = mux(encoded, { ...shape, durationMs: shape.seconds * 1000 });
+  const videoFile = join(work, 'clip.webm');
+  writeFileSync(videoFile, video.file);
+  await pv.getByTestId('file-input').setInputFiles(videoFile);
+  const videoLink = await (async () => { const l = pv.getByTestId('share-link'); await l.waitFor({ timeout: 240_000 }); return l.inputValue(); })();
+  await cv.close();
+  const { ctx: cw, page: pw } = await fresh();
+  await pw.goto(videoLink);
+  await pw.waitForFunction(() => !document.getElementById('show').disabled, null, { timeout: 120_000 });
+  await pw.locator('#show').click();
+  const target = 45;
+  await pw.evaluate(`window.kuraSecondShown = ${secondShown}`);
+  const played = await pw.evaluate(async (at) => {
+    const v = document.querySelector('#preview video');
+    if (v.readyState < 1) await new Promise((ok, no) => { v.onloadedmetadata = ok; v.onerror = () => no(new Error(`video error ${v.error && v.error.code}`)); });
+    const before = kuraStreamReads.length;
+    v.currentTime = at + 0.5;
+    await new Promise(ok => { v.onseeked = ok; });
+    if (v.readyState < 2) await new Promise(ok => { v.oncanplay = ok; });
+    return { duration: v.duration, time: v.currentTime, width: v.videoWidth, height: v.videoHeight, second: kuraSecondShown(v),
+      reads: kuraStreamReads, after: kuraStreamReads.slice(before) };
+  }, target);
+  await pw.screenshot({ path: join(outDir, 'video-seeked.png') });
+  await cw.close();
+  const cluster = video.clusters.find(c => c.ms === target * 1000);
+  const videoRead = played.reads.reduce((n, r) => n + r.length, 0);
+  check(played.width === shape.width && played.height === shape.height && Math.abs(played.duration - shape.seconds) < 1
+    && Math.abs(played.time - target - 0.5) < 1, `video (${played.width}x${played.height}, ${played.duration.toFixed(1)} s) seeked to ${played.time.toFixed(1)} s`);
+  check(played.second === target, `the frame shown after the seek is from second ${played.second} (expected ${target})`);
+  check(cluster && played.after.some(r => r.offset <= cluster.offset && cluster.offset < r.offset + r.length),
+    `the seek read the cluster at byte ${cluster && cluster.offset} (reads after it: ${played.after.map(r => `${r.offset}+${r.length}`).join(', ')})`);
+  check(videoRead < video.file.length / 2, `only ${(videoRead / 1e6).toFixed(1)} MB of the ${(video.file.length / 1e6).toFixed(1)} MB video were read`);
 
   // Reconnect: a page stays open while every relay is killed; an upload meanwhile fails in
   // words; the relays start again (same identity, data and ports) and the same page's next
