@@ -6,7 +6,8 @@
 // Chromium's renderer processes (the page, its worker, JS heap and wasm memory all live
 // there), sampled every 500 ms from /proc (reading smaps_rollup walks the renderer's page
 // tables: at 100 ms the sampling took 8% of the machine); printed with the idle figure
-// before the transfer.
+// before the transfer. Tab memory as JS sees it = wasm memory + the page's JS heap + the
+// worker's JS heap (each at its peak, summed).
 // Chromium is driven through a bare DevTools pipe (cdp.mjs), not Playwright, whose per-frame
 // WebSocket events would take a third of the machine.
 import { launch } from './cdp.mjs';
@@ -56,6 +57,26 @@ function sampler() {
   return () => { clearInterval(t); return Math.max(peak, rendererRssMiB()); };
 }
 
+// The JS heap of the page's worker(s) (the Kura client runs in one), read from the worker's
+// own V8 over DevTools every 500 ms: { stop() -> peak used bytes }. Wasm memory is outside
+// the JS heap and reported by the page itself (kuraStats.wasmBytes).
+async function workerHeap(page) {
+  const sessions = [];
+  const attached = browser.once('Target.attachedToTarget', p => p.targetInfo.type === 'worker', page.sessionId);
+  await browser.send('Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: true }, page.sessionId);
+  sessions.push((await attached).sessionId);
+  let peak = 0;
+  const read = async () => {
+    for (const s of sessions) {
+      const { usedSize } = await browser.send('Runtime.getHeapUsage', {}, s).catch(() => ({ usedSize: 0 }));
+      peak = Math.max(peak, usedSize);
+    }
+  };
+  await read();
+  const t = setInterval(read, 500);
+  return { stop: async () => { clearInterval(t); await read(); return peak; } };
+}
+
 const devnet = spawn(kuraBin, ['devnet', '--relays', '6', '--dir', join(work, 'net'), '--http', '127.0.0.1:0', '--base-port', '0'],
   { stdio: ['ignore', 'pipe', 'inherit'] });
 let pageUrl;
@@ -80,12 +101,14 @@ try {
   const page = await browser.newPage(pageUrl);
   await page.waitFor(`document.getElementById('net').textContent.startsWith('Connected')`, 60_000);
   const idle = rendererRssMiB();
+  const heap = await workerHeap(page);
   const stopUp = sampler();
   const t0 = Date.now();
   await page.setFiles('[data-testid=file-input]', [file]);
   const share = await page.waitFor(`document.querySelector('[data-testid=share-link]')?.value`, 30 * 60_000);
   const upSecs = (Date.now() - t0) / 1000;
   const upPeak = stopUp();
+  const workerHeapPeak = await heap.stop();
   const upStats = await page.evaluate('window.kuraStats');
   await browser.send('Target.closeTarget', { targetId: (await browser.send('Target.getTargetInfo', {}, page.sessionId)).targetInfo.targetId });
 
@@ -146,7 +169,7 @@ try {
 
   console.log(`browser benchmark: ${mib} MiB through 6 relays on 127.0.0.1, WebSocket, page + worker in headless Chromium`);
   const mb = b => (b / 1048576).toFixed(1);
-  console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab PSS peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB); wasm memory ${mb(upStats.wasmBytes)} MiB, page JS heap peak ${mb(upStats.jsHeapBytes)} MiB`);
+  console.log(`upload   ${(size / 1e6 / upSecs).toFixed(1)} MB/s (${upSecs.toFixed(1)} s), tab PSS peak ${upPeak.toFixed(0)} MiB (idle ${idle.toFixed(0)} MiB); wasm memory ${mb(upStats.wasmBytes)} MiB, page JS heap peak ${mb(upStats.jsHeapBytes)} MiB, worker JS heap peak ${mb(workerHeapPeak)} MiB; together ${mb(upStats.wasmBytes + upStats.jsHeapBytes + workerHeapPeak)} MiB`);
   console.log(`download ${(size / 1e6 / downSecs).toFixed(1)} MB/s (${downSecs.toFixed(1)} s, streamed to disk through the service worker), tab PSS peak ${downPeak.toFixed(0)} MiB; wasm memory ${mb(downStats.wasmBytes)} MiB, page JS heap peak ${mb(downStats.jsHeapBytes)} MiB`);
   for (const [t, r] of Object.entries(direct)) {
     const name = t === 'ws' ? 'WebSocket    ' : 'WebRTC-direct';
