@@ -50,7 +50,7 @@ impl Default for TransferConfig {
     fn default() -> Self {
         Self {
             stripes_in_flight: 8,
-            window: 8,
+            window: 16,
             store_timeout: Duration::from_secs(60),
             hedge_after: Duration::from_secs(3),
         }
@@ -315,9 +315,12 @@ pub async fn fetch_stripe(
 /// with any header (up to 255 shards: 8,172 bytes).
 const FIRST_PART: usize = 4096;
 /// Pieces asked of one relay at a time in a part-wise read, per stripe. With the read
-/// window of 8 stripes a relay sees at most 64 such streams at once; 32 per stripe went past
-/// what relays take at once (their request-response stream limit) and timed out.
+/// window of [`PART_WINDOW`] stripes a relay sees at most 64 such streams at once; 32 per
+/// stripe (256 at once) went past what relays take and timed out.
 const PARTS_IN_FLIGHT: usize = 8;
+/// The read window (stripes ahead) of a client that reads part-wise, whatever it is
+/// configured with.
+const PART_WINDOW: usize = 8;
 
 /// What `peer` holds of `stripe`: one `Fetch`, or, when this client's answers must stay
 /// small (a browser over WebRTC-direct), `FetchPart` pieces of its shard put back together
@@ -374,7 +377,8 @@ pub async fn get(
         Some((off, len)) => Decoder::with_range(cap, off, len),
         None => Decoder::new(cap),
     };
-    decoder.set_window(cfg.window.max(1));
+    let window = if net.small_answers() { cfg.window.min(PART_WINDOW) } else { cfg.window };
+    decoder.set_window(window.max(1));
     let mut in_flight: HashSet<StripeId> = HashSet::new();
     let mut fetches = FuturesUnordered::new();
     loop {
