@@ -19,6 +19,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{kad, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
 use std::time::Duration;
+use web_time::Instant;
 
 /// Why the network could not do something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -328,17 +329,30 @@ fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
     }
 }
 
+/// How long the answer of a lookup that found the whole network stands in for new lookups.
+const WHOLE_NETWORK_FOR: Duration = Duration::from_secs(10);
+
 /// The swarm's task: commands in, events out, until every handle is dropped.
 async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_only: bool) {
     let mut lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>> = HashMap::new();
+    // A lookup that ends without error having found fewer relays than a Kademlia bucket
+    // holds has found every relay there is: the close group of any stripe is then the
+    // closest of those, so for a little while stripes need no lookup of their own (on a
+    // small network a lookup per stripe cost more than placing it).
+    let mut whole: Option<(Instant, Vec<PeerId>)> = None;
     let mut requests: HashMap<OutboundRequestId, (PeerId, Reply<Response>)> = HashMap::new();
     loop {
         futures::select! {
             cmd = rx.next() => match cmd {
-                Some(Cmd::Closest(stripe, reply)) => {
-                    let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
-                    lookups.insert(id, reply);
-                }
+                Some(Cmd::Closest(stripe, reply)) => match &whole {
+                    Some((at, peers)) if at.elapsed() < WHOLE_NETWORK_FOR => {
+                        let _ = reply.send(Ok(peers.clone()));
+                    }
+                    _ => {
+                        let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
+                        lookups.insert(id, reply);
+                    }
+                },
                 Some(Cmd::Request(peer, req, reply)) => {
                     let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
                     requests.insert(id, (peer, reply));
@@ -349,9 +363,9 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                 SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                     id, result: kad::QueryResult::GetClosestPeers(result), step, ..
                 })) => {
-                    let peers = match result {
-                        Ok(ok) => ok.peers,
-                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    let (peers, complete) = match result {
+                        Ok(ok) => (ok.peers, true),
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
                     };
                     let mut found = Vec::with_capacity(peers.len());
                     for info in peers {
@@ -361,6 +375,11 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                         found.push(info.peer_id);
                     }
                     if step.last {
+                        if complete && !found.is_empty() && found.len() < kad::K_VALUE.get() {
+                            whole = Some((Instant::now(), found.clone()));
+                        } else {
+                            whole = None;
+                        }
                         if let Some(reply) = lookups.remove(&id) {
                             let _ = reply.send(Ok(found));
                         }
@@ -375,6 +394,8 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                         }
                     }
                     request_response::Event::OutboundFailure { request_id, error, .. } => {
+                        // A relay of the snapshot may be gone: the next stripe looks again.
+                        whole = None;
                         if let Some((peer, reply)) = requests.remove(&request_id) {
                             let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
                         }
