@@ -338,14 +338,18 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
     // A lookup that ends without error having found fewer relays than a Kademlia bucket
     // holds has found every relay there is: the close group of any stripe is then the
     // closest of those, so for a little while stripes need no lookup of their own (on a
-    // small network a lookup per stripe cost more than placing it).
+    // small network a lookup per stripe cost more than placing it). It stands in only while
+    // this client is connected to every relay in it: a relay that went away (or every relay,
+    // as after an outage) sends the next stripe to a real lookup, which finds only the live.
     let mut whole: Option<(Instant, Vec<PeerId>)> = None;
     let mut requests: HashMap<OutboundRequestId, (PeerId, Reply<Response>)> = HashMap::new();
     loop {
         futures::select! {
             cmd = rx.next() => match cmd {
                 Some(Cmd::Closest(stripe, reply)) => match &whole {
-                    Some((at, peers)) if at.elapsed() < WHOLE_NETWORK_FOR => {
+                    Some((at, peers))
+                        if at.elapsed() < WHOLE_NETWORK_FOR && peers.iter().all(|p| swarm.is_connected(p)) =>
+                    {
                         let _ = reply.send(Ok(peers.clone()));
                     }
                     _ => {

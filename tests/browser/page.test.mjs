@@ -101,6 +101,29 @@ async function fresh() {
   return { ctx, page };
 }
 
+// Uploads `file` through the page at `pageUrl` in a fresh profile (after `beforeUpload(page)`, if given);
+// returns its share link.
+async function shareThroughPage(pageUrl, file, beforeUpload) {
+  const { ctx, page } = await fresh();
+  await page.goto(pageUrl);
+  if (beforeUpload) await beforeUpload(page);
+  await page.getByTestId('file-input').setInputFiles(file);
+  const link = page.getByTestId('share-link');
+  await link.waitFor({ timeout: 240_000 });
+  const value = await link.inputValue();
+  await ctx.close();
+  return value;
+}
+
+// Opens `link` in a fresh profile and shows its preview.
+async function openPreview(link) {
+  const { ctx, page } = await fresh();
+  await page.goto(link);
+  await page.waitForFunction(() => !document.getElementById('show').disabled, null, { timeout: 120_000 });
+  await page.locator('#show').click();
+  return { ctx, page };
+}
+
 async function downloadViaLink(link, tag, beforeDownload) {
   const { ctx, page } = await fresh();
   await page.goto(link);
@@ -180,15 +203,7 @@ try {
   const wav = Buffer.concat([header, pcm]);
   const wavFile = join(work, 'noise.wav');
   writeFileSync(wavFile, wav);
-  const { ctx: cu, page: pu } = await fresh();
-  await pu.goto(pageUrl);
-  await pu.getByTestId('file-input').setInputFiles(wavFile);
-  const wavLink = await (async () => { const l = pu.getByTestId('share-link'); await l.waitFor({ timeout: 240_000 }); return l.inputValue(); })();
-  await cu.close();
-  const { ctx: ca, page: pa } = await fresh();
-  await pa.goto(wavLink);
-  await pa.waitForFunction(() => !document.getElementById('show').disabled, null, { timeout: 120_000 });
-  await pa.locator('#show').click();
+  const { ctx: ca, page: pa } = await openPreview(await shareThroughPage(pageUrl, wavFile));
   const seek = await pa.evaluate(async () => {
     const a = document.querySelector('#preview audio');
     if (a.readyState < 1) await new Promise((ok, no) => { a.onloadedmetadata = ok; a.onerror = () => no(new Error(`audio error ${a.error && a.error.code}`)); });
@@ -207,20 +222,15 @@ try {
 
   // Video seeks by range reads: a 60-second VP8 WebM that Chromium itself encodes (WebCodecs)
   // plays from 45 s, showing the frame of that second, without reading the whole file.
-  const { ctx: cv, page: pv } = await fresh();
-  await pv.goto(pageUrl);
   const shape = { seconds: 60, fps: 10, width: 320, height: 240, bitrate: 2_000_000 };
-  const encoded = await pv.evaluate(`(${encodeInPage})(${JSON.stringify(shape)})`);
-  const video = mux(encoded, { ...shape, durationMs: shape.seconds * 1000 });
   const videoFile = join(work, 'clip.webm');
-  writeFileSync(videoFile, video.file);
-  await pv.getByTestId('file-input').setInputFiles(videoFile);
-  const videoLink = await (async () => { const l = pv.getByTestId('share-link'); await l.waitFor({ timeout: 240_000 }); return l.inputValue(); })();
-  await cv.close();
-  const { ctx: cw, page: pw } = await fresh();
-  await pw.goto(videoLink);
-  await pw.waitForFunction(() => !document.getElementById('show').disabled, null, { timeout: 120_000 });
-  await pw.locator('#show').click();
+  let video;
+  const videoLink = await shareThroughPage(pageUrl, videoFile, async (pv) => {
+    // Encoded in the upload page itself (a secure context), muxed here.
+    video = mux(await pv.evaluate(`(${encodeInPage})(${JSON.stringify(shape)})`), { ...shape, durationMs: shape.seconds * 1000 });
+    writeFileSync(videoFile, video.file);
+  });
+  const { ctx: cw, page: pw } = await openPreview(videoLink);
   const target = 45;
   await pw.evaluate(`window.kuraSecondShown = ${secondShown}`);
   const played = await pw.evaluate(async (at) => {
