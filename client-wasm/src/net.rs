@@ -332,31 +332,56 @@ fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
 /// How long the answer of a lookup that found the whole network stands in for new lookups.
 const WHOLE_NETWORK_FOR: Duration = Duration::from_secs(10);
 
+/// The whole network, when the last lookup found it.
+///
+/// A lookup that ends without error having found fewer relays than a Kademlia bucket holds
+/// has found every relay there is: the close group of any stripe is then the closest of
+/// those, so for a little while stripes need no lookup of their own (on a small network a
+/// lookup per stripe cost more than placing it). The set stands in only while this client is
+/// connected to every relay in it, and any failed request forgets it: a relay that went away
+/// (or every relay, as after an outage) sends the next stripe to a real lookup, which finds
+/// only the live ones.
+#[derive(Debug, Default)]
+struct WholeNetwork {
+    known: Option<(Instant, Vec<PeerId>)>,
+}
+
+impl WholeNetwork {
+    /// The relays to use instead of a lookup, if the set still stands at `now`.
+    fn answer(&self, now: Instant, connected: impl Fn(&PeerId) -> bool) -> Option<Vec<PeerId>> {
+        let (at, peers) = self.known.as_ref()?;
+        let fresh = now.saturating_duration_since(*at) < WHOLE_NETWORK_FOR;
+        (fresh && peers.iter().all(connected)).then(|| peers.clone())
+    }
+
+    /// A lookup ended at `now` with `found` (`complete`: without timing out).
+    fn looked_up(&mut self, now: Instant, found: &[PeerId], complete: bool) {
+        self.known = (complete && !found.is_empty() && found.len() < kad::K_VALUE.get())
+            .then(|| (now, found.to_vec()));
+    }
+
+    /// A request failed: a relay of the set may be gone.
+    fn forget(&mut self) {
+        self.known = None;
+    }
+}
+
 /// The swarm's task: commands in, events out, until every handle is dropped.
 async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_only: bool) {
     let mut lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>> = HashMap::new();
-    // A lookup that ends without error having found fewer relays than a Kademlia bucket
-    // holds has found every relay there is: the close group of any stripe is then the
-    // closest of those, so for a little while stripes need no lookup of their own (on a
-    // small network a lookup per stripe cost more than placing it). It stands in only while
-    // this client is connected to every relay in it: a relay that went away (or every relay,
-    // as after an outage) sends the next stripe to a real lookup, which finds only the live.
-    let mut whole: Option<(Instant, Vec<PeerId>)> = None;
+    let mut whole = WholeNetwork::default();
     let mut requests: HashMap<OutboundRequestId, (PeerId, Reply<Response>)> = HashMap::new();
     loop {
         futures::select! {
             cmd = rx.next() => match cmd {
-                Some(Cmd::Closest(stripe, reply)) => match &whole {
-                    Some((at, peers))
-                        if at.elapsed() < WHOLE_NETWORK_FOR && peers.iter().all(|p| swarm.is_connected(p)) =>
-                    {
-                        let _ = reply.send(Ok(peers.clone()));
-                    }
-                    _ => {
+                Some(Cmd::Closest(stripe, reply)) => {
+                    if let Some(peers) = whole.answer(Instant::now(), |p| swarm.is_connected(p)) {
+                        let _ = reply.send(Ok(peers));
+                    } else {
                         let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
                         lookups.insert(id, reply);
                     }
-                },
+                }
                 Some(Cmd::Request(peer, req, reply)) => {
                     let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
                     requests.insert(id, (peer, reply));
@@ -379,11 +404,7 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                         found.push(info.peer_id);
                     }
                     if step.last {
-                        if complete && !found.is_empty() && found.len() < kad::K_VALUE.get() {
-                            whole = Some((Instant::now(), found.clone()));
-                        } else {
-                            whole = None;
-                        }
+                        whole.looked_up(Instant::now(), &found, complete);
                         if let Some(reply) = lookups.remove(&id) {
                             let _ = reply.send(Ok(found));
                         }
@@ -398,8 +419,7 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                         }
                     }
                     request_response::Event::OutboundFailure { request_id, error, .. } => {
-                        // A relay of the snapshot may be gone: the next stripe looks again.
-                        whole = None;
+                        whole.forget();
                         if let Some((peer, reply)) = requests.remove(&request_id) {
                             let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
                         }
@@ -431,6 +451,34 @@ mod tests {
         let ours =
             by_distance(&DhtKey::of_stripe(&stripe), peers.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn whole_network_stands_in_only_while_complete_fresh_and_connected() {
+        let t0 = Instant::now();
+        let six: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let all = |_: &PeerId| true;
+        let mut w = WholeNetwork::default();
+        assert_eq!(w.answer(t0, all), None, "nothing known before a lookup");
+
+        w.looked_up(t0, &six, true);
+        assert_eq!(w.answer(t0 + Duration::from_secs(9), all), Some(six.clone()));
+        assert_eq!(w.answer(t0 + WHOLE_NETWORK_FOR, all), None, "stale after 10 s");
+        let gone = six[3];
+        assert_eq!(w.answer(t0, |p| *p != gone), None, "a relay of the set is not connected");
+        assert_eq!(w.answer(t0, |_| false), None, "every relay down");
+        w.forget();
+        assert_eq!(w.answer(t0, all), None, "a failed request forgets the set");
+
+        w.looked_up(t0, &six, false);
+        assert_eq!(w.answer(t0, all), None, "a lookup that timed out may have missed relays");
+        w.looked_up(t0, &[], true);
+        assert_eq!(w.answer(t0, all), None, "an empty answer is no network");
+        let bucket: Vec<PeerId> = (0..kad::K_VALUE.get()).map(|_| PeerId::random()).collect();
+        w.looked_up(t0, &bucket, true);
+        assert_eq!(w.answer(t0, all), None, "a full bucket may be part of a larger network");
+        w.looked_up(t0, &bucket[..19], true);
+        assert_eq!(w.answer(t0, all).map(|p| p.len()), Some(19));
     }
 
     #[test]
