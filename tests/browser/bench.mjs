@@ -57,20 +57,18 @@ function sampler() {
   return () => { clearInterval(t); return Math.max(peak, rendererRssMiB()); };
 }
 
-// The JS heap of the page's worker(s) (the Kura client runs in one), read from the worker's
+// The JS heap of the page's worker (the Kura client runs in it), read from the worker's
 // own V8 over DevTools every 500 ms: { stop() -> peak used bytes }. Wasm memory is outside
 // the JS heap and reported by the page itself (kuraStats.wasmBytes).
 async function workerHeap(page) {
-  const sessions = [];
   const attached = browser.once('Target.attachedToTarget', p => p.targetInfo.type === 'worker', page.sessionId);
   await browser.send('Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: false, flatten: true }, page.sessionId);
-  sessions.push((await attached).sessionId);
+  const { sessionId } = await attached;
   let peak = 0;
   const read = async () => {
-    for (const s of sessions) {
-      const { usedSize } = await browser.send('Runtime.getHeapUsage', {}, s).catch(() => ({ usedSize: 0 }));
-      peak = Math.max(peak, usedSize);
-    }
+    // A worker that has gone reads as 0 (the peak so far stands).
+    const { usedSize } = await browser.send('Runtime.getHeapUsage', {}, sessionId).catch(() => ({ usedSize: 0 }));
+    peak = Math.max(peak, usedSize);
   };
   await read();
   const t = setInterval(read, 500);

@@ -125,23 +125,17 @@ export function mux({ chunks }, { width, height, durationMs }) {
   }
   const clusterBytes = clusters.map(cl => el(0x1f43b675, uint(0xe7, cl.ms), ...cl.blocks));
   // The seek head has a fixed size (8-byte positions), so every offset is known up front.
-  const seekHead = (cuesPos) => el(0x114d9b74,
-    el(0x4dbb, el(0x53ab, idBytes(0x1549a966)), uint(0x53ac, 0, 8)),
-    el(0x4dbb, el(0x53ab, idBytes(0x1654ae6b)), uint(0x53ac, 0, 8)),
-    el(0x4dbb, el(0x53ab, idBytes(0x1c53bb6b)), uint(0x53ac, cuesPos, 8)));
-  const seekLen = seekHead(0).length;
-  const infoPos = seekLen;
+  const seekHead = (infoPos, tracksPos, cuesPos) => el(0x114d9b74,
+    ...[[0x1549a966, infoPos], [0x1654ae6b, tracksPos], [0x1c53bb6b, cuesPos]]
+      .map(([id, at]) => el(0x4dbb, el(0x53ab, idBytes(id)), uint(0x53ac, at, 8))));
+  const infoPos = seekHead(0, 0, 0).length;
   const tracksPos = infoPos + info.length;
   let pos = tracksPos + tracks.length;
   const clusterPos = clusterBytes.map(b => { const p = pos; pos += b.length; return p; });
   const cuesPos = pos;
   const cues = el(0x1c53bb6b, ...clusters.map((cl, i) =>
     el(0xbb, uint(0xb3, cl.ms), el(0xb7, uint(0xf7, 1), uint(0xf1, clusterPos[i])))));
-  const seek = el(0x114d9b74,
-    el(0x4dbb, el(0x53ab, idBytes(0x1549a966)), uint(0x53ac, infoPos, 8)),
-    el(0x4dbb, el(0x53ab, idBytes(0x1654ae6b)), uint(0x53ac, tracksPos, 8)),
-    el(0x4dbb, el(0x53ab, idBytes(0x1c53bb6b)), uint(0x53ac, cuesPos, 8)));
-  if (seek.length !== seekLen) throw new Error('seek head size changed');
+  const seek = seekHead(infoPos, tracksPos, cuesPos);
   const body = Buffer.concat([seek, info, tracks, ...clusterBytes, cues]);
   const segment = Buffer.concat([idBytes(0x18538067), vint(body.length), body]);
   const segmentData = head.length + segment.length - body.length;
