@@ -47,7 +47,8 @@ struct Behaviour {
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
 enum Cmd {
-    Closest(StripeId, Reply<Vec<PeerId>>),
+    /// The stripe, and whether a real lookup is wanted even if the whole network is known.
+    Closest(StripeId, bool, Reply<Vec<PeerId>>),
     Request(PeerId, Request, Reply<Response>),
 }
 
@@ -234,8 +235,15 @@ impl Network {
 
     /// The live relays closest to `stripe` that one Kademlia lookup finds (up to 20), in
     /// no particular order; order them with [`kura_core::placement::by_distance`].
+    /// On a network small enough to be known whole (see `WholeNetwork`), answered from that.
     pub async fn closest(&self, stripe: StripeId) -> Result<Vec<PeerId>, NetError> {
-        self.call(|r| Cmd::Closest(stripe, r)).await
+        self.call(|r| Cmd::Closest(stripe, false, r)).await
+    }
+
+    /// Like [`Network::closest`], but always a real lookup: for a caller that found too few
+    /// relays and asks again (a relay may have joined or come back since).
+    pub async fn look_up(&self, stripe: StripeId) -> Result<Vec<PeerId>, NetError> {
+        self.call(|r| Cmd::Closest(stripe, true, r)).await
     }
 
     /// Sends `req` to `peer` (dialing it if needed) and waits for the answer.
@@ -374,8 +382,9 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
     loop {
         futures::select! {
             cmd = rx.next() => match cmd {
-                Some(Cmd::Closest(stripe, reply)) => {
-                    if let Some(peers) = whole.answer(Instant::now(), |p| swarm.is_connected(p)) {
+                Some(Cmd::Closest(stripe, again, reply)) => {
+                    let known = if again { None } else { whole.answer(Instant::now(), |p| swarm.is_connected(p)) };
+                    if let Some(peers) = known {
                         let _ = reply.send(Ok(peers));
                     } else {
                         let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());

@@ -117,9 +117,9 @@ fn list(v: &[Unavailable]) -> String {
     v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// The close group candidates of `stripe`, closest first.
-async fn candidates(net: &Network, stripe: StripeId) -> Result<Vec<PeerId>, NetError> {
-    let peers = net.closest(stripe).await?;
+/// The close group candidates of `stripe`, closest first (`again`: from a real lookup).
+async fn candidates(net: &Network, stripe: StripeId, again: bool) -> Result<Vec<PeerId>, NetError> {
+    let peers = if again { net.look_up(stripe).await? } else { net.closest(stripe).await? };
     Ok(by_distance(&DhtKey::of_stripe(&stripe), peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())))))
 }
 
@@ -148,7 +148,7 @@ pub async fn upload_stripe(
 ) -> Result<Vec<(usize, PeerId)>, TransferError> {
     let id = stripe.id();
     let start = Instant::now();
-    let mut cands = candidates(net, id).await?;
+    let mut cands = candidates(net, id, false).await?;
     // Too few relays found may be a dial that failed a moment ago (a relay restarting, a
     // WebRTC handshake lost): look again before refusing.
     for _ in 0..LOOKUP_RETRIES {
@@ -156,7 +156,7 @@ pub async fn upload_stripe(
             break;
         }
         futures_timer::Delay::new(LOOKUP_RETRY_AFTER).await;
-        let again = candidates(net, id).await?;
+        let again = candidates(net, id, true).await?;
         if again.len() > cands.len() {
             cands = again;
         }
@@ -228,7 +228,7 @@ pub async fn fetch_stripe(
     progress: &Progress,
 ) -> Result<StripeAssembler, TransferError> {
     let start = Instant::now();
-    let cands = candidates(net, id).await?;
+    let cands = candidates(net, id, false).await?;
     let asked = cands.len();
     let mut plan = FetchPlan::new(K_GUESS, cands, cfg.hedge_after);
     let mut asm: Option<StripeAssembler> = None;
