@@ -1,7 +1,7 @@
 //! Network benchmark: `kura put` and `kura get` of one file through a local network of
-//! `kura-relay` processes on 127.0.0.1, next to kura-core's in-memory pipeline on the same
-//! file in the same run. Prints throughput, the client's peak memory and where the CPU time
-//! went (client and relays, user and system).
+//! `kura-relay` processes on 127.0.0.1, next to the pipeline benchmark (kura-core alone, in
+//! memory) run in the same process before the put and after the get. Prints throughput, the
+//! client's peak memory and where the CPU time went (client and relays, user and system).
 //!
 //! Run with `scripts/bench-net.sh` (release build). Environment: `KURA_BENCH_MIB` (file size,
 //! default 256), `KURA_BENCH_RELAYS` (default 6), `KURA_BENCH_K` / `KURA_BENCH_M` (4 / 2),
@@ -9,9 +9,12 @@
 //! skip).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../core/examples/bench/common.rs"]
+#[allow(dead_code)]
+mod common;
+
 use kura_client::devnet::{Devnet, DevnetConfig};
-use kura_core::{testdata::pseudo_random, Capability, Decoder, EncodeOptions, Encoder, FileMeta, Params};
-use std::collections::HashMap;
+use kura_core::{testdata::pseudo_random, Params};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,43 +80,13 @@ fn mbps(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
 }
 
-/// kura-core alone, in memory: (encode MB/s, decode MB/s).
-fn pipeline(data: &[u8], params: Params) -> (f64, f64) {
-    let mut store: HashMap<kura_core::StripeId, kura_core::Stripe> = HashMap::new();
-    let t = Instant::now();
-    let mut enc = Encoder::new(EncodeOptions { params, ..EncodeOptions::default() }).unwrap();
-    let mut put = |s: kura_core::Stripe| -> Result<(), ()> {
-        store.insert(s.id(), s);
-        Ok(())
-    };
-    for piece in data.chunks(1 << 20) {
-        enc.push(piece, &mut put).unwrap();
-    }
-    let cap: Capability = enc.finish(FileMeta::default()).unwrap().drain(&mut put).unwrap();
-    let enc_secs = t.elapsed().as_secs_f64();
-
-    struct Mem<'a>(&'a HashMap<kura_core::StripeId, kura_core::Stripe>, HashMap<kura_core::ShardId, Vec<u8>>);
-    impl kura_core::ShardSource for Mem<'_> {
-        fn header(&mut self, id: &kura_core::StripeId) -> Option<Vec<u8>> {
-            let s = self.0.get(id)?;
-            for (sid, b) in s.shards() {
-                self.1.insert(sid, b.to_vec());
-            }
-            Some(s.header_bytes().to_vec())
-        }
-        fn shard(&mut self, id: &kura_core::ShardId) -> Option<Vec<u8>> {
-            self.1.remove(id)
-        }
-    }
-    let t = Instant::now();
-    let mut n = 0usize;
-    kura_core::decode_from(Decoder::new(cap), &mut Mem(&store, HashMap::new()), |pt: &[u8]| {
-        n += pt.len();
-        Ok::<(), kura_core::DecodeError>(())
-    })
-    .unwrap();
-    assert_eq!(n, data.len());
-    (mbps(data.len(), enc_secs), mbps(data.len(), t.elapsed().as_secs_f64()))
+/// The pipeline benchmark (`core/examples/pipeline_bench.rs`, the same code) in this
+/// process now: its kura encode and decode figures, MB/s (64 MiB, best of 3).
+fn pipeline_bench() -> (f64, f64) {
+    let start = Instant::now();
+    let figures = common::run(&move || start.elapsed().as_secs_f64(), 64 << 20, 3);
+    let get = |k: &str| figures.iter().find(|(name, _)| *name == k).map(|(_, v)| *v).unwrap();
+    (get("kura_encode"), get("kura_decode"))
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -154,8 +127,13 @@ async fn main() {
     );
     println!("(client, relays and every connection's encryption share this machine's {} CPUs)", num_cpus());
 
-    let (enc, dec) = pipeline(&data, params);
-    println!("kura-core pipeline in memory, same file:  encode {enc:8.1} MB/s   decode {dec:8.1} MB/s");
+    // The targets compare with the pipeline benchmark in the same run; the machine's speed
+    // drifts, so it runs before the put and again after the get, and the mean is the reference.
+    let ref_before = pipeline_bench();
+    println!(
+        "pipeline benchmark before the put:  encode {:8.1} MB/s   decode {:8.1} MB/s",
+        ref_before.0, ref_before.1
+    );
 
     let cfg = DevnetConfig::ephemeral(relays, work.join("net"), bin_dir.join("kura-relay"), Vec::new());
     let net = Devnet::start(&cfg).await.unwrap();
@@ -175,6 +153,14 @@ async fn main() {
     let after_get = relays_cpu(&pids);
     assert!(std::fs::read(&out).unwrap() == data, "the file came back different");
     std::fs::remove_file(&out).unwrap();
+
+    let ref_after = pipeline_bench();
+    println!(
+        "pipeline benchmark after the get:   encode {:8.1} MB/s   decode {:8.1} MB/s",
+        ref_after.0, ref_after.1
+    );
+    let (enc, dec) = ((ref_before.0 + ref_after.0) / 2.0, (ref_before.1 + ref_after.1) / 2.0);
+    println!("reference (mean):                   encode {enc:8.1} MB/s   decode {dec:8.1} MB/s");
 
     let n = data.len();
     println!();
@@ -200,7 +186,7 @@ async fn main() {
     let shard_bytes = n as f64 * params.n() as f64 / params.k() as f64;
     let b3 = blake3_mbps();
     println!("where the put's CPU went (seconds):");
-    println!("  client pipeline (encode, measured above)      {pipeline_put_cpu:6.2}");
+    println!("  client pipeline (encode, at the reference)    {pipeline_put_cpu:6.2}");
     println!(
         "  client rest (libp2p: noise encryption, yamux, kad, copies)  {:6.2}",
         (put.user + put.sys - pipeline_put_cpu).max(0.0)
@@ -217,7 +203,7 @@ async fn main() {
     println!("  relays: kernel (sockets, file writes, fsync)               {:6.2}", after_put.1 - before.1);
     println!("  stored on disk: {:.1} MB ({:.2}x the file)", stored as f64 / 1e6, stored as f64 / n as f64);
     println!("where the get's CPU went (seconds):");
-    println!("  client pipeline (decode, measured above)      {pipeline_get_cpu:6.2}");
+    println!("  client pipeline (decode, at the reference)    {pipeline_get_cpu:6.2}");
     println!(
         "  client rest (libp2p, shard verification, writing the file) {:6.2}",
         (get.user + get.sys - pipeline_get_cpu).max(0.0)

@@ -32,13 +32,20 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<R
         Ok(len) => len,
         Err(e) => return Ok(Err(e)),
     };
-    let mut body = Vec::with_capacity(len);
-    io.take(len as u64).read_to_end(&mut body).await?;
-    if body.len() < len {
-        return Ok(Err(WireError::Truncated {
-            have: FRAME_PREFIX_LEN + body.len(),
-            need: FRAME_PREFIX_LEN + len,
-        }));
+    // Read straight into a buffer of the frame's size: `read_to_end` would zero it twice and
+    // grow it (a copy of the whole shard) just to learn that the stream has nothing more.
+    let mut body = vec![0u8; len];
+    let mut have = 0;
+    while have < len {
+        match io.read(&mut body[have..]).await? {
+            0 => {
+                return Ok(Err(WireError::Truncated {
+                    have: FRAME_PREFIX_LEN + have,
+                    need: FRAME_PREFIX_LEN + len,
+                }))
+            }
+            n => have += n,
+        }
     }
     Ok(Ok(body))
 }
@@ -107,5 +114,62 @@ impl libp2p::request_response::Codec for StoreCodec {
         res: Response,
     ) -> io::Result<()> {
         write_message(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use kura_core::wire::MAX_FRAME_BODY;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Hands out at most 3 bytes per read, as a stream delivering small pieces does.
+    struct Trickle(Cursor<Vec<u8>>);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(3);
+            Pin::new(&mut self.0).poll_read(cx, &mut buf[..n])
+        }
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn frames_are_read_whole_or_reported_truncated() {
+        futures::executor::block_on(async {
+            let body: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+            let mut two = frame(&body);
+            two.extend_from_slice(&frame(b"next"));
+            let mut r = Trickle(Cursor::new(two));
+            assert_eq!(read_frame(&mut r).await.unwrap(), Ok(body.clone()), "read in 3-byte pieces");
+            assert_eq!(
+                read_frame(&mut r).await.unwrap(),
+                Ok(b"next".to_vec()),
+                "nothing past the first frame read"
+            );
+
+            let cut = frame(&body)[..700].to_vec();
+            let got = read_frame(&mut Trickle(Cursor::new(cut))).await.unwrap();
+            assert_eq!(got, Err(WireError::Truncated { have: 700, need: 1004 }));
+
+            assert_eq!(read_frame(&mut Cursor::new(frame(&[]))).await.unwrap(), Ok(Vec::new()), "empty body");
+
+            let huge = ((MAX_FRAME_BODY + 1) as u32).to_be_bytes().to_vec();
+            let got = read_frame(&mut Cursor::new(huge)).await.unwrap();
+            assert_eq!(got, Err(WireError::TooLarge(MAX_FRAME_BODY + 1)), "refused from the prefix");
+
+            assert!(read_frame(&mut Cursor::new(vec![0, 0])).await.is_err(), "closed inside the prefix");
+        });
     }
 }

@@ -262,13 +262,20 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         Ok(body)
     }
 
-    /// Encodes a whole frame: prefix and body.
+    /// Encodes a whole frame: prefix and body, serialized once into a buffer of the exact
+    /// size (a shard is copied once, not once for the body and again for the frame).
     fn to_frame(&self) -> Result<Vec<u8>, WireError> {
-        let body = self.to_body()?;
-        let mut out = Vec::with_capacity(FRAME_PREFIX_LEN + body.len());
-        // body.len() <= MAX_FRAME_BODY < u32::MAX.
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(&body);
+        self.check()?;
+        let malformed = |e: postcard::Error| WireError::Malformed(e.to_string());
+        let len = postcard::experimental::serialized_size(self).map_err(malformed)?;
+        if len > MAX_FRAME_BODY {
+            return Err(WireError::TooLarge(len));
+        }
+        let mut out = Vec::with_capacity(FRAME_PREFIX_LEN + len);
+        // len <= MAX_FRAME_BODY < u32::MAX.
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        let out = postcard::to_extend(self, out).map_err(malformed)?;
+        debug_assert_eq!(out.len(), FRAME_PREFIX_LEN + len);
         Ok(out)
     }
 

@@ -56,7 +56,10 @@ impl FsStore {
     /// Opens (creating if needed) the store in `dir`, cleaning up after any crash.
     pub fn open(dir: impl AsRef<Path>, quota: u64) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(dir.join("shards"))?;
+        // Every shard directory exists from the start, so a write never asks for one.
+        for b in 0..=255u8 {
+            fs::create_dir_all(dir.join("shards").join(format!("{b:02x}")))?;
+        }
         let db = Database::create(dir.join("meta.redb")).map_err(dberr)?;
         let txn = db.begin_write().map_err(dberr)?;
         {
@@ -113,9 +116,6 @@ impl FsStore {
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
         let tmp = path.with_extension("tmp");
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
