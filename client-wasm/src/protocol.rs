@@ -118,6 +118,7 @@ impl libp2p::request_response::Codec for StoreCodec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use futures::io::Cursor;
