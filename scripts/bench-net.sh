@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Network benchmark: kura put / get through a local network of kura-relay processes, next to
-# the in-memory pipeline on the same file. See client-wasm/examples/net_bench.rs for the
+# the pipeline benchmark run in the same process. See client-wasm/examples/net_bench.rs for the
 # environment variables (file size, relays, k, m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
