@@ -252,14 +252,11 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
     /// Checks limits that the types alone do not express.
     fn check(&self) -> Result<(), WireError>;
 
-    /// Encodes the body (no prefix).
+    /// Encodes the body (no prefix): [`to_frame`](Self::to_frame) without its prefix.
     fn to_body(&self) -> Result<Vec<u8>, WireError> {
-        self.check()?;
-        let body = postcard::to_allocvec(self).map_err(|e| WireError::Malformed(e.to_string()))?;
-        if body.len() > MAX_FRAME_BODY {
-            return Err(WireError::TooLarge(body.len()));
-        }
-        Ok(body)
+        let mut frame = self.to_frame()?;
+        frame.drain(..FRAME_PREFIX_LEN);
+        Ok(frame)
     }
 
     /// Encodes a whole frame: prefix and body, serialized once into a buffer of the exact
