@@ -319,6 +319,16 @@ fn build_swarm(cfg: &NetConfig, _webrtc: bool) -> Result<Swarm<Behaviour>, NetEr
         .build())
 }
 
+/// The storage codec: the native client only speaks TCP with yamux, so it writes frames
+/// whole; a browser may be on WebRTC, whose streams need the pieces.
+fn store_codec() -> StoreCodec {
+    if cfg!(target_arch = "wasm32") {
+        StoreCodec::default()
+    } else {
+        StoreCodec::whole_frames()
+    }
+}
+
 fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
     kad_cfg.set_query_timeout(Duration::from_secs(30));
@@ -330,7 +340,7 @@ fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
     Behaviour {
         kad,
         store: request_response::Behaviour::with_codec(
-            StoreCodec,
+            store_codec(),
             [(PROTOCOL, ProtocolSupport::Outbound)],
             rr,
         ),

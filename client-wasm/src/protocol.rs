@@ -19,9 +19,39 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new(STORE_PROTOCOL);
 /// clients only query it.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kura/kad/1.0.0");
 
-/// The request-response codec of the storage protocol.
+/// The request-response codec of the storage protocol. By default a frame is written in
+/// flushed pieces of at most [`MAX_WRITE`] bytes, which every transport takes;
+/// [`StoreCodec::whole_frames`] writes it at once, for a node whose connections all multiplex
+/// their streams themselves (TCP with yamux).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StoreCodec;
+pub struct StoreCodec {
+    whole: bool,
+}
+
+impl StoreCodec {
+    /// A codec that writes each frame in one write and one flush. Over yamux each flushed
+    /// 8,000-byte piece is its own noise message and socket write; a whole frame goes out in
+    /// yamux's 16 KiB frames, half as many (a 256 MiB put: 31,000 `sendto` instead of
+    /// 57,000; docs/benchmarks.md). Only for swarms without WebRTC, whose streams need the
+    /// pieces.
+    pub const fn whole_frames() -> Self {
+        Self { whole: true }
+    }
+
+    async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
+        &self,
+        io: &mut T,
+        msg: &M,
+    ) -> io::Result<()> {
+        let frame = msg.to_frame().map_err(invalid)?;
+        if self.whole {
+            io.write_all(&frame).await?;
+        } else {
+            write_pieces(io, &frame).await?;
+        }
+        io.close().await
+    }
+}
 
 /// Reads one frame body, or the reason it cannot be used. IO errors (a closed or reset
 /// stream) are returned as such; everything about the bytes themselves is a `WireError`.
@@ -71,12 +101,6 @@ pub async fn write_pieces<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]
     Ok(())
 }
 
-async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(io: &mut T, msg: &M) -> io::Result<()> {
-    let frame = msg.to_frame().map_err(invalid)?;
-    write_pieces(io, &frame).await?;
-    io.close().await
-}
-
 impl libp2p::request_response::Codec for StoreCodec {
     type Protocol = StreamProtocol;
     type Request = Result<Request, WireError>;
@@ -104,7 +128,7 @@ impl libp2p::request_response::Codec for StoreCodec {
         io: &mut T,
         req: Self::Request,
     ) -> io::Result<()> {
-        write_message(io, &req.map_err(invalid)?).await
+        self.write_message(io, &req.map_err(invalid)?).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -113,7 +137,7 @@ impl libp2p::request_response::Codec for StoreCodec {
         io: &mut T,
         res: Response,
     ) -> io::Result<()> {
-        write_message(io, &res).await
+        self.write_message(io, &res).await
     }
 }
 
@@ -171,6 +195,63 @@ mod tests {
             assert_eq!(got, Err(WireError::TooLarge(MAX_FRAME_BODY + 1)), "refused from the prefix");
 
             assert!(read_frame(&mut Cursor::new(vec![0, 0])).await.is_err(), "closed inside the prefix");
+        });
+    }
+
+    /// Records every write and flush of a stream.
+    #[derive(Default)]
+    struct Recorder {
+        bytes: Vec<u8>,
+        writes: Vec<usize>,
+        flushes: usize,
+        closed: bool,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            self.bytes.extend_from_slice(buf);
+            self.writes.push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.closed = true;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn frames_go_out_in_flushed_pieces_or_whole() {
+        use libp2p::request_response::Codec;
+        let store =
+            || Request::Store { header: vec![1; 100], shard: (0..20_000u32).map(|i| i as u8).collect() };
+        let frame = store().to_frame().unwrap();
+        futures::executor::block_on(async {
+            let mut pieces = Recorder::default();
+            StoreCodec::default().write_request(&PROTOCOL, &mut pieces, Ok(store())).await.unwrap();
+            assert_eq!(pieces.bytes, frame);
+            assert!(
+                pieces.writes.iter().all(|&n| n <= MAX_WRITE),
+                "a piece over {MAX_WRITE}: {:?}",
+                pieces.writes
+            );
+            assert_eq!(pieces.flushes, frame.len().div_ceil(MAX_WRITE), "one flush per piece");
+            assert!(pieces.closed);
+
+            let mut whole = Recorder::default();
+            StoreCodec::whole_frames().write_request(&PROTOCOL, &mut whole, Ok(store())).await.unwrap();
+            assert_eq!(whole.bytes, frame);
+            assert_eq!(whole.writes, vec![frame.len()], "one write");
+            assert_eq!(whole.flushes, 0, "no flush but the close");
+            assert!(whole.closed);
+
+            let mut answer = Recorder::default();
+            let res = Response::Stored { index: 3 };
+            StoreCodec::whole_frames().write_response(&PROTOCOL, &mut answer, res.clone()).await.unwrap();
+            assert_eq!(answer.bytes, res.to_frame().unwrap());
         });
     }
 }

@@ -107,7 +107,7 @@ impl StoreClient {
             .await?
             .with_behaviour(|_| ClientBehaviour {
                 store: request_response::Behaviour::with_codec(
-                    StoreCodec,
+                    StoreCodec::default(),
                     [(PROTOCOL, ProtocolSupport::Outbound)],
                     cfg(),
                 ),

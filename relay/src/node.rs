@@ -177,7 +177,7 @@ pub async fn build_swarm(
                 relay: relay::Behaviour::new(peer, relay_cfg),
                 autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
                 store: request_response::Behaviour::with_codec(
-                    StoreCodec,
+                    StoreCodec::default(),
                     [(PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(60))

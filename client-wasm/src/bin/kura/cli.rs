@@ -169,11 +169,78 @@ fn file_meta(file: &Path) -> FileMeta {
     FileMeta { name, media_type }
 }
 
-/// A temporary path beside `output`; the file is renamed into place only once complete.
-fn partial_path(output: &Path) -> PathBuf {
-    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let fname = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dir.join(format!(".{fname}.kura-partial-{}", std::process::id()))
+/// The file `kura decode` and `kura get` write: under a temporary name beside its destination,
+/// renamed into place only once every byte is written and on disk (dropped unfinished, it is
+/// removed). Write-back runs behind the writing: every [`SYNC_EVERY`] bytes a background
+/// thread syncs what has been written so far, so the final sync waits for the last stretch
+/// only, not for the whole file.
+struct Output {
+    dest: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    unsynced: u64,
+    syncer: Option<std::thread::JoinHandle<io::Result<()>>>,
+    done: bool,
+}
+
+/// Bytes written between background syncs of an [`Output`].
+const SYNC_EVERY: u64 = 32 << 20;
+
+impl Output {
+    fn create(dest: &Path) -> Result<Self> {
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let fname = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{fname}.kura-partial-{}", std::process::id()));
+        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Self {
+            dest: dest.to_owned(),
+            tmp,
+            out: BufWriter::with_capacity(1 << 20, file),
+            unsynced: 0,
+            syncer: None,
+            done: false,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.unsynced += bytes.len() as u64;
+        // One background sync at a time; while one runs, the next waits for it to end.
+        if self.unsynced >= SYNC_EVERY && self.syncer.as_ref().is_none_or(|t| t.is_finished()) {
+            self.reap()?;
+            let file = self.out.get_ref().try_clone()?;
+            self.syncer = Some(std::thread::spawn(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the background sync, if any, and returns its error.
+    fn reap(&mut self) -> io::Result<()> {
+        match self.syncer.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("the sync thread panicked"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts the complete file on disk and renames it into place.
+    fn finish(mut self) -> Result<()> {
+        self.out.flush().context("writing output")?;
+        self.reap().context("syncing output")?;
+        self.out.get_ref().sync_all().context("syncing output")?;
+        fs::rename(&self.tmp, &self.dest)
+            .with_context(|| format!("renaming into {}", self.dest.display()))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 fn encode(file: &Path, store: &Path, coding: Coding) -> Result<()> {
@@ -202,27 +269,17 @@ fn decode(capability: &str, store: &Path, output: &Path) -> Result<()> {
         bail!("store {} is not a directory", store.display());
     }
     let mut store = DirStore::open(store)?;
-    // Write beside OUT under a temporary name; rename only once every byte is verified.
-    let tmp = partial_path(output);
-    let result = (|| -> Result<()> {
-        let mut out =
-            BufWriter::new(File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
-        decode_from(Decoder::new(cap), &mut store, |pt: &[u8]| -> Result<(), Failure> {
-            out.write_all(pt).map_err(Failure::Io)
-        })
-        .map_err(|f| match f {
-            Failure::Decode(e) => anyhow::Error::new(e),
-            Failure::Io(e) => anyhow::Error::new(e).context("writing output"),
-        })?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        fs::rename(&tmp, output).with_context(|| format!("renaming into {}", output.display()))?;
-        Ok(())
-    })();
+    let mut out = Output::create(output)?;
+    let result = decode_from(Decoder::new(cap), &mut store, |pt: &[u8]| -> Result<(), Failure> {
+        out.write(pt).map_err(Failure::Io)
+    })
+    .map_err(|f| match f {
+        Failure::Decode(e) => anyhow::Error::new(e),
+        Failure::Io(e) => anyhow::Error::new(e).context("writing output"),
+    })
+    .and_then(|()| out.finish());
     for (stripe, shard, why) in &store.corrupt {
         eprintln!("kura: warning: shard {shard} of stripe {stripe} is corrupt and was skipped ({why})");
-    }
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
     }
     result
 }
@@ -236,5 +293,65 @@ enum Failure {
 impl From<DecodeError> for Failure {
     fn from(e: DecodeError) -> Self {
         Failure::Decode(e)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kura-cli-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn output_appears_whole_and_only_once_finished() {
+        let dir = scratch("output");
+        let dest = dir.join("file.bin");
+        let piece: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut out = Output::create(&dest).unwrap();
+        // Past two background syncs and into a third stretch.
+        let pieces = (2 * SYNC_EVERY as usize) / piece.len() + 5;
+        for i in 0..pieces {
+            out.write(&piece[i % 7..]).unwrap();
+        }
+        assert!(!dest.exists(), "the destination appeared before the output was finished");
+        assert_eq!(entries(&dir).len(), 1);
+        out.finish().unwrap();
+        assert_eq!(entries(&dir), vec!["file.bin".to_owned()], "the temporary file was left behind");
+        let back = fs::read(&dest).unwrap();
+        let mut at = 0;
+        for i in 0..pieces {
+            let p = &piece[i % 7..];
+            assert_eq!(&back[at..at + p.len()], p, "piece {i} differs");
+            at += p.len();
+        }
+        assert_eq!(at, back.len());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unfinished_output_leaves_nothing() {
+        let dir = scratch("unfinished");
+        let dest = dir.join("file.bin");
+        let mut out = Output::create(&dest).unwrap();
+        out.write(&vec![7u8; (SYNC_EVERY as usize) + 1]).unwrap();
+        out.write(b"more").unwrap();
+        drop(out);
+        assert!(entries(&dir).is_empty(), "left {:?}", entries(&dir));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,7 @@ use kura_client::net::{NetConfig, Network};
 use kura_client::transfer::{self, Progress, TransferConfig};
 use kura_core::{Capability, Encoder};
 use std::fs::{self, File};
-use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -115,29 +115,14 @@ pub async fn get(
     let cap = Capability::parse(capability).context("invalid capability")?;
     let net = connect(bootstrap).await?;
     let progress = Arc::new(Progress::default());
-    let tmp = super::partial_path(output);
-    let result = async {
-        let mut out = BufWriter::with_capacity(
-            1 << 20,
-            File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
-        );
-        let line = ProgressLine::start(progress.clone(), None, "get", false);
-        let cfg = TransferConfig::default();
-        let got = transfer::get(&net, cap, range, &cfg, &progress, |pt| {
-            out.write_all(pt).map_err(|e| e.to_string())
-        })
-        .await;
-        drop(line);
-        got?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        fs::rename(&tmp, output).with_context(|| format!("renaming into {}", output.display()))?;
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut out = super::Output::create(output)?;
+    let line = ProgressLine::start(progress.clone(), None, "get", false);
+    let cfg = TransferConfig::default();
+    let got =
+        transfer::get(&net, cap, range, &cfg, &progress, |pt| out.write(pt).map_err(|e| e.to_string())).await;
+    drop(line);
+    got?;
+    out.finish()
 }
 
 pub async fn devnet(cfg: DevnetConfig) -> Result<()> {
