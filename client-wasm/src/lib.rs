@@ -18,6 +18,8 @@ pub mod web;
 pub mod ws;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod alloc;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bootstrap;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod devnet;

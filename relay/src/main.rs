@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    kura_client::alloc::tune();
     let flags = Flags::parse();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
