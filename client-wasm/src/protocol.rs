@@ -29,11 +29,11 @@ pub struct StoreCodec {
 }
 
 impl StoreCodec {
-    /// A codec that writes each frame in one write and one flush. Over yamux each flushed
-    /// 8,000-byte piece is its own noise message and socket write; a whole frame goes out in
-    /// yamux's 16 KiB frames, half as many (a 256 MiB put: 31,000 `sendto` instead of
-    /// 57,000; docs/benchmarks.md). Only for swarms without WebRTC, whose streams need the
-    /// pieces.
+    /// A codec that writes each frame in one write, flushed by closing the stream. Over
+    /// yamux each flushed 8,000-byte piece is its own noise message and socket write; a
+    /// whole frame goes out in yamux's 16 KiB frames, half as many (a 256 MiB put: 31,000
+    /// `sendto` instead of 57,000; docs/benchmarks.md). Only for swarms without WebRTC,
+    /// whose streams need the pieces.
     pub const fn whole_frames() -> Self {
         Self { whole: true }
     }
