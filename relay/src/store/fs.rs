@@ -5,8 +5,9 @@
 //!                          counts, bytes used: one transaction per write
 //! DIR/shards/ab/abcd…      shard bytes, named by BLAKE3 address
 //! ```
-//! A write goes: verify, check quota, write the shard to a temporary file, fsync, rename,
-//! then commit the metadata. A crash before the commit leaves at most a file that no
+//! A write goes: verify, check quota and reserve the room, write the shard to a temporary
+//! file, fsync, rename, then commit the metadata. Only the quota check and the commit hold
+//! the writers' lock: concurrent writes overlap their file writes and fsyncs. A crash before the commit leaves at most a file that no
 //! metadata names; [`FsStore::open`] deletes those and any temporary files, so nothing
 //! half-written survives a restart. Reads check every shard against its address; a shard
 //! that no longer matches is dropped from the index and its file deleted.
@@ -48,8 +49,11 @@ pub struct FsStore {
     quota: u64,
     bytes: AtomicU64,
     shards: AtomicU64,
-    /// Serializes writers so the quota check and the commit see the same usage.
-    write: Mutex<()>,
+    /// Serializes the metadata steps of writers (quota check, commit), so they see the same
+    /// usage; holds the bytes reserved by writes whose files are being written.
+    write: Mutex<u64>,
+    /// Numbers temporary files, so concurrent writes of one shard do not share one.
+    temp: AtomicU64,
 }
 
 impl FsStore {
@@ -75,7 +79,8 @@ impl FsStore {
             quota,
             bytes: AtomicU64::new(0),
             shards: AtomicU64::new(0),
-            write: Mutex::new(()),
+            write: Mutex::new(0),
+            temp: AtomicU64::new(0),
         };
         store.recover()?;
         Ok(store)
@@ -116,7 +121,7 @@ impl FsStore {
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = path.with_extension("tmp");
+        let tmp = path.with_extension(format!("tmp{}", self.temp.fetch_add(1, Relaxed)));
         let result = (|| {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(bytes)?;
@@ -131,7 +136,7 @@ impl FsStore {
 
     /// Drops index `index` of `stripe` (its shard was found corrupt).
     fn drop_index(&self, stripe: &StripeId, index: u8, id: &ShardId) -> Result<(), StoreError> {
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _w = self.writers();
         let txn = self.db.begin_write().map_err(dberr)?;
         let mut freed = 0u64;
         let mut delete_file = false;
@@ -170,44 +175,149 @@ impl FsStore {
         }
         Ok(())
     }
+
+    /// The writers' lock, which guards the bytes reserved by writes in progress.
+    fn writers(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes a shard file this write made if no metadata names its shard (a sole write
+    /// that lost to another index of its stripe). If the metadata cannot be read, the file
+    /// stays until the next open removes it.
+    fn remove_unless_named(&self, id: &ShardId, path: &Path) {
+        let named = (|| -> Result<bool, StoreError> {
+            let r = self.db.begin_read().map_err(dberr)?;
+            let shards = r.open_table(SHARDS).map_err(dberr)?;
+            Ok(shards.get(id.as_bytes().as_slice()).map_err(dberr)?.is_some())
+        })()
+        .unwrap_or(true);
+        if !named {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// What the metadata knows of a write: whether its index is held, the header, the shard.
+    /// A sole write fails if any index of its stripe is held.
+    fn known(&self, v: &super::Verified<'_>, sole: bool) -> Result<Known, StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let held = r.open_table(HELD).map_err(dberr)?;
+        if sole {
+            let (lo, hi) = (held_key(&v.stripe, 0), held_key(&v.stripe, 255));
+            if let Some(e) = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.next() {
+                let index = e.map_err(dberr)?.0.value()[32];
+                return Err(StoreError::AlreadyHeld { stripe: v.stripe, index });
+            }
+        }
+        if held.get(held_key(&v.stripe, v.index as u8).as_slice()).map_err(dberr)?.is_some() {
+            return Ok(Known { held: true, header: true, shard: None });
+        }
+        let headers = r.open_table(HEADERS).map_err(dberr)?;
+        let shards = r.open_table(SHARDS).map_err(dberr)?;
+        Ok(Known {
+            held: false,
+            header: headers.get(v.stripe.as_bytes().as_slice()).map_err(dberr)?.is_some(),
+            shard: shards.get(v.shard_id.as_bytes().as_slice()).map_err(dberr)?.map(|x| x.value()),
+        })
+    }
+}
+
+/// What the metadata knows of a write (see [`FsStore::known`]).
+struct Known {
+    /// The stripe's index is held: nothing to write.
+    held: bool,
+    /// The stripe's header is stored.
+    header: bool,
+    /// The shard is stored (for another stripe): its length and references.
+    shard: Option<(u64, u32)>,
+}
+
+/// Quota room reserved for a write in progress; given back when dropped.
+struct Reservation<'a> {
+    writers: &'a Mutex<u64>,
+    bytes: u64,
+}
+
+impl Reservation<'_> {
+    /// Gives the room back while the writers' lock is held.
+    fn release(mut self, reserved: &mut u64) {
+        *reserved -= self.bytes;
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            *self.writers.lock().unwrap_or_else(|p| p.into_inner()) -= self.bytes;
+        }
+    }
 }
 
 impl ShardStore for FsStore {
     fn put_checked(&self, header_bytes: &[u8], shard: &[u8], sole: bool) -> Result<u8, StoreError> {
         let v = verify(header_bytes, shard)?;
         let index = v.index as u8;
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let (header_known, shard_known) = {
-            let r = self.db.begin_read().map_err(dberr)?;
-            let held = r.open_table(HELD).map_err(dberr)?;
-            if sole {
-                let (lo, hi) = (held_key(&v.stripe, 0), held_key(&v.stripe, 255));
-                if let Some(e) = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.next() {
-                    let index = e.map_err(dberr)?.0.value()[32];
-                    return Err(StoreError::AlreadyHeld { stripe: v.stripe, index });
-                }
-            }
-            if held.get(held_key(&v.stripe, index).as_slice()).map_err(dberr)?.is_some() {
+        let path = self.shard_path(&v.shard_id);
+        // Under the writers' lock: is it held already, and is there room? The room is
+        // reserved, so writes in progress cannot together overrun the quota.
+        let room = {
+            let mut reserved = self.writers();
+            let k = self.known(&v, sole)?;
+            if k.held {
                 return Ok(index);
             }
-            let headers = r.open_table(HEADERS).map_err(dberr)?;
-            let shards = r.open_table(SHARDS).map_err(dberr)?;
-            (
-                headers.get(v.stripe.as_bytes().as_slice()).map_err(dberr)?.is_some(),
-                shards.get(v.shard_id.as_bytes().as_slice()).map_err(dberr)?.map(|x| x.value()),
-            )
+            let need = cost(&v, k.header, k.shard.is_some());
+            check_quota(self.bytes.load(Relaxed) + *reserved, need, self.quota)?;
+            *reserved += need;
+            let room = Reservation { writers: &self.write, bytes: need };
+            if k.shard.is_some() {
+                room.release(&mut reserved);
+                None
+            } else {
+                Some(room)
+            }
         };
-        let need = cost(&v, header_known, shard_known.is_some());
+        // Without the lock: the shard's bytes to disk. Concurrent writes overlap here, so
+        // their fsyncs share the filesystem's journal commits instead of queueing.
+        let wrote = room.is_some();
+        if wrote {
+            self.write_file(&path, shard)?;
+        }
+        // Under the lock again: another write may have stored this index or this shard
+        // meanwhile, or a removal may have taken the file; look again and commit.
+        let mut reserved = self.writers();
+        if let Some(room) = room {
+            room.release(&mut reserved);
+        }
+        let k = match self.known(&v, sole) {
+            Ok(k) => k,
+            Err(e) => {
+                if wrote {
+                    self.remove_unless_named(&v.shard_id, &path);
+                }
+                return Err(e);
+            }
+        };
+        // A file that no metadata names must not stay behind when this write fails.
+        let unnamed = |e: StoreError| {
+            if k.shard.is_none() {
+                let _ = fs::remove_file(&path);
+            }
+            e
+        };
+        if k.held {
+            return Ok(index);
+        }
+        let need = cost(&v, k.header, k.shard.is_some());
         let used = self.bytes.load(Relaxed);
-        check_quota(used, need, self.quota)?;
-        let path = self.shard_path(&v.shard_id);
-        if shard_known.is_none() {
+        check_quota(used + *reserved, need, self.quota).map_err(unnamed)?;
+        if k.shard.is_none() && !path.exists() {
             self.write_file(&path, shard)?;
         }
         let commit = (|| -> Result<(), StoreError> {
             let txn = self.db.begin_write().map_err(dberr)?;
             {
-                if !header_known {
+                if !k.header {
                     let mut headers = txn.open_table(HEADERS).map_err(dberr)?;
                     headers.insert(v.stripe.as_bytes().as_slice(), header_bytes).map_err(dberr)?;
                 }
@@ -215,21 +325,16 @@ impl ShardStore for FsStore {
                 held.insert(held_key(&v.stripe, index).as_slice(), v.shard_id.as_bytes().as_slice())
                     .map_err(dberr)?;
                 let mut shards = txn.open_table(SHARDS).map_err(dberr)?;
-                let (len, refs) = shard_known.unwrap_or((shard.len() as u64, 0));
+                let (len, refs) = k.shard.unwrap_or((shard.len() as u64, 0));
                 shards.insert(v.shard_id.as_bytes().as_slice(), (len, refs + 1)).map_err(dberr)?;
                 let mut meta = txn.open_table(META).map_err(dberr)?;
                 meta.insert("bytes", used + need).map_err(dberr)?;
             }
             txn.commit().map_err(dberr)
         })();
-        if let Err(e) = commit {
-            if shard_known.is_none() {
-                let _ = fs::remove_file(&path);
-            }
-            return Err(e);
-        }
+        commit.map_err(unnamed)?;
         self.bytes.store(used + need, Relaxed);
-        if shard_known.is_none() {
+        if k.shard.is_none() {
             self.shards.fetch_add(1, Relaxed);
         }
         Ok(index)

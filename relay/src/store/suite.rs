@@ -114,6 +114,74 @@ pub(super) fn quota_full_is_reported_before_writing(store: &dyn ShardStore) {
     assert_eq!(store.get(&small.id()).unwrap().unwrap().shards.len(), 6, "what was there is intact");
 }
 
+/// Runs `f(i)` on `n` threads released at once.
+fn at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let gate = std::sync::Barrier::new(n);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (gate, f) = (&gate, &f);
+                sc.spawn(move || {
+                    gate.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+pub(super) fn concurrent_writes_count_once(store: &dyn ShardStore) {
+    // Eight writers over four stripes: every shard is written by two of them at once.
+    let stripes: Vec<Stripe> = (0..4).map(|i| stripe(20_000, 40 + i)).collect();
+    at_once(8, |t| put_all(store, &stripes[t % 4]));
+    let want: u64 = stripes
+        .iter()
+        .map(|s| (s.header_bytes().len() + (0..6).map(|i| s.shard(i).len()).sum::<usize>()) as u64)
+        .sum();
+    assert_eq!(store.usage().bytes, want, "each header and shard counted once");
+    assert_eq!(store.usage().shards, 24);
+    for s in &stripes {
+        let held = store.get(&s.id()).unwrap().expect("held");
+        assert_eq!(held.shards.len(), 6);
+        assert!(held.shards.iter().all(|(i, b)| b == s.shard(usize::from(*i))));
+    }
+}
+
+pub(super) fn concurrent_sole_writes_keep_one(store: &dyn ShardStore) {
+    for round in 0..5u8 {
+        let s = stripe(30_000, 60 + round);
+        let results = at_once(6, |i| store.put_sole(s.header_bytes(), s.shard(i)));
+        let won: Vec<u8> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(won.len(), 1, "round {round}: exactly one sole write wins: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(matches!(e, StoreError::AlreadyHeld { index, .. } if *index == won[0]), "{e}");
+            }
+        }
+        assert_eq!(store.holds(&[s.id()]).unwrap(), vec![(s.id(), won.clone())]);
+    }
+    assert_eq!(store.usage().shards, 5, "one shard per stripe, no more");
+}
+
+pub(super) fn concurrent_writes_stay_within_the_quota(store: &dyn ShardStore) {
+    // The suite gives this store room for three and a half of these writes.
+    let stripes: Vec<Stripe> = (0..8).map(|i| stripe(40_000, 80 + i)).collect();
+    let cost = (stripes[0].header_bytes().len() + stripes[0].shard(0).len()) as u64;
+    assert_eq!(store.usage().quota, cost * 7 / 2);
+    let results = at_once(8, |i| store.put(stripes[i].header_bytes(), stripes[i].shard(0)));
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Ok(0) | Err(StoreError::QuotaFull { .. }))), "{results:?}");
+    assert_eq!(store.usage().bytes, cost * 3);
+    assert_eq!(store.usage().shards, 3);
+}
+
+/// The quota [`concurrent_writes_stay_within_the_quota`] needs.
+fn room_for_three_and_a_half() -> u64 {
+    let s = stripe(40_000, 80);
+    (s.header_bytes().len() + s.shard(0).len()) as u64 * 7 / 2
+}
+
 macro_rules! suite {
     ($modname:ident, $make:expr) => {
         mod $modname {
@@ -146,12 +214,61 @@ macro_rules! suite {
                 super::refuses_bad_input_and_writes_nothing(&s);
             }
             #[test]
+            fn concurrent_writes_count_once() {
+                let (_g, s) = $make(u64::MAX);
+                super::concurrent_writes_count_once(&s);
+                super::no_stray_files(&_g, &s);
+            }
+            #[test]
+            fn concurrent_sole_writes_keep_one() {
+                let (_g, s) = $make(u64::MAX);
+                super::concurrent_sole_writes_keep_one(&s);
+                super::no_stray_files(&_g, &s);
+            }
+            #[test]
+            fn concurrent_writes_stay_within_the_quota() {
+                let (_g, s) = $make(super::room_for_three_and_a_half());
+                super::concurrent_writes_stay_within_the_quota(&s);
+                super::no_stray_files(&_g, &s);
+            }
+            #[test]
             fn quota_full_is_reported_before_writing() {
                 let (_g, s) = $make(100 * 1024);
                 super::quota_full_is_reported_before_writing(&s);
             }
         }
     };
+}
+
+/// On disk, exactly one file per shard held: no temporary or unnamed file is left behind.
+fn no_stray_files(dir: &impl StoreDir, store: &dyn ShardStore) {
+    let Some(dir) = dir.shards() else { return };
+    let mut files = 0;
+    for sub in std::fs::read_dir(dir).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let name = f.unwrap().file_name();
+            assert!(ShardId::from_hex(name.to_str().unwrap()).is_some(), "stray file {name:?}");
+            files += 1;
+        }
+    }
+    assert_eq!(files, store.usage().shards, "one file per shard held");
+}
+
+/// Where a store made by the suite keeps shard files, if it has any.
+trait StoreDir {
+    fn shards(&self) -> Option<std::path::PathBuf>;
+}
+
+impl StoreDir for () {
+    fn shards(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+impl StoreDir for kura_tests::Scratch {
+    fn shards(&self) -> Option<std::path::PathBuf> {
+        Some(self.path().join("shards"))
+    }
 }
 
 fn mem(quota: u64) -> ((), MemStore) {
