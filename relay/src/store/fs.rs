@@ -6,15 +6,18 @@
 //! DIR/shards/ab/abcd…      shard bytes, named by BLAKE3 address
 //! ```
 //! A write goes: verify, check quota and reserve the room, write the shard to a temporary
-//! file, fsync, rename, then commit the metadata. Only the quota check and the commit hold
-//! the writers' lock: concurrent writes overlap their file writes and fsyncs. A crash before the commit leaves at most a file that no
+//! file, fsync, rename, then commit the metadata; answer once that commit is durable. Only
+//! the quota check and the commit hold the writers' lock: concurrent writes overlap their
+//! file writes and fsyncs, and one sync makes a batch of their commits durable
+//! ([`GroupSync`]). A crash before the commit leaves at most a file that no
 //! metadata names; [`FsStore::open`] deletes those and any temporary files, so nothing
 //! half-written survives a restart. Reads check every shard against its address; a shard
 //! that no longer matches is dropped from the index and its file deleted.
 
+use super::group::GroupSync;
 use super::{check_quota, cost, verify, Held, ShardStore, StoreError, Usage};
 use kura_core::{ShardId, StripeId};
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,6 +57,8 @@ pub struct FsStore {
     write: Mutex<u64>,
     /// Numbers temporary files, so concurrent writes of one shard do not share one.
     temp: AtomicU64,
+    /// Makes writes' metadata commits durable in batches.
+    group: GroupSync,
 }
 
 impl FsStore {
@@ -81,6 +86,7 @@ impl FsStore {
             shards: AtomicU64::new(0),
             write: Mutex::new(0),
             temp: AtomicU64::new(0),
+            group: GroupSync::default(),
         };
         store.recover()?;
         Ok(store)
@@ -176,6 +182,15 @@ impl FsStore {
         Ok(())
     }
 
+    /// Returns once metadata commit `seq` is on disk (see [`GroupSync`]).
+    fn durable(&self, seq: u64) -> Result<(), StoreError> {
+        self.group.wait(seq, || {
+            let mut txn = self.db.begin_write().map_err(dberr)?;
+            txn.set_durability(Durability::Immediate);
+            txn.commit().map_err(dberr)
+        })
+    }
+
     /// The writers' lock, which guards the bytes reserved by writes in progress.
     fn writers(&self) -> std::sync::MutexGuard<'_, u64> {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
@@ -264,7 +279,10 @@ impl ShardStore for FsStore {
             let mut reserved = self.writers();
             let k = self.known(&v, sole)?;
             if k.held {
-                return Ok(index);
+                // Possibly by a write whose commit is not durable yet.
+                let last = self.group.last();
+                drop(reserved);
+                return self.durable(last).map(|()| index);
             }
             let need = cost(&v, k.header, k.shard.is_some());
             check_quota(self.bytes.load(Relaxed) + *reserved, need, self.quota)?;
@@ -306,7 +324,9 @@ impl ShardStore for FsStore {
             e
         };
         if k.held {
-            return Ok(index);
+            let last = self.group.last();
+            drop(reserved);
+            return self.durable(last).map(|()| index);
         }
         let need = cost(&v, k.header, k.shard.is_some());
         let used = self.bytes.load(Relaxed);
@@ -315,7 +335,9 @@ impl ShardStore for FsStore {
             self.write_file(&path, shard)?;
         }
         let commit = (|| -> Result<(), StoreError> {
-            let txn = self.db.begin_write().map_err(dberr)?;
+            let mut txn = self.db.begin_write().map_err(dberr)?;
+            // Made durable below, together with the commits of other writes.
+            txn.set_durability(Durability::None);
             {
                 if !k.header {
                     let mut headers = txn.open_table(HEADERS).map_err(dberr)?;
@@ -333,11 +355,13 @@ impl ShardStore for FsStore {
             txn.commit().map_err(dberr)
         })();
         commit.map_err(unnamed)?;
+        let seq = self.group.committed();
         self.bytes.store(used + need, Relaxed);
         if k.shard.is_none() {
             self.shards.fetch_add(1, Relaxed);
         }
-        Ok(index)
+        drop(reserved);
+        self.durable(seq).map(|()| index)
     }
 
     fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError> {

@@ -7,6 +7,7 @@
 //! [`MemStore`] (for tests and benchmarks of the layers above).
 
 mod fs;
+mod group;
 mod mem;
 #[cfg(test)]
 mod suite;
