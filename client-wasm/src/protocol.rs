@@ -43,15 +43,41 @@ impl StoreCodec {
         io: &mut T,
         msg: &M,
     ) -> io::Result<()> {
-        let frame = msg.to_frame().map_err(invalid)?;
-        if self.whole {
-            io.write_all(&frame).await?;
-        } else {
-            write_pieces(io, &frame).await?;
-        }
-        io.close().await
+        write_message(io, msg, self.whole).await
     }
 }
+
+/// Writes one message as a frame, whole or in flushed pieces, and closes the stream.
+async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
+    io: &mut T,
+    msg: &M,
+    whole: bool,
+) -> io::Result<()> {
+    let frame = msg.to_frame().map_err(invalid)?;
+    if whole {
+        io.write_all(&frame).await?;
+    } else {
+        write_pieces(io, &frame).await?;
+    }
+    io.close().await
+}
+
+/// A response and how it goes onto its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub response: Response,
+    /// Written in one write: the stream is not WebRTC (see [`MAX_WRITE`]). Answers read from
+    /// a stream say `false`.
+    pub whole: bool,
+}
+
+/// A relay's codec: the same protocol as [`StoreCodec`], but each answer says how it is to
+/// be written. One relay answers peers on WebRTC, whose streams need flushed pieces, and on
+/// TCP, QUIC and WebSocket, whose streams take a frame at once (over yamux each piece is its
+/// own noise message and socket write); only the relay's loop knows which connection a
+/// request came on. Its own requests (to other relays) go out in pieces.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayCodec;
 
 /// Reads one frame body, or the reason it cannot be used. IO errors (a closed or reset
 /// stream) are returned as such; everything about the bytes themselves is a `WireError`.
@@ -138,6 +164,47 @@ impl libp2p::request_response::Codec for StoreCodec {
         res: Response,
     ) -> io::Result<()> {
         self.write_message(io, &res).await
+    }
+}
+
+impl libp2p::request_response::Codec for RelayCodec {
+    type Protocol = StreamProtocol;
+    type Request = Result<Request, WireError>;
+    type Response = Answer;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Request> {
+        StoreCodec::default().read_request(p, io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Answer> {
+        let response = StoreCodec::default().read_response(p, io).await?;
+        Ok(Answer { response, whole: false })
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        p: &StreamProtocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> io::Result<()> {
+        StoreCodec::default().write_request(p, io, req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Answer,
+    ) -> io::Result<()> {
+        write_message(io, &res.response, res.whole).await
     }
 }
 
@@ -252,6 +319,39 @@ mod tests {
             let res = Response::Stored { index: 3 };
             StoreCodec::whole_frames().write_response(&PROTOCOL, &mut answer, res.clone()).await.unwrap();
             assert_eq!(answer.bytes, res.to_frame().unwrap());
+        });
+    }
+
+    #[test]
+    fn a_relay_answers_whole_or_in_pieces_as_told() {
+        use libp2p::request_response::Codec;
+        let shards = Response::Shards { header: vec![2; 150], shards: vec![vec![9; 30_000].into()] };
+        let frame = shards.to_frame().unwrap();
+        futures::executor::block_on(async {
+            let mut webrtc = Recorder::default();
+            let answer = Answer { response: shards.clone(), whole: false };
+            RelayCodec.write_response(&PROTOCOL, &mut webrtc, answer).await.unwrap();
+            assert_eq!(webrtc.bytes, frame);
+            assert!(webrtc.writes.iter().all(|&n| n <= MAX_WRITE), "{:?}", webrtc.writes);
+            assert_eq!(webrtc.flushes, frame.len().div_ceil(MAX_WRITE));
+
+            let mut yamux = Recorder::default();
+            let answer = Answer { response: shards.clone(), whole: true };
+            RelayCodec.write_response(&PROTOCOL, &mut yamux, answer).await.unwrap();
+            assert_eq!(yamux.bytes, frame);
+            assert_eq!(yamux.writes, vec![frame.len()]);
+            assert!(yamux.closed);
+
+            // What a relay reads back as an answer to its own request is the response itself.
+            let read = RelayCodec.read_response(&PROTOCOL, &mut Cursor::new(frame)).await.unwrap();
+            assert_eq!(read, Answer { response: shards, whole: false });
+
+            // Its own requests go out in pieces: it cannot tell which relay is on WebRTC.
+            let mut out = Recorder::default();
+            let req = Request::Fetch { stripe: kura_core::StripeId::from_bytes([5; 32]) };
+            RelayCodec.write_request(&PROTOCOL, &mut out, Ok(req.clone())).await.unwrap();
+            assert_eq!(out.bytes, req.to_frame().unwrap());
+            assert_eq!(out.flushes, 1);
         });
     }
 }

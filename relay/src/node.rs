@@ -7,7 +7,7 @@
 //! ever costs its own stream.
 
 use crate::metrics::Metrics;
-use crate::protocol::{StoreCodec, PROTOCOL};
+use crate::protocol::{Answer, RelayCodec, PROTOCOL};
 use crate::repair::{Command, Repair};
 use crate::store::ShardStore;
 use anyhow::{Context, Result};
@@ -55,7 +55,7 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     relay: relay::Behaviour,
     autonat: autonat::Behaviour,
-    pub store: request_response::Behaviour<StoreCodec>,
+    pub store: request_response::Behaviour<RelayCodec>,
 }
 
 /// What the HTTP side can see of the node.
@@ -177,7 +177,7 @@ pub async fn build_swarm(
                 relay: relay::Behaviour::new(peer, relay_cfg),
                 autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
                 store: request_response::Behaviour::with_codec(
-                    StoreCodec::default(),
+                    RelayCodec,
                     [(PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(60))
@@ -203,6 +203,20 @@ fn transport_of(addr: &Multiaddr) -> &'static str {
         };
     }
     kind
+}
+
+/// Where an answer goes: the request's channel, and whether its connection's streams take
+/// a frame in one write.
+struct Asker {
+    ch: ResponseChannel<Answer>,
+    whole: bool,
+}
+
+/// Whether streams of a connection of this kind ([`transport_of`]) take a whole frame in one
+/// write: TCP, QUIC and WebSocket do; WebRTC's need flushed pieces
+/// ([`crate::protocol::MAX_WRITE`]), and a relayed connection may end on WebRTC.
+fn takes_whole_frames(transport: &str) -> bool {
+    matches!(transport, "tcp" | "quic" | "websocket")
 }
 
 fn request_kind(r: &Result<Request, WireError>) -> &'static str {
@@ -274,8 +288,8 @@ pub struct Node {
     listening: HashSet<libp2p::core::transport::ListenerId>,
     connections: HashMap<ConnectionId, &'static str>,
     inflight: usize,
-    done_tx: mpsc::Sender<(ResponseChannel<Response>, Response, &'static str)>,
-    done_rx: mpsc::Receiver<(ResponseChannel<Response>, Response, &'static str)>,
+    done_tx: mpsc::Sender<(Asker, Response, &'static str)>,
+    done_rx: mpsc::Receiver<(Asker, Response, &'static str)>,
     cmd_tx: mpsc::Sender<Command>,
     cmd_rx: mpsc::Receiver<Command>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
@@ -395,7 +409,7 @@ impl Node {
         }
     }
 
-    fn respond(&mut self, ch: ResponseChannel<Response>, resp: Response, kind: &'static str) {
+    fn respond(&mut self, to: Asker, resp: Response, kind: &'static str) {
         self.inflight -= 1;
         let m = &self.shared.metrics;
         if let Response::Error { code, .. } = &resp {
@@ -405,7 +419,8 @@ impl Node {
             m.response_bytes_out
                 .inc_by((header.len() + shards.iter().map(|s| s.len()).sum::<usize>()) as u64);
         }
-        if self.swarm.behaviour_mut().store.send_response(ch, resp).is_err() {
+        let answer = Answer { response: resp, whole: to.whole };
+        if self.swarm.behaviour_mut().store.send_response(to.ch, answer).is_err() {
             tracing::debug!("peer went away before its response");
         }
         let u = self.shared.store.usage();
@@ -413,7 +428,7 @@ impl Node {
         m.bytes_held.set(u.bytes as i64);
     }
 
-    fn on_request(&mut self, peer: PeerId, req: Result<Request, WireError>, ch: ResponseChannel<Response>) {
+    fn on_request(&mut self, peer: PeerId, req: Result<Request, WireError>, ch: Asker) {
         let kind = request_kind(&req);
         self.shared.metrics.request(kind);
         let req = match req {
@@ -536,7 +551,7 @@ impl Node {
                 ..
             })) => {
                 if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
+                    let _ = reply.send(Ok(response.response));
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::OutboundFailure {
@@ -602,9 +617,12 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::Message {
                 peer,
+                connection_id,
                 message: request_response::Message::Request { request, channel, .. },
-                ..
-            })) => self.on_request(peer, request, channel),
+            })) => {
+                let whole = self.connections.get(&connection_id).is_some_and(|t| takes_whole_frames(t));
+                self.on_request(peer, request, Asker { ch: channel, whole })
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::InboundFailure {
                 peer,
                 error,
@@ -631,4 +649,34 @@ impl Node {
 
 fn lock_live(shared: &Shared) -> std::sync::MutexGuard<'_, kura_core::repair::Liveness<PeerId>> {
     shared.repair.liveness.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_webrtc_and_relayed_connections_get_answers_in_pieces() {
+        let peer = "/p2p/12D3KooWP6mSwV2CZrfW7uoGzVQYGseYn4YmBan2H9Tmdpo7hSbq";
+        let cases = [
+            ("/ip4/127.0.0.1/tcp/4001", true),
+            ("/ip6/::1/tcp/4001", true),
+            ("/ip4/127.0.0.1/udp/4001/quic-v1", true),
+            ("/ip4/127.0.0.1/tcp/4002/ws", true),
+            ("/ip4/127.0.0.1/udp/4003/webrtc-direct", false),
+            (
+                "/ip4/127.0.0.1/udp/4003/webrtc-direct/certhash/uEiBGCsXUeK5ZNnLh3Kcj5TUBFJTv1NEPg3_2cORqpAJ9fA",
+                false,
+            ),
+            ("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWP6mSwV2CZrfW7uoGzVQYGseYn4YmBan2H9Tmdpo7hSbq/p2p-circuit", false),
+        ];
+        for (addr, whole) in cases {
+            let a: Multiaddr =
+                format!("{addr}{}", if addr.contains("circuit") { String::new() } else { peer.into() })
+                    .parse()
+                    .unwrap();
+            assert_eq!(takes_whole_frames(transport_of(&a)), whole, "{a}");
+        }
+    }
 }
