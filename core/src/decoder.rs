@@ -125,13 +125,17 @@ impl Sequence {
         let Some(asm) = self.headers.remove(&id) else {
             return Ok(false);
         };
-        let ct = asm.ciphertext()?;
-        for i in self.window_range() {
+        let mut ct = asm.ciphertext()?;
+        // Positions in the window this stripe fills (more than one when a file repeats a
+        // chunk); the last takes the ciphertext itself, the others a copy.
+        let at: Vec<usize> = self
+            .window_range()
+            .filter(|&i| self.refs[i].stripe == id && !self.ready.contains_key(&i))
+            .collect();
+        for (n, &i) in at.iter().enumerate() {
             let r = self.refs[i];
-            if r.stripe != id || self.ready.contains_key(&i) {
-                continue;
-            }
-            let pt = stripe::open(id, ct.clone(), &r.key)?;
+            let bytes = if n + 1 == at.len() { core::mem::take(&mut ct) } else { ct.clone() };
+            let pt = stripe::open(id, bytes, &r.key)?;
             if self.check_len && pt.len() != r.len as usize {
                 return Err(DecodeError::ChunkLength {
                     stripe: id,

@@ -269,11 +269,17 @@ impl StripeAssembler {
         let found = ShardId::of(&bytes);
         let index =
             self.header.index_of(&found).ok_or(StripeError::UnknownShard { stripe: self.id, found })?;
-        for i in index..self.shards.len() {
-            if self.header.shards[i] == found && self.shards[i].is_none() {
+        // Identical shards share an address: fill every empty index that has it, moving
+        // the bytes into the last.
+        let empty: Vec<usize> = (index..self.shards.len())
+            .filter(|&i| self.header.shards[i] == found && self.shards[i].is_none())
+            .collect();
+        if let Some((&last, rest)) = empty.split_last() {
+            for &i in rest {
                 self.shards[i] = Some(bytes.clone());
-                self.present += 1;
             }
+            self.shards[last] = Some(bytes);
+            self.present += empty.len();
         }
         Ok(index)
     }

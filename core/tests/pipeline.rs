@@ -376,3 +376,20 @@ fn bad_parameters_are_refused() {
     let e = Encoder::new(EncodeOptions { chunk_size: 100, ..EncodeOptions::default() }).unwrap_err();
     assert_eq!(e, EncodeError::ChunkSize(100));
 }
+
+#[test]
+fn identical_shards_of_one_stripe_fill_every_index_they_have() {
+    // A 5-byte chunk with k = 30: 21 bytes of ciphertext, one byte per shard, so data shards
+    // 21..30 are all padding and share one address.
+    let (stripe, chunk) = encode_single_chunk(&opts(30, 2, SMALL, Secret::public()), b"hello").unwrap();
+    let header = stripe.header();
+    let pad = header.shards()[25];
+    assert_eq!(header.shards().iter().filter(|&&s| s == pad).count(), 9, "nine padding shards");
+    let mut asm = kura_core::StripeAssembler::new(stripe.id(), stripe.header_bytes()).unwrap();
+    for i in 0..22 {
+        asm.add_shard(stripe.shard(i).to_vec()).unwrap();
+    }
+    assert_eq!(asm.present(), 30, "the one padding shard filled all nine indices");
+    assert!(asm.missing() == vec![30, 31], "only parity missing: {:?}", asm.missing());
+    assert_eq!(asm.decrypt(&chunk.key).unwrap(), b"hello");
+}
