@@ -373,7 +373,7 @@ impl Node {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some((ch, resp, kind)) = self.done_rx.recv() => self.respond(ch, resp, kind),
+                Some((to, resp, kind)) = self.done_rx.recv() => self.respond(to, resp, kind),
                 Some(cmd) = self.cmd_rx.recv() => self.on_command(cmd),
                 _ = bootstrap.tick() => self.bootstrap(),
                 ev = self.swarm.select_next_some() => {
@@ -388,7 +388,7 @@ impl Node {
         tracing::info!(inflight = self.inflight, "shutting down: finishing requests in flight");
         while self.inflight > 0 {
             tokio::select! {
-                Some((ch, resp, kind)) = self.done_rx.recv() => self.respond(ch, resp, kind),
+                Some((to, resp, kind)) = self.done_rx.recv() => self.respond(to, resp, kind),
                 ev = self.swarm.select_next_some() => self.on_event(ev),
             }
         }
@@ -428,7 +428,7 @@ impl Node {
         m.bytes_held.set(u.bytes as i64);
     }
 
-    fn on_request(&mut self, peer: PeerId, req: Result<Request, WireError>, ch: Asker) {
+    fn on_request(&mut self, peer: PeerId, req: Result<Request, WireError>, to: Asker) {
         let kind = request_kind(&req);
         self.shared.metrics.request(kind);
         let req = match req {
@@ -436,7 +436,7 @@ impl Node {
             Err(e) => {
                 tracing::debug!(%peer, "invalid request: {e}");
                 self.inflight += 1;
-                return self.respond(ch, error(e.code(), e), kind);
+                return self.respond(to, error(e.code(), e), kind);
             }
         };
         if let Request::Store { shard, header } = &req {
@@ -444,7 +444,7 @@ impl Node {
         }
         self.inflight += 1;
         if self.inflight > self.cfg.max_inflight {
-            return self.respond(ch, error(ErrorCode::Busy, "too many requests in flight; retry"), kind);
+            return self.respond(to, error(ErrorCode::Busy, "too many requests in flight; retry"), kind);
         }
         let shared = self.shared.clone();
         let tx = self.done_tx.clone();
@@ -472,7 +472,7 @@ impl Node {
                 }
             };
             // The channel has room for every request in flight; the loop outlives the tasks.
-            let _ = tx.blocking_send((ch, resp, kind));
+            let _ = tx.blocking_send((to, resp, kind));
         });
     }
 
