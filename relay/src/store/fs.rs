@@ -22,7 +22,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Stripe id -> header bytes.
 const HEADERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("headers");
@@ -191,8 +191,16 @@ impl FsStore {
         })
     }
 
+    /// Answers a write whose index is already held, once the holder's commit (which may
+    /// not be synced yet) is durable.
+    fn already_held(&self, writers: MutexGuard<'_, u64>, index: u8) -> Result<u8, StoreError> {
+        let last = self.group.last();
+        drop(writers);
+        self.durable(last).map(|()| index)
+    }
+
     /// The writers' lock, which guards the bytes reserved by writes in progress.
-    fn writers(&self) -> std::sync::MutexGuard<'_, u64> {
+    fn writers(&self) -> MutexGuard<'_, u64> {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -273,49 +281,40 @@ impl ShardStore for FsStore {
         let v = verify(header_bytes, shard)?;
         let index = v.index as u8;
         let path = self.shard_path(&v.shard_id);
-        // Under the writers' lock: is it held already, and is there room? The room is
-        // reserved, so writes in progress cannot together overrun the quota.
-        let room = {
-            let mut reserved = self.writers();
-            let k = self.known(&v, sole)?;
-            if k.held {
-                // Possibly by a write whose commit is not durable yet.
-                let last = self.group.last();
-                drop(reserved);
-                return self.durable(last).map(|()| index);
-            }
-            let need = cost(&v, k.header, k.shard.is_some());
-            check_quota(self.bytes.load(Relaxed) + *reserved, need, self.quota)?;
+        // Under the writers' lock: is it held already, and is there room?
+        let mut reserved = self.writers();
+        let mut k = self.known(&v, sole)?;
+        if k.held {
+            return self.already_held(reserved, index);
+        }
+        let need = cost(&v, k.header, k.shard.is_some());
+        check_quota(self.bytes.load(Relaxed) + *reserved, need, self.quota)?;
+        if k.shard.is_none() {
+            // The room is reserved, so writes in progress cannot together overrun the quota.
             *reserved += need;
             let room = Reservation { writers: &self.write, bytes: need };
-            if k.shard.is_some() {
-                room.release(&mut reserved);
-                None
-            } else {
-                Some(room)
-            }
-        };
-        // Without the lock: the shard's bytes to disk. Concurrent writes overlap here, so
-        // their fsyncs share the filesystem's journal commits instead of queueing.
-        let wrote = room.is_some();
-        if wrote {
+            drop(reserved);
+            // Without the lock: the shard's bytes to disk. Concurrent writes overlap here,
+            // so their fsyncs share the filesystem's journal commits instead of queueing.
             self.write_file(&path, shard)?;
-        }
-        // Under the lock again: another write may have stored this index or this shard
-        // meanwhile, or a removal may have taken the file; look again and commit.
-        let mut reserved = self.writers();
-        if let Some(room) = room {
+            // Under the lock again: another write may have stored this index or this shard
+            // meanwhile, or a removal may have taken the file; look again.
+            reserved = self.writers();
             room.release(&mut reserved);
-        }
-        let k = match self.known(&v, sole) {
-            Ok(k) => k,
-            Err(e) => {
-                if wrote {
+            k = match self.known(&v, sole) {
+                Ok(k) => k,
+                Err(e) => {
                     self.remove_unless_named(&v.shard_id, &path);
+                    return Err(e);
                 }
-                return Err(e);
+            };
+            if k.held {
+                return self.already_held(reserved, index);
             }
-        };
+            if k.shard.is_none() && !path.exists() {
+                self.write_file(&path, shard)?;
+            }
+        }
         // A file that no metadata names must not stay behind when this write fails.
         let unnamed = |e: StoreError| {
             if k.shard.is_none() {
@@ -323,17 +322,9 @@ impl ShardStore for FsStore {
             }
             e
         };
-        if k.held {
-            let last = self.group.last();
-            drop(reserved);
-            return self.durable(last).map(|()| index);
-        }
         let need = cost(&v, k.header, k.shard.is_some());
         let used = self.bytes.load(Relaxed);
         check_quota(used + *reserved, need, self.quota).map_err(unnamed)?;
-        if k.shard.is_none() && !path.exists() {
-            self.write_file(&path, shard)?;
-        }
         let commit = (|| -> Result<(), StoreError> {
             let mut txn = self.db.begin_write().map_err(dberr)?;
             // Made durable below, together with the commits of other writes.
