@@ -120,13 +120,13 @@ pub fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Put { file, bootstrap, coding } => {
-            runtime().and_then(|rt| rt.block_on(net_cmd::put(&file, &bootstrap, coding)))
+            on_runtime(async move { net_cmd::put(&file, &bootstrap, coding).await })
         }
-        Command::Get { capability, bootstrap, output, offset, length } => runtime().and_then(|rt| {
+        Command::Get { capability, bootstrap, output, offset, length } => {
             let range = (offset.is_some() || length.is_some())
                 .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
-            rt.block_on(net_cmd::get(&capability, &bootstrap, &output, range))
-        }),
+            on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
+        }
         Command::Devnet { relays, dir, http, base_port, relay_bin } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
             let cfg = kura_client::devnet::DevnetConfig {
@@ -146,6 +146,14 @@ pub fn main() {
         eprintln!("kura: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Runs `task` as a task of the runtime's worker threads rather than on this thread: the
+/// swarm's tasks and the transfer then hand work to each other on the same workers.
+fn on_runtime(task: impl std::future::Future<Output = Result<()>> + Send + 'static) -> Result<()> {
+    runtime()?.block_on(async {
+        tokio::spawn(task).await.map_err(|e| anyhow::anyhow!("the transfer task failed: {e}"))?
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
