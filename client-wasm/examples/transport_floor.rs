@@ -4,7 +4,7 @@
 //! on 127.0.0.1, connected as `kura` and `kura-relay` are (TCP, noise, yamux,
 //! request-response with the storage codec, frames written whole). The client sends the
 //! `Store` requests a put of a `KURA_BENCH_MIB` (256) MiB file at k=4, m=2 sends (one
-//! 1 MiB-chunk stripe = 6 shards of 262,160 bytes, 8 stripes in flight) and the servers
+//! 1 MiB-chunk stripe = 6 shards of 262,148 bytes, 8 stripes in flight) and the servers
 //! answer `Stored` without keeping anything; then it sends one `Fetch` per data shard and
 //! the servers answer a shard from memory, as a get of that file reads (16 stripes in
 //! flight).
@@ -33,10 +33,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Bytes of one shard of a 1 MiB chunk at k=4: a quarter of its ciphertext (chunk + tag),
-/// rounded up as the stripe encoder pads it.
-const SHARD: usize = (((1 << 20) + 16) / 4 + 63) / 64 * 64;
-/// Bytes of a stripe header at k=4, m=2 (close to the real one; the floor does not parse it).
-const HEADER: usize = 300;
+/// rounded up.
+const SHARD: usize = ((1 << 20) + 16usize).div_ceil(4);
+/// Bytes of a stripe header at k=4, m=2: 12 fixed and a 32-byte address per shard.
+const HEADER: usize = 12 + 32 * 6;
 
 type Rr = request_response::Behaviour<StoreCodec>;
 
@@ -75,10 +75,9 @@ async fn serve() {
             }) => {
                 let answer = match request {
                     Ok(Request::Store { .. }) => Response::Stored { index: 0 },
-                    Ok(Request::Fetch { .. }) => Response::Shards {
-                        header: header.clone(),
-                        shards: vec![held.clone().into()],
-                    },
+                    Ok(Request::Fetch { .. }) => {
+                        Response::Shards { header: header.clone(), shards: vec![held.clone().into()] }
+                    }
                     _ => Response::Accepted,
                 };
                 let _ = sw.behaviour_mut().send_response(channel, answer);
@@ -152,7 +151,9 @@ async fn exchange(sw: &mut Swarm<Rr>, mut requests: VecDeque<(PeerId, Request)>,
                 outstanding -= 1;
                 match response {
                     Response::Stored { .. } => {}
-                    Response::Shards { shards, .. } => received += shards.iter().map(|s| s.len()).sum::<usize>(),
+                    Response::Shards { shards, .. } => {
+                        received += shards.iter().map(|s| s.len()).sum::<usize>()
+                    }
                     other => panic!("unexpected answer {other:?}"),
                 }
             }
@@ -226,14 +227,13 @@ fn main() {
     });
     drop(servers);
 
-    println!("transport floor: {mib} MiB file, k={k} m={m}, {relays} servers answering from memory on 127.0.0.1");
+    println!(
+        "transport floor: {mib} MiB file, k={k} m={m}, {relays} servers answering from memory on 127.0.0.1"
+    );
     println!("pipeline benchmark (same process): encode {encode:8.1} MB/s   decode {decode:8.1} MB/s");
     println!("               file MB/s   vs pipeline   wall s   CPU s (client + servers)");
     for (name, (secs, cpu), reference) in [("put (stores)", put, encode), ("get (fetches)", get, decode)] {
         let mbps = file / secs / 1e6;
-        println!(
-            "{name:<14} {mbps:10.1} {:12.1}% {secs:8.2} {cpu:8.2}",
-            100.0 * mbps / reference
-        );
+        println!("{name:<14} {mbps:10.1} {:12.1}% {secs:8.2} {cpu:8.2}", 100.0 * mbps / reference);
     }
 }

@@ -6,8 +6,10 @@
 //! oversized frame is refused from its 4-byte prefix: its body is never read.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use kura_core::stripe::{MAX_HEADER_LEN, MAX_SHARD_LEN};
 use kura_core::wire::{
-    frame_body_len, Message, Request, Response, WireError, FRAME_PREFIX_LEN, STORE_PROTOCOL,
+    frame_body_len, push_varint, Message, Request, Response, WireError, FRAME_PREFIX_LEN,
+    MAX_SHARDS_PER_RESPONSE, STORE_PROTOCOL,
 };
 use libp2p::StreamProtocol;
 use std::io;
@@ -29,7 +31,8 @@ pub struct StoreCodec {
 }
 
 impl StoreCodec {
-    /// A codec that writes each frame in one write, flushed by closing the stream. Over
+    /// A codec that writes each frame at once (a shard in a write of its own, from the
+    /// message: see [`Message::to_split_frame`]), flushed by closing the stream. Over
     /// yamux each flushed 8,000-byte piece is its own noise message and socket write; a
     /// whole frame goes out in yamux's 16 KiB frames, half as many (a 256 MiB put: 31,000
     /// `sendto` instead of 57,000; docs/benchmarks.md). Only for swarms without WebRTC,
@@ -53,11 +56,13 @@ async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
     msg: &M,
     whole: bool,
 ) -> io::Result<()> {
-    let frame = msg.to_frame().map_err(invalid)?;
     if whole {
-        io.write_all(&frame).await?;
+        // A shard goes onto the stream from the message itself, not from a copy in a frame.
+        let frame = msg.to_split_frame().map_err(invalid)?;
+        io.write_all(&frame.head).await?;
+        io.write_all(frame.tail).await?;
     } else {
-        write_pieces(io, &frame).await?;
+        write_pieces(io, &msg.to_frame().map_err(invalid)?).await?;
     }
     io.close().await
 }
@@ -66,8 +71,8 @@ async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub response: Response,
-    /// Written in one write: the stream is not WebRTC (see [`MAX_WRITE`]). Answers read from
-    /// a stream say `false`.
+    /// Written at once, not in flushed pieces: the stream is not WebRTC (see
+    /// [`MAX_WRITE`]). Answers read from a stream say `false`.
     pub whole: bool,
 }
 
@@ -106,6 +111,158 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<R
     Ok(Ok(body))
 }
 
+/// Why a message could not be read: the stream failed, or its bytes are no message.
+enum ReadError {
+    Io(io::Error),
+    Wire(WireError),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<WireError> for ReadError {
+    fn from(e: WireError) -> Self {
+        Self::Wire(e)
+    }
+}
+
+/// The body of one frame read from a stream piece by piece, each byte string into a buffer
+/// of its own size: a shard is read from the stream once, into the buffer it is kept in
+/// (reading the body whole and decoding it would copy every shard out of the body).
+struct BodyReader<'a, T> {
+    io: &'a mut T,
+    len: usize,
+    read: usize,
+}
+
+impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
+    /// Reads the frame's prefix; an oversized frame is refused before its body is read.
+    async fn start(io: &'a mut T) -> Result<Self, ReadError> {
+        let mut prefix = [0u8; FRAME_PREFIX_LEN];
+        io.read_exact(&mut prefix).await?;
+        let len = frame_body_len(prefix)?;
+        Ok(Self { io, len, read: 0 })
+    }
+
+    fn left(&self) -> usize {
+        self.len - self.read
+    }
+
+    /// Fills `buf` from the body.
+    async fn fill(&mut self, buf: &mut [u8]) -> Result<(), ReadError> {
+        if buf.len() > self.left() {
+            return Err(WireError::Malformed(format!(
+                "{} bytes announced where the frame body has {} left",
+                buf.len(),
+                self.left()
+            ))
+            .into());
+        }
+        let mut have = 0;
+        while have < buf.len() {
+            match self.io.read(&mut buf[have..]).await? {
+                0 => {
+                    return Err(WireError::Truncated {
+                        have: FRAME_PREFIX_LEN + self.read + have,
+                        need: FRAME_PREFIX_LEN + self.len,
+                    }
+                    .into())
+                }
+                n => have += n,
+            }
+        }
+        self.read += have;
+        Ok(())
+    }
+
+    /// A varint (a kind or a length), as postcard writes it.
+    async fn varint(&mut self) -> Result<u64, ReadError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let mut b = [0u8];
+            self.fill(&mut b).await?;
+            v |= u64::from(b[0] & 0x7f) << (7 * i);
+            if b[0] & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(WireError::Malformed("a varint longer than 10 bytes".into()).into())
+    }
+
+    /// A length-prefixed byte string of at most `max` bytes.
+    async fn bytes(&mut self, field: &'static str, max: usize) -> Result<Vec<u8>, ReadError> {
+        let len = self.count(field, max).await?;
+        let mut out = vec![0u8; len];
+        self.fill(&mut out).await?;
+        Ok(out)
+    }
+
+    /// A length or count of at most `max`.
+    async fn count(&mut self, field: &'static str, max: usize) -> Result<usize, ReadError> {
+        let len = usize::try_from(self.varint().await?).unwrap_or(usize::MAX);
+        if len > max {
+            return Err(WireError::TooMany { field, len, max }.into());
+        }
+        Ok(len)
+    }
+
+    /// The whole body, for a message read whose `kind` is already read.
+    async fn rest_after(&mut self, kind: u64) -> Result<Vec<u8>, ReadError> {
+        let mut body = Vec::with_capacity(self.len);
+        push_varint(&mut body, kind);
+        let start = body.len();
+        body.resize(start + self.left(), 0);
+        self.fill(&mut body[start..]).await?;
+        Ok(body)
+    }
+
+    fn end(&self) -> Result<(), ReadError> {
+        match self.left() {
+            0 => Ok(()),
+            n => Err(WireError::TrailingBytes(n).into()),
+        }
+    }
+}
+
+/// Reads one request: a `Store` piece by piece (its shard straight into its own buffer),
+/// anything else whole. Decodes to exactly what [`Message::from_body`] gives for the body.
+async fn read_request_body<T: AsyncRead + Unpin + Send>(io: &mut T) -> Result<Request, ReadError> {
+    let mut r = BodyReader::start(io).await?;
+    let kind = r.varint().await?;
+    if kind != u64::from(Request::STORE_KIND) {
+        return Ok(Request::from_body(&r.rest_after(kind).await?)?);
+    }
+    let header = r.bytes("header bytes", MAX_HEADER_LEN).await?;
+    let shard = r.bytes("shard bytes", MAX_SHARD_LEN).await?;
+    r.end()?;
+    let req = Request::Store { header, shard };
+    req.check()?;
+    Ok(req)
+}
+
+/// Reads one answer: `Shards` piece by piece (each shard straight into its own buffer),
+/// anything else whole. Decodes to exactly what [`Message::from_body`] gives for the body.
+async fn read_response_body<T: AsyncRead + Unpin + Send>(io: &mut T) -> Result<Response, ReadError> {
+    let mut r = BodyReader::start(io).await?;
+    let kind = r.varint().await?;
+    if kind != u64::from(Response::SHARDS_KIND) {
+        return Ok(Response::from_body(&r.rest_after(kind).await?)?);
+    }
+    let header = r.bytes("header bytes", MAX_HEADER_LEN).await?;
+    let count = r.count("shards", MAX_SHARDS_PER_RESPONSE).await?;
+    let mut shards = Vec::with_capacity(count);
+    for _ in 0..count {
+        shards.push(r.bytes("shard bytes", MAX_SHARD_LEN).await?.into());
+    }
+    r.end()?;
+    let res = Response::Shards { header, shards };
+    res.check()?;
+    Ok(res)
+}
+
 fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -137,7 +294,11 @@ impl libp2p::request_response::Codec for StoreCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Self::Request> {
-        Ok(read_frame(io).await?.and_then(|body| Request::from_body(&body)))
+        match read_request_body(io).await {
+            Ok(req) => Ok(Ok(req)),
+            Err(ReadError::Wire(e)) => Ok(Err(e)),
+            Err(ReadError::Io(e)) => Err(e),
+        }
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -145,7 +306,10 @@ impl libp2p::request_response::Codec for StoreCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Response> {
-        read_frame(io).await?.and_then(|body| Response::from_body(&body)).map_err(invalid)
+        read_response_body(io).await.map_err(|e| match e {
+            ReadError::Wire(e) => invalid(e),
+            ReadError::Io(e) => e,
+        })
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -265,6 +429,88 @@ mod tests {
         });
     }
 
+    /// Bodies to read: every message kind, shards of real sizes, and broken ones — cut
+    /// short, with a byte too many, lengths past the body or over a limit, kinds written
+    /// in more bytes than needed, garbage after a Store or Shards kind.
+    fn bodies() -> Vec<Vec<u8>> {
+        use kura_core::testdata::pseudo_random;
+        let id = kura_core::StripeId::of(b"s");
+        let shard = pseudo_random(262_148, 1);
+        let mut good = vec![
+            Request::Store { header: vec![4; 300], shard: shard.clone() }.to_body().unwrap(),
+            Request::Store { header: vec![], shard: vec![] }.to_body().unwrap(),
+            Request::Fetch { stripe: id }.to_body().unwrap(),
+            Request::Holds { stripes: vec![id; 3] }.to_body().unwrap(),
+            Response::Shards { header: vec![4; 300], shards: vec![shard.clone().into()] }.to_body().unwrap(),
+            Response::Shards { header: vec![1], shards: vec![vec![2; 10].into(), vec![].into()] }
+                .to_body()
+                .unwrap(),
+            Response::Shards { header: vec![], shards: vec![] }.to_body().unwrap(),
+            Response::Stored { index: 2 }.to_body().unwrap(),
+            Response::Error { code: kura_core::wire::ErrorCode::Busy, detail: "busy".into() }
+                .to_body()
+                .unwrap(),
+        ];
+        let mut bad = Vec::new();
+        for b in &good {
+            for cut in [1, 2, 3, b.len() / 2, b.len().saturating_sub(1)] {
+                bad.push(b[..cut.min(b.len())].to_vec());
+            }
+            let mut long = b.clone();
+            long.push(0);
+            bad.push(long);
+        }
+        // Five shards in one answer; a header over its limit; a length past the body.
+        bad.push(vec![1, 0, 5, 0, 0, 0, 0, 0]);
+        let mut over = vec![0];
+        push_varint(&mut over, (MAX_HEADER_LEN + 1) as u64);
+        over.resize(over.len() + MAX_HEADER_LEN + 1, 0);
+        over.push(0);
+        bad.push(over);
+        bad.push(vec![0, 3, 1, 2]);
+        bad.push(vec![0x80, 0x00, 0, 0]);
+        bad.push(vec![0x81, 0x00, 0, 1, 9]);
+        for seed in 0..200u64 {
+            let mut g = pseudo_random(1 + (seed as usize * 7) % 64, seed);
+            g[0] = (seed % 3) as u8;
+            bad.push(g);
+        }
+        good.extend(bad);
+        good
+    }
+
+    /// Reading a Store or a Shards answer piece by piece gives exactly what decoding its
+    /// whole body gives: the same message, or an error for the same bodies.
+    #[test]
+    fn messages_read_piece_by_piece_decode_as_whole_bodies() {
+        use libp2p::request_response::Codec;
+        futures::executor::block_on(async {
+            for body in bodies() {
+                let mut read = Trickle(Cursor::new(frame(&body)));
+                let got = StoreCodec::default().read_request(&PROTOCOL, &mut read).await.unwrap();
+                match Request::from_body(&body) {
+                    Ok(want) => assert_eq!(got, Ok(want)),
+                    Err(e) => assert!(got.is_err(), "{body:?}: read {got:?}, decoding says {e}"),
+                }
+                let mut read = Trickle(Cursor::new(frame(&body)));
+                let got = StoreCodec::default().read_response(&PROTOCOL, &mut read).await;
+                match Response::from_body(&body) {
+                    Ok(want) => assert_eq!(got.unwrap(), want),
+                    Err(e) => assert!(got.is_err(), "{body:?}: read {got:?}, decoding says {e}"),
+                }
+            }
+            // A stream that ends inside a shard is reported as truncated, with how far it got.
+            let store = Request::Store { header: vec![4; 300], shard: vec![7; 20_000] }.to_frame().unwrap();
+            let mut read = Trickle(Cursor::new(store[..10_000].to_vec()));
+            let got = StoreCodec::default().read_request(&PROTOCOL, &mut read).await.unwrap();
+            assert_eq!(got, Err(WireError::Truncated { have: 10_000, need: store.len() }));
+            // An oversized frame is refused from its prefix; nothing of its body is read.
+            let huge = ((MAX_FRAME_BODY + 1) as u32).to_be_bytes().to_vec();
+            let got = StoreCodec::default().read_request(&PROTOCOL, &mut Cursor::new(huge)).await.unwrap();
+            assert_eq!(got, Err(WireError::TooLarge(MAX_FRAME_BODY + 1)));
+        });
+    }
+
     /// Records every write and flush of a stream.
     #[derive(Default)]
     struct Recorder {
@@ -311,7 +557,7 @@ mod tests {
             let mut whole = Recorder::default();
             StoreCodec::whole_frames().write_request(&PROTOCOL, &mut whole, Ok(store())).await.unwrap();
             assert_eq!(whole.bytes, frame);
-            assert_eq!(whole.writes, vec![frame.len()], "one write");
+            assert_eq!(whole.writes, vec![frame.len() - 20_000, 20_000], "the head, then the shard itself");
             assert_eq!(whole.flushes, 0, "no flush but the close");
             assert!(whole.closed);
 
@@ -319,6 +565,7 @@ mod tests {
             let res = Response::Stored { index: 3 };
             StoreCodec::whole_frames().write_response(&PROTOCOL, &mut answer, res.clone()).await.unwrap();
             assert_eq!(answer.bytes, res.to_frame().unwrap());
+            assert_eq!(answer.writes, vec![answer.bytes.len()], "a message without a shard: one write");
         });
     }
 
@@ -339,7 +586,7 @@ mod tests {
             let answer = Answer { response: shards.clone(), whole: true };
             RelayCodec.write_response(&PROTOCOL, &mut yamux, answer).await.unwrap();
             assert_eq!(yamux.bytes, frame);
-            assert_eq!(yamux.writes, vec![frame.len()]);
+            assert_eq!(yamux.writes, vec![frame.len() - 30_000, 30_000], "the head, then the shard itself");
             assert!(yamux.closed);
 
             // What a relay reads back as an answer to its own request is the response itself.

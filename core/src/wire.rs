@@ -276,6 +276,15 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         Ok(out)
     }
 
+    /// Encodes a whole frame as a head and a tail borrowed from the message, so that a
+    /// writer can send a shard without first copying it into the frame: `head` followed by
+    /// `tail` is exactly [`to_frame`](Self::to_frame). Messages that end in one large byte
+    /// string (a `Store`, a `Shards` answer with one shard) have it as their tail; for all
+    /// others the tail is empty.
+    fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
+        Ok(SplitFrame { head: self.to_frame()?, tail: &[] })
+    }
+
     /// Decodes a body from untrusted bytes.
     fn from_body(body: &[u8]) -> Result<Self, WireError> {
         if body.len() > MAX_FRAME_BODY {
@@ -310,6 +319,52 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
     }
 }
 
+/// A frame in two parts: written one after the other they are the whole frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitFrame<'a> {
+    /// The prefix and every byte of the body before `tail`.
+    pub head: Vec<u8>,
+    /// The message's last byte string, borrowed (empty when the message has none worth
+    /// splitting off).
+    pub tail: &'a [u8],
+}
+
+/// Appends `v` as postcard writes lengths and kinds: LEB128, seven bits per byte, low first.
+pub fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The split frame of `msg` (already checked) whose last byte string is `tail`, from
+/// `stub`: the same message with that byte string, and any sequence that holds only it,
+/// left empty. Postcard writes an empty byte string or sequence as its length, one zero
+/// byte, last in the body; the head is the stub's body with that byte replaced by the real
+/// `lens` (the sequence's and then the byte string's).
+fn split_frame<'a, M: Message>(
+    stub: &M,
+    lens: &[usize],
+    tail: &'a [u8],
+) -> Result<SplitFrame<'a>, WireError> {
+    let malformed = |e: postcard::Error| WireError::Malformed(e.to_string());
+    let mut head = postcard::to_extend(stub, vec![0u8; FRAME_PREFIX_LEN]).map_err(malformed)?;
+    if head.pop() != Some(0) {
+        return Err(WireError::Malformed("a split frame's stub does not end in an empty length".into()));
+    }
+    for &len in lens {
+        push_varint(&mut head, len as u64);
+    }
+    let body = head.len() - FRAME_PREFIX_LEN + tail.len();
+    if body > MAX_FRAME_BODY {
+        return Err(WireError::TooLarge(body));
+    }
+    // body <= MAX_FRAME_BODY < u32::MAX.
+    head[..FRAME_PREFIX_LEN].copy_from_slice(&(body as u32).to_be_bytes());
+    Ok(SplitFrame { head, tail })
+}
+
 /// The kind (variant number, a varint) a body starts with.
 fn kind_of(body: &[u8]) -> Option<u32> {
     let mut v = 0u32;
@@ -329,8 +384,29 @@ fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
     Ok(())
 }
 
+impl Request {
+    /// The kind number `Store` bodies start with.
+    pub const STORE_KIND: u32 = 0;
+}
+
+impl Response {
+    /// The kind number `Shards` bodies start with.
+    pub const SHARDS_KIND: u32 = 1;
+}
+
 impl Message for Request {
     const KINDS: u32 = 6;
+
+    fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
+        match self {
+            Request::Store { header, shard } => {
+                self.check()?;
+                let stub = Request::Store { header: header.clone(), shard: Vec::new() };
+                split_frame(&stub, &[shard.len()], shard)
+            }
+            _ => Ok(SplitFrame { head: self.to_frame()?, tail: &[] }),
+        }
+    }
 
     fn check(&self) -> Result<(), WireError> {
         match self {
@@ -356,6 +432,17 @@ impl Message for Request {
 
 impl Message for Response {
     const KINDS: u32 = 6;
+
+    fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
+        match self {
+            Response::Shards { header, shards } if shards.len() == 1 => {
+                self.check()?;
+                let stub = Response::Shards { header: header.clone(), shards: Vec::new() };
+                split_frame(&stub, &[1, shards[0].len()], &shards[0])
+            }
+            _ => Ok(SplitFrame { head: self.to_frame()?, tail: &[] }),
+        }
+    }
 
     fn check(&self) -> Result<(), WireError> {
         match self {

@@ -170,6 +170,42 @@ fn wire_messages_round_trip_through_frames() {
 }
 
 #[test]
+fn split_frames_are_the_frame_in_two_parts() {
+    let (reqs, resps) = messages();
+    let joined = |head: &[u8], tail: &[u8]| [head, tail].concat();
+    for r in &reqs {
+        let s = r.to_split_frame().unwrap();
+        assert_eq!(joined(&s.head, s.tail), r.to_frame().unwrap(), "{r:?}");
+    }
+    for r in &resps {
+        let s = r.to_split_frame().unwrap();
+        assert_eq!(joined(&s.head, s.tail), r.to_frame().unwrap());
+    }
+    // A shard of a 1 MiB chunk at k=4 (three-byte length), a largest shard, an empty one:
+    // the shard is the tail, not copied into the head.
+    for len in [262_148, kura_core::stripe::MAX_SHARD_LEN, 0, 127, 128] {
+        let shard = random_bytes(len, 7);
+        let store = Request::Store { header: header(4, 2, 5, 17, 6), shard: shard.clone() };
+        let s = store.to_split_frame().unwrap();
+        assert_eq!(s.tail, &shard[..]);
+        assert!(s.head.len() < 400, "the head is the prefix, kind, header and length only");
+        assert_eq!(joined(&s.head, s.tail), store.to_frame().unwrap());
+        let one = Response::Shards { header: vec![5; 300], shards: vec![shard.clone().into()] };
+        let s = one.to_split_frame().unwrap();
+        assert_eq!(s.tail, &shard[..]);
+        assert_eq!(joined(&s.head, s.tail), one.to_frame().unwrap());
+    }
+    // Kind numbers as the bodies carry them.
+    let store = Request::Store { header: vec![], shard: vec![] }.to_body().unwrap();
+    assert_eq!(u32::from(store[0]), Request::STORE_KIND);
+    let shards = Response::Shards { header: vec![], shards: vec![] }.to_body().unwrap();
+    assert_eq!(u32::from(shards[0]), Response::SHARDS_KIND);
+    // Limits hold for split frames as for whole ones.
+    let big = Request::Store { header: vec![], shard: vec![0; kura_core::stripe::MAX_SHARD_LEN + 1] };
+    assert!(matches!(big.to_split_frame(), Err(WireError::TooMany { .. })));
+}
+
+#[test]
 fn error_codes_are_numbers_and_unknown_ones_survive() {
     for c in 0..=20u16 {
         assert_eq!(ErrorCode::from_u16(c).as_u16(), c);

@@ -91,6 +91,8 @@ proptest! {
             Request::Holds { stripes: stripes.clone() },
         ];
         for r in reqs {
+            let split = r.to_split_frame().unwrap();
+            prop_assert_eq!([split.head.as_slice(), split.tail].concat(), r.to_frame().unwrap());
             prop_assert_eq!(Request::from_frame(&r.to_frame().unwrap()).unwrap(), r);
         }
         let resps = [
@@ -99,6 +101,8 @@ proptest! {
             Response::Error { code: ErrorCode::from_u16(code), detail },
         ];
         for r in resps {
+            let split = r.to_split_frame().unwrap();
+            prop_assert_eq!([split.head.as_slice(), split.tail].concat(), r.to_frame().unwrap());
             prop_assert_eq!(Response::from_frame(&r.to_frame().unwrap()).unwrap(), r);
         }
     }
