@@ -1,8 +1,8 @@
 //! Transport floor: what the storage protocol's transport alone costs on this machine, with
 //! nothing else running — no erasure coding, no encryption of the file, no Kademlia, no
 //! verification, no disk. One client process and `KURA_BENCH_RELAYS` (6) server processes
-//! on 127.0.0.1, connected as `kura` and `kura-relay` are (TCP, noise, yamux,
-//! request-response with the storage codec, frames written whole). The client sends the
+//! on 127.0.0.1, connected as `kura` and `kura-relay` are (`kura_client::net::tcp_transport`:
+//! TCP, noise, yamux; request-response with the storage codec, frames written whole). The client sends the
 //! `Store` requests a put of a `KURA_BENCH_MIB` (256) MiB file at k=4, m=2 sends (one
 //! 1 MiB-chunk stripe = 6 shards of 262,148 bytes, 8 stripes in flight) and the servers
 //! answer `Stored` without keeping anything; then it sends one `Fetch` per data shard and
@@ -26,7 +26,7 @@ use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +50,7 @@ fn swarm(support: ProtocolSupport) -> Swarm<Rr> {
         .with_max_concurrent_streams(1024);
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_other_transport(kura_client::net::tcp_transport)
         .unwrap()
         .with_behaviour(|_| Rr::with_codec(StoreCodec::whole_frames(), [(PROTOCOL, support)], cfg))
         .unwrap()

@@ -20,8 +20,8 @@ use libp2p::request_response::OutboundRequestId;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    autonat, connection_limits, identify, identity, kad, memory_connection_limits, noise, ping, relay, tcp,
-    yamux, Multiaddr, PeerId, Swarm,
+    autonat, connection_limits, identify, identity, kad, memory_connection_limits, noise, ping, relay, yamux,
+    Multiaddr, PeerId, Swarm,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -135,8 +135,8 @@ pub async fn build_swarm(
     let max_conns = cfg.max_connections;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
         .with_quic()
+        .with_other_transport(kura_client::net::tcp_transport)?
         .with_other_transport(|key| {
             libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
