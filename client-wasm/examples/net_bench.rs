@@ -2,6 +2,9 @@
 //! `kura-relay` processes on 127.0.0.1, next to the pipeline benchmark (kura-core alone, in
 //! memory) run in the same process before the put and after the get. Prints throughput, the
 //! client's peak memory and where the CPU time went (client and relays, user and system).
+//! Beside it, also before and after, the disk alone: the put's shard files and the get's
+//! output written on the same filesystem the way the relays and `kura get` write them, with
+//! no network and no encoding — the floor under the put and get on this machine's disk.
 //!
 //! Run with `scripts/bench-net.sh` (release build). Environment: `KURA_BENCH_MIB` (file size,
 //! default 256), `KURA_BENCH_RELAYS` (default 6), `KURA_BENCH_K` / `KURA_BENCH_M` (4 / 2),
@@ -89,6 +92,86 @@ fn pipeline_bench() -> (f64, f64) {
     (get("kura_encode"), get("kura_decode"))
 }
 
+/// What this filesystem alone gives, with no network and no encoding: the put's durable
+/// writes and the get's output, done the way `kura-relay` and `kura get` do them.
+#[derive(Debug, Clone, Copy)]
+struct DiskFloor {
+    /// Shard files, MB/s: `writers` threads, each writing its files one after another
+    /// (temporary file, write, fsync, rename), as the relays store a put's shards.
+    shards: f64,
+    /// Kernel CPU seconds those writes took (this process, otherwise idle).
+    shards_sys: f64,
+    /// One output file, MB/s: 1 MiB writes, a background sync every 32 MiB, a final
+    /// sync and rename, as `kura get` writes its output.
+    output: f64,
+}
+
+/// Own (user, system) CPU seconds of this process.
+fn own_cpu() -> (f64, f64) {
+    cpu(std::process::id())
+}
+
+/// Writes into `dir`, then deletes what it wrote (on an ext4 without a journal that slows
+/// the file creations of the next minutes: measure on a journaled one, docs/benchmarks.md).
+fn disk_floor(
+    dir: &Path,
+    writers: usize,
+    files_each: usize,
+    shard_len: usize,
+    output_len: usize,
+) -> DiskFloor {
+    use std::io::Write;
+    let shard = pseudo_random(shard_len, 9);
+    for w in 0..writers {
+        std::fs::create_dir_all(dir.join(w.to_string())).unwrap();
+    }
+    let (_, sys0) = own_cpu();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let (dir, shard) = (dir.join(w.to_string()), &shard);
+            s.spawn(move || {
+                for i in 0..files_each {
+                    let tmp = dir.join(format!("{i}.tmp"));
+                    let mut f = std::fs::File::create(&tmp).unwrap();
+                    f.write_all(shard).unwrap();
+                    f.sync_all().unwrap();
+                    std::fs::rename(&tmp, dir.join(i.to_string())).unwrap();
+                }
+            });
+        }
+    });
+    let shards = mbps(writers * files_each * shard_len, t.elapsed().as_secs_f64());
+    let shards_sys = own_cpu().1 - sys0;
+
+    let piece = pseudo_random(1 << 20, 10);
+    let t = Instant::now();
+    let tmp = dir.join("output.tmp");
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    let mut syncer: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
+    let mut unsynced = 0;
+    for _ in 0..output_len.div_ceil(piece.len()) {
+        f.write_all(&piece).unwrap();
+        unsynced += piece.len();
+        if unsynced >= 32 << 20 && syncer.as_ref().is_none_or(|t| t.is_finished()) {
+            if let Some(t) = syncer.take() {
+                t.join().unwrap().unwrap();
+            }
+            let c = f.try_clone().unwrap();
+            syncer = Some(std::thread::spawn(move || c.sync_data()));
+            unsynced = 0;
+        }
+    }
+    if let Some(t) = syncer.take() {
+        t.join().unwrap().unwrap();
+    }
+    f.sync_all().unwrap();
+    std::fs::rename(&tmp, dir.join("output")).unwrap();
+    let output = mbps(output_len.div_ceil(piece.len()) * piece.len(), t.elapsed().as_secs_f64());
+    std::fs::remove_dir_all(dir).unwrap();
+    DiskFloor { shards, shards_sys, output }
+}
+
 fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
@@ -120,6 +203,8 @@ async fn main() {
     let data = pseudo_random(mib << 20, 42);
     let file = work.join("file");
     std::fs::write(&file, &data).unwrap();
+    // On disk before anything is measured: its write-back would otherwise run during them.
+    std::fs::File::open(&file).unwrap().sync_all().unwrap();
     println!(
         "network benchmark: {mib} MiB file, {relays} relays on 127.0.0.1, k={} m={}",
         params.k(),
@@ -134,6 +219,15 @@ async fn main() {
         "pipeline benchmark before the put:  encode {:8.1} MB/s   decode {:8.1} MB/s",
         ref_before.0, ref_before.1
     );
+
+    // The disk's own speed for the same writes, before the put and after the get: on a
+    // machine whose durable writes are slow, the put and get cannot be faster than these.
+    let shard_len = ((1usize << 20) + 16).div_ceil(params.k());
+    let shard_files = mib * params.n() / relays.max(1);
+    let disk = |when: &str| {
+        disk_floor(&work.join(format!("disk-floor-{}", when)), relays, shard_files, shard_len, mib << 20)
+    };
+    let disk_before = disk("before");
 
     let cfg = DevnetConfig::ephemeral(relays, work.join("net"), bin_dir.join("kura-relay"), Vec::new());
     let net = Devnet::start(&cfg).await.unwrap();
@@ -161,15 +255,28 @@ async fn main() {
     );
     let (enc, dec) = ((ref_before.0 + ref_after.0) / 2.0, (ref_before.1 + ref_after.1) / 2.0);
     println!("reference (mean):                   encode {enc:8.1} MB/s   decode {dec:8.1} MB/s");
+    let disk_after = disk("after");
+    for (when, d) in [("before the put", disk_before), ("after the get ", disk_after)] {
+        println!(
+            "disk alone {when}: shard files {:7.1} MB/s ({relays} writers, write + fsync + rename, {:.2} s kernel CPU); output file {:7.1} MB/s",
+            d.shards, d.shards_sys, d.output
+        );
+    }
+    let disk_shards = (disk_before.shards + disk_after.shards) / 2.0;
+    let disk_output = (disk_before.output + disk_after.output) / 2.0;
 
     let n = data.len();
     println!();
-    println!("                 MB/s   vs pipeline   wall s   client user+sys s   relays user+sys s   client peak MiB");
-    let row = |what: &str, r: &Run, reference: f64, cpu: (f64, f64)| {
+    // The put writes n/k bytes of shard per byte of file; the get one byte of output.
+    let stored_per_byte = params.n() as f64 / params.k() as f64;
+    let (put_disk, get_disk) = (disk_shards / stored_per_byte, disk_output);
+    println!("                 MB/s   vs pipeline   vs disk alone   wall s   client user+sys s   relays user+sys s   client peak MiB");
+    let row = |what: &str, r: &Run, reference: f64, disk: f64, cpu: (f64, f64)| {
         println!(
-            "{what:<9}    {:8.1}   {:10.1}%   {:6.2}   {:8.2} + {:5.2}     {:8.2} + {:5.2}     {:8.1}",
+            "{what:<9}    {:8.1}   {:10.1}%   {:12.1}%   {:6.2}   {:8.2} + {:5.2}     {:8.2} + {:5.2}     {:8.1}",
             mbps(n, r.secs),
             mbps(n, r.secs) / reference * 100.0,
+            mbps(n, r.secs) / disk * 100.0,
             r.secs,
             r.user,
             r.sys,
@@ -178,8 +285,11 @@ async fn main() {
             r.peak_mib
         );
     };
-    row("put", &put, enc, (after_put.0 - before.0, after_put.1 - before.1));
-    row("get", &get, dec, (after_get.0 - after_put.0, after_get.1 - after_put.1));
+    row("put", &put, enc, put_disk, (after_put.0 - before.0, after_put.1 - before.1));
+    row("get", &get, dec, get_disk, (after_get.0 - after_put.0, after_get.1 - after_put.1));
+    println!(
+        "(disk alone: the put's file rate if only its shard writes ran, {put_disk:.1} MB/s = the shard files' rate x k/n; the get's, {get_disk:.1} MB/s = the output file's)"
+    );
     println!();
     let pipeline_put_cpu = n as f64 / 1e6 / enc;
     let pipeline_get_cpu = n as f64 / 1e6 / dec;
@@ -201,6 +311,10 @@ async fn main() {
         (after_put.0 - before.0 - shard_bytes / 1e6 / b3).max(0.0)
     );
     println!("  relays: kernel (sockets, file writes, fsync)               {:6.2}", after_put.1 - before.1);
+    println!(
+        "    (the same shard writes alone, disk floor above: {:.2} s of kernel CPU)",
+        (disk_before.shards_sys + disk_after.shards_sys) / 2.0
+    );
     println!("  stored on disk: {:.1} MB ({:.2}x the file)", stored as f64 / 1e6, stored as f64 / n as f64);
     println!("where the get's CPU went (seconds):");
     println!("  client pipeline (decode, at the reference)    {pipeline_get_cpu:6.2}");
