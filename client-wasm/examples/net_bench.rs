@@ -145,12 +145,13 @@ fn disk_floor(
     let shards_sys = own_cpu().1 - sys0;
 
     let piece = pseudo_random(1 << 20, 10);
+    let pieces = output_len.div_ceil(piece.len());
     let t = Instant::now();
     let tmp = dir.join("output.tmp");
     let mut f = std::fs::File::create(&tmp).unwrap();
     let mut syncer: Option<std::thread::JoinHandle<std::io::Result<()>>> = None;
     let mut unsynced = 0;
-    for _ in 0..output_len.div_ceil(piece.len()) {
+    for _ in 0..pieces {
         f.write_all(&piece).unwrap();
         unsynced += piece.len();
         if unsynced >= 32 << 20 && syncer.as_ref().is_none_or(|t| t.is_finished()) {
@@ -167,7 +168,7 @@ fn disk_floor(
     }
     f.sync_all().unwrap();
     std::fs::rename(&tmp, dir.join("output")).unwrap();
-    let output = mbps(output_len.div_ceil(piece.len()) * piece.len(), t.elapsed().as_secs_f64());
+    let output = mbps(pieces * piece.len(), t.elapsed().as_secs_f64());
     std::fs::remove_dir_all(dir).unwrap();
     DiskFloor { shards, shards_sys, output }
 }
@@ -222,7 +223,7 @@ async fn main() {
 
     // The disk's own speed for the same writes, before the put and after the get: on a
     // machine whose durable writes are slow, the put and get cannot be faster than these.
-    let shard_len = ((1usize << 20) + 16).div_ceil(params.k());
+    let shard_len = params.shard_len(kura_core::CHUNK_SIZE + kura_core::crypto::TAG_LEN);
     let shard_files = mib * params.n() / relays.max(1);
     let disk = |when: &str| {
         disk_floor(&work.join(format!("disk-floor-{}", when)), relays, shard_files, shard_len, mib << 20)
