@@ -129,6 +129,9 @@ impl From<WireError> for ReadError {
     }
 }
 
+/// The first allocation for a byte string being read; later ones at most double it.
+const GROW_FROM: usize = 64 * 1024;
+
 /// The body of one frame read from a stream piece by piece, each byte string into a buffer
 /// of its own size: a shard is read from the stream once, into the buffer it is kept in
 /// (reading the body whole and decoding it would copy every shard out of the body).
@@ -195,8 +198,41 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
     /// A length-prefixed byte string of at most `max` bytes.
     async fn bytes(&mut self, field: &'static str, max: usize) -> Result<Vec<u8>, ReadError> {
         let len = self.count(field, max).await?;
-        let mut out = vec![0u8; len];
-        self.fill(&mut out).await?;
+        self.take(Vec::new(), len).await
+    }
+
+    /// Reads `len` more bytes of the body onto the end of `out`, which grows only as bytes
+    /// arrive (at most doubling, from [`GROW_FROM`]): a length announced by a peer costs
+    /// memory only once the peer has sent the bytes, so a stream that stops half-way holds
+    /// about what it sent, not the largest message it could have been.
+    async fn take(&mut self, mut out: Vec<u8>, len: usize) -> Result<Vec<u8>, ReadError> {
+        if len > self.left() {
+            return Err(WireError::Malformed(format!(
+                "{len} bytes announced where the frame body has {} left",
+                self.left()
+            ))
+            .into());
+        }
+        let start = out.len();
+        let end = start + len;
+        let mut have = start;
+        while have < end {
+            if have == out.len() {
+                let grow = (end - have).min((have - start).max(GROW_FROM));
+                out.resize(have + grow, 0);
+            }
+            match self.io.read(&mut out[have..]).await? {
+                0 => {
+                    return Err(WireError::Truncated {
+                        have: FRAME_PREFIX_LEN + self.read + (have - start),
+                        need: FRAME_PREFIX_LEN + self.len,
+                    }
+                    .into())
+                }
+                n => have += n,
+            }
+        }
+        self.read += len;
         Ok(out)
     }
 
@@ -211,12 +247,10 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
 
     /// The whole body, for a message read whose `kind` is already read.
     async fn rest_after(&mut self, kind: u64) -> Result<Vec<u8>, ReadError> {
-        let mut body = Vec::with_capacity(self.len);
+        let mut body = Vec::new();
         push_varint(&mut body, kind);
-        let start = body.len();
-        body.resize(start + self.left(), 0);
-        self.fill(&mut body[start..]).await?;
-        Ok(body)
+        let left = self.left();
+        self.take(body, left).await
     }
 
     fn end(&self) -> Result<(), ReadError> {
@@ -227,18 +261,23 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
     }
 }
 
-/// Reads one request: a `Store` piece by piece (its shard straight into its own buffer),
-/// anything else whole. Decodes to exactly what [`Message::from_body`] gives for the body.
+/// Reads one request: a `Store` or `Handover` piece by piece (its shard straight into its
+/// own buffer), anything else whole. Decodes to exactly what [`Message::from_body`] gives for
+/// the body.
 async fn read_request_body<T: AsyncRead + Unpin + Send>(io: &mut T) -> Result<Request, ReadError> {
     let mut r = BodyReader::start(io).await?;
     let kind = r.varint().await?;
-    if kind != u64::from(Request::STORE_KIND) {
+    if kind != u64::from(Request::STORE_KIND) && kind != u64::from(Request::HANDOVER_KIND) {
         return Ok(Request::from_body(&r.rest_after(kind).await?)?);
     }
     let header = r.bytes("header bytes", MAX_HEADER_LEN).await?;
     let shard = r.bytes("shard bytes", MAX_SHARD_LEN).await?;
     r.end()?;
-    let req = Request::Store { header, shard };
+    let req = if kind == u64::from(Request::STORE_KIND) {
+        Request::Store { header, shard }
+    } else {
+        Request::Handover { header, shard }
+    };
     req.check()?;
     Ok(req)
 }
@@ -439,6 +478,8 @@ mod tests {
         let mut good = vec![
             Request::Store { header: vec![4; 300], shard: shard.clone() }.to_body().unwrap(),
             Request::Store { header: vec![], shard: vec![] }.to_body().unwrap(),
+            Request::Handover { header: vec![4; 300], shard: shard.clone() }.to_body().unwrap(),
+            Request::Handover { header: vec![1], shard: vec![] }.to_body().unwrap(),
             Request::Fetch { stripe: id }.to_body().unwrap(),
             Request::Holds { stripes: vec![id; 3] }.to_body().unwrap(),
             Response::Shards { header: vec![4; 300], shards: vec![shard.clone().into()] }.to_body().unwrap(),

@@ -387,6 +387,8 @@ fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
 impl Request {
     /// The kind number `Store` bodies start with.
     pub const STORE_KIND: u32 = 0;
+    /// The kind number `Handover` bodies start with (laid out as a `Store`).
+    pub const HANDOVER_KIND: u32 = 4;
 }
 
 impl Response {

@@ -198,6 +198,8 @@ fn split_frames_are_the_frame_in_two_parts() {
     // Kind numbers as the bodies carry them.
     let store = Request::Store { header: vec![], shard: vec![] }.to_body().unwrap();
     assert_eq!(u32::from(store[0]), Request::STORE_KIND);
+    let handover = Request::Handover { header: vec![], shard: vec![] }.to_body().unwrap();
+    assert_eq!(u32::from(handover[0]), Request::HANDOVER_KIND);
     let shards = Response::Shards { header: vec![], shards: vec![] }.to_body().unwrap();
     assert_eq!(u32::from(shards[0]), Response::SHARDS_KIND);
     // Limits hold for split frames as for whole ones.

@@ -1,6 +1,7 @@
 //! A minimal native client of the storage protocol: one libp2p swarm on its own task,
 //! requests in over a bounded channel, answers back on oneshots. Tests and benchmarks use
-//! it; it can also send raw bytes on `/kura/store/1` to check how a relay treats garbage.
+//! it; it can also send raw bytes on `/kura/store/1` to check how a relay treats garbage,
+//! and leave streams half written to check how it treats peers that stall.
 
 use crate::protocol::{read_frame, StoreCodec, PROTOCOL};
 use anyhow::{anyhow, Context, Result};
@@ -14,7 +15,9 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 use std::collections::HashMap;
 use std::io;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes raw bytes as a request; reads a normal framed response.
@@ -62,10 +65,67 @@ impl request_response::Codec for RawCodec {
     }
 }
 
+/// Counts of [`StoreClient::half_written`] streams.
+#[derive(Debug, Default)]
+struct HalfCounts {
+    /// Streams whose bytes were written (and flushed); they stay open.
+    written: AtomicUsize,
+    /// Streams that failed before their bytes were written.
+    failed: AtomicUsize,
+}
+
+/// Writes raw bytes as a request and then neither writes more nor closes the stream: the
+/// write never finishes, so the stream stays open, half written, until the request times
+/// out on this side or the connection closes. Reads nothing.
+#[derive(Debug, Clone, Default)]
+struct HalfCodec(Arc<HalfCounts>);
+
+impl request_response::Codec for HalfCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Response;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        Err(io::Error::other("the half-writing client serves nothing"))
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<Response> {
+        Err(io::Error::other("a half-written request has no response"))
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&req).await?;
+        io.flush().await?;
+        self.0.written.fetch_add(1, Ordering::SeqCst);
+        futures::future::pending::<()>().await;
+        Ok(())
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Response,
+    ) -> io::Result<()> {
+        Err(io::Error::other("the half-writing client serves nothing"))
+    }
+}
+
 #[derive(NetworkBehaviour)]
 struct ClientBehaviour {
     store: request_response::Behaviour<StoreCodec>,
     raw: request_response::Behaviour<RawCodec>,
+    half: request_response::Behaviour<HalfCodec>,
 }
 
 type Reply = oneshot::Sender<Result<Response, String>>;
@@ -73,6 +133,8 @@ type Reply = oneshot::Sender<Result<Response, String>>;
 enum Cmd {
     Request(Request, Reply),
     Raw(Vec<u8>, Reply),
+    /// Open this many streams, write the bytes on each, leave them open.
+    Half(Vec<u8>, usize),
 }
 
 /// A connection to one relay.
@@ -81,6 +143,7 @@ pub struct StoreClient {
     tx: mpsc::Sender<Cmd>,
     /// The relay's peer id.
     pub peer: PeerId,
+    half: Arc<HalfCounts>,
 }
 
 impl StoreClient {
@@ -91,6 +154,7 @@ impl StoreClient {
             return Err(anyhow!("{addr} has no /p2p/ peer id"));
         };
         let cfg = || request_response::Config::default().with_request_timeout(Duration::from_secs(60));
+        let half = Arc::new(HalfCounts::default());
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
@@ -115,6 +179,13 @@ impl StoreClient {
                     RawCodec,
                     [(PROTOCOL, ProtocolSupport::Outbound)],
                     cfg(),
+                ),
+                // Half-written streams stay open for as long as a test wants them: hundreds
+                // on one connection (yamux takes 512), for up to 10 minutes.
+                half: request_response::Behaviour::with_codec(
+                    HalfCodec(half.clone()),
+                    [(PROTOCOL, ProtocolSupport::Outbound)],
+                    cfg().with_request_timeout(Duration::from_secs(600)).with_max_concurrent_streams(2048),
                 ),
             })?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -159,6 +230,7 @@ impl StoreClient {
             return Err(e);
         }
         let (tx, mut rx) = mpsc::channel::<Cmd>(64);
+        let counts = half.clone();
         tokio::spawn(async move {
             let mut pending: HashMap<OutboundRequestId, Reply> = HashMap::new();
             loop {
@@ -172,12 +244,23 @@ impl StoreClient {
                             let id = swarm.behaviour_mut().raw.send_request(&peer, b);
                             pending.insert(id, reply);
                         }
+                        Some(Cmd::Half(b, count)) => {
+                            for _ in 0..count {
+                                swarm.behaviour_mut().half.send_request(&peer, b.clone());
+                            }
+                        }
                         None => break,
                     },
                     ev = swarm.select_next_some() => {
                         let done = match ev {
                             SwarmEvent::Behaviour(ClientBehaviourEvent::Store(e)) => outcome(e),
                             SwarmEvent::Behaviour(ClientBehaviourEvent::Raw(e)) => outcome(e),
+                            SwarmEvent::Behaviour(ClientBehaviourEvent::Half(
+                                request_response::Event::OutboundFailure { .. },
+                            )) => {
+                                counts.failed.fetch_add(1, Ordering::SeqCst);
+                                None
+                            }
                             _ => None,
                         };
                         if let Some((id, r)) = done {
@@ -189,7 +272,7 @@ impl StoreClient {
                 }
             }
         });
-        Ok(Self { tx, peer })
+        Ok(Self { tx, peer, half })
     }
 
     async fn call(&self, cmd: impl FnOnce(Reply) -> Cmd) -> Result<Response> {
@@ -206,6 +289,26 @@ impl StoreClient {
     /// Sends `bytes` as they are on a new `/kura/store/1` stream and reads the answer.
     pub async fn raw(&self, bytes: Vec<u8>) -> Result<Response> {
         self.call(|r| Cmd::Raw(bytes, r)).await
+    }
+
+    /// Opens `count` new `/kura/store/1` streams and writes `bytes` on each, then neither
+    /// writes more nor closes them: a peer that announces a message and stalls. Returns how
+    /// many streams were written, once each of them was written or failed (or after 30 s).
+    /// The streams stay open on this side until the client is dropped (or for 10 minutes),
+    /// whatever the relay does with them. One call at a time per connection: the counts are
+    /// the connection's.
+    pub async fn half_written(&self, bytes: Vec<u8>, count: usize) -> Result<usize> {
+        let (written, failed) = (&self.half.written, &self.half.failed);
+        let (w0, f0) = (written.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+        self.tx.send(Cmd::Half(bytes, count)).await.map_err(|_| anyhow!("client task ended"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let w = written.load(Ordering::SeqCst) - w0;
+            if w + (failed.load(Ordering::SeqCst) - f0) >= count || Instant::now() > deadline {
+                return Ok(w);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

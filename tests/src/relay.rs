@@ -37,9 +37,22 @@ impl RelayProc {
     /// [`spawn`](Self::spawn) with a given binary (tests of the relay's own package pass
     /// `env!("CARGO_BIN_EXE_kura-relay")`, which cargo built for them).
     pub fn spawn_bin(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start(Command::new(bin), dir, extra)
+    }
+
+    /// [`spawn_bin`](Self::spawn_bin) with the open-file limit (`ulimit -n`) set to `nofile`
+    /// for the relay. A shell sets the limit and then `exec`s the relay, so [`pid`](Self::pid)
+    /// is still the relay's.
+    pub fn spawn_bin_limited(bin: &Path, dir: &Path, extra: &[&str], nofile: u64) -> Result<Self> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")).arg(bin);
+        Self::start(cmd, dir, extra)
+    }
+
+    /// Starts `cmd` (the relay, or what `exec`s it) with the relay's arguments appended.
+    fn start(mut cmd: Command, dir: &Path, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let stderr = dir.with_extension("stderr.log");
-        let mut cmd = Command::new(bin);
         cmd.arg("--data-dir").arg(dir).args(["--http", "127.0.0.1:0"]);
         for l in LOOPBACK_LISTEN {
             cmd.args(["--listen", l]);
@@ -97,9 +110,11 @@ impl RelayProc {
             .ok_or_else(|| anyhow!("no {needle} address in {:?}", self.listen))
     }
 
-    /// `GET path` on the relay's HTTP port: (status code, body).
+    /// `GET path` on the relay's HTTP port as its operator (with the bearer token the relay
+    /// wrote to `operator.token` in its data directory): (status code, body).
     pub fn get(&self, path: &str) -> Result<(u16, String)> {
-        http_get(&self.http, path)
+        let token = std::fs::read_to_string(self.dir.join("operator.token")).unwrap_or_default();
+        http_get_as(&self.http, path, token.trim())
     }
 
     /// `GET path` parsed as JSON.
@@ -146,11 +161,17 @@ impl Drop for RelayProc {
     }
 }
 
-/// A minimal HTTP/1.0 GET (no client library needed for loopback tests).
+/// A minimal HTTP/1.0 GET (no client library needed for loopback tests), as a stranger.
 pub fn http_get(host: &str, path: &str) -> Result<(u16, String)> {
+    http_get_as(host, path, "")
+}
+
+/// [`http_get`] with a bearer token (none if empty).
+pub fn http_get_as(host: &str, path: &str, token: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let auth = if token.is_empty() { String::new() } else { format!("Authorization: Bearer {token}\r\n") };
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow!("no HTTP header in {resp:?}"))?;

@@ -11,11 +11,13 @@
 //! file writes and fsyncs, and one sync makes a batch of their commits durable
 //! ([`GroupSync`]). A crash before the commit leaves at most a file that no
 //! metadata names; [`FsStore::open`] deletes those and any temporary files, so nothing
-//! half-written survives a restart. Reads check every shard against its address; a shard
-//! that no longer matches is dropped from the index and its file deleted.
+//! half-written survives a restart. Reads check the shard against its address; a shard whose
+//! bytes, read whole, no longer match (or whose file is gone) is dropped from the index and its
+//! file deleted. A read that fails for any other reason (no file descriptors left, an IO
+//! error) is an error and drops nothing.
 
 use super::group::GroupSync;
-use super::{check_quota, cost, verify, Held, ShardStore, StoreError, Usage};
+use super::{check_quota, cost, verify, Held, Part, ShardStore, StoreError, Usage};
 use kura_core::{ShardId, StripeId};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::fs;
@@ -148,7 +150,15 @@ impl FsStore {
         let mut delete_file = false;
         {
             let mut held = txn.open_table(HELD).map_err(dberr)?;
-            held.remove(held_key(stripe, index).as_slice()).map_err(dberr)?;
+            let named = held
+                .remove(held_key(stripe, index).as_slice())
+                .map_err(dberr)?
+                .is_some_and(|v| v.value() == id.as_bytes().as_slice());
+            if !named {
+                // Dropped already (by a concurrent read or a removal): nothing more to do (the
+                // transaction is abandoned).
+                return Ok(());
+            }
             let lo = held_key(stripe, 0);
             let hi = held_key(stripe, 255);
             let others = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.count();
@@ -180,6 +190,26 @@ impl FsStore {
             let _ = fs::remove_file(self.shard_path(id));
         }
         Ok(())
+    }
+
+    /// The header of `stripe` and its lowest index held, with that index's shard address.
+    fn first_held(&self, stripe: &StripeId) -> Result<Option<(Vec<u8>, u8, ShardId)>, StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let headers = r.open_table(HEADERS).map_err(dberr)?;
+        let Some(header) =
+            headers.get(stripe.as_bytes().as_slice()).map_err(dberr)?.map(|h| h.value().to_vec())
+        else {
+            return Ok(None);
+        };
+        let held = r.open_table(HELD).map_err(dberr)?;
+        let (lo, hi) = (held_key(stripe, 0), held_key(stripe, 255));
+        let Some(e) = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.next() else {
+            return Ok(None);
+        };
+        let (k, v) = e.map_err(dberr)?;
+        let mut id = [0u8; 32];
+        id.copy_from_slice(v.value());
+        Ok(Some((header, k.value()[32], ShardId::from_bytes(id))))
     }
 
     /// Returns once metadata commit `seq` is on disk (see [`GroupSync`]).
@@ -224,14 +254,14 @@ impl FsStore {
     fn known(&self, v: &super::Verified<'_>, sole: bool) -> Result<Known, StoreError> {
         let r = self.db.begin_read().map_err(dberr)?;
         let held = r.open_table(HELD).map_err(dberr)?;
-        if sole {
-            let (lo, hi) = (held_key(&v.stripe, 0), held_key(&v.stripe, 255));
-            if let Some(e) = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.next() {
-                let index = e.map_err(dberr)?.0.value()[32];
+        // One shard of a stripe per relay: another index is refused; the same one (not by a
+        // sole write) is already there.
+        let (lo, hi) = (held_key(&v.stripe, 0), held_key(&v.stripe, 255));
+        if let Some(e) = held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)?.next() {
+            let index = e.map_err(dberr)?.0.value()[32];
+            if sole || usize::from(index) != v.index {
                 return Err(StoreError::AlreadyHeld { stripe: v.stripe, index });
             }
-        }
-        if held.get(held_key(&v.stripe, v.index as u8).as_slice()).map_err(dberr)?.is_some() {
             return Ok(Known { held: true, header: true, shard: None });
         }
         let headers = r.open_table(HEADERS).map_err(dberr)?;
@@ -377,36 +407,33 @@ impl ShardStore for FsStore {
     }
 
     fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError> {
-        let (header, idx) = {
-            let r = self.db.begin_read().map_err(dberr)?;
-            let headers = r.open_table(HEADERS).map_err(dberr)?;
-            let Some(header) =
-                headers.get(stripe.as_bytes().as_slice()).map_err(dberr)?.map(|h| h.value().to_vec())
-            else {
-                return Ok(None);
-            };
-            let held = r.open_table(HELD).map_err(dberr)?;
-            let (lo, hi) = (held_key(stripe, 0), held_key(stripe, 255));
-            let mut idx = Vec::new();
-            for e in held.range(lo.as_slice()..=hi.as_slice()).map_err(dberr)? {
-                let (k, v) = e.map_err(dberr)?;
-                let mut id = [0u8; 32];
-                id.copy_from_slice(v.value());
-                idx.push((k.value()[32], ShardId::from_bytes(id)));
-            }
-            (header, idx)
+        let Some((header, i, id)) = self.first_held(stripe)? else { return Ok(None) };
+        let bytes = match fs::read(self.shard_path(&id)) {
+            Ok(bytes) => bytes,
+            // The file is gone: the shard is lost, as surely as if its bytes had changed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            // Anything else (no file descriptors left, an IO error) says nothing about the
+            // shard: an error, and nothing is dropped.
+            Err(e) => return Err(StoreError::Io(e)),
         };
-        let mut shards = Vec::with_capacity(idx.len());
-        for (i, id) in idx {
-            let bytes = fs::read(self.shard_path(&id)).unwrap_or_default();
-            if ShardId::of(&bytes) != id {
-                tracing::warn!(%stripe, shard = %id, index = i, "shard corrupt on disk; dropping it");
-                self.drop_index(stripe, i, &id)?;
-                return Err(StoreError::Corrupt { stripe: *stripe, shard: id });
-            }
-            shards.push((i, bytes));
+        if ShardId::of(&bytes) != id {
+            tracing::warn!(%stripe, shard = %id, index = i, "shard corrupt or missing on disk; dropping it");
+            self.drop_index(stripe, i, &id)?;
+            return Err(StoreError::Corrupt { stripe: *stripe, shard: id });
         }
-        Ok(Some(Held { header, shards }))
+        Ok(Some(Held { header, shards: vec![(i, bytes)] }))
+    }
+
+    fn part(&self, stripe: &StripeId, offset: usize, len: usize) -> Result<Option<Part>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let Some((header, _, id)) = self.first_held(stripe)? else { return Ok(None) };
+        let file = fs::File::open(self.shard_path(&id))?;
+        let total = file.metadata()?.len() as usize;
+        let start = offset.min(total);
+        let end = offset.saturating_add(len).min(total);
+        let mut bytes = vec![0u8; end - start];
+        file.read_exact_at(&mut bytes, start as u64)?;
+        Ok(Some(Part { header, total, bytes }))
     }
 
     fn holds(&self, stripes: &[StripeId]) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError> {

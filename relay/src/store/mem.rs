@@ -45,8 +45,10 @@ impl ShardStore for MemStore {
         let v = verify(header_bytes, shard)?;
         let mut g = self.lock();
         let index = v.index as u8;
-        if let Some(held) = g.held.get(&v.stripe).and_then(|h| h.keys().next()).filter(|_| sole) {
-            return Err(StoreError::AlreadyHeld { stripe: v.stripe, index: *held });
+        if let Some(&held) = g.held.get(&v.stripe).and_then(|h| h.keys().next()) {
+            if sole || held != index {
+                return Err(StoreError::AlreadyHeld { stripe: v.stripe, index: held });
+            }
         }
         if g.held.get(&v.stripe).is_some_and(|h| h.contains_key(&index)) {
             return Ok(index);
@@ -75,7 +77,7 @@ impl ShardStore for MemStore {
         let mut g = self.lock();
         let Some(idx) = g.held.get(stripe).cloned() else { return Ok(None) };
         let mut shards = Vec::new();
-        for (i, id) in idx {
+        for (i, id) in idx.into_iter().take(1) {
             let bytes = g.shards.get(&id).map(|(b, _, _)| b.clone()).unwrap_or_default();
             if ShardId::of(&bytes) != id {
                 drop_index(&mut g, stripe, i, &id);

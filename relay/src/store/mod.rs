@@ -34,15 +34,17 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("metadata database: {0}")]
     Db(String),
-    #[error("a shard (index {index}) of stripe {stripe} is already held here")]
+    #[error("a shard (index {index}) of stripe {stripe} is already held here; a relay keeps one shard of a stripe")]
     AlreadyHeld { stripe: StripeId, index: u8 },
+    #[error("shard is {found} bytes; its stripe's header says {expected}")]
+    WrongLength { expected: usize, found: usize },
 }
 
 impl StoreError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::BadHeader(_) => ErrorCode::Malformed,
+            StoreError::BadHeader(_) | StoreError::WrongLength { .. } => ErrorCode::Malformed,
             StoreError::NotInStripe { .. } | StoreError::Corrupt { .. } => ErrorCode::BadHash,
             StoreError::QuotaFull { .. } => ErrorCode::QuotaFull,
             StoreError::Io(_) | StoreError::Db(_) => ErrorCode::Internal,
@@ -66,12 +68,16 @@ pub struct Verified<'a> {
 pub fn verify<'a>(header_bytes: &'a [u8], shard: &'a [u8]) -> Result<Verified<'a>, StoreError> {
     let stripe = StripeId::of(header_bytes);
     let header = StripeHeader::parse(header_bytes)?;
+    if shard.len() != header.shard_len() {
+        return Err(StoreError::WrongLength { expected: header.shard_len(), found: shard.len() });
+    }
     let shard_id = ShardId::of(shard);
     let index = header.index_of(&shard_id).ok_or(StoreError::NotInStripe { stripe, found: shard_id })?;
     Ok(Verified { stripe, header_bytes, header, index, shard_id, shard })
 }
 
-/// A stripe as held: its header and the shards held, by index.
+/// A stripe as held: its header and the shard held (a relay keeps one shard of a stripe), by
+/// index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub header: Vec<u8>,
@@ -97,7 +103,9 @@ pub struct Usage {
 /// A place shards are kept. Calls block (run them off the async executor).
 pub trait ShardStore: Send + Sync + 'static {
     /// Stores one shard of a stripe with its header. Returns the shard's index; storing a
-    /// shard already held succeeds without writing.
+    /// shard already held succeeds without writing. A relay keeps one shard of a stripe:
+    /// another index of a stripe already held is refused ([`StoreError::AlreadyHeld`]), so
+    /// nobody can make one machine hold (and read, and hash) many shards of one stripe.
     fn put(&self, header_bytes: &[u8], shard: &[u8]) -> Result<u8, StoreError> {
         self.put_checked(header_bytes, shard, false)
     }
@@ -113,13 +121,16 @@ pub trait ShardStore: Send + Sync + 'static {
     fn remove(&self, stripe: &StripeId, index: u8) -> Result<bool, StoreError>;
     /// The header of `stripe`, if any of its shards is held.
     fn header(&self, stripe: &StripeId) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The header and every shard held for `stripe`, each verified on read; `None` if
-    /// nothing is held. A shard whose bytes no longer match is dropped and reported.
+    /// The header and the (lowest-index) shard held for `stripe`, verified on read; `None`
+    /// if nothing is held. Only that one shard is read. A shard whose bytes, read whole, no
+    /// longer match its address (or whose file is gone) is dropped and reported as
+    /// [`StoreError::Corrupt`]; any other failure to read it is an error and drops nothing.
     fn get(&self, stripe: &StripeId) -> Result<Option<Held>, StoreError>;
     /// Bytes `offset..offset + len` (cut at the end) of the lowest-index shard held for
-    /// `stripe`, with the header and the shard's length; `None` if nothing is held. Goes
-    /// through [`get`](Self::get), so the whole shard is read and verified for each part
-    /// (parts are for readers that cannot take a whole shard in one answer).
+    /// `stripe`, with the header and the shard's length; `None` if nothing is held. Reads
+    /// only that range (parts are for readers that cannot take a whole shard in one answer;
+    /// the reader checks the assembled shard against its address). This default goes through
+    /// [`get`](Self::get).
     fn part(&self, stripe: &StripeId, offset: usize, len: usize) -> Result<Option<Part>, StoreError> {
         let Some(held) = self.get(stripe)? else { return Ok(None) };
         let Some((_, shard)) = held.shards.into_iter().next() else { return Ok(None) };

@@ -11,24 +11,46 @@ fn stripe(len: usize, seed: u8) -> Stripe {
     encode_single_chunk(&opts, &data).unwrap().0
 }
 
-fn put_all(store: &dyn ShardStore, s: &Stripe) {
-    for i in 0..s.shard_count() {
-        assert_eq!(store.put(s.header_bytes(), s.shard(i)).unwrap() as usize, i);
-    }
+/// Stores shard `i` of `s` (a store keeps one shard of a stripe).
+fn put_one(store: &dyn ShardStore, s: &Stripe, i: usize) {
+    assert_eq!(store.put(s.header_bytes(), s.shard(i)).unwrap() as usize, i);
 }
 
 pub(super) fn round_trips_at_boundary_sizes(store: &dyn ShardStore) {
     for (n, len) in [0usize, 1, 1024, 4095, 4096, 4097, (1 << 20) - 1, 1 << 20].into_iter().enumerate() {
         let s = stripe(len, n as u8);
-        put_all(store, &s);
+        // A zero-length stripe pads every data shard alike: index 0 is the one to store.
+        let i = if len == 0 { 0 } else { n % 6 };
+        put_one(store, &s, i);
         let held = store.get(&s.id()).unwrap().expect("held");
         assert_eq!(held.header, s.header_bytes());
-        assert_eq!(held.shards.len(), 6);
-        for (i, bytes) in &held.shards {
-            assert!(bytes == s.shard(usize::from(*i)), "len {len} shard {i}");
-        }
+        assert_eq!(held.shards, vec![(i as u8, s.shard(i).to_vec())], "len {len}");
     }
     assert_eq!(store.inventory().unwrap().len(), 8);
+}
+
+pub(super) fn one_shard_of_a_stripe_is_kept(store: &dyn ShardStore) {
+    let s = stripe(5000, 11);
+    put_one(store, &s, 2);
+    let u = store.usage();
+    let e = store.put(s.header_bytes(), s.shard(4)).unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyHeld { index: 2, .. }), "{e}");
+    assert_eq!(e.code(), ErrorCode::AlreadyHeld);
+    assert_eq!(store.usage(), u, "nothing written");
+    assert_eq!(store.holds(&[s.id()]).unwrap(), vec![(s.id(), vec![2])]);
+}
+
+pub(super) fn a_shard_of_the_wrong_length_is_refused(store: &dyn ShardStore) {
+    // A header whose index 0 names a blob longer than the header's shard length.
+    let s = stripe(5000, 12);
+    let blob = vec![7u8; s.shard(0).len() + 1];
+    let mut header = s.header_bytes().to_vec();
+    let at = header.len() - 6 * 32;
+    header[at..at + 32].copy_from_slice(ShardId::of(&blob).as_bytes());
+    let e = store.put(&header, &blob).unwrap_err();
+    assert!(matches!(e, StoreError::WrongLength { .. }), "{e}");
+    assert_eq!(e.code(), ErrorCode::Malformed);
+    assert_eq!(store.usage().bytes, 0);
 }
 
 pub(super) fn puts_are_idempotent_and_accounted(store: &dyn ShardStore) {
@@ -39,15 +61,12 @@ pub(super) fn puts_are_idempotent_and_accounted(store: &dyn ShardStore) {
     assert_eq!(u.shards, 1);
     assert_eq!(store.put(s.header_bytes(), s.shard(2)).unwrap(), 2);
     assert_eq!(store.usage(), u, "a repeated put costs nothing");
-    store.put(s.header_bytes(), s.shard(4)).unwrap();
-    assert_eq!(store.usage().bytes, u.bytes + s.shard(4).len() as u64, "header counted once");
-    assert_eq!(store.holds(&[s.id(), StripeId::from_bytes([0; 32])]).unwrap(), vec![(s.id(), vec![2, 4])]);
+    assert_eq!(store.holds(&[s.id(), StripeId::from_bytes([0; 32])]).unwrap(), vec![(s.id(), vec![2])]);
 }
 
 pub(super) fn parts_read_pieces_of_the_lowest_index(store: &dyn ShardStore) {
     let s = stripe(100_000, 7);
     assert_eq!(store.part(&s.id(), 0, 10).unwrap(), None, "nothing held yet");
-    store.put(s.header_bytes(), s.shard(4)).unwrap();
     store.put(s.header_bytes(), s.shard(1)).unwrap();
     let shard = s.shard(1);
     let mut back = Vec::new();
@@ -59,7 +78,7 @@ pub(super) fn parts_read_pieces_of_the_lowest_index(store: &dyn ShardStore) {
         back.extend_from_slice(&p.bytes);
         offset += 8192;
     }
-    assert!(back == shard, "parts of index 1 (the lowest held) put together are the shard");
+    assert!(back == shard, "parts of the shard held put together are the shard");
     let past = store.part(&s.id(), shard.len() + 5, 100).unwrap().expect("held");
     assert!(past.bytes.is_empty(), "past the end: no bytes, still the length");
 }
@@ -104,14 +123,15 @@ pub(super) fn quota_full_is_reported_before_writing(store: &dyn ShardStore) {
     // The suite gives this store a quota of 100 KiB.
     let s = stripe(1 << 20, 4);
     let small = stripe(10_000, 5);
-    put_all(store, &small);
+    put_one(store, &small, 3);
     let before = store.usage();
     let e = store.put(s.header_bytes(), s.shard(0)).unwrap_err();
     assert!(matches!(e, StoreError::QuotaFull { .. }), "{e}");
     assert_eq!(e.code(), ErrorCode::QuotaFull);
     assert_eq!(store.usage(), before, "nothing half-written");
     assert!(store.get(&s.id()).unwrap().is_none());
-    assert_eq!(store.get(&small.id()).unwrap().unwrap().shards.len(), 6, "what was there is intact");
+    let held = store.get(&small.id()).unwrap().unwrap();
+    assert_eq!(held.shards, vec![(3, small.shard(3).to_vec())], "what was there is intact");
 }
 
 /// Runs `f(i)` on `n` threads released at once.
@@ -134,17 +154,14 @@ fn at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
 pub(super) fn concurrent_writes_count_once(store: &dyn ShardStore) {
     // Eight writers over four stripes: every shard is written by two of them at once.
     let stripes: Vec<Stripe> = (0..4).map(|i| stripe(20_000, 40 + i)).collect();
-    at_once(8, |t| put_all(store, &stripes[t % 4]));
-    let want: u64 = stripes
-        .iter()
-        .map(|s| (s.header_bytes().len() + (0..6).map(|i| s.shard(i).len()).sum::<usize>()) as u64)
-        .sum();
+    at_once(8, |t| put_one(store, &stripes[t % 4], t % 4));
+    let want: u64 =
+        stripes.iter().enumerate().map(|(i, s)| (s.header_bytes().len() + s.shard(i).len()) as u64).sum();
     assert_eq!(store.usage().bytes, want, "each header and shard counted once");
-    assert_eq!(store.usage().shards, 24);
-    for s in &stripes {
+    assert_eq!(store.usage().shards, 4);
+    for (i, s) in stripes.iter().enumerate() {
         let held = store.get(&s.id()).unwrap().expect("held");
-        assert_eq!(held.shards.len(), 6);
-        assert!(held.shards.iter().all(|(i, b)| b == s.shard(usize::from(*i))));
+        assert_eq!(held.shards, vec![(i as u8, s.shard(i).to_vec())]);
     }
 }
 
@@ -191,6 +208,16 @@ macro_rules! suite {
             fn round_trips_at_boundary_sizes() {
                 let (_g, s) = $make(u64::MAX);
                 super::round_trips_at_boundary_sizes(&s);
+            }
+            #[test]
+            fn one_shard_of_a_stripe_is_kept() {
+                let (_g, s) = $make(u64::MAX);
+                super::one_shard_of_a_stripe_is_kept(&s);
+            }
+            #[test]
+            fn a_shard_of_the_wrong_length_is_refused() {
+                let (_g, s) = $make(u64::MAX);
+                super::a_shard_of_the_wrong_length_is_refused(&s);
             }
             #[test]
             fn puts_are_idempotent_and_accounted() {
@@ -288,10 +315,10 @@ suite!(fs_store, disk);
 fn mem_store_detects_tampered_shards() {
     let store = MemStore::new(u64::MAX);
     let s = stripe(4000, 6);
-    put_all(&store, &s);
+    put_one(&store, &s, 1);
     store.tamper(&s.header().shards()[1], |b| b[0] ^= 1);
     assert!(matches!(store.get(&s.id()), Err(StoreError::Corrupt { .. })));
-    assert_eq!(store.get(&s.id()).unwrap().unwrap().shards.len(), 5, "the bad shard was dropped");
+    assert_eq!(store.get(&s.id()).unwrap(), None, "the bad shard was dropped");
 }
 
 #[test]
@@ -300,12 +327,12 @@ fn fs_store_survives_reopen_and_detects_disk_corruption() {
     let s = stripe(70_000, 7);
     let usage = {
         let store = FsStore::open(dir.path(), u64::MAX).unwrap();
-        put_all(&store, &s);
+        put_one(&store, &s, 3);
         store.usage()
     };
     let store = FsStore::open(dir.path(), u64::MAX).unwrap();
     assert_eq!(store.usage(), usage, "counters persist");
-    assert_eq!(store.get(&s.id()).unwrap().unwrap().shards.len(), 6);
+    assert_eq!(store.get(&s.id()).unwrap().unwrap().shards.len(), 1);
     // Change one byte of shard 3 on disk.
     let hex = s.header().shards()[3].to_hex();
     let path = dir.path().join("shards").join(&hex[..2]).join(&hex);
@@ -316,8 +343,39 @@ fn fs_store_survives_reopen_and_detects_disk_corruption() {
     assert!(matches!(e, StoreError::Corrupt { .. }));
     assert_eq!(e.code(), ErrorCode::BadHash);
     assert!(!path.exists(), "the corrupt file is removed");
-    assert_eq!(store.holds(&[s.id()]).unwrap(), vec![(s.id(), vec![0, 1, 2, 4, 5])]);
-    assert_eq!(store.usage().bytes, usage.bytes - s.shard(3).len() as u64);
+    assert_eq!(store.holds(&[s.id()]).unwrap(), vec![]);
+    assert_eq!(store.usage().bytes, 0, "the header went with its last shard");
+}
+
+#[test]
+fn fs_store_read_errors_drop_nothing_and_a_missing_file_is_a_lost_shard() {
+    let dir = kura_tests::Scratch::new("store-read-errors").unwrap();
+    let store = FsStore::open(dir.path(), u64::MAX).unwrap();
+    let (a, b) = (stripe(9000, 21), stripe(9000, 22));
+    put_one(&store, &a, 2);
+    put_one(&store, &b, 4);
+    let file = |s: &Stripe, i: usize| {
+        let hex = s.header().shards()[i].to_hex();
+        dir.path().join("shards").join(&hex[..2]).join(&hex)
+    };
+    // A read that fails (here: the path is a directory, EISDIR; under attack: EMFILE) is an
+    // error, not a verdict on the shard.
+    let saved = std::fs::read(file(&a, 2)).unwrap();
+    std::fs::remove_file(file(&a, 2)).unwrap();
+    std::fs::create_dir(file(&a, 2)).unwrap();
+    let e = store.get(&a.id()).unwrap_err();
+    assert!(matches!(e, StoreError::Io(_)), "{e}");
+    assert_eq!(e.code(), ErrorCode::Internal);
+    assert!(store.part(&a.id(), 0, 100).is_err());
+    assert_eq!(store.holds(&[a.id()]).unwrap(), vec![(a.id(), vec![2])], "still held");
+    std::fs::remove_dir(file(&a, 2)).unwrap();
+    std::fs::write(file(&a, 2), &saved).unwrap();
+    assert_eq!(store.get(&a.id()).unwrap().unwrap().shards, vec![(2, a.shard(2).to_vec())]);
+    // A file that is gone is a shard lost: dropped, so the relay stops claiming it.
+    std::fs::remove_file(file(&b, 4)).unwrap();
+    assert!(matches!(store.get(&b.id()), Err(StoreError::Corrupt { .. })));
+    assert_eq!(store.holds(&[b.id()]).unwrap(), vec![]);
+    assert_eq!(store.usage().shards, 1);
 }
 
 #[test]
