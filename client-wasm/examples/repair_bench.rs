@@ -27,6 +27,17 @@ async fn json(http: &str, path: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// `GET path` as the relay's operator, parsed as JSON.
+async fn operator_json(http: &str, path: &str, token: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
 /// (user + system) CPU seconds of a process.
 fn cpu(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -39,7 +50,8 @@ fn cpu(pid: u32) -> f64 {
 async fn inventory(net: &Devnet) -> BTreeMap<String, Vec<Vec<u8>>> {
     let mut out: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for r in &net.relays {
-        let v = json(&r.http, "/inventory").await;
+        let token = std::fs::read_to_string(r.dir.join("operator.token")).unwrap();
+        let v = operator_json(&r.http, "/inventory", token.trim()).await;
         for (s, idx) in v["stripes"].as_object().unwrap() {
             let idx = idx.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
             out.entry(s.clone()).or_default().push(idx);

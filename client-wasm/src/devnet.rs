@@ -46,6 +46,8 @@ pub struct DevRelay {
     pub http: String,
     /// Its listen addresses, with `/p2p/`.
     pub listen: Vec<String>,
+    /// Its data directory (which holds `operator.token`, the key to its operator's routes).
+    pub dir: PathBuf,
 }
 
 /// A running local network.
@@ -125,6 +127,7 @@ fn start_relay(cfg: &DevnetConfig, i: usize, bootstrap: Option<&str>) -> Result<
         peer_id: v["peer_id"].as_str().unwrap_or_default().to_owned(),
         http: v["http"].as_str().unwrap_or_default().to_owned(),
         listen: listen.unwrap_or_default(),
+        dir,
     })
 }
 

@@ -309,12 +309,17 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
 #[cfg(not(target_arch = "wasm32"))]
 pub const TCP_READ_BUFFER: usize = 64 << 10;
 
+/// The longest a TCP connection's handshake (multistream, noise, yamux) may take.
+#[cfg(not(target_arch = "wasm32"))]
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// TCP with noise and yamux, as libp2p's `SwarmBuilder::with_tcp` puts them together
 /// (`nodelay`, lazy protocol negotiation), except that each connection reads its socket
 /// through a [`TCP_READ_BUFFER`] buffer. Noise reads its frames in 8 KiB reads; unbuffered,
 /// each is a `recvfrom` (a 256 MiB get made 34,000 of them in the client, a put ~8,500 per
 /// relay); buffered, one `recvfrom` takes whatever the socket holds and noise's reads are
-/// served from memory. The native client and the relays both use it.
+/// served from memory. The native client and the relays both use it. A handshake must be
+/// done within [`HANDSHAKE_TIMEOUT`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn tcp_transport(
     key: &libp2p::identity::Keypair,
@@ -329,6 +334,9 @@ pub fn tcp_transport(
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
+        // A connection that has not finished its handshake by then is dropped: sockets that
+        // connect and say nothing must not hold a slot for ever.
+        .timeout(HANDSHAKE_TIMEOUT)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
         .boxed())
 }

@@ -36,6 +36,18 @@ pub struct Flags {
     /// Most open connections. Default 4096.
     #[arg(long)]
     pub max_connections: Option<u32>,
+    /// Most established incoming connections from one IP address. Default 128.
+    #[arg(long)]
+    pub max_connections_per_ip: Option<u32>,
+    /// Most incoming connections from one IP address still in their handshake. Default 32.
+    #[arg(long)]
+    pub max_pending_per_ip: Option<u32>,
+    /// Bytes per second one peer may store here, on average (suffixes allowed). Default 64M.
+    #[arg(long)]
+    pub peer_store_rate: Option<String>,
+    /// Bytes one peer may store here in a burst, before the rate applies. Default 1G.
+    #[arg(long)]
+    pub peer_store_burst: Option<String>,
     /// Seconds between repair rounds (each checks every stripe held against its close
     /// group). Default 30.
     #[arg(long)]
@@ -64,6 +76,10 @@ pub struct FileConfig {
     pub quota: Option<String>,
     pub www: Option<PathBuf>,
     pub max_connections: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
+    pub max_pending_per_ip: Option<u32>,
+    pub peer_store_rate: Option<String>,
+    pub peer_store_burst: Option<String>,
     pub repair_interval: Option<f64>,
     pub repair_rate: Option<String>,
 }
@@ -79,6 +95,11 @@ pub struct Config {
     pub quota: u64,
     pub www: PathBuf,
     pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    pub max_pending_per_ip: u32,
+    /// Bytes per second one peer may store, and its burst.
+    pub peer_store_rate: u64,
+    pub peer_store_burst: u64,
     pub repair_interval: std::time::Duration,
     pub repair_rate: u64,
 }
@@ -145,6 +166,16 @@ impl Config {
             quota: parse_bytes(flags.quota.or(file.quota).as_deref().unwrap_or("10G"))?,
             www,
             max_connections: flags.max_connections.or(file.max_connections).unwrap_or(4096),
+            max_connections_per_ip: flags.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(128),
+            max_pending_per_ip: flags.max_pending_per_ip.or(file.max_pending_per_ip).unwrap_or(32),
+            peer_store_rate: parse_bytes(
+                flags.peer_store_rate.or(file.peer_store_rate).as_deref().unwrap_or("64M"),
+            )?
+            .max(1),
+            peer_store_burst: parse_bytes(
+                flags.peer_store_burst.or(file.peer_store_burst).as_deref().unwrap_or("1G"),
+            )?
+            .max(1),
             repair_interval: {
                 let secs = flags.repair_interval.or(file.repair_interval).unwrap_or(30.0);
                 anyhow::ensure!(

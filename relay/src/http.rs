@@ -1,18 +1,60 @@
 //! The relay's HTTP side: the web page, `GET /bootstrap`, `GET /metrics`, `GET /health`,
-//! `GET /status`, `GET /repair` (under-replicated stripes and the repair queue),
-//! `GET /inventory` (every stripe held and its shard indices).
+//! `GET /status`, `GET /repair` (under-replicated stripes and the repair queue), and for the
+//! operator only `GET /inventory` (every stripe held and its shard indices).
+//!
+//! The server is open to anyone, so it is bounded ([`HttpLimits`]): connections in total and
+//! per IP address, a deadline for a request's headers, and a lifetime per connection. A
+//! stranger holding idle or trickling connections gets only its own share of them, and
+//! loses them within seconds.
 
 use crate::node::Shared;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// The router, serving static files from `www` for every other path.
-pub fn router(shared: Arc<Shared>, www: PathBuf) -> Router {
+/// What the HTTP server allows.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Connections from one IP address at once.
+    pub per_ip: usize,
+    /// A request's headers must have arrived this long after the connection (or the
+    /// previous request) started, or the connection is closed.
+    pub header_timeout: Duration,
+    /// A connection is closed (after the request in hand) once it is this old.
+    pub lifetime: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            per_ip: 32,
+            header_timeout: Duration::from_secs(10),
+            lifetime: Duration::from_secs(120),
+        }
+    }
+}
+
+/// State of the routes: the node's, and the operator's token.
+#[derive(Debug, Clone)]
+struct App {
+    shared: Arc<Shared>,
+    operator: Arc<blake3::Hash>,
+}
+
+/// The router, serving static files from `www` for every other path. `operator_token`
+/// opens the operator's routes (sent as `Authorization: Bearer TOKEN`).
+pub fn router(shared: Arc<Shared>, www: PathBuf, operator_token: &str) -> Router {
+    let operator = Arc::new(blake3::hash(operator_token.as_bytes()));
     Router::new()
         .route("/bootstrap", get(bootstrap))
         .route("/metrics", get(metrics))
@@ -21,7 +63,123 @@ pub fn router(shared: Arc<Shared>, www: PathBuf) -> Router {
         .route("/repair", get(repair))
         .route("/inventory", get(inventory))
         .fallback_service(tower_http::services::ServeDir::new(www))
-        .with_state(shared)
+        .with_state(App { shared, operator })
+}
+
+impl axum::extract::FromRef<App> for Arc<Shared> {
+    fn from_ref(app: &App) -> Self {
+        app.shared.clone()
+    }
+}
+
+/// Whether a request carries the operator's token (compared in constant time, as hashes).
+fn is_operator(app: &App, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    blake3::hash(token.trim().as_bytes()) == *app.operator
+}
+
+/// Loads the operator's token from `dir`, creating it (random, readable by the owner only) on
+/// first start.
+pub fn operator_token(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("operator.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_owned());
+        }
+    }
+    let token: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+    crate::node::write_private(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// Connections open, in total and per address.
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in [`Open`], given back when the connection ends.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        o.total -= 1;
+        if let Some(n) = o.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Takes a slot for a connection from `ip`, if the limits allow one.
+fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: &HttpLimits) -> Option<Slot> {
+    let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
+    let mine = o.by_ip.get(&ip).copied().unwrap_or(0);
+    if o.total >= limits.max_connections || mine >= limits.per_ip {
+        return None;
+    }
+    o.total += 1;
+    *o.by_ip.entry(ip).or_default() += 1;
+    Some(Slot { open: open.clone(), ip })
+}
+
+/// Serves `app` on `listener` within `limits` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    tokio::pin!(stop);
+    let open = Arc::new(Mutex::new(Open::default()));
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            a = listener.accept() => a,
+        };
+        let (socket, from) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: let connections end before the next.
+                tracing::debug!("HTTP accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(slot) = admit(&open, from.ip().to_canonical(), &limits) else {
+            tracing::debug!(%from, "HTTP connection refused: over the connection limits");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(socket), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = tokio::time::sleep(limits.lifetime) => conn.as_mut().graceful_shutdown(),
+            }
+            // The request in hand gets the header deadline again to finish.
+            let _ = tokio::time::timeout(limits.header_timeout, conn).await;
+        });
+    }
 }
 
 /// Peer id and every listen address (with `/p2p/…`; WebRTC-direct ones carry the certhash).
@@ -76,8 +234,13 @@ async fn repair(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     }))
 }
 
-/// Every stripe held here with its shard indices, from the store itself.
-async fn inventory(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+/// Every stripe held here with its shard indices, from the store itself: for the operator
+/// only (it lists what to attack, and costs the relay a scan of its index).
+async fn inventory(State(app): State<App>, headers: HeaderMap) -> impl IntoResponse {
+    if !is_operator(&app, &headers) {
+        return (StatusCode::UNAUTHORIZED, "the inventory is for the relay's operator (Authorization: Bearer, operator.token in the data directory)\n").into_response();
+    }
+    let s = app.shared;
     let store = s.store.clone();
     match tokio::task::spawn_blocking(move || store.inventory()).await {
         Ok(Ok(inv)) => {

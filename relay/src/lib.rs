@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod http;
+pub mod ip_limits;
 pub mod metrics;
 pub mod node;
 pub mod repair;

@@ -87,6 +87,10 @@ async fn run(cfg: Config) -> Result<()> {
         bootstrap: cfg.bootstrap.clone(),
         external: cfg.external.clone(),
         max_connections: cfg.max_connections,
+        per_ip: kura_relay::ip_limits::PerIp {
+            pending: cfg.max_pending_per_ip as usize,
+            established: cfg.max_connections_per_ip as usize,
+        },
         max_inflight: 256,
     };
     let mut registry = prometheus_client::registry::Registry::default();
@@ -106,15 +110,11 @@ async fn run(cfg: Config) -> Result<()> {
         .with_context(|| format!("binding HTTP on {}", cfg.http))?;
     let http_addr = listener.local_addr()?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = kura_relay::http::router(shared.clone(), cfg.www.clone());
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = http_stopped.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("HTTP server failed: {e}");
-        }
-    });
+    let token = kura_relay::http::operator_token(&cfg.data_dir)?;
+    let app = kura_relay::http::router(shared.clone(), cfg.www.clone(), &token);
+    let http = tokio::spawn(kura_relay::http::serve(listener, app, kura_relay::http::HttpLimits::default(), async {
+        let _ = http_stopped.await;
+    }));
     tracing::info!(%http_addr, "HTTP listening");
 
     let node = Node::start(swarm, shared.clone(), node_cfg)?;

@@ -30,6 +30,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::protocol::KAD_PROTOCOL;
+/// Storage-protocol streams one connection may have open at once (each a request being read
+/// or answered).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 256;
+
 /// Identify's protocol version string.
 pub const AGENT_PROTOCOL: &str = "/kura/1.0.0";
 
@@ -41,6 +45,8 @@ pub struct NodeConfig {
     /// Addresses others can reach this relay at; listen addresses are added as they come.
     pub external: Vec<Multiaddr>,
     pub max_connections: u32,
+    /// Incoming connections one IP address may have.
+    pub per_ip: crate::ip_limits::PerIp,
     pub max_inflight: usize,
 }
 
@@ -48,6 +54,7 @@ pub struct NodeConfig {
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    per_ip: crate::ip_limits::Behaviour,
     limits: connection_limits::Behaviour,
     memory: memory_connection_limits::Behaviour,
     identify: identify::Behaviour,
@@ -109,7 +116,8 @@ pub fn load_certificate(dir: &Path) -> Result<libp2p_webrtc::tokio::Certificate>
     Ok(cert)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a file only its owner may read, crash-safely.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -133,6 +141,7 @@ pub async fn build_swarm(
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>> {
     let max_conns = cfg.max_connections;
+    let per_ip = cfg.per_ip;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_quic()
@@ -166,6 +175,7 @@ pub async fn build_swarm(
                 .with_max_established_per_peer(Some(8))
                 .with_max_pending_incoming(Some(256));
             Ok(Behaviour {
+                per_ip: crate::ip_limits::Behaviour::new(per_ip),
                 limits: connection_limits::Behaviour::new(limits),
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
                 identify: identify::Behaviour::new(
@@ -180,8 +190,10 @@ pub async fn build_swarm(
                     RelayCodec,
                     [(PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default()
+                        // Also the time an inbound stream has to deliver its whole request:
+                        // a stream that stalls is dropped with what it sent.
                         .with_request_timeout(Duration::from_secs(60))
-                        .with_max_concurrent_streams(1024),
+                        .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
                 ),
             })
         })?
