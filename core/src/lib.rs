@@ -14,6 +14,7 @@
 //! byte-identical output on both (checked by `tests/vectors`).
 
 pub mod address;
+pub mod budget;
 pub mod capability;
 pub mod crypto;
 pub mod datamap;
@@ -22,6 +23,7 @@ pub mod encoder;
 pub mod erasure;
 mod hex;
 pub mod placement;
+pub mod proof;
 pub mod repair;
 pub mod source;
 pub mod stripe;

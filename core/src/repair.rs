@@ -181,6 +181,11 @@ enum PeerState {
         since: Duration,
     },
     Dead,
+    /// Failed a proof of possession: not taken as a relay until `until`, whatever its
+    /// connections say.
+    Banned {
+        until: Duration,
+    },
 }
 
 /// Which relays are alive, from connection events. A relay that becomes unreachable is
@@ -198,9 +203,23 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
         Self { peers: HashMap::new(), grace }
     }
 
-    /// A connection to `peer` is open, or it answered.
+    /// A connection to `peer` is open, or it answered. A banned peer stays banned.
     pub fn connected(&mut self, peer: P) {
-        self.peers.insert(peer, PeerState::Connected);
+        let s = self.peers.entry(peer).or_insert(PeerState::Connected);
+        if !matches!(s, PeerState::Banned { .. }) {
+            *s = PeerState::Connected;
+        }
+    }
+
+    /// `peer` failed to prove that it holds what it claimed: it is not taken as a relay
+    /// (its claims are not heard, nothing is planned around it) for `ban`.
+    pub fn failed_proof(&mut self, peer: P, now: Duration, ban: Duration) {
+        self.peers.insert(peer, PeerState::Banned { until: now + ban });
+    }
+
+    /// Whether `peer` is banned (see [`failed_proof`](Self::failed_proof)).
+    pub fn is_banned(&self, peer: &P) -> bool {
+        matches!(self.peers.get(peer), Some(PeerState::Banned { .. }))
     }
 
     /// The last connection to `peer` closed. Returns whether the caller should dial it
@@ -245,15 +264,18 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
         v
     }
 
-    /// Relays suspect for longer than the grace period become dead; returns them.
+    /// Relays suspect for longer than the grace period become dead; returns them. Bans that
+    /// ran out are lifted (the peer counts again once it is connected).
     pub fn expire(&mut self, now: Duration) -> Vec<P> {
         let mut out = Vec::new();
         for (p, s) in &mut self.peers {
-            if let PeerState::Suspect { since } = *s {
-                if now.saturating_sub(since) >= self.grace {
+            match *s {
+                PeerState::Suspect { since } if now.saturating_sub(since) >= self.grace => {
                     *s = PeerState::Dead;
                     out.push(p.clone());
                 }
+                PeerState::Banned { until } if now >= until => *s = PeerState::Dead,
+                _ => {}
             }
         }
         out.sort();
@@ -262,8 +284,12 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
 
     /// Relays taken as alive: connected, or suspect within the grace period.
     pub fn live(&self) -> Vec<P> {
-        let mut v: Vec<P> =
-            self.peers.iter().filter(|(_, s)| **s != PeerState::Dead).map(|(p, _)| p.clone()).collect();
+        let mut v: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| matches!(s, PeerState::Connected | PeerState::Suspect { .. }))
+            .map(|(p, _)| p.clone())
+            .collect();
         v.sort();
         v
     }
@@ -286,6 +312,8 @@ pub struct RebuildJob<P> {
     pub live: usize,
     /// Bytes the rebuild will fetch (about `k` shards).
     pub cost: u64,
+    /// The relay that ordered it.
+    pub by: P,
 }
 
 /// Why a job was not queued.
@@ -293,6 +321,8 @@ pub struct RebuildJob<P> {
 pub enum QueueError {
     #[error("the repair queue is full ({0} jobs)")]
     Full(usize),
+    #[error("{0} jobs ordered by this relay are waiting already, the most one relay may have")]
+    SenderFull(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +339,8 @@ pub struct RepairQueue<P> {
     running: Vec<StripeId>,
     max_running: usize,
     max_waiting: usize,
+    /// Most waiting jobs ordered by one relay.
+    max_per_sender: usize,
     /// Byte budget: refilled at `rate` bytes per second, up to `burst`.
     rate: u64,
     burst: u64,
@@ -317,7 +349,7 @@ pub struct RepairQueue<P> {
     seq: u64,
 }
 
-impl<P: Clone> RepairQueue<P> {
+impl<P: Clone + PartialEq> RepairQueue<P> {
     /// At most `max_running` rebuilds at once and `max_waiting` queued; rebuilds start while
     /// the byte budget (`rate` bytes per second, bursts up to `burst`) allows.
     pub fn new(max_running: usize, max_waiting: usize, rate: u64, burst: u64) -> Self {
@@ -326,12 +358,20 @@ impl<P: Clone> RepairQueue<P> {
             running: Vec::new(),
             max_running: max_running.max(1),
             max_waiting,
+            max_per_sender: max_waiting,
             rate,
             burst: burst.max(1),
             tokens: burst as f64,
             refilled: Duration::ZERO,
             seq: 0,
         }
+    }
+
+    /// At most `max` waiting jobs ordered by any one relay: one relay's orders, true or
+    /// false, cannot fill the queue and hold back everyone else's.
+    pub fn with_max_per_sender(mut self, max: usize) -> Self {
+        self.max_per_sender = max.max(1);
+        self
     }
 
     /// Queues a job. A stripe already queued or running is not queued twice (the newer
@@ -346,6 +386,10 @@ impl<P: Clone> RepairQueue<P> {
         }
         if self.waiting.len() >= self.max_waiting {
             return Err(QueueError::Full(self.waiting.len()));
+        }
+        let mine = self.waiting.iter().filter(|q| q.job.by == job.by).count();
+        if mine >= self.max_per_sender {
+            return Err(QueueError::SenderFull(mine));
         }
         self.seq += 1;
         self.waiting.push(Queued { job, since: now, seq: self.seq });

@@ -123,7 +123,38 @@ fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {
         holders: vec![],
         live,
         cost,
+        by: 'x',
     }
+}
+
+#[test]
+fn a_relay_that_fails_a_proof_is_not_taken_as_a_relay_for_a_while() {
+    let mut l = Liveness::new(s(10));
+    l.connected('a');
+    l.connected('b');
+    l.failed_proof('a', s(5), s(60));
+    assert!(l.is_banned(&'a') && !l.is_live(&'a'));
+    assert_eq!(l.live(), vec!['b']);
+    l.connected('a');
+    assert!(!l.is_live(&'a'), "connecting again does not lift a ban");
+    assert!(l.expire(s(64)).is_empty());
+    assert!(l.is_banned(&'a'));
+    l.expire(s(65));
+    assert!(!l.is_banned(&'a'), "the ban runs out");
+    l.connected('a');
+    assert!(l.is_live(&'a'), "and then it counts once connected");
+}
+
+#[test]
+fn one_relay_cannot_fill_the_repair_queue() {
+    let mut q = RepairQueue::new(1, 100, 1000, 1000).with_max_per_sender(2);
+    let by = |stripe: u8, by: char| RebuildJob { by, ..job(stripe, 3, 10) };
+    q.push(by(1, 'm'), s(0)).unwrap();
+    q.push(by(2, 'm'), s(0)).unwrap();
+    assert_eq!(q.push(by(3, 'm'), s(0)), Err(QueueError::SenderFull(2)));
+    q.push(by(2, 'm'), s(1)).unwrap(); // the same stripe again replaces its order
+    q.push(by(3, 'h'), s(1)).unwrap();
+    assert_eq!(q.waiting(), 3, "another relay's orders still get in");
 }
 
 #[test]

@@ -82,6 +82,16 @@ pub enum Request {
     /// stripe (the lowest index, if several), answered [`Response::Part`]. For readers whose
     /// transport cannot take a whole shard in one answer (a browser over WebRTC-direct).
     FetchPart { stripe: StripeId, offset: u32, len: u32 },
+    /// Prove possession of shard `index` of a stripe: answered [`Response::Proof`] for the
+    /// chunk [`crate::proof::challenged_chunk`] picks from `nonce`, the answering relay's
+    /// peer id and the shard's address. Relays ask it of each other before trusting a claim
+    /// that decides what they drop or repair.
+    Prove {
+        stripe: StripeId,
+        index: u8,
+        #[serde(with = "serde_bytes")]
+        nonce: [u8; crate::proof::NONCE_LEN],
+    },
 }
 
 /// A relay's answer.
@@ -112,6 +122,13 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// The answer to [`Request::Prove`]: the challenged chunk and the sibling hashes on its
+    /// path to the shard's address, top first (see [`crate::proof`]).
+    Proof {
+        #[serde(with = "serde_bytes")]
+        chunk: Vec<u8>,
+        siblings: Vec<[u8; 32]>,
+    },
 }
 
 /// Why a request was refused. Travels as a `u16`.
@@ -138,6 +155,9 @@ pub enum ErrorCode {
     /// The relay already holds a shard of that stripe (a handover or repair would put a
     /// second one on the same machine).
     AlreadyHeld,
+    /// The relay is not among the closest live relays to the stripe (by its own view): store
+    /// the shard with the stripe's close group.
+    NotInGroup,
     /// A code this build does not know.
     Unknown(u16),
 }
@@ -155,6 +175,7 @@ impl ErrorCode {
             ErrorCode::Malformed => 7,
             ErrorCode::Internal => 8,
             ErrorCode::AlreadyHeld => 9,
+            ErrorCode::NotInGroup => 10,
             ErrorCode::Unknown(c) => c,
         }
     }
@@ -170,6 +191,7 @@ impl ErrorCode {
             7 => ErrorCode::Malformed,
             8 => ErrorCode::Internal,
             9 => ErrorCode::AlreadyHeld,
+            10 => ErrorCode::NotInGroup,
             c => ErrorCode::Unknown(c),
         }
     }
@@ -199,6 +221,7 @@ impl core::fmt::Display for ErrorCode {
             ErrorCode::Malformed => "malformed",
             ErrorCode::Internal => "internal error",
             ErrorCode::AlreadyHeld => "already held",
+            ErrorCode::NotInGroup => "not in the stripe's close group",
             ErrorCode::Unknown(_) => "unknown error",
         };
         write!(f, "{name} ({})", self.as_u16())
@@ -397,7 +420,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 6;
+    const KINDS: u32 = 7;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -428,12 +451,13 @@ impl Message for Request {
                 limit("shard bytes", shard.len(), MAX_SHARD_LEN)
             }
             Request::FetchPart { len, .. } => limit("part bytes", *len as usize, MAX_PART_LEN),
+            Request::Prove { .. } => Ok(()),
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 6;
+    const KINDS: u32 = 7;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -464,6 +488,10 @@ impl Message for Response {
                 limit("header bytes", header.len(), MAX_HEADER_LEN)?;
                 limit("shard bytes", *total as usize, MAX_SHARD_LEN)?;
                 limit("part bytes", bytes.len(), MAX_PART_LEN)
+            }
+            Response::Proof { chunk, siblings } => {
+                limit("chunk bytes", chunk.len(), crate::proof::CHUNK_LEN)?;
+                limit("siblings", siblings.len(), crate::proof::MAX_PROOF_SIBLINGS)
             }
         }
     }

@@ -166,7 +166,10 @@ impl Config {
             quota: parse_bytes(flags.quota.or(file.quota).as_deref().unwrap_or("10G"))?,
             www,
             max_connections: flags.max_connections.or(file.max_connections).unwrap_or(4096),
-            max_connections_per_ip: flags.max_connections_per_ip.or(file.max_connections_per_ip).unwrap_or(128),
+            max_connections_per_ip: flags
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(128),
             max_pending_per_ip: flags.max_pending_per_ip.or(file.max_pending_per_ip).unwrap_or(32),
             peer_store_rate: parse_bytes(
                 flags.peer_store_rate.or(file.peer_store_rate).as_deref().unwrap_or("64M"),

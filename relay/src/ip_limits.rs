@@ -172,9 +172,16 @@ mod tests {
         let peer = PeerId::random();
         assert!(b.handle_established_inbound_connection(ids[0], peer, &local, &a).is_ok());
         assert!(b.handle_pending_inbound_connection(ids[4], &local, &a).is_ok(), "its pending slot is free");
-        assert!(b.handle_established_inbound_connection(ids[1], peer, &local, &a).is_err(), "one established");
+        assert!(
+            b.handle_established_inbound_connection(ids[1], peer, &local, &a).is_err(),
+            "one established"
+        );
         // A circuit is not counted against the relaying node's address.
-        let circuit = addr("/ip4/127.0.0.2/tcp/5000/p2p/12D3KooWP6mSwV2CZrfW7uoGzVQYGseYn4YmBan2H9Tmdpo7hSbq/p2p-circuit");
-        assert!(b.handle_pending_inbound_connection(ConnectionId::new_unchecked(99), &local, &circuit).is_ok());
+        let circuit = addr(
+            "/ip4/127.0.0.2/tcp/5000/p2p/12D3KooWP6mSwV2CZrfW7uoGzVQYGseYn4YmBan2H9Tmdpo7hSbq/p2p-circuit",
+        );
+        assert!(b
+            .handle_pending_inbound_connection(ConnectionId::new_unchecked(99), &local, &circuit)
+            .is_ok());
     }
 }

@@ -92,6 +92,8 @@ async fn run(cfg: Config) -> Result<()> {
             established: cfg.max_connections_per_ip as usize,
         },
         max_inflight: 256,
+        store_rate: cfg.peer_store_rate,
+        store_burst: cfg.peer_store_burst,
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let swarm = node::build_swarm(key, cert, &node_cfg, &mut registry).await?;
@@ -112,9 +114,14 @@ async fn run(cfg: Config) -> Result<()> {
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let token = kura_relay::http::operator_token(&cfg.data_dir)?;
     let app = kura_relay::http::router(shared.clone(), cfg.www.clone(), &token);
-    let http = tokio::spawn(kura_relay::http::serve(listener, app, kura_relay::http::HttpLimits::default(), async {
-        let _ = http_stopped.await;
-    }));
+    let http = tokio::spawn(kura_relay::http::serve(
+        listener,
+        app,
+        kura_relay::http::HttpLimits::default(),
+        async {
+            let _ = http_stopped.await;
+        },
+    ));
     tracing::info!(%http_addr, "HTTP listening");
 
     let node = Node::start(swarm, shared.clone(), node_cfg)?;

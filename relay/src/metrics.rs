@@ -43,6 +43,12 @@ pub struct Metrics {
     pub repair_queue_length: Gauge,
     pub repair_queue_oldest_seconds: Gauge,
     pub repair_events: Family<Kind, Counter>,
+    /// Requests refused by a rule about their sender (allowance spent, not in the group).
+    pub refusals: Family<Kind, Counter>,
+    /// Proofs of possession asked of other relays, by outcome.
+    pub proofs: Family<Kind, Counter>,
+    /// Stripes whose rebuild failed too often here and was given up.
+    pub given_up: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +77,9 @@ impl Metrics {
             repair_queue_length: Gauge::default(),
             repair_queue_oldest_seconds: Gauge::default(),
             repair_events: Family::default(),
+            refusals: Family::default(),
+            proofs: Family::default(),
+            given_up: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -113,6 +122,21 @@ impl Metrics {
             m.repair_queue_oldest_seconds.clone(),
         );
         r.register("repair_events", "Repair actions by outcome", m.repair_events.clone());
+        r.register(
+            "refused_requests",
+            "Requests refused by a rule about their sender (allowance, close group), by kind",
+            m.refusals.clone(),
+        );
+        r.register(
+            "possession_proofs",
+            "Proofs of possession asked of other relays, by outcome",
+            m.proofs.clone(),
+        );
+        r.register(
+            "repair_given_up_stripes",
+            "Stripes whose rebuild failed too often here and was given up",
+            m.given_up.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }
@@ -128,6 +152,14 @@ impl Metrics {
 
     pub fn request(&self, kind: &str) {
         self.requests.get_or_create(&Kind { kind: kind.into() }).inc();
+    }
+
+    pub fn refused(&self, kind: &str) {
+        self.refusals.get_or_create(&Kind { kind: kind.into() }).inc();
+    }
+
+    pub fn proof(&self, outcome: &str) {
+        self.proofs.get_or_create(&Kind { kind: outcome.into() }).inc();
     }
 
     pub fn repair_event(&self, kind: &str) {

@@ -12,7 +12,11 @@ use crate::repair::{Command, Repair};
 use crate::store::ShardStore;
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use kura_core::budget::PeerBudget;
+use kura_core::placement::DhtKey;
+use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
+use kura_core::{ShardId, StripeHeader, StripeId};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::{ConnectedPoint, Transport as _};
 use libp2p::multiaddr::Protocol;
@@ -48,6 +52,55 @@ pub struct NodeConfig {
     /// Incoming connections one IP address may have.
     pub per_ip: crate::ip_limits::PerIp,
     pub max_inflight: usize,
+    /// Bytes per second one peer may store, and its burst.
+    pub store_rate: u64,
+    pub store_burst: u64,
+}
+
+/// Peers whose allowances are tracked at once (see [`PeerBudget`]).
+const BUDGET_PEERS: usize = 10_000;
+/// Proofs one peer may ask for per second, and in a burst: a proof costs the relay a read
+/// and a hash of a whole shard, and only relays auditing their groups ask for them.
+const PROOF_RATE: u64 = 50;
+const PROOF_BURST: u64 = 500;
+/// Relays past the `n` closest to a stripe that still take its shards: views of who is alive
+/// differ a little from relay to relay and from the client's.
+pub const CLOSE_GROUP_SLACK: usize = 4;
+/// The largest stripe (shards) a relay takes, and the most shards per shard needed to read
+/// it (`n / k`): the network's repair keeps `n` copies of what one peer uploaded `k` of, so
+/// these bound how much work one upload can make for everyone.
+pub const MAX_STRIPE_SHARDS: usize = 32;
+pub const MAX_EXPANSION: usize = 4;
+
+/// Whether this relay takes a shard of the stripe with header `header`: a stripe of an
+/// accepted shape, for which it is among the closest live relays it knows (its own view).
+/// Refusals are answers the sender can act on.
+pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<(), Response> {
+    let h = StripeHeader::parse(header)
+        .map_err(|e| error(ErrorCode::Malformed, format!("bad stripe header: {e}")))?;
+    let (n, k) = (h.params().n(), h.params().k());
+    if n > MAX_STRIPE_SHARDS || n > k * MAX_EXPANSION {
+        return Err(error(
+            ErrorCode::Malformed,
+            format!("stripes of k = {k}, n = {n} are not taken (at most {MAX_STRIPE_SHARDS} shards and {MAX_EXPANSION}× k)"),
+        ));
+    }
+    let stripe = DhtKey::of_stripe(&StripeId::of(header));
+    let mine = stripe.distance(&DhtKey::of(&me.to_bytes()));
+    let closer = lock_live(shared)
+        .live()
+        .into_iter()
+        .filter(|p| p != me && stripe.distance(&DhtKey::of(&p.to_bytes())) < mine)
+        .count();
+    if closer >= n + CLOSE_GROUP_SLACK {
+        return Err(error(
+            ErrorCode::NotInGroup,
+            format!(
+                "{closer} live relays are closer to this stripe than this one; store it with its close group"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Every protocol a relay speaks (libp2p behaviours have no `Debug`).
@@ -239,6 +292,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Repair { .. }) => "repair",
         Ok(Request::Handover { .. }) => "handover",
         Ok(Request::FetchPart { .. }) => "fetch_part",
+        Ok(Request::Prove { .. }) => "prove",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -257,8 +311,9 @@ pub fn error(code: ErrorCode, detail: impl ToString) -> Response {
     Response::Error { code, detail }
 }
 
-/// Answers one request from the store (blocking).
-pub fn serve(store: &dyn ShardStore, req: Request) -> Response {
+/// Answers one request from the store (blocking); `me` is this relay's peer id (a proof of
+/// possession is bound to it).
+pub fn serve(store: &dyn ShardStore, me: &PeerId, req: Request) -> Response {
     let result = match req {
         Request::Store { header, shard } => {
             store.put(&header, &shard).map(|index| Response::Stored { index })
@@ -286,6 +341,18 @@ pub fn serve(store: &dyn ShardStore, req: Request) -> Response {
                 None => error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here")),
             })
         }
+        Request::Prove { stripe, index, nonce } => store.get(&stripe).map(|held| {
+            match held.and_then(|h| h.shards.into_iter().find(|(i, _)| *i == index)) {
+                Some((_, shard)) => {
+                    let chunk = challenged_chunk(&nonce, &me.to_bytes(), &ShardId::of(&shard), shard.len());
+                    let p = prove(&shard, chunk);
+                    Response::Proof { chunk: p.chunk, siblings: p.siblings }
+                }
+                None => {
+                    error(ErrorCode::NotFound, format!("index {index} of stripe {stripe} is not held here"))
+                }
+            }
+        }),
         other => return error(ErrorCode::UnsupportedVersion, format!("unsupported request {other:?}")),
     };
     result.unwrap_or_else(|e| error(e.code(), e))
@@ -305,6 +372,10 @@ pub struct Node {
     cmd_tx: mpsc::Sender<Command>,
     cmd_rx: mpsc::Receiver<Command>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    /// Bytes each peer may store.
+    stores: PeerBudget<PeerId>,
+    /// Proofs each peer may ask for.
+    proofs: PeerBudget<PeerId>,
 }
 
 impl std::fmt::Debug for Node {
@@ -341,7 +412,6 @@ impl Node {
         Ok(Self {
             swarm,
             shared,
-            cfg,
             listeners,
             listening: HashSet::new(),
             connections: HashMap::new(),
@@ -351,6 +421,9 @@ impl Node {
             cmd_tx,
             cmd_rx,
             pending: HashMap::new(),
+            stores: PeerBudget::new(cfg.store_rate, cfg.store_burst, BUDGET_PEERS),
+            proofs: PeerBudget::new(PROOF_RATE, PROOF_BURST, BUDGET_PEERS),
+            cfg,
         })
     }
 
@@ -458,18 +531,38 @@ impl Node {
         if self.inflight > self.cfg.max_inflight {
             return self.respond(to, error(ErrorCode::Busy, "too many requests in flight; retry"), kind);
         }
+        let now = self.now();
+        let allowed = match &req {
+            Request::Store { shard, header } => {
+                self.stores.take(&peer, (shard.len() + header.len()) as u64, now)
+            }
+            Request::Prove { .. } => self.proofs.take(&peer, 1, now),
+            _ => Ok(()),
+        };
+        if let Err(e) = allowed {
+            self.shared.metrics.refused(kind);
+            return self.respond(to, error(ErrorCode::Busy, e), kind);
+        }
         let shared = self.shared.clone();
         let tx = self.done_tx.clone();
         let from_relay = lock_live(&shared).is_live(&peer);
+        let me = *self.swarm.local_peer_id();
         tokio::task::spawn_blocking(move || {
             let resp = match req {
-                r @ Request::Repair { .. } => shared.repair.order(&*shared.store, &peer, r),
+                r @ Request::Repair { .. } => shared.repair.order(&shared, &me, &peer, r),
+                Request::Store { header, shard } => match admit_store(&shared, &me, &header) {
+                    Err(refusal) => {
+                        shared.metrics.refused("store");
+                        refusal
+                    }
+                    Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
+                },
                 r => {
                     let handover = match &r {
                         Request::Handover { shard, .. } => Some(shard.len() as u64),
                         _ => None,
                     };
-                    let resp = serve(&*shared.store, r);
+                    let resp = serve(&*shared.store, &me, r);
                     let repair = &shared.metrics;
                     match (&resp, handover) {
                         (Response::Stored { .. }, Some(len)) => {

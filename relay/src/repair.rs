@@ -15,9 +15,9 @@
 //! Requests to other relays go through the node's event loop ([`Command`]).
 
 use crate::node::Shared;
-use crate::store::ShardStore;
 use futures::StreamExt;
 use kura_core::placement::{by_distance, DhtKey};
+use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
 use kura_core::repair::{plan_group, slots_of, Liveness, Move, RebuildJob, RepairQueue};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
@@ -35,6 +35,17 @@ const MAX_ACTIONS_PER_ROUND: usize = 512;
 const ROUND_CONCURRENCY: usize = 16;
 /// How long a relay-to-relay request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Waiting rebuilds one relay may have ordered here.
+const MAX_ORDERS_PER_SENDER: usize = 64;
+/// Failed rebuilds of one stripe after which this relay stops taking orders for it (a
+/// stripe whose header names shards nobody has would otherwise fail every round for ever).
+const MAX_REBUILD_TRIES: u32 = 5;
+/// Stripes whose failures are counted at once.
+const MAX_FAILURES_TRACKED: usize = 100_000;
+/// Proofs of possession a round asks of group members, at random, beyond those a drop needs.
+const AUDITS_PER_ROUND: usize = 32;
+/// How long a relay that failed a proof is not taken as a relay.
+const BAN: Duration = Duration::from_secs(600);
 
 /// A request the repair tasks ask the event loop to send.
 #[derive(Debug)]
@@ -98,6 +109,8 @@ pub struct Repair {
     pub liveness: Mutex<Liveness<PeerId>>,
     pub queue: Mutex<RepairQueue<PeerId>>,
     pub report: RwLock<Report>,
+    /// Failed rebuilds by stripe (see [`MAX_REBUILD_TRIES`]).
+    failures: Mutex<HashMap<StripeId, u32>>,
     start: Instant,
     wake: Notify,
 }
@@ -111,8 +124,12 @@ impl Repair {
         Self {
             cfg,
             liveness: Mutex::new(Liveness::new(cfg.grace)),
-            queue: Mutex::new(RepairQueue::new(cfg.max_running, 100_000, cfg.rate, cfg.rate.max(16 << 20))),
+            queue: Mutex::new(
+                RepairQueue::new(cfg.max_running, 100_000, cfg.rate, cfg.rate.max(16 << 20))
+                    .with_max_per_sender(MAX_ORDERS_PER_SENDER),
+            ),
             report: RwLock::new(Report::default()),
+            failures: Mutex::new(HashMap::new()),
             start: Instant::now(),
             wake: Notify::new(),
         }
@@ -123,21 +140,70 @@ impl Repair {
         self.start.elapsed()
     }
 
-    /// Handles a `Repair` order from relay `from` (blocking: reads the store).
-    pub fn order(&self, store: &dyn ShardStore, from: &PeerId, req: Request) -> Response {
+    /// Records the outcome of a rebuild of `stripe`; returns whether it is now given up.
+    fn rebuilt(&self, stripe: StripeId, ok: bool, metrics: &crate::metrics::Metrics) -> bool {
+        let mut f = lock(&self.failures);
+        let given_up = if ok {
+            f.remove(&stripe);
+            false
+        } else if let Some(n) = f.get_mut(&stripe) {
+            *n += 1;
+            *n >= MAX_REBUILD_TRIES
+        } else {
+            if f.len() < MAX_FAILURES_TRACKED {
+                f.insert(stripe, 1);
+            }
+            false
+        };
+        metrics.given_up.set(f.values().filter(|&&n| n >= MAX_REBUILD_TRIES).count() as i64);
+        given_up
+    }
+
+    /// Handles a `Repair` order from relay `from` to this relay `me` (blocking: reads the
+    /// store). The order is checked against this relay's own view: the sender must be a
+    /// relay it counts as alive (not one that failed a proof), both must be among the
+    /// stripe's closest relays, the holders named are kept only if alive in that view, and
+    /// one sender's orders waiting here are bounded.
+    pub fn order(&self, shared: &Shared, me: &PeerId, from: &PeerId, req: Request) -> Response {
+        let store = &*shared.store;
         let Request::Repair { header, index, holders, live } = req else {
             return error(ErrorCode::Malformed, "not a repair order");
         };
-        if !lock(&self.liveness).is_live(from) {
-            return error(ErrorCode::Malformed, "repair orders are taken from relays of this network only");
-        }
+        let alive = {
+            let l = lock(&self.liveness);
+            if !l.is_live(from) {
+                return error(
+                    ErrorCode::Malformed,
+                    "repair orders are taken from relays of this network only",
+                );
+            }
+            l.live()
+        };
         let stripe = StripeId::of(&header);
         let parsed = match StripeHeader::parse(&header) {
             Ok(h) => h,
             Err(e) => return error(ErrorCode::Malformed, format!("bad stripe header: {e}")),
         };
-        if usize::from(index) >= parsed.params().n() {
+        let n = parsed.params().n();
+        if usize::from(index) >= n {
             return error(ErrorCode::Malformed, format!("index {index} is out of the stripe's range"));
+        }
+        let mut relays: Vec<PeerId> = alive.clone();
+        relays.push(*me);
+        let ordered =
+            by_distance(&DhtKey::of_stripe(&stripe), relays.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
+        let near = &ordered[..ordered.len().min(n + crate::node::CLOSE_GROUP_SLACK)];
+        if !near.contains(me) || !near.contains(from) {
+            return error(
+                ErrorCode::NotInGroup,
+                "by this relay's view, it or the sender is not in the stripe's close group",
+            );
+        }
+        if lock(&self.failures).get(&stripe).is_some_and(|&n| n >= MAX_REBUILD_TRIES) {
+            return error(
+                ErrorCode::Busy,
+                format!("stripe {stripe}: its rebuild failed {MAX_REBUILD_TRIES} times here; given up"),
+            );
         }
         match store.holds(&[stripe]) {
             Ok(h) if !h.is_empty() => {
@@ -149,9 +215,10 @@ impl Repair {
             Ok(_) => {}
             Err(e) => return error(e.code(), e),
         }
-        let holders: Vec<PeerId> = holders.iter().filter_map(|b| PeerId::from_bytes(b).ok()).collect();
+        let holders: Vec<PeerId> =
+            holders.iter().filter_map(|b| PeerId::from_bytes(b).ok()).filter(|p| alive.contains(p)).collect();
         let cost = (parsed.shard_len() * parsed.params().k()) as u64;
-        let job = RebuildJob { stripe, header, index, holders, live: usize::from(live), cost };
+        let job = RebuildJob { stripe, header, index, holders, live: usize::from(live), cost, by: *from };
         match lock(&self.queue).push(job, self.now()) {
             Ok(()) => {
                 self.wake.notify_one();
@@ -217,9 +284,34 @@ struct Held {
 
 /// One thing this relay does for a stripe.
 enum Action {
-    Handover { stripe: StripeId, index: u8, to: PeerId },
-    Order { stripe: StripeId, header: Vec<u8>, index: u8, at: PeerId, holders: Vec<PeerId>, live: usize },
-    Drop { stripe: StripeId, index: u8 },
+    Handover {
+        stripe: StripeId,
+        index: u8,
+        to: PeerId,
+    },
+    Order {
+        stripe: StripeId,
+        header: Vec<u8>,
+        index: u8,
+        at: PeerId,
+        holders: Vec<PeerId>,
+        live: usize,
+    },
+    /// Drop a surplus copy, once every member keeping a slot has proven it holds its shard.
+    Drop {
+        stripe: StripeId,
+        index: u8,
+        header: Vec<u8>,
+        kept: Vec<(PeerId, u8)>,
+        n: usize,
+    },
+    /// Ask `peer` to prove it holds index `index`, as it claimed.
+    Audit {
+        stripe: StripeId,
+        header: Vec<u8>,
+        peer: PeerId,
+        index: u8,
+    },
 }
 
 /// Runs rounds forever (spawn it).
@@ -315,6 +407,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     // Plan every stripe; keep this relay's part.
     let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };
     let mut actions: Vec<(usize, Action)> = Vec::new();
+    let mut audits: Vec<Action> = Vec::new();
     for (s, ordered) in held.iter().zip(order) {
         let n = s.slots.len();
         // A suspect member is waited for; one that is reachable but did not answer is left
@@ -372,7 +465,21 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         }
         for (p, index) in plan.drops {
             if p == ctx.me {
-                actions.push((plan.live, Action::Drop { stripe: s.id, index }));
+                let kept = plan.kept.clone();
+                actions.push((
+                    plan.live,
+                    Action::Drop { stripe: s.id, index, header: s.header.clone(), kept, n },
+                ));
+            }
+        }
+        for (p, index) in &plan.kept {
+            if *p != ctx.me {
+                audits.push(Action::Audit {
+                    stripe: s.id,
+                    header: s.header.clone(),
+                    peer: *p,
+                    index: *index,
+                });
             }
         }
     }
@@ -380,9 +487,13 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     ctx.shared.metrics.set_stripes_by_live(&report.by_live);
     ctx.shared.metrics.under_replicated.set(report.under_replicated.len() as i64);
 
-    // Closest to loss first.
+    // Closest to loss first; then a random sample of the members' claims is audited.
     actions.sort_by_key(|(live, _)| *live);
     actions.truncate(MAX_ACTIONS_PER_ROUND);
+    for _ in 0..AUDITS_PER_ROUND.min(audits.len()) {
+        let pick = rand::random_range(0..audits.len());
+        actions.push((usize::MAX, audits.swap_remove(pick)));
+    }
     let outcomes: Vec<&'static str> = futures::stream::iter(actions)
         .map(|(_, a)| act(ctx, a))
         .buffer_unordered(ROUND_CONCURRENCY)
@@ -446,7 +557,27 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
                 }
             }
         }
-        Action::Drop { stripe, index } => {
+        Action::Audit { stripe, header, peer, index } => {
+            match challenge(ctx, stripe, &header, peer, index).await {
+                Some(true) => "audit_passed",
+                Some(false) => "audit_failed",
+                None => "audit_unanswered",
+            }
+        }
+        Action::Drop { stripe, index, header, kept, n } => {
+            // Nothing is dropped on another relay's word: each member keeping a slot proves
+            // it holds its shard, and the group must be whole without this copy.
+            let mut verified = 0;
+            for (peer, i) in kept {
+                // This relay's own kept shard needs no proof to itself.
+                if peer == ctx.me || challenge(ctx, stripe, &header, peer, i).await == Some(true) {
+                    verified += 1;
+                }
+            }
+            if verified < n {
+                tracing::info!(%stripe, index, verified, n, "surplus copy kept: its group is not proven whole");
+                return "drop_unproven";
+            }
             let store = ctx.shared.store.clone();
             match blocking(move || store.remove(&stripe, index)).await {
                 Some(Ok(true)) => {
@@ -457,6 +588,36 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
             }
         }
     }
+}
+
+/// Asks `peer` to prove it holds index `index` of `stripe` (with header `header`). `Some(true)`:
+/// proven; `Some(false)`: it answered and the answer is wrong or a refusal to prove what it
+/// claimed (it is then not taken as a relay for [`BAN`]); `None`: no answer (unreachable,
+/// busy; liveness deals with that).
+async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<bool> {
+    let h = StripeHeader::parse(header).ok()?;
+    let address = *h.shards().get(usize::from(index))?;
+    let nonce: [u8; NONCE_LEN] = rand::random();
+    let chunk = challenged_chunk(&nonce, &peer.to_bytes(), &address, h.shard_len());
+    let answer = ctx.net.request(peer, Request::Prove { stripe, index, nonce }).await;
+    let ok = match answer {
+        Ok(Response::Proof { chunk: bytes, siblings }) => {
+            verify(&address, h.shard_len(), chunk, &Proof { chunk: bytes, siblings }).is_ok()
+        }
+        Ok(Response::Error { code: ErrorCode::Busy, .. }) | Err(_) => {
+            ctx.shared.metrics.proof("unanswered");
+            return None;
+        }
+        // Not found, a refusal, or another answer: it does not hold what it claimed.
+        Ok(_) => false,
+    };
+    ctx.shared.metrics.proof(if ok { "proven" } else { "failed" });
+    if !ok {
+        tracing::warn!(%peer, %stripe, index, "a relay failed to prove it holds a shard it claimed; not taken as a relay for now");
+        let now = ctx.shared.repair.now();
+        lock(&ctx.shared.repair.liveness).failed_proof(peer, now, BAN);
+    }
+    Some(ok)
 }
 
 /// Starts queued rebuilds as the queue allows (spawn it).
@@ -477,10 +638,14 @@ pub async fn run_worker(ctx: Ctx) {
                 let outcome = match rebuild(&ctx, job).await {
                     Ok(fetched) => {
                         ctx.shared.metrics.repair_bytes_in.inc_by(fetched);
+                        ctx.shared.repair.rebuilt(stripe, true, &ctx.shared.metrics);
                         "rebuilt"
                     }
                     Err(e) => {
                         tracing::warn!(%stripe, "rebuild failed: {e}");
+                        if ctx.shared.repair.rebuilt(stripe, false, &ctx.shared.metrics) {
+                            tracing::warn!(%stripe, "rebuild given up after {MAX_REBUILD_TRIES} failures");
+                        }
                         "rebuild_failed"
                     }
                 };
