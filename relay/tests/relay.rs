@@ -26,12 +26,10 @@ async fn client(relay: &RelayProc, transport: &str) -> StoreClient {
     StoreClient::connect(relay.addr(transport).unwrap().parse().unwrap()).await.unwrap()
 }
 
-async fn store_all(c: &StoreClient, s: &Stripe) {
-    for i in 0..s.shard_count() {
-        let r =
-            c.request(Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() }).await;
-        assert_eq!(r.unwrap(), Response::Stored { index: i as u8 });
-    }
+/// Stores shard `i` of `s` (a relay keeps one shard of a stripe).
+async fn store_one(c: &StoreClient, s: &Stripe, i: usize) {
+    let r = c.request(Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() }).await;
+    assert_eq!(r.unwrap(), Response::Stored { index: i as u8 });
 }
 
 /// Fetches a stripe and checks every shard returned against its header.
@@ -84,16 +82,16 @@ async fn stores_and_fetches_over_tcp_quic_websocket_and_webrtc_direct() {
     for (n, t) in ["/tcp/", "/quic-v1", "/ws", "/webrtc-direct"].into_iter().enumerate() {
         let c = client(&r, t).await;
         let s = stripe(1 << 20, n as u64);
-        store_all(&c, &s).await;
-        assert_eq!(fetch_verified(&c, &s).await, vec![0, 1, 2, 3], "{t}: at most 4 shards per response");
+        store_one(&c, &s, n).await;
+        assert_eq!(fetch_verified(&c, &s).await, vec![n], "{t}");
         let held =
             c.request(Request::Holds { stripes: vec![s.id(), StripeId::from_bytes([9; 32])] }).await.unwrap();
-        assert_eq!(held, Response::Held { held: vec![(s.id(), vec![0u8, 1, 2, 3, 4, 5].into())] }, "{t}");
+        assert_eq!(held, Response::Held { held: vec![(s.id(), vec![n as u8].into())] }, "{t}");
         let missing = c.request(Request::Fetch { stripe: StripeId::from_bytes([1; 32]) }).await.unwrap();
         assert_eq!(code_of(&missing), Some(ErrorCode::NotFound), "{t}");
     }
     let status = r.json("/status").unwrap();
-    assert_eq!(status["shards"], 24);
+    assert_eq!(status["shards"], 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +105,7 @@ async fn restart_keeps_peer_id_certhash_and_shards_and_disk_corruption_is_caught
     };
     let (peer, hash) = (r.peer_id.clone(), certhash(&r));
     let s = stripe(300_000, 1);
-    store_all(&client(&r, "/tcp/").await, &s).await;
+    store_one(&client(&r, "/tcp/").await, &s, 1).await;
     let status = r.terminate().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 
@@ -115,7 +113,7 @@ async fn restart_keeps_peer_id_certhash_and_shards_and_disk_corruption_is_caught
     assert_eq!(r.peer_id, peer);
     assert_eq!(certhash(&r), hash);
     let c = client(&r, "/tcp/").await;
-    assert_eq!(fetch_verified(&c, &s).await, vec![0, 1, 2, 3]);
+    assert_eq!(fetch_verified(&c, &s).await, vec![1]);
     let bootstrap = r.json("/bootstrap").unwrap();
     assert_eq!(bootstrap["peer_id"], peer.as_str());
     assert!(bootstrap["addrs"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains(&hash)));
@@ -128,8 +126,9 @@ async fn restart_keeps_peer_id_certhash_and_shards_and_disk_corruption_is_caught
     std::fs::write(&path, b).unwrap();
     let r1 = c.request(Request::Fetch { stripe: s.id() }).await.unwrap();
     assert_eq!(code_of(&r1), Some(ErrorCode::BadHash), "{r1:?}");
-    // The bad shard is gone; the others are still served.
-    assert_eq!(fetch_verified(&c, &s).await, vec![0, 2, 3, 4]);
+    // The bad shard is gone: the relay no longer claims it.
+    let gone = c.request(Request::Fetch { stripe: s.id() }).await.unwrap();
+    assert_eq!(code_of(&gone), Some(ErrorCode::NotFound), "{gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,8 +141,8 @@ async fn bad_peers_get_error_codes_while_a_good_client_is_served() {
     let worker = tokio::spawn(async move {
         for n in 0..12 {
             let s = stripe(200_000, 100 + n);
-            store_all(&good, &s).await;
-            assert_eq!(fetch_verified(&good, &s).await, vec![0, 1, 2, 3]);
+            store_one(&good, &s, n as usize % 6).await;
+            assert_eq!(fetch_verified(&good, &s).await, vec![n as usize % 6]);
         }
     });
     let s = stripe(100_000, 7);
@@ -168,13 +167,20 @@ async fn bad_peers_get_error_codes_while_a_good_client_is_served() {
         h[0] = 7;
         let broken = Request::Store { header: h, shard: s.shard(0).to_vec() };
         assert_eq!(code_of(&bad.request(broken).await.unwrap()), Some(ErrorCode::Malformed));
+        // A second shard of a stripe already held here.
+        let _ = bad
+            .request(Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(0).to_vec() })
+            .await;
+        let second = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(1).to_vec() };
+        assert_eq!(code_of(&bad.request(second).await.unwrap()), Some(ErrorCode::AlreadyHeld));
     }
     worker.await.expect("the good client was served throughout");
     let metrics = r.get("/metrics").unwrap().1;
     assert!(metrics.contains("kura_request_errors_total{kind=\"invalid\",code=\"7\"} 5"), "{metrics}");
     assert!(metrics.contains("kura_request_errors_total{kind=\"invalid\",code=\"3\"} 5"));
     assert!(metrics.contains("kura_request_errors_total{kind=\"store\",code=\"2\"} 5"));
-    assert!(metrics.contains("kura_shards_held 72"));
+    assert!(metrics.contains("kura_request_errors_total{kind=\"store\",code=\"9\"} 5"));
+    assert!(metrics.contains("kura_shards_held 13"), "the good client's 12 and the bad one's 1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,16 +191,14 @@ async fn quota_full_is_reported_and_nothing_half_written_stays() {
     let c = client(&r, "/tcp/").await;
     let mut stored = 0u64;
     let mut full = None;
-    'outer: for n in 0..10 {
+    for n in 0..10 {
         let s = stripe(1 << 20, 50 + n);
-        for i in 0..6 {
-            let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() };
-            match c.request(req).await.unwrap() {
-                Response::Stored { .. } => stored += 1,
-                other => {
-                    full = Some(other);
-                    break 'outer;
-                }
+        let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(0).to_vec() };
+        match c.request(req).await.unwrap() {
+            Response::Stored { .. } => stored += 1,
+            other => {
+                full = Some(other);
+                break;
             }
         }
     }
@@ -260,14 +264,14 @@ async fn http_serves_the_page_bootstrap_and_metrics() {
     }
     // Some traffic, so that per-kind and per-transport series exist.
     let c = client(&r, "/ws").await;
-    let s = stripe(100_000, 3);
-    store_all(&c, &s).await;
+    let s = stripe(1 << 20, 3);
+    store_one(&c, &s, 2).await;
     fetch_verified(&c, &s).await;
     let (code, m) = r.get("/metrics").unwrap();
     assert_eq!(code, 200);
     for line in [
-        "kura_shards_held 6",
-        "kura_requests_total{kind=\"store\"} 6",
+        "kura_shards_held 1",
+        "kura_requests_total{kind=\"store\"} 1",
         "kura_requests_total{kind=\"fetch\"} 1",
         "kura_connected_peers{transport=\"websocket\"} 1",
         "kura_quota_bytes 10737418240",
@@ -297,13 +301,14 @@ async fn sigterm_finishes_writes_in_flight_and_keeps_every_acknowledged_shard() 
     let data = dir.path().join("r");
     let r = spawn(&data, &[]);
     let c = client(&r, "/tcp/").await;
-    let stripes: Vec<Stripe> = (0..8).map(|n| stripe(1 << 20, 200 + n)).collect();
+    // Eight writers, each storing one shard of each of six stripes.
+    let stripes: Vec<Stripe> = (0..48).map(|n| stripe(1 << 20, 200 + n)).collect();
     let (tx, mut acked) = tokio::sync::mpsc::channel(64);
     let mut writers = Vec::new();
-    for s in stripes.clone() {
+    for w in stripes.chunks(6).map(<[Stripe]>::to_vec) {
         let (c, tx) = (c.clone(), tx.clone());
         writers.push(tokio::spawn(async move {
-            for i in 0..6 {
+            for (i, s) in w.iter().enumerate() {
                 let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() };
                 match c.request(req).await {
                     Ok(Response::Stored { index }) => tx.send((s.id(), index)).await.unwrap(),
