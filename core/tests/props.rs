@@ -89,16 +89,24 @@ proptest! {
         let reqs = [
             Request::Store { header: header.clone(), shard: shard.clone() },
             Request::Holds { stripes: stripes.clone() },
+            Request::Handover { header: header.clone(), shard: shard.clone() },
+            Request::Prove {
+                stripe: stripes.first().copied().unwrap_or(StripeId::from_bytes([0; 32])),
+                index: code as u8,
+                nonce: ids.first().copied().unwrap_or([7; 32]),
+            },
         ];
         for r in reqs {
             let split = r.to_split_frame().unwrap();
             prop_assert_eq!([split.head.as_slice(), split.tail].concat(), r.to_frame().unwrap());
             prop_assert_eq!(Request::from_frame(&r.to_frame().unwrap()).unwrap(), r);
         }
+        let chunk: Vec<u8> = shard.iter().copied().take(1024).collect();
         let resps = [
             Response::Shards { header, shards: vec![shard.into()] },
             Response::Held { held: stripes.iter().map(|s| (*s, vec![1u8].into())).collect() },
             Response::Error { code: ErrorCode::from_u16(code), detail },
+            Response::Proof { chunk, siblings: ids.clone() },
         ];
         for r in resps {
             let split = r.to_split_frame().unwrap();
