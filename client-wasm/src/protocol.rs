@@ -130,7 +130,7 @@ impl From<WireError> for ReadError {
 }
 
 /// The first allocation for a byte string being read; later ones at most double it.
-const GROW_FROM: usize = 64 * 1024;
+const GROW_FROM: usize = 8 * 1024;
 
 /// The body of one frame read from a stream piece by piece, each byte string into a buffer
 /// of its own size: a shard is read from the stream once, into the buffer it is kept in
