@@ -1,0 +1,384 @@
+//! End-to-end test with a lying relay: an in-process libp2p peer that speaks Kura's
+//! Kademlia (server mode) and identify like a relay, so real relays take it for one, and
+//! then lies. Asked `Holds`, it claims every index of every stripe; it answers every store
+//! and handover `Stored` and keeps nothing; it has nothing to fetch; it answers proofs of
+//! possession with zeros; and it orders every relay it meets to rebuild shards from it.
+//! Relays that trusted its claims used to drop their own copies as "surplus" of a close
+//! group the liar sat in: honest data destroyed by one peer's words.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures::StreamExt;
+use kura_core::encoder::encode_single_chunk;
+use kura_core::wire::{ErrorCode, Request, Response, WireError};
+use kura_core::{EncodeOptions, Params, ShardId, Stripe, StripeHeader};
+use kura_relay::client::StoreClient;
+use kura_relay::node::AGENT_PROTOCOL;
+use kura_relay::protocol::{Answer, RelayCodec, KAD_PROTOCOL, PROTOCOL};
+use kura_tests::relay::{wait_for, RelayProc};
+use kura_tests::{pseudo_random, Scratch};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The relay binary cargo built for these tests.
+const RELAY: &str = env!("CARGO_BIN_EXE_kura-relay");
+/// Honest relays; also the shards of a stripe (k = 4, m = 2), one per relay.
+const N: usize = 6;
+/// Stripes stored.
+const STRIPES: usize = 12;
+/// Repair rounds every relay must run with the liar among its peers.
+const ROUNDS: u64 = 8;
+
+fn spawn(dir: &Path, extra: &[&str]) -> RelayProc {
+    RelayProc::spawn_bin(Path::new(RELAY), dir, extra).unwrap()
+}
+
+fn stripe(len: usize, seed: u64) -> Stripe {
+    let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
+    encode_single_chunk(&opts, &pseudo_random(len, seed)).unwrap().0
+}
+
+/// The peer id at the end of an address.
+fn peer_of(addr: &Multiaddr) -> PeerId {
+    match addr.iter().last() {
+        Some(Protocol::P2p(p)) => p,
+        _ => panic!("{addr} has no /p2p/ peer id"),
+    }
+}
+
+fn routing_table(r: &RelayProc) -> Option<Vec<String>> {
+    let s = r.json("/status").ok()?;
+    Some(s["routing_table"].as_array()?.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+}
+
+fn rounds(r: &RelayProc) -> Option<u64> {
+    r.json("/repair").ok()?["report"]["rounds"].as_u64()
+}
+
+/// What the liar saw and was told.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Requests received, by kind.
+    requests: BTreeMap<&'static str, usize>,
+    /// Answers to its repair orders, by kind.
+    orders: BTreeMap<String, usize>,
+}
+
+/// Everything a relay must speak for other relays to take it for one.
+#[derive(NetworkBehaviour)]
+struct LiarBehaviour {
+    identify: identify::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    store: request_response::Behaviour<RelayCodec>,
+}
+
+/// The liar's answer to a request, and the request's kind.
+fn lie(req: Result<Request, WireError>) -> (&'static str, Response) {
+    let error = |code, detail: &str| Response::Error { code, detail: detail.to_owned() };
+    match req {
+        Err(e) => ("invalid", Response::Error { code: e.code(), detail: e.to_string() }),
+        // Every index of every stripe asked about.
+        Ok(Request::Holds { stripes }) => (
+            "holds",
+            Response::Held {
+                held: stripes.into_iter().map(|s| (s, (0..N as u8).collect::<Vec<u8>>().into())).collect(),
+            },
+        ),
+        Ok(Request::Store { header, shard }) => ("store", stored(&header, &shard)),
+        Ok(Request::Handover { header, shard }) => ("handover", stored(&header, &shard)),
+        Ok(Request::Fetch { .. }) => ("fetch", error(ErrorCode::NotFound, "nothing here")),
+        Ok(Request::FetchPart { .. }) => ("fetch_part", error(ErrorCode::NotFound, "nothing here")),
+        Ok(Request::Prove { .. }) => {
+            ("prove", Response::Proof { chunk: vec![0; 1024], siblings: vec![[0u8; 32]; 8] })
+        }
+        // "Queued", and never done.
+        Ok(Request::Repair { .. }) => ("repair", Response::Accepted),
+        Ok(_) => ("other", error(ErrorCode::UnsupportedVersion, "not spoken here")),
+    }
+}
+
+/// `Stored` with the shard's index in its header, the bytes thrown away.
+fn stored(header: &[u8], shard: &[u8]) -> Response {
+    let index = StripeHeader::parse(header).ok().and_then(|h| h.index_of(&ShardId::of(shard)));
+    match index {
+        Some(index) => Response::Stored { index: index as u8 },
+        None => Response::Error { code: ErrorCode::BadHash, detail: "not a shard of that stripe".into() },
+    }
+}
+
+fn describe(r: &Response) -> String {
+    match r {
+        Response::Error { code, .. } => format!("error {code}"),
+        Response::Accepted => "accepted".into(),
+        other => format!("{other:?}").chars().take(40).collect(),
+    }
+}
+
+/// The liar, started: its peer id, a way to hand it stripe headers (it then orders every
+/// relay to rebuild index 0 of each from it), and what it saw.
+struct Liar {
+    peer: PeerId,
+    orders: mpsc::Sender<Vec<Vec<u8>>>,
+    seen: Arc<Mutex<Seen>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Liar {
+    /// Listens on loopback TCP, dials every relay and puts them in its Kademlia table.
+    async fn start(relays: &[Multiaddr]) -> Self {
+        let key = identity::Keypair::generate_ed25519();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|key| {
+                let peer = key.public().to_peer_id();
+                let mut kad = kad::Behaviour::with_config(
+                    peer,
+                    kad::store::MemoryStore::new(peer),
+                    kad::Config::new(KAD_PROTOCOL),
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                LiarBehaviour {
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(AGENT_PROTOCOL.into(), key.public())
+                            .with_agent_version("kura-relay/0.1.0".into()),
+                    ),
+                    kad,
+                    store: request_response::Behaviour::with_codec(
+                        RelayCodec,
+                        [(PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+                    ),
+                }
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+            .build();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        // Listening before dialing, so that identify tells the relays where it is.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                    swarm.add_external_address(address);
+                    return;
+                }
+            }
+        })
+        .await
+        .expect("the liar listens");
+        let peers: Vec<PeerId> = relays.iter().map(peer_of).collect();
+        for (p, a) in peers.iter().zip(relays) {
+            swarm.behaviour_mut().kad.add_address(p, a.clone());
+            swarm.dial(a.clone()).unwrap();
+        }
+        let peer = *swarm.local_peer_id();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (orders, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run_liar(swarm, peers, rx, seen.clone()));
+        Self { peer, orders, seen, task }
+    }
+}
+
+async fn run_liar(
+    mut swarm: Swarm<LiarBehaviour>,
+    relays: Vec<PeerId>,
+    mut cmds: mpsc::Receiver<Vec<Vec<u8>>>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let me = *swarm.local_peer_id();
+    let mut sent: HashSet<OutboundRequestId> = HashSet::new();
+    let record = |key: String| *seen.lock().unwrap().orders.entry(key).or_default() += 1;
+    loop {
+        tokio::select! {
+            cmd = cmds.recv() => {
+                let Some(headers) = cmd else { break };
+                for p in &relays {
+                    for header in &headers {
+                        let order = Request::Repair {
+                            header: header.clone(),
+                            index: 0,
+                            holders: vec![me.to_bytes().into()],
+                            live: 1,
+                        };
+                        sent.insert(swarm.behaviour_mut().store.send_request(p, Ok(order)));
+                    }
+                }
+            }
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    let (kind, response) = lie(request);
+                    *seen.lock().unwrap().requests.entry(kind).or_default() += 1;
+                    let _ = swarm.behaviour_mut().store.send_response(channel, Answer { response, whole: true });
+                }
+                SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::Message {
+                    message: request_response::Message::Response { request_id, response },
+                    ..
+                })) if sent.remove(&request_id) => record(describe(&response.response)),
+                SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::OutboundFailure {
+                    request_id,
+                    error,
+                    ..
+                })) if sent.remove(&request_id) => record(format!("failed: {error}")),
+                SwarmEvent::Behaviour(LiarBehaviourEvent::Identify(identify::Event::Received {
+                    peer_id,
+                    info,
+                    ..
+                })) => {
+                    for a in info.listen_addrs {
+                        swarm.behaviour_mut().kad.add_address(&peer_id, a);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// stripe hex -> relay number -> indices held, from every relay's own inventory.
+fn inventory(relays: &[RelayProc]) -> BTreeMap<String, BTreeMap<usize, Vec<u8>>> {
+    let mut out: BTreeMap<String, BTreeMap<usize, Vec<u8>>> = BTreeMap::new();
+    for (i, r) in relays.iter().enumerate() {
+        let v = r.json("/inventory").unwrap();
+        for (stripe, idx) in v["stripes"].as_object().unwrap() {
+            let idx = idx.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            out.entry(stripe.clone()).or_default().insert(i, idx);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
+    let started = Instant::now();
+    let dir = Scratch::new("liar").unwrap();
+    let fast = ["--repair-interval", "1"];
+    let first = spawn(&dir.path().join("r0"), &fast);
+    let boot = first.addr("/tcp/").unwrap();
+    let mut relays = vec![first];
+    for i in 1..N {
+        relays.push(spawn(&dir.path().join(format!("r{i}")), &[fast[0], fast[1], "--bootstrap", &boot]));
+    }
+    for r in &relays {
+        wait_for(Duration::from_secs(60), "every relay to know the other five", || {
+            let table = routing_table(r)?;
+            relays.iter().filter(|o| o.peer_id != r.peer_id).all(|o| table.contains(&o.peer_id)).then_some(())
+        })
+        .unwrap();
+    }
+
+    eprintln!("six relays know each other after {:.1} s", started.elapsed().as_secs_f64());
+
+    // The liar joins: every relay takes it for one of them.
+    let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
+    let liar = Liar::start(&addrs).await;
+    let liar_id = liar.peer.to_string();
+    for r in &relays {
+        wait_for(Duration::from_secs(60), "every relay to have the liar in its routing table", || {
+            routing_table(r)?.contains(&liar_id).then_some(())
+        })
+        .unwrap();
+    }
+    eprintln!("liar {liar_id} in every routing table after {:.1} s", started.elapsed().as_secs_f64());
+
+    // Relay i keeps shard i of every stripe: each stripe on all six honest relays.
+    let stripes: Vec<Stripe> = (0..STRIPES as u64).map(|n| stripe(50 * 1024, 1000 + n)).collect();
+    let mut clients = Vec::new();
+    for r in &relays {
+        clients.push(StoreClient::connect(r.addr("/tcp/").unwrap().parse().unwrap()).await.unwrap());
+    }
+    for s in &stripes {
+        let puts = clients.iter().enumerate().map(|(i, c)| async move {
+            let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() };
+            (i, c.request(req).await.unwrap())
+        });
+        for (i, r) in futures::future::join_all(puts).await {
+            assert_eq!(r, Response::Stored { index: i as u8 }, "shard {i} of stripe {} on relay {i}", s.id());
+        }
+    }
+    // Rebuild orders from the liar to every relay: index 0 of each stripe (held there
+    // already) and of one stripe nobody holds, "from" the liar alone.
+    let mut headers: Vec<Vec<u8>> = stripes.iter().map(|s| s.header_bytes().to_vec()).collect();
+    headers.push(stripe(50 * 1024, 2000).header_bytes().to_vec());
+    liar.orders.send(headers).await.unwrap();
+
+    // Rounds with the liar in the groups.
+    let start: Vec<u64> = relays.iter().map(|r| rounds(r).unwrap()).collect();
+    for (r, s0) in relays.iter().zip(&start) {
+        wait_for(Duration::from_secs(120), "eight repair rounds on every relay", || {
+            (rounds(r)? >= s0 + ROUNDS).then_some(())
+        })
+        .unwrap();
+    }
+    eprintln!("{ROUNDS} rounds on every relay after {:.1} s", started.elapsed().as_secs_f64());
+
+    for (i, r) in relays.iter().enumerate() {
+        let report = r.json("/repair").unwrap();
+        eprintln!(
+            "relay {i}: rounds {}, live relays {}, dropped (last round) {}, under-replicated {}",
+            report["report"]["rounds"],
+            report["report"]["live_relays"],
+            report["report"]["dropped"],
+            report["report"]["under_replicated"].as_array().map_or(0, Vec::len),
+        );
+        let (_, metrics) = r.get("/metrics").unwrap();
+        for l in metrics.lines().filter(|l| !l.starts_with('#')) {
+            if l.contains("dropped") || l.contains("proof") || l.contains("repair_events") {
+                eprintln!("relay {i}: {l}");
+            }
+        }
+    }
+    {
+        let seen = liar.seen.lock().unwrap();
+        eprintln!("liar was asked: {:?}; its repair orders got: {:?}", seen.requests, seen.orders);
+        assert!(
+            seen.requests.get("holds").copied().unwrap_or(0) > 0,
+            "no relay ever asked the liar what it holds: the attack was not exercised"
+        );
+    }
+
+    // No honest copy dropped: relay i still holds shard i of every stripe.
+    let inv = inventory(&relays);
+    let mut lost = Vec::new();
+    for s in &stripes {
+        let held = inv.get(&s.id().to_hex());
+        for i in 0..N {
+            let has = held.and_then(|h| h.get(&i)).is_some_and(|idx| idx.contains(&(i as u8)));
+            if !has {
+                lost.push(format!(
+                    "stripe {} shard {i} (relay {i} holds {:?})",
+                    s.id(),
+                    held.and_then(|h| h.get(&i))
+                ));
+            }
+        }
+    }
+    assert!(lost.is_empty(), "{} honest shards dropped: {lost:#?}", lost.len());
+
+    // And each is served, verified against its header.
+    for s in &stripes {
+        for (i, c) in clients.iter().enumerate() {
+            match c.request(Request::Fetch { stripe: s.id() }).await.unwrap() {
+                Response::Shards { header, shards } => {
+                    assert_eq!(header, s.header_bytes(), "header of stripe {} from relay {i}", s.id());
+                    let idx: Vec<Option<usize>> =
+                        shards.iter().map(|b| s.header().index_of(&ShardId::of(b))).collect();
+                    assert!(idx.contains(&Some(i)), "relay {i} serves {idx:?} of stripe {}", s.id());
+                    assert!(idx.iter().all(Option::is_some), "relay {i} serves {idx:?} of stripe {}", s.id());
+                }
+                other => panic!("fetch of stripe {} from relay {i}: {other:?}", s.id()),
+            }
+        }
+    }
+    liar.task.abort();
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+}
