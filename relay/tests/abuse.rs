@@ -98,6 +98,7 @@ async fn a_store_flood_hits_the_flooders_allowance_while_others_keep_storing() {
         assert_eq!(store(&honest, s.header_bytes(), s.shard(1)).await, Response::Stored { index: 1 });
     }
     assert!(metric(&r, "kura_refused_requests_total{kind=\"store\"}") >= 1.0);
+    eprintln!("{}", r.usage_line("a store flood"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -257,6 +257,7 @@ async fn half_written_streams_cost_the_relay_little_memory() {
     // show in VmRSS, but they are committed all the same).
     assert!(rss_growth < MAX_RSS_GROWTH_MIB, "VmRSS grew by {rss_growth:.1} MiB");
     assert!(data_growth < MAX_DATA_GROWTH_MIB, "VmData grew by {data_growth:.1} MiB");
+    eprintln!("{}", r.usage_line("1,000 half-written streams"));
     drop(attackers);
 }
 
@@ -307,6 +308,7 @@ async fn one_ip_with_idle_sockets_does_not_lock_out_others() {
     });
     let left = IDLE - count_closed(&mut idle);
     eprintln!("all idle sockets closed: {all:?} ({left} still open)");
+    eprintln!("{}", r.usage_line("300 idle sockets from one address"));
     all.unwrap();
 }
 
@@ -404,6 +406,7 @@ async fn slow_http_clients_are_cut() {
     let cut = cut.expect("the relay closed the trickling connection within 40 s");
     assert!(cut < Duration::from_secs(25), "the trickling connection lived {cut:?}");
     assert_eq!(http_get(&r.http, "/health").unwrap().0, 200);
+    eprintln!("{}", r.usage_line("slow and idle HTTP clients"));
 }
 
 /// A relay run out of file descriptors (idle HTTP connections from many IPs) cannot open
@@ -508,4 +511,5 @@ async fn exhausted_file_descriptors_delete_nothing() {
         assert_eq!(held.get(&s.id().to_string()), Some(&serde_json::json!([0])), "{} in {inv}", s.id());
     }
     assert_eq!(held.len(), stripes.len());
+    eprintln!("{}", r.usage_line("file descriptors exhausted"));
 }

@@ -380,5 +380,8 @@ async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
         }
     }
     liar.task.abort();
+    for r in &relays {
+        eprintln!("{}", r.usage_line("a lying relay in every group"));
+    }
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -148,6 +148,18 @@ impl RelayProc {
         Ok(())
     }
 
+    /// The process's CPU time (user + system, seconds) and its peak and current resident
+    /// memory (MiB), from /proc: `(cpu, peak, now)`.
+    pub fn usage(&self) -> (f64, f64, f64) {
+        usage_of(self.child.id())
+    }
+
+    /// One line for a test's output: what this relay has cost so far.
+    pub fn usage_line(&self, what: &str) -> String {
+        let (cpu, peak, now) = self.usage();
+        format!("relay under {what}: {cpu:.2} s CPU since start, peak RSS {peak:.1} MiB, RSS now {now:.1} MiB")
+    }
+
     /// What the relay wrote on stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -195,4 +207,22 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Optio
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `(cpu seconds, peak RSS MiB, RSS MiB)` of process `pid`, from /proc (zeros if unreadable).
+pub fn usage_of(pid: u32) -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+    // Fields 14 and 15 of stat (utime, stime), in clock ticks of 1/100 s on Linux.
+    let cpu = (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (cpu, kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
 }
