@@ -111,6 +111,8 @@ pub struct Repair {
     pub report: RwLock<Report>,
     /// Failed rebuilds by stripe (see [`MAX_REBUILD_TRIES`]).
     failures: Mutex<HashMap<StripeId, u32>>,
+    /// Claims a relay could not prove, until when they are not heard.
+    disproven: Mutex<HashMap<(PeerId, StripeId), Duration>>,
     start: Instant,
     wake: Notify,
 }
@@ -130,6 +132,7 @@ impl Repair {
             ),
             report: RwLock::new(Report::default()),
             failures: Mutex::new(HashMap::new()),
+            disproven: Mutex::new(HashMap::new()),
             start: Instant::now(),
             wake: Notify::new(),
         }
@@ -138,6 +141,20 @@ impl Repair {
     /// Time since start, the clock of the core state machines.
     pub fn now(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// `peer` could not prove its claim on `stripe`: the claim is not heard for [`BAN`].
+    fn disprove(&self, peer: PeerId, stripe: StripeId, now: Duration) {
+        let mut d = lock(&self.disproven);
+        d.retain(|_, until| *until > now);
+        if d.len() < MAX_FAILURES_TRACKED {
+            d.insert((peer, stripe), now + BAN);
+        }
+    }
+
+    /// Whether `peer`'s claim on `stripe` is not heard now.
+    fn is_disproven(&self, peer: &PeerId, stripe: &StripeId, now: Duration) -> bool {
+        lock(&self.disproven).get(&(*peer, *stripe)).is_some_and(|until| *until > now)
     }
 
     /// Records the outcome of a rebuild of `stripe`; returns whether it is now given up.
@@ -393,8 +410,11 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         match r {
             Ok(Response::Held { held }) => {
                 let e = holdings.entry(p).or_default();
+                let now = ctx.shared.repair.now();
                 for (s, idx) in held {
-                    e.insert(s, idx.into_vec());
+                    if !ctx.shared.repair.is_disproven(&p, &s, now) {
+                        e.insert(s, idx.into_vec());
+                    }
                 }
             }
             other => {
@@ -413,8 +433,15 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         // A suspect member is waited for; one that is reachable but did not answer is left
         // out of this round.
         let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
-        let alive: Vec<PeerId> =
-            ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
+        // A relay that could not prove its claim on this stripe is left out of its group for a
+        // while: the next relay takes the slot (and is ordered to rebuild it).
+        let now = ctx.shared.repair.now();
+        let alive: Vec<PeerId> = ordered
+            .into_iter()
+            .filter(|p| {
+                !silent.contains(p) && !suspects.contains(p) && !ctx.shared.repair.is_disproven(p, &s.id, now)
+            })
+            .collect();
         let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
         let holders: Vec<(PeerId, Vec<u8>)> = alive
             .iter()
@@ -591,33 +618,41 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
 }
 
 /// Asks `peer` to prove it holds index `index` of `stripe` (with header `header`). `Some(true)`:
-/// proven; `Some(false)`: it answered and the answer is wrong or a refusal to prove what it
-/// claimed (it is then not taken as a relay for [`BAN`]); `None`: no answer (unreachable,
-/// busy; liveness deals with that).
+/// proven; `Some(false)`: it answered, and either the proof is false (a lie: it is not taken
+/// as a relay for [`BAN`]) or it says it does not hold the shard after all (its claim on this
+/// stripe is not heard for [`BAN`]: an honest relay whose disk lost the shard answers so, and
+/// only that stripe is planned around it); `None`: no answer (unreachable, busy; liveness
+/// deals with that).
 async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<bool> {
     let h = StripeHeader::parse(header).ok()?;
     let address = *h.shards().get(usize::from(index))?;
     let nonce: [u8; NONCE_LEN] = rand::random();
     let chunk = challenged_chunk(&nonce, &peer.to_bytes(), &address, h.shard_len());
     let answer = ctx.net.request(peer, Request::Prove { stripe, index, nonce }).await;
-    let ok = match answer {
+    let now = ctx.shared.repair.now();
+    match answer {
         Ok(Response::Proof { chunk: bytes, siblings }) => {
-            verify(&address, h.shard_len(), chunk, &Proof { chunk: bytes, siblings }).is_ok()
+            if verify(&address, h.shard_len(), chunk, &Proof { chunk: bytes, siblings }).is_ok() {
+                ctx.shared.metrics.proof("proven");
+                return Some(true);
+            }
+            ctx.shared.metrics.proof("false");
+            tracing::warn!(%peer, %stripe, index, "a relay answered a false proof; not taken as a relay for now");
+            lock(&ctx.shared.repair.liveness).failed_proof(peer, now, BAN);
+            Some(false)
         }
         Ok(Response::Error { code: ErrorCode::Busy, .. }) | Err(_) => {
             ctx.shared.metrics.proof("unanswered");
-            return None;
+            None
         }
-        // Not found, a refusal, or another answer: it does not hold what it claimed.
-        Ok(_) => false,
-    };
-    ctx.shared.metrics.proof(if ok { "proven" } else { "failed" });
-    if !ok {
-        tracing::warn!(%peer, %stripe, index, "a relay failed to prove it holds a shard it claimed; not taken as a relay for now");
-        let now = ctx.shared.repair.now();
-        lock(&ctx.shared.repair.liveness).failed_proof(peer, now, BAN);
+        // Not found, corrupt, or another answer: it does not hold what it claimed.
+        Ok(_) => {
+            ctx.shared.metrics.proof("withdrawn");
+            tracing::info!(%peer, %stripe, index, "a relay cannot prove a shard it claimed; its claim is not heard");
+            ctx.shared.repair.disprove(peer, stripe, now);
+            Some(false)
+        }
     }
-    Some(ok)
 }
 
 /// Starts queued rebuilds as the queue allows (spawn it).
