@@ -157,7 +157,9 @@ impl RelayProc {
     /// One line for a test's output: what this relay has cost so far.
     pub fn usage_line(&self, what: &str) -> String {
         let (cpu, peak, now) = self.usage();
-        format!("relay under {what}: {cpu:.2} s CPU since start, peak RSS {peak:.1} MiB, RSS now {now:.1} MiB")
+        format!(
+            "relay under {what}: {cpu:.2} s CPU since start, peak RSS {peak:.1} MiB, RSS now {now:.1} MiB"
+        )
     }
 
     /// What the relay wrote on stderr so far.
