@@ -44,8 +44,10 @@ const MAX_REBUILD_TRIES: u32 = 5;
 const MAX_FAILURES_TRACKED: usize = 100_000;
 /// Proofs of possession a round asks of group members, at random, beyond those a drop needs.
 const AUDITS_PER_ROUND: usize = 32;
-/// How long a relay that failed a proof is not taken as a relay.
+/// How long a relay that answered a false proof is not taken as a relay.
 const BAN: Duration = Duration::from_secs(600);
+/// Rounds during which a claim its relay could not prove is not heard.
+const DISPROOF_ROUNDS: u32 = 3;
 
 /// A request the repair tasks ask the event loop to send.
 #[derive(Debug)]
@@ -143,12 +145,15 @@ impl Repair {
         self.start.elapsed()
     }
 
-    /// `peer` could not prove its claim on `stripe`: the claim is not heard for [`BAN`].
+    /// `peer` could not prove its claim on `stripe`: the claim is not heard for the next few
+    /// rounds ([`DISPROOF_ROUNDS`]), so the plan takes the relay as vacant for that stripe
+    /// and has the slot rebuilt or handed to it. Short, because honest relays answer so too:
+    /// one that lost the shard, or dropped a surplus copy after it answered `Holds`.
     fn disprove(&self, peer: PeerId, stripe: StripeId, now: Duration) {
         let mut d = lock(&self.disproven);
         d.retain(|_, until| *until > now);
         if d.len() < MAX_FAILURES_TRACKED {
-            d.insert((peer, stripe), now + BAN);
+            d.insert((peer, stripe), now + self.cfg.interval * DISPROOF_ROUNDS);
         }
     }
 
@@ -433,15 +438,8 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         // A suspect member is waited for; one that is reachable but did not answer is left
         // out of this round.
         let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
-        // A relay that could not prove its claim on this stripe is left out of its group for a
-        // while: the next relay takes the slot (and is ordered to rebuild it).
-        let now = ctx.shared.repair.now();
-        let alive: Vec<PeerId> = ordered
-            .into_iter()
-            .filter(|p| {
-                !silent.contains(p) && !suspects.contains(p) && !ctx.shared.repair.is_disproven(p, &s.id, now)
-            })
-            .collect();
+        let alive: Vec<PeerId> =
+            ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
         let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
         let holders: Vec<(PeerId, Vec<u8>)> = alive
             .iter()
@@ -620,9 +618,8 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
 /// Asks `peer` to prove it holds index `index` of `stripe` (with header `header`). `Some(true)`:
 /// proven; `Some(false)`: it answered, and either the proof is false (a lie: it is not taken
 /// as a relay for [`BAN`]) or it says it does not hold the shard after all (its claim on this
-/// stripe is not heard for [`BAN`]: an honest relay whose disk lost the shard answers so, and
-/// only that stripe is planned around it); `None`: no answer (unreachable, busy; liveness
-/// deals with that).
+/// stripe is not heard for a few rounds, see [`Repair::disprove`]); `None`: no answer
+/// (unreachable, busy; liveness deals with that).
 async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<bool> {
     let h = StripeHeader::parse(header).ok()?;
     let address = *h.shards().get(usize::from(index))?;
