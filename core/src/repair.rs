@@ -171,6 +171,43 @@ pub fn plan_group<P: Clone + PartialEq>(
     GroupPlan { live, in_group, kept, moves, drops, lost }
 }
 
+/// Who must prove possession before `me` drops its copy of index `dropping`: one holder per
+/// slot class of the stripe, so that after the drop every class is still held by someone who
+/// proved it. Group members keeping a class are preferred, then any other holder; `me`
+/// stands for a class only if it holds it as another index than the one dropped (its own
+/// bytes need no proof to itself). `None` when some class has no such holder: then nothing
+/// may be dropped. `slots` from [`slots_of`]; `kept` and `holders` as in [`GroupPlan`] and
+/// [`plan_group`].
+pub fn drop_witnesses<P: Clone + PartialEq>(
+    slots: &[u8],
+    me: &P,
+    dropping: u8,
+    kept: &[(P, u8)],
+    holders: &[(P, Vec<u8>)],
+) -> Option<Vec<(P, u8)>> {
+    let class = |i: u8| slots.get(usize::from(i)).copied();
+    let mut classes: Vec<u8> = slots.to_vec();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut out = Vec::with_capacity(classes.len());
+    for c in classes {
+        let kept_by_other = kept.iter().find(|(p, i)| p != me && class(*i) == Some(c)).cloned();
+        let held_by_other = || {
+            holders
+                .iter()
+                .filter(|(p, _)| p != me)
+                .find_map(|(p, idx)| idx.iter().find(|&&i| class(i) == Some(c)).map(|&i| (p.clone(), i)))
+        };
+        let held_by_me = || {
+            holders.iter().filter(|(p, _)| p == me).find_map(|(p, idx)| {
+                idx.iter().find(|&&i| i != dropping && class(i) == Some(c)).map(|&i| (p.clone(), i))
+            })
+        };
+        out.push(kept_by_other.or_else(held_by_other).or_else(held_by_me)?);
+    }
+    Some(out)
+}
+
 /// What [`Liveness`] knows of one relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerState {

@@ -310,3 +310,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_drop_needs_a_witness_for_every_class_not_only_the_group() {
+    // The churn case: 'c' is in the group but holds the same index as 'g' (closer), so the
+    // group keeps five classes and class 2 sits with 'e' outside it. 'c' may drop its 3 once
+    // every class, 2 included, is proven by someone else.
+    let slots: Vec<u8> = (0..6).collect();
+    let kept = vec![('a', 0), ('b', 1), ('g', 3), ('d', 4), ('f', 5)];
+    let holders = vec![
+        ('a', vec![0]),
+        ('b', vec![1]),
+        ('g', vec![3]),
+        ('c', vec![3]),
+        ('d', vec![4]),
+        ('f', vec![5]),
+        ('e', vec![2]),
+    ];
+    let w = drop_witnesses(&slots, &'c', 3, &kept, &holders).unwrap();
+    assert_eq!(w, vec![('a', 0), ('b', 1), ('e', 2), ('g', 3), ('d', 4), ('f', 5)]);
+    // Nobody else holds class 2: nothing may be dropped.
+    let alone: Vec<(char, Vec<u8>)> = holders.iter().filter(|(p, _)| *p != 'e').cloned().collect();
+    assert_eq!(drop_witnesses(&slots, &'c', 3, &kept, &alone), None);
+    // Its own other index stands for its class; the one dropped never does.
+    let own = vec![('a', vec![0, 1]), ('b', vec![1])];
+    assert_eq!(drop_witnesses(&[0, 1], &'a', 1, &[], &own), Some(vec![('a', 0), ('b', 1)]));
+    assert_eq!(drop_witnesses(&[0, 1], &'a', 0, &[], &own), None, "class 0 only by the copy dropped");
+}

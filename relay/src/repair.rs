@@ -15,10 +15,11 @@
 //! Requests to other relays go through the node's event loop ([`Command`]).
 
 use crate::node::Shared;
+use crate::store::StoreError;
 use futures::StreamExt;
 use kura_core::placement::{by_distance, DhtKey};
 use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
-use kura_core::repair::{plan_group, slots_of, Liveness, Move, RebuildJob, RepairQueue};
+use kura_core::repair::{drop_witnesses, plan_group, slots_of, Liveness, Move, RebuildJob, RepairQueue};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
 use libp2p::PeerId;
@@ -37,8 +38,10 @@ const ROUND_CONCURRENCY: usize = 16;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Waiting rebuilds one relay may have ordered here.
 const MAX_ORDERS_PER_SENDER: usize = 64;
-/// Failed rebuilds of one stripe after which this relay stops taking orders for it (a
-/// stripe whose header names shards nobody has would otherwise fail every round for ever).
+/// Rebuilds of one stripe that could not succeed (`k` verified shards rebuild something its
+/// header does not name) after which this relay stops taking orders for it: such a stripe
+/// would otherwise fail every round for ever. Failures for want of reachable shards do not
+/// count; they pass with churn.
 const MAX_REBUILD_TRIES: u32 = 5;
 /// Stripes whose failures are counted at once.
 const MAX_FAILURES_TRACKED: usize = 100_000;
@@ -319,13 +322,12 @@ enum Action {
         holders: Vec<PeerId>,
         live: usize,
     },
-    /// Drop a surplus copy, once every member keeping a slot has proven it holds its shard.
+    /// Drop a surplus copy, once a holder of every slot class has proven it holds its shard.
     Drop {
         stripe: StripeId,
         index: u8,
         header: Vec<u8>,
-        kept: Vec<(PeerId, u8)>,
-        n: usize,
+        witnesses: Vec<(PeerId, u8)>,
     },
     /// Ask `peer` to prove it holds index `index`, as it claimed.
     Audit {
@@ -489,11 +491,13 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
             }
         }
         for (p, index) in plan.drops {
-            if p == ctx.me {
-                let kept = plan.kept.clone();
+            if p != ctx.me {
+                continue;
+            }
+            if let Some(witnesses) = drop_witnesses(&s.slots, &ctx.me, index, &plan.kept, &holders) {
                 actions.push((
                     plan.live,
-                    Action::Drop { stripe: s.id, index, header: s.header.clone(), kept, n },
+                    Action::Drop { stripe: s.id, index, header: s.header.clone(), witnesses },
                 ));
             }
         }
@@ -589,18 +593,18 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
                 None => "audit_unanswered",
             }
         }
-        Action::Drop { stripe, index, header, kept, n } => {
-            // Nothing is dropped on another relay's word: each member keeping a slot proves
-            // it holds its shard, and the group must be whole without this copy.
-            let mut verified = 0;
-            for (peer, i) in kept {
-                // This relay's own kept shard needs no proof to itself.
+        Action::Drop { stripe, index, header, witnesses } => {
+            // Nothing is dropped on another relay's word: a holder of every slot class
+            // proves it holds its shard, so the stripe is whole without this copy.
+            let (mut verified, classes) = (0, witnesses.len());
+            for (peer, i) in witnesses {
+                // This relay's own other shard needs no proof to itself.
                 if peer == ctx.me || challenge(ctx, stripe, &header, peer, i).await == Some(true) {
                     verified += 1;
                 }
             }
-            if verified < n {
-                tracing::info!(%stripe, index, verified, n, "surplus copy kept: its group is not proven whole");
+            if verified < classes {
+                tracing::info!(%stripe, index, verified, classes, "surplus copy kept: the stripe is not proven whole without it");
                 return "drop_unproven";
             }
             let store = ctx.shared.store.clone();
@@ -675,7 +679,8 @@ pub async fn run_worker(ctx: Ctx) {
                     }
                     Err(e) => {
                         tracing::warn!(%stripe, "rebuild failed: {e}");
-                        if ctx.shared.repair.rebuilt(stripe, false, &ctx.shared.metrics) {
+                        let never = matches!(e, RebuildError::Never(_));
+                        if never && ctx.shared.repair.rebuilt(stripe, false, &ctx.shared.metrics) {
                             tracing::warn!(%stripe, "rebuild given up after {MAX_REBUILD_TRIES} failures");
                         }
                         "rebuild_failed"
@@ -691,9 +696,30 @@ pub async fn run_worker(ctx: Ctx) {
     }
 }
 
+/// Why a rebuild failed.
+#[derive(Debug)]
+enum RebuildError {
+    /// Not now: too few shards reachable, the store refused, the task failed. A later round
+    /// may succeed.
+    Later(String),
+    /// Never: `k` verified shards were in and what they rebuild is not the stripe's shard (a
+    /// header that names shards that never existed).
+    Never(String),
+}
+
+impl std::fmt::Display for RebuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RebuildError::Later(e) => write!(f, "{e}"),
+            RebuildError::Never(e) => write!(f, "{e} (it cannot succeed)"),
+        }
+    }
+}
+
 /// Fetches `k` verified shards, rebuilds index `job.index`, stores it. Returns bytes fetched.
-async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, String> {
-    let mut asm = StripeAssembler::new(job.stripe, &job.header).map_err(|e| e.to_string())?;
+async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError> {
+    use RebuildError::{Later, Never};
+    let mut asm = StripeAssembler::new(job.stripe, &job.header).map_err(|e| Never(e.to_string()))?;
     let k = asm.header().params().k();
     let holders: Vec<PeerId> = job.holders.iter().copied().filter(|p| *p != ctx.me).collect();
     let mut fetched = 0u64;
@@ -726,22 +752,27 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, String> {
         }
     }
     if !asm.is_ready() {
-        return Err(format!(
+        return Err(Later(format!(
             "only {} of {k} shards found ({})",
             asm.present(),
             if failures.is_empty() { "no holders left".into() } else { failures.join("; ") }
-        ));
+        )));
     }
     let index = usize::from(job.index);
     let header = job.header;
     let store = ctx.shared.store.clone();
-    let stored = blocking(move || -> Result<u8, String> {
-        let shards = asm.rebuild_all().map_err(|e| e.to_string())?;
-        let shard = shards.get(index).ok_or("index out of range")?;
-        store.put_sole(&header, shard).map_err(|e| e.to_string())
+    let stored = blocking(move || -> Result<u8, RebuildError> {
+        let shards = asm.rebuild_all().map_err(|e| Never(e.to_string()))?;
+        let shard = shards.get(index).ok_or_else(|| Never("index out of range".into()))?;
+        store.put_sole(&header, shard).map_err(|e| match e {
+            StoreError::NotInStripe { .. } | StoreError::BadHeader(_) | StoreError::WrongLength { .. } => {
+                Never(e.to_string())
+            }
+            e => Later(e.to_string()),
+        })
     })
     .await
-    .ok_or("rebuild task failed")??;
+    .ok_or_else(|| Later("rebuild task failed".into()))??;
     tracing::info!(stripe = %job.stripe, index = stored, fetched, "rebuilt a lost shard");
     Ok(fetched)
 }
