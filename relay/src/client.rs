@@ -20,9 +20,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// Writes raw bytes as a request; reads a normal framed response.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+/// Counts of [`StoreClient::half_written`] streams.
+#[derive(Debug, Default)]
+struct HalfCounts {
+    /// Streams whose bytes were written (and flushed); they stay open.
+    written: AtomicUsize,
+    /// Streams that failed before their bytes were written.
+    failed: AtomicUsize,
+}
+
+/// Writes raw bytes as a request. Plain, it closes the stream and reads a framed response.
+/// Holding (`hold` set), it flushes the bytes, counts the stream and then neither writes more
+/// nor closes it: the write never finishes, so the stream stays open, half written, until the
+/// request times out on this side or the connection closes; it reads nothing.
+#[derive(Debug, Clone, Default)]
+struct RawCodec {
+    hold: Option<Arc<HalfCounts>>,
+}
 
 impl request_response::Codec for RawCodec {
     type Protocol = StreamProtocol;
@@ -41,6 +55,9 @@ impl request_response::Codec for RawCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Response> {
+        if self.hold.is_some() {
+            return Err(io::Error::other("a half-written request has no response"));
+        }
         read_frame(io)
             .await?
             .and_then(|b| Response::from_body(&b))
@@ -52,8 +69,15 @@ impl request_response::Codec for RawCodec {
         io: &mut T,
         req: Vec<u8>,
     ) -> io::Result<()> {
-        crate::protocol::write_pieces(io, &req).await?;
-        io.close().await
+        let Some(counts) = &self.hold else {
+            crate::protocol::write_pieces(io, &req).await?;
+            return io.close().await;
+        };
+        io.write_all(&req).await?;
+        io.flush().await?;
+        counts.written.fetch_add(1, Ordering::SeqCst);
+        futures::future::pending::<()>().await;
+        Ok(())
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(
         &mut self,
@@ -65,67 +89,11 @@ impl request_response::Codec for RawCodec {
     }
 }
 
-/// Counts of [`StoreClient::half_written`] streams.
-#[derive(Debug, Default)]
-struct HalfCounts {
-    /// Streams whose bytes were written (and flushed); they stay open.
-    written: AtomicUsize,
-    /// Streams that failed before their bytes were written.
-    failed: AtomicUsize,
-}
-
-/// Writes raw bytes as a request and then neither writes more nor closes the stream: the
-/// write never finishes, so the stream stays open, half written, until the request times
-/// out on this side or the connection closes. Reads nothing.
-#[derive(Debug, Clone, Default)]
-struct HalfCodec(Arc<HalfCounts>);
-
-impl request_response::Codec for HalfCodec {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Response;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        Err(io::Error::other("the half-writing client serves nothing"))
-    }
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-    ) -> io::Result<Response> {
-        Err(io::Error::other("a half-written request has no response"))
-    }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> io::Result<()> {
-        io.write_all(&req).await?;
-        io.flush().await?;
-        self.0.written.fetch_add(1, Ordering::SeqCst);
-        futures::future::pending::<()>().await;
-        Ok(())
-    }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        _: &mut T,
-        _: Response,
-    ) -> io::Result<()> {
-        Err(io::Error::other("the half-writing client serves nothing"))
-    }
-}
-
 #[derive(NetworkBehaviour)]
 struct ClientBehaviour {
     store: request_response::Behaviour<StoreCodec>,
     raw: request_response::Behaviour<RawCodec>,
-    half: request_response::Behaviour<HalfCodec>,
+    half: request_response::Behaviour<RawCodec>,
 }
 
 type Reply = oneshot::Sender<Result<Response, String>>;
@@ -176,14 +144,14 @@ impl StoreClient {
                     cfg(),
                 ),
                 raw: request_response::Behaviour::with_codec(
-                    RawCodec,
+                    RawCodec::default(),
                     [(PROTOCOL, ProtocolSupport::Outbound)],
                     cfg(),
                 ),
                 // Half-written streams stay open for as long as a test wants them: hundreds
                 // on one connection (yamux takes 512), for up to 10 minutes.
                 half: request_response::Behaviour::with_codec(
-                    HalfCodec(half.clone()),
+                    RawCodec { hold: Some(half.clone()) },
                     [(PROTOCOL, ProtocolSupport::Outbound)],
                     cfg().with_request_timeout(Duration::from_secs(600)).with_max_concurrent_streams(2048),
                 ),
