@@ -13,6 +13,7 @@ use kura_core::wire::{
 };
 use libp2p::StreamProtocol;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The protocol id as libp2p wants it.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(STORE_PROTOCOL);
@@ -132,6 +133,46 @@ impl From<WireError> for ReadError {
 /// The first allocation for a byte string being read; later ones at most double it.
 const GROW_FROM: usize = 8 * 1024;
 
+/// Most bytes of message bodies being read at once, over every stream of this process: what
+/// peers that send most of a message and stall can make a node hold (each stream is also
+/// bounded in time, and streams per connection and connections per address in number).
+pub const MAX_READING: usize = 512 << 20;
+
+/// An allowance of bytes being read, shared by streams.
+#[derive(Debug)]
+pub struct ReadBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl ReadBudget {
+    /// An allowance of `max` bytes.
+    pub const fn new(max: usize) -> Self {
+        Self { used: AtomicUsize::new(0), max }
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::SeqCst);
+        if before.saturating_add(n) > self.max {
+            self.used.fetch_sub(n, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::SeqCst);
+    }
+
+    /// Bytes held by reads in progress.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
+/// The allowance of every stream of this process.
+pub static READING: ReadBudget = ReadBudget::new(MAX_READING);
+
 /// The body of one frame read from a stream piece by piece, each byte string into a buffer
 /// of its own size: a shard is read from the stream once, into the buffer it is kept in
 /// (reading the body whole and decoding it would copy every shard out of the body).
@@ -139,15 +180,24 @@ struct BodyReader<'a, T> {
     io: &'a mut T,
     len: usize,
     read: usize,
+    /// Where the bytes of buffers grown for this message are counted while it is read.
+    budget: &'a ReadBudget,
+    held: usize,
+}
+
+impl<T> Drop for BodyReader<'_, T> {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
+    }
 }
 
 impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
     /// Reads the frame's prefix; an oversized frame is refused before its body is read.
-    async fn start(io: &'a mut T) -> Result<Self, ReadError> {
+    async fn start(io: &'a mut T, budget: &'a ReadBudget) -> Result<Self, ReadError> {
         let mut prefix = [0u8; FRAME_PREFIX_LEN];
         io.read_exact(&mut prefix).await?;
         let len = frame_body_len(prefix)?;
-        Ok(Self { io, len, read: 0 })
+        Ok(Self { io, len, read: 0, budget, held: 0 })
     }
 
     fn left(&self) -> usize {
@@ -219,6 +269,10 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
         while have < end {
             if have == out.len() {
                 let grow = (end - have).min((have - start).max(GROW_FROM));
+                if !self.budget.take(grow) {
+                    return Err(WireError::Overloaded.into());
+                }
+                self.held += grow;
                 out.resize(have + grow, 0);
             }
             match self.io.read(&mut out[have..]).await? {
@@ -264,8 +318,11 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
 /// Reads one request: a `Store` or `Handover` piece by piece (its shard straight into its
 /// own buffer), anything else whole. Decodes to exactly what [`Message::from_body`] gives for
 /// the body.
-async fn read_request_body<T: AsyncRead + Unpin + Send>(io: &mut T) -> Result<Request, ReadError> {
-    let mut r = BodyReader::start(io).await?;
+async fn read_request_body<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    budget: &ReadBudget,
+) -> Result<Request, ReadError> {
+    let mut r = BodyReader::start(io, budget).await?;
     let kind = r.varint().await?;
     if kind != u64::from(Request::STORE_KIND) && kind != u64::from(Request::HANDOVER_KIND) {
         return Ok(Request::from_body(&r.rest_after(kind).await?)?);
@@ -284,8 +341,11 @@ async fn read_request_body<T: AsyncRead + Unpin + Send>(io: &mut T) -> Result<Re
 
 /// Reads one answer: `Shards` piece by piece (each shard straight into its own buffer),
 /// anything else whole. Decodes to exactly what [`Message::from_body`] gives for the body.
-async fn read_response_body<T: AsyncRead + Unpin + Send>(io: &mut T) -> Result<Response, ReadError> {
-    let mut r = BodyReader::start(io).await?;
+async fn read_response_body<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    budget: &ReadBudget,
+) -> Result<Response, ReadError> {
+    let mut r = BodyReader::start(io, budget).await?;
     let kind = r.varint().await?;
     if kind != u64::from(Response::SHARDS_KIND) {
         return Ok(Response::from_body(&r.rest_after(kind).await?)?);
@@ -333,7 +393,7 @@ impl libp2p::request_response::Codec for StoreCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Self::Request> {
-        match read_request_body(io).await {
+        match read_request_body(io, &READING).await {
             Ok(req) => Ok(Ok(req)),
             Err(ReadError::Wire(e)) => Ok(Err(e)),
             Err(ReadError::Io(e)) => Err(e),
@@ -345,7 +405,7 @@ impl libp2p::request_response::Codec for StoreCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Response> {
-        read_response_body(io).await.map_err(|e| match e {
+        read_response_body(io, &READING).await.map_err(|e| match e {
             ReadError::Wire(e) => invalid(e),
             ReadError::Io(e) => e,
         })
@@ -549,6 +609,31 @@ mod tests {
             let huge = ((MAX_FRAME_BODY + 1) as u32).to_be_bytes().to_vec();
             let got = StoreCodec::default().read_request(&PROTOCOL, &mut Cursor::new(huge)).await.unwrap();
             assert_eq!(got, Err(WireError::TooLarge(MAX_FRAME_BODY + 1)));
+        });
+    }
+
+    /// Bytes of messages being read are counted against a shared allowance while they are
+    /// read, given back once read (or failed), and a message that would overrun it is
+    /// refused as `Overloaded` (answered `Busy`).
+    #[test]
+    fn reads_hold_bytes_within_a_shared_allowance() {
+        futures::executor::block_on(async {
+            let budget = ReadBudget::new(100_000);
+            let small = Request::Store { header: vec![4; 300], shard: vec![7; 50_000] }.to_frame().unwrap();
+            let got = read_request_body(&mut Trickle(Cursor::new(small)), &budget).await;
+            assert!(got.is_ok());
+            assert_eq!(budget.used(), 0, "given back once read");
+            let big = Request::Store { header: vec![4; 300], shard: vec![7; 200_000] }.to_frame().unwrap();
+            let got = read_request_body(&mut Cursor::new(big.clone()), &budget).await;
+            assert!(matches!(got, Err(ReadError::Wire(WireError::Overloaded))));
+            assert_eq!(WireError::Overloaded.code(), kura_core::wire::ErrorCode::Busy);
+            assert_eq!(budget.used(), 0, "given back when refused");
+            // A stream that stops half-way gives its bytes back too.
+            let cut = big[..120_000].to_vec();
+            let roomy = ReadBudget::new(1 << 20);
+            let got = read_request_body(&mut Cursor::new(cut), &roomy).await;
+            assert!(matches!(got, Err(ReadError::Wire(WireError::Truncated { .. }))));
+            assert_eq!(roomy.used(), 0);
         });
     }
 

@@ -244,6 +244,9 @@ pub enum WireError {
     TooMany { field: &'static str, len: usize, max: usize },
     #[error("message kind {0} is not known to this version of the protocol")]
     UnknownKind(u32),
+    /// The reader holds as many bytes of messages being read as it may; retry later.
+    #[error("too many bytes of messages are being read at once; retry")]
+    Overloaded,
 }
 
 impl WireError {
@@ -252,6 +255,7 @@ impl WireError {
         match self {
             WireError::TooLarge(_) | WireError::TooMany { .. } => ErrorCode::TooLarge,
             WireError::UnknownKind(_) => ErrorCode::UnsupportedVersion,
+            WireError::Overloaded => ErrorCode::Busy,
             _ => ErrorCode::Malformed,
         }
     }
