@@ -293,6 +293,9 @@ async fn http_serves_the_page_bootstrap_and_metrics() {
         "bytes in and out are counted: {bw:?}"
     );
     assert_eq!(r.get("/nope").unwrap().0, 404);
+    // The inventory is the operator's: a stranger gets 401, the operator's token opens it.
+    assert_eq!(kura_tests::relay::http_get(&r.http, "/inventory").unwrap().0, 401);
+    assert_eq!(r.json("/inventory").unwrap()["stripes"].as_object().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
