@@ -45,6 +45,14 @@ pub fn by_distance<P>(target: &DhtKey, peers: impl IntoIterator<Item = (P, DhtKe
     v.into_iter().map(|(_, p)| p).collect()
 }
 
+/// How many of `others` are strictly closer to `target` than `key`: its rank among them, 0
+/// for the closest. A relay is in a stripe's close group (with `slack` to spare for views
+/// that differ) when its rank among the live relays is below `n + slack`.
+pub fn rank(target: &DhtKey, key: &DhtKey, others: impl IntoIterator<Item = DhtKey>) -> usize {
+    let mine = target.distance(key);
+    others.into_iter().filter(|k| target.distance(k) < mine).count()
+}
+
 /// Why a stripe cannot be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
@@ -287,6 +295,11 @@ mod tests {
         let order = by_distance(&target, [("far", DhtKey(far)), ("near", DhtKey(near)), ("me", target)]);
         assert_eq!(order, ["me", "near", "far"]);
         assert_eq!(DhtKey::of(b"abc").0[..4], [0xba, 0x78, 0x16, 0xbf], "SHA-256");
+        // Rank: how many others are closer, the same order by_distance gives.
+        let (far, near) = (DhtKey(far), DhtKey(near));
+        assert_eq!(rank(&target, &far, [near, target]), 2);
+        assert_eq!(rank(&target, &near, [far, target]), 1);
+        assert_eq!(rank(&target, &target, [far, near]), 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::store::ShardStore;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use kura_core::budget::PeerBudget;
-use kura_core::placement::DhtKey;
+use kura_core::placement::{rank, DhtKey};
 use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
 use kura_core::{ShardId, StripeHeader, StripeId};
@@ -85,13 +85,8 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<(), Re
             format!("stripes of k = {k}, n = {n} are not taken (at most {MAX_STRIPE_SHARDS} shards and {MAX_EXPANSION}× k)"),
         ));
     }
-    let stripe = DhtKey::of_stripe(&StripeId::of(header));
-    let mine = stripe.distance(&DhtKey::of(&me.to_bytes()));
-    let closer = lock_live(shared)
-        .live()
-        .into_iter()
-        .filter(|p| p != me && stripe.distance(&DhtKey::of(&p.to_bytes())) < mine)
-        .count();
+    let live = lock_live(shared).live();
+    let closer = rank_among(&StripeId::of(header), me, &live);
     if closer >= n + CLOSE_GROUP_SLACK {
         return Err(error(
             ErrorCode::NotInGroup,
@@ -101,6 +96,14 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<(), Re
         ));
     }
     Ok(())
+}
+
+/// How many of the relays `live` (other than `peer`) are closer to `stripe` than `peer`:
+/// `peer` is in the stripe's close group, with the slack views need, while this is below
+/// `n + CLOSE_GROUP_SLACK`.
+pub fn rank_among(stripe: &StripeId, peer: &PeerId, live: &[PeerId]) -> usize {
+    let others = live.iter().filter(|p| *p != peer).map(|p| DhtKey::of(&p.to_bytes()));
+    rank(&DhtKey::of_stripe(stripe), &DhtKey::of(&peer.to_bytes()), others)
 }
 
 /// Every protocol a relay speaks (libp2p behaviours have no `Debug`).

@@ -215,10 +215,9 @@ impl Repair {
         }
         let mut relays: Vec<PeerId> = alive.clone();
         relays.push(*me);
-        let ordered =
-            by_distance(&DhtKey::of_stripe(&stripe), relays.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
-        let near = &ordered[..ordered.len().min(n + crate::node::CLOSE_GROUP_SLACK)];
-        if !near.contains(me) || !near.contains(from) {
+        let near =
+            |p: &PeerId| crate::node::rank_among(&stripe, p, &relays) < n + crate::node::CLOSE_GROUP_SLACK;
+        if !near(me) || !near(from) {
             return error(
                 ErrorCode::NotInGroup,
                 "by this relay's view, it or the sender is not in the stripe's close group",
