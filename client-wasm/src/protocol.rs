@@ -14,6 +14,7 @@ use kura_core::wire::{
 use libp2p::StreamProtocol;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The protocol id as libp2p wants it.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(STORE_PROTOCOL);
@@ -82,8 +83,33 @@ pub struct Answer {
 /// TCP, QUIC and WebSocket, whose streams take a frame at once (over yamux each piece is its
 /// own noise message and socket write); only the relay's loop knows which connection a
 /// request came on. Its own requests (to other relays) go out in pieces.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RelayCodec;
+///
+/// Each connection's reads are also bounded by [`MAX_READING_PER_CONNECTION`]. libp2p's
+/// request-response gives each connection a copy of the behaviour's codec and each stream a
+/// copy of its connection's, so a copy of a codec with no connection yet opens a new
+/// allowance and a copy of a connection's shares it.
+#[derive(Debug, Default)]
+pub struct RelayCodec {
+    connection: Option<Arc<ReadBudget>>,
+}
+
+impl Clone for RelayCodec {
+    fn clone(&self) -> Self {
+        let budget = self
+            .connection
+            .clone()
+            .unwrap_or_else(|| Arc::new(ReadBudget::within(MAX_READING_PER_CONNECTION, &READING)));
+        Self { connection: Some(budget) }
+    }
+}
+
+impl RelayCodec {
+    /// Where this codec's reads are counted: its connection's allowance, or (before it has
+    /// one) the process's.
+    fn budget(&self) -> &ReadBudget {
+        self.connection.as_deref().unwrap_or(&READING)
+    }
+}
 
 /// Reads one frame body, or the reason it cannot be used. IO errors (a closed or reset
 /// stream) are returned as such; everything about the bytes themselves is a `WireError`.
@@ -138,17 +164,29 @@ const GROW_FROM: usize = 8 * 1024;
 /// bounded in time, and streams per connection and connections per address in number).
 pub const MAX_READING: usize = 512 << 20;
 
-/// An allowance of bytes being read, shared by streams.
+/// Most bytes of message bodies being read at once over one connection: one peer's
+/// half-sent messages take at most this share of [`MAX_READING`] (sixteen of the largest
+/// messages), so one connection cannot leave every other peer answered `Busy`.
+pub const MAX_READING_PER_CONNECTION: usize = 64 << 20;
+
+/// An allowance of bytes being read, shared by streams; one taken from it is also taken
+/// from its parent's (a connection's from the process's).
 #[derive(Debug)]
 pub struct ReadBudget {
     used: AtomicUsize,
     max: usize,
+    parent: Option<&'static ReadBudget>,
 }
 
 impl ReadBudget {
     /// An allowance of `max` bytes.
     pub const fn new(max: usize) -> Self {
-        Self { used: AtomicUsize::new(0), max }
+        Self { used: AtomicUsize::new(0), max, parent: None }
+    }
+
+    /// An allowance of `max` bytes within `parent`'s.
+    pub const fn within(max: usize, parent: &'static ReadBudget) -> Self {
+        Self { used: AtomicUsize::new(0), max, parent: Some(parent) }
     }
 
     fn take(&self, n: usize) -> bool {
@@ -157,11 +195,20 @@ impl ReadBudget {
             self.used.fetch_sub(n, Ordering::SeqCst);
             return false;
         }
+        if let Some(parent) = self.parent {
+            if !parent.take(n) {
+                self.used.fetch_sub(n, Ordering::SeqCst);
+                return false;
+            }
+        }
         true
     }
 
     fn give(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::SeqCst);
+        if let Some(parent) = self.parent {
+            parent.give(n);
+        }
     }
 
     /// Bytes held by reads in progress.
@@ -437,18 +484,25 @@ impl libp2p::request_response::Codec for RelayCodec {
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
-        p: &StreamProtocol,
+        _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Self::Request> {
-        StoreCodec::default().read_request(p, io).await
+        match read_request_body(io, self.budget()).await {
+            Ok(req) => Ok(Ok(req)),
+            Err(ReadError::Wire(e)) => Ok(Err(e)),
+            Err(ReadError::Io(e)) => Err(e),
+        }
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
-        p: &StreamProtocol,
+        _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Answer> {
-        let response = StoreCodec::default().read_response(p, io).await?;
+        let response = read_response_body(io, self.budget()).await.map_err(|e| match e {
+            ReadError::Wire(e) => invalid(e),
+            ReadError::Io(e) => e,
+        })?;
         Ok(Answer { response, whole: false })
     }
 
@@ -637,6 +691,40 @@ mod tests {
         });
     }
 
+    /// A connection's allowance is also counted in its parent's: it refuses what would pass
+    /// either, and gives back to both.
+    #[test]
+    fn a_connection_allowance_counts_within_its_parent() {
+        static PARENT: ReadBudget = ReadBudget::new(300_000);
+        let a = ReadBudget::within(200_000, &PARENT);
+        let b = ReadBudget::within(200_000, &PARENT);
+        assert!(a.take(150_000));
+        assert!(!a.take(100_000), "past the connection's own bound");
+        assert_eq!(PARENT.used(), 150_000, "a refused take leaves the parent as it was");
+        assert!(b.take(150_000));
+        assert!(!b.take(10_000), "within b's bound, past the parent's");
+        assert_eq!(b.used(), 150_000, "a refused take leaves the child as it was");
+        a.give(150_000);
+        b.give(150_000);
+        assert_eq!((a.used(), b.used(), PARENT.used()), (0, 0, 0));
+    }
+
+    /// The relay's codec: a copy of the behaviour's (a new connection) opens its own
+    /// allowance; copies of that (its streams) share it.
+    #[test]
+    fn each_connection_of_the_relay_codec_has_its_own_allowance() {
+        let behaviour = RelayCodec::default();
+        let (one, two) = (behaviour.clone(), behaviour.clone());
+        let (a, b) = (one.clone(), one.clone());
+        let ptr = |c: &RelayCodec| c.connection.as_ref().map(Arc::as_ptr);
+        assert!(ptr(&behaviour).is_none());
+        assert_ne!(ptr(&one), ptr(&two));
+        assert_eq!(ptr(&a), ptr(&one));
+        assert_eq!(ptr(&b), ptr(&one));
+        assert_eq!(one.budget().max, MAX_READING_PER_CONNECTION);
+        assert_eq!(behaviour.budget().max, MAX_READING);
+    }
+
     /// Records every write and flush of a stream.
     #[derive(Default)]
     struct Recorder {
@@ -703,26 +791,26 @@ mod tests {
         futures::executor::block_on(async {
             let mut webrtc = Recorder::default();
             let answer = Answer { response: shards.clone(), whole: false };
-            RelayCodec.write_response(&PROTOCOL, &mut webrtc, answer).await.unwrap();
+            RelayCodec::default().write_response(&PROTOCOL, &mut webrtc, answer).await.unwrap();
             assert_eq!(webrtc.bytes, frame);
             assert!(webrtc.writes.iter().all(|&n| n <= MAX_WRITE), "{:?}", webrtc.writes);
             assert_eq!(webrtc.flushes, frame.len().div_ceil(MAX_WRITE));
 
             let mut yamux = Recorder::default();
             let answer = Answer { response: shards.clone(), whole: true };
-            RelayCodec.write_response(&PROTOCOL, &mut yamux, answer).await.unwrap();
+            RelayCodec::default().write_response(&PROTOCOL, &mut yamux, answer).await.unwrap();
             assert_eq!(yamux.bytes, frame);
             assert_eq!(yamux.writes, vec![frame.len() - 30_000, 30_000], "the head, then the shard itself");
             assert!(yamux.closed);
 
             // What a relay reads back as an answer to its own request is the response itself.
-            let read = RelayCodec.read_response(&PROTOCOL, &mut Cursor::new(frame)).await.unwrap();
+            let read = RelayCodec::default().read_response(&PROTOCOL, &mut Cursor::new(frame)).await.unwrap();
             assert_eq!(read, Answer { response: shards, whole: false });
 
             // Its own requests go out in pieces: it cannot tell which relay is on WebRTC.
             let mut out = Recorder::default();
             let req = Request::Fetch { stripe: kura_core::StripeId::from_bytes([5; 32]) };
-            RelayCodec.write_request(&PROTOCOL, &mut out, Ok(req.clone())).await.unwrap();
+            RelayCodec::default().write_request(&PROTOCOL, &mut out, Ok(req.clone())).await.unwrap();
             assert_eq!(out.bytes, req.to_frame().unwrap());
             assert_eq!(out.flushes, 1);
         });

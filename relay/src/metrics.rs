@@ -49,6 +49,8 @@ pub struct Metrics {
     pub proofs: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
     pub given_up: Gauge,
+    /// Bytes of inbound messages being read (set when the metrics are read).
+    pub reading_bytes: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +82,7 @@ impl Metrics {
             refusals: Family::default(),
             proofs: Family::default(),
             given_up: Gauge::default(),
+            reading_bytes: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -137,12 +140,18 @@ impl Metrics {
             "Stripes whose rebuild failed too often here and was given up",
             m.given_up.clone(),
         );
+        r.register(
+            "reading_bytes",
+            "Bytes of inbound messages being read, over every connection",
+            m.reading_bytes.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        self.reading_bytes.set(crate::protocol::READING.used() as i64);
         let mut out = String::new();
         let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // Writing into a String cannot fail.

@@ -243,7 +243,7 @@ pub async fn build_swarm(
                 relay: relay::Behaviour::new(peer, relay_cfg),
                 autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
                 store: request_response::Behaviour::with_codec(
-                    RelayCodec,
+                    RelayCodec::default(),
                     [(PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default()
                         // Also the time an inbound stream has to deliver its whole request:
@@ -523,6 +523,10 @@ impl Node {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(%peer, "invalid request: {e}");
+                if e == WireError::Overloaded {
+                    // Its connection's (or the process's) allowance of bytes being read.
+                    self.shared.metrics.refused("reading");
+                }
                 self.inflight += 1;
                 return self.respond(to, error(e.code(), e), kind);
             }

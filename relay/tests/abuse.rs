@@ -34,12 +34,6 @@ async fn store(c: &StoreClient, header: &[u8], shard: &[u8]) -> Response {
     c.request(Request::Store { header: header.to_vec(), shard: shard.to_vec() }).await.unwrap()
 }
 
-/// The value of a metric line starting with `name` (0 if absent).
-fn metric(r: &RelayProc, name: &str) -> f64 {
-    let m = r.get("/metrics").unwrap().1;
-    m.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
-}
-
 /// Starts `n` relays bootstrapped from the first, and waits until every relay has every
 /// other in its routing table (and so counts it as a live relay).
 fn network(dir: &Scratch, n: usize, extra: &[&str]) -> Vec<RelayProc> {
@@ -97,7 +91,7 @@ async fn a_store_flood_hits_the_flooders_allowance_while_others_keep_storing() {
         let s = stripe(1 << 20, n, 4, 2);
         assert_eq!(store(&honest, s.header_bytes(), s.shard(1)).await, Response::Stored { index: 1 });
     }
-    assert!(metric(&r, "kura_refused_requests_total{kind=\"store\"}") >= 1.0);
+    assert!(r.metric("kura_refused_requests_total{kind=\"store\"}").unwrap() >= 1.0);
     eprintln!("{}", r.usage_line("a store flood"));
 }
 
@@ -143,12 +137,12 @@ async fn a_stripe_whose_rebuild_cannot_succeed_is_given_up() {
     assert_eq!(store(&client(&relays[1]).await, &header, s.shard(1)).await, Response::Stored { index: 1 });
     // The third relay is ordered to rebuild index 2, fails every time, and gives up.
     let given_up = wait_for(Duration::from_secs(120), "the poison stripe to be given up", || {
-        let total: f64 = relays.iter().map(|r| metric(r, "kura_repair_given_up_stripes")).sum();
+        let total: f64 = relays.iter().map(|r| r.metric("kura_repair_given_up_stripes").unwrap()).sum();
         (total >= 1.0).then_some(total)
     })
     .unwrap();
     eprintln!("poison stripe {poison}: given up by {given_up} relay(s)");
-    let failed = |r: &RelayProc| metric(r, "kura_repair_events_total{kind=\"rebuild_failed\"}");
+    let failed = |r: &RelayProc| r.metric("kura_repair_events_total{kind=\"rebuild_failed\"}").unwrap();
     let before: f64 = relays.iter().map(failed).sum();
     let rounds = |r: &RelayProc| r.json("/repair").unwrap()["report"]["rounds"].as_u64().unwrap();
     let start = rounds(&relays[0]);

@@ -261,6 +261,59 @@ async fn half_written_streams_cost_the_relay_little_memory() {
     drop(attackers);
 }
 
+/// One connection sends 100 Store messages of nearly the largest shard (1,000,000 bytes of
+/// an announced 1 MiB) and stalls each. The relay holds at most
+/// `MAX_READING_PER_CONNECTION` (64 MiB) of messages being read for one connection, so at
+/// least 36 of the streams are refused `Busy` (counted as refused "reading") and what it
+/// holds stays under that bound, while another connection's stores are read and served.
+/// Before that bound, one connection's streams could take the process's whole allowance
+/// (512 MiB) and none of these was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connection_holds_at_most_its_share_of_reads() {
+    const STREAMS: usize = 100;
+    const SENT: usize = 1_000_000;
+    const PER_CONNECTION: usize = kura_relay::protocol::MAX_READING_PER_CONNECTION;
+    let dir = Scratch::new("hostile-share").unwrap();
+    let r = spawn(&dir.path().join("r"), &[]);
+    let honest = client(&r).await;
+    let attacker = client(&r).await;
+
+    let header = stripe(100_000, 98).header_bytes().to_vec();
+    let mut stall = (MAX_FRAME_BODY as u32).to_be_bytes().to_vec();
+    push_varint(&mut stall, u64::from(Request::STORE_KIND));
+    push_varint(&mut stall, header.len() as u64);
+    stall.extend_from_slice(&header);
+    push_varint(&mut stall, MAX_SHARD_LEN as u64);
+    stall.extend_from_slice(&pseudo_random(SENT, 5));
+    let t0 = Instant::now();
+    // Streams the relay refuses stop being read, so their writes may never finish: the
+    // attacker runs on its own and is judged by what the relay says.
+    let attack = tokio::spawn(async move {
+        let written = attacker.half_written(stall, STREAMS).await;
+        (attacker, written)
+    });
+    let refused = "kura_refused_requests_total{kind=\"reading\"}";
+    let want = (STREAMS - PER_CONNECTION / (1 << 20)) as f64;
+    let got = wait_for(Duration::from_secs(60), "streams past the connection's share refused", || {
+        let n = r.metric(refused).unwrap();
+        (n >= want).then_some(n)
+    })
+    .unwrap();
+    let reading = r.metric("kura_reading_bytes").unwrap();
+    eprintln!(
+        "{got} of {STREAMS} stalled streams refused in {:?}; {:.1} MiB held being read",
+        t0.elapsed(),
+        reading / MIB
+    );
+    assert!(reading <= PER_CONNECTION as f64, "{reading} bytes held for one connection's reads");
+    // Another connection is read and served meanwhile.
+    for n in 0..2 {
+        store_and_fetch(&honest, &stripe(1 << 20, 20 + n)).await;
+    }
+    eprintln!("{}", r.usage_line("one connection's 100 stalled 1 MB stores"));
+    attack.abort();
+}
+
 /// 300 TCP connections to the libp2p port from 127.0.0.2 that never start a handshake. The
 /// relay takes at most 16 unfinished handshakes per IP (`--max-pending-per-ip 16`; the rest
 /// are closed at once) and gives a handshake 10 s; an honest client from 127.0.0.1 is served

@@ -152,7 +152,7 @@ impl Liar {
                     ),
                     kad,
                     store: request_response::Behaviour::with_codec(
-                        RelayCodec,
+                        RelayCodec::default(),
                         [(PROTOCOL, ProtocolSupport::Full)],
                         request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
                     ),

@@ -126,6 +126,19 @@ impl RelayProc {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// The value of the first line of `/metrics` that starts with `series` (a name, with
+    /// its labels if it has any), or 0 if there is none.
+    pub fn metric(&self, series: &str) -> Result<f64> {
+        let (code, m) = self.get("/metrics")?;
+        if code != 200 {
+            bail!("GET /metrics: HTTP {code}");
+        }
+        Ok(m.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0))
+    }
+
     /// Sends SIGTERM and waits (up to 30 s) for the process to exit.
     pub fn terminate(mut self) -> Result<ExitStatus> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
