@@ -96,6 +96,81 @@ struct ClientBehaviour {
     half: request_response::Behaviour<RawCodec>,
 }
 
+impl ClientBehaviour {
+    fn new(half: &Arc<HalfCounts>) -> Self {
+        let cfg = || request_response::Config::default().with_request_timeout(Duration::from_secs(60));
+        Self {
+            store: request_response::Behaviour::with_codec(
+                StoreCodec::default(),
+                [(PROTOCOL, ProtocolSupport::Outbound)],
+                cfg(),
+            ),
+            raw: request_response::Behaviour::with_codec(
+                RawCodec::default(),
+                [(PROTOCOL, ProtocolSupport::Outbound)],
+                cfg(),
+            ),
+            // Half-written streams stay open for as long as a test wants them: hundreds on
+            // one connection (yamux takes 512), for up to 10 minutes.
+            half: request_response::Behaviour::with_codec(
+                RawCodec { hold: Some(half.clone()) },
+                [(PROTOCOL, ProtocolSupport::Outbound)],
+                cfg().with_request_timeout(Duration::from_secs(600)).with_max_concurrent_streams(2048),
+            ),
+        }
+    }
+}
+
+/// TCP dialed from a chosen local address (the kernel would pick 127.0.0.1 for any
+/// loopback destination). It only dials.
+struct TcpFrom(std::net::IpAddr);
+
+impl libp2p::core::Transport for TcpFrom {
+    type Output = tcp::tokio::TcpStream;
+    type Error = io::Error;
+    type ListenerUpgrade = futures::future::Pending<io::Result<Self::Output>>;
+    type Dial = futures::future::BoxFuture<'static, io::Result<Self::Output>>;
+
+    fn listen_on(
+        &mut self,
+        _: libp2p::core::transport::ListenerId,
+        addr: Multiaddr,
+    ) -> Result<(), libp2p::TransportError<io::Error>> {
+        Err(libp2p::TransportError::MultiaddrNotSupported(addr))
+    }
+
+    fn remove_listener(&mut self, _: libp2p::core::transport::ListenerId) -> bool {
+        false
+    }
+
+    fn dial(
+        &mut self,
+        addr: Multiaddr,
+        _: libp2p::core::transport::DialOpts,
+    ) -> Result<Self::Dial, libp2p::TransportError<io::Error>> {
+        let mut it = addr.iter();
+        let to = match (it.next(), it.next()) {
+            (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(port))) => std::net::SocketAddr::from((ip, port)),
+            _ => return Err(libp2p::TransportError::MultiaddrNotSupported(addr)),
+        };
+        let from = self.0;
+        Ok(Box::pin(async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(from, 0))?;
+            let stream = socket.connect(to).await?;
+            stream.set_nodelay(true)?;
+            Ok(tcp::tokio::TcpStream(stream))
+        }))
+    }
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::core::transport::TransportEvent<Self::ListenerUpgrade, io::Error>> {
+        std::task::Poll::Pending
+    }
+}
+
 type Reply = oneshot::Sender<Result<Response, String>>;
 
 enum Cmd {
@@ -118,12 +193,9 @@ impl StoreClient {
     /// Connects to the relay at `addr`, which must end in `/p2p/PEER`. TCP, QUIC, WebSocket
     /// and WebRTC-direct addresses work.
     pub async fn connect(addr: Multiaddr) -> Result<Self> {
-        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
-            return Err(anyhow!("{addr} has no /p2p/ peer id"));
-        };
-        let cfg = || request_response::Config::default().with_request_timeout(Duration::from_secs(60));
         let half = Arc::new(HalfCounts::default());
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        let behaviour = ClientBehaviour::new(&half);
+        let swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
             .with_quic()
@@ -137,27 +209,42 @@ impl StoreClient {
             .with_dns()?
             .with_websocket(noise::Config::new, yamux::Config::default)
             .await?
-            .with_behaviour(|_| ClientBehaviour {
-                store: request_response::Behaviour::with_codec(
-                    StoreCodec::default(),
-                    [(PROTOCOL, ProtocolSupport::Outbound)],
-                    cfg(),
-                ),
-                raw: request_response::Behaviour::with_codec(
-                    RawCodec::default(),
-                    [(PROTOCOL, ProtocolSupport::Outbound)],
-                    cfg(),
-                ),
-                // Half-written streams stay open for as long as a test wants them: hundreds
-                // on one connection (yamux takes 512), for up to 10 minutes.
-                half: request_response::Behaviour::with_codec(
-                    RawCodec { hold: Some(half.clone()) },
-                    [(PROTOCOL, ProtocolSupport::Outbound)],
-                    cfg().with_request_timeout(Duration::from_secs(600)).with_max_concurrent_streams(2048),
-                ),
-            })?
+            .with_behaviour(|_| behaviour)?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
             .build();
+        Self::start(swarm, addr, half).await
+    }
+
+    /// Connects over TCP from the local address `from` (another address of 127.0.0.0/8, to
+    /// play a peer on another host) to the relay at `addr` (`/ip4/…/tcp/…/p2p/PEER`).
+    pub async fn connect_from(from: std::net::IpAddr, addr: Multiaddr) -> Result<Self> {
+        let half = Arc::new(HalfCounts::default());
+        let behaviour = ClientBehaviour::new(&half);
+        let swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_other_transport(|key| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    TcpFrom(from)
+                        .upgrade(libp2p::core::upgrade::Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default()),
+                )
+            })?
+            .with_behaviour(|_| behaviour)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        Self::start(swarm, addr, half).await
+    }
+
+    /// Dials `addr` and starts the client's task.
+    async fn start(
+        mut swarm: libp2p::Swarm<ClientBehaviour>,
+        addr: Multiaddr,
+        half: Arc<HalfCounts>,
+    ) -> Result<Self> {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(anyhow!("{addr} has no /p2p/ peer id"));
+        };
         let webrtc = addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect));
         if webrtc {
             // A WebRTC-direct node dials from its own UDP socket, so it must listen first, and

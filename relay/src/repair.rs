@@ -19,7 +19,9 @@ use crate::store::StoreError;
 use futures::StreamExt;
 use kura_core::placement::{by_distance, DhtKey};
 use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
-use kura_core::repair::{drop_witnesses, plan_group, slots_of, Liveness, Move, RebuildJob, RepairQueue};
+use kura_core::repair::{
+    drop_witnesses, plan_group, slots_of, GroupPlan, Liveness, Move, RebuildJob, RepairQueue,
+};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
 use libp2p::PeerId;
@@ -436,22 +438,9 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     let mut audits: Vec<Action> = Vec::new();
     for (s, ordered) in held.iter().zip(order) {
         let n = s.slots.len();
-        // A suspect member is waited for; one that is reachable but did not answer is left
-        // out of this round.
-        let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
-        let alive: Vec<PeerId> =
-            ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
-        let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
-        let holders: Vec<(PeerId, Vec<u8>)> = alive
-            .iter()
-            .filter_map(|p| {
-                if *p == ctx.me {
-                    return Some((*p, s.indices.clone()));
-                }
-                holdings.get(p).and_then(|h| h.get(&s.id)).map(|idx| (*p, idx.clone()))
-            })
-            .collect();
-        let plan = plan_group(&s.slots, s.k, &group, &holders);
+        let claims = |p: &PeerId| holdings.get(p).and_then(|h| h.get(&s.id)).cloned();
+        let StripePlan { plan, holders, waiting } =
+            plan_stripe(&ctx.me, s, ordered, &silent, &suspects, claims);
         *report.by_live.entry(plan.live).or_default() += 1;
         if !plan.is_complete(n) || plan.live < n {
             report.under_replicated.push(UnderReplicated {
@@ -542,6 +531,107 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     report.under_replicated.truncate(1000);
     *r = report;
     Ok(())
+}
+
+/// One stripe planned from this relay's view.
+struct StripePlan {
+    plan: GroupPlan<PeerId>,
+    /// The holders the plan rests on, with the indices each holds.
+    holders: Vec<(PeerId, Vec<u8>)>,
+    /// Whether a suspect member is being waited for.
+    waiting: bool,
+}
+
+/// Plans one stripe from this relay's view: `ordered` is every relay it counts as alive (and
+/// itself) by distance to the stripe, `silent` those that did not answer this time,
+/// `suspects` those unreachable lately, `claims` what each other relay says it holds (claims
+/// it could not prove already left out). A suspect member is waited for; one that is
+/// reachable but did not answer is left out.
+fn plan_stripe(
+    me: &PeerId,
+    s: &Held,
+    ordered: Vec<PeerId>,
+    silent: &[PeerId],
+    suspects: &[PeerId],
+    claims: impl Fn(&PeerId) -> Option<Vec<u8>>,
+) -> StripePlan {
+    let n = s.slots.len();
+    let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
+    let alive: Vec<PeerId> =
+        ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
+    let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
+    let holders: Vec<(PeerId, Vec<u8>)> = alive
+        .iter()
+        .filter_map(|p| if p == me { Some((*p, s.indices.clone())) } else { claims(p).map(|idx| (*p, idx)) })
+        .collect();
+    StripePlan { plan: plan_group(&s.slots, s.k, &group, &holders), holders, waiting }
+}
+
+/// Checks a repair order against this relay's own plan before anything is fetched: asks the
+/// stripe's close group by its own view (and a few beyond) what they hold now, plans the
+/// stripe, and goes on only if that plan has this relay rebuild a shard of the ordered
+/// index's slot class. Returns the holders it found, to fetch from first. An order for a
+/// stripe that is whole, or that this relay would not rebuild, costs one small query per
+/// member and is refused.
+async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId>, String> {
+    let h = StripeHeader::parse_verified(&job.stripe, &job.header).map_err(|e| e.to_string())?;
+    let s = Held {
+        id: job.stripe,
+        indices: Vec::new(),
+        header: Vec::new(),
+        slots: slots_of(&h),
+        k: h.params().k(),
+    };
+    let (live, suspects) = {
+        let l = lock(&ctx.shared.repair.liveness);
+        (l.live(), l.suspects())
+    };
+    let mut relays = live;
+    relays.push(ctx.me);
+    let ordered =
+        by_distance(&DhtKey::of_stripe(&s.id), relays.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
+    let ask: Vec<PeerId> = ordered
+        .iter()
+        .take(s.slots.len() + BEYOND_GROUP)
+        .filter(|p| **p != ctx.me && !suspects.contains(p))
+        .copied()
+        .collect();
+    let answers = futures::future::join_all(ask.into_iter().map(|p| {
+        let net = ctx.net.clone();
+        async move { (p, net.request(p, Request::Holds { stripes: vec![job.stripe] }).await) }
+    }))
+    .await;
+    let now = ctx.shared.repair.now();
+    let mut claims: HashMap<PeerId, Vec<u8>> = HashMap::new();
+    let mut silent = Vec::new();
+    for (p, r) in answers {
+        match r {
+            Ok(Response::Held { held }) => {
+                for (id, idx) in held {
+                    if id == s.id && !ctx.shared.repair.is_disproven(&p, &id, now) {
+                        claims.insert(p, idx.into_vec());
+                    }
+                }
+            }
+            _ => silent.push(p),
+        }
+    }
+    let StripePlan { plan, holders, .. } =
+        plan_stripe(&ctx.me, &s, ordered, &silent, &suspects, |p| claims.get(p).cloned());
+    let class = s.slots.get(usize::from(job.index)).copied();
+    let wanted = plan.moves.iter().any(|m| {
+        matches!(m, Move::Rebuild { index, at, .. }
+            if *at == ctx.me && s.slots.get(usize::from(*index)).copied() == class)
+    });
+    if !wanted {
+        return Err(format!(
+            "this relay's own plan has it rebuild no shard like index {} ({} of {} slots live)",
+            job.index,
+            plan.live,
+            s.slots.len()
+        ));
+    }
+    Ok(holders.into_iter().map(|(p, _)| p).filter(|p| *p != ctx.me).collect())
 }
 
 async fn act(ctx: &Ctx, a: Action) -> &'static str {
@@ -676,6 +766,10 @@ pub async fn run_worker(ctx: Ctx) {
                         ctx.shared.repair.rebuilt(stripe, true, &ctx.shared.metrics);
                         "rebuilt"
                     }
+                    Err(RebuildError::NotNeeded(e)) => {
+                        tracing::debug!(%stripe, "repair order not followed: {e}");
+                        "order_unneeded"
+                    }
                     Err(e) => {
                         tracing::warn!(%stripe, "rebuild failed: {e}");
                         let never = matches!(e, RebuildError::Never(_));
@@ -704,6 +798,9 @@ enum RebuildError {
     /// Never: `k` verified shards were in and what they rebuild is not the stripe's shard (a
     /// header that names shards that never existed).
     Never(String),
+    /// Not asked for by this relay's own plan of the stripe (checked before anything is
+    /// fetched): the order was stale, or false.
+    NotNeeded(String),
 }
 
 impl std::fmt::Display for RebuildError {
@@ -711,6 +808,7 @@ impl std::fmt::Display for RebuildError {
         match self {
             RebuildError::Later(e) => write!(f, "{e}"),
             RebuildError::Never(e) => write!(f, "{e} (it cannot succeed)"),
+            RebuildError::NotNeeded(e) => write!(f, "order not followed: {e}"),
         }
     }
 }
@@ -720,7 +818,13 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     use RebuildError::{Later, Never};
     let mut asm = StripeAssembler::new(job.stripe, &job.header).map_err(|e| Never(e.to_string()))?;
     let k = asm.header().params().k();
-    let holders: Vec<PeerId> = job.holders.iter().copied().filter(|p| *p != ctx.me).collect();
+    // The holders this relay found itself first, then those the order named.
+    let mut holders = confirm_order(ctx, &job).await.map_err(RebuildError::NotNeeded)?;
+    for p in &job.holders {
+        if *p != ctx.me && !holders.contains(p) {
+            holders.push(*p);
+        }
+    }
     let mut fetched = 0u64;
     let mut next = 0;
     let mut failures = Vec::new();

@@ -314,6 +314,46 @@ async fn one_connection_holds_at_most_its_share_of_reads() {
     attack.abort();
 }
 
+/// 80 identities from 127.0.0.3, each with its own libp2p connection (noise handshake done,
+/// yamux up), against a relay that takes 64 connections in all and 32 per IP: the relay
+/// keeps at most 32 of them, and four honest clients from 127.0.0.1 still connect and are
+/// served. Without a per-IP bound on established connections, one address with enough
+/// identities takes every slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_identities_from_one_ip_do_not_take_every_connection() {
+    const IDENTITIES: usize = 80;
+    let dir = Scratch::new("hostile-identities").unwrap();
+    let r = spawn(&dir.path().join("r"), &["--max-connections", "64", "--max-connections-per-ip", "32"]);
+    let addr: libp2p::Multiaddr = r.addr("/tcp/").unwrap().parse().unwrap();
+    let t0 = Instant::now();
+    let tries = (0..IDENTITIES).map(|_| StoreClient::connect_from(lo(3).into(), addr.clone()));
+    let results = futures::future::join_all(tries).await;
+    let mut sybils: Vec<StoreClient> = results.into_iter().filter_map(Result::ok).collect();
+    // A connection the relay refuses may be closed just after it was reported established
+    // on this side: a store on each tells which are really kept.
+    let mut kept = Vec::new();
+    for (n, c) in sybils.drain(..).enumerate() {
+        let s = stripe(10_000, 500 + n as u64);
+        let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(0).to_vec() };
+        if matches!(c.request(req).await, Ok(Response::Stored { .. })) {
+            kept.push(c);
+        }
+    }
+    eprintln!(
+        "{} of {IDENTITIES} identities from 127.0.0.3 kept by the relay ({:?})",
+        kept.len(),
+        t0.elapsed()
+    );
+    assert!(!kept.is_empty(), "no identity got through: the attack was not exercised");
+    assert!(kept.len() <= 32, "{} connections kept from one IP", kept.len());
+    for n in 0..4 {
+        let honest = client(&r).await;
+        store_and_fetch(&honest, &stripe(100_000, 600 + n)).await;
+    }
+    eprintln!("{}", r.usage_line("80 identities from one IP"));
+    drop(kept);
+}
+
 /// 300 TCP connections to the libp2p port from 127.0.0.2 that never start a handshake. The
 /// relay takes at most 16 unfinished handshakes per IP (`--max-pending-per-ip 16`; the rest
 /// are closed at once) and gives a handshake 10 s; an honest client from 127.0.0.1 is served

@@ -2,13 +2,16 @@
 //! Kademlia (server mode) and identify like a relay, so real relays take it for one, and
 //! then lies. Asked `Holds`, it claims every index of every stripe; it answers every store
 //! and handover `Stored` and keeps nothing; it has nothing to fetch; it answers proofs of
-//! possession with zeros; and it orders every relay it meets to rebuild shards from it.
+//! possession with zeros; and it orders every relay it meets to rebuild shards from it (210
+//! orders for stripes nobody holds, and orders for a whole stripe naming its real holders).
 //! Relays that trusted its claims used to drop their own copies as "surplus" of a close
-//! group the liar sat in: honest data destroyed by one peer's words.
+//! group the liar sat in: honest data destroyed by one peer's words; and relays that
+//! followed its orders fetched `k` shards each to make surplus copies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::StreamExt;
 use kura_core::encoder::encode_single_chunk;
+use kura_core::placement::{by_distance, DhtKey};
 use kura_core::wire::{ErrorCode, Request, Response, WireError};
 use kura_core::{EncodeOptions, Params, ShardId, Stripe, StripeHeader};
 use kura_relay::client::StoreClient;
@@ -32,6 +35,8 @@ const RELAY: &str = env!("CARGO_BIN_EXE_kura-relay");
 const N: usize = 6;
 /// Stripes stored.
 const STRIPES: usize = 12;
+/// Orders for stripes nobody holds that the liar sends each relay.
+const FAKE_ORDERS: u64 = 210;
 /// Repair rounds every relay must run with the liar among its peers.
 const ROUNDS: u64 = 8;
 
@@ -120,11 +125,14 @@ fn describe(r: &Response) -> String {
     }
 }
 
+/// Stripe headers, each with relays to name as holders besides the liar.
+type Orders = Vec<(Vec<u8>, Vec<PeerId>)>;
+
 /// The liar, started: its peer id, a way to hand it stripe headers (it then orders every
-/// relay to rebuild index 0 of each from it), and what it saw.
+/// relay to rebuild index 0 of each from it and the holders named), and what it saw.
 struct Liar {
     peer: PeerId,
-    orders: mpsc::Sender<Vec<Vec<u8>>>,
+    orders: mpsc::Sender<Orders>,
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -189,7 +197,7 @@ impl Liar {
 async fn run_liar(
     mut swarm: Swarm<LiarBehaviour>,
     relays: Vec<PeerId>,
-    mut cmds: mpsc::Receiver<Vec<Vec<u8>>>,
+    mut cmds: mpsc::Receiver<Orders>,
     seen: Arc<Mutex<Seen>>,
 ) {
     let me = *swarm.local_peer_id();
@@ -200,11 +208,12 @@ async fn run_liar(
             cmd = cmds.recv() => {
                 let Some(headers) = cmd else { break };
                 for p in &relays {
-                    for header in &headers {
+                    for (header, named) in &headers {
+                        let holders = std::iter::once(me).chain(named.iter().copied());
                         let order = Request::Repair {
                             header: header.clone(),
                             index: 0,
-                            holders: vec![me.to_bytes().into()],
+                            holders: holders.map(|p| p.to_bytes().into()).collect(),
                             live: 1,
                         };
                         sent.insert(swarm.behaviour_mut().store.send_request(p, Ok(order)));
@@ -305,10 +314,29 @@ async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
             assert_eq!(r, Response::Stored { index: i as u8 }, "shard {i} of stripe {} on relay {i}", s.id());
         }
     }
+    // A whole stripe of four shards (k = 2, m = 2) on the four honest relays closest to it:
+    // the other two are never in its group.
+    let whole = {
+        let opts = EncodeOptions { params: Params::new(2, 2).unwrap(), ..EncodeOptions::default() };
+        encode_single_chunk(&opts, &pseudo_random(50 * 1024, 3000)).unwrap().0
+    };
+    let ids: Vec<PeerId> = relays.iter().map(|r| r.peer_id.parse().unwrap()).collect();
+    let near =
+        by_distance(&DhtKey::of_stripe(&whole.id()), ids.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
+    let (holders, others): (Vec<usize>, Vec<usize>) = (0..N).partition(|i| near[..4].contains(&ids[*i]));
+    for (j, &i) in holders.iter().enumerate() {
+        let req = Request::Store { header: whole.header_bytes().to_vec(), shard: whole.shard(j).to_vec() };
+        assert_eq!(clients[i].request(req).await.unwrap(), Response::Stored { index: j as u8 });
+    }
     // Rebuild orders from the liar to every relay: index 0 of each stripe (held there
-    // already) and of one stripe nobody holds, "from" the liar alone.
-    let mut headers: Vec<Vec<u8>> = stripes.iter().map(|s| s.header_bytes().to_vec()).collect();
-    headers.push(stripe(50 * 1024, 2000).header_bytes().to_vec());
+    // already), of 210 stripes nobody holds (from the liar alone, as most urgent), and of the whole stripe
+    // naming its real holders (which a relay that took orders on the sender's word would
+    // follow, fetching k shards to make a surplus copy).
+    let mut headers: Orders = stripes.iter().map(|s| (s.header_bytes().to_vec(), Vec::new())).collect();
+    for n in 0..FAKE_ORDERS {
+        headers.push((stripe(4 * 1024, 2000 + n).header_bytes().to_vec(), Vec::new()));
+    }
+    headers.push((whole.header_bytes().to_vec(), holders.iter().map(|&i| ids[i]).collect()));
     liar.orders.send(headers).await.unwrap();
 
     // Rounds with the liar in the groups.
@@ -363,6 +391,21 @@ async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
         }
     }
     assert!(lost.is_empty(), "{} honest shards dropped: {lost:#?}", lost.len());
+
+    // The liar's orders were checked against each relay's own plan: nothing was rebuilt on
+    // its word, and the whole stripe is still exactly where it was stored.
+    for (i, r) in relays.iter().enumerate() {
+        let rebuilt = r.metric("kura_repair_events_total{kind=\"rebuilt\"}").unwrap();
+        let failed = r.metric("kura_repair_events_total{kind=\"rebuild_failed\"}").unwrap();
+        let unneeded = r.metric("kura_repair_events_total{kind=\"order_unneeded\"}").unwrap();
+        eprintln!("relay {i}: rebuilt {rebuilt}, rebuilds failed {failed}, orders not followed {unneeded}");
+        assert_eq!((rebuilt, failed), (0.0, 0.0), "relay {i} acted on the liar's orders");
+        assert!(unneeded >= 1.0, "relay {i} checked none of the liar's orders");
+    }
+    let held = inv.get(&whole.id().to_hex()).cloned().unwrap_or_default();
+    let want: BTreeMap<usize, Vec<u8>> =
+        holders.iter().enumerate().map(|(j, &i)| (i, vec![j as u8])).collect();
+    assert_eq!(held, want, "the whole stripe's holders (relays {others:?} never in its group)");
 
     // And each is served, verified against its header.
     for s in &stripes {
