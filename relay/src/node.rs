@@ -540,7 +540,7 @@ impl Node {
         }
         let now = self.now();
         let allowed = match &req {
-            Request::Store { shard, header } => {
+            Request::Store { shard, header } | Request::Handover { shard, header } => {
                 self.stores.take(&peer, (shard.len() + header.len()) as u64, now)
             }
             Request::Prove { .. } => self.proofs.take(&peer, 1, now),
@@ -564,21 +564,39 @@ impl Node {
                     }
                     Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
                 },
-                r => {
-                    let handover = match &r {
-                        Request::Handover { shard, .. } => Some(shard.len() as u64),
-                        _ => None,
+                // A handover is a store from a relay leaving the stripe's group: taken only
+                // from a relay, and only where a store would be.
+                Request::Handover { header, shard } => {
+                    let admitted = if from_relay {
+                        admit_store(&shared, &me, &header)
+                    } else {
+                        Err(error(
+                            ErrorCode::NotInGroup,
+                            "handovers are taken from relays of this network only",
+                        ))
                     };
+                    match admitted {
+                        Err(refusal) => {
+                            shared.metrics.refused("handover");
+                            refusal
+                        }
+                        Ok(()) => {
+                            let len = shard.len() as u64;
+                            let resp = serve(&*shared.store, &me, Request::Handover { header, shard });
+                            if matches!(resp, Response::Stored { .. }) {
+                                shared.metrics.repair_bytes_in.inc_by(len);
+                            }
+                            resp
+                        }
+                    }
+                }
+                r => {
                     let resp = serve(&*shared.store, &me, r);
-                    let repair = &shared.metrics;
-                    match (&resp, handover) {
-                        (Response::Stored { .. }, Some(len)) => {
-                            repair.repair_bytes_in.inc_by(len);
+                    if let Response::Shards { shards, .. } = &resp {
+                        if from_relay {
+                            let out = shards.iter().map(|s| s.len() as u64).sum();
+                            shared.metrics.repair_bytes_out.inc_by(out);
                         }
-                        (Response::Shards { shards, .. }, _) if from_relay => {
-                            repair.repair_bytes_out.inc_by(shards.iter().map(|s| s.len() as u64).sum());
-                        }
-                        _ => {}
                     }
                     resp
                 }

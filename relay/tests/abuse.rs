@@ -95,6 +95,24 @@ async fn a_store_flood_hits_the_flooders_allowance_while_others_keep_storing() {
     eprintln!("{}", r.usage_line("a store flood"));
 }
 
+/// A handover (the store a relay leaving a stripe's group sends to a vacant member) from a
+/// peer that is not a relay is refused, and stores nothing: it would otherwise pass around
+/// the close-group rule and the per-peer allowance that stores are held to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_cannot_store_by_handing_over() {
+    let dir = Scratch::new("abuse-handover").unwrap();
+    let r = spawn(&dir.path().join("r"), &[]);
+    let stranger = client(&r).await;
+    let s = stripe(100_000, 7, 4, 2);
+    let req = Request::Handover { header: s.header_bytes().to_vec(), shard: s.shard(0).to_vec() };
+    let got = stranger.request(req).await.unwrap();
+    eprintln!("a stranger's handover: {got:?}");
+    assert!(matches!(&got, Response::Error { code: ErrorCode::NotInGroup, .. }), "{got:?}");
+    let fetched = stranger.request(Request::Fetch { stripe: s.id() }).await.unwrap();
+    assert!(matches!(&fetched, Response::Error { code: ErrorCode::NotFound, .. }), "{fetched:?}");
+    assert_eq!(r.metric("kura_refused_requests_total{kind=\"handover\"}").unwrap(), 1.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stores_are_taken_only_by_the_stripes_close_group() {
     let dir = Scratch::new("abuse-group").unwrap();
