@@ -1,7 +1,7 @@
 //! Transport floor: what the storage protocol's transport alone costs on this machine, with
 //! nothing else running — no erasure coding, no encryption of the file, no Kademlia, no
 //! verification, no disk. One client process and `KURA_BENCH_RELAYS` (6) server processes
-//! on 127.0.0.1, connected as `kura` and `kura-relay` are (`kura_client::net::tcp_transport`:
+//! on 127.0.0.1, connected as `kura` and `kura-relay` are (`kura_p2p::transport::tcp`:
 //! TCP, noise, yamux; request-response with the storage codec, frames written whole). The client sends the
 //! `Store` requests a put of a `KURA_BENCH_MIB` (256) MiB file at k=4, m=2 sends (one
 //! 1 MiB-chunk stripe = 6 shards of 262,148 bytes, 8 stripes in flight) and the servers
@@ -21,9 +21,10 @@
 mod common;
 
 use futures::StreamExt;
-use kura_client::protocol::{StoreCodec, PROTOCOL};
 use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
+use kura_p2p::protocol::{StoreCodec, PROTOCOL};
+use kura_p2p::transport::Framing;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -50,9 +51,9 @@ fn swarm(support: ProtocolSupport) -> Swarm<Rr> {
         .with_max_concurrent_streams(1024);
     libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(kura_client::net::tcp_transport)
+        .with_other_transport(kura_p2p::transport::tcp)
         .unwrap()
-        .with_behaviour(|_| Rr::with_codec(StoreCodec::whole_frames(), [(PROTOCOL, support)], cfg))
+        .with_behaviour(|_| Rr::with_codec(StoreCodec::new(Framing::Whole), [(PROTOCOL, support)], cfg))
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()

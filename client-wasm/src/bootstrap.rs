@@ -53,10 +53,9 @@ pub async fn resolve(args: &[String]) -> Result<Vec<Multiaddr>, NetError> {
             if status != 200 {
                 return Err(bad(format!("{url} answered HTTP {status}")));
             }
-            let doc: serde_json::Value = serde_json::from_str(&body)
+            let doc: kura_p2p::docs::Bootstrap = serde_json::from_str(&body)
                 .map_err(|e| bad(format!("{url} is not a bootstrap document: {e}")))?;
-            let addrs = doc["addrs"].as_array().ok_or_else(|| bad(format!("{url} lists no \"addrs\"")))?;
-            for a in addrs.iter().filter_map(|a| a.as_str()) {
+            for a in &doc.addrs {
                 out.push(a.parse().map_err(|e| bad(format!("{url} lists {a:?}: {e}")))?);
             }
         } else {

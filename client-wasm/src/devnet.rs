@@ -3,11 +3,11 @@
 //! `DIR/relay-I.log`.
 
 use crate::bootstrap::http_get;
-use anyhow::{anyhow, bail, Context, Result};
-use std::io::{BufRead, BufReader};
+use anyhow::{bail, Context, Result};
+use kura_p2p::process::{spawn_relay, Lifetime};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// What to start.
@@ -90,45 +90,22 @@ fn start_relay(cfg: &DevnetConfig, i: usize, bootstrap: Option<&str>) -> Result<
         cmd.args(["--bootstrap", b]);
     }
     cmd.args(&cfg.relay_args);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .with_context(|| format!("starting {}", cfg.relay_bin.display()))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    // The relay prints one JSON line on stdout once it listens everywhere.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        // Keep draining so the relay never blocks on a full pipe.
-        for _ in lines {}
-    });
-    let line = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Some(Ok(l))) => l,
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
+    cmd.stderr(std::fs::File::create(&log)?);
+    // Relays die with the devnet, even one killed with SIGKILL: none keeps its ports and
+    // directory. (The devnet starts them from its main thread.)
+    let (child, ready) = match spawn_relay(cmd, Lifetime::DiesWithParent, Duration::from_secs(60)) {
+        Ok(started) => started,
+        Err(e) => {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(15).collect();
             bail!(
-                "relay {i} did not start; the end of {}:\n{}",
+                "relay {i} did not start ({e}); the end of {}:\n{}",
                 log.display(),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
     };
-    let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
-    let listen =
-        v["listen"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
-    Ok(DevRelay {
-        child,
-        peer_id: v["peer_id"].as_str().unwrap_or_default().to_owned(),
-        http: v["http"].as_str().unwrap_or_default().to_owned(),
-        listen: listen.unwrap_or_default(),
-        dir,
-    })
+    Ok(DevRelay { child, peer_id: ready.peer_id, http: ready.http, listen: ready.listen, dir })
 }
 
 impl DevRelay {

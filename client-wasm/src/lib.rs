@@ -3,7 +3,6 @@
 //! - [`net`]: the libp2p swarm (Kademlia client, `/kura/store/1`) behind a cloneable handle;
 //! - [`transfer`]: put and get of whole files over it, each stripe run by a kura-core
 //!   placement machine;
-//! - [`protocol`]: the storage protocol's libp2p codec (relays use it too);
 //! - [`ws`]: the browser's WebSocket transport (its address parsing builds everywhere);
 //! - wasm32 only: `web`, the Promise-based JavaScript API (wasm-bindgen);
 //! - native only: [`dirstore`] (the offline `kura encode`/`decode` store), [`media`] (media
@@ -11,14 +10,11 @@
 //!   [`devnet`] (a local network of relay processes).
 
 pub mod net;
-pub mod protocol;
 pub mod transfer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod ws;
 
-#[cfg(not(target_arch = "wasm32"))]
-pub mod alloc;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bootstrap;
 #[cfg(not(target_arch = "wasm32"))]

@@ -8,11 +8,12 @@
 //! driver runs on tokio natively and on the browser's event loop in wasm32; only the swarm's
 //! transports and the task spawner differ.
 
-use crate::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, StreamExt};
 use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
+use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
+use kura_p2p::transport::Framing;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -303,50 +304,12 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
         .build())
 }
 
-/// Bytes a TCP connection reads from its socket at once (see [`tcp_transport`]): eight of
-/// noise's reads. Every connection holds one such buffer (a relay allows 4,096 connections:
-/// 256 MiB at most).
-#[cfg(not(target_arch = "wasm32"))]
-pub const TCP_READ_BUFFER: usize = 64 << 10;
-
-/// The longest a TCP connection's handshake (multistream, noise, yamux) may take.
-#[cfg(not(target_arch = "wasm32"))]
-pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// TCP with noise and yamux, as libp2p's `SwarmBuilder::with_tcp` puts them together
-/// (`nodelay`, lazy protocol negotiation), except that each connection reads its socket
-/// through a [`TCP_READ_BUFFER`] buffer. Noise reads its frames in 8 KiB reads; unbuffered,
-/// each is a `recvfrom` (a 256 MiB get made 34,000 of them in the client, a put ~8,500 per
-/// relay); buffered, one `recvfrom` takes whatever the socket holds and noise's reads are
-/// served from memory. The native client and the relays both use it. A handshake must be
-/// done within [`HANDSHAKE_TIMEOUT`].
-#[cfg(not(target_arch = "wasm32"))]
-pub fn tcp_transport(
-    key: &libp2p::identity::Keypair,
-) -> Result<
-    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
-    Box<dyn std::error::Error + Send + Sync>,
-> {
-    use libp2p::core::{muxing::StreamMuxerBox, upgrade::Version};
-    use libp2p::{noise, tcp, yamux, Transport};
-    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-        .map(|socket, _| futures::io::BufReader::with_capacity(TCP_READ_BUFFER, socket))
-        .upgrade(Version::V1Lazy)
-        .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux::Config::default())
-        // A connection that has not finished its handshake by then is dropped: sockets that
-        // connect and say nothing must not hold a slot for ever.
-        .timeout(HANDSHAKE_TIMEOUT)
-        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-        .boxed())
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 fn build_swarm(cfg: &NetConfig, _webrtc: bool) -> Result<Swarm<Behaviour>, NetError> {
     let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
     Ok(libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(tcp_transport)
+        .with_other_transport(kura_p2p::transport::tcp)
         .map_err(|e| fail(&e))?
         .with_dns()
         .map_err(|e| fail(&e))?
@@ -354,16 +317,6 @@ fn build_swarm(cfg: &NetConfig, _webrtc: bool) -> Result<Swarm<Behaviour>, NetEr
         .map_err(|e| fail(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build())
-}
-
-/// The storage codec: the native client only speaks TCP with yamux, so it writes frames
-/// whole; a browser may be on WebRTC, whose streams need the pieces.
-fn store_codec() -> StoreCodec {
-    if cfg!(target_arch = "wasm32") {
-        StoreCodec::default()
-    } else {
-        StoreCodec::whole_frames()
-    }
 }
 
 fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
@@ -377,7 +330,7 @@ fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
     Behaviour {
         kad,
         store: request_response::Behaviour::with_codec(
-            store_codec(),
+            StoreCodec::new(Framing::CLIENT),
             [(PROTOCOL, ProtocolSupport::Outbound)],
             rr,
         ),

@@ -15,7 +15,7 @@
 use kura_core::encoder::encode_single_chunk;
 use kura_core::wire::{Request, Response};
 use kura_core::{EncodeOptions, Params};
-use kura_relay::client::StoreClient;
+use kura_p2p::client::StoreClient;
 use kura_tests::relay::RelayProc;
 use kura_tests::{pseudo_random, Scratch};
 use std::sync::atomic::{AtomicUsize, Ordering};

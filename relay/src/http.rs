@@ -185,7 +185,7 @@ pub async fn serve(
 /// Peer id and every listen address (with `/p2p/…`; WebRTC-direct ones carry the certhash).
 async fn bootstrap(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     let info = s.info.read().unwrap_or_else(|p| p.into_inner()).clone();
-    Json(serde_json::json!({ "peer_id": info.peer_id, "addrs": info.listen }))
+    Json(kura_p2p::docs::Bootstrap { peer_id: info.peer_id, addrs: info.listen })
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {

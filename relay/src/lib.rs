@@ -2,19 +2,19 @@
 //! drive its parts. The binary (`src/main.rs`) wires them together:
 //!
 //! - [`store`]: shards on disk (redb metadata + crash-safe files), verified in and out;
-//! - [`protocol`]: `/kura/store/1` on libp2p request-response with kura-core's codec (shared
-//!   with the client, re-exported from kura-client);
 //! - [`node`]: the libp2p host (TCP, QUIC, WebSocket, WebRTC-direct; Kademlia server,
 //!   identify, ping, circuit relay v2, AutoNAT, connection and memory limits) and its loop;
 //! - [`http`]: the page, `/bootstrap`, `/metrics`, `/health`, `/status`;
-//! - [`config`]: flags and the TOML file.
+//! - [`config`]: flags and the TOML file;
+//! - [`repair`]: repair rounds and rebuilds; [`ip_limits`]: connections per address.
+//!
+//! The storage protocol's codecs, the transports and the documents a relay writes are in
+//! `kura-p2p`, shared with the client.
 
-pub mod client;
 pub mod config;
 pub mod http;
 pub mod ip_limits;
 pub mod metrics;
 pub mod node;
 pub mod repair;
-pub use kura_client::protocol;
 pub mod store;

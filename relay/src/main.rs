@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    kura_client::alloc::tune();
+    kura_p2p::alloc::tune();
     let flags = Flags::parse();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -133,14 +133,9 @@ async fn run(cfg: Config) -> Result<()> {
     node.run(shutdown_signal(), |_| {
         let info = shared.info.read().unwrap_or_else(|p| p.into_inner()).clone();
         // One JSON line on stdout tells scripts and tests the relay is up and where.
-        let line = serde_json::json!({
-            "event": "ready",
-            "peer_id": peer_id.to_string(),
-            "http": http_addr.to_string(),
-            "listen": info.listen,
-        });
+        let ready = kura_p2p::docs::Ready::new(peer_id.to_string(), http_addr.to_string(), info.listen);
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        let _ = writeln!(out, "{}", ready.to_line());
         let _ = out.flush();
     })
     .await;

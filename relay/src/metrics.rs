@@ -151,7 +151,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
-        self.reading_bytes.set(crate::protocol::READING.used() as i64);
+        self.reading_bytes.set(kura_p2p::protocol::READING.used() as i64);
         let mut out = String::new();
         let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         // Writing into a String cannot fail.

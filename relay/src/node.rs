@@ -7,7 +7,6 @@
 //! ever costs its own stream.
 
 use crate::metrics::Metrics;
-use crate::protocol::{Answer, RelayCodec, PROTOCOL};
 use crate::repair::{Command, Repair};
 use crate::store::ShardStore;
 use anyhow::{Context, Result};
@@ -17,6 +16,8 @@ use kura_core::placement::{rank, DhtKey};
 use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
 use kura_core::{ShardId, StripeHeader, StripeId};
+use kura_p2p::protocol::{Answer, RelayCodec, PROTOCOL};
+use kura_p2p::transport::{Framing, Transport};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::{ConnectedPoint, Transport as _};
 use libp2p::multiaddr::Protocol;
@@ -33,7 +34,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::protocol::KAD_PROTOCOL;
+pub use kura_p2p::protocol::KAD_PROTOCOL;
 /// Storage-protocol streams one connection may have open at once (each a request being read
 /// or answered).
 pub const MAX_STREAMS_PER_CONNECTION: usize = 256;
@@ -201,7 +202,7 @@ pub async fn build_swarm(
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_quic()
-        .with_other_transport(kura_client::net::tcp_transport)?
+        .with_other_transport(kura_p2p::transport::tcp)?
         .with_other_transport(|key| {
             libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
                 .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
@@ -258,33 +259,11 @@ pub async fn build_swarm(
     Ok(swarm)
 }
 
-/// The transport a connection uses, for metrics.
-fn transport_of(addr: &Multiaddr) -> &'static str {
-    let mut kind = "tcp";
-    for p in addr.iter() {
-        kind = match p {
-            Protocol::P2pCircuit => return "relayed",
-            Protocol::WebRTCDirect => return "webrtc-direct",
-            Protocol::Ws(_) | Protocol::Wss(_) => return "websocket",
-            Protocol::QuicV1 => "quic",
-            _ => kind,
-        };
-    }
-    kind
-}
-
 /// Where an answer goes: the request's channel, and whether its connection's streams take
 /// a frame in one write.
 struct Asker {
     ch: ResponseChannel<Answer>,
-    whole: bool,
-}
-
-/// Whether streams of a connection of this kind ([`transport_of`]) take a whole frame in one
-/// write: TCP, QUIC and WebSocket do; WebRTC's need flushed pieces
-/// ([`crate::protocol::MAX_WRITE`]), and a relayed connection may end on WebRTC.
-fn takes_whole_frames(transport: &str) -> bool {
-    matches!(transport, "tcp" | "quic" | "websocket")
+    framing: Framing,
 }
 
 fn request_kind(r: &Result<Request, WireError>) -> &'static str {
@@ -368,7 +347,7 @@ pub struct Node {
     cfg: NodeConfig,
     listeners: HashSet<libp2p::core::transport::ListenerId>,
     listening: HashSet<libp2p::core::transport::ListenerId>,
-    connections: HashMap<ConnectionId, &'static str>,
+    connections: HashMap<ConnectionId, Transport>,
     inflight: usize,
     done_tx: mpsc::Sender<(Asker, Response, &'static str)>,
     done_rx: mpsc::Receiver<(Asker, Response, &'static str)>,
@@ -507,7 +486,7 @@ impl Node {
             m.response_bytes_out
                 .inc_by((header.len() + shards.iter().map(|s| s.len()).sum::<usize>()) as u64);
         }
-        let answer = Answer { response: resp, whole: to.whole };
+        let answer = Answer { response: resp, framing: to.framing };
         if self.swarm.behaviour_mut().store.send_response(to.ch, answer).is_err() {
             tracing::debug!("peer went away before its response");
         }
@@ -625,7 +604,7 @@ impl Node {
         self.shared.metrics.routing_table_peers.set(table.len() as i64);
         let mut connected: HashMap<String, usize> = HashMap::new();
         for t in self.connections.values() {
-            *connected.entry((*t).to_owned()).or_default() += 1;
+            *connected.entry(t.label().to_owned()).or_default() += 1;
         }
         let mut info = self.shared.info.write().unwrap_or_else(|p| p.into_inner());
         info.routing_table = table;
@@ -653,13 +632,13 @@ impl Node {
                     ConnectedPoint::Dialer { address, .. } => address,
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
                 };
-                let t = transport_of(addr);
-                tracing::debug!(%peer_id, transport = t, "connected");
+                let t = Transport::of(addr);
+                tracing::debug!(%peer_id, transport = t.label(), "connected");
                 self.connections.insert(connection_id, t);
                 self.shared
                     .metrics
                     .peers
-                    .get_or_create(&crate::metrics::Transport { transport: t.into() })
+                    .get_or_create(&crate::metrics::Transport { transport: t.label().into() })
                     .inc();
                 self.update_info();
             }
@@ -713,7 +692,8 @@ impl Node {
 
     fn closed(&mut self, connection_id: ConnectionId) {
         if let Some(t) = self.connections.remove(&connection_id) {
-            self.shared.metrics.peers.get_or_create(&crate::metrics::Transport { transport: t.into() }).dec();
+            let label = crate::metrics::Transport { transport: t.label().into() };
+            self.shared.metrics.peers.get_or_create(&label).dec();
         }
         self.update_info();
     }
@@ -750,8 +730,10 @@ impl Node {
                 connection_id,
                 message: request_response::Message::Request { request, channel, .. },
             })) => {
-                let whole = self.connections.get(&connection_id).is_some_and(|t| takes_whole_frames(t));
-                self.on_request(peer, request, Asker { ch: channel, whole })
+                // A connection not seen established (it cannot happen) is answered in pieces,
+                // which every transport takes.
+                let framing = self.connections.get(&connection_id).map_or(Framing::Pieces, |t| t.framing());
+                self.on_request(peer, request, Asker { ch: channel, framing })
             }
             SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::InboundFailure {
                 peer,
@@ -779,34 +761,4 @@ impl Node {
 
 fn lock_live(shared: &Shared) -> std::sync::MutexGuard<'_, kura_core::repair::Liveness<PeerId>> {
     shared.repair.liveness.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn only_webrtc_and_relayed_connections_get_answers_in_pieces() {
-        let peer = "/p2p/12D3KooWP6mSwV2CZrfW7uoGzVQYGseYn4YmBan2H9Tmdpo7hSbq";
-        let cases = [
-            ("/ip4/127.0.0.1/tcp/4001", true),
-            ("/ip6/::1/tcp/4001", true),
-            ("/ip4/127.0.0.1/udp/4001/quic-v1", true),
-            ("/ip4/127.0.0.1/tcp/4002/ws", true),
-            ("/ip4/127.0.0.1/udp/4003/webrtc-direct", false),
-            (
-                "/ip4/127.0.0.1/udp/4003/webrtc-direct/certhash/uEiBGCsXUeK5ZNnLh3Kcj5TUBFJTv1NEPg3_2cORqpAJ9fA",
-                false,
-            ),
-            ("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWP6mSwV2CZrfW7uoGzVQYGseYn4YmBan2H9Tmdpo7hSbq/p2p-circuit", false),
-        ];
-        for (addr, whole) in cases {
-            let a: Multiaddr =
-                format!("{addr}{}", if addr.contains("circuit") { String::new() } else { peer.into() })
-                    .parse()
-                    .unwrap();
-            assert_eq!(takes_whole_frames(transport_of(&a)), whole, "{a}");
-        }
-    }
 }

@@ -9,7 +9,7 @@ use kura_core::encoder::encode_single_chunk;
 use kura_core::stripe::MAX_SHARD_LEN;
 use kura_core::wire::{push_varint, ErrorCode, Request, Response, MAX_FRAME_BODY};
 use kura_core::{EncodeOptions, Params, Stripe};
-use kura_relay::client::StoreClient;
+use kura_p2p::client::StoreClient;
 use kura_tests::relay::{http_get, wait_for, RelayProc};
 use kura_tests::{pseudo_random, Scratch};
 use std::io::{self, Read, Write};
@@ -272,7 +272,7 @@ async fn half_written_streams_cost_the_relay_little_memory() {
 async fn one_connection_holds_at_most_its_share_of_reads() {
     const STREAMS: usize = 100;
     const SENT: usize = 1_000_000;
-    const PER_CONNECTION: usize = kura_relay::protocol::MAX_READING_PER_CONNECTION;
+    const PER_CONNECTION: usize = kura_p2p::protocol::MAX_READING_PER_CONNECTION;
     let dir = Scratch::new("hostile-share").unwrap();
     let r = spawn(&dir.path().join("r"), &[]);
     let honest = client(&r).await;

@@ -14,9 +14,10 @@ use kura_core::encoder::encode_single_chunk;
 use kura_core::placement::{by_distance, DhtKey};
 use kura_core::wire::{ErrorCode, Request, Response, WireError};
 use kura_core::{EncodeOptions, Params, ShardId, Stripe, StripeHeader};
-use kura_relay::client::StoreClient;
+use kura_p2p::client::StoreClient;
+use kura_p2p::protocol::{Answer, RelayCodec, KAD_PROTOCOL, PROTOCOL};
+use kura_p2p::transport::Framing;
 use kura_relay::node::AGENT_PROTOCOL;
-use kura_relay::protocol::{Answer, RelayCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_tests::relay::{wait_for, RelayProc};
 use kura_tests::{pseudo_random, Scratch};
 use libp2p::multiaddr::Protocol;
@@ -227,7 +228,7 @@ async fn run_liar(
                 })) => {
                     let (kind, response) = lie(request);
                     *seen.lock().unwrap().requests.entry(kind).or_default() += 1;
-                    let _ = swarm.behaviour_mut().store.send_response(channel, Answer { response, whole: true });
+                    let _ = swarm.behaviour_mut().store.send_response(channel, Answer { response, framing: Framing::Whole });
                 }
                 SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response },

@@ -5,7 +5,7 @@
 use kura_core::encoder::encode_single_chunk;
 use kura_core::wire::{ErrorCode, Request, Response, MAX_FRAME_BODY};
 use kura_core::{EncodeOptions, Params, ShardId, Stripe, StripeId};
-use kura_relay::client::StoreClient;
+use kura_p2p::client::StoreClient;
 use kura_tests::relay::{wait_for, RelayProc};
 use kura_tests::{pseudo_random, Scratch};
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! Real `kura-relay` processes on 127.0.0.1 for end-to-end tests.
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::{BufRead, BufReader, Read, Write};
+use kura_p2p::process::{spawn_relay, Lifetime};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 /// Listen addresses for a test relay: every transport, port 0, loopback only.
@@ -59,38 +59,17 @@ impl RelayProc {
         }
         cmd.args(extra)
             .env("KURA_LOG", std::env::var("KURA_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr)?);
-        let mut child = cmd.spawn().context("starting kura-relay")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                bail!("relay did not become ready; stderr:\n{log}");
-            }
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("ready line {line:?}"))?;
-        let listen =
-            v["listen"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+        let (child, ready) = spawn_relay(cmd, Lifetime::Own, Duration::from_secs(60)).map_err(|e| {
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            anyhow!("relay did not become ready ({e}); stderr:\n{log}")
+        })?;
         Ok(Self {
             child,
             dir: dir.to_path_buf(),
-            peer_id: v["peer_id"].as_str().unwrap_or_default().to_owned(),
-            http: v["http"].as_str().unwrap_or_default().to_owned(),
-            listen: listen.unwrap_or_default(),
+            peer_id: ready.peer_id,
+            http: ready.http,
+            listen: ready.listen,
             stderr,
         })
     }

@@ -235,3 +235,61 @@ fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
         assert!(log.contains("stopped cleanly"), "relay {i} did not stop cleanly:\n{log}");
     }
 }
+
+/// Whether process `pid` is gone (or a zombie waiting to be reaped by whoever adopted it).
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (name) S ...": the state follows the name's closing parenthesis.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// The child processes of `pid`, from every thread's `children` list.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+#[test]
+fn devnet_relays_die_with_it_when_it_is_killed() {
+    let dir = Scratch::new("devnet-kill").unwrap();
+    let mut child = Command::new(binary("kura-client", "kura").unwrap())
+        .args(["devnet", "--relays", "3", "--http", "127.0.0.1:0", "--base-port", "0", "--dir"])
+        .arg(dir.path().join("net"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("devnet prints its addresses");
+        if line.starts_with("bootstrap address:") {
+            break;
+        }
+    }
+    let relays = children_of(child.id());
+    assert_eq!(relays.len(), 3, "three relay processes: {relays:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = wait_for(Duration::from_secs(30), "the relays to die with the devnet", || {
+        relays.iter().all(|&p| is_gone(p)).then_some(())
+    });
+    if gone.is_err() {
+        for p in &relays {
+            let _ = Command::new("kill").args(["-KILL", &p.to_string()]).status();
+        }
+    }
+    gone.unwrap();
+}

@@ -116,7 +116,7 @@ enum Command {
 }
 
 pub fn main() {
-    kura_client::alloc::tune();
+    kura_p2p::alloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Put { file, bootstrap, coding } => {

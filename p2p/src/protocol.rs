@@ -5,6 +5,7 @@
 //! so that a garbage or oversized frame still gets an answer with its error code. An
 //! oversized frame is refused from its 4-byte prefix: its body is never read.
 
+use crate::transport::Framing;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kura_core::stripe::{MAX_HEADER_LEN, MAX_SHARD_LEN};
 use kura_core::wire::{
@@ -23,24 +24,21 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new(STORE_PROTOCOL);
 /// clients only query it.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kura/kad/1.0.0");
 
-/// The request-response codec of the storage protocol. By default a frame is written in
-/// flushed pieces of at most [`MAX_WRITE`] bytes, which every transport takes;
-/// [`StoreCodec::whole_frames`] writes it at once, for a node whose connections all multiplex
-/// their streams themselves (TCP with yamux).
+/// The request-response codec of the storage protocol: each frame is written as its
+/// [`Framing`] says (by default in flushed pieces, which every transport takes).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreCodec {
-    whole: bool,
+    framing: Framing,
 }
 
 impl StoreCodec {
-    /// A codec that writes each frame at once (a shard in a write of its own, from the
-    /// message: see [`Message::to_split_frame`]), flushed by closing the stream. Over
-    /// yamux each flushed 8,000-byte piece is its own noise message and socket write; a
-    /// whole frame goes out in yamux's 16 KiB frames, half as many (a 256 MiB put: 31,000
-    /// `sendto` instead of 57,000; docs/benchmarks.md). Only for swarms without WebRTC,
-    /// whose streams need the pieces.
-    pub const fn whole_frames() -> Self {
-        Self { whole: true }
+    /// A codec that writes frames so. Written whole, a shard goes out in a write of its own,
+    /// from the message (see [`Message::to_split_frame`]), flushed by closing the stream: over
+    /// yamux each flushed 8,000-byte piece is its own noise message and socket write, a whole
+    /// frame goes out in yamux's 16 KiB frames, half as many (a 256 MiB put: 31,000 `sendto`
+    /// instead of 57,000; docs/benchmarks.md).
+    pub const fn new(framing: Framing) -> Self {
+        Self { framing }
     }
 
     async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
@@ -48,7 +46,7 @@ impl StoreCodec {
         io: &mut T,
         msg: &M,
     ) -> io::Result<()> {
-        write_message(io, msg, self.whole).await
+        write_message(io, msg, self.framing).await
     }
 }
 
@@ -56,15 +54,16 @@ impl StoreCodec {
 async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
     io: &mut T,
     msg: &M,
-    whole: bool,
+    framing: Framing,
 ) -> io::Result<()> {
-    if whole {
-        // A shard goes onto the stream from the message itself, not from a copy in a frame.
-        let frame = msg.to_split_frame().map_err(invalid)?;
-        io.write_all(&frame.head).await?;
-        io.write_all(frame.tail).await?;
-    } else {
-        write_pieces(io, &msg.to_frame().map_err(invalid)?).await?;
+    match framing {
+        Framing::Whole => {
+            // A shard goes onto the stream from the message itself, not from a copy in a frame.
+            let frame = msg.to_split_frame().map_err(invalid)?;
+            io.write_all(&frame.head).await?;
+            io.write_all(frame.tail).await?;
+        }
+        Framing::Pieces => write_pieces(io, &msg.to_frame().map_err(invalid)?).await?,
     }
     io.close().await
 }
@@ -73,9 +72,9 @@ async fn write_message<T: AsyncWrite + Unpin + Send, M: Message>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub response: Response,
-    /// Written at once, not in flushed pieces: the stream is not WebRTC (see
-    /// [`MAX_WRITE`]). Answers read from a stream say `false`.
-    pub whole: bool,
+    /// How it is written: as its connection's transport takes it. Answers read from a
+    /// stream say [`Framing::Pieces`].
+    pub framing: Framing,
 }
 
 /// A relay's codec: the same protocol as [`StoreCodec`], but each answer says how it is to
@@ -503,7 +502,7 @@ impl libp2p::request_response::Codec for RelayCodec {
             ReadError::Wire(e) => invalid(e),
             ReadError::Io(e) => e,
         })?;
-        Ok(Answer { response, whole: false })
+        Ok(Answer { response, framing: Framing::Pieces })
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -521,7 +520,7 @@ impl libp2p::request_response::Codec for RelayCodec {
         io: &mut T,
         res: Answer,
     ) -> io::Result<()> {
-        write_message(io, &res.response, res.whole).await
+        write_message(io, &res.response, res.framing).await
     }
 }
 
@@ -769,7 +768,7 @@ mod tests {
             assert!(pieces.closed);
 
             let mut whole = Recorder::default();
-            StoreCodec::whole_frames().write_request(&PROTOCOL, &mut whole, Ok(store())).await.unwrap();
+            StoreCodec::new(Framing::Whole).write_request(&PROTOCOL, &mut whole, Ok(store())).await.unwrap();
             assert_eq!(whole.bytes, frame);
             assert_eq!(whole.writes, vec![frame.len() - 20_000, 20_000], "the head, then the shard itself");
             assert_eq!(whole.flushes, 0, "no flush but the close");
@@ -777,7 +776,10 @@ mod tests {
 
             let mut answer = Recorder::default();
             let res = Response::Stored { index: 3 };
-            StoreCodec::whole_frames().write_response(&PROTOCOL, &mut answer, res.clone()).await.unwrap();
+            StoreCodec::new(Framing::Whole)
+                .write_response(&PROTOCOL, &mut answer, res.clone())
+                .await
+                .unwrap();
             assert_eq!(answer.bytes, res.to_frame().unwrap());
             assert_eq!(answer.writes, vec![answer.bytes.len()], "a message without a shard: one write");
         });
@@ -790,14 +792,14 @@ mod tests {
         let frame = shards.to_frame().unwrap();
         futures::executor::block_on(async {
             let mut webrtc = Recorder::default();
-            let answer = Answer { response: shards.clone(), whole: false };
+            let answer = Answer { response: shards.clone(), framing: Framing::Pieces };
             RelayCodec::default().write_response(&PROTOCOL, &mut webrtc, answer).await.unwrap();
             assert_eq!(webrtc.bytes, frame);
             assert!(webrtc.writes.iter().all(|&n| n <= MAX_WRITE), "{:?}", webrtc.writes);
             assert_eq!(webrtc.flushes, frame.len().div_ceil(MAX_WRITE));
 
             let mut yamux = Recorder::default();
-            let answer = Answer { response: shards.clone(), whole: true };
+            let answer = Answer { response: shards.clone(), framing: Framing::Whole };
             RelayCodec::default().write_response(&PROTOCOL, &mut yamux, answer).await.unwrap();
             assert_eq!(yamux.bytes, frame);
             assert_eq!(yamux.writes, vec![frame.len() - 30_000, 30_000], "the head, then the shard itself");
@@ -805,7 +807,7 @@ mod tests {
 
             // What a relay reads back as an answer to its own request is the response itself.
             let read = RelayCodec::default().read_response(&PROTOCOL, &mut Cursor::new(frame)).await.unwrap();
-            assert_eq!(read, Answer { response: shards, whole: false });
+            assert_eq!(read, Answer { response: shards, framing: Framing::Pieces });
 
             // Its own requests go out in pieces: it cannot tell which relay is on WebRTC.
             let mut out = Recorder::default();

@@ -1,0 +1,110 @@
+//! Swarms connected over libp2p's in-memory transport (noise and yamux on top, as on TCP):
+//! real libp2p connections and streams without sockets, for unit tests of code that moves
+//! bytes between peers.
+
+use futures::StreamExt;
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::upgrade::Version;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identity::Keypair, noise, yamux, Multiaddr, Swarm, Transport as _};
+use std::time::Duration;
+
+/// A swarm of `behaviour` on the memory transport, with a new identity, listening on a
+/// fresh `/memory/N` address (returned).
+pub async fn swarm<B: NetworkBehaviour>(
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Result<(Swarm<B>, Multiaddr), Box<dyn std::error::Error + Send + Sync>> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default()),
+            )
+        })?
+        .with_behaviour(|key| behaviour(key))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.listen_on("/memory/0".parse()?)?;
+    let addr = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                return address;
+            }
+        }
+    })
+    .await?;
+    Ok((swarm, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::protocol::{Answer, RelayCodec, StoreCodec, PROTOCOL};
+    use crate::transport::{Framing, Transport};
+    use kura_core::wire::{Request, Response};
+    use libp2p::request_response::{self, Message, ProtocolSupport};
+
+    /// A store crosses a real (in-memory) libp2p connection between the client's codec and
+    /// the relay's, and its answer comes back framed as the connection's transport says.
+    #[tokio::test]
+    async fn a_store_crosses_the_memory_network_between_client_and_relay_codecs() {
+        let cfg = request_response::Config::default();
+        let (mut relay, addr) = swarm(|_| {
+            request_response::Behaviour::with_codec(
+                RelayCodec::default(),
+                [(PROTOCOL, ProtocolSupport::Inbound)],
+                cfg.clone(),
+            )
+        })
+        .await
+        .unwrap();
+        let (mut client, _) = swarm(|_| {
+            request_response::Behaviour::with_codec(
+                StoreCodec::new(Framing::CLIENT),
+                [(PROTOCOL, ProtocolSupport::Outbound)],
+                cfg.clone(),
+            )
+        })
+        .await
+        .unwrap();
+        let relay_id = *relay.local_peer_id();
+        client.add_peer_address(relay_id, addr);
+        let shard = vec![7u8; 300_000];
+        let req = Request::Store { header: vec![1; 40], shard: shard.clone() };
+        let _ = client.behaviour_mut().send_request(&relay_id, Ok(req));
+        let mut framing = None;
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                tokio::select! {
+                    ev = relay.select_next_some() => match ev {
+                        SwarmEvent::ConnectionEstablished { endpoint, .. } => {
+                            framing = Some(Transport::of(endpoint.get_remote_address()).framing());
+                        }
+                        SwarmEvent::Behaviour(request_response::Event::Message {
+                            message: Message::Request { request, channel, .. }, ..
+                        }) => {
+                            let ok = matches!(&request, Ok(Request::Store { shard: s, .. }) if *s == shard);
+                            let response = if ok { Response::Stored { index: 0 } } else { Response::Accepted };
+                            let answer = Answer { response, framing: framing.expect("connected first") };
+                            relay.behaviour_mut().send_response(channel, answer).unwrap();
+                        }
+                        _ => {}
+                    },
+                    ev = client.select_next_some() => if let SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: Message::Response { response, .. }, ..
+                    }) = ev {
+                        return response;
+                    },
+                }
+            }
+        })
+        .await
+        .expect("an answer within 10 s");
+        assert_eq!(got, Response::Stored { index: 0 });
+        assert_eq!(framing, Some(Framing::Whole));
+    }
+}
