@@ -57,6 +57,10 @@ msgs = {
 for name, body in msgs.items():
     put("wire_frame", name, frame(body))
 put("wire_frame", "two", frame(msgs["fetch"]) + frame(msgs["holds"]))
+# body_reader: a count of piece sizes (low 4 bits), the sizes, then one frame.
+for name, body in msgs.items():
+    put("body_reader", name, b"\x00" + frame(body))
+    put("body_reader", name + "_pieces", b"\x03" + bytes([1, 7, 200]) + frame(body))
 put("decoder", "all_good", b"\x01\x00" + b"\x00" * 64)
 put("decoder", "range", b"\x00\x05" + b"\x00" * 64)
 put("decoder", "damage", b"\x01\x00" + bytes([0x05, 3, 0x0a, 7, 0x0f, 1]) * 10)

@@ -20,8 +20,8 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 cargo clippy -q -p kura-core --target wasm32-unknown-unknown --lib --tests -- -D warnings
 cargo clippy -q -p kura-client --target wasm32-unknown-unknown --lib --test browser -- -D warnings
 
-log "native tests"
-cargo test -q --workspace
+log "native tests (with a churn soak of KURA_SOAK_SECONDS, default 120)"
+KURA_SOAK_SECONDS=${KURA_SOAK_SECONDS:-120} cargo test -q --workspace
 
 log "kura-core tests in headless Chromium (wasm32)"
 # No -q here: cargo would pass --quiet on to wasm-bindgen-test-runner, which refuses it.

@@ -361,6 +361,32 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
     }
 }
 
+/// Reads one request as a relay does (piece by piece, buffers counted in `budget`): the
+/// request, or what is wrong with its bytes (`Ok(Err(_))`), or the stream's failure. What
+/// the fuzz target `body_reader` drives.
+pub async fn read_request<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    budget: &ReadBudget,
+) -> io::Result<Result<Request, WireError>> {
+    match read_request_body(io, budget).await {
+        Ok(req) => Ok(Ok(req)),
+        Err(ReadError::Wire(e)) => Ok(Err(e)),
+        Err(ReadError::Io(e)) => Err(e),
+    }
+}
+
+/// Reads one answer as a client does; see [`read_request`].
+pub async fn read_response<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    budget: &ReadBudget,
+) -> io::Result<Result<Response, WireError>> {
+    match read_response_body(io, budget).await {
+        Ok(res) => Ok(Ok(res)),
+        Err(ReadError::Wire(e)) => Ok(Err(e)),
+        Err(ReadError::Io(e)) => Err(e),
+    }
+}
+
 /// Reads one request: a `Store` or `Handover` piece by piece (its shard straight into its
 /// own buffer), anything else whole. Decodes to exactly what [`Message::from_body`] gives for
 /// the body.
@@ -439,11 +465,7 @@ impl libp2p::request_response::Codec for StoreCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Self::Request> {
-        match read_request_body(io, &READING).await {
-            Ok(req) => Ok(Ok(req)),
-            Err(ReadError::Wire(e)) => Ok(Err(e)),
-            Err(ReadError::Io(e)) => Err(e),
-        }
+        read_request(io, &READING).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -451,10 +473,7 @@ impl libp2p::request_response::Codec for StoreCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Response> {
-        read_response_body(io, &READING).await.map_err(|e| match e {
-            ReadError::Wire(e) => invalid(e),
-            ReadError::Io(e) => e,
-        })
+        read_response(io, &READING).await?.map_err(invalid)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -486,11 +505,7 @@ impl libp2p::request_response::Codec for RelayCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Self::Request> {
-        match read_request_body(io, self.budget()).await {
-            Ok(req) => Ok(Ok(req)),
-            Err(ReadError::Wire(e)) => Ok(Err(e)),
-            Err(ReadError::Io(e)) => Err(e),
-        }
+        read_request(io, self.budget()).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -498,10 +513,7 @@ impl libp2p::request_response::Codec for RelayCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Answer> {
-        let response = read_response_body(io, self.budget()).await.map_err(|e| match e {
-            ReadError::Wire(e) => invalid(e),
-            ReadError::Io(e) => e,
-        })?;
+        let response = read_response(io, self.budget()).await?.map_err(invalid)?;
         Ok(Answer { response, framing: Framing::Pieces })
     }
 

@@ -209,7 +209,14 @@ async fn quota_full_is_reported_and_nothing_half_written_stays() {
     assert!(status["bytes"].as_u64().unwrap() <= 1 << 20);
     let files = walk(&data.join("store").join("shards"));
     assert_eq!(files.len() as u64, stored, "one file per stored shard, no leftovers: {files:?}");
-    assert!(files.iter().all(|f| !f.ends_with(".tmp")));
+    // A shard is written as `NAME.tmpN` and renamed: no such file may be left.
+    let temporary = |f: &String| {
+        std::path::Path::new(f)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.strip_prefix("tmp").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())))
+    };
+    assert!(!files.iter().any(temporary), "temporary files left: {files:?}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {
