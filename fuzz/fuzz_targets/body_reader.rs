@@ -40,7 +40,11 @@ fuzz_target!(|input: &[u8]| {
     let body = body_of(frame);
     futures::executor::block_on(async {
         let mut io = Pieces { data: frame, sizes, at: 0, turn: 0 };
-        let got = read_request(&mut io, &budget).await.expect("a slice never fails to read");
+        // A stream that ends inside the 4-byte length is the stream's failure, not the bytes'.
+        let got = match read_request(&mut io, &budget).await {
+            Ok(got) => got,
+            Err(e) => return assert!(frame.len() < 4, "{e} reading a frame of {} bytes", frame.len()),
+        };
         match body {
             Some(body) => match Request::from_body(body) {
                 Ok(want) => assert_eq!(got, Ok(want)),
@@ -50,7 +54,7 @@ fuzz_target!(|input: &[u8]| {
         }
         assert_eq!(budget.used(), 0, "a request read gave back every byte");
         let mut io = Pieces { data: frame, sizes, at: 0, turn: 0 };
-        let got = read_response(&mut io, &budget).await.expect("a slice never fails to read");
+        let got = read_response(&mut io, &budget).await.expect("the length was read above");
         match body {
             Some(body) => match Response::from_body(body) {
                 Ok(want) => assert_eq!(got, Ok(want)),
@@ -67,11 +71,4 @@ fuzz_target!(|input: &[u8]| {
 fn body_of(frame: &[u8]) -> Option<&[u8]> {
     let len = u32::from_be_bytes(frame.get(..4)?.try_into().ok()?) as usize;
     frame.get(4..4 + len)
-}
-});
-
-/// Whether `frame` is a 4-byte length and exactly that many bytes of body (a frame with
-/// bytes after its body is read as its body alone).
-fn frame_is_whole(frame: &[u8]) -> bool {
-    frame.len() >= 4 && u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize <= frame.len() - 4
 }

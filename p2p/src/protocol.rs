@@ -277,18 +277,30 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
         Ok(())
     }
 
-    /// A varint (a kind or a length), as postcard writes it.
-    async fn varint(&mut self) -> Result<u64, ReadError> {
+    /// A varint of a `bits`-bit integer, read by postcard's rules so that both readers take
+    /// the same bytes: at most `ceil(bits / 7)` bytes, the last of them holding only the
+    /// bits left (an enum's kind is a `u32`; a length a `usize`, so 32 bits on wasm32).
+    async fn varint(&mut self, bits: u32) -> Result<u64, ReadError> {
+        let max_bytes = bits.div_ceil(7);
+        let last_max = (1u8 << (bits % 7)) - 1;
         let mut v = 0u64;
-        for i in 0..10 {
+        for i in 0..max_bytes {
             let mut b = [0u8];
             self.fill(&mut b).await?;
             v |= u64::from(b[0] & 0x7f) << (7 * i);
             if b[0] & 0x80 == 0 {
+                if i == max_bytes - 1 && b[0] > last_max {
+                    break;
+                }
                 return Ok(v);
             }
         }
-        Err(WireError::Malformed("a varint longer than 10 bytes".into()).into())
+        Err(WireError::Malformed(format!("a varint of a {bits}-bit integer longer than it can be")).into())
+    }
+
+    /// A message's kind.
+    async fn kind(&mut self) -> Result<u64, ReadError> {
+        self.varint(u32::BITS).await
     }
 
     /// A length-prefixed byte string of at most `max` bytes.
@@ -338,7 +350,7 @@ impl<'a, T: AsyncRead + Unpin + Send> BodyReader<'a, T> {
 
     /// A length or count of at most `max`.
     async fn count(&mut self, field: &'static str, max: usize) -> Result<usize, ReadError> {
-        let len = usize::try_from(self.varint().await?).unwrap_or(usize::MAX);
+        let len = usize::try_from(self.varint(usize::BITS).await?).unwrap_or(usize::MAX);
         if len > max {
             return Err(WireError::TooMany { field, len, max }.into());
         }
@@ -395,7 +407,7 @@ async fn read_request_body<T: AsyncRead + Unpin + Send>(
     budget: &ReadBudget,
 ) -> Result<Request, ReadError> {
     let mut r = BodyReader::start(io, budget).await?;
-    let kind = r.varint().await?;
+    let kind = r.kind().await?;
     if kind != u64::from(Request::STORE_KIND) && kind != u64::from(Request::HANDOVER_KIND) {
         return Ok(Request::from_body(&r.rest_after(kind).await?)?);
     }
@@ -418,7 +430,7 @@ async fn read_response_body<T: AsyncRead + Unpin + Send>(
     budget: &ReadBudget,
 ) -> Result<Response, ReadError> {
     let mut r = BodyReader::start(io, budget).await?;
-    let kind = r.varint().await?;
+    let kind = r.kind().await?;
     if kind != u64::from(Response::SHARDS_KIND) {
         return Ok(Response::from_body(&r.rest_after(kind).await?)?);
     }
@@ -636,6 +648,16 @@ mod tests {
         bad.push(vec![0, 3, 1, 2]);
         bad.push(vec![0x80, 0x00, 0, 0]);
         bad.push(vec![0x81, 0x00, 0, 1, 9]);
+        // Overlong varints: a kind of six bytes (a u32 takes at most five; found by the fuzz
+        // target body_reader), a kind whose fifth byte holds more than a u32's last bits,
+        // and a length of eleven bytes.
+        bad.push(vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0, 4, 1, 2, 3, 4]);
+        bad.push(vec![0x80, 0x80, 0x80, 0x80, 0x10, 0, 4, 1, 2, 3, 4]);
+        bad.push(vec![0x80, 0x80, 0x80, 0x80, 0x00, 0, 4, 1, 2, 3, 4]);
+        let mut eleven = vec![0, 0x80 | 4];
+        eleven.extend([0x80; 9]);
+        eleven.push(0);
+        bad.push(eleven);
         for seed in 0..200u64 {
             let mut g = pseudo_random(1 + (seed as usize * 7) % 64, seed);
             g[0] = (seed % 3) as u8;
