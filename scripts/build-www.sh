@@ -9,5 +9,5 @@ profile=release; flag=--release
 if [ "${1:-}" = --dev ]; then profile=debug; flag=; fi
 log "building the browser client (wasm32, $profile)"
 cargo rustc -q -p kura-client --lib $flag --target wasm32-unknown-unknown --crate-type cdylib
-wasm-bindgen --target web --no-typescript --out-dir www/pkg \
+wasm-bindgen --target web --out-dir www/pkg \
   "target/wasm32-unknown-unknown/$profile/kura_client.wasm"

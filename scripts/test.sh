@@ -38,10 +38,12 @@ done
 
 log "the page in headless Chromium (upload, share link, download, 2 of 6 relays killed, damaged link)"
 scripts/build-www.sh --dev
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
-  log "installing playwright-core (npm)"
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -x tests/browser/node_modules/.bin/tsc ]; then
+  log "installing playwright-core and typescript (npm)"
   (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
+log "the page's message module and the client's worker type-checked against the wasm-bindgen .d.ts"
+(cd tests/browser && node_modules/.bin/tsc -p tsconfig.json)
 cargo build -q --workspace --all-targets   # a no-op after the tests above: same features
 node tests/browser/page.test.mjs target/debug/kura target/browser-artifacts
 

@@ -1,4 +1,6 @@
 // The page: a drop zone and share links, talking to the client in worker.js.
+import { explain, kuraError, toError, errorData } from './messages.js';
+
 const $ = id => document.getElementById(id);
 const worker = new Worker('worker.js', { type: 'module' });
 let nextId = 1;
@@ -18,7 +20,7 @@ worker.onmessage = ({ data: msg }) => {
   else if (msg.type === 'data') h.data && h.data(msg.bytes);
   else {
     pending.delete(msg.id);
-    msg.type === 'done' ? h.resolve(msg) : h.reject(new Error(msg.message));
+    msg.type === 'done' ? h.resolve(msg) : h.reject(toError(msg.error));
   }
 };
 
@@ -30,20 +32,11 @@ function call(op, args, handlers = {}) {
   });
 }
 
-// Errors said in words a person can act on.
-function explain(e) {
-  const m = String(e.message || e).replace(/^damaged link: /, '');
-  if (/damaged link|capability|checksum|base32|prefix/i.test(String(e.message || e))) return `This link is damaged: ${m}`;
-  if (/no relay reachable|Unreachable/i.test(m)) return `No relay is reachable right now. Check your connection and try again. (${m})`;
-  if (/unavailable/i.test(m)) return `This file is unavailable: too few of its pieces are reachable. (${m})`;
-  const few = m.match(/only (\d+) relay\(s\) reachable, but a stripe of (\d+) shards/);
-  if (few) return `Too few relays are reachable to store this safely right now (${few[1]} of the ${few[2]} needed). Try again in a moment. (${m.split(' (start more')[0]})`;
-  return m;
-}
-
+// Errors said in words a person can act on, chosen by kind (messages.js).
 function showError(e) {
   const el = $('error');
   el.textContent = explain(e);
+  el.dataset.kind = errorData(e).kind;
   el.hidden = false;
 }
 
@@ -52,7 +45,7 @@ const fmtSize = n => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1
 
 const connected = (async () => {
   const res = await fetch('/bootstrap');
-  if (!res.ok) throw new Error(`no relay reachable: /bootstrap answered ${res.status}`);
+  if (!res.ok) throw kuraError('unreachable', `/bootstrap answered ${res.status}`);
   const { addrs } = await res.json();
   const r = await call('connect', { addrs });
   $('net').textContent = `Connected to the network as ${r.peerId.slice(0, 16)}…`;
@@ -70,7 +63,7 @@ const streaming = (async () => {
   const sw = navigator.serviceWorker;
   if (!sw) return false;
   try {
-    await sw.register('/sw.js');
+    await sw.register('/sw.js', { type: 'module' });
     await sw.ready;
     if (sw.controller) return true;
     return await new Promise(resolve => {
@@ -96,7 +89,7 @@ if (navigator.serviceWorker) {
       for (const f of streamListeners) f(data.cap, blob.size);
       port.postMessage({ blob, done: true });
     } catch (e) {
-      port.postMessage({ error: String(e.message || e) });
+      port.postMessage({ error: errorData(e) });
     }
   });
   navigator.serviceWorker.startMessages();

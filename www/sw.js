@@ -2,6 +2,7 @@
 // reads made by the page's client (worker.js, through app.js), so that audio and video seek
 // by range reads and a download streams to disk instead of being held whole in the tab.
 // Nothing is cached; everything else goes to the network as usual.
+import { explain, toError } from './messages.js';
 
 // A ranged answer carries at most this much (media elements ask again for the rest).
 const MEDIA_PIECE = 2 << 20;
@@ -14,7 +15,7 @@ self.addEventListener('activate', event => event.waitUntil(self.clients.claim())
 self.addEventListener('fetch', event => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin || !url.pathname.startsWith('/kura-stream/')) return;
-  event.respondWith(serve(event, url).catch(e => new Response(`Kura: ${e.message || e}`, { status: 502 })));
+  event.respondWith(serve(event, url).catch(e => new Response(`Kura: ${explain(e)}`, { status: 502 })));
 });
 
 // The page that reads for us: the one that asked, or (for a download) any open Kura page.
@@ -30,7 +31,7 @@ function readVia(page, cap, offset, length) {
   return new Promise((resolve, reject) => {
     const ch = new MessageChannel();
     ch.port1.onmessage = ({ data }) => {
-      if (data.error) reject(new Error(data.error));
+      if (data.error) reject(toError(data.error));
       else if (data.done) resolve(data.blob);
     };
     page.postMessage({ kura: 'read', cap, offset, length }, [ch.port2]);

@@ -8,7 +8,10 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
 use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, UploadPlan};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_PART_LEN};
-use kura_core::{Capability, DecodeError, Decoder, FileMap, Stripe, StripeAssembler, StripeId};
+use kura_core::{
+    Capability, DecodeError, Decoder, ErrorDetails, ErrorKind, FileMap, Stripe, StripeAssembler, StripeId,
+    UserError,
+};
 use libp2p::PeerId;
 use std::collections::HashSet;
 use std::fmt;
@@ -127,10 +130,47 @@ fn since(start: Instant) -> Duration {
     start.elapsed()
 }
 
+/// A relay's refusal in words.
 fn refusal(r: &Response) -> String {
     match r {
-        Response::Error { code, detail } => format!("{code:?}: {detail}"),
-        other => format!("unexpected answer {other:?}"),
+        Response::Error { code, detail } => format!("{code}: {detail}"),
+        _ => "an answer of the wrong kind".into(),
+    }
+}
+
+impl UserError for NetError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Unreachable
+    }
+}
+
+impl UserError for TransferError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TransferError::Net(e) => e.kind(),
+            TransferError::Placement { source, .. } => source.kind(),
+            TransferError::Unavailable(_) => ErrorKind::Unavailable,
+            TransferError::Decode(e) => e.kind(),
+            TransferError::Internal(_) => ErrorKind::Internal,
+            TransferError::Output(_) => ErrorKind::BadRequest,
+        }
+    }
+
+    fn details(&self) -> ErrorDetails {
+        match self {
+            TransferError::Placement { stripe, source } => {
+                ErrorDetails { stripes: vec![*stripe], ..source.details() }
+            }
+            TransferError::Unavailable(v) => ErrorDetails {
+                // The stripe furthest from readable.
+                found: v.iter().filter(|u| u.need > 0).map(|u| u.have).min(),
+                needed: v.iter().map(|u| u.need).max(),
+                stripes: v.iter().map(|u| u.stripe).collect(),
+                relay_code: None,
+            },
+            TransferError::Decode(e) => e.details(),
+            _ => ErrorDetails::default(),
+        }
     }
 }
 
@@ -182,6 +222,10 @@ pub async fn upload_stripe(
                     Ok(Response::Stored { .. }) => {
                         progress.confirmed.fetch_add(stripe.shard(a.index).len() as u64, Relaxed);
                         plan.stored(&a.peer, a.index);
+                    }
+                    Ok(Response::Error { code, detail }) => {
+                        progress.retries.fetch_add(1, Relaxed);
+                        plan.refused(&a.peer, a.index, code, &detail);
                     }
                     Ok(other) => {
                         progress.retries.fetch_add(1, Relaxed);

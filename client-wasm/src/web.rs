@@ -1,5 +1,9 @@
 //! The JavaScript API of the browser client (wasm-bindgen). Every method returns a Promise;
-//! errors reject it with an `Error` whose message says what went wrong.
+//! errors reject it with an `Error` whose `message` says what went wrong, with `kind` (one of
+//! kura-core's [`ErrorKind`] names: `too-few-relays`, `unavailable`, `damaged-link`,
+//! `unreachable`, `quota-full`, `busy`, `refused`, `corrupt`, `bad-request`, `internal`) and
+//! `details` (`found`, `needed`, `stripes`, `relayCode`, where they apply) for the page to
+//! choose its own words.
 //!
 //! ```js
 //! const kura = await KuraClient.connect(["/ip4/127.0.0.1/tcp/4102/ws/p2p/12D3…"]);
@@ -9,11 +13,13 @@
 //! ```
 
 use crate::net::{NetConfig, Network};
-use crate::transfer::{self, Progress, TransferConfig, TransferError};
+use crate::transfer::{self, Progress, TransferConfig};
 use futures::channel::mpsc;
 use futures::SinkExt;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
-use kura_core::{Capability, EncodeOptions, Encoder, FileMeta, Params, Secret};
+use kura_core::{
+    Capability, EncodeOptions, Encoder, ErrorDetails, ErrorKind, FileMeta, Params, Secret, UserError,
+};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -27,8 +33,43 @@ pub fn start() {
     std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("kura: {info}").into())));
 }
 
-fn js_err(e: impl std::fmt::Display) -> JsValue {
-    JsError::new(&e.to_string()).into()
+/// A rejection: an `Error` with `kind` and `details`.
+fn rejection(kind: ErrorKind, message: &str, details: &ErrorDetails) -> JsValue {
+    let err: JsValue = js_sys::Error::new(message).into();
+    let d = Object::new();
+    if let Some(n) = details.found {
+        set(&d, "found", n as f64);
+    }
+    if let Some(n) = details.needed {
+        set(&d, "needed", n as f64);
+    }
+    let stripes = js_sys::Array::new();
+    for s in &details.stripes {
+        stripes.push(&JsValue::from_str(&s.to_string()));
+    }
+    set(&d, "stripes", stripes);
+    if let Some(c) = details.relay_code {
+        set(&d, "relayCode", c.as_u16());
+    }
+    let _ = Reflect::set(&err, &JsValue::from_str("kind"), &JsValue::from_str(kind.as_str()));
+    let _ = Reflect::set(&err, &JsValue::from_str("details"), &d);
+    err
+}
+
+/// A rejection of a kind with no details.
+fn js_err(kind: ErrorKind, e: impl std::fmt::Display) -> JsValue {
+    rejection(kind, &e.to_string(), &ErrorDetails::default())
+}
+
+/// A rejection for an error that knows its kind, its message with its causes.
+fn describe<E: UserError + std::error::Error>(e: E) -> JsValue {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    rejection(e.kind(), &msg, &e.details())
 }
 
 fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
@@ -71,9 +112,11 @@ impl KuraClient {
         future_to_promise(async move {
             let parsed = addrs
                 .iter()
-                .map(|a| a.parse().map_err(|e| js_err(format!("bad address {a}: {e}"))))
+                .map(|a| {
+                    a.parse().map_err(|e| js_err(ErrorKind::Unreachable, format!("bad address {a}: {e}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let net = Network::connect(&parsed, NetConfig::default()).await.map_err(js_err)?;
+            let net = Network::connect(&parsed, NetConfig::default()).await.map_err(describe)?;
             Ok(KuraClient { net }.into())
         })
     }
@@ -99,16 +142,16 @@ impl KuraClient {
     ) -> Promise {
         let net = self.net.clone();
         future_to_promise(async move {
-            let params = Params::new(k, m).map_err(js_err)?;
+            let params = Params::new(k, m).map_err(|e| js_err(ErrorKind::BadRequest, e))?;
             let secret = if private {
                 let mut s = [0u8; 32];
-                getrandom::fill(&mut s).map_err(js_err)?;
+                getrandom::fill(&mut s).map_err(|e| js_err(ErrorKind::Internal, e))?;
                 Secret::private(s)
             } else {
                 Secret::public()
             };
-            let mut enc =
-                Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() }).map_err(js_err)?;
+            let mut enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })
+                .map_err(describe)?;
             let cfg = TransferConfig::default();
             let progress = Rc::new(Progress::default());
             let size = blob.size();
@@ -126,24 +169,24 @@ impl KuraClient {
                         stripes.push(s);
                         Ok::<(), ()>(())
                     })
-                    .map_err(|()| js_err("encoding failed"))?;
+                    .map_err(|()| js_err(ErrorKind::Internal, "encoding failed"))?;
                     p.encoded.store(enc.bytes_written(), Relaxed);
                     for s in stripes {
-                        tx.send(s).await.map_err(|_| js_err("upload stopped"))?;
+                        tx.send(s).await.map_err(|_| js_err(ErrorKind::Internal, "upload stopped"))?;
                     }
                     off = end;
                 }
-                let fin = enc.finish(FileMeta { name, media_type }).map_err(js_err)?;
+                let fin = enc.finish(FileMeta { name, media_type }).map_err(describe)?;
                 let mut rest = Vec::new();
                 let cap = fin.drain(|s| {
                     rest.push(s);
                     Ok::<(), ()>(())
                 });
                 for s in rest {
-                    tx.send(s).await.map_err(|_| js_err("upload stopped"))?;
+                    tx.send(s).await.map_err(|_| js_err(ErrorKind::Internal, "upload stopped"))?;
                 }
                 drop(tx);
-                cap.map_err(|()| js_err("encoding failed"))
+                cap.map_err(|()| js_err(ErrorKind::Internal, "encoding failed"))
             };
             let upload = transfer::put_stripes(&net, rx, &cfg, &progress);
             let work = futures::future::join(produce, upload);
@@ -158,7 +201,7 @@ impl KuraClient {
     pub fn open(&self, cap: String) -> Promise {
         let net = self.net.clone();
         future_to_promise(async move {
-            let cap = Capability::parse(&cap).map_err(|e| js_err(format!("damaged link: {e}")))?;
+            let cap = Capability::parse(&cap).map_err(describe)?;
             let progress = Progress::default();
             let map =
                 transfer::get(&net, cap, Some((0, 0)), &TransferConfig::default(), &progress, |_| Ok(()))
@@ -184,7 +227,7 @@ impl KuraClient {
     ) -> Promise {
         let net = self.net.clone();
         future_to_promise(async move {
-            let cap = Capability::parse(&cap).map_err(|e| js_err(format!("damaged link: {e}")))?;
+            let cap = Capability::parse(&cap).map_err(describe)?;
             let progress = Rc::new(Progress::default());
             let cfg = TransferConfig::default();
             let out = |pt: &[u8]| {
@@ -209,18 +252,4 @@ async fn alongside<T>(
         futures::future::Either::Left((t, _)) => t,
         futures::future::Either::Right(((), work)) => work.await,
     }
-}
-
-/// Errors in words a person can act on, with their causes.
-fn describe(e: TransferError) -> JsValue {
-    let mut msg = match &e {
-        TransferError::Net(n) => format!("no relay reachable: {n}"),
-        other => other.to_string(),
-    };
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
-    js_err(msg)
 }

@@ -51,9 +51,15 @@ async fn read(c: &KuraClient, cap: &str, off: u64, len: u64) -> Vec<u8> {
     v
 }
 
-async fn error_of(p: Promise) -> String {
+/// A rejection's `kind`, `message` and `details`.
+async fn error_of(p: Promise) -> (String, String, JsValue) {
     let e = JsFuture::from(p).await.expect_err("the promise must reject");
-    Reflect::get(&e, &"message".into()).unwrap().as_string().unwrap()
+    let field = |k: &str| Reflect::get(&e, &k.into()).unwrap();
+    (field("kind").as_string().unwrap(), field("message").as_string().unwrap(), field("details"))
+}
+
+fn number(details: &JsValue, k: &str) -> Option<f64> {
+    Reflect::get(details, &k.into()).unwrap().as_f64()
 }
 
 async fn put(c: &KuraClient, data: &[u8], name: &str, ty: &str, progress: Option<Function>) -> String {
@@ -120,12 +126,14 @@ async fn websocket_put_open_read_whole_and_ranges() {
 }
 
 #[wasm_bindgen_test]
-async fn errors_reach_javascript_in_words() {
+async fn errors_reach_javascript_with_their_kind() {
     let ws = connect("/ws").await;
-    let e = error_of(ws.open("kura1notalink".into())).await;
-    assert!(e.contains("damaged link"), "{e}");
-    let e = error_of(ws.put(blob(b"x"), "x".into(), "".into(), false, 6, 3, None)).await;
-    assert!(e.contains("distinct relays"), "{e}");
-    let e = error_of(KuraClient::connect(vec!["not an address".into()])).await;
-    assert!(e.contains("bad address"), "{e}");
+    let (kind, msg, _) = error_of(ws.open("kura1notalink".into())).await;
+    assert_eq!(kind, "damaged-link", "{msg}");
+    let (kind, msg, details) = error_of(ws.put(blob(b"x"), "x".into(), "".into(), false, 6, 3, None)).await;
+    assert_eq!(kind, "too-few-relays", "{msg}");
+    assert_eq!((number(&details, "found"), number(&details, "needed")), (Some(6.0), Some(9.0)), "{msg}");
+    let (kind, msg, _) = error_of(KuraClient::connect(vec!["not an address".into()])).await;
+    assert_eq!(kind, "unreachable", "{msg}");
+    assert!(msg.contains("bad address"), "{msg}");
 }

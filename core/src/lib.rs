@@ -21,6 +21,7 @@ pub mod datamap;
 pub mod decoder;
 pub mod encoder;
 pub mod erasure;
+pub mod error;
 mod hex;
 pub mod placement;
 pub mod proof;
@@ -39,6 +40,7 @@ pub use datamap::{ChunkRef, DataMap, DataMapError, FileMap, FileMeta};
 pub use decoder::{DecodeError, Decoder};
 pub use encoder::{EncodeError, EncodeOptions, Encoder, Finish};
 pub use erasure::{ErasureError, Params};
+pub use error::{ErrorDetails, ErrorKind, UserError};
 pub use source::{decode_from, ShardSource};
 pub use stripe::{HeaderError, Stripe, StripeAssembler, StripeError, StripeHeader};
 

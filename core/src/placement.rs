@@ -12,6 +12,7 @@
 //! the next relay.
 
 use crate::address::StripeId;
+use crate::wire::ErrorCode;
 use core::time::Duration;
 use sha2::{Digest, Sha256};
 
@@ -57,17 +58,14 @@ pub fn rank(target: &DhtKey, key: &DhtKey, others: impl IntoIterator<Item = DhtK
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     /// Fewer live relays than shards: they cannot go to distinct machines.
-    #[error(
-        "only {live} relay(s) reachable, but a stripe of {n} shards needs {n} distinct relays \
-         (start more relays or lower --k/--m)"
-    )]
+    #[error("only {live} relay(s) reachable, but a stripe of {n} shards needs {n} distinct relays")]
     TooFewRelays { live: usize, n: usize },
     /// Every candidate relay failed for some shard.
     #[error(
         "shard {index} could not be stored: all {tried} candidate relays refused or failed \
          (last: {last})"
     )]
-    Exhausted { index: usize, tried: usize, last: String },
+    Exhausted { index: usize, tried: usize, last: String, last_code: Option<ErrorCode> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +84,8 @@ pub struct UploadPlan<P> {
     timeout: Duration,
     failures: usize,
     last_error: String,
+    /// The code of the last refusal, if the last failure was one.
+    last_code: Option<ErrorCode>,
 }
 
 /// What the client must do for an [`UploadPlan`].
@@ -111,6 +111,7 @@ impl<P: Clone + PartialEq> UploadPlan<P> {
             timeout,
             failures: 0,
             last_error: String::new(),
+            last_code: None,
         })
     }
 
@@ -123,6 +124,7 @@ impl<P: Clone + PartialEq> UploadPlan<P> {
                     *slot = Slot::Waiting;
                     self.failures += 1;
                     self.last_error = "timed out".into();
+                    self.last_code = None;
                 }
             }
         }
@@ -136,6 +138,7 @@ impl<P: Clone + PartialEq> UploadPlan<P> {
                     index,
                     tried: self.candidates.len(),
                     last: self.last_error.clone(),
+                    last_code: self.last_code,
                 });
             };
             self.next += 1;
@@ -166,6 +169,17 @@ impl<P: Clone + PartialEq> UploadPlan<P> {
             self.slots[i] = Slot::Waiting;
             self.failures += 1;
             self.last_error = reason.into();
+            self.last_code = None;
+        }
+    }
+
+    /// `peer` refused shard `index` with `code`; the shard goes to the next candidate.
+    pub fn refused(&mut self, peer: &P, index: usize, code: ErrorCode, detail: &str) {
+        if let Some(i) = self.slot_of(peer, index) {
+            self.slots[i] = Slot::Waiting;
+            self.failures += 1;
+            self.last_error = format!("{code}: {detail}");
+            self.last_code = Some(code);
         }
     }
 
@@ -345,7 +359,10 @@ mod tests {
         assert_eq!(p.poll(s(0)).unwrap(), vec![StoreAction { index: 0, peer: 3 }]);
         p.failed(&3, 0, "disk full");
         let e = p.poll(s(0)).unwrap_err();
-        assert_eq!(e, PlacementError::Exhausted { index: 0, tried: 3, last: "disk full".into() });
+        assert_eq!(
+            e,
+            PlacementError::Exhausted { index: 0, tried: 3, last: "disk full".into(), last_code: None }
+        );
     }
 
     #[test]

@@ -4,11 +4,15 @@
 // it; an audio file and a video (VP8 WebM, encoded by Chromium itself) seek by range reads
 // without reading the whole file; the same download after killing 2 of the 6 relays; a page
 // that stays open while every relay is killed and started again uploads once more (its
-// client re-dials them); a damaged link shows the error.
+// client re-dials them); each kind of error a person can meet (too few relays, an
+// unavailable file, a damaged link, an unreachable network) is shown in its own words, told
+// apart by its kind, never by its text.
 // Starts its own network with `kura devnet` (6 relays on 127.0.0.1) and stops it.
-// Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR
+// Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR (node's test runner: each step is
+// a test of its own, so one failure does not hide the rest).
 // Screenshots of each step go to OUT_DIR.
 import { chromium } from 'playwright-core';
+import { test, before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -24,16 +28,22 @@ const work = join(tmpdir(), `kura-page-test-${process.pid}`);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-const deadline = setTimeout(() => { console.error('page test: timed out after 8 minutes'); cleanup(1); }, 8 * 60_000);
+// Past this the process is stopped, whatever the tests are doing.
+const deadline = setTimeout(() => {
+  console.error('page test: timed out after 10 minutes');
+  for (const c of [devnet, ...restarted]) if (c && c.exitCode === null) c.kill('SIGKILL');
+  process.exit(1);
+}, 10 * 60_000);
+deadline.unref();
 let devnet;
 let browser;
 const restarted = []; // relays started again by this test (not the devnet's children)
-function cleanup(code) {
-  clearTimeout(deadline);
+async function cleanup() {
   if (devnet && devnet.exitCode === null) devnet.kill('SIGTERM');
   for (const c of restarted) if (c.exitCode === null) c.kill('SIGTERM');
-  const done = () => { rmSync(work, { recursive: true, force: true }); process.exit(code); };
-  (browser ? browser.close().catch(() => {}) : Promise.resolve()).then(() => setTimeout(done, 1500));
+  if (browser) await browser.close().catch(() => {});
+  await new Promise(ok => setTimeout(ok, 1500));
+  rmSync(work, { recursive: true, force: true });
 }
 function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
@@ -145,7 +155,17 @@ async function downloadViaLink(link, tag, beforeDownload) {
   return readFileSync(path);
 }
 
-try {
+// What the steps share: the network, the first file and its link.
+const net = {};
+
+/** The error box of `page` once shown: its words and the kind the page told them by. */
+async function shownError(page, timeout) {
+  await page.getByTestId('error').waitFor({ state: 'visible', timeout });
+  const box = page.getByTestId('error');
+  return { text: await box.textContent(), kind: await box.getAttribute('data-kind') };
+}
+
+before(async () => {
   const { page: pageUrl, relays } = await startDevnet();
   console.log(`devnet up, page ${pageUrl}`);
   browser = await chromium.launch({
@@ -153,11 +173,16 @@ try {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-
   const data = randomBytes(30 << 20);
   const file = join(work, 'random-30MiB.bin');
   writeFileSync(file, data);
+  Object.assign(net, { pageUrl, relays, data, file });
+});
 
+after(cleanup);
+
+test('a 30 MiB file uploads through the page and its link downloads it, with byte ranges', async () => {
+  const { pageUrl, data, file } = net;
   // Upload through the page.
   const { ctx, page } = await fresh();
   await page.goto(pageUrl);
@@ -191,7 +216,11 @@ try {
     check(past.status === 416, 'a range past the end is refused (416)');
   });
   check(back.length === data.length && sha256(back) === sha256(data), 'downloaded file has the same SHA-256');
+  net.link = link;
+});
 
+test('audio seeks by range reads', async () => {
+  const { pageUrl } = net;
   // Audio seeks by range reads: a 2-minute WAV (23 MB) plays from 100 s without reading it all.
   const seconds = 120;
   const pcm = randomBytes(seconds * 48000 * 4);
@@ -219,7 +248,10 @@ try {
   check(Math.abs(seek.duration - seconds) < 1 && Math.abs(seek.time - 100) < 1, `audio seeked to ${seek.time.toFixed(1)} s of ${seek.duration.toFixed(1)} s`);
   check(seek.after.some(r => r.offset >= 0.8 * wav.length), `the seek read near its position (offsets ${seek.after.map(r => r.offset).join(', ')})`);
   check(readTotal < wav.length / 2, `only ${(readTotal / 1e6).toFixed(1)} MB of the ${(wav.length / 1e6).toFixed(1)} MB file were read`);
+});
 
+test('video seeks by range reads', async () => {
+  const { pageUrl } = net;
   // Video seeks by range reads: a 60-second VP8 WebM that Chromium itself encodes (WebCodecs)
   // plays from 45 s, showing the frame of that second, without reading the whole file.
   const shape = { seconds: 60, fps: 10, width: 320, height: 240, bitrate: 2_000_000 };
@@ -253,7 +285,10 @@ try {
   check(cluster && played.after.some(r => r.offset <= cluster.offset && cluster.offset < r.offset + r.length),
     `the seek read the cluster at byte ${cluster && cluster.offset} (reads after it: ${played.after.map(r => `${r.offset}+${r.length}`).join(', ')})`);
   check(videoRead < video.file.length / 2, `only ${(videoRead / 1e6).toFixed(1)} MB of the ${(video.file.length / 1e6).toFixed(1)} MB video were read`);
+});
 
+test('an open page uploads again after every relay restarted; meanwhile it says too few relays', async () => {
+  const { pageUrl, relays } = net;
   // Reconnect: a page stays open while every relay is killed; an upload meanwhile fails in
   // words; the relays start again (same identity, data and ports) and the same page's next
   // upload must find and re-dial them.
@@ -269,10 +304,10 @@ try {
   const during = join(work, 'during-outage.bin');
   writeFileSync(during, randomBytes(1 << 20));
   await pr.getByTestId('file-input').setInputFiles(during);
-  await pr.getByTestId('error').waitFor({ state: 'visible', timeout: 240_000 });
-  const outage = await pr.getByTestId('error').textContent();
+  const outage = await shownError(pr, 240_000);
   await pr.screenshot({ path: join(outDir, 'all-relays-down.png') });
-  check(/^Too few relays are reachable/.test(outage), `with every relay down an upload fails in words: "${outage.slice(0, 90)}…"`);
+  check(outage.kind === 'too-few-relays' && /^Too few relays are reachable/.test(outage.text),
+    `with every relay down an upload fails in words (${outage.kind}): "${outage.text.slice(0, 90)}…"`);
   await pr.evaluate(() => { document.getElementById('error').hidden = true; });
   for (const k of killed) await startAgain(k);
   const listens = killed.reduce((n, k) => n + k.listens, 0);
@@ -291,21 +326,27 @@ try {
   await cr.close();
   const afterBack = await downloadViaLink(afterLink, 'reconnected');
   check(sha256(afterBack) === sha256(after), 'the same open page uploaded again after every relay restarted (re-dialled), same SHA-256');
+});
 
+test('with 2 of 6 relays killed the link still downloads', async () => {
+  const { relays, data, link } = net;
   // Kill 2 of the 6 relays (not relay 0, which serves the page), then again.
   for (const r of [relays[2], relays[4]]) process.kill(r.pid, 'SIGKILL');
   const back2 = await downloadViaLink(link, 'two-dead');
   check(back2.length === data.length && sha256(back2) === sha256(data), 'with 2 of 6 relays killed, same SHA-256');
+});
 
+test('a damaged link says so, and the page fits a phone', async () => {
+  const { link } = net;
   // A damaged link says so.
   const { ctx: c3, page: p3 } = await fresh();
   const i = link.indexOf('#kura1') + 20;
   const damaged = link.slice(0, i) + (link[i] === 'a' ? 'b' : 'a') + link.slice(i + 1);
   await p3.goto(damaged);
-  await p3.getByTestId('error').waitFor({ state: 'visible', timeout: 60_000 });
-  const msg = await p3.getByTestId('error').textContent();
+  const shown = await shownError(p3, 60_000);
   await p3.screenshot({ path: join(outDir, 'damaged-link.png') });
-  check(/damaged/i.test(msg), `a damaged link shows the error: "${msg.slice(0, 80)}…"`);
+  check(shown.kind === 'damaged-link' && /^This link is damaged/.test(shown.text),
+    `a damaged link says so (${shown.kind}): "${shown.text.slice(0, 80)}…"`);
   // At phone width the page still fits.
   await p3.setViewportSize({ width: 375, height: 740 });
   await p3.goto(link);
@@ -314,9 +355,31 @@ try {
   const overflow = await p3.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, 'no horizontal overflow at 375 px');
   await c3.close();
-  console.log('page test: all passed');
-  cleanup(0);
-} catch (e) {
-  console.error(`page test FAILED: ${e.stack || e}`);
-  cleanup(1);
-}
+});
+
+test('an unreachable network says so', async () => {
+  // The page's bootstrap document names one address where nothing listens.
+  const { ctx, page } = await fresh();
+  await page.route('**/bootstrap', route => route.fulfill({
+    json: { peer_id: net.relays[0].peer, addrs: [`/ip4/127.0.0.1/tcp/9/ws/p2p/${net.relays[0].peer}`] },
+  }));
+  await page.goto(net.pageUrl);
+  const shown = await shownError(page, 120_000);
+  await page.screenshot({ path: join(outDir, 'unreachable.png') });
+  check(shown.kind === 'unreachable' && /^No relay is reachable/.test(shown.text),
+    `no relay reachable says so (${shown.kind}): "${shown.text.slice(0, 80)}…"`);
+  await ctx.close();
+});
+
+test('an unavailable file says so', async () => {
+  // Three of six relays left (relays 2 and 4 were killed above): fewer than the k = 4
+  // pieces of every stripe.
+  process.kill(net.relays[1].pid, 'SIGKILL');
+  const { ctx, page } = await fresh();
+  await page.goto(net.link);
+  const shown = await shownError(page, 240_000);
+  await page.screenshot({ path: join(outDir, 'unavailable.png') });
+  check(shown.kind === 'unavailable' && /^This file is unavailable/.test(shown.text),
+    `a file with too few pieces reachable says so (${shown.kind}): "${shown.text.slice(0, 100)}…"`);
+  await ctx.close();
+});

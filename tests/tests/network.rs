@@ -98,6 +98,7 @@ fn put_and_get_sizes_ranges_dedup_and_refusals() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no relay reachable"), "{err}");
+    assert!(err.contains("kura: hint: check the --bootstrap address"), "{err}");
     // n = 8 shards need 8 distinct relays; there are 6.
     let err = net.put(&files.join("in-1"), &["--k", "6", "--m", "2"]).unwrap_err();
     assert!(err.contains("only 6 relay(s) reachable") && err.contains("8 distinct relays"), "{err}");
@@ -152,6 +153,7 @@ fn files_survive_two_dead_relays_and_fail_clearly_without_k() {
     let out = files.join("out-three-dead");
     let err = net.get(&cap_big, &out, &[]).unwrap_err();
     assert!(err.contains("file unavailable") && err.contains("3 of 4 shards"), "{err}");
+    assert!(err.contains("kura: hint: too few of the file's relays answer"), "{err}");
     assert!(err.contains("stripe "), "{err}");
     assert!(!out.exists(), "no output file after a failed get");
     let leftovers: Vec<_> = std::fs::read_dir(&files)
@@ -163,6 +165,8 @@ fn files_survive_two_dead_relays_and_fail_clearly_without_k() {
     // And nothing can be put with three relays for six shards.
     let err = net.put(&write_file(&files, "new", b"fresh"), &[]).unwrap_err();
     assert!(err.contains("only 3 relay(s) reachable"), "{err}");
+    // The command line adds its own advice by the error's kind.
+    assert!(err.contains("kura: hint: start more relays or lower --k/--m"), "{err}");
 
     // Relay 5 restarted keeps its shards and serves them: four relays again.
     net.restart(5);

@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 use kura_client::dirstore::DirStore;
 use kura_client::media;
 use kura_core::{
-    decode_from, Capability, DecodeError, Decoder, EncodeOptions, Encoder, FileMeta, Params, Secret,
+    decode_from, Capability, DecodeError, Decoder, EncodeOptions, Encoder, ErrorKind, FileMeta, Params,
+    Secret, UserError,
 };
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -115,6 +116,22 @@ enum Command {
     },
 }
 
+/// What the user of this command can do about an error of a kind.
+fn hint(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let kind = match e.downcast_ref::<kura_client::transfer::TransferError>() {
+        Some(t) => t.kind(),
+        None => e.downcast_ref::<kura_client::net::NetError>()?.kind(),
+    };
+    Some(match kind {
+        ErrorKind::TooFewRelays => "start more relays or lower --k/--m",
+        ErrorKind::Unavailable => "too few of the file's relays answer; try again when more are up",
+        ErrorKind::Unreachable => "check the --bootstrap address and that a relay runs there",
+        ErrorKind::QuotaFull => "the relays are full: start more relays, or give them a larger --quota",
+        ErrorKind::Busy => "the relays are busy or this client's allowance is spent; try again shortly",
+        _ => return None,
+    })
+}
+
 pub fn main() {
     kura_p2p::alloc::tune();
     let cli = Cli::parse();
@@ -144,6 +161,9 @@ pub fn main() {
     };
     if let Err(e) = result {
         eprintln!("kura: error: {e:#}");
+        if let Some(hint) = e.chain().find_map(hint) {
+            eprintln!("kura: hint: {hint}");
+        }
         std::process::exit(1);
     }
 }
