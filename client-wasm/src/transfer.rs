@@ -6,7 +6,7 @@
 use crate::net::{NetError, Network};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
-use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, UploadPlan};
+use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, PutAction, StripePut};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_PART_LEN};
 use kura_core::{
     Capability, DecodeError, Decoder, ErrorDetails, ErrorKind, FileMap, Stripe, StripeAssembler, StripeId,
@@ -174,12 +174,17 @@ impl UserError for TransferError {
     }
 }
 
-/// Lookups repeated when one finds fewer relays than a stripe has shards.
-const LOOKUP_RETRIES: usize = 2;
-/// The wait before such a repeat.
-const LOOKUP_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// A timer for a machine's `poll_timeout` (measured from `start`); never fires for `None`.
+async fn wake_at(start: Instant, at: Option<Duration>) {
+    match at {
+        Some(at) => futures_timer::Delay::new(at.saturating_sub(since(start))).await,
+        None => futures::future::pending().await,
+    }
+}
 
-/// Stores one stripe: one distinct shard on each member of its close group.
+/// Stores one stripe: one distinct shard on each member of its close group. The rules (when
+/// to look again, where each shard goes, when a store has failed) are kura-core's
+/// [`StripePut`]; this only moves bytes and wakes when the machine says.
 pub async fn upload_stripe(
     net: &Network,
     stripe: &Stripe,
@@ -188,56 +193,51 @@ pub async fn upload_stripe(
 ) -> Result<Vec<(usize, PeerId)>, TransferError> {
     let id = stripe.id();
     let start = Instant::now();
-    let mut cands = candidates(net, id, false).await?;
-    // Too few relays found may be a dial that failed a moment ago (a relay restarting, a
-    // WebRTC handshake lost): look again before refusing.
-    for _ in 0..LOOKUP_RETRIES {
-        if cands.len() >= stripe.shard_count() {
-            break;
-        }
-        futures_timer::Delay::new(LOOKUP_RETRY_AFTER).await;
-        let again = candidates(net, id, true).await?;
-        if again.len() > cands.len() {
-            cands = again;
-        }
-    }
     let placement = |source| TransferError::Placement { stripe: id, source };
-    let mut plan = UploadPlan::new(stripe.shard_count(), cands, cfg.store_timeout).map_err(placement)?;
+    let mut put = StripePut::new(stripe.shard_count(), cfg.store_timeout);
+    let mut lookups = FuturesUnordered::new();
     let mut pending = FuturesUnordered::new();
     loop {
-        for a in plan.poll(since(start)).map_err(placement)? {
-            let shard = stripe.shard(a.index);
-            progress.sent.fetch_add(shard.len() as u64, Relaxed);
-            let req = Request::Store { header: stripe.header_bytes().to_vec(), shard: shard.to_vec() };
-            pending.push(net.request(a.peer, req).map(move |r| (a, r)));
+        for action in put.poll(since(start)).map_err(placement)? {
+            match action {
+                PutAction::LookUp { fresh } => lookups.push(candidates(net, id, fresh)),
+                PutAction::Store(a) => {
+                    let shard = stripe.shard(a.index);
+                    progress.sent.fetch_add(shard.len() as u64, Relaxed);
+                    let req =
+                        Request::Store { header: stripe.header_bytes().to_vec(), shard: shard.to_vec() };
+                    pending.push(net.request(a.peer, req).map(move |r| (a, r)));
+                }
+            }
         }
-        if plan.is_done() {
-            return Ok(plan.holders());
+        if put.is_done() {
+            return Ok(put.holders());
         }
-        let tick = futures_timer::Delay::new(Duration::from_secs(1));
+        let wake = wake_at(start, put.poll_timeout());
         futures::select! {
+            found = lookups.select_next_some() => put.found(since(start), found?).map_err(placement)?,
             done = pending.select_next_some() => {
                 let (a, r) = done;
                 match r {
                     Ok(Response::Stored { .. }) => {
                         progress.confirmed.fetch_add(stripe.shard(a.index).len() as u64, Relaxed);
-                        plan.stored(&a.peer, a.index);
+                        put.stored(&a.peer, a.index);
                     }
                     Ok(Response::Error { code, detail }) => {
                         progress.retries.fetch_add(1, Relaxed);
-                        plan.refused(&a.peer, a.index, code, &detail);
+                        put.refused(&a.peer, a.index, code, &detail);
                     }
                     Ok(other) => {
                         progress.retries.fetch_add(1, Relaxed);
-                        plan.failed(&a.peer, a.index, &refusal(&other));
+                        put.failed(&a.peer, a.index, &refusal(&other));
                     }
                     Err(e) => {
                         progress.retries.fetch_add(1, Relaxed);
-                        plan.failed(&a.peer, a.index, &e.to_string());
+                        put.failed(&a.peer, a.index, &e.to_string());
                     }
                 }
             }
-            () = tick.fuse() => {}
+            () = wake.fuse() => {}
         }
     }
 }
@@ -261,9 +261,6 @@ pub async fn put_stripes(
     Ok(count)
 }
 
-/// The most shards of one stripe this client asks for before it knows `k` from the header.
-const K_GUESS: usize = 4;
-
 /// Collects `k` verified shards of one stripe from its close group.
 pub async fn fetch_stripe(
     net: &Network,
@@ -274,7 +271,7 @@ pub async fn fetch_stripe(
     let start = Instant::now();
     let cands = candidates(net, id, false).await?;
     let asked = cands.len();
-    let mut plan = FetchPlan::new(K_GUESS, cands, cfg.hedge_after);
+    let mut plan = FetchPlan::before_header(cands, cfg.hedge_after);
     let mut asm: Option<StripeAssembler> = None;
     let mut reasons: Vec<String> = Vec::new();
     let mut note = |r: String| {
@@ -302,7 +299,7 @@ pub async fn fetch_stripe(
                 reasons,
             }]));
         }
-        let tick = futures_timer::Delay::new(Duration::from_millis(500));
+        let wake = wake_at(start, plan.poll_timeout());
         futures::select! {
             done = pending.select_next_some() => {
                 let (peer, r) = done;
@@ -350,7 +347,7 @@ pub async fn fetch_stripe(
                     }
                 }
             }
-            () = tick.fuse() => {}
+            () = wake.fuse() => {}
         }
     }
 }

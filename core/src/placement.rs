@@ -188,6 +188,18 @@ impl<P: Clone + PartialEq> UploadPlan<P> {
         self.slots.iter().all(|s| matches!(s, Slot::Stored { .. }))
     }
 
+    /// When [`UploadPlan::poll`] must run again if nothing else happens: the first deadline
+    /// of a store in flight. `None` when no store is in flight.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::InFlight { since, .. } => Some(*since + self.timeout),
+                _ => None,
+            })
+            .min()
+    }
+
     /// Stores that failed or timed out so far.
     pub fn failures(&self) -> usize {
         self.failures
@@ -286,6 +298,158 @@ impl<P: Clone + PartialEq> FetchPlan<P> {
     /// Requests outstanding.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// When [`FetchPlan::poll`] must run again if nothing else happens: when the first
+    /// outstanding request is to be hedged. `None` when nothing can be hedged (no request
+    /// waiting, or nobody left to ask).
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.is_done() || self.next >= self.candidates.len() {
+            return None;
+        }
+        self.in_flight
+            .iter()
+            .filter(|(_, _, hedged)| !hedged)
+            .map(|(_, since, _)| *since + self.hedge_after)
+            .min()
+    }
+}
+
+/// The most shards of one stripe a reader asks for before the header tells it `k`.
+pub const K_GUESS: usize = 4;
+
+impl<P: Clone + PartialEq> FetchPlan<P> {
+    /// A plan for a stripe whose header is not known yet: it asks for [`K_GUESS`] shards
+    /// until [`FetchPlan::set_k`] says how many are needed.
+    pub fn before_header(candidates: Vec<P>, hedge_after: Duration) -> Self {
+        Self::new(K_GUESS, candidates, hedge_after)
+    }
+}
+
+/// Lookups a put makes when one finds fewer relays than a stripe has shards (a relay that
+/// is restarting, a handshake lost a moment ago) before it refuses.
+pub const LOOKUP_RETRIES: usize = 2;
+/// The wait before such a repeat.
+pub const LOOKUP_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What a put of one stripe needs done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutAction<P> {
+    /// Find the stripe's closest relays (`fresh`: by a real lookup, not from what is known),
+    /// then call [`StripePut::found`].
+    LookUp { fresh: bool },
+    /// Send a shard.
+    Store(StoreAction<P>),
+}
+
+/// The put of one stripe: finding its close group (looking again, after a wait, when too
+/// few relays are found), then an [`UploadPlan`]. Takes events and `now`; says when it must
+/// be polled again ([`StripePut::poll_timeout`]).
+#[derive(Debug, Clone)]
+pub struct StripePut<P> {
+    n: usize,
+    timeout: Duration,
+    state: PutState<P>,
+}
+
+#[derive(Debug, Clone)]
+enum PutState<P> {
+    Looking {
+        /// Lookups answered so far.
+        tries: usize,
+        /// A lookup is asked and not answered.
+        asked: bool,
+        /// When to look again (`None`: now).
+        again_at: Option<Duration>,
+        /// The most relays any lookup found.
+        best: Vec<P>,
+    },
+    Placing(UploadPlan<P>),
+}
+
+impl<P: Clone + PartialEq> StripePut<P> {
+    /// A put of a stripe of `n` shards; a store not confirmed within `timeout` moves on.
+    pub fn new(n: usize, timeout: Duration) -> Self {
+        Self {
+            n,
+            timeout,
+            state: PutState::Looking { tries: 0, asked: false, again_at: None, best: Vec::new() },
+        }
+    }
+
+    /// What to do now.
+    pub fn poll(&mut self, now: Duration) -> Result<Vec<PutAction<P>>, PlacementError> {
+        match &mut self.state {
+            PutState::Looking { tries, asked, again_at, .. } => {
+                if *asked || again_at.is_some_and(|t| now < t) {
+                    return Ok(Vec::new());
+                }
+                *asked = true;
+                Ok(vec![PutAction::LookUp { fresh: *tries > 0 }])
+            }
+            PutState::Placing(plan) => Ok(plan.poll(now)?.into_iter().map(PutAction::Store).collect()),
+        }
+    }
+
+    /// A lookup found `candidates` (closest first). Fails when, after the retries, fewer
+    /// relays than shards were ever found.
+    pub fn found(&mut self, now: Duration, candidates: Vec<P>) -> Result<(), PlacementError> {
+        let PutState::Looking { tries, asked, again_at, best } = &mut self.state else { return Ok(()) };
+        *tries += 1;
+        *asked = false;
+        if candidates.len() > best.len() {
+            *best = candidates;
+        }
+        if best.len() >= self.n || *tries > LOOKUP_RETRIES {
+            let plan = UploadPlan::new(self.n, std::mem::take(best), self.timeout)?;
+            self.state = PutState::Placing(plan);
+        } else {
+            *again_at = Some(now + LOOKUP_RETRY_AFTER);
+        }
+        Ok(())
+    }
+
+    /// See [`UploadPlan::stored`].
+    pub fn stored(&mut self, peer: &P, index: usize) {
+        if let PutState::Placing(plan) = &mut self.state {
+            plan.stored(peer, index);
+        }
+    }
+
+    /// See [`UploadPlan::failed`].
+    pub fn failed(&mut self, peer: &P, index: usize, reason: &str) {
+        if let PutState::Placing(plan) = &mut self.state {
+            plan.failed(peer, index, reason);
+        }
+    }
+
+    /// See [`UploadPlan::refused`].
+    pub fn refused(&mut self, peer: &P, index: usize, code: ErrorCode, detail: &str) {
+        if let PutState::Placing(plan) = &mut self.state {
+            plan.refused(peer, index, code, detail);
+        }
+    }
+
+    /// Whether every shard is confirmed.
+    pub fn is_done(&self) -> bool {
+        matches!(&self.state, PutState::Placing(plan) if plan.is_done())
+    }
+
+    /// Each shard index and the relay holding it, once done.
+    pub fn holders(&self) -> Vec<(usize, P)> {
+        match &self.state {
+            PutState::Placing(plan) => plan.holders(),
+            PutState::Looking { .. } => Vec::new(),
+        }
+    }
+
+    /// When [`StripePut::poll`] must run again if nothing else happens.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match &self.state {
+            PutState::Looking { asked: false, again_at, .. } => *again_at,
+            PutState::Looking { .. } => None,
+            PutState::Placing(plan) => plan.poll_timeout(),
+        }
     }
 }
 
@@ -416,5 +580,66 @@ mod tests {
         assert!(f.is_exhausted());
         f.set_k(3);
         assert!(f.poll(s(21)).is_empty());
+    }
+
+    /// Each machine says when it must be polled again, and polling then does what was due.
+    #[test]
+    fn plans_say_when_to_poll_again() {
+        let mut u = UploadPlan::new(2, vec!['a', 'b', 'c'], T).unwrap();
+        assert_eq!(u.poll_timeout(), None, "nothing in flight");
+        assert_eq!(u.poll(s(1)).unwrap().len(), 2);
+        assert_eq!(u.poll_timeout(), Some(s(11)));
+        u.stored(&'a', 0);
+        assert_eq!(u.poll_timeout(), Some(s(11)));
+        assert!(u.poll(s(10)).unwrap().is_empty(), "not yet");
+        assert_eq!(u.poll(s(11)).unwrap(), vec![StoreAction { index: 1, peer: 'c' }], "due at the timeout");
+        assert_eq!(u.poll_timeout(), Some(s(21)));
+
+        let mut f = FetchPlan::before_header(vec![1, 2, 3, 4, 5, 6], s(3));
+        assert_eq!(f.poll(s(0)).len(), K_GUESS);
+        assert_eq!(f.poll_timeout(), Some(s(3)), "the first hedge");
+        f.set_k(2);
+        f.answered(&1, 1);
+        f.answered(&2, 2);
+        assert!(f.is_done());
+        assert_eq!(f.poll_timeout(), None, "done: nothing to wake for");
+        let mut last = FetchPlan::new(1, vec![1], s(3));
+        assert_eq!(last.poll(s(0)), vec![1]);
+        assert_eq!(last.poll_timeout(), None, "nobody left to hedge with");
+    }
+
+    /// A put looks up its group, looks again after a wait while too few relays are found,
+    /// and gives up with the best it found after the retries.
+    #[test]
+    fn a_put_looks_again_when_too_few_relays_are_found() {
+        let mut p = StripePut::new(3, T);
+        assert_eq!(p.poll(s(0)).unwrap(), vec![PutAction::LookUp { fresh: false }]);
+        assert!(p.poll(s(0)).unwrap().is_empty(), "one lookup at a time");
+        p.found(s(0), vec!['a']).unwrap();
+        assert_eq!(p.poll_timeout(), Some(LOOKUP_RETRY_AFTER));
+        assert!(p.poll(s(0)).unwrap().is_empty(), "waits before looking again");
+        assert_eq!(p.poll(LOOKUP_RETRY_AFTER).unwrap(), vec![PutAction::LookUp { fresh: true }]);
+        p.found(s(1), vec!['a', 'b', 'c']).unwrap();
+        let stores = p.poll(s(1)).unwrap();
+        assert_eq!(stores.len(), 3);
+        for a in stores {
+            let PutAction::Store(a) = a else { panic!("a lookup while placing") };
+            p.stored(&a.peer, a.index);
+        }
+        assert!(p.is_done());
+        assert_eq!(p.holders().len(), 3);
+
+        let mut q: StripePut<char> = StripePut::new(3, T);
+        let mut now = s(0);
+        let mut err = None;
+        for _ in 0..=LOOKUP_RETRIES {
+            assert!(matches!(q.poll(now).unwrap()[..], [PutAction::LookUp { .. }]));
+            match q.found(now, vec!['a', 'b']) {
+                Ok(()) => now = q.poll_timeout().unwrap(),
+                Err(e) => err = Some(e),
+            }
+        }
+        assert_eq!(err, Some(PlacementError::TooFewRelays { live: 2, n: 3 }));
+        assert_eq!(now, LOOKUP_RETRY_AFTER * LOOKUP_RETRIES as u32);
     }
 }
