@@ -17,7 +17,7 @@
 use crate::node::Shared;
 use crate::store::StoreError;
 use futures::StreamExt;
-use kura_core::placement::{by_distance, DhtKey};
+use kura_core::placement::{by_distance, DhtKey, FetchPlan};
 use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
 use kura_core::repair::{
     drop_witnesses, plan_group, slots_of, GroupPlan, Liveness, Move, RebuildJob, RepairQueue,
@@ -40,6 +40,8 @@ const ROUND_CONCURRENCY: usize = 16;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Waiting rebuilds one relay may have ordered here.
 const MAX_ORDERS_PER_SENDER: usize = 64;
+/// A holder that has not answered a rebuild's fetch by then is hedged with the next one.
+const REBUILD_HEDGE_AFTER: Duration = Duration::from_secs(5);
 /// Rebuilds of one stripe that could not succeed (`k` verified shards rebuild something its
 /// header does not name) after which this relay stops taking orders for it: such a stripe
 /// would otherwise fail every round for ever. Failures for want of reachable shards do not
@@ -292,6 +294,14 @@ pub struct Ctx {
 impl std::fmt::Debug for Ctx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ctx").field("me", &self.me).finish()
+    }
+}
+
+/// Sleeps for `d`, or for ever when there is nothing to wake for.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => futures::future::pending().await,
     }
 }
 
@@ -825,32 +835,47 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
             holders.push(*p);
         }
     }
+    // kura-core's FetchPlan decides whom to ask and when to hedge a slow holder.
+    let start = Instant::now();
+    let mut plan = FetchPlan::new(k, holders, REBUILD_HEDGE_AFTER);
+    let mut pending = futures::stream::FuturesUnordered::new();
     let mut fetched = 0u64;
-    let mut next = 0;
     let mut failures = Vec::new();
-    while !asm.is_ready() && next < holders.len() {
-        // Ask as many holders at once as shards are still needed.
-        let want = k.saturating_sub(asm.present()).max(1);
-        let batch: Vec<PeerId> = holders[next..].iter().take(want).copied().collect();
-        next += batch.len();
-        let answers: Vec<(PeerId, Result<Response, String>)> =
-            futures::future::join_all(batch.into_iter().map(|p| {
-                let net = ctx.net.clone();
-                async move { (p, net.request(p, Request::Fetch { stripe: job.stripe }).await) }
-            }))
-            .await;
-        for (p, r) in answers {
-            match r {
-                Ok(Response::Shards { shards, .. }) => {
-                    for s in shards {
-                        fetched += s.len() as u64;
-                        if let Err(e) = asm.add_shard(s.into_vec()) {
-                            failures.push(format!("{p}: {e}"));
-                        }
+    loop {
+        for p in plan.poll(start.elapsed()) {
+            let net = ctx.net.clone();
+            pending.push(async move { (p, net.request(p, Request::Fetch { stripe: job.stripe }).await) });
+        }
+        if plan.is_done() || plan.is_exhausted() {
+            break;
+        }
+        let wake = plan.poll_timeout().map(|t| t.saturating_sub(start.elapsed()));
+        let (p, r) = tokio::select! {
+            Some(answer) = pending.next() => answer,
+            () = sleep_or_never(wake) => continue,
+            else => break,
+        };
+        match r {
+            Ok(Response::Shards { shards, .. }) => {
+                for s in shards {
+                    fetched += s.len() as u64;
+                    if let Err(e) = asm.add_shard(s.into_vec()) {
+                        failures.push(format!("{p}: {e}"));
                     }
                 }
-                Ok(other) => failures.push(format!("{p}: {other:?}")),
-                Err(e) => failures.push(format!("{p}: {e}")),
+                plan.answered(&p, asm.present());
+            }
+            Ok(Response::Error { code, detail }) => {
+                failures.push(format!("{p}: {code}: {detail}"));
+                plan.failed(&p);
+            }
+            Ok(_) => {
+                failures.push(format!("{p}: an answer of the wrong kind"));
+                plan.failed(&p);
+            }
+            Err(e) => {
+                failures.push(format!("{p}: {e}"));
+                plan.failed(&p);
             }
         }
     }
