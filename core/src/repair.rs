@@ -172,12 +172,16 @@ pub fn plan_group<P: Clone + PartialEq>(
 }
 
 /// Who must prove possession before `me` drops its copy of index `dropping`: one holder per
-/// slot class of the stripe, so that after the drop every class is still held by someone who
-/// proved it. Group members keeping a class are preferred, then any other holder; `me`
-/// stands for a class only if it holds it as another index than the one dropped (its own
-/// bytes need no proof to itself). `None` when some class has no such holder: then nothing
-/// may be dropped. `slots` from [`slots_of`]; `kept` and `holders` as in [`GroupPlan`] and
-/// [`plan_group`].
+/// slot class of the stripe that anyone holds, so that after the drop every class that was
+/// held is still held by someone who just proved it, and the drop never lowers the number
+/// of distinct slots proven held. Group members keeping a class are preferred, then any
+/// other holder; `me` stands for a class only if it holds it as another index than the one
+/// dropped (its own bytes need no proof to itself). `None` when the dropped class has no
+/// other holder: then the copy is not surplus. A class nobody holds needs no witness: it is
+/// rebuilt, and requiring one deadlocked a group whose only vacancy was a member holding a
+/// duplicate (it could neither drop the duplicate nor take the missing shard, one shard of
+/// a stripe per relay; found by the simulation with imperfect views). `slots` from
+/// [`slots_of`]; `kept` and `holders` as in [`GroupPlan`] and [`plan_group`].
 pub fn drop_witnesses<P: Clone + PartialEq>(
     slots: &[u8],
     me: &P,
@@ -203,7 +207,11 @@ pub fn drop_witnesses<P: Clone + PartialEq>(
                 idx.iter().find(|&&i| i != dropping && class(i) == Some(c)).map(|&i| (p.clone(), i))
             })
         };
-        out.push(kept_by_other.or_else(held_by_other).or_else(held_by_me)?);
+        match kept_by_other.or_else(held_by_other).or_else(held_by_me) {
+            Some(w) => out.push(w),
+            None if Some(c) == class(dropping) => return None,
+            None => {}
+        }
     }
     Some(out)
 }
@@ -484,6 +492,144 @@ impl<P: Clone + PartialEq> RepairQueue<P> {
         let secs = (-self.tokens + 1.0) / self.rate.max(1) as f64;
         Some(self.refilled + Duration::from_secs_f64(secs))
     }
+}
+
+/// One stripe a relay holds, as its repair round sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldStripe {
+    pub id: StripeId,
+    /// The indices this relay holds.
+    pub mine: Vec<u8>,
+    /// From [`slots_of`].
+    pub slots: Vec<u8>,
+    /// Shards needed to rebuild.
+    pub k: usize,
+}
+
+/// One thing a relay does for a stripe in a round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundAction<P> {
+    /// Send shard `index`, which this relay holds but does not keep, to vacant member `to`.
+    Handover { stripe: StripeId, index: u8, to: P },
+    /// Ask `at` to rebuild `index` from `holders` (this relay coordinates the stripe).
+    Order { stripe: StripeId, index: u8, at: P, holders: Vec<P>, live: usize },
+    /// Drop this relay's surplus copy of `index`, once each of `witnesses` has proven it
+    /// holds its shard.
+    Drop { stripe: StripeId, index: u8, witnesses: Vec<(P, u8)> },
+    /// Ask `peer` to prove it holds `index`, as it claimed.
+    Audit { stripe: StripeId, peer: P, index: u8 },
+}
+
+/// One stripe planned from one relay's view, and that relay's part of the plan.
+#[derive(Debug, Clone)]
+pub struct StripeRound<P> {
+    pub plan: GroupPlan<P>,
+    /// The holders the plan rests on, with the indices each holds.
+    pub holders: Vec<(P, Vec<u8>)>,
+    /// A suspect member (unreachable lately) is being waited for.
+    pub waiting: bool,
+    /// This relay's moves (handovers, orders, drops), each with its priority: the stripe's
+    /// live slots (fewest first).
+    pub actions: Vec<(usize, RoundAction<P>)>,
+    /// Proofs this relay may ask of the members keeping a shard.
+    pub audits: Vec<RoundAction<P>>,
+}
+
+/// Plans `stripe` from relay `me`'s view and keeps `me`'s part.
+///
+/// `ordered` is every relay `me` counts as alive (itself included) by distance to the
+/// stripe; `silent` those that did not answer this round; `suspects` those unreachable
+/// lately; `claims(p)` what relay `p` says it holds of the stripe (claims it could not prove
+/// already left out). A suspect member is waited for: while it is, and more than `k` slots
+/// are live, nothing moves (it may come back). One that is reachable but did not answer is
+/// left out of this round's plan. At most `max_holders` holders are named in an order.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_stripe_round<P: Clone + PartialEq>(
+    me: &P,
+    stripe: &HeldStripe,
+    ordered: Vec<P>,
+    silent: &[P],
+    suspects: &[P],
+    claims: impl Fn(&P) -> Option<Vec<u8>>,
+    max_holders: usize,
+) -> StripeRound<P> {
+    let n = stripe.slots.len();
+    let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
+    let alive: Vec<P> =
+        ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
+    let group: Vec<P> = alive.iter().take(n).cloned().collect();
+    let holders: Vec<(P, Vec<u8>)> = alive
+        .iter()
+        .filter_map(|p| {
+            if p == me {
+                Some((p.clone(), stripe.mine.clone()))
+            } else {
+                claims(p).map(|idx| (p.clone(), idx))
+            }
+        })
+        .collect();
+    let plan = plan_group(&stripe.slots, stripe.k, &group, &holders);
+    let mut actions = Vec::new();
+    let mut audits = Vec::new();
+    if !(waiting && plan.live > stripe.k) {
+        let id = stripe.id;
+        for m in &plan.moves {
+            match m {
+                Move::Handover { index, from, to } if from == me => {
+                    actions.push((
+                        plan.live,
+                        RoundAction::Handover { stripe: id, index: *index, to: to.clone() },
+                    ));
+                }
+                Move::Rebuild { index, at, coordinator } if coordinator == me => {
+                    let named = holders.iter().map(|(p, _)| p.clone()).take(max_holders).collect();
+                    let order = RoundAction::Order {
+                        stripe: id,
+                        index: *index,
+                        at: at.clone(),
+                        holders: named,
+                        live: plan.live,
+                    };
+                    actions.push((plan.live, order));
+                }
+                _ => {}
+            }
+        }
+        for (p, index) in &plan.drops {
+            if p != me {
+                continue;
+            }
+            if let Some(witnesses) = drop_witnesses(&stripe.slots, me, *index, &plan.kept, &holders) {
+                actions.push((plan.live, RoundAction::Drop { stripe: id, index: *index, witnesses }));
+            }
+        }
+        for (p, index) in &plan.kept {
+            if p != me {
+                audits.push(RoundAction::Audit { stripe: id, peer: p.clone(), index: *index });
+            }
+        }
+    }
+    StripeRound { plan, holders, waiting, actions, audits }
+}
+
+/// A round's schedule: this relay's moves closest to loss first, at most `max_actions` of
+/// them, then `audits` proofs picked from `candidates` by `pick(len)` (an index below `len`;
+/// the relay passes a random one).
+pub fn schedule_round<P>(
+    mut actions: Vec<(usize, RoundAction<P>)>,
+    mut candidates: Vec<RoundAction<P>>,
+    max_actions: usize,
+    audits: usize,
+    mut pick: impl FnMut(usize) -> usize,
+) -> Vec<RoundAction<P>> {
+    actions.sort_by_key(|(live, _)| *live);
+    actions.truncate(max_actions);
+    let mut out: Vec<RoundAction<P>> = actions.into_iter().map(|(_, a)| a).collect();
+    for _ in 0..audits.min(candidates.len()) {
+        let i = pick(candidates.len()).min(candidates.len() - 1);
+        out.push(candidates.swap_remove(i));
+    }
+    out
 }
 
 #[cfg(test)]

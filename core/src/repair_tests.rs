@@ -329,11 +329,232 @@ fn a_drop_needs_a_witness_for_every_class_not_only_the_group() {
     ];
     let w = drop_witnesses(&slots, &'c', 3, &kept, &holders).unwrap();
     assert_eq!(w, vec![('a', 0), ('b', 1), ('e', 2), ('g', 3), ('d', 4), ('f', 5)]);
-    // Nobody else holds class 2: nothing may be dropped.
+    // Nobody holds class 2: it needs no witness (it is rebuilt once 'c' has room for it),
+    // every class that is held does.
     let alone: Vec<(char, Vec<u8>)> = holders.iter().filter(|(p, _)| *p != 'e').cloned().collect();
-    assert_eq!(drop_witnesses(&slots, &'c', 3, &kept, &alone), None);
+    assert_eq!(
+        drop_witnesses(&slots, &'c', 3, &kept, &alone),
+        Some(vec![('a', 0), ('b', 1), ('g', 3), ('d', 4), ('f', 5)])
+    );
+    // Nobody else holds the class dropped: the copy is not surplus.
+    let sole: Vec<(char, Vec<u8>)> = alone.iter().filter(|(p, _)| *p != 'g').cloned().collect();
+    assert_eq!(drop_witnesses(&slots, &'c', 3, &[], &sole), None);
     // Its own other index stands for its class; the one dropped never does.
     let own = vec![('a', vec![0, 1]), ('b', vec![1])];
     assert_eq!(drop_witnesses(&[0, 1], &'a', 1, &[], &own), Some(vec![('a', 0), ('b', 1)]));
     assert_eq!(drop_witnesses(&[0, 1], &'a', 0, &[], &own), None, "class 0 only by the copy dropped");
+}
+
+/// What one relay sees in a round of [`Sim::round_by_views`]: whom it takes for alive, and
+/// whose answers it got.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, Copy)]
+struct Imperfect {
+    /// Out of 256: the chance that a relay's `Holds` answer to another is lost this round.
+    lost: u8,
+    /// Out of 256: the chance that a live relay is missing from another's view, or a dead
+    /// one still in it (stale liveness; a dead relay never answers).
+    unseen: u8,
+    seed: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Imperfect {
+    const PERFECT: Imperfect = Imperfect { lost: 0, unseen: 0, seed: 0 };
+
+    fn roll(&self, salt: u64, a: usize, b: usize, st: usize) -> u8 {
+        let mut x = self.seed ^ salt ^ ((a as u64) << 40) ^ ((b as u64) << 20) ^ st as u64;
+        x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (x >> 56) as u8
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Sim {
+    /// `viewer`'s view of stripe `st`: every relay it takes for alive (itself included) by
+    /// distance, and the ones whose answers it did not get.
+    fn view(&self, viewer: usize, st: usize, how: &Imperfect, round: u64) -> (Vec<usize>, Vec<usize>) {
+        let stale = |r: usize| how.roll(round, viewer, r, usize::MAX) < how.unseen;
+        let mut seen: Vec<usize> =
+            (0..self.alive.len()).filter(|&r| r == viewer || self.alive[r] != stale(r)).collect();
+        seen.sort_by_key(|&r| (self.pos[r].abs_diff(self.stripes[st]), r));
+        let silent = seen
+            .iter()
+            .copied()
+            .filter(|&r| r != viewer && (!self.alive[r] || how.roll(round ^ 1, viewer, r, st) < how.lost))
+            .collect();
+        (seen, silent)
+    }
+
+    fn stripe_of(&self, r: usize, st: usize) -> HeldStripe {
+        HeldStripe {
+            id: StripeId::of(&(st as u64).to_le_bytes()),
+            mine: self.held.get(&(r, st)).cloned().unwrap_or_default(),
+            slots: N6.to_vec(),
+            k: 4,
+        }
+    }
+
+    /// `r`'s own round for stripe `st`, from its own view.
+    fn plan_by(&self, r: usize, st: usize, how: &Imperfect, round: u64) -> StripeRound<usize> {
+        let (seen, silent) = self.view(r, st, how, round);
+        let claims = |p: &usize| self.held.get(&(*p, st)).filter(|v| !v.is_empty()).cloned();
+        plan_stripe_round(&r, &self.stripe_of(r, st), seen, &silent, &[], claims, 64)
+    }
+
+    /// A round in which every live relay plans each stripe from its own (imperfect) view and
+    /// executes its part: handovers land, orders are followed only if the receiver's own
+    /// plan agrees, drops happen only if every witness really holds what it claims (a
+    /// proof of possession).
+    fn round_by_views(&mut self, how: &Imperfect, round: u64) {
+        for st in 0..self.stripes.len() {
+            for r in 0..self.alive.len() {
+                if !self.alive[r] {
+                    continue;
+                }
+                for a in self.plan_by(r, st, how, round).actions.into_iter().map(|(_, a)| a) {
+                    match a {
+                        RoundAction::Handover { index, to, .. } => {
+                            let e = self.held.entry((to, st)).or_default();
+                            if self.alive[to] && e.is_empty() {
+                                e.push(index);
+                            }
+                        }
+                        RoundAction::Order { index, at, .. } => {
+                            let agrees = self.alive[at]
+                                && self.held.get(&(at, st)).is_none_or(Vec::is_empty)
+                                && self.plan_by(at, st, how, round).plan.moves.iter().any(
+                                    |m| matches!(m, Move::Rebuild { index: i, at: a, .. } if *i == index && *a == at),
+                                );
+                            if agrees {
+                                self.held.insert((at, st), vec![index]);
+                            }
+                        }
+                        RoundAction::Drop { index, witnesses, .. } => {
+                            let proven = witnesses.iter().all(|(w, i)| {
+                                *w == r
+                                    || (self.alive[*w]
+                                        && self.held.get(&(*w, st)).is_some_and(|v| v.contains(i)))
+                            });
+                            if proven {
+                                if let Some(v) = self.held.get_mut(&(r, st)) {
+                                    v.retain(|&x| x != index);
+                                }
+                            }
+                        }
+                        RoundAction::Audit { .. } => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Distinct slots held by live relays.
+    fn live_slots(&self, st: usize) -> usize {
+        let mut idx: Vec<u8> = self.holders(st).into_iter().flat_map(|(_, v)| v).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.len()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Every relay runs kura-core's round rules from its own view, and the views are wrong:
+    /// `Holds` answers lost, live relays missing from views and dead ones still in them
+    /// (stale liveness), so relays
+    /// disagree on who is in a group. No stripe ever falls below k = 4 live slots, no relay
+    /// ever holds two shards of a stripe, and once the views are right again every stripe
+    /// converges to 6 distinct shards on its 6 closest live relays.
+    #[test]
+    fn rounds_from_imperfect_views_lose_nothing_and_converge_once_views_agree(
+        pos in proptest::collection::vec(0u64..1000, 14),
+        stripes in proptest::collection::vec(0u64..1000, 1..6),
+        events in proptest::collection::vec((any::<bool>(), 0usize..14), 1..8),
+        lost in 0u8..100,
+        unseen in 0u8..60,
+        seed in any::<u64>(),
+    ) {
+        let mut sim = Sim { alive: vec![true; 10], held: BTreeMap::new(), stripes, pos };
+        sim.alive.extend([false; 4]);
+        for st in 0..sim.stripes.len() {
+            for (i, r) in sim.group(st, 6).into_iter().enumerate() {
+                sim.held.insert((r, st), vec![i as u8]);
+            }
+        }
+        let how = Imperfect { lost, unseen, seed };
+        let mut round = 0u64;
+        for (join, r) in events {
+            if join {
+                sim.alive[r] = true;
+            } else if sim.alive.iter().filter(|a| **a).count() > 6 {
+                sim.alive[r] = false;
+            }
+            for _ in 0..3 {
+                round += 1;
+                sim.round_by_views(&how, round);
+                for st in 0..sim.stripes.len() {
+                    prop_assert!(sim.live_slots(st) >= 4, "stripe {} fell to {} live slots", st, sim.live_slots(st));
+                }
+                for ((_, _), idx) in &sim.held {
+                    prop_assert!(idx.len() <= 1, "a relay holds two shards of one stripe");
+                }
+            }
+            // Views agree again: the network settles.
+            for _ in 0..4 {
+                round += 1;
+                sim.round_by_views(&Imperfect::PERFECT, round);
+            }
+            for st in 0..sim.stripes.len() {
+                prop_assert!(sim.converged(st), "stripe {} not converged: {:?}", st, sim.holders(st));
+            }
+        }
+    }
+}
+
+/// The round's rules: only this relay's part, nothing moves while a suspect member is
+/// waited for (more than k live), closest to loss first, at most the cap, audits sampled.
+#[test]
+fn a_round_keeps_its_part_waits_for_suspects_and_puts_loss_first() {
+    let stripe =
+        |mine: &[u8]| HeldStripe { id: StripeId::of(b"s"), mine: mine.to_vec(), slots: N6.to_vec(), k: 4 };
+    let claims = |p: &char| match p {
+        'a' => Some(vec![0]),
+        'b' => Some(vec![1]),
+        'c' => Some(vec![2]),
+        'd' => Some(vec![3]),
+        'e' => Some(vec![4]),
+        _ => None,
+    };
+    // 'f' lost its shard 5; 'a' (closest keeper) coordinates its rebuild at 'f'.
+    let order: Vec<char> = "abcdef".chars().collect();
+    let r = plan_stripe_round(&'a', &stripe(&[0]), order.clone(), &[], &[], claims, 64);
+    assert!(matches!(&r.actions[..], [(5, RoundAction::Order { index: 5, at: 'f', .. })]), "{:?}", r.actions);
+    assert_eq!(r.audits.len(), 4, "the other keepers' claims may be audited");
+    // 'b' sees the same plan and does nothing: not its part.
+    let r = plan_stripe_round(&'b', &stripe(&[1]), order.clone(), &[], &[], claims, 64);
+    assert!(r.actions.is_empty());
+    // 'f' is suspect (unreachable lately): with 5 live slots > k, nothing moves yet.
+    let r = plan_stripe_round(&'a', &stripe(&[0]), order, &[], &['f'], claims, 64);
+    assert!(r.waiting && r.actions.is_empty());
+
+    let id = StripeId::of(b"t");
+    let audit = |peer| RoundAction::Audit { stripe: id, peer, index: 0 };
+    let moves = vec![
+        (6, RoundAction::Handover { stripe: id, index: 1, to: 'x' }),
+        (4, RoundAction::Handover { stripe: id, index: 2, to: 'y' }),
+        (5, RoundAction::Handover { stripe: id, index: 3, to: 'z' }),
+    ];
+    let out = schedule_round(moves, vec![audit('p'), audit('q'), audit('r')], 2, 1, |_| 1);
+    assert_eq!(
+        out,
+        vec![
+            RoundAction::Handover { stripe: id, index: 2, to: 'y' },
+            RoundAction::Handover { stripe: id, index: 3, to: 'z' },
+            audit('q'),
+        ]
+    );
 }

@@ -20,7 +20,8 @@ use futures::StreamExt;
 use kura_core::placement::{by_distance, DhtKey, FetchPlan};
 use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
 use kura_core::repair::{
-    drop_witnesses, plan_group, slots_of, GroupPlan, Liveness, Move, RebuildJob, RepairQueue,
+    plan_stripe_round, schedule_round, slots_of, HeldStripe, Liveness, Move, RebuildJob, RepairQueue,
+    RoundAction, StripeRound,
 };
 use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
@@ -309,44 +310,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
-/// A stripe as the round sees it.
+/// A stripe as the round sees it: kura-core's view of it, and its header bytes.
 struct Held {
-    id: StripeId,
-    indices: Vec<u8>,
+    stripe: HeldStripe,
     header: Vec<u8>,
-    slots: Vec<u8>,
-    k: usize,
-}
-
-/// One thing this relay does for a stripe.
-enum Action {
-    Handover {
-        stripe: StripeId,
-        index: u8,
-        to: PeerId,
-    },
-    Order {
-        stripe: StripeId,
-        header: Vec<u8>,
-        index: u8,
-        at: PeerId,
-        holders: Vec<PeerId>,
-        live: usize,
-    },
-    /// Drop a surplus copy, once a holder of every slot class has proven it holds its shard.
-    Drop {
-        stripe: StripeId,
-        index: u8,
-        header: Vec<u8>,
-        witnesses: Vec<(PeerId, u8)>,
-    },
-    /// Ask `peer` to prove it holds index `index`, as it claimed.
-    Audit {
-        stripe: StripeId,
-        header: Vec<u8>,
-        peer: PeerId,
-        index: u8,
-    },
 }
 
 /// Runs rounds forever (spawn it).
@@ -385,7 +352,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
                 entry
             }
         };
-        held.push(Held { id, indices, header, slots, k });
+        held.push(Held { stripe: HeldStripe { id, mine: indices, slots, k }, header });
     }
 
     let (live, suspects) = {
@@ -403,6 +370,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     let mut ask: HashMap<PeerId, Vec<StripeId>> = HashMap::new();
     let mut order: Vec<Vec<PeerId>> = Vec::with_capacity(held.len());
     for s in &held {
+        let s = &s.stripe;
         let ordered = by_distance(&DhtKey::of_stripe(&s.id), keys.iter().copied());
         for p in ordered.iter().take(s.slots.len() + BEYOND_GROUP) {
             if *p != ctx.me && !suspects.contains(p) {
@@ -442,87 +410,52 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         }
     }
 
-    // Plan every stripe; keep this relay's part.
+    // Plan every stripe; keep this relay's part (kura-core's round rules).
     let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };
-    let mut actions: Vec<(usize, Action)> = Vec::new();
-    let mut audits: Vec<Action> = Vec::new();
-    for (s, ordered) in held.iter().zip(order) {
+    let mut moves: Vec<(usize, RoundAction<PeerId>)> = Vec::new();
+    let mut audits: Vec<RoundAction<PeerId>> = Vec::new();
+    for (h, ordered) in held.iter().zip(order) {
+        let s = &h.stripe;
         let n = s.slots.len();
-        let claims = |p: &PeerId| holdings.get(p).and_then(|h| h.get(&s.id)).cloned();
-        let StripePlan { plan, holders, waiting } =
-            plan_stripe(&ctx.me, s, ordered, &silent, &suspects, claims);
-        *report.by_live.entry(plan.live).or_default() += 1;
-        if !plan.is_complete(n) || plan.live < n {
+        let claims = |p: &PeerId| holdings.get(p).and_then(|c| c.get(&s.id)).cloned();
+        let r = plan_stripe_round(&ctx.me, s, ordered, &silent, &suspects, claims, MAX_REPAIR_HOLDERS);
+        *report.by_live.entry(r.plan.live).or_default() += 1;
+        if !r.plan.is_complete(n) || r.plan.live < n {
             report.under_replicated.push(UnderReplicated {
                 stripe: s.id.to_string(),
-                live: plan.live,
-                in_group: plan.in_group,
+                live: r.plan.live,
+                in_group: r.plan.in_group,
                 n,
                 k: s.k,
-                waiting,
+                waiting: r.waiting,
             });
         }
-        if waiting && plan.live > s.k {
-            continue;
-        }
-        for m in plan.moves {
-            match m {
-                Move::Handover { index, from, to } if from == ctx.me => {
-                    actions.push((plan.live, Action::Handover { stripe: s.id, index, to }));
-                }
-                Move::Rebuild { index, at, coordinator } if coordinator == ctx.me => {
-                    let mut from: Vec<PeerId> = holders.iter().map(|(p, _)| *p).collect();
-                    from.truncate(MAX_REPAIR_HOLDERS);
-                    actions.push((
-                        plan.live,
-                        Action::Order {
-                            stripe: s.id,
-                            header: s.header.clone(),
-                            index,
-                            at,
-                            holders: from,
-                            live: plan.live,
-                        },
-                    ));
-                }
-                _ => {}
-            }
-        }
-        for (p, index) in plan.drops {
-            if p != ctx.me {
-                continue;
-            }
-            if let Some(witnesses) = drop_witnesses(&s.slots, &ctx.me, index, &plan.kept, &holders) {
-                actions.push((
-                    plan.live,
-                    Action::Drop { stripe: s.id, index, header: s.header.clone(), witnesses },
-                ));
-            }
-        }
-        for (p, index) in &plan.kept {
-            if *p != ctx.me {
-                audits.push(Action::Audit {
-                    stripe: s.id,
-                    header: s.header.clone(),
-                    peer: *p,
-                    index: *index,
-                });
-            }
-        }
+        moves.extend(r.actions);
+        audits.extend(r.audits);
     }
     report.under_replicated.sort_by_key(|u| (u.live, u.in_group));
     ctx.shared.metrics.set_stripes_by_live(&report.by_live);
     ctx.shared.metrics.under_replicated.set(report.under_replicated.len() as i64);
 
     // Closest to loss first; then a random sample of the members' claims is audited.
-    actions.sort_by_key(|(live, _)| *live);
-    actions.truncate(MAX_ACTIONS_PER_ROUND);
-    for _ in 0..AUDITS_PER_ROUND.min(audits.len()) {
-        let pick = rand::random_range(0..audits.len());
-        actions.push((usize::MAX, audits.swap_remove(pick)));
-    }
+    let headers_by_id: HashMap<StripeId, &Vec<u8>> = held.iter().map(|h| (h.stripe.id, &h.header)).collect();
+    let actions: Vec<(RoundAction<PeerId>, Vec<u8>)> =
+        schedule_round(moves, audits, MAX_ACTIONS_PER_ROUND, AUDITS_PER_ROUND, |len| {
+            rand::random_range(0..len)
+        })
+        .into_iter()
+        .filter_map(|a| {
+            let id = match &a {
+                RoundAction::Handover { stripe, .. }
+                | RoundAction::Order { stripe, .. }
+                | RoundAction::Drop { stripe, .. }
+                | RoundAction::Audit { stripe, .. } => *stripe,
+            };
+            headers_by_id.get(&id).map(|h| (a, (*h).clone()))
+        })
+        .collect();
     let outcomes: Vec<&'static str> = futures::stream::iter(actions)
-        .map(|(_, a)| act(ctx, a))
+        .map(|(a, header)| act(ctx, a, header))
         .buffer_unordered(ROUND_CONCURRENCY)
         .collect()
         .await;
@@ -543,40 +476,6 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     Ok(())
 }
 
-/// One stripe planned from this relay's view.
-struct StripePlan {
-    plan: GroupPlan<PeerId>,
-    /// The holders the plan rests on, with the indices each holds.
-    holders: Vec<(PeerId, Vec<u8>)>,
-    /// Whether a suspect member is being waited for.
-    waiting: bool,
-}
-
-/// Plans one stripe from this relay's view: `ordered` is every relay it counts as alive (and
-/// itself) by distance to the stripe, `silent` those that did not answer this time,
-/// `suspects` those unreachable lately, `claims` what each other relay says it holds (claims
-/// it could not prove already left out). A suspect member is waited for; one that is
-/// reachable but did not answer is left out.
-fn plan_stripe(
-    me: &PeerId,
-    s: &Held,
-    ordered: Vec<PeerId>,
-    silent: &[PeerId],
-    suspects: &[PeerId],
-    claims: impl Fn(&PeerId) -> Option<Vec<u8>>,
-) -> StripePlan {
-    let n = s.slots.len();
-    let waiting = ordered.iter().filter(|p| !silent.contains(p)).take(n).any(|p| suspects.contains(p));
-    let alive: Vec<PeerId> =
-        ordered.into_iter().filter(|p| !silent.contains(p) && !suspects.contains(p)).collect();
-    let group: Vec<PeerId> = alive.iter().take(n).copied().collect();
-    let holders: Vec<(PeerId, Vec<u8>)> = alive
-        .iter()
-        .filter_map(|p| if p == me { Some((*p, s.indices.clone())) } else { claims(p).map(|idx| (*p, idx)) })
-        .collect();
-    StripePlan { plan: plan_group(&s.slots, s.k, &group, &holders), holders, waiting }
-}
-
 /// Checks a repair order against this relay's own plan before anything is fetched: asks the
 /// stripe's close group by its own view (and a few beyond) what they hold now, plans the
 /// stripe, and goes on only if that plan has this relay rebuild a shard of the ordered
@@ -585,13 +484,7 @@ fn plan_stripe(
 /// member and is refused.
 async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId>, String> {
     let h = StripeHeader::parse_verified(&job.stripe, &job.header).map_err(|e| e.to_string())?;
-    let s = Held {
-        id: job.stripe,
-        indices: Vec::new(),
-        header: Vec::new(),
-        slots: slots_of(&h),
-        k: h.params().k(),
-    };
+    let s = HeldStripe { id: job.stripe, mine: Vec::new(), slots: slots_of(&h), k: h.params().k() };
     let (live, suspects) = {
         let l = lock(&ctx.shared.repair.liveness);
         (l.live(), l.suspects())
@@ -626,8 +519,15 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
             _ => silent.push(p),
         }
     }
-    let StripePlan { plan, holders, .. } =
-        plan_stripe(&ctx.me, &s, ordered, &silent, &suspects, |p| claims.get(p).cloned());
+    let StripeRound { plan, holders, .. } = plan_stripe_round(
+        &ctx.me,
+        &s,
+        ordered,
+        &silent,
+        &suspects,
+        |p| claims.get(p).cloned(),
+        MAX_REPAIR_HOLDERS,
+    );
     let class = s.slots.get(usize::from(job.index)).copied();
     let wanted = plan.moves.iter().any(|m| {
         matches!(m, Move::Rebuild { index, at, .. }
@@ -644,9 +544,9 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
     Ok(holders.into_iter().map(|(p, _)| p).filter(|p| *p != ctx.me).collect())
 }
 
-async fn act(ctx: &Ctx, a: Action) -> &'static str {
+async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str {
     match a {
-        Action::Handover { stripe, index, to } => {
+        RoundAction::Handover { stripe, index, to } => {
             let store = ctx.shared.store.clone();
             let Some(Ok(Some(held))) = blocking(move || store.get(&stripe)).await else {
                 return "handover_failed";
@@ -667,7 +567,7 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
                 }
             }
         }
-        Action::Order { stripe, header, index, at, holders, live } => {
+        RoundAction::Order { stripe, index, at, holders, live } => {
             let req = Request::Repair {
                 header,
                 index,
@@ -685,14 +585,14 @@ async fn act(ctx: &Ctx, a: Action) -> &'static str {
                 }
             }
         }
-        Action::Audit { stripe, header, peer, index } => {
+        RoundAction::Audit { stripe, peer, index } => {
             match challenge(ctx, stripe, &header, peer, index).await {
                 Some(true) => "audit_passed",
                 Some(false) => "audit_failed",
                 None => "audit_unanswered",
             }
         }
-        Action::Drop { stripe, index, header, witnesses } => {
+        RoundAction::Drop { stripe, index, witnesses } => {
             // Nothing is dropped on another relay's word: a holder of every slot class
             // proves it holds its shard, so the stripe is whole without this copy.
             let (mut verified, classes) = (0, witnesses.len());
