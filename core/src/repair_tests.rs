@@ -214,6 +214,20 @@ struct Sim {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl Sim {
+    /// Ten of the relays at `pos` alive (the rest join later), each stripe's shards on its
+    /// six closest.
+    fn new(pos: Vec<u64>, stripes: Vec<u64>) -> Self {
+        let mut alive = vec![true; 10];
+        alive.resize(pos.len(), false);
+        let mut sim = Sim { alive, held: BTreeMap::new(), stripes, pos };
+        for st in 0..sim.stripes.len() {
+            for (i, r) in sim.group(st, 6).into_iter().enumerate() {
+                sim.held.insert((r, st), vec![i as u8]);
+            }
+        }
+        sim
+    }
+
     fn group(&self, stripe: usize, n: usize) -> Vec<usize> {
         let mut live: Vec<usize> = (0..self.alive.len()).filter(|&r| self.alive[r]).collect();
         live.sort_by_key(|&r| (self.pos[r].abs_diff(self.stripes[stripe]), r));
@@ -280,13 +294,7 @@ proptest! {
         stripes in proptest::collection::vec(0u64..1000, 1..8),
         events in proptest::collection::vec((any::<bool>(), 0usize..14), 1..12),
     ) {
-        let mut sim = Sim { alive: vec![true; 10], held: BTreeMap::new(), stripes, pos };
-        sim.alive.extend([false; 4]);
-        for st in 0..sim.stripes.len() {
-            for (i, r) in sim.group(st, 6).into_iter().enumerate() {
-                sim.held.insert((r, st), vec![i as u8]);
-            }
-        }
+        let mut sim = Sim::new(pos, stripes);
         for (join, r) in events {
             if join {
                 sim.alive[r] = true;
@@ -465,10 +473,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// Every relay runs kura-core's round rules from its own view, and the views are wrong:
     /// `Holds` answers lost, live relays missing from views and dead ones still in them
-    /// (stale liveness), so relays
-    /// disagree on who is in a group. No stripe ever falls below k = 4 live slots, no relay
-    /// ever holds two shards of a stripe, and once the views are right again every stripe
-    /// converges to 6 distinct shards on its 6 closest live relays.
+    /// (stale liveness), so relays disagree on who is in a group. No stripe ever falls below
+    /// k = 4 live slots, no relay ever holds two shards of a stripe, and once the views are
+    /// right again every stripe converges to 6 distinct shards on its 6 closest live relays.
     #[test]
     fn rounds_from_imperfect_views_lose_nothing_and_converge_once_views_agree(
         pos in proptest::collection::vec(0u64..1000, 14),
@@ -478,13 +485,7 @@ proptest! {
         unseen in 0u8..60,
         seed in any::<u64>(),
     ) {
-        let mut sim = Sim { alive: vec![true; 10], held: BTreeMap::new(), stripes, pos };
-        sim.alive.extend([false; 4]);
-        for st in 0..sim.stripes.len() {
-            for (i, r) in sim.group(st, 6).into_iter().enumerate() {
-                sim.held.insert((r, st), vec![i as u8]);
-            }
-        }
+        let mut sim = Sim::new(pos, stripes);
         let how = Imperfect { lost, unseen, seed };
         let mut round = 0u64;
         for (join, r) in events {

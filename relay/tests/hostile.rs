@@ -153,6 +153,17 @@ fn tcp_port(addr: &str) -> u16 {
     parts.next().unwrap().parse().unwrap()
 }
 
+/// The start of a Store message of the largest size (a frame body of `MAX_FRAME_BODY`, the
+/// header, a shard length of `MAX_SHARD_LEN`), before any of the shard.
+fn stalled_store(header: &[u8]) -> Vec<u8> {
+    let mut stall = (MAX_FRAME_BODY as u32).to_be_bytes().to_vec();
+    push_varint(&mut stall, u64::from(Request::STORE_KIND));
+    push_varint(&mut stall, header.len() as u64);
+    stall.extend_from_slice(header);
+    push_varint(&mut stall, MAX_SHARD_LEN as u64);
+    stall
+}
+
 /// Bytes the relay's libp2p streams read, in all (`libp2p_bandwidth_bytes_total`, inbound).
 fn inbound_bytes(r: &RelayProc) -> u64 {
     let (code, m) = r.get("/metrics").unwrap();
@@ -195,12 +206,7 @@ async fn half_written_streams_cost_the_relay_little_memory() {
         attackers.push(client(&r).await);
     }
 
-    let header = stripe(100_000, 99).header_bytes().to_vec();
-    let mut stall = (MAX_FRAME_BODY as u32).to_be_bytes().to_vec();
-    push_varint(&mut stall, u64::from(Request::STORE_KIND));
-    push_varint(&mut stall, header.len() as u64);
-    stall.extend_from_slice(&header);
-    push_varint(&mut stall, MAX_SHARD_LEN as u64);
+    let stall = stalled_store(stripe(100_000, 99).header_bytes());
 
     let (rss0, data0) = (proc_kib(pid, "VmRSS"), proc_kib(pid, "VmData"));
     let bytes0 = inbound_bytes(&r);
@@ -278,12 +284,7 @@ async fn one_connection_holds_at_most_its_share_of_reads() {
     let honest = client(&r).await;
     let attacker = client(&r).await;
 
-    let header = stripe(100_000, 98).header_bytes().to_vec();
-    let mut stall = (MAX_FRAME_BODY as u32).to_be_bytes().to_vec();
-    push_varint(&mut stall, u64::from(Request::STORE_KIND));
-    push_varint(&mut stall, header.len() as u64);
-    stall.extend_from_slice(&header);
-    push_varint(&mut stall, MAX_SHARD_LEN as u64);
+    let mut stall = stalled_store(stripe(100_000, 98).header_bytes());
     stall.extend_from_slice(&pseudo_random(SENT, 5));
     let t0 = Instant::now();
     // Streams the relay refuses stop being read, so their writes may never finish: the
