@@ -12,10 +12,11 @@ use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, StreamExt};
 use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
+use kura_p2p::outstanding::{Outstanding, Settled};
 use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_p2p::transport::Framing;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{kad, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 enum Cmd {
     /// The stripe, and whether a real lookup is wanted even if the whole network is known.
     Closest(StripeId, bool, Reply<Vec<PeerId>>),
-    Request(PeerId, Request, Reply<Response>),
+    Request(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
 }
 
 /// Tunables of the network driver.
@@ -249,7 +250,11 @@ impl Network {
 
     /// Sends `req` to `peer` (dialing it if needed) and waits for the answer.
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, NetError> {
-        self.call(|r| Cmd::Request(peer, req, r)).await
+        let (reply, rx) = oneshot::channel();
+        self.tx.clone().send(Cmd::Request(peer, req, reply)).await.map_err(|_| NetError::Closed)?;
+        rx.await
+            .map_err(|_| NetError::Closed)?
+            .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
     }
 }
 
@@ -378,7 +383,7 @@ impl WholeNetwork {
 async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_only: bool) {
     let mut lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>> = HashMap::new();
     let mut whole = WholeNetwork::default();
-    let mut requests: HashMap<OutboundRequestId, (PeerId, Reply<Response>)> = HashMap::new();
+    let mut requests: Outstanding<Response> = Outstanding::default();
     loop {
         futures::select! {
             cmd = rx.next() => match cmd {
@@ -393,7 +398,7 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                 }
                 Some(Cmd::Request(peer, req, reply)) => {
                     let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
-                    requests.insert(id, (peer, reply));
+                    requests.sent(id, peer, reply);
                 }
                 None => return,
             },
@@ -419,22 +424,11 @@ async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_
                         }
                     }
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => match e {
-                    request_response::Event::Message {
-                        message: request_response::Message::Response { request_id, response }, ..
-                    } => {
-                        if let Some((_, reply)) = requests.remove(&request_id) {
-                            let _ = reply.send(Ok(response));
-                        }
-                    }
-                    request_response::Event::OutboundFailure { request_id, error, .. } => {
+                SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => {
+                    if let Settled::Failed(_) = requests.settle(e) {
                         whole.forget();
-                        if let Some((peer, reply)) = requests.remove(&request_id) {
-                            let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
-                        }
                     }
-                    _ => {}
-                },
+                }
                 _ => {}
             },
         }

@@ -3,22 +3,23 @@
 //! it; it can also send raw bytes on `/kura/store/1` to check how a relay treats garbage,
 //! and leave streams half written to check how it treats peers that stall.
 
+use crate::outstanding::Outstanding;
 use crate::protocol::{read_frame, StoreCodec, PROTOCOL};
 use anyhow::{anyhow, Context, Result};
+use futures::channel::oneshot;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use kura_core::wire::{Message, Request, Response};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::Transport as _;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Counts of [`StoreClient::half_written`] streams.
 #[derive(Debug, Default)]
@@ -171,7 +172,7 @@ impl libp2p::core::Transport for TcpFrom {
     }
 }
 
-type Reply = oneshot::Sender<Result<Response, String>>;
+type Reply = crate::outstanding::Reply<Response>;
 
 enum Cmd {
     Request(Request, Reply),
@@ -287,17 +288,17 @@ impl StoreClient {
         let (tx, mut rx) = mpsc::channel::<Cmd>(64);
         let counts = half.clone();
         tokio::spawn(async move {
-            let mut pending: HashMap<OutboundRequestId, Reply> = HashMap::new();
+            let mut pending: Outstanding<Response> = Outstanding::default();
             loop {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Request(r, reply)) => {
                             let id = swarm.behaviour_mut().store.send_request(&peer, Ok(r));
-                            pending.insert(id, reply);
+                            pending.sent(id, peer, reply);
                         }
                         Some(Cmd::Raw(b, reply)) => {
                             let id = swarm.behaviour_mut().raw.send_request(&peer, b);
-                            pending.insert(id, reply);
+                            pending.sent(id, peer, reply);
                         }
                         Some(Cmd::Half(b, count)) => {
                             for _ in 0..count {
@@ -306,23 +307,19 @@ impl StoreClient {
                         }
                         None => break,
                     },
-                    ev = swarm.select_next_some() => {
-                        let done = match ev {
-                            SwarmEvent::Behaviour(ClientBehaviourEvent::Store(e)) => outcome(e),
-                            SwarmEvent::Behaviour(ClientBehaviourEvent::Raw(e)) => outcome(e),
-                            SwarmEvent::Behaviour(ClientBehaviourEvent::Half(
-                                request_response::Event::OutboundFailure { .. },
-                            )) => {
-                                counts.failed.fetch_add(1, Ordering::SeqCst);
-                                None
-                            }
-                            _ => None,
-                        };
-                        if let Some((id, r)) = done {
-                            if let Some(reply) = pending.remove(&id) {
-                                let _ = reply.send(r);
-                            }
+                    ev = swarm.select_next_some() => match ev {
+                        SwarmEvent::Behaviour(ClientBehaviourEvent::Store(e)) => {
+                            pending.settle(e);
                         }
+                        SwarmEvent::Behaviour(ClientBehaviourEvent::Raw(e)) => {
+                            pending.settle(e);
+                        }
+                        SwarmEvent::Behaviour(ClientBehaviourEvent::Half(
+                            request_response::Event::OutboundFailure { .. },
+                        )) => {
+                            counts.failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -333,7 +330,7 @@ impl StoreClient {
     async fn call(&self, cmd: impl FnOnce(Reply) -> Cmd) -> Result<Response> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(cmd(reply)).await.map_err(|_| anyhow!("client task ended"))?;
-        rx.await.map_err(|_| anyhow!("client task ended"))?.map_err(|e| anyhow!(e))
+        rx.await.map_err(|_| anyhow!("client task ended"))?.map_err(|e| anyhow!(e.reason))
     }
 
     /// Sends a request and waits for its response.
@@ -364,20 +361,5 @@ impl StoreClient {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-}
-
-fn outcome<Req>(
-    e: request_response::Event<Req, Response>,
-) -> Option<(OutboundRequestId, Result<Response, String>)> {
-    match e {
-        request_response::Event::Message {
-            message: request_response::Message::Response { request_id, response },
-            ..
-        } => Some((request_id, Ok(response))),
-        request_response::Event::OutboundFailure { request_id, error, .. } => {
-            Some((request_id, Err(error.to_string())))
-        }
-        _ => None,
     }
 }

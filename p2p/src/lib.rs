@@ -6,6 +6,7 @@
 //! - [`transport`]: which transport a connection is and how messages are written on it
 //!   (decided here, once), and the native TCP transport;
 //! - [`docs`]: the ready line and `/bootstrap` documents, typed;
+//! - [`outstanding`]: requests sent and waiting for their answers, matched once;
 //! - native only: [`process`] (starting a relay process and reading its ready line),
 //!   [`alloc`] (the native processes' allocator settings);
 //! - feature `store-client`: [`client`], a native storage client over every transport;
@@ -14,6 +15,7 @@
 //! The protocols of the next issues (audits, donation, the credits ledger) live here too.
 
 pub mod docs;
+pub mod outstanding;
 pub mod protocol;
 pub mod transport;
 

@@ -107,4 +107,71 @@ mod tests {
         assert_eq!(got, Response::Stored { index: 0 });
         assert_eq!(framing, Some(Framing::Whole));
     }
+
+    /// Outstanding requests are settled by their answers and failures over a real (in-memory)
+    /// connection: the asker of an answered request gets the answer, the asker of a request
+    /// to a peer that cannot be dialled gets a failure marked unreachable.
+    #[tokio::test]
+    async fn outstanding_requests_get_their_answers_and_failures() {
+        use crate::outstanding::{Outstanding, Settled};
+        let cfg = request_response::Config::default();
+        let (mut relay, addr) = swarm(|_| {
+            request_response::Behaviour::with_codec(
+                RelayCodec::default(),
+                [(PROTOCOL, ProtocolSupport::Inbound)],
+                cfg.clone(),
+            )
+        })
+        .await
+        .unwrap();
+        let (mut client, _) = swarm(|_| {
+            request_response::Behaviour::with_codec(
+                StoreCodec::new(Framing::CLIENT),
+                [(PROTOCOL, ProtocolSupport::Outbound)],
+                cfg.clone(),
+            )
+        })
+        .await
+        .unwrap();
+        let relay_id = *relay.local_peer_id();
+        let nobody = libp2p::PeerId::random();
+        client.add_peer_address(relay_id, addr);
+        client.add_peer_address(nobody, "/memory/1".parse().unwrap());
+        let mut outstanding: Outstanding<Response> = Outstanding::default();
+        let (to_relay, answer) = futures::channel::oneshot::channel();
+        let id = client
+            .behaviour_mut()
+            .send_request(&relay_id, Ok(Request::Fetch { stripe: kura_core::StripeId::of(b"x") }));
+        outstanding.sent(id, relay_id, to_relay);
+        let (to_nobody, failure) = futures::channel::oneshot::channel();
+        let id = client
+            .behaviour_mut()
+            .send_request(&nobody, Ok(Request::Fetch { stripe: kura_core::StripeId::of(b"y") }));
+        outstanding.sent(id, nobody, to_nobody);
+        let mut failed = None;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !outstanding.is_empty() {
+                tokio::select! {
+                    ev = relay.select_next_some() => if let SwarmEvent::Behaviour(request_response::Event::Message {
+                        message: Message::Request { channel, .. }, ..
+                    }) = ev {
+                        let answer = Answer { response: Response::Accepted, framing: Framing::Whole };
+                        relay.behaviour_mut().send_response(channel, answer).unwrap();
+                    },
+                    ev = client.select_next_some() => if let SwarmEvent::Behaviour(e) = ev {
+                        if let Settled::Failed(f) = outstanding.settle(e) {
+                            failed = Some(f);
+                        }
+                    },
+                }
+            }
+        })
+        .await
+        .expect("both settled within 10 s");
+        assert_eq!(answer.await.unwrap(), Ok(Response::Accepted));
+        let told = failure.await.unwrap().unwrap_err();
+        assert_eq!(told.peer, nobody);
+        assert!(told.unreachable, "{told}");
+        assert_eq!(failed, Some(told));
+    }
 }

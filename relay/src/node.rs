@@ -16,12 +16,12 @@ use kura_core::placement::{rank, DhtKey};
 use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
 use kura_core::{ShardId, StripeHeader, StripeId};
+use kura_p2p::outstanding::{Failure, Outstanding, Settled};
 use kura_p2p::protocol::{Answer, RelayCodec, PROTOCOL};
 use kura_p2p::transport::{Framing, Transport};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::{ConnectedPoint, Transport as _};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::OutboundRequestId;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub use kura_p2p::protocol::KAD_PROTOCOL;
 /// Storage-protocol streams one connection may have open at once (each a request being read
@@ -353,7 +353,7 @@ pub struct Node {
     done_rx: mpsc::Receiver<(Asker, Response, &'static str)>,
     cmd_tx: mpsc::Sender<Command>,
     cmd_rx: mpsc::Receiver<Command>,
-    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+    pending: Outstanding<Answer>,
     /// Bytes each peer may store.
     stores: PeerBudget<PeerId>,
     /// Proofs each peer may ask for.
@@ -402,7 +402,7 @@ impl Node {
             done_rx,
             cmd_tx,
             cmd_rx,
-            pending: HashMap::new(),
+            pending: Outstanding::default(),
             stores: PeerBudget::new(cfg.store_rate, cfg.store_burst, BUDGET_PEERS),
             proofs: PeerBudget::new(PROOF_RATE, PROOF_BURST, BUDGET_PEERS),
             cfg,
@@ -418,7 +418,7 @@ impl Node {
         match cmd {
             Command::Request { peer, req, reply } => {
                 let id = self.swarm.behaviour_mut().store.send_request(&peer, Ok(req));
-                self.pending.insert(id, reply);
+                self.pending.sent(id, peer, reply);
             }
         }
     }
@@ -655,25 +655,15 @@ impl Node {
                 }
             }
             SwarmEvent::ConnectionClosed { connection_id, .. } => self.closed(connection_id),
-            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::Message {
-                message: request_response::Message::Response { request_id, response },
-                ..
-            })) => {
-                if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Ok(response.response));
+            SwarmEvent::Behaviour(BehaviourEvent::Store(
+                e @ (request_response::Event::Message {
+                    message: request_response::Message::Response { .. },
+                    ..
                 }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            })) => {
-                if matches!(error, request_response::OutboundFailure::DialFailure) {
+                | request_response::Event::OutboundFailure { .. }),
+            )) => {
+                if let Settled::Failed(Failure { peer, unreachable: true, .. }) = self.pending.settle(e) {
                     self.relay_gone(peer);
-                }
-                if let Some(reply) = self.pending.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
                 }
             }
             _ => self.on_other_event(ev),

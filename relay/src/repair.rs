@@ -25,11 +25,12 @@ use kura_core::repair::{
 };
 use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
+use kura_p2p::protocol::Answer;
 use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 /// Relays asked about a stripe beyond its close group: those that fell out of it recently.
 const BEYOND_GROUP: usize = 4;
@@ -60,7 +61,7 @@ const DISPROOF_ROUNDS: u32 = 3;
 /// A request the repair tasks ask the event loop to send.
 #[derive(Debug)]
 pub enum Command {
-    Request { peer: PeerId, req: Request, reply: oneshot::Sender<Result<Response, String>> },
+    Request { peer: PeerId, req: Request, reply: kura_p2p::outstanding::Reply<Answer> },
 }
 
 /// Settings of the repair machinery.
@@ -274,10 +275,11 @@ impl Sender {
     }
 
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = futures::channel::oneshot::channel();
         self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| "relay stopping".to_owned())?;
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Ok(Ok(r)) => r,
+            Ok(Ok(Ok(answer))) => Ok(answer.response),
+            Ok(Ok(Err(failure))) => Err(failure.reason),
             Ok(Err(_)) => Err("relay stopping".into()),
             Err(_) => Err("timed out".into()),
         }
