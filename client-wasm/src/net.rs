@@ -41,7 +41,7 @@ pub enum NetError {
 }
 
 #[derive(NetworkBehaviour)]
-struct Behaviour {
+pub(crate) struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     store: request_response::Behaviour<StoreCodec>,
 }
@@ -95,13 +95,14 @@ pub fn dialable(addr: &Multiaddr) -> bool {
     ws || (webrtc && certhash)
 }
 
-/// Whether this build's transports can dial `addr` (natively: TCP, not WebSocket).
+/// Whether this build's transports can dial `addr` (natively: TCP, not WebSocket; and
+/// libp2p's memory transport, which only tests' swarms have).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn dialable(addr: &Multiaddr) -> bool {
     let mut tcp = false;
     for p in addr.iter() {
         match p {
-            Protocol::Tcp(_) => tcp = true,
+            Protocol::Tcp(_) | Protocol::Memory(_) => tcp = true,
             Protocol::Ws(_) | Protocol::Wss(_) | Protocol::P2pCircuit | Protocol::WebRTCDirect => {
                 return false
             }
@@ -151,7 +152,18 @@ impl Network {
         // WebSocket one (see `preferred`): libp2p dials every address it knows of a peer,
         // Kademlia's included, so the transports built decide what is used.
         let webrtc_only = cfg!(target_arch = "wasm32") && !bootstrap.iter().any(is_ws);
-        let mut swarm = build_swarm(&cfg, webrtc_only)?;
+        let swarm = build_swarm(&cfg, webrtc_only)?;
+        Self::start(swarm, bootstrap, cfg, webrtc_only).await
+    }
+
+    /// [`Network::connect`] with a swarm built by the caller (tests build one over libp2p's
+    /// memory transport).
+    pub(crate) async fn start(
+        mut swarm: Swarm<Behaviour>,
+        bootstrap: &[Multiaddr],
+        cfg: NetConfig,
+        webrtc_only: bool,
+    ) -> Result<Self, NetError> {
         let local = *swarm.local_peer_id();
         let mut dialing = 0usize;
         let mut errors = Vec::new();
@@ -324,7 +336,7 @@ fn build_swarm(cfg: &NetConfig, _webrtc: bool) -> Result<Swarm<Behaviour>, NetEr
         .build())
 }
 
-fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
+pub(crate) fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
     kad_cfg.set_query_timeout(Duration::from_secs(30));
     let mut kad = kad::Behaviour::with_config(me, kad::store::MemoryStore::new(me), kad_cfg);

@@ -456,3 +456,7 @@ pub async fn get(
         }
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "transfer_tests.rs"]
+mod tests;
