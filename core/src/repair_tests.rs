@@ -228,6 +228,15 @@ impl Sim {
         sim
     }
 
+    /// Relay `r` joins, or leaves if more than six stay alive.
+    fn churn(&mut self, join: bool, r: usize) {
+        if join {
+            self.alive[r] = true;
+        } else if self.alive.iter().filter(|a| **a).count() > 6 {
+            self.alive[r] = false;
+        }
+    }
+
     fn group(&self, stripe: usize, n: usize) -> Vec<usize> {
         let mut live: Vec<usize> = (0..self.alive.len()).filter(|&r| self.alive[r]).collect();
         live.sort_by_key(|&r| (self.pos[r].abs_diff(self.stripes[stripe]), r));
@@ -296,11 +305,7 @@ proptest! {
     ) {
         let mut sim = Sim::new(pos, stripes);
         for (join, r) in events {
-            if join {
-                sim.alive[r] = true;
-            } else if sim.alive.iter().filter(|a| **a).count() > 6 {
-                sim.alive[r] = false;
-            }
+            sim.churn(join, r);
             // Two rounds between events: one to move, one to drop surplus.
             for _ in 0..3 {
                 sim.round();
@@ -489,11 +494,7 @@ proptest! {
         let how = Imperfect { lost, unseen, seed };
         let mut round = 0u64;
         for (join, r) in events {
-            if join {
-                sim.alive[r] = true;
-            } else if sim.alive.iter().filter(|a| **a).count() > 6 {
-                sim.alive[r] = false;
-            }
+            sim.churn(join, r);
             for _ in 0..3 {
                 round += 1;
                 sim.round_by_views(&how, round);

@@ -48,22 +48,19 @@ mod tests {
     use kura_core::wire::{Request, Response};
     use libp2p::request_response::{self, Message, ProtocolSupport};
 
-    /// A store crosses a real (in-memory) libp2p connection between the client's codec and
-    /// the relay's, and its answer comes back framed as the connection's transport says.
-    #[tokio::test]
-    async fn a_store_crosses_the_memory_network_between_client_and_relay_codecs() {
+    type Rr<C> = request_response::Behaviour<C>;
+
+    /// A relay's storage behaviour and a client's, each on its own swarm; the client knows
+    /// the relay's address.
+    async fn relay_and_client() -> (Swarm<Rr<RelayCodec>>, Swarm<Rr<StoreCodec>>) {
         let cfg = request_response::Config::default();
-        let (mut relay, addr) = swarm(|_| {
-            request_response::Behaviour::with_codec(
-                RelayCodec::default(),
-                [(PROTOCOL, ProtocolSupport::Inbound)],
-                cfg.clone(),
-            )
+        let (relay, addr) = swarm(|_| {
+            Rr::with_codec(RelayCodec::default(), [(PROTOCOL, ProtocolSupport::Inbound)], cfg.clone())
         })
         .await
         .unwrap();
         let (mut client, _) = swarm(|_| {
-            request_response::Behaviour::with_codec(
+            Rr::with_codec(
                 StoreCodec::new(Framing::CLIENT),
                 [(PROTOCOL, ProtocolSupport::Outbound)],
                 cfg.clone(),
@@ -71,8 +68,16 @@ mod tests {
         })
         .await
         .unwrap();
+        client.add_peer_address(*relay.local_peer_id(), addr);
+        (relay, client)
+    }
+
+    /// A store crosses a real (in-memory) libp2p connection between the client's codec and
+    /// the relay's, and its answer comes back framed as the connection's transport says.
+    #[tokio::test]
+    async fn a_store_crosses_the_memory_network_between_client_and_relay_codecs() {
+        let (mut relay, mut client) = relay_and_client().await;
         let relay_id = *relay.local_peer_id();
-        client.add_peer_address(relay_id, addr);
         let shard = vec![7u8; 300_000];
         let req = Request::Store { header: vec![1; 40], shard: shard.clone() };
         let _ = client.behaviour_mut().send_request(&relay_id, Ok(req));
@@ -114,28 +119,9 @@ mod tests {
     #[tokio::test]
     async fn outstanding_requests_get_their_answers_and_failures() {
         use crate::outstanding::{Outstanding, Settled};
-        let cfg = request_response::Config::default();
-        let (mut relay, addr) = swarm(|_| {
-            request_response::Behaviour::with_codec(
-                RelayCodec::default(),
-                [(PROTOCOL, ProtocolSupport::Inbound)],
-                cfg.clone(),
-            )
-        })
-        .await
-        .unwrap();
-        let (mut client, _) = swarm(|_| {
-            request_response::Behaviour::with_codec(
-                StoreCodec::new(Framing::CLIENT),
-                [(PROTOCOL, ProtocolSupport::Outbound)],
-                cfg.clone(),
-            )
-        })
-        .await
-        .unwrap();
+        let (mut relay, mut client) = relay_and_client().await;
         let relay_id = *relay.local_peer_id();
         let nobody = libp2p::PeerId::random();
-        client.add_peer_address(relay_id, addr);
         client.add_peer_address(nobody, "/memory/1".parse().unwrap());
         let mut outstanding: Outstanding<Response> = Outstanding::default();
         let (to_relay, answer) = futures::channel::oneshot::channel();

@@ -333,6 +333,48 @@ pub async fn run_rounds(ctx: Ctx) {
     }
 }
 
+/// What relays answered `Holds`: each one's claims by stripe (claims it could not prove
+/// left out), and those that did not answer.
+struct Holdings {
+    claims: HashMap<PeerId, HashMap<StripeId, Vec<u8>>>,
+    silent: Vec<PeerId>,
+}
+
+/// Asks each relay of `ask` which indices it holds of its stripes (in queries of at most
+/// `MAX_HOLDS_QUERY`, `ROUND_CONCURRENCY` at once): for a round and for checking an order.
+async fn ask_holds(ctx: &Ctx, ask: HashMap<PeerId, Vec<StripeId>>) -> Holdings {
+    let queries = ask.into_iter().flat_map(|(p, stripes)| {
+        stripes.chunks(MAX_HOLDS_QUERY).map(|c| (p, c.to_vec())).collect::<Vec<_>>()
+    });
+    let answers: Vec<(PeerId, Result<Response, String>)> = futures::stream::iter(queries)
+        .map(|(p, stripes)| {
+            let net = ctx.net.clone();
+            async move { (p, net.request(p, Request::Holds { stripes }).await) }
+        })
+        .buffer_unordered(ROUND_CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = Holdings { claims: HashMap::new(), silent: Vec::new() };
+    let now = ctx.shared.repair.now();
+    for (p, r) in answers {
+        match r {
+            Ok(Response::Held { held }) => {
+                let e = out.claims.entry(p).or_default();
+                for (s, idx) in held {
+                    if !ctx.shared.repair.is_disproven(&p, &s, now) {
+                        e.insert(s, idx.into_vec());
+                    }
+                }
+            }
+            other => {
+                tracing::debug!(peer = %p, "holdings query failed: {other:?}");
+                out.silent.push(p);
+            }
+        }
+    }
+    out
+}
+
 async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usize)>) -> Result<(), String> {
     let started = Instant::now();
     let store = ctx.shared.store.clone();
@@ -381,36 +423,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         }
         order.push(ordered);
     }
-    let queries = ask.into_iter().flat_map(|(p, stripes)| {
-        stripes.chunks(MAX_HOLDS_QUERY).map(|c| (p, c.to_vec())).collect::<Vec<_>>()
-    });
-    let answers: Vec<(PeerId, Result<Response, String>)> = futures::stream::iter(queries)
-        .map(|(p, stripes)| {
-            let net = ctx.net.clone();
-            async move { (p, net.request(p, Request::Holds { stripes }).await) }
-        })
-        .buffer_unordered(ROUND_CONCURRENCY)
-        .collect()
-        .await;
-    let mut holdings: HashMap<PeerId, HashMap<StripeId, Vec<u8>>> = HashMap::new();
-    let mut silent: Vec<PeerId> = Vec::new();
-    for (p, r) in answers {
-        match r {
-            Ok(Response::Held { held }) => {
-                let e = holdings.entry(p).or_default();
-                let now = ctx.shared.repair.now();
-                for (s, idx) in held {
-                    if !ctx.shared.repair.is_disproven(&p, &s, now) {
-                        e.insert(s, idx.into_vec());
-                    }
-                }
-            }
-            other => {
-                tracing::debug!(peer = %p, "holdings query failed: {other:?}");
-                silent.push(p);
-            }
-        }
-    }
+    let Holdings { claims: holdings, silent } = ask_holds(ctx, ask).await;
 
     // Plan every stripe; keep this relay's part (kura-core's round rules).
     let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };
@@ -501,35 +514,11 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
         .filter(|p| **p != ctx.me && !suspects.contains(p))
         .copied()
         .collect();
-    let answers = futures::future::join_all(ask.into_iter().map(|p| {
-        let net = ctx.net.clone();
-        async move { (p, net.request(p, Request::Holds { stripes: vec![job.stripe] }).await) }
-    }))
-    .await;
-    let now = ctx.shared.repair.now();
-    let mut claims: HashMap<PeerId, Vec<u8>> = HashMap::new();
-    let mut silent = Vec::new();
-    for (p, r) in answers {
-        match r {
-            Ok(Response::Held { held }) => {
-                for (id, idx) in held {
-                    if id == s.id && !ctx.shared.repair.is_disproven(&p, &id, now) {
-                        claims.insert(p, idx.into_vec());
-                    }
-                }
-            }
-            _ => silent.push(p),
-        }
-    }
-    let StripeRound { plan, holders, .. } = plan_stripe_round(
-        &ctx.me,
-        &s,
-        ordered,
-        &silent,
-        &suspects,
-        |p| claims.get(p).cloned(),
-        MAX_REPAIR_HOLDERS,
-    );
+    let Holdings { claims, silent } =
+        ask_holds(ctx, ask.into_iter().map(|p| (p, vec![job.stripe])).collect()).await;
+    let claims = |p: &PeerId| claims.get(p).and_then(|c| c.get(&s.id)).cloned();
+    let StripeRound { plan, holders, .. } =
+        plan_stripe_round(&ctx.me, &s, ordered, &silent, &suspects, claims, MAX_REPAIR_HOLDERS);
     let class = s.slots.get(usize::from(job.index)).copied();
     let wanted = plan.moves.iter().any(|m| {
         matches!(m, Move::Rebuild { index, at, .. }
