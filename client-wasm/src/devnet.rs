@@ -129,7 +129,7 @@ impl DevRelay {
 
 impl Devnet {
     /// Starts the relays one after the other (each bootstrapping from relay 0) and waits
-    /// until relay 0's routing table holds all the others.
+    /// until every relay's routing table holds all the others.
     pub async fn start(cfg: &DevnetConfig) -> Result<Self> {
         if cfg.relays == 0 {
             bail!("--relays must be at least 1");
@@ -140,22 +140,30 @@ impl Devnet {
             net.relays.push(start_relay(cfg, i, boot.as_deref())?);
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        let others: Vec<String> = net.relays[1..].iter().map(|r| r.peer_id.clone()).collect();
-        loop {
-            let body = http_get(&format!("http://{}/status", net.relays[0].http)).await.unwrap_or_default().1;
+        let mut waiting: Vec<usize> = (0..net.relays.len()).collect();
+        while let Some(&i) = waiting.first() {
+            let me = &net.relays[i];
+            let body = http_get(&format!("http://{}/status", me.http)).await.unwrap_or_default().1;
             let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             let table: Vec<&str> = status["routing_table"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
                 .unwrap_or_default();
-            if others.iter().all(|o| table.contains(&o.as_str())) {
-                return Ok(net);
+            let knows_all = net
+                .relays
+                .iter()
+                .filter(|r| r.peer_id != me.peer_id)
+                .all(|r| table.contains(&r.peer_id.as_str()));
+            if knows_all {
+                waiting.remove(0);
+                continue;
             }
             if Instant::now() > deadline {
-                bail!("relays did not find each other within 60 s (relay 0 knows {table:?})");
+                bail!("relays did not find each other within 60 s (relay {i} knows {table:?})");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(net)
     }
 
     /// Relay 0's TCP address, for `--bootstrap`.

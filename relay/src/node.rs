@@ -237,7 +237,10 @@ pub async fn build_swarm(
                 memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
                 identify: identify::Behaviour::new(
                     identify::Config::new(AGENT_PROTOCOL.into(), key.public())
-                        .with_agent_version(format!("kura-relay/{}", env!("CARGO_PKG_VERSION"))),
+                        .with_agent_version(format!("kura-relay/{}", env!("CARGO_PKG_VERSION")))
+                        // The bootstrap dial starts with the listeners; a peer that asked
+                        // before they were all up learns the rest when they are.
+                        .with_push_listen_addr_updates(true),
                 ),
                 ping: ping::Behaviour::default(),
                 kad,

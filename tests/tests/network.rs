@@ -219,13 +219,23 @@ fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
     let data = pseudo_random(2 * MIB + 5, 9);
     let f = write_file(dir.path(), "f", &data);
     let out = kura(&["put", f.to_str().unwrap(), "--bootstrap", &boot, "--k", "2", "--m", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // On failure, what the relays said: how they found each other is in their logs.
+    let logs = || {
+        (0..4)
+            .map(|i| {
+                let log = std::fs::read_to_string(dir.path().join(format!("net/relay-{i}.log")));
+                format!("--- relay {i}:\n{}", log.unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), logs());
     let cap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     // The page's relay also bootstraps clients by URL.
     let url = page;
     let back = dir.path().join("back");
     let out = kura(&["get", &cap, "--bootstrap", &url, "-o", back.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), logs());
     assert!(std::fs::read(&back).unwrap() == data);
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
