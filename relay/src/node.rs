@@ -190,6 +190,55 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Every behaviour of a relay, for its key and configuration (tests put it on other
+/// transports).
+pub fn behaviour(key: &identity::Keypair, cfg: &NodeConfig) -> Behaviour {
+    let peer = key.public().to_peer_id();
+    let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+    kad_cfg.set_query_timeout(Duration::from_secs(30));
+    let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
+    kad.set_mode(Some(kad::Mode::Server));
+    let relay_cfg = relay::Config {
+        max_reservations: 1024,
+        max_reservations_per_peer: 4,
+        max_circuits: 1024,
+        max_circuits_per_peer: 16,
+        max_circuit_duration: Duration::from_secs(30 * 60),
+        // Shards are hundreds of KiB; a circuit must carry many of them.
+        max_circuit_bytes: 1 << 30,
+        ..relay::Config::default()
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(8))
+        .with_max_pending_incoming(Some(256));
+    Behaviour {
+        per_ip: crate::ip_limits::Behaviour::new(cfg.per_ip),
+        limits: connection_limits::Behaviour::new(limits),
+        memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+        identify: identify::Behaviour::new(
+            identify::Config::new(AGENT_PROTOCOL.into(), key.public())
+                .with_agent_version(format!("kura-relay/{}", env!("CARGO_PKG_VERSION")))
+                // The bootstrap dial starts with the listeners; a peer that asked
+                // before they were all up learns the rest when they are.
+                .with_push_listen_addr_updates(true),
+        ),
+        ping: ping::Behaviour::default(),
+        kad,
+        relay: relay::Behaviour::new(peer, relay_cfg),
+        autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+        store: request_response::Behaviour::with_codec(
+            RelayCodec::default(),
+            [(PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                // Also the time an inbound stream has to deliver its whole request:
+                // a stream that stalls is dropped with what it sent.
+                .with_request_timeout(Duration::from_secs(60))
+                .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+        ),
+    }
+}
+
 /// Builds the swarm: TCP, QUIC, WebSocket and WebRTC-direct; noise and yamux.
 pub async fn build_swarm(
     key: identity::Keypair,
@@ -197,8 +246,6 @@ pub async fn build_swarm(
     cfg: &NodeConfig,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>> {
-    let max_conns = cfg.max_connections;
-    let per_ip = cfg.per_ip;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_quic()
@@ -211,52 +258,7 @@ pub async fn build_swarm(
         .with_websocket(noise::Config::new, yamux::Config::default)
         .await?
         .with_bandwidth_metrics(registry)
-        .with_behaviour(|key| {
-            let peer = key.public().to_peer_id();
-            let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
-            kad_cfg.set_query_timeout(Duration::from_secs(30));
-            let mut kad = kad::Behaviour::with_config(peer, kad::store::MemoryStore::new(peer), kad_cfg);
-            kad.set_mode(Some(kad::Mode::Server));
-            let relay_cfg = relay::Config {
-                max_reservations: 1024,
-                max_reservations_per_peer: 4,
-                max_circuits: 1024,
-                max_circuits_per_peer: 16,
-                max_circuit_duration: Duration::from_secs(30 * 60),
-                // Shards are hundreds of KiB; a circuit must carry many of them.
-                max_circuit_bytes: 1 << 30,
-                ..relay::Config::default()
-            };
-            let limits = connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(max_conns))
-                .with_max_established_per_peer(Some(8))
-                .with_max_pending_incoming(Some(256));
-            Ok(Behaviour {
-                per_ip: crate::ip_limits::Behaviour::new(per_ip),
-                limits: connection_limits::Behaviour::new(limits),
-                memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
-                identify: identify::Behaviour::new(
-                    identify::Config::new(AGENT_PROTOCOL.into(), key.public())
-                        .with_agent_version(format!("kura-relay/{}", env!("CARGO_PKG_VERSION")))
-                        // The bootstrap dial starts with the listeners; a peer that asked
-                        // before they were all up learns the rest when they are.
-                        .with_push_listen_addr_updates(true),
-                ),
-                ping: ping::Behaviour::default(),
-                kad,
-                relay: relay::Behaviour::new(peer, relay_cfg),
-                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
-                store: request_response::Behaviour::with_codec(
-                    RelayCodec::default(),
-                    [(PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        // Also the time an inbound stream has to deliver its whole request:
-                        // a stream that stalls is dropped with what it sent.
-                        .with_request_timeout(Duration::from_secs(60))
-                        .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
-                ),
-            })
-        })?
+        .with_behaviour(|key| behaviour(key, cfg))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();
     Ok(swarm)
