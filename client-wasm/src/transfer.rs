@@ -1,5 +1,6 @@
-//! Files over the network: stripes out to their close groups ([`put_stripes`]) and any `k`
-//! shards of each stripe back in ([`get`]). Each stripe runs one kura-core placement machine
+//! Files over the network: a put encodes its input ([`encode_into`]) into a bounded queue
+//! that the uploads take stripes from, out to their close groups ([`put`], [`put_stripes`]);
+//! a get takes any `k` shards of each stripe back in ([`get`]). Each stripe runs one kura-core placement machine
 //! ([`UploadPlan`], [`FetchPlan`]); this module only turns its decisions into requests and the
 //! answers back into events.
 
@@ -9,8 +10,8 @@ use futures::{FutureExt, Stream, StreamExt};
 use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, PutAction, StripePut};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_PART_LEN};
 use kura_core::{
-    Capability, DecodeError, Decoder, ErrorDetails, ErrorKind, FileMap, Stripe, StripeAssembler, StripeId,
-    UserError,
+    Capability, DecodeError, Decoder, EncodeError, Encoder, ErrorDetails, ErrorKind, FileMap, FileMeta,
+    Stripe, StripeAssembler, StripeId, UserError,
 };
 use libp2p::PeerId;
 use std::collections::HashSet;
@@ -114,6 +115,12 @@ pub enum TransferError {
     /// The output could not be written.
     #[error("writing the output: {0}")]
     Output(String),
+    /// The input could not be read.
+    #[error("reading the input: {0}")]
+    Input(String),
+    /// The input could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
 }
 
 fn list(v: &[Unavailable]) -> String {
@@ -152,7 +159,8 @@ impl UserError for TransferError {
             TransferError::Unavailable(_) => ErrorKind::Unavailable,
             TransferError::Decode(e) => e.kind(),
             TransferError::Internal(_) => ErrorKind::Internal,
-            TransferError::Output(_) => ErrorKind::BadRequest,
+            TransferError::Output(_) | TransferError::Input(_) => ErrorKind::BadRequest,
+            TransferError::Encode(e) => e.kind(),
         }
     }
 
@@ -240,6 +248,113 @@ pub async fn upload_stripe(
             () = wake.fuse() => {}
         }
     }
+}
+
+/// Where a put's plaintext comes from, a piece at a time: a file (the CLI), a `Blob` (the
+/// page).
+#[allow(async_fn_in_trait)]
+pub trait Plaintext {
+    /// The next piece, at most `max` bytes; empty at the end.
+    async fn read(&mut self, max: usize) -> Result<Vec<u8>, String>;
+}
+
+/// A blocking reader as a [`Plaintext`], for an encoder on a thread of its own.
+#[derive(Debug)]
+pub struct Blocking<R>(pub R);
+
+impl<R: std::io::Read> Plaintext for Blocking<R> {
+    async fn read(&mut self, max: usize) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; max];
+        let n = loop {
+            match self.0.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| e.to_string())?,
+            }
+        };
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// How often a progress display samples [`Progress`].
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// What a progress display shows, read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub encoded: u64,
+    pub sent: u64,
+    pub confirmed: u64,
+    pub received: u64,
+    pub delivered: u64,
+    pub retries: u64,
+}
+
+impl Progress {
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            encoded: self.encoded.load(Relaxed),
+            sent: self.sent.load(Relaxed),
+            confirmed: self.confirmed.load(Relaxed),
+            received: self.received.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+        }
+    }
+}
+
+/// The encoding half of every put: reads `input` to its end through `enc`, sending each
+/// stripe into `stripes` (the bounded queue the uploads take from, so encoding runs at most
+/// that far ahead and memory stays at a few stripes) and counting the plaintext encoded in
+/// `progress`. Returns the capability once the root stripe is queued.
+pub async fn encode_into(
+    mut enc: Encoder,
+    mut input: impl Plaintext,
+    meta: FileMeta,
+    progress: &Progress,
+    mut stripes: futures::channel::mpsc::Sender<Stripe>,
+) -> Result<Capability, TransferError> {
+    use futures::SinkExt;
+    const STOPPED: TransferError = TransferError::Internal("the uploads stopped");
+    loop {
+        let piece = input.read(kura_core::CHUNK_SIZE).await.map_err(TransferError::Input)?;
+        if piece.is_empty() {
+            break;
+        }
+        let mut rest = &piece[..];
+        while !rest.is_empty() {
+            rest = &rest[enc.write(rest)..];
+            if let Some(s) = enc.take_stripe() {
+                stripes.send(s).await.map_err(|_| STOPPED)?;
+            }
+        }
+        progress.encoded.store(enc.bytes_written(), Relaxed);
+    }
+    let mut tail = enc.finish(meta)?;
+    for s in tail.by_ref() {
+        stripes.send(s).await.map_err(|_| STOPPED)?;
+    }
+    tail.capability().ok_or(TransferError::Internal("the encoder ended without a capability"))
+}
+
+/// A whole put: `encode` (given the sending end of a queue `cfg.stripes_in_flight` stripes
+/// deep; normally [`encode_into`], on this task or on a thread of its own) produces the
+/// stripes and the capability, and the uploads take stripes as they come. When an upload
+/// fails, that failure is the put's (the encoder then only sees the queue closed).
+pub async fn put<F>(
+    net: &Network,
+    cfg: &TransferConfig,
+    progress: &Progress,
+    encode: impl FnOnce(futures::channel::mpsc::Sender<Stripe>) -> F,
+) -> Result<Capability, TransferError>
+where
+    F: std::future::Future<Output = Result<Capability, TransferError>>,
+{
+    let (tx, rx) = futures::channel::mpsc::channel(cfg.stripes_in_flight);
+    let (cap, uploaded) = futures::future::join(encode(tx), put_stripes(net, rx, cfg, progress)).await;
+    uploaded?;
+    cap
 }
 
 /// Stores every stripe of `stripes` (in any order, `cfg.stripes_in_flight` at a time) and

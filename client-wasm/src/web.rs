@@ -14,15 +14,11 @@
 
 use crate::net::{NetConfig, Network};
 use crate::transfer::{self, Progress, TransferConfig};
-use futures::channel::mpsc;
-use futures::SinkExt;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use kura_core::{
     Capability, EncodeOptions, Encoder, ErrorDetails, ErrorKind, FileMeta, Params, Secret, UserError,
 };
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
@@ -85,21 +81,41 @@ pub struct KuraClient {
 }
 
 /// Calls `cb({phase, total, encoded, sent, confirmed, received, delivered, retries})` every
-/// 200 ms, forever (run it beside the work with [`alongside`]).
+/// `PROGRESS_EVERY`, forever (run it beside the work with [`alongside`]).
 async fn report(cb: Option<Function>, phase: &'static str, total: f64, p: Rc<Progress>) {
     let Some(cb) = cb else { return futures::future::pending().await };
     loop {
-        futures_timer::Delay::new(Duration::from_millis(200)).await;
+        futures_timer::Delay::new(transfer::PROGRESS_EVERY).await;
+        let now = p.snapshot();
         let o = Object::new();
         set(&o, "phase", phase);
         set(&o, "total", total);
-        set(&o, "encoded", p.encoded.load(Relaxed) as f64);
-        set(&o, "sent", p.sent.load(Relaxed) as f64);
-        set(&o, "confirmed", p.confirmed.load(Relaxed) as f64);
-        set(&o, "received", p.received.load(Relaxed) as f64);
-        set(&o, "delivered", p.delivered.load(Relaxed) as f64);
-        set(&o, "retries", p.retries.load(Relaxed) as f64);
+        set(&o, "encoded", now.encoded as f64);
+        set(&o, "sent", now.sent as f64);
+        set(&o, "confirmed", now.confirmed as f64);
+        set(&o, "received", now.received as f64);
+        set(&o, "delivered", now.delivered as f64);
+        set(&o, "retries", now.retries as f64);
         let _ = cb.call1(&JsValue::NULL, &o);
+    }
+}
+
+/// A `Blob` read a slice at a time.
+struct BlobInput {
+    blob: web_sys::Blob,
+    offset: f64,
+}
+
+impl transfer::Plaintext for BlobInput {
+    async fn read(&mut self, max: usize) -> Result<Vec<u8>, String> {
+        let end = (self.offset + max as f64).min(self.blob.size());
+        if end <= self.offset {
+            return Ok(Vec::new());
+        }
+        let slice = self.blob.slice_with_f64_and_f64(self.offset, end).map_err(|e| format!("{e:?}"))?;
+        let buf = JsFuture::from(slice.array_buffer()).await.map_err(|e| format!("{e:?}"))?;
+        self.offset = end;
+        Ok(Uint8Array::new(&buf).to_vec())
     }
 }
 
@@ -150,50 +166,20 @@ impl KuraClient {
             } else {
                 Secret::public()
             };
-            let mut enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })
+            let enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })
                 .map_err(describe)?;
             let cfg = TransferConfig::default();
             let progress = Rc::new(Progress::default());
             let size = blob.size();
-            let (mut tx, rx) = mpsc::channel(cfg.stripes_in_flight);
-            let p = progress.clone();
-            let produce = async move {
-                let mut off = 0f64;
-                while off < size {
-                    let end = (off + kura_core::CHUNK_SIZE as f64).min(size);
-                    let slice = blob.slice_with_f64_and_f64(off, end)?;
-                    let buf = JsFuture::from(slice.array_buffer()).await?;
-                    let bytes = Uint8Array::new(&buf).to_vec();
-                    let mut stripes = Vec::new();
-                    enc.push(&bytes, |s| {
-                        stripes.push(s);
-                        Ok::<(), ()>(())
-                    })
-                    .map_err(|()| js_err(ErrorKind::Internal, "encoding failed"))?;
-                    p.encoded.store(enc.bytes_written(), Relaxed);
-                    for s in stripes {
-                        tx.send(s).await.map_err(|_| js_err(ErrorKind::Internal, "upload stopped"))?;
-                    }
-                    off = end;
-                }
-                let fin = enc.finish(FileMeta { name, media_type }).map_err(describe)?;
-                let mut rest = Vec::new();
-                let cap = fin.drain(|s| {
-                    rest.push(s);
-                    Ok::<(), ()>(())
-                });
-                for s in rest {
-                    tx.send(s).await.map_err(|_| js_err(ErrorKind::Internal, "upload stopped"))?;
-                }
-                drop(tx);
-                cap.map_err(|()| js_err(ErrorKind::Internal, "encoding failed"))
-            };
-            let upload = transfer::put_stripes(&net, rx, &cfg, &progress);
-            let work = futures::future::join(produce, upload);
-            let (cap, uploaded) =
-                alongside(work, report(on_progress, "uploading", size, progress.clone())).await;
-            uploaded.map_err(describe)?;
-            Ok(JsValue::from_str(&cap?.to_string()))
+            let meta = FileMeta { name, media_type };
+            let input = BlobInput { blob, offset: 0.0 };
+            let work = transfer::put(&net, &cfg, &progress, |stripes| {
+                transfer::encode_into(enc, input, meta, &progress, stripes)
+            });
+            let cap = alongside(work, report(on_progress, "uploading", size, progress.clone()))
+                .await
+                .map_err(describe)?;
+            Ok(JsValue::from_str(&cap.to_string()))
         })
     }
 

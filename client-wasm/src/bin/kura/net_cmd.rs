@@ -1,24 +1,23 @@
 //! The network commands: `kura put`, `kura get`, `kura devnet`.
 
 use anyhow::{anyhow, Context, Result};
-use futures::SinkExt;
 use kura_client::devnet::{Devnet, DevnetConfig};
 use kura_client::net::{NetConfig, Network};
-use kura_client::transfer::{self, Progress, TransferConfig};
+use kura_client::transfer::{self, Progress, TransferConfig, TransferError};
 use kura_core::{Capability, Encoder};
 use std::fs::{self, File};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 async fn connect(bootstrap: &[String]) -> Result<Network> {
     let addrs = kura_client::bootstrap::resolve(bootstrap).await?;
     Ok(Network::connect(&addrs, NetConfig::default()).await?)
 }
 
-/// Prints a progress line on stderr every 200 ms while a transfer runs, when stderr is a
+/// Prints a progress line on stderr every `PROGRESS_EVERY` while a transfer runs, when stderr is a
 /// terminal.
 struct ProgressLine {
     stop: Arc<AtomicBool>,
@@ -33,10 +32,11 @@ impl ProgressLine {
             std::thread::spawn(move || {
                 let start = Instant::now();
                 while !stop.load(Relaxed) {
-                    std::thread::sleep(Duration::from_millis(200));
-                    let done = if put { p.encoded.load(Relaxed) } else { p.delivered.load(Relaxed) };
+                    std::thread::sleep(transfer::PROGRESS_EVERY);
+                    let now = p.snapshot();
+                    let done = if put { now.encoded } else { now.delivered };
                     let secs = start.elapsed().as_secs_f64().max(1e-3);
-                    let mut line = format!("\r{what} {:>8.1} MiB", done as f64 / 1048576.0);
+                    let mut line = format!("\r{what} {:>8.1} MiB", mib(done));
                     if let Some(t) = total.filter(|t| *t > 0) {
                         let pct = (done as f64 / t as f64 * 100.0).min(100.0);
                         let bar = (pct / 5.0) as usize;
@@ -45,7 +45,7 @@ impl ProgressLine {
                     line += &format!("  {:7.1} MB/s", done as f64 / secs / 1e6);
                     if put {
                         line +=
-                            &format!("  sent {:.1} MiB, stored {:.1} MiB", mib(&p.sent), mib(&p.confirmed));
+                            &format!("  sent {:.1} MiB, stored {:.1} MiB", mib(now.sent), mib(now.confirmed));
                     }
                     eprint!("{line}  ");
                 }
@@ -56,8 +56,8 @@ impl ProgressLine {
     }
 }
 
-fn mib(a: &std::sync::atomic::AtomicU64) -> f64 {
-    a.load(Relaxed) as f64 / 1048576.0
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
 }
 
 impl Drop for ProgressLine {
@@ -71,38 +71,27 @@ impl Drop for ProgressLine {
 
 pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding) -> Result<()> {
     let opts = coding.options()?;
-    let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().ok().map(|m| m.len());
     let meta = super::file_meta(file);
     let net = connect(bootstrap).await?;
     let cfg = TransferConfig::default();
     let progress = Arc::new(Progress::default());
-
-    // The encoder runs on its own thread, a bounded queue ahead of the uploads, so that
-    // encoding and sending overlap and memory stays at a few stripes.
-    let (mut tx, rx) = futures::channel::mpsc::channel(cfg.stripes_in_flight);
-    let p = progress.clone();
-    let encoder = std::thread::spawn(move || -> Result<Capability> {
-        let mut enc = Encoder::new(opts)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut send = |s| futures::executor::block_on(tx.send(s)).map_err(|_| anyhow!("upload stopped"));
-        loop {
-            let n = input.read(&mut buf).context("reading the file")?;
-            if n == 0 {
-                break;
-            }
-            enc.push(&buf[..n], &mut send)?;
-            p.encoded.store(enc.bytes_written(), Relaxed);
-        }
-        enc.finish(meta)?.drain(send)
-    });
+    let enc = Encoder::new(opts)?;
     let line = ProgressLine::start(progress.clone(), total, "put", true);
-    let uploaded = transfer::put_stripes(&net, rx, &cfg, &progress).await;
+    // The encoder runs on a thread of its own, so that encoding and sending use two cores.
+    let cap = transfer::put(&net, &cfg, &progress, |stripes| {
+        let (done, result) = futures::channel::oneshot::channel();
+        let p = progress.clone();
+        std::thread::spawn(move || {
+            let encoded = transfer::encode_into(enc, transfer::Blocking(input), meta, &p, stripes);
+            let _ = done.send(futures::executor::block_on(encoded));
+        });
+        async move { result.await.unwrap_or(Err(TransferError::Internal("the encoder thread panicked"))) }
+    })
+    .await;
     drop(line);
-    let encoded = encoder.join().map_err(|_| anyhow!("the encoder thread panicked"))?;
-    uploaded?;
-    let cap = encoded?;
-    println!("{cap}");
+    println!("{}", cap?);
     Ok(())
 }
 
