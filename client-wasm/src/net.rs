@@ -8,12 +8,13 @@
 //! driver runs on tokio natively and on the browser's event loop in wasm32; only the swarm's
 //! transports and the task spawner differ.
 
-use futures::channel::{mpsc, oneshot};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::channel::oneshot;
+use futures::{FutureExt, StreamExt};
 use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
 use kura_p2p::outstanding::{Outstanding, Settled};
 use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
+use kura_p2p::task::{Handle, Task};
 use kura_p2p::transport::Framing;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -73,7 +74,7 @@ impl Default for NetConfig {
 /// dropped.
 #[derive(Debug, Clone)]
 pub struct Network {
-    tx: mpsc::Sender<Cmd>,
+    task: Handle<Cmd>,
     local: PeerId,
     webrtc_only: bool,
 }
@@ -224,9 +225,10 @@ impl Network {
         if !ok {
             return Err(NetError::Unreachable(errors.join("; ")));
         }
-        let (tx, rx) = mpsc::channel(256);
-        spawn(drive(swarm, rx, webrtc_only));
-        Ok(Self { tx, local, webrtc_only })
+        let (task, commands) = kura_p2p::task::channel(256);
+        let driver = Driver { webrtc_only, ..Driver::default() };
+        spawn(kura_p2p::task::run(swarm, commands, driver));
+        Ok(Self { task, local, webrtc_only })
     }
 
     /// This client's peer id.
@@ -242,9 +244,7 @@ impl Network {
     }
 
     async fn call<T>(&self, cmd: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, NetError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.clone().send(cmd(reply)).await.map_err(|_| NetError::Closed)?;
-        rx.await.map_err(|_| NetError::Closed)?
+        self.task.call(cmd).await.map_err(|_| NetError::Closed)?
     }
 
     /// The live relays closest to `stripe` that one Kademlia lookup finds (up to 20), in
@@ -262,9 +262,9 @@ impl Network {
 
     /// Sends `req` to `peer` (dialing it if needed) and waits for the answer.
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, NetError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.clone().send(Cmd::Request(peer, req, reply)).await.map_err(|_| NetError::Closed)?;
-        rx.await
+        self.task
+            .call(|reply| Cmd::Request(peer, req, reply))
+            .await
             .map_err(|_| NetError::Closed)?
             .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
     }
@@ -391,58 +391,70 @@ impl WholeNetwork {
     }
 }
 
-/// The swarm's task: commands in, events out, until every handle is dropped.
-async fn drive(mut swarm: Swarm<Behaviour>, mut rx: mpsc::Receiver<Cmd>, webrtc_only: bool) {
-    let mut lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>> = HashMap::new();
-    let mut whole = WholeNetwork::default();
-    let mut requests: Outstanding<Response> = Outstanding::default();
-    loop {
-        futures::select! {
-            cmd = rx.next() => match cmd {
-                Some(Cmd::Closest(stripe, again, reply)) => {
-                    let known = if again { None } else { whole.answer(Instant::now(), |p| swarm.is_connected(p)) };
-                    if let Some(peers) = known {
-                        let _ = reply.send(Ok(peers));
-                    } else {
-                        let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
-                        lookups.insert(id, reply);
+/// The swarm's task: lookups and requests in, their answers out.
+#[derive(Default)]
+struct Driver {
+    webrtc_only: bool,
+    lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>>,
+    whole: WholeNetwork,
+    requests: Outstanding<Response>,
+}
+
+impl Task for Driver {
+    type Behaviour = Behaviour;
+    type Command = Cmd;
+
+    fn command(&mut self, swarm: &mut Swarm<Behaviour>, cmd: Cmd) {
+        match cmd {
+            Cmd::Closest(stripe, again, reply) => {
+                let known =
+                    if again { None } else { self.whole.answer(Instant::now(), |p| swarm.is_connected(p)) };
+                if let Some(peers) = known {
+                    let _ = reply.send(Ok(peers));
+                } else {
+                    let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
+                    self.lookups.insert(id, reply);
+                }
+            }
+            Cmd::Request(peer, req, reply) => {
+                let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
+                self.requests.sent(id, peer, reply);
+            }
+        }
+    }
+
+    fn event(&mut self, swarm: &mut Swarm<Behaviour>, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
+                ..
+            })) => {
+                let (peers, complete) = match result {
+                    Ok(ok) => (ok.peers, true),
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
+                };
+                let mut found = Vec::with_capacity(peers.len());
+                for info in peers {
+                    for a in preferred(info.addrs.iter(), self.webrtc_only) {
+                        swarm.add_peer_address(info.peer_id, a);
+                    }
+                    found.push(info.peer_id);
+                }
+                if step.last {
+                    self.whole.looked_up(Instant::now(), &found, complete);
+                    if let Some(reply) = self.lookups.remove(&id) {
+                        let _ = reply.send(Ok(found));
                     }
                 }
-                Some(Cmd::Request(peer, req, reply)) => {
-                    let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
-                    requests.sent(id, peer, reply);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => {
+                if let Settled::Failed(_) = self.requests.settle(e) {
+                    self.whole.forget();
                 }
-                None => return,
-            },
-            ev = swarm.select_next_some() => match ev {
-                SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
-                    id, result: kad::QueryResult::GetClosestPeers(result), step, ..
-                })) => {
-                    let (peers, complete) = match result {
-                        Ok(ok) => (ok.peers, true),
-                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
-                    };
-                    let mut found = Vec::with_capacity(peers.len());
-                    for info in peers {
-                        for a in preferred(info.addrs.iter(), webrtc_only) {
-                            swarm.add_peer_address(info.peer_id, a);
-                        }
-                        found.push(info.peer_id);
-                    }
-                    if step.last {
-                        whole.looked_up(Instant::now(), &found, complete);
-                        if let Some(reply) = lookups.remove(&id) {
-                            let _ = reply.send(Ok(found));
-                        }
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => {
-                    if let Settled::Failed(_) = requests.settle(e) {
-                        whole.forget();
-                    }
-                }
-                _ => {}
-            },
+            }
+            _ => {}
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use crate::outstanding::Outstanding;
 use crate::protocol::{read_frame, StoreCodec, PROTOCOL};
+use crate::task::{Handle, Task};
 use anyhow::{anyhow, Context, Result};
-use futures::channel::oneshot;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use kura_core::wire::{Message, Request, Response};
 use libp2p::core::muxing::StreamMuxerBox;
@@ -19,7 +19,6 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// Counts of [`StoreClient::half_written`] streams.
 #[derive(Debug, Default)]
@@ -181,10 +180,58 @@ enum Cmd {
     Half(Vec<u8>, usize),
 }
 
+/// The client's task: its requests out on the connection to one relay.
+struct Driver {
+    peer: PeerId,
+    half: Arc<HalfCounts>,
+    pending: Outstanding<Response>,
+}
+
+impl Task for Driver {
+    type Behaviour = ClientBehaviour;
+    type Command = Cmd;
+
+    fn command(&mut self, swarm: &mut libp2p::Swarm<ClientBehaviour>, cmd: Cmd) {
+        let peer = self.peer;
+        match cmd {
+            Cmd::Request(r, reply) => {
+                let id = swarm.behaviour_mut().store.send_request(&peer, Ok(r));
+                self.pending.sent(id, peer, reply);
+            }
+            Cmd::Raw(b, reply) => {
+                let id = swarm.behaviour_mut().raw.send_request(&peer, b);
+                self.pending.sent(id, peer, reply);
+            }
+            Cmd::Half(b, count) => {
+                for _ in 0..count {
+                    swarm.behaviour_mut().half.send_request(&peer, b.clone());
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, _: &mut libp2p::Swarm<ClientBehaviour>, event: SwarmEvent<ClientBehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Store(e)) => {
+                self.pending.settle(e);
+            }
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Raw(e)) => {
+                self.pending.settle(e);
+            }
+            SwarmEvent::Behaviour(ClientBehaviourEvent::Half(request_response::Event::OutboundFailure {
+                ..
+            })) => {
+                self.half.failed.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A connection to one relay.
 #[derive(Debug, Clone)]
 pub struct StoreClient {
-    tx: mpsc::Sender<Cmd>,
+    task: Handle<Cmd>,
     /// The relay's peer id.
     pub peer: PeerId,
     half: Arc<HalfCounts>,
@@ -285,52 +332,14 @@ impl StoreClient {
         if let Some(e) = failure {
             return Err(e);
         }
-        let (tx, mut rx) = mpsc::channel::<Cmd>(64);
-        let counts = half.clone();
-        tokio::spawn(async move {
-            let mut pending: Outstanding<Response> = Outstanding::default();
-            loop {
-                tokio::select! {
-                    cmd = rx.recv() => match cmd {
-                        Some(Cmd::Request(r, reply)) => {
-                            let id = swarm.behaviour_mut().store.send_request(&peer, Ok(r));
-                            pending.sent(id, peer, reply);
-                        }
-                        Some(Cmd::Raw(b, reply)) => {
-                            let id = swarm.behaviour_mut().raw.send_request(&peer, b);
-                            pending.sent(id, peer, reply);
-                        }
-                        Some(Cmd::Half(b, count)) => {
-                            for _ in 0..count {
-                                swarm.behaviour_mut().half.send_request(&peer, b.clone());
-                            }
-                        }
-                        None => break,
-                    },
-                    ev = swarm.select_next_some() => match ev {
-                        SwarmEvent::Behaviour(ClientBehaviourEvent::Store(e)) => {
-                            pending.settle(e);
-                        }
-                        SwarmEvent::Behaviour(ClientBehaviourEvent::Raw(e)) => {
-                            pending.settle(e);
-                        }
-                        SwarmEvent::Behaviour(ClientBehaviourEvent::Half(
-                            request_response::Event::OutboundFailure { .. },
-                        )) => {
-                            counts.failed.fetch_add(1, Ordering::SeqCst);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        });
-        Ok(Self { tx, peer, half })
+        let (task, commands) = crate::task::channel(64);
+        let driver = Driver { peer, half: half.clone(), pending: Outstanding::default() };
+        tokio::spawn(crate::task::run(swarm, commands, driver));
+        Ok(Self { task, peer, half })
     }
 
     async fn call(&self, cmd: impl FnOnce(Reply) -> Cmd) -> Result<Response> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(cmd(reply)).await.map_err(|_| anyhow!("client task ended"))?;
-        rx.await.map_err(|_| anyhow!("client task ended"))?.map_err(|e| anyhow!(e.reason))
+        self.task.call(cmd).await?.map_err(|e| anyhow!(e.reason))
     }
 
     /// Sends a request and waits for its response.
@@ -352,7 +361,7 @@ impl StoreClient {
     pub async fn half_written(&self, bytes: Vec<u8>, count: usize) -> Result<usize> {
         let (written, failed) = (&self.half.written, &self.half.failed);
         let (w0, f0) = (written.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
-        self.tx.send(Cmd::Half(bytes, count)).await.map_err(|_| anyhow!("client task ended"))?;
+        self.task.send(Cmd::Half(bytes, count)).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let w = written.load(Ordering::SeqCst) - w0;

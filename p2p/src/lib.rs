@@ -7,6 +7,7 @@
 //!   (decided here, once), and the native TCP transport;
 //! - [`docs`]: the ready line and `/bootstrap` documents, typed;
 //! - [`outstanding`]: requests sent and waiting for their answers, matched once;
+//! - [`task`]: a swarm on a task of its own, driven through cloneable handles;
 //! - native only: [`process`] (starting a relay process and reading its ready line),
 //!   [`alloc`] (the native processes' allocator settings);
 //! - feature `store-client`: [`client`], a native storage client over every transport;
@@ -17,6 +18,7 @@
 pub mod docs;
 pub mod outstanding;
 pub mod protocol;
+pub mod task;
 pub mod transport;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,6 +1,6 @@
 //! Requests sent and waiting for their answers: the one place a request-response request
-//! id is matched to whoever asked. The client's network task, the relay's event loop and
-//! the native `StoreClient` each keep one.
+//! id is matched to whoever asked. Every swarm task that sends requests (see
+//! [`task`](crate::task)) keeps one.
 
 use futures::channel::oneshot;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId};

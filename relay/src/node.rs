@@ -356,8 +356,8 @@ pub struct Node {
     inflight: usize,
     done_tx: mpsc::Sender<(Asker, Response, &'static str)>,
     done_rx: mpsc::Receiver<(Asker, Response, &'static str)>,
-    cmd_tx: mpsc::Sender<Command>,
-    cmd_rx: mpsc::Receiver<Command>,
+    cmd_tx: kura_p2p::task::Handle<Command>,
+    cmd_rx: futures::channel::mpsc::Receiver<Command>,
     pending: Outstanding<Answer>,
     /// Bytes each peer may store.
     stores: PeerBudget<PeerId>,
@@ -394,7 +394,7 @@ impl Node {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(cfg.max_inflight.max(1));
-        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (cmd_tx, cmd_rx) = kura_p2p::task::channel(256);
         shared.info.write().unwrap_or_else(|p| p.into_inner()).peer_id = swarm.local_peer_id().to_string();
         Ok(Self {
             swarm,
@@ -446,7 +446,7 @@ impl Node {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some((to, resp, kind)) = self.done_rx.recv() => self.respond(to, resp, kind),
-                Some(cmd) = self.cmd_rx.recv() => self.on_command(cmd),
+                Some(cmd) = self.cmd_rx.next() => self.on_command(cmd),
                 _ = bootstrap.tick() => self.bootstrap(),
                 ev = self.swarm.select_next_some() => {
                     self.on_event(ev);

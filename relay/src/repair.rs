@@ -30,7 +30,7 @@ use libp2p::PeerId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// Relays asked about a stripe beyond its close group: those that fell out of it recently.
 const BEYOND_GROUP: usize = 4;
@@ -266,18 +266,17 @@ fn error(code: ErrorCode, detail: impl ToString) -> Response {
 /// Sends requests to other relays through the event loop.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    tx: mpsc::Sender<Command>,
+    task: kura_p2p::task::Handle<Command>,
 }
 
 impl Sender {
-    pub fn new(tx: mpsc::Sender<Command>) -> Self {
-        Self { tx }
+    pub fn new(task: kura_p2p::task::Handle<Command>) -> Self {
+        Self { task }
     }
 
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
-        let (reply, rx) = futures::channel::oneshot::channel();
-        self.tx.send(Command::Request { peer, req, reply }).await.map_err(|_| "relay stopping".to_owned())?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+        let asked = self.task.call(|reply| Command::Request { peer, req, reply });
+        match tokio::time::timeout(REQUEST_TIMEOUT, asked).await {
             Ok(Ok(Ok(answer))) => Ok(answer.response),
             Ok(Ok(Err(failure))) => Err(failure.reason),
             Ok(Err(_)) => Err("relay stopping".into()),
