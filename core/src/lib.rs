@@ -14,6 +14,7 @@
 //! byte-identical output on both (checked by `tests/vectors`).
 
 pub mod address;
+pub mod audit;
 pub mod budget;
 pub mod capability;
 pub mod crypto;

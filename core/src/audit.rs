@@ -1,0 +1,251 @@
+//! Audits: which claims a relay challenges, what each answer means, and whom it trusts.
+//!
+//! A relay audits the other holders of stripes it holds: every audit interval it takes the
+//! claims its last repair round relied on (peer `p` keeps index `i` of stripe `s`), picks a
+//! few per peer ([`Audits::sample`]), and challenges each (a proof of possession,
+//! [`crate::proof`]). Each answer is a [`Verdict`], recorded with [`Audits::record`]:
+//!
+//! - the claim behind a verdict other than [`Verdict::Pass`] is not heard for
+//!   [`AuditConfig::forget_after`] ([`Audits::claim_heard`]): the repair planning treats the
+//!   index as not held by that peer, so the group rebuilds it (on that same peer if it then
+//!   asks for it honestly, otherwise on the next relay);
+//! - each verdict moves the peer's **score** (in `[0, 1]`, 1 for a peer never failed): a pass
+//!   raises it a little (a tenth of its distance to 1), a lost shard takes 30% off, a late
+//!   answer 10%, a false proof all of it. Between verdicts the score recovers toward 1 with a half-life of
+//!   [`AuditConfig::recovery`]. A peer whose score is below [`AuditConfig::threshold`] is
+//!   **distrusted**: placement, reads and repair treat it as absent until it recovers.
+//!
+//! Safety: verdicts are local. A relay's scores change only through challenges it sent
+//! itself and answers it checked itself against the stripe header it holds; no score is
+//! gossiped, and a client's checks feed no score at all. A lying auditor can therefore only
+//! make itself ignore an honest peer (its own loss: it rebuilds what it need not); it cannot
+//! make anyone else distrust it. A holder cannot pass a challenge without the challenged
+//! bytes: the chunk is chosen by the challenger's nonce and bound to the holder's id and the
+//! shard's address, and each member of a group holds a different shard, so there is no copy
+//! next door to answer from.
+//!
+//! No IO and no clock: every call takes `now` (a `Duration` from any fixed instant).
+
+use crate::StripeId;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::Duration;
+
+/// What an answer to a challenge showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// The proof verified against the shard's address.
+    Pass,
+    /// The holder answered that it does not have the shard (not found, corrupt on its
+    /// disk): an honest loss, or a claim it should not have made.
+    Lost,
+    /// No answer by the deadline.
+    Timeout,
+    /// A proof that does not verify: garbage, another shard's bytes, a lie.
+    False,
+}
+
+impl Verdict {
+    /// The verdict's name in metrics and documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Lost => "fail",
+            Verdict::Timeout => "timeout",
+            Verdict::False => "false",
+        }
+    }
+
+    /// Whether it counts against the holder.
+    pub fn is_failure(self) -> bool {
+        self != Verdict::Pass
+    }
+}
+
+/// One claim: `peer` keeps index `index` of `stripe`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Claim<P> {
+    pub peer: P,
+    pub stripe: StripeId,
+    pub index: u8,
+}
+
+/// A verdict, when it was given, on which claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<P> {
+    pub at: Duration,
+    pub claim: Claim<P>,
+    pub verdict: Verdict,
+}
+
+/// Tunables of [`Audits`].
+#[derive(Debug, Clone, Copy)]
+pub struct AuditConfig {
+    /// Claims challenged per peer per audit interval.
+    pub per_peer: usize,
+    /// Below this score a peer is distrusted.
+    pub threshold: f64,
+    /// Half-life of a score's distance from 1 (how fast a peer that stopped failing is
+    /// trusted again).
+    pub recovery: Duration,
+    /// How long the claim behind a failed verdict is not heard (unless a pass comes first).
+    pub forget_after: Duration,
+    /// Verdicts kept for [`Audits::recent`].
+    pub recent: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            per_peer: 4,
+            threshold: 0.3,
+            recovery: Duration::from_secs(3600),
+            forget_after: Duration::from_secs(3600),
+            recent: 256,
+        }
+    }
+}
+
+/// Scores move by these on each verdict. Four losses in a row (a wiped disk, one interval
+/// of four challenges) take a peer from 1 to 0.24, below the default threshold; a peer that
+/// lost a tenth of its shards loses about one challenge in ten and stays trusted, while each
+/// lost claim it is challenged on stops being heard.
+const PASS_GAIN: f64 = 0.1;
+const LOST_FACTOR: f64 = 0.7;
+const TIMEOUT_FACTOR: f64 = 0.9;
+
+#[derive(Debug, Clone, Copy)]
+struct Standing {
+    score: f64,
+    /// When `score` was last set.
+    at: Duration,
+}
+
+/// One relay's audits of its peers: verdicts, scores, claims not heard.
+#[derive(Debug, Clone)]
+pub struct Audits<P> {
+    cfg: AuditConfig,
+    standing: HashMap<P, Standing>,
+    /// Claims behind a failed verdict, until when they are not heard.
+    failed: HashMap<(P, StripeId), Duration>,
+    recent: VecDeque<Record<P>>,
+    /// Verdicts given, by kind.
+    counts: HashMap<Verdict, u64>,
+}
+
+impl<P: Clone + Eq + Hash + Ord> Audits<P> {
+    pub fn new(cfg: AuditConfig) -> Self {
+        Self {
+            cfg,
+            standing: HashMap::new(),
+            failed: HashMap::new(),
+            recent: VecDeque::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AuditConfig {
+        &self.cfg
+    }
+
+    /// Picks the claims to challenge this interval: at most `per_peer` of each peer's, chosen
+    /// by `pick(len)` (an index below `len`; the relay passes a random one). Duplicates
+    /// count once. The result is grouped by peer.
+    pub fn sample(&self, candidates: Vec<Claim<P>>, mut pick: impl FnMut(usize) -> usize) -> Vec<Claim<P>> {
+        let mut by_peer: std::collections::BTreeMap<P, Vec<Claim<P>>> = Default::default();
+        for c in candidates {
+            let v = by_peer.entry(c.peer.clone()).or_default();
+            if !v.contains(&c) {
+                v.push(c);
+            }
+        }
+        let mut out = Vec::new();
+        for (_, mut claims) in by_peer {
+            for _ in 0..self.cfg.per_peer.min(claims.len()) {
+                let i = pick(claims.len()).min(claims.len() - 1);
+                out.push(claims.swap_remove(i));
+            }
+        }
+        out
+    }
+
+    /// Records the verdict on `claim` given at `now`.
+    pub fn record(&mut self, now: Duration, claim: Claim<P>, verdict: Verdict) {
+        let score = self.score(&claim.peer, now);
+        let score = match verdict {
+            Verdict::Pass => score + (1.0 - score) * PASS_GAIN,
+            Verdict::Lost => score * LOST_FACTOR,
+            Verdict::Timeout => score * TIMEOUT_FACTOR,
+            Verdict::False => 0.0,
+        };
+        self.standing.insert(claim.peer.clone(), Standing { score, at: now });
+        let key = (claim.peer.clone(), claim.stripe);
+        if verdict.is_failure() {
+            self.failed.insert(key, now + self.cfg.forget_after);
+        } else {
+            self.failed.remove(&key);
+        }
+        *self.counts.entry(verdict).or_default() += 1;
+        self.recent.push_back(Record { at: now, claim, verdict });
+        while self.recent.len() > self.cfg.recent {
+            self.recent.pop_front();
+        }
+    }
+
+    /// `peer`'s score at `now` (1 for a peer with no verdict against it).
+    pub fn score(&self, peer: &P, now: Duration) -> f64 {
+        let Some(s) = self.standing.get(peer) else { return 1.0 };
+        let half_lives = now.saturating_sub(s.at).as_secs_f64() / self.cfg.recovery.as_secs_f64().max(1e-9);
+        1.0 - (1.0 - s.score) * 0.5f64.powf(half_lives)
+    }
+
+    /// Whether `peer` is trusted at `now`: its score is at least the threshold.
+    pub fn is_trusted(&self, peer: &P, now: Duration) -> bool {
+        self.score(peer, now) >= self.cfg.threshold
+    }
+
+    /// The peers distrusted at `now`, with their scores, in order.
+    pub fn distrusted(&self, now: Duration) -> Vec<(P, f64)> {
+        let mut v: Vec<(P, f64)> = self
+            .standing
+            .keys()
+            .map(|p| (p.clone(), self.score(p, now)))
+            .filter(|(_, s)| *s < self.cfg.threshold)
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Every peer with a verdict, with its score at `now`, in order.
+    pub fn scores(&self, now: Duration) -> Vec<(P, f64)> {
+        let mut v: Vec<(P, f64)> = self.standing.keys().map(|p| (p.clone(), self.score(p, now))).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Whether `peer`'s claims on `stripe` are heard at `now`: not while a failed verdict on
+    /// them stands (see [`AuditConfig::forget_after`]), nor while the peer is distrusted.
+    pub fn claim_heard(&self, peer: &P, stripe: &StripeId, now: Duration) -> bool {
+        let failed = self.failed.get(&(peer.clone(), *stripe)).is_some_and(|until| now < *until);
+        !failed && self.is_trusted(peer, now)
+    }
+
+    /// Forgets failed claims whose time is over.
+    pub fn expire(&mut self, now: Duration) {
+        self.failed.retain(|_, until| now < *until);
+    }
+
+    /// The latest verdicts, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Record<P>> {
+        self.recent.iter()
+    }
+
+    /// Verdicts of one kind given so far.
+    pub fn count(&self, verdict: Verdict) -> u64 {
+        self.counts.get(&verdict).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+#[path = "audit_tests.rs"]
+mod tests;

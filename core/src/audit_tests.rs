@@ -1,0 +1,175 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+fn s(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+fn claim(peer: char, n: u8) -> Claim<char> {
+    Claim { peer, stripe: StripeId::of(&[n]), index: n % 6 }
+}
+
+/// A small deterministic generator for the simulations (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1e6 < p
+    }
+}
+
+#[test]
+fn a_sample_takes_at_most_per_peer_claims_of_each_peer_once_each() {
+    let a: Audits<char> = Audits::new(AuditConfig { per_peer: 2, ..AuditConfig::default() });
+    let mut candidates: Vec<Claim<char>> = (0..10).map(|n| claim('p', n)).collect();
+    candidates.push(claim('q', 1));
+    candidates.push(claim('q', 1));
+    let mut rng = Rng(7);
+    let picked = a.sample(candidates, |len| rng.below(len));
+    assert_eq!(picked.iter().filter(|c| c.peer == 'p').count(), 2);
+    assert_eq!(picked.iter().filter(|c| c.peer == 'q').count(), 1, "a duplicate counts once");
+    let mut distinct = picked.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), picked.len());
+}
+
+#[test]
+fn a_lost_shard_is_not_heard_until_forgotten_or_proven_again() {
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    let c = claim('p', 1);
+    assert!(a.claim_heard(&'p', &c.stripe, s(0)));
+    a.record(s(10), c.clone(), Verdict::Lost);
+    assert!(!a.claim_heard(&'p', &c.stripe, s(11)), "the group rebuilds it");
+    assert!(a.claim_heard(&'p', &claim('p', 2).stripe, s(11)), "its other claims stand");
+    assert!(a.is_trusted(&'p', s(11)), "one loss is not distrust");
+    let forget = a.config().forget_after;
+    assert!(a.claim_heard(&'p', &c.stripe, s(10) + forget), "heard again once forgotten");
+    a.record(s(20), c.clone(), Verdict::Lost);
+    a.record(s(30), c.clone(), Verdict::Pass);
+    assert!(a.claim_heard(&'p', &c.stripe, s(31)), "a pass clears it");
+}
+
+#[test]
+fn repeated_losses_distrust_a_peer_and_time_restores_it() {
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    for n in 1..=3 {
+        a.record(s(0), claim('p', n), Verdict::Lost);
+        assert!(a.is_trusted(&'p', s(0)), "{n} losses");
+    }
+    a.record(s(0), claim('p', 4), Verdict::Lost);
+    assert!(!a.is_trusted(&'p', s(0)), "four in a row: a wiped disk");
+    assert_eq!(a.distrusted(s(0)).len(), 1);
+    assert!(!a.claim_heard(&'p', &claim('p', 3).stripe, s(0)), "a distrusted peer's claims are not heard");
+    // Half-life of an hour: 0.24 -> above 0.3 within the hour, near 1 after a day.
+    assert!(a.is_trusted(&'p', s(3600)));
+    assert!(a.score(&'p', s(86_400)) > 0.99);
+}
+
+#[test]
+fn a_false_proof_distrusts_at_once_and_a_timeout_only_lowers() {
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    a.record(s(0), claim('p', 1), Verdict::False);
+    assert!(!a.is_trusted(&'p', s(0)));
+    a.record(s(0), claim('q', 1), Verdict::Timeout);
+    assert!(a.is_trusted(&'q', s(0)));
+    assert!(a.score(&'q', s(0)) < 1.0);
+    assert_eq!(a.count(Verdict::False), 1);
+    assert_eq!(a.count(Verdict::Timeout), 1);
+    assert_eq!(a.recent().count(), 2);
+}
+
+#[test]
+fn the_record_of_verdicts_is_bounded() {
+    let mut a: Audits<char> = Audits::new(AuditConfig { recent: 8, ..AuditConfig::default() });
+    for n in 0..100u8 {
+        a.record(s(u64::from(n)), claim('p', n), Verdict::Pass);
+    }
+    assert_eq!(a.recent().count(), 8);
+    assert_eq!(a.recent().next().unwrap().claim, claim('p', 92));
+}
+
+/// One auditor, audit interval of five minutes, four claims of each peer per interval, a
+/// week of simulated time. Honest peers time out on 2% of challenges (busy, slow disks)
+/// and are never distrusted; a peer whose disk is wiped is distrusted within two intervals;
+/// a peer that silently lost a tenth of its shards is not distrusted (it holds the rest),
+/// but each lost claim it is challenged on is unheard at once (and rebuilt; the peer, which
+/// found the shard unreadable when asked, stops claiming it, as a relay's store does); a
+/// peer that answers garbage is distrusted on its first answer.
+#[test]
+fn simulated_week_no_false_distrust_and_quick_detection() {
+    const CLAIMS: u8 = 200;
+    let interval = s(300);
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    let mut rng = Rng(0x5eed);
+    // Which claims each peer lost at `LOSS_AT`.
+    let loss_at = s(86_400);
+    let lost = |peer: char, n: u8, now: Duration| -> bool {
+        now >= loss_at
+            && match peer {
+                'w' => true,
+                't' => n % 10 == 0,
+                _ => false,
+            }
+    };
+    let (mut wiped_distrusted, mut lying_distrusted) = (None, None);
+    let mut tenth_lost_unheard = 0;
+    // Claims a peer stopped making: it found the shard unreadable when challenged.
+    let mut dropped: std::collections::HashSet<Claim<char>> = Default::default();
+    let mut now = Duration::ZERO;
+    while now < s(7 * 86_400) {
+        let candidates: Vec<Claim<char>> =
+            ['h', 'i', 'j', 'w', 't', 'g'].iter().flat_map(|p| (0..CLAIMS).map(|n| claim(*p, n))).collect();
+        let heard: Vec<Claim<char>> = candidates
+            .into_iter()
+            .filter(|c| !dropped.contains(c) && a.claim_heard(&c.peer, &c.stripe, now))
+            .collect();
+        for c in a.sample(heard, |len| rng.below(len)) {
+            let n = c.stripe.as_bytes()[0];
+            let n = (0..CLAIMS).find(|m| StripeId::of(&[*m]).as_bytes()[0] == n).unwrap();
+            let verdict = if c.peer == 'g' && now >= loss_at {
+                Verdict::False
+            } else if lost(c.peer, n, now) {
+                Verdict::Lost
+            } else if rng.chance(0.02) {
+                Verdict::Timeout
+            } else {
+                Verdict::Pass
+            };
+            if verdict == Verdict::Lost {
+                dropped.insert(c.clone());
+            }
+            if c.peer == 't' && verdict == Verdict::Lost {
+                tenth_lost_unheard += 1;
+                a.record(now, c.clone(), verdict);
+                assert!(!a.claim_heard(&'t', &c.stripe, now + s(1)));
+                continue;
+            }
+            a.record(now, c, verdict);
+        }
+        for p in ['h', 'i', 'j', 't'] {
+            assert!(a.is_trusted(&p, now), "{p} distrusted at {now:?} (score {})", a.score(&p, now));
+        }
+        if wiped_distrusted.is_none() && !a.is_trusted(&'w', now) {
+            wiped_distrusted = Some(now);
+        }
+        if lying_distrusted.is_none() && !a.is_trusted(&'g', now) {
+            lying_distrusted = Some(now);
+        }
+        a.expire(now);
+        now += interval;
+    }
+    let wiped = wiped_distrusted.unwrap() - loss_at;
+    assert!(wiped <= interval * 2, "the wiped peer was distrusted {wiped:?} after the loss");
+    assert_eq!(lying_distrusted, Some(loss_at), "garbage is distrusted at its first answer");
+    assert!(tenth_lost_unheard > 0, "lost claims of the partly lossy peer were found");
+    assert!(a.count(Verdict::False) > 0);
+}
