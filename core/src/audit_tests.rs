@@ -116,7 +116,7 @@ fn simulated_week_no_false_distrust_and_quick_detection() {
         now >= loss_at
             && match peer {
                 'w' => true,
-                't' => n % 10 == 0,
+                't' => n.is_multiple_of(10),
                 _ => false,
             }
     };
