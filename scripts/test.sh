@@ -42,8 +42,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -x tests/browser/n
   log "installing playwright-core and typescript (npm)"
   (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
-log "the page's message module and the client's worker type-checked against the wasm-bindgen .d.ts"
-(cd tests/browser && node_modules/.bin/tsc -p tsconfig.json)
+log "the page, the service worker, the client's worker and the message module type-checked (the wasm-bindgen .d.ts, the DOM's types)"
+(cd tests/browser && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.page.json)
 cargo build -q --workspace --all-targets   # a no-op after the tests above: same features
 node tests/browser/page.test.mjs target/debug/kura target/browser-artifacts
 

@@ -1,20 +1,76 @@
-// The page: a drop zone and share links, talking to the client in worker.js.
+// @ts-check
+// The page: a drop zone and share links, talking to the client in worker.js. Checked by tsc
+// with the DOM's types (tests/browser/tsconfig.page.json).
 import { explain, kuraError, toError, errorData } from './messages.js';
 
-const $ = id => document.getElementById(id);
+/** @typedef {import('./messages.js').ErrorData} ErrorData */
+/** @typedef {{ name: string, type: string, size: number }} FileInfo  What `open` tells of a file (web.rs). */
+/**
+ * The client's progress counters (web.rs), with the worker's wasm memory in bytes.
+ * @typedef {{ phase: string, total: number, encoded: number, sent: number, confirmed: number,
+ *   received: number, delivered: number, retries: number, wasmBytes: number }} Progress
+ */
+/**
+ * The worker's operations (worker.js): what a call sends, and what its answer carries.
+ * @typedef {{
+ *   connect: { args: { addrs: string[] }, done: { peerId: string } },
+ *   put: { args: { file: File, private: boolean }, done: { cap: string } },
+ *   open: { args: { cap: string }, done: { info: FileInfo } },
+ *   read: { args: { cap: string, offset: number, length: number }, done: object },
+ *   readBlob: { args: { cap: string, offset: number, length: number }, done: { blob: Blob } },
+ * }} Ops
+ */
+/**
+ * What the worker posts back about a call, by its id.
+ * @typedef {{ id: number, type: 'progress', p: Progress }
+ *   | { id: number, type: 'data', bytes: Uint8Array<ArrayBuffer> }
+ *   | { id: number, type: 'done' }
+ *   | { id: number, type: 'error', error: ErrorData }} Reply
+ */
+/**
+ * Called as the worker reports on a call.
+ * @typedef {{ progress?: (p: Progress) => void, data?: (bytes: Uint8Array<ArrayBuffer>) => void }} Handlers
+ */
+/** @typedef {Handlers & { resolve: (reply: object) => void, reject: (e: Error) => void }} Pending */
+/**
+ * What the service worker (sw.js) asks this page for: bytes of the file behind `cap`.
+ * @typedef {{ kura: 'read', cap: string, offset: number, length: number }} ReadRequest
+ */
+/**
+ * What the page keeps on `window` for tests and benchmarks (tests/browser).
+ * @typedef {object} Hooks
+ * @property {{ wasmBytes: number, jsHeapBytes: number }} kuraStats peak memory seen
+ * @property {{ offset: number, length: number }[]} kuraStreamReads the service worker's reads
+ * @property {string} [kuraStreamUrl] the open file's stream address
+ */
+const hooks = /** @type {Window & typeof globalThis & Hooks} */ (window);
+// Chromium's non-standard performance.memory (absent elsewhere).
+const perf = /** @type {Performance & { memory?: { usedJSHeapSize: number } }} */ (performance);
+
+/**
+ * The page's element with this id (index.html has every one asked for here).
+ * @param {string} id
+ * @returns {HTMLElement}
+ */
+const $ = id => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`the page has no #${id}`);
+  return el;
+};
 const worker = new Worker('worker.js', { type: 'module' });
 let nextId = 1;
+/** @type {Map<number, Pending>} */
 const pending = new Map();
 
 // Peak memory seen while transfers run, for benchmarks and the curious: the worker's wasm
 // memory and this page's JS heap (Chromium's performance.memory).
-window.kuraStats = { wasmBytes: 0, jsHeapBytes: 0 };
-worker.onmessage = ({ data: msg }) => {
+hooks.kuraStats = { wasmBytes: 0, jsHeapBytes: 0 };
+worker.onmessage = (/** @type {MessageEvent<Reply>} */ { data: msg }) => {
   const h = pending.get(msg.id);
   if (!h) return;
   if (msg.type === 'progress') {
-    kuraStats.wasmBytes = Math.max(kuraStats.wasmBytes, msg.p.wasmBytes || 0);
-    if (performance.memory) kuraStats.jsHeapBytes = Math.max(kuraStats.jsHeapBytes, performance.memory.usedJSHeapSize);
+    hooks.kuraStats.wasmBytes = Math.max(hooks.kuraStats.wasmBytes, msg.p.wasmBytes || 0);
+    if (perf.memory) hooks.kuraStats.jsHeapBytes = Math.max(hooks.kuraStats.jsHeapBytes, perf.memory.usedJSHeapSize);
   }
   if (msg.type === 'progress') h.progress && h.progress(msg.p);
   else if (msg.type === 'data') h.data && h.data(msg.bytes);
@@ -24,15 +80,24 @@ worker.onmessage = ({ data: msg }) => {
   }
 };
 
+/**
+ * Asks the worker to do `op`; resolves with its answer.
+ * @template {keyof Ops} K
+ * @param {K} op
+ * @param {Ops[K]['args']} args
+ * @param {Handlers} [handlers]
+ * @returns {Promise<Ops[K]['done']>}
+ */
 function call(op, args, handlers = {}) {
   const id = nextId++;
   return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, ...handlers });
+    pending.set(id, { resolve: /** @type {(reply: object) => void} */ (resolve), reject, ...handlers });
     worker.postMessage({ id, op, ...args });
   });
 }
 
 // Errors said in words a person can act on, chosen by kind (messages.js).
+/** @param {unknown} e */
 function showError(e) {
   const el = $('error');
   el.textContent = explain(e);
@@ -40,6 +105,7 @@ function showError(e) {
   el.hidden = false;
 }
 
+/** @param {number} n @returns {string} */
 const fmtSize = n => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB`
   : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(2)} GiB`;
 
@@ -57,7 +123,8 @@ connected.catch(e => { $('net').textContent = 'Not connected.'; showError(e); })
 // disk. It asks this page for bytes, and the page asks the client in the worker. Without a
 // service worker (plain http:// from another host is not a secure context) the page falls
 // back to reading the whole file into Blobs.
-window.kuraStreamReads = [];
+hooks.kuraStreamReads = [];
+/** @type {Set<(cap: string, bytes: number) => void>} */
 const streamListeners = new Set();
 const streaming = (async () => {
   const sw = navigator.serviceWorker;
@@ -71,15 +138,15 @@ const streaming = (async () => {
       setTimeout(() => resolve(Boolean(sw.controller)), 5000);
     });
   } catch (e) {
-    console.warn(`no service worker, whole-file reads only: ${e.message || e}`);
+    console.warn(`no service worker, whole-file reads only: ${/** @type {Error} */ (e).message || e}`);
     return false;
   }
 })();
 if (navigator.serviceWorker) {
-  navigator.serviceWorker.addEventListener('message', async ({ data, ports }) => {
+  navigator.serviceWorker.addEventListener('message', async (/** @type {MessageEvent<ReadRequest | null>} */ { data, ports }) => {
     if (!data || data.kura !== 'read' || !ports[0]) return;
     const port = ports[0];
-    kuraStreamReads.push({ offset: data.offset, length: data.length });
+    hooks.kuraStreamReads.push({ offset: data.offset, length: data.length });
     try {
       await connected;
       // The worker answers with a Blob: the bytes reach the service worker through the
@@ -94,28 +161,31 @@ if (navigator.serviceWorker) {
   });
   navigator.serviceWorker.startMessages();
 }
+/** @param {string} cap @param {FileInfo} info @returns {string} */
 const streamUrl = (cap, info) => `/kura-stream/${encodeURIComponent(info.name || 'kura-file')}` +
   `?cap=${encodeURIComponent(cap)}&size=${info.size}&type=${encodeURIComponent(info.type || '')}`;
 
 // ---- storing files ----
+/** @param {File} file @returns {HTMLDivElement} */
 function addItem(file) {
   const el = document.createElement('div');
   el.className = 'item';
   el.innerHTML = `<div class="name"></div><div class="bar"><div></div></div>
     <div class="meta" data-testid="progress">waiting for the network…</div>`;
-  el.querySelector('.name').textContent = `${file.name} (${fmtSize(file.size)})`;
+  /** @type {HTMLElement} */ (el.querySelector('.name')).textContent = `${file.name} (${fmtSize(file.size)})`;
   $('items').prepend(el);
   return el;
 }
 
+/** @param {File} file */
 async function store(file) {
   const el = addItem(file);
-  const bar = el.querySelector('.bar > div');
-  const status = el.querySelector('[data-testid=progress]');
+  const bar = /** @type {HTMLElement} */ (el.querySelector('.bar > div'));
+  const status = /** @type {HTMLElement} */ (el.querySelector('[data-testid=progress]'));
   const start = performance.now();
   try {
     await connected;
-    const { cap } = await call('put', { file, private: $('private').checked }, {
+    const { cap } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked }, {
       progress: p => {
         const secs = (performance.now() - start) / 1000;
         const sentShare = p.sent ? p.confirmed / p.sent : 0;
@@ -133,10 +203,11 @@ async function store(file) {
     const share = document.createElement('div');
     share.className = 'share';
     share.innerHTML = `<input readonly data-testid="share-link"><button class="secondary">Copy</button>`;
-    share.querySelector('input').value = link;
-    share.querySelector('button').onclick = async ev => {
-      try { await navigator.clipboard.writeText(link); ev.target.textContent = 'Copied'; }
-      catch { share.querySelector('input').select(); }
+    const input = /** @type {HTMLInputElement} */ (share.querySelector('input'));
+    input.value = link;
+    /** @type {HTMLButtonElement} */ (share.querySelector('button')).onclick = async ev => {
+      try { await navigator.clipboard.writeText(link); /** @type {HTMLButtonElement} */ (ev.target).textContent = 'Copied'; }
+      catch { input.select(); }
     };
     el.append(share);
   } catch (e) {
@@ -145,18 +216,30 @@ async function store(file) {
   }
 }
 
+/** @param {FileList} files */
 function pick(files) { for (const f of files) store(f); }
-$('file-input').addEventListener('change', ev => { pick(ev.target.files); });
+// A file input's `files` and a drop's `dataTransfer` are never null.
+$('file-input').addEventListener('change', ev => {
+  pick(/** @type {FileList} */ (/** @type {HTMLInputElement} */ (ev.target).files));
+});
 const drop = $('drop');
 drop.addEventListener('dragover', ev => { ev.preventDefault(); drop.classList.add('over'); });
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', ev => { ev.preventDefault(); drop.classList.remove('over'); pick(ev.dataTransfer.files); });
+drop.addEventListener('drop', ev => { ev.preventDefault(); drop.classList.remove('over'); pick(/** @type {DataTransfer} */ (ev.dataTransfer).files); });
 
 // ---- opening a share link ----
 // Pieces are folded into Blobs every 16 MiB, so the tab never holds the file itself: the
 // browser keeps Blob data out of the page's heap (on disk when large).
+/**
+ * @param {string} cap
+ * @param {FileInfo} info
+ * @param {(delivered: number, secs: number) => void} onProgress
+ * @returns {Promise<Blob>}
+ */
 async function readAll(cap, info, onProgress) {
+  /** @type {Blob[]} */
   const blobs = [];
+  /** @type {Uint8Array<ArrayBuffer>[]} */
   let parts = [];
   let held = 0;
   const start = performance.now();
@@ -172,10 +255,12 @@ async function readAll(cap, info, onProgress) {
   return new Blob(blobs, { type: info.type || 'application/octet-stream' });
 }
 
+/** @param {string} cap */
 async function openLink(cap) {
   $('upload-view').hidden = true;
   $('open-view').hidden = false;
   const status = $('open-progress');
+  /** @type {FileInfo} */
   let info;
   try {
     await connected;
@@ -187,6 +272,7 @@ async function openLink(cap) {
   }
   $('open-name').textContent = info.name || '(unnamed file)';
   $('open-meta').textContent = `${fmtSize(info.size)} · ${info.type || 'unknown type'}`;
+  /** @type {Blob | null} */
   let blob = null;
   const fetchBlob = async () => {
     if (blob) return blob;
@@ -200,7 +286,7 @@ async function openLink(cap) {
     return blob;
   };
   const url = streamUrl(cap, info);
-  window.kuraStreamUrl = url;
+  hooks.kuraStreamUrl = url;
   let streamed = 0;
   const start = performance.now();
   streamListeners.add((c, n) => {
@@ -209,7 +295,7 @@ async function openLink(cap) {
     const secs = (performance.now() - start) / 1000;
     status.textContent = `read ${fmtSize(streamed)} of ${fmtSize(info.size)} (verified), ${(streamed / 1e6 / secs).toFixed(1)} MB/s`;
   });
-  const download = $('download');
+  const download = /** @type {HTMLButtonElement} */ ($('download'));
   download.disabled = false;
   download.onclick = async () => {
     download.disabled = true;
@@ -235,7 +321,7 @@ async function openLink(cap) {
     download.disabled = false;
   };
   const kind = (info.type || '').split('/')[0];
-  const show = $('show');
+  const show = /** @type {HTMLButtonElement} */ ($('show'));
   if (['image', 'audio', 'video', 'text'].includes(kind) || info.type === 'application/json') {
     show.disabled = false;
     show.onclick = async () => {
