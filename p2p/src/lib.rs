@@ -3,6 +3,8 @@
 //! - [`protocol`]: the storage protocol (`/kura/store/1`) on libp2p request-response: its
 //!   ids, the codecs (the client's and the relay's), the bounded piecewise reader that faces
 //!   the network;
+//! - [`audit`]: the audit protocol (`/kura/audit/1`): a challenge, a proof of possession or
+//!   an error, in frames of a few KiB at most;
 //! - [`transport`]: which transport a connection is and how messages are written on it
 //!   (decided here, once), and the native TCP transport;
 //! - [`docs`]: the ready line and `/bootstrap` documents, typed;
@@ -13,8 +15,9 @@
 //! - feature `store-client`: [`client`], a native storage client over every transport;
 //! - feature `test-util`: [`testnet`], swarms connected over libp2p's memory transport.
 //!
-//! The protocols of the next issues (audits, donation, the credits ledger) live here too.
+//! The protocols of the next issues (donation, the credits ledger) live here too.
 
+pub mod audit;
 pub mod docs;
 pub mod outstanding;
 pub mod protocol;
