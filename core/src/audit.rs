@@ -204,6 +204,18 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
         self.score(peer, now) >= self.cfg.threshold
     }
 
+    /// Until when `peer` stays distrusted, if it is at `now`: when its score, recovering,
+    /// reaches the threshold again (unless another verdict comes first).
+    pub fn distrusted_until(&self, peer: &P, now: Duration) -> Option<Duration> {
+        let score = self.score(peer, now);
+        if score >= self.cfg.threshold {
+            return None;
+        }
+        // 1 - (1 - score) * 0.5^h = threshold
+        let half_lives = ((1.0 - score) / (1.0 - self.cfg.threshold)).log2();
+        Some(now + self.cfg.recovery.mul_f64(half_lives.max(0.0)) + Duration::from_millis(1))
+    }
+
     /// The peers distrusted at `now`, with their scores, in order.
     pub fn distrusted(&self, now: Duration) -> Vec<(P, f64)> {
         let mut v: Vec<(P, f64)> = self

@@ -69,6 +69,9 @@ fn repeated_losses_distrust_a_peer_and_time_restores_it() {
     assert!(!a.is_trusted(&'p', s(0)), "four in a row: a wiped disk");
     assert_eq!(a.distrusted(s(0)).len(), 1);
     assert!(!a.claim_heard(&'p', &claim('p', 3).stripe, s(0)), "a distrusted peer's claims are not heard");
+    let until = a.distrusted_until(&'p', s(0)).unwrap();
+    assert!(!a.is_trusted(&'p', until - s(1)) && a.is_trusted(&'p', until), "trusted again at {until:?}");
+    assert_eq!(a.distrusted_until(&'p', until), None);
     // Half-life of an hour: 0.24 -> above 0.3 within the hour, near 1 after a day.
     assert!(a.is_trusted(&'p', s(3600)));
     assert!(a.score(&'p', s(86_400)) > 0.99);

@@ -256,13 +256,13 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
         }
     }
 
-    /// `peer` failed to prove that it holds what it claimed: it is not taken as a relay
-    /// (its claims are not heard, nothing is planned around it) for `ban`.
-    pub fn failed_proof(&mut self, peer: P, now: Duration, ban: Duration) {
-        self.peers.insert(peer, PeerState::Banned { until: now + ban });
+    /// `peer` is distrusted (its audits failed, see [`crate::audit`]): it is not taken as a
+    /// relay (its claims are not heard, nothing is planned around it) until `until`.
+    pub fn distrust(&mut self, peer: P, until: Duration) {
+        self.peers.insert(peer, PeerState::Banned { until });
     }
 
-    /// Whether `peer` is banned (see [`failed_proof`](Self::failed_proof)).
+    /// Whether `peer` is distrusted (see [`distrust`](Self::distrust)).
     pub fn is_banned(&self, peer: &P) -> bool {
         matches!(self.peers.get(peer), Some(PeerState::Banned { .. }))
     }
@@ -516,8 +516,6 @@ pub enum RoundAction<P> {
     /// Drop this relay's surplus copy of `index`, once each of `witnesses` has proven it
     /// holds its shard.
     Drop { stripe: StripeId, index: u8, witnesses: Vec<(P, u8)> },
-    /// Ask `peer` to prove it holds `index`, as it claimed.
-    Audit { stripe: StripeId, peer: P, index: u8 },
 }
 
 /// One stripe planned from one relay's view, and that relay's part of the plan.
@@ -531,8 +529,8 @@ pub struct StripeRound<P> {
     /// This relay's moves (handovers, orders, drops), each with its priority: the stripe's
     /// live slots (fewest first).
     pub actions: Vec<(usize, RoundAction<P>)>,
-    /// Proofs this relay may ask of the members keeping a shard.
-    pub audits: Vec<RoundAction<P>>,
+    /// The claims of the other members keeping a shard, which this relay may audit.
+    pub audits: Vec<crate::audit::Claim<P>>,
 }
 
 /// Plans `stripe` from relay `me`'s view and keeps `me`'s part.
@@ -605,7 +603,7 @@ pub fn plan_stripe_round<P: Clone + PartialEq>(
         }
         for (p, index) in &plan.kept {
             if p != me {
-                audits.push(RoundAction::Audit { stripe: id, peer: p.clone(), index: *index });
+                audits.push(crate::audit::Claim { peer: p.clone(), stripe: id, index: *index });
             }
         }
     }
@@ -613,23 +611,15 @@ pub fn plan_stripe_round<P: Clone + PartialEq>(
 }
 
 /// A round's schedule: this relay's moves closest to loss first, at most `max_actions` of
-/// them, then `audits` proofs picked from `candidates` by `pick(len)` (an index below `len`;
-/// the relay passes a random one).
+/// them. (The claims a round relies on are audited apart, on their own interval: see
+/// [`crate::audit`].)
 pub fn schedule_round<P>(
     mut actions: Vec<(usize, RoundAction<P>)>,
-    mut candidates: Vec<RoundAction<P>>,
     max_actions: usize,
-    audits: usize,
-    mut pick: impl FnMut(usize) -> usize,
 ) -> Vec<RoundAction<P>> {
     actions.sort_by_key(|(live, _)| *live);
     actions.truncate(max_actions);
-    let mut out: Vec<RoundAction<P>> = actions.into_iter().map(|(_, a)| a).collect();
-    for _ in 0..audits.min(candidates.len()) {
-        let i = pick(candidates.len()).min(candidates.len() - 1);
-        out.push(candidates.swap_remove(i));
-    }
-    out
+    actions.into_iter().map(|(_, a)| a).collect()
 }
 
 #[cfg(test)]

@@ -128,11 +128,11 @@ fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {
 }
 
 #[test]
-fn a_relay_that_fails_a_proof_is_not_taken_as_a_relay_for_a_while() {
+fn a_distrusted_relay_is_not_taken_as_a_relay_for_a_while() {
     let mut l = Liveness::new(s(10));
     l.connected('a');
     l.connected('b');
-    l.failed_proof('a', s(5), s(60));
+    l.distrust('a', s(65));
     assert!(l.is_banned(&'a') && !l.is_live(&'a'));
     assert_eq!(l.live(), vec!['b']);
     l.connected('a');
@@ -457,7 +457,6 @@ impl Sim {
                                 }
                             }
                         }
-                        RoundAction::Audit { .. } => {}
                     }
                 }
             }
@@ -544,19 +543,17 @@ fn a_round_keeps_its_part_waits_for_suspects_and_puts_loss_first() {
     assert!(r.waiting && r.actions.is_empty());
 
     let id = StripeId::of(b"t");
-    let audit = |peer| RoundAction::Audit { stripe: id, peer, index: 0 };
     let moves = vec![
         (6, RoundAction::Handover { stripe: id, index: 1, to: 'x' }),
         (4, RoundAction::Handover { stripe: id, index: 2, to: 'y' }),
         (5, RoundAction::Handover { stripe: id, index: 3, to: 'z' }),
     ];
-    let out = schedule_round(moves, vec![audit('p'), audit('q'), audit('r')], 2, 1, |_| 1);
+    let out = schedule_round(moves, 2);
     assert_eq!(
         out,
         vec![
             RoundAction::Handover { stripe: id, index: 2, to: 'y' },
             RoundAction::Handover { stripe: id, index: 3, to: 'z' },
-            audit('q'),
         ]
     );
 }

@@ -15,6 +15,10 @@ pub struct Failure {
     pub reason: String,
     /// The peer could not be dialled at all.
     pub unreachable: bool,
+    /// No answer within the request timeout.
+    pub timed_out: bool,
+    /// The peer does not speak the protocol.
+    pub unsupported: bool,
 }
 
 /// Where the answer to one request goes.
@@ -67,6 +71,8 @@ impl<T> Outstanding<T> {
                     peer,
                     reason: error.to_string(),
                     unreachable: matches!(error, OutboundFailure::DialFailure),
+                    timed_out: matches!(error, OutboundFailure::Timeout),
+                    unsupported: matches!(error, OutboundFailure::UnsupportedProtocols),
                 };
                 if let Some((_, reply)) = self.waiting.remove(&request_id) {
                     let _ = reply.send(Err(failure.clone()));

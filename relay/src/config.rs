@@ -56,6 +56,14 @@ pub struct Flags {
     /// Default 32M.
     #[arg(long)]
     pub repair_rate: Option<String>,
+    /// Seconds between audits: each samples a few claims of every relay this one shares
+    /// stripes with and asks for proofs of possession. Default 300.
+    #[arg(long)]
+    pub audit_interval: Option<f64>,
+    /// Bytes per second of its own shards this relay re-reads and re-hashes, to find disk
+    /// loss by itself (suffixes allowed). Default 1M.
+    #[arg(long)]
+    pub scrub_rate: Option<String>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -82,6 +90,8 @@ pub struct FileConfig {
     pub peer_store_burst: Option<String>,
     pub repair_interval: Option<f64>,
     pub repair_rate: Option<String>,
+    pub audit_interval: Option<f64>,
+    pub scrub_rate: Option<String>,
 }
 
 /// The settings in effect.
@@ -102,6 +112,17 @@ pub struct Config {
     pub peer_store_burst: u64,
     pub repair_interval: std::time::Duration,
     pub repair_rate: u64,
+    pub audit_interval: std::time::Duration,
+    pub scrub_rate: u64,
+}
+
+/// An interval of `secs` seconds given as `flag`: between 0.1 s and a day.
+fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration> {
+    anyhow::ensure!(
+        secs.is_finite() && (0.1..=86_400.0).contains(&secs),
+        "{flag} must be between 0.1 and 86400 seconds, not {secs}"
+    );
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Parses `10G`, `512M`, `1000` into bytes.
@@ -179,16 +200,17 @@ impl Config {
                 flags.peer_store_burst.or(file.peer_store_burst).as_deref().unwrap_or("1G"),
             )?
             .max(1),
-            repair_interval: {
-                let secs = flags.repair_interval.or(file.repair_interval).unwrap_or(30.0);
-                anyhow::ensure!(
-                    secs.is_finite() && (0.1..=86_400.0).contains(&secs),
-                    "--repair-interval must be between 0.1 and 86400 seconds, not {secs}"
-                );
-                std::time::Duration::from_secs_f64(secs)
-            },
+            repair_interval: seconds(
+                "--repair-interval",
+                flags.repair_interval.or(file.repair_interval).unwrap_or(30.0),
+            )?,
             repair_rate: parse_bytes(flags.repair_rate.or(file.repair_rate).as_deref().unwrap_or("32M"))?
                 .max(1),
+            audit_interval: seconds(
+                "--audit-interval",
+                flags.audit_interval.or(file.audit_interval).unwrap_or(300.0),
+            )?,
+            scrub_rate: parse_bytes(flags.scrub_rate.or(file.scrub_rate).as_deref().unwrap_or("1M"))?.max(1),
         })
     }
 }

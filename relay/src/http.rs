@@ -61,6 +61,7 @@ pub fn router(shared: Arc<Shared>, www: PathBuf, operator_token: &str) -> Router
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/repair", get(repair))
+        .route("/audits", get(audits))
         .route("/inventory", get(inventory))
         .fallback_service(tower_http::services::ServeDir::new(www))
         .with_state(App { shared, operator })
@@ -231,6 +232,43 @@ async fn repair(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         "queue": { "waiting": waiting, "running": running, "oldest_wait_secs": oldest },
         "bytes_in": s.metrics.repair_bytes_in.get(),
         "bytes_out": s.metrics.repair_bytes_out.get(),
+    }))
+}
+
+/// What this relay's audits found: verdicts by kind, the latest verdicts (newest last), every
+/// audited peer's score and those below the threshold (treated as absent until they
+/// recover).
+async fn audits(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    use kura_core::audit::Verdict;
+    let now = s.repair.now();
+    let a = s.repair.audits.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let recent: Vec<serde_json::Value> = a
+        .recent()
+        .map(|r| {
+            serde_json::json!({
+                "secs_ago": now.saturating_sub(r.at).as_secs_f64(),
+                "peer": r.claim.peer.to_string(),
+                "stripe": r.claim.stripe.to_string(),
+                "index": r.claim.index,
+                "verdict": r.verdict.as_str(),
+            })
+        })
+        .collect();
+    let peers = |v: Vec<(libp2p::PeerId, f64)>| -> Vec<serde_json::Value> {
+        v.into_iter().map(|(p, score)| serde_json::json!({ "peer": p.to_string(), "score": score })).collect()
+    };
+    let counts: serde_json::Map<String, serde_json::Value> =
+        [Verdict::Pass, Verdict::Lost, Verdict::Timeout, Verdict::False]
+            .into_iter()
+            .map(|v| (v.as_str().to_owned(), serde_json::json!(a.count(v))))
+            .collect();
+    Json(serde_json::json!({
+        "interval_secs": s.repair.cfg.audit_interval.as_secs_f64(),
+        "threshold": a.config().threshold,
+        "verdicts": counts,
+        "recent": recent,
+        "scores": peers(a.scores(now)),
+        "distrusted": peers(a.distrusted(now)),
     }))
 }
 

@@ -101,10 +101,11 @@ async fn run(cfg: Config) -> Result<()> {
         info: RwLock::new(Default::default()),
         metrics: kura_relay::metrics::Metrics::new(registry),
         store,
-        repair: Arc::new(kura_relay::repair::Repair::new(kura_relay::repair::RepairConfig::new(
-            cfg.repair_interval,
-            cfg.repair_rate,
-        ))),
+        repair: Arc::new(kura_relay::repair::Repair::new(kura_relay::repair::RepairConfig {
+            audit_interval: cfg.audit_interval,
+            scrub_rate: cfg.scrub_rate,
+            ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
+        })),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)
@@ -128,6 +129,8 @@ async fn run(cfg: Config) -> Result<()> {
     let peer_id = *node.swarm.local_peer_id();
     let ctx = kura_relay::repair::Ctx { me: peer_id, shared: shared.clone(), net: node.sender() };
     let rounds = tokio::spawn(kura_relay::repair::run_rounds(ctx.clone()));
+    let audits = tokio::spawn(kura_relay::repair::run_audits(ctx.clone()));
+    let scrub = tokio::spawn(kura_relay::repair::run_scrub(ctx.clone()));
     let worker = tokio::spawn(kura_relay::repair::run_worker(ctx));
     tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
     node.run(shutdown_signal(), |_| {
@@ -140,6 +143,8 @@ async fn run(cfg: Config) -> Result<()> {
     })
     .await;
     rounds.abort();
+    audits.abort();
+    scrub.abort();
     worker.abort();
     let _ = stop_http.send(());
     let _ = http.await;

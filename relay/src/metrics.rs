@@ -45,12 +45,34 @@ pub struct Metrics {
     pub repair_events: Family<Kind, Counter>,
     /// Requests refused by a rule about their sender (allowance spent, not in the group).
     pub refusals: Family<Kind, Counter>,
-    /// Proofs of possession asked of other relays, by outcome.
-    pub proofs: Family<Kind, Counter>,
+    /// Audits, as auditor (verdicts given) and as auditee (challenges answered).
+    pub audits: Family<AuditLabels, Counter>,
+    /// Bytes of audit messages, in and out.
+    pub audit_bytes: Family<Direction, Counter>,
+    /// Each audited peer's score (1: never failed; below the threshold: distrusted).
+    pub reputation: Family<Peer, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Own shards re-read and re-hashed, by result.
+    pub scrubbed: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
     pub given_up: Gauge,
     /// Bytes of inbound messages being read (set when the metrics are read).
     pub reading_bytes: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    pub role: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Direction {
+    pub direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Peer {
+    pub peer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,7 +102,10 @@ impl Metrics {
             repair_queue_oldest_seconds: Gauge::default(),
             repair_events: Family::default(),
             refusals: Family::default(),
-            proofs: Family::default(),
+            audits: Family::default(),
+            audit_bytes: Family::default(),
+            reputation: Family::default(),
+            scrubbed: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
         };
@@ -131,10 +156,13 @@ impl Metrics {
             m.refusals.clone(),
         );
         r.register(
-            "possession_proofs",
-            "Proofs of possession asked of other relays, by outcome",
-            m.proofs.clone(),
+            "audits",
+            "Audits: verdicts given as auditor, challenges answered as auditee",
+            m.audits.clone(),
         );
+        r.register("audit_bytes", "Bytes of audit messages by direction", m.audit_bytes.clone());
+        r.register("peer_reputation", "Audit score of each audited peer", m.reputation.clone());
+        r.register("scrubbed_shards", "Own shards re-read and re-hashed, by result", m.scrubbed.clone());
         r.register(
             "repair_given_up_stripes",
             "Stripes whose rebuild failed too often here and was given up",
@@ -167,8 +195,11 @@ impl Metrics {
         self.refusals.get_or_create(&Kind { kind: kind.into() }).inc();
     }
 
-    pub fn proof(&self, outcome: &str) {
-        self.proofs.get_or_create(&Kind { kind: outcome.into() }).inc();
+    /// An audit: `role` "auditor" or "auditee", `verdict` "pass", "fail", "timeout", "false".
+    pub fn audit(&self, role: &str, verdict: &str, bytes_in: usize, bytes_out: usize) {
+        self.audits.get_or_create(&AuditLabels { role: role.into(), verdict: verdict.into() }).inc();
+        self.audit_bytes.get_or_create(&Direction { direction: "in".into() }).inc_by(bytes_in as u64);
+        self.audit_bytes.get_or_create(&Direction { direction: "out".into() }).inc_by(bytes_out as u64);
     }
 
     pub fn repair_event(&self, kind: &str) {

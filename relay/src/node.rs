@@ -16,6 +16,7 @@ use kura_core::placement::{rank, DhtKey};
 use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
 use kura_core::{ShardId, StripeHeader, StripeId};
+use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
 use kura_p2p::outstanding::{Failure, Outstanding, Settled};
 use kura_p2p::protocol::{Answer, RelayCodec, PROTOCOL};
 use kura_p2p::transport::{Framing, Transport};
@@ -38,6 +39,17 @@ pub use kura_p2p::protocol::KAD_PROTOCOL;
 /// Storage-protocol streams one connection may have open at once (each a request being read
 /// or answered).
 pub const MAX_STREAMS_PER_CONNECTION: usize = 256;
+/// Audit streams at once on one connection: challenges are small and rate-limited.
+const MAX_AUDIT_STREAMS_PER_CONNECTION: usize = 32;
+/// How long an audit stream may take, both ways (an auditor judges lateness by its own
+/// deadline, shorter).
+const AUDIT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a challenge frame (a `Prove` request: every field has a fixed size), for the
+/// audit byte counters.
+fn challenge_len() -> usize {
+    let req = Request::Prove { stripe: StripeId::from_bytes([0; 32]), index: 0, nonce: [0; 32] };
+    kura_core::wire::Message::to_frame(&req).map_or(0, |f| f.len())
+}
 
 /// Identify's protocol version string.
 pub const AGENT_PROTOCOL: &str = "/kura/1.0.0";
@@ -120,6 +132,7 @@ pub struct Behaviour {
     relay: relay::Behaviour,
     autonat: autonat::Behaviour,
     pub store: request_response::Behaviour<RelayCodec>,
+    pub audit: request_response::Behaviour<AuditCodec>,
 }
 
 /// What the HTTP side can see of the node.
@@ -236,6 +249,13 @@ pub fn behaviour(key: &identity::Keypair, cfg: &NodeConfig) -> Behaviour {
                 .with_request_timeout(Duration::from_secs(60))
                 .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
         ),
+        audit: request_response::Behaviour::with_codec(
+            AuditCodec,
+            [(AUDIT_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(AUDIT_STREAM_TIMEOUT)
+                .with_max_concurrent_streams(MAX_AUDIT_STREAMS_PER_CONNECTION),
+        ),
     }
 }
 
@@ -264,11 +284,11 @@ pub async fn build_swarm(
     Ok(swarm)
 }
 
-/// Where an answer goes: the request's channel, and whether its connection's streams take
-/// a frame in one write.
-struct Asker {
-    ch: ResponseChannel<Answer>,
-    framing: Framing,
+/// Where an answer goes: a storage request's channel, with whether its connection's
+/// streams take a frame in one write, or an audit's.
+enum Asker {
+    Store { ch: ResponseChannel<Answer>, framing: Framing },
+    Audit(ResponseChannel<Response>),
 }
 
 fn request_kind(r: &Result<Request, WireError>) -> &'static str {
@@ -359,6 +379,8 @@ pub struct Node {
     cmd_tx: kura_p2p::task::Handle<Command>,
     cmd_rx: futures::channel::mpsc::Receiver<Command>,
     pending: Outstanding<Answer>,
+    /// Challenges sent, waiting for their answers.
+    audits_pending: Outstanding<Response>,
     /// Bytes each peer may store.
     stores: PeerBudget<PeerId>,
     /// Proofs each peer may ask for.
@@ -408,6 +430,7 @@ impl Node {
             cmd_tx,
             cmd_rx,
             pending: Outstanding::default(),
+            audits_pending: Outstanding::default(),
             stores: PeerBudget::new(cfg.store_rate, cfg.store_burst, BUDGET_PEERS),
             proofs: PeerBudget::new(PROOF_RATE, PROOF_BURST, BUDGET_PEERS),
             cfg,
@@ -416,7 +439,7 @@ impl Node {
 
     /// Sends requests to other relays through this node (for the repair tasks).
     pub fn sender(&self) -> crate::repair::Sender {
-        crate::repair::Sender::new(self.cmd_tx.clone())
+        crate::repair::Sender::new(self.cmd_tx.clone(), self.shared.repair.cfg.audit_deadline)
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -424,6 +447,10 @@ impl Node {
             Command::Request { peer, req, reply } => {
                 let id = self.swarm.behaviour_mut().store.send_request(&peer, Ok(req));
                 self.pending.sent(id, peer, reply);
+            }
+            Command::Audit { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().audit.send_request(&peer, Ok(req));
+                self.audits_pending.sent(id, peer, reply);
             }
         }
     }
@@ -491,8 +518,19 @@ impl Node {
             m.response_bytes_out
                 .inc_by((header.len() + shards.iter().map(|s| s.len()).sum::<usize>()) as u64);
         }
-        let answer = Answer { response: resp, framing: to.framing };
-        if self.swarm.behaviour_mut().store.send_response(to.ch, answer).is_err() {
+        let sent = match to {
+            Asker::Store { ch, framing } => {
+                let answer = Answer { response: resp, framing };
+                self.swarm.behaviour_mut().store.send_response(ch, answer).is_ok()
+            }
+            Asker::Audit(ch) => {
+                let proven = matches!(resp, Response::Proof { .. });
+                let out = kura_core::wire::Message::to_frame(&resp).map_or(0, |f| f.len());
+                m.audit("auditee", if proven { "pass" } else { "fail" }, challenge_len(), out);
+                self.swarm.behaviour_mut().audit.send_response(ch, resp).is_ok()
+            }
+        };
+        if !sent {
             tracing::debug!("peer went away before its response");
         }
         let u = self.shared.store.usage();
@@ -728,7 +766,14 @@ impl Node {
                 // A connection not seen established (it cannot happen) is answered in pieces,
                 // which every transport takes.
                 let framing = self.connections.get(&connection_id).map_or(Framing::Pieces, |t| t.framing());
-                self.on_request(peer, request, Asker { ch: channel, framing })
+                // A proof is asked on the audit protocol only.
+                let request = match request {
+                    Ok(Request::Prove { .. }) => {
+                        Err(WireError::Malformed("proofs of possession are asked on /kura/audit/1".into()))
+                    }
+                    other => other,
+                };
+                self.on_request(peer, request, Asker::Store { ch: channel, framing })
             }
             SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::InboundFailure {
                 peer,
@@ -737,6 +782,20 @@ impl Node {
             })) => {
                 tracing::debug!(%peer, "inbound storage request failed: {error}");
                 self.shared.metrics.error("inbound", ErrorCode::Malformed);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Audit(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => self.on_request(peer, request, Asker::Audit(channel)),
+            SwarmEvent::Behaviour(BehaviourEvent::Audit(
+                e @ (request_response::Event::Message {
+                    message: request_response::Message::Response { .. },
+                    ..
+                }
+                | request_response::Event::OutboundFailure { .. }),
+            )) => {
+                self.audits_pending.settle(e);
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!("incoming connection failed: {error}")

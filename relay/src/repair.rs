@@ -17,13 +17,14 @@
 use crate::node::Shared;
 use crate::store::StoreError;
 use futures::StreamExt;
+use kura_core::audit::{AuditConfig, Audits, Claim, Verdict};
 use kura_core::placement::{by_distance, DhtKey, FetchPlan};
 use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
 use kura_core::repair::{
     plan_stripe_round, schedule_round, slots_of, HeldStripe, Liveness, Move, RebuildJob, RepairQueue,
     RoundAction, StripeRound,
 };
-use kura_core::wire::{ErrorCode, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
+use kura_core::wire::{ErrorCode, Message, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
 use kura_p2p::protocol::Answer;
 use libp2p::PeerId;
@@ -51,17 +52,21 @@ const REBUILD_HEDGE_AFTER: Duration = Duration::from_secs(5);
 const MAX_REBUILD_TRIES: u32 = 5;
 /// Stripes whose failures are counted at once.
 const MAX_FAILURES_TRACKED: usize = 100_000;
-/// Proofs of possession a round asks of group members, at random, beyond those a drop needs.
-const AUDITS_PER_ROUND: usize = 32;
-/// How long a relay that answered a false proof is not taken as a relay.
-const BAN: Duration = Duration::from_secs(600);
-/// Rounds during which a claim its relay could not prove is not heard.
-const DISPROOF_ROUNDS: u32 = 3;
 
 /// A request the repair tasks ask the event loop to send.
 #[derive(Debug)]
 pub enum Command {
-    Request { peer: PeerId, req: Request, reply: kura_p2p::outstanding::Reply<Answer> },
+    Request {
+        peer: PeerId,
+        req: Request,
+        reply: kura_p2p::outstanding::Reply<Answer>,
+    },
+    /// A challenge on `/kura/audit/1`.
+    Audit {
+        peer: PeerId,
+        req: Request,
+        reply: kura_p2p::outstanding::Reply<Response>,
+    },
 }
 
 /// Settings of the repair machinery.
@@ -74,12 +79,26 @@ pub struct RepairConfig {
     pub max_running: usize,
     /// A relay unreachable this long is taken as gone.
     pub grace: Duration,
+    /// How often the claims the last round relied on are sampled and audited.
+    pub audit_interval: Duration,
+    /// A challenge not answered by then is a timeout.
+    pub audit_deadline: Duration,
+    /// Bytes per second of its own shards a relay re-reads and re-hashes.
+    pub scrub_rate: u64,
 }
 
 impl RepairConfig {
     /// Defaults around a round interval and a byte rate.
     pub fn new(interval: Duration, rate: u64) -> Self {
-        Self { interval, rate, max_running: 4, grace: interval.max(Duration::from_secs(5)) }
+        Self {
+            interval,
+            rate,
+            max_running: 4,
+            grace: interval.max(Duration::from_secs(5)),
+            audit_interval: Duration::from_secs(300),
+            audit_deadline: Duration::from_secs(10),
+            scrub_rate: 1 << 20,
+        }
     }
 }
 
@@ -122,8 +141,10 @@ pub struct Repair {
     pub report: RwLock<Report>,
     /// Failed rebuilds by stripe (see [`MAX_REBUILD_TRIES`]).
     failures: Mutex<HashMap<StripeId, u32>>,
-    /// Claims a relay could not prove, until when they are not heard.
-    disproven: Mutex<HashMap<(PeerId, StripeId), Duration>>,
+    /// Verdicts and scores of the peers this relay audits.
+    pub audits: Mutex<Audits<PeerId>>,
+    /// The claims the last round relied on: what the next audits sample from.
+    candidates: Mutex<Vec<Claim<PeerId>>>,
     start: Instant,
     wake: Notify,
 }
@@ -143,7 +164,8 @@ impl Repair {
             ),
             report: RwLock::new(Report::default()),
             failures: Mutex::new(HashMap::new()),
-            disproven: Mutex::new(HashMap::new()),
+            audits: Mutex::new(Audits::new(AuditConfig::default())),
+            candidates: Mutex::new(Vec::new()),
             start: Instant::now(),
             wake: Notify::new(),
         }
@@ -154,21 +176,22 @@ impl Repair {
         self.start.elapsed()
     }
 
-    /// `peer` could not prove its claim on `stripe`: the claim is not heard for the next few
-    /// rounds ([`DISPROOF_ROUNDS`]), so the plan takes the relay as vacant for that stripe
-    /// and has the slot rebuilt or handed to it. Short, because honest relays answer so too:
-    /// one that lost the shard, or dropped a surplus copy after it answered `Holds`.
-    fn disprove(&self, peer: PeerId, stripe: StripeId, now: Duration) {
-        let mut d = lock(&self.disproven);
-        d.retain(|_, until| *until > now);
-        if d.len() < MAX_FAILURES_TRACKED {
-            d.insert((peer, stripe), now + self.cfg.interval * DISPROOF_ROUNDS);
+    /// Records the verdict on `claim`: in the audits (its claim on the stripe is then heard
+    /// or not, its score moves), in the metrics, and in liveness when the peer is now
+    /// distrusted (placement, reads and repair then leave it out until it recovers).
+    fn judge(&self, claim: Claim<PeerId>, verdict: Verdict, metrics: &crate::metrics::Metrics) {
+        let now = self.now();
+        let peer = claim.peer;
+        let (score, until) = {
+            let mut a = lock(&self.audits);
+            a.record(now, claim, verdict);
+            (a.score(&peer, now), a.distrusted_until(&peer, now))
+        };
+        metrics.reputation.get_or_create(&crate::metrics::Peer { peer: peer.to_string() }).set(score);
+        if let Some(until) = until {
+            tracing::warn!(%peer, score, verdict = verdict.as_str(), "relay distrusted after its audits");
+            lock(&self.liveness).distrust(peer, until);
         }
-    }
-
-    /// Whether `peer`'s claim on `stripe` is not heard now.
-    fn is_disproven(&self, peer: &PeerId, stripe: &StripeId, now: Duration) -> bool {
-        lock(&self.disproven).get(&(*peer, *stripe)).is_some_and(|until| *until > now)
     }
 
     /// Records the outcome of a rebuild of `stripe`; returns whether it is now given up.
@@ -267,11 +290,36 @@ fn error(code: ErrorCode, detail: impl ToString) -> Response {
 #[derive(Debug, Clone)]
 pub struct Sender {
     task: kura_p2p::task::Handle<Command>,
+    audit_deadline: Duration,
+}
+
+/// Why a challenge got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditError {
+    /// Not by the deadline.
+    Late,
+    /// The peer does not take challenges at all: it cannot back the claims it made.
+    Refused,
+    /// The peer could not be reached, or the relay is stopping.
+    Unanswered(String),
 }
 
 impl Sender {
-    pub fn new(task: kura_p2p::task::Handle<Command>) -> Self {
-        Self { task }
+    pub fn new(task: kura_p2p::task::Handle<Command>, audit_deadline: Duration) -> Self {
+        Self { task, audit_deadline }
+    }
+
+    /// Sends a challenge on `/kura/audit/1`; no answer within `deadline` is [`AuditError::Late`].
+    pub async fn audit(&self, peer: PeerId, req: Request) -> Result<Response, AuditError> {
+        let asked = self.task.call(|reply| Command::Audit { peer, req, reply });
+        match tokio::time::timeout(self.audit_deadline, asked).await {
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(failure))) if failure.timed_out => Err(AuditError::Late),
+            Ok(Ok(Err(failure))) if failure.unsupported => Err(AuditError::Refused),
+            Ok(Ok(Err(failure))) => Err(AuditError::Unanswered(failure.reason)),
+            Ok(Err(_)) => Err(AuditError::Unanswered("relay stopping".into())),
+            Err(_) => Err(AuditError::Late),
+        }
     }
 
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
@@ -355,12 +403,13 @@ async fn ask_holds(ctx: &Ctx, ask: HashMap<PeerId, Vec<StripeId>>) -> Holdings {
         .await;
     let mut out = Holdings { claims: HashMap::new(), silent: Vec::new() };
     let now = ctx.shared.repair.now();
+    let audits = lock(&ctx.shared.repair.audits).clone();
     for (p, r) in answers {
         match r {
             Ok(Response::Held { held }) => {
                 let e = out.claims.entry(p).or_default();
                 for (s, idx) in held {
-                    if !ctx.shared.repair.is_disproven(&p, &s, now) {
+                    if audits.claim_heard(&p, &s, now) {
                         e.insert(s, idx.into_vec());
                     }
                 }
@@ -427,7 +476,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     // Plan every stripe; keep this relay's part (kura-core's round rules).
     let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };
     let mut moves: Vec<(usize, RoundAction<PeerId>)> = Vec::new();
-    let mut audits: Vec<RoundAction<PeerId>> = Vec::new();
+    let mut audits: Vec<Claim<PeerId>> = Vec::new();
     for (h, ordered) in held.iter().zip(order) {
         let s = &h.stripe;
         let n = s.slots.len();
@@ -451,19 +500,17 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     ctx.shared.metrics.set_stripes_by_live(&report.by_live);
     ctx.shared.metrics.under_replicated.set(report.under_replicated.len() as i64);
 
-    // Closest to loss first; then a random sample of the members' claims is audited.
+    // The members' claims this round relied on are what the next audits sample from.
+    *lock(&ctx.shared.repair.candidates) = audits;
+    // Closest to loss first.
     let headers_by_id: HashMap<StripeId, &Vec<u8>> = held.iter().map(|h| (h.stripe.id, &h.header)).collect();
-    let actions: Vec<(RoundAction<PeerId>, Vec<u8>)> =
-        schedule_round(moves, audits, MAX_ACTIONS_PER_ROUND, AUDITS_PER_ROUND, |len| {
-            rand::random_range(0..len)
-        })
+    let actions: Vec<(RoundAction<PeerId>, Vec<u8>)> = schedule_round(moves, MAX_ACTIONS_PER_ROUND)
         .into_iter()
         .filter_map(|a| {
             let id = match &a {
                 RoundAction::Handover { stripe, .. }
                 | RoundAction::Order { stripe, .. }
-                | RoundAction::Drop { stripe, .. }
-                | RoundAction::Audit { stripe, .. } => *stripe,
+                | RoundAction::Drop { stripe, .. } => *stripe,
             };
             headers_by_id.get(&id).map(|h| (a, (*h).clone()))
         })
@@ -575,20 +622,13 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
                 }
             }
         }
-        RoundAction::Audit { stripe, peer, index } => {
-            match challenge(ctx, stripe, &header, peer, index).await {
-                Some(true) => "audit_passed",
-                Some(false) => "audit_failed",
-                None => "audit_unanswered",
-            }
-        }
         RoundAction::Drop { stripe, index, witnesses } => {
             // Nothing is dropped on another relay's word: a holder of every slot class
             // proves it holds its shard, so the stripe is whole without this copy.
             let (mut verified, classes) = (0, witnesses.len());
             for (peer, i) in witnesses {
                 // This relay's own other shard needs no proof to itself.
-                if peer == ctx.me || challenge(ctx, stripe, &header, peer, i).await == Some(true) {
+                if peer == ctx.me || challenge(ctx, stripe, &header, peer, i).await == Some(Verdict::Pass) {
                     verified += 1;
                 }
             }
@@ -608,40 +648,112 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
     }
 }
 
-/// Asks `peer` to prove it holds index `index` of `stripe` (with header `header`). `Some(true)`:
-/// proven; `Some(false)`: it answered, and either the proof is false (a lie: it is not taken
-/// as a relay for [`BAN`]) or it says it does not hold the shard after all (its claim on this
-/// stripe is not heard for a few rounds, see [`Repair::disprove`]); `None`: no answer
-/// (unreachable, busy; liveness deals with that).
-async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<bool> {
+/// Challenges `peer` on its claim to index `index` of `stripe` (with header `header`) over
+/// `/kura/audit/1` and judges the answer ([`Repair::judge`]): a proof that verifies passes;
+/// one that does not is false; an answer that it does not have the shard (not found,
+/// corrupt on its disk) is a loss; no answer by the audit deadline is a timeout. `None`: no
+/// verdict (the peer could not be reached, which liveness deals with, or it was busy).
+async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<Verdict> {
     let h = StripeHeader::parse(header).ok()?;
     let address = *h.shards().get(usize::from(index))?;
     let nonce: [u8; NONCE_LEN] = rand::random();
     let chunk = challenged_chunk(&nonce, &peer.to_bytes(), &address, h.shard_len());
-    let answer = ctx.net.request(peer, Request::Prove { stripe, index, nonce }).await;
-    let now = ctx.shared.repair.now();
-    match answer {
-        Ok(Response::Proof { chunk: bytes, siblings }) => {
-            if verify(&address, h.shard_len(), chunk, &Proof { chunk: bytes, siblings }).is_ok() {
-                ctx.shared.metrics.proof("proven");
-                return Some(true);
-            }
-            ctx.shared.metrics.proof("false");
-            tracing::warn!(%peer, %stripe, index, "a relay answered a false proof; not taken as a relay for now");
-            lock(&ctx.shared.repair.liveness).failed_proof(peer, now, BAN);
-            Some(false)
+    let req = Request::Prove { stripe, index, nonce };
+    let sent = req.to_frame().map_or(0, |f| f.len());
+    let (verdict, received) = match ctx.net.audit(peer, req).await {
+        Ok(answer) => {
+            let received = answer.to_frame().map_or(0, |f| f.len());
+            let verdict = match answer {
+                Response::Proof { chunk: bytes, siblings } => {
+                    match verify(&address, h.shard_len(), chunk, &Proof { chunk: bytes, siblings }) {
+                        Ok(()) => Verdict::Pass,
+                        Err(e) => {
+                            tracing::warn!(%peer, %stripe, index, "a relay answered a false proof: {e}");
+                            Verdict::False
+                        }
+                    }
+                }
+                Response::Error { code: ErrorCode::Busy, .. } => return None,
+                other => {
+                    tracing::info!(%peer, %stripe, index, "a relay cannot prove a shard it claimed: {other:?}");
+                    Verdict::Lost
+                }
+            };
+            (verdict, received)
         }
-        Ok(Response::Error { code: ErrorCode::Busy, .. }) | Err(_) => {
-            ctx.shared.metrics.proof("unanswered");
-            None
+        Err(AuditError::Late) => (Verdict::Timeout, 0),
+        Err(AuditError::Refused) => {
+            tracing::info!(%peer, %stripe, index, "a relay that claims shards takes no challenge");
+            (Verdict::Lost, 0)
         }
-        // Not found, corrupt, or another answer: it does not hold what it claimed.
-        Ok(_) => {
-            ctx.shared.metrics.proof("withdrawn");
-            tracing::info!(%peer, %stripe, index, "a relay cannot prove a shard it claimed; its claim is not heard");
-            ctx.shared.repair.disprove(peer, stripe, now);
-            Some(false)
+        Err(AuditError::Unanswered(e)) => {
+            tracing::debug!(%peer, %stripe, index, "audit unanswered: {e}");
+            return None;
         }
+    };
+    ctx.shared.metrics.audit("auditor", verdict.as_str(), received, sent);
+    ctx.shared.repair.judge(Claim { peer, stripe, index }, verdict, &ctx.shared.metrics);
+    Some(verdict)
+}
+
+/// Audits the claims the last round relied on, a sample every audit interval (spawn it).
+pub async fn run_audits(ctx: Ctx) {
+    let mut tick = tokio::time::interval(ctx.shared.repair.cfg.audit_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let claims = {
+            let candidates = lock(&ctx.shared.repair.candidates).clone();
+            lock(&ctx.shared.repair.audits).sample(candidates, |len| rand::random_range(0..len))
+        };
+        let verdicts: Vec<Option<Verdict>> = futures::stream::iter(claims)
+            .map(|c| {
+                let ctx = ctx.clone();
+                async move {
+                    let store = ctx.shared.store.clone();
+                    let header = blocking(move || store.header(&c.stripe)).await?.ok()??;
+                    challenge(&ctx, c.stripe, &header, c.peer, c.index).await
+                }
+            })
+            .buffer_unordered(ROUND_CONCURRENCY)
+            .collect()
+            .await;
+        let now = ctx.shared.repair.now();
+        lock(&ctx.shared.repair.audits).expire(now);
+        let failed = verdicts.iter().flatten().filter(|v| v.is_failure()).count();
+        tracing::debug!(audited = verdicts.len(), failed, "audits done");
+    }
+}
+
+/// Re-reads and re-hashes this relay's own shards, one after the other at the scrub rate,
+/// so that honest disk loss is found without waiting for neighbours to ask: a shard that no
+/// longer matches its address is dropped by the store (it stops being claimed, and the
+/// group rebuilds it). Spawn it.
+pub async fn run_scrub(ctx: Ctx) {
+    let rate = ctx.shared.repair.cfg.scrub_rate.max(1);
+    loop {
+        let store = ctx.shared.store.clone();
+        let inventory = match blocking(move || store.inventory()).await {
+            Some(Ok(inv)) => inv,
+            _ => Vec::new(),
+        };
+        let started = Instant::now();
+        for (stripe, _) in inventory {
+            let store = ctx.shared.store.clone();
+            let (result, len) = match blocking(move || store.get(&stripe)).await {
+                Some(Ok(Some(held))) => ("ok", held.shards.iter().map(|(_, b)| b.len()).sum::<usize>()),
+                Some(Ok(None)) => continue,
+                Some(Err(crate::store::StoreError::Corrupt { .. })) => {
+                    tracing::warn!(%stripe, "scrub: a shard was lost on disk and is dropped");
+                    ("lost", 0)
+                }
+                _ => ("error", 0),
+            };
+            ctx.shared.metrics.scrubbed.get_or_create(&crate::metrics::Kind { kind: result.into() }).inc();
+            tokio::time::sleep(Duration::from_secs_f64(len.max(4096) as f64 / rate as f64)).await;
+        }
+        // At most one pass a minute over a small store.
+        tokio::time::sleep(Duration::from_secs(60).saturating_sub(started.elapsed())).await;
     }
 }
 

@@ -12,8 +12,11 @@
 use futures::StreamExt;
 use kura_core::encoder::encode_single_chunk;
 use kura_core::placement::{by_distance, DhtKey};
+use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError};
+use kura_core::StripeId;
 use kura_core::{EncodeOptions, Params, ShardId, Stripe, StripeHeader};
+use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
 use kura_p2p::client::StoreClient;
 use kura_p2p::protocol::{Answer, RelayCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_p2p::transport::Framing;
@@ -82,6 +85,42 @@ struct LiarBehaviour {
     identify: identify::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     store: request_response::Behaviour<RelayCodec>,
+    audit: request_response::Behaviour<AuditCodec>,
+}
+
+/// How the liar answers challenges on `/kura/audit/1`.
+#[derive(Debug, Clone)]
+enum Prover {
+    /// A chunk of zeros and zero hashes, every time.
+    Zeros,
+    /// In turn: zeros; a true proof, but of the next index's shard (whose bytes it was
+    /// given); no answer at all (the stream is held open until the liar stops).
+    Rotate(Arc<BTreeMap<StripeId, Vec<Vec<u8>>>>),
+}
+
+/// The liar's answer to challenge number `n` (`None`: it does not answer).
+fn prove_falsely(
+    prover: &Prover,
+    me: &PeerId,
+    n: usize,
+    req: Result<Request, WireError>,
+) -> Option<Response> {
+    let zeros = Response::Proof { chunk: vec![0; 1024], siblings: vec![[0u8; 32]; 8] };
+    let Ok(Request::Prove { stripe, index, nonce }) = req else { return Some(zeros) };
+    match prover {
+        Prover::Zeros => Some(zeros),
+        Prover::Rotate(shards) => match n % 3 {
+            0 => Some(zeros),
+            1 => {
+                let all = shards.get(&stripe)?;
+                let other = &all[(usize::from(index) + 1) % all.len()];
+                let chunk = challenged_chunk(&nonce, &me.to_bytes(), &ShardId::of(other), other.len());
+                let p = prove(other, chunk);
+                Some(Response::Proof { chunk: p.chunk, siblings: p.siblings })
+            }
+            _ => None,
+        },
+    }
 }
 
 /// The liar's answer to a request, and the request's kind.
@@ -100,9 +139,6 @@ fn lie(req: Result<Request, WireError>) -> (&'static str, Response) {
         Ok(Request::Handover { header, shard }) => ("handover", stored(&header, &shard)),
         Ok(Request::Fetch { .. }) => ("fetch", error(ErrorCode::NotFound, "nothing here")),
         Ok(Request::FetchPart { .. }) => ("fetch_part", error(ErrorCode::NotFound, "nothing here")),
-        Ok(Request::Prove { .. }) => {
-            ("prove", Response::Proof { chunk: vec![0; 1024], siblings: vec![[0u8; 32]; 8] })
-        }
         // "Queued", and never done.
         Ok(Request::Repair { .. }) => ("repair", Response::Accepted),
         Ok(_) => ("other", error(ErrorCode::UnsupportedVersion, "not spoken here")),
@@ -139,8 +175,9 @@ struct Liar {
 }
 
 impl Liar {
-    /// Listens on loopback TCP, dials every relay and puts them in its Kademlia table.
-    async fn start(relays: &[Multiaddr]) -> Self {
+    /// Listens on loopback TCP, dials every relay and puts them in its Kademlia table;
+    /// answers challenges as `prover` says.
+    async fn start(relays: &[Multiaddr], prover: Prover) -> Self {
         let key = identity::Keypair::generate_ed25519();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -164,6 +201,11 @@ impl Liar {
                         RelayCodec::default(),
                         [(PROTOCOL, ProtocolSupport::Full)],
                         request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+                    ),
+                    audit: request_response::Behaviour::with_codec(
+                        AuditCodec,
+                        [(AUDIT_PROTOCOL, ProtocolSupport::Inbound)],
+                        request_response::Config::default().with_request_timeout(Duration::from_secs(600)),
                     ),
                 }
             })
@@ -190,7 +232,7 @@ impl Liar {
         let peer = *swarm.local_peer_id();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (orders, rx) = mpsc::channel(4);
-        let task = tokio::spawn(run_liar(swarm, peers, rx, seen.clone()));
+        let task = tokio::spawn(run_liar(swarm, peers, rx, seen.clone(), prover));
         Self { peer, orders, seen, task }
     }
 }
@@ -200,8 +242,12 @@ async fn run_liar(
     relays: Vec<PeerId>,
     mut cmds: mpsc::Receiver<Orders>,
     seen: Arc<Mutex<Seen>>,
+    prover: Prover,
 ) {
     let me = *swarm.local_peer_id();
+    // Challenges it never answers, held open.
+    let mut held = Vec::new();
+    let mut challenges = 0;
     let mut sent: HashSet<OutboundRequestId> = HashSet::new();
     let record = |key: String| *seen.lock().unwrap().orders.entry(key).or_default() += 1;
     loop {
@@ -229,6 +275,19 @@ async fn run_liar(
                     let (kind, response) = lie(request);
                     *seen.lock().unwrap().requests.entry(kind).or_default() += 1;
                     let _ = swarm.behaviour_mut().store.send_response(channel, Answer { response, framing: Framing::Whole });
+                }
+                SwarmEvent::Behaviour(LiarBehaviourEvent::Audit(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) => {
+                    *seen.lock().unwrap().requests.entry("prove").or_default() += 1;
+                    match prove_falsely(&prover, &me, challenges, request) {
+                        Some(answer) => {
+                            let _ = swarm.behaviour_mut().audit.send_response(channel, answer);
+                        }
+                        None => held.push(channel),
+                    }
+                    challenges += 1;
                 }
                 SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::Message {
                     message: request_response::Message::Response { request_id, response },
@@ -290,7 +349,7 @@ async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
 
     // The liar joins: every relay takes it for one of them.
     let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
-    let liar = Liar::start(&addrs).await;
+    let liar = Liar::start(&addrs, Prover::Zeros).await;
     let liar_id = liar.peer.to_string();
     for r in &relays {
         wait_for(Duration::from_secs(60), "every relay to have the liar in its routing table", || {
@@ -428,4 +487,97 @@ async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
         eprintln!("{}", r.usage_line("a lying relay in every group"));
     }
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The verdicts relay `r` gave, by audited peer.
+fn verdicts(r: &RelayProc) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Ok(a) = r.json("/audits") {
+        for rec in a["recent"].as_array().into_iter().flatten() {
+            let (Some(p), Some(v)) = (rec["peer"].as_str(), rec["verdict"].as_str()) else { continue };
+            out.entry(p.to_owned()).or_default().push(v.to_owned());
+        }
+    }
+    out
+}
+
+/// A relay that takes shards and answers every challenge on `/kura/audit/1` falsely: with
+/// zeros, with a true proof of another shard of the same stripe (it has every shard's
+/// bytes), or not at all. Four honest relays audit every second. Each of its answers is
+/// judged false and each silence late; it is never passed, and a relay that caught it
+/// answering falsely distrusts it. The honest relays audited each other all the while and
+/// gave each other no failing verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_that_proves_falsely_is_failed_every_time_and_never_passed() {
+    const HONEST: usize = 4;
+    let dir = Scratch::new("false-prover").unwrap();
+    let fast = ["--repair-interval", "1", "--audit-interval", "1"];
+    let first = spawn(&dir.path().join("r0"), &fast);
+    let boot = first.addr("/tcp/").unwrap();
+    let mut relays = vec![first];
+    for i in 1..HONEST {
+        let mut args = fast.to_vec();
+        args.extend(["--bootstrap", &boot]);
+        relays.push(spawn(&dir.path().join(format!("r{i}")), &args));
+    }
+    for r in &relays {
+        wait_for(Duration::from_secs(60), "every relay to know the others", || {
+            let table = routing_table(r)?;
+            relays.iter().filter(|o| o.peer_id != r.peer_id).all(|o| table.contains(&o.peer_id)).then_some(())
+        })
+        .unwrap();
+    }
+    // Stripes of four shards (k = 2, m = 2), shard i on honest relay i; the liar has all
+    // their bytes, to answer with the wrong one.
+    let opts = EncodeOptions { params: Params::new(2, 2).unwrap(), ..EncodeOptions::default() };
+    let stripes: Vec<Stripe> = (0..8u64)
+        .map(|n| encode_single_chunk(&opts, &pseudo_random(40 * 1024, 500 + n)).unwrap().0)
+        .collect();
+    let shards: BTreeMap<StripeId, Vec<Vec<u8>>> =
+        stripes.iter().map(|s| (s.id(), (0..HONEST).map(|i| s.shard(i).to_vec()).collect())).collect();
+    let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
+    let liar = Liar::start(&addrs, Prover::Rotate(Arc::new(shards))).await;
+    let liar_id = liar.peer.to_string();
+    for r in &relays {
+        wait_for(Duration::from_secs(60), "every relay to have the liar in its routing table", || {
+            routing_table(r)?.contains(&liar_id).then_some(())
+        })
+        .unwrap();
+    }
+    for (i, r) in relays.iter().enumerate() {
+        let c = StoreClient::connect(r.addr("/tcp/").unwrap().parse().unwrap()).await.unwrap();
+        for s in &stripes {
+            let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(i).to_vec() };
+            assert_eq!(c.request(req).await.unwrap(), Response::Stored { index: i as u8 });
+        }
+    }
+    // Until the liar has been caught both ways: a false proof and a silence past the deadline.
+    let caught = wait_for(Duration::from_secs(120), "false and late verdicts on the liar", || {
+        let all: Vec<String> =
+            relays.iter().flat_map(|r| verdicts(r).remove(&liar_id).unwrap_or_default()).collect();
+        (all.iter().any(|v| v == "false") && all.iter().any(|v| v == "timeout")).then_some(all)
+    });
+    let seen = liar.seen.lock().unwrap().requests.clone();
+    eprintln!("liar was asked: {seen:?}");
+    let all = caught.unwrap();
+    eprintln!("verdicts on the liar: {all:?}");
+    assert!(
+        all.iter().all(|v| v == "false" || v == "timeout"),
+        "the liar passed or was judged otherwise: {all:?}"
+    );
+    for (i, r) in relays.iter().enumerate() {
+        let mine = verdicts(r);
+        if mine.get(&liar_id).is_some_and(|v| v.iter().any(|v| v == "false")) {
+            let a = r.json("/audits").unwrap();
+            let distrusted: Vec<&str> =
+                a["distrusted"].as_array().unwrap().iter().filter_map(|d| d["peer"].as_str()).collect();
+            assert!(distrusted.contains(&liar_id.as_str()), "relay {i} caught the liar and trusts it: {a}");
+        }
+        for (peer, v) in mine.iter().filter(|(p, _)| **p != liar_id) {
+            assert!(v.iter().all(|v| v == "pass"), "relay {i} failed honest relay {peer}: {v:?}");
+        }
+        let passes = r.metric("kura_audits_total{role=\"auditor\",verdict=\"pass\"}").unwrap_or(0.0);
+        eprintln!("relay {i}: {passes} passes given, verdicts {mine:?}");
+    }
+    liar.task.abort();
 }
