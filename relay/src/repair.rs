@@ -50,6 +50,8 @@ const REBUILD_HEDGE_AFTER: Duration = Duration::from_secs(5);
 /// would otherwise fail every round for ever. Failures for want of reachable shards do not
 /// count; they pass with churn.
 const MAX_REBUILD_TRIES: u32 = 5;
+/// Shortest time between the starts of two scrub passes.
+const SCRUB_PASS_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 /// Stripes whose failures are counted at once.
 const MAX_FAILURES_TRACKED: usize = 100_000;
 
@@ -566,10 +568,19 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
     let StripeRound { plan, holders, .. } =
         plan_stripe_round(&ctx.me, &s, ordered, &silent, &suspects, claims, MAX_REPAIR_HOLDERS);
     let class = s.slots.get(usize::from(job.index)).copied();
-    let wanted = plan.moves.iter().any(|m| {
-        matches!(m, Move::Rebuild { index, at, .. }
-            if *at == ctx.me && s.slots.get(usize::from(*index)).copied() == class)
-    });
+    let of_class = |i: &u8| s.slots.get(usize::from(*i)).copied() == class;
+    let planned_here = plan
+        .moves
+        .iter()
+        .any(|m| matches!(m, Move::Rebuild { index, at, .. } if *at == ctx.me && of_class(index)));
+    // Views differ (a relay distrusted by the sender and not here, say): an order for a
+    // class nobody holds, of a stripe that can be rebuilt, to a relay of the group, is taken
+    // even when this relay's own plan would have another member rebuild it. An order for a
+    // class that is held, or for a stripe nobody can rebuild, is not.
+    let missing = plan.live >= s.k && !holders.iter().any(|(_, held)| held.iter().any(of_class));
+    let in_group =
+        crate::node::rank_among(&s.id, &ctx.me, &relays) < s.slots.len() + crate::node::CLOSE_GROUP_SLACK;
+    let wanted = planned_here || (missing && in_group);
     if !wanted {
         return Err(format!(
             "this relay's own plan has it rebuild no shard like index {} ({} of {} slots live)",
@@ -752,8 +763,8 @@ pub async fn run_scrub(ctx: Ctx) {
             ctx.shared.metrics.scrubbed.get_or_create(&crate::metrics::Kind { kind: result.into() }).inc();
             tokio::time::sleep(Duration::from_secs_f64(len.max(4096) as f64 / rate as f64)).await;
         }
-        // At most one pass a minute over a small store.
-        tokio::time::sleep(Duration::from_secs(60).saturating_sub(started.elapsed())).await;
+        // A small store is not re-read more than every few seconds.
+        tokio::time::sleep(SCRUB_PASS_AT_MOST_EVERY.saturating_sub(started.elapsed())).await;
     }
 }
 

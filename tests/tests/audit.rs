@@ -1,0 +1,209 @@
+//! Audits with real `kura-relay` processes on 127.0.0.1: files put by the real `kura`, a
+//! healthy network audited without a single failing verdict, then one relay's shard files
+//! deleted behind its back (its metadata left as it was, so it goes on claiming them) —
+//! the other relays' audits fail it, the lost shards are rebuilt elsewhere, and two more
+//! relays killed leave every file byte-exact.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_tests::net::Net;
+use kura_tests::pseudo_random;
+use kura_tests::relay::{wait_for, RelayProc};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Repair rounds and audits every second. The relays' own scrubbing is slowed to a crawl
+/// (a byte a second), so that what finds the loss here is the neighbours' audits.
+const ARGS: &[&str] = &["--repair-interval", "1", "--audit-interval", "1", "--scrub-rate", "1"];
+const RELAYS: usize = 8;
+/// Shards per stripe (the client's default k = 4, m = 2).
+const N: usize = 6;
+
+/// An auditor verdict count summed over `relays`.
+fn verdicts(relays: &[&RelayProc], verdict: &str) -> f64 {
+    let series = format!("kura_audits_total{{role=\"auditor\",verdict=\"{verdict}\"}}");
+    relays.iter().map(|r| r.metric(&series).unwrap_or(0.0)).sum()
+}
+
+/// stripe -> indices held, by relay number, from the inventories of relays `from`.
+fn inventory(net: &Net, from: &[usize]) -> BTreeMap<String, BTreeMap<usize, Vec<u8>>> {
+    let mut out: BTreeMap<String, BTreeMap<usize, Vec<u8>>> = BTreeMap::new();
+    for &i in from {
+        let v = net.relay(i).json("/inventory").unwrap();
+        for (stripe, idx) in v["stripes"].as_object().unwrap() {
+            let idx = idx.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            out.entry(stripe.clone()).or_default().insert(i, idx);
+        }
+    }
+    out
+}
+
+/// Files under `dir`.
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    count_files(&p)
+                } else {
+                    1
+                }
+            })
+            .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Deletes every shard file under `dir` (the store's `shards/` tree), leaving the
+/// directories and the metadata database alone. Returns how many were deleted.
+fn delete_shard_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            n += delete_shard_files(&p);
+        } else {
+            std::fs::remove_file(&p).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn shards_deleted_behind_a_relays_back_are_found_by_audits_and_rebuilt() {
+    let started = Instant::now();
+    let mut net = Net::start_with("audit", RELAYS, ARGS);
+    let mut files = Vec::new();
+    for (n, len) in [1_500_000usize, 1_500_000, 700_000, 100_000, 40_000, 5].into_iter().enumerate() {
+        let data = pseudo_random(len, 40 + n as u64);
+        let path = net.dir.path().join(format!("f{n}"));
+        std::fs::write(&path, &data).unwrap();
+        files.push((net.put(&path, &[]).unwrap(), data));
+    }
+    let all: Vec<usize> = (0..RELAYS).collect();
+    let stripes: BTreeSet<String> = inventory(&net, &all).into_keys().collect();
+    eprintln!(
+        "{} files, {} stripes put after {:.1} s",
+        files.len(),
+        stripes.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // A healthy network: every relay audits its neighbours, and nobody fails anybody.
+    let live: Vec<&RelayProc> = net.live().collect();
+    wait_for(Duration::from_secs(90), "every relay to have audited its neighbours", || {
+        live.iter()
+            .all(|r| r.metric("kura_audits_total{role=\"auditor\",verdict=\"pass\"}").unwrap_or(0.0) >= 5.0)
+            .then_some(())
+    })
+    .unwrap();
+    let failing = ["fail", "false", "timeout"].map(|v| (v, verdicts(&live, v)));
+    eprintln!("healthy: {} passes, failing verdicts {failing:?}", verdicts(&live, "pass"));
+    assert!(failing.iter().all(|(_, n)| *n == 0.0), "false failures on a healthy network: {failing:?}");
+
+    // The relay holding the most shards loses every shard file; its metadata stays.
+    let inv = inventory(&net, &all);
+    let held = |i: usize| inv.values().filter(|h| h.contains_key(&i)).count();
+    let victim = (0..RELAYS).max_by_key(|&i| held(i)).unwrap();
+    let victim_id = net.relay(victim).peer_id.clone();
+    let deleted = delete_shard_files(&net.dir.path().join(format!("r{victim}/store/shards")));
+    eprintln!(
+        "relay {victim} ({victim_id}) lost {deleted} shard files after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(deleted >= 5, "relay {victim} held only {deleted} shards");
+
+    // Its neighbours fail it; the lost shards are rebuilt (elsewhere, or on the relay that
+    // lost them once it no longer claims them): every stripe is back to N distinct shards,
+    // and the relay that lost its files claims only shards it has again.
+    let victim_dir = net.dir.path().join(format!("r{victim}/store/shards"));
+    let lost = Instant::now();
+    let mut why = String::new();
+    let whole = wait_for(Duration::from_secs(120), "the lost shards to be found and rebuilt", || {
+        let inv = inventory(&net, &all);
+        let claimed = inv.values().filter(|h| h.contains_key(&victim)).count();
+        let on_disk = count_files(&victim_dir);
+        let short: Vec<String> = stripes
+            .iter()
+            .filter(|s| {
+                let idx: BTreeSet<u8> =
+                    inv.get(*s).into_iter().flat_map(|h| h.values().flatten().copied()).collect();
+                idx.len() < N
+            })
+            .map(|s| format!("{}: {:?}", &s[..12], inv.get(s)))
+            .collect();
+        why = format!(
+            "relay {victim} claims {claimed} shards, has {on_disk} on disk; short stripes: {short:#?}"
+        );
+        (claimed == on_disk && short.is_empty()).then_some(())
+    });
+    if whole.is_err() {
+        for r in net.live() {
+            eprintln!("{}: audits {}", r.peer_id, r.json("/audits").unwrap()["verdicts"]);
+            eprintln!("{}: repair {}", r.peer_id, r.json("/repair").unwrap()["report"]);
+        }
+    }
+    whole.unwrap_or_else(|e| panic!("{e}: {why}"));
+    let others: Vec<usize> = (0..RELAYS).filter(|&i| i != victim).collect();
+    let auditors: Vec<&RelayProc> = others.iter().map(|&i| net.relay(i)).collect();
+    let failed = verdicts(&auditors, "fail");
+    eprintln!(
+        "whole again {:.1} s after the loss; relay {victim}'s neighbours gave it {failed} failing verdicts",
+        lost.elapsed().as_secs_f64()
+    );
+    assert!(failed >= 1.0, "no audit failed the relay that lost its shards");
+    let judged: Vec<String> = auditors
+        .iter()
+        .flat_map(|r| r.json("/audits").unwrap()["recent"].as_array().cloned().unwrap_or_default())
+        .filter(|rec| rec["verdict"] == "fail")
+        .map(|rec| rec["peer"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(judged.iter().all(|p| *p == victim_id), "an honest relay was failed: {judged:?}");
+
+    // Two more relays go; every file still reads back byte-exact.
+    let kill: Vec<usize> = others.iter().copied().filter(|&i| i != 0).take(2).collect();
+    for &i in &kill {
+        net.kill9(i);
+    }
+    for (n, (cap, data)) in files.iter().enumerate() {
+        net.get_exact(cap, data, &format!("f{n}"));
+    }
+    eprintln!(
+        "every file byte-exact with relays {kill:?} killed; done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Without neighbours asking (audits a day apart), a relay finds the loss of its own shard
+/// files by scrubbing (re-reading and re-hashing them), stops claiming them, and the group
+/// rebuilds them.
+#[test]
+fn a_relay_finds_its_own_lost_shards_by_scrubbing() {
+    let mut args = vec!["--repair-interval", "1", "--audit-interval", "86400", "--scrub-rate", "64M"];
+    let mut net = Net::start_with("scrub", 7, &args);
+    args.clear();
+    let data = pseudo_random(2_500_000, 77);
+    let path = net.dir.path().join("f");
+    std::fs::write(&path, &data).unwrap();
+    let cap = net.put(&path, &[]).unwrap();
+    let all: Vec<usize> = (0..7).collect();
+    let inv = inventory(&net, &all);
+    let victim = (0..7).max_by_key(|&i| inv.values().filter(|h| h.contains_key(&i)).count()).unwrap();
+    let dir = net.dir.path().join(format!("r{victim}/store/shards"));
+    let deleted = delete_shard_files(&dir);
+    assert!(deleted >= 1);
+    wait_for(Duration::from_secs(60), "the relay to find its lost shards by scrubbing", || {
+        let lost = net.relay(victim).metric("kura_scrubbed_shards_total{kind=\"lost\"}").unwrap_or(0.0);
+        let inv = inventory(&net, &all);
+        let claimed = inv.values().filter(|h| h.contains_key(&victim)).count();
+        let whole = inv.values().all(|h| h.values().flatten().collect::<BTreeSet<_>>().len() == N);
+        (lost >= 1.0 && claimed == count_files(&dir) && whole).then_some(())
+    })
+    .unwrap();
+    for i in all.into_iter().filter(|&i| i != victim).take(2) {
+        net.kill9(i);
+    }
+    net.get_exact(&cap, &data, "scrubbed");
+}
