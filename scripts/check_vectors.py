@@ -4,7 +4,7 @@ docs/architecture.md alone, checked against core/tests/vectors/kat.json: chunk k
 ChaCha20-Poly1305, the stripe header, Reed-Solomon parity (GF(2^8), x^8+x^4+x^3+x^2+1,
 systematic Vandermonde matrix), shard addresses, data maps (postcard, nested) and the
 capability text. Needs the `blake3` and `cryptography` Python packages."""
-import json, os, sys
+import json, struct, os, sys
 import blake3
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
@@ -92,6 +92,81 @@ def encode_file(data, secret, k, m, cs, name, media):
     return stripes, sid, key
 
 B32 = "abcdefghijklmnopqrstuvwxyz234567"
+# BLAKE3's compression function and tree, from the BLAKE3 paper (the Python package only
+# gives whole hashes; proofs need chaining values of subtrees).
+B3_IV = [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19]
+B3_PERM = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8]
+CHUNK_START, CHUNK_END, PARENT, ROOT = 1, 2, 4, 8
+M32 = 0xFFFFFFFF
+
+def b3_compress(cv, block, counter, block_len, flags):
+    rotr = lambda x, n: ((x >> n) | (x << (32 - n))) & M32
+    m = list(struct.unpack("<16I", block.ljust(64, b"\0")))
+    v = cv[:] + B3_IV[:4] + [counter & M32, counter >> 32, block_len, flags]
+    def g(a, b, c, d, x, y):
+        v[a] = (v[a] + v[b] + x) & M32; v[d] = rotr(v[d] ^ v[a], 16)
+        v[c] = (v[c] + v[d]) & M32; v[b] = rotr(v[b] ^ v[c], 12)
+        v[a] = (v[a] + v[b] + y) & M32; v[d] = rotr(v[d] ^ v[a], 8)
+        v[c] = (v[c] + v[d]) & M32; v[b] = rotr(v[b] ^ v[c], 7)
+    for r in range(7):
+        g(0, 4, 8, 12, m[0], m[1]); g(1, 5, 9, 13, m[2], m[3]); g(2, 6, 10, 14, m[4], m[5]); g(3, 7, 11, 15, m[6], m[7])
+        g(0, 5, 10, 15, m[8], m[9]); g(1, 6, 11, 12, m[10], m[11]); g(2, 7, 8, 13, m[12], m[13]); g(3, 4, 9, 14, m[14], m[15])
+        if r < 6: m = [m[i] for i in B3_PERM]
+    return [v[i] ^ v[i + 8] for i in range(8)]
+
+def b3_chunk_cv(data, index, root=False):
+    cv, blocks = B3_IV[:], [data[i:i + 64] for i in range(0, len(data), 64)] or [b""]
+    for j, blk in enumerate(blocks):
+        last = j == len(blocks) - 1
+        flags = (CHUNK_START if j == 0 else 0) | (CHUNK_END if last else 0) | (ROOT if root and last else 0)
+        cv = b3_compress(cv, blk, index, len(blk), flags)
+    return cv
+
+def b3_parent(left, right, root=False):
+    return b3_compress(B3_IV[:], struct.pack("<16I", *(left + right)), 0, 64, PARENT | (ROOT if root else 0))
+
+def b3_left_len(n):  # bytes in the left subtree of n > 1024 bytes: the largest power-of-two chunks below n
+    chunks = (n - 1) // 1024
+    return 1024 * (1 << (chunks.bit_length() - 1))
+
+def b3_subtree_cv(data, offset):
+    if len(data) <= 1024: return b3_chunk_cv(data, offset // 1024)
+    left = b3_left_len(len(data))
+    return b3_parent(b3_subtree_cv(data[:left], offset), b3_subtree_cv(data[left:], offset + left))
+
+def cv_bytes(cv): return struct.pack("<8I", *cv)
+def cv_words(b): return list(struct.unpack("<8I", b))
+
+def challenged_chunk(domain, nonce, holder, address, length):
+    h = blake3.blake3(domain + nonce + struct.pack("<Q", len(holder)) + holder + address).digest()
+    return struct.unpack("<Q", h[:8])[0] % max(1, -(-length // 1024))
+
+def prove(shard, chunk):
+    """The chunk and the sibling chaining values (top first) on its path, as Kura proves."""
+    target, siblings, start, size = min(chunk * 1024, len(shard)), [], 0, len(shard)
+    while size > 1024:
+        left = b3_left_len(size)
+        if target < start + left:
+            siblings.append(cv_bytes(b3_subtree_cv(shard[start + left:start + size], start + left))); size = left
+        else:
+            siblings.append(cv_bytes(b3_subtree_cv(shard[start:start + left], start))); start += left; size -= left
+    return shard[start:start + size], siblings, start
+
+def verify(address, length, chunk, chunk_bytes, siblings):
+    target, path, start, size = min(chunk * 1024, length), [], 0, length
+    while size > 1024:
+        left = b3_left_len(size); goes_left = target < start + left; path.append(goes_left)
+        if goes_left: size = left
+        else: start += left; size -= left
+    if len(chunk_bytes) != size or len(siblings) != len(path): return False
+    if not path: return blake3.blake3(chunk_bytes).digest() == address
+    cv = b3_chunk_cv(chunk_bytes, start // 1024)
+    for level in range(len(path) - 1, -1, -1):
+        sib = cv_words(siblings[level])
+        l, r = (cv, sib) if path[level] else (sib, cv)
+        cv = b3_parent(l, r, root=(level == 0))
+    return cv_bytes(cv) == address
+
 def cap_text(root, key):
     raw = root + key
     raw += blake3.blake3(raw, derive_key_context="kura capability checksum v1").digest()[:4]
@@ -122,7 +197,20 @@ def main():
         check(tag + " shards", [blake3.blake3(s).hexdigest() for s in shards], f["first_stripe_shards"])
         check(tag + " last stripe", stripes[-1][0].hex(), f["last_stripe"])
         check(tag + " capability", cap_text(root, key), f["capability"])
-    n = len(kat["chunk_keys"]) + len(kat["capabilities"]) + len(kat["files"])
+    for p in kat["proofs"]:
+        shard, tag = pattern(p["shard_len"]), f"proof of a {p['shard_len']}-byte shard"
+        address = blake3.blake3(shard).digest()
+        check(tag + " address", address.hex(), p["address"])
+        chunk = challenged_chunk(kat["proof_domain"].encode(), bytes.fromhex(p["nonce"]), bytes.fromhex(p["holder"]), address, len(shard))
+        check(tag + " chunk", chunk, p["chunk"])
+        got, siblings, _ = prove(shard, chunk)
+        check(tag + " chunk bytes", got.hex(), p["chunk_bytes"])
+        check(tag + " siblings", [x.hex() for x in siblings], p["siblings"])
+        check(tag + " verifies", verify(address, len(shard), chunk, got, siblings), True)
+        if siblings:
+            bad = bytearray(siblings[-1]); bad[0] ^= 1
+            check(tag + " a flipped bit fails", verify(address, len(shard), chunk, got, siblings[:-1] + [bytes(bad)]), False)
+    n = len(kat["chunk_keys"]) + len(kat["capabilities"]) + len(kat["files"]) + len(kat["proofs"])
     print(f"{n} vectors checked by the Python implementation: {'all match' if not fails else f'{fails} mismatches'}")
     sys.exit(1 if fails else 0)
 

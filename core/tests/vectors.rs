@@ -71,6 +71,26 @@ fn generate() -> Value {
             "capability": cap.to_text(),
         }));
     }
+    // Proofs of possession: shards of awkward lengths (the pattern), challenged by a holder
+    // with a nonce; the chunk picked and the proof (chunk bytes and sibling chaining values).
+    let mut proofs = Vec::new();
+    for (n, len) in [1usize, 1024, 1025, 3000, 4097, 100_001].into_iter().enumerate() {
+        let shard = pattern(len);
+        let address = kura_core::ShardId::of(&shard);
+        let nonce = [n as u8 + 11; kura_core::proof::NONCE_LEN];
+        let holder = b"kura vector holder";
+        let chunk = kura_core::proof::challenged_chunk(&nonce, holder, &address, len);
+        let p = kura_core::proof::prove(&shard, chunk);
+        proofs.push(json!({
+            "shard_len": len,
+            "address": hex(address.as_bytes()),
+            "nonce": hex(&nonce),
+            "holder": hex(holder),
+            "chunk": chunk,
+            "chunk_bytes": hex(&p.chunk),
+            "siblings": p.siblings.iter().map(|s| hex(s)).collect::<Vec<_>>(),
+        }));
+    }
     json!({
         "format": "kura v1 known-answer vectors",
         "input": "byte[i] = (i * 31 + 7) % 251",
@@ -78,6 +98,8 @@ fn generate() -> Value {
         "chunk_keys": keys,
         "capabilities": caps,
         "files": files,
+        "proof_domain": "kura possession challenge v1",
+        "proofs": proofs,
     })
 }
 
@@ -91,7 +113,7 @@ fn known_answer_vectors_match() {
         return;
     }
     let want: Value = serde_json::from_str(KAT).expect("kat.json parses");
-    for section in ["chunk_keys", "capabilities", "files"] {
+    for section in ["chunk_keys", "capabilities", "files", "proofs"] {
         let (g, w) = (&got[section], &want[section]);
         assert_eq!(g.as_array().unwrap().len(), w.as_array().unwrap().len(), "{section} count");
         for (i, (g, w)) in g.as_array().unwrap().iter().zip(w.as_array().unwrap()).enumerate() {
