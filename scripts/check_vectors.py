@@ -3,7 +3,8 @@
 docs/architecture.md alone, checked against core/tests/vectors/kat.json: chunk keys,
 ChaCha20-Poly1305, the stripe header, Reed-Solomon parity (GF(2^8), x^8+x^4+x^3+x^2+1,
 systematic Vandermonde matrix), shard addresses, data maps (postcard, nested) and the
-capability text. Needs the `blake3` and `cryptography` Python packages."""
+capability text, and proofs of possession (BLAKE3 chaining values computed here from the
+BLAKE3 paper's compression function). Needs the `blake3` and `cryptography` Python packages."""
 import json, struct, os, sys
 import blake3
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
