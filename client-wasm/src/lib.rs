@@ -9,6 +9,7 @@
 //!   types from file names), [`bootstrap`] (relay addresses from a `/bootstrap` URL),
 //!   [`devnet`] (a local network of relay processes).
 
+pub mod check;
 pub mod net;
 pub mod transfer;
 #[cfg(target_arch = "wasm32")]

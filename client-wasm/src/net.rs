@@ -12,6 +12,7 @@ use futures::channel::oneshot;
 use futures::{FutureExt, StreamExt};
 use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
+use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
 use kura_p2p::outstanding::{Outstanding, Settled};
 use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_p2p::task::{Handle, Task};
@@ -45,6 +46,7 @@ pub enum NetError {
 pub(crate) struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     store: request_response::Behaviour<StoreCodec>,
+    audit: request_response::Behaviour<AuditCodec>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -53,6 +55,8 @@ enum Cmd {
     /// The stripe, and whether a real lookup is wanted even if the whole network is known.
     Closest(StripeId, bool, Reply<Vec<PeerId>>),
     Request(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
+    /// A challenge on `/kura/audit/1`.
+    Audit(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
 }
 
 /// Tunables of the network driver.
@@ -268,6 +272,16 @@ impl Network {
             .map_err(|_| NetError::Closed)?
             .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
     }
+
+    /// Sends a challenge (a `Prove` request) to `peer` on `/kura/audit/1` and waits for
+    /// the answer: a proof or an error.
+    pub async fn audit(&self, peer: PeerId, challenge: Request) -> Result<Response, NetError> {
+        self.task
+            .call(|reply| Cmd::Audit(peer, challenge, reply))
+            .await
+            .map_err(|_| NetError::Closed)?
+            .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -351,8 +365,16 @@ pub(crate) fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
             [(PROTOCOL, ProtocolSupport::Outbound)],
             rr,
         ),
+        audit: request_response::Behaviour::with_codec(
+            AuditCodec,
+            [(AUDIT_PROTOCOL, ProtocolSupport::Outbound)],
+            request_response::Config::default().with_request_timeout(AUDIT_TIMEOUT),
+        ),
     }
 }
+
+/// How long a challenge may wait for its proof.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long the answer of a lookup that found the whole network stands in for new lookups.
 const WHOLE_NETWORK_FOR: Duration = Duration::from_secs(10);
@@ -398,6 +420,7 @@ struct Driver {
     lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>>,
     whole: WholeNetwork,
     requests: Outstanding<Response>,
+    audits: Outstanding<Response>,
 }
 
 impl Task for Driver {
@@ -419,6 +442,10 @@ impl Task for Driver {
             Cmd::Request(peer, req, reply) => {
                 let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
                 self.requests.sent(id, peer, reply);
+            }
+            Cmd::Audit(peer, req, reply) => {
+                let id = swarm.behaviour_mut().audit.send_request(&peer, Ok(req));
+                self.audits.sent(id, peer, reply);
             }
         }
     }
@@ -448,6 +475,9 @@ impl Task for Driver {
                         let _ = reply.send(Ok(found));
                     }
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Audit(e)) => {
+                self.audits.settle(e);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => {
                 if let Settled::Failed(_) = self.requests.settle(e) {

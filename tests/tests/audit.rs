@@ -207,3 +207,44 @@ fn a_relay_finds_its_own_lost_shards_by_scrubbing() {
     }
     net.get_exact(&cap, &data, "scrubbed");
 }
+
+/// `kura check` proves each stripe's shards by challenge and agrees with the relays' own
+/// inventories: six of six on a whole network; with a relay gone (and no repair running)
+/// the stripes it held are proven five of six and the command fails.
+#[test]
+fn kura_check_proves_what_the_relays_hold() {
+    let mut net = Net::start_with("check", 6, &["--repair-interval", "86400"]);
+    let data = pseudo_random(2_200_000, 5);
+    let path = net.dir.path().join("f");
+    std::fs::write(&path, &data).unwrap();
+    let cap = net.put(&path, &[]).unwrap();
+    let check = |net: &Net| {
+        let mut args = vec!["check".to_owned(), cap.clone()];
+        args.extend(net.bootstrap_args());
+        kura_tests::net::kura(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = check(&net);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let stripes: Vec<&str> = text.lines().filter(|l| l.starts_with("stripe ")).collect();
+    assert!(stripes.len() >= 3, "{text}");
+    assert!(stripes.iter().all(|l| l.contains(": 6 of 6 shards proven")), "{text}");
+
+    net.kill9(3);
+    let out = check(&net);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "a relay is gone, yet: {text}");
+    let live: Vec<usize> = (0..6).filter(|&i| i != 3).collect();
+    let inv = inventory(&net, &live);
+    for line in text.lines().filter(|l| l.starts_with("stripe ")) {
+        let id = &line["stripe ".len()..line.find(':').unwrap()];
+        let held: BTreeSet<u8> =
+            inv.get(id).into_iter().flat_map(|h| h.values().flatten().copied()).collect();
+        assert!(
+            line.contains(&format!(": {} of 6 shards proven", held.len())),
+            "{line} but inventories say {held:?}"
+        );
+    }
+    assert!(text.contains("5 of 6"), "{text}");
+    net.get_exact(&cap, &data, "after-check");
+}

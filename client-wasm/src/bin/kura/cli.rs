@@ -79,6 +79,15 @@ enum Command {
         #[arg(long)]
         length: Option<u64>,
     },
+    /// Prove how many shards of each stripe of a capability's file the network holds now
+    /// (by challenge, not by asking); exits non-zero when a stripe is not whole. Downloads
+    /// only the data map, stripe headers and proofs.
+    Check {
+        capability: String,
+        /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+    },
     /// Start a local network of kura-relay processes on 127.0.0.1; Ctrl-C stops them.
     Devnet {
         /// Number of relays.
@@ -143,6 +152,9 @@ pub fn main() {
             let range = (offset.is_some() || length.is_some())
                 .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
             on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
+        }
+        Command::Check { capability, bootstrap } => {
+            on_runtime(async move { net_cmd::check(&capability, &bootstrap).await })
         }
         Command::Devnet { relays, dir, http, base_port, relay_bin } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);

@@ -1,6 +1,6 @@
 //! The network commands: `kura put`, `kura get`, `kura devnet`.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use kura_client::devnet::{Devnet, DevnetConfig};
 use kura_client::net::{NetConfig, Network};
 use kura_client::transfer::{self, Progress, TransferConfig, TransferError};
@@ -112,6 +112,40 @@ pub async fn get(
     drop(line);
     got?;
     out.finish()
+}
+
+pub async fn check(capability: &str, bootstrap: &[String]) -> Result<()> {
+    let cap = Capability::parse(capability).context("invalid capability")?;
+    let net = connect(bootstrap).await?;
+    let health = kura_client::check::check(&net, cap, &TransferConfig::default()).await?;
+    for s in &health.stripes {
+        let state = if s.proven >= s.n {
+            "whole"
+        } else if s.proven >= s.k {
+            "readable, not whole"
+        } else {
+            "NOT READABLE"
+        };
+        println!(
+            "stripe {}: {} of {} shards proven (k = {}, {} claimed): {state}",
+            s.stripe, s.proven, s.n, s.k, s.claimed
+        );
+    }
+    let short = health.stripes.iter().filter(|s| s.proven < s.n).count();
+    if let Some(w) = health.weakest() {
+        println!(
+            "{} stripes, {short} not whole; weakest {} of {} (k = {}); {} bytes of proofs",
+            health.stripes.len(),
+            w.proven,
+            w.n,
+            w.k,
+            health.proof_bytes
+        );
+    }
+    if !health.is_whole() {
+        bail!("{short} of {} stripes are not proven whole", health.stripes.len());
+    }
+    Ok(())
 }
 
 pub async fn devnet(cfg: DevnetConfig) -> Result<()> {
