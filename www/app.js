@@ -6,6 +6,11 @@ import { explain, kuraError, toError, errorData } from './messages.js';
 /** @typedef {import('./messages.js').ErrorData} ErrorData */
 /** @typedef {{ name: string, type: string, size: number }} FileInfo  What `open` tells of a file (web.rs). */
 /**
+ * What `check` proved of a file (web.rs): stripes, those not whole, the weakest, proof bytes.
+ * @typedef {{ stripes: number, notWhole: number, proofBytes: number,
+ *   weakest: { stripe: string, proven: number, n: number, k: number } | null }} Health
+ */
+/**
  * The client's progress counters (web.rs), with the worker's wasm memory in bytes.
  * @typedef {{ phase: string, total: number, encoded: number, sent: number, confirmed: number,
  *   received: number, delivered: number, retries: number, wasmBytes: number }} Progress
@@ -16,6 +21,7 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   connect: { args: { addrs: string[] }, done: { peerId: string } },
  *   put: { args: { file: File, private: boolean }, done: { cap: string } },
  *   open: { args: { cap: string }, done: { info: FileInfo } },
+ *   check: { args: { cap: string }, done: { health: Health } },
  *   read: { args: { cap: string, offset: number, length: number }, done: object },
  *   readBlob: { args: { cap: string, offset: number, length: number }, done: { blob: Blob } },
  * }} Ops
@@ -319,6 +325,26 @@ async function openLink(cap) {
       }
     } catch (e) { showError(e); }
     download.disabled = false;
+  };
+  const checkButton = /** @type {HTMLButtonElement} */ ($('check'));
+  checkButton.disabled = false;
+  checkButton.onclick = async () => {
+    checkButton.disabled = true;
+    const out = $('health');
+    out.textContent = 'Checking: asking the relays to prove they hold each shard…';
+    try {
+      const { health: h } = await call('check', { cap });
+      const proofs = `${fmtSize(h.proofBytes)} of proofs`;
+      const w = h.weakest;
+      out.textContent = h.notWhole === 0
+        ? `Healthy: all ${h.stripes} stripes proven whole (${proofs}).`
+        : `${h.notWhole} of ${h.stripes} stripes not whole; weakest ${w ? `${w.proven} of ${w.n} shards proven, ${w.k} needed` : 'unknown'} (${proofs}).`;
+      out.dataset.notWhole = String(h.notWhole);
+    } catch (e) {
+      out.textContent = '';
+      showError(e);
+    }
+    checkButton.disabled = false;
   };
   const kind = (info.type || '').split('/')[0];
   const show = /** @type {HTMLButtonElement} */ ($('show'));

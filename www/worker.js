@@ -40,6 +40,9 @@ onmessage = async ({ data: msg }) => {
     } else if (op === 'open') {
       const info = await connected().open(msg.cap);
       postMessage({ id, type: 'done', info });
+    } else if (op === 'check') {
+      const health = await connected().check(msg.cap);
+      postMessage({ id, type: 'done', health });
     } else if (op === 'read') {
       /** @param {Uint8Array} bytes */
       const data = bytes => postMessage({ id, type: 'data', bytes }, [bytes.buffer]);

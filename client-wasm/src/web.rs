@@ -201,6 +201,35 @@ impl KuraClient {
         })
     }
 
+    /// Proves, by challenge, how many shards of each stripe of the file behind `cap` the
+    /// network holds now (downloads the data map, headers and proofs only). Resolves to
+    /// `{ stripes, notWhole, weakest: { stripe, proven, n, k } | null, proofBytes }`.
+    pub fn check(&self, cap: String) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let cap = Capability::parse(&cap).map_err(describe)?;
+            let health =
+                crate::check::check(&net, cap, &TransferConfig::default()).await.map_err(describe)?;
+            let o = Object::new();
+            set(&o, "stripes", health.stripes.len() as f64);
+            set(&o, "notWhole", health.stripes.iter().filter(|s| s.proven < s.n).count() as f64);
+            set(&o, "proofBytes", health.proof_bytes as f64);
+            let weakest = match health.weakest() {
+                Some(w) => {
+                    let wo = Object::new();
+                    set(&wo, "stripe", w.stripe.to_string());
+                    set(&wo, "proven", w.proven as f64);
+                    set(&wo, "n", w.n as f64);
+                    set(&wo, "k", w.k as f64);
+                    JsValue::from(wo)
+                }
+                None => JsValue::NULL,
+            };
+            set(&o, "weakest", weakest);
+            Ok(o.into())
+        })
+    }
+
     /// Streams `length` bytes from `offset` of the file behind `cap` to `on_data(Uint8Array)`
     /// in order; resolves when done.
     pub fn read(

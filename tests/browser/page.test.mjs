@@ -2,7 +2,8 @@
 // random file through the page, open its share link in a fresh profile, download it and
 // compare SHA-256 (the download streams through the service worker); byte ranges read through
 // it; an audio file and a video (VP8 WebM, encoded by Chromium itself) seek by range reads
-// without reading the whole file; the same download after killing 2 of the 6 relays; a page
+// without reading the whole file; a health check proves every stripe whole; the same download
+// (and a check that sees two shards of each stripe missing) after killing 2 of the 6 relays; a page
 // that stays open while every relay is killed and started again uploads once more (its
 // client re-dials them); each kind of error a person can meet (too few relays, an
 // unavailable file, a damaged link, an unreachable network) is shown in its own words, told
@@ -155,6 +156,16 @@ async function downloadViaLink(link, tag, beforeDownload) {
   return readFileSync(path);
 }
 
+/** Clicks "Check health" on an opened link and waits for the result. */
+async function checkHealth(page) {
+  await page.waitForFunction(() => !document.getElementById('check').disabled, null, { timeout: 60_000 });
+  await page.getByTestId('check').click();
+  await page.waitForFunction(() => document.getElementById('health').dataset.notWhole !== undefined
+    || !document.getElementById('error').hidden, null, { timeout: 120_000 });
+  const box = page.getByTestId('health');
+  return { text: await box.textContent(), notWhole: await box.getAttribute('data-not-whole') };
+}
+
 // What the steps share: the network, the first file and its link.
 const net = {};
 
@@ -214,6 +225,9 @@ test('a 30 MiB file uploads through the page and its link downloads it, with byt
       && Buffer.from(mid.bytes).equals(data.subarray(1000000, 1000100)), 'a byte range reads the right 100 bytes (206)');
     check(tail.status === 206 && Buffer.from(tail.bytes).equals(data.subarray(data.length - 10)), 'a suffix range reads the last 10 bytes');
     check(past.status === 416, 'a range past the end is refused (416)');
+    const health = await checkHealth(p);
+    check(/^Healthy: all \d+ stripes proven whole/.test(health.text) && health.notWhole === '0',
+      `the health check proves every stripe whole (${health.text})`);
   });
   check(back.length === data.length && sha256(back) === sha256(data), 'downloaded file has the same SHA-256');
   net.link = link;
@@ -332,7 +346,12 @@ test('with 2 of 6 relays killed the link still downloads', async () => {
   const { relays, data, link } = net;
   // Kill 2 of the 6 relays (not relay 0, which serves the page), then again.
   for (const r of [relays[2], relays[4]]) process.kill(r.pid, 'SIGKILL');
-  const back2 = await downloadViaLink(link, 'two-dead');
+  // Before the relays' grace is over (no repair yet), the check proves two shards missing.
+  const back2 = await downloadViaLink(link, 'two-dead', async p => {
+    const health = await checkHealth(p);
+    check(Number(health.notWhole) > 0 && /weakest 4 of 6 shards proven, 4 needed/.test(health.text),
+      `the health check sees the two dead relays' shards missing (${health.text})`);
+  });
   check(back2.length === data.length && sha256(back2) === sha256(data), 'with 2 of 6 relays killed, same SHA-256');
 });
 
