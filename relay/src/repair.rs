@@ -50,6 +50,8 @@ const REBUILD_HEDGE_AFTER: Duration = Duration::from_secs(5);
 /// would otherwise fail every round for ever. Failures for want of reachable shards do not
 /// count; they pass with churn.
 const MAX_REBUILD_TRIES: u32 = 5;
+/// Repair rounds during which a claim whose audit failed is not heard.
+const FAILED_CLAIM_ROUNDS: u32 = 3;
 /// Shortest time between the starts of two scrub passes.
 const SCRUB_PASS_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 /// Stripes whose failures are counted at once.
@@ -166,7 +168,13 @@ impl Repair {
             ),
             report: RwLock::new(Report::default()),
             failures: Mutex::new(HashMap::new()),
-            audits: Mutex::new(Audits::new(AuditConfig::default())),
+            // A claim that failed is not heard for a few rounds: long enough for the group to
+            // rebuild the slot (on that relay, which dropped what it could not read, or on the
+            // next), short enough that a relay given the shard back is heard again soon.
+            audits: Mutex::new(Audits::new(AuditConfig {
+                forget_after: cfg.interval * FAILED_CLAIM_ROUNDS,
+                ..AuditConfig::default()
+            })),
             candidates: Mutex::new(Vec::new()),
             start: Instant::now(),
             wake: Notify::new(),
