@@ -27,6 +27,19 @@ pub const STORE_PROTOCOL: &str = "/kura/store/1";
 pub const FRAME_PREFIX_LEN: usize = 4;
 /// Longest human-readable error detail.
 pub const MAX_DETAIL_LEN: usize = 512;
+
+/// An error response whose detail is cut (at a character boundary) to `max` bytes.
+pub fn error_within(code: ErrorCode, detail: impl ToString, max: usize) -> Response {
+    let mut detail = detail.to_string();
+    if detail.len() > max {
+        let mut cut = max;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+    }
+    Response::Error { code, detail }
+}
 /// Most stripes in one `Holds` query.
 pub const MAX_HOLDS_QUERY: usize = 1024;
 /// Most shards in one `Shards` response.

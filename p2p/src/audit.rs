@@ -115,16 +115,7 @@ impl libp2p::request_response::Codec for AuditCodec {
         res: Response,
     ) -> io::Result<()> {
         let res = match res {
-            Response::Error { code, mut detail } => {
-                if detail.len() > MAX_DETAIL {
-                    let mut cut = MAX_DETAIL;
-                    while !detail.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    detail.truncate(cut);
-                }
-                Response::Error { code, detail }
-            }
+            Response::Error { code, detail } => kura_core::wire::error_within(code, detail, MAX_DETAIL),
             other => other,
         };
         write_small(io, &res).await

@@ -307,15 +307,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
 
 /// An error response, its detail cut to the wire limit.
 pub fn error(code: ErrorCode, detail: impl ToString) -> Response {
-    let mut detail = detail.to_string();
-    if detail.len() > MAX_DETAIL_LEN {
-        let mut cut = MAX_DETAIL_LEN;
-        while !detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        detail.truncate(cut);
-    }
-    Response::Error { code, detail }
+    kura_core::wire::error_within(code, detail, MAX_DETAIL_LEN)
 }
 
 /// Answers one request from the store (blocking); `me` is this relay's peer id (a proof of
