@@ -10,8 +10,9 @@
 //!   index as not held by that peer, so the group rebuilds it (on that same peer if it then
 //!   asks for it honestly, otherwise on the next relay);
 //! - each verdict moves the peer's **score** (in `[0, 1]`, 1 for a peer never failed): a pass
-//!   raises it a little (a tenth of its distance to 1), a lost shard takes 30% off, a late
-//!   answer 10%, a false proof all of it. Between verdicts the score recovers toward 1 with a half-life of
+//!   raises it a little (a tenth of its distance to 1), a shard lost on the holder's disk
+//!   takes 30% off, a late answer 10%, a false proof all of it; a claim withdrawn (the
+//!   holder says it no longer holds the shard) leaves it as it is. Between verdicts the score recovers toward 1 with a half-life of
 //!   [`AuditConfig::recovery`]. A peer whose score is below [`AuditConfig::threshold`] is
 //!   **distrusted**: placement, reads and repair treat it as absent until it recovers.
 //!
@@ -36,9 +37,13 @@ use std::time::Duration;
 pub enum Verdict {
     /// The proof verified against the shard's address.
     Pass,
-    /// The holder answered that it does not have the shard (not found, corrupt on its
-    /// disk): an honest loss, or a claim it should not have made.
+    /// The holder found the shard lost on its disk when asked (its bytes no longer match
+    /// the address, or the file is gone), or takes no challenge at all.
     Lost,
+    /// The holder answered that it does not hold the shard: it dropped a surplus copy after
+    /// it answered `Holds` (common under churn), or it knew of its loss already. The claim
+    /// is not heard for a while; the score does not move (an honest relay does this often).
+    Withdrawn,
     /// No answer by the deadline.
     Timeout,
     /// A proof that does not verify: garbage, another shard's bytes, a lie.
@@ -51,12 +56,13 @@ impl Verdict {
         match self {
             Verdict::Pass => "pass",
             Verdict::Lost => "fail",
+            Verdict::Withdrawn => "withdrawn",
             Verdict::Timeout => "timeout",
             Verdict::False => "false",
         }
     }
 
-    /// Whether it counts against the holder.
+    /// Whether the claim behind it is not heard for a while.
     pub fn is_failure(self) -> bool {
         self != Verdict::Pass
     }
@@ -175,6 +181,7 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
         let score = match verdict {
             Verdict::Pass => score + (1.0 - score) * PASS_GAIN,
             Verdict::Lost => score * LOST_FACTOR,
+            Verdict::Withdrawn => score,
             Verdict::Timeout => score * TIMEOUT_FACTOR,
             Verdict::False => 0.0,
         };

@@ -90,6 +90,20 @@ fn a_false_proof_distrusts_at_once_and_a_timeout_only_lowers() {
     assert_eq!(a.recent().count(), 2);
 }
 
+/// Under churn an honest relay often drops a surplus copy after answering `Holds`: each such
+/// claim, withdrawn when challenged, is not heard for a while, and the relay stays trusted
+/// however many it withdraws.
+#[test]
+fn withdrawn_claims_are_not_heard_but_cost_no_trust() {
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    for n in 0..50 {
+        a.record(s(u64::from(n)), claim('p', n), Verdict::Withdrawn);
+        assert!(!a.claim_heard(&'p', &claim('p', n).stripe, s(u64::from(n) + 1)));
+    }
+    assert_eq!(a.score(&'p', s(60)), 1.0);
+    assert!(a.is_trusted(&'p', s(60)));
+}
+
 #[test]
 fn the_record_of_verdicts_is_bounded() {
     let mut a: Audits<char> = Audits::new(AuditConfig { recent: 8, ..AuditConfig::default() });

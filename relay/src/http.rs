@@ -258,7 +258,7 @@ async fn audits(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         v.into_iter().map(|(p, score)| serde_json::json!({ "peer": p.to_string(), "score": score })).collect()
     };
     let counts: serde_json::Map<String, serde_json::Value> =
-        [Verdict::Pass, Verdict::Lost, Verdict::Timeout, Verdict::False]
+        [Verdict::Pass, Verdict::Lost, Verdict::Withdrawn, Verdict::Timeout, Verdict::False]
             .into_iter()
             .map(|v| (v.as_str().to_owned(), serde_json::json!(a.count(v))))
             .collect();

@@ -669,8 +669,9 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
 
 /// Challenges `peer` on its claim to index `index` of `stripe` (with header `header`) over
 /// `/kura/audit/1` and judges the answer ([`Repair::judge`]): a proof that verifies passes;
-/// one that does not is false; an answer that it does not have the shard (not found,
-/// corrupt on its disk) is a loss; no answer by the audit deadline is a timeout. `None`: no
+/// one that does not is false; an answer that the shard is corrupt or gone on its disk is a
+/// loss; "not found" (it no longer holds it) withdraws the claim; no answer by the audit
+/// deadline is a timeout. `None`: no
 /// verdict (the peer could not be reached, which liveness deals with, or it was busy).
 async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<Verdict> {
     let h = StripeHeader::parse(header).ok()?;
@@ -693,6 +694,10 @@ async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, ind
                     }
                 }
                 Response::Error { code: ErrorCode::Busy, .. } => return None,
+                Response::Error { code: ErrorCode::NotFound, .. } => {
+                    tracing::debug!(%peer, %stripe, index, "a relay no longer holds a shard it claimed");
+                    Verdict::Withdrawn
+                }
                 other => {
                     tracing::info!(%peer, %stripe, index, "a relay cannot prove a shard it claimed: {other:?}");
                     Verdict::Lost
