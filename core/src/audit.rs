@@ -11,8 +11,9 @@
 //!   asks for it honestly, otherwise on the next relay);
 //! - each verdict moves the peer's **score** (in `[0, 1]`, 1 for a peer never failed): a pass
 //!   raises it a little (a tenth of its distance to 1), a shard lost on the holder's disk
-//!   takes 30% off, a late answer 10%, a false proof all of it; a claim withdrawn (the
-//!   holder says it no longer holds the shard) leaves it as it is. Between verdicts the score recovers toward 1 with a half-life of
+//!   takes 30% off, a late answer 10%, a false proof all of it, a claim withdrawn (the
+//!   holder says it no longer holds the shard) 5%. Between verdicts the score recovers
+//!   toward 1 with a half-life of
 //!   [`AuditConfig::recovery`]. A peer whose score is below [`AuditConfig::threshold`] is
 //!   **distrusted**: placement, reads and repair treat it as absent until it recovers.
 //!
@@ -27,7 +28,9 @@
 //!
 //! No IO and no clock: every call takes `now` (a `Duration` from any fixed instant).
 
-use crate::StripeId;
+use crate::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
+use crate::wire::{ErrorCode, Request, Response};
+use crate::{ShardId, StripeHeader, StripeId};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::Duration;
@@ -42,7 +45,8 @@ pub enum Verdict {
     Lost,
     /// The holder answered that it does not hold the shard: it dropped a surplus copy after
     /// it answered `Holds` (common under churn), or it knew of its loss already. The claim
-    /// is not heard for a while; the score does not move (an honest relay does this often).
+    /// is not heard for a while; the score moves a little (an honest relay does this at
+    /// times, a relay claiming what it does not hold does it every time).
     Withdrawn,
     /// No answer by the deadline.
     Timeout,
@@ -74,6 +78,53 @@ pub struct Claim<P> {
     pub peer: P,
     pub stripe: StripeId,
     pub index: u8,
+}
+
+/// One challenge of one claim, as the challenger sees it: the request to send and how to
+/// judge the answer. Relays auditing each other and clients checking a file use the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub stripe: StripeId,
+    pub index: u8,
+    nonce: [u8; NONCE_LEN],
+    address: ShardId,
+    shard_len: usize,
+    chunk: usize,
+}
+
+impl Challenge {
+    /// A challenge of `holder` (its peer id's bytes) on shard `index` of the stripe whose
+    /// header is `header`, with a fresh `nonce`; `None` if the stripe has no such index.
+    pub fn new(header: &StripeHeader, stripe: StripeId, index: u8, holder: &[u8], nonce: [u8; NONCE_LEN]) -> Option<Self> {
+        let address = *header.shards().get(usize::from(index))?;
+        let shard_len = header.shard_len();
+        let chunk = challenged_chunk(&nonce, holder, &address, shard_len);
+        Some(Self { stripe, index, nonce, address, shard_len, chunk })
+    }
+
+    /// What to send on `/kura/audit/1`.
+    pub fn request(&self) -> Request {
+        Request::Prove { stripe: self.stripe, index: self.index, nonce: self.nonce }
+    }
+
+    /// The verdict an answer earns, or `None` for an answer that judges nothing (the holder
+    /// is busy: ask again later). A proof must verify against the address in the header; a
+    /// holder saying it does not hold the shard withdraws its claim; any other answer (the
+    /// shard is corrupt on its disk, a refusal, a message of the wrong kind) cannot back the
+    /// claim. Lateness and silence are the caller's to judge.
+    pub fn judge(&self, answer: Response) -> Result<Verdict, Response> {
+        match answer {
+            Response::Proof { chunk, siblings } => {
+                match verify(&self.address, self.shard_len, self.chunk, &Proof { chunk, siblings }) {
+                    Ok(()) => Ok(Verdict::Pass),
+                    Err(_) => Ok(Verdict::False),
+                }
+            }
+            busy @ Response::Error { code: ErrorCode::Busy, .. } => Err(busy),
+            Response::Error { code: ErrorCode::NotFound, .. } => Ok(Verdict::Withdrawn),
+            _ => Ok(Verdict::Lost),
+        }
+    }
 }
 
 /// A verdict, when it was given, on which claim.
@@ -116,9 +167,18 @@ impl Default for AuditConfig {
 /// of four challenges) take a peer from 1 to 0.24, below the default threshold; a peer that
 /// lost a tenth of its shards loses about one challenge in ten and stays trusted, while each
 /// lost claim it is challenged on stops being heard.
+///
+/// A withdrawal costs a little: an honest relay withdraws a claim when it dropped a surplus
+/// copy after answering `Holds` (churn does this), a relay that claims what it does not hold
+/// withdraws every claim it is challenged on. With a pass adding a tenth of the distance to 1
+/// and a withdrawal taking 5%, a peer whose challenges are a fraction `w` withdrawals settles
+/// at `(1-w)·0.1 / ((1-w)·0.1 + w·0.05)`: 0.67 at one in two, the threshold 0.3 only past
+/// `w` = 0.82; one that withdraws every claim is distrusted after 32 challenges in a row
+/// (eight intervals of four at the default interval, the score recovering in between).
 const PASS_GAIN: f64 = 0.1;
 const LOST_FACTOR: f64 = 0.7;
 const TIMEOUT_FACTOR: f64 = 0.9;
+const WITHDRAWN_FACTOR: f64 = 0.95;
 
 #[derive(Debug, Clone, Copy)]
 struct Standing {
@@ -181,7 +241,7 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
         let score = match verdict {
             Verdict::Pass => score + (1.0 - score) * PASS_GAIN,
             Verdict::Lost => score * LOST_FACTOR,
-            Verdict::Withdrawn => score,
+            Verdict::Withdrawn => score * WITHDRAWN_FACTOR,
             Verdict::Timeout => score * TIMEOUT_FACTOR,
             Verdict::False => 0.0,
         };

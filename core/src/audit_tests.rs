@@ -91,17 +91,73 @@ fn a_false_proof_distrusts_at_once_and_a_timeout_only_lowers() {
 }
 
 /// Under churn an honest relay often drops a surplus copy after answering `Holds`: each such
-/// claim, withdrawn when challenged, is not heard for a while, and the relay stays trusted
-/// however many it withdraws.
+/// claim, withdrawn when challenged, is not heard for a while, and a relay that withdraws
+/// one claim in two (passing the others) stays trusted however long it goes on.
 #[test]
-fn withdrawn_claims_are_not_heard_but_cost_no_trust() {
+fn withdrawn_claims_are_not_heard_and_cost_little_trust() {
     let mut a: Audits<char> = Audits::new(AuditConfig::default());
-    for n in 0..50 {
-        a.record(s(u64::from(n)), claim('p', n), Verdict::Withdrawn);
-        assert!(!a.claim_heard(&'p', &claim('p', n).stripe, s(u64::from(n) + 1)));
+    for n in 0..200u8 {
+        let v = if n % 2 == 0 { Verdict::Withdrawn } else { Verdict::Pass };
+        a.record(s(u64::from(n)), claim('p', n), v);
+        if v == Verdict::Withdrawn {
+            assert!(!a.claim_heard(&'p', &claim('p', n).stripe, s(u64::from(n) + 1)));
+        }
+        assert!(a.is_trusted(&'p', s(u64::from(n) + 1)), "distrusted after {n} challenges");
     }
-    assert_eq!(a.score(&'p', s(60)), 1.0);
-    assert!(a.is_trusted(&'p', s(60)));
+    assert!(a.score(&'p', s(200)) > 0.6, "{}", a.score(&'p', s(200)));
+}
+
+/// A relay that claims shards it does not hold, and withdraws each claim it is challenged
+/// on, is distrusted after 32 challenges: eight audit intervals of four, 40 minutes at the
+/// default interval (the score recovers a little between intervals).
+#[test]
+fn a_relay_withdrawing_every_claim_is_distrusted() {
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    let mut at = None;
+    for n in 0..40u8 {
+        let now = s(300 * u64::from(n / 4));
+        a.record(now, claim('p', n), Verdict::Withdrawn);
+        if at.is_none() && !a.is_trusted(&'p', now) {
+            at = Some(n + 1);
+        }
+    }
+    assert!(matches!(at, Some(28..=36)), "distrusted after {at:?} withdrawals");
+}
+
+/// One challenge judged the way relays and clients judge it: the holder's proof of the
+/// chunk its nonce picks passes; garbage, another shard's proof, a proof replayed from an
+/// earlier challenge (another nonce) are false; "not found" withdraws; "busy" judges nothing.
+#[test]
+fn a_challenge_judges_answers_and_refuses_a_replayed_proof() {
+    use crate::encoder::encode_single_chunk;
+    use crate::proof::prove;
+    use crate::testdata::pseudo_random;
+    use crate::{EncodeOptions, Params};
+    let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
+    let (stripe, _) = encode_single_chunk(&opts, &pseudo_random(1 << 20, 3)).unwrap();
+    let holder = b"holder";
+    let answer = |index: usize, chunk: usize| {
+        let p = prove(stripe.shard(index), chunk);
+        Response::Proof { chunk: p.chunk, siblings: p.siblings }
+    };
+    let first = Challenge::new(stripe.header(), stripe.id(), 2, holder, [1; 32]).unwrap();
+    assert_eq!(first.judge(answer(2, first.chunk)), Ok(Verdict::Pass));
+    assert_eq!(first.judge(answer(3, first.chunk)), Ok(Verdict::False), "another shard");
+    let garbage = Response::Proof { chunk: vec![0; 1024], siblings: vec![[0; 32]; 8] };
+    assert_eq!(first.judge(garbage), Ok(Verdict::False));
+    // A later challenge whose nonce picks another chunk: the old proof does not pass.
+    let later = (2u8..)
+        .map(|b| Challenge::new(stripe.header(), stripe.id(), 2, holder, [b; 32]).unwrap())
+        .find(|c| c.chunk != first.chunk)
+        .unwrap();
+    assert_eq!(later.judge(answer(2, first.chunk)), Ok(Verdict::False), "a replayed proof");
+    assert_eq!(later.judge(answer(2, later.chunk)), Ok(Verdict::Pass));
+    let err = |code| Response::Error { code, detail: String::new() };
+    assert_eq!(first.judge(err(ErrorCode::NotFound)), Ok(Verdict::Withdrawn));
+    assert_eq!(first.judge(err(ErrorCode::BadHash)), Ok(Verdict::Lost));
+    assert_eq!(first.judge(Response::Accepted), Ok(Verdict::Lost));
+    assert!(first.judge(err(ErrorCode::Busy)).is_err());
+    assert!(Challenge::new(stripe.header(), stripe.id(), 6, holder, [1; 32]).is_none(), "no index 6");
 }
 
 #[test]

@@ -105,6 +105,16 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         nonce: [u8; crate::proof::NONCE_LEN],
     },
+    /// Advice from a client that checked a file: the relay `holder` (a peer id's bytes) could
+    /// not prove shard `index` of a stripe. Answered [`Response::Accepted`] when the relay
+    /// holds the stripe and relies on that claim: it then challenges the claim itself, soon.
+    /// A report changes nobody's standing; only the relay's own challenge does.
+    Report {
+        stripe: StripeId,
+        index: u8,
+        #[serde(with = "serde_bytes")]
+        holder: Vec<u8>,
+    },
 }
 
 /// A relay's answer.
@@ -316,6 +326,12 @@ pub trait Message: Serialize + for<'de> Deserialize<'de> {
         Ok(out)
     }
 
+    /// The length of [`to_frame`](Self::to_frame)'s output, without encoding (for byte
+    /// counters); 0 for a message that would not encode.
+    fn frame_len(&self) -> usize {
+        postcard::experimental::serialized_size(self).map_or(0, |len| FRAME_PREFIX_LEN + len)
+    }
+
     /// Encodes a whole frame as a head and a tail borrowed from the message, so that a
     /// writer can send a shard without first copying it into the frame: `head` followed by
     /// `tail` is exactly [`to_frame`](Self::to_frame). Messages that end in one large byte
@@ -437,7 +453,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 7;
+    const KINDS: u32 = 8;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -469,6 +485,7 @@ impl Message for Request {
             }
             Request::FetchPart { len, .. } => limit("part bytes", *len as usize, MAX_PART_LEN),
             Request::Prove { .. } => Ok(()),
+            Request::Report { holder, .. } => limit("peer id bytes", holder.len(), MAX_PEER_ID_LEN),
         }
     }
 }

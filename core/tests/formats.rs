@@ -242,7 +242,7 @@ fn bad_frames_get_errors_not_panics() {
     assert_eq!(newer, WireError::UnknownKind(9));
     assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
     assert_eq!(Response::from_body(&[7]).unwrap_err(), WireError::UnknownKind(7));
-    assert_eq!(Request::from_body(&[7]).unwrap_err(), WireError::UnknownKind(7));
+    assert_eq!(Request::from_body(&[8]).unwrap_err(), WireError::UnknownKind(8));
     assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
     // A part over its limit is refused (asked for, or answered).
