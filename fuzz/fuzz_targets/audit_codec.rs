@@ -1,7 +1,7 @@
 //! The audit protocol's readers, facing the network: a challenge read by a relay and an
 //! answer read by an auditor, from any bytes. They never panic, never read a body over the
-//! protocol's limits, and agree with decoding the whole body: a challenge is a `Prove` or
-//! an error, an answer a `Proof` or an `Error` or an error.
+//! protocol's limits, and agree with decoding the whole body: a challenge is a `Prove`, a
+//! `Report` or an error, an answer a `Proof`, an `Accepted`, an `Error` or an error.
 #![no_main]
 use futures::io::Cursor;
 use kura_core::wire::{Request, Response};
@@ -16,7 +16,7 @@ fuzz_target!(|frame: &[u8]| {
         let mut io = Cursor::new(frame);
         match AuditCodec.read_request(&AUDIT_PROTOCOL, &mut io).await {
             Ok(Ok(req)) => {
-                assert!(matches!(req, Request::Prove { .. }));
+                assert!(matches!(req, Request::Prove { .. } | Request::Report { .. }));
                 assert!(len.unwrap() <= MAX_CHALLENGE_BODY);
                 assert_eq!(decode_challenge(body.unwrap()), Ok(req));
             }
@@ -27,7 +27,7 @@ fuzz_target!(|frame: &[u8]| {
         assert!(io.position() as usize <= 4 + MAX_CHALLENGE_BODY);
         let mut io = Cursor::new(frame);
         if let Ok(res) = AuditCodec.read_response(&AUDIT_PROTOCOL, &mut io).await {
-            assert!(matches!(res, Response::Proof { .. } | Response::Error { .. }));
+            assert!(matches!(res, Response::Proof { .. } | Response::Accepted | Response::Error { .. }));
             assert!(len.unwrap() <= MAX_ANSWER_BODY);
             assert_eq!(decode_answer(body.unwrap()), Ok(res));
         }

@@ -2,7 +2,8 @@
 //! nonce; the answer is a proof of possession ([`kura_core::proof`]) or an error code.
 //!
 //! The messages are the wire format's `Request::Prove` and `Response::Proof` /
-//! `Response::Error`, in frames of their own protocol with hard limits far below the storage
+//! `Response::Error` (and a client's `Request::Report` of a claim it could not prove,
+//! answered `Response::Accepted`), in frames of their own protocol with hard limits far below the storage
 //! protocol's: a challenge body is at most [`MAX_CHALLENGE_BODY`] bytes and an answer at most
 //! [`MAX_ANSWER_BODY`]; anything larger is refused from its 4-byte prefix, and any other
 //! message kind is refused once decoded. So an audit stream costs its reader at most a few
@@ -16,7 +17,7 @@ use std::io;
 /// The protocol id.
 pub const AUDIT_PROTOCOL: StreamProtocol = StreamProtocol::new("/kura/audit/1");
 /// Largest challenge body: a message tag, a stripe id, an index and a 32-byte nonce fit in
-/// 70 bytes.
+/// 70 bytes; a report (a peer id instead of the nonce) in 80.
 pub const MAX_CHALLENGE_BODY: usize = 128;
 /// Largest answer body: a 1 KiB chunk and at most 32 sibling hashes (2,050 bytes and a few
 /// of framing), or an error with a short detail.
@@ -52,18 +53,20 @@ async fn read_small<T: AsyncRead + Unpin + Send>(
     }
 }
 
-/// Decodes a challenge body: a `Prove` request and nothing else.
+/// Decodes a challenge body: a `Prove` request (or a client's `Report` of a failed one) and
+/// nothing else.
 pub fn decode_challenge(body: &[u8]) -> Result<Request, WireError> {
     match Request::from_body(body)? {
-        r @ Request::Prove { .. } => Ok(r),
+        r @ (Request::Prove { .. } | Request::Report { .. }) => Ok(r),
         _ => Err(WireError::Malformed("only proofs of possession are asked on /kura/audit/1".into())),
     }
 }
 
-/// Decodes an answer body: a `Proof` or an `Error` and nothing else.
+/// Decodes an answer body: a `Proof`, an `Accepted` (to a report) or an `Error`, and
+/// nothing else.
 pub fn decode_answer(body: &[u8]) -> Result<Response, WireError> {
     match Response::from_body(body)? {
-        r @ (Response::Proof { .. } | Response::Error { .. }) => Ok(r),
+        r @ (Response::Proof { .. } | Response::Accepted | Response::Error { .. }) => Ok(r),
         _ => Err(WireError::Malformed("an audit is answered by a proof or an error".into())),
     }
 }
@@ -145,6 +148,16 @@ mod tests {
             let got = AuditCodec.read_request(&AUDIT_PROTOCOL, &mut Cursor::new(bytes)).await.unwrap();
             assert_eq!(got, Ok(challenge));
 
+            // A report naming the longest peer id a message may carry.
+            let report = Request::Report { stripe: StripeId::of(b"s"), index: 5, holder: vec![3; 64] };
+            let bytes = frame(&report);
+            assert!(bytes.len() - FRAME_PREFIX_LEN <= MAX_CHALLENGE_BODY, "{}", bytes.len());
+            let got = AuditCodec.read_request(&AUDIT_PROTOCOL, &mut Cursor::new(bytes)).await.unwrap();
+            assert_eq!(got, Ok(report));
+            let bytes = frame(&Response::Accepted);
+            let got = AuditCodec.read_response(&AUDIT_PROTOCOL, &mut Cursor::new(bytes)).await.unwrap();
+            assert_eq!(got, Response::Accepted);
+
             let proof = Response::Proof { chunk: vec![1; 1024], siblings: vec![[2; 32]; MAX_PROOF_SIBLINGS] };
             let bytes = frame(&proof);
             assert!(bytes.len() - FRAME_PREFIX_LEN <= MAX_ANSWER_BODY, "{}", bytes.len());
@@ -168,7 +181,7 @@ mod tests {
             assert_eq!(got, Err(WireError::TooLarge(1000)));
             assert_eq!(io.position(), FRAME_PREFIX_LEN as u64, "the body was not read");
             // An answer of the wrong kind is an error for the asker.
-            let held = frame(&Response::Accepted);
+            let held = frame(&Response::Stored { index: 1 });
             assert!(AuditCodec.read_response(&AUDIT_PROTOCOL, &mut Cursor::new(held)).await.is_err());
         });
     }
