@@ -6,8 +6,9 @@ import { explain, kuraError, toError, errorData } from './messages.js';
 /** @typedef {import('./messages.js').ErrorData} ErrorData */
 /** @typedef {{ name: string, type: string, size: number }} FileInfo  What `open` tells of a file (web.rs). */
 /**
- * What `check` proved of a file (web.rs): stripes, those not whole, the weakest, proof bytes.
- * @typedef {{ stripes: number, notWhole: number, proofBytes: number,
+ * What `check` proved of a file (web.rs): stripes, those not whole, the weakest, proof bytes,
+ * claims not proven and the reports of them the relays took.
+ * @typedef {{ stripes: number, notWhole: number, proofBytes: number, unproven: number, reported: number,
  *   weakest: { stripe: string, proven: number, n: number, k: number } | null }} Health
  */
 /**
@@ -338,7 +339,8 @@ async function openLink(cap) {
       const w = h.weakest;
       out.textContent = h.notWhole === 0
         ? `Healthy: all ${h.stripes} stripes proven whole (${proofs}).`
-        : `${h.notWhole} of ${h.stripes} stripes not whole; weakest ${w ? `${w.proven} of ${w.n} shards proven, ${w.k} needed` : 'unknown'} (${proofs}).`;
+        : `${h.notWhole} of ${h.stripes} stripes not whole; weakest ${w ? `${w.proven} of ${w.n} shards proven, ${w.k} needed` : 'unknown'} (${proofs}).`
+          + (h.unproven > 0 ? ` ${h.unproven} claims failed their proof; the relays were told.` : '');
       out.dataset.notWhole = String(h.notWhole);
     } catch (e) {
       out.textContent = '';

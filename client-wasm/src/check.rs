@@ -6,16 +6,18 @@
 //! beyond) is asked which indices it holds, and each claim is challenged on
 //! `/kura/audit/1` with a fresh nonce; a claim counts only if its proof verifies against the
 //! address in the header. The result is advisory: it feeds no relay's reputation (a client
-//! could otherwise grief a relay), it only tells the owner how safe the file is.
+//! could otherwise grief a relay). A claim that could not be proven is **reported** to the
+//! other holders of the stripe (`Request::Report` on `/kura/audit/1`), which challenge it
+//! themselves soon; only their own verdict counts.
 //!
 //! Not checked: the intermediate stripes of a nested data map (files of more than about
 //! 15,000 chunks); the root stripe and every data stripe are.
 
-use crate::net::{NetError, Network};
+use crate::net::Network;
 use crate::transfer::{self, Progress, TransferConfig, TransferError};
 use futures::StreamExt;
-use kura_core::placement::{by_distance, DhtKey};
-use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
+use kura_core::audit::{Challenge, Verdict};
+use kura_core::proof::NONCE_LEN;
 use kura_core::wire::{Message, Request, Response};
 use kura_core::{Capability, StripeHeader, StripeId};
 use libp2p::PeerId;
@@ -43,8 +45,11 @@ pub struct StripeHealth {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {
     pub stripes: Vec<StripeHealth>,
-    /// Bytes of challenges and proofs moved.
+    /// Bytes of challenges and proofs moved (and of reports).
     pub proof_bytes: u64,
+    /// Claims answered but not proven, and reports of them the group took.
+    pub unproven: usize,
+    pub reported: usize,
 }
 
 impl Health {
@@ -66,22 +71,30 @@ pub async fn check(net: &Network, cap: Capability, cfg: &TransferConfig) -> Resu
     ids.extend(map.chunks.iter().map(|c| c.stripe));
     let mut seen = BTreeSet::new();
     ids.retain(|id| seen.insert(*id));
-    let results: Vec<Result<(StripeHealth, u64), TransferError>> =
+    let results: Vec<Result<Checked, TransferError>> =
         futures::stream::iter(ids).map(|id| check_stripe(net, id)).buffered(STRIPES_AT_ONCE).collect().await;
     let mut health = Health::default();
     for r in results {
-        let (s, bytes) = r?;
-        health.stripes.push(s);
-        health.proof_bytes += bytes;
+        let c = r?;
+        health.stripes.push(c.health);
+        health.proof_bytes += c.bytes;
+        health.unproven += c.unproven;
+        health.reported += c.reported;
     }
     Ok(health)
 }
 
-/// Proves what can be proven of one stripe; returns it with the bytes of proofs moved.
-async fn check_stripe(net: &Network, id: StripeId) -> Result<(StripeHealth, u64), TransferError> {
-    let peers = net.closest(id).await?;
-    let ordered =
-        by_distance(&DhtKey::of_stripe(&id), peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes()))));
+/// One stripe checked.
+struct Checked {
+    health: StripeHealth,
+    bytes: u64,
+    unproven: usize,
+    reported: usize,
+}
+
+/// Proves what can be proven of one stripe, and reports what could not be.
+async fn check_stripe(net: &Network, id: StripeId) -> Result<Checked, TransferError> {
+    let ordered = transfer::candidates(net, id, false).await?;
     // The header, from the first relay that has it.
     let mut header = None;
     for p in &ordered {
@@ -118,47 +131,69 @@ async fn check_stripe(net: &Network, id: StripeId) -> Result<(StripeHealth, u64)
         .collect()
         .await;
     let claimed: BTreeSet<u8> = claims.iter().flat_map(|(_, i)| i.iter().copied()).collect();
+    let holders: Vec<PeerId> = claims.iter().filter(|(_, i)| !i.is_empty()).map(|(p, _)| *p).collect();
     let challenges = claims.into_iter().flat_map(|(p, idx)| idx.into_iter().map(move |i| (p, i)));
-    let outcomes: Vec<(Option<u8>, u64)> = futures::stream::iter(challenges)
-        .map(|(p, index)| prove_claim(net, &header, id, p, index))
+    let outcomes: Vec<(PeerId, u8, Option<Verdict>, u64)> = futures::stream::iter(challenges)
+        .map(|(p, index)| {
+            let header = &header;
+            async move {
+                let (verdict, bytes) = prove_claim(net, header, id, p, index).await;
+                (p, index, verdict, bytes)
+            }
+        })
         .buffer_unordered(n + BEYOND_GROUP)
         .collect()
         .await;
-    let proven: BTreeSet<u8> = outcomes.iter().filter_map(|(i, _)| *i).collect();
-    let bytes = outcomes.iter().map(|(_, b)| b).sum();
-    Ok((StripeHealth { stripe: id, n, k, proven: proven.len(), claimed: claimed.len() }, bytes))
+    let proven: BTreeSet<u8> = outcomes.iter().filter(|o| o.2 == Some(Verdict::Pass)).map(|o| o.1).collect();
+    let mut bytes: u64 = outcomes.iter().map(|o| o.3).sum();
+    // Claims answered but not proven, told to other holders of the stripe.
+    let failed: Vec<(PeerId, u8)> =
+        outcomes.iter().filter(|o| o.2.is_some_and(Verdict::is_failure)).map(|o| (o.0, o.1)).collect();
+    let mut reports: Vec<(PeerId, PeerId, u8)> = Vec::new();
+    for &(holder, index) in &failed {
+        // Every other holder: each plans the stripe from its own view, and the one that orders
+        // the rebuild must have failed the claim itself.
+        reports.extend(holders.iter().filter(|p| **p != holder).map(|to| (*to, holder, index)));
+    }
+    let answers: Vec<(bool, u64)> = futures::stream::iter(reports)
+        .map(|(to, holder, index)| async move {
+            let req = Request::Report { stripe: id, index, holder: holder.to_bytes() };
+            let sent = req.frame_len() as u64;
+            match net.audit(to, req).await {
+                Ok(answer) => (answer == Response::Accepted, sent + answer.frame_len() as u64),
+                Err(_) => (false, sent),
+            }
+        })
+        .buffer_unordered(n + BEYOND_GROUP)
+        .collect()
+        .await;
+    bytes += answers.iter().map(|a| a.1).sum::<u64>();
+    Ok(Checked {
+        health: StripeHealth { stripe: id, n, k, proven: proven.len(), claimed: claimed.len() },
+        bytes,
+        unproven: failed.len(),
+        reported: answers.iter().filter(|a| a.0).count(),
+    })
 }
 
-/// Challenges `peer` on index `index`: the index if its proof verifies, and the bytes moved.
+/// Challenges `peer` on index `index`: its verdict (none if it could not be asked or was
+/// busy), and the bytes moved.
 async fn prove_claim(
     net: &Network,
     header: &StripeHeader,
     id: StripeId,
     peer: PeerId,
     index: u8,
-) -> (Option<u8>, u64) {
-    let Some(address) = header.shards().get(usize::from(index)).copied() else { return (None, 0) };
-    let nonce: [u8; NONCE_LEN] = rand_nonce();
-    let chunk = challenged_chunk(&nonce, &peer.to_bytes(), &address, header.shard_len());
-    let challenge = Request::Prove { stripe: id, index, nonce };
-    let sent = challenge.to_frame().map_or(0, |f| f.len()) as u64;
-    match net.audit(peer, challenge).await {
+) -> (Option<Verdict>, u64) {
+    let Some(c) = Challenge::new(header, id, index, &peer.to_bytes(), rand_nonce()) else { return (None, 0) };
+    let req = c.request();
+    let sent = req.frame_len() as u64;
+    match net.audit(peer, req).await {
         Ok(answer) => {
-            let got = answer.to_frame().map_or(0, |f| f.len()) as u64;
-            let proven = match answer {
-                Response::Proof { chunk: bytes, siblings } => {
-                    verify(&address, header.shard_len(), chunk, &Proof { chunk: bytes, siblings }).is_ok()
-                }
-                _ => false,
-            };
-            (proven.then_some(index), sent + got)
+            let got = answer.frame_len() as u64;
+            (c.judge(answer).ok(), sent + got)
         }
-        Err(
-            NetError::Request { .. }
-            | NetError::Closed
-            | NetError::Unreachable(_)
-            | NetError::BadBootstrap { .. },
-        ) => (None, sent),
+        Err(_) => (None, sent),
     }
 }
 

@@ -128,7 +128,11 @@ fn list(v: &[Unavailable]) -> String {
 }
 
 /// The close group candidates of `stripe`, closest first (`again`: from a real lookup).
-async fn candidates(net: &Network, stripe: StripeId, again: bool) -> Result<Vec<PeerId>, NetError> {
+pub(crate) async fn candidates(
+    net: &Network,
+    stripe: StripeId,
+    again: bool,
+) -> Result<Vec<PeerId>, NetError> {
     let peers = if again { net.look_up(stripe).await? } else { net.closest(stripe).await? };
     Ok(by_distance(&DhtKey::of_stripe(&stripe), peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())))))
 }

@@ -95,7 +95,13 @@ pub struct Challenge {
 impl Challenge {
     /// A challenge of `holder` (its peer id's bytes) on shard `index` of the stripe whose
     /// header is `header`, with a fresh `nonce`; `None` if the stripe has no such index.
-    pub fn new(header: &StripeHeader, stripe: StripeId, index: u8, holder: &[u8], nonce: [u8; NONCE_LEN]) -> Option<Self> {
+    pub fn new(
+        header: &StripeHeader,
+        stripe: StripeId,
+        index: u8,
+        holder: &[u8],
+        nonce: [u8; NONCE_LEN],
+    ) -> Option<Self> {
         let address = *header.shards().get(usize::from(index))?;
         let shard_len = header.shard_len();
         let chunk = challenged_chunk(&nonce, holder, &address, shard_len);
@@ -309,6 +315,11 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
         !failed && self.is_trusted(peer, now)
     }
 
+    /// The stripes on which a claim failed and is still not heard at `now`.
+    pub fn doubted(&self, now: Duration) -> std::collections::HashSet<StripeId> {
+        self.failed.iter().filter(|(_, until)| now < **until).map(|((_, s), _)| *s).collect()
+    }
+
     /// Forgets failed claims whose time is over.
     pub fn expire(&mut self, now: Duration) {
         self.failed.retain(|_, until| now < *until);
@@ -322,6 +333,66 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
     /// Verdicts of one kind given so far.
     pub fn count(&self, verdict: Verdict) -> u64 {
         self.counts.get(&verdict).copied().unwrap_or(0)
+    }
+}
+
+/// What became of a client's report of a claim it could not prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// The claim will be challenged soon.
+    Accepted,
+    /// This relay does not rely on such a claim (it holds no such stripe, or never heard the
+    /// holder claim that index): nothing to check.
+    NotReliedOn,
+    /// The claim was reported moments ago; the report is not taken again.
+    TooSoon,
+    /// Too many reports wait already.
+    Full,
+}
+
+/// Clients' reports of claims they could not prove, waiting for the relay's own challenge.
+///
+/// A report only makes the relay challenge a claim it relies on sooner than its sampling
+/// would; the verdict is the relay's own, from its own challenge, so a report cannot lower
+/// an honest holder's standing. It costs the reporter a message and the relay one
+/// challenge, at most once per claim per `cooldown`, at most `max_waiting` at a time (and
+/// the relay limits reports per reporter like challenges).
+#[derive(Debug, Clone)]
+pub struct Reports<P> {
+    waiting: VecDeque<Claim<P>>,
+    /// When each claim was last taken.
+    taken: HashMap<Claim<P>, Duration>,
+    max_waiting: usize,
+    cooldown: Duration,
+}
+
+impl<P: Clone + Eq + Hash> Reports<P> {
+    pub fn new(max_waiting: usize, cooldown: Duration) -> Self {
+        Self { waiting: VecDeque::new(), taken: HashMap::new(), max_waiting, cooldown }
+    }
+
+    /// A report of `claim` at `now`; `relied_on` is whether the relay's last repair round
+    /// relied on that claim.
+    pub fn offer(&mut self, claim: Claim<P>, relied_on: bool, now: Duration) -> Reported {
+        if !relied_on {
+            return Reported::NotReliedOn;
+        }
+        if self.taken.get(&claim).is_some_and(|at| now < *at + self.cooldown) {
+            return Reported::TooSoon;
+        }
+        if self.waiting.len() >= self.max_waiting {
+            return Reported::Full;
+        }
+        self.taken.insert(claim.clone(), now);
+        self.waiting.push_back(claim);
+        Reported::Accepted
+    }
+
+    /// The claims to challenge now, oldest report first.
+    pub fn take(&mut self, now: Duration) -> Vec<Claim<P>> {
+        let cooldown = self.cooldown;
+        self.taken.retain(|_, at| now < *at + cooldown);
+        self.waiting.drain(..).collect()
     }
 }
 

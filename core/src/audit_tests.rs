@@ -246,3 +246,21 @@ fn simulated_week_no_false_distrust_and_quick_detection() {
     assert!(tenth_lost_unheard > 0, "lost claims of the partly lossy peer were found");
     assert!(a.count(Verdict::False) > 0);
 }
+
+/// A report is taken only for a claim the relay relies on, once per claim per cool-down,
+/// and never more than the queue holds; taken reports are handed out once.
+#[test]
+fn reports_are_bounded_and_taken_once_per_cooldown() {
+    let mut r: Reports<char> = Reports::new(2, s(60));
+    assert_eq!(r.offer(claim('p', 1), false, s(0)), Reported::NotReliedOn);
+    assert_eq!(r.offer(claim('p', 1), true, s(0)), Reported::Accepted);
+    assert_eq!(r.offer(claim('p', 1), true, s(1)), Reported::TooSoon);
+    assert_eq!(r.offer(claim('p', 2), true, s(1)), Reported::Accepted);
+    assert_eq!(r.offer(claim('p', 3), true, s(1)), Reported::Full);
+    assert_eq!(r.take(s(2)), vec![claim('p', 1), claim('p', 2)]);
+    assert!(r.take(s(2)).is_empty());
+    assert_eq!(r.offer(claim('p', 1), true, s(30)), Reported::TooSoon);
+    assert_eq!(r.offer(claim('p', 1), true, s(61)), Reported::Accepted);
+    r.take(s(200));
+    assert!(r.taken.is_empty(), "old entries are forgotten");
+}

@@ -504,6 +504,11 @@ pub struct HeldStripe {
     pub slots: Vec<u8>,
     /// Shards needed to rebuild.
     pub k: usize,
+    /// This relay's own audits failed a claim on the stripe lately. It then orders a rebuild
+    /// its plan calls for even when another member is the coordinator: views differ (the
+    /// coordinator may still hear the claim, when a client's report reached only some of
+    /// the group), and the member ordered challenges the claim itself before it obeys.
+    pub doubted: bool,
 }
 
 /// One thing a relay does for a stripe in a round.
@@ -579,7 +584,7 @@ pub fn plan_stripe_round<P: Clone + PartialEq>(
                         RoundAction::Handover { stripe: id, index: *index, to: to.clone() },
                     ));
                 }
-                Move::Rebuild { index, at, coordinator } if coordinator == me => {
+                Move::Rebuild { index, at, coordinator } if coordinator == me || stripe.doubted => {
                     let named = holders.iter().map(|(p, _)| p.clone()).take(max_holders).collect();
                     let order = RoundAction::Order {
                         stripe: id,

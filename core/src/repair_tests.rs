@@ -407,6 +407,7 @@ impl Sim {
             mine: self.held.get(&(r, st)).cloned().unwrap_or_default(),
             slots: N6.to_vec(),
             k: 4,
+            doubted: false,
         }
     }
 
@@ -520,8 +521,13 @@ proptest! {
 /// waited for (more than k live), closest to loss first, at most the cap, audits sampled.
 #[test]
 fn a_round_keeps_its_part_waits_for_suspects_and_puts_loss_first() {
-    let stripe =
-        |mine: &[u8]| HeldStripe { id: StripeId::of(b"s"), mine: mine.to_vec(), slots: N6.to_vec(), k: 4 };
+    let stripe = |mine: &[u8]| HeldStripe {
+        id: StripeId::of(b"s"),
+        mine: mine.to_vec(),
+        slots: N6.to_vec(),
+        k: 4,
+        doubted: false,
+    };
     let claims = |p: &char| match p {
         'a' => Some(vec![0]),
         'b' => Some(vec![1]),
@@ -538,6 +544,11 @@ fn a_round_keeps_its_part_waits_for_suspects_and_puts_loss_first() {
     // 'b' sees the same plan and does nothing: not its part.
     let r = plan_stripe_round(&'b', &stripe(&[1]), order.clone(), &[], &[], claims, 64);
     assert!(r.actions.is_empty());
+    // Unless its own audits failed a claim on the stripe lately: then it orders too (the
+    // coordinator may still hear the claim).
+    let doubted = HeldStripe { doubted: true, ..stripe(&[1]) };
+    let r = plan_stripe_round(&'b', &doubted, order.clone(), &[], &[], claims, 64);
+    assert!(matches!(&r.actions[..], [(5, RoundAction::Order { index: 5, at: 'f', .. })]), "{:?}", r.actions);
     // 'f' is suspect (unreachable lately): with 5 live slots > k, nothing moves yet.
     let r = plan_stripe_round(&'a', &stripe(&[0]), order, &[], &['f'], claims, 64);
     assert!(r.waiting && r.actions.is_empty());

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub reputation: Family<Peer, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Own shards re-read and re-hashed, by result.
     pub scrubbed: Family<Kind, Counter>,
+    /// Clients' reports of claims they could not prove, by what became of them.
+    pub reports: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
     pub given_up: Gauge,
     /// Bytes of inbound messages being read (set when the metrics are read).
@@ -106,6 +108,7 @@ impl Metrics {
             audit_bytes: Family::default(),
             reputation: Family::default(),
             scrubbed: Family::default(),
+            reports: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
         };
@@ -164,6 +167,11 @@ impl Metrics {
         r.register("peer_reputation", "Audit score of each audited peer", m.reputation.clone());
         r.register("scrubbed_shards", "Own shards re-read and re-hashed, by result", m.scrubbed.clone());
         r.register(
+            "audit_reports",
+            "Clients' reports of claims they could not prove, by outcome",
+            m.reports.clone(),
+        );
+        r.register(
             "repair_given_up_stripes",
             "Stripes whose rebuild failed too often here and was given up",
             m.given_up.clone(),
@@ -200,6 +208,18 @@ impl Metrics {
         self.audits.get_or_create(&AuditLabels { role: role.into(), verdict: verdict.into() }).inc();
         self.audit_bytes.get_or_create(&Direction { direction: "in".into() }).inc_by(bytes_in as u64);
         self.audit_bytes.get_or_create(&Direction { direction: "out".into() }).inc_by(bytes_out as u64);
+    }
+
+    /// A client's report, and what became of it.
+    pub fn report(&self, outcome: kura_core::audit::Reported) {
+        use kura_core::audit::Reported;
+        let kind = match outcome {
+            Reported::Accepted => "accepted",
+            Reported::NotReliedOn => "not_relied_on",
+            Reported::TooSoon => "too_soon",
+            Reported::Full => "full",
+        };
+        self.reports.get_or_create(&Kind { kind: kind.into() }).inc();
     }
 
     pub fn repair_event(&self, kind: &str) {

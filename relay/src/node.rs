@@ -11,11 +11,12 @@ use crate::repair::{Command, Repair};
 use crate::store::ShardStore;
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use kura_core::audit::Reported;
 use kura_core::budget::PeerBudget;
 use kura_core::placement::{rank, DhtKey};
 use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
-use kura_core::{ShardId, StripeHeader, StripeId};
+use kura_core::{StripeHeader, StripeId};
 use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
 use kura_p2p::outstanding::{Failure, Outstanding, Settled};
 use kura_p2p::protocol::{Answer, RelayCodec, PROTOCOL};
@@ -48,7 +49,7 @@ const AUDIT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// audit byte counters.
 fn challenge_len() -> usize {
     let req = Request::Prove { stripe: StripeId::from_bytes([0; 32]), index: 0, nonce: [0; 32] };
-    kura_core::wire::Message::to_frame(&req).map_or(0, |f| f.len())
+    kura_core::wire::Message::frame_len(&req)
 }
 
 /// Identify's protocol version string.
@@ -300,6 +301,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Handover { .. }) => "handover",
         Ok(Request::FetchPart { .. }) => "fetch_part",
         Ok(Request::Prove { .. }) => "prove",
+        Ok(Request::Report { .. }) => "report",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -341,9 +343,15 @@ pub fn serve(store: &dyn ShardStore, me: &PeerId, req: Request) -> Response {
             })
         }
         Request::Prove { stripe, index, nonce } => store.get(&stripe).map(|held| {
-            match held.and_then(|h| h.shards.into_iter().find(|(i, _)| *i == index)) {
-                Some((_, shard)) => {
-                    let chunk = challenged_chunk(&nonce, &me.to_bytes(), &ShardId::of(&shard), shard.len());
+            let held = held.and_then(|h| {
+                let address =
+                    StripeHeader::parse(&h.header).ok()?.shards().get(usize::from(index)).copied()?;
+                h.shards.into_iter().find(|(i, _)| *i == index).map(|(_, shard)| (address, shard))
+            });
+            match held {
+                // The store checked the shard against this address as it read it.
+                Some((address, shard)) => {
+                    let chunk = challenged_chunk(&nonce, &me.to_bytes(), &address, shard.len());
                     let p = prove(&shard, chunk);
                     Response::Proof { chunk: p.chunk, siblings: p.siblings }
                 }
@@ -444,6 +452,11 @@ impl Node {
                 let id = self.swarm.behaviour_mut().audit.send_request(&peer, Ok(req));
                 self.audits_pending.sent(id, peer, reply);
             }
+            Command::Forget { peer } => {
+                tracing::info!(%peer, "distrusted relay taken out of the routing table");
+                self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                self.update_info();
+            }
         }
     }
 
@@ -516,9 +529,11 @@ impl Node {
                 self.swarm.behaviour_mut().store.send_response(ch, answer).is_ok()
             }
             Asker::Audit(ch) => {
-                let proven = matches!(resp, Response::Proof { .. });
-                let out = kura_core::wire::Message::to_frame(&resp).map_or(0, |f| f.len());
-                m.audit("auditee", if proven { "pass" } else { "fail" }, challenge_len(), out);
+                if kind == "prove" {
+                    let proven = matches!(resp, Response::Proof { .. });
+                    let out = kura_core::wire::Message::frame_len(&resp);
+                    m.audit("auditee", if proven { "pass" } else { "fail" }, challenge_len(), out);
+                }
                 self.swarm.behaviour_mut().audit.send_response(ch, resp).is_ok()
             }
         };
@@ -557,12 +572,16 @@ impl Node {
             Request::Store { shard, header } | Request::Handover { shard, header } => {
                 self.stores.take(&peer, (shard.len() + header.len()) as u64, now)
             }
-            Request::Prove { .. } => self.proofs.take(&peer, 1, now),
+            Request::Prove { .. } | Request::Report { .. } => self.proofs.take(&peer, 1, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
             self.shared.metrics.refused(kind);
             return self.respond(to, error(ErrorCode::Busy, e), kind);
+        }
+        if let Request::Report { stripe, index, holder } = &req {
+            let resp = self.on_report(*stripe, *index, holder);
+            return self.respond(to, resp, kind);
         }
         let shared = self.shared.clone();
         let tx = self.done_tx.clone();
@@ -618,6 +637,25 @@ impl Node {
             // The channel has room for every request in flight; the loop outlives the tasks.
             let _ = tx.blocking_send((to, resp, kind));
         });
+    }
+
+    /// A client could not prove `holder`'s claim to index `index` of `stripe`: challenged
+    /// soon by this relay if it relies on that claim. Advice only: the verdict is the
+    /// relay's own.
+    fn on_report(&mut self, stripe: StripeId, index: u8, holder: &[u8]) -> Response {
+        let Ok(peer) = PeerId::from_bytes(holder) else {
+            return error(ErrorCode::Malformed, "the reported holder is not a peer id");
+        };
+        let outcome = self.shared.repair.report(kura_core::audit::Claim { peer, stripe, index });
+        self.shared.metrics.report(outcome);
+        match outcome {
+            Reported::Accepted => Response::Accepted,
+            Reported::NotReliedOn => {
+                error(ErrorCode::NotFound, "this relay relies on no such claim (it may not hold the stripe)")
+            }
+            Reported::TooSoon => error(ErrorCode::Busy, "that claim was reported moments ago"),
+            Reported::Full => error(ErrorCode::Busy, "too many reports wait; retry later"),
+        }
     }
 
     fn now(&self) -> Duration {
@@ -731,6 +769,9 @@ impl Node {
                 ..
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
                 self.relay_alive(peer_id);
+                if lock_live(&self.shared).is_banned(&peer_id) {
+                    return;
+                }
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -741,6 +782,11 @@ impl Node {
                 ..
             })) => {
                 self.relay_alive(peer);
+                if lock_live(&self.shared).is_banned(&peer) {
+                    // Distrusted after its audits: not handed out to anyone's lookups.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                    return;
+                }
                 if is_new_peer {
                     tracing::info!(%peer, "routing table: new peer");
                     if self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() == 1
@@ -758,9 +804,9 @@ impl Node {
                 // A connection not seen established (it cannot happen) is answered in pieces,
                 // which every transport takes.
                 let framing = self.connections.get(&connection_id).map_or(Framing::Pieces, |t| t.framing());
-                // A proof is asked on the audit protocol only.
+                // A proof is asked (and a failed one reported) on the audit protocol only.
                 let request = match request {
-                    Ok(Request::Prove { .. }) => {
+                    Ok(Request::Prove { .. } | Request::Report { .. }) => {
                         Err(WireError::Malformed("proofs of possession are asked on /kura/audit/1".into()))
                     }
                     other => other,

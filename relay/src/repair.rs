@@ -17,9 +17,8 @@
 use crate::node::Shared;
 use crate::store::StoreError;
 use futures::StreamExt;
-use kura_core::audit::{AuditConfig, Audits, Claim, Verdict};
+use kura_core::audit::{AuditConfig, Audits, Challenge, Claim, Reported, Reports, Verdict};
 use kura_core::placement::{by_distance, DhtKey, FetchPlan};
-use kura_core::proof::{challenged_chunk, verify, Proof, NONCE_LEN};
 use kura_core::repair::{
     plan_stripe_round, schedule_round, slots_of, HeldStripe, Liveness, Move, RebuildJob, RepairQueue,
     RoundAction, StripeRound,
@@ -28,7 +27,7 @@ use kura_core::wire::{ErrorCode, Message, Request, Response, MAX_HOLDS_QUERY, MA
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
 use kura_p2p::protocol::Answer;
 use libp2p::PeerId;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -54,6 +53,10 @@ const MAX_REBUILD_TRIES: u32 = 5;
 const FAILED_CLAIM_ROUNDS: u32 = 3;
 /// Shortest time between the starts of two scrub passes.
 const SCRUB_PASS_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+/// Clients' reports waiting for this relay's challenge, at most.
+const MAX_REPORTS_WAITING: usize = 256;
+/// A claim reported by a client is challenged at most once in this long.
+const REPORT_COOLDOWN: Duration = Duration::from_secs(30);
 /// Stripes whose failures are counted at once.
 const MAX_FAILURES_TRACKED: usize = 100_000;
 
@@ -70,6 +73,10 @@ pub enum Command {
         peer: PeerId,
         req: Request,
         reply: kura_p2p::outstanding::Reply<Response>,
+    },
+    /// Take a distrusted relay out of the routing table.
+    Forget {
+        peer: PeerId,
     },
 }
 
@@ -148,7 +155,10 @@ pub struct Repair {
     /// Verdicts and scores of the peers this relay audits.
     pub audits: Mutex<Audits<PeerId>>,
     /// The claims the last round relied on: what the next audits sample from.
-    candidates: Mutex<Vec<Claim<PeerId>>>,
+    candidates: Mutex<HashSet<Claim<PeerId>>>,
+    /// Clients' reports of claims they could not prove.
+    reports: Mutex<Reports<PeerId>>,
+    reported: Notify,
     start: Instant,
     wake: Notify,
 }
@@ -175,7 +185,9 @@ impl Repair {
                 forget_after: cfg.interval * FAILED_CLAIM_ROUNDS,
                 ..AuditConfig::default()
             })),
-            candidates: Mutex::new(Vec::new()),
+            candidates: Mutex::new(HashSet::new()),
+            reports: Mutex::new(Reports::new(MAX_REPORTS_WAITING, REPORT_COOLDOWN)),
+            reported: Notify::new(),
             start: Instant::now(),
             wake: Notify::new(),
         }
@@ -186,10 +198,22 @@ impl Repair {
         self.start.elapsed()
     }
 
+    /// A client's report that `claim` could not be proven: the claim is challenged soon,
+    /// by this relay, if its last round relied on it (see [`Reports`]).
+    pub fn report(&self, claim: Claim<PeerId>) -> Reported {
+        let relied_on = lock(&self.candidates).contains(&claim);
+        let outcome = lock(&self.reports).offer(claim, relied_on, self.now());
+        if outcome == Reported::Accepted {
+            self.reported.notify_one();
+        }
+        outcome
+    }
+
     /// Records the verdict on `claim`: in the audits (its claim on the stripe is then heard
     /// or not, its score moves), in the metrics, and in liveness when the peer is now
     /// distrusted (placement, reads and repair then leave it out until it recovers).
-    fn judge(&self, claim: Claim<PeerId>, verdict: Verdict, metrics: &crate::metrics::Metrics) {
+    /// Returns whether the peer is distrusted.
+    fn judge(&self, claim: Claim<PeerId>, verdict: Verdict, metrics: &crate::metrics::Metrics) -> bool {
         let now = self.now();
         let peer = claim.peer;
         let (score, until) = {
@@ -202,6 +226,7 @@ impl Repair {
             tracing::warn!(%peer, score, verdict = verdict.as_str(), "relay distrusted after its audits");
             lock(&self.liveness).distrust(peer, until);
         }
+        until.is_some()
     }
 
     /// Records the outcome of a rebuild of `stripe`; returns whether it is now given up.
@@ -332,6 +357,11 @@ impl Sender {
         }
     }
 
+    /// Takes `peer` out of the routing table (it is distrusted).
+    pub async fn forget(&self, peer: PeerId) {
+        let _ = self.task.send(Command::Forget { peer }).await;
+    }
+
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {
         let asked = self.task.call(|reply| Command::Request { peer, req, reply });
         match tokio::time::timeout(REQUEST_TIMEOUT, asked).await {
@@ -413,7 +443,7 @@ async fn ask_holds(ctx: &Ctx, ask: HashMap<PeerId, Vec<StripeId>>) -> Holdings {
         .await;
     let mut out = Holdings { claims: HashMap::new(), silent: Vec::new() };
     let now = ctx.shared.repair.now();
-    let audits = lock(&ctx.shared.repair.audits).clone();
+    let audits = lock(&ctx.shared.repair.audits);
     for (p, r) in answers {
         match r {
             Ok(Response::Held { held }) => {
@@ -442,6 +472,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         .map_err(|e| e.to_string())?;
     headers.retain(|id, _| inventory.binary_search_by_key(id, |(s, _)| *s).is_ok());
     let mut held = Vec::with_capacity(inventory.len());
+    let doubted = lock(&ctx.shared.repair.audits).doubted(ctx.shared.repair.now());
     for (id, indices) in inventory {
         let (header, slots, k) = match headers.get(&id) {
             Some(known) => known.clone(),
@@ -454,7 +485,8 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
                 entry
             }
         };
-        held.push(Held { stripe: HeldStripe { id, mine: indices, slots, k }, header });
+        let doubted = doubted.contains(&id);
+        held.push(Held { stripe: HeldStripe { id, mine: indices, slots, k, doubted }, header });
     }
 
     let (live, suspects) = {
@@ -486,7 +518,7 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     // Plan every stripe; keep this relay's part (kura-core's round rules).
     let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };
     let mut moves: Vec<(usize, RoundAction<PeerId>)> = Vec::new();
-    let mut audits: Vec<Claim<PeerId>> = Vec::new();
+    let mut audits: HashSet<Claim<PeerId>> = HashSet::new();
     for (h, ordered) in held.iter().zip(order) {
         let s = &h.stripe;
         let n = s.slots.len();
@@ -555,7 +587,13 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
 /// member and is refused.
 async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId>, String> {
     let h = StripeHeader::parse_verified(&job.stripe, &job.header).map_err(|e| e.to_string())?;
-    let s = HeldStripe { id: job.stripe, mine: Vec::new(), slots: slots_of(&h), k: h.params().k() };
+    let s = HeldStripe {
+        id: job.stripe,
+        mine: Vec::new(),
+        slots: slots_of(&h),
+        k: h.params().k(),
+        doubted: false,
+    };
     let (live, suspects) = {
         let l = lock(&ctx.shared.repair.liveness);
         (l.live(), l.suspects())
@@ -582,12 +620,31 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
         .iter()
         .any(|m| matches!(m, Move::Rebuild { index, at, .. } if *at == ctx.me && of_class(index)));
     // Views differ (a relay distrusted by the sender and not here, say): an order for a
-    // class nobody holds, of a stripe that can be rebuilt, to a relay of the group, is taken
-    // even when this relay's own plan would have another member rebuild it. An order for a
-    // class that is held, or for a stripe nobody can rebuild, is not.
-    let missing = plan.live >= s.k && !holders.iter().any(|(_, held)| held.iter().any(of_class));
+    // class nobody holds (or nobody proves to hold), of a stripe that can be rebuilt, to a
+    // relay of the group, is taken even when this relay's own plan would have another member
+    // rebuild it. An order for a class proven held, or for a stripe nobody can rebuild, is
+    // not.
+    let mut missing = plan.live >= s.k && !holders.iter().any(|(_, held)| held.iter().any(of_class));
     let in_group =
         crate::node::rank_among(&s.id, &ctx.me, &relays) < s.slots.len() + crate::node::CLOSE_GROUP_SLACK;
+    if !planned_here && !missing && in_group && plan.live >= s.k {
+        // The sender may have failed a claim this relay still hears (a client reported it
+        // there, say). Not taken on its word: the claims on the class are challenged here,
+        // and the order stands if none is proven.
+        let claimed: Vec<(PeerId, u8)> = holders
+            .iter()
+            .filter(|(p, _)| *p != ctx.me)
+            .flat_map(|(p, held)| held.iter().filter(|i| of_class(i)).map(move |i| (*p, *i)))
+            .collect();
+        let mut proven = false;
+        for (p, i) in claimed {
+            if challenge(ctx, job.stripe, &job.header, p, i).await == Some(Verdict::Pass) {
+                proven = true;
+                break;
+            }
+        }
+        missing = !proven;
+    }
     let wanted = planned_here || (missing && in_group);
     if !wanted {
         return Err(format!(
@@ -675,34 +732,27 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
 /// verdict (the peer could not be reached, which liveness deals with, or it was busy).
 async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<Verdict> {
     let h = StripeHeader::parse(header).ok()?;
-    let address = *h.shards().get(usize::from(index))?;
-    let nonce: [u8; NONCE_LEN] = rand::random();
-    let chunk = challenged_chunk(&nonce, &peer.to_bytes(), &address, h.shard_len());
-    let req = Request::Prove { stripe, index, nonce };
-    let sent = req.to_frame().map_or(0, |f| f.len());
+    let c = Challenge::new(&h, stripe, index, &peer.to_bytes(), rand::random())?;
+    let req = c.request();
+    let sent = req.frame_len();
     let (verdict, received) = match ctx.net.audit(peer, req).await {
         Ok(answer) => {
-            let received = answer.to_frame().map_or(0, |f| f.len());
-            let verdict = match answer {
-                Response::Proof { chunk: bytes, siblings } => {
-                    match verify(&address, h.shard_len(), chunk, &Proof { chunk: bytes, siblings }) {
-                        Ok(()) => Verdict::Pass,
-                        Err(e) => {
-                            tracing::warn!(%peer, %stripe, index, "a relay answered a false proof: {e}");
-                            Verdict::False
-                        }
-                    }
-                }
-                Response::Error { code: ErrorCode::Busy, .. } => return None,
-                Response::Error { code: ErrorCode::NotFound, .. } => {
-                    tracing::debug!(%peer, %stripe, index, "a relay no longer holds a shard it claimed");
-                    Verdict::Withdrawn
-                }
-                other => {
-                    tracing::info!(%peer, %stripe, index, "a relay cannot prove a shard it claimed: {other:?}");
-                    Verdict::Lost
-                }
+            let received = answer.frame_len();
+            let detail = match &answer {
+                Response::Error { code, detail } => format!("{code}: {detail}"),
+                _ => String::new(),
             };
+            let verdict = c.judge(answer).ok()?;
+            match verdict {
+                Verdict::False => tracing::warn!(%peer, %stripe, index, "a relay answered a false proof"),
+                Verdict::Withdrawn => {
+                    tracing::debug!(%peer, %stripe, index, "a relay no longer holds a shard it claimed")
+                }
+                Verdict::Lost => {
+                    tracing::info!(%peer, %stripe, index, "a relay cannot prove a shard it claimed: {detail}")
+                }
+                Verdict::Pass | Verdict::Timeout => {}
+            }
             (verdict, received)
         }
         Err(AuditError::Late) => (Verdict::Timeout, 0),
@@ -716,19 +766,27 @@ async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, ind
         }
     };
     ctx.shared.metrics.audit("auditor", verdict.as_str(), received, sent);
-    ctx.shared.repair.judge(Claim { peer, stripe, index }, verdict, &ctx.shared.metrics);
+    if ctx.shared.repair.judge(Claim { peer, stripe, index }, verdict, &ctx.shared.metrics) {
+        // Out of this relay's routing table too, so that lookups through it (a client's
+        // placement and reads) no longer find it.
+        ctx.net.forget(peer).await;
+    }
     Some(verdict)
 }
 
-/// Audits the claims the last round relied on, a sample every audit interval (spawn it).
+/// Audits the claims the last round relied on, a sample every audit interval, and the
+/// claims clients reported as soon as they are reported (spawn it).
 pub async fn run_audits(ctx: Ctx) {
-    let mut tick = tokio::time::interval(ctx.shared.repair.cfg.audit_interval);
+    let repair = &ctx.shared.repair;
+    let mut tick = tokio::time::interval(repair.cfg.audit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let claims = {
-            let candidates = lock(&ctx.shared.repair.candidates).clone();
-            lock(&ctx.shared.repair.audits).sample(candidates, |len| rand::random_range(0..len))
+        let (claims, why) = tokio::select! {
+            _ = tick.tick() => {
+                let candidates: Vec<Claim<PeerId>> = lock(&repair.candidates).iter().cloned().collect();
+                (lock(&repair.audits).sample(candidates, |len| rand::random_range(0..len)), "sampled")
+            }
+            _ = repair.reported.notified() => (lock(&repair.reports).take(repair.now()), "reported"),
         };
         let verdicts: Vec<Option<Verdict>> = futures::stream::iter(claims)
             .map(|c| {
@@ -742,10 +800,10 @@ pub async fn run_audits(ctx: Ctx) {
             .buffer_unordered(ROUND_CONCURRENCY)
             .collect()
             .await;
-        let now = ctx.shared.repair.now();
-        lock(&ctx.shared.repair.audits).expire(now);
+        let now = repair.now();
+        lock(&repair.audits).expire(now);
         let failed = verdicts.iter().flatten().filter(|v| v.is_failure()).count();
-        tracing::debug!(audited = verdicts.len(), failed, "audits done");
+        tracing::debug!(audited = verdicts.len(), failed, why, "audits done");
     }
 }
 

@@ -248,3 +248,111 @@ fn kura_check_proves_what_the_relays_hold() {
     assert!(text.contains("5 of 6"), "{text}");
     net.get_exact(&cap, &data, "after-check");
 }
+
+/// Replaces every shard file under `dir` with a directory of the same name: reading it
+/// fails with an IO error, which a relay takes as a fault of the moment (it keeps the shard
+/// and goes on claiming it) rather than a loss. Returns how many were replaced.
+fn make_shards_unreadable(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && std::fs::read_dir(&p).unwrap().next().is_some() {
+            n += make_shards_unreadable(&p);
+        } else if p.is_file() {
+            std::fs::remove_file(&p).unwrap();
+            std::fs::create_dir(&p).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A relay whose shards cannot be read any more (every read an IO error) keeps claiming
+/// them; its neighbours audit only once a day and its own scrubbing takes the errors for
+/// passing faults, so nothing in the network notices. `kura check` does: it cannot prove
+/// those claims, reports them to the stripes' other holders, and they challenge the claims
+/// themselves, fail them, and rebuild the shards elsewhere. Then a second check proves every
+/// stripe whole, and with two more relays killed the file reads back byte-exact.
+#[test]
+fn a_check_reports_unprovable_claims_and_the_group_rebuilds_them() {
+    let mut net = Net::start_with(
+        "report",
+        7,
+        &["--repair-interval", "1", "--audit-interval", "86400", "--scrub-rate", "1M"],
+    );
+    let data = pseudo_random(2_500_000, 91);
+    let path = net.dir.path().join("f");
+    std::fs::write(&path, &data).unwrap();
+    let cap = net.put(&path, &[]).unwrap();
+    let all: Vec<usize> = (0..7).collect();
+    // Every relay has planned its stripes since the put: it relies on its peers' claims.
+    let rounds = |r: &RelayProc| r.json("/repair").ok()?["report"]["rounds"].as_u64();
+    let after_put: Vec<u64> = net.live().map(|r| rounds(r).unwrap_or(0)).collect();
+    wait_for(Duration::from_secs(60), "two repair rounds on every relay since the put", || {
+        net.live().zip(&after_put).all(|(r, n)| rounds(r).is_some_and(|m| m >= n + 2)).then_some(())
+    })
+    .unwrap();
+    let inv = inventory(&net, &all);
+    let victim = (0..7).max_by_key(|&i| inv.values().filter(|h| h.contains_key(&i)).count()).unwrap();
+    let broken = make_shards_unreadable(&net.dir.path().join(format!("r{victim}/store/shards")));
+    assert!(broken >= 1);
+    let stripes: BTreeSet<String> = inv.keys().cloned().collect();
+    eprintln!("relay {victim}: {broken} of its shard files unreadable");
+
+    let check = |net: &Net| {
+        let mut args = vec!["check".to_owned(), cap.clone()];
+        args.extend(net.bootstrap_args());
+        let out = kura_tests::net::kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, text) = check(&net);
+    eprintln!("{text}");
+    assert!(!ok, "the unreadable shards were proven: {text}");
+    let reported = text
+        .lines()
+        .find_map(|l| l.split(" claims could not be proven; ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no report line: {text}"));
+    assert!(reported >= 1, "no report was taken: {text}");
+
+    // The group audits what was reported, and rebuilds the shards on relays that can serve them.
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
+    let started = Instant::now();
+    let mut why = String::new();
+    let rebuilt = wait_for(Duration::from_secs(90), "the reported shards rebuilt elsewhere", || {
+        let inv = inventory(&net, &others);
+        let short: Vec<_> = stripes
+            .iter()
+            .filter(|s| {
+                inv.get(*s).into_iter().flat_map(|h| h.values().flatten()).collect::<BTreeSet<_>>().len() < N
+            })
+            .collect();
+        why = format!("stripes short without relay {victim}: {short:?}");
+        short.is_empty().then_some(())
+    });
+    if rebuilt.is_err() {
+        for r in net.live() {
+            eprintln!("{}: audits {}", r.peer_id, r.json("/audits").unwrap()["recent"]);
+            eprintln!("{}: repair {}", r.peer_id, r.json("/repair").unwrap());
+            eprintln!("{}: reports {:?}", r.peer_id, r.metric("kura_audit_reports_total{kind=\"accepted\"}"));
+        }
+    }
+    rebuilt.unwrap_or_else(|e| panic!("{e}: {why}"));
+    let auditors: Vec<&RelayProc> = others.iter().map(|&i| net.relay(i)).collect();
+    let accepted: f64 =
+        auditors.iter().map(|r| r.metric("kura_audit_reports_total{kind=\"accepted\"}").unwrap_or(0.0)).sum();
+    let failed = verdicts(&auditors, "fail");
+    eprintln!(
+        "rebuilt {:.1} s after the check; {accepted} reports accepted, {failed} failing verdicts",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(accepted >= 1.0 && failed >= 1.0, "{accepted} reports accepted, {failed} failing verdicts");
+
+    let (ok, text) = check(&net);
+    assert!(ok, "after the rebuild: {text}");
+    for i in others.into_iter().filter(|&i| i != 0).take(2) {
+        net.kill9(i);
+    }
+    net.get_exact(&cap, &data, "reported");
+}

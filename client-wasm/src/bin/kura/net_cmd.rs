@@ -142,6 +142,12 @@ pub async fn check(capability: &str, bootstrap: &[String]) -> Result<()> {
             health.proof_bytes
         );
     }
+    if health.unproven > 0 {
+        println!(
+            "{} claims could not be proven; {} reports of them taken by the stripes' other holders",
+            health.unproven, health.reported
+        );
+    }
     if !health.is_whole() {
         bail!("{short} of {} stripes are not proven whole", health.stripes.len());
     }
