@@ -54,8 +54,9 @@ fn main() {
     let store = FsStore::open(&dir, u64::MAX).unwrap();
     let me = PeerId::random();
     let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
-    let stripes: Vec<Stripe> =
-        (0..shards).map(|i| encode_single_chunk(&opts, &pseudo_random(1 << 20, i as u64)).unwrap().0).collect();
+    let stripes: Vec<Stripe> = (0..shards)
+        .map(|i| encode_single_chunk(&opts, &pseudo_random(1 << 20, i as u64)).unwrap().0)
+        .collect();
     for s in &stripes {
         store.put(s.header_bytes(), s.shard(0)).unwrap();
     }

@@ -610,43 +610,59 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
         .collect();
     let Holdings { claims, silent } =
         ask_holds(ctx, ask.into_iter().map(|p| (p, vec![job.stripe])).collect()).await;
-    let claims = |p: &PeerId| claims.get(p).and_then(|c| c.get(&s.id)).cloned();
-    let StripeRound { plan, holders, .. } =
-        plan_stripe_round(&ctx.me, &s, ordered, &silent, &suspects, claims, MAX_REPAIR_HOLDERS);
     let class = s.slots.get(usize::from(job.index)).copied();
     let of_class = |i: &u8| s.slots.get(usize::from(*i)).copied() == class;
-    let planned_here = plan
-        .moves
-        .iter()
-        .any(|m| matches!(m, Move::Rebuild { index, at, .. } if *at == ctx.me && of_class(index)));
-    // Views differ (a relay distrusted by the sender and not here, say): an order for a
-    // class nobody holds (or nobody proves to hold), of a stripe that can be rebuilt, to a
-    // relay of the group, is taken even when this relay's own plan would have another member
-    // rebuild it. An order for a class proven held, or for a stripe nobody can rebuild, is
-    // not.
-    let mut missing = plan.live >= s.k && !holders.iter().any(|(_, held)| held.iter().any(of_class));
     let in_group =
         crate::node::rank_among(&s.id, &ctx.me, &relays) < s.slots.len() + crate::node::CLOSE_GROUP_SLACK;
-    if !planned_here && !missing && in_group && plan.live >= s.k {
-        // The sender may have failed a claim this relay still hears (a client reported it
-        // there, say). Not taken on its word: the claims on the class are challenged here,
-        // and the order stands if none is proven.
-        let claimed: Vec<(PeerId, u8)> = holders
+    let store = ctx.shared.store.clone();
+    let id = job.stripe;
+    let holds_one = matches!(blocking(move || store.holds(&[id])).await, Some(Ok(h)) if h.iter().any(|(_, i)| !i.is_empty()));
+    // Claims this relay challenged for this order and found unproven.
+    let mut unproven: Vec<PeerId> = Vec::new();
+    loop {
+        let heard = |p: &PeerId| {
+            if unproven.contains(p) {
+                return None;
+            }
+            claims.get(p).and_then(|c| c.get(&s.id)).cloned()
+        };
+        let StripeRound { plan, holders, .. } =
+            plan_stripe_round(&ctx.me, &s, ordered.clone(), &silent, &suspects, heard, MAX_REPAIR_HOLDERS);
+        let planned_here = plan
+            .moves
             .iter()
-            .filter(|(p, _)| *p != ctx.me)
-            .flat_map(|(p, held)| held.iter().filter(|i| of_class(i)).map(move |i| (*p, *i)))
-            .collect();
-        let mut proven = false;
-        for (p, i) in claimed {
-            if challenge(ctx, job.stripe, &job.header, p, i).await == Some(Verdict::Pass) {
-                proven = true;
-                break;
+            .any(|m| matches!(m, Move::Rebuild { index, at, .. } if *at == ctx.me && of_class(index)));
+        // Views differ (a relay distrusted by the sender and not here, say): an order for a
+        // class nobody holds (or nobody proves to hold), of a stripe that can be rebuilt, to a
+        // relay of the group, is taken even when this relay's own plan would have another
+        // member rebuild it. An order for a class proven held, or for a stripe nobody can
+        // rebuild, is not.
+        let missing = plan.live >= s.k && !holders.iter().any(|(_, held)| held.iter().any(of_class));
+        if planned_here || (missing && in_group) {
+            return Ok(holders.into_iter().map(|(p, _)| p).filter(|p| *p != ctx.me).collect());
+        }
+        if unproven.is_empty() && in_group && plan.live >= s.k && !holds_one {
+            // The sender may have failed a claim this relay still hears (a client reported
+            // it there, say). Not taken on its word: the claims on the class are challenged
+            // here, and the stripe planned again without those not proven. (A relay holding
+            // a shard of the stripe takes no other.)
+            let claimed: Vec<(PeerId, u8)> = holders
+                .iter()
+                .filter(|(p, _)| *p != ctx.me)
+                .flat_map(|(p, held)| held.iter().filter(|i| of_class(i)).map(move |i| (*p, *i)))
+                .collect();
+            let mut proven = false;
+            for (p, i) in claimed {
+                if challenge(ctx, job.stripe, &job.header, p, i).await == Some(Verdict::Pass) {
+                    proven = true;
+                    break;
+                }
+                unproven.push(p);
+            }
+            if !proven && !unproven.is_empty() {
+                continue;
             }
         }
-        missing = !proven;
-    }
-    let wanted = planned_here || (missing && in_group);
-    if !wanted {
         return Err(format!(
             "this relay's own plan has it rebuild no shard like index {} ({} of {} slots live)",
             job.index,
@@ -654,7 +670,6 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
             s.slots.len()
         ));
     }
-    Ok(holders.into_iter().map(|(p, _)| p).filter(|p| *p != ctx.me).collect())
 }
 
 async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str {

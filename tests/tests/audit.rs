@@ -38,41 +38,44 @@ fn inventory(net: &Net, from: &[usize]) -> BTreeMap<String, BTreeMap<usize, Vec<
     out
 }
 
-/// Files under `dir`.
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    count_files(&p)
-                } else {
-                    1
-                }
-            })
-            .sum()
-        })
-        .unwrap_or(0)
-}
-
-/// Deletes every shard file under `dir` (the store's `shards/` tree), leaving the
-/// directories and the metadata database alone. Returns how many were deleted.
-fn delete_shard_files(dir: &Path) -> usize {
-    let mut n = 0;
+/// Files under `dir`, in order.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {
-            n += delete_shard_files(&p);
+            out.extend(files_under(&p));
         } else {
-            std::fs::remove_file(&p).unwrap();
-            n += 1;
+            out.push(p);
         }
+    }
+    out.sort();
+    out
+}
+
+/// Deletes `percent`% of the shard files under `dir` (the store's `shards/` tree; at least
+/// one), leaving the directories and the metadata database alone. Returns how many were
+/// deleted.
+fn delete_shard_files(dir: &Path, percent: usize) -> usize {
+    let files = files_under(dir);
+    let n = (files.len() * percent).div_ceil(100).max(1).min(files.len());
+    for p in files.iter().take(n) {
+        std::fs::remove_file(p).unwrap();
     }
     n
 }
 
+///
+/// `KURA_AUDIT_LOSS_PERCENT` (default 100) deletes only that share of the relay's shard
+/// files; the test prints the time from the loss to the first failing verdict and to full
+/// redundancy.
 #[test]
 fn shards_deleted_behind_a_relays_back_are_found_by_audits_and_rebuilt() {
+    let percent: usize = std::env::var("KURA_AUDIT_LOSS_PERCENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
     let started = Instant::now();
     let mut net = Net::start_with("audit", RELAYS, ARGS);
     let mut files = Vec::new();
@@ -108,12 +111,12 @@ fn shards_deleted_behind_a_relays_back_are_found_by_audits_and_rebuilt() {
     let held = |i: usize| inv.values().filter(|h| h.contains_key(&i)).count();
     let victim = (0..RELAYS).max_by_key(|&i| held(i)).unwrap();
     let victim_id = net.relay(victim).peer_id.clone();
-    let deleted = delete_shard_files(&net.dir.path().join(format!("r{victim}/store/shards")));
+    let deleted = delete_shard_files(&net.dir.path().join(format!("r{victim}/store/shards")), percent);
     eprintln!(
-        "relay {victim} ({victim_id}) lost {deleted} shard files after {:.1} s",
+        "relay {victim} ({victim_id}) lost {deleted} shard files ({percent}%) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    assert!(deleted >= 5, "relay {victim} held only {deleted} shards");
+    assert!(deleted >= 5 || percent < 100, "relay {victim} held only {deleted} shards");
 
     // Its neighbours fail it; the lost shards are rebuilt (elsewhere, or on the relay that
     // lost them once it no longer claims them): every stripe is back to N distinct shards,
@@ -121,10 +124,16 @@ fn shards_deleted_behind_a_relays_back_are_found_by_audits_and_rebuilt() {
     let victim_dir = net.dir.path().join(format!("r{victim}/store/shards"));
     let lost = Instant::now();
     let mut why = String::new();
+    let others: Vec<usize> = (0..RELAYS).filter(|&i| i != victim).collect();
+    let auditors: Vec<&RelayProc> = others.iter().map(|&i| net.relay(i)).collect();
+    let mut detected = None;
     let whole = wait_for(Duration::from_secs(120), "the lost shards to be found and rebuilt", || {
+        if detected.is_none() && verdicts(&auditors, "fail") > 0.0 {
+            detected = Some(lost.elapsed());
+        }
         let inv = inventory(&net, &all);
         let claimed = inv.values().filter(|h| h.contains_key(&victim)).count();
-        let on_disk = count_files(&victim_dir);
+        let on_disk = files_under(&victim_dir).len();
         let short: Vec<String> = stripes
             .iter()
             .filter(|s| {
@@ -146,11 +155,11 @@ fn shards_deleted_behind_a_relays_back_are_found_by_audits_and_rebuilt() {
         }
     }
     whole.unwrap_or_else(|e| panic!("{e}: {why}"));
-    let others: Vec<usize> = (0..RELAYS).filter(|&i| i != victim).collect();
-    let auditors: Vec<&RelayProc> = others.iter().map(|&i| net.relay(i)).collect();
     let failed = verdicts(&auditors, "fail");
     eprintln!(
-        "whole again {:.1} s after the loss; relay {victim}'s neighbours gave it {failed} failing verdicts",
+        "{percent}% lost: first failing verdict {:.1} s after the loss, whole again {:.1} s after it; \
+         relay {victim}'s neighbours gave it {failed} failing verdicts",
+        detected.map_or(f64::NAN, |d| d.as_secs_f64()),
         lost.elapsed().as_secs_f64()
     );
     assert!(failed >= 1.0, "no audit failed the relay that lost its shards");
@@ -192,14 +201,14 @@ fn a_relay_finds_its_own_lost_shards_by_scrubbing() {
     let inv = inventory(&net, &all);
     let victim = (0..7).max_by_key(|&i| inv.values().filter(|h| h.contains_key(&i)).count()).unwrap();
     let dir = net.dir.path().join(format!("r{victim}/store/shards"));
-    let deleted = delete_shard_files(&dir);
+    let deleted = delete_shard_files(&dir, 100);
     assert!(deleted >= 1);
     wait_for(Duration::from_secs(60), "the relay to find its lost shards by scrubbing", || {
         let lost = net.relay(victim).metric("kura_scrubbed_shards_total{kind=\"lost\"}").unwrap_or(0.0);
         let inv = inventory(&net, &all);
         let claimed = inv.values().filter(|h| h.contains_key(&victim)).count();
         let whole = inv.values().all(|h| h.values().flatten().collect::<BTreeSet<_>>().len() == N);
-        (lost >= 1.0 && claimed == count_files(&dir) && whole).then_some(())
+        (lost >= 1.0 && claimed == files_under(&dir).len() && whole).then_some(())
     })
     .unwrap();
     for i in all.into_iter().filter(|&i| i != victim).take(2) {
