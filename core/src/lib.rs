@@ -24,6 +24,7 @@ pub mod encoder;
 pub mod erasure;
 pub mod error;
 mod hex;
+pub mod ledger;
 pub mod placement;
 pub mod proof;
 pub mod repair;

@@ -1,0 +1,597 @@
+//! Credits: accounts and transfers with no blockchain and no double spend.
+//!
+//! An **account** is an ed25519 key. Only its owner spends from it, so no consensus is
+//! needed (an asset transfer with one owner per account has consensus number 1): it is
+//! enough that no two transfers are ever certified for the same slot `(from, seq)`. The
+//! account's **replicas** are a [`Group`] of `R` relays (its `R` closest) with a quorum `q`
+//! such that two quorums share at least `f + 1 = 2q − R` replicas.
+//!
+//! 1. The owner signs a [`Transfer`] `{from, seq, to, amount, deps, memo}` and sends it to
+//!    the replicas of `from`.
+//! 2. A replica ([`Replica::acknowledge`]) answers with its signature ([`Ack`]) only if the
+//!    owner's signature holds, `seq` is the account's next, every credit named in `deps` was
+//!    applied here and not spent before, the balance covers the amount (checked on every
+//!    acknowledgement), and it never acknowledged another transfer for `(from, seq)`. The
+//!    caller makes that decision durable before it answers.
+//! 3. `q` acknowledgements of group members form a [`Certificate`]: self-verifying, anyone
+//!    may pass it on. Applied at the replicas of `from` it debits ([`Replica::apply_debit`]),
+//!    at the replicas of `to` it credits ([`Replica::apply_credit`]); each once.
+//!
+//! Credits are spent by naming them: a transfer's `deps` are certificates crediting `from`
+//! that no earlier transfer of `from` named. A replica's view of an account is then the
+//! same as any other's once they have applied the same certificates: `balance` (what the
+//! debits applied so far left) plus the credits applied and not yet named.
+//!
+//! **Safety.** Two certificates for one `(from, seq)` with different transfers need two
+//! quorums; they share at least `f + 1` replicas, so while at most `f` are Byzantine an
+//! honest replica signed both, which it never does. Debits are applied in `seq` order and
+//! only when the credits they name are applied and unspent, so a balance never goes below
+//! zero and no credit is spent twice; a certificate applied twice (a replay) changes
+//! nothing. Where more than `f` replicas of a group are Byzantine, conflicting certificates
+//! (or two owner signatures for one slot) are [`Evidence`] anyone can check: the owner and
+//! every replica that signed both are named. Value is conserved: at a replica that serves
+//! every account, the balances, the unspent credits, what was burnt and the amounts debited
+//! but not yet credited sum to what was minted ([`Replica::check_conservation`]).
+//!
+//! **Minting** is a rule other parts call: transfers from the [`Replica::mint`] account are
+//! not balance-checked (rewards and test funding; the farming issue decides who may sign
+//! them). **Burning** is a transfer to [`BURN`].
+//!
+//! No IO and no clock. Signatures are behind [`Verifier`] and [`Signer`]: [`Ed25519`] for
+//! the network, cheaper stand-ins in simulations.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A public key: an account's (its id) or a replica's.
+pub type Key = [u8; 32];
+/// A signature.
+pub type Sig = [u8; 64];
+/// A transfer's id: `BLAKE3(TRANSFER_DOMAIN ‖ postcard(transfer))`.
+pub type TransferId = [u8; 32];
+
+/// Credits sent here are destroyed.
+pub const BURN: Key = [0; 32];
+/// Longest memo.
+pub const MAX_MEMO: usize = 64;
+/// Most credits one transfer names.
+pub const MAX_DEPS: usize = 64;
+/// Most acknowledgements a certificate carries.
+pub const MAX_ACKS: usize = 64;
+const TRANSFER_DOMAIN: &[u8] = b"kura/ledger/transfer/v1";
+const ACK_DOMAIN: &[u8] = b"kura/ledger/ack/v1";
+/// Certificates kept per account (for evidence against a conflicting one).
+const KEPT_CERTIFICATES: usize = 16;
+
+/// Moves `amount` from `from` to `to`, as the `seq`-th transfer of `from` (from 1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transfer {
+    pub from: Key,
+    pub seq: u64,
+    pub to: Key,
+    pub amount: u64,
+    /// Certificates crediting `from` that this transfer spends (none named before).
+    pub deps: Vec<TransferId>,
+    #[serde(with = "serde_bytes")]
+    pub memo: Vec<u8>,
+}
+
+impl Transfer {
+    /// The transfer's id (what the owner signs).
+    pub fn id(&self) -> TransferId {
+        let mut h = blake3::Hasher::new();
+        h.update(TRANSFER_DOMAIN);
+        // A transfer within its limits always encodes.
+        h.update(&postcard::to_allocvec(self).unwrap_or_default());
+        *h.finalize().as_bytes()
+    }
+
+    /// Checks the limits the types do not express.
+    pub fn check(&self) -> Result<(), LedgerError> {
+        let distinct: HashSet<&TransferId> = self.deps.iter().collect();
+        if self.memo.len() > MAX_MEMO || self.deps.len() > MAX_DEPS || distinct.len() != self.deps.len() {
+            return Err(LedgerError::Limits);
+        }
+        if self.seq == 0 || self.from == self.to || self.from == BURN {
+            return Err(LedgerError::Limits);
+        }
+        Ok(())
+    }
+
+    /// Signs it as its owner.
+    pub fn sign(self, owner: &impl Signer) -> Signed {
+        let sig = owner.sign(&self.id());
+        Signed { transfer: self, sig }
+    }
+}
+
+/// A transfer with its owner's signature over its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    pub transfer: Transfer,
+    #[serde(with = "serde_bytes")]
+    pub sig: Sig,
+}
+
+impl Signed {
+    /// Whether the owner (`from`) signed it.
+    pub fn verify(&self, v: &impl Verifier) -> bool {
+        v.verify(&self.transfer.from, &self.transfer.id(), &self.sig)
+    }
+}
+
+/// A replica's acknowledgement of one transfer: its signature over [`ack_message`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub replica: Key,
+    #[serde(with = "serde_bytes")]
+    pub sig: Sig,
+}
+
+/// What a replica signs to acknowledge transfer `id` as slot `(from, seq)`.
+pub fn ack_message(from: &Key, seq: u64, id: &TransferId) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ACK_DOMAIN.len() + 72);
+    m.extend_from_slice(ACK_DOMAIN);
+    m.extend_from_slice(from);
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(id);
+    m
+}
+
+/// A transfer acknowledged by a quorum of its sender's replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub signed: Signed,
+    pub acks: Vec<Ack>,
+}
+
+/// An account's replicas and the quorum of them a certificate needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub replicas: Vec<Key>,
+    pub quorum: usize,
+}
+
+impl Group {
+    /// A group whose quorums intersect in at least one replica more than it tolerates.
+    pub fn new(replicas: Vec<Key>, quorum: usize) -> Result<Self, LedgerError> {
+        let r = replicas.len();
+        let distinct: HashSet<&Key> = replicas.iter().collect();
+        if distinct.len() != r || quorum > r || 2 * quorum <= r {
+            return Err(LedgerError::Limits);
+        }
+        Ok(Self { replicas, quorum })
+    }
+
+    /// Byzantine replicas tolerated: `2q − R − 1`.
+    pub fn tolerates(&self) -> usize {
+        2 * self.quorum - self.replicas.len() - 1
+    }
+}
+
+impl Certificate {
+    /// Checks the owner's signature and `q` distinct acknowledgements by members of `group`;
+    /// returns the transfer's id.
+    pub fn verify(&self, group: &Group, v: &impl Verifier) -> Result<TransferId, LedgerError> {
+        let t = &self.signed.transfer;
+        t.check()?;
+        if self.acks.len() > MAX_ACKS {
+            return Err(LedgerError::Limits);
+        }
+        if !self.signed.verify(v) {
+            return Err(LedgerError::BadSignature);
+        }
+        let id = t.id();
+        let msg = ack_message(&t.from, t.seq, &id);
+        let mut signers: HashSet<&Key> = HashSet::new();
+        for a in &self.acks {
+            if group.replicas.contains(&a.replica) && v.verify(&a.replica, &msg, &a.sig) {
+                signers.insert(&a.replica);
+            }
+        }
+        if signers.len() < group.quorum {
+            return Err(LedgerError::NoQuorum { have: signers.len(), need: group.quorum });
+        }
+        Ok(id)
+    }
+
+    /// The replicas whose valid acknowledgement it carries.
+    fn signers(&self, v: &impl Verifier) -> HashSet<Key> {
+        let t = &self.signed.transfer;
+        let msg = ack_message(&t.from, t.seq, &t.id());
+        self.acks.iter().filter(|a| v.verify(&a.replica, &msg, &a.sig)).map(|a| a.replica).collect()
+    }
+}
+
+/// Proof that someone signed two transfers for one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub first: Signed,
+    pub second: Signed,
+    /// Acknowledgements of each, where the conflict was between certificates.
+    pub first_acks: Vec<Ack>,
+    pub second_acks: Vec<Ack>,
+}
+
+impl Evidence {
+    /// From two certificates, or two signed transfers (no acknowledgements), for one slot.
+    pub fn of(first: Certificate, second: Certificate) -> Self {
+        Evidence {
+            first: first.signed,
+            second: second.signed,
+            first_acks: first.acks,
+            second_acks: second.acks,
+        }
+    }
+
+    /// Checks it and names who equivocated: the owner (always: it signed both) and every
+    /// replica whose valid acknowledgement is on both. `None` if it proves nothing.
+    pub fn guilty(&self, v: &impl Verifier) -> Option<Vec<Key>> {
+        let (a, b) = (&self.first.transfer, &self.second.transfer);
+        if a.from != b.from
+            || a.seq != b.seq
+            || a.id() == b.id()
+            || !self.first.verify(v)
+            || !self.second.verify(v)
+        {
+            return None;
+        }
+        let first = Certificate { signed: self.first.clone(), acks: self.first_acks.clone() }.signers(v);
+        let second = Certificate { signed: self.second.clone(), acks: self.second_acks.clone() }.signers(v);
+        let mut guilty: Vec<Key> = first.intersection(&second).copied().collect();
+        guilty.sort_unstable();
+        guilty.insert(0, a.from);
+        Some(guilty)
+    }
+}
+
+/// Why a replica refused or could not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("a field is over its limit, or the transfer is malformed")]
+    Limits,
+    #[error("a signature does not verify")]
+    BadSignature,
+    #[error("{have} valid acknowledgements of the group, {need} needed")]
+    NoQuorum { have: usize, need: usize },
+    #[error("transfer {got} is not the account's next ({expected})")]
+    WrongSeq { expected: u64, got: u64 },
+    #[error("{} credits named are not applied here", .0.len())]
+    MissingDeps(Vec<TransferId>),
+    #[error("a credit named was spent before")]
+    SpentDep,
+    #[error("the balance {balance} does not cover {amount}")]
+    Overdraft { balance: u64, amount: u64 },
+    #[error("another transfer holds this slot: the owner signed two")]
+    Conflict(Box<Evidence>),
+    #[error("the account is banned for equivocating")]
+    Banned,
+}
+
+/// Checks signatures.
+pub trait Verifier {
+    fn verify(&self, key: &Key, msg: &[u8], sig: &Sig) -> bool;
+}
+
+/// Makes signatures with one key.
+pub trait Signer {
+    fn key(&self) -> Key;
+    fn sign(&self, msg: &[u8]) -> Sig;
+}
+
+/// Ed25519, as the network uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ed25519;
+
+impl Verifier for Ed25519 {
+    fn verify(&self, key: &Key, msg: &[u8], sig: &Sig) -> bool {
+        let Ok(k) = ed25519_dalek::VerifyingKey::from_bytes(key) else { return false };
+        k.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+    }
+}
+
+impl Signer for ed25519_dalek::SigningKey {
+    fn key(&self) -> Key {
+        self.verifying_key().to_bytes()
+    }
+    fn sign(&self, msg: &[u8]) -> Sig {
+        ed25519_dalek::Signer::sign(self, msg).to_bytes()
+    }
+}
+
+/// What a replica knows of one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    /// The seq of the next debit to apply (transfers before it are applied).
+    pub next_seq: u64,
+    /// What the debits applied so far left.
+    pub balance: u64,
+    /// Credits applied here and not yet named by a transfer of this account.
+    pub credits: BTreeMap<TransferId, u64>,
+    /// The transfer acknowledged for slot `next_seq`, if any.
+    pub acked: Option<Signed>,
+    /// The latest certificates applied as debits, by seq.
+    pub applied: BTreeMap<u64, Certificate>,
+}
+
+impl Account {
+    /// What the owner can spend: the balance and the unspent credits.
+    pub fn spendable(&self) -> u64 {
+        self.balance.saturating_add(self.credits.values().sum())
+    }
+}
+
+/// What applying a certificate did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// It was applied before (a replay): nothing changed.
+    Already,
+}
+
+/// One replica's ledger state for the accounts it serves: the rules of acknowledging and
+/// applying, without IO. The caller persists the state before it answers.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    mint: Key,
+    accounts: HashMap<Key, Account>,
+    /// Transfers applied as debits and as credits here.
+    debited: HashSet<TransferId>,
+    credited: HashSet<TransferId>,
+    minted: u128,
+    burnt: u128,
+    /// Amounts applied here as debits and as credits, in all.
+    debited_total: u128,
+    credited_total: u128,
+    banned: HashSet<Key>,
+    evidence: Vec<Evidence>,
+}
+
+impl Replica {
+    /// A replica of a ledger whose minting account is `mint`.
+    pub fn new(mint: Key) -> Self {
+        Self {
+            mint,
+            accounts: HashMap::new(),
+            debited: HashSet::new(),
+            credited: HashSet::new(),
+            minted: 0,
+            burnt: 0,
+            debited_total: 0,
+            credited_total: 0,
+            banned: HashSet::new(),
+            evidence: Vec::new(),
+        }
+    }
+
+    /// The minting account.
+    pub fn mint(&self) -> Key {
+        self.mint
+    }
+
+    /// What this replica knows of `account`.
+    pub fn account(&self, account: &Key) -> Account {
+        self.accounts.get(account).cloned().unwrap_or_else(|| Account { next_seq: 1, ..Account::default() })
+    }
+
+    /// Evidence of equivocation seen here.
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.evidence
+    }
+
+    /// Whether `key` is banned here (an owner that equivocated, or a replica named by
+    /// evidence).
+    pub fn is_banned(&self, key: &Key) -> bool {
+        self.banned.contains(key)
+    }
+
+    /// Takes evidence from anyone: if it checks, everyone it names is banned here.
+    pub fn take_evidence(&mut self, e: Evidence, v: &impl Verifier) -> Option<Vec<Key>> {
+        let guilty = e.guilty(v)?;
+        self.banned.extend(guilty.iter().copied());
+        self.evidence.push(e);
+        Some(guilty)
+    }
+
+    fn entry(&mut self, account: Key) -> &mut Account {
+        self.accounts.entry(account).or_insert_with(|| Account { next_seq: 1, ..Account::default() })
+    }
+
+    /// Acknowledges `signed` (see the module's rules) with `me`'s signature, or refuses.
+    /// Acknowledging the same transfer again gives the same answer.
+    pub fn acknowledge(
+        &mut self,
+        signed: &Signed,
+        me: &impl Signer,
+        v: &impl Verifier,
+    ) -> Result<Ack, LedgerError> {
+        let t = &signed.transfer;
+        t.check()?;
+        if self.banned.contains(&t.from) {
+            return Err(LedgerError::Banned);
+        }
+        if !signed.verify(v) {
+            return Err(LedgerError::BadSignature);
+        }
+        let id = t.id();
+        let mint = self.mint;
+        let acct = self.entry(t.from);
+        if t.seq != acct.next_seq {
+            // The slot of an applied transfer: the same one again is answered, another is
+            // the owner signing twice.
+            if let Some(c) = acct.applied.get(&t.seq) {
+                if c.signed.transfer.id() != id {
+                    let e = Evidence {
+                        first: c.signed.clone(),
+                        second: signed.clone(),
+                        first_acks: vec![],
+                        second_acks: vec![],
+                    };
+                    return Err(self.equivocation(e));
+                }
+                return Ok(Ack { replica: me.key(), sig: me.sign(&ack_message(&t.from, t.seq, &id)) });
+            }
+            return Err(LedgerError::WrongSeq { expected: acct.next_seq, got: t.seq });
+        }
+        if let Some(prev) = &acct.acked {
+            if prev.transfer.id() != id {
+                let e = Evidence {
+                    first: prev.clone(),
+                    second: signed.clone(),
+                    first_acks: vec![],
+                    second_acks: vec![],
+                };
+                return Err(self.equivocation(e));
+            }
+            return Ok(Ack { replica: me.key(), sig: me.sign(&ack_message(&t.from, t.seq, &id)) });
+        }
+        let missing: Vec<TransferId> =
+            t.deps.iter().filter(|d| !acct.credits.contains_key(*d)).copied().collect();
+        if !missing.is_empty() {
+            return Err(LedgerError::MissingDeps(missing));
+        }
+        let available = acct.balance.saturating_add(t.deps.iter().map(|d| acct.credits[d]).sum());
+        if t.from != mint && available < t.amount {
+            return Err(LedgerError::Overdraft { balance: available, amount: t.amount });
+        }
+        acct.acked = Some(signed.clone());
+        Ok(Ack { replica: me.key(), sig: me.sign(&ack_message(&t.from, t.seq, &id)) })
+    }
+
+    fn equivocation(&mut self, e: Evidence) -> LedgerError {
+        self.banned.insert(e.first.transfer.from);
+        self.evidence.push(e.clone());
+        LedgerError::Conflict(Box::new(e))
+    }
+
+    /// Applies `cert` as a debit of its sender (this replica serves `from`; `group` is the
+    /// sender's). In seq order only; the credits it names must be applied here first.
+    pub fn apply_debit(
+        &mut self,
+        cert: &Certificate,
+        group: &Group,
+        v: &impl Verifier,
+    ) -> Result<Applied, LedgerError> {
+        // A replay is known by its id alone: nothing to verify, nothing changes.
+        if self.debited.contains(&cert.signed.transfer.id()) {
+            return Ok(Applied::Already);
+        }
+        let id = cert.verify(group, v)?;
+        let t = &cert.signed.transfer;
+        let mint = self.mint;
+        let acct = self.entry(t.from);
+        let acked_other =
+            acct.acked.as_ref().filter(|a| a.transfer.id() != id && a.transfer.seq == t.seq).cloned();
+        if t.seq < acct.next_seq {
+            // Another transfer was certified for this slot: the group was captured.
+            let Some(prev) = acct.applied.get(&t.seq).cloned() else {
+                return Err(LedgerError::WrongSeq { expected: acct.next_seq, got: t.seq });
+            };
+            let e = Evidence::of(prev, cert.clone());
+            if let Some(guilty) = e.guilty(v) {
+                self.banned.extend(guilty);
+                self.evidence.push(e.clone());
+            }
+            return Err(LedgerError::Conflict(Box::new(e)));
+        }
+        if t.seq > acct.next_seq {
+            return Err(LedgerError::WrongSeq { expected: acct.next_seq, got: t.seq });
+        }
+        let missing: Vec<TransferId> =
+            t.deps.iter().filter(|d| !acct.credits.contains_key(*d)).copied().collect();
+        if !missing.is_empty() {
+            return Err(LedgerError::MissingDeps(missing));
+        }
+        let named: u64 = t.deps.iter().map(|d| acct.credits[d]).sum();
+        let available = acct.balance.saturating_add(named);
+        let balance = if t.from == mint {
+            available
+        } else {
+            available
+                .checked_sub(t.amount)
+                .ok_or(LedgerError::Overdraft { balance: available, amount: t.amount })?
+        };
+        for d in &t.deps {
+            acct.credits.remove(d);
+        }
+        acct.balance = balance;
+        acct.next_seq += 1;
+        acct.acked = None;
+        acct.applied.insert(t.seq, cert.clone());
+        while acct.applied.len() > KEPT_CERTIFICATES {
+            acct.applied.pop_first();
+        }
+        if t.from == mint {
+            self.minted += u128::from(t.amount);
+        }
+        self.debited.insert(id);
+        self.debited_total += u128::from(t.amount);
+        if let Some(other) = acked_other {
+            // The slot went to another transfer than the one acknowledged here: the owner
+            // signed two. The certificate stands; the owner is banned.
+            let e = Evidence {
+                first: other,
+                second: cert.signed.clone(),
+                first_acks: vec![],
+                second_acks: vec![],
+            };
+            self.banned.insert(t.from);
+            self.evidence.push(e);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Applies `cert` as a credit of its recipient (this replica serves `to`; `group` is the
+    /// sender's). Once per transfer.
+    pub fn apply_credit(
+        &mut self,
+        cert: &Certificate,
+        group: &Group,
+        v: &impl Verifier,
+    ) -> Result<Applied, LedgerError> {
+        if self.credited.contains(&cert.signed.transfer.id()) {
+            return Ok(Applied::Already);
+        }
+        let id = cert.verify(group, v)?;
+        let t = &cert.signed.transfer;
+        self.credited.insert(id);
+        self.credited_total += u128::from(t.amount);
+        if t.to == BURN {
+            self.burnt += u128::from(t.amount);
+        } else {
+            self.entry(t.to).credits.insert(id, t.amount);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Checks that value is conserved here (for a replica that serves every account, as in
+    /// a small network or a simulation): balances, unspent credits, what was burnt and what
+    /// was debited but not yet credited sum to what was minted.
+    pub fn check_conservation(&self) -> Result<(), String> {
+        let held =
+            |a: &Account| i128::from(a.balance) + a.credits.values().map(|c| i128::from(*c)).sum::<i128>();
+        // What the mint holds (credits sent back to it) is out of circulation, like a burn.
+        let (held, returned): (i128, i128) = self.accounts.iter().fold((0, 0), |(h, r), (k, a)| {
+            if *k == self.mint {
+                (h, r + held(a))
+            } else {
+                (h + held(a), r)
+            }
+        });
+        // Debited and not yet credited here, less credited and not yet debited here.
+        let in_flight = self.debited_total as i128 - self.credited_total as i128;
+        let burnt = self.burnt as i128;
+        let total = held + burnt + returned + in_flight;
+        if total != self.minted as i128 {
+            return Err(format!(
+                "held {held} + burnt {burnt} + returned {returned} + in flight {in_flight} = {total}, minted {}",
+                self.minted
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "ledger_tests.rs"]
+mod tests;
