@@ -3,11 +3,15 @@
 docs/architecture.md alone, checked against core/tests/vectors/kat.json: chunk keys,
 ChaCha20-Poly1305, the stripe header, Reed-Solomon parity (GF(2^8), x^8+x^4+x^3+x^2+1,
 systematic Vandermonde matrix), shard addresses, data maps (postcard, nested) and the
-capability text, and proofs of possession (BLAKE3 chaining values computed here from the
-BLAKE3 paper's compression function). Needs the `blake3` and `cryptography` Python packages."""
+capability text, proofs of possession (BLAKE3 chaining values computed here from the
+BLAKE3 paper's compression function), and ledger transfers (postcard encoded here, ids,
+ed25519 signatures by OpenSSL through `cryptography`). Needs the `blake3` and
+`cryptography` Python packages."""
 import json, struct, os, sys
 import blake3
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.exceptions import InvalidSignature
 
 KAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "tests", "vectors", "kat.json")
 
@@ -168,6 +172,20 @@ def verify(address, length, chunk, chunk_bytes, siblings):
         cv = b3_parent(l, r, root=(level == 0))
     return cv_bytes(cv) == address
 
+def encode_transfer(t):
+    """postcard: fixed arrays as raw bytes, integers as varints, sequences length-first."""
+    deps = [bytes.fromhex(d) for d in t["deps"]]
+    memo = bytes.fromhex(t["memo"])
+    return (bytes.fromhex(t["owner_key"]) + varint(t["seq"]) + bytes.fromhex(t["to"]) + varint(int(t["amount"]))
+            + varint(len(deps)) + b"".join(deps) + varint(len(memo)) + memo)
+
+def ed25519_ok(key, sig, msg):
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(sig, msg)
+        return True
+    except InvalidSignature:
+        return False
+
 def cap_text(root, key):
     raw = root + key
     raw += blake3.blake3(raw, derive_key_context="kura capability checksum v1").digest()[:4]
@@ -211,7 +229,25 @@ def main():
         if siblings:
             bad = bytearray(siblings[-1]); bad[0] ^= 1
             check(tag + " a flipped bit fails", verify(address, len(shard), chunk, got, siblings[:-1] + [bytes(bad)]), False)
-    n = len(kat["chunk_keys"]) + len(kat["capabilities"]) + len(kat["files"]) + len(kat["proofs"])
+    for t in kat["transfers"]:
+        tag = f"transfer seq {t['seq']}"
+        owner = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(t["owner_seed"]))
+        key = owner.public_key().public_bytes_raw()
+        check(tag + " owner key", key.hex(), t["owner_key"])
+        enc = encode_transfer(t)
+        check(tag + " encoding", enc.hex(), t["encoding"])
+        tid = blake3.blake3(kat["transfer_domain"].encode() + enc).digest()
+        check(tag + " id", tid.hex(), t["id"])
+        # Ed25519 signatures are deterministic: the same key and message, the same bytes.
+        check(tag + " owner signature", owner.sign(tid).hex(), t["owner_signature"])
+        check(tag + " owner signature verifies", ed25519_ok(key, bytes.fromhex(t["owner_signature"]), tid), True)
+        ack = kat["ack_domain"].encode() + key + struct.pack("<Q", t["seq"]) + tid
+        check(tag + " ack message", ack.hex(), t["ack_message"])
+        replica = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(t["replica_seed"]))
+        check(tag + " ack signature", replica.sign(ack).hex(), t["ack_signature"])
+        bad = bytearray(ack); bad[-1] ^= 1
+        check(tag + " a changed ack fails", ed25519_ok(replica.public_key().public_bytes_raw(), bytes.fromhex(t["ack_signature"]), bytes(bad)), False)
+    n = len(kat["chunk_keys"]) + len(kat["capabilities"]) + len(kat["files"]) + len(kat["proofs"]) + len(kat["transfers"])
     print(f"{n} vectors checked by the Python implementation: {'all match' if not fails else f'{fails} mismatches'}")
     sys.exit(1 if fails else 0)
 

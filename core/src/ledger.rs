@@ -58,10 +58,30 @@ pub const MAX_MEMO: usize = 64;
 pub const MAX_DEPS: usize = 64;
 /// Most acknowledgements a certificate carries.
 pub const MAX_ACKS: usize = 64;
-const TRANSFER_DOMAIN: &[u8] = b"kura/ledger/transfer/v1";
-const ACK_DOMAIN: &[u8] = b"kura/ledger/ack/v1";
+/// What a transfer's id hashes first.
+pub const TRANSFER_DOMAIN: &[u8] = b"kura/ledger/transfer/v1";
+/// What an acknowledgement signs first.
+pub const ACK_DOMAIN: &[u8] = b"kura/ledger/ack/v1";
 /// Certificates kept per account (for evidence against a conflicting one).
 const KEPT_CERTIFICATES: usize = 16;
+
+/// Largest encoded certificate: a transfer at its limits (about 2.2 KiB) and `MAX_ACKS`
+/// acknowledgements of 97 bytes.
+pub const MAX_CERTIFICATE_BYTES: usize = 9 * 1024;
+
+/// Decodes a certificate from untrusted bytes: bounded before it is read, checked after.
+/// (Its signatures are checked by [`Certificate::verify`].)
+pub fn decode_certificate(bytes: &[u8]) -> Result<Certificate, LedgerError> {
+    if bytes.len() > MAX_CERTIFICATE_BYTES {
+        return Err(LedgerError::Limits);
+    }
+    let c: Certificate = postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)?;
+    c.signed.transfer.check()?;
+    if c.acks.len() > MAX_ACKS {
+        return Err(LedgerError::Limits);
+    }
+    Ok(c)
+}
 
 /// Moves `amount` from `from` to `to`, as the `seq`-th transfer of `from` (from 1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

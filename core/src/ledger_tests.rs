@@ -101,6 +101,32 @@ fn an_ed25519_transfer_is_certified_and_applied_once() {
     assert_eq!(short.verify(&group, &Ed25519), Err(LedgerError::NoQuorum { have: 2, need: 3 }));
 }
 
+/// A certificate at every limit encodes within the bound and decodes back; over a limit,
+/// or garbage, is refused.
+#[test]
+fn certificates_decode_within_their_limits() {
+    let owner = SimKey(key(5));
+    let t = Transfer {
+        from: owner.key(),
+        seq: u64::MAX,
+        to: key(6),
+        amount: u64::MAX,
+        deps: (0..MAX_DEPS as u64).map(key).collect(),
+        memo: vec![7; MAX_MEMO],
+    };
+    let signed = t.sign(&owner);
+    let acks = (0..MAX_ACKS as u64).map(|i| Ack { replica: key(i), sig: [9; 64] }).collect();
+    let c = Certificate { signed, acks };
+    let bytes = postcard::to_allocvec(&c).unwrap();
+    assert!(bytes.len() <= MAX_CERTIFICATE_BYTES, "{}", bytes.len());
+    assert_eq!(decode_certificate(&bytes), Ok(c.clone()));
+    let mut over = c;
+    over.acks.push(Ack { replica: key(99), sig: [0; 64] });
+    assert_eq!(decode_certificate(&postcard::to_allocvec(&over).unwrap()), Err(LedgerError::Limits));
+    assert_eq!(decode_certificate(&[0xff; 40]), Err(LedgerError::Limits));
+    assert_eq!(decode_certificate(&vec![0; MAX_CERTIFICATE_BYTES + 1]), Err(LedgerError::Limits));
+}
+
 /// Each rule of acknowledging: the next seq only, named credits applied and unspent, the
 /// balance covering the amount, one transfer per slot (a second one is evidence and bans
 /// the owner), limits.

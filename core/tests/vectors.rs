@@ -91,6 +91,43 @@ fn generate() -> Value {
             "siblings": p.siblings.iter().map(|s| hex(s)).collect::<Vec<_>>(),
         }));
     }
+    // Ledger transfers: the postcard encoding, the id, the owner's ed25519 signature over the
+    // id, and a replica's acknowledgement (its signature over the ack message).
+    let mut transfers = Vec::new();
+    type T = (u8, u64, u64, usize, &'static [u8]);
+    let cases: [T; 3] =
+        [(1, 1, 100, 0, b""), (2, 7, 300, 2, b"rent"), (3, 1 << 40, u64::MAX, 3, b"a memo of some length")];
+    for (seed, seq, amount, deps, memo) in cases {
+        use kura_core::ledger::{ack_message, Signer, Transfer};
+        let owner = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let replica = ed25519_dalek::SigningKey::from_bytes(&[seed + 100; 32]);
+        let t = Transfer {
+            from: owner.key(),
+            seq,
+            to: std::array::from_fn(|i| seed ^ i as u8),
+            amount,
+            deps: (0..deps).map(|d| std::array::from_fn(|i| (d * 7 + i) as u8)).collect(),
+            memo: memo.to_vec(),
+        };
+        let id = t.id();
+        let signed = t.clone().sign(&owner);
+        let ack = ack_message(&t.from, t.seq, &id);
+        transfers.push(json!({
+            "owner_seed": hex(&[seed; 32]),
+            "owner_key": hex(&t.from),
+            "seq": seq,
+            "to": hex(&t.to),
+            "amount": amount.to_string(),
+            "deps": t.deps.iter().map(|d| hex(d)).collect::<Vec<_>>(),
+            "memo": hex(memo),
+            "encoding": hex(&postcard::to_allocvec(&t).unwrap()),
+            "id": hex(&id),
+            "owner_signature": hex(&signed.sig),
+            "replica_seed": hex(&[seed + 100; 32]),
+            "ack_message": hex(&ack),
+            "ack_signature": hex(&replica.sign(&ack)),
+        }));
+    }
     json!({
         "format": "kura v1 known-answer vectors",
         "input": "byte[i] = (i * 31 + 7) % 251",
@@ -100,6 +137,9 @@ fn generate() -> Value {
         "files": files,
         "proof_domain": "kura possession challenge v1",
         "proofs": proofs,
+        "transfer_domain": String::from_utf8_lossy(kura_core::ledger::TRANSFER_DOMAIN),
+        "ack_domain": String::from_utf8_lossy(kura_core::ledger::ACK_DOMAIN),
+        "transfers": transfers,
     })
 }
 
@@ -113,7 +153,7 @@ fn known_answer_vectors_match() {
         return;
     }
     let want: Value = serde_json::from_str(KAT).expect("kat.json parses");
-    for section in ["chunk_keys", "capabilities", "files", "proofs"] {
+    for section in ["chunk_keys", "capabilities", "files", "proofs", "transfers"] {
         let (g, w) = (&got[section], &want[section]);
         assert_eq!(g.as_array().unwrap().len(), w.as_array().unwrap().len(), "{section} count");
         for (i, (g, w)) in g.as_array().unwrap().iter().zip(w.as_array().unwrap()).enumerate() {
