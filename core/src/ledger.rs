@@ -187,6 +187,119 @@ impl Group {
     pub fn tolerates(&self) -> usize {
         2 * self.quorum - self.replicas.len() - 1
     }
+
+    /// The group of an account from the replicas closest to it, closest first: the first
+    /// [`REPLICAS`] (fewer in a small network), with the quorum `R − ⌊(R − 1)/3⌋` (11 of
+    /// 16: five silent replicas do not stop it, and two quorums share six).
+    pub fn of_closest(mut closest: Vec<Key>) -> Result<Self, LedgerError> {
+        closest.truncate(REPLICAS);
+        let r = closest.len();
+        if r == 0 {
+            return Err(LedgerError::Limits);
+        }
+        Self::new(closest, r - (r - 1) / 3)
+    }
+}
+
+/// Replicas of an account.
+pub const REPLICAS: usize = 16;
+/// Most unspent credits a replica lists for an account (a transfer names at most
+/// [`MAX_DEPS`]).
+pub const MAX_LISTED_CREDITS: usize = 256;
+/// Most recent transfers a replica lists for an account.
+pub const MAX_LISTED_TRANSFERS: usize = 16;
+
+/// A request of the ledger protocol (`/kura/ledger/1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerRequest {
+    /// Acknowledge this transfer.
+    Acknowledge(Signed),
+    /// Apply this certificate: as a debit if the replica serves its sender, as a credit if
+    /// it serves its recipient.
+    Apply(Box<Certificate>),
+    /// What the replica knows of an account.
+    Account(Key),
+}
+
+/// An answer of the ledger protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerResponse {
+    Acked(Ack),
+    /// What applying did, as a debit and as a credit (`None`: not a replica for that side).
+    Applied { debit: Option<bool>, credit: Option<bool> },
+    Account(AccountView),
+    /// Refused: a [`LedgerError`]'s code and words.
+    Refused { code: u16, detail: String },
+}
+
+/// One replica's view of an account, as the protocol carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub next_seq: u64,
+    pub balance: u64,
+    /// Unspent credits: transfer id and amount (at most [`MAX_LISTED_CREDITS`]).
+    pub credits: Vec<(TransferId, u64)>,
+    /// The latest transfers applied as debits (at most [`MAX_LISTED_TRANSFERS`]).
+    pub recent: Vec<Transfer>,
+}
+
+impl AccountView {
+    /// What the owner can spend, by this view.
+    pub fn spendable(&self) -> u64 {
+        self.credits.iter().fold(self.balance, |b, (_, c)| b.saturating_add(*c))
+    }
+}
+
+/// Largest request or answer of the ledger protocol.
+pub const MAX_LEDGER_MESSAGE: usize = 16 * 1024;
+
+impl LedgerRequest {
+    /// Decodes a request from untrusted bytes: bounded, then checked.
+    pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
+        if bytes.len() > MAX_LEDGER_MESSAGE {
+            return Err(LedgerError::Limits);
+        }
+        let r: Self = postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)?;
+        match &r {
+            LedgerRequest::Acknowledge(s) => s.transfer.check()?,
+            LedgerRequest::Apply(c) => {
+                c.signed.transfer.check()?;
+                if c.acks.len() > MAX_ACKS {
+                    return Err(LedgerError::Limits);
+                }
+            }
+            LedgerRequest::Account(_) => {}
+        }
+        Ok(r)
+    }
+}
+
+impl LedgerResponse {
+    /// Decodes an answer from untrusted bytes: bounded, then checked.
+    pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
+        if bytes.len() > MAX_LEDGER_MESSAGE {
+            return Err(LedgerError::Limits);
+        }
+        let r: Self = postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)?;
+        if let LedgerResponse::Account(v) = &r {
+            if v.credits.len() > MAX_LISTED_CREDITS || v.recent.len() > MAX_LISTED_TRANSFERS {
+                return Err(LedgerError::Limits);
+            }
+        }
+        if let LedgerResponse::Refused { detail, .. } = &r {
+            if detail.len() > 256 {
+                return Err(LedgerError::Limits);
+            }
+        }
+        Ok(r)
+    }
+
+    /// The refusal for `e`.
+    pub fn refused(e: &LedgerError) -> Self {
+        let mut detail = e.to_string();
+        detail.truncate(200);
+        LedgerResponse::Refused { code: e.code(), detail }
+    }
 }
 
 impl Certificate {
@@ -286,6 +399,23 @@ pub enum LedgerError {
     Conflict(Box<Evidence>),
     #[error("the account is banned for equivocating")]
     Banned,
+}
+
+impl LedgerError {
+    /// The error's number on the wire.
+    pub fn code(&self) -> u16 {
+        match self {
+            LedgerError::Limits => 1,
+            LedgerError::BadSignature => 2,
+            LedgerError::NoQuorum { .. } => 3,
+            LedgerError::WrongSeq { .. } => 4,
+            LedgerError::MissingDeps(_) => 5,
+            LedgerError::SpentDep => 6,
+            LedgerError::Overdraft { .. } => 7,
+            LedgerError::Conflict(_) => 8,
+            LedgerError::Banned => 9,
+        }
+    }
 }
 
 /// Checks signatures.
@@ -394,6 +524,17 @@ impl Replica {
         self.accounts.get(account).cloned().unwrap_or_else(|| Account { next_seq: 1, ..Account::default() })
     }
 
+    /// `account` as the protocol carries it.
+    pub fn view(&self, account: &Key) -> AccountView {
+        let a = self.account(account);
+        AccountView {
+            next_seq: a.next_seq,
+            balance: a.balance,
+            credits: a.credits.iter().take(MAX_LISTED_CREDITS).map(|(id, v)| (*id, *v)).collect(),
+            recent: a.applied.values().rev().take(MAX_LISTED_TRANSFERS).map(|c| c.signed.transfer.clone()).collect(),
+        }
+    }
+
     /// Evidence of equivocation seen here.
     pub fn evidence(&self) -> &[Evidence] {
         &self.evidence
@@ -497,6 +638,20 @@ impl Replica {
             return Ok(Applied::Already);
         }
         let id = cert.verify(group, v)?;
+        self.debit(cert, id, v)
+    }
+
+    /// Applies a certificate from this replica's own journal as a debit: it was verified
+    /// against its group when it was first applied.
+    pub fn restore_debit(&mut self, cert: &Certificate, v: &impl Verifier) -> Result<Applied, LedgerError> {
+        let id = cert.signed.transfer.id();
+        if self.debited.contains(&id) {
+            return Ok(Applied::Already);
+        }
+        self.debit(cert, id, v)
+    }
+
+    fn debit(&mut self, cert: &Certificate, id: TransferId, v: &impl Verifier) -> Result<Applied, LedgerError> {
         let t = &cert.signed.transfer;
         let mint = self.mint;
         let acct = self.entry(t.from);
@@ -573,6 +728,19 @@ impl Replica {
             return Ok(Applied::Already);
         }
         let id = cert.verify(group, v)?;
+        Ok(self.credit(cert, id))
+    }
+
+    /// Applies a certificate from this replica's own journal as a credit.
+    pub fn restore_credit(&mut self, cert: &Certificate) -> Applied {
+        let id = cert.signed.transfer.id();
+        if self.credited.contains(&id) {
+            return Applied::Already;
+        }
+        self.credit(cert, id)
+    }
+
+    fn credit(&mut self, cert: &Certificate, id: TransferId) -> Applied {
         let t = &cert.signed.transfer;
         self.credited.insert(id);
         self.credited_total += u128::from(t.amount);
@@ -581,7 +749,7 @@ impl Replica {
         } else {
             self.entry(t.to).credits.insert(id, t.amount);
         }
-        Ok(Applied::Done)
+        Applied::Done
     }
 
     /// Checks that value is conserved here (for a replica that serves every account, as in
