@@ -12,6 +12,7 @@
 pub mod check;
 pub mod net;
 pub mod transfer;
+pub mod wallet;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod ws;

@@ -10,9 +10,11 @@
 
 use futures::channel::oneshot;
 use futures::{FutureExt, StreamExt};
+use kura_core::ledger::{LedgerRequest, LedgerResponse};
 use kura_core::wire::{Request, Response};
 use kura_core::StripeId;
 use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
+use kura_p2p::ledger::{LedgerCodec, LEDGER_PROTOCOL};
 use kura_p2p::outstanding::{Outstanding, Settled};
 use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_p2p::task::{Handle, Task};
@@ -47,6 +49,7 @@ pub(crate) struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     store: request_response::Behaviour<StoreCodec>,
     audit: request_response::Behaviour<AuditCodec>,
+    ledger: request_response::Behaviour<LedgerCodec>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -57,6 +60,8 @@ enum Cmd {
     Request(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
     /// A challenge on `/kura/audit/1`.
     Audit(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
+    /// A request on `/kura/ledger/1`.
+    Ledger(PeerId, LedgerRequest, kura_p2p::outstanding::Reply<LedgerResponse>),
 }
 
 /// Tunables of the network driver.
@@ -282,6 +287,15 @@ impl Network {
             .map_err(|_| NetError::Closed)?
             .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
     }
+
+    /// Sends `req` to `peer` on `/kura/ledger/1` and waits for the answer.
+    pub async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, NetError> {
+        self.task
+            .call(|reply| Cmd::Ledger(peer, req, reply))
+            .await
+            .map_err(|_| NetError::Closed)?
+            .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -370,6 +384,11 @@ pub(crate) fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
             [(AUDIT_PROTOCOL, ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(AUDIT_TIMEOUT),
         ),
+        ledger: request_response::Behaviour::with_codec(
+            LedgerCodec,
+            [(LEDGER_PROTOCOL, ProtocolSupport::Outbound)],
+            request_response::Config::default().with_request_timeout(AUDIT_TIMEOUT),
+        ),
     }
 }
 
@@ -421,6 +440,7 @@ struct Driver {
     whole: WholeNetwork,
     requests: Outstanding<Response>,
     audits: Outstanding<Response>,
+    ledger: Outstanding<LedgerResponse>,
 }
 
 impl Task for Driver {
@@ -446,6 +466,10 @@ impl Task for Driver {
             Cmd::Audit(peer, req, reply) => {
                 let id = swarm.behaviour_mut().audit.send_request(&peer, Ok(req));
                 self.audits.sent(id, peer, reply);
+            }
+            Cmd::Ledger(peer, req, reply) => {
+                let id = swarm.behaviour_mut().ledger.send_request(&peer, Ok(req));
+                self.ledger.sent(id, peer, reply);
             }
         }
     }
@@ -478,6 +502,9 @@ impl Task for Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Audit(e)) => {
                 self.audits.settle(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ledger(e)) => {
+                self.ledger.settle(e);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => {
                 if let Settled::Failed(_) = self.requests.settle(e) {

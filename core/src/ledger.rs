@@ -40,6 +40,8 @@
 //! No IO and no clock. Signatures are behind [`Verifier`] and [`Signer`]: [`Ed25519`] for
 //! the network, cheaper stand-ins in simulations.
 
+/// An owner's key (its verifying key is the account id).
+pub use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -226,10 +228,16 @@ pub enum LedgerRequest {
 pub enum LedgerResponse {
     Acked(Ack),
     /// What applying did, as a debit and as a credit (`None`: not a replica for that side).
-    Applied { debit: Option<bool>, credit: Option<bool> },
+    Applied {
+        debit: Option<bool>,
+        credit: Option<bool>,
+    },
     Account(AccountView),
     /// Refused: a [`LedgerError`]'s code and words.
-    Refused { code: u16, detail: String },
+    Refused {
+        code: u16,
+        detail: String,
+    },
 }
 
 /// One replica's view of an account, as the protocol carries it.
@@ -254,6 +262,11 @@ impl AccountView {
 pub const MAX_LEDGER_MESSAGE: usize = 16 * 1024;
 
 impl LedgerRequest {
+    /// Encodes it (its postcard body).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
     /// Decodes a request from untrusted bytes: bounded, then checked.
     pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
         if bytes.len() > MAX_LEDGER_MESSAGE {
@@ -275,6 +288,11 @@ impl LedgerRequest {
 }
 
 impl LedgerResponse {
+    /// Encodes it (its postcard body).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
     /// Decodes an answer from untrusted bytes: bounded, then checked.
     pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
         if bytes.len() > MAX_LEDGER_MESSAGE {
@@ -399,6 +417,8 @@ pub enum LedgerError {
     Conflict(Box<Evidence>),
     #[error("the account is banned for equivocating")]
     Banned,
+    #[error("this relay is not a replica of the account")]
+    NotReplica,
 }
 
 impl LedgerError {
@@ -414,6 +434,7 @@ impl LedgerError {
             LedgerError::Overdraft { .. } => 7,
             LedgerError::Conflict(_) => 8,
             LedgerError::Banned => 9,
+            LedgerError::NotReplica => 10,
         }
     }
 }
@@ -531,7 +552,13 @@ impl Replica {
             next_seq: a.next_seq,
             balance: a.balance,
             credits: a.credits.iter().take(MAX_LISTED_CREDITS).map(|(id, v)| (*id, *v)).collect(),
-            recent: a.applied.values().rev().take(MAX_LISTED_TRANSFERS).map(|c| c.signed.transfer.clone()).collect(),
+            recent: a
+                .applied
+                .values()
+                .rev()
+                .take(MAX_LISTED_TRANSFERS)
+                .map(|c| c.signed.transfer.clone())
+                .collect(),
         }
     }
 
@@ -651,7 +678,12 @@ impl Replica {
         self.debit(cert, id, v)
     }
 
-    fn debit(&mut self, cert: &Certificate, id: TransferId, v: &impl Verifier) -> Result<Applied, LedgerError> {
+    fn debit(
+        &mut self,
+        cert: &Certificate,
+        id: TransferId,
+        v: &impl Verifier,
+    ) -> Result<Applied, LedgerError> {
         let t = &cert.signed.transfer;
         let mint = self.mint;
         let acct = self.entry(t.from);

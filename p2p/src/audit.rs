@@ -32,7 +32,7 @@ pub const MAX_DETAIL: usize = 256;
 pub struct AuditCodec;
 
 /// Reads one frame body of at most `max` bytes.
-async fn read_small<T: AsyncRead + Unpin + Send>(
+pub(crate) async fn read_small<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: usize,
 ) -> io::Result<Result<Vec<u8>, WireError>> {

@@ -19,6 +19,7 @@
 
 pub mod audit;
 pub mod docs;
+pub mod ledger;
 pub mod outstanding;
 pub mod protocol;
 pub mod task;

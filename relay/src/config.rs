@@ -64,6 +64,10 @@ pub struct Flags {
     /// loss by itself (suffixes allowed). Default 1M.
     #[arg(long)]
     pub scrub_rate: Option<String>,
+    /// The ledger's minting account (64 hex digits): transfers it signs are not
+    /// balance-checked. For local networks and tests; without it nothing can be minted.
+    #[arg(long)]
+    pub ledger_mint: Option<String>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -92,6 +96,7 @@ pub struct FileConfig {
     pub repair_rate: Option<String>,
     pub audit_interval: Option<f64>,
     pub scrub_rate: Option<String>,
+    pub ledger_mint: Option<String>,
 }
 
 /// The settings in effect.
@@ -114,6 +119,18 @@ pub struct Config {
     pub repair_rate: u64,
     pub audit_interval: std::time::Duration,
     pub scrub_rate: u64,
+    pub ledger_mint: Option<[u8; 32]>,
+}
+
+/// A 32-byte key in 64 hex digits.
+fn parse_key(hex: &str) -> Result<[u8; 32]> {
+    let hex = hex.trim();
+    anyhow::ensure!(hex.len() == 64 && hex.is_ascii(), "not 64 hex digits");
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(key)
 }
 
 /// An interval of `secs` seconds given as `flag`: between 0.1 s and a day.
@@ -211,6 +228,10 @@ impl Config {
                 flags.audit_interval.or(file.audit_interval).unwrap_or(300.0),
             )?,
             scrub_rate: parse_bytes(flags.scrub_rate.or(file.scrub_rate).as_deref().unwrap_or("1M"))?.max(1),
+            ledger_mint: match flags.ledger_mint.or(file.ledger_mint) {
+                None => None,
+                Some(hex) => Some(parse_key(&hex).with_context(|| format!("--ledger-mint {hex}"))?),
+            },
         })
     }
 }

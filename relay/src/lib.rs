@@ -6,7 +6,8 @@
 //!   identify, ping, circuit relay v2, AutoNAT, connection and memory limits) and its loop;
 //! - [`http`]: the page, `/bootstrap`, `/metrics`, `/health`, `/status`;
 //! - [`config`]: flags and the TOML file;
-//! - [`repair`]: repair rounds and rebuilds; [`ip_limits`]: connections per address.
+//! - [`repair`]: repair rounds and rebuilds; [`ip_limits`]: connections per address;
+//! - [`ledger`]: the relay as a replica of the credits ledger, its journal in redb.
 //!
 //! The storage protocol's codecs, the transports and the documents a relay writes are in
 //! `kura-p2p`, shared with the client.
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod http;
 pub mod ip_limits;
+pub mod ledger;
 pub mod metrics;
 pub mod node;
 pub mod repair;

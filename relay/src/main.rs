@@ -96,6 +96,11 @@ async fn run(cfg: Config) -> Result<()> {
         store_burst: cfg.peer_store_burst,
     };
     let mut registry = prometheus_client::registry::Registry::default();
+    let ledger = kura_relay::ledger::Ledger::open(
+        Some(&cfg.data_dir),
+        kura_p2p::ledger::IdentitySigner(key.clone()),
+        cfg.ledger_mint.unwrap_or(kura_relay::ledger::NO_MINT),
+    )?;
     let swarm = node::build_swarm(key, cert, &node_cfg, &mut registry).await?;
     let shared = Arc::new(Shared {
         info: RwLock::new(Default::default()),
@@ -106,6 +111,7 @@ async fn run(cfg: Config) -> Result<()> {
             scrub_rate: cfg.scrub_rate,
             ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
         })),
+        ledger: Arc::new(ledger),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)

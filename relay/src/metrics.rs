@@ -55,6 +55,8 @@ pub struct Metrics {
     pub scrubbed: Family<Kind, Counter>,
     /// Clients' reports of claims they could not prove, by what became of them.
     pub reports: Family<Kind, Counter>,
+    /// Ledger requests answered, by outcome.
+    pub ledger: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
     pub given_up: Gauge,
     /// Bytes of inbound messages being read (set when the metrics are read).
@@ -109,6 +111,7 @@ impl Metrics {
             reputation: Family::default(),
             scrubbed: Family::default(),
             reports: Family::default(),
+            ledger: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
         };
@@ -171,6 +174,7 @@ impl Metrics {
             "Clients' reports of claims they could not prove, by outcome",
             m.reports.clone(),
         );
+        r.register("ledger_requests", "Ledger requests answered, by outcome", m.ledger.clone());
         r.register(
             "repair_given_up_stripes",
             "Stripes whose rebuild failed too often here and was given up",
@@ -220,6 +224,10 @@ impl Metrics {
             Reported::Full => "full",
         };
         self.reports.get_or_create(&Kind { kind: kind.into() }).inc();
+    }
+
+    pub fn ledger(&self, outcome: &str) {
+        self.ledger.get_or_create(&Kind { kind: outcome.into() }).inc();
     }
 
     pub fn repair_event(&self, kind: &str) {

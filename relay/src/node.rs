@@ -13,11 +13,13 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use kura_core::audit::Reported;
 use kura_core::budget::PeerBudget;
+use kura_core::ledger::{LedgerRequest, LedgerResponse};
 use kura_core::placement::{rank, DhtKey};
 use kura_core::proof::{challenged_chunk, prove};
 use kura_core::wire::{ErrorCode, Request, Response, WireError, MAX_DETAIL_LEN, MAX_SHARDS_PER_RESPONSE};
 use kura_core::{StripeHeader, StripeId};
 use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
+use kura_p2p::ledger::{LedgerCodec, LEDGER_PROTOCOL};
 use kura_p2p::outstanding::{Failure, Outstanding, Settled};
 use kura_p2p::protocol::{Answer, RelayCodec, PROTOCOL};
 use kura_p2p::transport::{Framing, Transport};
@@ -134,6 +136,7 @@ pub struct Behaviour {
     autonat: autonat::Behaviour,
     pub store: request_response::Behaviour<RelayCodec>,
     pub audit: request_response::Behaviour<AuditCodec>,
+    pub ledger: request_response::Behaviour<LedgerCodec>,
 }
 
 /// What the HTTP side can see of the node.
@@ -152,6 +155,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub store: Arc<dyn ShardStore>,
     pub repair: Arc<Repair>,
+    pub ledger: Arc<crate::ledger::Ledger>,
 }
 
 impl std::fmt::Debug for dyn ShardStore {
@@ -189,19 +193,7 @@ pub fn load_certificate(dir: &Path) -> Result<libp2p_webrtc::tokio::Certificate>
 
 /// Writes a file only its owner may read, crash-safely.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    kura_p2p::docs::write_private(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Every behaviour of a relay, for its key and configuration (tests put it on other
@@ -253,6 +245,13 @@ pub fn behaviour(key: &identity::Keypair, cfg: &NodeConfig) -> Behaviour {
         audit: request_response::Behaviour::with_codec(
             AuditCodec,
             [(AUDIT_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(AUDIT_STREAM_TIMEOUT)
+                .with_max_concurrent_streams(MAX_AUDIT_STREAMS_PER_CONNECTION),
+        ),
+        ledger: request_response::Behaviour::with_codec(
+            LedgerCodec,
+            [(LEDGER_PROTOCOL, ProtocolSupport::Inbound)],
             request_response::Config::default()
                 .with_request_timeout(AUDIT_STREAM_TIMEOUT)
                 .with_max_concurrent_streams(MAX_AUDIT_STREAMS_PER_CONNECTION),
@@ -376,6 +375,8 @@ pub struct Node {
     inflight: usize,
     done_tx: mpsc::Sender<(Asker, Response, &'static str)>,
     done_rx: mpsc::Receiver<(Asker, Response, &'static str)>,
+    ledger_tx: mpsc::Sender<(ResponseChannel<LedgerResponse>, LedgerResponse)>,
+    ledger_rx: mpsc::Receiver<(ResponseChannel<LedgerResponse>, LedgerResponse)>,
     cmd_tx: kura_p2p::task::Handle<Command>,
     cmd_rx: futures::channel::mpsc::Receiver<Command>,
     pending: Outstanding<Answer>,
@@ -416,6 +417,7 @@ impl Node {
             }
         }
         let (done_tx, done_rx) = mpsc::channel(cfg.max_inflight.max(1));
+        let (ledger_tx, ledger_rx) = mpsc::channel(cfg.max_inflight.max(1));
         let (cmd_tx, cmd_rx) = kura_p2p::task::channel(256);
         shared.info.write().unwrap_or_else(|p| p.into_inner()).peer_id = swarm.local_peer_id().to_string();
         Ok(Self {
@@ -427,6 +429,8 @@ impl Node {
             inflight: 0,
             done_tx,
             done_rx,
+            ledger_tx,
+            ledger_rx,
             cmd_tx,
             cmd_rx,
             pending: Outstanding::default(),
@@ -478,6 +482,7 @@ impl Node {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some((to, resp, kind)) = self.done_rx.recv() => self.respond(to, resp, kind),
+                Some((ch, resp)) = self.ledger_rx.recv() => self.respond_ledger(ch, resp),
                 Some(cmd) = self.cmd_rx.next() => self.on_command(cmd),
                 _ = bootstrap.tick() => self.bootstrap(),
                 ev = self.swarm.select_next_some() => {
@@ -493,6 +498,7 @@ impl Node {
         while self.inflight > 0 {
             tokio::select! {
                 Some((to, resp, kind)) = self.done_rx.recv() => self.respond(to, resp, kind),
+                Some((ch, resp)) = self.ledger_rx.recv() => self.respond_ledger(ch, resp),
                 ev = self.swarm.select_next_some() => self.on_event(ev),
             }
         }
@@ -511,6 +517,50 @@ impl Node {
         if kad.kbuckets().map(|b| b.num_entries()).sum::<usize>() > 0 {
             let _ = kad.bootstrap();
         }
+    }
+
+    fn respond_ledger(&mut self, ch: ResponseChannel<LedgerResponse>, resp: LedgerResponse) {
+        self.inflight -= 1;
+        let outcome = match &resp {
+            LedgerResponse::Acked(_) => "acked",
+            LedgerResponse::Applied { .. } => "applied",
+            LedgerResponse::Account(_) => "account",
+            LedgerResponse::Refused { .. } => "refused",
+        };
+        self.shared.metrics.ledger(outcome);
+        if self.swarm.behaviour_mut().ledger.send_response(ch, resp).is_err() {
+            tracing::debug!("peer went away before its ledger answer");
+        }
+    }
+
+    /// A request on `/kura/ledger/1`: answered on the blocking pool (an acknowledgement
+    /// is committed to the journal before it leaves).
+    fn on_ledger(
+        &mut self,
+        peer: PeerId,
+        req: Result<LedgerRequest, kura_core::ledger::LedgerError>,
+        ch: ResponseChannel<LedgerResponse>,
+    ) {
+        self.inflight += 1;
+        let now = self.now();
+        if let Err(e) = self.proofs.take(&peer, 1, now) {
+            self.shared.metrics.refused("ledger");
+            let resp = LedgerResponse::Refused { code: 0, detail: format!("busy: {e}") };
+            return self.respond_ledger(ch, resp);
+        }
+        let shared = self.shared.clone();
+        let tx = self.ledger_tx.clone();
+        let me = *self.swarm.local_peer_id();
+        tokio::task::spawn_blocking(move || {
+            let mut relays = lock_live(&shared).live();
+            relays.push(me);
+            let group_of = |account: &kura_core::ledger::Key| {
+                kura_p2p::ledger::group_of(account, relays.iter().copied())
+                    .map(|(group, members)| (group, members.contains(&me)))
+            };
+            let resp = shared.ledger.handle(req, group_of);
+            let _ = tx.blocking_send((ch, resp));
+        });
     }
 
     fn respond(&mut self, to: Asker, resp: Response, kind: &'static str) {
@@ -821,6 +871,11 @@ impl Node {
                 tracing::debug!(%peer, "inbound storage request failed: {error}");
                 self.shared.metrics.error("inbound", ErrorCode::Malformed);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ledger(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => self.on_ledger(peer, request, channel),
             SwarmEvent::Behaviour(BehaviourEvent::Audit(request_response::Event::Message {
                 peer,
                 message: request_response::Message::Request { request, channel, .. },

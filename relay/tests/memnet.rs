@@ -65,6 +65,15 @@ async fn relays(n: usize, interval: Duration) -> Vec<MemRelay> {
             metrics: Metrics::new(Default::default()),
             store,
             repair: Arc::new(Repair::new(RepairConfig::new(interval, 1 << 30))),
+            // In memory, with a key of its own: these tests move no credits.
+            ledger: Arc::new(
+                kura_relay::ledger::Ledger::open(
+                    None,
+                    kura_p2p::ledger::IdentitySigner(libp2p::identity::Keypair::generate_ed25519()),
+                    kura_relay::ledger::NO_MINT,
+                )
+                .unwrap(),
+            ),
         });
         let node = Node::start(swarm, shared.clone(), cfg).unwrap();
         let ctx = Ctx { me: id, shared: shared.clone(), net: node.sender() };

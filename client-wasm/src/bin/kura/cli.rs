@@ -6,6 +6,8 @@
 //! kura devnet [--relays N] [--dir DIR] [--http ADDR]            a local network of relays
 //! kura encode FILE --store DIR [--k K --m M] [--private]        offline, into a directory
 //! kura decode CAP  --store DIR -o OUT                           offline, from a directory
+//! kura check CAP --bootstrap ADDR                               proves each stripe's shards
+//! kura wallet new|address|balance|send TO AMOUNT|history [--key FILE] [--bootstrap ADDR]
 //! ```
 //! `ADDR` is a relay multiaddr ending in `/p2p/PEER`, or the `http://` URL of a relay.
 
@@ -22,6 +24,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 mod net_cmd;
+mod wallet_cmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "kura", version, about = "Kura: encrypted, erasure-coded storage")]
@@ -51,6 +54,25 @@ impl Coding {
         let params = Params::new(self.k, self.m).context("invalid --k/--m")?;
         Ok(EncodeOptions { params, secret: secret(self.private)?, ..EncodeOptions::default() })
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum WalletAction {
+    /// Make a new key file and print the account.
+    New,
+    /// Print the account (64 hex digits).
+    Address,
+    /// Print what the account can spend, as an integer of the smallest unit.
+    Balance,
+    /// Send AMOUNT to the account TO; prints the transfer's certificate id.
+    Send {
+        to: String,
+        amount: u64,
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// The account's latest transfers and unspent credits.
+    History,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +108,17 @@ enum Command {
         capability: String,
         /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
         #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+    },
+    /// Credits: an account's key, balance, history and transfers.
+    Wallet {
+        #[command(subcommand)]
+        action: WalletAction,
+        /// The account's key file (64 hex digits, mode 0600). Default ~/.kura/wallet.key.
+        #[arg(long, global = true)]
+        key: Option<PathBuf>,
+        /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
+        #[arg(long, global = true)]
         bootstrap: Vec<String>,
     },
     /// Start a local network of kura-relay processes on 127.0.0.1; Ctrl-C stops them.
@@ -155,6 +188,26 @@ pub fn main() {
         }
         Command::Check { capability, bootstrap } => {
             on_runtime(async move { net_cmd::check(&capability, &bootstrap).await })
+        }
+        Command::Wallet { action, key, bootstrap } => {
+            let key = key.unwrap_or_else(wallet_cmd::default_key);
+            let need = |b: &[String]| {
+                if b.is_empty() {
+                    bail!("--bootstrap ADDR is needed");
+                }
+                Ok(())
+            };
+            match action {
+                WalletAction::New => wallet_cmd::new(&key),
+                WalletAction::Address => wallet_cmd::address(&key),
+                WalletAction::Balance => need(&bootstrap)
+                    .and_then(|()| on_runtime(async move { wallet_cmd::balance(&key, &bootstrap).await })),
+                WalletAction::Send { to, amount, memo } => need(&bootstrap).and_then(|()| {
+                    on_runtime(async move { wallet_cmd::send(&key, &to, amount, &memo, &bootstrap).await })
+                }),
+                WalletAction::History => need(&bootstrap)
+                    .and_then(|()| on_runtime(async move { wallet_cmd::history(&key, &bootstrap).await })),
+            }
         }
         Command::Devnet { relays, dir, http, base_port, relay_bin } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);

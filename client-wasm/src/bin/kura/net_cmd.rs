@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-async fn connect(bootstrap: &[String]) -> Result<Network> {
+pub async fn connect(bootstrap: &[String]) -> Result<Network> {
     let addrs = kura_client::bootstrap::resolve(bootstrap).await?;
     Ok(Network::connect(&addrs, NetConfig::default()).await?)
 }

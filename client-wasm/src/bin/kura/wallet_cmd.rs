@@ -1,0 +1,91 @@
+//! `kura wallet`: an account's key in a file, its balance and history, transfers.
+//!
+//! The key is a 32-byte ed25519 seed, written as 64 hex digits in a file of mode 0600
+//! (`--key`, default `~/.kura/wallet.key`). The account id is its public key, in hex.
+
+use anyhow::{bail, Context, Result};
+use kura_client::wallet;
+use kura_core::ledger::{Key, Signer, SigningKey};
+use std::path::{Path, PathBuf};
+
+/// The default key file.
+pub fn default_key() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".kura").join("wallet.key")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// 32 bytes from 64 hex digits.
+pub fn parse_key(text: &str) -> Result<Key> {
+    let t = text.trim();
+    if t.len() != 64 || !t.is_ascii() {
+        bail!("an account is 64 hex digits");
+    }
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).context("an account is 64 hex digits")?;
+    }
+    Ok(k)
+}
+
+pub fn load(path: &Path) -> Result<SigningKey> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("reading the wallet key {} (make one with `kura wallet new`)", path.display())
+    })?;
+    Ok(SigningKey::from_bytes(
+        &parse_key(&text).with_context(|| format!("{} is not a wallet key", path.display()))?,
+    ))
+}
+
+/// Makes a key file (never over an existing one); prints the account.
+pub fn new(path: &Path) -> Result<()> {
+    if path.exists() {
+        bail!("{} exists; not overwritten", path.display());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    kura_p2p::docs::write_private(path, format!("{}\n", hex(&seed)).as_bytes())?;
+    println!("{}", hex(&SigningKey::from_bytes(&seed).key()));
+    Ok(())
+}
+
+pub fn address(path: &Path) -> Result<()> {
+    println!("{}", hex(&load(path)?.key()));
+    Ok(())
+}
+
+pub async fn balance(path: &Path, bootstrap: &[String]) -> Result<()> {
+    let key = load(path)?.key();
+    let net = super::net_cmd::connect(bootstrap).await?;
+    println!("{}", wallet::view(&net, &key).await?.spendable());
+    Ok(())
+}
+
+pub async fn send(path: &Path, to: &str, amount: u64, memo: &str, bootstrap: &[String]) -> Result<()> {
+    let owner = load(path)?;
+    let to = parse_key(to)?;
+    let net = super::net_cmd::connect(bootstrap).await?;
+    let cert = wallet::send(&net, &owner, to, amount, memo.as_bytes().to_vec()).await?;
+    println!("{}", hex(&cert.signed.transfer.id()));
+    Ok(())
+}
+
+pub async fn history(path: &Path, bootstrap: &[String]) -> Result<()> {
+    let key = load(path)?.key();
+    let net = super::net_cmd::connect(bootstrap).await?;
+    let v = wallet::view(&net, &key).await?;
+    println!("account {}: {} spendable, next transfer #{}", hex(&key), v.spendable(), v.next_seq);
+    for t in &v.recent {
+        println!("sent #{}: {} to {} ({})", t.seq, t.amount, hex(&t.to), hex(&t.id()));
+    }
+    for (id, amount) in &v.credits {
+        println!("received: {amount} ({}), not yet spent", hex(id));
+    }
+    Ok(())
+}

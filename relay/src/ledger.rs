@@ -1,0 +1,192 @@
+//! The relay as a ledger replica ([`kura_core::ledger`]): it acknowledges transfers of the
+//! accounts whose group it is in, applies certificates, and answers what it knows of an
+//! account, over `/kura/ledger/1`.
+//!
+//! Everything that changes its state (a transfer acknowledged, a certificate applied as a
+//! debit or a credit) is written to a journal in redb (`DIR/ledger.redb`) and committed
+//! before the answer leaves: a relay killed and started again replays its journal and
+//! never acknowledges a second transfer for a slot it signed. The journal holds what was
+//! signed and applied, never announcements or anyone's word.
+
+use anyhow::{Context, Result};
+use kura_core::ledger::{
+    Applied, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Replica, Signed,
+};
+use kura_p2p::ledger::IdentitySigner;
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Mutex;
+
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+
+/// What one journal entry did.
+const ACKNOWLEDGED: u8 = 0;
+const DEBITED: u8 = 1;
+const CREDITED: u8 = 2;
+
+/// A mint nobody holds the key of: relays started without `--ledger-mint` mint nothing.
+pub const NO_MINT: Key = [0xff; 32];
+
+struct State {
+    replica: Replica,
+    next: u64,
+}
+
+/// The relay's replica and its journal.
+pub struct Ledger {
+    state: Mutex<State>,
+    journal: Option<Database>,
+    signer: IdentitySigner,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("journal", &self.journal.is_some()).finish()
+    }
+}
+
+impl Ledger {
+    /// Opens (or creates) the journal under `dir` and replays it; `None`: in memory only
+    /// (tests).
+    pub fn open(dir: Option<&Path>, signer: IdentitySigner, mint: Key) -> Result<Self> {
+        let mut state = State { replica: Replica::new(mint), next: 0 };
+        let journal = match dir {
+            None => None,
+            Some(dir) => {
+                let path = dir.join("ledger.redb");
+                let db = Database::create(&path).with_context(|| format!("opening {}", path.display()))?;
+                let w = db.begin_write()?;
+                w.open_table(JOURNAL)?;
+                w.commit()?;
+                let r = db.begin_read()?;
+                let t = r.open_table(JOURNAL)?;
+                for entry in t.iter()? {
+                    let (n, bytes) = entry?;
+                    state.next = n.value() + 1;
+                    replay(&mut state.replica, &signer, bytes.value());
+                }
+                drop(t);
+                drop(r);
+                Some(db)
+            }
+        };
+        Ok(Self { state: Mutex::new(state), journal, signer })
+    }
+
+    /// Answers one request. `group_of` gives an account's group as this relay sees it, and
+    /// whether this relay is in it.
+    pub fn handle(
+        &self,
+        req: Result<LedgerRequest, LedgerError>,
+        group_of: impl Fn(&Key) -> Option<(Group, bool)>,
+    ) -> LedgerResponse {
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return LedgerResponse::refused(&e),
+        };
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match req {
+            LedgerRequest::Account(account) => LedgerResponse::Account(st.replica.view(&account)),
+            LedgerRequest::Acknowledge(signed) => {
+                if !group_of(&signed.transfer.from).is_some_and(|(_, member)| member) {
+                    return LedgerResponse::refused(&LedgerError::NotReplica);
+                }
+                let first = st.replica.account(&signed.transfer.from).acked.is_none();
+                match st.replica.acknowledge(&signed, &self.signer, &Ed25519) {
+                    Ok(ack) => {
+                        if first {
+                            if let Err(e) =
+                                self.write(&mut st, ACKNOWLEDGED, &LedgerRequest::Acknowledge(signed))
+                            {
+                                tracing::error!("ledger journal: {e:#}");
+                                return LedgerResponse::Refused {
+                                    code: 0,
+                                    detail: "journal not written".into(),
+                                };
+                            }
+                        }
+                        LedgerResponse::Acked(ack)
+                    }
+                    Err(e) => LedgerResponse::refused(&e),
+                }
+            }
+            LedgerRequest::Apply(cert) => {
+                let t = &cert.signed.transfer;
+                let Some((from_group, serves_from)) = group_of(&t.from) else {
+                    return LedgerResponse::refused(&LedgerError::NotReplica);
+                };
+                let serves_to = group_of(&t.to).is_some_and(|(_, m)| m);
+                if !serves_from && !serves_to {
+                    return LedgerResponse::refused(&LedgerError::NotReplica);
+                }
+                let mut debit = None;
+                let mut credit = None;
+                if serves_to {
+                    match st.replica.apply_credit(&cert, &from_group, &Ed25519) {
+                        Ok(a) => {
+                            if a == Applied::Done {
+                                if let Err(e) =
+                                    self.write(&mut st, CREDITED, &LedgerRequest::Apply(cert.clone()))
+                                {
+                                    tracing::error!("ledger journal: {e:#}");
+                                }
+                            }
+                            credit = Some(true);
+                        }
+                        Err(e) => return LedgerResponse::refused(&e),
+                    }
+                }
+                if serves_from {
+                    match st.replica.apply_debit(&cert, &from_group, &Ed25519) {
+                        Ok(a) => {
+                            if a == Applied::Done {
+                                if let Err(e) =
+                                    self.write(&mut st, DEBITED, &LedgerRequest::Apply(cert.clone()))
+                                {
+                                    tracing::error!("ledger journal: {e:#}");
+                                }
+                            }
+                            debit = Some(true);
+                        }
+                        Err(e) => return LedgerResponse::refused(&e),
+                    }
+                }
+                LedgerResponse::Applied { debit, credit }
+            }
+        }
+    }
+
+    fn write(&self, st: &mut State, what: u8, req: &LedgerRequest) -> Result<()> {
+        let Some(db) = &self.journal else { return Ok(()) };
+        let mut bytes = vec![what];
+        bytes.extend(req.encode());
+        let w = db.begin_write()?;
+        {
+            let mut t = w.open_table(JOURNAL)?;
+            t.insert(st.next, bytes.as_slice())?;
+        }
+        w.commit()?;
+        st.next += 1;
+        Ok(())
+    }
+}
+
+/// Applies one journal entry (written by this relay, so trusted as it stands).
+fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) {
+    let Some((&what, body)) = bytes.split_first() else { return };
+    let acked = |s: &Signed| s.transfer.from;
+    match (what, LedgerRequest::decode(body)) {
+        (ACKNOWLEDGED, Ok(LedgerRequest::Acknowledge(s))) => {
+            if let Err(e) = r.acknowledge(&s, signer, &Ed25519) {
+                tracing::debug!(from = ?acked(&s), "journal: acknowledgement not replayed: {e}");
+            }
+        }
+        (DEBITED, Ok(LedgerRequest::Apply(c))) => {
+            let _ = r.restore_debit(&c, &Ed25519);
+        }
+        (CREDITED, Ok(LedgerRequest::Apply(c))) => {
+            let _: Applied = r.restore_credit(&c);
+        }
+        _ => tracing::warn!("journal: an entry that does not decode was skipped"),
+    }
+}

@@ -1,0 +1,101 @@
+//! The credits ledger with real `kura-relay` processes on 127.0.0.1 as replicas and the
+//! real `kura wallet`: accounts funded by a test mint, transfers between them (some at
+//! once), balances exact to the unit, an overdraft refused, and every relay killed and
+//! started again on its data: balances and the next transfer come from the relays'
+//! journals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_tests::net::{kura, Net};
+use std::path::{Path, PathBuf};
+
+/// Runs `kura wallet ARGS --key KEY` with the network's bootstrap addresses; stdout, or the
+/// failure's words.
+fn wallet(net: &Net, key: &Path, args: &[&str]) -> Result<String, String> {
+    let mut all: Vec<String> = vec!["wallet".into()];
+    all.extend(args.iter().map(|s| (*s).to_owned()));
+    all.extend(["--key".into(), key.display().to_string()]);
+    all.extend(net.bootstrap_args());
+    let out = kura(&all.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+fn new_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = kura(&["wallet", "new", "--key", &path.display().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let account = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(account.len(), 64, "{account}");
+    (path, account)
+}
+
+fn balance(net: &Net, key: &Path) -> u64 {
+    wallet(net, key, &["balance"]).unwrap().parse().unwrap()
+}
+
+#[test]
+fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
+    let keys = kura_tests::Scratch::new("ledger-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let mut net = Net::start_with("ledger", 6, &["--ledger-mint", &mint_account]);
+    let (alice, alice_account) = new_key(keys.path(), "alice");
+    let (bob, bob_account) = new_key(keys.path(), "bob");
+    let (carol, carol_account) = new_key(keys.path(), "carol");
+    // The key file is the owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert_eq!(wallet(&net, &alice, &["address"]).unwrap(), alice_account);
+    assert_eq!(balance(&net, &alice), 0);
+
+    // The test mint funds two accounts; each transfer prints its certificate id.
+    for (who, amount) in [(&alice_account, "1000"), (&bob_account, "500")] {
+        let id = wallet(&net, &mint, &["send", who, amount]).unwrap();
+        assert_eq!(id.len(), 64, "{id}");
+    }
+    assert_eq!((balance(&net, &alice), balance(&net, &bob)), (1000, 500));
+
+    // Alice and Bob pay at the same time, each several times in a row.
+    let plan: [(&Path, &str, u64, usize); 2] =
+        [(&alice, &carol_account, 70, 4), (&bob, &carol_account, 45, 3)];
+    std::thread::scope(|s| {
+        for (key, to, amount, times) in plan {
+            let net = &net;
+            s.spawn(move || {
+                for _ in 0..times {
+                    wallet(net, key, &["send", to, &amount.to_string(), "--memo", "rent"]).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(balance(&net, &alice), 1000 - 4 * 70);
+    assert_eq!(balance(&net, &bob), 500 - 3 * 45);
+    assert_eq!(balance(&net, &carol), 4 * 70 + 3 * 45);
+
+    // More than the balance is refused, and nothing moves.
+    let refused = wallet(&net, &carol, &["send", &alice_account, "1000"]).unwrap_err();
+    assert!(refused.contains("does not cover"), "{refused}");
+    assert_eq!(balance(&net, &carol), 415);
+    let history = wallet(&net, &alice, &["history"]).unwrap();
+    assert!(history.contains("sent #4: 70 to"), "{history}");
+
+    // Every relay killed and started again on its data: what they signed is still there.
+    for i in 1..6 {
+        net.kill9(i);
+    }
+    for i in 1..6 {
+        net.restart(i);
+    }
+    net.kill9(0);
+    net.restart(0);
+    assert_eq!((balance(&net, &alice), balance(&net, &bob), balance(&net, &carol)), (720, 365, 415));
+    wallet(&net, &carol, &["send", &bob_account, "15"]).unwrap();
+    assert_eq!((balance(&net, &bob), balance(&net, &carol)), (380, 400));
+    eprintln!("ledger: {}", wallet(&net, &carol, &["history"]).unwrap());
+}
