@@ -38,7 +38,12 @@ fn main() {
         Certificate { signed, acks }
     };
     let (mut ack_t, mut verify_t, mut apply_t) = (vec![], vec![], vec![]);
-    let fund = certify(&mut states, Transfer { from: mint.key(), seq: 1, to: alice.key(), amount: 1 << 40, deps: vec![], memo: vec![] }, &mint, &mut vec![]);
+    let fund = certify(
+        &mut states,
+        Transfer { from: mint.key(), seq: 1, to: alice.key(), amount: 1 << 40, deps: vec![], memo: vec![] },
+        &mint,
+        &mut vec![],
+    );
     for r in &mut states {
         r.apply_debit(&fund, &group, &Ed25519).unwrap();
         r.apply_credit(&fund, &group, &Ed25519).unwrap();
@@ -46,7 +51,14 @@ fn main() {
     let mut credits = vec![fund.signed.transfer.id()];
     let mut sizes = (0, 0, 0);
     for seq in 1..=runs as u64 {
-        let t = Transfer { from: alice.key(), seq, to: bob.key(), amount: 7, deps: std::mem::take(&mut credits), memo: b"rent".to_vec() };
+        let t = Transfer {
+            from: alice.key(),
+            seq,
+            to: bob.key(),
+            amount: 7,
+            deps: std::mem::take(&mut credits),
+            memo: b"rent".to_vec(),
+        };
         let c = certify(&mut states, t, &alice, &mut ack_t);
         let start = Instant::now();
         c.verify(&group, &Ed25519).unwrap();
@@ -71,16 +83,23 @@ fn main() {
     let (p50, p99) = percentiles(apply_t);
     let view = LedgerRequest::Account(alice.key()).encode().len();
     let state = kura_core::ledger::LedgerResponse::Account(states[0].view(&alice.key())).encode().len();
-    println!("group of {} replicas, quorum {}, tolerating {} Byzantine; {runs} transfers", group.replicas.len(), group.quorum, group.tolerates());
+    println!(
+        "group of {} replicas, quorum {}, tolerating {} Byzantine; {runs} transfers",
+        group.replicas.len(),
+        group.quorum,
+        group.tolerates()
+    );
     println!("wire: transfer request {} B, acknowledgement answer {} B, certificate request {} B, account query {view} B", sizes.0, sizes.1, sizes.2);
     println!("acknowledge (owner signature checked, rules, signed): p50 {a50:.1} µs, p99 {a99:.1} µs");
     println!("verify a certificate ({} signatures): p50 {v50:.1} µs, p99 {v99:.1} µs", group.quorum);
     println!("apply a certificate as debit and credit (verified twice): p50 {p50:.1} µs, p99 {p99:.1} µs");
-    println!("an account's view on the wire (balance, unspent credits, latest {} transfers): {state} B", kura_core::ledger::MAX_LISTED_TRANSFERS);
+    println!(
+        "an account's view on the wire (balance, unspent credits, latest {} transfers): {state} B",
+        kura_core::ledger::MAX_LISTED_TRANSFERS
+    );
     println!("acknowledgements per second per core, from the p50: {:.0}", 1e6 / a50);
     println!(
         "{{\"transfer_bytes\":{},\"ack_bytes\":{},\"certificate_bytes\":{},\"ack_p50_us\":{a50:.1},\"ack_p99_us\":{a99:.1},\"verify_p50_us\":{v50:.1},\"verify_p99_us\":{v99:.1},\"apply_p50_us\":{p50:.1},\"apply_p99_us\":{p99:.1}}}",
         sizes.0, sizes.1, sizes.2
     );
 }
-

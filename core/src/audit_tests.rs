@@ -9,23 +9,7 @@ fn claim(peer: char, n: u8) -> Claim<char> {
     Claim { peer, stripe: StripeId::of(&[n]), index: n % 6 }
 }
 
-/// A small deterministic generator for the simulations (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() % 1_000_000) as f64 / 1e6 < p
-    }
-}
+use crate::testdata::XorShift as Rng;
 
 #[test]
 fn a_sample_takes_at_most_per_peer_claims_of_each_peer_once_each() {

@@ -74,15 +74,20 @@ pub const MAX_CERTIFICATE_BYTES: usize = 9 * 1024;
 /// Decodes a certificate from untrusted bytes: bounded before it is read, checked after.
 /// (Its signatures are checked by [`Certificate::verify`].)
 pub fn decode_certificate(bytes: &[u8]) -> Result<Certificate, LedgerError> {
-    if bytes.len() > MAX_CERTIFICATE_BYTES {
-        return Err(LedgerError::Limits);
-    }
-    let c: Certificate = postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)?;
+    let c: Certificate = decode_within(bytes, MAX_CERTIFICATE_BYTES)?;
     c.signed.transfer.check()?;
     if c.acks.len() > MAX_ACKS {
         return Err(LedgerError::Limits);
     }
     Ok(c)
+}
+
+/// Decodes a message of at most `max` bytes (larger ones are not read).
+fn decode_within<T: serde::de::DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, LedgerError> {
+    if bytes.len() > max {
+        return Err(LedgerError::Limits);
+    }
+    postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)
 }
 
 /// Moves `amount` from `from` to `to`, as the `seq`-th transfer of `from` (from 1).
@@ -269,10 +274,7 @@ impl LedgerRequest {
 
     /// Decodes a request from untrusted bytes: bounded, then checked.
     pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
-        if bytes.len() > MAX_LEDGER_MESSAGE {
-            return Err(LedgerError::Limits);
-        }
-        let r: Self = postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)?;
+        let r: Self = decode_within(bytes, MAX_LEDGER_MESSAGE)?;
         match &r {
             LedgerRequest::Acknowledge(s) => s.transfer.check()?,
             LedgerRequest::Apply(c) => {
@@ -295,10 +297,7 @@ impl LedgerResponse {
 
     /// Decodes an answer from untrusted bytes: bounded, then checked.
     pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
-        if bytes.len() > MAX_LEDGER_MESSAGE {
-            return Err(LedgerError::Limits);
-        }
-        let r: Self = postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)?;
+        let r: Self = decode_within(bytes, MAX_LEDGER_MESSAGE)?;
         if let LedgerResponse::Account(v) = &r {
             if v.credits.len() > MAX_LISTED_CREDITS || v.recent.len() > MAX_LISTED_TRANSFERS {
                 return Err(LedgerError::Limits);

@@ -36,23 +36,7 @@ fn key(n: u64) -> Key {
     *blake3::hash(&n.to_le_bytes()).as_bytes()
 }
 
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() % 1_000_000) as f64 / 1e6 < p
-    }
-}
+use crate::testdata::XorShift as Rng;
 
 fn transfer(from: Key, seq: u64, to: Key, amount: u64, deps: Vec<TransferId>) -> Transfer {
     Transfer { from, seq, to, amount, deps, memo: Vec::new() }
@@ -387,12 +371,12 @@ impl Sim {
     /// One owner's step: fund it, pay someone, overdraw, or (an equivocating owner) sign two
     /// transfers for one slot and send each to part of the group.
     fn step(&mut self) {
-        let o = self.rng.below(self.owners.len() as u64) as usize;
+        let o = self.rng.below(self.owners.len());
         let owner = self.owners[o];
         if self.rng.chance(0.05) {
             // A replayed certificate, to anyone.
             if !self.all.is_empty() {
-                let c = self.all[self.rng.below(self.all.len() as u64) as usize].clone();
+                let c = self.all[self.rng.below(self.all.len())].clone();
                 self.deliver(&c, 0.5);
             }
             return;
@@ -406,19 +390,22 @@ impl Sim {
             None => {
                 let w = &self.wallets[o];
                 let spendable = w.balance + w.credits.iter().map(|c| c.1).sum::<u64>();
-                let to = self.owners[self.rng.below(self.owners.len() as u64) as usize].0;
+                let to = self.owners[self.rng.below(self.owners.len())].0;
                 let to = if to == owner.0 { BURN } else { to };
                 // One in ten tries to spend more than it has (once: honest replicas refuse
                 // it and keep nothing, so the slot stays free).
                 let overdraw = self.rng.chance(0.1);
-                let amount =
-                    if overdraw { spendable + 1 + self.rng.below(50) } else { 1 + self.rng.below(spendable) };
+                let amount = if overdraw {
+                    spendable + 1 + self.rng.below(50) as u64
+                } else {
+                    1 + self.rng.below(spendable as usize) as u64
+                };
                 let deps = w.credits.iter().map(|c| c.0).collect();
                 let s = transfer(owner.0, w.seq, to, amount, deps).sign(&owner);
                 if self.wallets[o].equivocates && self.rng.chance(0.5) {
                     let mut twin = s.transfer.clone();
-                    twin.amount = 1 + self.rng.below(spendable);
-                    twin.to = self.owners[self.rng.below(self.owners.len() as u64) as usize].0;
+                    twin.amount = 1 + self.rng.below(spendable as usize) as u64;
+                    twin.to = self.owners[self.rng.below(self.owners.len())].0;
                     if twin.to == owner.0 {
                         twin.to = BURN;
                     }
@@ -428,9 +415,9 @@ impl Sim {
                     let mut honest: Vec<usize> =
                         (0..self.nodes.len()).filter(|&i| matches!(self.nodes[i], Node::Honest(_))).collect();
                     for i in (1..honest.len()).rev() {
-                        honest.swap(i, self.rng.below(i as u64 + 1) as usize);
+                        honest.swap(i, self.rng.below(i + 1));
                     }
-                    let cut = self.rng.below(honest.len() as u64 + 1) as usize;
+                    let cut = self.rng.below(honest.len() + 1);
                     let byz: Vec<usize> = (0..self.nodes.len())
                         .filter(|&i| matches!(self.nodes[i], Node::Equivocator))
                         .collect();

@@ -10,7 +10,7 @@
 
 use anyhow::{Context, Result};
 use kura_core::ledger::{
-    Applied, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Replica, Signed,
+    Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Replica, Signed,
 };
 use kura_p2p::ledger::IdentitySigner;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -119,40 +119,44 @@ impl Ledger {
                 if !serves_from && !serves_to {
                     return LedgerResponse::refused(&LedgerError::NotReplica);
                 }
-                let mut debit = None;
-                let mut credit = None;
+                let (mut debit, mut credit) = (None, None);
                 if serves_to {
-                    match st.replica.apply_credit(&cert, &from_group, &Ed25519) {
-                        Ok(a) => {
-                            if a == Applied::Done {
-                                if let Err(e) =
-                                    self.write(&mut st, CREDITED, &LedgerRequest::Apply(cert.clone()))
-                                {
-                                    tracing::error!("ledger journal: {e:#}");
-                                }
-                            }
-                            credit = Some(true);
-                        }
-                        Err(e) => return LedgerResponse::refused(&e),
-                    }
+                    let outcome = st.replica.apply_credit(&cert, &from_group, &Ed25519);
+                    credit = match self.journal_applied(&mut st, CREDITED, &cert, outcome) {
+                        Ok(c) => c,
+                        Err(refused) => return refused,
+                    };
                 }
                 if serves_from {
-                    match st.replica.apply_debit(&cert, &from_group, &Ed25519) {
-                        Ok(a) => {
-                            if a == Applied::Done {
-                                if let Err(e) =
-                                    self.write(&mut st, DEBITED, &LedgerRequest::Apply(cert.clone()))
-                                {
-                                    tracing::error!("ledger journal: {e:#}");
-                                }
-                            }
-                            debit = Some(true);
-                        }
-                        Err(e) => return LedgerResponse::refused(&e),
-                    }
+                    let outcome = st.replica.apply_debit(&cert, &from_group, &Ed25519);
+                    debit = match self.journal_applied(&mut st, DEBITED, &cert, outcome) {
+                        Ok(d) => d,
+                        Err(refused) => return refused,
+                    };
                 }
                 LedgerResponse::Applied { debit, credit }
             }
+        }
+    }
+
+    /// Journals a certificate applied as one side (a failed write is logged: the
+    /// certificate can be handed over again), or turns a refusal into the answer.
+    fn journal_applied(
+        &self,
+        st: &mut State,
+        what: u8,
+        cert: &Certificate,
+        outcome: Result<Applied, LedgerError>,
+    ) -> Result<Option<bool>, LedgerResponse> {
+        match outcome {
+            Ok(Applied::Done) => {
+                if let Err(e) = self.write(st, what, &LedgerRequest::Apply(Box::new(cert.clone()))) {
+                    tracing::error!("ledger journal: {e:#}");
+                }
+                Ok(Some(true))
+            }
+            Ok(Applied::Already) => Ok(Some(true)),
+            Err(e) => Err(LedgerResponse::refused(&e)),
         }
     }
 
