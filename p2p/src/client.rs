@@ -304,10 +304,14 @@ impl StoreClient {
             .await
             .map_err(|_| anyhow!("the WebRTC listener did not start"))?;
         }
-        // A WebRTC handshake (ICE, DTLS) on a loaded machine can time out; try it again.
-        let attempts = if webrtc { 3 } else { 1 };
+        // A WebRTC handshake (ICE, DTLS) on a loaded machine can time out; try it again, after
+        // a pause that grows (the relay may be starved of CPU for a while).
+        let attempts = if webrtc { 5 } else { 1 };
         let mut failure = None;
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
             swarm.dial(addr.clone()).with_context(|| format!("dialing {addr}"))?;
             // Wait for the connection before handing the client out.
             let connected = tokio::time::timeout(Duration::from_secs(30), async {
