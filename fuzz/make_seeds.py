@@ -64,4 +64,16 @@ for name, body in msgs.items():
 put("decoder", "all_good", b"\x01\x00" + b"\x00" * 64)
 put("decoder", "range", b"\x00\x05" + b"\x00" * 64)
 put("decoder", "damage", b"\x01\x00" + bytes([0x05, 3, 0x0a, 7, 0x0f, 1]) * 10)
+# ledger_codec: requests and answers of /kura/ledger/1 from the transfer vectors.
+for i, t in enumerate(kat["transfers"]):
+    signed = bytes.fromhex(t["encoding"]) + bytes.fromhex(t["owner_signature"])
+    ack = bytes(range(32)) + bytes.fromhex(t["ack_signature"])
+    put("ledger_codec", f"ack{i}", frame(varint(0) + signed))
+    put("ledger_codec", f"apply{i}", frame(varint(1) + signed + varint(2) + ack + ack))
+    put("ledger_codec", f"acked{i}", frame(varint(0) + ack))
+    view = varint(int(t["seq"])) + varint(int(t["amount"])) + varint(1) + sid + varint(5)
+    put("ledger_codec", f"view{i}", frame(varint(2) + view + varint(1) + bytes.fromhex(t["encoding"])))
+put("ledger_codec", "account", frame(varint(2) + sid))
+put("ledger_codec", "applied", frame(varint(1) + b"\x01\x01\x00"))
+put("ledger_codec", "refused", frame(varint(3) + varint(4) + pstr("overdraft")))
 print("seeds written to", os.path.join(here, "seeds"))

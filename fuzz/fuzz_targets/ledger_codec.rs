@@ -1,0 +1,53 @@
+//! The ledger protocol's readers, facing the network: a request read by a relay and an
+//! answer read by a wallet, from any bytes. They never panic, never read a body over the
+//! protocol's limits, agree with decoding the whole body, and what decodes encodes back to
+//! itself; a replica given what decodes (a transfer to acknowledge, a certificate to apply)
+//! refuses or answers, and never breaks its conservation of value.
+#![no_main]
+use futures::io::Cursor;
+use kura_core::ledger::{
+    Ed25519, Group, LedgerRequest, LedgerResponse, Replica, SigningKey, MAX_LEDGER_MESSAGE,
+};
+use kura_p2p::ledger::{LedgerCodec, LEDGER_PROTOCOL};
+use libfuzzer_sys::fuzz_target;
+use libp2p::request_response::Codec;
+
+fuzz_target!(|frame: &[u8]| {
+    let len = frame.get(..4).map(|p| u32::from_be_bytes(p.try_into().unwrap()) as usize);
+    let body = len.and_then(|l| frame.get(4..4 + l));
+    futures::executor::block_on(async {
+        let mut io = Cursor::new(frame);
+        match LedgerCodec.read_request(&LEDGER_PROTOCOL, &mut io).await {
+            Ok(Ok(req)) => {
+                assert!(len.unwrap() <= MAX_LEDGER_MESSAGE);
+                assert_eq!(LedgerRequest::decode(body.unwrap()), Ok(req.clone()));
+                assert_eq!(LedgerRequest::decode(&req.encode()), Ok(req.clone()));
+                let me = SigningKey::from_bytes(&[7; 32]);
+                let mut replica = Replica::new([1; 32]);
+                let group = Group::new(vec![me.verifying_key().to_bytes()], 1).unwrap();
+                match &req {
+                    LedgerRequest::Acknowledge(s) => {
+                        let _ = replica.acknowledge(s, &me, &Ed25519);
+                    }
+                    LedgerRequest::Apply(c) => {
+                        let _ = replica.apply_credit(c, &group, &Ed25519);
+                        let _ = replica.apply_debit(c, &group, &Ed25519);
+                    }
+                    LedgerRequest::Account(a) => assert_eq!(replica.view(a).next_seq, 1),
+                }
+                replica.check_conservation().unwrap();
+            }
+            Ok(Err(_)) => {}
+            // Only a stream that ends inside the 4-byte length fails as a stream.
+            Err(e) => assert!(frame.len() < 4, "{e}"),
+        }
+        assert!(io.position() as usize <= 4 + MAX_LEDGER_MESSAGE);
+        let mut io = Cursor::new(frame);
+        if let Ok(res) = LedgerCodec.read_response(&LEDGER_PROTOCOL, &mut io).await {
+            assert!(len.unwrap() <= MAX_LEDGER_MESSAGE);
+            assert_eq!(LedgerResponse::decode(body.unwrap()), Ok(res.clone()));
+            assert_eq!(LedgerResponse::decode(&res.encode()), Ok(res));
+        }
+        assert!(io.position() as usize <= 4 + MAX_LEDGER_MESSAGE);
+    });
+});
