@@ -177,9 +177,18 @@ fn files_survive_two_dead_relays_and_fail_clearly_without_k() {
 #[test]
 fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
     let dir = Scratch::new("devnet").unwrap();
+    // Two wallets; the first is funded by the devnet's test mint as it starts.
+    let key = |name: &str| {
+        let path = dir.path().join(format!("{name}.key"));
+        let out = kura(&["wallet", "new", "--key", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (path, String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    };
+    let ((alice, alice_account), (bob, bob_account)) = (key("alice"), key("bob"));
     let child = Command::new(binary("kura-client", "kura").unwrap())
         .args(["devnet", "--relays", "4", "--http", "127.0.0.1:0", "--base-port", "0", "--dir"])
         .arg(dir.path().join("net"))
+        .args(["--fund", &format!("{alice_account}=1234")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -204,9 +213,10 @@ fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
             let _ = tx.send(line);
         }
     });
-    let (mut page, mut boot) = (None, None);
+    let (mut page, mut boot, mut funded) = (None, None, false);
     while page.is_none() || boot.is_none() {
         let line = rx.recv_timeout(Duration::from_secs(120)).expect("devnet prints its addresses");
+        funded |= line.starts_with(&format!("funded {alice_account}: 1234 (certificate "));
         if let Some(p) = line.strip_prefix("page:") {
             page = Some(p.trim().to_owned());
         }
@@ -216,6 +226,21 @@ fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
     }
     let (page, boot) = (page.unwrap(), boot.unwrap());
     assert!(boot.starts_with("/ip4/127.0.0.1/tcp/") && boot.contains("/p2p/"), "{boot}");
+    assert!(funded, "the devnet printed no funding line");
+    // A wallet round trip between the two keys.
+    let wallet = |key: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["wallet"];
+        all.extend(args);
+        all.extend(["--key", key.to_str().unwrap(), "--bootstrap", &boot]);
+        let out = kura(&all);
+        assert!(out.status.success(), "kura {all:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(wallet(&alice, &["balance"]), "1234");
+    assert_eq!(wallet(&alice, &["send", &bob_account, "234"]).len(), 64);
+    assert_eq!((wallet(&alice, &["balance"]), wallet(&bob, &["balance"])), ("1000".into(), "234".into()));
+    assert_eq!(wallet(&bob, &["send", &alice_account, "34"]).len(), 64);
+    assert_eq!((wallet(&alice, &["balance"]), wallet(&bob, &["balance"])), ("1034".into(), "200".into()));
     let data = pseudo_random(2 * MIB + 5, 9);
     let f = write_file(dir.path(), "f", &data);
     let out = kura(&["put", f.to_str().unwrap(), "--bootstrap", &boot, "--k", "2", "--m", "2"]);

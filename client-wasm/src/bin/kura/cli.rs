@@ -138,6 +138,10 @@ enum Command {
         /// The kura-relay binary (default: next to this one, else on PATH).
         #[arg(long)]
         relay_bin: Option<PathBuf>,
+        /// Credit ACCOUNT (64 hex digits) with AMOUNT at start, through the devnet's test
+        /// mint (its key is DIR/mint.key). Repeatable.
+        #[arg(long, value_name = "ACCOUNT=AMOUNT")]
+        fund: Vec<String>,
     },
     /// Encode FILE into shards in a directory and print its capability.
     Encode {
@@ -209,7 +213,7 @@ pub fn main() {
                     .and_then(|()| on_runtime(async move { wallet_cmd::history(&key, &bootstrap).await })),
             }
         }
-        Command::Devnet { relays, dir, http, base_port, relay_bin } => runtime().and_then(|rt| {
+        Command::Devnet { relays, dir, http, base_port, relay_bin, fund } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
             let cfg = kura_client::devnet::DevnetConfig {
                 relays,
@@ -219,7 +223,7 @@ pub fn main() {
                 relay_bin,
                 relay_args: Vec::new(),
             };
-            rt.block_on(net_cmd::devnet(cfg))
+            rt.block_on(net_cmd::devnet(cfg, &fund))
         }),
         Command::Encode { file, store, coding } => encode(&file, &store, coding),
         Command::Decode { capability, store, output } => decode(&capability, &store, &output),

@@ -154,8 +154,33 @@ pub async fn check(capability: &str, bootstrap: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub async fn devnet(cfg: DevnetConfig) -> Result<()> {
+/// `ACCOUNT=AMOUNT` of `--fund`.
+fn parse_fund(text: &str) -> Result<(kura_core::ledger::Key, u64)> {
+    let (account, amount) =
+        text.split_once('=').ok_or_else(|| anyhow!("--fund {text}: expected ACCOUNT=AMOUNT"))?;
+    let account = super::wallet_cmd::parse_key(account).with_context(|| format!("--fund {text}"))?;
+    let amount = amount.trim().parse().with_context(|| format!("--fund {text}: the amount"))?;
+    Ok((account, amount))
+}
+
+/// The devnet's test mint: `DIR/mint.key`, made on first start and kept with the relays'
+/// data (their journals name it).
+fn devnet_mint(dir: &Path) -> Result<kura_core::ledger::SigningKey> {
+    let path = dir.join("mint.key");
+    if path.exists() {
+        super::wallet_cmd::load(&path)
+    } else {
+        super::wallet_cmd::create(&path)
+    }
+}
+
+pub async fn devnet(mut cfg: DevnetConfig, fund: &[String]) -> Result<()> {
+    use super::wallet_cmd::hex;
+    use kura_core::ledger::Signer;
+    let fund = fund.iter().map(|f| parse_fund(f)).collect::<Result<Vec<_>>>()?;
     fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+    let mint = devnet_mint(&cfg.dir)?;
+    cfg.relay_args.extend(["--ledger-mint".to_owned(), hex(&mint.key())]);
     let net = Devnet::start(&cfg).await?;
     for (i, r) in net.relays.iter().enumerate() {
         println!(
@@ -167,6 +192,16 @@ pub async fn devnet(cfg: DevnetConfig) -> Result<()> {
         );
     }
     let boot = net.bootstrap().ok_or_else(|| anyhow!("relay 0 has no TCP address"))?.to_owned();
+    if !fund.is_empty() {
+        let client = connect(std::slice::from_ref(&boot)).await?;
+        for (account, amount) in fund {
+            let cert = kura_client::wallet::send(&client, &mint, account, amount, b"devnet".to_vec())
+                .await
+                .with_context(|| "funding through the test mint")?;
+            println!("funded {}: {amount} (certificate {})", hex(&account), hex(&cert.signed.transfer.id()));
+        }
+    }
+    println!("test mint key:     {}", cfg.dir.join("mint.key").display());
     println!();
     println!("bootstrap address: {boot}");
     println!("page:              http://{}/", net.relays[0].http);

@@ -14,7 +14,7 @@ pub fn default_key() -> PathBuf {
     home.join(".kura").join("wallet.key")
 }
 
-fn hex(b: &[u8]) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -40,8 +40,8 @@ pub fn load(path: &Path) -> Result<SigningKey> {
     ))
 }
 
-/// Makes a key file (never over an existing one); prints the account.
-pub fn new(path: &Path) -> Result<()> {
+/// Makes a key file of mode 0600 (never over an existing one).
+pub fn create(path: &Path) -> Result<SigningKey> {
     if path.exists() {
         bail!("{} exists; not overwritten", path.display());
     }
@@ -51,7 +51,12 @@ pub fn new(path: &Path) -> Result<()> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     kura_p2p::docs::write_private(path, format!("{}\n", hex(&seed)).as_bytes())?;
-    println!("{}", hex(&SigningKey::from_bytes(&seed).key()));
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Makes a key file; prints the account.
+pub fn new(path: &Path) -> Result<()> {
+    println!("{}", hex(&create(path)?.key()));
     Ok(())
 }
 
