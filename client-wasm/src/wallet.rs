@@ -6,6 +6,13 @@
 //! transfer names the account's next seq and its unspent credits, is sent to every member
 //! for acknowledgement, and once `q` have acknowledged it the certificate is handed to the
 //! replicas of both accounts to apply.
+//!
+//! Replicas that missed certificates (they were down, or a wallet stopped half-way) refuse
+//! to acknowledge (`WrongSeq`, `MissingDeps`); before asking them again the wallet hands
+//! them what they lack, fetched by id from replicas that hold it (certificates verify by
+//! themselves, so whoever passes them on needs no trust). A transfer of the owner's that
+//! some replica acknowledged for the next slot but that was never certified is completed
+//! before another is signed: two signatures for one slot are equivocation.
 
 use crate::net::{NetError, Network};
 use futures::StreamExt;
@@ -13,9 +20,16 @@ use kura_core::ledger::{
     AccountView, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Signer,
     Transfer, MAX_DEPS,
 };
+use kura_core::ledger::{Ack, Signed, TransferId};
 use kura_core::StripeId;
 use libp2p::PeerId;
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// Rounds of asking for acknowledgements before a transfer is given up, with a pause that
+/// grows by [`PAUSE`] between them.
+const ROUNDS: u32 = 6;
+const PAUSE: Duration = Duration::from_millis(150);
 
 /// Why a wallet operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,34 +53,43 @@ pub async fn group(net: &Network, account: &Key) -> Result<(Group, Vec<PeerId>),
     kura_p2p::ledger::group_of(account, peers).ok_or(WalletError::NoGroup)
 }
 
-/// What the account's replicas agree it holds.
-pub async fn view(net: &Network, account: &Key) -> Result<AccountView, WalletError> {
-    let (group, members) = group(net, account).await?;
-    let answers: Vec<Option<AccountView>> = futures::stream::iter(members)
+/// Every member's view of `account` (members that do not answer are left out).
+async fn views(net: &Network, account: &Key, members: &[PeerId]) -> Vec<(PeerId, AccountView)> {
+    futures::stream::iter(members.iter().copied())
         .map(|p| async move {
             match net.ledger(p, LedgerRequest::Account(*account)).await {
-                Ok(LedgerResponse::Account(v)) => Some(v),
+                Ok(LedgerResponse::Account(v)) => Some((p, v)),
                 _ => None,
             }
         })
         .buffer_unordered(kura_core::ledger::REPLICAS)
+        .filter_map(futures::future::ready)
         .collect()
-        .await;
-    let asked = answers.len();
-    let mut alike: Vec<(AccountView, usize)> = Vec::new();
-    for v in answers.into_iter().flatten() {
-        match alike.iter_mut().find(|(w, _)| *w == v) {
+        .await
+}
+
+/// The view most members give (at least `f + 1` must agree), the furthest along among
+/// equals.
+fn agreed(group: &Group, views: &[(PeerId, AccountView)]) -> Result<AccountView, WalletError> {
+    let mut alike: Vec<(&AccountView, usize)> = Vec::new();
+    for (_, v) in views {
+        match alike.iter_mut().find(|(w, _)| w.agrees(v)) {
             Some((_, n)) => *n += 1,
             None => alike.push((v, 1)),
         }
     }
-    // The view most replicas give, the furthest along among equals.
     alike.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), std::cmp::Reverse(v.next_seq)));
     let need = group.tolerates() + 1;
     match alike.into_iter().next() {
-        Some((v, n)) if n >= need => Ok(v),
-        other => Err(WalletError::Disagree { agree: other.map_or(0, |(_, n)| n), asked, need }),
+        Some((v, n)) if n >= need => Ok(v.clone()),
+        other => Err(WalletError::Disagree { agree: other.map_or(0, |(_, n)| n), asked: views.len(), need }),
     }
+}
+
+/// What the account's replicas agree it holds.
+pub async fn view(net: &Network, account: &Key) -> Result<AccountView, WalletError> {
+    let (group, members) = group(net, account).await?;
+    agreed(&group, &views(net, account, &members).await)
 }
 
 /// Sends `amount` from `owner`'s account to `to`: certified by `owner`'s group and applied
@@ -79,54 +102,182 @@ pub async fn send(
     memo: Vec<u8>,
 ) -> Result<Certificate, WalletError> {
     let from = owner.key();
-    let account = view(net, &from).await?;
     let (group, members) = group(net, &from).await?;
+    let mut seen = views(net, &from, &members).await;
+    let mut account = agreed(&group, &seen)?;
+    if let Some(earlier) = pending(&seen, &account, &from) {
+        tracing::info!(seq = earlier.transfer.seq, "completing a transfer acknowledged before");
+        let cert = certify(net, &group, &members, earlier).await?;
+        settle(net, &group, &members, &cert).await?;
+        seen = views(net, &from, &members).await;
+        account = agreed(&group, &seen)?;
+    }
     let deps = account.credits.iter().take(MAX_DEPS).map(|(id, _)| *id).collect();
     let signed = Transfer { from, seq: account.next_seq, to, amount, deps, memo }.sign(owner);
-    let answers: Vec<(PeerId, Result<LedgerResponse, NetError>)> = futures::stream::iter(members.clone())
-        .map(|p| {
-            let req = LedgerRequest::Acknowledge(signed.clone());
-            async move { (p, net.ledger(p, req).await) }
-        })
-        .buffer_unordered(kura_core::ledger::REPLICAS)
-        .collect()
-        .await;
-    let mut acks = Vec::new();
-    let mut reasons: HashMap<String, usize> = HashMap::new();
-    for (_, a) in answers {
-        match a {
-            Ok(LedgerResponse::Acked(ack)) => acks.push(ack),
-            Ok(LedgerResponse::Refused { detail, .. }) => *reasons.entry(detail).or_default() += 1,
-            Ok(_) => *reasons.entry("an answer of the wrong kind".into()).or_default() += 1,
-            Err(e) => *reasons.entry(e.to_string()).or_default() += 1,
-        }
-    }
-    if acks.len() < group.quorum {
-        let reasons = reasons.into_iter().map(|(r, n)| format!("{n} × {r}")).collect::<Vec<_>>().join("; ");
-        return Err(WalletError::NotCertified { have: acks.len(), need: group.quorum, reasons });
-    }
-    let cert = Certificate { signed, acks };
-    cert.verify(&group, &Ed25519)?;
-    apply(net, &cert).await?;
+    let cert = certify(net, &group, &members, signed).await?;
+    settle(net, &group, &members, &cert).await?;
     Ok(cert)
 }
 
-/// Hands `cert` to the replicas of its sender and of its recipient; returns how many
-/// applied it.
+/// Hands `cert` to both groups; members of the sender's that could not apply it (they
+/// missed earlier certificates) are caught up.
+async fn settle(
+    net: &Network,
+    group: &Group,
+    members: &[PeerId],
+    cert: &Certificate,
+) -> Result<(), WalletError> {
+    let refused = apply_to(net, cert, members.to_vec()).await?;
+    if members.iter().any(|p| refused.contains(p)) {
+        catch_up(net, group, members, &cert.signed).await;
+    }
+    Ok(())
+}
+
+/// A transfer of `from`'s that a replica acknowledged for the agreed next slot.
+fn pending(views: &[(PeerId, AccountView)], now: &AccountView, from: &Key) -> Option<Signed> {
+    views
+        .iter()
+        .filter_map(|(_, v)| v.pending.as_ref())
+        .find(|p| p.transfer.from == *from && p.transfer.seq == now.next_seq && p.verify(&Ed25519))
+        .map(|p| (**p).clone())
+}
+
+/// Refusals worth asking again after a pause and a catch-up: the replica lacked state, was
+/// busy, or was not reached.
+fn retryable(code: u16) -> bool {
+    let lacking = [
+        LedgerError::WrongSeq { expected: 0, got: 0 },
+        LedgerError::MissingDeps(vec![]),
+        LedgerError::NotReplica,
+    ];
+    code == 0 || lacking.iter().any(|e| e.code() == code)
+}
+
+/// Asks the members to acknowledge `signed` until `q` have.
+async fn certify(
+    net: &Network,
+    group: &Group,
+    members: &[PeerId],
+    signed: Signed,
+) -> Result<Certificate, WalletError> {
+    let mut acks: HashMap<PeerId, Ack> = HashMap::new();
+    let mut reasons: HashMap<String, usize> = HashMap::new();
+    for round in 0..ROUNDS {
+        if round > 0 {
+            futures_timer::Delay::new(PAUSE * round).await;
+            catch_up(net, group, members, &signed).await;
+        }
+        let ask: Vec<PeerId> = members.iter().filter(|p| !acks.contains_key(p)).copied().collect();
+        let answers: Vec<(PeerId, Result<LedgerResponse, NetError>)> = futures::stream::iter(ask)
+            .map(|p| {
+                let req = LedgerRequest::Acknowledge(signed.clone());
+                async move { (p, net.ledger(p, req).await) }
+            })
+            .buffer_unordered(kura_core::ledger::REPLICAS)
+            .collect()
+            .await;
+        reasons.clear();
+        let mut hopeful = 0;
+        for (p, a) in answers {
+            match a {
+                Ok(LedgerResponse::Acked(ack)) => {
+                    acks.insert(p, ack);
+                }
+                Ok(LedgerResponse::Refused { code, detail }) => {
+                    hopeful += usize::from(retryable(code));
+                    *reasons.entry(detail).or_default() += 1;
+                }
+                Ok(_) => *reasons.entry("an answer of the wrong kind".into()).or_default() += 1,
+                Err(e) => {
+                    hopeful += 1;
+                    *reasons.entry(e.to_string()).or_default() += 1;
+                }
+            }
+        }
+        if acks.len() >= group.quorum {
+            let cert = Certificate { signed, acks: acks.into_values().collect() };
+            cert.verify(group, &Ed25519)?;
+            return Ok(cert);
+        }
+        if acks.len() + hopeful < group.quorum {
+            break;
+        }
+    }
+    let reasons = reasons.into_iter().map(|(r, n)| format!("{n} × {r}")).collect::<Vec<_>>().join("; ");
+    Err(WalletError::NotCertified { have: acks.len(), need: group.quorum, reasons })
+}
+
+/// Hands members that are behind the agreed view what they lack for `signed`: the debits
+/// they missed (and the credits those named), then the credits `signed` names.
+async fn catch_up(net: &Network, group: &Group, members: &[PeerId], signed: &Signed) {
+    let from = signed.transfer.from;
+    let seen = views(net, &from, members).await;
+    let Ok(now) = agreed(group, &seen) else { return };
+    let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+    let mut fetched: HashMap<TransferId, Option<Certificate>> = HashMap::new();
+    for (peer, v) in seen.iter().filter(|(_, v)| !v.agrees(&now)) {
+        let mut missed: Vec<&Transfer> = now.recent.iter().filter(|t| t.seq >= v.next_seq).collect();
+        missed.sort_by_key(|t| t.seq);
+        let mut ids: Vec<TransferId> = Vec::new();
+        for t in missed {
+            ids.extend(t.deps.iter().filter(|d| !v.credits.iter().any(|(c, _)| c == *d)).copied());
+            ids.push(t.id());
+        }
+        ids.extend(signed.transfer.deps.iter().filter(|d| !v.credits.iter().any(|(c, _)| c == *d)).copied());
+        for id in ids {
+            if let std::collections::hash_map::Entry::Vacant(e) = fetched.entry(id) {
+                e.insert(fetch_certificate(net, &holders, id).await);
+            }
+            if let Some(cert) = &fetched[&id] {
+                let _ = net.ledger(*peer, LedgerRequest::Apply(Box::new(cert.clone()))).await;
+            }
+        }
+    }
+}
+
+/// A certificate by transfer id, from the first of `holders` that has it.
+async fn fetch_certificate(net: &Network, holders: &[PeerId], id: TransferId) -> Option<Certificate> {
+    for p in holders {
+        if let Ok(LedgerResponse::Certificate(c)) = net.ledger(*p, LedgerRequest::Certificate(id)).await {
+            if c.signed.transfer.id() == id {
+                return Some(*c);
+            }
+        }
+    }
+    None
+}
+
+/// Hands `cert` to the replicas of its sender and of its recipient; returns how many of
+/// the sender's applied it.
 pub async fn apply(net: &Network, cert: &Certificate) -> Result<usize, WalletError> {
+    let (_, of_from) = group(net, &cert.signed.transfer.from).await?;
+    let refused = apply_to(net, cert, of_from.clone()).await?;
+    Ok(of_from.iter().filter(|p| !refused.contains(p)).count())
+}
+
+/// Hands `cert` to `to` (the sender's group) and to the recipient's group; returns the
+/// replicas that did not apply it.
+async fn apply_to(
+    net: &Network,
+    cert: &Certificate,
+    mut to: Vec<PeerId>,
+) -> Result<Vec<PeerId>, WalletError> {
     let t = &cert.signed.transfer;
-    let (_, mut to) = group(net, &t.from).await?;
     if t.to != kura_core::ledger::BURN {
         let (_, of_to) = group(net, &t.to).await?;
         to.extend(of_to.into_iter().filter(|p| !to.contains(p)).collect::<Vec<_>>());
     }
-    let applied: Vec<bool> = futures::stream::iter(to)
-        .map(|p| {
-            let req = LedgerRequest::Apply(Box::new(cert.clone()));
-            async move { matches!(net.ledger(p, req).await, Ok(LedgerResponse::Applied { .. })) }
-        })
-        .buffer_unordered(2 * kura_core::ledger::REPLICAS)
-        .collect()
-        .await;
-    Ok(applied.into_iter().filter(|a| *a).count())
+    let refused: Vec<Option<PeerId>> =
+        futures::stream::iter(to)
+            .map(|p| {
+                let req = LedgerRequest::Apply(Box::new(cert.clone()));
+                async move {
+                    (!matches!(net.ledger(p, req).await, Ok(LedgerResponse::Applied { .. }))).then_some(p)
+                }
+            })
+            .buffer_unordered(2 * kura_core::ledger::REPLICAS)
+            .collect()
+            .await;
+    Ok(refused.into_iter().flatten().collect())
 }

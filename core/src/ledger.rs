@@ -226,6 +226,9 @@ pub enum LedgerRequest {
     Apply(Box<Certificate>),
     /// What the replica knows of an account.
     Account(Key),
+    /// A certificate this replica applied (as a debit or a credit), by transfer id: what a
+    /// replica that missed it needs, handed over by whoever asks.
+    Certificate(TransferId),
 }
 
 /// An answer of the ledger protocol.
@@ -238,6 +241,7 @@ pub enum LedgerResponse {
         credit: Option<bool>,
     },
     Account(AccountView),
+    Certificate(Box<Certificate>),
     /// Refused: a [`LedgerError`]'s code and words.
     Refused {
         code: u16,
@@ -254,9 +258,18 @@ pub struct AccountView {
     pub credits: Vec<(TransferId, u64)>,
     /// The latest transfers applied as debits (at most [`MAX_LISTED_TRANSFERS`]).
     pub recent: Vec<Transfer>,
+    /// The transfer this replica acknowledged for slot `next_seq`, if any: its owner must
+    /// complete it before signing another for the slot.
+    pub pending: Option<Box<Signed>>,
 }
 
 impl AccountView {
+    /// Whether two replicas' views agree on the account's state (what is pending aside).
+    pub fn agrees(&self, other: &AccountView) -> bool {
+        (self.next_seq, self.balance, &self.credits, &self.recent)
+            == (other.next_seq, other.balance, &other.credits, &other.recent)
+    }
+
     /// What the owner can spend, by this view.
     pub fn spendable(&self) -> u64 {
         self.credits.iter().fold(self.balance, |b, (_, c)| b.saturating_add(*c))
@@ -283,7 +296,7 @@ impl LedgerRequest {
                     return Err(LedgerError::Limits);
                 }
             }
-            LedgerRequest::Account(_) => {}
+            LedgerRequest::Account(_) | LedgerRequest::Certificate(_) => {}
         }
         Ok(r)
     }
@@ -300,6 +313,15 @@ impl LedgerResponse {
         let r: Self = decode_within(bytes, MAX_LEDGER_MESSAGE)?;
         if let LedgerResponse::Account(v) = &r {
             if v.credits.len() > MAX_LISTED_CREDITS || v.recent.len() > MAX_LISTED_TRANSFERS {
+                return Err(LedgerError::Limits);
+            }
+            for t in v.recent.iter().chain(v.pending.iter().map(|s| &s.transfer)) {
+                t.check()?;
+            }
+        }
+        if let LedgerResponse::Certificate(c) = &r {
+            c.signed.transfer.check()?;
+            if c.acks.len() > MAX_ACKS {
                 return Err(LedgerError::Limits);
             }
         }
@@ -418,6 +440,8 @@ pub enum LedgerError {
     Banned,
     #[error("this relay is not a replica of the account")]
     NotReplica,
+    #[error("no such certificate here")]
+    Unknown,
 }
 
 impl LedgerError {
@@ -434,6 +458,7 @@ impl LedgerError {
             LedgerError::Conflict(_) => 8,
             LedgerError::Banned => 9,
             LedgerError::NotReplica => 10,
+            LedgerError::Unknown => 11,
         }
     }
 }
@@ -560,6 +585,7 @@ impl Replica {
                 .take(MAX_LISTED_TRANSFERS)
                 .map(|c| c.signed.transfer.clone())
                 .collect(),
+            pending: a.acked.map(Box::new),
         }
     }
 

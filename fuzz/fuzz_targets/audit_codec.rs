@@ -5,7 +5,9 @@
 #![no_main]
 use futures::io::Cursor;
 use kura_core::wire::{Request, Response};
-use kura_p2p::audit::{decode_answer, decode_challenge, AuditCodec, AUDIT_PROTOCOL, MAX_ANSWER_BODY, MAX_CHALLENGE_BODY};
+use kura_p2p::audit::{
+    decode_answer, decode_challenge, AuditCodec, AUDIT_PROTOCOL, MAX_ANSWER_BODY, MAX_CHALLENGE_BODY,
+};
 use libfuzzer_sys::fuzz_target;
 use libp2p::request_response::Codec;
 

@@ -19,7 +19,11 @@ struct Pieces<'a> {
 }
 
 impl AsyncRead for Pieces<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
         let size = match self.sizes.get(self.turn % self.sizes.len().max(1)) {
             Some(&s) => usize::from(s).max(1),
             None => usize::MAX,

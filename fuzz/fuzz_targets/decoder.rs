@@ -1,9 +1,7 @@
 //! The decoder fed genuine, damaged, truncated, swapped and foreign headers and shards in
 //! any order: it never panics and never returns wrong bytes.
 #![no_main]
-use kura_core::{
-    Capability, Decoder, EncodeOptions, Encoder, FileMeta, Params, Secret, ShardId, StripeId,
-};
+use kura_core::{Capability, Decoder, EncodeOptions, Encoder, FileMeta, Params, Secret, ShardId, StripeId};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -20,7 +18,8 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let data: Vec<u8> = (0..300 * 1024usize).map(|i| (i * 7 % 253) as u8).collect();
-        let opts = EncodeOptions { params: Params::new(3, 2).unwrap(), secret: Secret::public(), chunk_size: 4096 };
+        let opts =
+            EncodeOptions { params: Params::new(3, 2).unwrap(), secret: Secret::public(), chunk_size: 4096 };
         let mut enc = Encoder::new(opts).unwrap();
         let mut headers = Vec::new();
         let mut shards = Vec::new();
@@ -97,7 +96,11 @@ fuzz_target!(|ops: &[u8]| {
         }
     }
     // Whatever came out is exactly the corresponding bytes of the file.
-    let start = if ops.first().is_some_and(|b| b & 1 == 1) { 0 } else { usize::from(*ops.get(1).unwrap_or(&0)) * 1000 };
+    let start = if ops.first().is_some_and(|b| b & 1 == 1) {
+        0
+    } else {
+        usize::from(*ops.get(1).unwrap_or(&0)) * 1000
+    };
     assert!(out.len() <= f.data.len().saturating_sub(start));
     assert!(out == f.data[start..start + out.len()], "decoder returned wrong bytes");
 });

@@ -34,6 +34,7 @@ fuzz_target!(|frame: &[u8]| {
                         let _ = replica.apply_debit(c, &group, &Ed25519);
                     }
                     LedgerRequest::Account(a) => assert_eq!(replica.view(a).next_seq, 1),
+                    LedgerRequest::Certificate(_) => {}
                 }
                 replica.check_conservation().unwrap();
             }

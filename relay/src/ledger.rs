@@ -6,14 +6,19 @@
 //! debit or a credit) is written to a journal in redb (`DIR/ledger.redb`) and committed
 //! before the answer leaves: a relay killed and started again replays its journal and
 //! never acknowledges a second transfer for a slot it signed. The journal holds what was
-//! signed and applied, never announcements or anyone's word.
+//! signed and applied, never announcements or anyone's word. Every certificate applied can
+//! be asked for by its transfer id (an index into the journal, rebuilt on replay), so a
+//! replica that missed some (it was down, or a wallet stopped half-way) can be handed them
+//! by anyone.
 
 use anyhow::{Context, Result};
 use kura_core::ledger::{
     Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Replica, Signed,
+    TransferId,
 };
 use kura_p2p::ledger::IdentitySigner;
 use redb::{Database, ReadableTable, TableDefinition};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -30,6 +35,8 @@ pub const NO_MINT: Key = [0xff; 32];
 struct State {
     replica: Replica,
     next: u64,
+    /// Where each applied certificate is in the journal.
+    by_id: HashMap<TransferId, u64>,
 }
 
 /// The relay's replica and its journal.
@@ -49,7 +56,7 @@ impl Ledger {
     /// Opens (or creates) the journal under `dir` and replays it; `None`: in memory only
     /// (tests).
     pub fn open(dir: Option<&Path>, signer: IdentitySigner, mint: Key) -> Result<Self> {
-        let mut state = State { replica: Replica::new(mint), next: 0 };
+        let mut state = State { replica: Replica::new(mint), next: 0, by_id: HashMap::new() };
         let journal = match dir {
             None => None,
             Some(dir) => {
@@ -63,7 +70,9 @@ impl Ledger {
                 for entry in t.iter()? {
                     let (n, bytes) = entry?;
                     state.next = n.value() + 1;
-                    replay(&mut state.replica, &signer, bytes.value());
+                    if let Some(id) = replay(&mut state.replica, &signer, bytes.value()) {
+                        state.by_id.insert(id, n.value());
+                    }
                 }
                 drop(t);
                 drop(r);
@@ -87,6 +96,10 @@ impl Ledger {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match req {
             LedgerRequest::Account(account) => LedgerResponse::Account(st.replica.view(&account)),
+            LedgerRequest::Certificate(id) => match self.certificate(&st, &id) {
+                Some(c) => LedgerResponse::Certificate(Box::new(c)),
+                None => LedgerResponse::refused(&LedgerError::Unknown),
+            },
             LedgerRequest::Acknowledge(signed) => {
                 if !group_of(&signed.transfer.from).is_some_and(|(_, member)| member) {
                     return LedgerResponse::refused(&LedgerError::NotReplica);
@@ -170,14 +183,30 @@ impl Ledger {
             t.insert(st.next, bytes.as_slice())?;
         }
         w.commit()?;
+        if let LedgerRequest::Apply(c) = req {
+            st.by_id.insert(c.signed.transfer.id(), st.next);
+        }
         st.next += 1;
         Ok(())
     }
+
+    /// A certificate applied here, from the journal.
+    fn certificate(&self, st: &State, id: &TransferId) -> Option<Certificate> {
+        let n = *st.by_id.get(id)?;
+        let r = self.journal.as_ref()?.begin_read().ok()?;
+        let t = r.open_table(JOURNAL).ok()?;
+        let bytes = t.get(n).ok()??;
+        match LedgerRequest::decode(bytes.value().get(1..)?) {
+            Ok(LedgerRequest::Apply(c)) => Some(*c),
+            _ => None,
+        }
+    }
 }
 
-/// Applies one journal entry (written by this relay, so trusted as it stands).
-fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) {
-    let Some((&what, body)) = bytes.split_first() else { return };
+/// Applies one journal entry (written by this relay, so trusted as it stands); the id of the
+/// certificate it applied, if it is one.
+fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<TransferId> {
+    let (&what, body) = bytes.split_first()?;
     let acked = |s: &Signed| s.transfer.from;
     match (what, LedgerRequest::decode(body)) {
         (ACKNOWLEDGED, Ok(LedgerRequest::Acknowledge(s))) => {
@@ -187,10 +216,13 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) {
         }
         (DEBITED, Ok(LedgerRequest::Apply(c))) => {
             let _ = r.restore_debit(&c, &Ed25519);
+            return Some(c.signed.transfer.id());
         }
         (CREDITED, Ok(LedgerRequest::Apply(c))) => {
             let _: Applied = r.restore_credit(&c);
+            return Some(c.signed.transfer.id());
         }
         _ => tracing::warn!("journal: an entry that does not decode was skipped"),
     }
+    None
 }

@@ -525,6 +525,7 @@ impl Node {
             LedgerResponse::Acked(_) => "acked",
             LedgerResponse::Applied { .. } => "applied",
             LedgerResponse::Account(_) => "account",
+            LedgerResponse::Certificate(_) => "certificate",
             LedgerResponse::Refused { .. } => "refused",
         };
         self.shared.metrics.ledger(outcome);

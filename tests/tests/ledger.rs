@@ -96,6 +96,10 @@ fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
     net.restart(0);
     assert_eq!((balance(&net, &alice), balance(&net, &bob), balance(&net, &carol)), (720, 365, 415));
     wallet(&net, &carol, &["send", &bob_account, "15"]).unwrap();
-    assert_eq!((balance(&net, &bob), balance(&net, &carol)), (380, 400));
+    let all = [balance(&net, &alice), balance(&net, &bob), balance(&net, &carol)];
+    assert_eq!(all, [720, 380, 400]);
+    // Value is conserved: the mint's balance stays 0 and what it minted is in the accounts.
+    assert_eq!(balance(&net, &mint), 0);
+    assert_eq!(all.iter().sum::<u64>(), 1000 + 500, "value is conserved");
     eprintln!("ledger: {}", wallet(&net, &carol, &["history"]).unwrap());
 }

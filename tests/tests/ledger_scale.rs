@@ -1,0 +1,273 @@
+//! The credits ledger on twenty real `kura-relay` processes (groups of 16, quorum 11),
+//! driven by wallets in this process through the client library `kura` uses:
+//! - a thousand transfers between forty accounts, the accounts all at once, while three
+//!   relays are killed with SIGKILL and started again on their data: every transfer is
+//!   certified, every balance is exact to the unit, value is conserved (the balances sum to
+//!   what the test mint minted), and the restarted relays lost nothing they had signed;
+//! - every certificate replayed changes nothing;
+//! - an owner who signs two transfers for one slot and sends them at once to the two halves
+//!   of the group (and then each to the other half) gets at most one certificate, and the
+//!   replicas that saw both hold evidence and refuse the owner from then on.
+//!
+//! Prints the transfer latency (p50, p99) on this local network.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures::StreamExt;
+use kura_client::net::{NetConfig, Network};
+use kura_client::wallet;
+use kura_core::ledger::{
+    AccountView, Certificate, Key, LedgerRequest, LedgerResponse, Signer, SigningKey, Transfer,
+};
+use kura_core::testdata::XorShift;
+use kura_tests::net::Net;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const ACCOUNTS: usize = 40;
+const TRANSFERS_EACH: usize = 25;
+const FUNDS: u64 = 1_000;
+/// The code of [`LedgerError::Conflict`] on the wire.
+const CONFLICT: u16 = 8;
+
+fn key(i: usize) -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    seed[8] = 0x5a;
+    SigningKey::from_bytes(&seed)
+}
+
+async fn connect(net: &Net) -> Network {
+    let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+    Network::connect(&addrs, NetConfig::default()).await.unwrap()
+}
+
+/// Sends with a few more tries when the network was in the middle of a restart; a retry
+/// never signs a second transfer for a slot (the wallet completes what was acknowledged).
+async fn send(client: &Network, owner: &SigningKey, to: Key, amount: u64) -> Certificate {
+    let mut last = String::new();
+    for attempt in 0..8u32 {
+        match wallet::send(client, owner, to, amount, b"test".to_vec()).await {
+            Ok(c) => return c,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+    }
+    panic!("a transfer was not certified: {last}");
+}
+
+/// Every group member's view of every account, by the relay's peer id.
+async fn views_at(client: &Network, accounts: &[Key]) -> HashMap<(String, Key), AccountView> {
+    let mut out = HashMap::new();
+    for a in accounts {
+        let (_, members) = wallet::group(client, a).await.unwrap();
+        for p in members {
+            if let Ok(LedgerResponse::Account(v)) = client.ledger(p, LedgerRequest::Account(*a)).await {
+                out.insert((p.to_string(), *a), v);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn twenty_relays_certify_concurrent_transfers_exactly_through_kills_replays_and_equivocation() {
+    let mint = key(10_000);
+    let mint_hex: String = mint.key().iter().map(|b| format!("{b:02x}")).collect();
+    let mut net = Net::start_with("ledger20", 20, &["--ledger-mint", &mint_hex]);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let owners: Vec<SigningKey> = (0..ACCOUNTS).map(key).collect();
+    let accounts: Vec<Key> = owners.iter().map(Signer::key).collect();
+    let client = rt.block_on(connect(&net));
+
+    // The test mint funds every account.
+    rt.block_on(async {
+        for a in &accounts {
+            send(&client, &mint, *a, FUNDS).await;
+        }
+    });
+
+    // A thousand transfers, the accounts all at once (each account's in a row, as its slots
+    // are). Three relays are killed and started again once a third of them are certified.
+    let done = AtomicUsize::new(0);
+    let certs: Mutex<Vec<Certificate>> = Mutex::new(Vec::new());
+    let latencies: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+    let victims = [3usize, 11, 17];
+    let mut before: HashMap<(String, Key), AccountView> = HashMap::new();
+    std::thread::scope(|s| {
+        let transfers = s.spawn(|| {
+            rt.block_on(
+                futures::stream::iter(0..ACCOUNTS)
+                    .map(|i| {
+                        let (client, owners, accounts, done, certs, latencies) =
+                            (&client, &owners, &accounts, &done, &certs, &latencies);
+                        async move {
+                            let mut rng = XorShift(0x9e37_79b9 + i as u64);
+                            for _ in 0..TRANSFERS_EACH {
+                                let to = accounts[(i + 1 + rng.below(ACCOUNTS - 1)) % ACCOUNTS];
+                                let amount = 1 + rng.below(20) as u64;
+                                let start = Instant::now();
+                                let cert = send(client, &owners[i], to, amount).await;
+                                latencies.lock().unwrap().push(start.elapsed());
+                                certs.lock().unwrap().push(cert);
+                                done.fetch_add(1, Relaxed);
+                            }
+                        }
+                    })
+                    .buffer_unordered(ACCOUNTS)
+                    .collect::<Vec<()>>(),
+            )
+        });
+        while done.load(Relaxed) < ACCOUNTS * TRANSFERS_EACH / 3 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // What the victims acknowledged and applied just before they die.
+        let victim_ids: Vec<String> = victims.iter().map(|&i| net.relay(i).peer_id.clone()).collect();
+        before = rt
+            .block_on(views_at(&client, &accounts))
+            .into_iter()
+            .filter(|((peer, _), _)| victim_ids.contains(peer))
+            .collect();
+        for &i in &victims {
+            net.kill9(i);
+        }
+        for &i in &victims {
+            net.restart(i);
+        }
+        transfers.join().unwrap();
+    });
+    let certs = certs.into_inner().unwrap();
+    assert_eq!(certs.len(), ACCOUNTS * TRANSFERS_EACH);
+
+    // Every balance exact, and value conserved.
+    let mut want: HashMap<Key, i64> = accounts.iter().map(|a| (*a, FUNDS as i64)).collect();
+    for c in &certs {
+        let t = &c.signed.transfer;
+        *want.get_mut(&t.from).unwrap() -= t.amount as i64;
+        *want.get_mut(&t.to).unwrap() += t.amount as i64;
+    }
+    let balances = |client: &Network| -> HashMap<Key, i64> {
+        rt.block_on(async {
+            let mut out = HashMap::new();
+            for a in &accounts {
+                out.insert(*a, wallet::view(client, a).await.unwrap().spendable() as i64);
+            }
+            out
+        })
+    };
+    let got = balances(&client);
+    assert_eq!(got, want);
+    assert_eq!(got.values().sum::<i64>(), (ACCOUNTS as u64 * FUNDS) as i64, "value is conserved");
+
+    // The restarted relays kept what they had signed and applied: no account is behind
+    // where it was, and a slot acknowledged and still open holds the same transfer.
+    let after = rt.block_on(views_at(&client, &accounts));
+    assert!(!before.is_empty());
+    for (k, was) in &before {
+        let Some(now) = after.get(k) else { continue };
+        assert!(now.next_seq >= was.next_seq, "{k:?}: {} after {}", now.next_seq, was.next_seq);
+        if now.next_seq == was.next_seq && was.pending.is_some() {
+            assert_eq!(now.pending, was.pending);
+        }
+    }
+
+    // Every member of every group agrees: those that missed certificates while they were
+    // down were handed them.
+    let mut views: HashMap<Key, Vec<&AccountView>> = HashMap::new();
+    for ((_, a), v) in &after {
+        views.entry(*a).or_default().push(v);
+    }
+    let behind: Vec<String> = views
+        .iter()
+        .flat_map(|(a, vs)| {
+            let top = vs.iter().map(|v| v.next_seq).max().unwrap();
+            vs.iter()
+                .filter(move |v| v.next_seq < top)
+                .map(move |v| format!("{:02x}…: {} < {top}", a[0], v.next_seq))
+        })
+        .collect();
+    eprintln!("replicas behind the others after the run: {behind:?}");
+    assert!(behind.is_empty(), "replicas left behind: {behind:?}");
+
+    // Every certificate handed over again: nothing changes.
+    rt.block_on(async {
+        for c in certs.iter().step_by(7) {
+            assert!(wallet::apply(&client, c).await.unwrap() > 0);
+        }
+    });
+    assert_eq!(balances(&client), want, "a replayed certificate changed a balance");
+
+    // An owner signs two transfers for its next slot and sends them at once to the two
+    // halves of its group, then each to the other half.
+    let cheat = &owners[0];
+    let (conflicts, certified) = rt.block_on(async {
+        let (group, members) = wallet::group(&client, &cheat.key()).await.unwrap();
+        let seq = wallet::view(&client, &cheat.key()).await.unwrap().next_seq;
+        let t = |to: usize| Transfer {
+            from: cheat.key(),
+            seq,
+            to: accounts[to],
+            amount: 5,
+            deps: vec![],
+            memo: vec![],
+        };
+        let both = [t(1).sign(cheat), t(2).sign(cheat)];
+        let half = members.len() / 2;
+        let mut sends = Vec::new();
+        for (i, p) in members.iter().enumerate() {
+            let first = usize::from(i >= half);
+            sends.push((*p, first));
+            sends.push((*p, 1 - first));
+        }
+        let answers: Vec<(usize, LedgerResponse)> = futures::stream::iter(sends)
+            .map(|(p, which)| {
+                let req = LedgerRequest::Acknowledge(both[which].clone());
+                let client = &client;
+                async move { (which, client.ledger(p, req).await.unwrap()) }
+            })
+            .buffer_unordered(2 * members.len())
+            .collect()
+            .await;
+        let mut acks = [Vec::new(), Vec::new()];
+        let mut conflicts = 0;
+        for (which, a) in answers {
+            match a {
+                LedgerResponse::Acked(ack) => acks[which].push(ack),
+                LedgerResponse::Refused { code, .. } => {
+                    conflicts += usize::from(code == CONFLICT);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let certified = acks
+            .into_iter()
+            .zip(both)
+            .filter(|(acks, signed)| {
+                let c = Certificate { signed: signed.clone(), acks: acks.clone() };
+                c.verify(&group, &kura_core::ledger::Ed25519).is_ok()
+            })
+            .count();
+        (conflicts, certified)
+    });
+    eprintln!("equivocating owner: {certified} certificate(s), {conflicts} replicas answered with evidence");
+    assert!(certified <= 1, "two certificates for one slot");
+    assert!(conflicts > 0, "no replica saw both transfers");
+    // The replicas that saw both refuse the owner from then on.
+    let refused = rt.block_on(async {
+        wallet::send(&client, cheat, accounts[3], 1, vec![]).await.err().map(|e| e.to_string())
+    });
+    eprintln!("the equivocating owner's next transfer: {refused:?}");
+    assert!(refused.is_some_and(|r| r.contains("banned")));
+
+    let mut l = latencies.into_inner().unwrap();
+    l.sort();
+    let pct = |p: f64| l[((l.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "ledger on 20 relays: {} transfers, latency p50 {:?}, p99 {:?}, max {:?}",
+        l.len(),
+        pct(0.5),
+        pct(0.99),
+        l[l.len() - 1]
+    );
+}
