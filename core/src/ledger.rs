@@ -695,9 +695,19 @@ impl Replica {
         self.debit(cert, id, v)
     }
 
-    /// Applies a certificate from this replica's own journal as a debit: it was verified
-    /// against its group when it was first applied.
-    pub fn restore_debit(&mut self, cert: &Certificate, v: &impl Verifier) -> Result<Applied, LedgerError> {
+    /// Whether the transfer `id` was applied here as a debit, and as a credit.
+    pub fn applied(&self, id: &TransferId) -> (bool, bool) {
+        (self.debited.contains(id), self.credited.contains(id))
+    }
+
+    /// Applies as a debit a certificate already verified against the sender's group: by the
+    /// caller (once for both sides), or when it was first applied (from this replica's own
+    /// journal).
+    pub fn apply_verified_debit(
+        &mut self,
+        cert: &Certificate,
+        v: &impl Verifier,
+    ) -> Result<Applied, LedgerError> {
         let id = cert.signed.transfer.id();
         if self.debited.contains(&id) {
             return Ok(Applied::Already);
@@ -791,8 +801,9 @@ impl Replica {
         Ok(self.credit(cert, id))
     }
 
-    /// Applies a certificate from this replica's own journal as a credit.
-    pub fn restore_credit(&mut self, cert: &Certificate) -> Applied {
+    /// Applies as a credit a certificate already verified against the sender's group (see
+    /// [`Replica::apply_verified_debit`]).
+    pub fn apply_verified_credit(&mut self, cert: &Certificate) -> Applied {
         let id = cert.signed.transfer.id();
         if self.credited.contains(&id) {
             return Applied::Already;

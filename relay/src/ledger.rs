@@ -28,6 +28,8 @@ const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const ACKNOWLEDGED: u8 = 0;
 const DEBITED: u8 = 1;
 const CREDITED: u8 = 2;
+/// Applied as a credit, then as a debit (a replica serving both accounts).
+const BOTH: u8 = 3;
 
 /// A mint nobody holds the key of: relays started without `--ledger-mint` mint nothing.
 pub const NO_MINT: Key = [0xff; 32];
@@ -132,44 +134,45 @@ impl Ledger {
                 if !serves_from && !serves_to {
                     return LedgerResponse::refused(&LedgerError::NotReplica);
                 }
-                let (mut debit, mut credit) = (None, None);
+                // The certificate is verified once for both sides, and only if one of them
+                // has not applied it yet (a replay costs a lookup).
+                let (debited, credited) = st.replica.applied(&t.id());
+                if (serves_to && !credited) || (serves_from && !debited) {
+                    if let Err(e) = cert.verify(&from_group, &Ed25519) {
+                        return LedgerResponse::refused(&e);
+                    }
+                }
+                let (mut debit, mut credit, mut refusal) = (None, None, None);
+                let (mut credited_now, mut debited_now) = (false, false);
                 if serves_to {
-                    let outcome = st.replica.apply_credit(&cert, &from_group, &Ed25519);
-                    credit = match self.journal_applied(&mut st, CREDITED, &cert, outcome) {
-                        Ok(c) => c,
-                        Err(refused) => return refused,
-                    };
+                    credited_now = st.replica.apply_verified_credit(&cert) == Applied::Done;
+                    credit = Some(true);
                 }
                 if serves_from {
-                    let outcome = st.replica.apply_debit(&cert, &from_group, &Ed25519);
-                    debit = match self.journal_applied(&mut st, DEBITED, &cert, outcome) {
-                        Ok(d) => d,
-                        Err(refused) => return refused,
-                    };
+                    match st.replica.apply_verified_debit(&cert, &Ed25519) {
+                        Ok(applied) => {
+                            debited_now = applied == Applied::Done;
+                            debit = Some(true);
+                        }
+                        Err(e) => refusal = Some(LedgerResponse::refused(&e)),
+                    }
                 }
-                LedgerResponse::Applied { debit, credit }
-            }
-        }
-    }
-
-    /// Journals a certificate applied as one side (a failed write is logged: the
-    /// certificate can be handed over again), or turns a refusal into the answer.
-    fn journal_applied(
-        &self,
-        st: &mut State,
-        what: u8,
-        cert: &Certificate,
-        outcome: Result<Applied, LedgerError>,
-    ) -> Result<Option<bool>, LedgerResponse> {
-        match outcome {
-            Ok(Applied::Done) => {
-                if let Err(e) = self.write(st, what, &LedgerRequest::Apply(Box::new(cert.clone()))) {
-                    tracing::error!("ledger journal: {e:#}");
+                // One entry, one commit, for what changed (a failed write is logged: the
+                // certificate can be handed over again).
+                let what = match (credited_now, debited_now) {
+                    (true, true) => Some(BOTH),
+                    (true, false) => Some(CREDITED),
+                    (false, true) => Some(DEBITED),
+                    (false, false) => None,
+                };
+                let req = LedgerRequest::Apply(cert);
+                if let Some(what) = what {
+                    if let Err(e) = self.write(&mut st, what, &req) {
+                        tracing::error!("ledger journal: {e:#}");
+                    }
                 }
-                Ok(Some(true))
+                refusal.unwrap_or(LedgerResponse::Applied { debit, credit })
             }
-            Ok(Applied::Already) => Ok(Some(true)),
-            Err(e) => Err(LedgerResponse::refused(&e)),
         }
     }
 
@@ -215,11 +218,16 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<Tran
             }
         }
         (DEBITED, Ok(LedgerRequest::Apply(c))) => {
-            let _ = r.restore_debit(&c, &Ed25519);
+            let _ = r.apply_verified_debit(&c, &Ed25519);
             return Some(c.signed.transfer.id());
         }
         (CREDITED, Ok(LedgerRequest::Apply(c))) => {
-            let _: Applied = r.restore_credit(&c);
+            let _: Applied = r.apply_verified_credit(&c);
+            return Some(c.signed.transfer.id());
+        }
+        (BOTH, Ok(LedgerRequest::Apply(c))) => {
+            let _: Applied = r.apply_verified_credit(&c);
+            let _ = r.apply_verified_debit(&c, &Ed25519);
             return Some(c.signed.transfer.id());
         }
         _ => tracing::warn!("journal: an entry that does not decode was skipped"),
