@@ -23,6 +23,9 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   put: { args: { file: File, private: boolean }, done: { cap: string } },
  *   open: { args: { cap: string }, done: { info: FileInfo } },
  *   check: { args: { cap: string }, done: { health: Health } },
+ *   walletAccount: { args: {}, done: { account: string } },
+ *   walletBalance: { args: {}, done: { balance: string } },
+ *   walletSend: { args: { to: string, amount: string, memo: string }, done: { certificate: string } },
  *   read: { args: { cap: string, offset: number, length: number }, done: object },
  *   readBlob: { args: { cap: string, offset: number, length: number }, done: { blob: Blob } },
  * }} Ops
@@ -124,6 +127,41 @@ const connected = (async () => {
   $('net').textContent = `Connected to the network as ${r.peerId.slice(0, 16)}…`;
 })();
 connected.catch(e => { $('net').textContent = 'Not connected.'; showError(e); });
+
+// ---- the tab's wallet ----
+// Its key lives in the worker (kept in IndexedDB there) and signs there; this page sees the
+// account id, the balance and certificate ids only.
+const walletInput = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ ($(id));
+async function refreshWallet() {
+  await connected;
+  const { balance } = await call('walletBalance', {});
+  $('wallet-balance').textContent = balance;
+}
+call('walletAccount', {}).then(({ account }) => {
+  $('wallet-address').textContent = account;
+  refreshWallet().catch(showError);
+}).catch(showError);
+$('wallet-refresh').addEventListener('click', () => { refreshWallet().catch(showError); });
+$('wallet-form').addEventListener('submit', async ev => {
+  ev.preventDefault();
+  const result = $('wallet-result');
+  const button = /** @type {HTMLButtonElement} */ ($('wallet-send'));
+  button.disabled = true;
+  result.textContent = 'sending…';
+  try {
+    await connected;
+    const args = { to: walletInput('wallet-to').value.trim(), amount: walletInput('wallet-amount').value.trim(), memo: '' };
+    const { certificate } = await call('walletSend', args);
+    result.textContent = `Sent ${args.amount}: certificate ${certificate}`;
+    result.dataset.certificate = certificate;
+    await refreshWallet();
+  } catch (e) {
+    result.textContent = '';
+    showError(e);
+  } finally {
+    button.disabled = false;
+  }
+});
 
 // ---- range reads for the service worker (sw.js) ----
 // It serves /kura-stream/… URLs: audio and video seek by range reads, downloads stream to

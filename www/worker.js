@@ -2,7 +2,7 @@
 // Kura's client runs here, off the page's thread: the wasm pipeline and the libp2p swarm.
 // A Web Worker has no RTCPeerConnection, so it reaches relays over WebSocket. Checked by
 // tsc against the .d.ts wasm-bindgen writes (tests/browser/tsconfig.json).
-import init, { KuraClient } from './pkg/kura_client.js';
+import init, { KuraClient, walletAccount } from './pkg/kura_client.js';
 import { errorData, kuraError } from './messages.js';
 
 /** @type {KuraClient | null} */
@@ -24,6 +24,43 @@ function connected() {
   return client;
 }
 
+// ---- the tab's wallet ----
+// Its key (a 32-byte ed25519 seed) is made here on first use and kept in this origin's
+// IndexedDB; it is read and used here only: it never goes to the page, a relay or anyone.
+const WALLET_DB = 'kura-wallet';
+
+/** @returns {Promise<IDBDatabase>} */
+function walletDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(WALLET_DB, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore('keys');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+/** @type {Promise<Uint8Array> | null} */
+let seedPromise = null;
+/** The wallet's seed: read from IndexedDB, or made and kept there the first time. */
+function walletSeed() {
+  seedPromise ??= (async () => {
+    const db = await walletDb();
+    /** @type {(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequest) => Promise<any>} */
+    const run = (mode, f) => new Promise((resolve, reject) => {
+      const req = f(db.transaction('keys', mode).objectStore('keys'));
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    const kept = await run('readonly', s => s.get('seed'));
+    if (kept instanceof Uint8Array && kept.length === 32) return kept;
+    const seed = crypto.getRandomValues(new Uint8Array(32));
+    await run('readwrite', s => s.put(seed, 'seed'));
+    return seed;
+  })();
+  seedPromise.catch(() => { seedPromise = null; });
+  return seedPromise;
+}
+
 /** @param {number} id @returns {(p: object) => void} */
 const reporter = id => p => postMessage({ id, type: 'progress', p: { ...p, wasmBytes: wasmBytes() } });
 
@@ -40,6 +77,14 @@ onmessage = async ({ data: msg }) => {
     } else if (op === 'open') {
       const info = await connected().open(msg.cap);
       postMessage({ id, type: 'done', info });
+    } else if (op === 'walletAccount') {
+      postMessage({ id, type: 'done', account: walletAccount(await walletSeed()) });
+    } else if (op === 'walletBalance') {
+      const balance = await connected().balance(walletAccount(await walletSeed()));
+      postMessage({ id, type: 'done', balance });
+    } else if (op === 'walletSend') {
+      const certificate = await connected().send(await walletSeed(), msg.to, msg.amount, msg.memo);
+      postMessage({ id, type: 'done', certificate });
     } else if (op === 'check') {
       const health = await connected().check(msg.cap);
       postMessage({ id, type: 'done', health });

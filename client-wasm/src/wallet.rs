@@ -44,6 +44,41 @@ pub enum WalletError {
     NotCertified { have: usize, need: usize, reasons: String },
     #[error("the certificate does not verify: {0}")]
     Invalid(#[from] LedgerError),
+    #[error("{0}")]
+    BadInput(String),
+}
+
+impl kura_core::UserError for WalletError {
+    fn kind(&self) -> kura_core::ErrorKind {
+        use kura_core::ErrorKind;
+        match self {
+            WalletError::Net(e) => e.kind(),
+            WalletError::NoGroup => ErrorKind::TooFewRelays,
+            WalletError::Disagree { .. } => ErrorKind::Unavailable,
+            WalletError::NotCertified { .. } => ErrorKind::Refused,
+            WalletError::Invalid(_) => ErrorKind::Corrupt,
+            WalletError::BadInput(_) => ErrorKind::BadRequest,
+        }
+    }
+}
+
+/// An account id (or a key's seed) in hex: 64 digits.
+pub fn parse_account(text: &str) -> Result<Key, WalletError> {
+    let t = text.trim();
+    let bad = || WalletError::BadInput("an account is 64 hex digits".into());
+    if t.len() != 64 || !t.is_ascii() {
+        return Err(bad());
+    }
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(k)
+}
+
+/// Bytes in lower-case hex (account ids, certificate ids).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The account's group: the relays closest to the account key that a lookup finds.

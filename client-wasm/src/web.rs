@@ -10,6 +10,9 @@
 //! const cap = await kura.put(file, file.name, file.type, false, 4, 2, p => show(p));
 //! const info = await kura.open(cap);            // { name, size, type }
 //! await kura.read(cap, 0, info.size, bytes => sink(bytes), p => show(p));
+//! const account = walletAccount(seed);          // seed: 32 bytes kept by the tab
+//! const balance = await kura.balance(account);  // "1234", the smallest unit
+//! const id = await kura.send(seed, to, "25", "rent");
 //! ```
 
 use crate::net::{NetConfig, Network};
@@ -108,6 +111,20 @@ pub fn proof_bench(runs: u32) -> Result<Object, JsValue> {
     set(&o, "proveMicros", per(proving));
     set(&o, "verifyMicros", per(verifying));
     Ok(o)
+}
+
+/// A wallet key's 32-byte seed from JavaScript.
+fn seed_key(seed: &[u8]) -> Result<kura_core::ledger::SigningKey, JsValue> {
+    let seed: [u8; 32] =
+        seed.try_into().map_err(|_| js_err(ErrorKind::BadRequest, "a wallet seed is 32 bytes"))?;
+    Ok(kura_core::ledger::SigningKey::from_bytes(&seed))
+}
+
+/// The account id (64 hex digits) of the wallet whose key's seed is `seed` (32 bytes).
+#[wasm_bindgen(js_name = walletAccount)]
+pub fn wallet_account(seed: &[u8]) -> Result<String, JsValue> {
+    use kura_core::ledger::Signer;
+    Ok(crate::wallet::hex(&seed_key(seed)?.key()))
 }
 
 /// A connected client. Cheap to clone; every operation runs on the page's (or worker's)
@@ -269,6 +286,35 @@ impl KuraClient {
             };
             set(&o, "weakest", weakest);
             Ok(o.into())
+        })
+    }
+
+    /// Resolves to what `account` (64 hex digits) can spend, as its group's replicas agree,
+    /// in the smallest unit, as a decimal string (amounts are 64-bit).
+    pub fn balance(&self, account: String) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let account = crate::wallet::parse_account(&account).map_err(describe)?;
+            let view = crate::wallet::view(&net, &account).await.map_err(describe)?;
+            Ok(JsValue::from_str(&view.spendable().to_string()))
+        })
+    }
+
+    /// Sends `amount` (a decimal string, the smallest unit) from the wallet of `seed` (32
+    /// bytes) to `to` (64 hex digits); resolves to the certificate's id (64 hex digits). The
+    /// seed signs here, in this tab, and is not kept.
+    pub fn send(&self, seed: Vec<u8>, to: String, amount: String, memo: String) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let owner = seed_key(&seed)?;
+            let to = crate::wallet::parse_account(&to).map_err(describe)?;
+            let amount: u64 = amount
+                .trim()
+                .parse()
+                .map_err(|_| js_err(ErrorKind::BadRequest, format!("{amount:?} is not a whole amount")))?;
+            let cert =
+                crate::wallet::send(&net, &owner, to, amount, memo.into_bytes()).await.map_err(describe)?;
+            Ok(JsValue::from_str(&crate::wallet::hex(&cert.signed.transfer.id())))
         })
     }
 

@@ -3,7 +3,9 @@
 // compare SHA-256 (the download streams through the service worker); byte ranges read through
 // it; an audio file and a video (VP8 WebM, encoded by Chromium itself) seek by range reads
 // without reading the whole file; a health check proves every stripe whole; proofs of
-// possession verify in the page's wasm (and are timed); the same download
+// possession verify in the page's wasm (and are timed); two tabs' wallets (keys kept in
+// each profile's IndexedDB) are funded by the devnet's test mint, pay each other and keep
+// their keys over a reload, and an overdraft is refused in words; the same download
 // (and a check that sees two shards of each stripe missing) after killing 2 of the 6 relays; a page
 // that stays open while every relay is killed and started again uploads once more (its
 // client re-dials them); each kind of error a person can meet (too few relays, an
@@ -15,7 +17,7 @@
 // Screenshots of each step go to OUT_DIR.
 import { chromium } from 'playwright-core';
 import { test, before, after } from 'node:test';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -248,6 +250,54 @@ test('proofs of possession verify in Chromium, timed', async () => {
     `verify ${r.verifyMicros.toFixed(1)} µs (means of ${r.runs}; native: cargo run --release -p kura-core --example proof_bench)`);
   check(r.runs === 300 && r.verified === 300, `all ${r.runs} proofs verify in Chromium (${r.verified})`);
   await ctx.close();
+});
+
+test('two tabs hold wallets, pay each other, and keep their keys over a reload', async () => {
+  const { pageUrl } = net;
+  const open = async () => {
+    const { ctx, page } = await fresh();
+    await page.goto(pageUrl);
+    await page.waitForFunction(() => /^[0-9a-f]{64}$/.test(document.getElementById('wallet-address').textContent), null, { timeout: 60_000 });
+    return { ctx, page, account: await page.getByTestId('wallet-address').textContent() };
+  };
+  /** The balance the page shows, once it shows `want` (after pressing Refresh). */
+  const balanceIs = async (page, want) => {
+    await page.getByTestId('wallet-refresh').click();
+    await page.waitForFunction(w => document.getElementById('wallet-balance').textContent === w, want, { timeout: 60_000 });
+    return want;
+  };
+  const a = await open();
+  const b = await open();
+  check(a.account !== b.account, `each profile has its own account (${a.account.slice(0, 12)}…, ${b.account.slice(0, 12)}…)`);
+  await balanceIs(a.page, '0');
+  // The devnet's test mint funds the first tab's account (the CLI, as a person would).
+  const mintKey = join(work, 'net', 'mint.key');
+  const funded = spawnSync(kuraBin, ['wallet', 'send', a.account, '500', '--key', mintKey, '--bootstrap', pageUrl], { encoding: 'utf8' });
+  check(funded.status === 0 && /^[0-9a-f]{64}$/.test(funded.stdout.trim()), `the test mint funds the tab's account (${funded.stderr.trim() || funded.stdout.trim().slice(0, 16)})`);
+  await balanceIs(a.page, '500');
+  // The first tab pays the second through its page.
+  await a.page.getByTestId('wallet-to').fill(b.account);
+  await a.page.getByTestId('wallet-amount').fill('120');
+  await a.page.getByTestId('wallet-send').click();
+  await a.page.waitForFunction(() => document.getElementById('wallet-result').dataset.certificate, null, { timeout: 60_000 });
+  const cert = await a.page.getByTestId('wallet-result').getAttribute('data-certificate');
+  check(/^[0-9a-f]{64}$/.test(cert), `a transfer from the page prints its certificate id (${cert.slice(0, 16)}…)`);
+  await a.page.screenshot({ path: join(outDir, 'wallet-1-sent.png') });
+  check(await balanceIs(a.page, '380') && await balanceIs(b.page, '120'), 'balances after the transfer: 380 and 120');
+  // The key survives a reload: same account, same balance.
+  await a.page.reload();
+  await a.page.waitForFunction(() => /^[0-9a-f]{64}$/.test(document.getElementById('wallet-address').textContent), null, { timeout: 60_000 });
+  check(await a.page.getByTestId('wallet-address').textContent() === a.account, 'the reloaded tab has the same account (its key kept in IndexedDB)');
+  await balanceIs(a.page, '380');
+  // More than the balance is refused in words.
+  await a.page.getByTestId('wallet-to').fill(b.account);
+  await a.page.getByTestId('wallet-amount').fill('1000');
+  await a.page.getByTestId('wallet-send').click();
+  const shown = await shownError(a.page, 60_000);
+  check(shown.kind === 'refused' && /does not cover/.test(shown.text), `an overdraft is refused in words (${shown.kind}): "${shown.text.slice(0, 90)}…"`);
+  await balanceIs(a.page, '380');
+  await a.ctx.close();
+  await b.ctx.close();
 });
 
 test('audio seeks by range reads', async () => {

@@ -14,21 +14,11 @@ pub fn default_key() -> PathBuf {
     home.join(".kura").join("wallet.key")
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use wallet::hex;
 
 /// 32 bytes from 64 hex digits.
 pub fn parse_key(text: &str) -> Result<Key> {
-    let t = text.trim();
-    if t.len() != 64 || !t.is_ascii() {
-        bail!("an account is 64 hex digits");
-    }
-    let mut k = [0u8; 32];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).context("an account is 64 hex digits")?;
-    }
-    Ok(k)
+    Ok(wallet::parse_account(text)?)
 }
 
 pub fn load(path: &Path) -> Result<SigningKey> {
