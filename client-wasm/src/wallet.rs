@@ -103,22 +103,15 @@ async fn views(net: &Network, account: &Key, members: &[PeerId]) -> Vec<(PeerId,
         .await
 }
 
-/// The view most members give (at least `f + 1` must agree), the furthest along among
-/// equals.
+/// The view most members give (at least `f + 1` must agree, so an honest one vouches for
+/// it), the furthest along among equals.
 fn agreed(group: &Group, views: &[(PeerId, AccountView)]) -> Result<AccountView, WalletError> {
-    let mut alike: Vec<(&AccountView, usize)> = Vec::new();
-    for (_, v) in views {
-        match alike.iter_mut().find(|(w, _)| w.agrees(v)) {
-            Some((_, n)) => *n += 1,
-            None => alike.push((v, 1)),
-        }
-    }
-    alike.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), std::cmp::Reverse(v.next_seq)));
     let need = group.tolerates() + 1;
-    match alike.into_iter().next() {
-        Some((v, n)) if n >= need => Ok(v.clone()),
-        other => Err(WalletError::Disagree { agree: other.map_or(0, |(_, n)| n), asked: views.len(), need }),
-    }
+    AccountView::agreed(views.iter().map(|(_, v)| v), need).map_err(|agree| WalletError::Disagree {
+        agree,
+        asked: views.len(),
+        need,
+    })
 }
 
 /// What the account's replicas agree it holds.
@@ -252,15 +245,8 @@ async fn catch_up(net: &Network, group: &Group, members: &[PeerId], signed: &Sig
     let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
     let mut fetched: HashMap<TransferId, Option<Certificate>> = HashMap::new();
     for (peer, v) in seen.iter().filter(|(_, v)| !v.agrees(&now)) {
-        let mut missed: Vec<&Transfer> = now.recent.iter().filter(|t| t.seq >= v.next_seq).collect();
-        missed.sort_by_key(|t| t.seq);
-        let mut ids: Vec<TransferId> = Vec::new();
-        for t in missed {
-            ids.extend(t.deps.iter().filter(|d| !v.credits.iter().any(|(c, _)| c == *d)).copied());
-            ids.push(t.id());
-        }
-        ids.extend(signed.transfer.deps.iter().filter(|d| !v.credits.iter().any(|(c, _)| c == *d)).copied());
-        for id in ids {
+        // The credits `signed` names are among the agreed view's (the wallet took them there).
+        for id in v.missing(&now) {
             if let std::collections::hash_map::Entry::Vacant(e) = fetched.entry(id) {
                 e.insert(fetch_certificate(net, &holders, id).await);
             }

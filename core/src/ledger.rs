@@ -270,6 +270,51 @@ impl AccountView {
             == (other.next_seq, other.balance, &other.credits, &other.recent)
     }
 
+    /// The view most of `views` give when at least `need` of them agree (the furthest along
+    /// among equals); otherwise how many agreed at most.
+    pub fn agreed<'a>(
+        views: impl IntoIterator<Item = &'a AccountView>,
+        need: usize,
+    ) -> Result<AccountView, usize> {
+        let mut alike: Vec<(&AccountView, usize)> = Vec::new();
+        for v in views {
+            match alike.iter_mut().find(|(w, _)| w.agrees(v)) {
+                Some((_, n)) => *n += 1,
+                None => alike.push((v, 1)),
+            }
+        }
+        alike.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), std::cmp::Reverse(v.next_seq)));
+        match alike.into_iter().next() {
+            Some((v, n)) if n >= need => Ok(v.clone()),
+            other => Err(other.map_or(0, |(_, n)| n)),
+        }
+    }
+
+    /// What a replica whose view is `self` lacks to reach `agreed`: certificate ids in the
+    /// order to apply them. For each debit it missed (oldest first), the credits that debit
+    /// named and it does not hold, then the debit; then the credits `agreed` holds and it
+    /// does not. No debits when it missed more than `agreed` lists (they must be applied in
+    /// order; such a replica needs the state from its group).
+    pub fn missing(&self, agreed: &AccountView) -> Vec<TransferId> {
+        let mut missed: Vec<&Transfer> = agreed.recent.iter().filter(|t| t.seq >= self.next_seq).collect();
+        missed.sort_by_key(|t| t.seq);
+        let listed = missed.len() as u64 == agreed.next_seq.saturating_sub(self.next_seq);
+        let holds = |id: &TransferId| self.credits.iter().any(|(c, _)| c == id);
+        let mut out: Vec<TransferId> = Vec::new();
+        if listed {
+            for t in missed {
+                out.extend(t.deps.iter().filter(|d| !holds(d)));
+                out.push(t.id());
+            }
+        }
+        for (id, _) in &agreed.credits {
+            if !holds(id) && !out.contains(id) {
+                out.push(*id);
+            }
+        }
+        out
+    }
+
     /// What the owner can spend, by this view.
     pub fn spendable(&self) -> u64 {
         self.credits.iter().fold(self.balance, |b, (_, c)| b.saturating_add(*c))

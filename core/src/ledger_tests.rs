@@ -592,3 +592,67 @@ fn beyond_f_byzantine_every_conflict_is_evidence() {
     }
     assert!(conflicts > 0, "no conflict arose: the adversary was not exercised");
 }
+
+/// A replica that missed certificates is brought level by what `missing` lists, fetched
+/// from one that has them; the views then agree. `agreed` needs `need` alike views.
+#[test]
+fn a_lagging_replica_is_brought_level_by_the_certificates_it_lacks() {
+    let v = SimVerifier;
+    let mint = SimKey(key(1000));
+    let (alice, bob) = (SimKey(key(1)), SimKey(key(2)));
+    let replicas: Vec<SimKey> = (10..14).map(|n| SimKey(key(n))).collect();
+    let group = Group::new(replicas.iter().map(|r| r.0).collect(), 3).unwrap();
+    let mut up = Replica::new(mint.0);
+    let mut behind = Replica::new(mint.0);
+    let certify = |r: &mut Replica, s: &Signed| {
+        let ack = r.acknowledge(s, &replicas[0], &v).unwrap();
+        let t = &s.transfer;
+        let msg = ack_message(&t.from, t.seq, &t.id());
+        let mut acks = vec![ack];
+        acks.extend(replicas[1..3].iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }));
+        Certificate { signed: s.clone(), acks }
+    };
+    let mut by_id: HashMap<TransferId, Certificate> = HashMap::new();
+    let apply = |r: &mut Replica, c: &Certificate| {
+        r.apply_credit(c, &group, &v).unwrap();
+        r.apply_debit(c, &group, &v).unwrap();
+    };
+    // Both see Alice funded; only `up` sees her next three transfers and a new credit.
+    let fund = certify(&mut up, &transfer(mint.0, 1, alice.0, 100, vec![]).sign(&mint));
+    apply(&mut up, &fund);
+    apply(&mut behind, &fund);
+    by_id.insert(fund.signed.transfer.id(), fund.clone());
+    let mut deps = vec![fund.signed.transfer.id()];
+    for seq in 1..=3 {
+        let c = certify(&mut up, &transfer(alice.0, seq, bob.0, 10, std::mem::take(&mut deps)).sign(&alice));
+        apply(&mut up, &c);
+        by_id.insert(c.signed.transfer.id(), c);
+        // The mint sends her more: a credit she names in her next transfer.
+        let back = certify(&mut up, &transfer(mint.0, seq + 1, alice.0, 1, vec![]).sign(&mint));
+        by_id.insert(back.signed.transfer.id(), back.clone());
+        up.apply_credit(&back, &group, &v).unwrap();
+        up.apply_debit(&back, &group, &v).unwrap();
+        deps.push(back.signed.transfer.id());
+    }
+    let (good, lag) = (up.view(&alice.0), behind.view(&alice.0));
+    assert_eq!(AccountView::agreed([&good, &good, &lag], 2), Ok(good.clone()));
+    assert_eq!(AccountView::agreed([&good, &lag], 2), Err(1));
+    let wanted = lag.missing(&good);
+    // Three debits, the two credits named by the later two, and the one not yet named.
+    assert_eq!(wanted.len(), 6, "{wanted:?}");
+    for id in &wanted {
+        let c = &by_id[id];
+        if c.signed.transfer.to == alice.0 {
+            behind.apply_credit(c, &group, &v).unwrap();
+        } else {
+            behind.apply_debit(c, &group, &v).unwrap();
+        }
+    }
+    assert!(behind.view(&alice.0).agrees(&good));
+    up.check_conservation().unwrap();
+    assert!(behind.view(&alice.0).missing(&good).is_empty());
+    // Missing more than the view lists: no debits to apply out of order.
+    let mut far = good.clone();
+    far.next_seq += 20;
+    assert!(lag.missing(&far).iter().all(|id| good.credits.iter().any(|(c, _)| c == id)));
+}

@@ -9,12 +9,15 @@
 //! signed and applied, never announcements or anyone's word. Every certificate applied can
 //! be asked for by its transfer id (an index into the journal, rebuilt on replay), so a
 //! replica that missed some (it was down, or a wallet stopped half-way) can be handed them
-//! by anyone.
+//! by anyone. A relay that finds itself behind on an account (it refused for want of a
+//! debit or a credit) also catches itself up ([`catch_up`]): it asks the account's group
+//! for their views, takes the one `f + 1` agree on, fetches the certificates it lacks from
+//! members that agree, and applies them, each verified as any certificate is.
 
 use anyhow::{Context, Result};
 use kura_core::ledger::{
-    Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Replica, Signed,
-    TransferId,
+    AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse,
+    Replica, Signed, TransferId,
 };
 use kura_p2p::ledger::IdentitySigner;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -34,6 +37,10 @@ const BOTH: u8 = 3;
 /// A mint nobody holds the key of: relays started without `--ledger-mint` mint nothing.
 pub const NO_MINT: Key = [0xff; 32];
 
+/// Least time between two catch-ups of one account, and most catch-ups at once.
+const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+const CATCH_UPS_AT_ONCE: usize = 8;
+
 struct State {
     replica: Replica,
     next: u64,
@@ -44,6 +51,8 @@ struct State {
 /// The relay's replica and its journal.
 pub struct Ledger {
     state: Mutex<State>,
+    /// Accounts this replica is catching up on, and when it last started on each.
+    catching_up: Mutex<HashMap<Key, (std::time::Instant, bool)>>,
     journal: Option<Database>,
     signer: IdentitySigner,
 }
@@ -81,7 +90,7 @@ impl Ledger {
                 Some(db)
             }
         };
-        Ok(Self { state: Mutex::new(state), journal, signer })
+        Ok(Self { state: Mutex::new(state), catching_up: Mutex::new(HashMap::new()), journal, signer })
     }
 
     /// Answers one request. `group_of` gives an account's group as this relay sees it, and
@@ -193,6 +202,31 @@ impl Ledger {
         Ok(())
     }
 
+    /// What this replica knows of `account`.
+    pub fn view(&self, account: &Key) -> AccountView {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).replica.view(account)
+    }
+
+    /// Whether a catch-up of `account` may start now (not one running, none lately, not
+    /// too many at once); if so it is counted as running until [`Ledger::end_catch_up`].
+    pub fn start_catch_up(&self, account: Key) -> bool {
+        let mut c = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        c.retain(|_, (at, running)| *running || now.duration_since(*at) < CATCH_UP_EVERY);
+        if c.contains_key(&account) || c.values().filter(|(_, running)| *running).count() >= CATCH_UPS_AT_ONCE
+        {
+            return false;
+        }
+        c.insert(account, (now, true));
+        true
+    }
+
+    fn end_catch_up(&self, account: &Key) {
+        if let Some(e) = self.catching_up.lock().unwrap_or_else(|p| p.into_inner()).get_mut(account) {
+            e.1 = false;
+        }
+    }
+
     /// A certificate applied here, from the journal.
     fn certificate(&self, st: &State, id: &TransferId) -> Option<Certificate> {
         let n = *st.by_id.get(id)?;
@@ -233,4 +267,79 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<Tran
         _ => tracing::warn!("journal: an entry that does not decode was skipped"),
     }
     None
+}
+
+/// Whether `resp` refuses for want of state this replica could fetch: a debit it has not
+/// applied (`WrongSeq`) or a credit it does not hold (`MissingDeps`).
+pub fn lacks_state(resp: &LedgerResponse) -> bool {
+    let lacking =
+        [LedgerError::WrongSeq { expected: 0, got: 0 }.code(), LedgerError::MissingDeps(vec![]).code()];
+    matches!(resp, LedgerResponse::Refused { code, .. } if lacking.contains(code))
+}
+
+/// Brings this replica's view of `account` level with what `f + 1` of its group agree on,
+/// fetching the certificates it lacks from members that agree (each verified on apply).
+/// `relays` are the live relays this one knows, itself among them. Returns what happened,
+/// for the metrics (`kura_ledger_catch_ups_total{kind}`).
+pub async fn catch_up(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    account: Key,
+    me: libp2p::PeerId,
+    relays: Vec<libp2p::PeerId>,
+) -> &'static str {
+    let outcome = catch_up_once(ledger, net, account, me, &relays).await;
+    ledger.end_catch_up(&account);
+    outcome
+}
+
+async fn catch_up_once(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    account: Key,
+    me: libp2p::PeerId,
+    relays: &[libp2p::PeerId],
+) -> &'static str {
+    let Some((group, members)) = kura_p2p::ledger::group_of(&account, relays.iter().copied()) else {
+        return "no-group";
+    };
+    let others: Vec<libp2p::PeerId> = members.into_iter().filter(|p| *p != me).collect();
+    let mut views = Vec::new();
+    for p in &others {
+        if let Ok(LedgerResponse::Account(v)) = net.ledger(*p, LedgerRequest::Account(account)).await {
+            views.push((*p, v));
+        }
+    }
+    let Ok(agreed) = AccountView::agreed(views.iter().map(|(_, v)| v), group.tolerates() + 1) else {
+        return "no-agreement";
+    };
+    let wanted = ledger.view(&account).missing(&agreed);
+    if wanted.is_empty() {
+        return "level";
+    }
+    let holders: Vec<libp2p::PeerId> =
+        views.iter().filter(|(_, v)| v.agrees(&agreed)).map(|(p, _)| *p).collect();
+    // `relays` holds this one too.
+    let group_of = |a: &Key| {
+        kura_p2p::ledger::group_of(a, relays.iter().copied()).map(|(g, members)| (g, members.contains(&me)))
+    };
+    for id in wanted {
+        let mut cert = None;
+        for h in &holders {
+            if let Ok(LedgerResponse::Certificate(c)) = net.ledger(*h, LedgerRequest::Certificate(id)).await {
+                if c.signed.transfer.id() == id {
+                    cert = Some(c);
+                    break;
+                }
+            }
+        }
+        let Some(cert) = cert else { return "unfetched" };
+        if let LedgerResponse::Refused { detail, .. } =
+            ledger.handle(Ok(LedgerRequest::Apply(cert)), group_of)
+        {
+            tracing::debug!("catch-up: a fetched certificate was refused: {detail}");
+            return "refused";
+        }
+    }
+    "done"
 }

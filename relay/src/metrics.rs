@@ -57,6 +57,7 @@ pub struct Metrics {
     pub reports: Family<Kind, Counter>,
     /// Ledger requests answered, by outcome.
     pub ledger: Family<Kind, Counter>,
+    pub ledger_catch_ups: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
     pub given_up: Gauge,
     /// Bytes of inbound messages being read (set when the metrics are read).
@@ -112,6 +113,7 @@ impl Metrics {
             scrubbed: Family::default(),
             reports: Family::default(),
             ledger: Family::default(),
+            ledger_catch_ups: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
         };
@@ -176,6 +178,11 @@ impl Metrics {
         );
         r.register("ledger_requests", "Ledger requests answered, by outcome", m.ledger.clone());
         r.register(
+            "ledger_catch_ups",
+            "Catch-ups of an account this replica was behind on, by outcome",
+            m.ledger_catch_ups.clone(),
+        );
+        r.register(
             "repair_given_up_stripes",
             "Stripes whose rebuild failed too often here and was given up",
             m.given_up.clone(),
@@ -228,6 +235,10 @@ impl Metrics {
 
     pub fn ledger(&self, outcome: &str) {
         self.ledger.get_or_create(&Kind { kind: outcome.into() }).inc();
+    }
+
+    pub fn ledger_catch_up(&self, outcome: &str) {
+        self.ledger_catch_ups.get_or_create(&Kind { kind: outcome.into() }).inc();
     }
 
     pub fn repair_event(&self, kind: &str) {

@@ -251,7 +251,7 @@ pub fn behaviour(key: &identity::Keypair, cfg: &NodeConfig) -> Behaviour {
         ),
         ledger: request_response::Behaviour::with_codec(
             LedgerCodec,
-            [(LEDGER_PROTOCOL, ProtocolSupport::Inbound)],
+            [(LEDGER_PROTOCOL, ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(AUDIT_STREAM_TIMEOUT)
                 .with_max_concurrent_streams(MAX_AUDIT_STREAMS_PER_CONNECTION),
@@ -382,6 +382,8 @@ pub struct Node {
     pending: Outstanding<Answer>,
     /// Challenges sent, waiting for their answers.
     audits_pending: Outstanding<Response>,
+    /// Ledger requests sent (a replica catching itself up), waiting for their answers.
+    ledger_pending: Outstanding<LedgerResponse>,
     /// Bytes each peer may store.
     stores: PeerBudget<PeerId>,
     /// Proofs each peer may ask for.
@@ -435,6 +437,7 @@ impl Node {
             cmd_rx,
             pending: Outstanding::default(),
             audits_pending: Outstanding::default(),
+            ledger_pending: Outstanding::default(),
             stores: PeerBudget::new(cfg.store_rate, cfg.store_burst, BUDGET_PEERS),
             proofs: PeerBudget::new(PROOF_RATE, PROOF_BURST, BUDGET_PEERS),
             cfg,
@@ -455,6 +458,10 @@ impl Node {
             Command::Audit { peer, req, reply } => {
                 let id = self.swarm.behaviour_mut().audit.send_request(&peer, Ok(req));
                 self.audits_pending.sent(id, peer, reply);
+            }
+            Command::Ledger { peer, req, reply } => {
+                let id = self.swarm.behaviour_mut().ledger.send_request(&peer, Ok(req));
+                self.ledger_pending.sent(id, peer, reply);
             }
             Command::Forget { peer } => {
                 tracing::info!(%peer, "distrusted relay taken out of the routing table");
@@ -552,6 +559,8 @@ impl Node {
         let shared = self.shared.clone();
         let tx = self.ledger_tx.clone();
         let me = *self.swarm.local_peer_id();
+        let sender = self.sender();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let mut relays = lock_live(&shared).live();
             relays.push(me);
@@ -559,7 +568,24 @@ impl Node {
                 kura_p2p::ledger::group_of(account, relays.iter().copied())
                     .map(|(group, members)| (group, members.contains(&me)))
             };
+            // The account whose debits this request is about, should this replica turn out
+            // to lack some.
+            let sender_account = match &req {
+                Ok(LedgerRequest::Acknowledge(s)) => Some(s.transfer.from),
+                Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
+                _ => None,
+            };
             let resp = shared.ledger.handle(req, group_of);
+            if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
+                if shared.ledger.start_catch_up(account) {
+                    let shared = shared.clone();
+                    runtime.spawn(async move {
+                        let outcome =
+                            crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays).await;
+                        shared.metrics.ledger_catch_up(outcome);
+                    });
+                }
+            }
             let _ = tx.blocking_send((ch, resp));
         });
     }
@@ -877,6 +903,15 @@ impl Node {
                 message: request_response::Message::Request { request, channel, .. },
                 ..
             })) => self.on_ledger(peer, request, channel),
+            SwarmEvent::Behaviour(BehaviourEvent::Ledger(
+                e @ (request_response::Event::Message {
+                    message: request_response::Message::Response { .. },
+                    ..
+                }
+                | request_response::Event::OutboundFailure { .. }),
+            )) => {
+                self.ledger_pending.settle(e);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Audit(request_response::Event::Message {
                 peer,
                 message: request_response::Message::Request { request, channel, .. },

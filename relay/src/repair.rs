@@ -78,6 +78,12 @@ pub enum Command {
     Forget {
         peer: PeerId,
     },
+    /// A request on `/kura/ledger/1` (a replica catching itself up).
+    Ledger {
+        peer: PeerId,
+        req: kura_core::ledger::LedgerRequest,
+        reply: kura_p2p::outstanding::Reply<kura_core::ledger::LedgerResponse>,
+    },
 }
 
 /// Settings of the repair machinery.
@@ -360,6 +366,21 @@ impl Sender {
     /// Takes `peer` out of the routing table (it is distrusted).
     pub async fn forget(&self, peer: PeerId) {
         let _ = self.task.send(Command::Forget { peer }).await;
+    }
+
+    /// Asks another replica on `/kura/ledger/1`.
+    pub async fn ledger(
+        &self,
+        peer: PeerId,
+        req: kura_core::ledger::LedgerRequest,
+    ) -> Result<kura_core::ledger::LedgerResponse, String> {
+        let asked = self.task.call(|reply| Command::Ledger { peer, req, reply });
+        match tokio::time::timeout(REQUEST_TIMEOUT, asked).await {
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(failure))) => Err(failure.reason),
+            Ok(Err(_)) => Err("relay stopping".into()),
+            Err(_) => Err("timed out".into()),
+        }
     }
 
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, String> {

@@ -198,6 +198,53 @@ fn twenty_relays_certify_concurrent_transfers_exactly_through_kills_replays_and_
     });
     assert_eq!(balances(&client), want, "a replayed certificate changed a balance");
 
+    // A replica that was down while an account moved catches itself up when it is handed a
+    // certificate it cannot apply yet (no wallet helps it here).
+    let mover = &owners[5];
+    let (_, members) = rt.block_on(wallet::group(&client, &mover.key())).unwrap();
+    let victim = (0..net.relays.len())
+        .find(|&i| !victims.contains(&i) && members.iter().any(|p| p.to_string() == net.relay(i).peer_id))
+        .unwrap();
+    let victim_peer = members.iter().find(|p| p.to_string() == net.relay(victim).peer_id).copied().unwrap();
+    net.kill9(victim);
+    let last = rt.block_on(async {
+        let mut last = None;
+        for _ in 0..3 {
+            last = Some(send(&client, mover, accounts[6], 1).await);
+        }
+        last.unwrap()
+    });
+    net.restart(victim);
+    let (behind_at, caught_up) = rt.block_on(async {
+        let agreed = wallet::view(&client, &mover.key()).await.unwrap();
+        // Straight to the restarted relay (on its new port).
+        let addrs = kura_client::bootstrap::resolve(&[net.addrs[victim].clone()]).await.unwrap();
+        let direct = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let direct = &direct;
+        let view = || async move {
+            match direct.ledger(victim_peer, LedgerRequest::Account(mover.key())).await {
+                Ok(LedgerResponse::Account(v)) => Some(v),
+                _ => None,
+            }
+        };
+        let behind_at = view().await.map(|v| v.next_seq);
+        // Handed the latest certificate, which it cannot apply yet, until it has caught up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if view().await.is_some_and(|v| v.agrees(&agreed)) {
+                break (behind_at, true);
+            }
+            if Instant::now() > deadline {
+                break (behind_at, false);
+            }
+            let _ = direct.ledger(victim_peer, LedgerRequest::Apply(Box::new(last.clone()))).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    eprintln!("a restarted replica at seq {behind_at:?} caught itself up: {caught_up}");
+    assert!(caught_up, "the restarted replica did not catch itself up");
+    assert!(net.relay(victim).metric("kura_ledger_catch_ups_total{kind=\"done\"}").unwrap() >= 1.0);
+
     // An owner signs two transfers for its next slot and sends them at once to the two
     // halves of its group, then each to the other half.
     let cheat = &owners[0];
