@@ -487,6 +487,8 @@ pub enum LedgerError {
     NotReplica,
     #[error("no such certificate here")]
     Unknown,
+    #[error("the account's spending cap is reached: {spent} of {cap} spent in this window")]
+    CapReached { spent: u64, cap: u64 },
 }
 
 impl LedgerError {
@@ -504,6 +506,7 @@ impl LedgerError {
             LedgerError::Banned => 9,
             LedgerError::NotReplica => 10,
             LedgerError::Unknown => 11,
+            LedgerError::CapReached { .. } => 12,
         }
     }
 }
@@ -569,8 +572,19 @@ pub enum Applied {
     Already,
 }
 
+/// A spending cap: at most `amount` debited from one account per window of `window`
+/// seconds (the mint is not capped). It bounds what an owner can spend twice where a group
+/// has more than `f` Byzantine replicas: each of two conflicting certificates carries an
+/// honest replica's acknowledgement, given only within the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendCap {
+    pub amount: u64,
+    pub window: u64,
+}
+
 /// One replica's ledger state for the accounts it serves: the rules of acknowledging and
-/// applying, without IO. The caller persists the state before it answers.
+/// applying, without IO. The caller persists the state before it answers, and tells it the
+/// time ([`Replica::set_now`]) when a spending cap applies.
 #[derive(Debug, Clone)]
 pub struct Replica {
     mint: Key,
@@ -586,6 +600,11 @@ pub struct Replica {
     unspent_total: u128,
     banned: HashSet<Key>,
     evidence: Vec<Evidence>,
+    cap: Option<SpendCap>,
+    /// Seconds, as the caller last said.
+    now: u64,
+    /// Per account: the window (its index) and what was debited in it.
+    spent: HashMap<Key, (u64, u64)>,
 }
 
 impl Replica {
@@ -603,6 +622,30 @@ impl Replica {
             unspent_total: 0,
             banned: HashSet::new(),
             evidence: Vec::new(),
+            cap: None,
+            now: 0,
+            spent: HashMap::new(),
+        }
+    }
+
+    /// This replica with a spending cap.
+    pub fn with_cap(mut self, cap: SpendCap) -> Self {
+        self.cap = Some(cap);
+        self
+    }
+
+    /// The time, in seconds (only the spending cap's windows use it).
+    pub fn set_now(&mut self, now: u64) {
+        self.now = now;
+    }
+
+    /// What `account` has had debited in the current window, and the window's index.
+    fn spent_now(&self, account: &Key) -> (u64, u64) {
+        let Some(cap) = self.cap else { return (0, 0) };
+        let window = self.now / cap.window.max(1);
+        match self.spent.get(account) {
+            Some((w, spent)) if *w == window => (window, *spent),
+            _ => (window, 0),
         }
     }
 
@@ -714,6 +757,13 @@ impl Replica {
         if t.from != mint && available < t.amount {
             return Err(LedgerError::Overdraft { balance: available, amount: t.amount });
         }
+        if let (Some(cap), false) = (self.cap, t.from == mint) {
+            let (_, spent) = self.spent_now(&t.from);
+            if spent.saturating_add(t.amount) > cap.amount {
+                return Err(LedgerError::CapReached { spent, cap: cap.amount });
+            }
+        }
+        let acct = self.entry(t.from);
         acct.acked = Some(signed.clone());
         Ok(Ack { replica: me.key(), sig: me.sign(&ack_message(&t.from, t.seq, &id)) })
     }
@@ -812,6 +862,10 @@ impl Replica {
         }
         if t.from == mint {
             self.minted += u128::from(t.amount);
+        }
+        if self.cap.is_some() && t.from != mint {
+            let (window, spent) = self.spent_now(&t.from);
+            self.spent.insert(t.from, (window, spent.saturating_add(t.amount)));
         }
         self.debited.insert(id);
         self.debited_total += u128::from(t.amount);

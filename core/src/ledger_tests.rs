@@ -656,3 +656,74 @@ fn a_lagging_replica_is_brought_level_by_the_certificates_it_lacks() {
     far.next_seq += 20;
     assert!(lag.missing(&far).iter().all(|id| good.credits.iter().any(|(c, _)| c == id)));
 }
+
+/// A spending cap: within a window an account is acknowledged no more than the cap, the
+/// next window allows more, and where a group is captured (two Byzantine replicas of four)
+/// what the owner spends twice is no more than the cap.
+#[test]
+fn the_spending_cap_bounds_what_a_captured_group_lets_an_owner_spend_twice() {
+    let v = SimVerifier;
+    let mint = SimKey(key(1000));
+    let (alice, bob, carol) = (SimKey(key(1)), SimKey(key(2)), SimKey(key(3)));
+    let cap = SpendCap { amount: 100, window: 3600 };
+    let keys: Vec<SimKey> = (20..24).map(|n| SimKey(key(n))).collect();
+    let group = Group::new(keys.iter().map(|k| k.0).collect(), 3).unwrap();
+    let mut honest: Vec<Replica> = (0..2).map(|_| Replica::new(mint.0).with_cap(cap)).collect();
+    let fund = transfer(mint.0, 1, alice.0, 1000, vec![]).sign(&mint);
+    let sign_all = |s: &Signed, who: &[&SimKey]| {
+        let t = &s.transfer;
+        let msg = ack_message(&t.from, t.seq, &t.id());
+        who.iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }).collect::<Vec<_>>()
+    };
+    let fund_cert =
+        Certificate { signed: fund.clone(), acks: sign_all(&fund, &[&keys[0], &keys[1], &keys[2]]) };
+    for r in &mut honest {
+        r.set_now(7200);
+        r.apply_credit(&fund_cert, &group, &v).unwrap();
+        r.apply_debit(&fund_cert, &group, &v).unwrap();
+    }
+    let dep = vec![fund.transfer.id()];
+    // Within the cap, then over it.
+    let t1 = transfer(alice.0, 1, bob.0, 60, dep.clone()).sign(&alice);
+    let a = honest[0].acknowledge(&t1, &keys[0], &v).unwrap();
+    let c1 =
+        Certificate { signed: t1.clone(), acks: [vec![a], sign_all(&t1, &[&keys[2], &keys[3]])].concat() };
+    honest[0].apply_debit(&c1, &group, &v).unwrap();
+    honest[0].apply_credit(&c1, &group, &v).unwrap();
+    let t2 = transfer(alice.0, 2, bob.0, 50, vec![]).sign(&alice);
+    assert_eq!(
+        honest[0].acknowledge(&t2, &keys[0], &v),
+        Err(LedgerError::CapReached { spent: 60, cap: 100 })
+    );
+    honest[0].set_now(7200 + 3600);
+    assert!(honest[0].acknowledge(&t2, &keys[0], &v).is_ok(), "the next window allows more");
+
+    // The group captured: replicas 2 and 3 acknowledge anything. Alice signs two transfers
+    // for one slot, one for each honest replica: the amount over the cap gets no honest
+    // acknowledgement, so no certificate; within the cap both are certified.
+    let fresh = || Replica::new(mint.0).with_cap(cap);
+    let mut pair = [fresh(), fresh()];
+    for r in &mut pair {
+        r.set_now(7200);
+        r.apply_credit(&fund_cert, &group, &v).unwrap();
+    }
+    let big =
+        [transfer(alice.0, 1, bob.0, 500, dep.clone()), transfer(alice.0, 1, carol.0, 500, dep.clone())];
+    for (r, t) in pair.iter_mut().zip(&big) {
+        assert!(matches!(
+            r.acknowledge(&t.clone().sign(&alice), &keys[0], &v),
+            Err(LedgerError::CapReached { .. })
+        ));
+    }
+    let small = [transfer(alice.0, 1, bob.0, 100, dep.clone()), transfer(alice.0, 1, carol.0, 100, dep)];
+    let mut twice = 0;
+    for ((r, t), k) in pair.iter_mut().zip(&small).zip([&keys[0], &keys[1]]) {
+        let s = t.clone().sign(&alice);
+        let a = r.acknowledge(&s, k, &v).unwrap();
+        let c =
+            Certificate { signed: s.clone(), acks: [vec![a], sign_all(&s, &[&keys[2], &keys[3]])].concat() };
+        assert!(c.verify(&group, &v).is_ok());
+        twice += t.amount;
+    }
+    assert!(twice - 100 <= cap.amount, "spent twice beyond the cap");
+}

@@ -59,7 +59,7 @@ fn run(dir: Option<&Path>, accounts: usize, threads: usize) -> Run {
     let signer = IdentitySigner(libp2p::identity::Keypair::generate_ed25519());
     let me = signer.key();
     let mint = owner(usize::MAX);
-    let ledger = Ledger::open(dir, signer, mint.key()).unwrap();
+    let ledger = Ledger::open(dir, signer, mint.key(), None).unwrap();
     let others: Vec<SigningKey> = (0..15).map(|i| owner(usize::MAX - 1 - i)).collect();
     let group =
         Group::of_closest(std::iter::once(me).chain(others.iter().map(Signer::key)).collect()).unwrap();

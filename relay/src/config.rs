@@ -68,6 +68,13 @@ pub struct Flags {
     /// balance-checked. For local networks and tests; without it nothing can be minted.
     #[arg(long)]
     pub ledger_mint: Option<String>,
+    /// Most any account may spend per `--ledger-cap-window` (0: no cap). It bounds what an
+    /// owner could spend twice through a captured group. Default 0.
+    #[arg(long)]
+    pub ledger_cap: Option<u64>,
+    /// The spending cap's window in seconds. Default 86400.
+    #[arg(long)]
+    pub ledger_cap_window: Option<u64>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -97,6 +104,8 @@ pub struct FileConfig {
     pub audit_interval: Option<f64>,
     pub scrub_rate: Option<String>,
     pub ledger_mint: Option<String>,
+    pub ledger_cap: Option<u64>,
+    pub ledger_cap_window: Option<u64>,
 }
 
 /// The settings in effect.
@@ -120,6 +129,7 @@ pub struct Config {
     pub audit_interval: std::time::Duration,
     pub scrub_rate: u64,
     pub ledger_mint: Option<[u8; 32]>,
+    pub ledger_cap: Option<kura_core::ledger::SpendCap>,
 }
 
 /// A 32-byte key in 64 hex digits.
@@ -231,6 +241,13 @@ impl Config {
             ledger_mint: match flags.ledger_mint.or(file.ledger_mint) {
                 None => None,
                 Some(hex) => Some(parse_key(&hex).with_context(|| format!("--ledger-mint {hex}"))?),
+            },
+            ledger_cap: match flags.ledger_cap.or(file.ledger_cap).unwrap_or(0) {
+                0 => None,
+                amount => Some(kura_core::ledger::SpendCap {
+                    amount,
+                    window: flags.ledger_cap_window.or(file.ledger_cap_window).unwrap_or(86_400).max(1),
+                }),
             },
         })
     }

@@ -17,7 +17,7 @@
 use anyhow::{Context, Result};
 use kura_core::ledger::{
     AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse,
-    Replica, Signed, TransferId,
+    Replica, Signed, SpendCap, TransferId,
 };
 use kura_p2p::ledger::IdentitySigner;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -66,8 +66,20 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// Opens (or creates) the journal under `dir` and replays it; `None`: in memory only
     /// (tests).
-    pub fn open(dir: Option<&Path>, signer: IdentitySigner, mint: Key) -> Result<Self> {
-        let mut state = State { replica: Replica::new(mint), next: 0, by_id: HashMap::new() };
+    pub fn open(
+        dir: Option<&Path>,
+        signer: IdentitySigner,
+        mint: Key,
+        cap: Option<SpendCap>,
+    ) -> Result<Self> {
+        let mut replica = Replica::new(mint);
+        if let Some(cap) = cap {
+            // What was spent before a restart is not counted again: after one, an account may
+            // spend up to one more cap in the window.
+            replica = replica.with_cap(cap);
+            replica.set_now(unix_now());
+        }
+        let mut state = State { replica, next: 0, by_id: HashMap::new() };
         let journal = match dir {
             None => None,
             Some(dir) => {
@@ -105,6 +117,7 @@ impl Ledger {
             Err(e) => return LedgerResponse::refused(&e),
         };
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.replica.set_now(unix_now());
         match req {
             LedgerRequest::Account(account) => LedgerResponse::Account(st.replica.view(&account)),
             LedgerRequest::Certificate(id) => match self.certificate(&st, &id) {
@@ -238,6 +251,10 @@ impl Ledger {
             _ => None,
         }
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Applies one journal entry (written by this relay, so trusted as it stands); the id of the

@@ -100,6 +100,7 @@ async fn run(cfg: Config) -> Result<()> {
         Some(&cfg.data_dir),
         kura_p2p::ledger::IdentitySigner(key.clone()),
         cfg.ledger_mint.unwrap_or(kura_relay::ledger::NO_MINT),
+        cfg.ledger_cap,
     )?;
     let swarm = node::build_swarm(key, cert, &node_cfg, &mut registry).await?;
     let shared = Arc::new(Shared {

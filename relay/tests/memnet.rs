@@ -71,6 +71,7 @@ async fn relays(n: usize, interval: Duration) -> Vec<MemRelay> {
                     None,
                     kura_p2p::ledger::IdentitySigner(libp2p::identity::Keypair::generate_ed25519()),
                     kura_relay::ledger::NO_MINT,
+                    None,
                 )
                 .unwrap(),
             ),

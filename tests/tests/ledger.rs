@@ -41,7 +41,8 @@ fn balance(net: &Net, key: &Path) -> u64 {
 fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
     let keys = kura_tests::Scratch::new("ledger-keys").unwrap();
     let (mint, mint_account) = new_key(keys.path(), "mint");
-    let mut net = Net::start_with("ledger", 6, &["--ledger-mint", &mint_account]);
+    // Any account may spend at most 2,000 a day (the mint is not capped).
+    let mut net = Net::start_with("ledger", 6, &["--ledger-mint", &mint_account, "--ledger-cap", "2000"]);
     let (alice, alice_account) = new_key(keys.path(), "alice");
     let (bob, bob_account) = new_key(keys.path(), "bob");
     let (carol, carol_account) = new_key(keys.path(), "carol");
@@ -82,6 +83,15 @@ fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
     let refused = wallet(&net, &carol, &["send", &alice_account, "1000"]).unwrap_err();
     assert!(refused.contains("does not cover"), "{refused}");
     assert_eq!(balance(&net, &carol), 415);
+    // (Carol's balance grows below, by Dave's transfer.)
+    // Beyond the spending cap is refused too, with the balance to cover it.
+    let (dave, _) = new_key(keys.path(), "dave");
+    let dave_account = wallet(&net, &dave, &["address"]).unwrap();
+    wallet(&net, &mint, &["send", &dave_account, "5000"]).unwrap();
+    wallet(&net, &dave, &["send", &carol_account, "1500"]).unwrap();
+    let capped = wallet(&net, &dave, &["send", &carol_account, "600"]).unwrap_err();
+    assert!(capped.contains("spending cap"), "{capped}");
+    assert_eq!((balance(&net, &dave), balance(&net, &carol)), (3500, 1915));
     let history = wallet(&net, &alice, &["history"]).unwrap();
     assert!(history.contains("sent #4: 70 to"), "{history}");
 
@@ -94,12 +104,12 @@ fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
     }
     net.kill9(0);
     net.restart(0);
-    assert_eq!((balance(&net, &alice), balance(&net, &bob), balance(&net, &carol)), (720, 365, 415));
+    assert_eq!((balance(&net, &alice), balance(&net, &bob), balance(&net, &carol)), (720, 365, 1915));
     wallet(&net, &carol, &["send", &bob_account, "15"]).unwrap();
-    let all = [balance(&net, &alice), balance(&net, &bob), balance(&net, &carol)];
-    assert_eq!(all, [720, 380, 400]);
+    let all = [balance(&net, &alice), balance(&net, &bob), balance(&net, &carol), balance(&net, &dave)];
+    assert_eq!(all, [720, 380, 1900, 3500]);
     // Value is conserved: the mint's balance stays 0 and what it minted is in the accounts.
     assert_eq!(balance(&net, &mint), 0);
-    assert_eq!(all.iter().sum::<u64>(), 1000 + 500, "value is conserved");
+    assert_eq!(all.iter().sum::<u64>(), 1000 + 500 + 5000, "value is conserved");
     eprintln!("ledger: {}", wallet(&net, &carol, &["history"]).unwrap());
 }
