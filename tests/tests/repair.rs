@@ -143,9 +143,30 @@ fn wait_full(net: &Net, stripes: &BTreeSet<String>, limit: Duration, what: &str)
         }
     });
     if let Err(e) = r {
-        panic!("{e}; still short: {last}");
+        panic!("{e}; still short: {last}\n{}", diagnose(net, &last));
     }
     t0.elapsed()
+}
+
+/// What the relays said about the stripe named in `short` (its id's first 12 digits) and
+/// whom they distrust, from their logs and `/audits`: for a failure to be understood.
+fn diagnose(net: &Net, short: &str) -> String {
+    let prefix = short.strip_prefix("stripe ").and_then(|s| s.get(..12)).unwrap_or("-");
+    let mut out = String::new();
+    for (i, r) in net.relays.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let log = std::fs::read_to_string(r.dir.with_extension("stderr.log")).unwrap_or_default();
+        let lines: Vec<&str> =
+            log.lines().filter(|l| l.contains(prefix) || l.contains("distrusted")).collect();
+        out += &format!("--- relay {i} ({}): {} lines about it\n", r.peer_id, lines.len());
+        for l in lines.iter().rev().take(15).rev() {
+            out += &format!("{l}\n");
+        }
+        if let Ok(a) = r.json("/audits") {
+            out += &format!("audits: {a}\n");
+        }
+    }
+    out
 }
 
 #[test]
