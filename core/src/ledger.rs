@@ -555,6 +555,23 @@ pub struct Account {
     pub acked: Option<Signed>,
     /// The latest certificates applied as debits, by seq.
     pub applied: BTreeMap<u64, Certificate>,
+    /// Every credit this account received and spent (named by a debit applied here).
+    pub spent: std::collections::BTreeSet<TransferId>,
+}
+
+/// An account's state as one replica holds it, whole: what a replica new to the account's
+/// group (or too far behind to catch up by certificates) adopts when `f + 1` members give
+/// the same ([`Replica::adopt`]). It names the credits spent so far, so that the adopter
+/// refuses a replayed certificate of one of them as the replicas that applied it do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub account: Key,
+    pub next_seq: u64,
+    pub balance: u64,
+    /// Unspent credits, by id.
+    pub credits: Vec<(TransferId, u64)>,
+    /// Spent credits, by id.
+    pub spent: Vec<TransferId>,
 }
 
 impl Account {
@@ -605,6 +622,8 @@ pub struct Replica {
     now: u64,
     /// Per account: the window (its index) and what was debited in it.
     spent: HashMap<Key, (u64, u64)>,
+    /// Value that came in by adopting accounts' states (see `check_conservation`).
+    adopted: i128,
 }
 
 impl Replica {
@@ -625,6 +644,7 @@ impl Replica {
             cap: None,
             now: 0,
             spent: HashMap::new(),
+            adopted: 0,
         }
     }
 
@@ -675,6 +695,67 @@ impl Replica {
                 .collect(),
             pending: a.acked.map(Box::new),
         }
+    }
+
+    /// `account` whole, as [`Replica::adopt`] takes it.
+    pub fn state(&self, account: &Key) -> AccountState {
+        let a = self.account(account);
+        AccountState {
+            account: *account,
+            next_seq: a.next_seq,
+            balance: a.balance,
+            credits: a.credits.iter().map(|(id, v)| (*id, *v)).collect(),
+            spent: a.spent.iter().copied().collect(),
+        }
+    }
+
+    /// Adopts the state of an account that at least `need` (`f + 1`) of `states` give alike
+    /// (from distinct members of its group; the caller checks that), when it is further
+    /// along than this replica's: then at least one honest member holds it. Credits applied
+    /// here that the adopted state neither holds nor spent are kept (they reached this
+    /// replica first); the adopted spent credits are never credited again here. Returns
+    /// whether it adopted.
+    pub fn adopt(&mut self, states: &[AccountState], need: usize) -> bool {
+        let mut alike: Vec<(&AccountState, usize)> = Vec::new();
+        for st in states {
+            match alike.iter_mut().find(|(s, _)| *s == st) {
+                Some((_, n)) => *n += 1,
+                None => alike.push((st, 1)),
+            }
+        }
+        let Some((st, _)) =
+            alike.into_iter().filter(|(_, n)| *n >= need.max(1)).max_by_key(|(s, n)| (*n, s.next_seq))
+        else {
+            return false;
+        };
+        let st = st.clone();
+        let before = {
+            let a = self.account(&st.account);
+            if st.next_seq <= a.next_seq {
+                return false;
+            }
+            i128::from(a.balance) + a.credits.values().map(|v| i128::from(*v)).sum::<i128>()
+        };
+        let spent: std::collections::BTreeSet<TransferId> = st.spent.iter().copied().collect();
+        let acct = self.entry(st.account);
+        let mut credits: BTreeMap<TransferId, u64> = st.credits.iter().copied().collect();
+        for (id, v) in &acct.credits {
+            if !spent.contains(id) {
+                credits.entry(*id).or_insert(*v);
+            }
+        }
+        let old_unspent: u128 = acct.credits.values().map(|v| u128::from(*v)).sum();
+        let new_unspent: u128 = credits.values().map(|v| u128::from(*v)).sum();
+        acct.next_seq = st.next_seq;
+        acct.balance = st.balance;
+        acct.credits = credits;
+        acct.spent.extend(spent.iter().copied());
+        acct.acked = None;
+        let after = i128::from(acct.balance) + new_unspent as i128;
+        self.unspent_total = self.unspent_total - old_unspent + new_unspent;
+        self.credited.extend(st.credits.iter().map(|(id, _)| *id).chain(spent));
+        self.adopted += after - before;
+        true
     }
 
     /// Evidence of equivocation seen here.
@@ -852,6 +933,7 @@ impl Replica {
         };
         for d in &t.deps {
             acct.credits.remove(d);
+            acct.spent.insert(*d);
         }
         acct.balance = balance;
         acct.next_seq += 1;
@@ -936,10 +1018,11 @@ impl Replica {
         let in_flight = self.debited_total as i128 - self.credited_total as i128;
         let burnt = self.burnt as i128;
         let total = held + burnt + in_flight;
-        if total != self.minted as i128 {
+        // What adopted states brought in was minted elsewhere (at the replicas they came from).
+        if total != self.minted as i128 + self.adopted {
             return Err(format!(
-                "held {held} + burnt {burnt} + in flight {in_flight} = {total}, minted {}",
-                self.minted
+                "held {held} + burnt {burnt} + in flight {in_flight} = {total}, minted {} + adopted {}",
+                self.minted, self.adopted
             ));
         }
         Ok(())

@@ -727,3 +727,75 @@ fn the_spending_cap_bounds_what_a_captured_group_lets_an_owner_spend_twice() {
     }
     assert!(twice - 100 <= cap.amount, "spent twice beyond the cap");
 }
+
+/// A replica new to an account's group adopts its state from `f + 1` alike members: it then
+/// agrees with them, acknowledges the account's next transfer, and refuses (as a replay) a
+/// certificate of a credit the account spent before it joined; states that fewer than
+/// `f + 1` give (a Byzantine member's inflated one) are not adopted.
+#[test]
+fn a_new_member_adopts_an_accounts_state_from_f_plus_one_and_refuses_spent_credits() {
+    let v = SimVerifier;
+    let mint = SimKey(key(1000));
+    let (alice, bob) = (SimKey(key(1)), SimKey(key(2)));
+    let keys: Vec<SimKey> = (30..34).map(|n| SimKey(key(n))).collect();
+    let group = Group::new(keys.iter().map(|k| k.0).collect(), 3).unwrap();
+    let sign_all = |s: &Signed| {
+        let t = &s.transfer;
+        let msg = ack_message(&t.from, t.seq, &t.id());
+        Certificate {
+            signed: s.clone(),
+            acks: keys[..3].iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }).collect(),
+        }
+    };
+    let mut members: Vec<Replica> = (0..3).map(|_| Replica::new(mint.0)).collect();
+    let apply = |r: &mut Replica, c: &Certificate| {
+        r.apply_credit(c, &group, &v).unwrap();
+        r.apply_debit(c, &group, &v).unwrap();
+    };
+    // Alice is funded twice, spends the first credit, and has the second unspent; twenty
+    // transfers in all, more than a view lists.
+    let fund = sign_all(&transfer(mint.0, 1, alice.0, 1000, vec![]).sign(&mint));
+    let more = sign_all(&transfer(mint.0, 2, alice.0, 50, vec![]).sign(&mint));
+    let mut deps = vec![fund.signed.transfer.id()];
+    let mut history = vec![fund.clone(), more.clone()];
+    for seq in 1..=20 {
+        history.push(sign_all(&transfer(alice.0, seq, bob.0, 10, std::mem::take(&mut deps)).sign(&alice)));
+    }
+    for r in &mut members {
+        for c in &history {
+            apply(r, c);
+        }
+        r.check_conservation().unwrap();
+    }
+    let good = members[0].state(&alice.0);
+    assert_eq!((good.next_seq, good.balance, good.credits.len()), (21, 800, 1));
+    assert_eq!(good.spent, vec![fund.signed.transfer.id()]);
+
+    // A new member: a Byzantine member's inflated state alone is not enough.
+    let mut fresh = Replica::new(mint.0);
+    let mut liar = good.clone();
+    liar.balance = 1_000_000;
+    assert!(!fresh.adopt(&[liar.clone(), good.clone()], 2));
+    assert!(fresh.adopt(&[liar, good.clone(), members[1].state(&alice.0)], 2));
+    let (mine, theirs) = (fresh.view(&alice.0), members[0].view(&alice.0));
+    assert_eq!(
+        (mine.next_seq, mine.balance, &mine.credits),
+        (theirs.next_seq, theirs.balance, &theirs.credits)
+    );
+    assert_eq!(fresh.state(&alice.0), members[0].state(&alice.0));
+    fresh.check_conservation().unwrap();
+    // The spent credit replayed is refused as applied; nothing changes.
+    assert_eq!(fresh.apply_credit(&fund, &group, &v), Ok(Applied::Already));
+    assert_eq!(fresh.account(&alice.0).spendable(), 850);
+    // Alice's next transfer is acknowledged as the old members acknowledge it.
+    let next = transfer(alice.0, 21, bob.0, 830, vec![more.signed.transfer.id()]).sign(&alice);
+    assert!(fresh.acknowledge(&next, &keys[3], &v).is_ok());
+    // More than the adopted balance and credit is an overdraft there too.
+    let mut other = Replica::new(mint.0);
+    assert!(other.adopt(&[good.clone(), good], 2));
+    let too_much = transfer(alice.0, 21, bob.0, 851, vec![more.signed.transfer.id()]).sign(&alice);
+    assert_eq!(
+        other.acknowledge(&too_much, &keys[3], &v),
+        Err(LedgerError::Overdraft { balance: 850, amount: 851 })
+    );
+}
