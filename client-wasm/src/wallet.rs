@@ -157,7 +157,7 @@ async fn settle(
 ) -> Result<(), WalletError> {
     let refused = apply_to(net, cert, members.to_vec()).await?;
     if members.iter().any(|p| refused.contains(p)) {
-        catch_up(net, group, members, &cert.signed).await;
+        catch_up(net, group, members, cert.signed.transfer.from).await;
     }
     Ok(())
 }
@@ -174,12 +174,7 @@ fn pending(views: &[(PeerId, AccountView)], now: &AccountView, from: &Key) -> Op
 /// Refusals worth asking again after a pause and a catch-up: the replica lacked state, was
 /// busy, or was not reached.
 fn retryable(code: u16) -> bool {
-    let lacking = [
-        LedgerError::WrongSeq { expected: 0, got: 0 },
-        LedgerError::MissingDeps(vec![]),
-        LedgerError::NotReplica,
-    ];
-    code == 0 || lacking.iter().any(|e| e.code() == code)
+    code == 0 || code == LedgerError::NotReplica.code() || LedgerError::lacks_state(code)
 }
 
 /// Asks the members to acknowledge `signed` until `q` have.
@@ -194,7 +189,7 @@ async fn certify(
     for round in 0..ROUNDS {
         if round > 0 {
             futures_timer::Delay::new(PAUSE * round).await;
-            catch_up(net, group, members, &signed).await;
+            catch_up(net, group, members, signed.transfer.from).await;
         }
         let ask: Vec<PeerId> = members.iter().filter(|p| !acks.contains_key(p)).copied().collect();
         let answers: Vec<(PeerId, Result<LedgerResponse, NetError>)> = futures::stream::iter(ask)
@@ -236,16 +231,15 @@ async fn certify(
     Err(WalletError::NotCertified { have: acks.len(), need: group.quorum, reasons })
 }
 
-/// Hands members that are behind the agreed view what they lack for `signed`: the debits
-/// they missed (and the credits those named), then the credits `signed` names.
-async fn catch_up(net: &Network, group: &Group, members: &[PeerId], signed: &Signed) {
-    let from = signed.transfer.from;
+/// Hands members that are behind the agreed view of `from` what they lack: the debits
+/// they missed (and the credits those named), then the unspent credits (among them those a
+/// transfer being certified names: the wallet took them from the agreed view).
+async fn catch_up(net: &Network, group: &Group, members: &[PeerId], from: Key) {
     let seen = views(net, &from, members).await;
     let Ok(now) = agreed(group, &seen) else { return };
     let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
     let mut fetched: HashMap<TransferId, Option<Certificate>> = HashMap::new();
     for (peer, v) in seen.iter().filter(|(_, v)| !v.agrees(&now)) {
-        // The credits `signed` names are among the agreed view's (the wallet took them there).
         for id in v.missing(&now) {
             if let std::collections::hash_map::Entry::Vacant(e) = fetched.entry(id) {
                 e.insert(fetch_certificate(net, &holders, id).await);

@@ -492,6 +492,13 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// Whether a refusal with wire code `code` means the replica lacks state it can be
+    /// handed (a debit it has not applied, a credit it does not hold), not that the
+    /// request is wrong.
+    pub fn lacks_state(code: u16) -> bool {
+        code == 4 || code == 5
+    }
+
     /// The error's number on the wire.
     pub fn code(&self) -> u16 {
         match self {

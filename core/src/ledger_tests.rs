@@ -38,6 +38,14 @@ fn key(n: u64) -> Key {
 
 use crate::testdata::XorShift as Rng;
 
+/// The acknowledgements of `who` for `s`, signed directly (replicas outside the test's
+/// state machines).
+fn acks_by(who: &[SimKey], s: &Signed) -> Vec<Ack> {
+    let t = &s.transfer;
+    let msg = ack_message(&t.from, t.seq, &t.id());
+    who.iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }).collect()
+}
+
 fn transfer(from: Key, seq: u64, to: Key, amount: u64, deps: Vec<TransferId>) -> Transfer {
     Transfer { from, seq, to, amount, deps, memo: Vec::new() }
 }
@@ -606,11 +614,7 @@ fn a_lagging_replica_is_brought_level_by_the_certificates_it_lacks() {
     let mut behind = Replica::new(mint.0);
     let certify = |r: &mut Replica, s: &Signed| {
         let ack = r.acknowledge(s, &replicas[0], &v).unwrap();
-        let t = &s.transfer;
-        let msg = ack_message(&t.from, t.seq, &t.id());
-        let mut acks = vec![ack];
-        acks.extend(replicas[1..3].iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }));
-        Certificate { signed: s.clone(), acks }
+        Certificate { signed: s.clone(), acks: [vec![ack], acks_by(&replicas[1..3], s)].concat() }
     };
     let mut by_id: HashMap<TransferId, Certificate> = HashMap::new();
     let apply = |r: &mut Replica, c: &Certificate| {
@@ -638,6 +642,10 @@ fn a_lagging_replica_is_brought_level_by_the_certificates_it_lacks() {
     assert_eq!(AccountView::agreed([&good, &good, &lag], 2), Ok(good.clone()));
     assert_eq!(AccountView::agreed([&good, &lag], 2), Err(1));
     let wanted = lag.missing(&good);
+    // Those are the refusals a replica can be helped out of by handing it certificates.
+    assert!(LedgerError::lacks_state(LedgerError::WrongSeq { expected: 1, got: 2 }.code()));
+    assert!(LedgerError::lacks_state(LedgerError::MissingDeps(vec![]).code()));
+    assert!(!LedgerError::lacks_state(LedgerError::Overdraft { balance: 1, amount: 2 }.code()));
     // Three debits, the two credits named by the later two, and the one not yet named.
     assert_eq!(wanted.len(), 6, "{wanted:?}");
     for id in &wanted {
@@ -670,13 +678,7 @@ fn the_spending_cap_bounds_what_a_captured_group_lets_an_owner_spend_twice() {
     let group = Group::new(keys.iter().map(|k| k.0).collect(), 3).unwrap();
     let mut honest: Vec<Replica> = (0..2).map(|_| Replica::new(mint.0).with_cap(cap)).collect();
     let fund = transfer(mint.0, 1, alice.0, 1000, vec![]).sign(&mint);
-    let sign_all = |s: &Signed, who: &[&SimKey]| {
-        let t = &s.transfer;
-        let msg = ack_message(&t.from, t.seq, &t.id());
-        who.iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }).collect::<Vec<_>>()
-    };
-    let fund_cert =
-        Certificate { signed: fund.clone(), acks: sign_all(&fund, &[&keys[0], &keys[1], &keys[2]]) };
+    let fund_cert = Certificate { signed: fund.clone(), acks: acks_by(&keys[..3], &fund) };
     for r in &mut honest {
         r.set_now(7200);
         r.apply_credit(&fund_cert, &group, &v).unwrap();
@@ -686,8 +688,7 @@ fn the_spending_cap_bounds_what_a_captured_group_lets_an_owner_spend_twice() {
     // Within the cap, then over it.
     let t1 = transfer(alice.0, 1, bob.0, 60, dep.clone()).sign(&alice);
     let a = honest[0].acknowledge(&t1, &keys[0], &v).unwrap();
-    let c1 =
-        Certificate { signed: t1.clone(), acks: [vec![a], sign_all(&t1, &[&keys[2], &keys[3]])].concat() };
+    let c1 = Certificate { signed: t1.clone(), acks: [vec![a], acks_by(&keys[2..], &t1)].concat() };
     honest[0].apply_debit(&c1, &group, &v).unwrap();
     honest[0].apply_credit(&c1, &group, &v).unwrap();
     let t2 = transfer(alice.0, 2, bob.0, 50, vec![]).sign(&alice);
@@ -720,8 +721,7 @@ fn the_spending_cap_bounds_what_a_captured_group_lets_an_owner_spend_twice() {
     for ((r, t), k) in pair.iter_mut().zip(&small).zip([&keys[0], &keys[1]]) {
         let s = t.clone().sign(&alice);
         let a = r.acknowledge(&s, k, &v).unwrap();
-        let c =
-            Certificate { signed: s.clone(), acks: [vec![a], sign_all(&s, &[&keys[2], &keys[3]])].concat() };
+        let c = Certificate { signed: s.clone(), acks: [vec![a], acks_by(&keys[2..], &s)].concat() };
         assert!(c.verify(&group, &v).is_ok());
         twice += t.amount;
     }
@@ -739,14 +739,7 @@ fn a_new_member_adopts_an_accounts_state_from_f_plus_one_and_refuses_spent_credi
     let (alice, bob) = (SimKey(key(1)), SimKey(key(2)));
     let keys: Vec<SimKey> = (30..34).map(|n| SimKey(key(n))).collect();
     let group = Group::new(keys.iter().map(|k| k.0).collect(), 3).unwrap();
-    let sign_all = |s: &Signed| {
-        let t = &s.transfer;
-        let msg = ack_message(&t.from, t.seq, &t.id());
-        Certificate {
-            signed: s.clone(),
-            acks: keys[..3].iter().map(|k| Ack { replica: k.0, sig: k.sign(&msg) }).collect(),
-        }
-    };
+    let sign_all = |s: &Signed| Certificate { signed: s.clone(), acks: acks_by(&keys[..3], s) };
     let mut members: Vec<Replica> = (0..3).map(|_| Replica::new(mint.0)).collect();
     let apply = |r: &mut Replica, c: &Certificate| {
         r.apply_credit(c, &group, &v).unwrap();

@@ -289,9 +289,7 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<Tran
 /// Whether `resp` refuses for want of state this replica could fetch: a debit it has not
 /// applied (`WrongSeq`) or a credit it does not hold (`MissingDeps`).
 pub fn lacks_state(resp: &LedgerResponse) -> bool {
-    let lacking =
-        [LedgerError::WrongSeq { expected: 0, got: 0 }.code(), LedgerError::MissingDeps(vec![]).code()];
-    matches!(resp, LedgerResponse::Refused { code, .. } if lacking.contains(code))
+    matches!(resp, LedgerResponse::Refused { code, .. } if LedgerError::lacks_state(*code))
 }
 
 /// Brings this replica's view of `account` level with what `f + 1` of its group agree on,
