@@ -78,4 +78,10 @@ for i, t in enumerate(kat["transfers"]):
 put("ledger_codec", "account", frame(varint(2) + sid))
 put("ledger_codec", "applied", frame(varint(1) + b"\x01\x01\x00"))
 put("ledger_codec", "refused", frame(varint(4) + varint(4) + pstr("overdraft")))
+# A state request, and a page of a state with two credits and one spent id (its digest is
+# not the state's: the target's assembly refuses it, and mutations explore from there).
+put("ledger_codec", "statereq", frame(varint(4) + sid + varint(0)))
+summary = sid + varint(21) + varint(800) + bytes(32) + varint(2) + varint(1)
+items = varint(2) + bytes([1]) * 32 + varint(50) + bytes([2]) * 32 + varint(7) + varint(1) + bytes([3]) * 32
+put("ledger_codec", "statepage", frame(varint(5) + summary + varint(0) + items))
 print("seeds written to", os.path.join(here, "seeds"))

@@ -229,6 +229,9 @@ pub enum LedgerRequest {
     /// A certificate this replica applied (as a debit or a credit), by transfer id: what a
     /// replica that missed it needs, handed over by whoever asks.
     Certificate(TransferId),
+    /// One page of an account's whole state ([`StatePage`]): what a member too far behind
+    /// to catch up by certificates adopts when `f + 1` members give the same.
+    State { account: Key, page: u32 },
 }
 
 /// An answer of the ledger protocol.
@@ -247,6 +250,7 @@ pub enum LedgerResponse {
         code: u16,
         detail: String,
     },
+    State(Box<StatePage>),
 }
 
 /// One replica's view of an account, as the protocol carries it.
@@ -264,14 +268,17 @@ pub struct AccountView {
 }
 
 impl AccountView {
-    /// Whether two replicas' views agree on the account's state (what is pending aside).
+    /// Whether two replicas' views agree on the account's state: its seq, balance and
+    /// unspent credits. The recent transfers listed are not compared: a member that adopted
+    /// the state ([`Replica::adopt_agreed`]) lists none of those before it, and what they
+    /// are used for (fetching certificates to apply) verifies each.
     pub fn agrees(&self, other: &AccountView) -> bool {
-        (self.next_seq, self.balance, &self.credits, &self.recent)
-            == (other.next_seq, other.balance, &other.credits, &other.recent)
+        (self.next_seq, self.balance, &self.credits) == (other.next_seq, other.balance, &other.credits)
     }
 
     /// The view most of `views` give when at least `need` of them agree (the furthest along
-    /// among equals); otherwise how many agreed at most.
+    /// among equals, and among those alike the one listing most recent transfers);
+    /// otherwise how many agreed at most.
     pub fn agreed<'a>(
         views: impl IntoIterator<Item = &'a AccountView>,
         need: usize,
@@ -279,7 +286,12 @@ impl AccountView {
         let mut alike: Vec<(&AccountView, usize)> = Vec::new();
         for v in views {
             match alike.iter_mut().find(|(w, _)| w.agrees(v)) {
-                Some((_, n)) => *n += 1,
+                Some((w, n)) => {
+                    *n += 1;
+                    if v.recent.len() > w.recent.len() {
+                        *w = v;
+                    }
+                }
                 None => alike.push((v, 1)),
             }
         }
@@ -296,12 +308,9 @@ impl AccountView {
     /// does not. No debits when it missed more than `agreed` lists (they must be applied in
     /// order; such a replica needs the state from its group).
     pub fn missing(&self, agreed: &AccountView) -> Vec<TransferId> {
-        let mut missed: Vec<&Transfer> = agreed.recent.iter().filter(|t| t.seq >= self.next_seq).collect();
-        missed.sort_by_key(|t| t.seq);
-        let listed = missed.len() as u64 == agreed.next_seq.saturating_sub(self.next_seq);
         let holds = |id: &TransferId| self.credits.iter().any(|(c, _)| c == id);
         let mut out: Vec<TransferId> = Vec::new();
-        if listed {
+        if let Some(missed) = self.missed_debits(agreed) {
             for t in missed {
                 out.extend(t.deps.iter().filter(|d| !holds(d)));
                 out.push(t.id());
@@ -313,6 +322,21 @@ impl AccountView {
             }
         }
         out
+    }
+
+    /// Whether a replica whose view is `self` missed debits `agreed` does not list (more
+    /// than [`MAX_LISTED_TRANSFERS`]): it cannot catch up by certificates and needs the
+    /// account's state from its group ([`StateAssembly`]).
+    pub fn needs_state(&self, agreed: &AccountView) -> bool {
+        self.missed_debits(agreed).is_none()
+    }
+
+    /// The debits `agreed` applied and `self` did not, oldest first, when it lists them all.
+    fn missed_debits<'a>(&self, agreed: &'a AccountView) -> Option<Vec<&'a Transfer>> {
+        let mut missed: Vec<&Transfer> = agreed.recent.iter().filter(|t| t.seq >= self.next_seq).collect();
+        missed.sort_by_key(|t| t.seq);
+        missed.dedup_by_key(|t| t.seq);
+        (missed.len() as u64 == agreed.next_seq.saturating_sub(self.next_seq)).then_some(missed)
     }
 
     /// What the owner can spend, by this view.
@@ -341,7 +365,7 @@ impl LedgerRequest {
                     return Err(LedgerError::Limits);
                 }
             }
-            LedgerRequest::Account(_) | LedgerRequest::Certificate(_) => {}
+            LedgerRequest::Account(_) | LedgerRequest::Certificate(_) | LedgerRequest::State { .. } => {}
         }
         Ok(r)
     }
@@ -367,6 +391,11 @@ impl LedgerResponse {
         if let LedgerResponse::Certificate(c) = &r {
             c.signed.transfer.check()?;
             if c.acks.len() > MAX_ACKS {
+                return Err(LedgerError::Limits);
+            }
+        }
+        if let LedgerResponse::State(p) = &r {
+            if p.credits.len() + p.spent.len() > STATE_PAGE_ITEMS {
                 return Err(LedgerError::Limits);
             }
         }
@@ -581,6 +610,170 @@ pub struct AccountState {
     pub spent: Vec<TransferId>,
 }
 
+/// Items of an account's state (its unspent credits, then its spent ones) per
+/// [`StatePage`]: a page stays well under [`MAX_LEDGER_MESSAGE`].
+pub const STATE_PAGE_ITEMS: usize = 256;
+
+impl AccountState {
+    /// What members compare: BLAKE3 (keyed for this use) of the state's encoding. Credits
+    /// and spent ids are in order, so equal states give equal digests.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("kura ledger account state 1");
+        h.update(&postcard::to_allocvec(self).unwrap_or_default());
+        *h.finalize().as_bytes()
+    }
+
+    /// The state's encoding (the relay's journal keeps adopted states so).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a state this process encoded.
+    pub fn decode(bytes: &[u8]) -> Result<Self, LedgerError> {
+        postcard::from_bytes(bytes).map_err(|_| LedgerError::Limits)
+    }
+
+    fn summary(&self) -> StateSummary {
+        StateSummary {
+            account: self.account,
+            next_seq: self.next_seq,
+            balance: self.balance,
+            digest: self.digest(),
+            credit_count: self.credits.len() as u32,
+            spent_count: self.spent.len() as u32,
+        }
+    }
+
+    /// Page `page` of this state; `None` past the last (page 0 always exists).
+    pub fn page(&self, page: u32) -> Option<StatePage> {
+        let summary = self.summary();
+        if page >= summary.pages() {
+            return None;
+        }
+        let from = page as usize * STATE_PAGE_ITEMS;
+        let to = from + STATE_PAGE_ITEMS;
+        let n = self.credits.len();
+        let credits = self.credits.get(from.min(n)..to.min(n)).unwrap_or_default().to_vec();
+        let (from, to) = (from.saturating_sub(n), to.saturating_sub(n));
+        let m = self.spent.len();
+        let spent = self.spent.get(from.min(m)..to.min(m)).unwrap_or_default().to_vec();
+        Some(StatePage { summary, page, credits, spent })
+    }
+}
+
+/// What every page of an account's state carries, and what `f + 1` members must give alike
+/// before a replica adopts the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSummary {
+    pub account: Key,
+    pub next_seq: u64,
+    pub balance: u64,
+    /// [`AccountState::digest`] of the whole state.
+    pub digest: [u8; 32],
+    pub credit_count: u32,
+    pub spent_count: u32,
+}
+
+impl StateSummary {
+    /// How many pages the state takes (at least one).
+    pub fn pages(&self) -> u32 {
+        let items = u64::from(self.credit_count) + u64::from(self.spent_count);
+        items.div_ceil(STATE_PAGE_ITEMS as u64).max(1) as u32
+    }
+
+    /// The summary at least `need` of `summaries` give alike (the most given, then the
+    /// furthest along).
+    pub fn agreed<'a>(
+        summaries: impl IntoIterator<Item = &'a StateSummary>,
+        need: usize,
+    ) -> Option<StateSummary> {
+        let mut alike: Vec<(&StateSummary, usize)> = Vec::new();
+        for s in summaries {
+            match alike.iter_mut().find(|(t, _)| *t == s) {
+                Some((_, n)) => *n += 1,
+                None => alike.push((s, 1)),
+            }
+        }
+        alike
+            .into_iter()
+            .filter(|(_, n)| *n >= need.max(1))
+            .max_by_key(|(s, n)| (*n, s.next_seq))
+            .map(|(s, _)| s.clone())
+    }
+}
+
+/// One page of an account's state, as a member answers [`LedgerRequest::State`]: the
+/// summary, and up to [`STATE_PAGE_ITEMS`] of the unspent credits then the spent ids,
+/// from item `page * STATE_PAGE_ITEMS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatePage {
+    pub summary: StateSummary,
+    pub page: u32,
+    pub credits: Vec<(TransferId, u64)>,
+    pub spent: Vec<TransferId>,
+}
+
+/// An account's state put together from one member's pages, for a summary `f + 1` members
+/// gave alike ([`StateSummary::agreed`]): each page must carry that summary and exactly the
+/// items due at its place, and the whole must hash to the agreed digest. So a member can
+/// hand over the state only as `f + 1` (one honest among them) described it; a member that
+/// lies in its pages is found out at [`StateAssembly::finish`], and the next is asked.
+#[derive(Debug, Clone)]
+pub struct StateAssembly {
+    summary: StateSummary,
+    credits: Vec<(TransferId, u64)>,
+    spent: Vec<TransferId>,
+    next: u32,
+}
+
+impl StateAssembly {
+    /// Starts on the agreed `summary`.
+    pub fn new(summary: StateSummary) -> Self {
+        Self { summary, credits: Vec::new(), spent: Vec::new(), next: 0 }
+    }
+
+    /// The page to ask for next; `None` when all are in.
+    pub fn next_page(&self) -> Option<u32> {
+        (self.next < self.summary.pages()).then_some(self.next)
+    }
+
+    /// Takes the next page.
+    pub fn add(&mut self, page: StatePage) -> Result<(), LedgerError> {
+        if page.summary != self.summary || page.page != self.next {
+            return Err(LedgerError::Limits);
+        }
+        let before = self.credits.len() + self.spent.len();
+        let total = self.summary.credit_count as usize + self.summary.spent_count as usize;
+        let due = total.saturating_sub(before).min(STATE_PAGE_ITEMS);
+        let credits_due = (self.summary.credit_count as usize).saturating_sub(self.credits.len()).min(due);
+        if page.credits.len() != credits_due || page.spent.len() != due - credits_due {
+            return Err(LedgerError::Limits);
+        }
+        self.credits.extend(page.credits);
+        self.spent.extend(page.spent);
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The state, when every page is in and it hashes to the agreed digest.
+    pub fn finish(self) -> Result<AccountState, LedgerError> {
+        if self.next_page().is_some() {
+            return Err(LedgerError::Limits);
+        }
+        let state = AccountState {
+            account: self.summary.account,
+            next_seq: self.summary.next_seq,
+            balance: self.summary.balance,
+            credits: self.credits,
+            spent: self.spent,
+        };
+        if state.digest() != self.summary.digest {
+            return Err(LedgerError::BadSignature);
+        }
+        Ok(state)
+    }
+}
+
 impl Account {
     /// What the owner can spend: the balance and the unspent credits.
     pub fn spendable(&self) -> u64 {
@@ -735,7 +928,13 @@ impl Replica {
         else {
             return false;
         };
-        let st = st.clone();
+        self.adopt_agreed(st.clone())
+    }
+
+    /// Adopts `st`, which the caller established `f + 1` members of the account's group give
+    /// (as [`Replica::adopt`] counts, or as [`StateAssembly`] checks against an agreed
+    /// digest), when it is further along than this replica's. Returns whether it adopted.
+    pub fn adopt_agreed(&mut self, st: AccountState) -> bool {
         let before = {
             let a = self.account(&st.account);
             if st.next_seq <= a.next_seq {

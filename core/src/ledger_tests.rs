@@ -792,3 +792,97 @@ fn a_new_member_adopts_an_accounts_state_from_f_plus_one_and_refuses_spent_credi
         Err(LedgerError::Overdraft { balance: 850, amount: 851 })
     );
 }
+
+/// A state too large for one message goes over in pages: put together from one member's
+/// pages it must match the summary `f + 1` gave (a page out of place, a page with an item
+/// changed, or a page of another summary is refused; a state whose items were changed
+/// fails the digest), and the encoding of a page stays under the message limit. A view
+/// that missed more debits than the agreed view lists needs the state; one that missed
+/// fewer does not; views that differ only in the transfers they list agree.
+#[test]
+fn an_accounts_state_goes_over_in_checked_pages() {
+    let id = |n: u64| *blake3::hash(&[b"credit".as_slice(), &n.to_le_bytes()].concat()).as_bytes();
+    let state = AccountState {
+        account: key(1),
+        next_seq: 700,
+        balance: 12_345,
+        credits: (0..300).map(|n| (id(n), u64::MAX - n)).collect(),
+        spent: (300..1000).map(id).collect(),
+    };
+    let mut sorted = state.clone();
+    sorted.credits.sort();
+    sorted.spent.sort();
+    let state = sorted;
+    let first = state.page(0).unwrap();
+    assert_eq!(first.summary.pages(), 4);
+    assert!(state.page(4).is_none());
+    for n in 0..4 {
+        let p = state.page(n).unwrap();
+        let wire = LedgerResponse::State(Box::new(p.clone())).encode();
+        assert!(wire.len() <= MAX_LEDGER_MESSAGE, "page {n}: {} bytes", wire.len());
+        assert_eq!(LedgerResponse::decode(&wire), Ok(LedgerResponse::State(Box::new(p))));
+    }
+    // Five members: four honest, one giving another balance; two needed.
+    let mut liar = state.clone();
+    liar.balance += 1;
+    let summaries = [first.summary.clone(), liar.summary(), first.summary.clone(), first.summary.clone()];
+    let agreed = StateSummary::agreed(&summaries, 2).unwrap();
+    assert_eq!(agreed, first.summary);
+    assert!(StateSummary::agreed(&[liar.summary()], 2).is_none());
+
+    let assemble = |pages: &dyn Fn(u32) -> StatePage| -> Result<AccountState, LedgerError> {
+        let mut a = StateAssembly::new(agreed.clone());
+        while let Some(n) = a.next_page() {
+            a.add(pages(n))?;
+        }
+        a.finish()
+    };
+    assert_eq!(assemble(&|n| state.page(n).unwrap()), Ok(state.clone()));
+    // Out of place, of another summary, an item dropped.
+    assert_eq!(assemble(&|n| state.page(n.saturating_sub(1)).unwrap()), Err(LedgerError::Limits));
+    assert_eq!(assemble(&|n| liar.page(n).unwrap()), Err(LedgerError::Limits));
+    assert_eq!(
+        assemble(&|n| {
+            let mut p = state.page(n).unwrap();
+            p.spent.pop();
+            p
+        }),
+        Err(LedgerError::Limits)
+    );
+    // Items changed under the agreed summary: the digest does not hold.
+    assert_eq!(
+        assemble(&|n| {
+            let mut p = state.page(n).unwrap();
+            if let Some(c) = p.credits.first_mut() {
+                c.1 = 1;
+            }
+            p
+        }),
+        Err(LedgerError::BadSignature)
+    );
+    // Adopted once, not again (not further along).
+    let mut fresh = Replica::new(key(1000));
+    assert!(fresh.adopt_agreed(state.clone()));
+    assert_eq!(fresh.state(&key(1)), state);
+    assert!(!fresh.adopt_agreed(state.clone()));
+
+    // Views: listed debits are caught up by certificates, more need the state.
+    let t = |seq: u64| transfer(key(1), seq, key(2), 1, vec![]);
+    let agreed_view = AccountView {
+        next_seq: 40,
+        balance: 5,
+        recent: (24..40).rev().map(t).collect(),
+        ..AccountView::default()
+    };
+    let behind = |next_seq: u64| AccountView { next_seq, ..AccountView::default() };
+    assert!(!behind(24).needs_state(&agreed_view));
+    assert_eq!(behind(24).missing(&agreed_view).len(), 16);
+    assert!(behind(23).needs_state(&agreed_view));
+    assert!(behind(23).missing(&agreed_view).is_empty());
+    let adopted = AccountView { recent: Vec::new(), ..agreed_view.clone() };
+    assert!(adopted.agrees(&agreed_view));
+    assert!(!adopted.needs_state(&agreed_view));
+    // Among views alike, the one listing most is taken.
+    let got = AccountView::agreed([&adopted, &agreed_view, &adopted], 3).unwrap();
+    assert_eq!(got.recent.len(), 16);
+}

@@ -2,11 +2,12 @@
 //! answer read by a wallet, from any bytes. They never panic, never read a body over the
 //! protocol's limits, agree with decoding the whole body, and what decodes encodes back to
 //! itself; a replica given what decodes (a transfer to acknowledge, a certificate to apply)
-//! refuses or answers, and never breaks its conservation of value.
+//! refuses or answers, and never breaks its conservation of value; a page of an account's
+//! state is put together only as its summary says.
 #![no_main]
 use futures::io::Cursor;
 use kura_core::ledger::{
-    Ed25519, Group, LedgerRequest, LedgerResponse, Replica, SigningKey, MAX_LEDGER_MESSAGE,
+    Ed25519, Group, LedgerRequest, LedgerResponse, Replica, SigningKey, StateAssembly, MAX_LEDGER_MESSAGE,
 };
 use kura_p2p::ledger::{LedgerCodec, LEDGER_PROTOCOL};
 use libfuzzer_sys::fuzz_target;
@@ -35,6 +36,9 @@ fuzz_target!(|frame: &[u8]| {
                     }
                     LedgerRequest::Account(a) => assert_eq!(replica.view(a).next_seq, 1),
                     LedgerRequest::Certificate(_) => {}
+                    LedgerRequest::State { account, page } => {
+                        assert_eq!(replica.state(account).page(*page).is_some(), *page == 0);
+                    }
                 }
                 replica.check_conservation().unwrap();
             }
@@ -47,7 +51,19 @@ fuzz_target!(|frame: &[u8]| {
         if let Ok(res) = LedgerCodec.read_response(&LEDGER_PROTOCOL, &mut io).await {
             assert!(len.unwrap() <= MAX_LEDGER_MESSAGE);
             assert_eq!(LedgerResponse::decode(body.unwrap()), Ok(res.clone()));
-            assert_eq!(LedgerResponse::decode(&res.encode()), Ok(res));
+            assert_eq!(LedgerResponse::decode(&res.encode()), Ok(res.clone()));
+            // A state page taken as the agreed summary's: it is put together only if it holds
+            // every item and hashes to the summary's digest, and then adopting it conserves.
+            if let LedgerResponse::State(page) = res {
+                let mut assembly = StateAssembly::new(page.summary.clone());
+                if assembly.add(*page).is_ok() {
+                    if let Ok(state) = assembly.finish() {
+                        let mut replica = Replica::new([1; 32]);
+                        replica.adopt_agreed(state);
+                        replica.check_conservation().unwrap();
+                    }
+                }
+            }
         }
         assert!(io.position() as usize <= 4 + MAX_LEDGER_MESSAGE);
     });

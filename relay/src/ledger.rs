@@ -12,12 +12,16 @@
 //! by anyone. A relay that finds itself behind on an account (it refused for want of a
 //! debit or a credit) also catches itself up ([`catch_up`]): it asks the account's group
 //! for their views, takes the one `f + 1` agree on, fetches the certificates it lacks from
-//! members that agree, and applies them, each verified as any certificate is.
+//! members that agree, and applies them, each verified as any certificate is. When it
+//! missed more debits than a view lists, it adopts the account's state instead: the
+//! summary (seq, balance, digest of the whole) that `f + 1` members give alike, put
+//! together page by page from a member that gave it ([`kura_core::ledger::StateAssembly`]),
+//! then the credits it still lacks by certificate.
 
 use anyhow::{Context, Result};
 use kura_core::ledger::{
-    AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse,
-    Replica, Signed, SpendCap, TransferId,
+    AccountState, AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest,
+    LedgerResponse, Replica, Signed, SpendCap, StateAssembly, StateSummary, TransferId,
 };
 use kura_p2p::ledger::IdentitySigner;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -33,6 +37,8 @@ const DEBITED: u8 = 1;
 const CREDITED: u8 = 2;
 /// Applied as a credit, then as a debit (a replica serving both accounts).
 const BOTH: u8 = 3;
+/// An account's state adopted from its group (the entry is the state's encoding).
+const ADOPTED: u8 = 4;
 
 /// A mint nobody holds the key of: relays started without `--ledger-mint` mint nothing.
 pub const NO_MINT: Key = [0xff; 32];
@@ -120,6 +126,10 @@ impl Ledger {
         st.replica.set_now(unix_now());
         match req {
             LedgerRequest::Account(account) => LedgerResponse::Account(st.replica.view(&account)),
+            LedgerRequest::State { account, page } => match st.replica.state(&account).page(page) {
+                Some(p) => LedgerResponse::State(Box::new(p)),
+                None => LedgerResponse::refused(&LedgerError::Unknown),
+            },
             LedgerRequest::Certificate(id) => match self.certificate(&st, &id) {
                 Some(c) => LedgerResponse::Certificate(Box::new(c)),
                 None => LedgerResponse::refused(&LedgerError::Unknown),
@@ -198,18 +208,39 @@ impl Ledger {
         }
     }
 
+    /// Adopts `state`, which `f + 1` members of the account's group gave alike, if it is
+    /// further along than this replica's; durable when it returns `Ok(true)`.
+    pub fn adopt(&self, state: AccountState) -> Result<bool> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = state.encode();
+        if !st.replica.adopt_agreed(state) {
+            return Ok(false);
+        }
+        self.write_entry(&mut st, ADOPTED, &bytes, None)?;
+        Ok(true)
+    }
+
     fn write(&self, st: &mut State, what: u8, req: &LedgerRequest) -> Result<()> {
+        let applied = match req {
+            LedgerRequest::Apply(c) => Some(c.signed.transfer.id()),
+            _ => None,
+        };
+        self.write_entry(st, what, &req.encode(), applied)
+    }
+
+    /// Appends one entry; `applied`: the certificate it holds, indexed by transfer id.
+    fn write_entry(&self, st: &mut State, what: u8, body: &[u8], applied: Option<TransferId>) -> Result<()> {
         let Some(db) = &self.journal else { return Ok(()) };
         let mut bytes = vec![what];
-        bytes.extend(req.encode());
+        bytes.extend_from_slice(body);
         let w = db.begin_write()?;
         {
             let mut t = w.open_table(JOURNAL)?;
             t.insert(st.next, bytes.as_slice())?;
         }
         w.commit()?;
-        if let LedgerRequest::Apply(c) = req {
-            st.by_id.insert(c.signed.transfer.id(), st.next);
+        if let Some(id) = applied {
+            st.by_id.insert(id, st.next);
         }
         st.next += 1;
         Ok(())
@@ -261,6 +292,15 @@ fn unix_now() -> u64 {
 /// certificate it applied, if it is one.
 fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<TransferId> {
     let (&what, body) = bytes.split_first()?;
+    if what == ADOPTED {
+        match AccountState::decode(body) {
+            Ok(state) => {
+                r.adopt_agreed(state);
+            }
+            Err(_) => tracing::warn!("journal: an adopted state that does not decode was skipped"),
+        }
+        return None;
+    }
     let acked = |s: &Signed| s.transfer.from;
     match (what, LedgerRequest::decode(body)) {
         (ACKNOWLEDGED, Ok(LedgerRequest::Acknowledge(s))) => {
@@ -328,12 +368,23 @@ async fn catch_up_once(
     let Ok(agreed) = AccountView::agreed(views.iter().map(|(_, v)| v), group.tolerates() + 1) else {
         return "no-agreement";
     };
-    let wanted = ledger.view(&account).missing(&agreed);
-    if wanted.is_empty() {
-        return "level";
-    }
     let holders: Vec<libp2p::PeerId> =
         views.iter().filter(|(_, v)| v.agrees(&agreed)).map(|(p, _)| *p).collect();
+    let mut adopted = false;
+    if ledger.view(&account).needs_state(&agreed) {
+        match adopt_from(ledger, net, account, group.tolerates() + 1, &others).await {
+            Ok(true) => adopted = true,
+            Ok(false) => return "unadopted",
+            Err(e) => {
+                tracing::error!("ledger journal: {e:#}");
+                return "unadopted";
+            }
+        }
+    }
+    let wanted = ledger.view(&account).missing(&agreed);
+    if wanted.is_empty() {
+        return if adopted { "adopted" } else { "level" };
+    }
     // `relays` holds this one too.
     let group_of = |a: &Key| {
         kura_p2p::ledger::group_of(a, relays.iter().copied()).map(|(g, members)| (g, members.contains(&me)))
@@ -356,5 +407,57 @@ async fn catch_up_once(
             return "refused";
         }
     }
-    "done"
+    if adopted {
+        "adopted"
+    } else {
+        "done"
+    }
+}
+
+/// Adopts `account`'s state from `members`: the summary at least `need` of them give alike,
+/// the pages from the first of those whose pages hash to it. Whether it adopted.
+async fn adopt_from(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    account: Key,
+    need: usize,
+    members: &[libp2p::PeerId],
+) -> Result<bool> {
+    let mut firsts = Vec::new();
+    for p in members {
+        if let Ok(LedgerResponse::State(page)) =
+            net.ledger(*p, LedgerRequest::State { account, page: 0 }).await
+        {
+            if page.summary.account == account && page.page == 0 {
+                firsts.push((*p, *page));
+            }
+        }
+    }
+    let Some(agreed) = StateSummary::agreed(firsts.iter().map(|(_, p)| &p.summary), need) else {
+        return Ok(false);
+    };
+    'members: for (p, first) in firsts.into_iter().filter(|(_, f)| f.summary == agreed) {
+        let mut assembly = StateAssembly::new(agreed.clone());
+        let mut next = Some(first);
+        while let Some(n) = assembly.next_page() {
+            let page = match next.take() {
+                Some(page) => page,
+                None => match net.ledger(p, LedgerRequest::State { account, page: n }).await {
+                    Ok(LedgerResponse::State(page)) => *page,
+                    _ => continue 'members,
+                },
+            };
+            if assembly.add(page).is_err() {
+                tracing::debug!(peer = %p, "catch-up: a state page does not match the agreed summary");
+                continue 'members;
+            }
+        }
+        match assembly.finish() {
+            Ok(state) => return ledger.adopt(state),
+            Err(e) => {
+                tracing::debug!(peer = %p, "catch-up: a member's state does not hash to the agreed one: {e}")
+            }
+        }
+    }
+    Ok(false)
 }

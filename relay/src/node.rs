@@ -533,6 +533,7 @@ impl Node {
             LedgerResponse::Applied { .. } => "applied",
             LedgerResponse::Account(_) => "account",
             LedgerResponse::Certificate(_) => "certificate",
+            LedgerResponse::State(_) => "state",
             LedgerResponse::Refused { .. } => "refused",
         };
         self.shared.metrics.ledger(outcome);

@@ -199,51 +199,89 @@ fn twenty_relays_certify_concurrent_transfers_exactly_through_kills_replays_and_
     assert_eq!(balances(&client), want, "a replayed certificate changed a balance");
 
     // A replica that was down while an account moved catches itself up when it is handed a
-    // certificate it cannot apply yet (no wallet helps it here).
+    // certificate it cannot apply yet (no wallet helps it here): by the certificates it
+    // lacks when it missed three debits, by adopting the account's state from its group
+    // when it missed more than a view lists.
     let mover = &owners[5];
     let (_, members) = rt.block_on(wallet::group(&client, &mover.key())).unwrap();
-    let victim = (0..net.relays.len())
-        .find(|&i| !victims.contains(&i) && members.iter().any(|p| p.to_string() == net.relay(i).peer_id))
-        .unwrap();
-    let victim_peer = members.iter().find(|p| p.to_string() == net.relay(victim).peer_id).copied().unwrap();
-    net.kill9(victim);
-    let last = rt.block_on(async {
-        let mut last = None;
-        for _ in 0..3 {
-            last = Some(send(&client, mover, accounts[6], 1).await);
-        }
-        last.unwrap()
-    });
-    net.restart(victim);
-    let (behind_at, caught_up) = rt.block_on(async {
-        let agreed = wallet::view(&client, &mover.key()).await.unwrap();
-        // Straight to the restarted relay (on its new port).
+    let mut spared = victims.to_vec();
+    let mut adopter = None;
+    for (missed, kind) in [(3, "done"), (kura_core::ledger::MAX_LISTED_TRANSFERS + 4, "adopted")] {
+        let victim = (0..net.relays.len())
+            .find(|&i| !spared.contains(&i) && members.iter().any(|p| p.to_string() == net.relay(i).peer_id))
+            .unwrap();
+        spared.push(victim);
+        let victim_peer =
+            members.iter().find(|p| p.to_string() == net.relay(victim).peer_id).copied().unwrap();
+        net.kill9(victim);
+        let last = rt.block_on(async {
+            let mut last = None;
+            for _ in 0..missed {
+                last = Some(send(&client, mover, accounts[6], 1).await);
+            }
+            last.unwrap()
+        });
+        net.restart(victim);
+        adopter = Some((victim, victim_peer));
+        let (behind_at, caught_up) = rt.block_on(async {
+            let agreed = wallet::view(&client, &mover.key()).await.unwrap();
+            // Straight to the restarted relay (on its new port).
+            let addrs = kura_client::bootstrap::resolve(&[net.addrs[victim].clone()]).await.unwrap();
+            let direct = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+            let direct = &direct;
+            let view = || async move {
+                match direct.ledger(victim_peer, LedgerRequest::Account(mover.key())).await {
+                    Ok(LedgerResponse::Account(v)) => Some(v),
+                    _ => None,
+                }
+            };
+            let behind_at = view().await.map(|v| v.next_seq);
+            // Handed the latest certificate, which it cannot apply yet, until it has caught up.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if view().await.is_some_and(|v| v.agrees(&agreed)) {
+                    break (behind_at, true);
+                }
+                if Instant::now() > deadline {
+                    break (behind_at, false);
+                }
+                let _ = direct.ledger(victim_peer, LedgerRequest::Apply(Box::new(last.clone()))).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        eprintln!(
+            "a restarted replica {missed} debits behind (at seq {behind_at:?}) caught itself up: {caught_up}"
+        );
+        assert!(caught_up, "the restarted replica did not catch itself up from {missed} debits behind");
+        let metric = format!("kura_ledger_catch_ups_total{{kind=\"{kind}\"}}");
+        assert!(
+            net.relay(victim).metric(&metric).unwrap_or(0.0) >= 1.0,
+            "{metric} not counted by the restarted relay"
+        );
+    }
+    // The replica that adopted applies the account's next transfer with the others, and
+    // every balance is still exact.
+    let moved = 3 + kura_core::ledger::MAX_LISTED_TRANSFERS as i64 + 4 + 1;
+    let next = rt.block_on(send(&client, mover, accounts[6], 1));
+    let (victim, victim_peer) = adopter.unwrap();
+    let after = rt.block_on(async {
         let addrs = kura_client::bootstrap::resolve(&[net.addrs[victim].clone()]).await.unwrap();
         let direct = Network::connect(&addrs, NetConfig::default()).await.unwrap();
-        let direct = &direct;
-        let view = || async move {
-            match direct.ledger(victim_peer, LedgerRequest::Account(mover.key())).await {
-                Ok(LedgerResponse::Account(v)) => Some(v),
-                _ => None,
-            }
-        };
-        let behind_at = view().await.map(|v| v.next_seq);
-        // Handed the latest certificate, which it cannot apply yet, until it has caught up.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if view().await.is_some_and(|v| v.agrees(&agreed)) {
-                break (behind_at, true);
-            }
-            if Instant::now() > deadline {
-                break (behind_at, false);
-            }
-            let _ = direct.ledger(victim_peer, LedgerRequest::Apply(Box::new(last.clone()))).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        // The wallet hands the certificate to every member; the adopter applies it as a debit.
+        let _ = direct.ledger(victim_peer, LedgerRequest::Apply(Box::new(next.clone()))).await;
+        match direct.ledger(victim_peer, LedgerRequest::Account(mover.key())).await {
+            Ok(LedgerResponse::Account(v)) => v,
+            other => panic!("{other:?}"),
         }
     });
-    eprintln!("a restarted replica at seq {behind_at:?} caught itself up: {caught_up}");
-    assert!(caught_up, "the restarted replica did not catch itself up");
-    assert!(net.relay(victim).metric("kura_ledger_catch_ups_total{kind=\"done\"}").unwrap() >= 1.0);
+    let agreed = rt.block_on(wallet::view(&client, &mover.key())).unwrap();
+    assert!(
+        after.agrees(&agreed),
+        "the adopter is not level after the next transfer: {after:?} vs {agreed:?}"
+    );
+    *want.get_mut(&accounts[5]).unwrap() -= moved;
+    *want.get_mut(&accounts[6]).unwrap() += moved;
+    assert_eq!(balances(&client), want, "a balance is not exact after the catch-ups");
 
     // An owner signs two transfers for its next slot and sends them at once to the two
     // halves of its group, then each to the other half.
