@@ -518,14 +518,16 @@ pub enum LedgerError {
     Unknown,
     #[error("the account's spending cap is reached: {spent} of {cap} spent in this window")]
     CapReached { spent: u64, cap: u64 },
+    #[error("this replica is learning the account's state from its group; ask again")]
+    Joining,
 }
 
 impl LedgerError {
     /// Whether a refusal with wire code `code` means the replica lacks state it can be
-    /// handed (a debit it has not applied, a credit it does not hold), not that the
-    /// request is wrong.
+    /// handed (a debit it has not applied, a credit it does not hold, or the account's
+    /// state as its group holds it), not that the request is wrong.
     pub fn lacks_state(code: u16) -> bool {
-        code == 4 || code == 5
+        matches!(code, 4 | 5 | 13)
     }
 
     /// The error's number on the wire.
@@ -543,6 +545,7 @@ impl LedgerError {
             LedgerError::NotReplica => 10,
             LedgerError::Unknown => 11,
             LedgerError::CapReached { .. } => 12,
+            LedgerError::Joining => 13,
         }
     }
 }

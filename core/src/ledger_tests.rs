@@ -220,6 +220,15 @@ struct Sim {
     agree: bool,
     /// Honest replicas' refusals, by kind.
     refusals: BTreeMap<String, u64>,
+    /// Churn of the group: every so many steps an honest member leaves and a new one joins.
+    churn: Option<Churn>,
+}
+
+/// How the group churns, and what a new member does before it acknowledges anything.
+#[derive(Debug, Clone, Copy)]
+struct Churn {
+    every: u64,
+    joined: u64,
 }
 
 /// How a run went.
@@ -229,6 +238,8 @@ struct Outcome {
     certificates: usize,
     conflicts: u64,
     evidence_checked: u64,
+    /// Members replaced by churn.
+    joined: u64,
 }
 
 impl Sim {
@@ -273,7 +284,57 @@ impl Sim {
             evidence_checked: 0,
             agree: byzantine <= 5,
             refusals: BTreeMap::new(),
+            churn: None,
         }
+    }
+
+    /// An honest member leaves (its key leaves the group) and a new one joins. The new one
+    /// adopts each account's state as `f + 1` members give it alike (the Byzantine give an
+    /// inflated one, all alike), takes the credits members list that it lacks (by their
+    /// certificates, as a relay fetches them), and holds the transfer members report
+    /// acknowledged for an open slot by acknowledging it itself (the vote of the member that
+    /// left, kept: `a_new_member_holds_the_open_slot_its_group_acknowledged` shows why).
+    fn churn(&mut self) {
+        let Some(mut churn) = self.churn else { return };
+        let honest: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| matches!(self.nodes[i], Node::Honest(_))).collect();
+        let i = honest[self.rng.below(honest.len())];
+        churn.joined += 1;
+        self.churn = Some(churn);
+        let me = SimKey(key(5000 + churn.joined));
+        self.keys[i] = me;
+        self.group = Group::new(self.keys.iter().map(|k| k.0).collect(), self.group.quorum).unwrap();
+        let mut fresh = Replica::new(self.mint.0);
+        let accounts: Vec<Key> = self.owners.iter().map(|o| o.0).chain([self.mint.0]).collect();
+        for a in accounts {
+            let (mut states, mut pending) = (Vec::new(), Vec::new());
+            let mut credits: Vec<TransferId> = Vec::new();
+            for (j, n) in self.nodes.iter().enumerate() {
+                let Node::Honest(r) = n else { continue };
+                if j == i {
+                    continue;
+                }
+                states.push(r.state(&a));
+                credits.extend(r.state(&a).credits.iter().map(|c| c.0));
+                pending.extend(r.view(&a).pending.map(|p| *p));
+            }
+            let mut liar = states[0].clone();
+            liar.balance += 1_000_000;
+            let byzantine = self.nodes.iter().filter(|n| matches!(n, Node::Equivocator)).count();
+            states.extend(std::iter::repeat_n(liar, byzantine));
+            fresh.adopt(&states, self.group.tolerates() + 1);
+            for id in credits {
+                if let Some(c) = self.by_id.get(&id) {
+                    fresh.apply_verified_credit(c);
+                }
+            }
+            for p in pending {
+                let _ = fresh.acknowledge(&p, &me, &self.v);
+            }
+            assert_eq!(fresh.view(&a).balance, states[0].balance, "the liars' state was adopted");
+        }
+        fresh.check_conservation().unwrap();
+        self.nodes[i] = Node::Honest(Box::new(fresh));
     }
 
     /// Sends `s` to each node with probability `reach`; the acknowledgements that came back.
@@ -294,7 +355,8 @@ impl Sim {
                     Err(LedgerError::MissingDeps(ids)) => {
                         for id in ids {
                             if let Some(c) = self.by_id.get(&id) {
-                                let _ = r.apply_credit(c, &self.group, &self.v);
+                                // Fetched (verified when it was formed: the group churns).
+                                r.apply_verified_credit(c);
                             }
                         }
                         match r.acknowledge(s, &me, &self.v) {
@@ -326,6 +388,12 @@ impl Sim {
 
     /// Records a certificate formed; checks it against any other for its slot.
     fn certified(&mut self, c: Certificate) {
+        self.record(c, true);
+    }
+
+    /// Records a certificate formed (checked against any other for its slot); a withheld one
+    /// (`publish` false) is kept by its owner: not delivered, not gossiped.
+    fn record(&mut self, c: Certificate, publish: bool) {
         let t = &c.signed.transfer;
         let slot = (t.from, t.seq);
         let id = t.id();
@@ -349,8 +417,10 @@ impl Sim {
             self.evidence_checked += 1;
         }
         known.push(c.clone());
-        self.by_id.insert(id, c.clone());
-        self.all.push(c);
+        if publish {
+            self.by_id.insert(id, c.clone());
+            self.all.push(c);
+        }
     }
 
     /// Delivers `c` to each honest replica with probability `reach`, debit and credit, with
@@ -453,8 +523,15 @@ impl Sim {
                     for (signed, acks) in [(s.clone(), a), (twin, b)] {
                         if acks.len() >= self.group.quorum {
                             let c = Certificate { signed, acks };
-                            self.certified(c.clone());
-                            self.settle(o, &c);
+                            // Where the group churns, the owner may keep a certificate to
+                            // itself and sign another for the slot later, hoping the
+                            // members that acknowledged the first have left by then.
+                            if self.churn.is_some() && self.rng.chance(0.5) {
+                                self.record(c, false);
+                            } else {
+                                self.certified(c.clone());
+                                self.settle(o, &c);
+                            }
                         }
                     }
                     return;
@@ -546,6 +623,14 @@ impl Sim {
             if steps.is_multiple_of(2000) {
                 self.gossip();
             }
+            if let Some(c) = self.churn {
+                if steps.is_multiple_of(c.every) {
+                    // After gossip honest members agree, so a new member can adopt; slots
+                    // acknowledged and not certified stay open across the churn.
+                    self.gossip();
+                    self.churn();
+                }
+            }
         }
         self.gossip();
         eprintln!("refusals: {:?}", self.refusals);
@@ -554,6 +639,7 @@ impl Sim {
             certificates: self.all.len(),
             conflicts: self.conflicts,
             evidence_checked: self.evidence_checked,
+            joined: self.churn.map_or(0, |c| c.joined),
         }
     }
 }
@@ -581,6 +667,98 @@ fn at_most_f_byzantine_never_certify_two_transfers_for_one_slot() {
     }
     assert!(total.certificates > 1000, "{total:?}");
     eprintln!("{} transfer attempts, {} certificates, 0 conflicting", total.attempts, total.certificates);
+}
+
+/// The group churns: every 100 steps an honest member leaves and a new one joins, which
+/// adopts each account's state from `f + 1` alike members (refusing the Byzantine members'
+/// inflated one) and holds what members report acknowledged for an open slot. With f
+/// Byzantine, equivocating owners that also withhold certificates to try the slot again
+/// after churn: never two certificates for one slot, value conserved at every honest
+/// member after every delivery, honest members (new ones too) agree after gossip.
+#[test]
+fn a_churning_group_never_certifies_two_transfers_for_one_slot() {
+    let mut total = Outcome::default();
+    for seed in 0..6 {
+        let mut sim = Sim::new(100 + seed, 5, (seed % 2) as usize, 8);
+        sim.churn = Some(Churn { every: 100, joined: 0 });
+        let o = sim.run(attempts_per_seed(1_500));
+        assert_eq!(o.conflicts, 0, "seed {seed}: {o:?}");
+        eprintln!(
+            "seed {seed}: {} attempts, {} members replaced, {} certificates, 0 conflicting",
+            o.attempts, o.joined, o.certificates
+        );
+        total.attempts += o.attempts;
+        total.certificates += o.certificates;
+    }
+    assert!(total.certificates > 1000, "{total:?}");
+    eprintln!(
+        "{} transfer attempts with churn, {} certificates, 0 conflicting",
+        total.attempts, total.certificates
+    );
+}
+
+/// Why a new member holds the open slot. Sixteen members, five Byzantine (signing anything);
+/// an owner gets a certificate for `T1` from the five and six honest, and keeps it. One of
+/// those six leaves; a new member joins and adopts the account's state (the slot is open
+/// there: `T1` was never applied). The owner then asks everyone to acknowledge a twin `T2`.
+/// A new member that did not hold `T1` gives the eleventh acknowledgement: two certificates
+/// for one slot, each valid in the group it was formed in. One that holds `T1` refuses and
+/// takes the owner's two signatures as evidence: `T2` gets ten.
+#[test]
+fn a_new_member_holds_the_open_slot_its_group_acknowledged() {
+    let v = SimVerifier;
+    let mint = SimKey(key(1));
+    let owner = SimKey(key(2));
+    let byz: Vec<SimKey> = (0..5).map(|n| SimKey(key(100 + n))).collect();
+    let honest: Vec<SimKey> = (0..11).map(|n| SimKey(key(200 + n))).collect();
+    let newcomer = SimKey(key(300));
+    let group_of = |keys: &[SimKey]| Group::new(keys.iter().map(|k| k.0).collect(), 11).unwrap();
+    let old: Vec<SimKey> = byz.iter().chain(&honest).copied().collect();
+    let new: Vec<SimKey> = byz.iter().chain(&honest[1..]).chain([&newcomer]).copied().collect();
+    let (old_group, new_group) = (group_of(&old), group_of(&new));
+    let mut replicas: Vec<Replica> = (0..11).map(|_| Replica::new(mint.0)).collect();
+    let fund = transfer(mint.0, 1, owner.0, 100, vec![]).sign(&mint);
+    let fund = Certificate { acks: acks_by(&old, &fund), signed: fund };
+    for r in &mut replicas {
+        r.apply_credit(&fund, &old_group, &v).unwrap();
+    }
+    let fund_id = fund.signed.transfer.id();
+    let t1 = transfer(owner.0, 1, key(3), 60, vec![fund_id]).sign(&owner);
+    let t2 = transfer(owner.0, 1, key(4), 60, vec![fund_id]).sign(&owner);
+    let mut acks1 = acks_by(&byz, &t1);
+    for (r, k) in replicas.iter_mut().zip(&honest).take(6) {
+        acks1.push(r.acknowledge(&t1, k, &v).unwrap());
+    }
+    let c1 = Certificate { signed: t1.clone(), acks: acks1 };
+    assert!(c1.verify(&old_group, &v).is_ok());
+
+    for holds in [false, true] {
+        let mut members: Vec<Replica> = replicas[1..].to_vec();
+        let mut fresh = Replica::new(mint.0);
+        let states: Vec<AccountState> = members.iter().map(|r| r.state(&owner.0)).collect();
+        // Not further along (the slot is open everywhere): the credit comes by certificate.
+        assert!(!fresh.adopt(&states, 6));
+        fresh.apply_credit(&fund, &new_group, &v).unwrap();
+        if holds {
+            for p in members.iter().filter_map(|r| r.view(&owner.0).pending) {
+                let _ = fresh.acknowledge(&p, &newcomer, &v);
+            }
+        }
+        members.push(fresh);
+        let keys: Vec<SimKey> = honest[1..].iter().chain([&newcomer]).copied().collect();
+        let mut acks2 = acks_by(&byz, &t2);
+        for (r, k) in members.iter_mut().zip(&keys) {
+            if let Ok(a) = r.acknowledge(&t2, k, &v) {
+                acks2.push(a);
+            }
+        }
+        let c2 = Certificate { signed: t2.clone(), acks: acks2 };
+        let certified = c2.verify(&new_group, &v).is_ok();
+        assert_eq!(certified, !holds, "holding the open slot: {holds}");
+        if holds {
+            assert!(members.last().unwrap().is_banned(&owner.0), "the new member took no evidence");
+        }
+    }
 }
 
 /// With f + 1 Byzantine replicas an equivocating owner gets two certificates for one slot;

@@ -59,6 +59,10 @@ pub struct Ledger {
     state: Mutex<State>,
     /// Accounts this replica is catching up on, and when it last started on each.
     catching_up: Mutex<HashMap<Key, (std::time::Instant, bool)>>,
+    /// Accounts whose state this replica has checked with its group since it started (and
+    /// so holds what the group acknowledged for the open slot): it acknowledges transfers of
+    /// these only.
+    synced: Mutex<std::collections::HashSet<Key>>,
     journal: Option<Database>,
     signer: IdentitySigner,
 }
@@ -108,7 +112,13 @@ impl Ledger {
                 Some(db)
             }
         };
-        Ok(Self { state: Mutex::new(state), catching_up: Mutex::new(HashMap::new()), journal, signer })
+        Ok(Self {
+            state: Mutex::new(state),
+            catching_up: Mutex::new(HashMap::new()),
+            synced: Mutex::new(std::collections::HashSet::new()),
+            journal,
+            signer,
+        })
     }
 
     /// Answers one request. `group_of` gives an account's group as this relay sees it, and
@@ -138,24 +148,10 @@ impl Ledger {
                 if !group_of(&signed.transfer.from).is_some_and(|(_, member)| member) {
                     return LedgerResponse::refused(&LedgerError::NotReplica);
                 }
-                let first = st.replica.account(&signed.transfer.from).acked.is_none();
-                match st.replica.acknowledge(&signed, &self.signer, &Ed25519) {
-                    Ok(ack) => {
-                        if first {
-                            if let Err(e) =
-                                self.write(&mut st, ACKNOWLEDGED, &LedgerRequest::Acknowledge(signed))
-                            {
-                                tracing::error!("ledger journal: {e:#}");
-                                return LedgerResponse::Refused {
-                                    code: 0,
-                                    detail: "journal not written".into(),
-                                };
-                            }
-                        }
-                        LedgerResponse::Acked(ack)
-                    }
-                    Err(e) => LedgerResponse::refused(&e),
+                if !self.is_synced(&signed.transfer.from) {
+                    return LedgerResponse::refused(&LedgerError::Joining);
                 }
+                self.acknowledge(&mut st, signed)
             }
             LedgerRequest::Apply(cert) => {
                 let t = &cert.signed.transfer;
@@ -218,6 +214,46 @@ impl Ledger {
         }
         self.write_entry(&mut st, ADOPTED, &bytes, None)?;
         Ok(true)
+    }
+
+    /// Acknowledges `signed` if the rules allow, durably before the answer.
+    fn acknowledge(&self, st: &mut State, signed: Signed) -> LedgerResponse {
+        let first = st.replica.account(&signed.transfer.from).acked.is_none();
+        match st.replica.acknowledge(&signed, &self.signer, &Ed25519) {
+            Ok(ack) => {
+                if first {
+                    if let Err(e) = self.write(st, ACKNOWLEDGED, &LedgerRequest::Acknowledge(signed)) {
+                        tracing::error!("ledger journal: {e:#}");
+                        return LedgerResponse::Refused { code: 0, detail: "journal not written".into() };
+                    }
+                }
+                LedgerResponse::Acked(ack)
+            }
+            Err(e) => LedgerResponse::refused(&e),
+        }
+    }
+
+    fn is_synced(&self, account: &Key) -> bool {
+        self.synced.lock().unwrap_or_else(|p| p.into_inner()).contains(account)
+    }
+
+    /// Counts `account` as checked with its group: this replica acknowledges its transfers
+    /// from now on. [`catch_up`] calls it; a replica run alone (a benchmark) may too.
+    pub fn mark_synced(&self, account: Key) {
+        self.synced.lock().unwrap_or_else(|p| p.into_inner()).insert(account);
+    }
+
+    /// Holds `pending`, which a member of the account's group reported acknowledged for the
+    /// account's open slot: this replica acknowledges it (if the rules allow) and no other
+    /// transfer for the slot, keeping the vote of a member that left the group. Two
+    /// different ones reported for a slot are the owner's two signatures: evidence.
+    fn hold(&self, pending: Signed) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.transfer.seq == st.replica.account(&pending.transfer.from).next_seq {
+            if let LedgerResponse::Refused { detail, .. } = self.acknowledge(&mut st, pending) {
+                tracing::debug!("catch-up: a transfer reported pending was not held: {detail}");
+            }
+        }
     }
 
     fn write(&self, st: &mut State, what: u8, req: &LedgerRequest) -> Result<()> {
@@ -355,17 +391,52 @@ async fn catch_up_once(
     me: libp2p::PeerId,
     relays: &[libp2p::PeerId],
 ) -> &'static str {
+    let mut pending = Vec::new();
+    let outcome = level_with_group(ledger, net, account, me, relays, &mut pending).await;
+    if matches!(outcome, "level" | "done" | "adopted") {
+        for p in pending {
+            ledger.hold(p);
+        }
+        ledger.mark_synced(account);
+    }
+    outcome
+}
+
+/// Brings this replica level with its group on `account`; `pending` gets what members
+/// reported acknowledged for the account's open slot.
+async fn level_with_group(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    account: Key,
+    me: libp2p::PeerId,
+    relays: &[libp2p::PeerId],
+    pending: &mut Vec<Signed>,
+) -> &'static str {
     let Some((group, members)) = kura_p2p::ledger::group_of(&account, relays.iter().copied()) else {
         return "no-group";
     };
     let others: Vec<libp2p::PeerId> = members.into_iter().filter(|p| *p != me).collect();
-    let mut views = Vec::new();
-    for p in &others {
-        if let Ok(LedgerResponse::Account(v)) = net.ledger(*p, LedgerRequest::Account(account)).await {
-            views.push((*p, v));
-        }
+    let views: Vec<(libp2p::PeerId, AccountView)> = ask_all(net, &others, LedgerRequest::Account(account))
+        .await
+        .into_iter()
+        .filter_map(|(p, r)| match r {
+            LedgerResponse::Account(v) => Some((p, v)),
+            _ => None,
+        })
+        .collect();
+    // Answers from `q` others at least: then one of them acknowledged any transfer a quorum
+    // of the group did for the open slot (of the `q` that did, at most `f` are Byzantine
+    // and one may be the member this one replaced), so its `pending` is heard and held.
+    if views.len() < group.quorum.min(others.len()) {
+        return "too-few-answers";
     }
-    let Ok(agreed) = AccountView::agreed(views.iter().map(|(_, v)| v), group.tolerates() + 1) else {
+    pending.extend(views.iter().filter_map(|(_, v)| v.pending.as_deref().cloned()));
+    pending.sort_by_key(|s| s.transfer.id());
+    pending.dedup_by_key(|s| s.transfer.id());
+    // This replica's own view counts as one member's: agreeing with it is being level.
+    let mine = ledger.view(&account);
+    let all = views.iter().map(|(_, v)| v).chain([&mine]);
+    let Ok(agreed) = AccountView::agreed(all, group.tolerates() + 1) else {
         return "no-agreement";
     };
     let holders: Vec<libp2p::PeerId> =
@@ -414,6 +485,24 @@ async fn catch_up_once(
     }
 }
 
+/// Asks every one of `peers` at once; the answers that came.
+async fn ask_all(
+    net: &crate::repair::Sender,
+    peers: &[libp2p::PeerId],
+    req: LedgerRequest,
+) -> Vec<(libp2p::PeerId, LedgerResponse)> {
+    use futures::StreamExt;
+    futures::stream::iter(peers.iter().copied())
+        .map(|p| {
+            let req = req.clone();
+            async move { (p, net.ledger(p, req).await) }
+        })
+        .buffer_unordered(kura_core::ledger::REPLICAS)
+        .filter_map(|(p, r)| async move { r.ok().map(|r| (p, r)) })
+        .collect()
+        .await
+}
+
 /// Adopts `account`'s state from `members`: the summary at least `need` of them give alike,
 /// the pages from the first of those whose pages hash to it. Whether it adopted.
 async fn adopt_from(
@@ -423,16 +512,17 @@ async fn adopt_from(
     need: usize,
     members: &[libp2p::PeerId],
 ) -> Result<bool> {
-    let mut firsts = Vec::new();
-    for p in members {
-        if let Ok(LedgerResponse::State(page)) =
-            net.ledger(*p, LedgerRequest::State { account, page: 0 }).await
-        {
-            if page.summary.account == account && page.page == 0 {
-                firsts.push((*p, *page));
-            }
-        }
-    }
+    let firsts: Vec<(libp2p::PeerId, kura_core::ledger::StatePage)> =
+        ask_all(net, members, LedgerRequest::State { account, page: 0 })
+            .await
+            .into_iter()
+            .filter_map(|(p, r)| match r {
+                LedgerResponse::State(page) if page.summary.account == account && page.page == 0 => {
+                    Some((p, *page))
+                }
+                _ => None,
+            })
+            .collect();
     let Some(agreed) = StateSummary::agreed(firsts.iter().map(|(_, p)| &p.summary), need) else {
         return Ok(false);
     };
