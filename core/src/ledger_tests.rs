@@ -1064,3 +1064,77 @@ fn an_accounts_state_goes_over_in_checked_pages() {
     let got = AccountView::agreed([&adopted, &agreed_view, &adopted], 3).unwrap();
     assert_eq!(got.recent.len(), 16);
 }
+
+// proptest is a native-only dev-dependency.
+#[cfg(not(target_arch = "wasm32"))]
+mod overdraft {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any sequence of transfers between three funded accounts — any amount, naming any
+        /// subset of the credits the sender ever received (spent ones too), now and then at
+        /// a wrong seq — at a replica whose acknowledgement is a certificate: every account's
+        /// spendable stays what it received less what it sent (never below zero), a refused
+        /// transfer changes nothing, and value is conserved.
+        #[test]
+        fn no_sequence_of_transfers_overdraws(
+            ops in proptest::collection::vec((0usize..3, 1u64..250, any::<u8>(), 0u8..8), 1..80)
+        ) {
+            let v = SimVerifier;
+            let me = SimKey(key(77));
+            let group = Group::new(vec![me.0], 1).unwrap();
+            let mint = SimKey(key(1));
+            let owners: Vec<SimKey> = (0..3).map(|i| SimKey(key(10 + i))).collect();
+            let mut r = Replica::new(mint.0);
+            let mut received: Vec<Vec<TransferId>> = vec![Vec::new(); 3];
+            let mut model = [0u64; 3];
+            let certify = |r: &mut Replica, s: &Signed| -> Result<Certificate, LedgerError> {
+                let ack = r.acknowledge(s, &me, &v)?;
+                let c = Certificate { signed: s.clone(), acks: vec![ack] };
+                r.apply_credit(&c, &group, &v)?;
+                r.apply_debit(&c, &group, &v)?;
+                Ok(c)
+            };
+            for (i, o) in owners.iter().enumerate() {
+                let s = transfer(mint.0, i as u64 + 1, o.0, 100, vec![]).sign(&mint);
+                let c = certify(&mut r, &s).unwrap();
+                received[i].push(c.signed.transfer.id());
+                model[i] = 100;
+            }
+            for (from, amount, mask, wrong) in ops {
+                let to = (from + 1) % 3;
+                let deps: Vec<TransferId> = received[from]
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| mask & (1 << (j % 8)) != 0)
+                    .map(|(_, id)| *id)
+                    .take(MAX_DEPS)
+                    .collect();
+                let mut seq = r.account(&owners[from].0).next_seq;
+                if wrong == 0 {
+                    seq += 1;
+                }
+                let before = (r.account(&owners[from].0), r.account(&owners[to].0));
+                let s = transfer(owners[from].0, seq, owners[to].0, amount, deps).sign(&owners[from]);
+                match certify(&mut r, &s) {
+                    Ok(c) => {
+                        prop_assert!(model[from] >= amount, "overdraft certified: {} of {}", amount, model[from]);
+                        model[from] -= amount;
+                        model[to] += amount;
+                        received[to].push(c.signed.transfer.id());
+                    }
+                    Err(_) => {
+                        prop_assert_eq!(&before, &(r.account(&owners[from].0), r.account(&owners[to].0)));
+                    }
+                }
+                for (i, o) in owners.iter().enumerate() {
+                    prop_assert_eq!(r.account(&o.0).spendable(), model[i]);
+                }
+                r.check_conservation().map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+}
