@@ -8,6 +8,7 @@
 #      browser client's API (wasm-bindgen-test) against a local network of relays
 #   6. the known-answer vectors checked by an independent Python implementation
 #   7. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
+#   and, after the native tests, the simulator's scenarios at small sizes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -22,6 +23,12 @@ cargo clippy -q -p kura-client --target wasm32-unknown-unknown --lib --test brow
 
 log "native tests (with a churn soak of KURA_SOAK_SECONDS, default 120)"
 KURA_SOAK_SECONDS=${KURA_SOAK_SECONDS:-120} cargo test -q --workspace
+
+log "the simulator's small version (scripts/sim.sh runs the full one into docs/scale)"
+simdir=$(mktemp -d)
+cargo run -q -p kura-sim -- all --quick --out "$simdir"
+for t in lookups capture; do [ -s "$simdir/$t.md" ] && [ -s "$simdir/$t.csv" ]; done
+rm -rf "$simdir"
 
 log "kura-core tests in headless Chromium (wasm32)"
 # No -q here: cargo would pass --quiet on to wasm-bindgen-test-runner, which refuses it.

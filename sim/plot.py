@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Plots of the simulator's CSV tables: python3 sim/plot.py DIR (writes DIR/*.png)."""
+import csv, os, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+out = sys.argv[1]
+
+def rows(name):
+    with open(os.path.join(out, name)) as f:
+        return list(csv.DictReader(f))
+
+lk = rows("lookups.csv")
+fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
+for down in sorted({r["down"] for r in lk}):
+    rs = [r for r in lk if r["down"] == down]
+    n = [int(r["relays"]) for r in rs]
+    label = f"{float(down) * 100:.0f}% down"
+    ax[0].plot(n, [float(r["hops_mean"]) for r in rs], "o-", label=label)
+    ax[1].plot(n, [float(r["messages_mean"]) for r in rs], "o-", label=label)
+    ax[2].plot(n, [float(r["ms_p50"]) for r in rs], "o-", label=label + " p50")
+    ax[2].plot(n, [float(r["ms_p99"]) for r in rs], "x--", label=label + " p99")
+for a, t in zip(ax, ["hops (mean)", "messages per lookup (mean)", "lookup time (ms)"]):
+    a.set_xscale("log"); a.set_xlabel("relays"); a.set_title(t); a.grid(alpha=0.3); a.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(os.path.join(out, "lookups.png"), dpi=110)
+
+cp = [r for r in rows("capture.csv") if r["fraction"] != "keys"]
+fig, ax = plt.subplots(figsize=(7, 4.2))
+for g in dict.fromkeys(r["group"] for r in cp):
+    rs = [r for r in cp if r["group"] == g]
+    f = [float(r["fraction"]) * 100 for r in rs]
+    seen = [(x, float(r["simulated"])) for x, r in zip(f, rs) if float(r["simulated"]) > 0]
+    line, = ax.plot([x for x, _ in seen], [y for _, y in seen], "o", label=g + " (simulated; none seen: no point)")
+    law = [(x, float(r["binomial"])) for x, r in zip(f, rs) if float(r["binomial"]) >= 1e-9]
+    ax.plot([x for x, _ in law], [y for _, y in law], "-", color=line.get_color(), alpha=0.6)
+ax.set_yscale("log"); ax.set_xlabel("adversary's share of relays (%), random ids")
+ax.set_ylabel("share of groups captured"); ax.grid(alpha=0.3); ax.legend(fontsize=7)
+ax.set_title("Close groups captured (points: simulated; lines: binomial law)")
+fig.tight_layout()
+fig.savefig(os.path.join(out, "capture.png"), dpi=110)
+print("plots written to", out)

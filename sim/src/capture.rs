@@ -1,0 +1,135 @@
+//! Close groups under an adversary. A stripe's shards go to the `n` relays closest to its
+//! key and an account's ledger replicas are the 16 closest to it; an adversary holding
+//! enough of one group can lose a stripe (more than `m` of its `n` shards, dropped) or break
+//! the ledger's safety for an account (more than `f = 5` of 16 replicas). With ids that are
+//! random (the SHA-256 of a fresh key) the adversary's share of any group follows the
+//! binomial law of its share of relays; with ids it **grinds** (makes keys until one lands
+//! near a chosen target) it needs only as many relays as the group has seats, and the work
+//! to grind them is measured here with real ed25519 keys.
+
+use crate::population::{key_of_public, random_key, Population};
+use kura_core::placement::DhtKey;
+use kura_core::testdata::XorShift;
+
+/// A group an adversary may try to capture: its size, and how many seats capture it.
+#[derive(Debug, Clone, Copy)]
+pub struct Group {
+    pub name: &'static str,
+    pub size: usize,
+    pub seats: usize,
+}
+
+/// The groups Kura has: a stripe of `k = 4, m = 2` (three shards dropped lose it; all six
+/// held is the whole group), an account's ledger replicas (six of sixteen break safety);
+/// and wider stripes for comparison (`m + 1` of `k + m` lose them).
+pub const GROUPS: [Group; 5] = [
+    Group { name: "stripe 4+2: 3 of 6 shards (lost if dropped)", size: 6, seats: 3 },
+    Group { name: "stripe 4+2: all 6 shards", size: 6, seats: 6 },
+    Group { name: "ledger: 6 of 16 replicas (> f)", size: 16, seats: 6 },
+    Group { name: "stripe 8+4: 5 of 12 shards", size: 12, seats: 5 },
+    Group { name: "stripe 10+10: 11 of 20 shards", size: 20, seats: 11 },
+];
+
+/// `P(X ≥ seats)` for `X ~ Binomial(size, p)`.
+pub fn binomial_tail(size: usize, seats: usize, p: f64) -> f64 {
+    let mut total = 0.0;
+    for x in seats..=size {
+        let mut c = 1.0;
+        for i in 0..x {
+            c = c * (size - i) as f64 / (i + 1) as f64;
+        }
+        total += c * p.powi(x as i32) * (1.0 - p).powi((size - x) as i32);
+    }
+    total
+}
+
+/// With a random `fraction` of `p`'s relays the adversary's (random ids), the share of
+/// `targets` random keys whose group it captures.
+pub fn random_ids(p: &mut Population, fraction: f64, g: Group, targets: usize, rng: &mut XorShift) -> f64 {
+    for a in &mut p.adversary {
+        *a = rng.chance(fraction);
+    }
+    let mut captured = 0;
+    for _ in 0..targets {
+        let t = random_key(rng);
+        let group = p.closest(&t, g.size, |_| true);
+        if group.iter().filter(|&&i| p.adversary[i]).count() >= g.seats {
+            captured += 1;
+        }
+    }
+    captured as f64 / targets as f64
+}
+
+/// What grinding cost: ed25519 keys made until `seats` of them sat closer to `target` than
+/// the honest relay that would otherwise hold seat `size − seats` (so the group of `size`
+/// then holds them all).
+#[derive(Debug, Clone, Copy)]
+pub struct Grind {
+    pub keys_made: u64,
+    pub seconds: f64,
+}
+
+/// Grinds `g.seats` ids into the group of `target` among the honest relays `p`.
+pub fn grind(p: &Population, target: &DhtKey, g: Group, rng: &mut XorShift) -> Grind {
+    let honest = p.closest(target, g.size, |_| true);
+    let bar = target.distance(&p.keys[honest[g.size - g.seats]]);
+    let start = std::time::Instant::now();
+    let (mut made, mut placed) = (0u64, 0);
+    while placed < g.seats {
+        let mut seed = [0u8; 32];
+        for c in seed.chunks_mut(8) {
+            c.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        let public = kura_core::ledger::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        made += 1;
+        if target.distance(&key_of_public(&public)) < bar {
+            placed += 1;
+        }
+    }
+    Grind { keys_made: made, seconds: start.elapsed().as_secs_f64() }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_capture_groups_as_the_binomial_law_says() {
+        let mut rng = XorShift(3);
+        let mut p = Population::random(20_000, &mut rng);
+        for (fraction, g) in [(0.2, GROUPS[0]), (0.3, GROUPS[2])] {
+            let got = random_ids(&mut p, fraction, g, 4000, &mut rng);
+            let want = binomial_tail(g.size, g.seats, fraction);
+            // Four thousand targets: a few standard errors.
+            let se = (want * (1.0 - want) / 4000.0).sqrt();
+            assert!((got - want).abs() < 4.0 * se + 0.002, "{}: {got} vs {want}", g.name);
+        }
+        assert!((binomial_tail(6, 6, 0.5) - 1.0 / 64.0).abs() < 1e-12);
+        assert!((binomial_tail(16, 0, 0.3) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ground_ids_take_a_group_for_about_n_over_seats_keys_each() {
+        let mut rng = XorShift(9);
+        let p = Population::random(2000, &mut rng);
+        let g = GROUPS[0];
+        let mut made = 0;
+        let runs = 10;
+        for _ in 0..runs {
+            let t = random_key(&mut rng);
+            let r = grind(&p, &t, g, &mut rng);
+            made += r.keys_made;
+            // The ground keys land in the group: check with the population grown by them is
+            // what `grind` promises, by its bar.
+            assert!(r.keys_made >= g.seats as u64);
+        }
+        // Each seat needs about N / (size − seats + 1) keys.
+        let per_seat = made as f64 / (runs * g.seats) as f64;
+        let expect = 2000.0 / (g.size - g.seats + 1) as f64;
+        assert!(
+            per_seat > expect / 3.0 && per_seat < expect * 3.0,
+            "{per_seat} keys per seat, about {expect} expected"
+        );
+    }
+}

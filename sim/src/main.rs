@@ -1,0 +1,250 @@
+//! `kura-sim`: Kura's scale scenarios, deterministic by seed. `kura-sim all --out DIR` runs
+//! them all and writes Markdown tables and CSV there (`scripts/sim.sh` adds the plots).
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use kura_core::testdata::XorShift;
+use kura_sim::capture::{self, GROUPS};
+use kura_sim::kad::{self, Tables, K};
+use kura_sim::population::{random_key, Population};
+use kura_sim::{mean, peak_rss_mib, quantile};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Kura at scale: deterministic simulations over kura-core's rules")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Lookup hops, messages and time versus the number of relays.
+    Lookups {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 500)]
+        lookups: usize,
+        /// Share of relays down (their table entries stay, and time out when asked).
+        #[arg(long, default_value_t = 0.0)]
+        dead: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Close groups captured by an adversary with random ids, and the work to grind ids.
+    Capture {
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20_000)]
+        targets: usize,
+        #[arg(long, default_value_t = 3)]
+        grinds: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Every scenario; tables to `--out`.
+    All {
+        #[arg(long)]
+        out: PathBuf,
+        /// Sizes for the lookup scenarios.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        nodes: Vec<usize>,
+        /// Small sizes, for a quick check.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// One row of the lookup table.
+struct LookupRow {
+    nodes: usize,
+    dead: f64,
+    build_s: f64,
+    run_s: f64,
+    entries: usize,
+    rss_mib: f64,
+    hops_mean: f64,
+    hops_p99: f64,
+    msgs_mean: f64,
+    msgs_p99: f64,
+    ms_p50: f64,
+    ms_p99: f64,
+    found: f64,
+    timeouts: f64,
+}
+
+fn lookups(nodes: usize, count: usize, dead: f64, seed: u64) -> LookupRow {
+    let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let start = Instant::now();
+    let mut p = Population::random(nodes, &mut rng);
+    let t = Tables::build(&p, &mut rng);
+    let build_s = start.elapsed().as_secs_f64();
+    p.kill(dead, &mut rng);
+    let start = Instant::now();
+    let (mut hops, mut msgs, mut ms, mut found, mut timeouts) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..count {
+        let from = loop {
+            let f = rng.below(p.len());
+            if p.up[f] {
+                break f;
+            }
+        };
+        let l = kad::lookup(&p, &t, from, &random_key(&mut rng));
+        hops.push(l.hops as f64);
+        msgs.push(l.messages as f64);
+        ms.push(l.ms);
+        found.push(l.found_of_k as f64);
+        timeouts.push(l.timeouts as f64);
+    }
+    LookupRow {
+        nodes: p.len(),
+        dead,
+        build_s,
+        run_s: start.elapsed().as_secs_f64(),
+        entries: t.len(),
+        rss_mib: peak_rss_mib(),
+        hops_mean: mean(&hops),
+        hops_p99: quantile(&mut hops, 0.99),
+        msgs_mean: mean(&msgs),
+        msgs_p99: quantile(&mut msgs, 0.99),
+        ms_p50: quantile(&mut ms.clone(), 0.5),
+        ms_p99: quantile(&mut ms, 0.99),
+        found: mean(&found),
+        timeouts: mean(&timeouts),
+    }
+}
+
+fn lookup_table(rows: &[LookupRow], count: usize) -> (String, String) {
+    let mut md = format!(
+        "| relays | down | hops mean | hops p99 | messages mean | messages p99 | time p50 | time p99 | found of {K} closest | timeouts | tables (entries) | build | {count} lookups | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut csv = String::from("relays,down,hops_mean,hops_p99,messages_mean,messages_p99,ms_p50,ms_p99,found_of_k,timeouts,entries,build_s,run_s,rss_mib\n");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0}% | {:.2} | {:.0} | {:.1} | {:.0} | {:.0} ms | {:.0} ms | {:.2} | {:.2} | {} | {:.1} s | {:.1} s | {:.0} MiB |",
+            r.nodes, r.dead * 100.0, r.hops_mean, r.hops_p99, r.msgs_mean, r.msgs_p99, r.ms_p50, r.ms_p99, r.found, r.timeouts, r.entries, r.build_s, r.run_s, r.rss_mib
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{:.3},{},{:.2},{},{:.1},{:.1},{:.3},{:.3},{},{:.2},{:.2},{:.0}",
+            r.nodes,
+            r.dead,
+            r.hops_mean,
+            r.hops_p99,
+            r.msgs_mean,
+            r.msgs_p99,
+            r.ms_p50,
+            r.ms_p99,
+            r.found,
+            r.timeouts,
+            r.entries,
+            r.build_s,
+            r.run_s,
+            r.rss_mib
+        );
+    }
+    (md, csv)
+}
+
+const FRACTIONS: [f64; 6] = [0.01, 0.05, 0.10, 0.20, 0.25, 0.33];
+
+fn capture_tables(nodes: usize, targets: usize, grinds: usize, seed: u64) -> (String, String) {
+    let mut rng = XorShift(seed.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) | 1);
+    let mut p = Population::random(nodes, &mut rng);
+    let mut md = format!(
+        "Random ids: share of {targets} random keys whose group the adversary captures, with a share of the {} relays (simulated / binomial law).\n\n| group | {} |\n|---|{}\n",
+        p.len(),
+        FRACTIONS.iter().map(|f| format!("{:.0}%", f * 100.0)).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(FRACTIONS.len())
+    );
+    let mut csv = String::from("group,fraction,simulated,binomial\n");
+    for g in GROUPS {
+        let mut cells = Vec::new();
+        for f in FRACTIONS {
+            let got = capture::random_ids(&mut p, f, g, targets, &mut rng);
+            let law = capture::binomial_tail(g.size, g.seats, f);
+            cells.push(format!("{} / {}", fmt_p(got), fmt_p(law)));
+            let _ = writeln!(csv, "\"{}\",{f},{got},{law}", g.name);
+        }
+        let _ = writeln!(md, "| {} | {} |", g.name, cells.join(" | "));
+    }
+    for a in &mut p.adversary {
+        *a = false;
+    }
+    let _ = writeln!(
+        md,
+        "\nGround ids: to take a chosen key's group the adversary needs only as many relays as seats; the work is making ed25519 keys until each relay's id lands close enough (real keys, this machine, one core; mean of {grinds} targets).\n\n| group | relays needed | keys made | time |\n|---|---|---|---|"
+    );
+    for g in GROUPS {
+        let (mut made, mut secs) = (0u64, 0.0);
+        for _ in 0..grinds {
+            let r = capture::grind(&p, &random_key(&mut rng), g, &mut rng);
+            made += r.keys_made;
+            secs += r.seconds;
+        }
+        let n = grinds.max(1) as f64;
+        let _ = writeln!(md, "| {} | {} | {:.0} | {:.2} s |", g.name, g.seats, made as f64 / n, secs / n);
+        let _ = writeln!(csv, "\"{} (ground)\",keys,{},{}", g.name, made as f64 / n, secs / n);
+    }
+    (md, csv)
+}
+
+fn fmt_p(p: f64) -> String {
+    if p == 0.0 {
+        "0".into()
+    } else if p >= 0.01 {
+        format!("{:.1}%", p * 100.0)
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Lookups { nodes, lookups: count, dead, seed } => {
+            let rows: Vec<LookupRow> = nodes.iter().map(|&n| lookups(n, count, dead, seed)).collect();
+            print!("{}", lookup_table(&rows, count).0);
+        }
+        Cmd::Capture { nodes, targets, grinds, seed } => {
+            print!("{}", capture_tables(nodes, targets, grinds, seed).0);
+        }
+        Cmd::All { out, nodes, quick, seed } => {
+            std::fs::create_dir_all(&out)?;
+            let nodes = if quick { vec![500, 2000] } else { nodes };
+            let count = if quick { 100 } else { 1000 };
+            let mut rows = Vec::new();
+            for &n in &nodes {
+                for dead in [0.0, 0.2] {
+                    let r = lookups(n, count, dead, seed);
+                    eprintln!("lookups: {} relays, {:.0}% down: hops {:.2}, {:.1} messages, p50 {:.0} ms, found {:.2} of {K} ({:.1} s + {:.1} s, {:.0} MiB)", r.nodes, dead * 100.0, r.hops_mean, r.msgs_mean, r.ms_p50, r.found, r.build_s, r.run_s, r.rss_mib);
+                    rows.push(r);
+                }
+            }
+            let (md, csv) = lookup_table(&rows, count);
+            let cmd = format!(
+                "kura-sim all --out {} --seed {seed}{}",
+                out.display(),
+                if quick { " --quick" } else { "" }
+            );
+            std::fs::write(
+                out.join("lookups.md"),
+                format!("# Lookups versus relays\n\n`{cmd}` (iterative Kademlia, K = {K}, α = {}, one-way latency 5–140 ms between five regions, 1 s timeout for a relay that is down; peak RSS is the whole process so far).\n\n{md}", kad::ALPHA),
+            )?;
+            std::fs::write(out.join("lookups.csv"), csv)?;
+            let (cn, targets) = if quick { (2000, 2000) } else { (100_000, 20_000) };
+            let (md, csv) = capture_tables(cn, targets, if quick { 1 } else { 3 }, seed);
+            std::fs::write(
+                out.join("capture.md"),
+                format!("# Close groups under an adversary\n\n`{cmd}`\n\n{md}"),
+            )?;
+            std::fs::write(out.join("capture.csv"), csv)?;
+            eprintln!("tables written to {}", out.display());
+        }
+    }
+    Ok(())
+}
