@@ -41,3 +41,22 @@ ax.set_title("Close groups captured (points: simulated; lines: binomial law)")
 fig.tight_layout()
 fig.savefig(os.path.join(out, "capture.png"), dpi=110)
 print("plots written to", out)
+
+du = rows("durability.csv")
+fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+for prof in dict.fromkeys(r["profile"] for r in du):
+    for code in dict.fromkeys((r["k"], r["m"]) for r in du):
+        rs = [r for r in du if r["profile"] == prof and (r["k"], r["m"]) == code]
+        g = [max(float(r["grace_h"]), 0.1) for r in rs]
+        label = f"{prof} {code[0]}+{code[1]}"
+        ax[0].plot(g, [float(r["moved_per_stored_year"]) for r in rs], "o-", label=label)
+        ax[1].plot(g, [max(float(r["lost_per_year"]), 1e-4) for r in rs], "o-", label=label)
+ax[0].set_title("shards read for repair per shard stored, per year")
+ax[1].set_title("share of stripes lost per year (floor 1e-4: none seen)")
+for a in ax:
+    a.set_xscale("log"); a.set_yscale("log"); a.grid(alpha=0.3)
+    a.set_xlabel("grace before repairing around a member that is down (h; 0.1 = seconds)")
+ax[0].legend(fontsize=6, ncol=2)
+fig.tight_layout()
+fig.savefig(os.path.join(out, "durability.png"), dpi=110)
+print("durability plot written")

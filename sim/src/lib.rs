@@ -6,6 +6,7 @@
 //! result. `scripts/sim.sh` runs every scenario and writes `docs/scale/`.
 
 pub mod capture;
+pub mod durability;
 pub mod kad;
 pub mod population;
 

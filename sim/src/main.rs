@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use kura_core::testdata::XorShift;
 use kura_sim::capture::{self, GROUPS};
+use kura_sim::durability::{self, PROFILES};
 use kura_sim::kad::{self, Tables, K};
 use kura_sim::population::{random_key, Population};
 use kura_sim::{mean, peak_rss_mib, quantile};
@@ -41,6 +42,17 @@ enum Cmd {
         targets: usize,
         #[arg(long, default_value_t = 3)]
         grinds: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Durability and repair traffic under churn, decided by kura-core's repair rule.
+    Durability {
+        #[arg(long, default_value_t = 1000)]
+        relays: usize,
+        #[arg(long, default_value_t = 2000)]
+        stripes: usize,
+        #[arg(long, default_value_t = 90.0)]
+        days: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -120,7 +132,7 @@ fn lookups(nodes: usize, count: usize, dead: f64, seed: u64) -> LookupRow {
 
 fn lookup_table(rows: &[LookupRow], count: usize) -> (String, String) {
     let mut md = format!(
-        "| relays | down | hops mean | hops p99 | messages mean | messages p99 | time p50 | time p99 | found of {K} closest | timeouts | tables (entries) | build | {count} lookups | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| relays | down | hops mean | hops p99 | messages mean | messages p99 | time p50 | time p99 | found of {K} closest | timeouts | tables (entries) | build | {count} lookups | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     let mut csv = String::from("relays,down,hops_mean,hops_p99,messages_mean,messages_p99,ms_p50,ms_p99,found_of_k,timeouts,entries,build_s,run_s,rss_mib\n");
     for r in rows {
@@ -194,6 +206,62 @@ fn capture_tables(nodes: usize, targets: usize, grinds: usize, seed: u64) -> (St
     (md, csv)
 }
 
+/// How long a member may be down before the group repairs around it: Kura's relays today
+/// (seconds: one tick here), two hours, a day.
+const GRACES: [f64; 3] = [0.0, 2.0, 24.0];
+
+fn grace_label(h: f64) -> String {
+    if h == 0.0 {
+        "seconds (Kura today)".into()
+    } else {
+        format!("{h} h")
+    }
+}
+
+/// Codes compared for durability: Kura's default and two wider ones.
+const CODES: [(usize, usize); 3] = [(4, 2), (8, 4), (10, 10)];
+
+fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, seed: u64) -> (String, String) {
+    let mut md = format!(
+        "{relays} relays, {stripes} stripes of each code, {days} days in ticks of {tick_min} minutes; repairs decided by `kura_core::repair::plan_group` each tick for every stripe whose relays changed.\n\n| relays | up (share of time) | code | a member down counts as gone after | rebuilds | handovers | copies dropped | shards read per shard stored per year | stripes unavailable (share of time) | stripes lost per year | a 100-stripe file lost per year | plans | run |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut csv = String::from("profile,k,m,grace_h,rebuilds,handovers,drops,moved_per_stored_year,unavailable,lost_per_year,up_share,departures\n");
+    for p in PROFILES {
+        for (k, m) in CODES {
+            for grace_h in GRACES {
+                let c =
+                    durability::Config { relays, stripes, k, m, days, tick_min, profile: p, seed, grace_h };
+                let start = Instant::now();
+                let o = durability::run(&c);
+                let secs = start.elapsed().as_secs_f64();
+                let lost = o.lost_per_year(&c);
+                let file = 1.0 - (1.0 - lost.min(1.0)).powi(100);
+                eprintln!("durability: {} {k}+{m}, grace {grace_h} h: {} rebuilds, {:.1} shards read per stored per year, {} lost ({secs:.1} s)", p.name, o.rebuilds, o.moved_per_stored_year(&c), o.lost);
+                let _ = writeln!(
+                md,
+                "| {} (up: Weibull {}, scale {} h; down {} h; lifetime {} d) | {:.1}% | {k}+{m} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {secs:.1} s |",
+                p.name, p.shape, p.up_scale_h, p.down_mean_h, p.lifetime_days, o.up_share * 100.0, grace_label(grace_h), o.rebuilds, o.handovers, o.drops,
+                o.moved_per_stored_year(&c), fmt_p(o.unavailable), fmt_p(lost), fmt_p(file), o.plans
+            );
+                let _ = writeln!(
+                    csv,
+                    "{},{k},{m},{grace_h},{},{},{},{:.3},{:.6},{:.6},{:.4},{}",
+                    p.name,
+                    o.rebuilds,
+                    o.handovers,
+                    o.drops,
+                    o.moved_per_stored_year(&c),
+                    o.unavailable,
+                    lost,
+                    o.up_share,
+                    o.departures
+                );
+            }
+        }
+    }
+    (md, csv)
+}
+
 fn fmt_p(p: f64) -> String {
     if p == 0.0 {
         "0".into()
@@ -212,6 +280,9 @@ fn main() -> Result<()> {
         }
         Cmd::Capture { nodes, targets, grinds, seed } => {
             print!("{}", capture_tables(nodes, targets, grinds, seed).0);
+        }
+        Cmd::Durability { relays, stripes, days, seed } => {
+            print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
         Cmd::All { out, nodes, quick, seed } => {
             std::fs::create_dir_all(&out)?;
@@ -243,6 +314,13 @@ fn main() -> Result<()> {
                 format!("# Close groups under an adversary\n\n`{cmd}`\n\n{md}"),
             )?;
             std::fs::write(out.join("capture.csv"), csv)?;
+            let (relays, stripes, days) = if quick { (300, 200, 10.0) } else { (1000, 2000, 90.0) };
+            let (md, csv) = durability_tables(relays, stripes, days, 30.0, seed);
+            std::fs::write(
+                out.join("durability.md"),
+                format!("# Durability and repair traffic under churn\n\n`{cmd}`\n\n{md}\nA rebuild reads `k` shards, a handover one. Stripes start whole; a relay that leaves for good takes its disk and is replaced by an empty one at a random point (candidate lists are recomputed daily).\n"),
+            )?;
+            std::fs::write(out.join("durability.csv"), csv)?;
             eprintln!("tables written to {}", out.display());
         }
     }

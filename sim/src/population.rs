@@ -95,15 +95,19 @@ impl Population {
     /// The `r` relays closest to `target` among those `keep` accepts, closest first: they
     /// lie in the smallest prefix range around `target` that holds `r` accepted relays.
     pub fn closest(&self, target: &DhtKey, r: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
-        let mut bits = 256;
-        let range = loop {
-            let range = self.prefix_range(target, bits);
-            if bits == 0 || range.clone().filter(|&i| keep(i)).count() >= r {
-                break range;
+        // The longest prefix whose range still holds `r` accepted relays (the count only
+        // falls as the prefix grows): a binary search over its length.
+        let enough = |bits: usize| self.prefix_range(target, bits).filter(|&i| keep(i)).count() >= r;
+        let (mut lo, mut hi) = (0usize, 256usize);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if enough(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
             }
-            bits -= 1;
-        };
-        let mut v: Vec<usize> = range.filter(|&i| keep(i)).collect();
+        }
+        let mut v: Vec<usize> = self.prefix_range(target, lo).filter(|&i| keep(i)).collect();
         v.sort_by_key(|&i| target.distance(&self.keys[i]));
         v.truncate(r);
         v
