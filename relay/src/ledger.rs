@@ -149,6 +149,11 @@ impl Ledger {
                     return LedgerResponse::refused(&LedgerError::NotReplica);
                 }
                 if !self.is_synced(&signed.transfer.from) {
+                    // Only a transfer its owner signed sets off a catch-up (fifteen requests
+                    // to the group): a stranger's garbage costs one check and no traffic.
+                    if !signed.verify(&Ed25519) {
+                        return LedgerResponse::refused(&LedgerError::BadSignature);
+                    }
                     return LedgerResponse::refused(&LedgerError::Joining);
                 }
                 self.acknowledge(&mut st, signed)

@@ -345,6 +345,49 @@ fn twenty_relays_certify_concurrent_transfers_exactly_through_kills_replays_and_
     eprintln!("the equivocating owner's next transfer: {refused:?}");
     assert!(refused.is_some_and(|r| r.contains("banned")));
 
+    // A relay that has not checked an account with its group refuses to acknowledge for it
+    // ("joining", code 13) and catches up; a stranger's transfer with a bad signature is
+    // refused as such and sets nothing off. Once caught up, the owner's transfer meets the
+    // ordinary rules (an empty account: an overdraft).
+    let fresh = key(999);
+    let (_, members) = rt.block_on(wallet::group(&client, &fresh.key())).unwrap();
+    let (relay, peer) = members
+        .iter()
+        .find_map(|p| {
+            (0..net.relays.len())
+                .find(|&i| !spared.contains(&i) && net.relay(i).peer_id == p.to_string())
+                .map(|i| (i, *p))
+        })
+        .unwrap();
+    let metric = |kind: &str| net.relay(relay).metric(&format!("kura_ledger_catch_ups_total{{kind=\"{kind}\"}}"));
+    let level_before = metric("level").unwrap_or(0.0);
+    let t = Transfer { from: fresh.key(), seq: 1, to: accounts[0], amount: 1, deps: vec![], memo: vec![] };
+    let mut forged = t.clone().sign(&fresh);
+    forged.sig[0] ^= 1;
+    let codes = rt.block_on(async {
+        let ask = |s: kura_core::ledger::Signed| {
+            let client = &client;
+            async move {
+                match client.ledger(peer, LedgerRequest::Acknowledge(s)).await.unwrap() {
+                    LedgerResponse::Refused { code, .. } => code,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let garbage = ask(forged).await;
+        let first = ask(t.clone().sign(&fresh)).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut later = first;
+        while later == first && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            later = ask(t.clone().sign(&fresh)).await;
+        }
+        (garbage, first, later)
+    });
+    eprintln!("a fresh account at an unchecked relay: bad signature {}, first {}, later {}", codes.0, codes.1, codes.2);
+    assert_eq!(codes, (2, 13, 7), "(bad signature, joining, overdraft) expected");
+    assert_eq!(metric("level").unwrap_or(0.0), level_before + 1.0, "one catch-up, for the owner's transfer only");
+
     let mut l = latencies.into_inner().unwrap();
     l.sort();
     let pct = |p: f64| l[((l.len() - 1) as f64 * p) as usize];
