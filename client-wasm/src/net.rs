@@ -487,7 +487,8 @@ impl Task for Driver {
                     Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, false),
                 };
                 let mut found = Vec::with_capacity(peers.len());
-                for info in peers {
+                // A peer without join work is no member of any close group, whoever named it.
+                for info in peers.into_iter().filter(|i| kura_p2p::admitted(&i.peer_id)) {
                     for a in preferred(info.addrs.iter(), self.webrtc_only) {
                         swarm.add_peer_address(info.peer_id, a);
                     }

@@ -15,6 +15,9 @@
 //! - feature `store-client`: [`client`], a native storage client over every transport;
 //! - feature `test-util`: [`testnet`], swarms connected over libp2p's memory transport.
 //!
+//! Relays' identities carry join work ([`admitted`], [`relay_identity`]): a peer id without
+//! it is never counted in a close group.
+//!
 //! The protocols of the next issues (donation, the credits ledger) live here too.
 
 pub mod audit;
@@ -33,3 +36,38 @@ pub mod client;
 pub mod process;
 #[cfg(all(feature = "test-util", not(target_arch = "wasm32")))]
 pub mod testnet;
+
+/// Whether `peer` carries the join work that close groups ask
+/// ([`kura_core::placement::JOIN_BITS`]). Relays count only such peers alive and in their
+/// routing tables; clients keep only such peers from lookups.
+pub fn admitted(peer: &libp2p::PeerId) -> bool {
+    kura_core::placement::may_join(&peer.to_bytes())
+}
+
+/// A new relay identity: ed25519 keys are made until one's peer id carries the join work
+/// (`2^JOIN_BITS` keys on average, about a second of one core at 16 bits).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn relay_identity() -> libp2p::identity::Keypair {
+    loop {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        if admitted(&key.public().to_peer_id()) {
+            return key;
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    #[test]
+    fn a_new_relay_identity_carries_the_join_work() {
+        let key = super::relay_identity();
+        let id = key.public().to_peer_id();
+        assert!(super::admitted(&id));
+        assert!(kura_core::placement::join_work(&id.to_bytes()) >= kura_core::placement::JOIN_BITS);
+        // Keys made without the work almost never pass (one in 2^JOIN_BITS).
+        let passed = (0..256)
+            .filter(|_| super::admitted(&libp2p::identity::Keypair::generate_ed25519().public().to_peer_id()))
+            .count();
+        assert!(passed < 2, "{passed} of 256 plain keys passed");
+    }
+}

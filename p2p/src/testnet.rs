@@ -7,14 +7,51 @@ use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identity::Keypair, noise, yamux, Multiaddr, Swarm, Transport as _};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// A swarm of `behaviour` on the memory transport, with a new identity, listening on a
+/// Seeds of ed25519 keys whose peer ids carry the join work
+/// ([`kura_core::placement::JOIN_BITS`]), made by `kura-sim join-keys --count 96`: tests
+/// that start many relays take identities from here instead of paying the work each time.
+const JOIN_KEYS: &str = include_str!("join_keys.txt");
+
+static NEXT_JOIN_KEY: AtomicUsize = AtomicUsize::new(0);
+
+/// A relay identity that carries the join work, distinct from the others this process took:
+/// from the pool while it lasts (a pool made for other bits is skipped), then made anew.
+pub fn identity() -> Keypair {
+    let seeds: Vec<&str> = JOIN_KEYS.lines().filter(|l| l.len() == 64).collect();
+    while let Some(hex) = seeds.get(NEXT_JOIN_KEY.fetch_add(1, Ordering::Relaxed)) {
+        let mut seed = [0u8; 32];
+        for (i, b) in seed.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        if let Ok(key) = Keypair::ed25519_from_bytes(seed) {
+            if crate::admitted(&key.public().to_peer_id()) {
+                return key;
+            }
+        }
+    }
+    crate::relay_identity()
+}
+
+/// An identity without the join work, for tests that check such a relay is kept out.
+pub fn identity_without_work() -> Keypair {
+    loop {
+        let key = Keypair::generate_ed25519();
+        if !crate::admitted(&key.public().to_peer_id()) {
+            return key;
+        }
+    }
+}
+
+/// A swarm of `behaviour` on the memory transport, with a new identity carrying the join
+/// work ([`identity`]), listening on a
 /// fresh `/memory/N` address (returned).
 pub async fn swarm<B: NetworkBehaviour>(
     behaviour: impl FnOnce(&Keypair) -> B,
 ) -> Result<(Swarm<B>, Multiaddr), Box<dyn std::error::Error + Send + Sync>> {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity())
         .with_tokio()
         .with_other_transport(|key| {
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
@@ -43,6 +80,15 @@ pub async fn swarm<B: NetworkBehaviour>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn pooled_identities_carry_the_join_work_and_differ() {
+        let a = identity().public().to_peer_id();
+        let b = identity().public().to_peer_id();
+        assert_ne!(a, b);
+        assert!(crate::admitted(&a) && crate::admitted(&b));
+        assert!(JOIN_KEYS.lines().count() >= 64, "the pool is made by kura-sim join-keys");
+    }
     use crate::protocol::{Answer, RelayCodec, StoreCodec, PROTOCOL};
     use crate::transport::{Framing, Transport};
     use kura_core::wire::{Request, Response};

@@ -169,10 +169,19 @@ pub fn load_identity(dir: &Path) -> Result<identity::Keypair> {
     let path = dir.join("identity.key");
     if path.exists() {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        return identity::Keypair::from_protobuf_encoding(&bytes)
-            .with_context(|| format!("{} is not a valid identity key", path.display()));
+        let key = identity::Keypair::from_protobuf_encoding(&bytes)
+            .with_context(|| format!("{} is not a valid identity key", path.display()))?;
+        if !kura_p2p::admitted(&key.public().to_peer_id()) {
+            tracing::warn!(
+                "{} carries no join work: other relays will not count this relay in any close \
+                 group (move it away to make a new identity; shards held are repaired to others)",
+                path.display()
+            );
+        }
+        return Ok(key);
     }
-    let key = identity::Keypair::generate_ed25519();
+    // Made once: about a second of one core for the join work.
+    let key = kura_p2p::relay_identity();
     write_private(&path, &key.to_protobuf_encoding()?)?;
     Ok(key)
 }
@@ -846,6 +855,10 @@ impl Node {
                 info,
                 ..
             })) if info.protocols.contains(&KAD_PROTOCOL) => {
+                // A relay without join work is never counted, alive or in the table.
+                if !kura_p2p::admitted(&peer_id) {
+                    return;
+                }
                 self.relay_alive(peer_id);
                 if lock_live(&self.shared).is_banned(&peer_id) {
                     return;
@@ -859,6 +872,11 @@ impl Node {
                 is_new_peer,
                 ..
             })) => {
+                if !kura_p2p::admitted(&peer) {
+                    // No join work: not a member of any close group, not handed out.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                    return;
+                }
                 self.relay_alive(peer);
                 if lock_live(&self.shared).is_banned(&peer) {
                     // Distrusted after its audits: not handed out to anyone's lookups.

@@ -26,7 +26,7 @@ use kura_tests::{pseudo_random, Scratch};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, identity, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, kad, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -178,7 +178,7 @@ impl Liar {
     /// Listens on loopback TCP, dials every relay and puts them in its Kademlia table;
     /// answers challenges as `prover` says.
     async fn start(relays: &[Multiaddr], prover: Prover) -> Self {
-        let key = identity::Keypair::generate_ed25519();
+        let key = kura_p2p::testnet::identity();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)

@@ -7,7 +7,7 @@
 //! near a chosen target) it needs only as many relays as the group has seats, and the work
 //! to grind them is measured here with real ed25519 keys.
 
-use crate::population::{key_of_public, random_key, Population};
+use crate::population::{key_of_public, random_key, Population, PEER_ID_PREFIX};
 use kura_core::placement::DhtKey;
 use kura_core::testdata::XorShift;
 
@@ -69,24 +69,51 @@ pub struct Grind {
     pub seconds: f64,
 }
 
-/// Grinds `g.seats` ids into the group of `target` among the honest relays `p`.
-pub fn grind(p: &Population, target: &DhtKey, g: Group, rng: &mut XorShift) -> Grind {
+/// Grinds `g.seats` ids into the group of `target` among the honest relays `p`; each id
+/// must also carry `join_bits` of join work ([`kura_core::placement::join_work`]), as close
+/// groups ask of relays (0: none, as before the join work).
+pub fn grind(p: &Population, target: &DhtKey, g: Group, join_bits: u32, rng: &mut XorShift) -> Grind {
     let honest = p.closest(target, g.size, |_| true);
     let bar = target.distance(&p.keys[honest[g.size - g.seats]]);
     let start = std::time::Instant::now();
     let (mut made, mut placed) = (0u64, 0);
     while placed < g.seats {
-        let mut seed = [0u8; 32];
-        for c in seed.chunks_mut(8) {
-            c.copy_from_slice(&rng.next_u64().to_le_bytes());
-        }
-        let public = kura_core::ledger::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let (_, public) = new_key(rng);
         made += 1;
-        if target.distance(&key_of_public(&public)) < bar {
+        if target.distance(&key_of_public(&public)) < bar && join_work(&public) >= join_bits {
             placed += 1;
         }
     }
     Grind { keys_made: made, seconds: start.elapsed().as_secs_f64() }
+}
+
+/// A new ed25519 key: its seed and public key.
+fn new_key(rng: &mut XorShift) -> ([u8; 32], [u8; 32]) {
+    let mut seed = [0u8; 32];
+    for c in seed.chunks_mut(8) {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    (seed, kura_core::ledger::SigningKey::from_bytes(&seed).verifying_key().to_bytes())
+}
+
+/// The join work of the relay whose ed25519 public key is `public` (its peer id's bytes).
+pub fn join_work(public: &[u8; 32]) -> u32 {
+    let mut id = PEER_ID_PREFIX.to_vec();
+    id.extend_from_slice(public);
+    kura_core::placement::join_work(&id)
+}
+
+/// What one identity with join work costs an honest relay: keys made and time.
+pub fn join_key(join_bits: u32, rng: &mut XorShift) -> ([u8; 32], Grind) {
+    let start = std::time::Instant::now();
+    let mut made = 0;
+    loop {
+        let (seed, public) = new_key(rng);
+        made += 1;
+        if join_work(&public) >= join_bits {
+            return (seed, Grind { keys_made: made, seconds: start.elapsed().as_secs_f64() });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +137,29 @@ mod tests {
     }
 
     #[test]
+    fn join_work_multiplies_the_keys_a_grinder_makes_by_two_to_the_bits() {
+        // The two hashes are independent: a key must land near the target and carry the work,
+        // so grinding with b bits makes about 2^b times the keys it makes with none.
+        let mut rng = XorShift(11);
+        let p = Population::random(500, &mut rng);
+        let g = GROUPS[0];
+        let targets: Vec<DhtKey> = (0..20).map(|_| random_key(&mut rng)).collect();
+        let keys = |bits: u32, rng: &mut XorShift| -> f64 {
+            targets.iter().map(|t| grind(&p, t, g, bits, rng).keys_made as f64).sum()
+        };
+        let (none, four) = (keys(0, &mut rng), keys(4, &mut rng));
+        let ratio = four / none;
+        assert!(ratio > 16.0 / 1.6 && ratio < 16.0 * 1.6, "{ratio:.1}× the keys with 4 bits, about 16 expected");
+        // An honest relay's one identity: about 2^b keys, and it carries the work.
+        let made: u64 = (0..200).map(|_| join_key(6, &mut rng).1.keys_made).sum();
+        let per = made as f64 / 200.0;
+        assert!(per > 64.0 / 1.4 && per < 64.0 * 1.4, "{per:.0} keys per identity, about 64 expected");
+        let (seed, _) = join_key(8, &mut rng);
+        let public = kura_core::ledger::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        assert!(join_work(&public) >= 8);
+    }
+
+    #[test]
     fn ground_ids_take_a_group_for_about_n_over_seats_keys_each() {
         let mut rng = XorShift(9);
         let p = Population::random(2000, &mut rng);
@@ -118,7 +168,7 @@ mod tests {
         let runs = 10;
         for _ in 0..runs {
             let t = random_key(&mut rng);
-            let r = grind(&p, &t, g, &mut rng);
+            let r = grind(&p, &t, g, 0, &mut rng);
             made += r.keys_made;
             // The ground keys land in the group: check with the population grown by them is
             // what `grind` promises, by its bar.

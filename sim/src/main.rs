@@ -45,6 +45,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Seeds of ed25519 keys whose peer ids carry the join work, one per line in hex (a pool
+    /// for tests that start many relays).
+    JoinKeys {
+        #[arg(long, default_value_t = 64)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Durability and repair traffic under churn, decided by kura-core's repair rule.
     Durability {
         #[arg(long, default_value_t = 1000)]
@@ -165,7 +173,7 @@ fn lookup_table(rows: &[LookupRow], count: usize) -> (String, String) {
 
 const FRACTIONS: [f64; 6] = [0.01, 0.05, 0.10, 0.20, 0.25, 0.33];
 
-fn capture_tables(nodes: usize, targets: usize, grinds: usize, seed: u64) -> (String, String) {
+fn capture_tables(nodes: usize, targets: usize, grinds: usize, identities: usize, seed: u64) -> (String, String) {
     let mut rng = XorShift(seed.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) | 1);
     let mut p = Population::random(nodes, &mut rng);
     let mut md = format!(
@@ -174,36 +182,67 @@ fn capture_tables(nodes: usize, targets: usize, grinds: usize, seed: u64) -> (St
         FRACTIONS.iter().map(|f| format!("{:.0}%", f * 100.0)).collect::<Vec<_>>().join(" | "),
         "---|".repeat(FRACTIONS.len())
     );
-    let mut csv = String::from("group,fraction,simulated,binomial\n");
+    let mut csv = String::from("group,fraction,simulated,binomial,with_join_work_s\n");
     for g in GROUPS {
         let mut cells = Vec::new();
         for f in FRACTIONS {
             let got = capture::random_ids(&mut p, f, g, targets, &mut rng);
             let law = capture::binomial_tail(g.size, g.seats, f);
             cells.push(format!("{} / {}", fmt_p(got), fmt_p(law)));
-            let _ = writeln!(csv, "\"{}\",{f},{got},{law}", g.name);
+            let _ = writeln!(csv, "\"{}\",{f},{got},{law},", g.name);
         }
         let _ = writeln!(md, "| {} | {} |", g.name, cells.join(" | "));
     }
     for a in &mut p.adversary {
         *a = false;
     }
+    // An honest relay's identity with the join work, made as `kura-relay` makes it.
+    let bits = kura_core::placement::JOIN_BITS;
+    let (mut id_keys, mut id_secs) = (0u64, 0.0);
+    for _ in 0..identities {
+        let (_, g) = capture::join_key(bits, &mut rng);
+        id_keys += g.keys_made;
+        id_secs += g.seconds;
+    }
+    let per_identity = id_secs / identities.max(1) as f64;
     let _ = writeln!(
         md,
-        "\nGround ids: to take a chosen key's group the adversary needs only as many relays as seats; the work is making ed25519 keys until each relay's id lands close enough (real keys, this machine, one core; mean of {grinds} targets).\n\n| group | relays needed | keys made | time |\n|---|---|---|---|"
+        "\nGround ids: to take a chosen key's group the adversary needs only as many relays as seats; the work is making ed25519 keys until each relay's id lands close enough (real keys, this machine, one core; mean of {grinds} targets). With the join work ({bits} bits, `kura_core::placement::JOIN_BITS`) every key it tries must first carry the work: each costs what an honest relay pays once for its identity, {} keys and {:.2} s here (mean of {identities}), so the time is the keys made times that (the unit test `join_work_multiplies_the_keys_a_grinder_makes_by_two_to_the_bits` checks the law at 4 bits).\n\n| group | relays needed | keys made | time, ids free | time, with join work |\n|---|---|---|---|---|",
+        id_keys / identities.max(1) as u64,
+        per_identity
     );
     for g in GROUPS {
         let (mut made, mut secs) = (0u64, 0.0);
         for _ in 0..grinds {
-            let r = capture::grind(&p, &random_key(&mut rng), g, &mut rng);
+            let r = capture::grind(&p, &random_key(&mut rng), g, 0, &mut rng);
             made += r.keys_made;
             secs += r.seconds;
         }
         let n = grinds.max(1) as f64;
-        let _ = writeln!(md, "| {} | {} | {:.0} | {:.2} s |", g.name, g.seats, made as f64 / n, secs / n);
-        let _ = writeln!(csv, "\"{} (ground)\",keys,{},{}", g.name, made as f64 / n, secs / n);
+        let with_work = made as f64 / n * per_identity;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.2} s | {} |",
+            g.name,
+            g.seats,
+            made as f64 / n,
+            secs / n,
+            fmt_duration(with_work)
+        );
+        let _ = writeln!(csv, "\"{} (ground)\",keys,{},{},{with_work}", g.name, made as f64 / n, secs / n);
     }
     (md, csv)
+}
+
+/// Seconds in the largest unit that keeps the number above one.
+fn fmt_duration(secs: f64) -> String {
+    let units = [(365.25 * 86400.0, "core-years"), (86400.0, "core-days"), (3600.0, "core-hours"), (60.0, "core-minutes")];
+    for (size, name) in units {
+        if secs >= size {
+            return format!("{:.1} {name}", secs / size);
+        }
+    }
+    format!("{secs:.1} core-seconds")
 }
 
 /// How long a member may be down before the group repairs around it: Kura's relays today
@@ -279,7 +318,14 @@ fn main() -> Result<()> {
             print!("{}", lookup_table(&rows, count).0);
         }
         Cmd::Capture { nodes, targets, grinds, seed } => {
-            print!("{}", capture_tables(nodes, targets, grinds, seed).0);
+            print!("{}", capture_tables(nodes, targets, grinds, 2, seed).0);
+        }
+        Cmd::JoinKeys { count, seed } => {
+            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            for _ in 0..count {
+                let (seed, _) = capture::join_key(kura_core::placement::JOIN_BITS, &mut rng);
+                println!("{}", seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            }
         }
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
@@ -308,7 +354,7 @@ fn main() -> Result<()> {
             )?;
             std::fs::write(out.join("lookups.csv"), csv)?;
             let (cn, targets) = if quick { (2000, 2000) } else { (100_000, 20_000) };
-            let (md, csv) = capture_tables(cn, targets, if quick { 1 } else { 3 }, seed);
+            let (md, csv) = capture_tables(cn, targets, if quick { 1 } else { 3 }, if quick { 1 } else { 8 }, seed);
             std::fs::write(
                 out.join("capture.md"),
                 format!("# Close groups under an adversary\n\n`{cmd}`\n\n{md}"),

@@ -8,7 +8,7 @@ use kura_core::testdata::XorShift;
 /// The identity multihash prefix of an ed25519 libp2p peer id (protobuf key type 1, 32
 /// bytes): a relay's id is this and its public key, its place in the key space the SHA-256
 /// of that.
-const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+pub const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
 
 /// Where a relay with ed25519 public key `public` sits in the key space.
 pub fn key_of_public(public: &[u8; 32]) -> DhtKey {

@@ -52,6 +52,12 @@ impl RelayProc {
     /// Starts `cmd` (the relay, or what `exec`s it) with the relay's arguments appended.
     fn start(mut cmd: Command, dir: &Path, extra: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        // An identity with the join work from the test pool, so that twenty relays do not
+        // each spend a second making one (a relay started again keeps the one it has).
+        let key = dir.join("identity.key");
+        if !key.exists() {
+            kura_p2p::docs::write_private(&key, &kura_p2p::testnet::identity().to_protobuf_encoding()?)?;
+        }
         let stderr = dir.with_extension("stderr.log");
         cmd.arg("--data-dir").arg(dir).args(["--http", "127.0.0.1:0"]);
         for l in LOOPBACK_LISTEN {

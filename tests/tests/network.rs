@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kura_tests::net::{kura, Net};
-use kura_tests::relay::wait_for;
+use kura_tests::relay::{wait_for, RelayProc};
 use kura_tests::{binary, pseudo_random, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -331,4 +331,45 @@ fn devnet_relays_die_with_it_when_it_is_killed() {
         }
     }
     gone.unwrap();
+}
+
+/// A relay whose identity lacks the join work (its id could have been ground next to any
+/// stripe for free) is never counted in a close group: the relays do not keep it in their
+/// tables, and a client that knows it directly leaves it out of every lookup, so a put
+/// stores nothing on it though it is one of seven relays and shards go to six.
+#[test]
+fn a_relay_without_join_work_is_in_no_close_group() {
+    let mut net = Net::start_with("net-joinwork", 6, NO_REPAIR);
+    let dir = net.dir.path().join("plain");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = kura_p2p::testnet::identity_without_work().to_protobuf_encoding().unwrap();
+    kura_p2p::docs::write_private(&dir.join("identity.key"), &key).unwrap();
+    let boot = net.relay(0).addr("/tcp/").unwrap();
+    let mut args = NO_REPAIR.to_vec();
+    args.extend(["--bootstrap", &boot]);
+    let plain = RelayProc::spawn(&dir, &args).unwrap();
+    assert!(plain.stderr().contains("carries no join work"), "{}", plain.stderr());
+    let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
+    wait_for(Duration::from_secs(60), "the plain relay to know the six others", || {
+        let s = plain.json("/status").ok()?;
+        let table: Vec<&str> = s["routing_table"].as_array()?.iter().filter_map(|v| v.as_str()).collect();
+        ids.iter().all(|id| table.contains(&id.as_str())).then_some(())
+    })
+    .unwrap();
+    // The client is told of it first hand, as of every relay.
+    net.addrs.push(plain.addr("/tcp/").unwrap());
+
+    let data = pseudo_random(12 * MIB, 77);
+    let f = write_file(net.dir.path(), "in", &data);
+    let cap = net.put(&f, &[]).unwrap();
+    net.get_exact(&cap, &data, "joinwork");
+    let held = net.shards_held();
+    eprintln!("{held} shards on the six relays with join work, {} on the one without", plain.json("/status").unwrap()["shards"]);
+    assert!(held >= 6 * 3 && held % 6 == 0, "{held} shards: every stripe's six on the six relays");
+    assert_eq!(plain.json("/status").unwrap()["shards"].as_u64(), Some(0));
+    for r in net.live() {
+        let s = r.json("/status").unwrap();
+        let table: Vec<&str> = s["routing_table"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert!(!table.contains(&plain.peer_id.as_str()), "{} keeps the plain relay in its table", r.peer_id);
+    }
 }
