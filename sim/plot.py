@@ -42,7 +42,7 @@ fig.tight_layout()
 fig.savefig(os.path.join(out, "capture.png"), dpi=110)
 print("plots written to", out)
 
-du = rows("durability.csv")
+du = [r for r in rows("durability.csv") if r["profile"] != "outage"]
 fig, ax = plt.subplots(1, 2, figsize=(11, 4))
 for prof in dict.fromkeys(r["profile"] for r in du):
     for code in dict.fromkeys((r["k"], r["m"]) for r in du):

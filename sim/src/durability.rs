@@ -61,6 +61,16 @@ pub struct Config {
     /// hours. Kura's relays today take an unreachable member as gone after seconds
     /// (`Liveness`' grace), which this simulation's ticks round up to one tick.
     pub grace_h: f64,
+    /// A correlated failure: a share of the relays (one provider, one region) down at once.
+    pub outage: Option<Outage>,
+}
+
+/// A share of the relays down together at `at_day`, for `hours`, back with their disks.
+#[derive(Debug, Clone, Copy)]
+pub struct Outage {
+    pub share: f64,
+    pub at_day: f64,
+    pub hours: f64,
 }
 
 /// What happened.
@@ -78,6 +88,10 @@ pub struct Outcome {
     pub lost: usize,
     /// Relays that left for good (and were replaced).
     pub departures: u64,
+    /// With an outage: the largest share of stripes unavailable at one tick during it, and
+    /// the shards read for repair from its start until two days after its end.
+    pub outage_peak_unavailable: f64,
+    pub outage_reads: u64,
     /// Share of relays up, averaged over ticks.
     pub up_share: f64,
     /// Stripe plans computed.
@@ -118,6 +132,58 @@ struct Relay {
     down_since_h: f64,
     /// Counted as present (up, or down for less than the grace).
     present: bool,
+}
+
+/// What the simulator's model says one change of membership costs, for checking it against
+/// a real network: the moves [`plan_group`] plans for each stripe, with the shards they read
+/// as [`run`] counts them (`k` per rebuild, one per handover).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Predicted {
+    pub rebuilds: u64,
+    pub handovers: u64,
+    pub shards_read: u64,
+    pub lost: u64,
+}
+
+/// One stripe as a real network holds it after a change: its relays by key, the live ones'
+/// holdings (relay, indices) and how many shards it has.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub stripe: DhtKey,
+    pub holders: Vec<(DhtKey, Vec<u8>)>,
+    pub n: usize,
+}
+
+/// Plans every stripe of `held` among the live relays `live` (their keys), each group the
+/// `n` closest live relays, as [`run`] plans it each tick.
+pub fn predict(k: usize, live: &[DhtKey], held: &[Held]) -> Predicted {
+    let mut out = Predicted::default();
+    for h in held {
+        let group: Vec<DhtKey> =
+            kura_core::placement::by_distance(&h.stripe, live.iter().map(|k| (*k, *k))).into_iter().take(h.n).collect();
+        let mut holders: Vec<(DhtKey, Vec<u8>)> =
+            h.holders.iter().filter(|(r, _)| live.contains(r)).cloned().collect();
+        holders.sort_by_key(|(r, _)| h.stripe.distance(r));
+        let slots: Vec<u8> = (0..h.n as u8).collect();
+        let plan = plan_group(&slots, k, &group, &holders);
+        if plan.lost {
+            out.lost += 1;
+            continue;
+        }
+        for mv in plan.moves {
+            match mv {
+                Move::Handover { .. } => {
+                    out.handovers += 1;
+                    out.shards_read += 1;
+                }
+                Move::Rebuild { .. } => {
+                    out.rebuilds += 1;
+                    out.shards_read += k as u64;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The candidates of every stripe (relay ids, closest first) among the current relays.
@@ -193,11 +259,28 @@ pub fn run(c: &Config) -> Outcome {
     let mut sampled_ticks = 0u64;
     let mut up_sum = 0.0;
     let mut moved_keys = false;
+    let tick_h = c.tick_min / 60.0;
+    let window = c.outage.map(|o| (o.at_day * 24.0, o.at_day * 24.0 + o.hours));
+    let mut moved_before_outage = None;
     for t in 0..ticks {
         let now = (t + 1) as f64 * c.tick_min / 60.0;
         for r in 0..c.relays {
             let rel = &mut relays[r];
             let mut changed = false;
+            if let Some(o) = c.outage {
+                // The first relays are a random share (their keys are random): down together.
+                let start = o.at_day * 24.0;
+                if (r as f64) < o.share * c.relays as f64 && now >= start && now - tick_h < start {
+                    if rel.up {
+                        // Its session ends now; it comes back when the outage does.
+                        rel.up = false;
+                        rel.down_since_h = start;
+                        rel.next_change_h = start + o.hours;
+                    } else {
+                        rel.next_change_h = rel.next_change_h.max(start + o.hours);
+                    }
+                }
+            }
             while rel.next_change_h <= now {
                 rel.up = !rel.up;
                 if !rel.up {
@@ -248,12 +331,13 @@ pub fn run(c: &Config) -> Outcome {
         }
         up_sum += relays.iter().filter(|r| r.up).count() as f64 / c.relays as f64;
         // Unavailable: fewer than `k` distinct shards on relays up right now (sampled every
-        // tenth tick: it is a scan of every stripe).
-        if t % 10 == 0 {
-            sampled_ticks += 1;
+        // tenth tick: it is a scan of every stripe; every tick of an outage).
+        let in_outage = window.is_some_and(|(a, b)| now >= a && now <= b + tick_h);
+        if t % 10 == 0 || in_outage {
+            let mut unavailable = 0u64;
             for (s, hs) in holders.iter().enumerate() {
                 if lost[s] {
-                    unavailable_ticks += 1;
+                    unavailable += 1;
                     continue;
                 }
                 let mut up: Vec<u8> =
@@ -261,7 +345,25 @@ pub fn run(c: &Config) -> Outcome {
                 up.sort_unstable();
                 up.dedup();
                 if up.len() < c.k {
-                    unavailable_ticks += 1;
+                    unavailable += 1;
+                }
+            }
+            if t % 10 == 0 {
+                sampled_ticks += 1;
+                unavailable_ticks += unavailable;
+            }
+            if in_outage {
+                out.outage_peak_unavailable =
+                    out.outage_peak_unavailable.max(unavailable as f64 / c.stripes as f64);
+            }
+        }
+        if let Some((a, b)) = window {
+            if now >= a && moved_before_outage.is_none() {
+                moved_before_outage = Some(out.shards_moved);
+            }
+            if now <= b + 48.0 {
+                if let Some(m) = moved_before_outage {
+                    out.outage_reads = out.shards_moved - m;
                 }
             }
         }
@@ -382,6 +484,32 @@ pub fn gamma_1_plus(x: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// Two of ten relays gone: every shard they held is rebuilt (k read each) by a relay that
+    /// joins the group, nothing handed over; with four gone from one group, it is lost.
+    #[test]
+    fn predict_rebuilds_what_the_dead_held() {
+        let mut rng = XorShift(5);
+        let relays: Vec<DhtKey> = (0..10).map(|_| random_key(&mut rng)).collect();
+        let held: Vec<Held> = (0..40)
+            .map(|_| {
+                let stripe = random_key(&mut rng);
+                let group = kura_core::placement::by_distance(&stripe, relays.iter().map(|k| (*k, *k)));
+                let holders = group.into_iter().take(6).enumerate().map(|(i, r)| (r, vec![i as u8])).collect();
+                Held { stripe, holders, n: 6 }
+            })
+            .collect();
+        let dead = [relays[3], relays[7]];
+        let lost_shards: usize =
+            held.iter().map(|h| h.holders.iter().filter(|(r, _)| dead.contains(r)).count()).sum();
+        let live: Vec<DhtKey> = relays.iter().filter(|r| !dead.contains(r)).copied().collect();
+        let p = predict(4, &live, &held);
+        assert_eq!(p, Predicted { rebuilds: lost_shards as u64, handovers: 0, shards_read: 4 * lost_shards as u64, lost: 0 });
+        assert!(lost_shards > 0);
+        let live: Vec<DhtKey> = relays[..6].to_vec();
+        let p = predict(4, &live, &held);
+        assert!(p.lost > 0, "{p:?}");
+    }
+
     #[test]
     fn gamma_is_right() {
         assert!((gamma_1_plus(1.0) - 1.0).abs() < 1e-9);
@@ -407,6 +535,7 @@ mod tests {
             profile: calm,
             seed: 1,
             grace_h: 0.0,
+            outage: None,
         };
         let o = run(&base);
         assert_eq!((o.rebuilds, o.handovers, o.lost), (0, 0, 0), "{o:?}");
@@ -427,6 +556,19 @@ mod tests {
         let patient = run(&Config { profile: flapping, grace_h: 24.0, ..base });
         assert!(patient.rebuilds * 5 < o.rebuilds, "{patient:?} against {o:?}");
         assert_eq!(patient.lost, 0);
+
+        // A fifth of the relays down together for 6 hours, no other churn: stripes with 3 or
+        // more of their 6 there are unavailable meanwhile (about 10% by the binomial law);
+        // repairing at once rebuilds everything they held and drops it again when they come
+        // back; waiting a day reads nothing. Nothing is lost either way.
+        let outage = Some(Outage { share: 0.2, at_day: 5.0, hours: 6.0 });
+        let eager = run(&Config { outage, ..base });
+        let patient = run(&Config { outage, grace_h: 24.0, ..base });
+        assert!(eager.outage_peak_unavailable > 0.04 && eager.outage_peak_unavailable < 0.2, "{eager:?}");
+        assert_eq!(patient.outage_peak_unavailable, eager.outage_peak_unavailable);
+        assert!(eager.outage_reads > 4 * 150 && eager.drops > 150, "{eager:?}");
+        assert_eq!(eager.shards_moved, eager.outage_reads, "{eager:?}");
+        assert_eq!((patient.outage_reads, patient.lost, eager.lost), (0, 0, 0), "{patient:?}");
     }
 
     #[test]
@@ -441,6 +583,7 @@ mod tests {
             profile: PROFILES[2],
             seed: 4,
             grace_h: 0.0,
+            outage: None,
         };
         let (a, b) = (run(&c), run(&c));
         assert_eq!((a.rebuilds, a.handovers, a.drops, a.lost), (b.rebuilds, b.handovers, b.drops, b.lost));

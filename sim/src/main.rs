@@ -269,7 +269,7 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
         for (k, m) in CODES {
             for grace_h in GRACES {
                 let c =
-                    durability::Config { relays, stripes, k, m, days, tick_min, profile: p, seed, grace_h };
+                    durability::Config { relays, stripes, k, m, days, tick_min, profile: p, seed, grace_h, outage: None };
                 let start = Instant::now();
                 let o = durability::run(&c);
                 let secs = start.elapsed().as_secs_f64();
@@ -296,6 +296,43 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
                     o.departures
                 );
             }
+        }
+    }
+    // A correlated failure: one region or provider (a fifth of the relays) down together for
+    // six hours, among relay operators.
+    let outage = durability::Outage { share: 0.2, at_day: (days / 3.0).floor().max(1.0), hours: 6.0 };
+    let _ = writeln!(
+        md,
+        "\nA correlated failure: a fifth of the relays (one region or provider) down together for {} h on day {}, among relay operators ({} otherwise).\n\n| code | a member down counts as gone after | stripes unavailable at the worst moment | binomial law (≥ m + 1 of n in the fifth) | shards read for repair, from the outage to two days after, per stripe | stripes lost |\n|---|---|---|---|---|---|",
+        outage.hours, outage.at_day, PROFILES[0].name
+    );
+    for (k, m) in CODES {
+        for grace_h in GRACES {
+            let c = durability::Config {
+                relays,
+                stripes,
+                k,
+                m,
+                days,
+                tick_min,
+                profile: PROFILES[0],
+                seed,
+                grace_h,
+                outage: Some(outage),
+            };
+            let o = durability::run(&c);
+            let law = kura_sim::capture::binomial_tail(k + m, m + 1, outage.share);
+            eprintln!("outage: {k}+{m}, grace {grace_h} h: peak unavailable {:.4}, {} shards read", o.outage_peak_unavailable, o.outage_reads);
+            let _ = writeln!(
+                md,
+                "| {k}+{m} | {} | {} | {} | {:.2} | {} |",
+                grace_label(grace_h),
+                fmt_p(o.outage_peak_unavailable),
+                fmt_p(law),
+                o.outage_reads as f64 / stripes as f64,
+                o.lost
+            );
+            let _ = writeln!(csv, "outage,{k},{m},{grace_h},,,,{},{},{},,", o.outage_reads, o.outage_peak_unavailable, o.lost);
         }
     }
     (md, csv)

@@ -3,6 +3,9 @@
 //! (`GET /inventory`), files read back byte-exact with the real `kura` client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use kura_core::address::StripeId;
+use kura_core::placement::DhtKey;
+use kura_sim::durability::{predict, Held};
 use kura_tests::net::Net;
 use kura_tests::pseudo_random;
 use kura_tests::relay::wait_for;
@@ -187,6 +190,23 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     wait_full(&net, &stripes, Duration::from_secs(60), "the uploads to sit on 6 relays each");
     let (b0, _, _) = repair_traffic(&net);
 
+    // What the simulator's model (kura_sim::durability::predict: kura_core's plan_group on
+    // each stripe, k shards read per rebuild, one per handover) says the deaths of relays 3
+    // and 7 cost, from the real inventory, to compare with what the relays do.
+    let keys: Vec<DhtKey> = (0..10)
+        .map(|i| DhtKey::of(&net.relay(i).peer_id.parse::<libp2p_identity::PeerId>().unwrap().to_bytes()))
+        .collect();
+    let held: Vec<Held> = inventory(&net)
+        .iter()
+        .map(|(s, h)| Held {
+            stripe: DhtKey::of_stripe(&StripeId::from_hex(s).unwrap()),
+            holders: h.iter().map(|(r, idx)| (keys[*r], idx.clone())).collect(),
+            n: N,
+        })
+        .collect();
+    let live: Vec<DhtKey> = (0..10).filter(|i| ![3, 7].contains(i)).map(|i| keys[i]).collect();
+    let predicted = predict(N - 2, &live, &held);
+
     // Two relays die: every stripe is back to 6 shards on 6 live relays.
     let lost_shards: usize = [3, 7].iter().map(|&i| inventory_of(&net, i)).sum();
     let lost_bytes: u64 =
@@ -204,6 +224,30 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
         (b1 - b0) as f64 / lost_bytes as f64
     );
     assert!(rebuilt as usize >= lost_shards, "{rebuilt} rebuilds for {lost_shards} lost shards");
+    // The simulator against the real relays: the same rebuilds (a few more at most: a
+    // relay may rebuild a shard another was rebuilding too), and the bytes read within a
+    // quarter (the model reads k whole shards per rebuild; relays also fetch headers).
+    let shard_bytes = lost_bytes as f64 / lost_shards as f64;
+    let model_bytes = predicted.shards_read as f64 * shard_bytes;
+    let real_bytes = (b1 - b0) as f64;
+    println!(
+        "simulator vs relays, two of ten killed: rebuilds {} / {rebuilt}, handovers {} / 0 expected, \
+         bytes read {model_bytes:.0} / {real_bytes:.0} (real/model {:.3})",
+        predicted.rebuilds,
+        predicted.handovers,
+        real_bytes / model_bytes
+    );
+    assert_eq!((predicted.lost, predicted.handovers), (0, 0));
+    assert_eq!(predicted.rebuilds as usize, lost_shards, "the model rebuilds exactly what died");
+    assert!(
+        rebuilt >= predicted.rebuilds && rebuilt as f64 <= predicted.rebuilds as f64 * 1.1 + 2.0,
+        "{rebuilt} real rebuilds, {} in the model",
+        predicted.rebuilds
+    );
+    assert!(
+        (real_bytes / model_bytes - 1.0).abs() <= 0.25,
+        "bytes read: {real_bytes:.0} real, {model_bytes:.0} in the model"
+    );
 
     // Two more die: every file still reads byte-exact (4 of 6 shards are enough).
     net.kill9(1);
