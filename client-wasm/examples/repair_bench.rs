@@ -109,7 +109,7 @@ async fn main() {
          holds about {held_mib} MiB; repair rate limit {rate}/s",
         n - k
     );
-    let args = ["--repair-interval", "2", "--repair-rate", &rate, "--quota", "64G"];
+    let args = ["--repair-interval", "2", "--repair-grace", "5", "--repair-rate", &rate, "--quota", "64G"];
     let cfg = DevnetConfig::ephemeral(
         relays,
         work.join("net"),

@@ -52,6 +52,12 @@ pub struct Flags {
     /// group). Default 30.
     #[arg(long)]
     pub repair_interval: Option<f64>,
+    /// Seconds a group waits for a member that became unreachable before repairing around
+    /// it, as long as more than `k` of a stripe's shards are live (at `k` or fewer it
+    /// repairs at once). Default 7200: most absences of relays end within that, and
+    /// repairing around each costs five times the traffic (docs/scale/durability.md).
+    #[arg(long)]
+    pub repair_grace: Option<f64>,
     /// Bytes per second repair may fetch to rebuild lost shards (suffixes allowed).
     /// Default 32M.
     #[arg(long)]
@@ -100,6 +106,7 @@ pub struct FileConfig {
     pub peer_store_rate: Option<String>,
     pub peer_store_burst: Option<String>,
     pub repair_interval: Option<f64>,
+    pub repair_grace: Option<f64>,
     pub repair_rate: Option<String>,
     pub audit_interval: Option<f64>,
     pub scrub_rate: Option<String>,
@@ -107,6 +114,11 @@ pub struct FileConfig {
     pub ledger_cap: Option<u64>,
     pub ledger_cap_window: Option<u64>,
 }
+
+/// How long a group waits for an unreachable member by default: two hours. The simulator's
+/// relay operators (up for weeks, back within the hour) read 73 shards per shard stored per
+/// year repairing around every absence at once, 14 waiting two hours, with nothing lost.
+pub const DEFAULT_REPAIR_GRACE_SECS: f64 = 7200.0;
 
 /// The settings in effect.
 #[derive(Debug, Clone)]
@@ -125,6 +137,7 @@ pub struct Config {
     pub peer_store_rate: u64,
     pub peer_store_burst: u64,
     pub repair_interval: std::time::Duration,
+    pub repair_grace: std::time::Duration,
     pub repair_rate: u64,
     pub audit_interval: std::time::Duration,
     pub scrub_rate: u64,
@@ -231,6 +244,10 @@ impl Config {
                 "--repair-interval",
                 flags.repair_interval.or(file.repair_interval).unwrap_or(30.0),
             )?,
+            repair_grace: seconds(
+                "--repair-grace",
+                flags.repair_grace.or(file.repair_grace).unwrap_or(DEFAULT_REPAIR_GRACE_SECS),
+            )?,
             repair_rate: parse_bytes(flags.repair_rate.or(file.repair_rate).as_deref().unwrap_or("32M"))?
                 .max(1),
             audit_interval: seconds(
@@ -275,6 +292,9 @@ mod tests {
         let c = Config::load(flags).unwrap();
         assert_eq!(c.repair_interval, std::time::Duration::from_secs(30));
         assert_eq!(c.repair_rate, 32 << 20);
+        assert_eq!(c.repair_grace, std::time::Duration::from_secs(7200));
+        let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-grace", "5"]);
+        assert_eq!(Config::load(flags).unwrap().repair_grace, std::time::Duration::from_secs(5));
         let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-interval", "0"]);
         assert!(format!("{:#}", Config::load(flags).unwrap_err()).contains("--repair-interval"));
     }

@@ -110,6 +110,7 @@ async fn run(cfg: Config) -> Result<()> {
         repair: Arc::new(kura_relay::repair::Repair::new(kura_relay::repair::RepairConfig {
             audit_interval: cfg.audit_interval,
             scrub_rate: cfg.scrub_rate,
+            grace: cfg.repair_grace,
             ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
         })),
         ledger: Arc::new(ledger),

@@ -510,12 +510,12 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         held.push(Held { stripe: HeldStripe { id, mine: indices, slots, k, doubted }, header });
     }
 
-    let (live, suspects) = {
+    let live = {
         let mut l = lock(&ctx.shared.repair.liveness);
         for gone in l.expire(ctx.shared.repair.now()) {
             tracing::info!(peer = %gone, "relay unreachable past the grace period: taken as gone");
         }
-        (l.live(), l.suspects())
+        l.live()
     };
     let mut relays: Vec<PeerId> = live;
     relays.push(ctx.me);
@@ -527,14 +527,33 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     for s in &held {
         let s = &s.stripe;
         let ordered = by_distance(&DhtKey::of_stripe(&s.id), keys.iter().copied());
+        // Suspects are asked too: one that answers is back.
         for p in ordered.iter().take(s.slots.len() + BEYOND_GROUP) {
-            if *p != ctx.me && !suspects.contains(p) {
+            if *p != ctx.me {
                 ask.entry(*p).or_default().push(s.id);
             }
         }
         order.push(ordered);
     }
     let Holdings { claims: holdings, silent } = ask_holds(ctx, ask).await;
+    // A member that did not answer (its connection may have dropped a moment ago, before
+    // this relay noticed) is waited for as one that dropped: suspect, for the grace period,
+    // unless it answers or connects again meanwhile. Repairing around every member that
+    // missed one round would undo the grace.
+    let (silent, suspects) = {
+        let mut l = lock(&ctx.shared.repair.liveness);
+        let now = ctx.shared.repair.now();
+        for p in holdings.keys() {
+            if l.is_live(p) {
+                l.connected(*p);
+            }
+        }
+        for p in &silent {
+            l.unreachable(p, now);
+        }
+        let suspects = l.suspects();
+        (silent.into_iter().filter(|p| !suspects.contains(p)).collect::<Vec<_>>(), suspects)
+    };
 
     // Plan every stripe; keep this relay's part (kura-core's round rules).
     let mut report = Report { stripes: held.len(), live_relays: relays.len(), ..Report::default() };

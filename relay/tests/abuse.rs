@@ -143,7 +143,7 @@ async fn stores_are_taken_only_by_the_stripes_close_group() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stripe_whose_rebuild_cannot_succeed_is_given_up() {
     let dir = Scratch::new("abuse-poison").unwrap();
-    let relays = network(&dir, 3, &["--repair-interval", "1"]);
+    let relays = network(&dir, 3, &["--repair-interval", "1", "--repair-grace", "5"]);
     // A k = 2, m = 1 stripe whose header names, for index 2, a shard that does not exist:
     // shards 0 and 1 are real, and a rebuild of 2 from them never matches its address.
     let s = stripe(50_000, 9, 2, 1);

@@ -330,7 +330,7 @@ fn inventory(relays: &[RelayProc]) -> BTreeMap<String, BTreeMap<usize, Vec<u8>>>
 async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
     let started = Instant::now();
     let dir = Scratch::new("liar").unwrap();
-    let fast = ["--repair-interval", "1"];
+    let fast = ["--repair-interval", "1", "--repair-grace", "5"];
     let first = spawn(&dir.path().join("r0"), &fast);
     let boot = first.addr("/tcp/").unwrap();
     let mut relays = vec![first];
@@ -511,7 +511,7 @@ fn verdicts(r: &RelayProc) -> BTreeMap<String, Vec<String>> {
 async fn a_relay_that_proves_falsely_is_failed_every_time_and_never_passed() {
     const HONEST: usize = 4;
     let dir = Scratch::new("false-prover").unwrap();
-    let fast = ["--repair-interval", "1", "--audit-interval", "1"];
+    let fast = ["--repair-interval", "1", "--repair-grace", "5", "--audit-interval", "1"];
     let first = spawn(&dir.path().join("r0"), &fast);
     let boot = first.addr("/tcp/").unwrap();
     let mut relays = vec![first];

@@ -64,6 +64,21 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Time and memory of a whole churn run at a given size (relay operators, 4+2, repair at
+    /// once, the rule every relay runs for every stripe), in a process of its own so that
+    /// its peak memory is its own: one Markdown row, appended to `--append` if given.
+    Size {
+        #[arg(long)]
+        relays: usize,
+        #[arg(long)]
+        stripes: usize,
+        #[arg(long, default_value_t = 30.0)]
+        days: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        append: Option<PathBuf>,
+    },
     /// Every scenario; tables to `--out`.
     All {
         #[arg(long)]
@@ -251,7 +266,7 @@ const GRACES: [f64; 3] = [0.0, 2.0, 24.0];
 
 fn grace_label(h: f64) -> String {
     if h == 0.0 {
-        "seconds (Kura today)".into()
+        "seconds (as relays did before their grace)".into()
     } else {
         format!("{h} h")
     }
@@ -362,6 +377,35 @@ fn main() -> Result<()> {
             for _ in 0..count {
                 let (seed, _) = capture::join_key(kura_core::placement::JOIN_BITS, &mut rng);
                 println!("{}", seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
+            }
+        }
+        Cmd::Size { relays, stripes, days, seed, append } => {
+            let c = durability::Config {
+                relays,
+                stripes,
+                k: 4,
+                m: 2,
+                days,
+                tick_min: 30.0,
+                profile: PROFILES[0],
+                seed,
+                grace_h: 0.0,
+                outage: None,
+            };
+            let start = Instant::now();
+            let o = durability::run(&c);
+            let secs = start.elapsed().as_secs_f64();
+            let row = format!(
+                "| {relays} | {stripes} | {days} | {} | {} | {} | {secs:.1} s | {:.0} MiB |\n",
+                o.plans,
+                o.rebuilds,
+                o.lost,
+                peak_rss_mib()
+            );
+            print!("{row}");
+            if let Some(path) = append {
+                use std::io::Write as _;
+                std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(row.as_bytes())?;
             }
         }
         Cmd::Durability { relays, stripes, days, seed } => {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Rounds every second, so that the tests see repair within seconds.
-const FAST_REPAIR: &[&str] = &["--repair-interval", "1"];
+const FAST_REPAIR: &[&str] = &["--repair-interval", "1", "--repair-grace", "5"];
 /// Shards per stripe (the client's default k = 4, m = 2).
 const N: usize = 6;
 
@@ -285,6 +285,105 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
         after.0.saturating_sub(before.0)
     );
     files.check_all(&net, "after-join");
+}
+
+/// Repair rounds every live relay has finished.
+fn rounds(net: &Net) -> Vec<u64> {
+    net.live().map(|r| r.json("/repair").unwrap()["report"]["rounds"].as_u64().unwrap()).collect()
+}
+
+/// Waits until every live relay has finished `more` rounds after `from` (relays that died
+/// since are left out by position: call it with the same live set).
+fn wait_rounds(net: &Net, from: &[u64], more: u64, what: &str) {
+    wait_for(Duration::from_secs(120), what, || {
+        let now = rounds(net);
+        (now.len() == from.len() && now.iter().zip(from).all(|(n, f)| *n >= f + more)).then_some(())
+    })
+    .unwrap();
+}
+
+/// A group waits for a member that went down (`--repair-grace`, two hours by default): one
+/// relay of eight killed costs no rebuild while every stripe keeps more than `k` shards live,
+/// and it comes back to find its stripes whole without any traffic. A second relay down
+/// leaves the stripes the two shared at `k = 4` live shards: those are repaired at once.
+#[test]
+fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
+    let mut net = Net::start_with("grace", 8, &["--repair-interval", "1", "--repair-grace", "3600"]);
+    for r in net.live() {
+        wait_for(Duration::from_secs(60), "every relay to know every other", || {
+            let s = r.json("/status").ok()?;
+            (s["routing_table"].as_array()?.len() >= 7).then_some(())
+        })
+        .unwrap();
+    }
+    let files = Files::put(&net, 40, 3);
+    let stripes: BTreeSet<String> = inventory(&net).into_keys().collect();
+    wait_full(&net, &stripes, Duration::from_secs(60), "the uploads to sit on 6 relays each");
+    let before = inventory(&net);
+    let on = |i: usize| -> BTreeSet<String> {
+        before.iter().filter(|(_, h)| h.iter().any(|(r, _)| *r == i)).map(|(s, _)| s.clone()).collect()
+    };
+    let (a, b) = (2, 5);
+    let (on_a, on_b) = (on(a), on(b));
+    let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
+    assert!(!both.is_empty() && on_a.len() > both.len(), "{} on a, {} on both", on_a.len(), both.len());
+    let (_, _, rebuilt0) = repair_traffic(&net);
+
+    // One member down: its stripes are at five live shards, waited for.
+    net.kill9(a);
+    let from = rounds(&net);
+    wait_rounds(&net, &from, 5, "five repair rounds after the first kill");
+    let (_, _, rebuilt1) = repair_traffic(&net);
+    let waiting = net
+        .live()
+        .map(|r| {
+            let v = r.json("/repair").unwrap();
+            v["report"]["under_replicated"].as_array().map_or(0, |s| s.iter().filter(|x| x["waiting"] == true).count())
+        })
+        .sum::<usize>();
+    println!("one of eight down: {} stripes at 5 live, {waiting} waiting in the relays' reports, {} rebuilds", on_a.len(), rebuilt1 - rebuilt0);
+    assert_eq!(rebuilt1, rebuilt0, "a member within its grace was repaired around");
+    assert!(waiting > 0, "no relay reports waiting for the member that is down");
+
+    // A second member down: the stripes both held are at k = 4 and are rebuilt at once (both
+    // missing shards); the others still wait.
+    net.kill9(b);
+    let t0 = Instant::now();
+    wait_for(Duration::from_secs(120), "the stripes at k to be repaired", || {
+        let inv = inventory(&net);
+        both.iter()
+            .all(|s| {
+                let live: BTreeSet<u8> = inv.get(s).into_iter().flatten().flat_map(|(_, i)| i.iter().copied()).collect();
+                live.len() == N
+            })
+            .then_some(())
+    })
+    .unwrap();
+    let took = t0.elapsed();
+    let from = rounds(&net);
+    wait_rounds(&net, &from, 5, "five repair rounds after the stripes at k were whole");
+    let (_, _, rebuilt2) = repair_traffic(&net);
+    let fresh = rebuilt2 - rebuilt1;
+    println!(
+        "two of eight down: {} stripes at k repaired in {:.1} s with {fresh} rebuilds; {} stripes at 5 still waited for",
+        both.len(),
+        took.as_secs_f64(),
+        on_a.len() + on_b.len() - 2 * both.len()
+    );
+    assert!(
+        fresh >= 2 * both.len() as u64 && fresh <= 2 * both.len() as u64 + 2,
+        "{fresh} rebuilds for {} stripes that lost two shards each",
+        both.len()
+    );
+
+    // The first comes back within its grace: its stripes without the second are whole
+    // again with no traffic.
+    net.restart(a);
+    let only_a: BTreeSet<String> = on_a.difference(&on_b).cloned().collect();
+    wait_full(&net, &only_a, Duration::from_secs(120), "the returning member's stripes to be whole");
+    let (_, _, rebuilt3) = repair_traffic(&net);
+    assert_eq!(rebuilt3, rebuilt2, "the member that came back was repaired around");
+    files.check_all(&net, "grace");
 }
 
 fn inventory_of(net: &Net, i: usize) -> usize {
