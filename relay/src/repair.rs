@@ -162,6 +162,8 @@ pub struct Repair {
     pub audits: Mutex<Audits<PeerId>>,
     /// The claims the last round relied on: what the next audits sample from.
     candidates: Mutex<HashSet<Claim<PeerId>>>,
+    /// The relays that did not answer the last round's `Holds`.
+    last_silent: Mutex<Vec<PeerId>>,
     /// Clients' reports of claims they could not prove.
     reports: Mutex<Reports<PeerId>>,
     reported: Notify,
@@ -192,6 +194,7 @@ impl Repair {
                 ..AuditConfig::default()
             })),
             candidates: Mutex::new(HashSet::new()),
+            last_silent: Mutex::new(Vec::new()),
             reports: Mutex::new(Reports::new(MAX_REPORTS_WAITING, REPORT_COOLDOWN)),
             reported: Notify::new(),
             start: Instant::now(),
@@ -510,12 +513,12 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
         held.push(Held { stripe: HeldStripe { id, mine: indices, slots, k, doubted }, header });
     }
 
-    let live = {
+    let (live, suspects_before) = {
         let mut l = lock(&ctx.shared.repair.liveness);
         for gone in l.expire(ctx.shared.repair.now()) {
             tracing::info!(peer = %gone, "relay unreachable past the grace period: taken as gone");
         }
-        l.live()
+        (l.live(), l.suspects())
     };
     let mut relays: Vec<PeerId> = live;
     relays.push(ctx.me);
@@ -527,32 +530,27 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     for s in &held {
         let s = &s.stripe;
         let ordered = by_distance(&DhtKey::of_stripe(&s.id), keys.iter().copied());
-        // Suspects are asked too: one that answers is back.
         for p in ordered.iter().take(s.slots.len() + BEYOND_GROUP) {
-            if *p != ctx.me {
+            if *p != ctx.me && !suspects_before.contains(p) {
                 ask.entry(*p).or_default().push(s.id);
             }
         }
         order.push(ordered);
     }
     let Holdings { claims: holdings, silent } = ask_holds(ctx, ask).await;
-    // A member that did not answer (its connection may have dropped a moment ago, before
-    // this relay noticed) is waited for as one that dropped: suspect, for the grace period,
-    // unless it answers or connects again meanwhile. Repairing around every member that
-    // missed one round would undo the grace.
+    // A member that did not answer is waited for this round, as if suspect: its connection
+    // may have dropped a moment before (this relay learns it just after its request fails),
+    // and by the next round it is suspect, waited for the grace, or back. One that stays
+    // connected and silent two rounds in a row is left out of the plan, as a relay that
+    // answers nothing deserves.
     let (silent, suspects) = {
-        let mut l = lock(&ctx.shared.repair.liveness);
-        let now = ctx.shared.repair.now();
-        for p in holdings.keys() {
-            if l.is_live(p) {
-                l.connected(*p);
-            }
-        }
-        for p in &silent {
-            l.unreachable(p, now);
-        }
-        let suspects = l.suspects();
-        (silent.into_iter().filter(|p| !suspects.contains(p)).collect::<Vec<_>>(), suspects)
+        let mut suspects = lock(&ctx.shared.repair.liveness).suspects();
+        let mut last = lock(&ctx.shared.repair.last_silent);
+        let (fresh, stale): (Vec<PeerId>, Vec<PeerId>) =
+            silent.iter().copied().filter(|p| !suspects.contains(p)).partition(|p| !last.contains(p));
+        *last = silent;
+        suspects.extend(fresh);
+        (stale, suspects)
     };
 
     // Plan every stripe; keep this relay's part (kura-core's round rules).

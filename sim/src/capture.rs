@@ -149,7 +149,10 @@ mod tests {
         };
         let (none, four) = (keys(0, &mut rng), keys(4, &mut rng));
         let ratio = four / none;
-        assert!(ratio > 16.0 / 1.6 && ratio < 16.0 * 1.6, "{ratio:.1}× the keys with 4 bits, about 16 expected");
+        assert!(
+            ratio > 16.0 / 1.6 && ratio < 16.0 * 1.6,
+            "{ratio:.1}× the keys with 4 bits, about 16 expected"
+        );
         // An honest relay's one identity: about 2^b keys, and it carries the work.
         let made: u64 = (0..200).map(|_| join_key(6, &mut rng).1.keys_made).sum();
         let per = made as f64 / 200.0;

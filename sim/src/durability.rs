@@ -159,8 +159,10 @@ pub struct Held {
 pub fn predict(k: usize, live: &[DhtKey], held: &[Held]) -> Predicted {
     let mut out = Predicted::default();
     for h in held {
-        let group: Vec<DhtKey> =
-            kura_core::placement::by_distance(&h.stripe, live.iter().map(|k| (*k, *k))).into_iter().take(h.n).collect();
+        let group: Vec<DhtKey> = kura_core::placement::by_distance(&h.stripe, live.iter().map(|k| (*k, *k)))
+            .into_iter()
+            .take(h.n)
+            .collect();
         let mut holders: Vec<(DhtKey, Vec<u8>)> =
             h.holders.iter().filter(|(r, _)| live.contains(r)).cloned().collect();
         holders.sort_by_key(|(r, _)| h.stripe.distance(r));
@@ -494,7 +496,8 @@ mod tests {
             .map(|_| {
                 let stripe = random_key(&mut rng);
                 let group = kura_core::placement::by_distance(&stripe, relays.iter().map(|k| (*k, *k)));
-                let holders = group.into_iter().take(6).enumerate().map(|(i, r)| (r, vec![i as u8])).collect();
+                let holders =
+                    group.into_iter().take(6).enumerate().map(|(i, r)| (r, vec![i as u8])).collect();
                 Held { stripe, holders, n: 6 }
             })
             .collect();
@@ -503,7 +506,15 @@ mod tests {
             held.iter().map(|h| h.holders.iter().filter(|(r, _)| dead.contains(r)).count()).sum();
         let live: Vec<DhtKey> = relays.iter().filter(|r| !dead.contains(r)).copied().collect();
         let p = predict(4, &live, &held);
-        assert_eq!(p, Predicted { rebuilds: lost_shards as u64, handovers: 0, shards_read: 4 * lost_shards as u64, lost: 0 });
+        assert_eq!(
+            p,
+            Predicted {
+                rebuilds: lost_shards as u64,
+                handovers: 0,
+                shards_read: 4 * lost_shards as u64,
+                lost: 0
+            }
+        );
         assert!(lost_shards > 0);
         let live: Vec<DhtKey> = relays[..6].to_vec();
         let p = predict(4, &live, &held);

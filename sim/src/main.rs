@@ -188,7 +188,13 @@ fn lookup_table(rows: &[LookupRow], count: usize) -> (String, String) {
 
 const FRACTIONS: [f64; 6] = [0.01, 0.05, 0.10, 0.20, 0.25, 0.33];
 
-fn capture_tables(nodes: usize, targets: usize, grinds: usize, identities: usize, seed: u64) -> (String, String) {
+fn capture_tables(
+    nodes: usize,
+    targets: usize,
+    grinds: usize,
+    identities: usize,
+    seed: u64,
+) -> (String, String) {
     let mut rng = XorShift(seed.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) | 1);
     let mut p = Population::random(nodes, &mut rng);
     let mut md = format!(
@@ -251,7 +257,12 @@ fn capture_tables(nodes: usize, targets: usize, grinds: usize, identities: usize
 
 /// Seconds in the largest unit that keeps the number above one.
 fn fmt_duration(secs: f64) -> String {
-    let units = [(365.25 * 86400.0, "core-years"), (86400.0, "core-days"), (3600.0, "core-hours"), (60.0, "core-minutes")];
+    let units = [
+        (365.25 * 86400.0, "core-years"),
+        (86400.0, "core-days"),
+        (3600.0, "core-hours"),
+        (60.0, "core-minutes"),
+    ];
     for (size, name) in units {
         if secs >= size {
             return format!("{:.1} {name}", secs / size);
@@ -283,8 +294,18 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
     for p in PROFILES {
         for (k, m) in CODES {
             for grace_h in GRACES {
-                let c =
-                    durability::Config { relays, stripes, k, m, days, tick_min, profile: p, seed, grace_h, outage: None };
+                let c = durability::Config {
+                    relays,
+                    stripes,
+                    k,
+                    m,
+                    days,
+                    tick_min,
+                    profile: p,
+                    seed,
+                    grace_h,
+                    outage: None,
+                };
                 let start = Instant::now();
                 let o = durability::run(&c);
                 let secs = start.elapsed().as_secs_f64();
@@ -337,7 +358,10 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
             };
             let o = durability::run(&c);
             let law = kura_sim::capture::binomial_tail(k + m, m + 1, outage.share);
-            eprintln!("outage: {k}+{m}, grace {grace_h} h: peak unavailable {:.4}, {} shards read", o.outage_peak_unavailable, o.outage_reads);
+            eprintln!(
+                "outage: {k}+{m}, grace {grace_h} h: peak unavailable {:.4}, {} shards read",
+                o.outage_peak_unavailable, o.outage_reads
+            );
             let _ = writeln!(
                 md,
                 "| {k}+{m} | {} | {} | {} | {:.2} | {} |",
@@ -347,7 +371,11 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
                 o.outage_reads as f64 / stripes as f64,
                 o.lost
             );
-            let _ = writeln!(csv, "outage,{k},{m},{grace_h},,,,{},{},{},,", o.outage_reads, o.outage_peak_unavailable, o.lost);
+            let _ = writeln!(
+                csv,
+                "outage,{k},{m},{grace_h},,,,{},{},{},,",
+                o.outage_reads, o.outage_peak_unavailable, o.lost
+            );
         }
     }
     (md, csv)
@@ -405,7 +433,11 @@ fn main() -> Result<()> {
             print!("{row}");
             if let Some(path) = append {
                 use std::io::Write as _;
-                std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(row.as_bytes())?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?
+                    .write_all(row.as_bytes())?;
             }
         }
         Cmd::Durability { relays, stripes, days, seed } => {
@@ -435,7 +467,8 @@ fn main() -> Result<()> {
             )?;
             std::fs::write(out.join("lookups.csv"), csv)?;
             let (cn, targets) = if quick { (2000, 2000) } else { (100_000, 20_000) };
-            let (md, csv) = capture_tables(cn, targets, if quick { 1 } else { 3 }, if quick { 1 } else { 8 }, seed);
+            let (md, csv) =
+                capture_tables(cn, targets, if quick { 1 } else { 3 }, if quick { 1 } else { 8 }, seed);
             std::fs::write(
                 out.join("capture.md"),
                 format!("# Close groups under an adversary\n\n`{cmd}`\n\n{md}"),

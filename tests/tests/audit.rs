@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Repair rounds and audits every second. The relays' own scrubbing is slowed to a crawl
 /// (a byte a second), so that what finds the loss here is the neighbours' audits.
-const ARGS: &[&str] = &["--repair-interval", "1", "--repair-grace", "5", "--audit-interval", "1", "--scrub-rate", "1"];
+const ARGS: &[&str] =
+    &["--repair-interval", "1", "--repair-grace", "5", "--audit-interval", "1", "--scrub-rate", "1"];
 const RELAYS: usize = 8;
 /// Shards per stripe (the client's default k = 4, m = 2).
 const N: usize = 6;
@@ -190,7 +191,16 @@ fn shards_deleted_behind_a_relays_back_are_found_by_audits_and_rebuilt() {
 /// rebuilds them.
 #[test]
 fn a_relay_finds_its_own_lost_shards_by_scrubbing() {
-    let mut args = vec!["--repair-interval", "1", "--repair-grace", "5", "--audit-interval", "86400", "--scrub-rate", "64M"];
+    let mut args = vec![
+        "--repair-interval",
+        "1",
+        "--repair-grace",
+        "5",
+        "--audit-interval",
+        "86400",
+        "--scrub-rate",
+        "64M",
+    ];
     let mut net = Net::start_with("scrub", 7, &args);
     args.clear();
     let data = pseudo_random(2_500_000, 77);

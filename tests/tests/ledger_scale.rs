@@ -359,7 +359,8 @@ fn twenty_relays_certify_concurrent_transfers_exactly_through_kills_replays_and_
                 .map(|i| (i, *p))
         })
         .unwrap();
-    let metric = |kind: &str| net.relay(relay).metric(&format!("kura_ledger_catch_ups_total{{kind=\"{kind}\"}}"));
+    let metric =
+        |kind: &str| net.relay(relay).metric(&format!("kura_ledger_catch_ups_total{{kind=\"{kind}\"}}"));
     let level_before = metric("level").unwrap_or(0.0);
     let t = Transfer { from: fresh.key(), seq: 1, to: accounts[0], amount: 1, deps: vec![], memo: vec![] };
     let mut forged = t.clone().sign(&fresh);
@@ -384,9 +385,16 @@ fn twenty_relays_certify_concurrent_transfers_exactly_through_kills_replays_and_
         }
         (garbage, first, later)
     });
-    eprintln!("a fresh account at an unchecked relay: bad signature {}, first {}, later {}", codes.0, codes.1, codes.2);
+    eprintln!(
+        "a fresh account at an unchecked relay: bad signature {}, first {}, later {}",
+        codes.0, codes.1, codes.2
+    );
     assert_eq!(codes, (2, 13, 7), "(bad signature, joining, overdraft) expected");
-    assert_eq!(metric("level").unwrap_or(0.0), level_before + 1.0, "one catch-up, for the owner's transfer only");
+    assert_eq!(
+        metric("level").unwrap_or(0.0),
+        level_before + 1.0,
+        "one catch-up, for the owner's transfer only"
+    );
 
     let mut l = latencies.into_inner().unwrap();
     l.sort();

@@ -338,10 +338,16 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
         .live()
         .map(|r| {
             let v = r.json("/repair").unwrap();
-            v["report"]["under_replicated"].as_array().map_or(0, |s| s.iter().filter(|x| x["waiting"] == true).count())
+            v["report"]["under_replicated"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter(|x| x["waiting"] == true).count())
         })
         .sum::<usize>();
-    println!("one of eight down: {} stripes at 5 live, {waiting} waiting in the relays' reports, {} rebuilds", on_a.len(), rebuilt1 - rebuilt0);
+    println!(
+        "one of eight down: {} stripes at 5 live, {waiting} waiting in the relays' reports, {} rebuilds",
+        on_a.len(),
+        rebuilt1 - rebuilt0
+    );
     assert_eq!(rebuilt1, rebuilt0, "a member within its grace was repaired around");
     assert!(waiting > 0, "no relay reports waiting for the member that is down");
 
@@ -353,7 +359,8 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
         let inv = inventory(&net);
         both.iter()
             .all(|s| {
-                let live: BTreeSet<u8> = inv.get(s).into_iter().flatten().flat_map(|(_, i)| i.iter().copied()).collect();
+                let live: BTreeSet<u8> =
+                    inv.get(s).into_iter().flatten().flat_map(|(_, i)| i.iter().copied()).collect();
                 live.len() == N
             })
             .then_some(())
