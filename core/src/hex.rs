@@ -2,7 +2,8 @@
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-pub(crate) fn encode(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn encode(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         s.push(DIGITS[usize::from(b >> 4)] as char);
@@ -20,8 +21,8 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-/// Decodes exactly `N` bytes of hex.
-pub(crate) fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+/// Decodes exactly `N` bytes of hex (either case).
+pub fn decode_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     let b = s.as_bytes();
     if b.len() != N * 2 {
         return None;

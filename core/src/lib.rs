@@ -23,7 +23,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod erasure;
 pub mod error;
-mod hex;
+pub mod hex;
 pub mod ledger;
 pub mod placement;
 pub mod proof;

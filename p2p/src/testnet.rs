@@ -22,10 +22,7 @@ static NEXT_JOIN_KEY: AtomicUsize = AtomicUsize::new(0);
 pub fn identity() -> Keypair {
     let seeds: Vec<&str> = JOIN_KEYS.lines().filter(|l| l.len() == 64).collect();
     while let Some(hex) = seeds.get(NEXT_JOIN_KEY.fetch_add(1, Ordering::Relaxed)) {
-        let mut seed = [0u8; 32];
-        for (i, b) in seed.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
+        let Some(seed) = kura_core::hex::decode_array::<32>(hex) else { continue };
         if let Ok(key) = Keypair::ed25519_from_bytes(seed) {
             if crate::admitted(&key.public().to_peer_id()) {
                 return key;

@@ -7,7 +7,7 @@
 //! near a chosen target) it needs only as many relays as the group has seats, and the work
 //! to grind them is measured here with real ed25519 keys.
 
-use crate::population::{key_of_public, random_key, Population, PEER_ID_PREFIX};
+use crate::population::{key_of_public, peer_id_of_public, random_key, Population};
 use kura_core::placement::DhtKey;
 use kura_core::testdata::XorShift;
 
@@ -98,9 +98,7 @@ fn new_key(rng: &mut XorShift) -> ([u8; 32], [u8; 32]) {
 
 /// The join work of the relay whose ed25519 public key is `public` (its peer id's bytes).
 pub fn join_work(public: &[u8; 32]) -> u32 {
-    let mut id = PEER_ID_PREFIX.to_vec();
-    id.extend_from_slice(public);
-    kura_core::placement::join_work(&id)
+    kura_core::placement::join_work(&peer_id_of_public(public))
 }
 
 /// What one identity with join work costs an honest relay: keys made and time.

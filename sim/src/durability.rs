@@ -65,6 +65,22 @@ pub struct Config {
     pub outage: Option<Outage>,
 }
 
+impl Config {
+    /// A run of `k + m` stripes among relays that behave as `profile`, repaired at once
+    /// (no grace) and with no outage.
+    pub fn new(
+        relays: usize,
+        stripes: usize,
+        (k, m): (usize, usize),
+        days: f64,
+        tick_min: f64,
+        profile: Profile,
+        seed: u64,
+    ) -> Self {
+        Self { relays, stripes, k, m, days, tick_min, profile, seed, grace_h: 0.0, outage: None }
+    }
+}
+
 /// A share of the relays down together at `at_day`, for `hours`, back with their disks.
 #[derive(Debug, Clone, Copy)]
 pub struct Outage {
@@ -536,18 +552,7 @@ mod tests {
     fn repairs_follow_the_churn() {
         let calm =
             Profile { name: "calm", shape: 1.0, up_scale_h: 1e9, down_mean_h: 1e-9, lifetime_days: 1e9 };
-        let base = Config {
-            relays: 300,
-            stripes: 200,
-            k: 4,
-            m: 2,
-            days: 20.0,
-            tick_min: 60.0,
-            profile: calm,
-            seed: 1,
-            grace_h: 0.0,
-            outage: None,
-        };
+        let base = Config::new(300, 200, (4, 2), 20.0, 60.0, calm, 1);
         let o = run(&base);
         assert_eq!((o.rebuilds, o.handovers, o.lost), (0, 0, 0), "{o:?}");
 
@@ -584,18 +589,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_result() {
-        let c = Config {
-            relays: 200,
-            stripes: 100,
-            k: 4,
-            m: 2,
-            days: 10.0,
-            tick_min: 30.0,
-            profile: PROFILES[2],
-            seed: 4,
-            grace_h: 0.0,
-            outage: None,
-        };
+        let c = Config::new(200, 100, (4, 2), 10.0, 30.0, PROFILES[2], 4);
         let (a, b) = (run(&c), run(&c));
         assert_eq!((a.rebuilds, a.handovers, a.drops, a.lost), (b.rebuilds, b.handovers, b.drops, b.lost));
     }

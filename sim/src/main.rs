@@ -295,16 +295,8 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
         for (k, m) in CODES {
             for grace_h in GRACES {
                 let c = durability::Config {
-                    relays,
-                    stripes,
-                    k,
-                    m,
-                    days,
-                    tick_min,
-                    profile: p,
-                    seed,
                     grace_h,
-                    outage: None,
+                    ..durability::Config::new(relays, stripes, (k, m), days, tick_min, p, seed)
                 };
                 let start = Instant::now();
                 let o = durability::run(&c);
@@ -345,16 +337,9 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
     for (k, m) in CODES {
         for grace_h in GRACES {
             let c = durability::Config {
-                relays,
-                stripes,
-                k,
-                m,
-                days,
-                tick_min,
-                profile: PROFILES[0],
-                seed,
                 grace_h,
                 outage: Some(outage),
+                ..durability::Config::new(relays, stripes, (k, m), days, tick_min, PROFILES[0], seed)
             };
             let o = durability::run(&c);
             let law = kura_sim::capture::binomial_tail(k + m, m + 1, outage.share);
@@ -404,22 +389,11 @@ fn main() -> Result<()> {
             let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
             for _ in 0..count {
                 let (seed, _) = capture::join_key(kura_core::placement::JOIN_BITS, &mut rng);
-                println!("{}", seed.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                println!("{}", kura_core::hex::encode(&seed));
             }
         }
         Cmd::Size { relays, stripes, days, seed, append } => {
-            let c = durability::Config {
-                relays,
-                stripes,
-                k: 4,
-                m: 2,
-                days,
-                tick_min: 30.0,
-                profile: PROFILES[0],
-                seed,
-                grace_h: 0.0,
-                outage: None,
-            };
+            let c = durability::Config::new(relays, stripes, (4, 2), days, 30.0, PROFILES[0], seed);
             let start = Instant::now();
             let o = durability::run(&c);
             let secs = start.elapsed().as_secs_f64();

@@ -8,13 +8,18 @@ use kura_core::testdata::XorShift;
 /// The identity multihash prefix of an ed25519 libp2p peer id (protobuf key type 1, 32
 /// bytes): a relay's id is this and its public key, its place in the key space the SHA-256
 /// of that.
-pub const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
+/// The peer id (binary form) of the relay with ed25519 public key `public`.
+pub fn peer_id_of_public(public: &[u8; 32]) -> Vec<u8> {
+    let mut id = PEER_ID_PREFIX.to_vec();
+    id.extend_from_slice(public);
+    id
+}
 
 /// Where a relay with ed25519 public key `public` sits in the key space.
 pub fn key_of_public(public: &[u8; 32]) -> DhtKey {
-    let mut id = PEER_ID_PREFIX.to_vec();
-    id.extend_from_slice(public);
-    DhtKey::of(&id)
+    DhtKey::of(&peer_id_of_public(public))
 }
 
 /// A random point in the key space (for a relay, as good as a real key's: SHA-256 output).
