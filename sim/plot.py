@@ -42,7 +42,7 @@ fig.tight_layout()
 fig.savefig(os.path.join(out, "capture.png"), dpi=110)
 print("plots written to", out)
 
-du = [r for r in rows("durability.csv") if r["profile"] != "outage"]
+du = [r for r in rows("durability.csv") if r["profile"] != "outage" and not r["profile"].startswith("tabs")]
 fig, ax = plt.subplots(1, 2, figsize=(11, 4))
 for prof in dict.fromkeys(r["profile"] for r in du):
     for code in dict.fromkeys((r["k"], r["m"]) for r in du):
@@ -60,3 +60,20 @@ ax[0].legend(fontsize=6, ncol=2)
 fig.tight_layout()
 fig.savefig(os.path.join(out, "durability.png"), dpi=110)
 print("durability plot written")
+
+au = os.path.join(out, "audits.csv")
+if os.path.exists(au):
+    ar = rows("audits.csv")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key in dict.fromkeys((r["holder"], r["scrub"]) for r in ar):
+        rs = [r for r in ar if (r["holder"], r["scrub"]) == key]
+        n = [int(r["shards_per_relay"]) for r in rs]
+        label = key[0] + (" (scrub)" if key[1] == "true" else "")
+        line, = ax.plot(n, [float(r["found_p50_s"]) / 3600 for r in rs], "o-", label=label)
+        ax.plot(n, [float(r["found_p99_s"]) / 3600 for r in rs], "x--", color=line.get_color(), alpha=0.6)
+    ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("shards per relay")
+    ax.set_ylabel("hours until a lost shard is found (o p50, x p99)")
+    ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    ax.set_title("Silent loss and dishonest holders: time to find them")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "audits.png"), dpi=110)

@@ -63,6 +63,8 @@ pub struct Config {
     pub grace_h: f64,
     /// A correlated failure: a share of the relays (one provider, one region) down at once.
     pub outage: Option<Outage>,
+    /// Donating browser tabs holding extra copies on top of the relays.
+    pub tabs: Option<Tabs>,
 }
 
 impl Config {
@@ -77,7 +79,7 @@ impl Config {
         profile: Profile,
         seed: u64,
     ) -> Self {
-        Self { relays, stripes, k, m, days, tick_min, profile, seed, grace_h: 0.0, outage: None }
+        Self { relays, stripes, k, m, days, tick_min, profile, seed, grace_h: 0.0, outage: None, tabs: None }
     }
 }
 
@@ -88,6 +90,44 @@ pub struct Outage {
     pub at_day: f64,
     pub hours: f64,
 }
+
+/// The tab tier: each stripe has `copies` extra shards (distinct indices, data shards
+/// first) in donating tabs. A tab is open `hours_per_day` each day at an hour of its own
+/// (its person's day), keeps its copies across closes and reloads (they are on its disk),
+/// and stops donating for good after an exponential lifetime (its copies are gone), when a
+/// relay offers the copy to another tab, read from the stripe if it is readable. Tabs are
+/// never members of a group and never counted by the repair rule: their copies are read as
+/// any holder outside the group is, by readers and by a group rebuilding a shard.
+#[derive(Debug, Clone, Copy)]
+pub struct Tabs {
+    pub copies: usize,
+    pub hours_per_day: f64,
+    pub lifetime_days: f64,
+}
+
+/// A stripe's copy in a tab.
+#[derive(Debug, Clone, Copy)]
+struct TabCopy {
+    index: u8,
+    /// The hour of day (0–24) its tab opens.
+    opens_h: f64,
+    /// When its tab stops donating for good.
+    gone_h: f64,
+}
+
+impl TabCopy {
+    fn new(index: u8, now: f64, t: &Tabs, rng: &mut XorShift) -> Self {
+        let opens_h = rng.below(24 * 60) as f64 / 60.0;
+        Self { index, opens_h, gone_h: now + exponential(rng, t.lifetime_days * 24.0) }
+    }
+
+    fn online(&self, now: f64, t: &Tabs) -> bool {
+        now < self.gone_h && (now - self.opens_h).rem_euclid(24.0) < t.hours_per_day
+    }
+}
+
+/// Holder numbers of tabs in plans: above every relay's.
+const TAB_BASE: u32 = 1 << 31;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, Default)]
@@ -112,6 +152,10 @@ pub struct Outcome {
     pub up_share: f64,
     /// Stripe plans computed.
     pub plans: u64,
+    /// With tabs: copies made for tabs that replace tabs gone for good, and shards read
+    /// from tabs to repair the relays' shards.
+    pub tab_fills: u64,
+    pub tab_reads: u64,
 }
 
 impl Outcome {
@@ -253,6 +297,22 @@ pub fn run(c: &Config) -> Outcome {
     let mut holders: Vec<Vec<(u32, u8)>> =
         cand.iter().map(|cs| cs.iter().take(n).enumerate().map(|(i, &r)| (r, i as u8)).collect()).collect();
     let mut lost = vec![false; c.stripes];
+    let mut tabs: Vec<Vec<TabCopy>> = match &c.tabs {
+        Some(t) => (0..c.stripes)
+            .map(|_| (0..t.copies.min(n)).map(|i| TabCopy::new(i as u8, 0.0, t, &mut rng)).collect())
+            .collect(),
+        None => vec![Vec::new(); c.stripes],
+    };
+    // Distinct indices readable now: on relays up and in tabs open.
+    let readable_now = |relays: &[Relay], hs: &[(u32, u8)], ts: &[TabCopy], now: f64| {
+        let mut up: Vec<u8> = hs.iter().filter(|(r, _)| relays[*r as usize].up).map(|(_, i)| *i).collect();
+        if let Some(t) = &c.tabs {
+            up.extend(ts.iter().filter(|x| x.online(now, t)).map(|x| x.index));
+        }
+        up.sort_unstable();
+        up.dedup();
+        up.len()
+    };
     let index_of = |cand: &[Vec<u32>], holders: &[Vec<(u32, u8)>], relays: usize| {
         let mut by_relay: Vec<Vec<u32>> = vec![Vec::new(); relays];
         for (s, cs) in cand.iter().enumerate() {
@@ -358,11 +418,7 @@ pub fn run(c: &Config) -> Outcome {
                     unavailable += 1;
                     continue;
                 }
-                let mut up: Vec<u8> =
-                    hs.iter().filter(|(r, _)| relays[*r as usize].up).map(|(_, i)| *i).collect();
-                up.sort_unstable();
-                up.dedup();
-                if up.len() < c.k {
+                if readable_now(&relays, hs, &tabs[s], now) < c.k {
                     unavailable += 1;
                 }
             }
@@ -382,6 +438,22 @@ pub fn run(c: &Config) -> Outcome {
             if now <= b + 48.0 {
                 if let Some(m) = moved_before_outage {
                     out.outage_reads = out.shards_moved - m;
+                }
+            }
+        }
+        if let Some(t) = &c.tabs {
+            // A tab gone for good: its copy is offered to another, read from the stripe.
+            for s in 0..c.stripes {
+                if lost[s] || !tabs[s].iter().any(|x| x.gone_h <= now) {
+                    continue;
+                }
+                let readable = readable_now(&relays, &holders[s], &tabs[s], now) >= c.k;
+                for j in 0..tabs[s].len() {
+                    if tabs[s][j].gone_h <= now && readable {
+                        tabs[s][j] = TabCopy::new(tabs[s][j].index, now, t, &mut rng);
+                        out.tab_fills += 1;
+                        out.shards_moved += c.k as u64;
+                    }
                 }
             }
         }
@@ -408,11 +480,20 @@ pub fn run(c: &Config) -> Outcome {
             }
             let rank = |r: u32| cand[s].iter().position(|&x| x == r).unwrap_or(usize::MAX);
             live.sort_by_key(|(r, _)| rank(*r));
+            // Open tabs' copies, after every relay: holders outside the group.
+            if let Some(t) = &c.tabs {
+                for (j, x) in tabs[s].iter().enumerate() {
+                    if x.online(now, t) {
+                        live.push((TAB_BASE + j as u32, vec![x.index]));
+                    }
+                }
+            }
             let plan = plan_group(&slots, c.k, &group, &live);
             out.plans += 1;
             if plan.lost {
                 // Lost for good when the disks still in the network hold fewer than `k`.
                 let mut distinct: Vec<u8> = holders[s].iter().map(|(_, i)| *i).collect();
+                distinct.extend(tabs[s].iter().filter(|x| x.gone_h > now).map(|x| x.index));
                 distinct.sort_unstable();
                 distinct.dedup();
                 if distinct.len() < c.k {
@@ -426,15 +507,11 @@ pub fn run(c: &Config) -> Outcome {
             }
             // Moves read from relays that are up: a member within its grace is counted as
             // holding its shard, but cannot be read from while it is down.
-            let readable = {
-                let mut up: Vec<u8> =
-                    holders[s].iter().filter(|(r, _)| relays[*r as usize].up).map(|(_, i)| *i).collect();
-                up.sort_unstable();
-                up.dedup();
-                up.len()
-            };
+            let readable = readable_now(&relays, &holders[s], &tabs[s], now);
             for mv in plan.moves {
                 let ready = match &mv {
+                    // A tab's copy is in the plan only while its tab is open.
+                    Move::Handover { from, .. } if *from >= TAB_BASE => true,
                     Move::Handover { from, .. } => relays[*from as usize].up,
                     Move::Rebuild { .. } => readable >= c.k,
                 };
@@ -443,9 +520,10 @@ pub fn run(c: &Config) -> Outcome {
                     continue;
                 }
                 match mv {
-                    Move::Handover { index, to, .. } => {
+                    Move::Handover { index, to, from } => {
                         holders[s].push((to, index));
                         out.handovers += 1;
+                        out.tab_reads += u64::from(from >= TAB_BASE);
                         out.shards_moved += 1;
                         if !by_relay[to as usize].contains(&(s as u32)) {
                             by_relay[to as usize].push(s as u32);
@@ -462,6 +540,10 @@ pub fn run(c: &Config) -> Outcome {
                 }
             }
             for (r, i) in plan.drops {
+                if r >= TAB_BASE {
+                    // Tabs keep their copies: they are not the group's to drop.
+                    continue;
+                }
                 if let Some(pos) = holders[s].iter().position(|&(h, j)| h == r && j == i) {
                     holders[s].swap_remove(pos);
                     out.drops += 1;
@@ -592,5 +674,20 @@ mod tests {
         let c = Config::new(200, 100, (4, 2), 10.0, 30.0, PROFILES[2], 4);
         let (a, b) = (run(&c), run(&c));
         assert_eq!((a.rebuilds, a.handovers, a.drops, a.lost), (b.rebuilds, b.handovers, b.drops, b.lost));
+    }
+
+    /// Tabs on top of volatile relays: fewer stripes unavailable and none lost that the
+    /// relays alone keep; their copies are read to repair, and replaced when tabs go.
+    #[test]
+    fn tab_copies_make_stripes_more_available_and_are_read_for_repair() {
+        let base = Config { grace_h: 2.0, ..Config::new(150, 100, (4, 2), 20.0, 30.0, PROFILES[2], 3) };
+        let alone = run(&base);
+        let tabs = Tabs { copies: 4, hours_per_day: 12.0, lifetime_days: 10.0 };
+        let with = run(&Config { tabs: Some(tabs), ..base });
+        assert!(alone.unavailable > 0.05, "{}", alone.unavailable);
+        assert!(with.unavailable < alone.unavailable * 0.8, "{} vs {}", with.unavailable, alone.unavailable);
+        assert!(with.lost <= alone.lost, "{} vs {}", with.lost, alone.lost);
+        assert!(with.tab_reads > 0 && with.tab_fills > 0);
+        assert_eq!((alone.tab_reads, alone.tab_fills), (0, 0));
     }
 }

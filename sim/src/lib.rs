@@ -5,6 +5,7 @@
 //! ground towards a target ([`capture`]). Deterministic: the same seed gives the same
 //! result. `scripts/sim.sh` runs every scenario and writes `docs/scale/`.
 
+pub mod audits;
 pub mod capture;
 pub mod durability;
 pub mod kad;

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use kura_core::testdata::XorShift;
+use kura_sim::audits::{self, Holder};
 use kura_sim::capture::{self, GROUPS};
 use kura_sim::durability::{self, PROFILES};
 use kura_sim::kad::{self, Tables, K};
@@ -78,6 +79,18 @@ enum Cmd {
         seed: u64,
         #[arg(long)]
         append: Option<PathBuf>,
+    },
+    /// Silent loss and dishonest holders found by the relays' audits and scrub.
+    Audits {
+        #[arg(long, default_value_t = 300)]
+        relays: usize,
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        shards: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write audits.md and audits.csv there instead of printing the table.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Every scenario; tables to `--out`.
     All {
@@ -363,8 +376,164 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
             );
         }
     }
+    // The tab tier: donating tabs' copies on top of the relays, among relays that churn.
+    let _ = writeln!(
+        md,
+        "\nWith donating tabs: each stripe also has copies in tabs (distinct indices, data shards first), each tab open some hours a day at an hour of its own and keeping its copies across closes, gone for good after 30 days on average (a relay then offers the copy to another tab, read from the stripe: `k` shards). Tabs are never group members and never counted by the repair rule; readers and rebuilding groups read their copies as from any holder outside the group. 4+2, a member down counts as gone after 2 h.\n\n| relays | tab copies per stripe | tab open per day | stripes unavailable (share of time) | stripes lost per year | a 100-stripe file lost per year | shards read per shard stored per year (relays' repair and tab copies) | of which read from tabs | copies made for tabs per stripe per year |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for p in &PROFILES[1..] {
+        for (copies, hours) in [(0, 0.0), (2, 8.0), (4, 8.0), (4, 16.0)] {
+            let tabs = (copies > 0).then_some(durability::Tabs {
+                copies,
+                hours_per_day: hours,
+                lifetime_days: 30.0,
+            });
+            let c = durability::Config {
+                grace_h: 2.0,
+                tabs,
+                ..durability::Config::new(relays, stripes, (4, 2), days, tick_min, *p, seed)
+            };
+            let o = durability::run(&c);
+            let lost = o.lost_per_year(&c).min(1.0);
+            eprintln!(
+                "tabs: {}, {copies} copies {hours} h/day: unavailable {:.4}, lost/year {lost:.4}, {} tab reads",
+                p.name, o.unavailable, o.tab_reads
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {copies} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                p.name,
+                if copies == 0 { "—".into() } else { format!("{hours} h") },
+                fmt_p(o.unavailable),
+                fmt_p(lost),
+                fmt_p(1.0 - (1.0 - lost).powi(100)),
+                o.moved_per_stored_year(&c),
+                o.tab_reads as f64 / (stripes * 6) as f64 / (days / 365.0),
+                o.tab_fills as f64 / stripes as f64 / (days / 365.0),
+            );
+            let _ = writeln!(
+                csv,
+                "tabs {} {copies}x{hours}h,4,2,2,{},{},,{},{},{lost},{},",
+                p.name,
+                o.rebuilds,
+                o.handovers,
+                o.moved_per_stored_year(&c),
+                o.unavailable,
+                o.up_share
+            );
+        }
+    }
     (md, csv)
 }
+
+/// Seconds as the largest unit that fits.
+fn fmt_secs(s: f64) -> String {
+    if !s.is_finite() {
+        "—".into()
+    } else if s >= 86400.0 {
+        format!("{:.1} d", s / 86400.0)
+    } else if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// Time to find silent loss and dishonest holders, per holding size: each row a run of
+/// `kura_sim::audits` with the relays' defaults.
+fn audit_tables(relays: usize, sizes: &[usize], seed: u64) -> (String, String) {
+    let targets = 5;
+    let mut md = format!(
+        "{relays} relays at random points, 4+2 stripes, {targets} of the relays behave as the row says; every member of a group audits the others with `kura_core::audit::Audits` (four claims per peer every 300 s, the relays' defaults), and an honest relay's scrub re-reads its shards at 1 MiB/s (256 KiB shards). A lost shard is *found* when one of its five auditors stops hearing its claim (a failed verdict, or its holder distrusted) or its holder's scrub reaches it; the group then rebuilds it. At most 30 simulated days.\n\n| holder | scrub | shards per relay | lost shards | found p50 | p99 | last | within 1 h | within 24 h | not found in 30 d | found by audits | auditors distrusting it | first distrust p50 | challenges per relay per hour | audit traffic per relay per hour | run |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut csv = String::from("holder,scrub,shards_per_relay,lost,found_p50_s,found_p99_s,found_max_s,within_1h,within_24h,unfound,by_audits,distrusting,pairs,challenges_per_hour,bytes_per_hour\n");
+    let mut rows: Vec<(Holder, bool)> = vec![(Holder::Rot(0.01), false), (Holder::Rot(0.01), true)];
+    rows.extend(
+        [Holder::Drop(0.05), Holder::Drop(1.0), Holder::Withdraws, Holder::Silent].map(|h| (h, false)),
+    );
+    for &size in sizes {
+        for &(holder, scrub) in &rows {
+            let mut c = audits::Config::new(relays, size, targets, holder, seed);
+            if !scrub {
+                c.scrub_rate = 0.0;
+            }
+            let start = Instant::now();
+            let o = audits::run(&c);
+            let secs = start.elapsed().as_secs_f64();
+            let mut found = o.found.clone();
+            let (p50, p99) = (quantile(&mut found, 0.5), quantile(&mut found, 0.99));
+            let last = found.last().copied().unwrap_or(f64::NAN);
+            let share =
+                |limit: f64| o.found.iter().filter(|&&t| t <= limit).count() as f64 / o.lost.max(1) as f64;
+            let first = quantile(&mut o.distrusted.clone(), 0.5);
+            let scrub_label =
+                if scrub { format!("pass {}", fmt_secs(c.scrub_pass_s())) } else { "off".into() };
+            let bytes_h = o.challenges_per_hour * o.bytes_per_challenge as f64;
+            eprintln!(
+                "audits: {}, {size} shards per relay, scrub {scrub_label}: {} lost, p50 {}, p99 {}, {} unfound ({secs:.1} s)",
+                holder.label(),
+                o.lost,
+                fmt_secs(p50),
+                fmt_secs(p99),
+                o.unfound
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {scrub_label} | {size} | {} | {} | {} | {} | {:.1}% | {:.1}% | {} | {} | {} of {} | {} | {:.0} | {:.0} KiB | {secs:.1} s |",
+                holder.label(),
+                o.lost,
+                fmt_secs(p50),
+                fmt_secs(p99),
+                fmt_secs(last),
+                share(3600.0) * 100.0,
+                share(86400.0) * 100.0,
+                o.unfound,
+                o.by_audits,
+                o.distrusted.len(),
+                o.pairs,
+                if o.distrusted.is_empty() { "—".into() } else { fmt_secs(first) },
+                o.challenges_per_hour,
+                bytes_h / 1024.0,
+            );
+            let _ = writeln!(
+                csv,
+                "{},{scrub},{size},{},{p50},{p99},{last},{},{},{},{},{},{},{},{}",
+                holder.label(),
+                o.lost,
+                share(3600.0),
+                share(86400.0),
+                o.unfound,
+                o.by_audits,
+                o.distrusted.len(),
+                o.pairs,
+                o.challenges_per_hour,
+                bytes_h
+            );
+        }
+    }
+    (md, csv)
+}
+
+/// audits.md and audits.csv in `out`, made by `cmd`.
+fn write_audits(out: &std::path::Path, cmd: &str, relays: usize, sizes: &[usize], seed: u64) -> Result<()> {
+    let (md, csv) = audit_tables(relays, sizes, seed);
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join("audits.md"),
+        format!("# Silent loss and dishonest holders: time to find them\n\n`{cmd}`\n\n{md}\n{AUDIT_NOTES}"),
+    )?;
+    std::fs::write(out.join("audits.csv"), csv)?;
+    Ok(())
+}
+
+/// How to read the audit table.
+const AUDIT_NOTES: &str = "\
+*Auditors distrusting it* counts the pairs (auditor, holder) in which the auditor distrusted the holder by the time the last lost shard was found, of all such pairs; *first distrust* is the median time of those. A shard found is rebuilt (an honest holder's on the same relay, after which its challenges pass; a dishonest holder's elsewhere, after which no one challenges that claim). Traffic counts a challenge and its proof on the wire (`Request::Prove` and `Response::Proof` frames for a 256 KiB shard); every relay sends about as many challenges as it answers.
+
+An honest relay that lost a shard without knowing is found by its own scrub within one pass, and by audits alone only at the rate they sample its claims, which falls as it holds more: four claims per peer per interval, whatever the holding. A relay that admits each loss when asked (\"lost\"), dropping a share of its shards on purpose, is found at that slow rate too: what it saves is that share of its disk, and each shard found is rebuilt. A relay that forges a proof loses all trust at the first challenge on a shard it dropped, and with it every claim it makes to that auditor; answering nothing or \"not found\" costs a little score per challenge until it is distrusted.
+";
 
 fn fmt_p(p: f64) -> String {
     if p == 0.0 {
@@ -414,6 +583,19 @@ fn main() -> Result<()> {
                     .write_all(row.as_bytes())?;
             }
         }
+        Cmd::Audits { relays, shards, seed, out } => match out {
+            Some(out) => {
+                let sizes = shards.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+                write_audits(
+                    &out,
+                    &format!("kura-sim audits --relays {relays} --shards {sizes} --seed {seed}"),
+                    relays,
+                    &shards,
+                    seed,
+                )?;
+            }
+            None => print!("{}", audit_tables(relays, &shards, seed).0),
+        },
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
@@ -455,6 +637,9 @@ fn main() -> Result<()> {
                 format!("# Durability and repair traffic under churn\n\n`{cmd}`\n\n{md}\nA rebuild reads `k` shards, a handover one. Stripes start whole; a relay that leaves for good takes its disk and is replaced by an empty one at a random point (candidate lists are recomputed daily).\n"),
             )?;
             std::fs::write(out.join("durability.csv"), csv)?;
+            let (relays, sizes) =
+                if quick { (100, vec![100, 1000]) } else { (300, vec![100, 1000, 10_000, 100_000]) };
+            write_audits(&out, &cmd, relays, &sizes, seed)?;
             eprintln!("tables written to {}", out.display());
         }
     }
