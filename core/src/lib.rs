@@ -22,6 +22,7 @@ pub mod datamap;
 pub mod decoder;
 pub mod encoder;
 pub mod erasure;
+pub mod farming;
 pub mod error;
 pub mod hex;
 pub mod ledger;

@@ -1,0 +1,484 @@
+//! Farming: uploads pay for storage by burning credits, relays earn for storage that
+//! audits prove, and nothing is minted that was not burnt first.
+//!
+//! **Paying.** An uploader buys a [`Batch`]: a ledger transfer to [`BURN`] whose memo names
+//! its terms ([`BatchTerms`]: `slots` stripes of at most `slot_bytes` shard bytes each, for
+//! `epochs` epochs from `first_epoch`) and whose amount covers them at the network's
+//! [`Prices`]. Its certificate is the batch's proof; its transfer id is the batch's id. For
+//! each stripe it stores, the uploader signs a [`Stamp`] `(batch, stripe, slot, bytes)`;
+//! a relay admits a stripe on `Store` only with a stamp its [`StampBook`] accepts (or
+//! within the free allowance, [`FreeUse`]) and keeps the stamp with the header. Two stamps
+//! for one `(batch, slot)` on different stripes are [`DoubleStamp`] evidence: the batch is
+//! revoked. At `first_epoch + epochs` the batch expires and its stripes earn nothing more.
+//!
+//! **Earning.** Each epoch, a relay `P` is audited by its **audit group**: the
+//! [`AUDIT_GROUP`] relays closest to [`audit_point`]`(P, epoch)`, a point that moves every
+//! epoch so that no relay keeps the same auditors. `P` gives each auditor its inventory of
+//! stamped shards it holds as a member of their close groups; each auditor checks the
+//! stamps and samples [`EPOCH_SAMPLES`] of them with proofs of possession
+//! ([`EpochAudit`]). An auditor that saw every sample pass signs a [`RewardShare`] for
+//! `reward(bytes)`; [`AUDIT_QUORUM`] shares of one amount form a [`RewardCertificate`]
+//! that `P` deposits into its account, once per epoch ([`Deposits`]). Any failed sample
+//! forfeits that auditor's share; a relay missing a share of its shards fails a sample of
+//! most auditors, and so the epoch.
+//!
+//! **Safety (what is minted).** A stamp pays for `slot_bytes` shard bytes for each of the
+//! batch's epochs at [`Prices::price`]; an auditor signs for at most the bytes of stamped,
+//! unexpired slots the relay holds, at [`Prices::rate`] = `price · (1 − fee)`. A shard is
+//! held for reward only by a member of its stripe's close group, which has one member per
+//! shard, so a stripe's shards earn at most its slot's bytes per epoch. Hence, for every
+//! batch, what its stripes mint is at most `(1 − fee)` of what it burnt, and the fee is
+//! burnt for good: storing data one generated oneself loses at least the fee. Exceptions,
+//! bounded: the free allowance (bytes per account per window, and per relay), and a
+//! captured audit group (more than `AUDIT_GROUP − AUDIT_QUORUM` auditors of one relay's
+//! epoch colluding with it), which can mint at most [`Prices::cap`] for that relay and
+//! epoch; the point moves each epoch, so it must be captured again every epoch.
+//!
+//! No IO and no clock: epochs are numbers the caller computes with [`epoch_of`].
+
+use crate::ledger::{Key, Sig, Signer, Transfer, TransferId, Verifier, BURN};
+use crate::placement::DhtKey;
+use crate::StripeId;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// Relays in a relay's audit group for one epoch.
+pub const AUDIT_GROUP: usize = 16;
+/// Shares (distinct auditors of the group) a reward certificate needs: two quorums share
+/// six auditors, and five auditors that are down do not stop it.
+pub const AUDIT_QUORUM: usize = 11;
+/// Proofs each auditor asks of a relay per epoch. A relay that lost a share `d` of its
+/// shards passes one auditor's samples with probability `(1 − d)^S`: 0.44 at d = 5%,
+/// so about 2% of its epochs find 11 of 16 auditors with all passes.
+pub const EPOCH_SAMPLES: usize = 16;
+/// What a batch's memo starts with.
+pub const BATCH_MEMO: &[u8] = b"kura batch v1";
+/// What a stamp signs first.
+pub const STAMP_DOMAIN: &[u8] = b"kura/farming/stamp/v1";
+/// What a reward share signs first.
+pub const SHARE_DOMAIN: &[u8] = b"kura/farming/share/v1";
+const AUDIT_POINT_CONTEXT: &str = "kura 2026 audit group point v1";
+
+/// Prices, in ledger units per GiB of shard bytes per epoch (integers: no rounding in the
+/// network's favour or against it, beyond the floor of each reward).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prices {
+    /// What an uploader burns per GiB of shard bytes per epoch.
+    pub price: u64,
+    /// Share of the price that is burnt for good, in percent (the rest can be earned).
+    pub fee_percent: u64,
+    /// Most one relay earns in one epoch.
+    pub cap: u64,
+}
+
+const GIB: u128 = 1 << 30;
+
+impl Prices {
+    /// What a relay earns per GiB of shard bytes proven per epoch.
+    pub fn rate(&self) -> u64 {
+        self.price * (100 - self.fee_percent.min(100)) / 100
+    }
+
+    /// What a batch of these terms costs: `slots · slot_bytes · epochs` at the price,
+    /// rounded up.
+    pub fn cost(&self, t: &BatchTerms) -> u64 {
+        let bytes = u128::from(t.slots) * u128::from(t.slot_bytes) * u128::from(t.epochs);
+        u64::try_from((bytes * u128::from(self.price)).div_ceil(GIB)).unwrap_or(u64::MAX)
+    }
+
+    /// What `bytes` of shard bytes proven for one epoch earn, rounded down, within the cap.
+    pub fn reward(&self, bytes: u64) -> u64 {
+        let r = u128::from(bytes) * u128::from(self.rate()) / GIB;
+        u64::try_from(r).unwrap_or(u64::MAX).min(self.cap)
+    }
+}
+
+/// The epoch of second `now` (since the network's start) for epochs of `len` seconds.
+pub fn epoch_of(now_secs: u64, len_secs: u64) -> u64 {
+    now_secs / len_secs.max(1)
+}
+
+/// The point a relay's audit group for `epoch` is closest to: hashed from the relay's peer
+/// id bytes and the epoch, so that it moves every epoch and no one chooses it.
+pub fn audit_point(relay: &[u8], epoch: u64) -> DhtKey {
+    let mut h = blake3::Hasher::new_derive_key(AUDIT_POINT_CONTEXT);
+    h.update(&(relay.len() as u64).to_le_bytes());
+    h.update(relay);
+    h.update(&epoch.to_le_bytes());
+    DhtKey(*h.finalize().as_bytes())
+}
+
+/// What a batch buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchTerms {
+    /// Stripes it may stamp.
+    pub slots: u32,
+    /// Most shard bytes (all `k + m` shards) of one stripe.
+    pub slot_bytes: u64,
+    pub first_epoch: u64,
+    pub epochs: u64,
+}
+
+impl BatchTerms {
+    /// The memo of the burn that buys these terms.
+    pub fn memo(&self) -> Vec<u8> {
+        let mut m = BATCH_MEMO.to_vec();
+        // Four integers always encode.
+        m.extend(postcard::to_allocvec(self).unwrap_or_default());
+        m
+    }
+
+    /// Whether `epoch` is within the batch's life.
+    pub fn covers(&self, epoch: u64) -> bool {
+        epoch >= self.first_epoch && epoch - self.first_epoch < self.epochs
+    }
+}
+
+/// A batch: terms paid for by a burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// The burn transfer's id.
+    pub id: TransferId,
+    pub owner: Key,
+    pub terms: BatchTerms,
+}
+
+impl Batch {
+    /// The batch a burn buys, if it is one: a transfer to [`BURN`] whose memo holds terms
+    /// its amount covers at `prices`. (The caller checks the transfer's certificate with
+    /// [`crate::ledger::Certificate::verify`] against the owner's group.)
+    pub fn of_burn(t: &Transfer, prices: &Prices) -> Result<Self, FarmError> {
+        if t.to != BURN {
+            return Err(FarmError::NotABatch);
+        }
+        let terms: BatchTerms = t
+            .memo
+            .strip_prefix(BATCH_MEMO)
+            .and_then(|rest| postcard::from_bytes(rest).ok())
+            .ok_or(FarmError::NotABatch)?;
+        if terms.slots == 0 || terms.epochs == 0 || terms.slot_bytes == 0 {
+            return Err(FarmError::NotABatch);
+        }
+        let cost = prices.cost(&terms);
+        if t.amount < cost {
+            return Err(FarmError::Underpaid { paid: t.amount, cost });
+        }
+        Ok(Self { id: t.id(), owner: t.from, terms })
+    }
+}
+
+/// An uploader's permission for one stripe to use one slot of its batch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    pub batch: TransferId,
+    pub stripe: StripeId,
+    pub slot: u32,
+    /// The stripe's shard bytes (all its shards).
+    pub bytes: u64,
+    #[serde(with = "serde_bytes")]
+    pub sig: Sig,
+}
+
+/// What a stamp's owner signs.
+pub fn stamp_message(batch: &TransferId, stripe: &StripeId, slot: u32, bytes: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(STAMP_DOMAIN.len() + 76);
+    m.extend_from_slice(STAMP_DOMAIN);
+    m.extend_from_slice(batch);
+    m.extend_from_slice(stripe.as_bytes());
+    m.extend_from_slice(&slot.to_le_bytes());
+    m.extend_from_slice(&bytes.to_le_bytes());
+    m
+}
+
+impl Stamp {
+    /// The batch owner's stamp.
+    pub fn sign(owner: &impl Signer, batch: &TransferId, stripe: StripeId, slot: u32, bytes: u64) -> Self {
+        let sig = owner.sign(&stamp_message(batch, &stripe, slot, bytes));
+        Self { batch: *batch, stripe, slot, bytes, sig }
+    }
+
+    /// Whether it is valid for `batch` at `epoch`: its slot and size within the terms, the
+    /// batch alive, the owner's signature good.
+    pub fn check(&self, batch: &Batch, epoch: u64, v: &impl Verifier) -> Result<(), FarmError> {
+        if self.batch != batch.id {
+            return Err(FarmError::NotABatch);
+        }
+        if !batch.terms.covers(epoch) {
+            return Err(FarmError::Expired);
+        }
+        if self.slot >= batch.terms.slots || self.bytes > batch.terms.slot_bytes {
+            return Err(FarmError::OutsideBatch);
+        }
+        if !v.verify(&batch.owner, &stamp_message(&self.batch, &self.stripe, self.slot, self.bytes), &self.sig) {
+            return Err(FarmError::BadSignature);
+        }
+        Ok(())
+    }
+}
+
+/// Two stamps of one batch owner for one slot and different stripes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoubleStamp {
+    pub first: Stamp,
+    pub second: Stamp,
+}
+
+impl DoubleStamp {
+    /// Whether it proves that `batch`'s owner stamped one slot twice.
+    pub fn proves(&self, batch: &Batch, v: &impl Verifier) -> bool {
+        let (a, b) = (&self.first, &self.second);
+        let signed = |s: &Stamp| v.verify(&batch.owner, &stamp_message(&s.batch, &s.stripe, s.slot, s.bytes), &s.sig);
+        a.batch == batch.id && b.batch == batch.id && a.slot == b.slot && a.stripe != b.stripe && signed(a) && signed(b)
+    }
+}
+
+/// A relay's stamps: which stripe holds each `(batch, slot)`, and the batches revoked.
+#[derive(Debug, Default)]
+pub struct StampBook {
+    slots: HashMap<(TransferId, u32), Stamp>,
+    revoked: HashSet<TransferId>,
+}
+
+impl StampBook {
+    /// Admits `stamp` for a stripe stored at `epoch`: checked ([`Stamp::check`]), its batch
+    /// not revoked, and its slot not holding another stripe. A second stripe on a slot
+    /// revokes the batch and returns the evidence (the stripes it stamped earn nothing).
+    pub fn admit(&mut self, stamp: Stamp, batch: &Batch, epoch: u64, v: &impl Verifier) -> Result<(), FarmError> {
+        if self.revoked.contains(&batch.id) {
+            return Err(FarmError::Revoked);
+        }
+        stamp.check(batch, epoch, v)?;
+        match self.slots.get(&(stamp.batch, stamp.slot)) {
+            Some(held) if held.stripe == stamp.stripe => Ok(()),
+            Some(held) => {
+                let evidence = DoubleStamp { first: held.clone(), second: stamp };
+                self.revoked.insert(batch.id);
+                Err(FarmError::DoubleStamp(Box::new(evidence)))
+            }
+            None => {
+                self.slots.insert((stamp.batch, stamp.slot), stamp);
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes evidence found elsewhere: revokes the batch if it proves a double stamp.
+    pub fn revoke(&mut self, evidence: &DoubleStamp, batch: &Batch, v: &impl Verifier) -> bool {
+        let proven = evidence.proves(batch, v);
+        if proven {
+            self.revoked.insert(batch.id);
+        }
+        proven
+    }
+
+    /// Whether `stamp` still pays at `epoch`: admitted here, batch not revoked, alive.
+    pub fn pays(&self, stamp: &Stamp, batch: &Batch, epoch: u64) -> bool {
+        !self.revoked.contains(&stamp.batch)
+            && batch.terms.covers(epoch)
+            && self.slots.get(&(stamp.batch, stamp.slot)).is_some_and(|s| s == stamp)
+    }
+
+    pub fn is_revoked(&self, batch: &TransferId) -> bool {
+        self.revoked.contains(batch)
+    }
+}
+
+/// Unpaid storage a relay takes: at most `per_account` shard bytes per account and
+/// `per_relay` in all, per window of `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    pub per_account: u64,
+    pub per_relay: u64,
+    pub window_secs: u64,
+}
+
+/// What the free allowance has given in the current window.
+#[derive(Debug)]
+pub struct FreeUse {
+    allowance: Allowance,
+    window: u64,
+    by_account: HashMap<Key, u64>,
+    total: u64,
+}
+
+impl FreeUse {
+    pub fn new(allowance: Allowance) -> Self {
+        Self { allowance, window: 0, by_account: HashMap::new(), total: 0 }
+    }
+
+    /// Takes `bytes` of `account`'s allowance at second `now`, or says why not (and takes
+    /// nothing).
+    pub fn take(&mut self, account: &Key, bytes: u64, now_secs: u64) -> Result<(), FarmError> {
+        let window = now_secs / self.allowance.window_secs.max(1);
+        if window != self.window {
+            self.window = window;
+            self.by_account.clear();
+            self.total = 0;
+        }
+        let used = self.by_account.get(account).copied().unwrap_or(0);
+        if used.saturating_add(bytes) > self.allowance.per_account {
+            return Err(FarmError::AllowanceUsed { used, allowance: self.allowance.per_account });
+        }
+        if self.total.saturating_add(bytes) > self.allowance.per_relay {
+            return Err(FarmError::AllowanceUsed { used: self.total, allowance: self.allowance.per_relay });
+        }
+        self.by_account.insert(*account, used + bytes);
+        self.total += bytes;
+        Ok(())
+    }
+
+    /// What `account` may still store unpaid in this window at second `now`.
+    pub fn left(&self, account: &Key, now_secs: u64) -> u64 {
+        if now_secs / self.allowance.window_secs.max(1) != self.window {
+            return self.allowance.per_account.min(self.allowance.per_relay);
+        }
+        let used = self.by_account.get(account).copied().unwrap_or(0);
+        self.allowance.per_account.saturating_sub(used).min(self.allowance.per_relay.saturating_sub(self.total))
+    }
+}
+
+/// One auditor's audit of one relay for one epoch.
+#[derive(Debug, Clone)]
+pub struct EpochAudit {
+    pub epoch: u64,
+    pub relay: Key,
+    /// Shard bytes of the stamped, paying shards the relay listed.
+    pub bytes: u64,
+    samples: usize,
+    passed: usize,
+    failed: bool,
+}
+
+impl EpochAudit {
+    /// An audit of an inventory of `bytes` stamped shard bytes (the auditor checked each
+    /// entry's stamp with [`StampBook::pays`] or [`Stamp::check`], and that the relay is a
+    /// member of each stripe's close group in its own view) holding `entries` shards.
+    pub fn new(epoch: u64, relay: Key, bytes: u64, entries: usize) -> Self {
+        Self { epoch, relay, bytes, samples: EPOCH_SAMPLES.min(entries), passed: 0, failed: false }
+    }
+
+    /// Samples still to ask.
+    pub fn wanted(&self) -> usize {
+        if self.failed {
+            0
+        } else {
+            self.samples - self.passed
+        }
+    }
+
+    /// Records one sample's verdict: any failure forfeits the epoch.
+    pub fn record(&mut self, verdict: crate::audit::Verdict) {
+        if verdict == crate::audit::Verdict::Pass {
+            self.passed = (self.passed + 1).min(self.samples);
+        } else {
+            self.failed = true;
+        }
+    }
+
+    /// The amount to sign for at epoch end: every sample asked and passed, and something
+    /// held; `None` otherwise.
+    pub fn amount(&self, prices: &Prices) -> Option<u64> {
+        let done = !self.failed && self.samples > 0 && self.passed == self.samples;
+        done.then(|| prices.reward(self.bytes)).filter(|a| *a > 0)
+    }
+}
+
+/// What an auditor signs: `relay` earned `amount` for `epoch`, paid into `account`.
+pub fn share_message(epoch: u64, relay: &Key, account: &Key, amount: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SHARE_DOMAIN.len() + 80);
+    m.extend_from_slice(SHARE_DOMAIN);
+    m.extend_from_slice(&epoch.to_le_bytes());
+    m.extend_from_slice(relay);
+    m.extend_from_slice(account);
+    m.extend_from_slice(&amount.to_le_bytes());
+    m
+}
+
+/// One auditor's signature on a reward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewardShare {
+    pub auditor: Key,
+    #[serde(with = "serde_bytes")]
+    pub sig: Sig,
+}
+
+/// A reward a quorum of a relay's audit group signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewardCertificate {
+    pub epoch: u64,
+    pub relay: Key,
+    pub account: Key,
+    pub amount: u64,
+    pub shares: Vec<RewardShare>,
+}
+
+impl RewardCertificate {
+    /// Checks it against the audit group `group` (the verifier's own view of the relays
+    /// closest to [`audit_point`] for this relay and epoch): at least [`AUDIT_QUORUM`]
+    /// distinct members signed this very reward, and it is within the cap.
+    pub fn verify(&self, group: &[Key], prices: &Prices, v: &impl Verifier) -> Result<(), FarmError> {
+        if self.amount == 0 || self.amount > prices.cap {
+            return Err(FarmError::OverCap { amount: self.amount, cap: prices.cap });
+        }
+        let msg = share_message(self.epoch, &self.relay, &self.account, self.amount);
+        let mut signers: HashSet<Key> = HashSet::new();
+        for s in self.shares.iter().take(AUDIT_GROUP * 2) {
+            if group.contains(&s.auditor) && !signers.contains(&s.auditor) && v.verify(&s.auditor, &msg, &s.sig) {
+                signers.insert(s.auditor);
+            }
+        }
+        if signers.len() < AUDIT_QUORUM {
+            return Err(FarmError::NoQuorum { have: signers.len(), need: AUDIT_QUORUM });
+        }
+        Ok(())
+    }
+}
+
+/// Rewards deposited: each `(epoch, relay)` once.
+#[derive(Debug, Default)]
+pub struct Deposits {
+    seen: HashSet<(u64, Key)>,
+    pub minted: u64,
+}
+
+impl Deposits {
+    /// Deposits a verified certificate: its amount, or an error if it was deposited before.
+    pub fn deposit(&mut self, c: &RewardCertificate) -> Result<u64, FarmError> {
+        if !self.seen.insert((c.epoch, c.relay)) {
+            return Err(FarmError::Deposited);
+        }
+        self.minted += c.amount;
+        Ok(c.amount)
+    }
+}
+
+/// Why a stamp, a batch or a reward was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FarmError {
+    #[error("the transfer is not a batch (a burn whose memo names its terms)")]
+    NotABatch,
+    #[error("the batch paid {paid}, its terms cost {cost}")]
+    Underpaid { paid: u64, cost: u64 },
+    #[error("the batch has expired or has not begun")]
+    Expired,
+    #[error("the stamp's slot or size is outside its batch")]
+    OutsideBatch,
+    #[error("a signature does not verify")]
+    BadSignature,
+    #[error("the batch is revoked: its owner stamped a slot twice")]
+    Revoked,
+    #[error("this slot holds another stripe: the batch is revoked")]
+    DoubleStamp(Box<DoubleStamp>),
+    #[error("the free allowance is used: {used} of {allowance} bytes in this window")]
+    AllowanceUsed { used: u64, allowance: u64 },
+    #[error("{have} shares of the audit group, {need} needed")]
+    NoQuorum { have: usize, need: usize },
+    #[error("the reward {amount} is over the cap {cap}")]
+    OverCap { amount: u64, cap: u64 },
+    #[error("this reward was deposited before")]
+    Deposited,
+}
+
+#[cfg(test)]
+#[path = "farming_tests.rs"]
+mod tests;

@@ -1,0 +1,253 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::audit::Verdict;
+use crate::ledger::{Ed25519, SigningKey};
+use crate::testdata::XorShift;
+
+const PRICES: Prices = Prices { price: 1_000, fee_percent: 10, cap: 1_000_000 };
+const MIB: u64 = 1 << 20;
+
+fn signer(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn burn(owner: &SigningKey, terms: BatchTerms, amount: u64) -> Transfer {
+    Transfer { from: owner.key(), seq: 1, to: BURN, amount, deps: vec![], memo: terms.memo() }
+}
+
+fn terms() -> BatchTerms {
+    BatchTerms { slots: 4, slot_bytes: 6 * 256 * 1024, first_epoch: 10, epochs: 30 }
+}
+
+#[test]
+fn a_burn_buys_the_batch_its_memo_names_if_it_covers_it() {
+    let owner = signer(1);
+    let cost = PRICES.cost(&terms());
+    // 4 slots × 1.5 MiB × 30 epochs = 180 MiB-epochs at 1,000 per GiB-epoch: 175.78, up.
+    assert_eq!(cost, 176);
+    let b = Batch::of_burn(&burn(&owner, terms(), cost), &PRICES).unwrap();
+    assert_eq!((b.owner, b.terms), (owner.key(), terms()));
+    assert_eq!(
+        Batch::of_burn(&burn(&owner, terms(), cost - 1), &PRICES),
+        Err(FarmError::Underpaid { paid: cost - 1, cost })
+    );
+    let mut not_burnt = burn(&owner, terms(), cost);
+    not_burnt.to = signer(2).key();
+    assert_eq!(Batch::of_burn(&not_burnt, &PRICES), Err(FarmError::NotABatch));
+    let mut no_terms = burn(&owner, terms(), cost);
+    no_terms.memo = b"a gift".to_vec();
+    assert_eq!(Batch::of_burn(&no_terms, &PRICES), Err(FarmError::NotABatch));
+    let empty = BatchTerms { slots: 0, ..terms() };
+    assert_eq!(Batch::of_burn(&burn(&owner, empty, cost), &PRICES), Err(FarmError::NotABatch));
+    assert!(terms().memo().len() <= crate::ledger::MAX_MEMO);
+}
+
+#[test]
+fn stamps_are_checked_and_a_slot_stamped_twice_revokes_the_batch() {
+    let owner = signer(1);
+    let b = Batch::of_burn(&burn(&owner, terms(), 1_000), &PRICES).unwrap();
+    let v = Ed25519;
+    let s1 = StripeId::from_bytes([1; 32]);
+    let s2 = StripeId::from_bytes([2; 32]);
+    let ok = Stamp::sign(&owner, &b.id, s1, 0, MIB);
+    assert_eq!(ok.check(&b, 10, &v), Ok(()));
+    assert_eq!(ok.check(&b, 9, &v), Err(FarmError::Expired));
+    assert_eq!(ok.check(&b, 40, &v), Err(FarmError::Expired));
+    assert_eq!(ok.check(&b, 39, &v), Ok(()));
+    assert_eq!(Stamp::sign(&owner, &b.id, s1, 4, MIB).check(&b, 10, &v), Err(FarmError::OutsideBatch));
+    assert_eq!(Stamp::sign(&owner, &b.id, s1, 0, 2 * MIB).check(&b, 10, &v), Err(FarmError::OutsideBatch));
+    assert_eq!(Stamp::sign(&signer(9), &b.id, s1, 0, MIB).check(&b, 10, &v), Err(FarmError::BadSignature));
+    let mut forged = ok.clone();
+    forged.stripe = s2;
+    assert_eq!(forged.check(&b, 10, &v), Err(FarmError::BadSignature));
+
+    let mut book = StampBook::default();
+    book.admit(ok.clone(), &b, 10, &v).unwrap();
+    // The same stamp again (a second shard of the stripe) is fine.
+    book.admit(ok.clone(), &b, 11, &v).unwrap();
+    book.admit(Stamp::sign(&owner, &b.id, s2, 1, MIB), &b, 11, &v).unwrap();
+    assert!(book.pays(&ok, &b, 12));
+    assert!(!book.pays(&ok, &b, 40), "expired");
+    let twice = Stamp::sign(&owner, &b.id, s2, 0, MIB);
+    let Err(FarmError::DoubleStamp(evidence)) = book.admit(twice, &b, 12, &v) else { panic!("admitted twice") };
+    assert!(evidence.proves(&b, &v));
+    assert!(book.is_revoked(&b.id));
+    assert!(!book.pays(&ok, &b, 12), "a revoked batch pays nothing");
+    assert_eq!(book.admit(Stamp::sign(&owner, &b.id, s1, 2, MIB), &b, 12, &v), Err(FarmError::Revoked));
+    // Another relay learns of it from the evidence alone; bad evidence revokes nothing.
+    let mut other = StampBook::default();
+    let mut fake = (*evidence).clone();
+    fake.second.sig = [0; 64];
+    assert!(!other.revoke(&fake, &b, &v));
+    assert!(!other.is_revoked(&b.id));
+    assert!(other.revoke(&evidence, &b, &v));
+    assert!(other.is_revoked(&b.id));
+}
+
+#[test]
+fn the_free_allowance_is_bounded_per_account_and_per_relay_per_window() {
+    let mut free = FreeUse::new(Allowance { per_account: 10 * MIB, per_relay: 25 * MIB, window_secs: 3600 });
+    let (a, b, c) = (signer(1).key(), signer(2).key(), signer(3).key());
+    free.take(&a, 6 * MIB, 0).unwrap();
+    assert_eq!(free.left(&a, 10), 4 * MIB);
+    assert_eq!(free.take(&a, 5 * MIB, 10), Err(FarmError::AllowanceUsed { used: 6 * MIB, allowance: 10 * MIB }));
+    free.take(&a, 4 * MIB, 20).unwrap();
+    free.take(&b, 10 * MIB, 30).unwrap();
+    // The relay's whole allowance: 20 of 25 given, a third account gets 5.
+    assert_eq!(free.left(&c, 40), 5 * MIB);
+    assert!(free.take(&c, 6 * MIB, 40).is_err());
+    free.take(&c, 5 * MIB, 40).unwrap();
+    // A new window.
+    assert_eq!(free.left(&a, 3600), 10 * MIB);
+    free.take(&a, 10 * MIB, 3600).unwrap();
+}
+
+/// Sixteen auditors, each with its own key.
+fn auditors() -> Vec<SigningKey> {
+    (0..AUDIT_GROUP as u8).map(|i| signer(100 + i)).collect()
+}
+
+fn share(auditor: &SigningKey, epoch: u64, relay: &Key, account: &Key, amount: u64) -> RewardShare {
+    RewardShare { auditor: auditor.key(), sig: auditor.sign(&share_message(epoch, relay, account, amount)) }
+}
+
+#[test]
+fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
+    let (relay, account) = (signer(7).key(), signer(8).key());
+    let group = auditors();
+    let keys: Vec<Key> = group.iter().map(Signer::key).collect();
+    let bytes = 300 * MIB;
+    // Every auditor sees its samples pass and computes the same amount.
+    let amounts: Vec<Option<u64>> = group
+        .iter()
+        .map(|_| {
+            let mut a = EpochAudit::new(5, relay, bytes, 1200);
+            while a.wanted() > 0 {
+                a.record(Verdict::Pass);
+            }
+            a.amount(&PRICES)
+        })
+        .collect();
+    let amount = amounts[0].unwrap();
+    assert!(amounts.iter().all(|a| *a == Some(amount)));
+    // 300 MiB at 900 per GiB-epoch.
+    assert_eq!(amount, 263);
+    let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
+    let cert = |shares: Vec<RewardShare>| RewardCertificate { epoch: 5, relay, account, amount, shares };
+    let v = Ed25519;
+    assert_eq!(cert(shares[..AUDIT_QUORUM].to_vec()).verify(&keys, &PRICES, &v), Ok(()));
+    assert_eq!(
+        cert(shares[..AUDIT_QUORUM - 1].to_vec()).verify(&keys, &PRICES, &v),
+        Err(FarmError::NoQuorum { have: 10, need: 11 })
+    );
+    // One auditor's share given eleven times counts once.
+    assert!(cert(vec![shares[0].clone(); 11]).verify(&keys, &PRICES, &v).is_err());
+    // Shares of relays outside the group count for nothing.
+    let outsiders: Vec<RewardShare> = (0..11).map(|i| share(&signer(200 + i), 5, &relay, &account, amount)).collect();
+    assert!(cert(outsiders).verify(&keys, &PRICES, &v).is_err());
+    // Shares signed for another amount, epoch or account do not make this one.
+    let mut mixed = shares[..10].to_vec();
+    mixed.push(share(&group[10], 5, &relay, &account, amount + 1));
+    assert!(cert(mixed).verify(&keys, &PRICES, &v).is_err());
+    let other_account = RewardCertificate { account: relay, ..cert(shares[..11].to_vec()) };
+    assert!(other_account.verify(&keys, &PRICES, &v).is_err());
+    // Over the cap, whoever signed it.
+    let big = PRICES.cap + 1;
+    let over = RewardCertificate {
+        amount: big,
+        shares: group.iter().map(|g| share(g, 5, &relay, &account, big)).collect(),
+        ..cert(vec![])
+    };
+    assert_eq!(over.verify(&keys, &PRICES, &v), Err(FarmError::OverCap { amount: big, cap: PRICES.cap }));
+    let mut deposits = Deposits::default();
+    let good = cert(shares[..11].to_vec());
+    assert_eq!(deposits.deposit(&good), Ok(amount));
+    assert_eq!(deposits.deposit(&cert(shares[5..].to_vec())), Err(FarmError::Deposited));
+    assert_eq!(deposits.minted, amount);
+}
+
+#[test]
+fn any_failed_sample_forfeits_and_an_empty_inventory_earns_nothing() {
+    let relay = signer(7).key();
+    let mut a = EpochAudit::new(1, relay, 100 * MIB, 500);
+    for _ in 0..EPOCH_SAMPLES - 1 {
+        a.record(Verdict::Pass);
+    }
+    assert_eq!(a.amount(&PRICES), None, "not every sample asked");
+    a.record(Verdict::Timeout);
+    assert_eq!(a.wanted(), 0);
+    assert_eq!(a.amount(&PRICES), None);
+    let empty = EpochAudit::new(1, relay, 0, 0);
+    assert_eq!((empty.wanted(), empty.amount(&PRICES)), (0, None));
+    // A small inventory is sampled whole.
+    let mut few = EpochAudit::new(1, relay, 3 * MIB, 3);
+    assert_eq!(few.wanted(), 3);
+    (0..3).for_each(|_| few.record(Verdict::Pass));
+    assert_eq!(few.amount(&PRICES), Some(2));
+}
+
+/// The adversary: a relay that dropped 5% of its shards, audited by sixteen auditors
+/// sampling independently, gets a certificate (11 all-pass auditors) in few epochs; one
+/// that dropped 1% in some; an honest one in all.
+#[test]
+fn a_relay_that_drops_five_percent_forfeits_nearly_every_epoch() {
+    let mut rng = XorShift(41);
+    let rewarded = |drop: f64, rng: &mut XorShift| {
+        let mut won = 0;
+        for _ in 0..2000 {
+            let mut passing = 0;
+            for _ in 0..AUDIT_GROUP {
+                let mut a = EpochAudit::new(1, [7; 32], 100 * MIB, 400);
+                while a.wanted() > 0 {
+                    a.record(if rng.chance(drop) { Verdict::False } else { Verdict::Pass });
+                }
+                passing += usize::from(a.amount(&PRICES).is_some());
+            }
+            won += usize::from(passing >= AUDIT_QUORUM);
+        }
+        won as f64 / 2000.0
+    };
+    let five = rewarded(0.05, &mut rng);
+    assert!(five < 0.05, "{five}");
+    let one = rewarded(0.01, &mut rng);
+    assert!(one > 0.5 && one < 0.99, "{one}");
+    assert_eq!(rewarded(0.0, &mut rng), 1.0);
+}
+
+/// Whatever batches are bought, a stripe's shards held by its close group (one shard per
+/// member) and rewarded every epoch of the batch mint at most `(1 − fee)` of the burn.
+#[test]
+fn rewards_never_exceed_what_batches_burnt_less_the_fee() {
+    let mut rng = XorShift(9);
+    for _ in 0..500 {
+        let t = BatchTerms {
+            slots: 1 + rng.below(50) as u32,
+            slot_bytes: 1 + rng.below(64 << 20) as u64,
+            first_epoch: 0,
+            epochs: 1 + rng.below(400) as u64,
+        };
+        let prices = Prices { price: 1 + rng.below(100_000) as u64, fee_percent: 10, cap: u64::MAX };
+        let burnt = prices.cost(&t);
+        // Each slot used by a stripe as large as allowed, split over up to 20 shards, each
+        // proven by its holder every epoch (alone in its inventory: rounding at its worst).
+        let mut minted = 0u64;
+        for _ in 0..t.slots {
+            let n = 1 + rng.below(20) as u64;
+            let shard = t.slot_bytes / n;
+            minted += prices.reward(shard) * n * t.epochs;
+        }
+        assert!(minted * 100 <= burnt * 90 + 100, "minted {minted} of {burnt} burnt");
+    }
+}
+
+#[test]
+fn the_audit_point_moves_every_epoch_and_differs_per_relay() {
+    let a = audit_point(b"relay a", 1);
+    assert_ne!(a, audit_point(b"relay a", 2));
+    assert_ne!(a, audit_point(b"relay b", 1));
+    assert_eq!(a, audit_point(b"relay a", 1));
+    assert_eq!(epoch_of(86_399, 86_400), 0);
+    assert_eq!(epoch_of(86_400, 86_400), 1);
+    assert_eq!(epoch_of(5, 0), 5, "a zero length is taken as one second");
+}
