@@ -77,3 +77,19 @@ if os.path.exists(au):
     ax.set_title("Silent loss and dishonest holders: time to find them")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "audits.png"), dpi=110)
+
+ec = os.path.join(out, "economy.csv")
+if os.path.exists(ec):
+    er = rows("economy.csv")
+    e = [int(r["epoch"]) for r in er]
+    burnt = [float(r["burnt"]) for r in er]
+    minted = [float(r["minted"]) for r in er]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ax[0].plot(e, burnt, label="burnt by batches (cumulative)")
+    ax[0].plot(e, minted, label="minted as rewards (cumulative)")
+    ax[0].plot(e, [b * 0.9 for b in burnt], "--", alpha=0.6, label="burnt less the 10% fee (bound)")
+    ax[0].set_xlabel("epoch"); ax[0].set_title("credits"); ax[0].grid(alpha=0.3); ax[0].legend(fontsize=7)
+    ax[1].plot(e, [m - b for m, b in zip(minted, burnt)], label="supply change (minted − burnt)")
+    ax[1].set_xlabel("epoch"); ax[1].set_title("supply over time"); ax[1].grid(alpha=0.3); ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "economy.png"), dpi=110)

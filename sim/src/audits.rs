@@ -163,7 +163,7 @@ struct Shard {
 type Peer = (u32, Vec<u32>, Option<f64>);
 
 /// Wire size of one challenge and its answer for a shard of `shard_len` bytes.
-fn challenge_bytes(shard_len: usize) -> usize {
+pub fn challenge_bytes(shard_len: usize) -> usize {
     let shard: Vec<u8> = (0..shard_len).map(|i| (i % 251) as u8).collect();
     let proof = kura_core::proof::prove(&shard, 0);
     let req = Request::Prove { stripe: StripeId::from_bytes([0; 32]), index: 0, nonce: [0; 32] };

@@ -8,6 +8,7 @@
 pub mod audits;
 pub mod capture;
 pub mod durability;
+pub mod economy;
 pub mod kad;
 pub mod population;
 

@@ -7,6 +7,7 @@ use kura_core::testdata::XorShift;
 use kura_sim::audits::{self, Holder};
 use kura_sim::capture::{self, GROUPS};
 use kura_sim::durability::{self, PROFILES};
+use kura_sim::economy;
 use kura_sim::kad::{self, Tables, K};
 use kura_sim::population::{random_key, Population};
 use kura_sim::{mean, peak_rss_mib, quantile};
@@ -89,6 +90,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Write audits.md and audits.csv there instead of printing the table.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The farming economy over epochs: burns, rewards, droppers, a self-dealer.
+    Economy {
+        #[arg(long, default_value_t = 1000)]
+        relays: usize,
+        #[arg(long, default_value_t = 365)]
+        epochs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write economy.md and economy.csv there instead of printing the table.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -500,7 +513,7 @@ fn audit_tables(relays: usize, sizes: &[usize], seed: u64) -> (String, String) {
             let _ = writeln!(
                 csv,
                 "{},{scrub},{size},{},{p50},{p99},{last},{},{},{},{},{},{},{},{}",
-                holder.label(),
+                holder.label().replace(',', ";"),
                 o.lost,
                 share(3600.0),
                 share(86400.0),
@@ -534,6 +547,109 @@ const AUDIT_NOTES: &str = "\
 
 An honest relay that lost a shard without knowing is found by its own scrub within one pass, and by audits alone only at the rate they sample its claims, which falls as it holds more: four claims per peer per interval, whatever the holding. A relay that admits each loss when asked (\"lost\"), dropping a share of its shards on purpose, is found at that slow rate too: what it saves is that share of its disk, and each shard found is rebuilt. A relay that forges a proof loses all trust at the first challenge on a shard it dropped, and with it every claim it makes to that auditor; answering nothing or \"not found\" costs a little score per challenge until it is distrusted.
 ";
+
+/// The economy's table (Markdown) and its supply over time (CSV).
+fn economy_tables(relays: usize, epochs: u64, seed: u64) -> (String, String) {
+    use kura_core::farming::{AUDIT_GROUP, AUDIT_QUORUM, EPOCH_SAMPLES};
+    let c = economy::Config { epochs, ..economy::Config::year(relays, seed) };
+    let start = Instant::now();
+    let o = economy::run(&c);
+    let secs = start.elapsed().as_secs_f64();
+    let last = o.history.last().copied().unwrap_or_default();
+    let p = c.prices;
+    let mut md = format!(
+        "{relays} relays, {epochs} epochs; each epoch {} paid stripes (one batch, 30 to 180 epochs) and {} free ones, {} MiB of shard bytes each over {} relays (its close group); price {} per GiB of shard bytes per epoch, fee {}% burnt for good, so a relay earns {} per GiB-epoch proven. {} relays drop {:.0}% of the shards they take; one operator runs {} relays together and uploads {} stripes of its own per epoch onto them. Each relay's audit group is the {AUDIT_GROUP} relays nearest a point that moves each epoch, each auditor asks {EPOCH_SAMPLES} proofs, {AUDIT_QUORUM} all-pass shares make the reward (`kura_core::farming`). The free allowance earns nothing.\n\n",
+        c.uploads_per_epoch,
+        c.free_per_epoch,
+        c.stripe_bytes >> 20,
+        c.n,
+        p.price,
+        p.fee_percent,
+        p.rate(),
+        c.droppers,
+        c.drop_share * 100.0,
+        c.n,
+        c.self_dealt_per_epoch,
+    );
+    let _ = writeln!(md, "| measure | value |\n|---|---|");
+    let rows: Vec<(String, String)> = vec![
+        ("burnt by batches".into(), last.burnt.to_string()),
+        (
+            "minted as rewards".into(),
+            format!(
+                "{} ({:.1}% of burnt; at most {}%)",
+                last.minted,
+                100.0 * last.minted as f64 / last.burnt.max(1) as f64,
+                100 - p.fee_percent
+            ),
+        ),
+        (
+            "invariant *minted ≤ burnt less the fee* checked".into(),
+            format!(
+                "after each of {} epochs ({} relay-epochs audited): held",
+                o.invariant_checks, o.relay_epochs
+            ),
+        ),
+        ("honest relays' epochs rewarded".into(), format!("{} of {}", o.honest_rewarded, o.honest_epochs)),
+        (
+            "honest relays' earnings against the formula (rate · bytes proven, per epoch)".into(),
+            format!("worst relay {:.3}% off", o.honest_worst_gap * 100.0),
+        ),
+        (
+            format!(
+                "relays dropping {:.0}%: epochs rewarded of those with a dropped shard",
+                c.drop_share * 100.0
+            ),
+            format!(
+                "{} of {} ({:.1}%)",
+                o.dropper_rewarded,
+                o.dropper_epochs,
+                100.0 * o.dropper_rewarded as f64 / o.dropper_epochs.max(1) as f64
+            ),
+        ),
+        (
+            "self-dealer: burnt for its own uploads, earned holding them".into(),
+            format!(
+                "{} / {} (net {:.1}% of what it paid)",
+                o.self_burnt,
+                o.self_earned,
+                100.0 * (o.self_earned as f64 - o.self_burnt as f64) / o.self_burnt.max(1) as f64
+            ),
+        ),
+        ("certificates refused when deposited".into(), o.refused.to_string()),
+        ("run".into(), format!("{secs:.1} s")),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    // Traffic per relay per epoch: it answers AUDIT_GROUP auditors' samples and asks as many.
+    let challenge = kura_sim::audits::challenge_bytes((c.stripe_bytes / c.n as u64) as usize);
+    let share = 32 + 64 + 2;
+    let cert = 8 + 32 + 32 + 8 + AUDIT_QUORUM * share;
+    let _ = writeln!(
+        md,
+        "\nTraffic per relay per epoch: it answers {AUDIT_GROUP} × {EPOCH_SAMPLES} challenges and asks as many ({} KiB each way: a challenge and its proof are {challenge} bytes for a {} KiB shard); it collects {AUDIT_QUORUM} or more shares of about {share} bytes and deposits one certificate of about {cert} bytes with the {} replicas of its account ({} KiB). The relays' own neighbour audits (audits.md) come on top.",
+        AUDIT_GROUP * EPOCH_SAMPLES * challenge / 1024,
+        c.stripe_bytes / c.n as u64 / 1024,
+        kura_core::ledger::REPLICAS,
+        cert * kura_core::ledger::REPLICAS / 1024,
+    );
+    let mut csv = String::from("epoch,burnt,minted,paid_shard_bytes,free_shard_bytes\n");
+    for t in &o.history {
+        let _ = writeln!(csv, "{},{},{},{},{}", t.epoch, t.burnt, t.minted, t.paid_bytes, t.free_bytes);
+    }
+    eprintln!("economy: {relays} relays, {epochs} epochs: burnt {}, minted {}, droppers rewarded {}/{}, self-dealer {}/{} ({secs:.1} s)", last.burnt, last.minted, o.dropper_rewarded, o.dropper_epochs, o.self_earned, o.self_burnt);
+    (md, csv)
+}
+
+/// economy.md and economy.csv in `out`, made by `cmd`.
+fn write_economy(out: &std::path::Path, cmd: &str, relays: usize, epochs: u64, seed: u64) -> Result<()> {
+    let (md, csv) = economy_tables(relays, epochs, seed);
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("economy.md"), format!("# The farming economy\n\n`{cmd}`\n\n{md}"))?;
+    std::fs::write(out.join("economy.csv"), csv)?;
+    Ok(())
+}
 
 fn fmt_p(p: f64) -> String {
     if p == 0.0 {
@@ -596,6 +712,16 @@ fn main() -> Result<()> {
             }
             None => print!("{}", audit_tables(relays, &shards, seed).0),
         },
+        Cmd::Economy { relays, epochs, seed, out } => match out {
+            Some(out) => write_economy(
+                &out,
+                &format!("kura-sim economy --relays {relays} --epochs {epochs} --seed {seed}"),
+                relays,
+                epochs,
+                seed,
+            )?,
+            None => print!("{}", economy_tables(relays, epochs, seed).0),
+        },
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
@@ -640,6 +766,8 @@ fn main() -> Result<()> {
             let (relays, sizes) =
                 if quick { (100, vec![100, 1000]) } else { (300, vec![100, 1000, 10_000, 100_000]) };
             write_audits(&out, &cmd, relays, &sizes, seed)?;
+            let (relays, epochs) = if quick { (100, 60) } else { (1000, 365) };
+            write_economy(&out, &cmd, relays, epochs, seed)?;
             eprintln!("tables written to {}", out.display());
         }
     }
