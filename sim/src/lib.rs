@@ -10,6 +10,7 @@ pub mod capture;
 pub mod durability;
 pub mod economy;
 pub mod kad;
+pub mod ledger;
 pub mod population;
 
 /// Peak resident memory of this process so far, in MiB (Linux; 0 elsewhere).

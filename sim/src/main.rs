@@ -9,6 +9,7 @@ use kura_sim::capture::{self, GROUPS};
 use kura_sim::durability::{self, PROFILES};
 use kura_sim::economy;
 use kura_sim::kad::{self, Tables, K};
+use kura_sim::ledger;
 use kura_sim::population::{random_key, Population};
 use kura_sim::{mean, peak_rss_mib, quantile};
 use std::fmt::Write as _;
@@ -104,6 +105,15 @@ enum Cmd {
         /// Write economy.md and economy.csv there instead of printing the table.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// The credits ledger under an adversary: double spends and frozen accounts.
+    Ledger {
+        #[arg(long, default_value_t = 10_000)]
+        relays: usize,
+        #[arg(long, default_value_t = 5_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Every scenario; tables to `--out`.
     All {
@@ -651,6 +661,42 @@ fn write_economy(out: &std::path::Path, cmd: &str, relays: usize, epochs: u64, s
     Ok(())
 }
 
+/// Double spends and frozen accounts by the adversary's share, with kura-core's replicas.
+fn ledger_table(relays: usize, accounts: usize, seed: u64) -> String {
+    let mut md = format!(
+        "{relays} relays, {accounts} accounts per row; each account's group is its 16 closest relays (quorum 11, `f` = 5), the adversary's relays have random ids. Every account's owner colludes with the adversary and signs two transfers for one slot, each sent to half the honest replicas (which run `kura_core::ledger::Replica`) and both to the adversary's (which acknowledge anything); each honest replica is then handed both. Separately, an honest owner's transfer is refused by the adversary's replicas in its group.\n\n| adversary's share | groups with more than f (simulated) | binomial law | double spends (two certificates for one slot) | honest replicas keeping evidence | honest replicas named by evidence | honest owners' transfers refused (frozen) / their groups with more than R − q | run |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for share in [0.05, 0.1, 0.2, 0.3] {
+        let start = Instant::now();
+        let o = ledger::run(&ledger::Config { relays, accounts, share, seed });
+        let secs = start.elapsed().as_secs_f64();
+        let law = capture::binomial_tail(16, 6, share);
+        eprintln!(
+            "ledger: {:.0}%: {} over f, {} double spends, {} frozen ({secs:.1} s)",
+            share * 100.0,
+            o.over_f,
+            o.double_spent,
+            o.frozen
+        );
+        let _ = writeln!(
+            md,
+            "| {:.0}% | {} ({}) | {} | {} | {} | {} | {} / {} of {} | {secs:.1} s |",
+            share * 100.0,
+            o.over_f,
+            fmt_p(o.over_f as f64 / accounts as f64),
+            fmt_p(law),
+            o.double_spent,
+            o.evidence_kept,
+            o.honest_named,
+            o.frozen,
+            o.over_f_withholding,
+            accounts,
+        );
+    }
+    md.push_str("\nA double spend needs six of the adversary's replicas in the group (two quorums of 11 out of 16 share six): it happens exactly where the group has more than `f`, as often as the binomial law says, and every honest replica that is handed both transfers keeps evidence (the owner's two signatures; where both certified, the replicas on both), which names the owner and never an honest replica, and bans the owner. The spending cap (`--ledger-cap`) bounds what such a group lets an owner spend twice per window (`core/src/ledger_tests.rs`). Withholding freezes an account's transfers exactly where the adversary holds more than `R − q` = 5 of its 16 replicas, the same groups. The join work prices ground ids (`capture.md`).\n");
+    md
+}
+
 fn fmt_p(p: f64) -> String {
     if p == 0.0 {
         "0".into()
@@ -722,6 +768,7 @@ fn main() -> Result<()> {
             )?,
             None => print!("{}", economy_tables(relays, epochs, seed).0),
         },
+        Cmd::Ledger { relays, accounts, seed } => print!("{}", ledger_table(relays, accounts, seed)),
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
@@ -766,6 +813,11 @@ fn main() -> Result<()> {
             let (relays, sizes) =
                 if quick { (100, vec![100, 1000]) } else { (300, vec![100, 1000, 10_000, 100_000]) };
             write_audits(&out, &cmd, relays, &sizes, seed)?;
+            let (relays, accounts) = if quick { (1000, 300) } else { (10_000, 5_000) };
+            std::fs::write(
+                out.join("ledger.md"),
+                format!("# The credits ledger under an adversary\n\n`{cmd}` (one run: `kura-sim ledger --relays {relays} --accounts {accounts}`)\n\n{}", ledger_table(relays, accounts, seed)),
+            )?;
             let (relays, epochs) = if quick { (100, 60) } else { (1000, 365) };
             write_economy(&out, &cmd, relays, epochs, seed)?;
             eprintln!("tables written to {}", out.display());
