@@ -11,6 +11,7 @@ pub mod durability;
 pub mod economy;
 pub mod kad;
 pub mod ledger;
+pub mod load;
 pub mod population;
 
 /// Peak resident memory of this process so far, in MiB (Linux; 0 elsewhere).

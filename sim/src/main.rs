@@ -10,6 +10,7 @@ use kura_sim::durability::{self, PROFILES};
 use kura_sim::economy;
 use kura_sim::kad::{self, Tables, K};
 use kura_sim::ledger;
+use kura_sim::load;
 use kura_sim::population::{random_key, Population};
 use kura_sim::{mean, peak_rss_mib, quantile};
 use std::fmt::Write as _;
@@ -112,6 +113,15 @@ enum Cmd {
         relays: usize,
         #[arg(long, default_value_t = 5_000)]
         accounts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// What browsers cost the relays per day: shard bytes, lookups, reservations.
+    Load {
+        #[arg(long, default_value_t = 1000)]
+        relays: usize,
+        #[arg(long, default_value_t = 10)]
+        per_relay: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -697,6 +707,54 @@ fn ledger_table(relays: usize, accounts: usize, seed: u64) -> String {
     md
 }
 
+/// Relay load per browser for each (relays, browsers per relay).
+fn load_table(sizes: &[(usize, usize)], seed: u64) -> String {
+    let mut md = String::from(
+        "One day: every browser puts one file and reads five, each of 16 stripes (4+2, 1 MiB shards: a 64 MiB file); each stripe costs a lookup (about 23 messages, 20 of them to the 20 relays closest to the stripe, `lookups.md`) and a shard to each of 6 members (put) or from 4 of them (get). A tenth of the browsers donate and hold a reservation on a relay picked at random. Per relay, over the relays: mean / p99 / max.\n\n| relays | browsers | shard MiB taken from browsers | shard MiB sent to browsers | lookup messages answered | distinct browsers served | tabs' reservations held | run |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for &(relays, per_relay) in sizes {
+        let c = load::Config {
+            relays,
+            browsers: relays * per_relay,
+            puts: 1,
+            gets: 5,
+            stripes: 16,
+            shard_bytes: 1 << 20,
+            k: 4,
+            n: 6,
+            donating: 0.1,
+            seed,
+        };
+        let start = Instant::now();
+        let o = load::run(&c);
+        let secs = start.elapsed().as_secs_f64();
+        let mib = |s: load::Spread| {
+            format!("{:.0} / {:.0} / {:.0}", s.mean / 1048576.0, s.p99 / 1048576.0, s.max / 1048576.0)
+        };
+        let n = |s: load::Spread| format!("{:.0} / {:.0} / {:.0}", s.mean, s.p99, s.max);
+        eprintln!(
+            "load: {relays} relays, {} browsers: {} MiB in, {} MiB out per relay ({secs:.1} s)",
+            c.browsers,
+            mib(o.bytes_in),
+            mib(o.bytes_out)
+        );
+        let _ = writeln!(
+            md,
+            "| {relays} | {} | {} | {} | {} | {} | {:.1} / {:.0} / {:.0} | {secs:.1} s |",
+            c.browsers,
+            mib(o.bytes_in),
+            mib(o.bytes_out),
+            n(o.lookups),
+            n(o.browsers),
+            o.reservations.mean,
+            o.reservations.p99,
+            o.reservations.max,
+        );
+    }
+    md.push_str("\nThe load per relay is the browsers' traffic divided by the relays, spread by XOR placement so that the busiest relay takes a few times the mean (the max against the mean above; a relay's share is the stretch of key space it is closest to, which random ids make uneven); it grows with browsers per relay, not with the network's size. A browser costs a relay nothing between its requests (no routing-table entry, no periodic messages): lookups and shards only.\n");
+    md
+}
+
 fn fmt_p(p: f64) -> String {
     if p == 0.0 {
         "0".into()
@@ -768,6 +826,7 @@ fn main() -> Result<()> {
             )?,
             None => print!("{}", economy_tables(relays, epochs, seed).0),
         },
+        Cmd::Load { relays, per_relay, seed } => print!("{}", load_table(&[(relays, per_relay)], seed)),
         Cmd::Ledger { relays, accounts, seed } => print!("{}", ledger_table(relays, accounts, seed)),
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
@@ -817,6 +876,12 @@ fn main() -> Result<()> {
             std::fs::write(
                 out.join("ledger.md"),
                 format!("# The credits ledger under an adversary\n\n`{cmd}` (one run: `kura-sim ledger --relays {relays} --accounts {accounts}`)\n\n{}", ledger_table(relays, accounts, seed)),
+            )?;
+            let sizes: Vec<(usize, usize)> =
+                if quick { vec![(200, 10)] } else { vec![(1000, 10), (1000, 100), (10_000, 10)] };
+            std::fs::write(
+                out.join("load.md"),
+                format!("# Relay load per browser\n\n`{cmd}` (one size: `kura-sim load --relays N --per-relay B`)\n\n{}", load_table(&sizes, seed)),
             )?;
             let (relays, epochs) = if quick { (100, 60) } else { (1000, 365) };
             write_economy(&out, &cmd, relays, epochs, seed)?;
