@@ -27,7 +27,12 @@ KURA_SOAK_SECONDS=${KURA_SOAK_SECONDS:-120} cargo test -q --workspace
 log "the simulator's small version (scripts/sim.sh runs the full one into docs/scale)"
 simdir=$(mktemp -d)
 cargo run -q -p kura-sim -- all --quick --out "$simdir"
-for t in lookups capture; do [ -s "$simdir/$t.md" ] && [ -s "$simdir/$t.csv" ]; done
+for t in lookups capture durability audits economy; do
+  [ -s "$simdir/$t.md" ] && [ -s "$simdir/$t.csv" ] || { echo "kura-sim wrote no $t table" >&2; exit 1; }
+done
+for t in ledger load; do
+  [ -s "$simdir/$t.md" ] || { echo "kura-sim wrote no $t table" >&2; exit 1; }
+done
 rm -rf "$simdir"
 
 log "kura-core tests in headless Chromium (wasm32)"
