@@ -58,6 +58,7 @@ pub const STAMP_DOMAIN: &[u8] = b"kura/farming/stamp/v1";
 /// What a reward share signs first.
 pub const SHARE_DOMAIN: &[u8] = b"kura/farming/share/v1";
 const AUDIT_POINT_CONTEXT: &str = "kura 2026 audit group point v1";
+const REWARD_ID_CONTEXT: &str = "kura 2026 reward credit id v1";
 
 /// Prices, in ledger units per GiB of shard bytes per epoch (integers: no rounding in the
 /// network's favour or against it, beyond the floor of each reward).
@@ -106,6 +107,15 @@ pub fn audit_point(relay: &[u8], epoch: u64) -> DhtKey {
     h.update(relay);
     h.update(&epoch.to_le_bytes());
     DhtKey(*h.finalize().as_bytes())
+}
+
+/// The id of the credit a reward for `relay`'s `epoch` becomes in its account (what a
+/// transfer names to spend it): one per relay and epoch, whatever the amount or account.
+pub fn reward_id(epoch: u64, relay: &Key) -> TransferId {
+    let mut h = blake3::Hasher::new_derive_key(REWARD_ID_CONTEXT);
+    h.update(&epoch.to_le_bytes());
+    h.update(relay);
+    *h.finalize().as_bytes()
 }
 
 /// What a batch buys.

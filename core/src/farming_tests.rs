@@ -251,3 +251,37 @@ fn the_audit_point_moves_every_epoch_and_differs_per_relay() {
     assert_eq!(epoch_of(86_400, 86_400), 1);
     assert_eq!(epoch_of(5, 0), 5, "a zero length is taken as one second");
 }
+
+/// The ledger mints a certified reward once, as a credit the relay's account spends like
+/// any other, and value stays conserved; a certificate short of a quorum mints nothing.
+#[test]
+fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
+    use crate::ledger::{Applied, Replica};
+    let v = Ed25519;
+    let mint = signer(50);
+    let owner = signer(8);
+    let (relay, account) = (signer(7).key(), owner.key());
+    let group = auditors();
+    let keys: Vec<Key> = group.iter().map(Signer::key).collect();
+    let amount = 263;
+    let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
+    let cert = RewardCertificate { epoch: 5, relay, account, amount, shares: shares[..11].to_vec() };
+    let mut r = Replica::new(mint.key());
+    let short = RewardCertificate { shares: shares[..10].to_vec(), ..cert.clone() };
+    assert!(matches!(r.deposit_reward(&short, &keys, &PRICES, &v), Err(FarmError::NoQuorum { .. })));
+    assert_eq!(r.deposit_reward(&cert, &keys, &PRICES, &v), Ok(Applied::Done));
+    // The same reward again, even signed by other auditors of the group: once.
+    let again = RewardCertificate { shares: shares[5..].to_vec(), ..cert.clone() };
+    assert_eq!(r.deposit_reward(&again, &keys, &PRICES, &v), Ok(Applied::Already));
+    assert_eq!(r.view(&account).spendable(), amount);
+    assert_eq!(r.rewarded(), u128::from(amount));
+    r.check_conservation().unwrap();
+    // Spent by naming it.
+    let id = reward_id(5, &relay);
+    let pay = Transfer { from: account, seq: 1, to: signer(9).key(), amount: 200, deps: vec![id], memo: vec![] }
+        .sign(&owner);
+    assert!(r.acknowledge(&pay, &group[0], &v).is_ok());
+    // Another epoch is another credit.
+    assert_ne!(reward_id(6, &relay), id);
+    assert_ne!(reward_id(5, &signer(9).key()), id);
+}

@@ -827,6 +827,8 @@ pub struct Replica {
     spent: HashMap<Key, (u64, u64)>,
     /// Value that came in by adopting accounts' states (see `check_conservation`).
     adopted: i128,
+    /// Minted by reward certificates (also in `minted`).
+    rewarded: u128,
 }
 
 impl Replica {
@@ -848,6 +850,7 @@ impl Replica {
             now: 0,
             spent: HashMap::new(),
             adopted: 0,
+            rewarded: 0,
         }
     }
 
@@ -1212,6 +1215,37 @@ impl Replica {
             self.unspent_total += u128::from(t.amount);
         }
         Applied::Done
+    }
+
+    /// Mints a reward its auditors certified into the account it names, as an unspent
+    /// credit whose id is [`crate::farming::reward_id`] (a later transfer spends it by naming
+    /// it in `deps`). The certificate must verify against `auditors`, this replica's own view
+    /// of the relay's audit group for that epoch, at `prices`; each `(epoch, relay)` is
+    /// minted once here ([`Applied::Already`] for a replay). The caller checks that it serves
+    /// the account.
+    pub fn deposit_reward(
+        &mut self,
+        cert: &crate::farming::RewardCertificate,
+        auditors: &[Key],
+        prices: &crate::farming::Prices,
+        v: &impl Verifier,
+    ) -> Result<Applied, crate::farming::FarmError> {
+        let id = crate::farming::reward_id(cert.epoch, &cert.relay);
+        if self.credited.contains(&id) {
+            return Ok(Applied::Already);
+        }
+        cert.verify(auditors, prices, v)?;
+        self.credited.insert(id);
+        self.entry(cert.account).credits.insert(id, cert.amount);
+        self.unspent_total += u128::from(cert.amount);
+        self.minted += u128::from(cert.amount);
+        self.rewarded += u128::from(cert.amount);
+        Ok(Applied::Done)
+    }
+
+    /// What rewards minted here, in all.
+    pub fn rewarded(&self) -> u128 {
+        self.rewarded
     }
 
     /// Checks that value is conserved here (for a replica that serves every account, as in
