@@ -3,7 +3,8 @@
 //! close group of each stripe holds its shards, and every epoch each relay's audit group
 //! (the 16 relays nearest a point that moves every epoch) samples its stamped inventory
 //! with [`EpochAudit`]; eleven all-pass shares make a [`RewardCertificate`], checked against
-//! the group and deposited once ([`Deposits`]).
+//! the group and minted once by the ledger's own rule ([`Replica::deposit_reward`], with
+//! conservation checked after every epoch).
 //!
 //! Some relays drop a share of the shards they take (they keep the rest, and forge or
 //! withhold on the dropped ones: any failed sample forfeits). One operator is a
@@ -18,10 +19,10 @@
 use crate::population::{random_key, Population};
 use kura_core::audit::Verdict;
 use kura_core::farming::{
-    audit_point, share_message, Batch, BatchTerms, Deposits, EpochAudit, Prices, RewardCertificate,
-    RewardShare, AUDIT_GROUP, AUDIT_QUORUM,
+    audit_point, share_message, Batch, BatchTerms, EpochAudit, Prices, RewardCertificate, RewardShare,
+    AUDIT_GROUP, AUDIT_QUORUM,
 };
-use kura_core::ledger::{Key, Sig, Signer, Transfer, Verifier, BURN};
+use kura_core::ledger::{Applied, Key, Replica, Sig, Signer, Transfer, Verifier, BURN};
 use kura_core::testdata::XorShift;
 use std::hash::{Hash, Hasher};
 
@@ -163,7 +164,8 @@ pub fn run(c: &Config) -> Outcome {
     let mut batches: Vec<Batch> = Vec::new();
     let mut self_batches: Vec<bool> = Vec::new();
     let mut held: Vec<Vec<Held>> = vec![Vec::new(); pop.len()];
-    let mut deposits = Deposits::default();
+    // One replica serving every relay's account: the ledger's minting rule and its books.
+    let mut ledger = Replica::new([0xEE; 32]);
     let mut earned = vec![0u64; pop.len()];
     let mut formula = vec![0u64; pop.len()];
     let mut out = Outcome::default();
@@ -262,11 +264,8 @@ pub fn run(c: &Config) -> Outcome {
                 Some(x) if shares.len() >= AUDIT_QUORUM => {
                     let cert = RewardCertificate { epoch, relay, account: relay, amount: x, shares };
                     let group_keys: Vec<Key> = group.iter().map(|&a| keys[a].key()).collect();
-                    match cert
-                        .verify(&group_keys, &prices, &SimVerifier)
-                        .and_then(|()| deposits.deposit(&cert))
-                    {
-                        Ok(x) => {
+                    match ledger.deposit_reward(&cert, &group_keys, &prices, &SimVerifier) {
+                        Ok(Applied::Done) => {
                             earned[r] += x;
                             if selfish.contains(&r) {
                                 // What its own uploads earned: their share of the inventory.
@@ -280,7 +279,7 @@ pub fn run(c: &Config) -> Outcome {
                             }
                             true
                         }
-                        Err(_) => {
+                        _ => {
                             out.refused += 1;
                             false
                         }
@@ -300,7 +299,11 @@ pub fn run(c: &Config) -> Outcome {
                 out.honest_rewarded += u64::from(rewarded);
             }
         }
-        totals.minted = deposits.minted;
+        totals.minted = u64::try_from(ledger.rewarded()).unwrap_or(u64::MAX);
+        // The ledger's books balance: every reward minted is held as an unspent credit.
+        if let Err(e) = ledger.check_conservation() {
+            panic!("epoch {epoch}: {e}");
+        }
         totals.paid_bytes = paid_bytes;
         // The invariant: minted ≤ burnt less the fee.
         assert!(
