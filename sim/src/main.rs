@@ -604,7 +604,7 @@ fn economy_tables(relays: usize, epochs: u64, seed: u64) -> (String, String) {
             ),
         ),
         (
-            "invariant *minted ≤ burnt less the fee* checked".into(),
+            "invariants *minted ≤ burnt less the fee* and the ledger's conservation (rewards minted by `Replica::deposit_reward`) checked".into(),
             format!(
                 "after each of {} epochs ({} relay-epochs audited): held",
                 o.invariant_checks, o.relay_epochs
