@@ -118,10 +118,11 @@ enum Cmd {
     },
     /// What browsers cost the relays per day: shard bytes, lookups, reservations.
     Load {
-        #[arg(long, default_value_t = 1000)]
-        relays: usize,
-        #[arg(long, default_value_t = 10)]
-        per_relay: usize,
+        /// Sizes, paired with `--per-relay` in order.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        relays: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "10")]
+        per_relay: Vec<usize>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -826,7 +827,10 @@ fn main() -> Result<()> {
             )?,
             None => print!("{}", economy_tables(relays, epochs, seed).0),
         },
-        Cmd::Load { relays, per_relay, seed } => print!("{}", load_table(&[(relays, per_relay)], seed)),
+        Cmd::Load { relays, per_relay, seed } => {
+            let sizes: Vec<(usize, usize)> = relays.into_iter().zip(per_relay).collect();
+            print!("{}", load_table(&sizes, seed));
+        }
         Cmd::Ledger { relays, accounts, seed } => print!("{}", ledger_table(relays, accounts, seed)),
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
