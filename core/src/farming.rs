@@ -219,7 +219,11 @@ impl Stamp {
         if self.slot >= batch.terms.slots || self.bytes > batch.terms.slot_bytes {
             return Err(FarmError::OutsideBatch);
         }
-        if !v.verify(&batch.owner, &stamp_message(&self.batch, &self.stripe, self.slot, self.bytes), &self.sig) {
+        if !v.verify(
+            &batch.owner,
+            &stamp_message(&self.batch, &self.stripe, self.slot, self.bytes),
+            &self.sig,
+        ) {
             return Err(FarmError::BadSignature);
         }
         Ok(())
@@ -237,8 +241,14 @@ impl DoubleStamp {
     /// Whether it proves that `batch`'s owner stamped one slot twice.
     pub fn proves(&self, batch: &Batch, v: &impl Verifier) -> bool {
         let (a, b) = (&self.first, &self.second);
-        let signed = |s: &Stamp| v.verify(&batch.owner, &stamp_message(&s.batch, &s.stripe, s.slot, s.bytes), &s.sig);
-        a.batch == batch.id && b.batch == batch.id && a.slot == b.slot && a.stripe != b.stripe && signed(a) && signed(b)
+        let signed =
+            |s: &Stamp| v.verify(&batch.owner, &stamp_message(&s.batch, &s.stripe, s.slot, s.bytes), &s.sig);
+        a.batch == batch.id
+            && b.batch == batch.id
+            && a.slot == b.slot
+            && a.stripe != b.stripe
+            && signed(a)
+            && signed(b)
     }
 }
 
@@ -253,7 +263,13 @@ impl StampBook {
     /// Admits `stamp` for a stripe stored at `epoch`: checked ([`Stamp::check`]), its batch
     /// not revoked, and its slot not holding another stripe. A second stripe on a slot
     /// revokes the batch and returns the evidence (the stripes it stamped earn nothing).
-    pub fn admit(&mut self, stamp: Stamp, batch: &Batch, epoch: u64, v: &impl Verifier) -> Result<(), FarmError> {
+    pub fn admit(
+        &mut self,
+        stamp: Stamp,
+        batch: &Batch,
+        epoch: u64,
+        v: &impl Verifier,
+    ) -> Result<(), FarmError> {
         if self.revoked.contains(&batch.id) {
             return Err(FarmError::Revoked);
         }
@@ -343,7 +359,10 @@ impl FreeUse {
             return self.allowance.per_account.min(self.allowance.per_relay);
         }
         let used = self.by_account.get(account).copied().unwrap_or(0);
-        self.allowance.per_account.saturating_sub(used).min(self.allowance.per_relay.saturating_sub(self.total))
+        self.allowance
+            .per_account
+            .saturating_sub(used)
+            .min(self.allowance.per_relay.saturating_sub(self.total))
     }
 }
 
@@ -433,7 +452,10 @@ impl RewardCertificate {
         let msg = share_message(self.epoch, &self.relay, &self.account, self.amount);
         let mut signers: HashSet<Key> = HashSet::new();
         for s in self.shares.iter().take(AUDIT_GROUP * 2) {
-            if group.contains(&s.auditor) && !signers.contains(&s.auditor) && v.verify(&s.auditor, &msg, &s.sig) {
+            if group.contains(&s.auditor)
+                && !signers.contains(&s.auditor)
+                && v.verify(&s.auditor, &msg, &s.sig)
+            {
                 signers.insert(s.auditor);
             }
         }

@@ -70,7 +70,9 @@ fn stamps_are_checked_and_a_slot_stamped_twice_revokes_the_batch() {
     assert!(book.pays(&ok, &b, 12));
     assert!(!book.pays(&ok, &b, 40), "expired");
     let twice = Stamp::sign(&owner, &b.id, s2, 0, MIB);
-    let Err(FarmError::DoubleStamp(evidence)) = book.admit(twice, &b, 12, &v) else { panic!("admitted twice") };
+    let Err(FarmError::DoubleStamp(evidence)) = book.admit(twice, &b, 12, &v) else {
+        panic!("admitted twice")
+    };
     assert!(evidence.proves(&b, &v));
     assert!(book.is_revoked(&b.id));
     assert!(!book.pays(&ok, &b, 12), "a revoked batch pays nothing");
@@ -91,7 +93,10 @@ fn the_free_allowance_is_bounded_per_account_and_per_relay_per_window() {
     let (a, b, c) = (signer(1).key(), signer(2).key(), signer(3).key());
     free.take(&a, 6 * MIB, 0).unwrap();
     assert_eq!(free.left(&a, 10), 4 * MIB);
-    assert_eq!(free.take(&a, 5 * MIB, 10), Err(FarmError::AllowanceUsed { used: 6 * MIB, allowance: 10 * MIB }));
+    assert_eq!(
+        free.take(&a, 5 * MIB, 10),
+        Err(FarmError::AllowanceUsed { used: 6 * MIB, allowance: 10 * MIB })
+    );
     free.take(&a, 4 * MIB, 20).unwrap();
     free.take(&b, 10 * MIB, 30).unwrap();
     // The relay's whole allowance: 20 of 25 given, a third account gets 5.
@@ -144,7 +149,8 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
     // One auditor's share given eleven times counts once.
     assert!(cert(vec![shares[0].clone(); 11]).verify(&keys, &PRICES, &v).is_err());
     // Shares of relays outside the group count for nothing.
-    let outsiders: Vec<RewardShare> = (0..11).map(|i| share(&signer(200 + i), 5, &relay, &account, amount)).collect();
+    let outsiders: Vec<RewardShare> =
+        (0..11).map(|i| share(&signer(200 + i), 5, &relay, &account, amount)).collect();
     assert!(cert(outsiders).verify(&keys, &PRICES, &v).is_err());
     // Shares signed for another amount, epoch or account do not make this one.
     let mut mixed = shares[..10].to_vec();
@@ -278,8 +284,9 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     r.check_conservation().unwrap();
     // Spent by naming it.
     let id = reward_id(5, &relay);
-    let pay = Transfer { from: account, seq: 1, to: signer(9).key(), amount: 200, deps: vec![id], memo: vec![] }
-        .sign(&owner);
+    let pay =
+        Transfer { from: account, seq: 1, to: signer(9).key(), amount: 200, deps: vec![id], memo: vec![] }
+            .sign(&owner);
     assert!(r.acknowledge(&pay, &group[0], &v).is_ok());
     // Another epoch is another credit.
     assert_ne!(reward_id(6, &relay), id);

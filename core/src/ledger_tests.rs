@@ -1,36 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
 
-/// A stand-in signature for simulations: a keyed BLAKE3 of the message under a secret
-/// derived from the key. Adversaries in these tests sign only with their own keys (the
-/// model's unforgeable signatures); the scheme itself is not secret.
-#[derive(Debug, Clone, Copy)]
-struct SimKey(Key);
-
-fn sim_sig(key: &Key, msg: &[u8]) -> Sig {
-    let secret = *blake3::hash(&[b"kura-ledger-sim".as_slice(), key].concat()).as_bytes();
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(blake3::keyed_hash(&secret, msg).as_bytes());
-    sig
-}
-
-impl Signer for SimKey {
-    fn key(&self) -> Key {
-        self.0
-    }
-    fn sign(&self, msg: &[u8]) -> Sig {
-        sim_sig(&self.0, msg)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SimVerifier;
-
-impl Verifier for SimVerifier {
-    fn verify(&self, key: &Key, msg: &[u8], sig: &Sig) -> bool {
-        sim_sig(key, msg) == *sig
-    }
-}
+use crate::testdata::{SimKey, SimVerifier};
 
 fn key(n: u64) -> Key {
     *blake3::hash(&n.to_le_bytes()).as_bytes()

@@ -37,3 +37,36 @@ impl XorShift {
         (self.next_u64() % 1_000_000) as f64 / 1e6 < p
     }
 }
+
+/// A stand-in signature scheme for simulations of the ledger and farming: a keyed BLAKE3
+/// of the message under a secret derived from the key. Simulated adversaries sign only
+/// with their own keys (the model's unforgeable signatures); the scheme itself is not
+/// secret, so it is for simulations only, never the network.
+#[derive(Debug, Clone, Copy)]
+pub struct SimKey(pub crate::ledger::Key);
+
+fn sim_sig(key: &crate::ledger::Key, msg: &[u8]) -> crate::ledger::Sig {
+    let secret = *blake3::hash(&[b"kura-ledger-sim".as_slice(), key].concat()).as_bytes();
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(blake3::keyed_hash(&secret, msg).as_bytes());
+    sig
+}
+
+impl crate::ledger::Signer for SimKey {
+    fn key(&self) -> crate::ledger::Key {
+        self.0
+    }
+    fn sign(&self, msg: &[u8]) -> crate::ledger::Sig {
+        sim_sig(&self.0, msg)
+    }
+}
+
+/// Checks [`SimKey`] signatures.
+#[derive(Debug, Clone, Copy)]
+pub struct SimVerifier;
+
+impl crate::ledger::Verifier for SimVerifier {
+    fn verify(&self, key: &crate::ledger::Key, msg: &[u8], sig: &crate::ledger::Sig) -> bool {
+        sim_sig(key, msg) == *sig
+    }
+}

@@ -13,8 +13,8 @@
 //! on its own relays; it earns every shard's reward and pays every batch.
 //!
 //! Checked every epoch: what was minted never exceeds what batches burnt less the fee (the
-//! free allowance earns nothing). Signatures are a stand-in (a keyed hash), as in the
-//! ledger's simulations: the rules, not ed25519, are under test.
+//! free allowance earns nothing). Signatures are a stand-in ([`SimKey`], as in the
+//! ledger's simulations): the rules, not ed25519, are under test.
 
 use crate::population::{random_key, Population};
 use kura_core::audit::Verdict;
@@ -22,42 +22,8 @@ use kura_core::farming::{
     audit_point, share_message, Batch, BatchTerms, EpochAudit, Prices, RewardCertificate, RewardShare,
     AUDIT_GROUP, AUDIT_QUORUM,
 };
-use kura_core::ledger::{Applied, Key, Replica, Sig, Signer, Transfer, Verifier, BURN};
-use kura_core::testdata::XorShift;
-use std::hash::{Hash, Hasher};
-
-/// A stand-in signature: a keyed hash of the message, checked by recomputing it.
-#[derive(Debug, Clone, Copy)]
-pub struct SimKey(pub Key);
-
-fn sim_sig(key: &Key, msg: &[u8]) -> Sig {
-    let mut sig = [0u8; 64];
-    for (i, c) in sig.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (i, key, msg).hash(&mut h);
-        c.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    sig
-}
-
-impl Signer for SimKey {
-    fn key(&self) -> Key {
-        self.0
-    }
-    fn sign(&self, msg: &[u8]) -> Sig {
-        sim_sig(&self.0, msg)
-    }
-}
-
-/// Checks [`SimKey`] signatures.
-#[derive(Debug, Clone, Copy)]
-pub struct SimVerifier;
-
-impl Verifier for SimVerifier {
-    fn verify(&self, key: &Key, msg: &[u8], sig: &Sig) -> bool {
-        sim_sig(key, msg) == *sig
-    }
-}
+use kura_core::ledger::{Applied, Key, Replica, Signer, Transfer, BURN};
+use kura_core::testdata::{SimKey, SimVerifier, XorShift};
 
 /// One run.
 #[derive(Debug, Clone, Copy)]

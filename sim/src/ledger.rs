@@ -15,15 +15,14 @@
 //! - **withholding**: an honest owner's transfer, which the adversary's replicas refuse to
 //!   acknowledge; it is certified unless the adversary holds more than `R − q = 5`.
 //!
-//! Signatures are a stand-in ([`crate::economy::SimKey`]): the rules are under test.
+//! Signatures are a stand-in ([`SimKey`]): the rules are under test.
 
-use crate::economy::{SimKey, SimVerifier};
 use crate::population::Population;
 use kura_core::ledger::{
     ack_message, Ack, Certificate, Evidence, Group, Key, Replica, Signer, Transfer, REPLICAS,
 };
 use kura_core::placement::DhtKey;
-use kura_core::testdata::XorShift;
+use kura_core::testdata::{SimKey, SimVerifier, XorShift};
 
 /// One run.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +81,21 @@ pub fn run(c: &Config) -> Outcome {
     let mint_group = group_of(&mint.key());
     let mint_g = Group::of_closest(mint_group.iter().map(|&i| relay_keys[i].key()).collect()).ok();
     let Some(mint_g) = mint_g else { return out };
+    // A mint certificate paying `to`, acknowledged by the mint's group (honest here: the
+    // mint is the farming rules' to sign).
+    let mint_to = |seq: u64, to: Key, amount: u64| {
+        let signed = Transfer { from: mint.key(), seq, to, amount, deps: vec![], memo: vec![] }.sign(&mint);
+        let id = signed.transfer.id();
+        let acks: Vec<Ack> = mint_group
+            .iter()
+            .take(mint_g.quorum)
+            .map(|&i| Ack {
+                replica: relay_keys[i].key(),
+                sig: relay_keys[i].sign(&ack_message(&mint.key(), seq, &id)),
+            })
+            .collect();
+        Certificate { signed, acks }
+    };
     for _ in 0..c.accounts {
         let owner = key(&mut rng);
         let members = group_of(&owner.key());
@@ -90,28 +104,10 @@ pub fn run(c: &Config) -> Outcome {
         };
         let bad = members.iter().filter(|&&i| pop.adversary[i]).count();
         out.over_f += usize::from(bad > group.tolerates());
-        // Funding: a mint certificate, acknowledged by the mint's group (honest here: the
-        // mint is the farming rules' to sign), applied as a credit by the owner's group.
+        // Funding: a mint certificate, applied as a credit by the owner's group.
         mint_seq += 1;
-        let fund = Transfer {
-            from: mint.key(),
-            seq: mint_seq,
-            to: owner.key(),
-            amount: 1000,
-            deps: vec![],
-            memo: vec![],
-        }
-        .sign(&mint);
-        let fund_id = fund.transfer.id();
-        let acks: Vec<Ack> = mint_group
-            .iter()
-            .take(mint_g.quorum)
-            .map(|&i| Ack {
-                replica: relay_keys[i].key(),
-                sig: relay_keys[i].sign(&ack_message(&mint.key(), mint_seq, &fund_id)),
-            })
-            .collect();
-        let funding = Certificate { signed: fund, acks };
+        let funding = mint_to(mint_seq, owner.key(), 1000);
+        let fund_id = funding.signed.transfer.id();
         for &i in &members {
             if !pop.adversary[i] {
                 let r = replicas[i].get_or_insert_with(|| Replica::new(mint.key()));
@@ -185,25 +181,8 @@ pub fn run(c: &Config) -> Outcome {
         out.over_f_withholding +=
             usize::from(own.iter().filter(|&&i| pop.adversary[i]).count() > own.len() - own_group.quorum);
         mint_seq += 1;
-        let fund = Transfer {
-            from: mint.key(),
-            seq: mint_seq,
-            to: honest_owner.key(),
-            amount: 500,
-            deps: vec![],
-            memo: vec![],
-        }
-        .sign(&mint);
-        let id = fund.transfer.id();
-        let acks = mint_group
-            .iter()
-            .take(mint_g.quorum)
-            .map(|&i| Ack {
-                replica: relay_keys[i].key(),
-                sig: relay_keys[i].sign(&ack_message(&mint.key(), mint_seq, &id)),
-            })
-            .collect();
-        let funding = Certificate { signed: fund, acks };
+        let funding = mint_to(mint_seq, honest_owner.key(), 500);
+        let id = funding.signed.transfer.id();
         let t = Transfer {
             from: honest_owner.key(),
             seq: 1,
