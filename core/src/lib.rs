@@ -20,6 +20,7 @@ pub mod capability;
 pub mod crypto;
 pub mod datamap;
 pub mod decoder;
+pub mod donation;
 pub mod encoder;
 pub mod erasure;
 pub mod error;

@@ -298,8 +298,19 @@ pub fn run(c: &Config) -> Outcome {
         cand.iter().map(|cs| cs.iter().take(n).enumerate().map(|(i, &r)| (r, i as u8)).collect()).collect();
     let mut lost = vec![false; c.stripes];
     let mut tabs: Vec<Vec<TabCopy>> = match &c.tabs {
+        // The indices the relays' offer rule gives (`kura_core::donation::offer`): data
+        // shards first, one copy of each before a second.
         Some(t) => (0..c.stripes)
-            .map(|_| (0..t.copies.min(n)).map(|i| TabCopy::new(i as u8, 0.0, t, &mut rng)).collect())
+            .map(|_| {
+                let mut held: Vec<u8> = Vec::new();
+                while held.len() < t.copies {
+                    match kura_core::donation::offer(n, c.k, &held, t.copies.div_ceil(n), None) {
+                        Some(i) => held.push(i),
+                        None => break,
+                    }
+                }
+                held.into_iter().map(|i| TabCopy::new(i, 0.0, t, &mut rng)).collect()
+            })
             .collect(),
         None => vec![Vec::new(); c.stripes],
     };

@@ -1,0 +1,355 @@
+//! Donating tabs: which shards a tab is offered, and what a relay believes of tabs'
+//! announcements. Rules only; no IO and no clock (every call takes `now`).
+//!
+//! Tabs are volatile, so their copies are a tier **on top of** a stripe's close group: never
+//! one of the `n` durable shards, never counted by the repair rule. A relay of the group
+//! offers copies to tabs ([`offer`]): data shards first, so that `k` tabs can serve a
+//! stripe alone (no decoding of parity for a reader of tabs only), each index to one tab
+//! before any index to a second, more copies for popular stripes, and **never two shards of
+//! one stripe to one tab** (a tab that closes must not take two of a stripe's shards with
+//! it, and a dishonest tab must not be able to hold enough of a stripe to withhold it).
+//!
+//! A tab that holds a shard tells the relays of the stripe's group (`Announce`); each keeps
+//! the announcement **in memory only**, with an expiry the tab refreshes
+//! ([`Announcements`]). The map is bounded three ways, so a stranger's announcements cost
+//! it more than the relay: per tab (its quota in stripes), per stripe (copies kept), and in
+//! all; and one tab's announcements never displace another's. Readers ask for
+//! [`Announcements::holders`] and verify every byte against the shard's address, so a false
+//! announcement costs a reader one failed fetch; a tab caught serving bytes that do not
+//! verify, or failing a spot-check, loses every announcement and is not heard for a while
+//! ([`Announcements::caught`]).
+
+use crate::StripeId;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::time::Duration;
+
+/// The index to offer the next donating tab for a stripe of `n` shards with `k` data
+/// shards, given the indices tabs already hold (`held`, one entry per copy) and the copies
+/// of each index wanted (`copies`, at least 1; more for popular stripes): the least-copied
+/// index, data shards before parity, lowest first; `None` when every index has `copies`.
+/// `tab_holds` is the index this tab already holds of the stripe, if any: then nothing.
+pub fn offer(n: usize, k: usize, held: &[u8], copies: usize, tab_holds: Option<u8>) -> Option<u8> {
+    if tab_holds.is_some() || n == 0 {
+        return None;
+    }
+    let mut count = vec![0usize; n];
+    for &i in held {
+        if let Some(c) = count.get_mut(usize::from(i)) {
+            *c += 1;
+        }
+    }
+    let least = *count.iter().min()?;
+    if least >= copies.max(1) {
+        return None;
+    }
+    // Among the least-copied, a data shard first, then parity, lowest index first.
+    let data = (0..k.min(n)).find(|&i| count[i] == least);
+    let any = (0..n).find(|&i| count[i] == least);
+    data.or(any).and_then(|i| u8::try_from(i).ok())
+}
+
+/// Limits of a relay's map of announcements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long an announcement stands unless refreshed.
+    pub ttl: Duration,
+    /// Stripes one tab may announce.
+    pub per_tab: usize,
+    /// Tab copies kept per stripe.
+    pub per_stripe: usize,
+    /// Announcements kept in all.
+    pub total: usize,
+    /// How long a tab caught lying is not heard.
+    pub ban: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
+            per_tab: 4096,
+            per_stripe: 12,
+            total: 1 << 20,
+            ban: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why an announcement was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("this tab already announced another shard of the stripe")]
+    SecondShard,
+    #[error("this tab announced as many stripes as it may")]
+    TabFull,
+    #[error("the stripe has as many tab copies as are kept")]
+    StripeFull,
+    #[error("the relay keeps no more announcements")]
+    Full,
+    #[error("this tab served bytes that did not verify and is not heard for now")]
+    Banned,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry<T> {
+    tab: T,
+    index: u8,
+    until: Duration,
+}
+
+/// A relay's announcements from tabs: who holds which shard of which stripe, until when.
+#[derive(Debug)]
+pub struct Announcements<T> {
+    limits: Limits,
+    by_stripe: HashMap<StripeId, Vec<Entry<T>>>,
+    per_tab: HashMap<T, usize>,
+    total: usize,
+    banned: HashMap<T, Duration>,
+    /// Expiries in order, for [`Announcements::expire`]: (until, stripe).
+    queue: BTreeMap<(Duration, StripeId), ()>,
+}
+
+impl<T: Clone + Eq + Hash> Announcements<T> {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            by_stripe: HashMap::new(),
+            per_tab: HashMap::new(),
+            total: 0,
+            banned: HashMap::new(),
+            queue: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps (or refreshes) `tab`'s announcement that it holds shard `index` of `stripe`.
+    pub fn announce(&mut self, tab: T, stripe: StripeId, index: u8, now: Duration) -> Result<(), Refused> {
+        if self.banned.get(&tab).is_some_and(|until| now < *until) {
+            return Err(Refused::Banned);
+        }
+        self.expire(now);
+        let until = now + self.limits.ttl;
+        let entries = self.by_stripe.entry(stripe).or_default();
+        if let Some(e) = entries.iter_mut().find(|e| e.tab == tab) {
+            if e.index != index {
+                return Err(Refused::SecondShard);
+            }
+            e.until = until;
+            self.queue.insert((until, stripe), ());
+            return Ok(());
+        }
+        if entries.len() >= self.limits.per_stripe {
+            return Err(Refused::StripeFull);
+        }
+        let mine = self.per_tab.get(&tab).copied().unwrap_or(0);
+        if mine >= self.limits.per_tab {
+            return Err(Refused::TabFull);
+        }
+        if self.total >= self.limits.total {
+            return Err(Refused::Full);
+        }
+        entries.push(Entry { tab: tab.clone(), index, until });
+        *self.per_tab.entry(tab).or_default() += 1;
+        self.total += 1;
+        self.queue.insert((until, stripe), ());
+        Ok(())
+    }
+
+    /// The tabs that hold shards of `stripe` at `now`, with their index.
+    pub fn holders(&self, stripe: &StripeId, now: Duration) -> Vec<(T, u8)> {
+        let Some(entries) = self.by_stripe.get(stripe) else { return Vec::new() };
+        entries.iter().filter(|e| now < e.until).map(|e| (e.tab.clone(), e.index)).collect()
+    }
+
+    /// The indices tabs hold of `stripe` at `now` (for [`offer`]).
+    pub fn held(&self, stripe: &StripeId, now: Duration) -> Vec<u8> {
+        self.holders(stripe, now).into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// The index `tab` holds of `stripe` at `now`, if any.
+    pub fn index_of(&self, tab: &T, stripe: &StripeId, now: Duration) -> Option<u8> {
+        self.by_stripe.get(stripe)?.iter().find(|e| &e.tab == tab && now < e.until).map(|e| e.index)
+    }
+
+    /// Drops every announcement whose time is over.
+    pub fn expire(&mut self, now: Duration) {
+        while let Some((&(until, stripe), ())) = self.queue.first_key_value() {
+            if until > now {
+                break;
+            }
+            self.queue.pop_first();
+            self.drop_where(&stripe, |e| e.until <= now);
+        }
+    }
+
+    fn drop_where(&mut self, stripe: &StripeId, gone: impl Fn(&Entry<T>) -> bool) {
+        let Some(entries) = self.by_stripe.get_mut(stripe) else { return };
+        let mut kept = Vec::with_capacity(entries.len());
+        for e in entries.drain(..) {
+            if gone(&e) {
+                if let Some(c) = self.per_tab.get_mut(&e.tab) {
+                    *c -= 1;
+                    if *c == 0 {
+                        self.per_tab.remove(&e.tab);
+                    }
+                }
+                self.total -= 1;
+            } else {
+                kept.push(e);
+            }
+        }
+        if kept.is_empty() {
+            self.by_stripe.remove(stripe);
+        } else {
+            *entries = kept;
+        }
+    }
+
+    /// `tab` served bytes that did not verify, or failed a spot-check: every announcement
+    /// of it is dropped and it is not heard until the ban is over.
+    pub fn caught(&mut self, tab: &T, now: Duration) {
+        self.banned.insert(tab.clone(), now + self.limits.ban);
+        let stripes: Vec<StripeId> = self
+            .by_stripe
+            .iter()
+            .filter(|(_, es)| es.iter().any(|e| &e.tab == tab))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in stripes {
+            self.drop_where(&s, |e| &e.tab == tab);
+        }
+        self.banned.retain(|_, until| now < *until);
+    }
+
+    /// Tabs with at least one announcement, and announcements, kept now.
+    pub fn tabs(&self) -> usize {
+        self.per_tab.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn s(n: u8) -> StripeId {
+        StripeId::from_bytes([n; 32])
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn offers_go_data_shards_first_one_copy_each_before_a_second() {
+        let (n, k) = (6, 4);
+        let mut held = Vec::new();
+        let mut order = Vec::new();
+        while let Some(i) = offer(n, k, &held, 2, None) {
+            order.push(i);
+            held.push(i);
+        }
+        assert_eq!(order, vec![0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]);
+        // k tabs hold the data shards: a reader of tabs alone needs no parity.
+        assert_eq!(&order[..k], &[0, 1, 2, 3]);
+        // A tab that holds a shard of the stripe is offered nothing more of it.
+        assert_eq!(offer(n, k, &[0], 2, Some(0)), None);
+        // One copy each wanted: none once all six are out.
+        assert_eq!(offer(n, k, &[0, 1, 2, 3, 4, 5], 1, None), None);
+        // A gap is filled first.
+        assert_eq!(offer(n, k, &[0, 1, 3, 4, 5], 1, None), Some(2));
+        assert_eq!(offer(n, k, &[0, 0, 1, 2, 3], 2, None), Some(4));
+    }
+
+    #[test]
+    fn announcements_expire_unless_refreshed_and_live_only_in_this_map() {
+        let mut a: Announcements<u32> = Announcements::new(Limits { ttl: 10 * SEC, ..Limits::default() });
+        a.announce(1, s(1), 0, SEC).unwrap();
+        a.announce(2, s(1), 1, 2 * SEC).unwrap();
+        assert_eq!(a.holders(&s(1), 3 * SEC), vec![(1, 0), (2, 1)]);
+        // Tab 1 refreshes, tab 2 does not.
+        a.announce(1, s(1), 0, 9 * SEC).unwrap();
+        assert_eq!(a.holders(&s(1), 12 * SEC), vec![(1, 0)]);
+        a.expire(12 * SEC);
+        assert_eq!((a.len(), a.tabs()), (1, 1));
+        a.expire(19 * SEC);
+        assert!(a.is_empty());
+        assert_eq!(a.tabs(), 0);
+        assert!(a.holders(&s(1), 19 * SEC).is_empty());
+    }
+
+    #[test]
+    fn a_tab_never_holds_two_shards_of_a_stripe_and_the_bounds_hold() {
+        let limits = Limits { ttl: 100 * SEC, per_tab: 3, per_stripe: 2, total: 5, ban: 50 * SEC };
+        let mut a: Announcements<u32> = Announcements::new(limits);
+        a.announce(1, s(1), 0, SEC).unwrap();
+        assert_eq!(a.announce(1, s(1), 1, SEC), Err(Refused::SecondShard));
+        a.announce(2, s(1), 1, SEC).unwrap();
+        assert_eq!(a.announce(3, s(1), 2, SEC), Err(Refused::StripeFull));
+        a.announce(1, s(2), 0, SEC).unwrap();
+        a.announce(1, s(3), 0, SEC).unwrap();
+        assert_eq!(a.announce(1, s(4), 0, SEC), Err(Refused::TabFull));
+        a.announce(2, s(4), 0, SEC).unwrap();
+        assert_eq!(a.len(), 5);
+        assert_eq!(a.announce(3, s(5), 0, SEC), Err(Refused::Full));
+        // A full map does not stop a refresh, and one tab never displaces another.
+        a.announce(2, s(1), 1, 2 * SEC).unwrap();
+        assert_eq!(a.holders(&s(1), 3 * SEC).len(), 2);
+    }
+
+    #[test]
+    fn a_tab_caught_serving_bad_bytes_loses_every_announcement_for_a_while() {
+        let mut a: Announcements<u32> = Announcements::new(Limits { ban: 50 * SEC, ..Limits::default() });
+        for stripe in 1..=3 {
+            a.announce(7, s(stripe), stripe, SEC).unwrap();
+        }
+        a.announce(8, s(1), 4, SEC).unwrap();
+        a.caught(&7, 2 * SEC);
+        assert_eq!(a.holders(&s(1), 3 * SEC), vec![(8, 4)]);
+        assert!(a.holders(&s(2), 3 * SEC).is_empty());
+        assert_eq!((a.len(), a.tabs()), (1, 1));
+        assert_eq!(a.announce(7, s(2), 2, 10 * SEC), Err(Refused::Banned));
+        a.announce(7, s(2), 2, 52 * SEC).unwrap();
+        assert_eq!(a.index_of(&7, &s(2), 53 * SEC), Some(2));
+    }
+
+    /// Many tabs announcing at random over simulated time: the counts always agree with
+    /// the map, and nothing outlives its expiry.
+    #[test]
+    fn counts_agree_with_the_map_under_random_use() {
+        let mut rng = crate::testdata::XorShift(17);
+        let limits = Limits { ttl: 30 * SEC, per_tab: 20, per_stripe: 4, total: 200, ban: 40 * SEC };
+        let mut a: Announcements<u32> = Announcements::new(limits);
+        for step in 0..5000u64 {
+            let now = Duration::from_millis(step * 100);
+            let tab = rng.below(40) as u32;
+            let stripe = s(rng.below(60) as u8);
+            match rng.below(20) {
+                0 => a.caught(&tab, now),
+                1 => a.expire(now),
+                _ => {
+                    let _ = a.announce(tab, stripe, rng.below(6) as u8, now);
+                }
+            }
+            let counted: usize = a.by_stripe.values().map(Vec::len).sum();
+            assert_eq!(counted, a.len());
+            assert!(a.len() <= limits.total);
+            assert!(a.per_tab.values().all(|&c| c > 0 && c <= limits.per_tab));
+            assert!(a.by_stripe.values().all(|es| es.len() <= limits.per_stripe));
+            for es in a.by_stripe.values() {
+                let mut tabs: Vec<u32> = es.iter().map(|e| e.tab).collect();
+                tabs.sort_unstable();
+                tabs.dedup();
+                assert_eq!(tabs.len(), es.len(), "a tab with two shards of one stripe");
+            }
+        }
+        a.expire(Duration::from_secs(10_000));
+        assert!(a.is_empty());
+    }
+}
