@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kura at scale: runs every scenario of the simulator (sim/, deterministic by seed) and
 # writes docs/scale/: Markdown tables, CSV, and PNG plots.
-#   scripts/sim.sh            the full run (1,000 to 100,000 relays; about 16 minutes here)
+#   scripts/sim.sh            the full run (1,000 to 100,000 relays; about 25 minutes here)
 #   scripts/sim.sh --quick    small sizes (seconds), as the test suite runs it
 # Extra arguments go to `kura-sim all` (for example --seed 2 or --nodes 1000,10000).
 set -euo pipefail
