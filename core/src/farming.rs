@@ -18,7 +18,8 @@
 //! stamps and samples [`EPOCH_SAMPLES`] of them with proofs of possession
 //! ([`EpochAudit`]). An auditor that saw every sample pass signs a [`RewardShare`] for
 //! `reward(bytes)`; [`AUDIT_QUORUM`] shares of one amount form a [`RewardCertificate`]
-//! that `P` deposits into its account, once per epoch ([`Deposits`]). Any failed sample
+//! that `P` deposits into its account, minted once per epoch by the account's replicas
+//! ([`crate::ledger::Replica::deposit_reward`]). Any failed sample
 //! forfeits that auditor's share; a relay missing a share of its shards fails a sample of
 //! most auditors, and so the epoch.
 //!
@@ -466,24 +467,6 @@ impl RewardCertificate {
     }
 }
 
-/// Rewards deposited: each `(epoch, relay)` once.
-#[derive(Debug, Default)]
-pub struct Deposits {
-    seen: HashSet<(u64, Key)>,
-    pub minted: u64,
-}
-
-impl Deposits {
-    /// Deposits a verified certificate: its amount, or an error if it was deposited before.
-    pub fn deposit(&mut self, c: &RewardCertificate) -> Result<u64, FarmError> {
-        if !self.seen.insert((c.epoch, c.relay)) {
-            return Err(FarmError::Deposited);
-        }
-        self.minted += c.amount;
-        Ok(c.amount)
-    }
-}
-
 /// Why a stamp, a batch or a reward was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FarmError {
@@ -507,8 +490,6 @@ pub enum FarmError {
     NoQuorum { have: usize, need: usize },
     #[error("the reward {amount} is over the cap {cap}")]
     OverCap { amount: u64, cap: u64 },
-    #[error("this reward was deposited before")]
-    Deposited,
 }
 
 #[cfg(test)]

@@ -166,11 +166,13 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
         ..cert(vec![])
     };
     assert_eq!(over.verify(&keys, &PRICES, &v), Err(FarmError::OverCap { amount: big, cap: PRICES.cap }));
-    let mut deposits = Deposits::default();
+    // Minted once by the account's replica, whichever quorum signed it.
+    let mut ledger = crate::ledger::Replica::new(signer(50).key());
     let good = cert(shares[..11].to_vec());
-    assert_eq!(deposits.deposit(&good), Ok(amount));
-    assert_eq!(deposits.deposit(&cert(shares[5..].to_vec())), Err(FarmError::Deposited));
-    assert_eq!(deposits.minted, amount);
+    assert_eq!(ledger.deposit_reward(&good, &keys, &PRICES, &v), Ok(crate::ledger::Applied::Done));
+    let again = cert(shares[5..].to_vec());
+    assert_eq!(ledger.deposit_reward(&again, &keys, &PRICES, &v), Ok(crate::ledger::Applied::Already));
+    assert_eq!(ledger.rewarded(), u128::from(amount));
 }
 
 #[test]

@@ -25,7 +25,7 @@ use kura_core::placement::DhtKey;
 use kura_core::testdata::XorShift;
 use kura_core::wire::{Message, Request, Response};
 use kura_core::StripeId;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// How the target relays behave.
@@ -187,8 +187,9 @@ pub fn run(c: &Config) -> Outcome {
     }
     let stripes = pop.len() * c.shards_per_relay / n;
     let mut shards: Vec<Shard> = Vec::new();
-    // (auditor, target) -> the target's shards the auditor relies on.
-    let mut pairs: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+    // auditor -> target -> the target's shards the auditor relies on (in order: the same
+    // seed gives the same run).
+    let mut pairs: BTreeMap<u32, BTreeMap<u32, Vec<u32>>> = BTreeMap::new();
     let pass_s = c.scrub_pass_s();
     for _ in 0..stripes {
         let key = random_key(&mut rng);
@@ -208,19 +209,19 @@ pub fn run(c: &Config) -> Outcome {
             });
             for &a in &group {
                 if a != h {
-                    pairs.entry((a as u32, h as u32)).or_default().push(id);
+                    pairs.entry(a as u32).or_default().entry(h as u32).or_default().push(id);
                 }
             }
         }
     }
     let mut out = Outcome {
         lost: shards.iter().filter(|s| s.lost).count(),
-        pairs: pairs.len(),
+        pairs: pairs.values().map(BTreeMap::len).sum(),
         bytes_per_challenge: challenge_bytes(c.shard_len),
         ..Outcome::default()
     };
     let mut auditors_of: HashMap<u32, usize> = HashMap::new();
-    for &(_, h) in pairs.keys() {
+    for &h in pairs.values().flat_map(BTreeMap::keys) {
         *auditors_of.entry(h).or_default() += 1;
     }
     out.auditors_per_target = auditors_of.values().sum::<usize>() as f64 / auditors_of.len().max(1) as f64;
@@ -230,24 +231,13 @@ pub fn run(c: &Config) -> Outcome {
     out.challenges_per_hour = out.auditors_per_target * cfg.per_peer as f64 * 3600.0 / c.interval_s;
 
     // One Audits per auditor, its pairs in a fixed order, a phase of its own.
-    let mut by_auditor: HashMap<u32, Vec<(u32, Vec<u32>)>> = HashMap::new();
-    let mut keys: Vec<(u32, u32)> = pairs.keys().copied().collect();
-    keys.sort_unstable();
-    for key in keys {
-        let list = pairs.remove(&key).unwrap_or_default();
-        by_auditor.entry(key.0).or_default().push((key.1, list));
-    }
-    let mut auditors: Vec<(f64, Audits<u32>, Vec<Peer>)> = {
-        let mut ids: Vec<u32> = by_auditor.keys().copied().collect();
-        ids.sort_unstable();
-        ids.into_iter()
-            .map(|a| {
-                let phase = rng.below(1 << 20) as f64 / (1u64 << 20) as f64 * c.interval_s;
-                let peers = by_auditor.remove(&a).unwrap_or_default();
-                (phase, Audits::new(cfg), peers.into_iter().map(|(h, l)| (h, l, None)).collect())
-            })
-            .collect()
-    };
+    let mut auditors: Vec<(f64, Audits<u32>, Vec<Peer>)> = pairs
+        .into_values()
+        .map(|peers| {
+            let phase = rng.below(1 << 20) as f64 / (1u64 << 20) as f64 * c.interval_s;
+            (phase, Audits::new(cfg), peers.into_iter().map(|(h, l)| (h, l, None)).collect())
+        })
+        .collect();
     let honest = matches!(c.holder, Holder::Rot(_));
     // A shard found is rebuilt by the next repair round (or, found by the scrub, withdrawn
     // and rebuilt): challenges on it pass again after this long.

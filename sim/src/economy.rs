@@ -101,10 +101,11 @@ pub struct Outcome {
     pub refused: u64,
 }
 
-/// A shard held: the stripe's batch index (or none: free), its bytes, dropped or kept.
+/// A paid shard held: the stripe's batch index, its bytes, dropped or kept. (Free shards
+/// earn nothing: only their bytes are counted.)
 #[derive(Debug, Clone, Copy)]
 struct Held {
-    batch: Option<u32>,
+    batch: u32,
     bytes: u64,
     dropped: bool,
 }
@@ -168,14 +169,13 @@ pub fn run(c: &Config) -> Outcome {
         for _ in 0..c.uploads_per_epoch {
             for r in pop.closest(&random_key(&mut rng), c.n, |_| true) {
                 let dropped = dropper[r] && rng.chance(c.drop_share);
-                held[r].push(Held { batch: Some(b), bytes: shard, dropped });
+                held[r].push(Held { batch: b, bytes: shard, dropped });
             }
         }
         for _ in 0..c.free_per_epoch {
-            for r in pop.closest(&random_key(&mut rng), c.n, |_| true) {
-                held[r].push(Held { batch: None, bytes: shard, dropped: false });
-                totals.free_bytes += shard;
-            }
+            // Placed like any stripe (the same draws), held unpaid.
+            let _ = random_key(&mut rng);
+            totals.free_bytes += shard * c.n as u64;
         }
         if c.self_dealt_per_epoch > 0 {
             let before = totals.burnt;
@@ -184,18 +184,16 @@ pub fn run(c: &Config) -> Outcome {
             out.self_burnt += totals.burnt - before;
             for _ in 0..c.self_dealt_per_epoch {
                 for &r in &selfish {
-                    held[r].push(Held { batch: Some(b), bytes: shard, dropped: false });
+                    held[r].push(Held { batch: b, bytes: shard, dropped: false });
                 }
             }
         }
         // Each relay's epoch: its audit group samples its paying inventory.
         let mut paid_bytes = 0u64;
         for r in 0..pop.len() {
-            let inventory: Vec<Held> = held[r]
-                .iter()
-                .copied()
-                .filter(|h| h.batch.is_some_and(|b| batches[b as usize].terms.covers(epoch)))
-                .collect();
+            // An expired batch never pays again: its shards leave the inventory for good.
+            held[r].retain(|h| batches[h.batch as usize].terms.covers(epoch));
+            let inventory = &held[r];
             if inventory.is_empty() {
                 continue;
             }
@@ -237,7 +235,7 @@ pub fn run(c: &Config) -> Outcome {
                                 // What its own uploads earned: their share of the inventory.
                                 let own: u64 = inventory
                                     .iter()
-                                    .filter(|h| h.batch.is_some_and(|b| self_batches[b as usize]))
+                                    .filter(|h| self_batches[h.batch as usize])
                                     .map(|h| h.bytes)
                                     .sum();
                                 out.self_earned +=
