@@ -6,14 +6,14 @@
 // again on the other side. Words for people are chosen by kind, never by reading the text.
 
 /** @typedef {'too-few-relays' | 'unavailable' | 'damaged-link' | 'unreachable' | 'quota-full'
- *   | 'busy' | 'refused' | 'corrupt' | 'bad-request' | 'internal'} ErrorKind */
+ *   | 'busy' | 'unpaid' | 'refused' | 'corrupt' | 'bad-request' | 'internal'} ErrorKind */
 /** @typedef {{ found?: number, needed?: number, stripes?: string[], relayCode?: number }} ErrorDetails */
 /** @typedef {{ kind: ErrorKind, message: string, details: ErrorDetails }} ErrorData */
 /** @typedef {Error & { kind: ErrorKind, details: ErrorDetails }} KuraError */
 
 /** @type {ReadonlyArray<ErrorKind>} */
 export const KINDS = ['too-few-relays', 'unavailable', 'damaged-link', 'unreachable', 'quota-full',
-  'busy', 'refused', 'corrupt', 'bad-request', 'internal'];
+  'busy', 'unpaid', 'refused', 'corrupt', 'bad-request', 'internal'];
 
 /**
  * A failure as data that can cross postMessage. An error without a kind (a bug in the
@@ -71,6 +71,8 @@ export function explain(e) {
       return `The relays are full and cannot store more right now. (${message})`;
     case 'busy':
       return `The relays are busy. Try again in a moment. (${message})`;
+    case 'unpaid':
+      return `The relays store this much only when it is paid for: the free allowance is used. (${message})`;
     case 'refused':
       return `The relays refused this. (${message})`;
     case 'corrupt':

@@ -1,7 +1,7 @@
 //! The JavaScript API of the browser client (wasm-bindgen). Every method returns a Promise;
 //! errors reject it with an `Error` whose `message` says what went wrong, with `kind` (one of
 //! kura-core's [`ErrorKind`] names: `too-few-relays`, `unavailable`, `damaged-link`,
-//! `unreachable`, `quota-full`, `busy`, `refused`, `corrupt`, `bad-request`, `internal`) and
+//! `unreachable`, `quota-full`, `busy`, `unpaid`, `refused`, `corrupt`, `bad-request`, `internal`) and
 //! `details` (`found`, `needed`, `stripes`, `relayCode`, where they apply) for the page to
 //! choose its own words.
 //!

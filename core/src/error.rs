@@ -22,6 +22,9 @@ pub enum ErrorKind {
     QuotaFull,
     /// Relays refused for now: overloaded, or this peer's allowance is spent.
     Busy,
+    /// Relays refused to store without payment: the free allowance is used, or the
+    /// postage does not pay (a wallet must pay for the upload).
+    Unpaid,
     /// Relays refused for another reason (given in the details' relay code).
     Refused,
     /// Data was read but is not what it should be (a damaged data map, a wrong key).
@@ -34,13 +37,14 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::TooFewRelays,
         ErrorKind::Unavailable,
         ErrorKind::DamagedLink,
         ErrorKind::Unreachable,
         ErrorKind::QuotaFull,
         ErrorKind::Busy,
+        ErrorKind::Unpaid,
         ErrorKind::Refused,
         ErrorKind::Corrupt,
         ErrorKind::BadRequest,
@@ -56,6 +60,7 @@ impl ErrorKind {
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::QuotaFull => "quota-full",
             ErrorKind::Busy => "busy",
+            ErrorKind::Unpaid => "unpaid",
             ErrorKind::Refused => "refused",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::BadRequest => "bad-request",
@@ -68,6 +73,7 @@ impl ErrorKind {
         match code {
             ErrorCode::QuotaFull => ErrorKind::QuotaFull,
             ErrorCode::Busy => ErrorKind::Busy,
+            ErrorCode::Unpaid => ErrorKind::Unpaid,
             _ => ErrorKind::Refused,
         }
     }

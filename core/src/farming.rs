@@ -37,7 +37,7 @@
 //!
 //! No IO and no clock: epochs are numbers the caller computes with [`epoch_of`].
 
-use crate::ledger::{Key, Sig, Signer, Transfer, TransferId, Verifier, BURN};
+use crate::ledger::{Certificate, Group, Key, Sig, Signer, Transfer, TransferId, Verifier, BURN};
 use crate::placement::DhtKey;
 use crate::StripeId;
 use serde::{Deserialize, Serialize};
@@ -467,6 +467,168 @@ impl RewardCertificate {
     }
 }
 
+/// Most verified batches an [`Admission`] remembers (about 200 bytes each); beyond it the
+/// expired ones are dropped, then all (they are verified again when next seen).
+pub const MAX_KNOWN_BATCHES: usize = 65_536;
+
+/// Default prices: 1,000 units per GiB of shard bytes per epoch, 10% burnt for good, at
+/// most 10⁹ units to one relay per epoch.
+pub const DEFAULT_PRICES: Prices = Prices { price: 1000, fee_percent: 10, cap: 1_000_000_000 };
+
+/// Default free allowance: 256 MiB of shard bytes per account and 4 GiB per relay per hour.
+pub const DEFAULT_ALLOWANCE: Allowance =
+    Allowance { per_account: 256 << 20, per_relay: 4 << 30, window_secs: 3600 };
+
+/// What a paid store carries: the uploader's stamp for the stripe and the certificate of
+/// the burn that bought its batch (which proves the batch to a relay that has not seen it:
+/// certificates verify by themselves against the owner's group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Postage {
+    pub stamp: Stamp,
+    pub burn: Certificate,
+}
+
+impl Postage {
+    /// Limits the types do not express (what a frame's reader checks before anything else).
+    pub fn check(&self) -> Result<(), crate::wire::WireError> {
+        use crate::wire::limit;
+        let t = &self.burn.signed.transfer;
+        limit("acknowledgements", self.burn.acks.len(), crate::ledger::MAX_ACKS)?;
+        limit("memo bytes", t.memo.len(), crate::ledger::MAX_MEMO)?;
+        limit("dependencies", t.deps.len(), crate::ledger::MAX_DEPS)
+    }
+}
+
+/// Terms that cover a file of `len` bytes cut in chunks of `chunk_size` and encoded with
+/// `params`: a slot for each chunk's stripe and for each stripe of its data map (bounded
+/// from above: a chunk's entry in the map is under 128 bytes, the rest under 4 KiB), each
+/// slot big enough for a full chunk's stripe.
+pub fn terms_for(
+    len: u64,
+    chunk_size: usize,
+    params: crate::Params,
+    first_epoch: u64,
+    epochs: u64,
+) -> BatchTerms {
+    let chunk = chunk_size.max(1) as u64;
+    let mut stripes = len.div_ceil(chunk);
+    let mut level = stripes;
+    // The data map and the maps of maps above it, down to one stripe.
+    loop {
+        let map = level * 128 + 4096;
+        level = map.div_ceil(chunk);
+        stripes += level;
+        if level <= 1 {
+            break;
+        }
+    }
+    let (k, n) = (params.k() as u64, params.n() as u64);
+    let shard = (chunk + crate::crypto::TAG_LEN as u64).div_ceil(k.max(1));
+    BatchTerms { slots: u32::try_from(stripes).unwrap_or(u32::MAX), slot_bytes: n * shard, first_epoch, epochs }
+}
+
+/// How a store was admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Within the payer's free allowance.
+    Free,
+    /// Paid by a stamp of this batch.
+    Paid { batch: TransferId },
+}
+
+/// A relay's admission of stores: free ones within the [`Allowance`], paid ones by a
+/// stamp its [`StampBook`] takes, of a batch whose burn certificate verified (kept, so
+/// that each batch is verified once). Events in, verdicts out; time is the caller's.
+#[derive(Debug)]
+pub struct Admission {
+    prices: Prices,
+    free: FreeUse,
+    book: StampBook,
+    batches: HashMap<TransferId, Batch>,
+}
+
+impl Admission {
+    pub fn new(prices: Prices, allowance: Allowance) -> Self {
+        Self { prices, free: FreeUse::new(allowance), book: StampBook::default(), batches: HashMap::new() }
+    }
+
+    pub fn prices(&self) -> &Prices {
+        &self.prices
+    }
+
+    /// What `account` may still store unpaid at second `now`.
+    pub fn free_left(&self, account: &Key, now_secs: u64) -> u64 {
+        self.free.left(account, now_secs)
+    }
+
+    /// Admits a store of `shard_bytes` (this relay's shard) of `stripe`, whose shards are
+    /// `stripe_bytes` in all, from `payer` (an unpaid store's account: a hash of the peer),
+    /// at second `now_secs` of `epoch`. With postage, it is checked in order of cost: the
+    /// stamp names this stripe and at least its bytes; the burn is a batch that covers its
+    /// terms (known, or its certificate verified against `group` of its owner, the relays'
+    /// own view); then the stamp's signature and slot ([`StampBook::admit`]). Without, it
+    /// takes from the free allowance. Refusals take nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn admit(
+        &mut self,
+        stripe: &StripeId,
+        shard_bytes: u64,
+        stripe_bytes: u64,
+        payer: &Key,
+        postage: Option<&Postage>,
+        group: impl FnOnce(&Key) -> Option<Group>,
+        now_secs: u64,
+        epoch: u64,
+        v: &impl Verifier,
+    ) -> Result<Admitted, FarmError> {
+        let Some(postage) = postage else {
+            self.free.take(payer, shard_bytes, now_secs)?;
+            return Ok(Admitted::Free);
+        };
+        let stamp = &postage.stamp;
+        if stamp.stripe != *stripe {
+            return Err(FarmError::WrongStripe);
+        }
+        if stamp.bytes < stripe_bytes {
+            return Err(FarmError::OutsideBatch);
+        }
+        let batch = match self.batches.get(&stamp.batch) {
+            Some(b) => *b,
+            None => {
+                let transfer = &postage.burn.signed.transfer;
+                let batch = Batch::of_burn(transfer, &self.prices)?;
+                if batch.id != stamp.batch {
+                    return Err(FarmError::NotABatch);
+                }
+                if !batch.terms.covers(epoch) {
+                    return Err(FarmError::Expired);
+                }
+                let group = group(&batch.owner).ok_or(FarmError::NoGroup)?;
+                postage.burn.verify(&group, v).map_err(|e| FarmError::Burn(e.to_string()))?;
+                self.remember(batch, epoch);
+                batch
+            }
+        };
+        self.book.admit(stamp.clone(), &batch, epoch, v)?;
+        Ok(Admitted::Paid { batch: batch.id })
+    }
+
+    fn remember(&mut self, batch: Batch, epoch: u64) {
+        if self.batches.len() >= MAX_KNOWN_BATCHES {
+            self.batches.retain(|_, b| b.terms.covers(epoch));
+        }
+        if self.batches.len() >= MAX_KNOWN_BATCHES {
+            self.batches.clear();
+        }
+        self.batches.insert(batch.id, batch);
+    }
+
+    /// The batches known, verified (for tests and status pages).
+    pub fn known_batches(&self) -> usize {
+        self.batches.len()
+    }
+}
+
 /// Why a stamp, a batch or a reward was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FarmError {
@@ -490,6 +652,12 @@ pub enum FarmError {
     NoQuorum { have: usize, need: usize },
     #[error("the reward {amount} is over the cap {cap}")]
     OverCap { amount: u64, cap: u64 },
+    #[error("the stamp is for another stripe")]
+    WrongStripe,
+    #[error("no group is known for the batch owner's account")]
+    NoGroup,
+    #[error("the batch's burn is not certified: {0}")]
+    Burn(String),
 }
 
 #[cfg(test)]

@@ -294,3 +294,131 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     assert_ne!(reward_id(6, &relay), id);
     assert_ne!(reward_id(5, &signer(9).key()), id);
 }
+
+/// A burn of `amount` for `terms`, certified by a group of four replicas (quorum three).
+fn certified_burn(owner: &SigningKey, terms: BatchTerms, amount: u64) -> (Certificate, Group) {
+    use crate::ledger::{ack_message, Ack};
+    let replicas: Vec<SigningKey> = (20..24).map(signer).collect();
+    let group = Group::new(replicas.iter().map(|r| r.key()).collect(), 3).unwrap();
+    let signed = burn(owner, terms, amount).sign(owner);
+    let t = &signed.transfer;
+    let msg = ack_message(&t.from, t.seq, &t.id());
+    let acks = replicas.iter().take(3).map(|r| Ack { replica: r.key(), sig: r.sign(&msg) }).collect();
+    (Certificate { signed, acks }, group)
+}
+
+#[test]
+fn a_relay_admits_paid_stores_by_their_postage_and_unpaid_ones_within_the_allowance() {
+    let v = Ed25519;
+    let owner = signer(1);
+    let allowance = Allowance { per_account: 3 * MIB, per_relay: 100 * MIB, window_secs: 3600 };
+    let mut gate = Admission::new(PRICES, allowance);
+    let payer = [7u8; 32];
+    let s1 = StripeId::from_bytes([1; 32]);
+    let s2 = StripeId::from_bytes([2; 32]);
+    let none = |_: &Key| -> Option<Group> { None };
+
+    // Unpaid: within the allowance, then refused, and a refusal takes nothing.
+    assert_eq!(gate.admit(&s1, 2 * MIB, 6 * MIB, &payer, None, none, 0, 10, &v), Ok(Admitted::Free));
+    assert_eq!(gate.free_left(&payer, 0), MIB);
+    let refused = gate.admit(&s1, 2 * MIB, 6 * MIB, &payer, None, none, 0, 10, &v);
+    assert_eq!(refused, Err(FarmError::AllowanceUsed { used: 2 * MIB, allowance: 3 * MIB }));
+    assert_eq!(gate.free_left(&payer, 0), MIB);
+    // The next window gives it again.
+    assert_eq!(gate.admit(&s1, 2 * MIB, 6 * MIB, &payer, None, none, 3600, 11, &v), Ok(Admitted::Free));
+
+    // Paid: the burn's certificate is verified once, against the owner's group.
+    let cost = PRICES.cost(&terms());
+    let (cert, group) = certified_burn(&owner, terms(), cost);
+    let id = cert.signed.transfer.id();
+    let postage = |stripe: StripeId, slot: u32, bytes: u64| Postage {
+        stamp: Stamp::sign(&owner, &id, stripe, slot, bytes),
+        burn: cert.clone(),
+    };
+    let asked = &std::cell::Cell::new(0);
+    let owner_key = owner.key();
+    let of = |g: &Group| {
+        let g = g.clone();
+        move |k: &Key| {
+            asked.set(asked.get() + 1);
+            (*k == owner_key).then_some(g)
+        }
+    };
+    let p1 = postage(s1, 0, MIB);
+    assert_eq!(
+        gate.admit(&s1, MIB / 4, MIB, &payer, Some(&p1), of(&group), 0, 10, &v),
+        Ok(Admitted::Paid { batch: id })
+    );
+    assert_eq!((asked.get(), gate.known_batches()), (1, 1));
+    // Another shard of the stripe: the batch is known, nothing verified again.
+    assert_eq!(
+        gate.admit(&s1, MIB / 4, MIB, &payer, Some(&p1), of(&group), 0, 10, &v),
+        Ok(Admitted::Paid { batch: id })
+    );
+    assert_eq!(asked.get(), 1);
+
+    // Postage that does not pay: for another stripe, for fewer bytes than the stripe has,
+    // a slot stamped twice (which revokes the batch), an underpaid or uncertified burn.
+    let no = |p: &Postage, stripe: &StripeId, gate: &mut Admission| {
+        gate.admit(stripe, MIB / 4, MIB, &payer, Some(p), of(&group), 0, 10, &v).unwrap_err()
+    };
+    assert_eq!(no(&p1, &s2, &mut gate), FarmError::WrongStripe);
+    assert_eq!(no(&postage(s2, 1, MIB / 2), &s2, &mut gate), FarmError::OutsideBatch);
+    assert!(matches!(no(&postage(s2, 0, MIB), &s2, &mut gate), FarmError::DoubleStamp(_)));
+    assert_eq!(no(&postage(s2, 1, MIB), &s2, &mut gate), FarmError::Revoked);
+
+    let mut fresh = Admission::new(PRICES, allowance);
+    let (cheap, g2) = certified_burn(&owner, terms(), cost - 1);
+    let underpaid = Postage { stamp: Stamp::sign(&owner, &cheap.signed.transfer.id(), s1, 0, MIB), burn: cheap };
+    let e = fresh.admit(&s1, MIB / 4, MIB, &payer, Some(&underpaid), of(&g2), 0, 10, &v).unwrap_err();
+    assert_eq!(e, FarmError::Underpaid { paid: cost - 1, cost });
+    let mut thin = p1.clone();
+    thin.burn.acks.truncate(2);
+    assert!(matches!(
+        fresh.admit(&s1, MIB / 4, MIB, &payer, Some(&thin), of(&group), 0, 10, &v),
+        Err(FarmError::Burn(_))
+    ));
+    // Acknowledged by relays that are not the owner's group, in this relay's view.
+    let strangers = Group::new((30..34).map(|n| signer(n).key()).collect(), 3).unwrap();
+    assert!(matches!(
+        fresh.admit(&s1, MIB / 4, MIB, &payer, Some(&p1), |_: &Key| Some(strangers.clone()), 0, 10, &v),
+        Err(FarmError::Burn(_))
+    ));
+    assert_eq!(
+        fresh.admit(&s1, MIB / 4, MIB, &payer, Some(&p1), of(&group), 0, 40, &v),
+        Err(FarmError::Expired)
+    );
+    assert_eq!(fresh.known_batches(), 0, "nothing refused is remembered");
+    // The free allowance is untouched by paid stores.
+    assert_eq!(fresh.free_left(&payer, 0), 3 * MIB);
+}
+
+#[test]
+fn terms_for_a_file_cover_every_stripe_its_encoding_makes() {
+    use crate::{EncodeOptions, Encoder, FileMeta};
+    let params = crate::Params::new(4, 2).unwrap();
+    let chunk = crate::MIN_CHUNK_SIZE * 4;
+    for len in [0usize, 1, chunk - 1, chunk, 5 * chunk + 7, 300 * chunk] {
+        let mut enc = Encoder::new(EncodeOptions { params, chunk_size: chunk, ..Default::default() }).unwrap();
+        let data = crate::testdata::pseudo_random(len, len as u64);
+        let mut stripes = Vec::new();
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            rest = &rest[enc.write(rest)..];
+            stripes.extend(enc.take_stripe());
+        }
+        let meta = FileMeta { name: "f".repeat(1000), ..Default::default() };
+        let fin = enc.finish(meta).unwrap();
+        fin.drain(|s| {
+            stripes.push(s);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        let t = terms_for(len as u64, chunk, params, 3, 5);
+        let largest = stripes.iter().map(|s| (s.shard_count() * s.shard(0).len()) as u64).max().unwrap();
+        assert!(t.slots as usize >= stripes.len(), "{len}: {} slots for {} stripes", t.slots, stripes.len());
+        assert!(t.slots as usize <= stripes.len() + 2, "{len}: {} slots for {} stripes", t.slots, stripes.len());
+        assert!(t.slot_bytes >= largest, "{len}: {} < {largest}", t.slot_bytes);
+        assert_eq!((t.first_epoch, t.epochs), (3, 5));
+    }
+}

@@ -115,6 +115,17 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         holder: Vec<u8>,
     },
+    /// A paid `Store`: the shard, the stripe's header, and the postage that pays for it (a
+    /// stamp of the uploader's batch and the burn that bought the batch,
+    /// [`crate::farming::Postage`]). Refused with [`ErrorCode::Unpaid`] when the postage does
+    /// not pay for the stripe; a plain `Store` is taken within the relay's free allowance.
+    PaidStore {
+        postage: Box<crate::farming::Postage>,
+        #[serde(with = "serde_bytes")]
+        header: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        shard: Vec<u8>,
+    },
 }
 
 /// A relay's answer.
@@ -181,6 +192,9 @@ pub enum ErrorCode {
     /// The relay is not among the closest live relays to the stripe (by its own view): store
     /// the shard with the stripe's close group.
     NotInGroup,
+    /// The store is not paid for: beyond the free allowance without postage, or with
+    /// postage that does not pay (an expired, revoked or underpaid batch, a bad stamp).
+    Unpaid,
     /// A code this build does not know.
     Unknown(u16),
 }
@@ -199,6 +213,7 @@ impl ErrorCode {
             ErrorCode::Internal => 8,
             ErrorCode::AlreadyHeld => 9,
             ErrorCode::NotInGroup => 10,
+            ErrorCode::Unpaid => 11,
             ErrorCode::Unknown(c) => c,
         }
     }
@@ -215,6 +230,7 @@ impl ErrorCode {
             8 => ErrorCode::Internal,
             9 => ErrorCode::AlreadyHeld,
             10 => ErrorCode::NotInGroup,
+            11 => ErrorCode::Unpaid,
             c => ErrorCode::Unknown(c),
         }
     }
@@ -245,6 +261,7 @@ impl core::fmt::Display for ErrorCode {
             ErrorCode::Internal => "internal error",
             ErrorCode::AlreadyHeld => "already held",
             ErrorCode::NotInGroup => "not in the stripe's close group",
+            ErrorCode::Unpaid => "not paid for",
             ErrorCode::Unknown(_) => "unknown error",
         };
         write!(f, "{name} ({})", self.as_u16())
@@ -433,7 +450,7 @@ fn kind_of(body: &[u8]) -> Option<u32> {
     None
 }
 
-fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
+pub(crate) fn limit(field: &'static str, len: usize, max: usize) -> Result<(), WireError> {
     if len > max {
         return Err(WireError::TooMany { field, len, max });
     }
@@ -445,6 +462,8 @@ impl Request {
     pub const STORE_KIND: u32 = 0;
     /// The kind number `Handover` bodies start with (laid out as a `Store`).
     pub const HANDOVER_KIND: u32 = 4;
+    /// The kind number `PaidStore` bodies start with.
+    pub const PAID_STORE_KIND: u32 = 8;
 }
 
 impl Response {
@@ -453,7 +472,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 8;
+    const KINDS: u32 = 9;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -462,12 +481,23 @@ impl Message for Request {
                 let stub = Request::Store { header: header.clone(), shard: Vec::new() };
                 split_frame(&stub, &[shard.len()], shard)
             }
+            Request::PaidStore { postage, header, shard } => {
+                self.check()?;
+                let stub =
+                    Request::PaidStore { postage: postage.clone(), header: header.clone(), shard: Vec::new() };
+                split_frame(&stub, &[shard.len()], shard)
+            }
             _ => Ok(SplitFrame { head: self.to_frame()?, tail: &[] }),
         }
     }
 
     fn check(&self) -> Result<(), WireError> {
         match self {
+            Request::PaidStore { postage, header, shard } => {
+                postage.check()?;
+                limit("header bytes", header.len(), MAX_HEADER_LEN)?;
+                limit("shard bytes", shard.len(), MAX_SHARD_LEN)
+            }
             Request::Store { header, shard } => {
                 limit("header bytes", header.len(), MAX_HEADER_LEN)?;
                 limit("shard bytes", shard.len(), MAX_SHARD_LEN)
