@@ -475,6 +475,9 @@ pub const MAX_KNOWN_BATCHES: usize = 65_536;
 /// most 10⁹ units to one relay per epoch.
 pub const DEFAULT_PRICES: Prices = Prices { price: 1000, fee_percent: 10, cap: 1_000_000_000 };
 
+/// Default epoch length: an hour.
+pub const DEFAULT_EPOCH_SECS: u64 = 3600;
+
 /// Default free allowance: 256 MiB of shard bytes per account and 4 GiB per relay per hour.
 pub const DEFAULT_ALLOWANCE: Allowance =
     Allowance { per_account: 256 << 20, per_relay: 4 << 30, window_secs: 3600 };

@@ -81,6 +81,18 @@ pub struct Flags {
     /// The spending cap's window in seconds. Default 86400.
     #[arg(long)]
     pub ledger_cap_window: Option<u64>,
+    /// Epoch length in seconds: storage is paid and rewarded by the epoch. Default 3600.
+    #[arg(long)]
+    pub epoch: Option<u64>,
+    /// Shard bytes one peer may store unpaid per hour (suffixes allowed). Default 256M.
+    #[arg(long)]
+    pub free_bytes: Option<String>,
+    /// Shard bytes all peers together may store unpaid here per hour. Default 4G.
+    #[arg(long)]
+    pub free_bytes_total: Option<String>,
+    /// What storage costs: ledger units per GiB of shard bytes per epoch. Default 1000.
+    #[arg(long)]
+    pub price: Option<u64>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -113,6 +125,10 @@ pub struct FileConfig {
     pub ledger_mint: Option<String>,
     pub ledger_cap: Option<u64>,
     pub ledger_cap_window: Option<u64>,
+    pub epoch: Option<u64>,
+    pub free_bytes: Option<String>,
+    pub free_bytes_total: Option<String>,
+    pub price: Option<u64>,
 }
 
 /// How long a group waits for an unreachable member by default: two hours. The simulator's
@@ -143,6 +159,7 @@ pub struct Config {
     pub scrub_rate: u64,
     pub ledger_mint: Option<[u8; 32]>,
     pub ledger_cap: Option<kura_core::ledger::SpendCap>,
+    pub farming: crate::farming::FarmingConfig,
 }
 
 /// A 32-byte key in 64 hex digits.
@@ -265,6 +282,27 @@ impl Config {
                     amount,
                     window: flags.ledger_cap_window.or(file.ledger_cap_window).unwrap_or(86_400).max(1),
                 }),
+            },
+            farming: {
+                use kura_core::farming::{Allowance, DEFAULT_ALLOWANCE, DEFAULT_EPOCH_SECS, DEFAULT_PRICES};
+                let bytes = |flag: Option<String>, default: u64| -> Result<u64> {
+                    flag.map_or(Ok(default), |b| parse_bytes(&b))
+                };
+                crate::farming::FarmingConfig {
+                    prices: kura_core::farming::Prices {
+                        price: flags.price.or(file.price).unwrap_or(DEFAULT_PRICES.price),
+                        ..DEFAULT_PRICES
+                    },
+                    allowance: Allowance {
+                        per_account: bytes(flags.free_bytes.or(file.free_bytes), DEFAULT_ALLOWANCE.per_account)?,
+                        per_relay: bytes(
+                            flags.free_bytes_total.or(file.free_bytes_total),
+                            DEFAULT_ALLOWANCE.per_relay,
+                        )?,
+                        ..DEFAULT_ALLOWANCE
+                    },
+                    epoch_secs: flags.epoch.or(file.epoch).unwrap_or(DEFAULT_EPOCH_SECS).max(1),
+                }
             },
         })
     }

@@ -114,6 +114,7 @@ async fn run(cfg: Config) -> Result<()> {
             ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
         })),
         ledger: Arc::new(ledger),
+        farming: kura_relay::farming::Farming::new(cfg.farming),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub given_up: Gauge,
     /// Bytes of inbound messages being read (set when the metrics are read).
     pub reading_bytes: Gauge,
+    /// Stores admitted within the free allowance, and paid by postage.
+    pub stores_free: Counter,
+    pub stores_paid: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +119,8 @@ impl Metrics {
             ledger_catch_ups: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
+            stores_free: Counter::default(),
+            stores_paid: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -192,6 +197,8 @@ impl Metrics {
             "Bytes of inbound messages being read, over every connection",
             m.reading_bytes.clone(),
         );
+        r.register("stores_free", "Client stores admitted within the free allowance", m.stores_free.clone());
+        r.register("stores_paid", "Client stores admitted paid by postage", m.stores_paid.clone());
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }

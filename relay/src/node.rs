@@ -91,7 +91,7 @@ pub const MAX_EXPANSION: usize = 4;
 /// Whether this relay takes a shard of the stripe with header `header`: a stripe of an
 /// accepted shape, for which it is among the closest live relays it knows (its own view).
 /// Refusals are answers the sender can act on.
-pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<(), Response> {
+pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<StripeHeader, Response> {
     let h = StripeHeader::parse(header)
         .map_err(|e| error(ErrorCode::Malformed, format!("bad stripe header: {e}")))?;
     let (n, k) = (h.params().n(), h.params().k());
@@ -111,7 +111,36 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<(), Re
             ),
         ));
     }
-    Ok(())
+    Ok(h)
+}
+
+/// Whether a client's store is paid for, or within the sender's free allowance
+/// ([`crate::farming`]); the refusal says which and what to do.
+fn admit_payment(
+    shared: &Shared,
+    me: &PeerId,
+    peer: &PeerId,
+    h: &StripeHeader,
+    shard_len: usize,
+    postage: Option<&kura_core::farming::Postage>,
+) -> Result<(), Response> {
+    let mut relays = lock_live(shared).live();
+    relays.push(*me);
+    match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, &relays) {
+        Ok(kura_core::farming::Admitted::Free) => {
+            shared.metrics.stores_free.inc();
+            Ok(())
+        }
+        Ok(kura_core::farming::Admitted::Paid { .. }) => {
+            shared.metrics.stores_paid.inc();
+            Ok(())
+        }
+        Err(e @ kura_core::farming::FarmError::AllowanceUsed { .. }) => Err(error(
+            ErrorCode::Unpaid,
+            format!("{e}; storing more needs payment (a wallet: `kura put --key WALLET`)"),
+        )),
+        Err(e) => Err(error(ErrorCode::Unpaid, format!("the postage does not pay: {e}"))),
+    }
 }
 
 /// How many of the relays `live` (other than `peer`) are closer to `stripe` than `peer`:
@@ -156,6 +185,7 @@ pub struct Shared {
     pub store: Arc<dyn ShardStore>,
     pub repair: Arc<Repair>,
     pub ledger: Arc<crate::ledger::Ledger>,
+    pub farming: crate::farming::Farming,
 }
 
 impl std::fmt::Debug for dyn ShardStore {
@@ -310,6 +340,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::FetchPart { .. }) => "fetch_part",
         Ok(Request::Prove { .. }) => "prove",
         Ok(Request::Report { .. }) => "report",
+        Ok(Request::PaidStore { .. }) => "paid_store",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -647,7 +678,7 @@ impl Node {
                 return self.respond(to, error(e.code(), e), kind);
             }
         };
-        if let Request::Store { shard, header } = &req {
+        if let Request::Store { shard, header } | Request::PaidStore { shard, header, .. } = &req {
             self.shared.metrics.request_bytes_in.inc_by((shard.len() + header.len()) as u64);
         }
         self.inflight += 1;
@@ -656,7 +687,9 @@ impl Node {
         }
         let now = self.now();
         let allowed = match &req {
-            Request::Store { shard, header } | Request::Handover { shard, header } => {
+            Request::Store { shard, header }
+            | Request::Handover { shard, header }
+            | Request::PaidStore { shard, header, .. } => {
                 self.stores.take(&peer, (shard.len() + header.len()) as u64, now)
             }
             Request::Prove { .. } | Request::Report { .. } => self.proofs.take(&peer, 1, now),
@@ -677,18 +710,33 @@ impl Node {
         tokio::task::spawn_blocking(move || {
             let resp = match req {
                 r @ Request::Repair { .. } => shared.repair.order(&shared, &me, &peer, r),
-                Request::Store { header, shard } => match admit_store(&shared, &me, &header) {
-                    Err(refusal) => {
-                        shared.metrics.refused("store");
-                        refusal
+                Request::Store { header, shard } => {
+                    let admitted = admit_store(&shared, &me, &header)
+                        .and_then(|h| admit_payment(&shared, &me, &peer, &h, shard.len(), None));
+                    match admitted {
+                        Err(refusal) => {
+                            shared.metrics.refused("store");
+                            refusal
+                        }
+                        Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
                     }
-                    Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
-                },
+                }
+                Request::PaidStore { postage, header, shard } => {
+                    let admitted = admit_store(&shared, &me, &header)
+                        .and_then(|h| admit_payment(&shared, &me, &peer, &h, shard.len(), Some(&postage)));
+                    match admitted {
+                        Err(refusal) => {
+                            shared.metrics.refused("paid_store");
+                            refusal
+                        }
+                        Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
+                    }
+                }
                 // A handover is a store from a relay leaving the stripe's group: taken only
                 // from a relay, and only where a store would be.
                 Request::Handover { header, shard } => {
                     let admitted = if from_relay {
-                        admit_store(&shared, &me, &header)
+                        admit_store(&shared, &me, &header).map(|_| ())
                     } else {
                         Err(error(
                             ErrorCode::NotInGroup,

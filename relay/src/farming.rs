@@ -1,0 +1,88 @@
+//! What the relay does of farming ([`kura_core::farming`] has the rules): admitting stores,
+//! free within the allowance or paid by postage.
+//!
+//! Time is the wall clock's Unix seconds: epochs are numbered from the Unix epoch in
+//! `--epoch` seconds, so every relay and client that agree on the epoch length agree on
+//! the epoch's number. An unpaid store's account is the hash of its sender's peer id: peer
+//! ids are free to make, so the per-account allowance only slows one peer down; the
+//! per-relay allowance is what bounds unpaid storage.
+
+use kura_core::farming::{Admission, Admitted, Allowance, FarmError, Postage, Prices};
+use kura_core::ledger::{Ed25519, Key};
+use kura_core::StripeId;
+use libp2p::PeerId;
+use std::sync::Mutex;
+
+/// The farming settings in effect.
+#[derive(Debug, Clone, Copy)]
+pub struct FarmingConfig {
+    pub prices: Prices,
+    pub allowance: Allowance,
+    /// Epoch length, seconds.
+    pub epoch_secs: u64,
+}
+
+impl Default for FarmingConfig {
+    fn default() -> Self {
+        Self {
+            prices: kura_core::farming::DEFAULT_PRICES,
+            allowance: kura_core::farming::DEFAULT_ALLOWANCE,
+            epoch_secs: kura_core::farming::DEFAULT_EPOCH_SECS,
+        }
+    }
+}
+
+/// The relay's admission of stores.
+#[derive(Debug)]
+pub struct Farming {
+    cfg: FarmingConfig,
+    admission: Mutex<Admission>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The account an unpaid store from `peer` counts against.
+pub fn account_of(peer: &PeerId) -> Key {
+    *blake3::hash(&peer.to_bytes()).as_bytes()
+}
+
+impl Farming {
+    pub fn new(cfg: FarmingConfig) -> Self {
+        Self { cfg, admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)) }
+    }
+
+    pub fn config(&self) -> &FarmingConfig {
+        &self.cfg
+    }
+
+    /// Admits a store of a shard of `shard_len` bytes of the stripe `stripe` (`n` shards)
+    /// from `peer`; `relays` is this relay's view of the live relays (itself included), in
+    /// which the owner's group of a batch not seen before is found.
+    pub fn admit(
+        &self,
+        stripe: &StripeId,
+        n: usize,
+        shard_len: usize,
+        peer: &PeerId,
+        postage: Option<&Postage>,
+        relays: &[PeerId],
+    ) -> Result<Admitted, FarmError> {
+        let now = unix_now();
+        let epoch = kura_core::farming::epoch_of(now, self.cfg.epoch_secs);
+        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays.iter().copied()).map(|(g, _)| g);
+        let stripe_bytes = (n * shard_len) as u64;
+        self.lock().admit(stripe, shard_len as u64, stripe_bytes, &account_of(peer), postage, group, now, epoch, &Ed25519)
+    }
+
+    /// What `peer` may still store unpaid now.
+    pub fn free_left(&self, peer: &PeerId) -> u64 {
+        self.lock().free_left(&account_of(peer), unix_now())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
