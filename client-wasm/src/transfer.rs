@@ -48,6 +48,9 @@ pub struct TransferConfig {
     pub store_timeout: Duration,
     /// A fetch unanswered after this long is hedged with the next relay.
     pub hedge_after: Duration,
+    /// What pays for a put's stripes; without it, stores are unpaid (within the relays'
+    /// free allowance).
+    pub purse: Option<std::sync::Arc<crate::wallet::Purse>>,
 }
 
 impl Default for TransferConfig {
@@ -57,6 +60,7 @@ impl Default for TransferConfig {
             window: 16,
             store_timeout: Duration::from_secs(60),
             hedge_after: Duration::from_secs(3),
+            purse: None,
         }
     }
 }
@@ -207,6 +211,15 @@ pub async fn upload_stripe(
     let start = Instant::now();
     let placement = |source| TransferError::Placement { stripe: id, source };
     let mut put = StripePut::new(stripe.shard_count(), cfg.store_timeout);
+    // One stamp for the stripe, on each of its shards.
+    let postage = match &cfg.purse {
+        None => None,
+        Some(purse) => {
+            let bytes = (stripe.shard_count() * stripe.shard(0).len()) as u64;
+            let p = purse.postage(id, bytes).ok_or(TransferError::Internal("the batch has no slot left"))?;
+            Some(Box::new(p))
+        }
+    };
     let mut lookups = FuturesUnordered::new();
     let mut pending = FuturesUnordered::new();
     loop {
@@ -216,8 +229,11 @@ pub async fn upload_stripe(
                 PutAction::Store(a) => {
                     let shard = stripe.shard(a.index);
                     progress.sent.fetch_add(shard.len() as u64, Relaxed);
-                    let req =
-                        Request::Store { header: stripe.header_bytes().to_vec(), shard: shard.to_vec() };
+                    let (header, shard) = (stripe.header_bytes().to_vec(), shard.to_vec());
+                    let req = match &postage {
+                        Some(p) => Request::PaidStore { postage: p.clone(), header, shard },
+                        None => Request::Store { header, shard },
+                    };
                     pending.push(net.request(a.peer, req).map(move |r| (a, r)));
                 }
             }

@@ -296,3 +296,54 @@ async fn apply_to(
             .await;
     Ok(refused.into_iter().flatten().collect())
 }
+
+/// What pays for a put: a batch bought by burning credits, and its owner's key to stamp
+/// each stripe with a slot of it ([`kura_core::farming`]).
+pub struct Purse {
+    owner: kura_core::ledger::SigningKey,
+    burn: Certificate,
+    terms: kura_core::farming::BatchTerms,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl std::fmt::Debug for Purse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Purse").field("batch", &hex(&self.burn.signed.transfer.id())).field("terms", &self.terms).finish()
+    }
+}
+
+impl Purse {
+    /// Buys a batch of `terms` at `prices` from `owner`'s account: a burn its group
+    /// certifies. Returns the purse and what it cost.
+    pub async fn buy(
+        net: &Network,
+        owner: kura_core::ledger::SigningKey,
+        terms: kura_core::farming::BatchTerms,
+        prices: &kura_core::farming::Prices,
+    ) -> Result<(Self, u64), WalletError> {
+        let cost = prices.cost(&terms);
+        let burn = send(net, &owner, kura_core::ledger::BURN, cost, terms.memo()).await?;
+        Ok((Self { owner, burn, terms, next: 0.into() }, cost))
+    }
+
+    /// The batch's id (the burn's transfer id).
+    pub fn batch(&self) -> TransferId {
+        self.burn.signed.transfer.id()
+    }
+
+    /// Postage for `stripe` (its shards `bytes` in all): a stamp on the next free slot, or
+    /// `None` when every slot is used.
+    pub fn postage(&self, stripe: StripeId, bytes: u64) -> Option<kura_core::farming::Postage> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slot = self.next.fetch_add(1, Relaxed);
+        (slot < self.terms.slots).then(|| kura_core::farming::Postage {
+            stamp: kura_core::farming::Stamp::sign(&self.owner, &self.batch(), stripe, slot, bytes),
+            burn: self.burn.clone(),
+        })
+    }
+
+    /// Slots stamped so far.
+    pub fn used(&self) -> u32 {
+        self.next.load(std::sync::atomic::Ordering::Relaxed).min(self.terms.slots)
+    }
+}

@@ -1,7 +1,8 @@
 //! `kura`: Kura's command-line client.
 //!
 //! ```text
-//! kura put FILE --bootstrap ADDR [--k K --m M] [--private]      prints the capability
+//! kura put FILE --bootstrap ADDR [--k K --m M] [--private] [--key WALLET --epochs N]
+//!                                                                prints the capability
 //! kura get CAP  --bootstrap ADDR -o OUT [--offset N --length N]  writes the file (or range)
 //! kura devnet [--relays N] [--dir DIR] [--http ADDR]            a local network of relays
 //! kura encode FILE --store DIR [--k K --m M] [--private]        offline, into a directory
@@ -56,6 +57,25 @@ impl Coding {
     }
 }
 
+/// How a put is paid for (`put`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Pay {
+    /// Pay from this wallet (a key file of `kura wallet`): a batch for the file is bought by
+    /// burning credits before the upload, and each stripe is stamped with it. Without it, the
+    /// upload is unpaid: relays take it within their free allowance.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Epochs the storage is paid for.
+    #[arg(long, default_value_t = 720)]
+    pub epochs: u64,
+    /// The network's epoch length in seconds (as its relays' --epoch).
+    #[arg(long, default_value_t = kura_core::farming::DEFAULT_EPOCH_SECS)]
+    pub epoch: u64,
+    /// The network's price per GiB of shard bytes per epoch (as its relays' --price).
+    #[arg(long, default_value_t = kura_core::farming::DEFAULT_PRICES.price)]
+    pub price: u64,
+}
+
 #[derive(Subcommand, Debug)]
 enum WalletAction {
     /// Make a new key file and print the account.
@@ -85,6 +105,8 @@ enum Command {
         bootstrap: Vec<String>,
         #[command(flatten)]
         coding: Coding,
+        #[command(flatten)]
+        pay: Pay,
     },
     /// Read a capability's file from the network into OUT.
     Get {
@@ -142,6 +164,9 @@ enum Command {
         /// mint (its key is DIR/mint.key). Repeatable.
         #[arg(long, value_name = "ACCOUNT=AMOUNT")]
         fund: Vec<String>,
+        /// Epoch length in seconds, passed to every relay (short for trying out farming).
+        #[arg(long)]
+        epoch: Option<u64>,
     },
     /// Encode FILE into shards in a directory and print its capability.
     Encode {
@@ -174,6 +199,9 @@ fn hint(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
         ErrorKind::Unreachable => "check the --bootstrap address and that a relay runs there",
         ErrorKind::QuotaFull => "the relays are full: start more relays, or give them a larger --quota",
         ErrorKind::Busy => "the relays are busy or this client's allowance is spent; try again shortly",
+        ErrorKind::Unpaid => {
+            "the relays' free allowance is used: pay for the upload from a funded wallet with --key WALLET"
+        }
         _ => return None,
     })
 }
@@ -182,8 +210,8 @@ pub fn main() {
     kura_p2p::alloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Put { file, bootstrap, coding } => {
-            on_runtime(async move { net_cmd::put(&file, &bootstrap, coding).await })
+        Command::Put { file, bootstrap, coding, pay } => {
+            on_runtime(async move { net_cmd::put(&file, &bootstrap, coding, pay).await })
         }
         Command::Get { capability, bootstrap, output, offset, length } => {
             let range = (offset.is_some() || length.is_some())
@@ -213,7 +241,7 @@ pub fn main() {
                     .and_then(|()| on_runtime(async move { wallet_cmd::history(&key, &bootstrap).await })),
             }
         }
-        Command::Devnet { relays, dir, http, base_port, relay_bin, fund } => runtime().and_then(|rt| {
+        Command::Devnet { relays, dir, http, base_port, relay_bin, fund, epoch } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
             let cfg = kura_client::devnet::DevnetConfig {
                 relays,
@@ -221,7 +249,7 @@ pub fn main() {
                 http,
                 base_port,
                 relay_bin,
-                relay_args: Vec::new(),
+                relay_args: epoch.map(|e| vec!["--epoch".to_owned(), e.to_string()]).unwrap_or_default(),
             };
             rt.block_on(net_cmd::devnet(cfg, &fund))
         }),

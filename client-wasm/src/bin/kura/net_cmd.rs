@@ -69,13 +69,16 @@ impl Drop for ProgressLine {
     }
 }
 
-pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding) -> Result<()> {
+pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding, pay: super::Pay) -> Result<()> {
     let opts = coding.options()?;
     let input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().ok().map(|m| m.len());
     let meta = super::file_meta(file);
     let net = connect(bootstrap).await?;
-    let cfg = TransferConfig::default();
+    let mut cfg = TransferConfig::default();
+    if let Some(key) = &pay.key {
+        cfg.purse = Some(Arc::new(buy(&net, key, &pay, &opts, total.unwrap_or(0)).await?));
+    }
     let progress = Arc::new(Progress::default());
     let enc = Encoder::new(opts)?;
     let line = ProgressLine::start(progress.clone(), total, "put", true);
@@ -93,6 +96,35 @@ pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding) -> Re
     drop(line);
     println!("{}", cap?);
     Ok(())
+}
+
+/// Buys a batch that covers a file of `len` bytes from the wallet `key`, and says what it
+/// cost (on stderr: stdout is the capability's).
+async fn buy(
+    net: &Network,
+    key: &Path,
+    pay: &super::Pay,
+    opts: &kura_core::EncodeOptions,
+    len: u64,
+) -> Result<kura_client::wallet::Purse> {
+    use kura_core::farming::{epoch_of, terms_for, Prices, DEFAULT_PRICES};
+    let owner = super::wallet_cmd::load(key)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let first = epoch_of(now, pay.epoch);
+    let terms = terms_for(len, opts.chunk_size, opts.params, first, pay.epochs.max(1));
+    let prices = Prices { price: pay.price, ..DEFAULT_PRICES };
+    let (purse, cost) = kura_client::wallet::Purse::buy(net, owner, terms, &prices).await.with_context(|| {
+        format!("paying {} for {} stripes for {} epochs", prices.cost(&terms), terms.slots, terms.epochs)
+    })?;
+    eprintln!(
+        "paid {cost} credits: batch {} ({} stripes of up to {} shard bytes, epochs {}..{})",
+        kura_client::wallet::hex(&purse.batch()),
+        terms.slots,
+        terms.slot_bytes,
+        terms.first_epoch,
+        terms.first_epoch + terms.epochs
+    );
+    Ok(purse)
 }
 
 pub async fn get(
