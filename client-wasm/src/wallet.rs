@@ -308,7 +308,10 @@ pub struct Purse {
 
 impl std::fmt::Debug for Purse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Purse").field("batch", &hex(&self.burn.signed.transfer.id())).field("terms", &self.terms).finish()
+        f.debug_struct("Purse")
+            .field("batch", &hex(&self.burn.signed.transfer.id()))
+            .field("terms", &self.terms)
+            .finish()
     }
 }
 

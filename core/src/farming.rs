@@ -527,7 +527,12 @@ pub fn terms_for(
     }
     let (k, n) = (params.k() as u64, params.n() as u64);
     let shard = (chunk + crate::crypto::TAG_LEN as u64).div_ceil(k.max(1));
-    BatchTerms { slots: u32::try_from(stripes).unwrap_or(u32::MAX), slot_bytes: n * shard, first_epoch, epochs }
+    BatchTerms {
+        slots: u32::try_from(stripes).unwrap_or(u32::MAX),
+        slot_bytes: n * shard,
+        first_epoch,
+        epochs,
+    }
 }
 
 /// How a store was admitted.

@@ -369,7 +369,8 @@ fn a_relay_admits_paid_stores_by_their_postage_and_unpaid_ones_within_the_allowa
 
     let mut fresh = Admission::new(PRICES, allowance);
     let (cheap, g2) = certified_burn(&owner, terms(), cost - 1);
-    let underpaid = Postage { stamp: Stamp::sign(&owner, &cheap.signed.transfer.id(), s1, 0, MIB), burn: cheap };
+    let underpaid =
+        Postage { stamp: Stamp::sign(&owner, &cheap.signed.transfer.id(), s1, 0, MIB), burn: cheap };
     let e = fresh.admit(&s1, MIB / 4, MIB, &payer, Some(&underpaid), of(&g2), 0, 10, &v).unwrap_err();
     assert_eq!(e, FarmError::Underpaid { paid: cost - 1, cost });
     let mut thin = p1.clone();
@@ -399,7 +400,8 @@ fn terms_for_a_file_cover_every_stripe_its_encoding_makes() {
     let params = crate::Params::new(4, 2).unwrap();
     let chunk = crate::MIN_CHUNK_SIZE * 4;
     for len in [0usize, 1, chunk - 1, chunk, 5 * chunk + 7, 300 * chunk] {
-        let mut enc = Encoder::new(EncodeOptions { params, chunk_size: chunk, ..Default::default() }).unwrap();
+        let mut enc =
+            Encoder::new(EncodeOptions { params, chunk_size: chunk, ..Default::default() }).unwrap();
         let data = crate::testdata::pseudo_random(len, len as u64);
         let mut stripes = Vec::new();
         let mut rest = &data[..];
@@ -417,7 +419,12 @@ fn terms_for_a_file_cover_every_stripe_its_encoding_makes() {
         let t = terms_for(len as u64, chunk, params, 3, 5);
         let largest = stripes.iter().map(|s| (s.shard_count() * s.shard(0).len()) as u64).max().unwrap();
         assert!(t.slots as usize >= stripes.len(), "{len}: {} slots for {} stripes", t.slots, stripes.len());
-        assert!(t.slots as usize <= stripes.len() + 2, "{len}: {} slots for {} stripes", t.slots, stripes.len());
+        assert!(
+            t.slots as usize <= stripes.len() + 2,
+            "{len}: {} slots for {} stripes",
+            t.slots,
+            stripes.len()
+        );
         assert!(t.slot_bytes >= largest, "{len}: {} < {largest}", t.slot_bytes);
         assert_eq!((t.first_epoch, t.epochs), (3, 5));
     }

@@ -483,8 +483,11 @@ impl Message for Request {
             }
             Request::PaidStore { postage, header, shard } => {
                 self.check()?;
-                let stub =
-                    Request::PaidStore { postage: postage.clone(), header: header.clone(), shard: Vec::new() };
+                let stub = Request::PaidStore {
+                    postage: postage.clone(),
+                    header: header.clone(),
+                    shard: Vec::new(),
+                };
                 split_frame(&stub, &[shard.len()], shard)
             }
             _ => Ok(SplitFrame { head: self.to_frame()?, tail: &[] }),

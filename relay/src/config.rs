@@ -294,7 +294,10 @@ impl Config {
                         ..DEFAULT_PRICES
                     },
                     allowance: Allowance {
-                        per_account: bytes(flags.free_bytes.or(file.free_bytes), DEFAULT_ALLOWANCE.per_account)?,
+                        per_account: bytes(
+                            flags.free_bytes.or(file.free_bytes),
+                            DEFAULT_ALLOWANCE.per_account,
+                        )?,
                         per_relay: bytes(
                             flags.free_bytes_total.or(file.free_bytes_total),
                             DEFAULT_ALLOWANCE.per_relay,

@@ -74,7 +74,17 @@ impl Farming {
         let epoch = kura_core::farming::epoch_of(now, self.cfg.epoch_secs);
         let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays.iter().copied()).map(|(g, _)| g);
         let stripe_bytes = (n * shard_len) as u64;
-        self.lock().admit(stripe, shard_len as u64, stripe_bytes, &account_of(peer), postage, group, now, epoch, &Ed25519)
+        self.lock().admit(
+            stripe,
+            shard_len as u64,
+            stripe_bytes,
+            &account_of(peer),
+            postage,
+            group,
+            now,
+            epoch,
+            &Ed25519,
+        )
     }
 
     /// What `peer` may still store unpaid now.

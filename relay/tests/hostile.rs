@@ -607,3 +607,73 @@ async fn exhausted_file_descriptors_delete_nothing() {
     assert_eq!(held.len(), stripes.len());
     eprintln!("{}", r.usage_line("file descriptors exhausted"));
 }
+
+/// A stranger with no credits: unpaid stores beyond its free allowance are refused
+/// `Unpaid` (in words that say what to do) and nothing is kept; postage it made up (a burn
+/// it "certified" with keys of its own, for a batch no group saw) is refused the same way,
+/// 300 times in a row, each costing the relay a few signature checks at most; an honest
+/// client is served throughout, and another peer still has its own allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_store_nothing_beyond_the_free_allowance() {
+    use kura_core::farming::{BatchTerms, Postage, Stamp, DEFAULT_PRICES};
+    use kura_core::ledger::{ack_message, Ack, Certificate, Signer, SigningKey, Transfer, BURN};
+    let dir = Scratch::new("hostile-unpaid").unwrap();
+    let r = spawn(&dir.path().join("r"), &["--free-bytes", "600K"]);
+    let stranger = client(&r).await;
+    // Shards of 250,004 bytes: two fit in 600 KiB, a third does not.
+    let stripes: Vec<Stripe> = (0..4).map(|n| stripe(1_000_000, 900 + n)).collect();
+    store_and_fetch(&stranger, &stripes[0]).await;
+    store_and_fetch(&stranger, &stripes[1]).await;
+    let refused = store0(&stranger, &stripes[2]).await;
+    let Response::Error { code: ErrorCode::Unpaid, detail } = &refused else { panic!("{refused:?}") };
+    assert!(detail.contains("free allowance is used") && detail.contains("--key"), "{detail}");
+    let got = stranger.request(Request::Fetch { stripe: stripes[2].id() }).await.unwrap();
+    assert!(matches!(got, Response::Error { code: ErrorCode::NotFound, .. }), "{got:?}");
+
+    // Made-up postage: a burn signed by the stranger and acknowledged by keys it made.
+    let owner = SigningKey::from_bytes(&[41; 32]);
+    let terms = BatchTerms { slots: 1000, slot_bytes: 2_000_000, first_epoch: 0, epochs: u64::MAX / 2 };
+    let transfer = Transfer {
+        from: owner.key(),
+        seq: 1,
+        to: BURN,
+        amount: DEFAULT_PRICES.cost(&terms),
+        deps: vec![],
+        memo: terms.memo(),
+    };
+    let signed = transfer.sign(&owner);
+    let t = &signed.transfer;
+    let msg = ack_message(&t.from, t.seq, &t.id());
+    let acks = (0..16u8)
+        .map(|i| {
+            let k = SigningKey::from_bytes(&[100 + i; 32]);
+            Ack { replica: k.key(), sig: k.sign(&msg) }
+        })
+        .collect();
+    let burn = Certificate { signed, acks };
+    let batch = burn.signed.transfer.id();
+    let honest = client(&r).await;
+    for i in 0..300u32 {
+        let s = if i == 0 { stripes[3].clone() } else { stripe(4000, 2000 + u64::from(i)) };
+        let bytes = (s.shard_count() * s.shard(0).len()) as u64;
+        let postage = Postage { stamp: Stamp::sign(&owner, &batch, s.id(), i, bytes), burn: burn.clone() };
+        let req = Request::PaidStore {
+            postage: Box::new(postage),
+            header: s.header_bytes().to_vec(),
+            shard: s.shard(0).to_vec(),
+        };
+        let answer = stranger.request(req).await.unwrap();
+        let Response::Error { code: ErrorCode::Unpaid, detail } = &answer else { panic!("{answer:?}") };
+        assert!(detail.contains("not certified"), "{detail}");
+    }
+    let got = stranger.request(Request::Fetch { stripe: stripes[3].id() }).await.unwrap();
+    assert!(matches!(got, Response::Error { code: ErrorCode::NotFound, .. }), "{got:?}");
+    // The relay serves everyone else: a fetch of what was kept, and another peer's store
+    // within its own allowance.
+    let kept = honest.request(Request::Fetch { stripe: stripes[0].id() }).await.unwrap();
+    assert!(is_shard0(&kept, &stripes[0]), "{kept:?}");
+    store_and_fetch(&honest, &stripes[2]).await;
+    assert_eq!(r.metric("kura_stores_free_total").unwrap(), 3.0);
+    assert_eq!(r.metric("kura_stores_paid_total").unwrap(), 0.0);
+    assert!(r.metric("kura_refused_requests_total{kind=\"paid_store\"}").unwrap() >= 300.0);
+}

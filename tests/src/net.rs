@@ -4,7 +4,7 @@
 
 use crate::relay::{wait_for, RelayProc};
 use crate::{binary, Scratch};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -131,4 +131,37 @@ impl Net {
         assert!(got == want, "{tag}: {} bytes back, {} put, contents differ", got.len(), want.len());
         std::fs::remove_file(&out).unwrap();
     }
+}
+
+impl Net {
+    /// Runs `kura wallet ARGS --key KEY` with the network's bootstrap addresses; stdout, or
+    /// the failure's words.
+    pub fn wallet(&self, key: &Path, args: &[&str]) -> Result<String, String> {
+        let mut all: Vec<String> = vec!["wallet".into()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        all.extend(["--key".into(), key.display().to_string()]);
+        all.extend(self.bootstrap_args());
+        let out = kura(&all.iter().map(String::as_str).collect::<Vec<_>>());
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// What the wallet `key` can spend.
+    pub fn balance(&self, key: &Path) -> u64 {
+        self.wallet(key, &["balance"]).unwrap().parse().unwrap()
+    }
+}
+
+/// Makes a wallet key `dir/NAME.key` with `kura wallet new`; its path and account.
+pub fn new_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = kura(&["wallet", "new", "--key", &path.display().to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let account = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(account.len(), 64, "{account}");
+    (path, account)
 }

@@ -5,36 +5,15 @@
 //! journals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use kura_tests::net::{kura, Net};
-use std::path::{Path, PathBuf};
+use kura_tests::net::{new_key, Net};
+use std::path::Path;
 
-/// Runs `kura wallet ARGS --key KEY` with the network's bootstrap addresses; stdout, or the
-/// failure's words.
 fn wallet(net: &Net, key: &Path, args: &[&str]) -> Result<String, String> {
-    let mut all: Vec<String> = vec!["wallet".into()];
-    all.extend(args.iter().map(|s| (*s).to_owned()));
-    all.extend(["--key".into(), key.display().to_string()]);
-    all.extend(net.bootstrap_args());
-    let out = kura(&all.iter().map(String::as_str).collect::<Vec<_>>());
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-fn new_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(format!("{name}.key"));
-    let out = kura(&["wallet", "new", "--key", &path.display().to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let account = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(account.len(), 64, "{account}");
-    (path, account)
+    net.wallet(key, args)
 }
 
 fn balance(net: &Net, key: &Path) -> u64 {
-    wallet(net, key, &["balance"]).unwrap().parse().unwrap()
+    net.balance(key)
 }
 
 #[test]

@@ -241,18 +241,20 @@ pub fn main() {
                     .and_then(|()| on_runtime(async move { wallet_cmd::history(&key, &bootstrap).await })),
             }
         }
-        Command::Devnet { relays, dir, http, base_port, relay_bin, fund, epoch } => runtime().and_then(|rt| {
-            let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
-            let cfg = kura_client::devnet::DevnetConfig {
-                relays,
-                dir,
-                http,
-                base_port,
-                relay_bin,
-                relay_args: epoch.map(|e| vec!["--epoch".to_owned(), e.to_string()]).unwrap_or_default(),
-            };
-            rt.block_on(net_cmd::devnet(cfg, &fund))
-        }),
+        Command::Devnet { relays, dir, http, base_port, relay_bin, fund, epoch } => {
+            runtime().and_then(|rt| {
+                let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
+                let cfg = kura_client::devnet::DevnetConfig {
+                    relays,
+                    dir,
+                    http,
+                    base_port,
+                    relay_bin,
+                    relay_args: epoch.map(|e| vec!["--epoch".to_owned(), e.to_string()]).unwrap_or_default(),
+                };
+                rt.block_on(net_cmd::devnet(cfg, &fund))
+            })
+        }
         Command::Encode { file, store, coding } => encode(&file, &store, coding),
         Command::Decode { capability, store, output } => decode(&capability, &store, &output),
     };

@@ -1,0 +1,82 @@
+//! Paying for storage with real `kura-relay` processes on 127.0.0.1 and the real `kura`:
+//! relays take unpaid stores within their free allowance only; an upload beyond it is
+//! refused in words; `kura put --key WALLET` buys a batch by burning credits (its cost
+//! printed, and exactly what the wallet loses) and stamps every stripe, and relays take
+//! it; a wallet that cannot cover the batch is refused before anything is sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_core::farming::{terms_for, DEFAULT_EPOCH_SECS, DEFAULT_PRICES};
+use kura_core::testdata::pseudo_random;
+use kura_tests::net::{kura, new_key, Net};
+
+const MIB: usize = 1 << 20;
+
+fn metric_sum(net: &Net, series: &str) -> f64 {
+    net.live().map(|r| r.metric(series).unwrap_or(0.0)).sum()
+}
+
+#[test]
+fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
+    let keys = kura_tests::Scratch::new("farming-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    // Each relay takes 2 MiB of unpaid shard bytes an hour, from everyone together.
+    let net = Net::start_with("farming", 6, &["--ledger-mint", &mint_account, "--free-bytes-total", "2M"]);
+    let dir = net.dir.path();
+    let t0 = std::time::Instant::now();
+    let at = |what: &str| eprintln!("farming: {what} at {:.1} s", t0.elapsed().as_secs_f64());
+
+    // A small file fits the allowance.
+    let small = pseudo_random(256 * 1024, 1);
+    std::fs::write(dir.join("small"), &small).unwrap();
+    let cap = net.put(&dir.join("small"), &[]).unwrap();
+    net.get_exact(&cap, &small, "small");
+    assert!(metric_sum(&net, "kura_stores_free_total") >= 6.0);
+    at("small put and get");
+
+    // A file whose shards are more than the relays take unpaid is refused, in words.
+    let big = pseudo_random(12 * MIB, 2);
+    std::fs::write(dir.join("big"), &big).unwrap();
+    let refused = net.put(&dir.join("big"), &[]).unwrap_err();
+    assert!(refused.contains("free allowance is used"), "{refused}");
+    assert!(refused.contains("--key"), "{refused}");
+    at("unpaid put refused");
+
+    // A wallet with nothing in it cannot buy the batch: refused before any shard is sent.
+    let (alice, alice_account) = new_key(keys.path(), "alice");
+    let paid_before = metric_sum(&net, "kura_stores_paid_total");
+    let key_arg = alice.display().to_string();
+    let broke = net.put(&dir.join("big"), &["--key", &key_arg, "--epochs", "24"]).unwrap_err();
+    assert!(broke.contains("does not cover"), "{broke}");
+    assert_eq!(metric_sum(&net, "kura_stores_paid_total"), paid_before);
+    at("broke put refused");
+
+    // Funded, it pays exactly what the batch for the file costs, and the upload is taken.
+    net.wallet(&mint, &["send", &alice_account, "100000"]).unwrap();
+    assert_eq!(net.balance(&alice), 100_000);
+    let mut args = vec!["put".to_owned(), dir.join("big").display().to_string()];
+    args.extend(net.bootstrap_args());
+    args.extend(["--key".into(), key_arg.clone(), "--epochs".into(), "24".into()]);
+    let out = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let cap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    at("paid put");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let terms = terms_for(
+        big.len() as u64,
+        kura_core::CHUNK_SIZE,
+        kura_core::Params::new(4, 2).unwrap(),
+        now / DEFAULT_EPOCH_SECS,
+        24,
+    );
+    let cost = DEFAULT_PRICES.cost(&terms);
+    // 12 chunks and one data-map stripe, 1.5 MiB each, for 24 epochs at 1,000 per GiB-epoch.
+    assert_eq!((terms.slots, cost), (13, 458));
+    assert!(stderr.contains(&format!("paid {cost} credits")), "{stderr}");
+    assert_eq!(net.balance(&alice), 100_000 - cost);
+    net.get_exact(&cap, &big, "big");
+    // Every shard of the 13 stripes went in paid (some more: stores that raced a refusal).
+    let paid = metric_sum(&net, "kura_stores_paid_total") - paid_before;
+    assert!(paid >= 13.0 * 6.0, "{paid} paid stores");
+    eprintln!("farming: paid {cost} for {} slots, {paid} paid stores", terms.slots);
+}
