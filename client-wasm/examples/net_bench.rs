@@ -56,7 +56,14 @@ struct Run {
 fn run_client(kura: &Path, args: &[&str]) -> Run {
     let start = Instant::now();
     let mut child =
-        Command::new(kura).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        // Uploads are listed under $HOME/.kura: the benchmark's own temporary home, not the user's.
+        Command::new(kura)
+            .args(args)
+            .env("HOME", std::env::temp_dir().join("kura-bench-home"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
     let pid = child.id();
     let (mut user, mut sys, mut peak) = (0.0, 0.0, 0.0f64);
     loop {

@@ -121,6 +121,7 @@ async fn main() {
     let t = Instant::now();
     let out = std::process::Command::new(&kura)
         .args(["put", file.to_str().unwrap(), "--bootstrap", &boot])
+        .env("HOME", &work)
         .output()
         .unwrap();
     assert!(out.status.success(), "put failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -303,6 +303,7 @@ pub struct Purse {
     owner: kura_core::ledger::SigningKey,
     burn: Certificate,
     terms: kura_core::farming::BatchTerms,
+    cost: u64,
     next: std::sync::atomic::AtomicU32,
 }
 
@@ -326,7 +327,7 @@ impl Purse {
     ) -> Result<(Self, u64), WalletError> {
         let cost = prices.cost(&terms);
         let burn = send(net, &owner, kura_core::ledger::BURN, cost, terms.memo()).await?;
-        Ok((Self { owner, burn, terms, next: 0.into() }, cost))
+        Ok((Self { owner, burn, terms, cost, next: 0.into() }, cost))
     }
 
     /// The batch's id (the burn's transfer id).
@@ -343,6 +344,15 @@ impl Purse {
             stamp: kura_core::farming::Stamp::sign(&self.owner, &self.batch(), stripe, slot, bytes),
             burn: self.burn.clone(),
         })
+    }
+
+    /// What the batch buys, and what it cost.
+    pub fn terms(&self) -> &kura_core::farming::BatchTerms {
+        &self.terms
+    }
+
+    pub fn cost(&self) -> u64 {
+        self.cost
     }
 
     /// Slots stamped so far.

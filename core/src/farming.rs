@@ -139,6 +139,11 @@ impl BatchTerms {
         m
     }
 
+    /// The first epoch after the batch's life.
+    pub fn end_epoch(&self) -> u64 {
+        self.first_epoch.saturating_add(self.epochs)
+    }
+
     /// Whether `epoch` is within the batch's life.
     pub fn covers(&self, epoch: u64) -> bool {
         epoch >= self.first_epoch && epoch - self.first_epoch < self.epochs
@@ -352,6 +357,15 @@ impl FreeUse {
         self.by_account.insert(*account, used + bytes);
         self.total += bytes;
         Ok(())
+    }
+
+    /// What every account together has stored unpaid in this window at second `now`.
+    pub fn used_total(&self, now_secs: u64) -> u64 {
+        if now_secs / self.allowance.window_secs.max(1) == self.window {
+            self.total
+        } else {
+            0
+        }
     }
 
     /// What `account` may still store unpaid in this window at second `now`.
@@ -629,6 +643,11 @@ impl Admission {
             self.batches.clear();
         }
         self.batches.insert(batch.id, batch);
+    }
+
+    /// What every account together has stored unpaid in this window at second `now`.
+    pub fn free_used(&self, now_secs: u64) -> u64 {
+        self.free.used_total(now_secs)
     }
 
     /// The batches known, verified (for tests and status pages).

@@ -92,6 +92,22 @@ impl Farming {
         self.lock().free_left(&account_of(peer), unix_now())
     }
 
+    /// What `/status` shows of farming.
+    pub fn status(&self) -> serde_json::Value {
+        let now = unix_now();
+        let a = self.lock();
+        serde_json::json!({
+            "epoch": kura_core::farming::epoch_of(now, self.cfg.epoch_secs),
+            "epoch_secs": self.cfg.epoch_secs,
+            "price": self.cfg.prices.price,
+            "fee_percent": self.cfg.prices.fee_percent,
+            "free_bytes_per_peer": self.cfg.allowance.per_account,
+            "free_bytes_total": self.cfg.allowance.per_relay,
+            "free_bytes_used": a.free_used(now),
+            "batches_known": a.known_batches(),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -216,6 +216,7 @@ async fn status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         "shards": u.shards,
         "bytes": u.bytes,
         "quota": u.quota,
+        "farming": s.farming.status(),
     }))
 }
 

@@ -62,6 +62,15 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
 
 pub use kura_core::testdata::pseudo_random;
 
+/// The `kura` client binary as a command, with a home directory of the tests' own (`kura
+/// put` adds every upload to `~/.kura/files.jsonl`; tests leave the user's alone).
+pub fn kura_command() -> std::process::Command {
+    let mut cmd =
+        std::process::Command::new(binary("kura-client", "kura").unwrap_or_else(|e| panic!("{e:#}")));
+    cmd.env("HOME", std::env::temp_dir().join("kura-tests-home"));
+    cmd
+}
+
 /// A scratch directory removed on drop (kept when `KURA_KEEP_TMP` is set).
 #[derive(Debug)]
 pub struct Scratch(PathBuf);

@@ -3,14 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::relay::{wait_for, RelayProc};
-use crate::{binary, Scratch};
+use crate::Scratch;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 /// Runs the `kura` client binary.
 pub fn kura(args: &[&str]) -> Output {
-    Command::new(binary("kura-client", "kura").unwrap()).args(args).output().unwrap()
+    crate::kura_command().args(args).output().unwrap()
 }
 
 /// A network of relays in one scratch directory, all bootstrapped from relay 0.

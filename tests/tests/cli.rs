@@ -2,14 +2,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kura_core::{StripeHeader, StripeId};
-use kura_tests::{binary, pseudo_random, Scratch};
+use kura_tests::{pseudo_random, Scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const MIB: usize = 1 << 20;
 
 fn kura(args: &[&str]) -> Output {
-    Command::new(binary("kura-client", "kura").unwrap()).args(args).output().unwrap()
+    kura_tests::kura_command().args(args).output().unwrap()
 }
 
 fn encode(file: &Path, store: &Path, extra: &[&str]) -> String {

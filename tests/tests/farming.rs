@@ -55,7 +55,15 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     assert_eq!(net.balance(&alice), 100_000);
     let mut args = vec!["put".to_owned(), dir.join("big").display().to_string()];
     args.extend(net.bootstrap_args());
-    args.extend(["--key".into(), key_arg.clone(), "--epochs".into(), "24".into()]);
+    let list = dir.join("files.jsonl").display().to_string();
+    args.extend([
+        "--key".into(),
+        key_arg.clone(),
+        "--epochs".into(),
+        "24".into(),
+        "--files".into(),
+        list.clone(),
+    ]);
     let out = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -75,8 +83,25 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     assert!(stderr.contains(&format!("paid {cost} credits")), "{stderr}");
     assert_eq!(net.balance(&alice), 100_000 - cost);
     net.get_exact(&cap, &big, "big");
+    // `kura ls` lists it: name, size, what it cost, for how long (24 hour epochs, less the
+    // part of this one gone), and its capability.
+    let ls = kura(&["ls", "--files", &list]);
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    let line = ls.lines().find(|l| l.starts_with("big\t")).unwrap_or_else(|| panic!("{ls}"));
+    assert!(line.contains(&format!("{} bytes", big.len())) && line.contains(&cap), "{line}");
+    assert!(line.contains(&format!("({cost} credits), 23 h")), "{line}");
     // Every shard of the 13 stripes went in paid (some more: stores that raced a refusal).
     let paid = metric_sum(&net, "kura_stores_paid_total") - paid_before;
     assert!(paid >= 13.0 * 6.0, "{paid} paid stores");
+    // Each relay shows what it took unpaid this hour (at most its allowance) and the batch.
+    for r in net.live() {
+        let f = &r.json("/status").unwrap()["farming"];
+        assert!(f["free_bytes_used"].as_u64().unwrap() <= 2 << 20, "{f}");
+        assert_eq!(
+            (f["free_bytes_total"].as_u64(), f["batches_known"].as_u64()),
+            (Some(2 << 20), Some(1)),
+            "{f}"
+        );
+    }
     eprintln!("farming: paid {cost} for {} slots, {paid} paid stores", terms.slots);
 }

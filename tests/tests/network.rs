@@ -4,7 +4,7 @@
 
 use kura_tests::net::{kura, Net};
 use kura_tests::relay::{wait_for, RelayProc};
-use kura_tests::{binary, pseudo_random, Scratch};
+use kura_tests::{pseudo_random, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -185,7 +185,7 @@ fn devnet_starts_a_network_that_serves_put_and_get_and_stops_cleanly() {
         (path, String::from_utf8(out.stdout).unwrap().trim().to_owned())
     };
     let ((alice, alice_account), (bob, bob_account)) = (key("alice"), key("bob"));
-    let child = Command::new(binary("kura-client", "kura").unwrap())
+    let child = kura_tests::kura_command()
         .args(["devnet", "--relays", "4", "--http", "127.0.0.1:0", "--base-port", "0", "--dir"])
         .arg(dir.path().join("net"))
         .args(["--fund", &format!("{alice_account}=1234")])
@@ -297,7 +297,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 #[test]
 fn devnet_relays_die_with_it_when_it_is_killed() {
     let dir = Scratch::new("devnet-kill").unwrap();
-    let mut child = Command::new(binary("kura-client", "kura").unwrap())
+    let mut child = kura_tests::kura_command()
         .args(["devnet", "--relays", "3", "--http", "127.0.0.1:0", "--base-port", "0", "--dir"])
         .arg(dir.path().join("net"))
         .stdout(Stdio::piped())

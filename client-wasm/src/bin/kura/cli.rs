@@ -3,6 +3,7 @@
 //! ```text
 //! kura put FILE --bootstrap ADDR [--k K --m M] [--private] [--key WALLET --epochs N]
 //!                                                                prints the capability
+//! kura ls [--files LIST]                                         the files put from here
 //! kura get CAP  --bootstrap ADDR -o OUT [--offset N --length N]  writes the file (or range)
 //! kura devnet [--relays N] [--dir DIR] [--http ADDR]            a local network of relays
 //! kura encode FILE --store DIR [--k K --m M] [--private]        offline, into a directory
@@ -24,6 +25,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+mod files_cmd;
 mod net_cmd;
 mod wallet_cmd;
 
@@ -74,6 +76,10 @@ pub struct Pay {
     /// The network's price per GiB of shard bytes per epoch (as its relays' --price).
     #[arg(long, default_value_t = kura_core::farming::DEFAULT_PRICES.price)]
     pub price: u64,
+    /// The list of uploads `kura ls` prints, where this one is added. Default
+    /// ~/.kura/files.jsonl.
+    #[arg(long)]
+    pub files: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +113,13 @@ enum Command {
         coding: Coding,
         #[command(flatten)]
         pay: Pay,
+    },
+    /// The files this machine put: name, size, until when their storage is paid, and
+    /// capability.
+    Ls {
+        /// The list `kura put` keeps. Default ~/.kura/files.jsonl.
+        #[arg(long)]
+        files: Option<PathBuf>,
     },
     /// Read a capability's file from the network into OUT.
     Get {
@@ -218,6 +231,7 @@ pub fn main() {
                 .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
             on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
         }
+        Command::Ls { files } => files_cmd::ls(&files.unwrap_or_else(files_cmd::default_list)),
         Command::Check { capability, bootstrap } => {
             on_runtime(async move { net_cmd::check(&capability, &bootstrap).await })
         }

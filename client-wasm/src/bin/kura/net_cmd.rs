@@ -94,7 +94,22 @@ pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding, pay: 
     })
     .await;
     drop(line);
-    println!("{}", cap?);
+    let cap = cap?;
+    let purse = cfg.purse.as_deref();
+    let entry = super::files_cmd::Entry {
+        name: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        size: total.unwrap_or(0),
+        capability: cap.to_string(),
+        batch: purse.map(|p| kura_client::wallet::hex(&p.batch())),
+        cost: purse.map_or(0, |p| p.cost()),
+        paid_until: purse.map(|p| p.terms().end_epoch().saturating_mul(pay.epoch)),
+    };
+    let list = pay.files.clone().unwrap_or_else(super::files_cmd::default_list);
+    // The upload is done: a list that cannot be written is said, not made a failure.
+    if let Err(e) = super::files_cmd::record(&list, &entry) {
+        eprintln!("kura: warning: the upload is not in the list of files: {e:#}");
+    }
+    println!("{cap}");
     Ok(())
 }
 
