@@ -429,3 +429,28 @@ fn terms_for_a_file_cover_every_stripe_its_encoding_makes() {
         assert_eq!((t.first_epoch, t.epochs), (3, 5));
     }
 }
+
+#[test]
+fn postage_is_small_beside_a_shard() {
+    use crate::ledger::{ack_message, Ack};
+    let owner = signer(1);
+    let t = terms();
+    let signed = burn(&owner, t, PRICES.cost(&t)).sign(&owner);
+    let tr = &signed.transfer;
+    let msg = ack_message(&tr.from, tr.seq, &tr.id());
+    let size = |acks: u8| {
+        let acks = (0..acks).map(|n| Ack { replica: signer(50 + n).key(), sig: signer(50 + n).sign(&msg) }).collect();
+        let p = Postage {
+            stamp: Stamp::sign(&owner, &tr.id(), StripeId::from_bytes([3; 32]), 0, MIB),
+            burn: Certificate { signed: signed.clone(), acks },
+        };
+        p.check().unwrap();
+        postcard::to_allocvec(&p).unwrap().len()
+    };
+    let (six, sixteen) = (size(6), size(16));
+    println!("postage: {six} bytes with 6 acknowledgements, {sixteen} with 16");
+    // A stamp and a transfer, and 97 bytes per acknowledgement (a key, a signature and its
+    // length): under 1% of a 256 KiB shard.
+    assert_eq!(sixteen - six, 10 * 97);
+    assert!(sixteen < 2048, "{sixteen}");
+}
