@@ -269,19 +269,20 @@ impl StampBook {
     /// Admits `stamp` for a stripe stored at `epoch`: checked ([`Stamp::check`]), its batch
     /// not revoked, and its slot not holding another stripe. A second stripe on a slot
     /// revokes the batch and returns the evidence (the stripes it stamped earn nothing).
+    /// Returns whether the stamp is new here (not a second shard of a stripe admitted).
     pub fn admit(
         &mut self,
         stamp: Stamp,
         batch: &Batch,
         epoch: u64,
         v: &impl Verifier,
-    ) -> Result<(), FarmError> {
+    ) -> Result<bool, FarmError> {
         if self.revoked.contains(&batch.id) {
             return Err(FarmError::Revoked);
         }
         stamp.check(batch, epoch, v)?;
         match self.slots.get(&(stamp.batch, stamp.slot)) {
-            Some(held) if held.stripe == stamp.stripe => Ok(()),
+            Some(held) if held.stripe == stamp.stripe => Ok(false),
             Some(held) => {
                 let evidence = DoubleStamp { first: held.clone(), second: stamp };
                 self.revoked.insert(batch.id);
@@ -289,9 +290,24 @@ impl StampBook {
             }
             None => {
                 self.slots.insert((stamp.batch, stamp.slot), stamp);
-                Ok(())
+                Ok(true)
             }
         }
+    }
+
+    /// Takes back a stamp this relay admitted before it restarted (from its own journal:
+    /// checked when it was admitted, so not again).
+    pub fn restore(&mut self, stamp: Stamp) {
+        self.slots.insert((stamp.batch, stamp.slot), stamp);
+    }
+
+    /// Slots that hold a stripe.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
     /// Takes evidence found elsewhere: revokes the batch if it proves a double stamp.
@@ -554,8 +570,9 @@ pub fn terms_for(
 pub enum Admitted {
     /// Within the payer's free allowance.
     Free,
-    /// Paid by a stamp of this batch.
-    Paid { batch: TransferId },
+    /// Paid by a stamp of this batch; `new` when the stamp was not admitted before (the
+    /// first shard of its stripe here): the one to keep.
+    Paid { batch: TransferId, new: bool },
 }
 
 /// A relay's admission of stores: free ones within the [`Allowance`], paid ones by a
@@ -631,8 +648,26 @@ impl Admission {
                 batch
             }
         };
-        self.book.admit(stamp.clone(), &batch, epoch, v)?;
-        Ok(Admitted::Paid { batch: batch.id })
+        let new = self.book.admit(stamp.clone(), &batch, epoch, v)?;
+        Ok(Admitted::Paid { batch: batch.id, new })
+    }
+
+    /// Takes back postage this relay admitted before it restarted (from its own journal);
+    /// postage of a batch that has ended by `epoch`, or that no longer parses as a batch at
+    /// these prices, is left out. Returns whether it was taken.
+    pub fn restore(&mut self, postage: &Postage, epoch: u64) -> bool {
+        let Ok(batch) = Batch::of_burn(&postage.burn.signed.transfer, &self.prices) else { return false };
+        if batch.id != postage.stamp.batch || batch.terms.end_epoch() <= epoch {
+            return false;
+        }
+        self.remember(batch, epoch);
+        self.book.restore(postage.stamp.clone());
+        true
+    }
+
+    /// Stamps held (one per paid stripe admitted).
+    pub fn stamps(&self) -> usize {
+        self.book.len()
     }
 
     fn remember(&mut self, batch: Batch, epoch: u64) {

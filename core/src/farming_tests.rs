@@ -347,14 +347,24 @@ fn a_relay_admits_paid_stores_by_their_postage_and_unpaid_ones_within_the_allowa
     let p1 = postage(s1, 0, MIB);
     assert_eq!(
         gate.admit(&s1, MIB / 4, MIB, &payer, Some(&p1), of(&group), 0, 10, &v),
-        Ok(Admitted::Paid { batch: id })
+        Ok(Admitted::Paid { batch: id, new: true })
     );
     assert_eq!((asked.get(), gate.known_batches()), (1, 1));
     // Another shard of the stripe: the batch is known, nothing verified again.
     assert_eq!(
         gate.admit(&s1, MIB / 4, MIB, &payer, Some(&p1), of(&group), 0, 10, &v),
-        Ok(Admitted::Paid { batch: id })
+        Ok(Admitted::Paid { batch: id, new: false })
     );
+    // A relay started again takes back what it admitted, and still sees a slot stamped
+    // twice; a batch that has ended is left out.
+    let mut again = Admission::new(PRICES, allowance);
+    assert!(again.restore(&p1, 11));
+    assert!(!again.restore(&p1, 40), "ended");
+    assert_eq!((again.stamps(), again.known_batches()), (1, 1));
+    assert!(matches!(
+        again.admit(&s2, MIB / 4, MIB, &payer, Some(&postage(s2, 0, MIB)), of(&group), 0, 11, &v),
+        Err(FarmError::DoubleStamp(_))
+    ));
     assert_eq!(asked.get(), 1);
 
     // Postage that does not pay: for another stripe, for fewer bytes than the stripe has,
@@ -439,7 +449,9 @@ fn postage_is_small_beside_a_shard() {
     let tr = &signed.transfer;
     let msg = ack_message(&tr.from, tr.seq, &tr.id());
     let size = |acks: u8| {
-        let acks = (0..acks).map(|n| Ack { replica: signer(50 + n).key(), sig: signer(50 + n).sign(&msg) }).collect();
+        let acks = (0..acks)
+            .map(|n| Ack { replica: signer(50 + n).key(), sig: signer(50 + n).sign(&msg) })
+            .collect();
         let p = Postage {
             stamp: Stamp::sign(&owner, &tr.id(), StripeId::from_bytes([3; 32]), 0, MIB),
             burn: Certificate { signed: signed.clone(), acks },

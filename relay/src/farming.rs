@@ -6,12 +6,23 @@
 //! the epoch's number. An unpaid store's account is the hash of its sender's peer id: peer
 //! ids are free to make, so the per-account allowance only slows one peer down; the
 //! per-relay allowance is what bounds unpaid storage.
+//!
+//! The postage of every paid stripe admitted is kept in `DIR/farming.redb` (a stamp per
+//! `(batch, slot)`, with its burn): a relay started again takes it back, so it still knows
+//! which of its stripes are paid and still refuses a slot stamped twice. Entries of batches
+//! that have ended are left out at start and removed.
 
+use anyhow::{Context, Result};
 use kura_core::farming::{Admission, Admitted, Allowance, FarmError, Postage, Prices};
 use kura_core::ledger::{Ed25519, Key};
 use kura_core::StripeId;
 use libp2p::PeerId;
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::Path;
 use std::sync::Mutex;
+
+/// Batch id ‖ slot (little-endian) → postage (postcard).
+const STAMPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps");
 
 /// The farming settings in effect.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +48,7 @@ impl Default for FarmingConfig {
 pub struct Farming {
     cfg: FarmingConfig,
     admission: Mutex<Admission>,
+    journal: Option<Database>,
 }
 
 /// Seconds since the Unix epoch.
@@ -50,8 +62,48 @@ pub fn account_of(peer: &PeerId) -> Key {
 }
 
 impl Farming {
+    /// In memory only (tests).
     pub fn new(cfg: FarmingConfig) -> Self {
-        Self { cfg, admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)) }
+        Self { cfg, admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)), journal: None }
+    }
+
+    /// With the journal in `dir` (created if needed), whose postage is taken back.
+    pub fn open(dir: &Path, cfg: FarmingConfig) -> Result<Self> {
+        let path = dir.join("farming.redb");
+        let db = Database::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut admission = Admission::new(cfg.prices, cfg.allowance);
+        let epoch = kura_core::farming::epoch_of(unix_now(), cfg.epoch_secs);
+        let w = db.begin_write()?;
+        {
+            let mut t = w.open_table(STAMPS)?;
+            let mut ended = Vec::new();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                let taken =
+                    postcard::from_bytes::<Postage>(v.value()).is_ok_and(|p| admission.restore(&p, epoch));
+                if !taken {
+                    ended.push(k.value().to_vec());
+                }
+            }
+            for k in ended {
+                t.remove(k.as_slice())?;
+            }
+        }
+        w.commit()?;
+        tracing::info!(stamps = admission.stamps(), "farming journal replayed");
+        Ok(Self { cfg, admission: Mutex::new(admission), journal: Some(db) })
+    }
+
+    /// Keeps `postage` in the journal (admitted as new: the first shard of its stripe here).
+    pub fn record(&self, postage: &Postage) -> Result<()> {
+        let Some(db) = &self.journal else { return Ok(()) };
+        let mut key = postage.stamp.batch.to_vec();
+        key.extend_from_slice(&postage.stamp.slot.to_le_bytes());
+        let bytes = postcard::to_allocvec(postage)?;
+        let w = db.begin_write()?;
+        w.open_table(STAMPS)?.insert(key.as_slice(), bytes.as_slice())?;
+        w.commit()?;
+        Ok(())
     }
 
     pub fn config(&self) -> &FarmingConfig {
@@ -105,6 +157,7 @@ impl Farming {
             "free_bytes_total": self.cfg.allowance.per_relay,
             "free_bytes_used": a.free_used(now),
             "batches_known": a.known_batches(),
+            "stamps": a.stamps(),
         })
     }
 

@@ -114,7 +114,7 @@ async fn run(cfg: Config) -> Result<()> {
             ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
         })),
         ledger: Arc::new(ledger),
-        farming: kura_relay::farming::Farming::new(cfg.farming),
+        farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?,
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)

@@ -131,8 +131,16 @@ fn admit_payment(
             shared.metrics.stores_free.inc();
             Ok(())
         }
-        Ok(kura_core::farming::Admitted::Paid { .. }) => {
+        Ok(kura_core::farming::Admitted::Paid { new, .. }) => {
             shared.metrics.stores_paid.inc();
+            if let (true, Some(p)) = (new, postage) {
+                // What pays for the stripe is kept before the shard is: a stamp without its
+                // shard is harmless, a shard whose payment is forgotten would earn nothing.
+                shared
+                    .farming
+                    .record(p)
+                    .map_err(|e| error(ErrorCode::Internal, format!("farming journal: {e:#}")))?;
+            }
             Ok(())
         }
         Err(e @ kura_core::farming::FarmError::AllowanceUsed { .. }) => Err(error(

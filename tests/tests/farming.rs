@@ -20,7 +20,8 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     let keys = kura_tests::Scratch::new("farming-keys").unwrap();
     let (mint, mint_account) = new_key(keys.path(), "mint");
     // Each relay takes 2 MiB of unpaid shard bytes an hour, from everyone together.
-    let net = Net::start_with("farming", 6, &["--ledger-mint", &mint_account, "--free-bytes-total", "2M"]);
+    let mut net =
+        Net::start_with("farming", 6, &["--ledger-mint", &mint_account, "--free-bytes-total", "2M"]);
     let dir = net.dir.path();
     let t0 = std::time::Instant::now();
     let at = |what: &str| eprintln!("farming: {what} at {:.1} s", t0.elapsed().as_secs_f64());
@@ -103,5 +104,13 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
             "{f}"
         );
     }
+    // A relay started again still knows which of its stripes are paid: its stamps come back
+    // from its journal.
+    let stamps = |net: &Net| net.relay(3).json("/status").unwrap()["farming"]["stamps"].as_u64().unwrap();
+    let before = stamps(&net);
+    assert!(before >= 1, "relay 3 holds paid stripes");
+    net.kill9(3);
+    net.restart(3);
+    assert_eq!(stamps(&net), before);
     eprintln!("farming: paid {cost} for {} slots, {paid} paid stores", terms.slots);
 }
