@@ -109,7 +109,21 @@ async fn main() {
          holds about {held_mib} MiB; repair rate limit {rate}/s",
         n - k
     );
-    let args = ["--repair-interval", "2", "--repair-grace", "5", "--repair-rate", &rate, "--quota", "64G"];
+    // The benchmark's one upload is far beyond the free allowance a relay gives one peer.
+    let args = [
+        "--repair-interval",
+        "2",
+        "--repair-grace",
+        "5",
+        "--repair-rate",
+        &rate,
+        "--quota",
+        "64G",
+        "--free-bytes",
+        "1T",
+        "--free-bytes-total",
+        "1T",
+    ];
     let cfg = DevnetConfig::ephemeral(
         relays,
         work.join("net"),
