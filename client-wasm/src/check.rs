@@ -67,10 +67,7 @@ impl Health {
 /// Checks the file behind `cap`.
 pub async fn check(net: &Network, cap: Capability, cfg: &TransferConfig) -> Result<Health, TransferError> {
     let map = transfer::get(net, cap, Some((0, 0)), cfg, &Progress::default(), |_| Ok(())).await?;
-    let mut ids: Vec<StripeId> = vec![cap.root];
-    ids.extend(map.chunks.iter().map(|c| c.stripe));
-    let mut seen = BTreeSet::new();
-    ids.retain(|id| seen.insert(*id));
+    let ids = transfer::stripes_of(&cap, &map);
     let results: Vec<Result<Checked, TransferError>> =
         futures::stream::iter(ids).map(|id| check_stripe(net, id)).buffered(STRIPES_AT_ONCE).collect().await;
     let mut health = Health::default();

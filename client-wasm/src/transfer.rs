@@ -119,6 +119,9 @@ pub enum TransferError {
     /// The output could not be written.
     #[error("writing the output: {0}")]
     Output(String),
+    /// The upload could not be paid for.
+    #[error("paying: {0}")]
+    Payment(String),
     /// The input could not be read.
     #[error("reading the input: {0}")]
     Input(String),
@@ -168,6 +171,7 @@ impl UserError for TransferError {
             TransferError::Decode(e) => e.kind(),
             TransferError::Internal(_) => ErrorKind::Internal,
             TransferError::Output(_) | TransferError::Input(_) => ErrorKind::BadRequest,
+            TransferError::Payment(_) => ErrorKind::Unpaid,
             TransferError::Encode(e) => e.kind(),
         }
     }
@@ -375,6 +379,58 @@ where
     let (cap, uploaded) = futures::future::join(encode(tx), put_stripes(net, rx, cfg, progress)).await;
     uploaded?;
     cap
+}
+
+/// The stripes of a file: its root and each chunk's, once each (the intermediate stripes of
+/// a nested data map, files of more than about 15,000 chunks, are not listed).
+pub fn stripes_of(cap: &Capability, map: &FileMap) -> Vec<StripeId> {
+    let mut ids: Vec<StripeId> = vec![cap.root];
+    ids.extend(map.chunks.iter().map(|c| c.stripe));
+    let mut seen = HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    ids
+}
+
+/// Stores the file behind `cap` anew, paid by `cfg.purse` (a renewal: the same stripes, so
+/// the same capability, under a new batch): each stripe is read back, rebuilt whole, and
+/// stored with its close group, whose relays keep the shard they hold and take the new
+/// stamp. `size` is called with the file's size and the root stripe's header before any
+/// stripe is stored (to buy the batch: `cfg.purse` is read after it returns). Returns the
+/// stripes stored.
+pub async fn renew<F, Fut>(
+    net: &Network,
+    cap: Capability,
+    cfg: &mut TransferConfig,
+    progress: &Progress,
+    size: F,
+) -> Result<usize, TransferError>
+where
+    F: FnOnce(u64, kura_core::StripeHeader) -> Fut,
+    Fut: std::future::Future<Output = Result<std::sync::Arc<crate::wallet::Purse>, TransferError>>,
+{
+    let map = get(net, cap, Some((0, 0)), cfg, progress, |_| Ok(())).await?;
+    let root = fetch_stripe(net, cap.root, cfg, progress).await?;
+    cfg.purse = Some(size(map.size, root.header().clone()).await?);
+    let cfg = &*cfg;
+    let ids = stripes_of(&cap, &map);
+    let count = ids.len();
+    let mut root = Some(root);
+    let rebuilt = futures::stream::iter(ids).map(|id| {
+        let first = if id == cap.root { root.take() } else { None };
+        async move {
+            let asm = match first {
+                Some(a) => a,
+                None => fetch_stripe(net, id, cfg, progress).await?,
+            };
+            let stripe = asm.into_stripe().map_err(|e| TransferError::Decode(e.into()))?;
+            upload_stripe(net, &stripe, cfg, progress).await.map(|_| ())
+        }
+    });
+    let mut results = std::pin::pin!(rebuilt.buffer_unordered(cfg.stripes_in_flight.max(1)));
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    Ok(count)
 }
 
 /// Stores every stripe of `stripes` (in any order, `cfg.stripes_in_flight` at a time) and

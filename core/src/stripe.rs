@@ -321,6 +321,22 @@ impl StripeAssembler {
         open(id, self.ciphertext()?, key)
     }
 
+    /// The whole stripe again, every missing shard rebuilt and checked (what a client that
+    /// stores a stripe anew, to renew it, sends).
+    pub fn into_stripe(self) -> Result<Stripe, StripeError> {
+        let (id, header) = (self.id, self.header.clone());
+        let header_bytes = header.to_bytes();
+        if StripeId::of(&header_bytes) != id {
+            // The header parsed from bytes that hash to `id` encodes to them again.
+            return Err(StripeError::Erasure {
+                stripe: id,
+                source: ErasureError::Codec("the header does not encode to its id".into()),
+            });
+        }
+        let buf = self.rebuild_all()?.concat();
+        Ok(Stripe { id, header, header_bytes, buf })
+    }
+
     /// Rebuilds every missing shard (data and parity) and returns all `n`, each checked
     /// against its address. This is what a repairing relay needs.
     pub fn rebuild_all(mut self) -> Result<Vec<Vec<u8>>, StripeError> {

@@ -393,3 +393,22 @@ fn identical_shards_of_one_stripe_fill_every_index_they_have() {
     assert!(asm.missing() == vec![30, 31], "only parity missing: {:?}", asm.missing());
     assert_eq!(asm.decrypt(&chunk.key).unwrap(), b"hello");
 }
+
+#[test]
+fn a_stripe_is_whole_again_from_any_k_of_its_shards() {
+    let (stripe, _) =
+        encode_single_chunk(&opts(4, 2, SMALL, Secret::public()), &random_bytes(3000, 9)).unwrap();
+    // Two data shards lost: rebuilt from the others and the parity.
+    let mut asm = kura_core::StripeAssembler::new(stripe.id(), stripe.header_bytes()).unwrap();
+    for i in [1, 3, 4, 5] {
+        asm.add_shard(stripe.shard(i).to_vec()).unwrap();
+    }
+    let again = asm.into_stripe().unwrap();
+    assert_eq!((again.id(), again.header_bytes()), (stripe.id(), stripe.header_bytes()));
+    for i in 0..6 {
+        assert_eq!(again.shard(i), stripe.shard(i), "shard {i}");
+    }
+    let mut short = kura_core::StripeAssembler::new(stripe.id(), stripe.header_bytes()).unwrap();
+    short.add_shard(stripe.shard(0).to_vec()).unwrap();
+    assert!(short.into_stripe().is_err(), "one shard of k = 4 rebuilds nothing");
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! kura put FILE --bootstrap ADDR [--k K --m M] [--private] [--key WALLET --epochs N]
 //!                                                                prints the capability
+//! kura renew CAP --bootstrap ADDR --key WALLET [--epochs N]      pays again for a file
 //! kura ls [--files LIST]                                         the files put from here
 //! kura get CAP  --bootstrap ADDR -o OUT [--offset N --length N]  writes the file (or range)
 //! kura devnet [--relays N] [--dir DIR] [--http ADDR]            a local network of relays
@@ -121,6 +122,16 @@ enum Command {
         #[arg(long)]
         files: Option<PathBuf>,
     },
+    /// Pay for a file's storage again: every stripe is read back and stored anew with its
+    /// close group under a new batch bought from WALLET (the capability stays the same).
+    Renew {
+        capability: String,
+        /// A relay: a multiaddr ending in /p2p/PEER, or its http:// URL. Repeatable.
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+        #[command(flatten)]
+        pay: Pay,
+    },
     /// Read a capability's file from the network into OUT.
     Get {
         capability: String,
@@ -230,6 +241,9 @@ pub fn main() {
             let range = (offset.is_some() || length.is_some())
                 .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
             on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
+        }
+        Command::Renew { capability, bootstrap, pay } => {
+            on_runtime(async move { net_cmd::renew(&capability, &bootstrap, pay).await })
         }
         Command::Ls { files } => files_cmd::ls(&files.unwrap_or_else(files_cmd::default_list)),
         Command::Check { capability, bootstrap } => {

@@ -59,9 +59,11 @@ pub fn read(path: &Path) -> Result<Vec<Entry>> {
         .collect())
 }
 
-/// Adds `entry` to the list at `path` (written whole and renamed into place, mode 0600).
+/// Adds `entry` to the list at `path`, in place of an entry of the same capability (a
+/// renewal); written whole and renamed into place, mode 0600.
 pub fn record(path: &Path, entry: &Entry) -> Result<()> {
     let mut all = read(path)?;
+    all.retain(|e| e.capability != entry.capability);
     all.push(entry.clone());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -118,10 +120,21 @@ mod tests {
             cost: 458,
             paid_until: Some(1_000),
         };
-        let free = Entry { name: "c".into(), batch: None, cost: 0, paid_until: None, ..paid.clone() };
+        let free = Entry {
+            name: "c".into(),
+            capability: "kura:y".into(),
+            batch: None,
+            cost: 0,
+            paid_until: None,
+            ..paid.clone()
+        };
         record(&path, &paid).unwrap();
         record(&path, &free).unwrap();
-        assert_eq!(read(&path).unwrap(), vec![paid, free]);
+        assert_eq!(read(&path).unwrap(), vec![paid.clone(), free.clone()]);
+        // Renewed: the entry of that capability is replaced.
+        let renewed = Entry { paid_until: Some(5_000), cost: 900, ..paid };
+        record(&path, &renewed).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![free, renewed]);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

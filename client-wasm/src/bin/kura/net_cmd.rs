@@ -95,20 +95,8 @@ pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding, pay: 
     .await;
     drop(line);
     let cap = cap?;
-    let purse = cfg.purse.as_deref();
-    let entry = super::files_cmd::Entry {
-        name: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        size: total.unwrap_or(0),
-        capability: cap.to_string(),
-        batch: purse.map(|p| kura_client::wallet::hex(&p.batch())),
-        cost: purse.map_or(0, |p| p.cost()),
-        paid_until: purse.map(|p| p.terms().end_epoch().saturating_mul(pay.epoch)),
-    };
-    let list = pay.files.clone().unwrap_or_else(super::files_cmd::default_list);
-    // The upload is done: a list that cannot be written is said, not made a failure.
-    if let Err(e) = super::files_cmd::record(&list, &entry) {
-        eprintln!("kura: warning: the upload is not in the list of files: {e:#}");
-    }
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    list(&entry(name, total.unwrap_or(0), &cap, cfg.purse.as_deref(), &pay), &pay);
     println!("{cap}");
     Ok(())
 }
@@ -141,6 +129,66 @@ async fn buy(
         terms.first_epoch + terms.epochs
     );
     Ok(purse)
+}
+
+/// The list's entry for an upload of `cap` paid by `purse` (if any).
+fn entry(
+    name: String,
+    size: u64,
+    cap: &Capability,
+    purse: Option<&kura_client::wallet::Purse>,
+    pay: &super::Pay,
+) -> super::files_cmd::Entry {
+    super::files_cmd::Entry {
+        name,
+        size,
+        capability: cap.to_string(),
+        batch: purse.map(|p| kura_client::wallet::hex(&p.batch())),
+        cost: purse.map_or(0, |p| p.cost()),
+        paid_until: purse.map(|p| p.terms().end_epoch().saturating_mul(pay.epoch)),
+    }
+}
+
+/// Adds an upload to the list of files (a list that cannot be written is said, not made
+/// a failure: the upload is done).
+fn list(entry: &super::files_cmd::Entry, pay: &super::Pay) {
+    let list = pay.files.clone().unwrap_or_else(super::files_cmd::default_list);
+    if let Err(e) = super::files_cmd::record(&list, entry) {
+        eprintln!("kura: warning: the upload is not in the list of files: {e:#}");
+    }
+}
+
+pub async fn renew(capability: &str, bootstrap: &[String], pay: super::Pay) -> Result<()> {
+    let cap = Capability::parse(capability).context("invalid capability")?;
+    let Some(key) = pay.key.clone() else { bail!("renewing is paying: give the wallet with --key") };
+    let net = connect(bootstrap).await?;
+    let mut cfg = TransferConfig::default();
+    let progress = Progress::default();
+    let size = std::sync::atomic::AtomicU64::new(0);
+    let stripes = transfer::renew(&net, cap, &mut cfg, &progress, |len, root| {
+        size.store(len, Relaxed);
+        let (net, pay, key) = (&net, &pay, &key);
+        async move {
+            let opts = kura_core::EncodeOptions { params: root.params(), ..Default::default() };
+            buy(net, key, pay, &opts, len)
+                .await
+                .map(Arc::new)
+                .map_err(|e| TransferError::Payment(format!("{e:#}")))
+        }
+    })
+    .await?;
+    let name = list_name(&pay, &cap).unwrap_or_default();
+    let e = entry(name, size.load(Relaxed), &cap, cfg.purse.as_deref(), &pay);
+    list(&e, &pay);
+    eprintln!("renewed {stripes} stripes");
+    Ok(())
+}
+
+/// The name the list gives `cap`, if it lists it.
+fn list_name(pay: &super::Pay, cap: &Capability) -> Option<String> {
+    let list = pay.files.clone().unwrap_or_else(super::files_cmd::default_list);
+    let cap = cap.to_string();
+    super::files_cmd::read(&list).ok()?.into_iter().find(|e| e.capability == cap).map(|e| e.name)
 }
 
 pub async fn get(
