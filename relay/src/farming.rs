@@ -139,6 +139,11 @@ impl Farming {
         )
     }
 
+    /// Paid stripes held (stamps kept).
+    pub fn stamps(&self) -> usize {
+        self.lock().stamps()
+    }
+
     /// What `peer` may still store unpaid now.
     pub fn free_left(&self, peer: &PeerId) -> u64 {
         self.lock().free_left(&account_of(peer), unix_now())

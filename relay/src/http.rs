@@ -63,6 +63,8 @@ pub fn router(shared: Arc<Shared>, www: PathBuf, operator_token: &str) -> Router
         .route("/repair", get(repair))
         .route("/audits", get(audits))
         .route("/inventory", get(inventory))
+        .route("/operator", get(operator_page))
+        .route("/operator.json", get(operator_json))
         .fallback_service(tower_http::services::ServeDir::new(www))
         .with_state(App { shared, operator })
 }
@@ -271,6 +273,31 @@ async fn audits(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         "scores": peers(a.scores(now)),
         "distrusted": peers(a.distrusted(now)),
     }))
+}
+
+/// The operator's page (it asks `/operator.json` with the token it is given).
+async fn operator_page() -> impl IntoResponse {
+    axum::response::Html(crate::operator::PAGE)
+}
+
+/// What the operator's page draws: the relay now and its samples of the last day.
+async fn operator_json(State(app): State<App>, headers: HeaderMap) -> impl IntoResponse {
+    if !is_operator(&app, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "for the relay's operator (Authorization: Bearer, operator.token in the data directory)\n",
+        )
+            .into_response();
+    }
+    let s = &app.shared;
+    let peer_id = s.info.read().unwrap_or_else(|p| p.into_inner()).peer_id.clone();
+    Json(serde_json::json!({
+        "peer_id": peer_id,
+        "now": crate::operator::sample(s),
+        "samples": s.history.samples(),
+        "farming": s.farming.status(),
+    }))
+    .into_response()
 }
 
 /// Every stripe held here with its shard indices, from the store itself: for the operator

@@ -19,5 +19,6 @@ pub mod ip_limits;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod operator;
 pub mod repair;
 pub mod store;

@@ -115,6 +115,7 @@ async fn run(cfg: Config) -> Result<()> {
         })),
         ledger: Arc::new(ledger),
         farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?,
+        history: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)
@@ -141,6 +142,7 @@ async fn run(cfg: Config) -> Result<()> {
     let audits = tokio::spawn(kura_relay::repair::run_audits(ctx.clone()));
     let scrub = tokio::spawn(kura_relay::repair::run_scrub(ctx.clone()));
     let worker = tokio::spawn(kura_relay::repair::run_worker(ctx));
+    let sampler = tokio::spawn(kura_relay::operator::run(shared.clone()));
     tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
     node.run(shutdown_signal(), |_| {
         let info = shared.info.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -155,6 +157,7 @@ async fn run(cfg: Config) -> Result<()> {
     audits.abort();
     scrub.abort();
     worker.abort();
+    sampler.abort();
     let _ = stop_http.send(());
     let _ = http.await;
     tracing::info!("stopped cleanly");

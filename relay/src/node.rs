@@ -194,6 +194,7 @@ pub struct Shared {
     pub repair: Arc<Repair>,
     pub ledger: Arc<crate::ledger::Ledger>,
     pub farming: crate::farming::Farming,
+    pub history: crate::operator::History,
 }
 
 impl std::fmt::Debug for dyn ShardStore {

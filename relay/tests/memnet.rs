@@ -76,6 +76,7 @@ async fn relays(n: usize, interval: Duration) -> Vec<MemRelay> {
                 .unwrap(),
             ),
             farming: kura_relay::farming::Farming::new(Default::default()),
+            history: Default::default(),
         });
         let node = Node::start(swarm, shared.clone(), cfg).unwrap();
         let ctx = Ctx { me: id, shared: shared.clone(), net: node.sender() };

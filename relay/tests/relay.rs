@@ -303,6 +303,18 @@ async fn http_serves_the_page_bootstrap_and_metrics() {
     // The inventory is the operator's: a stranger gets 401, the operator's token opens it.
     assert_eq!(kura_tests::relay::http_get(&r.http, "/inventory").unwrap().0, 401);
     assert_eq!(r.json("/inventory").unwrap()["stripes"].as_object().unwrap().len(), 1);
+    // The operator's page is public; what it draws is the operator's.
+    let (code, page) = r.get("/operator").unwrap();
+    assert!(code == 200 && page.contains("data-testid=\"operator-chart\""), "{code}");
+    assert_eq!(kura_tests::relay::http_get(&r.http, "/operator.json").unwrap().0, 401);
+    let o = r.json("/operator.json").unwrap();
+    let now = &o["now"];
+    assert_eq!(
+        (now["shards"].as_u64(), now["stores_free"].as_u64(), now["stores_paid"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
+    assert!(now["bytes"].as_u64().unwrap() > 250_000, "{now}");
+    assert_eq!(o["peer_id"].as_str(), Some(r.peer_id.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,6 +236,25 @@ test('a 30 MiB file uploads through the page and its link downloads it, with byt
   net.link = link;
 });
 
+test("the operator's page shows what relay 0 stores and the audits it answered", async () => {
+  const { pageUrl } = net;
+  const token = readFileSync(join(work, 'net', 'relay-0', 'operator.token'), 'utf8').trim();
+  const { ctx, page } = await fresh();
+  await page.goto(`${pageUrl.replace(/\/$/, '')}/operator`);
+  // Without the token it says where to find it.
+  await page.getByTestId('operator-error').waitFor({ timeout: 30_000 });
+  check((await page.getByTestId('operator-error').textContent()).includes('operator.token'), 'the page asks for the operator token');
+  await page.goto(`${pageUrl.replace(/\/$/, '')}/operator#token=${token}`);
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('[data-testid="operator-shards"]').textContent !== '–', null, { timeout: 30_000 });
+  const shards = Number(await page.getByTestId('operator-shards').textContent());
+  check(shards > 0, `relay 0 holds shards of the upload (${shards})`);
+  check(await page.getByTestId('operator-error').isHidden(), 'the operator token opens it');
+  check((await page.getByTestId('operator-earnings').textContent()).includes('do not earn'), 'it says relays do not earn yet');
+  await page.screenshot({ path: join(outDir, 'operator.png'), fullPage: true });
+  await ctx.close();
+});
+
 test('proofs of possession verify in Chromium, timed', async () => {
   // The page's own wasm, as a relay proving and an auditor verifying would run it.
   const { ctx, page } = await fresh();
