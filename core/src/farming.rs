@@ -52,6 +52,17 @@ pub const AUDIT_QUORUM: usize = 11;
 /// shards passes one auditor's samples with probability `(1 − d)^S`: 0.44 at d = 5%,
 /// so about 2% of its epochs find 11 of 16 auditors with all passes.
 pub const EPOCH_SAMPLES: usize = 16;
+/// Shares a reward needs from an audit group of `len` relays: `len − ⌊(len − 1)/3⌋`, the
+/// ledger's quorum rule ([`AUDIT_QUORUM`] for a full group of [`AUDIT_GROUP`]; a small
+/// network's groups are smaller, and any two quorums still share more than a third).
+pub const fn audit_quorum(len: usize) -> usize {
+    if len == 0 {
+        1
+    } else {
+        len - (len - 1) / 3
+    }
+}
+
 /// What a batch's memo starts with.
 pub const BATCH_MEMO: &[u8] = b"kura batch v1";
 /// What a stamp signs first.
@@ -474,8 +485,9 @@ pub struct RewardCertificate {
 
 impl RewardCertificate {
     /// Checks it against the audit group `group` (the verifier's own view of the relays
-    /// closest to [`audit_point`] for this relay and epoch): at least [`AUDIT_QUORUM`]
-    /// distinct members signed this very reward, and it is within the cap.
+    /// closest to [`audit_point`] for this relay and epoch, at most [`AUDIT_GROUP`]): at least
+    /// [`audit_quorum`] of its size (11 of 16) distinct members signed this very reward, and
+    /// it is within the cap.
     pub fn verify(&self, group: &[Key], prices: &Prices, v: &impl Verifier) -> Result<(), FarmError> {
         if self.amount == 0 || self.amount > prices.cap {
             return Err(FarmError::OverCap { amount: self.amount, cap: prices.cap });
@@ -490,8 +502,9 @@ impl RewardCertificate {
                 signers.insert(s.auditor);
             }
         }
-        if signers.len() < AUDIT_QUORUM {
-            return Err(FarmError::NoQuorum { have: signers.len(), need: AUDIT_QUORUM });
+        let need = audit_quorum(group.len().min(AUDIT_GROUP));
+        if signers.len() < need {
+            return Err(FarmError::NoQuorum { have: signers.len(), need });
         }
         Ok(())
     }

@@ -466,3 +466,29 @@ fn postage_is_small_beside_a_shard() {
     assert_eq!(sixteen - six, 10 * 97);
     assert!(sixteen < 2048, "{sixteen}");
 }
+
+#[test]
+fn small_audit_groups_need_the_same_share_of_their_members() {
+    assert_eq!(audit_quorum(AUDIT_GROUP), AUDIT_QUORUM);
+    for (len, q) in [(1, 1), (4, 3), (5, 4), (6, 5), (7, 5), (10, 7)] {
+        assert_eq!(audit_quorum(len), q, "{len}");
+        // Two quorums share more than the members a group tolerates being dishonest.
+        let f = (len - 1) / 3;
+        assert!(2 * q > len + f, "{len}: {q}");
+    }
+    // A certificate of a five-relay group needs four of them; a key outside counts nothing.
+    let v = Ed25519;
+    let auditors: Vec<SigningKey> = (60..65).map(signer).collect();
+    let group: Vec<Key> = auditors.iter().map(|a| a.key()).collect();
+    let (relay, account) = (signer(70).key(), signer(71).key());
+    let msg = share_message(3, &relay, &account, 500);
+    let shares =
+        |by: &[SigningKey]| by.iter().map(|a| RewardShare { auditor: a.key(), sig: a.sign(&msg) }).collect();
+    let cert = |shares| RewardCertificate { epoch: 3, relay, account, amount: 500, shares };
+    assert_eq!(cert(shares(&auditors[..4])).verify(&group, &PRICES, &v), Ok(()));
+    let three_and_a_stranger = [&auditors[..3], &[signer(72)][..]].concat();
+    assert_eq!(
+        cert(shares(&three_and_a_stranger)).verify(&group, &PRICES, &v),
+        Err(FarmError::NoQuorum { have: 3, need: 4 })
+    );
+}
