@@ -396,14 +396,14 @@ pub fn stripes_of(cap: &Capability, map: &FileMap) -> Vec<StripeId> {
 /// stored with its close group, whose relays keep the shard they hold and take the new
 /// stamp. `size` is called with the file's size and the root stripe's header before any
 /// stripe is stored (to buy the batch: `cfg.purse` is read after it returns). Returns the
-/// stripes stored.
+/// stripes stored and the file's size.
 pub async fn renew<F, Fut>(
     net: &Network,
     cap: Capability,
     cfg: &mut TransferConfig,
     progress: &Progress,
     size: F,
-) -> Result<usize, TransferError>
+) -> Result<(usize, u64), TransferError>
 where
     F: FnOnce(u64, kura_core::StripeHeader) -> Fut,
     Fut: std::future::Future<Output = Result<std::sync::Arc<crate::wallet::Purse>, TransferError>>,
@@ -430,7 +430,7 @@ where
     while let Some(r) = results.next().await {
         r?;
     }
-    Ok(count)
+    Ok((count, map.size))
 }
 
 /// Stores every stripe of `stripes` (in any order, `cfg.stripes_in_flight` at a time) and

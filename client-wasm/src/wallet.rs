@@ -354,9 +354,4 @@ impl Purse {
     pub fn cost(&self) -> u64 {
         self.cost
     }
-
-    /// Slots stamped so far.
-    pub fn used(&self) -> u32 {
-        self.next.load(std::sync::atomic::Ordering::Relaxed).min(self.terms.slots)
-    }
 }

@@ -604,10 +604,6 @@ impl Admission {
         Self { prices, free: FreeUse::new(allowance), book: StampBook::default(), batches: HashMap::new() }
     }
 
-    pub fn prices(&self) -> &Prices {
-        &self.prices
-    }
-
     /// What `account` may still store unpaid at second `now`.
     pub fn free_left(&self, account: &Key, now_secs: u64) -> u64 {
         self.free.left(account, now_secs)

@@ -12,6 +12,7 @@
 //! which of its stripes are paid and still refuses a slot stamped twice. Entries of batches
 //! that have ended are left out at start and removed.
 
+use crate::unix_now;
 use anyhow::{Context, Result};
 use kura_core::farming::{Admission, Admitted, Allowance, FarmError, Postage, Prices};
 use kura_core::ledger::{Ed25519, Key};
@@ -49,11 +50,6 @@ pub struct Farming {
     cfg: FarmingConfig,
     admission: Mutex<Admission>,
     journal: Option<Database>,
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The account an unpaid store from `peer` counts against.
@@ -106,13 +102,9 @@ impl Farming {
         Ok(())
     }
 
-    pub fn config(&self) -> &FarmingConfig {
-        &self.cfg
-    }
-
     /// Admits a store of a shard of `shard_len` bytes of the stripe `stripe` (`n` shards)
-    /// from `peer`; `relays` is this relay's view of the live relays (itself included), in
-    /// which the owner's group of a batch not seen before is found.
+    /// from `peer`; `relays` gives this relay's view of the live relays (itself included), in
+    /// which the owner's group of a batch not seen before is found (asked only then).
     pub fn admit(
         &self,
         stripe: &StripeId,
@@ -120,11 +112,11 @@ impl Farming {
         shard_len: usize,
         peer: &PeerId,
         postage: Option<&Postage>,
-        relays: &[PeerId],
+        relays: impl FnOnce() -> Vec<PeerId>,
     ) -> Result<Admitted, FarmError> {
         let now = unix_now();
         let epoch = kura_core::farming::epoch_of(now, self.cfg.epoch_secs);
-        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays.iter().copied()).map(|(g, _)| g);
+        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays()).map(|(g, _)| g);
         let stripe_bytes = (n * shard_len) as u64;
         self.lock().admit(
             stripe,
@@ -142,11 +134,6 @@ impl Farming {
     /// Paid stripes held (stamps kept).
     pub fn stamps(&self) -> usize {
         self.lock().stamps()
-    }
-
-    /// What `peer` may still store unpaid now.
-    pub fn free_left(&self, peer: &PeerId) -> u64 {
-        self.lock().free_left(&account_of(peer), unix_now())
     }
 
     /// What `/status` shows of farming.

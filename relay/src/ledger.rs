@@ -18,6 +18,7 @@
 //! together page by page from a member that gave it ([`kura_core::ledger::StateAssembly`]),
 //! then the credits it still lacks by certificate.
 
+use crate::unix_now;
 use anyhow::{Context, Result};
 use kura_core::ledger::{
     AccountState, AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest,
@@ -323,10 +324,6 @@ impl Ledger {
             _ => None,
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Applies one journal entry (written by this relay, so trusted as it stands); the id of the

@@ -22,3 +22,9 @@ pub mod node;
 pub mod operator;
 pub mod repair;
 pub mod store;
+
+/// Seconds since the Unix epoch (the ledger's spending windows, farming's epochs and free
+/// allowance windows, the operator's samples).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -124,9 +124,12 @@ fn admit_payment(
     shard_len: usize,
     postage: Option<&kura_core::farming::Postage>,
 ) -> Result<(), Response> {
-    let mut relays = lock_live(shared).live();
-    relays.push(*me);
-    match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, &relays) {
+    let relays = || {
+        let mut live = lock_live(shared).live();
+        live.push(*me);
+        live
+    };
+    match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, relays) {
         Ok(kura_core::farming::Admitted::Free) => {
             shared.metrics.stores_free.inc();
             Ok(())
@@ -719,23 +722,21 @@ impl Node {
         tokio::task::spawn_blocking(move || {
             let resp = match req {
                 r @ Request::Repair { .. } => shared.repair.order(&shared, &me, &peer, r),
-                Request::Store { header, shard } => {
-                    let admitted = admit_store(&shared, &me, &header)
-                        .and_then(|h| admit_payment(&shared, &me, &peer, &h, shard.len(), None));
-                    match admitted {
-                        Err(refusal) => {
-                            shared.metrics.refused("store");
-                            refusal
+                // A client's store, unpaid (within the free allowance) or paid.
+                r @ (Request::Store { .. } | Request::PaidStore { .. }) => {
+                    let (header, shard, postage, kind) = match r {
+                        Request::PaidStore { postage, header, shard } => {
+                            (header, shard, Some(postage), "paid_store")
                         }
-                        Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
-                    }
-                }
-                Request::PaidStore { postage, header, shard } => {
-                    let admitted = admit_store(&shared, &me, &header)
-                        .and_then(|h| admit_payment(&shared, &me, &peer, &h, shard.len(), Some(&postage)));
+                        Request::Store { header, shard } => (header, shard, None, "store"),
+                        _ => unreachable!("matched above"),
+                    };
+                    let admitted = admit_store(&shared, &me, &header).and_then(|h| {
+                        admit_payment(&shared, &me, &peer, &h, shard.len(), postage.as_deref())
+                    });
                     match admitted {
                         Err(refusal) => {
-                            shared.metrics.refused("paid_store");
+                            shared.metrics.refused(kind);
                             refusal
                         }
                         Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),

@@ -65,7 +65,7 @@ pub fn sample(shared: &Shared) -> Sample {
             .get()
     };
     Sample {
-        t: crate::farming::unix_now(),
+        t: crate::unix_now(),
         shards: u.shards,
         bytes: u.bytes,
         audits_passed: audits("pass"),

@@ -15,6 +15,18 @@ fn metric_sum(net: &Net, series: &str) -> f64 {
     net.live().map(|r| r.metric(series).unwrap_or(0.0)).sum()
 }
 
+/// Runs `kura ARGS` paid from the wallet `key` for `epochs`, listing uploads in `list`;
+/// its stdout and stderr, once it succeeded.
+fn kura_paid(net: &Net, args: &[&str], key: &str, epochs: &str, list: &str) -> (String, String) {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(net.bootstrap_args());
+    all.extend(["--key", key, "--epochs", epochs, "--files", list].map(String::from));
+    let out = kura(&all.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap().trim().to_owned(), stderr)
+}
+
 #[test]
 fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     let keys = kura_tests::Scratch::new("farming-keys").unwrap();
@@ -54,21 +66,9 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     // Funded, it pays exactly what the batch for the file costs, and the upload is taken.
     net.wallet(&mint, &["send", &alice_account, "100000"]).unwrap();
     assert_eq!(net.balance(&alice), 100_000);
-    let mut args = vec!["put".to_owned(), dir.join("big").display().to_string()];
-    args.extend(net.bootstrap_args());
     let list = dir.join("files.jsonl").display().to_string();
-    args.extend([
-        "--key".into(),
-        key_arg.clone(),
-        "--epochs".into(),
-        "24".into(),
-        "--files".into(),
-        list.clone(),
-    ]);
-    let out = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let cap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let big_path = dir.join("big").display().to_string();
+    let (cap, stderr) = kura_paid(&net, &["put", &big_path], &key_arg, "24", &list);
     at("paid put");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let terms = terms_for(
@@ -123,19 +123,7 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
         net.live().map(|r| r.json("/status").unwrap()["farming"]["stamps"].as_u64().unwrap()).sum()
     };
     let held = stamps_all(&net);
-    let mut args = vec!["renew".to_owned(), cap.clone()];
-    args.extend(net.bootstrap_args());
-    args.extend([
-        "--key".into(),
-        key_arg.clone(),
-        "--epochs".into(),
-        "48".into(),
-        "--files".into(),
-        list.clone(),
-    ]);
-    let out = kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = kura_paid(&net, &["renew", &cap], &key_arg, "48", &list);
     let renewal = DEFAULT_PRICES.cost(&kura_core::farming::BatchTerms { epochs: 48, ..terms });
     assert!(
         stderr.contains(&format!("paid {renewal} credits")) && stderr.contains("renewed 13 stripes"),

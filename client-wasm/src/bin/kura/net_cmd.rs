@@ -164,9 +164,7 @@ pub async fn renew(capability: &str, bootstrap: &[String], pay: super::Pay) -> R
     let net = connect(bootstrap).await?;
     let mut cfg = TransferConfig::default();
     let progress = Progress::default();
-    let size = std::sync::atomic::AtomicU64::new(0);
-    let stripes = transfer::renew(&net, cap, &mut cfg, &progress, |len, root| {
-        size.store(len, Relaxed);
+    let (stripes, size) = transfer::renew(&net, cap, &mut cfg, &progress, |len, root| {
         let (net, pay, key) = (&net, &pay, &key);
         async move {
             let opts = kura_core::EncodeOptions { params: root.params(), ..Default::default() };
@@ -178,7 +176,7 @@ pub async fn renew(capability: &str, bootstrap: &[String], pay: super::Pay) -> R
     })
     .await?;
     let name = list_name(&pay, &cap).unwrap_or_default();
-    let e = entry(name, size.load(Relaxed), &cap, cfg.purse.as_deref(), &pay);
+    let e = entry(name, size, &cap, cfg.purse.as_deref(), &pay);
     list(&e, &pay);
     eprintln!("renewed {stripes} stripes");
     Ok(())
