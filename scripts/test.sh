@@ -12,6 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+# A run from a fresh clone gains nothing from incremental files and they double the target
+# directory; say how much disk there is, since a full run needs several GiB.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+log "disk: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free here"
 need_wasm_tools
 apt_install python3 python3
 

@@ -473,6 +473,13 @@ pub struct RewardShare {
     pub sig: Sig,
 }
 
+impl RewardShare {
+    /// `auditor`'s signature on `relay` earning `amount` for `epoch`, paid into `account`.
+    pub fn sign(auditor: &impl Signer, epoch: u64, relay: &Key, account: &Key, amount: u64) -> Self {
+        Self { auditor: auditor.key(), sig: auditor.sign(&share_message(epoch, relay, account, amount)) }
+    }
+}
+
 /// A reward a quorum of a relay's audit group signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RewardCertificate {
@@ -700,6 +707,121 @@ impl Admission {
     }
 }
 
+/// Most shards one epoch claim lists: a relay earns for at most this many paid shards per
+/// epoch (256 MiB of shard bytes at 256 KiB shards); bounded so that a claim costs its
+/// auditor at most this many stamp checks.
+pub const MAX_CLAIM_ENTRIES: usize = 1024;
+/// Most batches one claim carries the burns of.
+pub const MAX_CLAIM_BATCHES: usize = 64;
+/// Most header bytes one claim carries in all.
+pub const MAX_CLAIM_HEADER_BYTES: usize = 1 << 20;
+
+/// One paid shard a relay holds: its stripe's header, its index, the stripe's stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimEntry {
+    #[serde(with = "serde_bytes")]
+    pub header: Vec<u8>,
+    pub index: u8,
+    pub stamp: Stamp,
+}
+
+/// What a relay asks each member of its audit group for, at the end of `epoch`: a share of
+/// the reward for the paid shards it lists, paid into `account`. The relay is the sender
+/// (a claim names no relay: one cannot claim for another).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochClaim {
+    pub epoch: u64,
+    pub account: Key,
+    /// The burn of every batch a stamp below names, once each.
+    pub burns: Vec<Certificate>,
+    pub entries: Vec<ClaimEntry>,
+}
+
+/// A claim as its auditor checked it: the shards to sample from (stripe header and index)
+/// and their bytes in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub bytes: u64,
+    pub shards: Vec<(crate::stripe::StripeHeader, u8)>,
+}
+
+impl EpochClaim {
+    /// Limits the types do not express (checked before anything else).
+    pub fn check(&self) -> Result<(), crate::wire::WireError> {
+        use crate::wire::limit;
+        limit("claim entries", self.entries.len(), MAX_CLAIM_ENTRIES)?;
+        limit("claim batches", self.burns.len(), MAX_CLAIM_BATCHES)?;
+        let headers = self.entries.iter().map(|e| e.header.len()).sum();
+        limit("claim header bytes", headers, MAX_CLAIM_HEADER_BYTES)?;
+        for b in &self.burns {
+            limit("acknowledgements", b.acks.len(), crate::ledger::MAX_ACKS)?;
+            limit("memo bytes", b.signed.transfer.memo.len(), crate::ledger::MAX_MEMO)?;
+            limit("dependencies", b.signed.transfer.deps.len(), crate::ledger::MAX_DEPS)?;
+        }
+        Ok(())
+    }
+
+    /// The auditor's check of the whole claim, in order of cost: every burn is a batch alive
+    /// at the claim's epoch whose certificate verifies against its owner's `group` (the
+    /// auditor's own view); every entry's header parses, its stamp names that stripe and a
+    /// listed batch, its slot and bytes are within the terms and cover the stripe's shards,
+    /// and the owner signed it; no stripe and no `(batch, slot)` is listed twice; and the
+    /// claimant is a member of each stripe's close group (`member`, the auditor's view).
+    /// Any failure refuses the claim whole, so that every honest auditor that accepts it
+    /// signs for the same bytes. Checks no proof: the caller samples
+    /// [`Inventory::shards`] with [`EpochAudit`].
+    pub fn inventory(
+        &self,
+        prices: &Prices,
+        group: impl Fn(&Key) -> Option<Group>,
+        member: impl Fn(&StripeId, usize) -> bool,
+        v: &impl Verifier,
+    ) -> Result<Inventory, FarmError> {
+        let mut batches: HashMap<TransferId, Batch> = HashMap::new();
+        for burn in &self.burns {
+            let batch = Batch::of_burn(&burn.signed.transfer, prices)?;
+            if !batch.terms.covers(self.epoch) {
+                return Err(FarmError::Expired);
+            }
+            if batches.contains_key(&batch.id) {
+                return Err(FarmError::BadClaim("a batch is listed twice".into()));
+            }
+            let group = group(&batch.owner).ok_or(FarmError::NoGroup)?;
+            burn.verify(&group, v).map_err(|e| FarmError::Burn(e.to_string()))?;
+            batches.insert(batch.id, batch);
+        }
+        let mut stripes = HashSet::new();
+        let mut slots = HashSet::new();
+        let mut inv = Inventory { bytes: 0, shards: Vec::with_capacity(self.entries.len()) };
+        for e in &self.entries {
+            let header = crate::stripe::StripeHeader::parse(&e.header)
+                .map_err(|err| FarmError::BadClaim(format!("a header does not parse: {err}")))?;
+            let stripe = header.id();
+            let n = header.params().n();
+            if e.stamp.stripe != stripe {
+                return Err(FarmError::WrongStripe);
+            }
+            if usize::from(e.index) >= n {
+                return Err(FarmError::BadClaim(format!("index {} of a stripe of {n} shards", e.index)));
+            }
+            let batch = batches.get(&e.stamp.batch).ok_or(FarmError::NotABatch)?;
+            if e.stamp.bytes < (n * header.shard_len()) as u64 {
+                return Err(FarmError::OutsideBatch);
+            }
+            if !stripes.insert(stripe) || !slots.insert((e.stamp.batch, e.stamp.slot)) {
+                return Err(FarmError::BadClaim("a stripe or a slot is listed twice".into()));
+            }
+            if !member(&stripe, n) {
+                return Err(FarmError::NotInGroup);
+            }
+            e.stamp.check(batch, self.epoch, v)?;
+            inv.bytes += header.shard_len() as u64;
+            inv.shards.push((header, e.index));
+        }
+        Ok(inv)
+    }
+}
+
 /// Why a stamp, a batch or a reward was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FarmError {
@@ -729,6 +851,10 @@ pub enum FarmError {
     NoGroup,
     #[error("the batch's burn is not certified: {0}")]
     Burn(String),
+    #[error("the claim breaks a rule: {0}")]
+    BadClaim(String),
+    #[error("the claimant is not in the close group of a stripe it lists")]
+    NotInGroup,
 }
 
 #[cfg(test)]

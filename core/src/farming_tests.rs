@@ -114,7 +114,7 @@ fn auditors() -> Vec<SigningKey> {
 }
 
 fn share(auditor: &SigningKey, epoch: u64, relay: &Key, account: &Key, amount: u64) -> RewardShare {
-    RewardShare { auditor: auditor.key(), sig: auditor.sign(&share_message(epoch, relay, account, amount)) }
+    RewardShare::sign(auditor, epoch, relay, account, amount)
 }
 
 #[test]
@@ -491,4 +491,81 @@ fn small_audit_groups_need_the_same_share_of_their_members() {
         cert(shares(&three_and_a_stranger)).verify(&group, &PRICES, &v),
         Err(FarmError::NoQuorum { have: 3, need: 4 })
     );
+}
+
+/// A real stripe of 4 + 2 shards of 64 KiB of `n`s.
+fn stripe(n: u8) -> crate::stripe::Stripe {
+    let codec = crate::erasure::Codec::new(crate::Params::new(4, 2).unwrap()).unwrap();
+    crate::stripe::Stripe::encode(&codec, &crate::crypto::ChunkKey::from_bytes([n; 32]), &vec![n; 64 * 1024])
+}
+
+#[test]
+fn an_auditor_takes_a_claim_whole_or_refuses_it() {
+    let v = Ed25519;
+    let owner = signer(1);
+    let t = BatchTerms { first_epoch: 10, epochs: 5, ..terms() };
+    let (cert, group) = certified_burn(&owner, t, PRICES.cost(&t));
+    let batch = Batch::of_burn(&cert.signed.transfer, &PRICES).unwrap();
+    let stripes: Vec<_> = (1..=3).map(stripe).collect();
+    let entry = |s: &crate::stripe::Stripe, slot: u32, index: u8| {
+        let bytes = (s.shard_count() * s.header().shard_len()) as u64;
+        ClaimEntry {
+            header: s.header_bytes().to_vec(),
+            index,
+            stamp: Stamp::sign(&owner, &batch.id, s.id(), slot, bytes),
+        }
+    };
+    let claim = EpochClaim {
+        epoch: 12,
+        account: signer(8).key(),
+        burns: vec![cert.clone()],
+        entries: stripes.iter().enumerate().map(|(i, s)| entry(s, i as u32, i as u8)).collect(),
+    };
+    claim.check().unwrap();
+    let groups = |_: &Key| Some(group.clone());
+    let everywhere = |_: &StripeId, _: usize| true;
+    let inv = claim.inventory(&PRICES, groups, everywhere, &v).unwrap();
+    let shard_len = stripes[0].header().shard_len() as u64;
+    assert_eq!((inv.bytes, inv.shards.len()), (3 * shard_len, 3));
+    assert_eq!(inv.shards[1], (stripes[1].header().clone(), 1));
+
+    // Each broken rule refuses the whole claim, so honest auditors never sign two amounts.
+    let with = |f: &dyn Fn(&mut EpochClaim)| {
+        let mut c = claim.clone();
+        f(&mut c);
+        c.inventory(&PRICES, groups, everywhere, &v)
+    };
+    assert_eq!(with(&|c| c.epoch = 15), Err(FarmError::Expired));
+    assert_eq!(with(&|c| c.burns.clear()), Err(FarmError::NotABatch));
+    let twice = with(&|c| c.burns.push(cert.clone()));
+    assert!(matches!(twice, Err(FarmError::BadClaim(_))), "{twice:?}");
+    assert!(matches!(with(&|c| c.entries.push(c.entries[0].clone())), Err(FarmError::BadClaim(_))));
+    // Two stripes on one slot: the owner stamped it twice.
+    let double = with(&|c| c.entries[1] = entry(&stripes[1], 0, 1));
+    assert!(matches!(double, Err(FarmError::BadClaim(_))), "{double:?}");
+    assert!(matches!(with(&|c| c.entries[0].index = 6), Err(FarmError::BadClaim(_))));
+    assert_eq!(with(&|c| c.entries[0].stamp.stripe = stripes[1].id()), Err(FarmError::WrongStripe));
+    assert_eq!(with(&|c| c.entries[0].stamp.sig = [0; 64]), Err(FarmError::BadSignature));
+    // A stamp for fewer bytes than the stripe's shards.
+    assert_eq!(
+        with(&|c| c.entries[2] = ClaimEntry {
+            stamp: Stamp::sign(&owner, &batch.id, stripes[2].id(), 2, 10),
+            ..entry(&stripes[2], 2, 2)
+        }),
+        Err(FarmError::OutsideBatch)
+    );
+    let mut other_header = claim.clone();
+    other_header.entries[0].header = stripes[1].header_bytes().to_vec();
+    assert_eq!(other_header.inventory(&PRICES, groups, everywhere, &v), Err(FarmError::WrongStripe));
+    // Not a member of a stripe's close group in the auditor's view.
+    let not_second = |s: &StripeId, _: usize| *s != stripes[1].id();
+    assert_eq!(claim.inventory(&PRICES, groups, not_second, &v), Err(FarmError::NotInGroup));
+    // A burn certified by someone else's group.
+    let strangers = Group::new((40..44).map(|n| signer(n).key()).collect(), 3).unwrap();
+    let forged = claim.inventory(&PRICES, |_: &Key| Some(strangers.clone()), everywhere, &v);
+    assert!(matches!(forged, Err(FarmError::Burn(_))), "{forged:?}");
+    // Limits before anything else.
+    let mut big = claim.clone();
+    big.entries = vec![claim.entries[0].clone(); MAX_CLAIM_ENTRIES + 1];
+    assert!(big.check().is_err());
 }

@@ -232,6 +232,10 @@ pub enum LedgerRequest {
     /// One page of an account's whole state ([`StatePage`]): what a member too far behind
     /// to catch up by certificates adopts when `f + 1` members give the same.
     State { account: Key, page: u32 },
+    /// Mint this reward into the account it names ([`Replica::deposit_reward`]): sent by the
+    /// relay its auditors certified, to the replicas of its rewards account. Answered
+    /// `Applied { debit: None, credit: Some(_) }`.
+    Reward(Box<crate::farming::RewardCertificate>),
 }
 
 /// An answer of the ledger protocol.
@@ -362,6 +366,11 @@ impl LedgerRequest {
             LedgerRequest::Apply(c) => {
                 c.signed.transfer.check()?;
                 if c.acks.len() > MAX_ACKS {
+                    return Err(LedgerError::Limits);
+                }
+            }
+            LedgerRequest::Reward(c) => {
+                if c.shares.len() > 2 * crate::farming::AUDIT_GROUP {
                     return Err(LedgerError::Limits);
                 }
             }
@@ -1235,12 +1244,21 @@ impl Replica {
             return Ok(Applied::Already);
         }
         cert.verify(auditors, prices, v)?;
-        self.credited.insert(id);
+        Ok(self.credit_reward(cert))
+    }
+
+    /// Mints a reward certificate this replica verified before (replaying its own journal):
+    /// [`Replica::deposit_reward`] without the check.
+    pub fn credit_reward(&mut self, cert: &crate::farming::RewardCertificate) -> Applied {
+        let id = crate::farming::reward_id(cert.epoch, &cert.relay);
+        if !self.credited.insert(id) {
+            return Applied::Already;
+        }
         self.entry(cert.account).credits.insert(id, cert.amount);
         self.unspent_total += u128::from(cert.amount);
         self.minted += u128::from(cert.amount);
         self.rewarded += u128::from(cert.amount);
-        Ok(Applied::Done)
+        Applied::Done
     }
 
     /// What rewards minted here, in all.

@@ -126,6 +126,11 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         shard: Vec<u8>,
     },
+    /// Relay to relay, at the end of an epoch: the sender's paid shards, for a share of its
+    /// reward ([`crate::farming::EpochClaim`]), sent to each member of its audit group.
+    /// Answered [`Response::Share`] once the receiver's samples of them all passed, or
+    /// [`ErrorCode::Unpaid`] with the reason.
+    EpochClaim(Box<crate::farming::EpochClaim>),
 }
 
 /// A relay's answer.
@@ -163,6 +168,8 @@ pub enum Response {
         chunk: Vec<u8>,
         siblings: Vec<[u8; 32]>,
     },
+    /// The answer to [`Request::EpochClaim`]: the auditor's signature on the reward.
+    Share(crate::farming::RewardShare),
 }
 
 /// Why a request was refused. Travels as a `u16`.
@@ -472,7 +479,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 9;
+    const KINDS: u32 = 10;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -519,12 +526,13 @@ impl Message for Request {
             Request::FetchPart { len, .. } => limit("part bytes", *len as usize, MAX_PART_LEN),
             Request::Prove { .. } => Ok(()),
             Request::Report { holder, .. } => limit("peer id bytes", holder.len(), MAX_PEER_ID_LEN),
+            Request::EpochClaim(claim) => claim.check(),
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 7;
+    const KINDS: u32 = 8;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -560,6 +568,7 @@ impl Message for Response {
                 limit("chunk bytes", chunk.len(), crate::proof::CHUNK_LEN)?;
                 limit("siblings", siblings.len(), crate::proof::MAX_PROOF_SIBLINGS)
             }
+            Response::Share(_) => Ok(()),
         }
     }
 }

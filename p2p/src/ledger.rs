@@ -34,6 +34,33 @@ pub fn group_of(account: &Key, relays: impl IntoIterator<Item = PeerId>) -> Opti
     Some((group, members.into_iter().map(|(p, _)| p).collect()))
 }
 
+/// The peer id of a relay whose ed25519 key is `key`.
+pub fn peer_of(key: &Key) -> Option<PeerId> {
+    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(libp2p::identity::PublicKey::from(public).to_peer_id())
+}
+
+/// The audit group of `relay` for `epoch` among `relays` (the relay itself left out): the
+/// [`kura_core::farming::AUDIT_GROUP`] closest to
+/// [`kura_core::farming::audit_point`]`(relay's id bytes, epoch)`, with their keys. The
+/// relay, its auditors and the replicas of its rewards account each find it in their own
+/// view.
+pub fn audit_group(
+    relay: &PeerId,
+    epoch: u64,
+    relays: impl IntoIterator<Item = PeerId>,
+) -> Vec<(PeerId, Key)> {
+    let point = kura_core::farming::audit_point(&relay.to_bytes(), epoch);
+    let others = relays.into_iter().filter(|p| p != relay).map(|p| (p, DhtKey::of(&p.to_bytes())));
+    let mut seen = std::collections::HashSet::new();
+    by_distance(&point, others)
+        .into_iter()
+        .filter(|p| seen.insert(*p))
+        .filter_map(|p| key_of(&p).map(|k| (p, k)))
+        .take(kura_core::farming::AUDIT_GROUP)
+        .collect()
+}
+
 /// Signs as a relay: its libp2p ed25519 identity.
 #[derive(Debug, Clone)]
 pub struct IdentitySigner(pub libp2p::identity::Keypair);

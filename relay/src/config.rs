@@ -93,6 +93,10 @@ pub struct Flags {
     /// What storage costs: ledger units per GiB of shard bytes per epoch. Default 1000.
     #[arg(long)]
     pub price: Option<u64>,
+    /// The key file of the account this relay's rewards are paid into (64 hex digits, as
+    /// `kura wallet new` makes). Default DATA_DIR/rewards.key, made on first start.
+    #[arg(long)]
+    pub rewards_key: Option<PathBuf>,
     /// TOML file with any of the settings above (flags win).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -129,6 +133,7 @@ pub struct FileConfig {
     pub free_bytes: Option<String>,
     pub free_bytes_total: Option<String>,
     pub price: Option<u64>,
+    pub rewards_key: Option<PathBuf>,
 }
 
 /// How long a group waits for an unreachable member by default: two hours. The simulator's
@@ -160,6 +165,8 @@ pub struct Config {
     pub ledger_mint: Option<[u8; 32]>,
     pub ledger_cap: Option<kura_core::ledger::SpendCap>,
     pub farming: crate::farming::FarmingConfig,
+    /// The rewards account's key file.
+    pub rewards_key: PathBuf,
 }
 
 /// A 32-byte key in 64 hex digits.
@@ -235,7 +242,10 @@ impl Config {
             .www
             .or(file.www)
             .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../www")));
+        let rewards_key =
+            flags.rewards_key.or(file.rewards_key).unwrap_or_else(|| data_dir.join("rewards.key"));
         Ok(Self {
+            rewards_key,
             data_dir,
             listen,
             bootstrap: pick(flags.bootstrap, file.bootstrap),

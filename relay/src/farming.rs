@@ -44,12 +44,46 @@ impl Default for FarmingConfig {
     }
 }
 
-/// The relay's admission of stores.
+/// What this relay's epochs earned, as claimant and as auditor (for `/status` and the
+/// operator's page; the counters are in the metrics too).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Earnings {
+    /// Credits deposited into the rewards account.
+    pub earned: u64,
+    pub epochs_rewarded: u64,
+    pub epochs_forfeited: u64,
+    /// The last epoch claimed.
+    pub last: Option<Claimed>,
+    /// Other relays' claims judged here: signed, and refused or failed.
+    pub shares_signed: u64,
+    pub claims_refused: u64,
+}
+
+/// One epoch's claim, as it went.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Claimed {
+    pub epoch: u64,
+    /// Paid shards listed, and their bytes.
+    pub shards: usize,
+    pub bytes: u64,
+    /// Credits deposited (0: forfeited).
+    pub credits: u64,
+}
+
+/// Claims judged here, kept to answer a repeated claim alike (at most this many).
+const MAX_JUDGED: usize = 4096;
+
+/// The relay's admission of stores, and its epochs' rewards.
 #[derive(Debug)]
 pub struct Farming {
     cfg: FarmingConfig,
     admission: Mutex<Admission>,
     journal: Option<Database>,
+    /// The account rewards are paid into.
+    rewards: Option<Key>,
+    earnings: Mutex<Earnings>,
+    /// Answers given to epoch claims, by relay and epoch: one judgement each.
+    judged: Mutex<std::collections::HashMap<(Key, u64), kura_core::wire::Response>>,
 }
 
 /// The account an unpaid store from `peer` counts against.
@@ -60,7 +94,14 @@ pub fn account_of(peer: &PeerId) -> Key {
 impl Farming {
     /// In memory only (tests).
     pub fn new(cfg: FarmingConfig) -> Self {
-        Self { cfg, admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)), journal: None }
+        Self {
+            cfg,
+            admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)),
+            journal: None,
+            rewards: None,
+            earnings: Mutex::default(),
+            judged: Mutex::default(),
+        }
     }
 
     /// With the journal in `dir` (created if needed), whose postage is taken back.
@@ -87,7 +128,92 @@ impl Farming {
         }
         w.commit()?;
         tracing::info!(stamps = admission.stamps(), "farming journal replayed");
-        Ok(Self { cfg, admission: Mutex::new(admission), journal: Some(db) })
+        Ok(Self {
+            cfg,
+            admission: Mutex::new(admission),
+            journal: Some(db),
+            rewards: None,
+            earnings: Mutex::default(),
+            judged: Mutex::default(),
+        })
+    }
+
+    /// Pays this relay's rewards into `account`.
+    pub fn with_rewards(mut self, account: Key) -> Self {
+        self.rewards = Some(account);
+        self
+    }
+
+    /// The account rewards are paid into, if any.
+    pub fn rewards(&self) -> Option<Key> {
+        self.rewards
+    }
+
+    pub fn config(&self) -> &FarmingConfig {
+        &self.cfg
+    }
+
+    /// The postage of every paid stripe admitted and not ended by `epoch` (from the
+    /// journal): what an epoch claim lists, for the stripes still held.
+    pub fn postage(&self, epoch: u64) -> Result<Vec<Postage>> {
+        let Some(db) = &self.journal else { return Ok(Vec::new()) };
+        let r = db.begin_read()?;
+        let t = r.open_table(STAMPS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            if let Ok(p) = postcard::from_bytes::<Postage>(v.value()) {
+                let alive = kura_core::farming::Batch::of_burn(&p.burn.signed.transfer, &self.cfg.prices)
+                    .is_ok_and(|b| b.terms.covers(epoch));
+                if alive {
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What this relay's epochs earned.
+    pub fn earnings(&self) -> Earnings {
+        lock(&self.earnings).clone()
+    }
+
+    /// Records the outcome of this relay's claim (credits 0: forfeited).
+    pub fn claimed(&self, claim: Claimed) {
+        let mut e = lock(&self.earnings);
+        if claim.credits > 0 {
+            e.earned += claim.credits;
+            e.epochs_rewarded += 1;
+        } else {
+            e.epochs_forfeited += 1;
+        }
+        e.last = Some(claim);
+    }
+
+    /// The answer already given to `relay`'s claim for `epoch`, if any.
+    pub fn judged(&self, relay: &Key, epoch: u64) -> Option<kura_core::wire::Response> {
+        lock(&self.judged).get(&(*relay, epoch)).cloned()
+    }
+
+    /// Keeps the answer to `relay`'s claim for `epoch` (answers of epochs before `epoch - 2`
+    /// are dropped first when the table is full).
+    pub fn judge(&self, relay: Key, epoch: u64, answer: &kura_core::wire::Response) {
+        let signed = matches!(answer, kura_core::wire::Response::Share(_));
+        {
+            let mut e = lock(&self.earnings);
+            if signed {
+                e.shares_signed += 1;
+            } else {
+                e.claims_refused += 1;
+            }
+        }
+        let mut j = lock(&self.judged);
+        if j.len() >= MAX_JUDGED {
+            j.retain(|(_, e), _| *e + 2 >= epoch);
+        }
+        if j.len() < MAX_JUDGED {
+            j.insert((relay, epoch), answer.clone());
+        }
     }
 
     /// Keeps `postage` in the journal (admitted as new: the first shard of its stripe here).
@@ -150,10 +276,34 @@ impl Farming {
             "free_bytes_used": a.free_used(now),
             "batches_known": a.known_batches(),
             "stamps": a.stamps(),
+            "rewards_account": self.rewards.map(|k| kura_core::hex::encode(&k)),
+            "earnings": self.earnings(),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
-        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.admission)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The rewards account's key in `path` (64 hex digits, the format of `kura wallet`'s key
+/// files), made there (mode 0600) on first start: the operator spends what the relay earns
+/// with `kura wallet --key PATH`.
+pub fn rewards_account(path: &Path) -> Result<Key> {
+    use kura_core::ledger::Signer;
+    let seed: [u8; 32] = if path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        kura_core::hex::decode_array(text.trim())
+            .with_context(|| format!("{} is not a key file (64 hex digits)", path.display()))?
+    } else {
+        let seed: [u8; 32] = rand::random();
+        kura_p2p::docs::write_private(path, format!("{}\n", kura_core::hex::encode(&seed)).as_bytes())?;
+        tracing::info!(path = %path.display(), "rewards account made");
+        seed
+    };
+    Ok(kura_core::ledger::SigningKey::from_bytes(&seed).key())
 }

@@ -20,6 +20,7 @@
 
 use crate::unix_now;
 use anyhow::{Context, Result};
+use kura_core::farming::{Prices, RewardCertificate};
 use kura_core::ledger::{
     AccountState, AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest,
     LedgerResponse, Replica, Signed, SpendCap, StateAssembly, StateSummary, TransferId,
@@ -40,6 +41,8 @@ const CREDITED: u8 = 2;
 const BOTH: u8 = 3;
 /// An account's state adopted from its group (the entry is the state's encoding).
 const ADOPTED: u8 = 4;
+/// A reward certificate deposited (verified when it came; minted again on replay).
+const REWARDED: u8 = 5;
 
 /// A mint nobody holds the key of: relays started without `--ledger-mint` mint nothing.
 pub const NO_MINT: Key = [0xff; 32];
@@ -159,6 +162,8 @@ impl Ledger {
                 }
                 self.acknowledge(&mut st, signed)
             }
+            // Rewards need the relays' view of audit groups: see `Ledger::reward`.
+            LedgerRequest::Reward(_) => LedgerResponse::refused(&LedgerError::NotReplica),
             LedgerRequest::Apply(cert) => {
                 let t = &cert.signed.transfer;
                 let Some((from_group, serves_from)) = group_of(&t.from) else {
@@ -208,6 +213,43 @@ impl Ledger {
                 refusal.unwrap_or(LedgerResponse::Applied { debit, credit })
             }
         }
+    }
+
+    /// Mints a reward certificate into the account it names, once per relay and epoch
+    /// ([`Replica::deposit_reward`]), when this replica `serves` that account; `auditors` is
+    /// this relay's view of the rewarded relay's audit group for the certificate's epoch.
+    /// Journaled before the answer leaves.
+    pub fn reward(
+        &self,
+        cert: &RewardCertificate,
+        serves: bool,
+        auditors: &[Key],
+        prices: &Prices,
+    ) -> LedgerResponse {
+        if !serves {
+            return LedgerResponse::refused(&LedgerError::NotReplica);
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match st.replica.deposit_reward(cert, auditors, prices, &Ed25519) {
+            Ok(Applied::Done) => {
+                let req = LedgerRequest::Reward(Box::new(cert.clone()));
+                if let Err(e) = self.write(&mut st, REWARDED, &req) {
+                    tracing::error!("ledger journal: {e:#}");
+                }
+                LedgerResponse::Applied { debit: None, credit: Some(true) }
+            }
+            Ok(_) => LedgerResponse::Applied { debit: None, credit: Some(true) },
+            Err(e) => {
+                let mut detail = format!("the reward is refused: {e}");
+                detail.truncate(200);
+                LedgerResponse::Refused { code: LedgerError::NoQuorum { have: 0, need: 0 }.code(), detail }
+            }
+        }
+    }
+
+    /// The key this replica signs with (the relay's identity).
+    pub fn signer(&self) -> &IdentitySigner {
+        &self.signer
     }
 
     /// Adopts `state`, which `f + 1` members of the account's group gave alike, if it is
@@ -353,6 +395,9 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<Tran
         (CREDITED, Ok(LedgerRequest::Apply(c))) => {
             let _: Applied = r.apply_verified_credit(&c);
             return Some(c.signed.transfer.id());
+        }
+        (REWARDED, Ok(LedgerRequest::Reward(c))) => {
+            let _: Applied = r.credit_reward(&c);
         }
         (BOTH, Ok(LedgerRequest::Apply(c))) => {
             let _: Applied = r.apply_verified_credit(&c);

@@ -114,7 +114,8 @@ async fn run(cfg: Config) -> Result<()> {
             ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
         })),
         ledger: Arc::new(ledger),
-        farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?,
+        farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?
+            .with_rewards(kura_relay::farming::rewards_account(&cfg.rewards_key)?),
         history: Default::default(),
     });
 
@@ -141,6 +142,7 @@ async fn run(cfg: Config) -> Result<()> {
     let rounds = tokio::spawn(kura_relay::repair::run_rounds(ctx.clone()));
     let audits = tokio::spawn(kura_relay::repair::run_audits(ctx.clone()));
     let scrub = tokio::spawn(kura_relay::repair::run_scrub(ctx.clone()));
+    let epochs = tokio::spawn(kura_relay::epochs::run_epochs(ctx.clone()));
     let worker = tokio::spawn(kura_relay::repair::run_worker(ctx));
     let sampler = tokio::spawn(kura_relay::operator::run(shared.clone()));
     tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
@@ -157,6 +159,7 @@ async fn run(cfg: Config) -> Result<()> {
     audits.abort();
     scrub.abort();
     worker.abort();
+    epochs.abort();
     sampler.abort();
     let _ = stop_http.send(());
     let _ = http.await;

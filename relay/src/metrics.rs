@@ -65,6 +65,13 @@ pub struct Metrics {
     /// Stores admitted within the free allowance, and paid by postage.
     pub stores_free: Counter,
     pub stores_paid: Counter,
+    /// What this relay's epoch claims earned (credits deposited), and its epochs rewarded
+    /// and forfeited (a claim of paid shards that got no certificate).
+    pub credits_earned: Counter,
+    pub epochs_rewarded: Counter,
+    pub epochs_forfeited: Counter,
+    /// Other relays' epoch claims judged here, by outcome (signed, failed, refused).
+    pub epoch_audits: Family<Kind, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +128,10 @@ impl Metrics {
             reading_bytes: Gauge::default(),
             stores_free: Counter::default(),
             stores_paid: Counter::default(),
+            credits_earned: Counter::default(),
+            epochs_rewarded: Counter::default(),
+            epochs_forfeited: Counter::default(),
+            epoch_audits: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -199,6 +210,26 @@ impl Metrics {
         );
         r.register("stores_free", "Client stores admitted within the free allowance", m.stores_free.clone());
         r.register("stores_paid", "Client stores admitted paid by postage", m.stores_paid.clone());
+        r.register(
+            "credits_earned",
+            "Credits this relay's epoch rewards deposited",
+            m.credits_earned.clone(),
+        );
+        r.register(
+            "epochs_rewarded",
+            "Epochs whose reward certificate was deposited",
+            m.epochs_rewarded.clone(),
+        );
+        r.register(
+            "epochs_forfeited",
+            "Epochs claimed for paid shards that got no certificate",
+            m.epochs_forfeited.clone(),
+        );
+        r.register(
+            "epoch_audits",
+            "Other relays' epoch claims judged here, by outcome",
+            m.epoch_audits.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }

@@ -353,6 +353,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Prove { .. }) => "prove",
         Ok(Request::Report { .. }) => "report",
         Ok(Request::PaidStore { .. }) => "paid_store",
+        Ok(Request::EpochClaim(_)) => "epoch_claim",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -628,7 +629,19 @@ impl Node {
                 Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
                 _ => None,
             };
-            let resp = shared.ledger.handle(req, group_of);
+            let resp = match req {
+                Ok(LedgerRequest::Reward(cert)) => {
+                    let auditors: Vec<kura_core::ledger::Key> = kura_p2p::ledger::peer_of(&cert.relay)
+                        .map(|p| kura_p2p::ledger::audit_group(&p, cert.epoch, relays.iter().copied()))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(_, k)| k)
+                        .collect();
+                    let serves = group_of(&cert.account).is_some_and(|(_, member)| member);
+                    shared.ledger.reward(&cert, serves, &auditors, &shared.farming.config().prices)
+                }
+                req => shared.ledger.handle(req, group_of),
+            };
             if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
                 if shared.ledger.start_catch_up(account) {
                     let shared = shared.clone();
@@ -705,6 +718,9 @@ impl Node {
                 self.stores.take(&peer, (shard.len() + header.len()) as u64, now)
             }
             Request::Prove { .. } | Request::Report { .. } => self.proofs.take(&peer, 1, now),
+            // A claim costs its judge up to a thousand signature checks and sixteen
+            // challenges: as much of the sender's allowance as fifty proofs.
+            Request::EpochClaim(_) => self.proofs.take(&peer, 50, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -719,6 +735,16 @@ impl Node {
         let tx = self.done_tx.clone();
         let from_relay = lock_live(&shared).is_live(&peer);
         let me = *self.swarm.local_peer_id();
+        if let Request::EpochClaim(claim) = req {
+            // Judged as one of the sender's auditors: its samples are challenged over the
+            // network, so the answer comes later.
+            let ctx = crate::repair::Ctx { me, shared, net: self.sender() };
+            tokio::spawn(async move {
+                let resp = crate::epochs::judge(&ctx, peer, *claim).await;
+                let _ = tx.send((to, resp, kind)).await;
+            });
+            return;
+        }
         tokio::task::spawn_blocking(move || {
             let resp = match req {
                 r @ Request::Repair { .. } => shared.repair.order(&shared, &me, &peer, r),

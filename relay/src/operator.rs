@@ -1,9 +1,7 @@
 //! What the relay's operator sees of it over time: a sample of what it stores, the audits it
-//! answered, and the stores it took paid and unpaid, every minute for the last day, kept in
-//! memory (`GET /operator.json`, for the operator only; `GET /operator` draws it).
-//!
-//! Earnings are not sampled: relays do not earn yet (the epoch audits and rewards of
-//! `kura_core::farming` are not on the wire), and the page says so rather than show zeros.
+//! answered, the stores it took paid and unpaid and the credits its epochs earned, every
+//! minute for the last day, kept in memory (`GET /operator.json`, for the operator only;
+//! `GET /operator` draws it).
 
 use crate::node::Shared;
 use serde::Serialize;
@@ -31,6 +29,8 @@ pub struct Sample {
     pub stores_paid: u64,
     /// Paid stripes held (stamps kept).
     pub stamps: u64,
+    /// Credits this relay's epochs earned since it started.
+    pub earned: u64,
 }
 
 /// The samples of the last day.
@@ -73,6 +73,7 @@ pub fn sample(shared: &Shared) -> Sample {
         stores_free: m.stores_free.get(),
         stores_paid: m.stores_paid.get(),
         stamps: shared.farming.stamps() as u64,
+        earned: shared.farming.earnings().earned,
     }
 }
 
@@ -106,6 +107,7 @@ mod tests {
             stores_free: 0,
             stores_paid: 0,
             stamps: 0,
+            earned: 0,
         };
         for t in 0..(KEPT as u64 + 10) {
             h.push(s(t));

@@ -419,7 +419,7 @@ async fn sleep_or_never(d: Option<Duration>) {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     tokio::task::spawn_blocking(f).await.ok()
 }
 
@@ -783,7 +783,13 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
 /// loss; "not found" (it no longer holds it) withdraws the claim; no answer by the audit
 /// deadline is a timeout. `None`: no
 /// verdict (the peer could not be reached, which liveness deals with, or it was busy).
-async fn challenge(ctx: &Ctx, stripe: StripeId, header: &[u8], peer: PeerId, index: u8) -> Option<Verdict> {
+pub(crate) async fn challenge(
+    ctx: &Ctx,
+    stripe: StripeId,
+    header: &[u8],
+    peer: PeerId,
+    index: u8,
+) -> Option<Verdict> {
     let h = StripeHeader::parse(header).ok()?;
     let c = Challenge::new(&h, stripe, index, &peer.to_bytes(), rand::random())?;
     let req = c.request();

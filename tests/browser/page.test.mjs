@@ -250,7 +250,8 @@ test("the operator's page shows what relay 0 stores and the audits it answered",
   const shards = Number(await page.getByTestId('operator-shards').textContent());
   check(shards > 0, `relay 0 holds shards of the upload (${shards})`);
   check(await page.getByTestId('operator-error').isHidden(), 'the operator token opens it');
-  check((await page.getByTestId('operator-earnings').textContent()).includes('do not earn'), 'it says relays do not earn yet');
+  check((await page.getByTestId('operator-earnings').textContent()).includes('rewards.key'), 'it says where the rewards go');
+  check(/^\d+$/.test(await page.getByTestId('operator-earned').textContent()), 'it shows the credits earned');
   await page.screenshot({ path: join(outDir, 'operator.png'), fullPage: true });
   await ctx.close();
 });

@@ -142,3 +142,89 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     net.get_exact(&cap, &big, "renewed");
     eprintln!("farming: paid {cost} for {} slots, {paid} paid stores", terms.slots);
 }
+
+/// The relays' status of their epochs' earnings.
+fn earnings(net: &Net, i: usize) -> serde_json::Value {
+    net.relay(i).json("/status").unwrap()["farming"]["earnings"].clone()
+}
+
+#[test]
+fn relays_earn_for_paid_storage_their_auditors_proved() {
+    const EPOCH: &str = "15";
+    const PRICE: u64 = 1_000_000;
+    let keys = kura_tests::Scratch::new("earning-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let net = Net::start_with(
+        "earning",
+        6,
+        &["--ledger-mint", &mint_account, "--epoch", EPOCH, "--price", &PRICE.to_string()],
+    );
+    let dir = net.dir.path().to_owned();
+    let prices = kura_core::farming::Prices { price: PRICE, ..DEFAULT_PRICES };
+
+    // A paid upload: six 1 MiB chunks and the data map, one shard of each stripe on each of
+    // the six relays.
+    let (alice, alice_account) = new_key(keys.path(), "alice");
+    net.wallet(&mint, &["send", &alice_account, "10000000"]).unwrap();
+    let file = pseudo_random(6 * MIB, 7);
+    std::fs::write(dir.join("file"), &file).unwrap();
+    let list = dir.join("files.jsonl").display().to_string();
+    let (cap, _) = kura_paid(
+        &net,
+        &["put", &dir.join("file").display().to_string(), "--epoch", EPOCH, "--price", &PRICE.to_string()],
+        &alice.display().to_string(),
+        "20",
+        &list,
+    );
+    // Relay 5 loses every shard file behind its back.
+    let shards = dir.join("r5").join("store").join("shards");
+    let mut deleted = 0;
+    for sub in std::fs::read_dir(&shards).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+            deleted += 1;
+        }
+    }
+    assert!(deleted >= 7, "relay 5 held a shard of each stripe ({deleted} files)");
+
+    // Each other relay is rewarded for an epoch: its auditors (the other five) sampled its
+    // paid shards and a quorum signed; the certificate was deposited in its rewards account.
+    let rewarded = |i: usize| earnings(&net, i)["epochs_rewarded"].as_u64().unwrap_or(0) >= 1;
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(120), "relays 0-4 to be rewarded", || {
+        (0..5).all(rewarded).then_some(())
+    })
+    .unwrap();
+    for i in 0..5 {
+        let e = earnings(&net, i);
+        let status = net.relay(i).json("/status").unwrap();
+        let last = &e["last"];
+        let (shards, bytes, credits) = (
+            last["shards"].as_u64().unwrap(),
+            last["bytes"].as_u64().unwrap(),
+            last["credits"].as_u64().unwrap(),
+        );
+        // Every shard it holds is paid and was listed; the reward is the formula's.
+        assert_eq!(shards, status["shards"].as_u64().unwrap(), "relay {i}: {e}");
+        assert!(shards >= 7 && bytes >= 6 * 262_148, "relay {i}: {e}");
+        assert_eq!(credits, prices.reward(bytes), "relay {i}: {e}");
+        // The credits are in the relay's rewards account, spendable with `kura wallet`.
+        let earned = e["earned"].as_u64().unwrap();
+        let balance = net.balance(&dir.join(format!("r{i}")).join("rewards.key"));
+        assert!(balance >= earned && earned >= credits, "relay {i}: balance {balance}, {e}");
+        assert!(net.relay(i).metric("kura_credits_earned_total").unwrap() >= credits as f64);
+        eprintln!(
+            "earning: relay {i} earned {credits} for {shards} shards ({bytes} bytes) in epoch {}",
+            last["epoch"]
+        );
+    }
+    // Relay 5 earned nothing: its shards are gone (dropped by its scrub, or sampled by its
+    // auditors and failed).
+    let e = earnings(&net, 5);
+    eprintln!("earning: relay 5, whose shard files were deleted: {e}");
+    assert_eq!(e["earned"].as_u64(), Some(0), "{e}");
+    assert_eq!(net.balance(&dir.join("r5").join("rewards.key")), 0);
+    let signed: f64 =
+        net.live().map(|r| r.metric("kura_epoch_audits_total{kind=\"signed\"}").unwrap_or(0.0)).sum();
+    assert!(signed >= 20.0, "{signed} shares signed");
+    net.get_exact(&cap, &file, "earning");
+}

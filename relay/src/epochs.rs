@@ -1,0 +1,296 @@
+//! Epoch audits and rewards on the wire ([`kura_core::farming`] has the rules).
+//!
+//! **Claiming.** A moment after each epoch ends, the relay lists the paid shards it holds
+//! (its postage journal, less what the store no longer holds, with each stamp's burn once)
+//! in an [`EpochClaim`] and sends it to each member of its audit group for that epoch, as
+//! it sees the group. Each auditor answers a [`RewardShare`] or a refusal; with a quorum of
+//! shares for the amount the rules give, the relay makes a [`RewardCertificate`] and
+//! deposits it with the replicas of its rewards account (`LedgerRequest::Reward`), which
+//! check it against their own view of the group and mint it once.
+//!
+//! **Auditing.** A claim is taken only from a live relay, for an epoch that ended at most
+//! two epochs ago, by a member of the claimant's audit group in this relay's view, once per
+//! claimant and epoch (a repeat gets the same answer). It is checked whole
+//! ([`EpochClaim::inventory`]: burns, stamps, close-group membership); then
+//! [`kura_core::farming::EPOCH_SAMPLES`] of its shards, drawn here at random, are challenged
+//! with proofs of possession. Any failure refuses the share: the epoch is forfeited unless
+//! enough other auditors sign.
+
+use crate::farming::Claimed;
+use crate::node::{error, rank_among, CLOSE_GROUP_SLACK};
+use crate::repair::{blocking, challenge, Ctx};
+use crate::unix_now;
+use futures::StreamExt;
+use kura_core::audit::Verdict;
+use kura_core::farming::{
+    epoch_of, ClaimEntry, EpochAudit, EpochClaim, RewardCertificate, RewardShare, MAX_CLAIM_BATCHES,
+    MAX_CLAIM_ENTRIES,
+};
+use kura_core::ledger::{Ed25519, Key, LedgerRequest, LedgerResponse};
+use kura_core::wire::{ErrorCode, Request, Response};
+use kura_core::StripeId;
+use kura_p2p::ledger::{audit_group, group_of, key_of};
+use libp2p::PeerId;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Challenges one auditor has in flight for one claim.
+const SAMPLES_AT_ONCE: usize = 4;
+
+/// The relays this relay knows to be live, itself included: its view.
+pub fn view(ctx: &Ctx) -> Vec<PeerId> {
+    let mut live = ctx.shared.repair.liveness.lock().unwrap_or_else(|p| p.into_inner()).live();
+    live.push(ctx.me);
+    live
+}
+
+/// How long after an epoch's end its claim goes out: long enough that the auditors' clocks
+/// have crossed the boundary too.
+fn settle(epoch_secs: u64) -> Duration {
+    Duration::from_millis((epoch_secs * 1000 / 10).clamp(500, 30_000))
+}
+
+/// Claims each epoch's reward as it ends (spawn it).
+pub async fn run_epochs(ctx: Ctx) {
+    let secs = ctx.shared.farming.config().epoch_secs;
+    loop {
+        let now = unix_now();
+        let next = (now / secs + 1) * secs;
+        tokio::time::sleep(Duration::from_secs(next - now) + settle(secs)).await;
+        let epoch = epoch_of(unix_now(), secs).saturating_sub(1);
+        claim(&ctx, epoch).await;
+    }
+}
+
+/// Builds this relay's claim for `epoch`: every paid shard it holds (at most
+/// [`MAX_CLAIM_ENTRIES`], of at most [`MAX_CLAIM_BATCHES`] batches).
+fn build_claim(ctx: &Ctx, epoch: u64, account: Key) -> EpochClaim {
+    let postage = ctx.shared.farming.postage(epoch).unwrap_or_else(|e| {
+        tracing::error!("farming journal: {e:#}");
+        Vec::new()
+    });
+    let mut burns = HashMap::new();
+    let mut entries = Vec::new();
+    for p in postage {
+        if entries.len() >= MAX_CLAIM_ENTRIES {
+            break;
+        }
+        let stripe = p.stamp.stripe;
+        let Ok(held) = ctx.shared.store.holds(&[stripe]) else { continue };
+        let Some(&index) = held.first().and_then(|(_, idx)| idx.first()) else { continue };
+        let Ok(Some(header)) = ctx.shared.store.header(&stripe) else { continue };
+        if !burns.contains_key(&p.stamp.batch) {
+            if burns.len() >= MAX_CLAIM_BATCHES {
+                continue;
+            }
+            burns.insert(p.stamp.batch, p.burn);
+        }
+        entries.push(ClaimEntry { header, index, stamp: p.stamp });
+    }
+    EpochClaim { epoch, account, burns: burns.into_values().collect(), entries }
+}
+
+/// Claims `epoch`'s reward; returns the credits deposited.
+pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
+    let farming = &ctx.shared.farming;
+    let account = farming.rewards()?;
+    let me = key_of(&ctx.me)?;
+    let c = {
+        let ctx = ctx.clone();
+        blocking(move || build_claim(&ctx, epoch, account)).await?
+    };
+    if c.entries.is_empty() {
+        return None;
+    }
+    let shards = c.entries.len();
+    let bytes: u64 = c
+        .entries
+        .iter()
+        .filter_map(|e| kura_core::stripe::StripeHeader::parse(&e.header).ok())
+        .map(|h| h.shard_len() as u64)
+        .sum();
+    let prices = farming.config().prices;
+    let amount = prices.reward(bytes);
+    if amount == 0 {
+        // Too little to earn anything at these prices: no claim, no auditor's time.
+        return None;
+    }
+    let relays = view(ctx);
+    let group = audit_group(&ctx.me, epoch, relays.iter().copied());
+    let req = Request::EpochClaim(Box::new(c));
+    let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
+        let req = req.clone();
+        async move {
+            match ctx.net.request(*peer, req).await {
+                Ok(Response::Share(s)) if s.auditor == *key => Some(s),
+                Ok(Response::Error { code, detail }) => {
+                    tracing::info!(%peer, epoch, "epoch claim refused: {code}: {detail}");
+                    None
+                }
+                Ok(other) => {
+                    tracing::info!(%peer, epoch, "epoch claim answered {other:?}");
+                    None
+                }
+                Err(e) => {
+                    tracing::info!(%peer, epoch, "epoch claim unanswered: {e}");
+                    None
+                }
+            }
+        }
+    }))
+    .await;
+    let cert = RewardCertificate {
+        epoch,
+        relay: me,
+        account,
+        amount,
+        shares: answers.into_iter().flatten().collect(),
+    };
+    let keys: Vec<Key> = group.iter().map(|(_, k)| *k).collect();
+    let m = &ctx.shared.metrics;
+    if let Err(e) = cert.verify(&keys, &prices, &Ed25519) {
+        tracing::warn!(epoch, shards, "epoch forfeited: {e}");
+        farming.claimed(Claimed { epoch, shards, bytes, credits: 0 });
+        m.epochs_forfeited.inc();
+        return None;
+    }
+    let deposited = deposit(ctx, &cert, &relays).await;
+    if deposited {
+        tracing::info!(epoch, shards, credits = amount, "epoch rewarded");
+        farming.claimed(Claimed { epoch, shards, bytes, credits: amount });
+        m.epochs_rewarded.inc();
+        m.credits_earned.inc_by(amount);
+        Some(amount)
+    } else {
+        tracing::warn!(epoch, "reward certified but not deposited (too few replicas took it)");
+        farming.claimed(Claimed { epoch, shards, bytes, credits: 0 });
+        m.epochs_forfeited.inc();
+        None
+    }
+}
+
+/// Hands `cert` to the replicas of its account, twice at most for those that did not take
+/// it; whether a quorum of the group took it.
+async fn deposit(ctx: &Ctx, cert: &RewardCertificate, relays: &[PeerId]) -> bool {
+    let Some((group, members)) = group_of(&cert.account, relays.iter().copied()) else { return false };
+    let mut waiting = members;
+    let mut took = 0;
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let answers = futures::future::join_all(waiting.iter().map(|p| {
+            let req = LedgerRequest::Reward(Box::new(cert.clone()));
+            async move { (*p, ctx.net.ledger(*p, req).await) }
+        }))
+        .await;
+        waiting = Vec::new();
+        for (p, a) in answers {
+            match a {
+                Ok(LedgerResponse::Applied { credit: Some(true), .. }) => took += 1,
+                Ok(other) => {
+                    tracing::info!(peer = %p, "reward deposit answered {other:?}");
+                    waiting.push(p);
+                }
+                Err(e) => {
+                    tracing::info!(peer = %p, "reward deposit unanswered: {e}");
+                    waiting.push(p);
+                }
+            }
+        }
+        if waiting.is_empty() {
+            break;
+        }
+    }
+    took >= group.quorum
+}
+
+/// Judges `peer`'s claim as a member of its audit group: a [`Response::Share`], or a
+/// refusal with its reason.
+pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
+    let farming = &ctx.shared.farming;
+    let Some(relay) = key_of(&peer) else {
+        return error(ErrorCode::Malformed, "epoch claims are taken from relays with ed25519 ids only");
+    };
+    let secs = farming.config().epoch_secs;
+    let now = epoch_of(unix_now(), secs);
+    if claim.epoch >= now || claim.epoch + 2 < now {
+        return error(
+            ErrorCode::Unpaid,
+            format!(
+                "epoch {} is not claimable now (epoch {now}): claims come after their epoch ends",
+                claim.epoch
+            ),
+        );
+    }
+    let relays = view(ctx);
+    if !relays.contains(&peer) {
+        return error(ErrorCode::NotInGroup, "epoch claims are taken from live relays of this network");
+    }
+    let group = audit_group(&peer, claim.epoch, relays.iter().copied());
+    if !group.iter().any(|(p, _)| *p == ctx.me) {
+        return error(
+            ErrorCode::NotInGroup,
+            "this relay is not in the claimant's audit group for that epoch",
+        );
+    }
+    let epoch = claim.epoch;
+    if let Some(answer) = farming.judged(&relay, epoch) {
+        return answer;
+    }
+    let answer = audit(ctx, peer, relay, claim, relays).await;
+    let outcome = match &answer {
+        Response::Share(_) => "signed",
+        Response::Error { code: ErrorCode::Unpaid, .. } => "failed",
+        _ => "refused",
+    };
+    ctx.shared.metrics.epoch_audits.get_or_create(&crate::metrics::Kind { kind: outcome.into() }).inc();
+    if !matches!(&answer, Response::Error { code: ErrorCode::Internal, .. }) {
+        farming.judge(relay, epoch, &answer);
+    }
+    answer
+}
+
+async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: Vec<PeerId>) -> Response {
+    let prices = ctx.shared.farming.config().prices;
+    let epoch = claim.epoch;
+    let account = claim.account;
+    let checked = blocking(move || {
+        let group = |owner: &Key| group_of(owner, relays.iter().copied()).map(|(g, _)| g);
+        let member = |stripe: &StripeId, n: usize| rank_among(stripe, &peer, &relays) < n + CLOSE_GROUP_SLACK;
+        claim.inventory(&prices, group, member, &Ed25519)
+    })
+    .await;
+    let inv = match checked {
+        Some(Ok(inv)) => inv,
+        Some(Err(e)) => return error(ErrorCode::Unpaid, format!("the claim is refused: {e}")),
+        None => return error(ErrorCode::Internal, "relay stopping"),
+    };
+    let mut audit = EpochAudit::new(epoch, relay, inv.bytes, inv.shards.len());
+    let picks = rand::seq::index::sample(&mut rand::rng(), inv.shards.len(), audit.wanted());
+    let verdicts: Vec<Verdict> = futures::stream::iter(picks.into_iter().map(|i| inv.shards[i].clone()))
+        .map(|(header, index)| async move {
+            challenge(ctx, header.id(), &header.to_bytes(), peer, index).await.unwrap_or(Verdict::Lost)
+        })
+        .buffer_unordered(SAMPLES_AT_ONCE)
+        .collect()
+        .await;
+    for v in &verdicts {
+        audit.record(*v);
+    }
+    match audit.amount(&prices) {
+        Some(amount) => {
+            Response::Share(RewardShare::sign(ctx.shared.ledger.signer(), epoch, &relay, &account, amount))
+        }
+        None if verdicts.iter().all(|v| *v == Verdict::Pass) => {
+            error(ErrorCode::Unpaid, format!("{} shard bytes earn nothing at these prices", inv.bytes))
+        }
+        None => {
+            let failed = verdicts.iter().filter(|v| **v != Verdict::Pass).count();
+            error(
+                ErrorCode::Unpaid,
+                format!("{failed} of {} samples failed: the share is refused", verdicts.len()),
+            )
+        }
+    }
+}
