@@ -154,7 +154,7 @@ async fn bad_peers_get_error_codes_while_a_good_client_is_served() {
         assert_eq!(code_of(&bad.raw(garbage).await.unwrap()), Some(ErrorCode::Malformed), "round {round}");
         // A request kind from a newer protocol version.
         let mut newer = 3u32.to_be_bytes().to_vec();
-        newer.extend_from_slice(&[9, 0, 0]);
+        newer.extend_from_slice(&[100, 0, 0]);
         assert_eq!(code_of(&bad.raw(newer).await.unwrap()), Some(ErrorCode::UnsupportedVersion));
         // Oversized: refused from the prefix alone.
         let huge = ((MAX_FRAME_BODY + 1) as u32).to_be_bytes().to_vec();

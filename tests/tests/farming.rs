@@ -5,8 +5,12 @@
 //! it; a wallet that cannot cover the batch is refused before anything is sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use kura_client::net::{NetConfig, Network};
 use kura_core::farming::{terms_for, DEFAULT_EPOCH_SECS, DEFAULT_PRICES};
+use kura_core::farming::{EpochClaim, RewardCertificate, RewardShare};
+use kura_core::ledger::{LedgerRequest, LedgerResponse, Signer, SigningKey};
 use kura_core::testdata::pseudo_random;
+use kura_core::wire::{ErrorCode, Request, Response};
 use kura_tests::net::{kura, new_key, Net};
 
 const MIB: usize = 1 << 20;
@@ -245,5 +249,35 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     // refused by at least two (four signatures make its certificate).
     let (signed, failed) = (audits("signed"), audits("failed"));
     assert!(signed >= 20.0 && failed >= 2.0, "{signed} signed, {failed} failed");
+    // A stranger mints nothing: a certificate of shares signed by keys it made is refused by
+    // every replica, and its epoch claim (it is no relay) is refused unheard.
+    let epoch = e["last"]["epoch"].as_u64().unwrap();
+    let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let thief = SigningKey::from_bytes(&[77; 32]).key();
+    let relay5 = kura_p2p::ledger::key_of(&peers[5]).unwrap();
+    rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+        let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let amount = 1_000_000;
+        let shares = (0..16u8)
+            .map(|i| {
+                RewardShare::sign(&SigningKey::from_bytes(&[150 + i; 32]), epoch, &relay5, &thief, amount)
+            })
+            .collect();
+        let forged = RewardCertificate { epoch, relay: relay5, account: thief, amount, shares };
+        for p in &peers {
+            let a = client.ledger(*p, LedgerRequest::Reward(Box::new(forged.clone()))).await.unwrap();
+            assert!(matches!(a, LedgerResponse::Refused { .. }), "{a:?}");
+        }
+        let claim = EpochClaim { epoch, account: thief, burns: vec![], entries: vec![] };
+        let a = client.request(peers[0], Request::EpochClaim(Box::new(claim))).await.unwrap();
+        assert!(matches!(a, Response::Error { code: ErrorCode::NotInGroup, .. }), "{a:?}");
+        for p in &peers {
+            let a = client.ledger(*p, LedgerRequest::Account(thief)).await.unwrap();
+            let LedgerResponse::Account(v) = a else { panic!("{a:?}") };
+            assert!(v.balance == 0 && v.credits.is_empty(), "{v:?}");
+        }
+    });
     net.get_exact(&cap, &file, "earning");
 }
