@@ -131,6 +131,10 @@ pub enum Request {
     /// Answered [`Response::Share`] once the receiver's samples of them all passed, or
     /// [`ErrorCode::Unpaid`] with the reason.
     EpochClaim(Box<crate::farming::EpochClaim>),
+    /// The postage a relay keeps for a stripe: asked by a relay that now holds a shard of it
+    /// by a repair or a handover (it earns for the shard only with its stamp). Answered
+    /// [`Response::Postage`] or [`ErrorCode::NotFound`].
+    Postage { stripe: StripeId },
 }
 
 /// A relay's answer.
@@ -170,6 +174,8 @@ pub enum Response {
     },
     /// The answer to [`Request::EpochClaim`]: the auditor's signature on the reward.
     Share(crate::farming::RewardShare),
+    /// The answer to [`Request::Postage`].
+    Postage(Box<crate::farming::Postage>),
 }
 
 /// Why a request was refused. Travels as a `u16`.
@@ -479,7 +485,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 10;
+    const KINDS: u32 = 11;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -527,12 +533,13 @@ impl Message for Request {
             Request::Prove { .. } => Ok(()),
             Request::Report { holder, .. } => limit("peer id bytes", holder.len(), MAX_PEER_ID_LEN),
             Request::EpochClaim(claim) => claim.check(),
+            Request::Postage { .. } => Ok(()),
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 8;
+    const KINDS: u32 = 9;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -569,6 +576,7 @@ impl Message for Response {
                 limit("siblings", siblings.len(), crate::proof::MAX_PROOF_SIBLINGS)
             }
             Response::Share(_) => Ok(()),
+            Response::Postage(p) => p.check(),
         }
     }
 }

@@ -294,3 +294,45 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
         }
     }
 }
+
+/// Learns the postage of `stripe`, which this relay came to hold by a repair or a handover,
+/// from `peers` that hold it (the first that answers with postage that pays): without it the
+/// shard would earn nothing here. Returns whether the postage is known now.
+pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> bool {
+    let known = {
+        let shared = ctx.shared.clone();
+        blocking(move || shared.farming.postage_of(&stripe).ok().flatten().is_some()).await
+    };
+    if known != Some(false) {
+        return known.unwrap_or(false);
+    }
+    let header = {
+        let store = ctx.shared.store.clone();
+        blocking(move || store.header(&stripe)).await
+    };
+    let Some(Ok(Some(header))) = header else { return false };
+    let Ok(header) = kura_core::stripe::StripeHeader::parse(&header) else { return false };
+    let (n, shard_len) = (header.params().n(), header.shard_len());
+    for peer in peers.into_iter().filter(|p| *p != ctx.me).take(POSTAGE_ASKED) {
+        let postage = match ctx.net.request(peer, Request::Postage { stripe }).await {
+            Ok(Response::Postage(p)) if p.stamp.stripe == stripe => p,
+            // Unpaid stripes have none: asking on is no use.
+            Ok(Response::Error { code: ErrorCode::NotFound, .. }) => return false,
+            _ => continue,
+        };
+        let relays = view(ctx);
+        let shared = ctx.shared.clone();
+        match blocking(move || shared.farming.adopt(&postage, n, shard_len, || relays)).await {
+            Some(Ok(())) => {
+                tracing::debug!(%stripe, %peer, "postage of a repaired or handed-over shard learnt");
+                return true;
+            }
+            Some(Err(e)) => tracing::info!(%stripe, %peer, "postage refused: {e:#}"),
+            None => return false,
+        }
+    }
+    false
+}
+
+/// Holders asked for a stripe's postage at most.
+const POSTAGE_ASKED: usize = 4;

@@ -24,6 +24,8 @@ use std::sync::Mutex;
 
 /// Batch id ‖ slot (little-endian) → postage (postcard).
 const STAMPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps");
+/// Stripe id → its key in [`STAMPS`].
+const BY_STRIPE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps_by_stripe");
 
 /// The farming settings in effect.
 #[derive(Debug, Clone, Copy)]
@@ -224,8 +226,55 @@ impl Farming {
         let bytes = postcard::to_allocvec(postage)?;
         let w = db.begin_write()?;
         w.open_table(STAMPS)?.insert(key.as_slice(), bytes.as_slice())?;
+        w.open_table(BY_STRIPE)?.insert(postage.stamp.stripe.as_bytes().as_slice(), key.as_slice())?;
         w.commit()?;
         Ok(())
+    }
+
+    /// The postage kept for `stripe`, if any.
+    pub fn postage_of(&self, stripe: &StripeId) -> Result<Option<Postage>> {
+        let Some(db) = &self.journal else { return Ok(None) };
+        let r = db.begin_read()?;
+        let by_stripe = match r.open_table(BY_STRIPE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(key) = by_stripe.get(stripe.as_bytes().as_slice())? else { return Ok(None) };
+        let stamps = r.open_table(STAMPS)?;
+        let Some(bytes) = stamps.get(key.value())? else { return Ok(None) };
+        Ok(postcard::from_bytes::<Postage>(bytes.value()).ok().filter(|p| p.stamp.stripe == *stripe))
+    }
+
+    /// Takes `postage` for a stripe this relay came to hold by a repair or a handover (shards
+    /// of `shard_len` bytes, `n` of them), checked as a paid store's is and kept: its shard
+    /// then earns like one stored paid. `relays`: this relay's view, for the batch owner's
+    /// group.
+    pub fn adopt(
+        &self,
+        postage: &Postage,
+        n: usize,
+        shard_len: usize,
+        relays: impl FnOnce() -> Vec<PeerId>,
+    ) -> Result<()> {
+        let now = unix_now();
+        let epoch = kura_core::farming::epoch_of(now, self.cfg.epoch_secs);
+        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays()).map(|(g, _)| g);
+        let stripe = postage.stamp.stripe;
+        self.lock()
+            .admit(
+                &stripe,
+                shard_len as u64,
+                (n * shard_len) as u64,
+                &[0; 32],
+                Some(postage),
+                group,
+                now,
+                epoch,
+                &Ed25519,
+            )
+            .map_err(|e| anyhow::anyhow!("the postage does not pay: {e}"))?;
+        self.record(postage)
     }
 
     /// Admits a store of a shard of `shard_len` bytes of the stripe `stripe` (`n` shards)

@@ -354,6 +354,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Report { .. }) => "report",
         Ok(Request::PaidStore { .. }) => "paid_store",
         Ok(Request::EpochClaim(_)) => "epoch_claim",
+        Ok(Request::Postage { .. }) => "postage",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -721,6 +722,7 @@ impl Node {
             // A claim costs its judge up to a thousand signature checks and sixteen
             // challenges: as much of the sender's allowance as fifty proofs.
             Request::EpochClaim(_) => self.proofs.take(&peer, 50, now),
+            Request::Postage { .. } => self.proofs.take(&peer, 1, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -735,6 +737,13 @@ impl Node {
         let tx = self.done_tx.clone();
         let from_relay = lock_live(&shared).is_live(&peer);
         let me = *self.swarm.local_peer_id();
+        // A handover's receiver then asks its sender for the stripe's postage.
+        let handed = matches!(req, Request::Handover { .. }).then(|| {
+            (
+                crate::repair::Ctx { me, shared: shared.clone(), net: self.sender() },
+                tokio::runtime::Handle::current(),
+            )
+        });
         if let Request::EpochClaim(claim) = req {
             // Judged as one of the sender's auditors: its samples are challenged over the
             // network, so the answer comes later.
@@ -786,14 +795,27 @@ impl Node {
                         }
                         Ok(()) => {
                             let len = shard.len() as u64;
+                            let stripe = StripeId::of(&header);
                             let resp = serve(&*shared.store, &me, Request::Handover { header, shard });
                             if matches!(resp, Response::Stored { .. }) {
                                 shared.metrics.repair_bytes_in.inc_by(len);
+                                if let Some((ctx, rt)) = handed {
+                                    rt.spawn(async move {
+                                        crate::epochs::learn_postage(&ctx, stripe, vec![peer]).await;
+                                    });
+                                }
                             }
                             resp
                         }
                     }
                 }
+                Request::Postage { stripe } => match shared.farming.postage_of(&stripe) {
+                    Ok(Some(p)) => Response::Postage(Box::new(p)),
+                    Ok(None) => {
+                        error(ErrorCode::NotFound, format!("no postage is kept here for stripe {stripe}"))
+                    }
+                    Err(e) => error(ErrorCode::Internal, format!("farming journal: {e:#}")),
+                },
                 r => {
                     let resp = serve(&*shared.store, &me, r);
                     if let Response::Shards { shards, .. } = &resp {

@@ -984,6 +984,8 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut fetched = 0u64;
     let mut failures = Vec::new();
+    // Who gave shards: they hold the stripe, and so its postage if it is paid.
+    let mut gave = Vec::new();
     loop {
         for p in plan.poll(start.elapsed()) {
             let net = ctx.net.clone();
@@ -1000,6 +1002,7 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
         };
         match r {
             Ok(Response::Shards { shards, .. }) => {
+                gave.push(p);
                 for s in shards {
                     fetched += s.len() as u64;
                     if let Err(e) = asm.add_shard(s.into_vec()) {
@@ -1045,5 +1048,6 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     .await
     .ok_or_else(|| Later("rebuild task failed".into()))??;
     tracing::info!(stripe = %job.stripe, index = stored, fetched, "rebuilt a lost shard");
+    crate::epochs::learn_postage(ctx, job.stripe, gave).await;
     Ok(fetched)
 }

@@ -160,7 +160,7 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     let (mint, mint_account) = new_key(keys.path(), "mint");
     // Relays re-read their own shards at a byte a second: a lost shard file is found by
     // the auditors' samples, not by the holder's own scrub first.
-    let net = Net::start_with(
+    let mut net = Net::start_with(
         "earning",
         6,
         &[
@@ -279,5 +279,30 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
             assert!(v.balance == 0 && v.credits.is_empty(), "{v:?}");
         }
     });
+    // A seventh relay joins: it enters the close group of most stripes, the relay that
+    // left each group hands its shard over, and the newcomer learns the stripe's postage
+    // from the sender, so the shards it was handed earn there in the next epoch.
+    let seven = net.add();
+    let held_paid = || {
+        let s = net.relay(seven).json("/status").ok()?;
+        let stamps = s["farming"]["stamps"].as_u64()?;
+        (stamps >= 1 && s["shards"].as_u64()? >= stamps).then_some(stamps)
+    };
+    let stamps =
+        kura_tests::relay::wait_for(std::time::Duration::from_secs(240), "handovers to relay 6", held_paid)
+            .unwrap();
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(120), "relay 6's reward", || {
+        (earnings(&net, seven)["epochs_rewarded"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .unwrap();
+    let e = earnings(&net, seven);
+    let last = &e["last"];
+    let (shards, bytes, credits) = (
+        last["shards"].as_u64().unwrap(),
+        last["bytes"].as_u64().unwrap(),
+        last["credits"].as_u64().unwrap(),
+    );
+    assert!(shards >= 1 && credits == prices.reward(bytes), "{stamps} stamps: {e}");
+    eprintln!("earning: relay 6 joined, was handed {stamps} paid shards and earned {credits} for {shards}");
     net.get_exact(&cap, &file, "earning");
 }
