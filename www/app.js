@@ -20,7 +20,11 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * The worker's operations (worker.js): what a call sends, and what its answer carries.
  * @typedef {{
  *   connect: { args: { addrs: string[] }, done: { peerId: string } },
- *   put: { args: { file: File, private: boolean }, done: { cap: string } },
+ *   put: { args: { file: File, private: boolean, pay: Pay | null }, done: { cap: string, cost: string, paidUntil: number } },
+ *   quote: { args: { size: number, pay: Pay }, done: { cost: string, shardBytes: number, paidUntil: number } },
+ *   files: { args: {}, done: { files: KeptFile[] } },
+ *   forget: { args: { fileId: string }, done: object },
+ *   renew: { args: { fileId: string, pay: Pay }, done: { cost: string, paidUntil: number } },
  *   open: { args: { cap: string }, done: { info: FileInfo } },
  *   check: { args: { cap: string }, done: { health: Health } },
  *   walletAccount: { args: {}, done: { account: string } },
@@ -29,6 +33,15 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   read: { args: { cap: string, offset: number, length: number }, done: object },
  *   readBlob: { args: { cap: string, offset: number, length: number }, done: { blob: Blob } },
  * }} Ops
+ */
+/**
+ * How an upload is paid: epochs of the relays' length at their price (credits per GiB of
+ * shard bytes per epoch).
+ * @typedef {{ epochs: number, price: number, epochSecs: number }} Pay
+ */
+/**
+ * An upload this tab keeps (worker.js seals it in IndexedDB): paidUntil 0 when unpaid.
+ * @typedef {{ id: string, name: string, size: number, cap: string, cost: string, paidUntil: number }} KeptFile
  */
 /**
  * What the worker posts back about a call, by its id.
@@ -136,7 +149,72 @@ async function refreshWallet() {
   await connected;
   const { balance } = await call('walletBalance', {});
   $('wallet-balance').textContent = balance;
+  $('wallet-spent').textContent = localStorage.getItem('kura-spent') || '0';
+  const f = await farming;
+  $('wallet-free').textContent = fmtSize(Math.max(0, f.freePerPeer - freeUsed()));
+  $('wallet-price').textContent = `${f.price} credits per GiB of shards per ${f.epochSecs} s epoch`;
+  return BigInt(balance);
 }
+
+// ---- paying for storage ----
+// The relays' prices and free allowance, from the relay that served this page.
+const farming = fetch('/status').then(r => r.json()).then(s => ({
+  price: Number(s.farming.price), epochSecs: Number(s.farming.epoch_secs),
+  freePerPeer: Number(s.farming.free_bytes_per_peer),
+}));
+/** Days a paid upload is kept for. */
+const PAID_DAYS = 30;
+/** @returns {Promise<Pay>} */
+const payTerms = async () => {
+  const f = await farming;
+  return { epochs: Math.max(1, Math.ceil(PAID_DAYS * 86400 / f.epochSecs)), price: f.price, epochSecs: f.epochSecs };
+};
+/** Shard bytes of a file at 4 + 2 (what the free allowance counts). @param {number} size */
+const shardBytes = size => Math.ceil(size * 1.5);
+// Unpaid shard bytes this tab stored this hour (the relays' allowance is per peer, per hour).
+const hour = () => Math.floor(Date.now() / 3_600_000);
+function freeUsed() {
+  const u = JSON.parse(localStorage.getItem('kura-free') || '{"hour":0,"bytes":0}');
+  return u.hour === hour() ? u.bytes : 0;
+}
+/** @param {number} bytes */
+const useFree = bytes => localStorage.setItem('kura-free', JSON.stringify({ hour: hour(), bytes: freeUsed() + bytes }));
+/** @param {string} cost */
+const spend = cost => localStorage.setItem('kura-spent', String(BigInt(localStorage.getItem('kura-spent') || '0') + BigInt(cost)));
+
+// ---- your files ----
+/** @param {number} t Unix seconds */
+const fmtDate = t => new Date(t * 1000).toLocaleString();
+async function showFiles() {
+  const { files } = await call('files', {});
+  const list = $('files-list');
+  list.replaceChildren();
+  if (!files.length) list.textContent = 'Nothing yet.';
+  for (const f of files.sort((a, b) => a.name.localeCompare(b.name))) {
+    const row = document.createElement('div');
+    row.dataset.testid = 'file-row';
+    row.innerHTML = `<div class="meta"></div><div class="share"><input readonly>
+      <button class="secondary" data-testid="file-renew">Renew</button>
+      <button class="secondary" data-testid="file-forget">Forget</button></div>`;
+    const meta = /** @type {HTMLElement} */ (row.querySelector('.meta'));
+    meta.textContent = `${f.name} (${fmtSize(f.size)}): ` +
+      (f.paidUntil ? `paid ${f.cost} credits, kept until ${fmtDate(f.paidUntil)}` : 'free, kept while the allowance lasts');
+    /** @type {HTMLInputElement} */ (row.querySelector('input')).value = `${location.origin}/#${f.cap}`;
+    const [renew, forget] = /** @type {NodeListOf<HTMLButtonElement>} */ (row.querySelectorAll('button'));
+    renew.hidden = !f.paidUntil;
+    renew.onclick = async () => {
+      renew.disabled = true;
+      try {
+        const r = await call('renew', { fileId: f.id, pay: await payTerms() });
+        spend(r.cost);
+        await Promise.all([showFiles(), refreshWallet()]);
+      } catch (e) { showError(e); } finally { renew.disabled = false; }
+    };
+    forget.onclick = async () => { await call('forget', { fileId: f.id }); await showFiles(); };
+    list.append(row);
+  }
+}
+showFiles().catch(showError);
 call('walletAccount', {}).then(({ account }) => {
   $('wallet-address').textContent = account;
   refreshWallet().catch(showError);
@@ -230,7 +308,25 @@ async function store(file) {
   const start = performance.now();
   try {
     await connected;
-    const { cap } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked }, {
+    // What it costs, said before anything is sent; refused in words when neither the wallet
+    // nor the free allowance covers it.
+    const pay = await payTerms();
+    const quote = await call('quote', { size: file.size, pay });
+    const paying = /** @type {HTMLInputElement} */ ($('pay')).checked;
+    const cost = document.createElement('div');
+    cost.className = 'meta';
+    cost.dataset.testid = 'cost';
+    cost.textContent = paying ? `costs ${quote.cost} credits for ${PAID_DAYS} days` : `free (${fmtSize(shardBytes(file.size))} of the allowance); paid, it would cost ${quote.cost} credits for ${PAID_DAYS} days`;
+    el.append(cost);
+    if (paying) {
+      const balance = await refreshWallet();
+      if (balance < BigInt(quote.cost)) {
+        throw kuraError('unpaid', `This file costs ${quote.cost} credits for ${PAID_DAYS} days of storage and the wallet holds ${balance}.`);
+      }
+    } else if (shardBytes(file.size) > (await farming).freePerPeer - freeUsed()) {
+      throw kuraError('unpaid', `This file needs ${fmtSize(shardBytes(file.size))} of storage and about ${fmtSize(Math.max(0, (await farming).freePerPeer - freeUsed()))} of the free allowance is left this hour: pay from the wallet (${quote.cost} credits for ${PAID_DAYS} days).`);
+    }
+    const { cap, cost: paid } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked, pay: paying ? pay : null }, {
       progress: p => {
         const secs = (performance.now() - start) / 1000;
         const sentShare = p.sent ? p.confirmed / p.sent : 0;
@@ -244,6 +340,13 @@ async function store(file) {
     const secs = (performance.now() - start) / 1000;
     bar.style.width = '100%';
     status.textContent = `stored in ${secs.toFixed(1)} s (${(file.size / 1e6 / secs).toFixed(1)} MB/s)`;
+    if (paying) {
+      spend(paid);
+      cost.textContent = `paid ${paid} credits for ${PAID_DAYS} days`;
+    } else {
+      useFree(shardBytes(file.size));
+    }
+    Promise.all([showFiles(), refreshWallet()]).catch(showError);
     const link = `${location.origin}/#${cap}`;
     const share = document.createElement('div');
     share.className = 'share';
@@ -256,7 +359,8 @@ async function store(file) {
     };
     el.append(share);
   } catch (e) {
-    status.textContent = 'failed';
+    const d = errorData(e);
+    status.textContent = d.kind === 'unpaid' ? `refused: ${d.message}` : 'failed';
     showError(e);
   }
 }

@@ -2,7 +2,7 @@
 // Kura's client runs here, off the page's thread: the wasm pipeline and the libp2p swarm.
 // A Web Worker has no RTCPeerConnection, so it reaches relays over WebSocket. Checked by
 // tsc against the .d.ts wasm-bindgen writes (tests/browser/tsconfig.json).
-import init, { KuraClient, walletAccount } from './pkg/kura_client.js';
+import init, { KuraClient, walletAccount, uploadCost } from './pkg/kura_client.js';
 import { errorData, kuraError } from './messages.js';
 
 /** @type {KuraClient | null} */
@@ -32,8 +32,13 @@ const WALLET_DB = 'kura-wallet';
 /** @returns {Promise<IDBDatabase>} */
 function walletDb() {
   return new Promise((resolve, reject) => {
-    const req = indexedDB.open(WALLET_DB, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore('keys');
+    const req = indexedDB.open(WALLET_DB, 2);
+    req.onupgradeneeded = () => {
+      const names = req.result.objectStoreNames;
+      if (!names.contains('keys')) req.result.createObjectStore('keys');
+      // The tab's uploads ("your files"), each sealed under a key derived from the seed.
+      if (!names.contains('files')) req.result.createObjectStore('files');
+    };
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
@@ -61,6 +66,64 @@ function walletSeed() {
   return seedPromise;
 }
 
+/**
+ * Runs one request on a store of the wallet's database.
+ * @param {string} store @param {IDBTransactionMode} mode @param {(s: IDBObjectStore) => IDBRequest} f
+ * @returns {Promise<any>}
+ */
+async function inStore(store, mode, f) {
+  const db = await walletDb();
+  return new Promise((resolve, reject) => {
+    const req = f(db.transaction(store, mode).objectStore(store));
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+// ---- your files: what this tab uploaded, its links sealed under the wallet key ----
+// Each entry ({ name, size, link, cost, paidUntil }) is kept as AES-GCM ciphertext under a
+// key derived from the wallet seed (HKDF-SHA-256), so the links (read access to the files)
+// are not in IndexedDB in the clear.
+
+/** @type {Promise<CryptoKey> | null} */
+let filesKey = null;
+function sealingKey() {
+  filesKey ??= (async () => {
+    const base = await crypto.subtle.importKey('raw', new Uint8Array(await walletSeed()), 'HKDF', false, ['deriveKey']);
+    const info = new TextEncoder().encode('kura/files/v1');
+    return crypto.subtle.deriveKey({ name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array(32), info },
+      base, { name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+  })();
+  return filesKey;
+}
+
+/** @param {string} id @param {object} entry */
+async function keepFile(id, entry) {
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = await crypto.subtle.encrypt({ name: 'AES-GCM', iv }, await sealingKey(),
+    new TextEncoder().encode(JSON.stringify(entry)));
+  await inStore('files', 'readwrite', s => s.put({ iv, sealed }, id));
+}
+
+/** @typedef {{ id: string, name: string, size: number, cap: string, cost: string, paidUntil: number }} KeptFile */
+/** Every kept upload, opened, with its id. @returns {Promise<KeptFile[]>} */
+async function listFiles() {
+  const key = await sealingKey();
+  /** @type {IDBValidKey[]} */
+  const ids = await inStore('files', 'readonly', s => s.getAllKeys());
+  const out = [];
+  for (const id of ids) {
+    const { iv, sealed } = await inStore('files', 'readonly', s => s.get(id));
+    try {
+      const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv }, key, sealed);
+      out.push({ id, ...JSON.parse(new TextDecoder().decode(plain)) });
+    } catch {
+      // Sealed under another wallet's key: not this wallet's to show.
+    }
+  }
+  return out;
+}
+
 /** @param {number} id @returns {(p: object) => void} */
 const reporter = id => p => postMessage({ id, type: 'progress', p: { ...p, wasmBytes: wasmBytes() } });
 
@@ -72,8 +135,34 @@ onmessage = async ({ data: msg }) => {
       client = /** @type {KuraClient} */ (await KuraClient.connect(msg.addrs));
       postMessage({ id, type: 'done', peerId: client.peerId() });
     } else if (op === 'put') {
-      const cap = await connected().put(msg.file, msg.file.name, msg.file.type, msg.private, 4, 2, reporter(id));
-      postMessage({ id, type: 'done', cap });
+      const { file, pay } = msg;
+      const entry = { name: file.name, size: file.size, cost: '0', paidUntil: 0, cap: '' };
+      if (pay) {
+        const r = await connected().putPaid(file, file.name, file.type, msg.private, 4, 2, reporter(id),
+          await walletSeed(), pay.epochs, pay.price, pay.epochSecs);
+        Object.assign(entry, { cap: r.cap, cost: r.cost, paidUntil: r.paidUntil });
+      } else {
+        entry.cap = await connected().put(file, file.name, file.type, msg.private, 4, 2, reporter(id));
+      }
+      const fileId = Array.from(crypto.getRandomValues(new Uint8Array(8)), b => b.toString(16).padStart(2, '0')).join('');
+      await keepFile(fileId, entry);
+      postMessage({ id, type: 'done', cap: entry.cap, cost: entry.cost, paidUntil: entry.paidUntil });
+    } else if (op === 'quote') {
+      const q = /** @type {{ cost: string, shardBytes: number, paidUntil: number }} */ (
+        uploadCost(msg.size, 4, 2, msg.pay.epochs, msg.pay.price, msg.pay.epochSecs));
+      postMessage({ id, type: 'done', cost: q.cost, shardBytes: q.shardBytes, paidUntil: q.paidUntil });
+    } else if (op === 'files') {
+      postMessage({ id, type: 'done', files: await listFiles() });
+    } else if (op === 'forget') {
+      await inStore('files', 'readwrite', s => s.delete(msg.fileId));
+      postMessage({ id, type: 'done' });
+    } else if (op === 'renew') {
+      const [entry] = (await listFiles()).filter(f => f.id === msg.fileId);
+      if (!entry) throw kuraError('bad-request', 'that file is not in your list');
+      const r = await connected().renew(entry.cap, await walletSeed(), msg.pay.epochs, msg.pay.price, msg.pay.epochSecs);
+      const { id: fileId, ...kept } = entry;
+      await keepFile(fileId, { ...kept, cost: String(BigInt(kept.cost) + BigInt(r.cost)), paidUntil: r.paidUntil });
+      postMessage({ id, type: 'done', cost: r.cost, paidUntil: r.paidUntil });
     } else if (op === 'open') {
       const info = await connected().open(msg.cap);
       postMessage({ id, type: 'done', info });

@@ -199,7 +199,8 @@ impl KuraClient {
     }
 
     /// Encrypts, erasure-codes and uploads `blob`, reading it one chunk at a time; resolves
-    /// to the capability text. `k` + `m` relays must be reachable.
+    /// to the capability text. `k` + `m` relays must be reachable. Unpaid: within the
+    /// relays' free allowance.
     #[allow(clippy::too_many_arguments)]
     pub fn put(
         &self,
@@ -213,28 +214,71 @@ impl KuraClient {
     ) -> Promise {
         let net = self.net.clone();
         future_to_promise(async move {
-            let params = Params::new(k, m).map_err(|e| js_err(ErrorKind::BadRequest, e))?;
-            let secret = if private {
-                let mut s = [0u8; 32];
-                getrandom::fill(&mut s).map_err(|e| js_err(ErrorKind::Internal, e))?;
-                Secret::private(s)
-            } else {
-                Secret::public()
-            };
-            let enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() })
-                .map_err(describe)?;
-            let cfg = TransferConfig::default();
-            let progress = Rc::new(Progress::default());
-            let size = blob.size();
-            let meta = FileMeta { name, media_type };
-            let input = BlobInput { blob, offset: 0.0 };
-            let work = transfer::put(&net, &cfg, &progress, |stripes| {
-                transfer::encode_into(enc, input, meta, &progress, stripes)
-            });
-            let cap = alongside(work, report(on_progress, "uploading", size, progress.clone()))
-                .await
-                .map_err(describe)?;
+            let cap =
+                put_blob(&net, blob, FileMeta { name, media_type }, private, k, m, on_progress, None).await?;
             Ok(JsValue::from_str(&cap.to_string()))
+        })
+    }
+
+    /// [`put`](Self::put), paid from the wallet of `seed` (32 bytes, used here and not
+    /// kept): a batch for the file for `epochs` epochs of `epoch_secs` seconds at `price`
+    /// (credits per GiB of shard bytes per epoch, the relays' `/status` says both) is bought
+    /// first, then every stripe is stamped with it. Resolves to `{ cap, cost, batch,
+    /// paidUntil }` (cost a decimal string; paidUntil in Unix seconds). A wallet that cannot
+    /// cover the batch is refused before anything is sent.
+    #[wasm_bindgen(js_name = putPaid)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_paid(
+        &self,
+        blob: web_sys::Blob,
+        name: String,
+        media_type: String,
+        private: bool,
+        k: usize,
+        m: usize,
+        on_progress: Option<Function>,
+        seed: Vec<u8>,
+        epochs: u32,
+        price: f64,
+        epoch_secs: u32,
+    ) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let params = Params::new(k, m).map_err(|e| js_err(ErrorKind::BadRequest, e))?;
+            let (terms, prices) = pay_terms(blob.size() as u64, params, epochs, price, epoch_secs);
+            let (purse, _) =
+                crate::wallet::Purse::buy(&net, seed_key(&seed)?, terms, &prices).await.map_err(describe)?;
+            let purse = std::sync::Arc::new(purse);
+            let meta = FileMeta { name, media_type };
+            let cap = put_blob(&net, blob, meta, private, k, m, on_progress, Some(purse.clone())).await?;
+            Ok(paid(Some(&cap), purse.cost(), &purse, epoch_secs).into())
+        })
+    }
+
+    /// Pays again for the file behind `cap` (same link) from the wallet of `seed`, for
+    /// `epochs` more epochs: every stripe is read back and stored under a new batch.
+    /// Resolves to `{ cost, batch, paidUntil }`.
+    pub fn renew(&self, cap: String, seed: Vec<u8>, epochs: u32, price: f64, epoch_secs: u32) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let cap = Capability::parse(&cap).map_err(describe)?;
+            let owner = seed_key(&seed)?;
+            let mut cfg = TransferConfig::default();
+            let progress = Progress::default();
+            transfer::renew(&net, cap, &mut cfg, &progress, |len, root| {
+                let net = &net;
+                async move {
+                    let (terms, prices) = pay_terms(len, root.params(), epochs, price, epoch_secs);
+                    let (purse, _) = crate::wallet::Purse::buy(net, owner, terms, &prices)
+                        .await
+                        .map_err(|e| transfer::TransferError::Payment(e.to_string()))?;
+                    Ok(std::sync::Arc::new(purse))
+                }
+            })
+            .await
+            .map_err(describe)?;
+            let purse = cfg.purse.ok_or_else(|| js_err(ErrorKind::Internal, "no batch was bought"))?;
+            Ok(paid(None, purse.cost(), &purse, epoch_secs).into())
         })
     }
 
@@ -355,4 +399,87 @@ async fn alongside<T>(
         futures::future::Either::Left((t, _)) => t,
         futures::future::Either::Right(((), work)) => work.await,
     }
+}
+
+/// Uploads `blob` as a file (one chunk read at a time), paid by `purse` if given.
+#[allow(clippy::too_many_arguments)]
+async fn put_blob(
+    net: &Network,
+    blob: web_sys::Blob,
+    meta: FileMeta,
+    private: bool,
+    k: usize,
+    m: usize,
+    on_progress: Option<Function>,
+    purse: Option<std::sync::Arc<crate::wallet::Purse>>,
+) -> Result<Capability, JsValue> {
+    let params = Params::new(k, m).map_err(|e| js_err(ErrorKind::BadRequest, e))?;
+    let secret = if private {
+        let mut s = [0u8; 32];
+        getrandom::fill(&mut s).map_err(|e| js_err(ErrorKind::Internal, e))?;
+        Secret::private(s)
+    } else {
+        Secret::public()
+    };
+    let enc = Encoder::new(EncodeOptions { params, secret, ..EncodeOptions::default() }).map_err(describe)?;
+    let cfg = TransferConfig { purse, ..TransferConfig::default() };
+    let progress = Rc::new(Progress::default());
+    let size = blob.size();
+    let input = BlobInput { blob, offset: 0.0 };
+    let work = transfer::put(net, &cfg, &progress, |stripes| {
+        transfer::encode_into(enc, input, meta, &progress, stripes)
+    });
+    alongside(work, report(on_progress, "uploading", size, progress.clone())).await.map_err(describe)
+}
+
+/// The batch terms for a file of `len` bytes encoded with `params`, from this epoch for
+/// `epochs`, and the prices they are bought at.
+fn pay_terms(
+    len: u64,
+    params: Params,
+    epochs: u32,
+    price: f64,
+    epoch_secs: u32,
+) -> (kura_core::farming::BatchTerms, kura_core::farming::Prices) {
+    let now = (js_sys::Date::now() / 1000.0) as u64;
+    let first = kura_core::farming::epoch_of(now, u64::from(epoch_secs.max(1)));
+    let terms =
+        kura_core::farming::terms_for(len, kura_core::CHUNK_SIZE, params, first, u64::from(epochs.max(1)));
+    let prices =
+        kura_core::farming::Prices { price: price.max(0.0) as u64, ..kura_core::farming::DEFAULT_PRICES };
+    (terms, prices)
+}
+
+/// `{ cap?, cost, batch, paidUntil }` of a paid upload or renewal.
+fn paid(cap: Option<&Capability>, cost: u64, purse: &crate::wallet::Purse, epoch_secs: u32) -> Object {
+    let o = Object::new();
+    if let Some(cap) = cap {
+        set(&o, "cap", cap.to_string());
+    }
+    set(&o, "cost", cost.to_string());
+    set(&o, "batch", crate::wallet::hex(&purse.batch()));
+    set(&o, "paidUntil", (purse.terms().end_epoch() * u64::from(epoch_secs)) as f64);
+    o
+}
+
+/// What storing `size` bytes with `k` + `m` costs for `epochs` epochs of `epoch_secs`
+/// seconds at `price` credits per GiB of shard bytes per epoch, from now: `{ cost,
+/// shardBytes, paidUntil }` (cost a decimal string, shardBytes what the batch pays for,
+/// paidUntil in Unix seconds). What `putPaid` will charge, computed before anything is sent.
+#[wasm_bindgen(js_name = uploadCost)]
+pub fn upload_cost(
+    size: f64,
+    k: usize,
+    m: usize,
+    epochs: u32,
+    price: f64,
+    epoch_secs: u32,
+) -> Result<Object, JsValue> {
+    let params = Params::new(k, m).map_err(|e| js_err(ErrorKind::BadRequest, e))?;
+    let (terms, prices) = pay_terms(size.max(0.0) as u64, params, epochs, price, epoch_secs);
+    let o = Object::new();
+    set(&o, "cost", prices.cost(&terms).to_string());
+    set(&o, "shardBytes", (u64::from(terms.slots) * terms.slot_bytes) as f64);
+    set(&o, "paidUntil", (terms.end_epoch() * u64::from(epoch_secs)) as f64);
+    Ok(o)
 }

@@ -5,7 +5,9 @@
 // without reading the whole file; a health check proves every stripe whole; proofs of
 // possession verify in the page's wasm (and are timed); two tabs' wallets (keys kept in
 // each profile's IndexedDB) are funded by the devnet's test mint, pay each other and keep
-// their keys over a reload, and an overdraft is refused in words; the same download
+// their keys over a reload, and an overdraft is refused in words; a tab pays for an upload
+// (refused in words while its wallet is empty), keeps it in its files over a reload, renews
+// and forgets it; the same download
 // (and a check that sees two shards of each stripe missing) after killing 2 of the 6 relays; a page
 // that stays open while every relay is killed and started again uploads once more (its
 // client re-dials them); each kind of error a person can meet (too few relays, an
@@ -318,6 +320,65 @@ test('two tabs hold wallets, pay each other, and keep their keys over a reload',
   await balanceIs(a.page, '380');
   await a.ctx.close();
   await b.ctx.close();
+});
+
+test('a tab pays for an upload, keeps it in its files over a reload, renews and forgets it', async () => {
+  const { pageUrl } = net;
+  const { ctx, page } = await fresh();
+  await page.goto(pageUrl);
+  await page.waitForFunction(() => /^[0-9a-f]{64}$/.test(document.getElementById('wallet-address').textContent), null, { timeout: 60_000 });
+  const account = await page.getByTestId('wallet-address').textContent();
+  const progressText = () => page.evaluate(() => [...document.querySelectorAll('[data-testid=progress]')].map(e => e.textContent).join(' | '));
+  const balanceIs = async want => {
+    await page.getByTestId('wallet-refresh').click();
+    await page.waitForFunction(w => document.getElementById('wallet-balance').textContent === w, want, { timeout: 60_000 });
+  };
+  await page.waitForFunction(() => document.querySelector('[data-testid=files-list]').textContent.includes('Nothing yet'), null, { timeout: 60_000 });
+  // With nothing in the wallet a paid upload is refused in words, before anything is sent.
+  await page.getByTestId('pay').check();
+  const first = join(work, 'paid-1.bin');
+  writeFileSync(first, randomBytes(3 << 20));
+  await page.getByTestId('file-input').setInputFiles(first);
+  await page.waitForFunction(() => /refused/.test([...document.querySelectorAll('[data-testid=progress]')].map(e => e.textContent).join(' ')), null, { timeout: 60_000 });
+  const refusal = await progressText();
+  check(/costs \d+ credits for 30 days of storage and the wallet holds 0/.test(refusal), `an upload the wallet cannot pay is refused in words: "${refusal.slice(0, 100)}"`);
+  const quoted = Number(refusal.match(/costs (\d+) credits/)[1]);
+  // Funded by the devnet's test mint, the upload pays exactly what was quoted.
+  const mintKey = join(work, 'net', 'mint.key');
+  const funded = spawnSync(kuraBin, ['wallet', 'send', account, '100000', '--key', mintKey, '--bootstrap', pageUrl], { encoding: 'utf8' });
+  check(funded.status === 0, `the test mint funds the tab (${funded.stderr.trim().slice(0, 80)})`);
+  await balanceIs('100000');
+  const second = join(work, 'paid-2.bin');
+  writeFileSync(second, randomBytes(3 << 20));
+  await page.getByTestId('file-input').setInputFiles(second);
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=cost]')].some(e => /^paid \d+/.test(e.textContent)), null, { timeout: 120_000 });
+  const paidText = await page.evaluate(() => [...document.querySelectorAll('[data-testid=cost]')].map(e => e.textContent).find(t => /^paid/.test(t)));
+  const cost = Number(paidText.match(/^paid (\d+)/)[1]);
+  check(cost === quoted && cost > 0, `the upload cost what was quoted before it started (${cost} credits)`);
+  await balanceIs(String(100000 - cost));
+  check(await page.getByTestId('wallet-spent').textContent() === String(cost), 'the wallet shows what uploads spent');
+  check(await page.getByTestId('wallet-earned').textContent() === '0', 'and what this tab earned (nothing: tabs do not hold shards yet)');
+  const row = page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' });
+  await row.waitFor({ timeout: 60_000 });
+  check(/paid \d+ credits, kept until/.test(await row.textContent()), 'the paid upload is in your files, with its expiry');
+  // Kept over a reload (sealed in IndexedDB under the wallet key).
+  await page.reload();
+  await page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' }).waitFor({ timeout: 60_000 });
+  const link = await page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' }).locator('input').inputValue();
+  check(link.startsWith(`${new URL(pageUrl).origin}/#kura1`), 'its link is kept across a reload');
+  // Renewed: paid again, the same link.
+  await page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' }).getByTestId('file-renew').click();
+  await balanceIs(String(100000 - 2 * cost));
+  await page.waitForFunction(c => document.getElementById('wallet-spent').textContent === String(c), 2 * cost, { timeout: 60_000 });
+  check(true, `renewed for ${cost} more credits`);
+  await page.screenshot({ path: join(outDir, 'wallet-2-paid.png'), fullPage: true });
+  // Forgotten: gone from the list, and still gone after a reload.
+  await page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' }).getByTestId('file-forget').click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=files-list]').textContent.includes('paid-2.bin'), null, { timeout: 30_000 });
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('[data-testid=files-list]').textContent.includes('Nothing yet'), null, { timeout: 60_000 });
+  check(true, 'a forgotten file stays forgotten over a reload');
+  await ctx.close();
 });
 
 test('audio seeks by range reads', async () => {
