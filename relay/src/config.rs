@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// `kura-relay`: bootstrap, NAT traversal and long-term storage for the Kura network.
+/// `kura-relay status --data-dir DIR` tells what a running relay stores and earns.
 #[derive(Debug, Parser)]
 #[command(name = "kura-relay", version)]
 pub struct Flags {

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod operator;
 pub mod repair;
+pub mod status;
 pub mod store;
 
 /// Seconds since the Unix epoch (the ledger's spending windows, farming's epochs and free

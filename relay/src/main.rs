@@ -11,6 +11,16 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     kura_p2p::alloc::tune();
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("status") {
+        return match kura_relay::status::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kura-relay status: error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let flags = Flags::parse();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -123,6 +133,10 @@ async fn run(cfg: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http))?;
     let http_addr = listener.local_addr()?;
+    // Where `kura-relay status --data-dir` finds it.
+    let addr_file = kura_relay::status::addr_file(&cfg.data_dir);
+    std::fs::write(&addr_file, format!("{http_addr}\n"))
+        .with_context(|| format!("writing {}", addr_file.display()))?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let token = kura_relay::http::operator_token(&cfg.data_dir)?;
     let app = kura_relay::http::router(shared.clone(), cfg.www.clone(), &token);

@@ -233,6 +233,19 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
             "earning: relay {i} earned {credits} for {shards} shards ({bytes} bytes) in epoch {}",
             last["epoch"]
         );
+        // The operator's terminal says the same (a later epoch may have paid more since).
+        let relay = kura_tests::binary("kura-relay", "kura-relay").unwrap();
+        let dir_arg = dir.join(format!("r{i}")).display().to_string();
+        let out =
+            std::process::Command::new(relay).args(["status", "--data-dir", &dir_arg]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let said: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("earned: ")?.split(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        let account = status["farming"]["rewards_account"].as_str().unwrap();
+        assert!(said >= earned && text.contains(account) && text.contains("paid shards"), "{text}");
     }
     // Relay 5 earned nothing.
     let e = earnings(&net, 5);
