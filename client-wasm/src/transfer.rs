@@ -211,19 +211,32 @@ pub async fn upload_stripe(
     cfg: &TransferConfig,
     progress: &Progress,
 ) -> Result<Vec<(usize, PeerId)>, TransferError> {
-    let id = stripe.id();
-    let start = Instant::now();
-    let placement = |source| TransferError::Placement { stripe: id, source };
-    let mut put = StripePut::new(stripe.shard_count(), cfg.store_timeout);
     // One stamp for the stripe, on each of its shards.
     let postage = match &cfg.purse {
         None => None,
         Some(purse) => {
             let bytes = (stripe.shard_count() * stripe.shard(0).len()) as u64;
-            let p = purse.postage(id, bytes).ok_or(TransferError::Internal("the batch has no slot left"))?;
+            let p = purse
+                .postage(stripe.id(), bytes)
+                .ok_or(TransferError::Internal("the batch has no slot left"))?;
             Some(Box::new(p))
         }
     };
+    store_stripe(net, stripe, postage, cfg, progress).await
+}
+
+/// [`upload_stripe`] with the postage given (or none: unpaid).
+async fn store_stripe(
+    net: &Network,
+    stripe: &Stripe,
+    postage: Option<Box<kura_core::farming::Postage>>,
+    cfg: &TransferConfig,
+    progress: &Progress,
+) -> Result<Vec<(usize, PeerId)>, TransferError> {
+    let id = stripe.id();
+    let start = Instant::now();
+    let placement = |source| TransferError::Placement { stripe: id, source };
+    let mut put = StripePut::new(stripe.shard_count(), cfg.store_timeout);
     let mut lookups = FuturesUnordered::new();
     let mut pending = FuturesUnordered::new();
     loop {
@@ -391,46 +404,84 @@ pub fn stripes_of(cap: &Capability, map: &FileMap) -> Vec<StripeId> {
     ids
 }
 
-/// Stores the file behind `cap` anew, paid by `cfg.purse` (a renewal: the same stripes, so
-/// the same capability, under a new batch): each stripe is read back, rebuilt whole, and
-/// stored with its close group, whose relays keep the shard they hold and take the new
-/// stamp. `size` is called with the file's size and the root stripe's header before any
-/// stripe is stored (to buy the batch: `cfg.purse` is read after it returns). Returns the
-/// stripes stored and the file's size.
+/// What a renewal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewed {
+    /// Stripes of the file, all stamped with the new batch.
+    pub stripes: usize,
+    /// Of those, stripes whose close group took the new stamp alone (no shard moved).
+    pub by_stamp: usize,
+    /// The file's size.
+    pub size: u64,
+}
+
+/// Relays past the `n` closest asked to take a renewal's stamp (views of the group differ
+/// a little, as stores allow).
+const RESTAMP_SLACK: usize = 4;
+
+/// Pays again for the file behind `cap` with `cfg.purse` (a renewal: the same stripes, so
+/// the same capability, under a new batch). Each stripe's close group is first asked to
+/// keep the new stamp for the shards it holds (`Restamp`: a few hundred bytes per relay);
+/// a stripe fewer than `n` relays took it for is read back, rebuilt whole and stored again
+/// with the same stamp. `size` is called with the file's size and the root stripe's header
+/// before any stripe is stamped (to buy the batch: `cfg.purse` is read after it returns).
 pub async fn renew<F, Fut>(
     net: &Network,
     cap: Capability,
     cfg: &mut TransferConfig,
     progress: &Progress,
     size: F,
-) -> Result<(usize, u64), TransferError>
+) -> Result<Renewed, TransferError>
 where
     F: FnOnce(u64, kura_core::StripeHeader) -> Fut,
     Fut: std::future::Future<Output = Result<std::sync::Arc<crate::wallet::Purse>, TransferError>>,
 {
     let map = get(net, cap, Some((0, 0)), cfg, progress, |_| Ok(())).await?;
     let root = fetch_stripe(net, cap.root, cfg, progress).await?;
-    cfg.purse = Some(size(map.size, root.header().clone()).await?);
+    let n = root.header().params().n();
+    let purse = size(map.size, root.header().clone()).await?;
+    cfg.purse = Some(purse.clone());
     let cfg = &*cfg;
     let ids = stripes_of(&cap, &map);
     let count = ids.len();
     let mut root = Some(root);
-    let rebuilt = futures::stream::iter(ids).map(|id| {
+    let renewed = futures::stream::iter(ids).map(|id| {
         let first = if id == cap.root { root.take() } else { None };
+        let purse = purse.clone();
         async move {
+            // A full chunk's stripe fits any slot: the stamp is for the slot's bytes.
+            let postage = purse
+                .postage(id, purse.terms().slot_bytes)
+                .ok_or(TransferError::Internal("the batch has no slot left"))?;
+            if restamp(net, id, &postage, n).await {
+                return Ok(true);
+            }
             let asm = match first {
                 Some(a) => a,
                 None => fetch_stripe(net, id, cfg, progress).await?,
             };
             let stripe = asm.into_stripe().map_err(|e| TransferError::Decode(e.into()))?;
-            upload_stripe(net, &stripe, cfg, progress).await.map(|_| ())
+            store_stripe(net, &stripe, Some(Box::new(postage)), cfg, progress).await.map(|_| false)
         }
     });
-    let mut results = std::pin::pin!(rebuilt.buffer_unordered(cfg.stripes_in_flight.max(1)));
+    let mut results = std::pin::pin!(renewed.buffer_unordered(cfg.stripes_in_flight.max(1)));
+    let mut by_stamp = 0;
     while let Some(r) = results.next().await {
-        r?;
+        by_stamp += usize::from(r?);
     }
-    Ok((count, map.size))
+    Ok(Renewed { stripes: count, by_stamp, size: map.size })
+}
+
+/// Asks the relays closest to `stripe` to keep `postage` for the shard each holds; whether
+/// at least `n` did (no bytes of shards move).
+async fn restamp(net: &Network, stripe: StripeId, postage: &kura_core::farming::Postage, n: usize) -> bool {
+    let Ok(peers) = candidates(net, stripe, false).await else { return false };
+    let asked = peers.into_iter().take(n + RESTAMP_SLACK).map(|p| {
+        let req = Request::Restamp { postage: Box::new(postage.clone()) };
+        net.request(p, req)
+    });
+    let answers = futures::future::join_all(asked).await;
+    answers.iter().filter(|a| matches!(a, Ok(Response::Stored { .. }))).count() >= n
 }
 
 /// Stores every stripe of `stripes` (in any order, `cfg.stripes_in_flight` at a time) and

@@ -135,6 +135,11 @@ pub enum Request {
     /// by a repair or a handover (it earns for the shard only with its stamp). Answered
     /// [`Response::Postage`] or [`ErrorCode::NotFound`].
     Postage { stripe: StripeId },
+    /// A renewal that moves no shard: keep this postage (a stamp of a new batch) for the
+    /// shard of its stripe the receiver holds. Answered [`Response::Stored`] with the index
+    /// held, [`ErrorCode::NotFound`] when nothing of the stripe is held, or
+    /// [`ErrorCode::Unpaid`] when the postage does not pay.
+    Restamp { postage: Box<crate::farming::Postage> },
 }
 
 /// A relay's answer.
@@ -485,7 +490,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 11;
+    const KINDS: u32 = 12;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -534,6 +539,7 @@ impl Message for Request {
             Request::Report { holder, .. } => limit("peer id bytes", holder.len(), MAX_PEER_ID_LEN),
             Request::EpochClaim(claim) => claim.check(),
             Request::Postage { .. } => Ok(()),
+            Request::Restamp { postage } => postage.check(),
         }
     }
 }

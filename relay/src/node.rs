@@ -114,6 +114,33 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<Stripe
     Ok(h)
 }
 
+/// A renewal's new postage for a stripe held here (blocking): checked as a paid store's is
+/// and kept; no shard moves.
+fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Postage) -> Response {
+    let stripe = postage.stamp.stripe;
+    let held = match shared.store.holds(&[stripe]) {
+        Ok(h) => h,
+        Err(e) => return error(e.code(), e),
+    };
+    let Some(&index) = held.first().and_then(|(_, idx)| idx.first()) else {
+        return error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here"));
+    };
+    let header = match shared.store.header(&stripe).map(|h| h.map(|h| StripeHeader::parse(&h))) {
+        Ok(Some(Ok(h))) => h,
+        Ok(_) => return error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here")),
+        Err(e) => return error(e.code(), e),
+    };
+    let relays = || {
+        let mut live = lock_live(shared).live();
+        live.push(*me);
+        live
+    };
+    match shared.farming.adopt(postage, header.params().n(), header.shard_len(), relays) {
+        Ok(()) => Response::Stored { index },
+        Err(e) => error(ErrorCode::Unpaid, format!("{e:#}")),
+    }
+}
+
 /// Whether a client's store is paid for, or within the sender's free allowance
 /// ([`crate::farming`]); the refusal says which and what to do.
 fn admit_payment(
@@ -355,6 +382,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::PaidStore { .. }) => "paid_store",
         Ok(Request::EpochClaim(_)) => "epoch_claim",
         Ok(Request::Postage { .. }) => "postage",
+        Ok(Request::Restamp { .. }) => "restamp",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -722,7 +750,7 @@ impl Node {
             // A claim costs its judge up to a thousand signature checks and sixteen
             // challenges: as much of the sender's allowance as fifty proofs.
             Request::EpochClaim(_) => self.proofs.take(&peer, 50, now),
-            Request::Postage { .. } => self.proofs.take(&peer, 1, now),
+            Request::Postage { .. } | Request::Restamp { .. } => self.proofs.take(&peer, 1, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -809,6 +837,7 @@ impl Node {
                         }
                     }
                 }
+                Request::Restamp { postage } => restamp(&shared, &me, &postage),
                 Request::Postage { stripe } => match shared.farming.postage_of(&stripe) {
                     Ok(Some(p)) => Response::Postage(Box::new(p)),
                     Ok(None) => {

@@ -668,6 +668,15 @@ async fn strangers_store_nothing_beyond_the_free_allowance() {
     }
     let got = stranger.request(Request::Fetch { stripe: stripes[3].id() }).await.unwrap();
     assert!(matches!(got, Response::Error { code: ErrorCode::NotFound, .. }), "{got:?}");
+    // The same made-up postage as a renewal of a stripe the relay holds (no shard sent), and
+    // of one it does not: refused, and nothing is kept.
+    for (s, slot, code) in [(&stripes[0], 900, ErrorCode::Unpaid), (&stripes[3], 901, ErrorCode::NotFound)] {
+        let bytes = (s.shard_count() * s.shard(0).len()) as u64;
+        let postage = Postage { stamp: Stamp::sign(&owner, &batch, s.id(), slot, bytes), burn: burn.clone() };
+        let answer = stranger.request(Request::Restamp { postage: Box::new(postage) }).await.unwrap();
+        assert!(matches!(&answer, Response::Error { code: c, .. } if *c == code), "{answer:?}");
+    }
+    assert_eq!(r.json("/status").unwrap()["farming"]["stamps"].as_u64(), Some(0));
     // The relay serves everyone else: a fetch of what was kept, and another peer's store
     // within its own allowance.
     let kept = honest.request(Request::Fetch { stripe: stripes[0].id() }).await.unwrap();

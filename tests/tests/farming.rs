@@ -127,12 +127,16 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
         net.live().map(|r| r.json("/status").unwrap()["farming"]["stamps"].as_u64().unwrap()).sum()
     };
     let held = stamps_all(&net);
+    let stores_before = metric_sum(&net, "kura_stores_paid_total");
     let (_, stderr) = kura_paid(&net, &["renew", &cap], &key_arg, "48", &list);
     let renewal = DEFAULT_PRICES.cost(&kura_core::farming::BatchTerms { epochs: 48, ..terms });
+    // Every close group took the new stamp for the shards it holds: no shard moved.
     assert!(
-        stderr.contains(&format!("paid {renewal} credits")) && stderr.contains("renewed 13 stripes"),
+        stderr.contains(&format!("paid {renewal} credits"))
+            && stderr.contains("renewed 13 stripes (13 by stamp alone"),
         "{stderr}"
     );
+    assert_eq!(metric_sum(&net, "kura_stores_paid_total"), stores_before, "no shard was stored again");
     assert_eq!(net.balance(&alice), 100_000 - cost - renewal);
     assert!(stamps_all(&net) >= held + 13 * 6, "every shard of the 13 stripes stamped again");
     let ls = kura(&["ls", "--files", &list]);

@@ -164,7 +164,7 @@ pub async fn renew(capability: &str, bootstrap: &[String], pay: super::Pay) -> R
     let net = connect(bootstrap).await?;
     let mut cfg = TransferConfig::default();
     let progress = Progress::default();
-    let (stripes, size) = transfer::renew(&net, cap, &mut cfg, &progress, |len, root| {
+    let renewed = transfer::renew(&net, cap, &mut cfg, &progress, |len, root| {
         let (net, pay, key) = (&net, &pay, &key);
         async move {
             let opts = kura_core::EncodeOptions { params: root.params(), ..Default::default() };
@@ -176,9 +176,12 @@ pub async fn renew(capability: &str, bootstrap: &[String], pay: super::Pay) -> R
     })
     .await?;
     let name = list_name(&pay, &cap).unwrap_or_default();
-    let e = entry(name, size, &cap, cfg.purse.as_deref(), &pay);
+    let e = entry(name, renewed.size, &cap, cfg.purse.as_deref(), &pay);
     list(&e, &pay);
-    eprintln!("renewed {stripes} stripes");
+    eprintln!(
+        "renewed {} stripes ({} by stamp alone, the rest stored again)",
+        renewed.stripes, renewed.by_stamp
+    );
     Ok(())
 }
 
