@@ -569,3 +569,64 @@ fn an_auditor_takes_a_claim_whole_or_refuses_it() {
     big.entries = vec![claim.entries[0].clone(); MAX_CLAIM_ENTRIES + 1];
     assert!(big.check().is_err());
 }
+
+#[test]
+fn epoch_messages_on_the_wire() {
+    use crate::ledger::{ack_message, Ack, LedgerRequest};
+    use crate::wire::{Message, Request, Response};
+    // A burn acknowledged by 16 replicas, and claims of real 4 + 2 stripes' headers.
+    let owner = signer(1);
+    let t = BatchTerms { first_epoch: 10, epochs: 5, ..terms() };
+    let signed = burn(&owner, t, PRICES.cost(&t)).sign(&owner);
+    let tr = signed.transfer.clone();
+    let msg = ack_message(&tr.from, tr.seq, &tr.id());
+    let acks =
+        (0..16u8).map(|n| Ack { replica: signer(50 + n).key(), sig: signer(50 + n).sign(&msg) }).collect();
+    let cert = Certificate { signed, acks };
+    let s = stripe(1);
+    let entry = ClaimEntry {
+        header: s.header_bytes().to_vec(),
+        index: 0,
+        stamp: Stamp::sign(&owner, &tr.id(), s.id(), 0, 6 * MIB),
+    };
+    let claim = |entries: usize, burns: usize| {
+        let c = EpochClaim {
+            epoch: 12,
+            account: signer(8).key(),
+            burns: vec![cert.clone(); burns],
+            entries: vec![entry.clone(); entries],
+        };
+        Request::EpochClaim(Box::new(c)).frame_len()
+    };
+    let (base, per_entry, per_burn) = (claim(0, 0), claim(1, 0) - claim(0, 0), claim(0, 1) - claim(0, 0));
+    let share = Response::Share(RewardShare::sign(&signer(100), 12, &signer(7).key(), &signer(8).key(), 5))
+        .frame_len();
+    let shares =
+        auditors().iter().map(|a| RewardShare::sign(a, 12, &signer(7).key(), &signer(8).key(), 5)).collect();
+    let rc =
+        RewardCertificate { epoch: 12, relay: signer(7).key(), account: signer(8).key(), amount: 5, shares };
+    let deposit = LedgerRequest::Reward(Box::new(rc)).encode().len() + 4;
+    // A challenge and its proof for a 256 KiB shard: the same sizes the repair audits use.
+    let (challenge, proof) = (70 + 4, 4 + 1 + 1024 + 2 + 32 * 9 + 4);
+    println!("epoch claim: {base} bytes + {per_entry} per paid shard + {per_burn} per batch (16 acks)");
+    println!("share: {share} bytes; reward deposit (16 shares): {deposit} bytes per replica");
+    for (shards, batches) in [(100usize, 10usize), (1024, 64)] {
+        let out = AUDIT_GROUP * claim(shards, batches);
+        let audits = AUDIT_GROUP * EPOCH_SAMPLES * (challenge + proof);
+        let deposits = crate::ledger::REPLICAS * deposit;
+        println!(
+            "a relay with {shards} paid shards of {batches} batches, per epoch: claims {} KiB out, \
+             samples {} KiB answered, shares {} KiB in, deposits {} KiB out (and as much again as an \
+             auditor of 16 others)",
+            out / 1024,
+            audits / 1024,
+            AUDIT_GROUP * share / 1024,
+            deposits / 1024
+        );
+    }
+    // A header of 4 + 2 shard addresses and a stamp: under 500 bytes a shard.
+    assert!(
+        per_entry < 500 && per_burn < 2000 && share < 150 && deposit < 2 * 1024,
+        "{per_entry} {per_burn}"
+    );
+}
