@@ -140,6 +140,17 @@ pub enum Request {
     /// held, [`ErrorCode::NotFound`] when nothing of the stripe is held, or
     /// [`ErrorCode::Unpaid`] when the postage does not pay.
     Restamp { postage: Box<crate::farming::Postage> },
+    /// From a donating tab: it holds shard `index` of each stripe listed and is reachable
+    /// through the relay `via` (a peer id's bytes: a circuit reservation there). Kept in
+    /// memory with an expiry ([`crate::donation::Announcements`]); answered
+    /// [`Response::Held`] with the announcements kept.
+    Announce {
+        #[serde(with = "serde_bytes")]
+        via: Vec<u8>,
+        shards: Vec<(StripeId, u8)>,
+    },
+    /// The donating tabs known to hold shards of a stripe: answered [`Response::Holders`].
+    Holders { stripe: StripeId },
 }
 
 /// A relay's answer.
@@ -181,7 +192,25 @@ pub enum Response {
     Share(crate::farming::RewardShare),
     /// The answer to [`Request::Postage`].
     Postage(Box<crate::farming::Postage>),
+    /// The answer to [`Request::Holders`].
+    Holders { holders: Vec<TabHolder> },
 }
+
+/// A donating tab that holds shard `index` of a stripe, reachable through the relay `via`
+/// (both peer ids' bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TabHolder {
+    #[serde(with = "serde_bytes")]
+    pub tab: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub via: Vec<u8>,
+    pub index: u8,
+}
+
+/// Most shards one [`Request::Announce`] lists.
+pub const MAX_ANNOUNCED: usize = 256;
+/// Most tabs one [`Response::Holders`] names.
+pub const MAX_TAB_HOLDERS: usize = 64;
 
 /// Why a request was refused. Travels as a `u16`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -490,7 +519,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 12;
+    const KINDS: u32 = 14;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -540,12 +569,17 @@ impl Message for Request {
             Request::EpochClaim(claim) => claim.check(),
             Request::Postage { .. } => Ok(()),
             Request::Restamp { postage } => postage.check(),
+            Request::Announce { via, shards } => {
+                limit("peer id bytes", via.len(), MAX_PEER_ID_LEN)?;
+                limit("announced shards", shards.len(), MAX_ANNOUNCED)
+            }
+            Request::Holders { .. } => Ok(()),
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 9;
+    const KINDS: u32 = 10;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -583,6 +617,13 @@ impl Message for Response {
             }
             Response::Share(_) => Ok(()),
             Response::Postage(p) => p.check(),
+            Response::Holders { holders } => {
+                limit("tab holders", holders.len(), MAX_TAB_HOLDERS)?;
+                holders.iter().try_for_each(|h| {
+                    limit("peer id bytes", h.tab.len(), MAX_PEER_ID_LEN)?;
+                    limit("peer id bytes", h.via.len(), MAX_PEER_ID_LEN)
+                })
+            }
         }
     }
 }

@@ -234,6 +234,8 @@ pub struct StoreClient {
     task: Handle<Cmd>,
     /// The relay's peer id.
     pub peer: PeerId,
+    /// This client's own peer id.
+    pub local: PeerId,
     half: Arc<HalfCounts>,
 }
 
@@ -338,8 +340,9 @@ impl StoreClient {
         }
         let (task, commands) = crate::task::channel(64);
         let driver = Driver { peer, half: half.clone(), pending: Outstanding::default() };
+        let local = *swarm.local_peer_id();
         tokio::spawn(crate::task::run(swarm, commands, driver));
-        Ok(Self { task, peer, half })
+        Ok(Self { task, peer, local, half })
     }
 
     async fn call(&self, cmd: impl FnOnce(Reply) -> Cmd) -> Result<Response> {

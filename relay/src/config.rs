@@ -94,6 +94,9 @@ pub struct Flags {
     /// What storage costs: ledger units per GiB of shard bytes per epoch. Default 1000.
     #[arg(long)]
     pub price: Option<u64>,
+    /// Seconds a donating tab's announcement stands unless the tab refreshes it. Default 600.
+    #[arg(long)]
+    pub tab_ttl: Option<f64>,
     /// The key file of the account this relay's rewards are paid into (64 hex digits, as
     /// `kura wallet new` makes). Default DATA_DIR/rewards.key, made on first start.
     #[arg(long)]
@@ -135,6 +138,7 @@ pub struct FileConfig {
     pub free_bytes_total: Option<String>,
     pub price: Option<u64>,
     pub rewards_key: Option<PathBuf>,
+    pub tab_ttl: Option<f64>,
 }
 
 /// How long a group waits for an unreachable member by default: two hours. The simulator's
@@ -168,6 +172,8 @@ pub struct Config {
     pub farming: crate::farming::FarmingConfig,
     /// The rewards account's key file.
     pub rewards_key: PathBuf,
+    /// Limits of donating tabs' announcements.
+    pub tabs: kura_core::donation::Limits,
 }
 
 /// A 32-byte key in 64 hex digits.
@@ -245,7 +251,12 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../www")));
         let rewards_key =
             flags.rewards_key.or(file.rewards_key).unwrap_or_else(|| data_dir.join("rewards.key"));
+        let tabs = kura_core::donation::Limits {
+            ttl: seconds("--tab-ttl", flags.tab_ttl.or(file.tab_ttl).unwrap_or(600.0))?,
+            ..Default::default()
+        };
         Ok(Self {
+            tabs,
             rewards_key,
             data_dir,
             listen,

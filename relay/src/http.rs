@@ -196,6 +196,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     s.metrics.shards_held.set(u.shards as i64);
     s.metrics.bytes_held.set(u.bytes as i64);
     s.metrics.quota_bytes.set(u.quota.min(i64::MAX as u64) as i64);
+    tabs(&s);
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         s.metrics.encode(),
@@ -219,7 +220,16 @@ async fn status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         "bytes": u.bytes,
         "quota": u.quota,
         "farming": s.farming.status(),
+        "tabs": tabs(&s),
     }))
+}
+
+/// Donating tabs known here (and the gauges set to match).
+fn tabs(s: &Shared) -> serde_json::Value {
+    let (tabs, announcements) = s.tabs.counts();
+    s.metrics.tabs_known.set(tabs as i64);
+    s.metrics.tab_announcements.set(announcements as i64);
+    serde_json::json!({ "known": tabs, "announcements": announcements })
 }
 
 /// What the last repair round saw: stripes by live shards, the under-replicated ones

@@ -13,6 +13,7 @@
 //! `kura-p2p`, shared with the client.
 
 pub mod config;
+pub mod donation;
 pub mod epochs;
 pub mod farming;
 pub mod http;

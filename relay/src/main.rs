@@ -127,6 +127,7 @@ async fn run(cfg: Config) -> Result<()> {
         farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?
             .with_rewards(kura_relay::farming::rewards_account(&cfg.rewards_key)?),
         history: Default::default(),
+        tabs: kura_relay::donation::Tabs::new(cfg.tabs),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)

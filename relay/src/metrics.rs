@@ -72,6 +72,9 @@ pub struct Metrics {
     pub epochs_forfeited: Counter,
     /// Other relays' epoch claims judged here, by outcome (signed, failed, refused).
     pub epoch_audits: Family<Kind, Counter>,
+    /// Donating tabs with announcements kept here, and the announcements (set when read).
+    pub tabs_known: Gauge,
+    pub tab_announcements: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,6 +135,8 @@ impl Metrics {
             epochs_rewarded: Counter::default(),
             epochs_forfeited: Counter::default(),
             epoch_audits: Family::default(),
+            tabs_known: Gauge::default(),
+            tab_announcements: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -230,6 +235,8 @@ impl Metrics {
             "Other relays' epoch claims judged here, by outcome",
             m.epoch_audits.clone(),
         );
+        r.register("tabs_known", "Donating tabs with announcements kept here", m.tabs_known.clone());
+        r.register("tab_announcements", "Shards donating tabs announced here", m.tab_announcements.clone());
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }

@@ -225,6 +225,8 @@ pub struct Shared {
     pub ledger: Arc<crate::ledger::Ledger>,
     pub farming: crate::farming::Farming,
     pub history: crate::operator::History,
+    /// Donating tabs' announcements (memory only).
+    pub tabs: crate::donation::Tabs,
 }
 
 impl std::fmt::Debug for dyn ShardStore {
@@ -383,6 +385,8 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::EpochClaim(_)) => "epoch_claim",
         Ok(Request::Postage { .. }) => "postage",
         Ok(Request::Restamp { .. }) => "restamp",
+        Ok(Request::Announce { .. }) => "announce",
+        Ok(Request::Holders { .. }) => "holders",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -750,7 +754,11 @@ impl Node {
             // A claim costs its judge up to a thousand signature checks and sixteen
             // challenges: as much of the sender's allowance as fifty proofs.
             Request::EpochClaim(_) => self.proofs.take(&peer, 50, now),
-            Request::Postage { .. } | Request::Restamp { .. } => self.proofs.take(&peer, 1, now),
+            Request::Postage { .. } | Request::Restamp { .. } | Request::Holders { .. } => {
+                self.proofs.take(&peer, 1, now)
+            }
+            // An index lookup per shard announced.
+            Request::Announce { shards, .. } => self.proofs.take(&peer, 1 + shards.len() as u64 / 16, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -838,6 +846,20 @@ impl Node {
                     }
                 }
                 Request::Restamp { postage } => restamp(&shared, &me, &postage),
+                Request::Announce { via, shards } => match PeerId::from_bytes(&via) {
+                    Ok(via) => {
+                        let held = |stripe: &StripeId| {
+                            let idx = shared.store.holds(&[*stripe]).ok()?;
+                            idx.first()?;
+                            let header = shared.store.header(stripe).ok()??;
+                            Some(StripeHeader::parse(&header).ok()?.params().n())
+                        };
+                        let kept = shared.tabs.announce(peer, via, &shards, held);
+                        Response::Held { held: kept.into_iter().map(|(s, i)| (s, vec![i].into())).collect() }
+                    }
+                    Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),
+                },
+                Request::Holders { stripe } => Response::Holders { holders: shared.tabs.holders(&stripe) },
                 Request::Postage { stripe } => match shared.farming.postage_of(&stripe) {
                     Ok(Some(p)) => Response::Postage(Box::new(p)),
                     Ok(None) => {

@@ -365,3 +365,51 @@ async fn sigterm_finishes_writes_in_flight_and_keeps_every_acknowledged_shard() 
     let files = walk(&data.join("store").join("shards"));
     assert_eq!(files.len() as u64, status["shards"].as_u64().unwrap(), "no orphan or partial files");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn donating_tabs_announce_what_they_hold_and_announcements_expire() {
+    let dir = Scratch::new("relay-tabs").unwrap();
+    let r = spawn(&dir.path().join("r"), &["--tab-ttl", "3"]);
+    let uploader = client(&r, "/tcp/").await;
+    let held = stripe(100_000, 31);
+    let other = stripe(100_000, 32);
+    store_one(&uploader, &held, 0).await;
+    // A tab (here a native peer playing one) says it holds shard 2 of the stripe and is
+    // reachable through this relay; a second shard of the stripe, and a shard of a stripe
+    // this relay does not hold, are not kept.
+    let tab = client(&r, "/tcp/").await;
+    let via = r.peer_id.parse::<libp2p::PeerId>().unwrap().to_bytes();
+    let announce = |shards: Vec<(StripeId, u8)>| Request::Announce { via: via.clone(), shards };
+    let kept =
+        tab.request(announce(vec![(held.id(), 2), (held.id(), 3), (other.id(), 1), (held.id(), 9)])).await;
+    assert_eq!(kept.unwrap(), Response::Held { held: vec![(held.id(), vec![2].into())] });
+    // A reader asks who holds the stripe: the tab, its index, the relay it is reached through.
+    let reader = client(&r, "/tcp/").await;
+    let holders = || async { reader.request(Request::Holders { stripe: held.id() }).await.unwrap() };
+    let Response::Holders { holders: found } = holders().await else { panic!("not holders") };
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].tab.as_slice(), found[0].via.as_slice(), found[0].index),
+        (tab.local.to_bytes().as_slice(), via.as_slice(), 2)
+    );
+    let st = r.json("/status").unwrap();
+    assert_eq!(
+        (st["tabs"]["known"].as_u64(), st["tabs"]["announcements"].as_u64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
+    assert_eq!(r.metric("kura_tabs_known").unwrap(), 1.0);
+    // Bad input: a `via` that is no peer id.
+    let bad = tab.request(Request::Announce { via: vec![1, 2, 3], shards: vec![] }).await.unwrap();
+    assert_eq!(code_of(&bad), Some(ErrorCode::Malformed));
+    // Not refreshed, the announcement expires (3 s) and the reader finds no tab.
+    wait_for(Duration::from_secs(30), "the announcement to expire", || {
+        let rt = tokio::runtime::Handle::current();
+        let found = tokio::task::block_in_place(|| rt.block_on(holders()));
+        (found == Response::Holders { holders: vec![] }).then_some(())
+    })
+    .unwrap();
+    assert_eq!(r.json("/status").unwrap()["tabs"]["known"].as_u64(), Some(0));
+    // The relay's shard is untouched by any of it.
+    assert_eq!(fetch_verified(&reader, &held).await, vec![0]);
+}
