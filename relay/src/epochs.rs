@@ -235,8 +235,10 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
         );
     }
     let epoch = claim.epoch;
-    if let Some(answer) = farming.judged(&relay, epoch) {
-        return answer;
+    match farming.start_judging(relay, epoch) {
+        Ok(()) => {}
+        Err(Some(answer)) => return answer,
+        Err(None) => return error(ErrorCode::Busy, "this claim is being judged; ask again later"),
     }
     let answer = audit(ctx, peer, relay, claim, relays).await;
     let outcome = match &answer {
@@ -245,7 +247,9 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
         _ => "refused",
     };
     ctx.shared.metrics.epoch_audits.get_or_create(&crate::metrics::Kind { kind: outcome.into() }).inc();
-    if !matches!(&answer, Response::Error { code: ErrorCode::Internal, .. }) {
+    if matches!(&answer, Response::Error { code: ErrorCode::Internal, .. }) {
+        farming.stop_judging(relay, epoch);
+    } else {
         farming.judge(relay, epoch, &answer);
     }
     answer

@@ -86,6 +86,8 @@ pub struct Farming {
     earnings: Mutex<Earnings>,
     /// Answers given to epoch claims, by relay and epoch: one judgement each.
     judged: Mutex<std::collections::HashMap<(Key, u64), kura_core::wire::Response>>,
+    /// Claims being judged now.
+    judging: Mutex<std::collections::HashSet<(Key, u64)>>,
 }
 
 /// The account an unpaid store from `peer` counts against.
@@ -103,6 +105,7 @@ impl Farming {
             rewards: None,
             earnings: Mutex::default(),
             judged: Mutex::default(),
+            judging: Mutex::default(),
         }
     }
 
@@ -137,6 +140,7 @@ impl Farming {
             rewards: None,
             earnings: Mutex::default(),
             judged: Mutex::default(),
+            judging: Mutex::default(),
         })
     }
 
@@ -192,14 +196,29 @@ impl Farming {
         e.last = Some(claim);
     }
 
-    /// The answer already given to `relay`'s claim for `epoch`, if any.
-    pub fn judged(&self, relay: &Key, epoch: u64) -> Option<kura_core::wire::Response> {
-        lock(&self.judged).get(&(*relay, epoch)).cloned()
+    /// Starts judging `relay`'s claim for `epoch`: `Ok` when no answer was given and none is
+    /// being worked out; otherwise the answer already given (`Some`), or `None` while
+    /// another copy of the claim is being judged (one judgement each, however often asked).
+    pub fn start_judging(&self, relay: Key, epoch: u64) -> Result<(), Option<kura_core::wire::Response>> {
+        let j = lock(&self.judged);
+        if let Some(answer) = j.get(&(relay, epoch)) {
+            return Err(Some(answer.clone()));
+        }
+        if !lock(&self.judging).insert((relay, epoch)) {
+            return Err(None);
+        }
+        Ok(())
+    }
+
+    /// Gives up judging a claim without an answer to keep (this relay failed, not the claim).
+    pub fn stop_judging(&self, relay: Key, epoch: u64) {
+        lock(&self.judging).remove(&(relay, epoch));
     }
 
     /// Keeps the answer to `relay`'s claim for `epoch` (answers of epochs before `epoch - 2`
     /// are dropped first when the table is full).
     pub fn judge(&self, relay: Key, epoch: u64, answer: &kura_core::wire::Response) {
+        self.stop_judging(relay, epoch);
         let signed = matches!(answer, kura_core::wire::Response::Share(_));
         {
             let mut e = lock(&self.earnings);
@@ -355,4 +374,28 @@ pub fn rewards_account(path: &Path) -> Result<Key> {
         seed
     };
     Ok(kura_core::ledger::SigningKey::from_bytes(&seed).key())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kura_core::wire::{ErrorCode, Response};
+
+    #[test]
+    fn a_claim_is_judged_once_however_often_it_is_sent() {
+        let f = Farming::new(FarmingConfig::default());
+        let (relay, other) = ([1u8; 32], [2u8; 32]);
+        assert_eq!(f.start_judging(relay, 7), Ok(()));
+        // A copy sent while the first is judged waits; another relay or epoch does not.
+        assert_eq!(f.start_judging(relay, 7), Err(None));
+        assert_eq!(f.start_judging(other, 7), Ok(()));
+        assert_eq!(f.start_judging(relay, 8), Ok(()));
+        let refused = Response::Error { code: ErrorCode::Unpaid, detail: "2 of 16 samples failed".into() };
+        f.judge(relay, 7, &refused);
+        assert_eq!(f.start_judging(relay, 7), Err(Some(refused)));
+        // Given up (this relay's own failure): the claim may be judged again.
+        f.stop_judging(other, 7);
+        assert_eq!(f.start_judging(other, 7), Ok(()));
+        assert_eq!((f.earnings().claims_refused, f.earnings().shares_signed), (1, 0));
+    }
 }
