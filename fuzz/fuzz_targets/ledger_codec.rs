@@ -1,8 +1,8 @@
 //! The ledger protocol's readers, facing the network: a request read by a relay and an
 //! answer read by a wallet, from any bytes. They never panic, never read a body over the
 //! protocol's limits, agree with decoding the whole body, and what decodes encodes back to
-//! itself; a replica given what decodes (a transfer to acknowledge, a certificate to apply)
-//! refuses or answers, and never breaks its conservation of value; a page of an account's
+//! itself; a replica given what decodes (a transfer to acknowledge, a certificate to apply,
+//! a reward to mint) refuses or answers, and never breaks its conservation of value; a page of an account's
 //! state is put together only as its summary says.
 #![no_main]
 use futures::io::Cursor;
@@ -36,6 +36,13 @@ fuzz_target!(|frame: &[u8]| {
                     }
                     LedgerRequest::Account(a) => assert_eq!(replica.view(a).next_seq, 1),
                     LedgerRequest::Certificate(_) => {}
+                    // Shares the fuzzer cannot have signed (the group is this replica alone):
+                    // refused, or, were one to verify, minted once and counted as minted.
+                    LedgerRequest::Reward(c) => {
+                        let auditors = [me.verifying_key().to_bytes()];
+                        let prices = kura_core::farming::DEFAULT_PRICES;
+                        let _ = replica.deposit_reward(c, &auditors, &prices, &Ed25519);
+                    }
                     LedgerRequest::State { account, page } => {
                         assert_eq!(replica.state(account).page(*page).is_some(), *page == 0);
                     }
