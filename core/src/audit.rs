@@ -186,6 +186,15 @@ const LOST_FACTOR: f64 = 0.7;
 const TIMEOUT_FACTOR: f64 = 0.9;
 const WITHDRAWN_FACTOR: f64 = 0.95;
 
+/// Timeouts of one peer within this window are one outage, not independent failures: at
+/// most [`TIMEOUTS_PER_WINDOW`] of them lower its score. A relay killed and started again
+/// leaves every challenge sent to it meanwhile unanswered (a relay's repair rounds, every
+/// second in tests, challenge its claims each round), and counting each would distrust an
+/// honest relay for one restart; a relay that never answers still loses the four of every
+/// audit interval, as before.
+pub const TIMEOUT_WINDOW: Duration = Duration::from_secs(60);
+pub const TIMEOUTS_PER_WINDOW: u32 = 4;
+
 #[derive(Debug, Clone, Copy)]
 struct Standing {
     score: f64,
@@ -203,6 +212,8 @@ pub struct Audits<P> {
     recent: VecDeque<Record<P>>,
     /// Verdicts given, by kind.
     counts: HashMap<Verdict, u64>,
+    /// Each peer's current window of timeouts: when it began, and how many fell in it.
+    timeouts: HashMap<P, (Duration, u32)>,
 }
 
 impl<P: Clone + Eq + Hash + Ord> Audits<P> {
@@ -213,6 +224,7 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
             failed: HashMap::new(),
             recent: VecDeque::new(),
             counts: HashMap::new(),
+            timeouts: HashMap::new(),
         }
     }
 
@@ -248,7 +260,18 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
             Verdict::Pass => score + (1.0 - score) * PASS_GAIN,
             Verdict::Lost => score * LOST_FACTOR,
             Verdict::Withdrawn => score * WITHDRAWN_FACTOR,
-            Verdict::Timeout => score * TIMEOUT_FACTOR,
+            Verdict::Timeout => {
+                let w = self.timeouts.entry(claim.peer.clone()).or_insert((now, 0));
+                if now.saturating_sub(w.0) >= TIMEOUT_WINDOW {
+                    *w = (now, 0);
+                }
+                w.1 += 1;
+                if w.1 <= TIMEOUTS_PER_WINDOW {
+                    score * TIMEOUT_FACTOR
+                } else {
+                    score
+                }
+            }
             Verdict::False => 0.0,
         };
         self.standing.insert(claim.peer.clone(), Standing { score, at: now });
@@ -323,6 +346,7 @@ impl<P: Clone + Eq + Hash + Ord> Audits<P> {
     /// Forgets failed claims whose time is over.
     pub fn expire(&mut self, now: Duration) {
         self.failed.retain(|_, until| now < *until);
+        self.timeouts.retain(|_, (start, _)| now.saturating_sub(*start) < TIMEOUT_WINDOW);
     }
 
     /// The latest verdicts, oldest first.

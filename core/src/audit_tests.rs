@@ -248,3 +248,27 @@ fn reports_are_bounded_and_taken_once_per_cooldown() {
     r.take(s(200));
     assert!(r.taken.is_empty(), "old entries are forgotten");
 }
+
+#[test]
+fn a_burst_of_timeouts_is_one_outage_and_steady_silence_still_distrusts() {
+    let mut a: Audits<char> = Audits::new(AuditConfig::default());
+    // A relay restarted: forty challenges in half a minute go unanswered. Four count.
+    for i in 0..40u64 {
+        a.record(Duration::from_millis(750 * i), claim('r', (i % 8) as u8), Verdict::Timeout);
+    }
+    let after = a.score(&'r', s(30));
+    assert!((after - 0.9f64.powi(4)).abs() < 0.01, "{after}");
+    assert!(a.is_trusted(&'r', s(30)));
+    assert_eq!(a.count(Verdict::Timeout), 40);
+    // A relay that never answers: four challenges every minute, each window counting in full,
+    // is distrusted within a few minutes despite the score's recovery.
+    let mut t = s(0);
+    while a.is_trusted(&'q', t) {
+        for c in 0..4u8 {
+            a.record(t, claim('q', c), Verdict::Timeout);
+        }
+        t += TIMEOUT_WINDOW;
+        assert!(t < s(1200), "a silent relay stays trusted");
+    }
+    a.expire(t + TIMEOUT_WINDOW);
+}
