@@ -544,12 +544,17 @@ pub struct Postage {
 impl Postage {
     /// Limits the types do not express (what a frame's reader checks before anything else).
     pub fn check(&self) -> Result<(), crate::wire::WireError> {
-        use crate::wire::limit;
-        let t = &self.burn.signed.transfer;
-        limit("acknowledgements", self.burn.acks.len(), crate::ledger::MAX_ACKS)?;
-        limit("memo bytes", t.memo.len(), crate::ledger::MAX_MEMO)?;
-        limit("dependencies", t.deps.len(), crate::ledger::MAX_DEPS)
+        check_burn(&self.burn)
     }
+}
+
+/// A burn certificate's limits (what a frame's reader checks before anything else).
+fn check_burn(burn: &Certificate) -> Result<(), crate::wire::WireError> {
+    use crate::wire::limit;
+    let t = &burn.signed.transfer;
+    limit("acknowledgements", burn.acks.len(), crate::ledger::MAX_ACKS)?;
+    limit("memo bytes", t.memo.len(), crate::ledger::MAX_MEMO)?;
+    limit("dependencies", t.deps.len(), crate::ledger::MAX_DEPS)
 }
 
 /// Terms that cover a file of `len` bytes cut in chunks of `chunk_size` and encoded with
@@ -753,12 +758,7 @@ impl EpochClaim {
         limit("claim batches", self.burns.len(), MAX_CLAIM_BATCHES)?;
         let headers = self.entries.iter().map(|e| e.header.len()).sum();
         limit("claim header bytes", headers, MAX_CLAIM_HEADER_BYTES)?;
-        for b in &self.burns {
-            limit("acknowledgements", b.acks.len(), crate::ledger::MAX_ACKS)?;
-            limit("memo bytes", b.signed.transfer.memo.len(), crate::ledger::MAX_MEMO)?;
-            limit("dependencies", b.signed.transfer.deps.len(), crate::ledger::MAX_DEPS)?;
-        }
-        Ok(())
+        self.burns.iter().try_for_each(check_burn)
     }
 
     /// The auditor's check of the whole claim, in order of cost: every burn is a batch alive

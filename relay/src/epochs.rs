@@ -37,11 +37,9 @@ use std::time::Duration;
 /// Challenges one auditor has in flight for one claim.
 const SAMPLES_AT_ONCE: usize = 4;
 
-/// The relays this relay knows to be live, itself included: its view.
-pub fn view(ctx: &Ctx) -> Vec<PeerId> {
-    let mut live = ctx.shared.repair.liveness.lock().unwrap_or_else(|p| p.into_inner()).live();
-    live.push(ctx.me);
-    live
+/// This relay's view of the live relays ([`crate::node::view`]).
+fn view(ctx: &Ctx) -> Vec<PeerId> {
+    crate::node::view(&ctx.shared, &ctx.me)
 }
 
 /// How long after an epoch's end its claim goes out: long enough that the auditors' clocks
@@ -64,13 +62,14 @@ pub async fn run_epochs(ctx: Ctx) {
 
 /// Builds this relay's claim for `epoch`: every paid shard it holds (at most
 /// [`MAX_CLAIM_ENTRIES`], of at most [`MAX_CLAIM_BATCHES`] batches).
-fn build_claim(ctx: &Ctx, epoch: u64, account: Key) -> EpochClaim {
+fn build_claim(ctx: &Ctx, epoch: u64, account: Key) -> (EpochClaim, u64) {
     let postage = ctx.shared.farming.postage(epoch).unwrap_or_else(|e| {
         tracing::error!("farming journal: {e:#}");
         Vec::new()
     });
     let mut burns = HashMap::new();
     let mut entries = Vec::new();
+    let mut bytes = 0u64;
     for p in postage {
         if entries.len() >= MAX_CLAIM_ENTRIES {
             break;
@@ -79,15 +78,19 @@ fn build_claim(ctx: &Ctx, epoch: u64, account: Key) -> EpochClaim {
         let Ok(held) = ctx.shared.store.holds(&[stripe]) else { continue };
         let Some(&index) = held.first().and_then(|(_, idx)| idx.first()) else { continue };
         let Ok(Some(header)) = ctx.shared.store.header(&stripe) else { continue };
+        let Ok(shard_len) = kura_core::stripe::StripeHeader::parse(&header).map(|h| h.shard_len()) else {
+            continue;
+        };
         if !burns.contains_key(&p.stamp.batch) {
             if burns.len() >= MAX_CLAIM_BATCHES {
                 continue;
             }
             burns.insert(p.stamp.batch, p.burn);
         }
+        bytes += shard_len as u64;
         entries.push(ClaimEntry { header, index, stamp: p.stamp });
     }
-    EpochClaim { epoch, account, burns: burns.into_values().collect(), entries }
+    (EpochClaim { epoch, account, burns: burns.into_values().collect(), entries }, bytes)
 }
 
 /// Claims `epoch`'s reward; returns the credits deposited.
@@ -95,7 +98,7 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
     let farming = &ctx.shared.farming;
     let account = farming.rewards()?;
     let me = key_of(&ctx.me)?;
-    let c = {
+    let (c, bytes) = {
         let ctx = ctx.clone();
         blocking(move || build_claim(&ctx, epoch, account)).await?
     };
@@ -103,12 +106,6 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
         return None;
     }
     let shards = c.entries.len();
-    let bytes: u64 = c
-        .entries
-        .iter()
-        .filter_map(|e| kura_core::stripe::StripeHeader::parse(&e.header).ok())
-        .map(|h| h.shard_len() as u64)
-        .sum();
     let prices = farming.config().prices;
     let amount = prices.reward(bytes);
     if amount == 0 {
@@ -310,13 +307,6 @@ pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> b
     if known != Some(false) {
         return known.unwrap_or(false);
     }
-    let header = {
-        let store = ctx.shared.store.clone();
-        blocking(move || store.header(&stripe)).await
-    };
-    let Some(Ok(Some(header))) = header else { return false };
-    let Ok(header) = kura_core::stripe::StripeHeader::parse(&header) else { return false };
-    let (n, shard_len) = (header.params().n(), header.shard_len());
     for peer in peers.into_iter().filter(|p| *p != ctx.me).take(POSTAGE_ASKED) {
         let postage = match ctx.net.request(peer, Request::Postage { stripe }).await {
             Ok(Response::Postage(p)) if p.stamp.stripe == stripe => p,
@@ -324,14 +314,14 @@ pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> b
             Ok(Response::Error { code: ErrorCode::NotFound, .. }) => return false,
             _ => continue,
         };
-        let relays = view(ctx);
-        let shared = ctx.shared.clone();
-        match blocking(move || shared.farming.adopt(&postage, n, shard_len, || relays)).await {
-            Some(Ok(())) => {
+        // Taken as a renewal's postage is: checked like a paid store's, for the shard held.
+        let (shared, me) = (ctx.shared.clone(), ctx.me);
+        match blocking(move || crate::node::restamp(&shared, &me, &postage)).await {
+            Some(Response::Stored { .. }) => {
                 tracing::debug!(%stripe, %peer, "postage of a repaired or handed-over shard learnt");
                 return true;
             }
-            Some(Err(e)) => tracing::info!(%stripe, %peer, "postage refused: {e:#}"),
+            Some(refused) => tracing::info!(%stripe, %peer, "postage refused: {refused:?}"),
             None => return false,
         }
     }

@@ -114,9 +114,17 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<Stripe
     Ok(h)
 }
 
+/// The relays this relay knows to be live, itself included: its view, in which groups
+/// (close groups, ledger groups, audit groups) are found.
+pub fn view(shared: &Shared, me: &PeerId) -> Vec<PeerId> {
+    let mut live = lock_live(shared).live();
+    live.push(*me);
+    live
+}
+
 /// A renewal's new postage for a stripe held here (blocking): checked as a paid store's is
 /// and kept; no shard moves.
-fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Postage) -> Response {
+pub fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Postage) -> Response {
     let stripe = postage.stamp.stripe;
     let held = match shared.store.holds(&[stripe]) {
         Ok(h) => h,
@@ -130,12 +138,7 @@ fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Postage) 
         Ok(_) => return error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here")),
         Err(e) => return error(e.code(), e),
     };
-    let relays = || {
-        let mut live = lock_live(shared).live();
-        live.push(*me);
-        live
-    };
-    match shared.farming.adopt(postage, header.params().n(), header.shard_len(), relays) {
+    match shared.farming.adopt(postage, header.params().n(), header.shard_len(), || view(shared, me)) {
         Ok(()) => Response::Stored { index },
         Err(e) => error(ErrorCode::Unpaid, format!("{e:#}")),
     }
@@ -151,12 +154,7 @@ fn admit_payment(
     shard_len: usize,
     postage: Option<&kura_core::farming::Postage>,
 ) -> Result<(), Response> {
-    let relays = || {
-        let mut live = lock_live(shared).live();
-        live.push(*me);
-        live
-    };
-    match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, relays) {
+    match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, || view(shared, me)) {
         Ok(kura_core::farming::Admitted::Free) => {
             shared.metrics.stores_free.inc();
             Ok(())
@@ -649,8 +647,7 @@ impl Node {
         let sender = self.sender();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let mut relays = lock_live(&shared).live();
-            relays.push(me);
+            let relays = view(&shared, &me);
             let group_of = |account: &kura_core::ledger::Key| {
                 kura_p2p::ledger::group_of(account, relays.iter().copied())
                     .map(|(group, members)| (group, members.contains(&me)))
