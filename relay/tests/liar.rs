@@ -250,8 +250,18 @@ async fn run_liar(
     let mut challenges = 0;
     let mut sent: HashSet<OutboundRequestId> = HashSet::new();
     let record = |key: String| *seen.lock().unwrap().orders.entry(key).or_default() += 1;
+    // A relay whose dial failed or whose connection closed is dialed again, as any peer
+    // would: one refused first dial must not leave a relay without the liar.
+    let mut redial = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
+            _ = redial.tick() => {
+                for p in &relays {
+                    if !swarm.is_connected(p) {
+                        let _ = swarm.dial(*p);
+                    }
+                }
+            }
             cmd = cmds.recv() => {
                 let Some(headers) = cmd else { break };
                 for p in &relays {
