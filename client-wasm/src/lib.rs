@@ -1,5 +1,6 @@
 //! The Kura client, one codebase for the native `kura` command and the browser.
 //!
+//! - [`donor`]: a donating client, holding and serving shards for others through a relay;
 //! - [`net`]: the libp2p swarm (Kademlia client, `/kura/store/1`) behind a cloneable handle;
 //! - [`transfer`]: put and get of whole files over it, each stripe run by a kura-core
 //!   placement machine;
@@ -10,6 +11,7 @@
 //!   [`devnet`] (a local network of relay processes).
 
 pub mod check;
+pub mod donor;
 pub mod net;
 pub mod transfer;
 pub mod wallet;

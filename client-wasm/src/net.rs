@@ -8,10 +8,10 @@
 //! driver runs on tokio natively and on the browser's event loop in wasm32; only the swarm's
 //! transports and the task spawner differ.
 
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use kura_core::ledger::{LedgerRequest, LedgerResponse};
-use kura_core::wire::{Request, Response};
+use kura_core::wire::{ErrorCode, Request, Response};
 use kura_core::StripeId;
 use kura_p2p::audit::{AuditCodec, AUDIT_PROTOCOL};
 use kura_p2p::ledger::{LedgerCodec, LEDGER_PROTOCOL};
@@ -20,9 +20,11 @@ use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_p2p::task::{Handle, Task};
 use kura_p2p::transport::Framing;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::core::transport::ListenerId;
+use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{kad, Multiaddr, PeerId, Swarm};
+use libp2p::{kad, relay, Multiaddr, PeerId, Swarm};
 use std::collections::HashMap;
 use std::time::Duration;
 use web_time::Instant;
@@ -50,6 +52,9 @@ pub(crate) struct Behaviour {
     store: request_response::Behaviour<StoreCodec>,
     audit: request_response::Behaviour<AuditCodec>,
     ledger: request_response::Behaviour<LedgerCodec>,
+    /// Reservations on relays and circuits through them (absent in swarms over the memory
+    /// transport of unit tests).
+    relay: Toggle<relay::client::Behaviour>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -62,7 +67,26 @@ enum Cmd {
     Audit(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
     /// A request on `/kura/ledger/1`.
     Ledger(PeerId, LedgerRequest, kura_p2p::outstanding::Reply<LedgerResponse>),
+    /// A request to a peer reachable only through a relay's circuit: (peer, relay).
+    Via(PeerId, PeerId, Request, kura_p2p::outstanding::Reply<Response>),
+    /// Listen on a circuit of the relay at this address (`…/p2p/RELAY`): a reservation.
+    Reserve(Multiaddr, Reply<Multiaddr>),
+    /// Hand requests from other peers to this channel (instead of refusing them).
+    Serve(mpsc::Sender<Inbound>),
+    /// The answer to the inbound request with this number.
+    Respond(u64, Response),
 }
+
+/// What a peer asked of this client (a donating one): answer it with [`Network::respond`].
+/// `Unreachable` says the circuit reservation ended (the relay went away or dropped it).
+#[derive(Debug)]
+pub enum Inbound {
+    Request { id: u64, peer: PeerId, request: Request },
+    Unreachable,
+}
+
+/// Inbound requests handed on at once; more are answered busy.
+const MAX_INBOUND: usize = 64;
 
 /// Tunables of the network driver.
 #[derive(Debug, Clone)]
@@ -71,11 +95,14 @@ pub struct NetConfig {
     pub request_timeout: Duration,
     /// How long connecting to the bootstrap relays may take.
     pub connect_timeout: Duration,
+    /// This client's key (a donating client keeps one, so that a restart keeps its peer
+    /// id and the relays' announcements of it); a fresh one when `None`.
+    pub identity: Option<libp2p::identity::Keypair>,
 }
 
 impl Default for NetConfig {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(60), connect_timeout: Duration::from_secs(20) }
+        Self { request_timeout: Duration::from_secs(60), connect_timeout: Duration::from_secs(20), identity: None }
     }
 }
 
@@ -235,7 +262,9 @@ impl Network {
             return Err(NetError::Unreachable(errors.join("; ")));
         }
         let (task, commands) = kura_p2p::task::channel(256);
-        let driver = Driver { webrtc_only, ..Driver::default() };
+        // Where each bootstrap relay is (circuits to tabs go through them).
+        let dialed = split.iter().map(|(peer, bare, _)| (*peer, bare.clone())).collect();
+        let driver = Driver { webrtc_only, dialed, ..Driver::default() };
         spawn(kura_p2p::task::run(swarm, commands, driver));
         Ok(Self { task, local, webrtc_only })
     }
@@ -288,6 +317,36 @@ impl Network {
             .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
     }
 
+    /// Sends `req` to `peer`, a tab reachable through a circuit of the relay `via`, and
+    /// waits for the answer.
+    pub async fn request_via(&self, peer: PeerId, via: PeerId, req: Request) -> Result<Response, NetError> {
+        self.task
+            .call(|reply| Cmd::Via(peer, via, req, reply))
+            .await
+            .map_err(|_| NetError::Closed)?
+            .map_err(|f| NetError::Request { peer: f.peer, reason: f.reason })
+    }
+
+    /// Takes a reservation on the relay at `relay` (`…/p2p/RELAY`), so that others reach
+    /// this client through it; returns the circuit address once the relay accepted.
+    pub async fn reserve(&self, relay: Multiaddr) -> Result<Multiaddr, NetError> {
+        self.call(|r| Cmd::Reserve(relay, r)).await
+    }
+
+    /// From now on, requests from other peers arrive on the returned channel (bounded;
+    /// more than it holds are answered busy), each to be answered with
+    /// [`Network::respond`]; the end of a reservation arrives as [`Inbound::Unreachable`].
+    pub async fn serve(&self) -> Result<mpsc::Receiver<Inbound>, NetError> {
+        let (tx, rx) = mpsc::channel(MAX_INBOUND);
+        self.task.send(Cmd::Serve(tx)).await.map_err(|_| NetError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Answers inbound request `id`.
+    pub async fn respond(&self, id: u64, response: Response) -> Result<(), NetError> {
+        self.task.send(Cmd::Respond(id, response)).await.map_err(|_| NetError::Closed)
+    }
+
     /// Sends `req` to `peer` on `/kura/ledger/1` and waits for the answer.
     pub async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, NetError> {
         self.task
@@ -325,7 +384,8 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
     use libp2p::core::Transport as _;
     use libp2p::{noise, webrtc_websys, yamux};
     let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
-    Ok(libp2p::SwarmBuilder::with_new_identity()
+    let key = cfg.identity.clone().unwrap_or_else(libp2p::identity::Keypair::generate_ed25519);
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_wasm_bindgen()
         .with_other_transport(|key| {
             let transport = if webrtc_only && has_webrtc() {
@@ -343,7 +403,9 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(transport)
         })
         .map_err(|e| fail(&e))?
-        .with_behaviour(|key| behaviour(key.public().to_peer_id(), cfg))
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| fail(&e))?
+        .with_behaviour(|key, relay| with_relay(behaviour(key.public().to_peer_id(), cfg), relay))
         .map_err(|e| fail(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build())
@@ -352,16 +414,24 @@ fn build_swarm(cfg: &NetConfig, webrtc_only: bool) -> Result<Swarm<Behaviour>, N
 #[cfg(not(target_arch = "wasm32"))]
 fn build_swarm(cfg: &NetConfig, _webrtc: bool) -> Result<Swarm<Behaviour>, NetError> {
     let fail = |e: &dyn std::fmt::Display| NetError::Unreachable(format!("cannot start libp2p: {e}"));
-    Ok(libp2p::SwarmBuilder::with_new_identity()
+    let key = cfg.identity.clone().unwrap_or_else(libp2p::identity::Keypair::generate_ed25519);
+    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(kura_p2p::transport::tcp)
         .map_err(|e| fail(&e))?
         .with_dns()
         .map_err(|e| fail(&e))?
-        .with_behaviour(|key| behaviour(key.public().to_peer_id(), cfg))
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .map_err(|e| fail(&e))?
+        .with_behaviour(|key, relay| with_relay(behaviour(key.public().to_peer_id(), cfg), relay))
         .map_err(|e| fail(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build())
+}
+
+fn with_relay(mut b: Behaviour, relay: relay::client::Behaviour) -> Behaviour {
+    b.relay = Toggle::from(Some(relay));
+    b
 }
 
 pub(crate) fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
@@ -376,7 +446,8 @@ pub(crate) fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
         kad,
         store: request_response::Behaviour::with_codec(
             StoreCodec::new(Framing::CLIENT),
-            [(PROTOCOL, ProtocolSupport::Outbound)],
+            // Inbound: a donating client serves the shards it holds (others refuse).
+            [(PROTOCOL, ProtocolSupport::Full)],
             rr,
         ),
         audit: request_response::Behaviour::with_codec(
@@ -389,6 +460,7 @@ pub(crate) fn behaviour(me: PeerId, cfg: &NetConfig) -> Behaviour {
             [(LEDGER_PROTOCOL, ProtocolSupport::Outbound)],
             request_response::Config::default().with_request_timeout(AUDIT_TIMEOUT),
         ),
+        relay: Toggle::from(None),
     }
 }
 
@@ -441,6 +513,45 @@ struct Driver {
     requests: Outstanding<Response>,
     audits: Outstanding<Response>,
     ledger: Outstanding<LedgerResponse>,
+    /// Where each relay this client dialed was reached (for circuit addresses through it).
+    dialed: HashMap<PeerId, Multiaddr>,
+    /// Reservations asked for and not yet confirmed, and the one held.
+    reserving: HashMap<ListenerId, Reply<Multiaddr>>,
+    reserved: Option<ListenerId>,
+    server: Option<mpsc::Sender<Inbound>>,
+    inbound: HashMap<u64, ResponseChannel<Response>>,
+    next_inbound: u64,
+}
+
+impl Driver {
+    fn inbound(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        request: Result<Request, kura_core::wire::WireError>,
+        channel: ResponseChannel<Response>,
+    ) {
+        let refuse = |code, detail: &str| kura_core::wire::error_within(code, detail, 200);
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = swarm.behaviour_mut().store.send_response(channel, refuse(e.code(), &e.to_string()));
+                return;
+            }
+        };
+        let Some(server) = self.server.as_mut() else {
+            let r = refuse(ErrorCode::NotFound, "this client holds no shards for others");
+            let _ = swarm.behaviour_mut().store.send_response(channel, r);
+            return;
+        };
+        let id = self.next_inbound;
+        if self.inbound.len() >= MAX_INBOUND || server.try_send(Inbound::Request { id, peer, request }).is_err() {
+            let _ = swarm.behaviour_mut().store.send_response(channel, refuse(ErrorCode::Busy, "busy; retry"));
+            return;
+        }
+        self.next_inbound += 1;
+        self.inbound.insert(id, channel);
+    }
 }
 
 impl Task for Driver {
@@ -471,6 +582,27 @@ impl Task for Driver {
                 let id = swarm.behaviour_mut().ledger.send_request(&peer, Ok(req));
                 self.ledger.sent(id, peer, reply);
             }
+            Cmd::Via(peer, via, req, reply) => {
+                let base = self.dialed.get(&via).cloned().unwrap_or_else(Multiaddr::empty);
+                let circuit = base.with(Protocol::P2p(via)).with(Protocol::P2pCircuit).with(Protocol::P2p(peer));
+                swarm.add_peer_address(peer, circuit);
+                let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
+                self.requests.sent(id, peer, reply);
+            }
+            Cmd::Reserve(relay, reply) => match swarm.listen_on(relay.with(Protocol::P2pCircuit)) {
+                Ok(id) => {
+                    self.reserving.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(NetError::Unreachable(format!("cannot reserve: {e}"))));
+                }
+            },
+            Cmd::Serve(tx) => self.server = Some(tx),
+            Cmd::Respond(id, response) => {
+                if let Some(channel) = self.inbound.remove(&id) {
+                    let _ = swarm.behaviour_mut().store.send_response(channel, response);
+                }
+            }
         }
     }
 
@@ -490,6 +622,7 @@ impl Task for Driver {
                 // A peer without join work is no member of any close group, whoever named it.
                 for info in peers.into_iter().filter(|i| kura_p2p::admitted(&i.peer_id)) {
                     for a in preferred(info.addrs.iter(), self.webrtc_only) {
+                        self.dialed.entry(info.peer_id).or_insert_with(|| a.clone());
                         swarm.add_peer_address(info.peer_id, a);
                     }
                     found.push(info.peer_id);
@@ -507,9 +640,49 @@ impl Task for Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Ledger(e)) => {
                 self.ledger.settle(e);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Store(request_response::Event::Message {
+                peer,
+                message: request_response::Message::Request { request, channel, .. },
+                ..
+            })) => self.inbound(swarm, peer, request, channel),
             SwarmEvent::Behaviour(BehaviourEvent::Store(e)) => {
                 if let Settled::Failed(_) = self.requests.settle(e) {
                     self.whole.forget();
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } if endpoint.is_dialer() => {
+                let addr = endpoint.get_remote_address();
+                if !addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+                    let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+                    self.dialed.insert(peer_id, bare);
+                }
+            }
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                if let Some(reply) = self.reserving.remove(&listener_id) {
+                    if let Some(old) = self.reserved.replace(listener_id) {
+                        swarm.remove_listener(old);
+                    }
+                    let _ = reply.send(Ok(address));
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some(reply) = self.reserving.remove(&listener_id) {
+                    let why = match reason {
+                        Ok(()) => "closed".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    let _ = reply.send(Err(NetError::Unreachable(format!("reservation refused: {why}"))));
+                } else if self.reserved == Some(listener_id) {
+                    self.reserved = None;
+                    if let Some(server) = self.server.as_mut() {
+                        let _ = server.try_send(Inbound::Unreachable);
+                    }
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some(reply) = self.reserving.remove(&listener_id) {
+                    let _ = reply.send(Err(NetError::Unreachable(format!("reservation failed: {error}"))));
+                    swarm.remove_listener(listener_id);
                 }
             }
             _ => {}

@@ -14,7 +14,7 @@ use kura_core::{
     Stripe, StripeAssembler, StripeId, UserError,
 };
 use libp2p::PeerId;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub struct Progress {
     pub delivered: AtomicU64,
     /// Requests that failed and were retried elsewhere.
     pub retries: AtomicU64,
+    /// Of `received`, the bytes donating tabs served (get).
+    pub from_tabs: AtomicU64,
 }
 
 /// Tunables of a transfer.
@@ -325,6 +327,7 @@ pub struct Snapshot {
     pub received: u64,
     pub delivered: u64,
     pub retries: u64,
+    pub from_tabs: u64,
 }
 
 impl Progress {
@@ -337,6 +340,7 @@ impl Progress {
             received: self.received.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             retries: self.retries.load(Relaxed),
+            from_tabs: self.from_tabs.load(Relaxed),
         }
     }
 }
@@ -513,6 +517,9 @@ pub async fn fetch_stripe(
     let start = Instant::now();
     let cands = candidates(net, id, false).await?;
     let asked = cands.len();
+    let plan_cands = cands.clone();
+    // Relays of the group that answered at all (they are asked for tab holders first).
+    let mut answered: Vec<PeerId> = Vec::new();
     let mut plan = FetchPlan::before_header(cands, cfg.hedge_after);
     let mut asm: Option<StripeAssembler> = None;
     let mut reasons: Vec<String> = Vec::new();
@@ -532,6 +539,15 @@ pub async fn fetch_stripe(
             }
         }
         if plan.is_exhausted() {
+            // The close group is short: donating tabs' copies, through their relays.
+            let mut extra = Vec::new();
+            from_tabs(net, id, &answered, &plan_cands, &mut asm, progress, &mut extra).await;
+            for r in extra {
+                note(r);
+            }
+            if let Some(a) = asm.take_if(|a| a.is_ready()) {
+                return Ok(a);
+            }
             let (have, need) = asm.as_ref().map_or((0, 0), |a| (a.present(), a.header().params().k()));
             return Err(TransferError::Unavailable(vec![Unavailable {
                 stripe: id,
@@ -545,6 +561,9 @@ pub async fn fetch_stripe(
         futures::select! {
             done = pending.select_next_some() => {
                 let (peer, r) = done;
+                if r.is_ok() {
+                    answered.push(peer);
+                }
                 match r {
                     Ok(Response::Shards { header, shards }) => {
                         if asm.is_none() {
@@ -590,6 +609,85 @@ pub async fn fetch_stripe(
                 }
             }
             () = wake.fuse() => {}
+        }
+    }
+}
+
+/// Shards fetched from tabs at once.
+const TAB_FETCHES: usize = 4;
+
+/// Fills `asm` from donating tabs' copies: the tabs that the relays which answered (or, if
+/// none did, every candidate) name as holders of the stripe are asked, through their
+/// relays' circuits, for the indices still missing, until `k` shards are present. Every
+/// shard is checked against its address like a relay's; a tab whose bytes do not verify
+/// is noted and skipped.
+async fn from_tabs(
+    net: &Network,
+    id: StripeId,
+    answered: &[PeerId],
+    cands: &[PeerId],
+    asm: &mut Option<StripeAssembler>,
+    progress: &Progress,
+    notes: &mut Vec<String>,
+) {
+    let ask = if answered.is_empty() { cands } else { answered };
+    let named = futures::future::join_all(ask.iter().map(|r| net.request(*r, Request::Holders { stripe: id }))).await;
+    // Index → the tabs that hold it (a tab gone since it announced may still be named).
+    let mut by_index: BTreeMap<u8, Vec<(PeerId, PeerId)>> = BTreeMap::new();
+    for h in named.into_iter().flatten() {
+        let Response::Holders { holders: list } = h else { continue };
+        for t in list {
+            let (Ok(tab), Ok(via)) = (PeerId::from_bytes(&t.tab), PeerId::from_bytes(&t.via)) else { continue };
+            let tabs = by_index.entry(t.index).or_default();
+            if !tabs.contains(&(tab, via)) {
+                tabs.push((tab, via));
+            }
+        }
+    }
+    if let Some(a) = asm.as_ref() {
+        let missing = a.missing();
+        by_index.retain(|i, _| missing.contains(&usize::from(*i)));
+    }
+    // Data shards first (with them no decoding is needed); each index from its first tab
+    // that answers.
+    let mut fetches = futures::stream::iter(by_index.into_values())
+        .map(|tabs| async move {
+            let mut failures = Vec::new();
+            for (tab, via) in tabs {
+                match net.request_via(tab, via, Request::Fetch { stripe: id }).await {
+                    Ok(Response::Shards { header, shards }) => return (Some((tab, header, shards)), failures),
+                    Ok(other) => failures.push(format!("tab {tab}: {}", refusal(&other))),
+                    Err(e) => failures.push(format!("tab {tab}: {e}")),
+                }
+            }
+            (None, failures)
+        })
+        .buffer_unordered(TAB_FETCHES);
+    while let Some((got, failures)) = fetches.next().await {
+        notes.extend(failures);
+        let Some((tab, header, shards)) = got else { continue };
+        if asm.is_none() {
+            match StripeAssembler::new(id, &header) {
+                Ok(a) => *asm = Some(a),
+                Err(e) => {
+                    notes.push(format!("tab {tab}: bad header: {e}"));
+                    continue;
+                }
+            }
+        }
+        let Some(a) = asm.as_mut() else { continue };
+        for shard in shards {
+            let len = shard.len() as u64;
+            match a.add_shard(shard.into_vec()) {
+                Ok(_) => {
+                    progress.received.fetch_add(len, Relaxed);
+                    progress.from_tabs.fetch_add(len, Relaxed);
+                }
+                Err(e) => notes.push(format!("tab {tab}: corrupt shard: {e}")),
+            }
+        }
+        if a.is_ready() {
+            return;
         }
     }
 }

@@ -171,6 +171,29 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
         self.by_stripe.get(stripe)?.iter().find(|e| &e.tab == tab && now < e.until).map(|e| e.index)
     }
 
+    /// Whether to offer `tab` this relay's shard `mine` of `stripe` (`n` shards, `k` of
+    /// data), at most `copies` tab copies of each index: yes when the tab holds nothing of
+    /// the stripe, is not banned, and [`offer`] names `mine` for the copies announced. The
+    /// tab is then taken to hold it (an announcement it refreshes once it keeps the shard,
+    /// or that expires), so that two tabs asking at once are not offered the same index,
+    /// and the tab's quota of announcements here bounds what it can be given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer(
+        &mut self,
+        tab: T,
+        stripe: StripeId,
+        n: usize,
+        k: usize,
+        mine: u8,
+        copies: usize,
+        now: Duration,
+    ) -> bool {
+        self.expire(now);
+        let tab_holds = self.index_of(&tab, &stripe, now);
+        offer(n, k, &self.held(&stripe, now), copies, tab_holds) == Some(mine)
+            && self.announce(tab, stripe, mine, now).is_ok()
+    }
+
     /// Drops every announcement whose time is over.
     pub fn expire(&mut self, now: Duration) {
         while let Some((&(until, stripe), ())) = self.queue.first_key_value() {
@@ -265,6 +288,41 @@ mod tests {
         // A gap is filled first.
         assert_eq!(offer(n, k, &[0, 1, 3, 4, 5], 1, None), Some(2));
         assert_eq!(offer(n, k, &[0, 0, 1, 2, 3], 2, None), Some(4));
+    }
+
+    /// Six relays of a stripe's group each hold one index and offer only theirs; tabs
+    /// announce to all six. Four tabs asking every relay in turn (each in its own order)
+    /// end with the four data shards, one each; a fifth gets a parity shard; a tab is never
+    /// offered a second shard of the stripe; an offer not refreshed lapses and is offered
+    /// again.
+    #[test]
+    fn relays_offering_their_own_index_give_k_tabs_the_data_shards() {
+        let (n, k) = (6usize, 4usize);
+        let limits = Limits { ttl: 10 * SEC, ..Limits::default() };
+        // Every relay's map, fed the same announcements (each tab announces to the group).
+        let mut maps: Vec<Announcements<u32>> = (0..n).map(|_| Announcements::new(limits)).collect();
+        let mut got: Vec<Option<u8>> = Vec::new();
+        for tab in 0..4u32 {
+            let mut mine = None;
+            for r in (0..n).map(|j| (j + 2 * tab as usize) % n) {
+                if maps[r].offer(tab, s(1), n, k, r as u8, 1, SEC) {
+                    assert!(mine.is_none(), "tab {tab} offered a second shard");
+                    mine = Some(r as u8);
+                    for (j, m) in maps.iter_mut().enumerate() {
+                        if j != r {
+                            m.announce(tab, s(1), r as u8, SEC).unwrap();
+                        }
+                    }
+                }
+            }
+            got.push(mine);
+        }
+        assert_eq!(got, vec![Some(0), Some(1), Some(2), Some(3)]);
+        // A fifth tab: parity.
+        assert!((0..4).all(|r| !maps[r].offer(9, s(1), n, k, r as u8, 1, SEC)));
+        assert!(maps[4].offer(9, s(1), n, k, 4, 1, SEC));
+        // Tab 0 never refreshed at relay 0 after 10 s: index 0 is offered again there.
+        assert!(maps[0].offer(10, s(1), n, k, 0, 1, 12 * SEC));
     }
 
     #[test]

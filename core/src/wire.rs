@@ -151,6 +151,16 @@ pub enum Request {
     },
     /// The donating tabs known to hold shards of a stripe: answered [`Response::Holders`].
     Holders { stripe: StripeId },
+    /// From a donating tab reachable through the relay `via` (a peer id's bytes) with room
+    /// for a shard of up to `room` bytes: give me a shard to hold. Answered
+    /// [`Response::Shards`] with the header and one shard the relay holds that the tab
+    /// policy ([`crate::donation::Announcements::offer`]) gives this tab (the tab counts as
+    /// holding it from then on), or [`ErrorCode::NotFound`] when there is none.
+    Offer {
+        #[serde(with = "serde_bytes")]
+        via: Vec<u8>,
+        room: u32,
+    },
 }
 
 /// A relay's answer.
@@ -519,7 +529,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 14;
+    const KINDS: u32 = 15;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -574,6 +584,7 @@ impl Message for Request {
                 limit("announced shards", shards.len(), MAX_ANNOUNCED)
             }
             Request::Holders { .. } => Ok(()),
+            Request::Offer { via, .. } => limit("peer id bytes", via.len(), MAX_PEER_ID_LEN),
         }
     }
 }

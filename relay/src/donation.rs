@@ -7,7 +7,7 @@ use kura_core::donation::{Announcements, Limits};
 use kura_core::wire::TabHolder;
 use kura_core::StripeId;
 use libp2p::PeerId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ pub struct Tabs {
     map: Mutex<Announcements<PeerId>>,
     /// The relay each tab last said it is reachable through.
     via: Mutex<HashMap<PeerId, PeerId>>,
+    /// Peers holding a circuit reservation on this relay now.
+    reserved: Mutex<HashSet<PeerId>>,
     limits: Limits,
     start: Instant,
 }
@@ -26,6 +28,7 @@ impl Tabs {
         Self {
             map: Mutex::new(Announcements::new(limits)),
             via: Mutex::default(),
+            reserved: Mutex::default(),
             limits,
             start: Instant::now(),
         }
@@ -57,17 +60,58 @@ impl Tabs {
             }
         }
         if !kept.is_empty() {
-            let mut v = lock(&self.via);
-            // As many tabs as the map may keep announcements of, at most.
-            if v.len() >= self.limits.total && !v.contains_key(&tab) {
-                let live = lock(&self.map).tabs();
-                if v.len() > live {
-                    v.clear();
-                }
-            }
-            v.insert(tab, via);
+            self.reachable(tab, via);
         }
         kept
+    }
+
+    /// Remembers that `tab` is reachable through `via`.
+    fn reachable(&self, tab: PeerId, via: PeerId) {
+        let mut v = lock(&self.via);
+        // As many tabs as the map may keep announcements of, at most.
+        if v.len() >= self.limits.total && !v.contains_key(&tab) {
+            let live = lock(&self.map).tabs();
+            if v.len() > live {
+                v.clear();
+            }
+        }
+        v.insert(tab, via);
+    }
+
+    /// The first of `candidates` (stripe, its `n` and `k`, the index held here) the tab
+    /// policy ([`Announcements::offer`], one tab copy of each index) gives `tab`, which is
+    /// then taken to hold it.
+    pub fn offer(
+        &self,
+        tab: PeerId,
+        via: PeerId,
+        candidates: impl IntoIterator<Item = (StripeId, usize, usize, u8)>,
+    ) -> Option<(StripeId, u8)> {
+        let now = self.now();
+        let chosen = {
+            let mut map = lock(&self.map);
+            candidates.into_iter().find(|&(stripe, n, k, mine)| map.offer(tab, stripe, n, k, mine, 1, now))
+        };
+        let (stripe, _, _, index) = chosen?;
+        self.reachable(tab, via);
+        Some((stripe, index))
+    }
+
+    /// Whether the tab's offer must be refused because it says it is reachable through
+    /// this relay (`me`) and holds no reservation here.
+    pub fn unreachable_here(&self, tab: &PeerId, via: &PeerId, me: &PeerId) -> bool {
+        via == me && !lock(&self.reserved).contains(tab)
+    }
+
+    /// A reservation was accepted (`true`) or ended (`false`); returns the number held now.
+    pub fn reservation(&self, peer: PeerId, held: bool) -> usize {
+        let mut r = lock(&self.reserved);
+        if held {
+            r.insert(peer);
+        } else {
+            r.remove(&peer);
+        }
+        r.len()
     }
 
     /// The tabs that hold shards of `stripe` now, with the relay each is reachable through.
@@ -84,11 +128,12 @@ impl Tabs {
             .collect()
     }
 
-    /// Tabs known and announcements kept now (expired ones dropped first).
-    pub fn counts(&self) -> (usize, usize) {
+    /// Tabs known, announcements kept (expired ones dropped first) and reservations held now.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let reserved = lock(&self.reserved).len();
         let mut map = lock(&self.map);
         map.expire(self.now());
-        (map.tabs(), map.len())
+        (map.tabs(), map.len(), reserved)
     }
 }
 

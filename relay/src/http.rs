@@ -226,10 +226,18 @@ async fn status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 
 /// Donating tabs known here (and the gauges set to match).
 fn tabs(s: &Shared) -> serde_json::Value {
-    let (tabs, announcements) = s.tabs.counts();
+    let (tabs, announcements, reserved) = s.tabs.counts();
     s.metrics.tabs_known.set(tabs as i64);
+    s.metrics.reservations.set(reserved as i64);
     s.metrics.tab_announcements.set(announcements as i64);
-    serde_json::json!({ "known": tabs, "announcements": announcements })
+    serde_json::json!({
+        "known": tabs,
+        "announcements": announcements,
+        "reserved": reserved,
+        "circuits": s.metrics.circuits.get(),
+        "offered": s.metrics.tab_offers.get(),
+        "offered_bytes": s.metrics.tab_offer_bytes.get(),
+    })
 }
 
 /// What the last repair round saw: stripes by live shards, the under-replicated ones

@@ -75,6 +75,12 @@ pub struct Metrics {
     /// Donating tabs with announcements kept here, and the announcements (set when read).
     pub tabs_known: Gauge,
     pub tab_announcements: Gauge,
+    /// Peers holding a circuit reservation here now (donating tabs are reachable so).
+    pub reservations: Gauge,
+    /// Circuits opened through this relay (a reader to a tab), and shards offered to tabs.
+    pub circuits: Counter,
+    pub tab_offers: Counter,
+    pub tab_offer_bytes: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +143,10 @@ impl Metrics {
             epoch_audits: Family::default(),
             tabs_known: Gauge::default(),
             tab_announcements: Gauge::default(),
+            reservations: Gauge::default(),
+            circuits: Counter::default(),
+            tab_offers: Counter::default(),
+            tab_offer_bytes: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -237,6 +247,10 @@ impl Metrics {
         );
         r.register("tabs_known", "Donating tabs with announcements kept here", m.tabs_known.clone());
         r.register("tab_announcements", "Shards donating tabs announced here", m.tab_announcements.clone());
+        r.register("reservations", "Peers holding a circuit reservation here", m.reservations.clone());
+        r.register("circuits", "Circuits opened through this relay", m.circuits.clone());
+        r.register("tab_offers", "Shards offered to donating tabs", m.tab_offers.clone());
+        r.register("tab_offer_bytes", "Shard bytes offered to donating tabs", m.tab_offer_bytes.clone());
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }

@@ -114,6 +114,52 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<Stripe
     Ok(h)
 }
 
+/// Most stripes held here looked at for one offer to a tab.
+const OFFER_SCAN: usize = 4096;
+
+/// An offer to a donating tab (blocking): a shard held here that the tab policy gives it
+/// ([`crate::donation::Tabs::offer`]), with its header; `NotFound` when there is none. A tab
+/// that says it is reachable here must hold a reservation here; one reachable elsewhere
+/// must name a live relay.
+fn offer_to_tab(shared: &Shared, me: &PeerId, tab: PeerId, via: PeerId, room: u32) -> Response {
+    if shared.tabs.unreachable_here(&tab, &via, me) {
+        return error(ErrorCode::NotFound, "no circuit reservation of this tab here");
+    }
+    if via != *me && !lock_live(shared).is_live(&via) {
+        return error(ErrorCode::NotFound, format!("{via} is not a live relay of this network"));
+    }
+    let held = match shared.store.inventory() {
+        Ok(h) => h,
+        Err(e) => return error(e.code(), e),
+    };
+    // Tabs start their scan at different stripes, so that offers spread.
+    let start = held.len().checked_sub(1).map_or(0, |last| {
+        let h = blake3::hash(&tab.to_bytes());
+        (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default()) % (last as u64 + 1)) as usize
+    });
+    let candidates = held.iter().cycle().skip(start).take(held.len().min(OFFER_SCAN)).filter_map(|(stripe, idx)| {
+        let [mine] = idx.as_slice() else { return None };
+        let header = shared.store.header(stripe).ok()??;
+        let h = StripeHeader::parse(&header).ok()?;
+        (h.shard_len() <= room as usize).then(|| (*stripe, h.params().n(), h.params().k(), *mine))
+    });
+    let Some((stripe, index)) = shared.tabs.offer(tab, via, candidates) else {
+        return error(ErrorCode::NotFound, "nothing to offer this tab now");
+    };
+    match shared.store.get(&stripe) {
+        Ok(Some(held)) => match held.shards.into_iter().find(|(i, _)| *i == index) {
+            Some((_, shard)) => {
+                shared.metrics.tab_offers.inc();
+                shared.metrics.tab_offer_bytes.inc_by(shard.len() as u64);
+                Response::Shards { header: held.header, shards: vec![shard.into()] }
+            }
+            None => error(ErrorCode::NotFound, format!("shard {index} of {stripe} is gone")),
+        },
+        Ok(None) => error(ErrorCode::NotFound, format!("stripe {stripe} is gone")),
+        Err(e) => error(e.code(), e),
+    }
+}
+
 /// The relays this relay knows to be live, itself included: its view, in which groups
 /// (close groups, ledger groups, audit groups) are found.
 pub fn view(shared: &Shared, me: &PeerId) -> Vec<PeerId> {
@@ -385,6 +431,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Restamp { .. }) => "restamp",
         Ok(Request::Announce { .. }) => "announce",
         Ok(Request::Holders { .. }) => "holders",
+        Ok(Request::Offer { .. }) => "offer",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -756,6 +803,9 @@ impl Node {
             }
             // An index lookup per shard announced.
             Request::Announce { shards, .. } => self.proofs.take(&peer, 1 + shards.len() as u64 / 16, now),
+            // A scan of what is held and a shard sent: as much as sixteen proofs (the tab's
+            // quota of announcements here bounds the shards it can be given).
+            Request::Offer { .. } => self.proofs.take(&peer, 16, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -857,6 +907,11 @@ impl Node {
                     Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),
                 },
                 Request::Holders { stripe } => Response::Holders { holders: shared.tabs.holders(&stripe) },
+                Request::Offer { via, room } => match PeerId::from_bytes(&via) {
+                    Ok(_) if from_relay => error(ErrorCode::NotInGroup, "relays are not offered shards as tabs"),
+                    Ok(via) => offer_to_tab(&shared, &me, peer, via, room),
+                    Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),
+                },
                 Request::Postage { stripe } => match shared.farming.postage_of(&stripe) {
                     Ok(Some(p)) => Response::Postage(Box::new(p)),
                     Ok(None) => {
@@ -1021,6 +1076,21 @@ impl Node {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => match e {
+                relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                    let n = self.shared.tabs.reservation(src_peer_id, true);
+                    self.shared.metrics.reservations.set(n as i64);
+                }
+                relay::Event::ReservationClosed { src_peer_id }
+                | relay::Event::ReservationTimedOut { src_peer_id } => {
+                    let n = self.shared.tabs.reservation(src_peer_id, false);
+                    self.shared.metrics.reservations.set(n as i64);
+                }
+                relay::Event::CircuitReqAccepted { .. } => {
+                    self.shared.metrics.circuits.inc();
+                }
+                _ => {}
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer,

@@ -147,6 +147,24 @@ enum Command {
         #[arg(long)]
         length: Option<u64>,
     },
+    /// Donate storage: hold shards for others in DIR (up to QUOTA bytes) and serve them
+    /// through a circuit reservation on a relay, on top of the relays' close groups, until
+    /// stopped. Prints what it holds and served as a JSON line whenever that changes.
+    Donate {
+        /// Relays: multiaddrs ending in /p2p/PEER, or http:// URLs; the reservation is taken
+        /// on the first that grants one. Repeatable.
+        #[arg(long, required = true)]
+        bootstrap: Vec<String>,
+        /// Where the shards are kept (kept across restarts).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Most shard bytes held.
+        #[arg(long, default_value_t = 256 << 20)]
+        quota: u64,
+        /// Seconds between announcements of everything held (within the relays' expiry).
+        #[arg(long, default_value_t = 120)]
+        refresh: u64,
+    },
     /// Prove how many shards of each stripe of a capability's file the network holds now
     /// (by challenge, not by asking); exits non-zero when a stripe is not whole. Downloads
     /// only the data map, stripe headers and proofs.
@@ -241,6 +259,9 @@ pub fn main() {
             let range = (offset.is_some() || length.is_some())
                 .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
             on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
+        }
+        Command::Donate { bootstrap, dir, quota, refresh } => {
+            on_runtime(async move { net_cmd::donate(&bootstrap, &dir, quota, refresh).await })
         }
         Command::Renew { capability, bootstrap, pay } => {
             on_runtime(async move { net_cmd::renew(&capability, &bootstrap, pay).await })

@@ -211,6 +211,34 @@ pub async fn get(
     out.finish()
 }
 
+/// `kura donate`: a donating client over a directory, printing its figures as JSON lines.
+pub async fn donate(bootstrap: &[String], dir: &Path, quota: u64, refresh: u64) -> Result<()> {
+    use kura_client::donor::{DirShelf, Donor, DonorConfig};
+    let addrs = kura_client::bootstrap::resolve(bootstrap).await?;
+    let shelf = DirShelf::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let identity = Some(shelf.identity().context("the donor's key")?);
+    let net = Network::connect(&addrs, NetConfig { identity, ..NetConfig::default() }).await?;
+    let cfg = DonorConfig { quota, refresh: std::time::Duration::from_secs(refresh.max(1)), ..DonorConfig::default() };
+    let donor = Donor::new(net, shelf, addrs, cfg);
+    let stats = donor.stats();
+    let report = async {
+        let mut last = None;
+        loop {
+            let now = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if last.as_ref() != Some(&now) {
+                println!("{}", serde_json::to_string(&now).unwrap_or_default());
+                let _ = std::io::stdout().flush();
+                last = Some(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    tokio::select! {
+        r = donor.run() => r.map_err(Into::into),
+        () = report => Ok(()),
+    }
+}
+
 pub async fn check(capability: &str, bootstrap: &[String]) -> Result<()> {
     let cap = Capability::parse(capability).context("invalid capability")?;
     let net = connect(bootstrap).await?;

@@ -1,0 +1,163 @@
+//! Donating clients end to end: real relay processes on 127.0.0.1 and real `kura donate`
+//! processes holding shards for others through circuit reservations, read by `kura get`
+//! after five of six relays are gone.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kura_tests::net::Net;
+use kura_tests::relay::wait_for;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A `kura donate` process and the last figures it printed.
+struct Donor {
+    child: Child,
+    dir: PathBuf,
+    stats: Arc<Mutex<serde_json::Value>>,
+}
+
+impl Donor {
+    fn start(dir: &Path, bootstrap: &str) -> Self {
+        let mut child = kura_tests::kura_command()
+            .args(["donate", "--bootstrap", bootstrap, "--dir", dir.to_str().unwrap(), "--refresh", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stats = Arc::new(Mutex::new(serde_json::Value::Null));
+        let out = child.stdout.take().unwrap();
+        let s = stats.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str(&line) {
+                    *s.lock().unwrap() = v;
+                }
+            }
+        });
+        Self { child, dir: dir.to_owned(), stats }
+    }
+
+    fn stat(&self, key: &str) -> serde_json::Value {
+        self.stats.lock().unwrap()[key].clone()
+    }
+
+    fn num(&self, key: &str) -> u64 {
+        self.stat(key).as_u64().unwrap_or(0)
+    }
+
+    /// stripe (hex) → index, from the files it keeps.
+    fn held(&self) -> BTreeMap<String, u8> {
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some((stripe, index)) = name.strip_suffix(".shard").and_then(|b| b.split_once('.')) {
+                out.insert(stripe.to_owned(), index.parse().unwrap());
+            }
+        }
+        out
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Donor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// stripe (hex) → the indices relay `r` holds, from its inventory.
+fn inventory(net: &Net, r: usize) -> BTreeMap<String, Vec<u8>> {
+    let v = net.relay(r).json("/inventory").unwrap();
+    v["stripes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(s, idx)| (s.clone(), idx.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u8).collect()))
+        .collect()
+}
+
+/// Six relays, a file of k = 4, m = 2 put on them, four donating clients reserved on relay
+/// 0. Relays offer each donor the shards the tab policy gives it: the four data shards of
+/// every stripe, each on a different donor. A donor restarted on its directory keeps its
+/// shards and reserves and announces again. Five relays are killed: `kura get` reads the
+/// file byte-exact from relay 0's shards and the donors' copies through relay 0's circuits.
+/// A donor stopped is no longer named by relay 0 once its announcements expire.
+#[test]
+fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
+    let mut net = Net::start_with("donors", 6, &["--tab-ttl", "6"]);
+    let file = net.dir.path().join("file");
+    let want = kura_tests::pseudo_random(3 * 1024 * 1024 + 777, 18);
+    std::fs::write(&file, &want).unwrap();
+    let cap = net.put(&file, &["--k", "4", "--m", "2"]).unwrap();
+    let stripes: BTreeSet<String> = inventory(&net, 0).keys().cloned().collect();
+    assert!(stripes.len() >= 2, "the file spans several stripes: {stripes:?}");
+
+    let boot = net.addrs[0].clone();
+    let mut donors: Vec<Donor> =
+        (0..4).map(|i| Donor::start(&net.dir.path().join(format!("donor{i}")), &boot)).collect();
+    // Until every stripe's four data shards are held, one by each donor.
+    let held = wait_for(Duration::from_secs(120), "the donors to hold every stripe's data shards", || {
+        let each: Vec<BTreeMap<String, u8>> = donors.iter().map(Donor::held).collect();
+        let all = stripes.iter().all(|s| {
+            let idx: BTreeSet<u8> = each.iter().filter_map(|h| h.get(s).copied()).collect();
+            idx == BTreeSet::from([0, 1, 2, 3])
+        });
+        all.then_some(each)
+    })
+    .unwrap();
+    for (i, h) in held.iter().enumerate() {
+        assert_eq!(h.len(), stripes.len(), "donor {i} holds one shard of each stripe: {h:?}");
+    }
+    let tabs = net.relay(0).json("/status").unwrap()["tabs"].clone();
+    eprintln!("relay 0 tabs: {tabs}");
+    assert_eq!(tabs["reserved"].as_u64(), Some(4), "four reservations on relay 0: {tabs}");
+    let offered: f64 = net.live().map(|r| r.metric("kura_tab_offers_total").unwrap_or(0.0)).sum();
+    assert_eq!(offered as usize, 4 * stripes.len(), "each shard offered once");
+
+    // A donor restarted on its directory keeps what it held and is reachable again.
+    let d0 = donors.remove(0);
+    let (dir0, peer0) = (d0.dir.clone(), d0.stat("peer"));
+    d0.kill();
+    donors.insert(0, Donor::start(&dir0, &boot));
+    wait_for(Duration::from_secs(60), "the restarted donor to reserve again", || {
+        (donors[0].num("shards") == stripes.len() as u64 && donors[0].stat("via").is_string()).then_some(())
+    })
+    .unwrap();
+    assert_eq!(donors[0].stat("peer"), peer0, "a restarted donor keeps its peer id");
+    // It is needed for a stripe where relay 0 does not hold its index.
+    let relay0 = inventory(&net, 0);
+    let needed = held[0].iter().any(|(s, i)| !relay0[s].contains(i));
+
+    for r in 1..6 {
+        net.kill9(r);
+    }
+    let served_before: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
+    net.get_exact(&cap, &want, "from-donors");
+    let served: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
+    eprintln!("served before {served_before:?}, after {served:?}");
+    // A get runs in its own process; the donors' lines may trail by half a second.
+    wait_for(Duration::from_secs(10), "the donors to count what they served", || {
+        let now: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
+        let total: u64 = now.iter().zip(&served_before).map(|(a, b)| a - b).sum();
+        (total >= stripes.len() as u64 * 2 && (!needed || now[0] > served_before[0])).then_some(())
+    })
+    .unwrap();
+    assert!(net.relay(0).metric("kura_circuits_total").unwrap() >= 1.0);
+
+    // A donor stopped: relay 0 forgets it once its announcements expire (6 s).
+    donors.pop().unwrap().kill();
+    wait_for(Duration::from_secs(30), "relay 0 to forget the stopped donor", || {
+        let t = net.relay(0).json("/status").ok()?["tabs"].clone();
+        (t["known"].as_u64() == Some(3)).then_some(())
+    })
+    .unwrap();
+}
