@@ -109,7 +109,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<S: Shelf> Donor<S> {
     /// A donor that reserves on one of `relays` (each `…/p2p/RELAY`, tried in order).
     pub fn new(net: Network, shelf: S, relays: Vec<Multiaddr>, cfg: DonorConfig) -> Self {
-        let stats = DonorStats { peer: net.local_peer_id().to_string(), quota: cfg.quota, ..DonorStats::default() };
+        let stats =
+            DonorStats { peer: net.local_peer_id().to_string(), quota: cfg.quota, ..DonorStats::default() };
         Self { net, shelf, relays, cfg, stats: Arc::new(Mutex::new(stats)), held: Mutex::default() }
     }
 
@@ -148,7 +149,11 @@ impl<S: Shelf> Donor<S> {
     }
 
     /// Answers what peers ask of it; notes a lost reservation.
-    async fn serve(&self, mut inbox: mpsc::Receiver<Inbound>, via: &Mutex<Option<PeerId>>) -> Result<(), NetError> {
+    async fn serve(
+        &self,
+        mut inbox: mpsc::Receiver<Inbound>,
+        via: &Mutex<Option<PeerId>>,
+    ) -> Result<(), NetError> {
         while let Some(msg) = inbox.next().await {
             match msg {
                 Inbound::Unreachable => {
@@ -223,7 +228,8 @@ impl<S: Shelf> Donor<S> {
             if let Some(relay) = current {
                 self.take_offers(relay).await;
                 if announced_at.is_none_or(|t| t.elapsed() >= self.cfg.refresh) {
-                    let held: Vec<(StripeId, u8)> = lock(&self.held).iter().map(|(s, (i, _))| (*s, *i)).collect();
+                    let held: Vec<(StripeId, u8)> =
+                        lock(&self.held).iter().map(|(s, (i, _))| (*s, *i)).collect();
                     self.announce(relay, &held).await;
                     announced_at = Some(Instant::now());
                 }
@@ -273,7 +279,9 @@ impl<S: Shelf> Donor<S> {
                     return;
                 }
                 let req = Request::Offer { via: via.to_bytes(), room: room as u32 };
-                let Ok(Response::Shards { header, shards }) = self.net.request(relay, req).await else { break };
+                let Ok(Response::Shards { header, shards }) = self.net.request(relay, req).await else {
+                    break;
+                };
                 let Some(shard) = shards.into_iter().next() else { break };
                 let stripe = StripeId::of(&header);
                 let Ok(index) = check(&stripe, &header, &shard) else { break };
@@ -306,7 +314,9 @@ impl<S: Shelf> Donor<S> {
         }
         let sends = by_relay.into_iter().flat_map(|(relay, list)| {
             list.chunks(MAX_ANNOUNCED)
-                .map(|c| self.net.request(relay, Request::Announce { via: via.to_bytes(), shards: c.to_vec() }))
+                .map(|c| {
+                    self.net.request(relay, Request::Announce { via: via.to_bytes(), shards: c.to_vec() })
+                })
                 .collect::<Vec<_>>()
         });
         futures::future::join_all(sends).await;
@@ -374,7 +384,9 @@ impl DirShelf {
         let prefix = format!("{stripe}.");
         for e in std::fs::read_dir(&self.dir)? {
             let name = e?.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".shard")) else { continue };
+            let Some(rest) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".shard")) else {
+                continue;
+            };
             if let Ok(index) = rest.parse() {
                 return Ok(Some((index, self.dir.join(name))));
             }
@@ -392,7 +404,9 @@ impl Shelf for DirShelf {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(base) = name.strip_suffix(".shard") else { continue };
             let Some((stripe, index)) = base.split_once('.') else { continue };
-            let (Ok(stripe), Ok(index)) = (StripeId::from_hex(stripe).ok_or(()), index.parse::<u8>()) else { continue };
+            let (Ok(stripe), Ok(index)) = (StripeId::from_hex(stripe).ok_or(()), index.parse::<u8>()) else {
+                continue;
+            };
             let len = e.metadata().map_err(|e| e.to_string())?.len();
             out.push((stripe, index, len));
         }

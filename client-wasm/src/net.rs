@@ -19,8 +19,8 @@ use kura_p2p::outstanding::{Outstanding, Settled};
 use kura_p2p::protocol::{StoreCodec, KAD_PROTOCOL, PROTOCOL};
 use kura_p2p::task::{Handle, Task};
 use kura_p2p::transport::Framing;
-use libp2p::multiaddr::Protocol;
 use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -102,7 +102,11 @@ pub struct NetConfig {
 
 impl Default for NetConfig {
     fn default() -> Self {
-        Self { request_timeout: Duration::from_secs(60), connect_timeout: Duration::from_secs(20), identity: None }
+        Self {
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(20),
+            identity: None,
+        }
     }
 }
 
@@ -545,8 +549,11 @@ impl Driver {
             return;
         };
         let id = self.next_inbound;
-        if self.inbound.len() >= MAX_INBOUND || server.try_send(Inbound::Request { id, peer, request }).is_err() {
-            let _ = swarm.behaviour_mut().store.send_response(channel, refuse(ErrorCode::Busy, "busy; retry"));
+        if self.inbound.len() >= MAX_INBOUND
+            || server.try_send(Inbound::Request { id, peer, request }).is_err()
+        {
+            let _ =
+                swarm.behaviour_mut().store.send_response(channel, refuse(ErrorCode::Busy, "busy; retry"));
             return;
         }
         self.next_inbound += 1;
@@ -584,7 +591,8 @@ impl Task for Driver {
             }
             Cmd::Via(peer, via, req, reply) => {
                 let base = self.dialed.get(&via).cloned().unwrap_or_else(Multiaddr::empty);
-                let circuit = base.with(Protocol::P2p(via)).with(Protocol::P2pCircuit).with(Protocol::P2p(peer));
+                let circuit =
+                    base.with(Protocol::P2p(via)).with(Protocol::P2pCircuit).with(Protocol::P2p(peer));
                 swarm.add_peer_address(peer, circuit);
                 let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
                 self.requests.sent(id, peer, reply);

@@ -631,13 +631,16 @@ async fn from_tabs(
     notes: &mut Vec<String>,
 ) {
     let ask = if answered.is_empty() { cands } else { answered };
-    let named = futures::future::join_all(ask.iter().map(|r| net.request(*r, Request::Holders { stripe: id }))).await;
+    let named =
+        futures::future::join_all(ask.iter().map(|r| net.request(*r, Request::Holders { stripe: id }))).await;
     // Index → the tabs that hold it (a tab gone since it announced may still be named).
     let mut by_index: BTreeMap<u8, Vec<(PeerId, PeerId)>> = BTreeMap::new();
     for h in named.into_iter().flatten() {
         let Response::Holders { holders: list } = h else { continue };
         for t in list {
-            let (Ok(tab), Ok(via)) = (PeerId::from_bytes(&t.tab), PeerId::from_bytes(&t.via)) else { continue };
+            let (Ok(tab), Ok(via)) = (PeerId::from_bytes(&t.tab), PeerId::from_bytes(&t.via)) else {
+                continue;
+            };
             let tabs = by_index.entry(t.index).or_default();
             if !tabs.contains(&(tab, via)) {
                 tabs.push((tab, via));
@@ -655,7 +658,9 @@ async fn from_tabs(
             let mut failures = Vec::new();
             for (tab, via) in tabs {
                 match net.request_via(tab, via, Request::Fetch { stripe: id }).await {
-                    Ok(Response::Shards { header, shards }) => return (Some((tab, header, shards)), failures),
+                    Ok(Response::Shards { header, shards }) => {
+                        return (Some((tab, header, shards)), failures)
+                    }
                     Ok(other) => failures.push(format!("tab {tab}: {}", refusal(&other))),
                     Err(e) => failures.push(format!("tab {tab}: {e}")),
                 }

@@ -137,12 +137,13 @@ fn offer_to_tab(shared: &Shared, me: &PeerId, tab: PeerId, via: PeerId, room: u3
         let h = blake3::hash(&tab.to_bytes());
         (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default()) % (last as u64 + 1)) as usize
     });
-    let candidates = held.iter().cycle().skip(start).take(held.len().min(OFFER_SCAN)).filter_map(|(stripe, idx)| {
-        let [mine] = idx.as_slice() else { return None };
-        let header = shared.store.header(stripe).ok()??;
-        let h = StripeHeader::parse(&header).ok()?;
-        (h.shard_len() <= room as usize).then(|| (*stripe, h.params().n(), h.params().k(), *mine))
-    });
+    let candidates =
+        held.iter().cycle().skip(start).take(held.len().min(OFFER_SCAN)).filter_map(|(stripe, idx)| {
+            let [mine] = idx.as_slice() else { return None };
+            let header = shared.store.header(stripe).ok()??;
+            let h = StripeHeader::parse(&header).ok()?;
+            (h.shard_len() <= room as usize).then(|| (*stripe, h.params().n(), h.params().k(), *mine))
+        });
     let Some((stripe, index)) = shared.tabs.offer(tab, via, candidates) else {
         return error(ErrorCode::NotFound, "nothing to offer this tab now");
     };
@@ -908,7 +909,9 @@ impl Node {
                 },
                 Request::Holders { stripe } => Response::Holders { holders: shared.tabs.holders(&stripe) },
                 Request::Offer { via, room } => match PeerId::from_bytes(&via) {
-                    Ok(_) if from_relay => error(ErrorCode::NotInGroup, "relays are not offered shards as tabs"),
+                    Ok(_) if from_relay => {
+                        error(ErrorCode::NotInGroup, "relays are not offered shards as tabs")
+                    }
                     Ok(via) => offer_to_tab(&shared, &me, peer, via, room),
                     Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),
                 },

@@ -81,7 +81,9 @@ fn inventory(net: &Net, r: usize) -> BTreeMap<String, Vec<u8>> {
         .as_object()
         .unwrap()
         .iter()
-        .map(|(s, idx)| (s.clone(), idx.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u8).collect()))
+        .map(|(s, idx)| {
+            (s.clone(), idx.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u8).collect())
+        })
         .collect()
 }
 

@@ -218,7 +218,11 @@ pub async fn donate(bootstrap: &[String], dir: &Path, quota: u64, refresh: u64) 
     let shelf = DirShelf::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let identity = Some(shelf.identity().context("the donor's key")?);
     let net = Network::connect(&addrs, NetConfig { identity, ..NetConfig::default() }).await?;
-    let cfg = DonorConfig { quota, refresh: std::time::Duration::from_secs(refresh.max(1)), ..DonorConfig::default() };
+    let cfg = DonorConfig {
+        quota,
+        refresh: std::time::Duration::from_secs(refresh.max(1)),
+        ..DonorConfig::default()
+    };
     let donor = Donor::new(net, shelf, addrs, cfg);
     let stats = donor.stats();
     let report = async {
