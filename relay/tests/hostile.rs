@@ -686,3 +686,44 @@ async fn strangers_store_nothing_beyond_the_free_allowance() {
     assert_eq!(r.metric("kura_stores_paid_total").unwrap(), 0.0);
     assert!(r.metric("kura_refused_requests_total{kind=\"paid_store\"}").unwrap() >= 300.0);
 }
+
+/// A stranger asks for shards to hold as a donating tab without being one: it names this
+/// relay as the relay it is reachable through (it holds no reservation here), or a relay
+/// that does not exist. Every offer is refused, no shard leaves the relay, each request
+/// costs the stranger sixteen proofs of its allowance (so a flood is soon answered busy),
+/// and the relay keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offers_go_only_to_tabs_reachable_through_a_reservation() {
+    let dir = Scratch::new("hostile-offers").unwrap();
+    let r = spawn(&dir.path().join("r0"), &[]);
+    let honest = client(&r).await;
+    let kept = stripe(40_000, 77);
+    store_and_fetch(&honest, &kept).await;
+    let me: libp2p::PeerId = r.peer_id.parse().unwrap();
+    let nobody = libp2p::PeerId::random();
+    let stranger = client(&r).await;
+    let (mut refused, mut busy) = (0, 0);
+    for i in 0..200 {
+        let via = if i % 2 == 0 { me } else { nobody };
+        let answer = stranger
+            .request(Request::Offer { via: via.to_bytes(), room: MAX_SHARD_LEN as u32 })
+            .await
+            .unwrap();
+        match answer {
+            Response::Error { code: ErrorCode::NotFound, .. } => refused += 1,
+            Response::Error { code: ErrorCode::Busy, .. } => busy += 1,
+            other => panic!("an offer to a stranger: {other:?}"),
+        }
+    }
+    let garbled = stranger.request(Request::Offer { via: vec![1, 2, 3], room: 1 }).await.unwrap();
+    assert!(
+        matches!(garbled, Response::Error { code: ErrorCode::Malformed | ErrorCode::Busy, .. }),
+        "{garbled:?}"
+    );
+    eprintln!("offers refused {refused}, answered busy {busy}");
+    assert!(refused >= 1 && busy >= 100, "the allowance runs out: refused {refused}, busy {busy}");
+    assert_eq!(r.metric("kura_tab_offers_total").unwrap(), 0.0);
+    assert_eq!(r.json("/status").unwrap()["tabs"]["reserved"].as_u64(), Some(0));
+    let got = honest.request(Request::Fetch { stripe: kept.id() }).await.unwrap();
+    assert!(is_shard0(&got, &kept), "{got:?}");
+}
