@@ -19,7 +19,9 @@ import { explain, kuraError, toError, errorData } from './messages.js';
 /**
  * The worker's operations (worker.js): what a call sends, and what its answer carries.
  * @typedef {{
- *   connect: { args: { addrs: string[] }, done: { peerId: string } },
+ *   connect: { args: { addrs: string[], keepKey: boolean }, done: { peerId: string } },
+ *   donate: { args: { quota: number }, done: object },
+ *   stopDonating: { args: {}, done: object },
  *   put: { args: { file: File, private: boolean, pay: Pay | null }, done: { cap: string, cost: string, paidUntil: number } },
  *   quote: { args: { size: number, pay: Pay }, done: { cost: string, shardBytes: number, paidUntil: number } },
  *   files: { args: {}, done: { files: KeptFile[] } },
@@ -47,12 +49,19 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * What the worker posts back about a call, by its id.
  * @typedef {{ id: number, type: 'progress', p: Progress }
  *   | { id: number, type: 'data', bytes: Uint8Array<ArrayBuffer> }
+ *   | { id: number, type: 'donation', stats: DonorStats }
  *   | { id: number, type: 'done' }
  *   | { id: number, type: 'error', error: ErrorData }} Reply
  */
 /**
+ * What a donating tab holds and served (donor.rs), posted every second while it donates.
+ * @typedef {{ peer: string, quota: number, shards: number, bytes: number, served_requests: number,
+ *   served_bytes: number, corrupt: number, misses: number, via: string | null, address: string | null }} DonorStats
+ */
+/**
  * Called as the worker reports on a call.
- * @typedef {{ progress?: (p: Progress) => void, data?: (bytes: Uint8Array<ArrayBuffer>) => void }} Handlers
+ * @typedef {{ progress?: (p: Progress) => void, data?: (bytes: Uint8Array<ArrayBuffer>) => void,
+ *   donation?: (s: DonorStats) => void }} Handlers
  */
 /** @typedef {Handlers & { resolve: (reply: object) => void, reject: (e: Error) => void }} Pending */
 /**
@@ -97,6 +106,7 @@ worker.onmessage = (/** @type {MessageEvent<Reply>} */ { data: msg }) => {
   }
   if (msg.type === 'progress') h.progress && h.progress(msg.p);
   else if (msg.type === 'data') h.data && h.data(msg.bytes);
+  else if (msg.type === 'donation') h.donation && h.donation(msg.stats);
   else {
     pending.delete(msg.id);
     msg.type === 'done' ? h.resolve(msg) : h.reject(toError(msg.error));
@@ -132,14 +142,71 @@ function showError(e) {
 const fmtSize = n => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB`
   : n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(2)} GiB`;
 
+// ---- donating storage ----
+// The setting ({ on, quotaMiB }) is kept in localStorage, so a reloaded tab donates again
+// with what it held (the shards stay in the origin's private file system).
+const DONATE_KEY = 'kura-donate';
+/** @type {{ on: boolean, quotaMiB: number }} */
+const donation = (() => {
+  try {
+    const kept = JSON.parse(localStorage.getItem(DONATE_KEY) || 'null');
+    if (kept && typeof kept.on === 'boolean' && kept.quotaMiB > 0) return kept;
+  } catch { /* a damaged setting: the default */ }
+  return { on: false, quotaMiB: 256 };
+})();
 const connected = (async () => {
   const res = await fetch('/bootstrap');
   if (!res.ok) throw kuraError('unreachable', `/bootstrap answered ${res.status}`);
   const { addrs } = await res.json();
-  const r = await call('connect', { addrs });
+  // A donating tab keeps its peer id across reloads (the relays know it by it).
+  const r = await call('connect', { addrs, keepKey: donation.on });
   $('net').textContent = `Connected to the network as ${r.peerId.slice(0, 16)}…`;
 })();
 connected.catch(e => { $('net').textContent = 'Not connected.'; showError(e); });
+
+const donateToggle = /** @type {HTMLInputElement} */ ($('donate-toggle'));
+const donateQuota = /** @type {HTMLInputElement} */ ($('donate-quota'));
+donateToggle.checked = donation.on;
+donateQuota.value = String(donation.quotaMiB);
+const keepDonation = () => localStorage.setItem(DONATE_KEY, JSON.stringify(donation));
+
+/** @param {DonorStats} s */
+function showDonation(s) {
+  const reach = s.via ? `reachable through relay ${s.via.slice(0, 16)}…` : 'reconnecting…';
+  $('donate-stats').textContent = `Holds ${s.shards} shards (${fmtSize(s.bytes)} of ${fmtSize(s.quota)}) · `
+    + `served ${s.served_requests} requests (${fmtSize(s.served_bytes)}) · ${reach}`;
+  $('donate-stats').dataset.shards = String(s.shards);
+  $('donate-stats').dataset.bytes = String(s.bytes);
+  $('donate-stats').dataset.served = String(s.served_requests);
+  $('donate-stats').dataset.reachable = s.via ? 'yes' : 'no';
+}
+
+async function startDonating() {
+  await connected;
+  $('donate-stats').textContent = 'Starting…';
+  try {
+    await call('donate', { quota: donation.quotaMiB * 1048576 }, { donation: showDonation });
+    $('donate-stats').textContent = 'Not donating.';
+  } catch (e) {
+    $('donate-stats').textContent = 'Not donating.';
+    showError(e);
+  }
+}
+donateToggle.addEventListener('change', () => {
+  donation.on = donateToggle.checked;
+  keepDonation();
+  if (donation.on) startDonating();
+  else call('stopDonating', {}).catch(showError);
+});
+donateQuota.addEventListener('change', () => {
+  const mib = Math.floor(Number(donateQuota.value));
+  if (!(mib > 0)) { donateQuota.value = String(donation.quotaMiB); return; }
+  donation.quotaMiB = mib;
+  keepDonation();
+  // The new quota applies from the next start.
+  if (donation.on) call('stopDonating', {}).then(() => startDonating()).catch(showError);
+});
+if (donation.on) startDonating();
 
 // ---- the tab's wallet ----
 // Its key lives in the worker (kept in IndexedDB there) and signs there; this page sees the

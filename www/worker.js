@@ -44,24 +44,30 @@ function walletDb() {
   });
 }
 
+/**
+ * A 32-byte seed kept under `name` in IndexedDB, made the first time.
+ * @param {string} name @returns {Promise<Uint8Array>}
+ */
+async function keptSeed(name) {
+  const db = await walletDb();
+  /** @type {(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequest) => Promise<any>} */
+  const run = (mode, f) => new Promise((resolve, reject) => {
+    const req = f(db.transaction('keys', mode).objectStore('keys'));
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  const kept = await run('readonly', s => s.get(name));
+  if (kept instanceof Uint8Array && kept.length === 32) return kept;
+  const seed = crypto.getRandomValues(new Uint8Array(32));
+  await run('readwrite', s => s.put(seed, name));
+  return seed;
+}
+
 /** @type {Promise<Uint8Array> | null} */
 let seedPromise = null;
 /** The wallet's seed: read from IndexedDB, or made and kept there the first time. */
 function walletSeed() {
-  seedPromise ??= (async () => {
-    const db = await walletDb();
-    /** @type {(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequest) => Promise<any>} */
-    const run = (mode, f) => new Promise((resolve, reject) => {
-      const req = f(db.transaction('keys', mode).objectStore('keys'));
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-    const kept = await run('readonly', s => s.get('seed'));
-    if (kept instanceof Uint8Array && kept.length === 32) return kept;
-    const seed = crypto.getRandomValues(new Uint8Array(32));
-    await run('readwrite', s => s.put(seed, 'seed'));
-    return seed;
-  })();
+  seedPromise ??= keptSeed('seed');
   seedPromise.catch(() => { seedPromise = null; });
   return seedPromise;
 }
@@ -132,8 +138,23 @@ onmessage = async ({ data: msg }) => {
   try {
     await ready;
     if (op === 'connect') {
-      client = /** @type {KuraClient} */ (await KuraClient.connect(msg.addrs));
+      // A donating tab's peer id is kept (its own key, not the wallet's).
+      const seed = msg.keepKey ? await keptSeed('peer-seed') : undefined;
+      client = /** @type {KuraClient} */ (await KuraClient.connectAs(msg.addrs, seed));
       postMessage({ id, type: 'done', peerId: client.peerId() });
+    } else if (op === 'donate') {
+      const c = connected();
+      // One donating tab per site: they would share one directory of shards.
+      await navigator.locks.request('kura-donate', { ifAvailable: true }, async lock => {
+        if (!lock) throw kuraError('busy', 'another tab of this site is donating already');
+        /** @param {object} stats */
+        const report = stats => postMessage({ id, type: 'donation', stats });
+        await c.donate(msg.quota, report);
+      });
+      postMessage({ id, type: 'done' });
+    } else if (op === 'stopDonating') {
+      connected().stopDonating();
+      postMessage({ id, type: 'done' });
     } else if (op === 'put') {
       const { file, pay } = msg;
       const entry = { name: file.name, size: file.size, cost: '0', paidUntil: 0, cap: '' };

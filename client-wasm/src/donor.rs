@@ -226,13 +226,15 @@ impl<S: Shelf> Donor<S> {
                 }
             };
             if let Some(relay) = current {
-                self.take_offers(relay).await;
+                // What it holds first: a relay that does not know it holds a stripe could
+                // offer it another shard of it.
                 if announced_at.is_none_or(|t| t.elapsed() >= self.cfg.refresh) {
                     let held: Vec<(StripeId, u8)> =
                         lock(&self.held).iter().map(|(s, (i, _))| (*s, *i)).collect();
                     self.announce(relay, &held).await;
                     announced_at = Some(Instant::now());
                 }
+                self.take_offers(relay).await;
             }
             futures_timer::Delay::new(self.cfg.tick).await;
         }

@@ -5,7 +5,8 @@
 //! - [`transfer`]: put and get of whole files over it, each stripe run by a kura-core
 //!   placement machine;
 //! - [`ws`]: the browser's WebSocket transport (its address parsing builds everywhere);
-//! - wasm32 only: `web`, the Promise-based JavaScript API (wasm-bindgen);
+//! - wasm32 only: `web`, the Promise-based JavaScript API (wasm-bindgen), and `opfs`, a
+//!   donating tab's shards in the Origin Private File System;
 //! - native only: [`dirstore`] (the offline `kura encode`/`decode` store), [`media`] (media
 //!   types from file names), [`bootstrap`] (relay addresses from a `/bootstrap` URL),
 //!   [`devnet`] (a local network of relay processes).
@@ -15,6 +16,8 @@ pub mod donor;
 pub mod net;
 pub mod transfer;
 pub mod wallet;
+#[cfg(target_arch = "wasm32")]
+pub mod opfs;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod ws;

@@ -73,6 +73,8 @@ enum Cmd {
     Reserve(Multiaddr, Reply<Multiaddr>),
     /// Hand requests from other peers to this channel (instead of refusing them).
     Serve(mpsc::Sender<Inbound>),
+    /// Refuse them again, and drop the reservation.
+    Unserve,
     /// The answer to the inbound request with this number.
     Respond(u64, Response),
 }
@@ -346,6 +348,12 @@ impl Network {
         Ok(rx)
     }
 
+    /// Stops serving: requests from other peers are refused again and the reservation is
+    /// dropped.
+    pub async fn stop_serving(&self) -> Result<(), NetError> {
+        self.task.send(Cmd::Unserve).await.map_err(|_| NetError::Closed)
+    }
+
     /// Answers inbound request `id`.
     pub async fn respond(&self, id: u64, response: Response) -> Result<(), NetError> {
         self.task.send(Cmd::Respond(id, response)).await.map_err(|_| NetError::Closed)
@@ -606,6 +614,12 @@ impl Task for Driver {
                 }
             },
             Cmd::Serve(tx) => self.server = Some(tx),
+            Cmd::Unserve => {
+                self.server = None;
+                if let Some(id) = self.reserved.take() {
+                    swarm.remove_listener(id);
+                }
+            }
             Cmd::Respond(id, response) => {
                 if let Some(channel) = self.inbound.remove(&id) {
                     let _ = swarm.behaviour_mut().store.send_response(channel, response);

@@ -133,6 +133,10 @@ pub fn wallet_account(seed: &[u8]) -> Result<String, JsValue> {
 #[derive(Debug, Clone)]
 pub struct KuraClient {
     net: Network,
+    /// The relays it connected through (a donating tab reserves on one of them).
+    bootstrap: Vec<libp2p::Multiaddr>,
+    /// Stops the donating loop, while one runs.
+    donating: Rc<std::cell::RefCell<Option<futures::future::AbortHandle>>>,
 }
 
 /// Calls `cb({phase, total, encoded, sent, confirmed, received, delivered, retries})` every
@@ -180,6 +184,13 @@ impl KuraClient {
     /// `/p2p/PEER`, as a relay's `/bootstrap` lists them; WebSocket and WebRTC-direct ones
     /// are used).
     pub fn connect(addrs: Vec<String>) -> Promise {
+        Self::connect_as(addrs, None)
+    }
+
+    /// [`KuraClient::connect`] with this client's key made from a 32-byte `seed` the tab
+    /// keeps (a donating tab keeps its peer id across reloads), or a fresh key without one.
+    #[wasm_bindgen(js_name = connectAs)]
+    pub fn connect_as(addrs: Vec<String>, seed: Option<Vec<u8>>) -> Promise {
         future_to_promise(async move {
             let parsed = addrs
                 .iter()
@@ -187,9 +198,66 @@ impl KuraClient {
                     a.parse().map_err(|e| js_err(ErrorKind::Unreachable, format!("bad address {a}: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let net = Network::connect(&parsed, NetConfig::default()).await.map_err(describe)?;
-            Ok(KuraClient { net }.into())
+            let identity = match seed {
+                Some(mut s) => Some(
+                    libp2p::identity::Keypair::ed25519_from_bytes(&mut s)
+                        .map_err(|e| js_err(ErrorKind::BadRequest, format!("bad key seed: {e}")))?,
+                ),
+                None => None,
+            };
+            let net = Network::connect(&parsed, NetConfig { identity, ..NetConfig::default() })
+                .await
+                .map_err(describe)?;
+            Ok(KuraClient { net, bootstrap: parsed, donating: Rc::default() }.into())
         })
+    }
+
+    /// Donates storage until [`KuraClient::stop_donating`]: holds up to `quota` bytes of
+    /// shards for others in this origin's private file system (a worker only) and serves
+    /// them through a reservation on one of the relays it connected through. Calls
+    /// `on_stats({peer, quota, shards, bytes, served_requests, served_bytes, corrupt,
+    /// misses, via, address})` every second. The Promise settles when donating stops
+    /// (`undefined`) or cannot start (an error).
+    pub fn donate(&self, quota: f64, on_stats: Function) -> Promise {
+        let this = self.clone();
+        future_to_promise(async move {
+            let shelf = crate::opfs::OpfsShelf::open().await.map_err(|e| js_err(ErrorKind::Internal, e))?;
+            let cfg = crate::donor::DonorConfig { quota: quota.max(0.0) as u64, ..Default::default() };
+            let donor = crate::donor::Donor::new(this.net.clone(), shelf, this.bootstrap.clone(), cfg);
+            let stats = donor.stats();
+            let report = async {
+                loop {
+                    let now = stats.lock().map(|s| s.clone()).unwrap_or_default();
+                    let v = serde_json::to_string(&now).unwrap_or_default();
+                    let _ = on_stats.call1(&JsValue::NULL, &js_sys::JSON::parse(&v).unwrap_or(JsValue::NULL));
+                    futures_timer::Delay::new(std::time::Duration::from_secs(1)).await;
+                }
+            };
+            let (run, stop) = futures::future::abortable(async {
+                futures::select! {
+                    r = futures::FutureExt::fuse(donor.run()) => r,
+                    () = futures::FutureExt::fuse(report) => Ok(()),
+                }
+            });
+            if let Some(old) = this.donating.borrow_mut().replace(stop) {
+                old.abort();
+            }
+            let ended = run.await;
+            this.net.stop_serving().await.map_err(describe)?;
+            match ended {
+                Ok(Err(e)) => Err(describe(e)),
+                _ => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
+
+    /// Stops donating: the reservation is dropped and peers' requests are refused; what is
+    /// held stays in the file system for the next time.
+    #[wasm_bindgen(js_name = stopDonating)]
+    pub fn stop_donating(&self) {
+        if let Some(stop) = self.donating.borrow_mut().take() {
+            stop.abort();
+        }
     }
 
     /// This client's peer id.
