@@ -4,8 +4,9 @@
 #   2. every native test (unit, property, known-answer, end-to-end with the real binaries)
 #   3. kura-core's test suite compiled to wasm32 and run in headless Chromium
 #   4. a check that the wasm build imports nothing from `env`
-#   5. the page driven in headless Chromium (tests/browser/page.test.mjs, Playwright), and the
-#      browser client's API (wasm-bindgen-test) against a local network of relays
+#   5. the page driven in headless Chromium (tests/browser/page.test.mjs, Playwright), donating
+#      tabs (tests/browser/donate.test.mjs), and the browser client's API (wasm-bindgen-test)
+#      against a local network of relays
 #   6. the known-answer vectors checked by an independent Python implementation
 #   7. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
 #   and, after the native tests, the simulator's scenarios at small sizes
@@ -62,6 +63,9 @@ log "the page, the service worker, the client's worker and the message module ty
 (cd tests/browser && node_modules/.bin/tsc -p tsconfig.json && node_modules/.bin/tsc -p tsconfig.page.json)
 cargo build -q --workspace --all-targets   # a no-op after the tests above: same features
 node tests/browser/page.test.mjs target/debug/kura target/browser-artifacts
+
+log "donating tabs in headless Chromium (four tabs hold a file's data shards; five of six relays killed)"
+node tests/browser/donate.test.mjs target/debug/kura target/browser-artifacts
 
 log "the browser client's API in headless Chromium against a local network (WebSocket, WebRTC-direct)"
 netdir=$(mktemp -d)

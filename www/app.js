@@ -56,7 +56,8 @@ import { explain, kuraError, toError, errorData } from './messages.js';
 /**
  * What a donating tab holds and served (donor.rs), posted every second while it donates.
  * @typedef {{ peer: string, quota: number, shards: number, bytes: number, served_requests: number,
- *   served_bytes: number, corrupt: number, misses: number, via: string | null, address: string | null }} DonorStats
+ *   served_bytes: number, corrupt: number, misses: number, announced: number, via: string | null,
+ *   address: string | null }} DonorStats
  */
 /**
  * Called as the worker reports on a call.
@@ -179,6 +180,9 @@ function showDonation(s) {
   $('donate-stats').dataset.bytes = String(s.bytes);
   $('donate-stats').dataset.served = String(s.served_requests);
   $('donate-stats').dataset.reachable = s.via ? 'yes' : 'no';
+  $('donate-stats').dataset.via = s.via || '';
+  $('donate-stats').dataset.announced = String(s.announced);
+  $('donate-stats').dataset.quota = String(s.quota);
 }
 
 async function startDonating() {

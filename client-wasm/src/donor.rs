@@ -84,6 +84,8 @@ pub struct DonorStats {
     pub corrupt: u64,
     /// Fetches refused because nothing of the stripe is held.
     pub misses: u64,
+    /// Rounds of announcements sent (everything held, to each stripe's group).
+    pub announced: u64,
     /// The relay it is reachable through, when it holds a reservation.
     pub via: Option<String>,
     /// Its circuit address then.
@@ -233,6 +235,7 @@ impl<S: Shelf> Donor<S> {
                         lock(&self.held).iter().map(|(s, (i, _))| (*s, *i)).collect();
                     self.announce(relay, &held).await;
                     announced_at = Some(Instant::now());
+                    lock(&self.stats).announced += 1;
                 }
                 self.take_offers(relay).await;
             }

@@ -14,10 +14,10 @@
 pub mod check;
 pub mod donor;
 pub mod net;
-pub mod transfer;
-pub mod wallet;
 #[cfg(target_arch = "wasm32")]
 pub mod opfs;
+pub mod transfer;
+pub mod wallet;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 pub mod ws;

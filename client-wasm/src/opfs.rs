@@ -51,11 +51,12 @@ impl OpfsShelf {
     async fn handle(&self, name: &str, create: bool) -> Result<Option<FileSystemSyncAccessHandle>, String> {
         let opts = FileSystemGetFileOptions::new();
         opts.set_create(create);
-        let file: FileSystemFileHandle = match JsFuture::from(self.dir.get_file_handle_with_options(name, &opts)).await {
-            Ok(f) => f.unchecked_into(),
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(text(e)),
-        };
+        let file: FileSystemFileHandle =
+            match JsFuture::from(self.dir.get_file_handle_with_options(name, &opts)).await {
+                Ok(f) => f.unchecked_into(),
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(text(e)),
+            };
         let h = JsFuture::from(file.create_sync_access_handle()).await.map_err(text)?;
         Ok(Some(h.unchecked_into()))
     }
@@ -113,8 +114,12 @@ impl Shelf for OpfsShelf {
     async fn list(&self) -> Result<Vec<(StripeId, u8, u64)>, String> {
         let mut out = Vec::new();
         for name in self.names().await? {
-            let Some((stripe, index)) = name.strip_suffix(".shard").and_then(|b| b.split_once('.')) else { continue };
-            let (Some(stripe), Ok(index)) = (StripeId::from_hex(stripe), index.parse::<u8>()) else { continue };
+            let Some((stripe, index)) = name.strip_suffix(".shard").and_then(|b| b.split_once('.')) else {
+                continue;
+            };
+            let (Some(stripe), Ok(index)) = (StripeId::from_hex(stripe), index.parse::<u8>()) else {
+                continue;
+            };
             let Some(h) = self.handle(&name, false).await? else { continue };
             let len = h.get_size().map_err(text);
             h.close();

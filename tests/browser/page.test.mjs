@@ -17,14 +17,13 @@
 // Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR (node's test runner: each step is
 // a test of its own, so one failure does not hide the rest).
 // Screenshots of each step go to OUT_DIR.
-import { chromium } from 'playwright-core';
+import { startDevnet as startDevnetIn, launchChromium } from './devnet.mjs';
 import { test, before, after } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { encodeInPage, mux, secondShown } from './webm.mjs';
 
 const [kuraBin, outDir] = process.argv.slice(2);
@@ -57,19 +56,9 @@ function check(cond, what) {
 }
 
 async function startDevnet() {
-  devnet = spawn(kuraBin, ['devnet', '--relays', '6', '--dir', join(work, 'net'), '--http', '127.0.0.1:0', '--base-port', '0'],
-    { stdio: ['ignore', 'pipe', 'inherit'] });
-  const relays = [];
-  let page;
-  for await (const line of createInterface({ input: devnet.stdout })) {
-    const m = line.match(/^relay (\d+): peer (\S+)\s+(http:\/\/\S+)\s+pid (\d+)/);
-    if (m) relays.push({ peer: m[2], http: m[3], pid: Number(m[4]) });
-    const p = line.match(/^page:\s+(\S+)/);
-    if (p) page = p[1];
-    if (line.startsWith('Ctrl-C')) break;
-  }
-  if (!page || relays.length !== 6) throw new Error('devnet did not start');
-  return { page, relays };
+  const up = await startDevnetIn(kuraBin, join(work, 'net'));
+  devnet = up.child;
+  return up;
 }
 
 // Kills relay `r` (SIGKILL); returns how to start it again with the same identity, data
@@ -184,11 +173,7 @@ async function shownError(page, timeout) {
 before(async () => {
   const { page: pageUrl, relays } = await startDevnet();
   console.log(`devnet up, page ${pageUrl}`);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   const data = randomBytes(30 << 20);
   const file = join(work, 'random-30MiB.bin');
   writeFileSync(file, data);

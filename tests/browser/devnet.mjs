@@ -1,0 +1,31 @@
+// What the browser tests share: a `kura devnet` of relays on 127.0.0.1, and headless Chromium.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+// Starts `kura devnet` with `relays` relays in `dir`; resolves with the child, the page's
+// URL and each relay's { peer, http, pid } once every relay is up.
+export async function startDevnet(kuraBin, dir, relays = 6) {
+  const child = spawn(kuraBin, ['devnet', '--relays', String(relays), '--dir', dir, '--http', '127.0.0.1:0', '--base-port', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const up = [];
+  let page;
+  for await (const line of createInterface({ input: child.stdout })) {
+    const m = line.match(/^relay (\d+): peer (\S+)\s+(http:\/\/\S+)\s+pid (\d+)/);
+    if (m) up.push({ peer: m[2], http: m[3], pid: Number(m[4]) });
+    const p = line.match(/^page:\s+(\S+)/);
+    if (p) page = p[1];
+    if (line.startsWith('Ctrl-C')) break;
+  }
+  if (!page || up.length !== relays) throw new Error('devnet did not start');
+  return { child, page, relays: up };
+}
+
+// Debian's headless Chromium, as every browser test runs it.
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
