@@ -90,14 +90,16 @@ fn inventory(net: &Net, r: usize) -> BTreeMap<String, Vec<u8>> {
 /// Six relays, a file of k = 4, m = 2 put on them, four donating clients reserved on relay
 /// 0. Relays offer each donor the shards the tab policy gives it: the four data shards of
 /// every stripe, each on a different donor. A donor restarted on its directory keeps its
-/// shards and reserves and announces again. Five relays are killed: `kura get` reads the
-/// file byte-exact from relay 0's shards and the donors' copies through relay 0's circuits.
+/// shards and reserves and announces again. Four relays are killed and a donor's shard is
+/// damaged on disk: the donor drops it unserved and the read succeeds from the others. A
+/// fifth relay is killed: `kura get` reads the file byte-exact from relay 0's shards and the
+/// donors' copies through relay 0's circuits.
 /// A donor stopped is no longer named by relay 0 once its announcements expire.
 #[test]
 fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
     let mut net = Net::start_with("donors", 6, &["--tab-ttl", "6"]);
     let file = net.dir.path().join("file");
-    let want = kura_tests::pseudo_random(3 * 1024 * 1024 + 777, 18);
+    let want = kura_tests::pseudo_random(12 * 1024 * 1024 + 777, 18);
     std::fs::write(&file, &want).unwrap();
     let cap = net.put(&file, &["--k", "4", "--m", "2"]).unwrap();
     let stripes: BTreeSet<String> = inventory(&net, 0).keys().cloned().collect();
@@ -137,11 +139,34 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
     assert_eq!(donors[0].stat("peer"), peer0, "a restarted donor keeps its peer id");
     // It is needed for a stripe where relay 0 does not hold its index.
     let relay0 = inventory(&net, 0);
+    let relay1 = inventory(&net, 1);
     let needed = held[0].iter().any(|(s, i)| !relay0[s].contains(i));
 
-    for r in 1..6 {
+    // Four relays killed, relays 0 and 1 left. A donor's stored shard is damaged on disk: a
+    // stripe where relay 0 holds a parity shard (so it stays readable from relay 0 and the
+    // other donors later) and the damaged donor's index is held by neither relay (so the
+    // reader asks for it). The donor checks it before serving, drops it and never serves it;
+    // the read still succeeds from the others.
+    for r in 2..6 {
         net.kill9(r);
     }
+    let (victim, stripe, index) = (1..4)
+        .flat_map(|d| held[d].iter().map(move |(s, i)| (d, s.clone(), *i)))
+        .find(|(_, s, i)| relay0[s].iter().all(|j| *j >= 4) && !relay1[s].contains(i))
+        .expect("a stripe with a parity shard on relay 0 (one in three; the file has many)");
+    let path = donors[victim].dir.join(format!("{stripe}.{index}.shard"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x5a;
+    std::fs::write(&path, &bytes).unwrap();
+    net.get_exact(&cap, &want, "damaged-donor");
+    wait_for(Duration::from_secs(10), "the damaged donor to count the damage", || {
+        (donors[victim].num("corrupt") == 1 && donors[victim].num("shards") == stripes.len() as u64 - 1)
+            .then_some(())
+    })
+    .unwrap();
+    assert!(!path.exists(), "the damaged shard is dropped from disk");
+
+    net.kill9(1);
     let served_before: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
     net.get_exact(&cap, &want, "from-donors");
     let served: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
