@@ -22,6 +22,7 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   connect: { args: { addrs: string[], keepKey: boolean }, done: { peerId: string } },
  *   donate: { args: { quota: number }, done: object },
  *   stopDonating: { args: {}, done: object },
+ *   opfsBench: { args: { shards: number, len: number }, done: { result: { writeMBs: number, readMBs: number } } },
  *   put: { args: { file: File, private: boolean, pay: Pay | null }, done: { cap: string, cost: string, paidUntil: number } },
  *   quote: { args: { size: number, pay: Pay }, done: { cost: string, shardBytes: number, paidUntil: number } },
  *   files: { args: {}, done: { files: KeptFile[] } },
@@ -75,6 +76,8 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * @property {{ wasmBytes: number, jsHeapBytes: number }} kuraStats peak memory seen
  * @property {{ offset: number, length: number }[]} kuraStreamReads the service worker's reads
  * @property {string} [kuraStreamUrl] the open file's stream address
+ * @property {(shards: number, len: number) => Promise<{ writeMBs: number, readMBs: number }>} kuraOpfsBench
+ *   the donating tab's store timed in the worker (scripts/bench-donate.sh)
  */
 const hooks = /** @type {Window & typeof globalThis & Hooks} */ (window);
 // Chromium's non-standard performance.memory (absent elsewhere).
@@ -211,6 +214,8 @@ donateQuota.addEventListener('change', () => {
   if (donation.on) call('stopDonating', {}).then(() => startDonating()).catch(showError);
 });
 if (donation.on) startDonating();
+/** @param {number} shards @param {number} len */
+hooks.kuraOpfsBench = async (shards, len) => (await call('opfsBench', { shards, len })).result;
 
 // ---- the tab's wallet ----
 // Its key lives in the worker (kept in IndexedDB there) and signs there; this page sees the

@@ -2,7 +2,7 @@
 // Kura's client runs here, off the page's thread: the wasm pipeline and the libp2p swarm.
 // A Web Worker has no RTCPeerConnection, so it reaches relays over WebSocket. Checked by
 // tsc against the .d.ts wasm-bindgen writes (tests/browser/tsconfig.json).
-import init, { KuraClient, walletAccount, uploadCost } from './pkg/kura_client.js';
+import init, { KuraClient, walletAccount, uploadCost, opfsBench } from './pkg/kura_client.js';
 import { errorData, kuraError } from './messages.js';
 
 /** @type {KuraClient | null} */
@@ -152,6 +152,9 @@ onmessage = async ({ data: msg }) => {
         await c.donate(msg.quota, report);
       });
       postMessage({ id, type: 'done' });
+    } else if (op === 'opfsBench') {
+      // The donating tab's store timed (scripts/bench-donate.sh).
+      postMessage({ id, type: 'done', result: await opfsBench(msg.shards, msg.len) });
     } else if (op === 'stopDonating') {
       connected().stopDonating();
       postMessage({ id, type: 'done' });

@@ -113,6 +113,52 @@ pub fn proof_bench(runs: u32) -> Result<Object, JsValue> {
     Ok(o)
 }
 
+/// The donating tab's store timed in this browser (a worker only): `shards` shards of
+/// `len` bytes written to the Origin Private File System through [`crate::opfs::OpfsShelf`]
+/// (header and shard, as a donated shard is kept), then read back, then removed. Returns
+/// `{ shards, bytes, writeMBs, readMBs }` (MB = 10^6 bytes, shard bytes only).
+#[wasm_bindgen(js_name = opfsBench)]
+pub fn opfs_bench(shards: u32, len: u32) -> Promise {
+    use crate::donor::Shelf;
+    future_to_promise(async move {
+        let shelf = crate::opfs::OpfsShelf::open().await.map_err(|e| js_err(ErrorKind::Internal, e))?;
+        let fail = |e: String| js_err(ErrorKind::Internal, e);
+        let header = vec![7u8; 200];
+        let ids: Vec<kura_core::StripeId> = (0..shards)
+            .map(|i| {
+                let mut b = [0xbeu8; 32];
+                b[..4].copy_from_slice(&i.to_le_bytes());
+                kura_core::StripeId::from_bytes(b)
+            })
+            .collect();
+        let shard = kura_core::testdata::pseudo_random(len as usize, 3);
+        let t = web_time::Instant::now();
+        for id in &ids {
+            shelf.put(*id, 0, &header, &shard).await.map_err(fail)?;
+        }
+        let writing = t.elapsed().as_secs_f64();
+        let t = web_time::Instant::now();
+        let mut read = 0usize;
+        for id in &ids {
+            read += shelf.get(id).await.map_err(fail)?.map_or(0, |(_, s)| s.len());
+        }
+        let reading = t.elapsed().as_secs_f64();
+        for id in &ids {
+            shelf.remove(id).await.map_err(fail)?;
+        }
+        let bytes = f64::from(shards) * f64::from(len);
+        if read as f64 != bytes {
+            return Err(js_err(ErrorKind::Internal, "read back fewer bytes than written"));
+        }
+        let o = Object::new();
+        set(&o, "shards", f64::from(shards));
+        set(&o, "bytes", bytes);
+        set(&o, "writeMBs", bytes / writing.max(1e-9) / 1e6);
+        set(&o, "readMBs", bytes / reading.max(1e-9) / 1e6);
+        Ok(o.into())
+    })
+}
+
 /// A wallet key's 32-byte seed from JavaScript.
 fn seed_key(seed: &[u8]) -> Result<kura_core::ledger::SigningKey, JsValue> {
     let seed: [u8; 32] =
