@@ -40,10 +40,10 @@ pub trait Shelf {
     async fn list(&self) -> Result<Vec<(StripeId, u8, u64)>, String>;
     /// Keeps shard `index` of a stripe with the stripe's header.
     async fn put(&self, stripe: StripeId, index: u8, header: &[u8], shard: &[u8]) -> Result<(), String>;
-    /// The header and shard kept for a stripe, as stored (unchecked).
-    async fn get(&self, stripe: &StripeId) -> Result<Option<(Vec<u8>, Vec<u8>)>, String>;
-    /// Forgets a stripe's shard.
-    async fn remove(&self, stripe: &StripeId) -> Result<(), String>;
+    /// The header and shard `index` kept for a stripe, as stored (unchecked).
+    async fn get(&self, stripe: &StripeId, index: u8) -> Result<Option<(Vec<u8>, Vec<u8>)>, String>;
+    /// Forgets a stripe's shard `index`.
+    async fn remove(&self, stripe: &StripeId, index: u8) -> Result<(), String>;
 }
 
 /// Tunables of a donating client.
@@ -177,11 +177,11 @@ impl<S: Shelf> Donor<S> {
         let Request::Fetch { stripe } = request else {
             return error_within(ErrorCode::UnsupportedVersion, "a donating client answers Fetch only", 100);
         };
-        if !lock(&self.held).contains_key(&stripe) {
+        let Some((index, _)) = lock(&self.held).get(&stripe).copied() else {
             lock(&self.stats).misses += 1;
             return error_within(ErrorCode::NotFound, "no shard of this stripe is held here", 100);
-        }
-        let kept = match self.shelf.get(&stripe).await {
+        };
+        let kept = match self.shelf.get(&stripe, index).await {
             Ok(Some(k)) => k,
             Ok(None) => {
                 lock(&self.held).remove(&stripe);
@@ -193,7 +193,7 @@ impl<S: Shelf> Donor<S> {
         let (header, shard) = kept;
         if check(&stripe, &header, &shard).is_err() {
             // Changed on disk: never served, and forgotten.
-            let _ = self.shelf.remove(&stripe).await;
+            let _ = self.shelf.remove(&stripe, index).await;
             lock(&self.held).remove(&stripe);
             lock(&self.stats).corrupt += 1;
             self.count();
@@ -385,18 +385,8 @@ impl DirShelf {
         std::fs::rename(tmp, self.dir.join(name))
     }
 
-    fn shard_of(&self, stripe: &StripeId) -> std::io::Result<Option<(u8, std::path::PathBuf)>> {
-        let prefix = format!("{stripe}.");
-        for e in std::fs::read_dir(&self.dir)? {
-            let name = e?.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".shard")) else {
-                continue;
-            };
-            if let Ok(index) = rest.parse() {
-                return Ok(Some((index, self.dir.join(name))));
-            }
-        }
-        Ok(None)
+    fn shard_path(&self, stripe: &StripeId, index: u8) -> std::path::PathBuf {
+        self.dir.join(format!("{stripe}.{index}.shard"))
     }
 }
 
@@ -423,20 +413,21 @@ impl Shelf for DirShelf {
         self.write(&format!("{stripe}.{index}.shard"), shard).map_err(|e| e.to_string())
     }
 
-    async fn get(&self, stripe: &StripeId) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
-        let Some((_, path)) = self.shard_of(stripe).map_err(|e| e.to_string())? else { return Ok(None) };
-        let header = match std::fs::read(self.dir.join(format!("{stripe}.header"))) {
-            Ok(h) => h,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+    async fn get(&self, stripe: &StripeId, index: u8) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+        let read = |path: std::path::PathBuf| match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
         };
-        let shard = std::fs::read(path).map_err(|e| e.to_string())?;
-        Ok(Some((header, shard)))
+        let Some(shard) = read(self.shard_path(stripe, index))? else { return Ok(None) };
+        Ok(read(self.dir.join(format!("{stripe}.header")))?.map(|header| (header, shard)))
     }
 
-    async fn remove(&self, stripe: &StripeId) -> Result<(), String> {
-        if let Some((_, path)) = self.shard_of(stripe).map_err(|e| e.to_string())? {
-            std::fs::remove_file(path).map_err(|e| e.to_string())?;
+    async fn remove(&self, stripe: &StripeId, index: u8) -> Result<(), String> {
+        match std::fs::remove_file(self.shard_path(stripe, index)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.to_string()),
         }
         let _ = std::fs::remove_file(self.dir.join(format!("{stripe}.header")));
         Ok(())

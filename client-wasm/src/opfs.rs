@@ -103,11 +103,6 @@ impl OpfsShelf {
             }
         }
     }
-
-    async fn shard_name(&self, stripe: &StripeId) -> Result<Option<String>, String> {
-        let prefix = format!("{stripe}.");
-        Ok(self.names().await?.into_iter().find(|n| n.starts_with(&prefix) && n.ends_with(".shard")))
-    }
 }
 
 impl Shelf for OpfsShelf {
@@ -133,15 +128,16 @@ impl Shelf for OpfsShelf {
         self.write(&format!("{stripe}.{index}.shard"), shard).await
     }
 
-    async fn get(&self, stripe: &StripeId) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
-        let Some(name) = self.shard_name(stripe).await? else { return Ok(None) };
-        let Some(header) = self.read(&format!("{stripe}.header")).await? else { return Ok(None) };
-        Ok(self.read(&name).await?.map(|shard| (header, shard)))
+    async fn get(&self, stripe: &StripeId, index: u8) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+        let Some(shard) = self.read(&format!("{stripe}.{index}.shard")).await? else { return Ok(None) };
+        Ok(self.read(&format!("{stripe}.header")).await?.map(|header| (header, shard)))
     }
 
-    async fn remove(&self, stripe: &StripeId) -> Result<(), String> {
-        if let Some(name) = self.shard_name(stripe).await? {
-            JsFuture::from(self.dir.remove_entry(&name)).await.map_err(text)?;
+    async fn remove(&self, stripe: &StripeId, index: u8) -> Result<(), String> {
+        match JsFuture::from(self.dir.remove_entry(&format!("{stripe}.{index}.shard"))).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(text(e)),
         }
         let _ = JsFuture::from(self.dir.remove_entry(&format!("{stripe}.header"))).await;
         Ok(())

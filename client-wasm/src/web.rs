@@ -140,11 +140,11 @@ pub fn opfs_bench(shards: u32, len: u32) -> Promise {
         let t = web_time::Instant::now();
         let mut read = 0usize;
         for id in &ids {
-            read += shelf.get(id).await.map_err(fail)?.map_or(0, |(_, s)| s.len());
+            read += shelf.get(id, 0).await.map_err(fail)?.map_or(0, |(_, s)| s.len());
         }
         let reading = t.elapsed().as_secs_f64();
         for id in &ids {
-            shelf.remove(id).await.map_err(fail)?;
+            shelf.remove(id, 0).await.map_err(fail)?;
         }
         let bytes = f64::from(shards) * f64::from(len);
         if read as f64 != bytes {

@@ -244,6 +244,15 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
         self.banned.retain(|_, until| now < *until);
     }
 
+    /// Whether `tab` may be given no more here at `now`: banned, or at its quota of
+    /// announcements (a relay refuses its offers before looking at what it holds).
+    pub fn is_full(&mut self, tab: &T, now: Duration) -> bool {
+        self.expire(now);
+        self.banned.get(tab).is_some_and(|until| now < *until)
+            || self.per_tab.get(tab).is_some_and(|&c| c >= self.limits.per_tab)
+            || self.total >= self.limits.total
+    }
+
     /// Tabs with at least one announcement, and announcements, kept now.
     pub fn tabs(&self) -> usize {
         self.per_tab.len()
@@ -318,6 +327,14 @@ mod tests {
             got.push(mine);
         }
         assert_eq!(got, vec![Some(0), Some(1), Some(2), Some(3)]);
+        // A tab at its quota of announcements, or banned, is full.
+        let mut small: Announcements<u32> = Announcements::new(Limits { per_tab: 1, ..limits });
+        assert!(!small.is_full(&5, SEC));
+        assert!(small.offer(5, s(2), n, k, 0, 1, SEC));
+        assert!(small.is_full(&5, SEC) && !small.offer(5, s(3), n, k, 0, 1, SEC));
+        small.caught(&6, SEC);
+        assert!(small.is_full(&6, SEC));
+        assert!(!small.is_full(&5, 11 * SEC), "its announcement expired");
         // A fifth tab: parity.
         assert!((0..4).all(|r| !maps[r].offer(9, s(1), n, k, r as u8, 1, SEC)));
         assert!(maps[4].offer(9, s(1), n, k, 4, 1, SEC));

@@ -78,19 +78,27 @@ impl Tabs {
         v.insert(tab, via);
     }
 
+    /// Whether `tab` may be given nothing more here (banned, or at its quota).
+    pub fn is_full(&self, tab: &PeerId) -> bool {
+        lock(&self.map).is_full(tab, self.now())
+    }
+
     /// The first of `candidates` (stripe, its `n` and `k`, the index held here) the tab
     /// policy ([`Announcements::offer`], one tab copy of each index) gives `tab`, which is
-    /// then taken to hold it.
+    /// then taken to hold it. The candidates are gathered before the map is locked.
     pub fn offer(
         &self,
         tab: PeerId,
         via: PeerId,
-        candidates: impl IntoIterator<Item = (StripeId, usize, usize, u8)>,
+        candidates: &[(StripeId, usize, usize, u8)],
     ) -> Option<(StripeId, u8)> {
         let now = self.now();
         let chosen = {
             let mut map = lock(&self.map);
-            candidates.into_iter().find(|&(stripe, n, k, mine)| map.offer(tab, stripe, n, k, mine, 1, now))
+            candidates
+                .iter()
+                .copied()
+                .find(|&(stripe, n, k, mine)| map.offer(tab, stripe, n, k, mine, 1, now))
         };
         let (stripe, _, _, index) = chosen?;
         self.reachable(tab, via);

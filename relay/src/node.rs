@@ -114,8 +114,8 @@ pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<Stripe
     Ok(h)
 }
 
-/// Most stripes held here looked at for one offer to a tab.
-const OFFER_SCAN: usize = 4096;
+/// Most stripes held here looked at for one offer to a tab (a header read each).
+const OFFER_SCAN: usize = 256;
 
 /// An offer to a donating tab (blocking): a shard held here that the tab policy gives it
 /// ([`crate::donation::Tabs::offer`]), with its header; `NotFound` when there is none. A tab
@@ -128,23 +128,30 @@ fn offer_to_tab(shared: &Shared, me: &PeerId, tab: PeerId, via: PeerId, room: u3
     if via != *me && !lock_live(shared).is_live(&via) {
         return error(ErrorCode::NotFound, format!("{via} is not a live relay of this network"));
     }
+    if shared.tabs.is_full(&tab) {
+        return error(ErrorCode::NotFound, "this tab may hold nothing more from this relay now");
+    }
     let held = match shared.store.inventory() {
         Ok(h) => h,
         Err(e) => return error(e.code(), e),
     };
-    // Tabs start their scan at different stripes, so that offers spread.
-    let start = held.len().checked_sub(1).map_or(0, |last| {
-        let h = blake3::hash(&tab.to_bytes());
-        (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default()) % (last as u64 + 1)) as usize
-    });
-    let candidates =
-        held.iter().cycle().skip(start).take(held.len().min(OFFER_SCAN)).filter_map(|(stripe, idx)| {
+    // Each offer looks at a window of what is held from a random place: offers spread over
+    // tabs and over every stripe, at a bounded cost per request.
+    let start = if held.is_empty() { 0 } else { (rand::random::<u64>() % held.len() as u64) as usize };
+    // Gathered (a header read each) before the announcements are locked.
+    let candidates: Vec<_> = held
+        .iter()
+        .cycle()
+        .skip(start)
+        .take(held.len().min(OFFER_SCAN))
+        .filter_map(|(stripe, idx)| {
             let [mine] = idx.as_slice() else { return None };
             let header = shared.store.header(stripe).ok()??;
             let h = StripeHeader::parse(&header).ok()?;
             (h.shard_len() <= room as usize).then(|| (*stripe, h.params().n(), h.params().k(), *mine))
-        });
-    let Some((stripe, index)) = shared.tabs.offer(tab, via, candidates) else {
+        })
+        .collect();
+    let Some((stripe, index)) = shared.tabs.offer(tab, via, &candidates) else {
         return error(ErrorCode::NotFound, "nothing to offer this tab now");
     };
     match shared.store.get(&stripe) {
