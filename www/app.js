@@ -186,6 +186,7 @@ function showDonation(s) {
   $('donate-stats').dataset.via = s.via || '';
   $('donate-stats').dataset.announced = String(s.announced);
   $('donate-stats').dataset.quota = String(s.quota);
+  $('donate-stats').dataset.corrupt = String(s.corrupt);
 }
 
 async function startDonating() {

@@ -5,7 +5,8 @@
 // system) and donates again by itself; five of the six relays are killed (relay 0, which
 // serves the page, is left) and the tabs move their reservations to it; the file then reads
 // back byte-exact with `kura get` and in a fresh page, served by the tabs through relay 0's
-// circuits. The quota is never passed. Screenshots of the Donate panel go to OUT_DIR.
+// circuits; a tab's shard damaged in OPFS is dropped unserved by the tab and the read still
+// succeeds. The quota is never passed. Screenshots of the Donate panel go to OUT_DIR.
 // Usage: node tests/browser/donate.test.mjs KURA_BIN OUT_DIR
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -96,7 +97,9 @@ test('four donating tabs serve a file when five of six relays are gone', async (
   check(true, `${TABS} tabs donate, each reachable through a relay`);
 
   // A fifth uploads a file.
-  const data = randomBytes(6 << 20);
+  // Enough stripes that relay 0 holds a parity shard of some (one in three), for the
+  // damaged-shard step.
+  const data = randomBytes(16 << 20);
   const file = join(work, 'file.bin');
   writeFileSync(file, data);
   const up = await fresh();
@@ -183,5 +186,49 @@ test('four donating tabs serve a file when five of six relays are gone', async (
     check(Number(s.bytes) <= Number(s.quota), `still within the quota (${s.bytes} of ${s.quota} bytes)`);
   }
   await tabs[0].page.locator('#donate').screenshot({ path: join(outDir, 'donate-3-served.png') });
+
+  // A tab's stored shard damaged in OPFS, of a stripe where relay 0 holds a parity shard (so
+  // relay 0 and the other three tabs still make k = 4). The tab checks it before serving,
+  // drops it and never serves it; the read succeeds from the others.
+  const token = readFileSync(join(work, 'net', 'relay-0', 'operator.token'), 'utf8').trim();
+  const inv = await (await fetch(`${relays[0].http}inventory`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  const parityOn0 = Object.entries(inv.stripes).filter(([, idx]) => idx.every(i => i >= 4)).map(([st]) => st);
+  const victim = tabs[3];
+  const names = await victim.page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('donated');
+    const out = [];
+    for await (const k of dir.keys()) out.push(k);
+    return out;
+  });
+  const damaged = names.find(n => n.endsWith('.shard') && parityOn0.includes(n.split('.')[0]));
+  check(damaged !== undefined, `relay 0 holds a parity shard of ${parityOn0.length} of ${stripes} stripes; tab 3 holds ${damaged}`);
+  const held0 = Number((await stats(victim.page)).shards);
+  await victim.page.evaluate(async name => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('donated');
+    const fh = await dir.getFileHandle(name);
+    const bytes = new Uint8Array(await (await fh.getFile()).arrayBuffer());
+    bytes[100] ^= 0x5a;
+    // The worker holds a file open only while it reads or writes it: try again if it does.
+    for (let tries = 0; ; tries++) {
+      try {
+        const w = await fh.createWritable();
+        await w.write(bytes);
+        await w.close();
+        return;
+      } catch (e) {
+        if (tries > 50) throw e;
+        await new Promise(ok => setTimeout(ok, 100));
+      }
+    }
+  }, damaged);
+  const out2 = join(work, 'native-2.bin');
+  const again = spawnSync(kuraBin, ['get', cap, '--bootstrap', tcp, '-o', out2], { encoding: 'utf8', timeout: 180_000 });
+  check(again.status === 0 && sha256(readFileSync(out2)) === sha256(data),
+    `with a tab's shard damaged in OPFS, kura get still reads the same SHA-256 (${again.stderr.trim().slice(0, 300)})`);
+  await until('the damaged tab to drop the shard', 10_000, async () => {
+    const s = await stats(victim.page);
+    return s.corrupt === '1' && Number(s.shards) === held0 - 1;
+  });
+  check(true, 'the tab found the damage before serving, dropped the shard and never served it');
   for (const t of tabs) await t.ctx.close();
 });
