@@ -102,7 +102,14 @@ pub struct Donor<S> {
     stats: Arc<Mutex<DonorStats>>,
     /// What is held: stripe → (index, length).
     held: Mutex<BTreeMap<StripeId, (u8, u64)>>,
+    /// Relays that had nothing to offer: when to ask again, and how long the wait was.
+    quiet: Mutex<BTreeMap<PeerId, (Instant, Duration)>>,
 }
+
+/// The first wait before asking again a relay that had nothing to offer; it doubles with
+/// each refusal, up to [`QUIET_MAX`] (an offer costs a relay a scan of what it holds).
+const QUIET_FIRST: Duration = Duration::from_secs(4);
+const QUIET_MAX: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -113,7 +120,15 @@ impl<S: Shelf> Donor<S> {
     pub fn new(net: Network, shelf: S, relays: Vec<Multiaddr>, cfg: DonorConfig) -> Self {
         let stats =
             DonorStats { peer: net.local_peer_id().to_string(), quota: cfg.quota, ..DonorStats::default() };
-        Self { net, shelf, relays, cfg, stats: Arc::new(Mutex::new(stats)), held: Mutex::default() }
+        Self {
+            net,
+            shelf,
+            relays,
+            cfg,
+            stats: Arc::new(Mutex::new(stats)),
+            held: Mutex::default(),
+            quiet: Mutex::default(),
+        }
     }
 
     /// Its figures, updated as it runs.
@@ -221,8 +236,9 @@ impl<S: Shelf> Donor<S> {
                         let mut s = lock(&self.stats);
                         s.via = Some(relay.to_string());
                         s.address = Some(addr.to_string());
-                        // The relays must learn where it is now.
+                        // The relays must learn where it is now, and may have offers again.
                         announced_at = None;
+                        lock(&self.quiet).clear();
                     }
                     got.map(|(r, _)| r)
                 }
@@ -276,34 +292,55 @@ impl<S: Shelf> Donor<S> {
     /// announces it.
     async fn take_offers(&self, via: PeerId) {
         let mut taken = 0;
+        if self.room() == 0 {
+            return;
+        }
         for relay in self.relays_known().await {
-            while taken < self.cfg.offers_per_tick {
-                let used = lock(&self.stats).bytes;
-                let room = self.cfg.quota.saturating_sub(used).min(MAX_SHARD_LEN as u64);
-                if room == 0 {
-                    return;
-                }
-                let req = Request::Offer { via: via.to_bytes(), room: room as u32 };
-                let Ok(Response::Shards { header, shards }) = self.net.request(relay, req).await else {
-                    break;
-                };
-                let Some(shard) = shards.into_iter().next() else { break };
-                let stripe = StripeId::of(&header);
-                let Ok(index) = check(&stripe, &header, &shard) else { break };
-                if shard.len() as u64 > room || lock(&self.held).contains_key(&stripe) {
-                    // Not what it asked for: ask this relay no more this tick.
-                    break;
-                }
-                if let Err(e) = self.shelf.put(stripe, index, &header, &shard).await {
-                    tracing::warn!("cannot keep a shard: {e}");
-                    return;
-                }
-                lock(&self.held).insert(stripe, (index, shard.len() as u64));
-                self.count();
-                taken += 1;
-                self.announce(via, &[(stripe, index)]).await;
+            if lock(&self.quiet).get(&relay).is_some_and(|(until, _)| Instant::now() < *until) {
+                continue;
+            }
+            let before = taken;
+            self.ask(relay, via, &mut taken).await;
+            let mut quiet = lock(&self.quiet);
+            if taken > before {
+                quiet.remove(&relay);
+            } else {
+                let wait = quiet.get(&relay).map_or(QUIET_FIRST, |(_, w)| (*w * 2).min(QUIET_MAX));
+                quiet.insert(relay, (Instant::now() + wait, wait));
             }
         }
+    }
+
+    /// Takes what `relay` offers, while there is room and this tick's count allows.
+    async fn ask(&self, relay: PeerId, via: PeerId, taken: &mut usize) {
+        while *taken < self.cfg.offers_per_tick {
+            let room = self.room();
+            if room == 0 {
+                return;
+            }
+            let req = Request::Offer { via: via.to_bytes(), room: room as u32 };
+            let Ok(Response::Shards { header, shards }) = self.net.request(relay, req).await else { return };
+            let Some(shard) = shards.into_iter().next() else { return };
+            let stripe = StripeId::of(&header);
+            let Ok(index) = check(&stripe, &header, &shard) else { return };
+            if shard.len() as u64 > room || lock(&self.held).contains_key(&stripe) {
+                // Not what it asked for: ask this relay no more this tick.
+                return;
+            }
+            if let Err(e) = self.shelf.put(stripe, index, &header, &shard).await {
+                tracing::warn!("cannot keep a shard: {e}");
+                return;
+            }
+            lock(&self.held).insert(stripe, (index, shard.len() as u64));
+            self.count();
+            *taken += 1;
+            self.announce(via, &[(stripe, index)]).await;
+        }
+    }
+
+    /// Shard bytes it may still take (at most one shard's worth).
+    fn room(&self) -> u64 {
+        self.cfg.quota.saturating_sub(lock(&self.stats).bytes).min(MAX_SHARD_LEN as u64)
     }
 
     /// Tells each stripe's close group that it holds its shard, reachable through `via`.
