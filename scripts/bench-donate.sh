@@ -6,7 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-need_wasm_tools
-cargo build -q --release -p kura-client -p kura-relay --bins
-scripts/build-www.sh
+build_release_for_browser
 exec node tests/browser/donate-bench.mjs target/release/kura "${1:-48}"

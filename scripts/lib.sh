@@ -47,3 +47,11 @@ need_cargo_fuzz() {
     cargo install -q cargo-fuzz
   fi
 }
+
+# Release builds of the relays, kura and the wasm client (into www/pkg), for the browser
+# benchmarks.
+build_release_for_browser() {
+  need_wasm_tools
+  cargo build -q --release -p kura-client -p kura-relay --bins
+  scripts/build-www.sh
+}

@@ -566,29 +566,15 @@ pub async fn fetch_stripe(
                 }
                 match r {
                     Ok(Response::Shards { header, shards }) => {
-                        if asm.is_none() {
-                            // A header that does not hash to the id is that relay's fault only.
-                            match StripeAssembler::new(id, &header) {
-                                Ok(a) => {
-                                    plan.set_k(a.header().params().k());
-                                    asm = Some(a);
-                                }
-                                Err(e) => {
-                                    note(format!("{peer}: bad header: {e}"));
-                                    plan.failed(&peer);
-                                    continue;
-                                }
-                            }
-                        }
-                        let Some(a) = asm.as_mut() else { continue };
-                        for shard in shards {
-                            let len = shard.len() as u64;
-                            match a.add_shard(shard.into_vec()) {
-                                Ok(_) => {
-                                    progress.received.fetch_add(len, Relaxed);
-                                }
-                                Err(e) => note(format!("{peer}: corrupt shard: {e}")),
-                            }
+                        let fresh = asm.is_none();
+                        let who = peer.to_string();
+                        // A header that does not hash to the id is that relay's fault only.
+                        let Some(a) = add_answer(id, &mut asm, &header, shards.into_iter().map(|s| s.into_vec()), progress, false, &who, &mut note) else {
+                            plan.failed(&peer);
+                            continue;
+                        };
+                        if fresh {
+                            plan.set_k(a.header().params().k());
                         }
                         plan.answered(&peer, a.present());
                     }
@@ -611,6 +597,46 @@ pub async fn fetch_stripe(
             () = wake.fuse() => {}
         }
     }
+}
+
+/// Adds a `Shards` answer from `who` to the stripe's assembler, made from the answer's
+/// header if there is none yet; the bytes that verify count as received (and as from tabs
+/// when `tab`), each shard that does not is a note. `None` when the header is not the
+/// stripe's (the answer is that holder's fault alone).
+#[allow(clippy::too_many_arguments)]
+fn add_answer<'a>(
+    id: StripeId,
+    asm: &'a mut Option<StripeAssembler>,
+    header: &[u8],
+    shards: impl IntoIterator<Item = Vec<u8>>,
+    progress: &Progress,
+    tab: bool,
+    who: &str,
+    note: &mut impl FnMut(String),
+) -> Option<&'a mut StripeAssembler> {
+    if asm.is_none() {
+        match StripeAssembler::new(id, header) {
+            Ok(a) => *asm = Some(a),
+            Err(e) => {
+                note(format!("{who}: bad header: {e}"));
+                return None;
+            }
+        }
+    }
+    let a = asm.as_mut()?;
+    for shard in shards {
+        let len = shard.len() as u64;
+        match a.add_shard(shard) {
+            Ok(_) => {
+                progress.received.fetch_add(len, Relaxed);
+                if tab {
+                    progress.from_tabs.fetch_add(len, Relaxed);
+                }
+            }
+            Err(e) => note(format!("{who}: corrupt shard: {e}")),
+        }
+    }
+    Some(a)
 }
 
 /// Shards fetched from tabs at once.
@@ -671,27 +697,18 @@ async fn from_tabs(
     while let Some((got, failures)) = fetches.next().await {
         notes.extend(failures);
         let Some((tab, header, shards)) = got else { continue };
-        if asm.is_none() {
-            match StripeAssembler::new(id, &header) {
-                Ok(a) => *asm = Some(a),
-                Err(e) => {
-                    notes.push(format!("tab {tab}: bad header: {e}"));
-                    continue;
-                }
-            }
-        }
-        let Some(a) = asm.as_mut() else { continue };
-        for shard in shards {
-            let len = shard.len() as u64;
-            match a.add_shard(shard.into_vec()) {
-                Ok(_) => {
-                    progress.received.fetch_add(len, Relaxed);
-                    progress.from_tabs.fetch_add(len, Relaxed);
-                }
-                Err(e) => notes.push(format!("tab {tab}: corrupt shard: {e}")),
-            }
-        }
-        if a.is_ready() {
+        let who = format!("tab {tab}");
+        let added = add_answer(
+            id,
+            asm,
+            &header,
+            shards.into_iter().map(|s| s.into_vec()),
+            progress,
+            true,
+            &who,
+            &mut |n| notes.push(n),
+        );
+        if added.is_some_and(|a| a.is_ready()) {
             return;
         }
     }

@@ -11,9 +11,10 @@
 // Chromium is driven through a bare DevTools pipe (cdp.mjs), not Playwright, whose per-frame
 // WebSocket events would take a third of the machine.
 import { launch } from './cdp.mjs';
+import { rendererPssMiB } from './procs.mjs';
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readdirSync, rmSync, mkdirSync, writeSync, statSync } from 'node:fs';
+import { closeSync, openSync, rmSync, mkdirSync, writeSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -24,37 +25,10 @@ const work = join(tmpdir(), `kura-browser-bench-${process.pid}`);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 
-// Renderer process ids, listed again at most once a second (listing /proc is not free).
-let renderers = [];
-let listedAt = 0;
-function rendererPids() {
-  if (Date.now() - listedAt < 1000) return renderers;
-  listedAt = Date.now();
-  renderers = readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter(pid => {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      return cmd.includes('chrom') && cmd.includes('--type=renderer');
-    } catch { return false; }
-  });
-  return renderers;
-}
-
-function rendererRssMiB() {
-  let total = 0;
-  for (const pid of rendererPids()) {
-    try {
-      const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/Pss:\s+(\d+)/);
-      if (m) total += Number(m[1]) / 1024;
-    } catch { /* the process ended */ }
-  }
-  return total;
-}
-
 function sampler() {
-  listedAt = 0;
   let peak = 0;
-  const t = setInterval(() => { peak = Math.max(peak, rendererRssMiB()); }, 500);
-  return () => { clearInterval(t); return Math.max(peak, rendererRssMiB()); };
+  const t = setInterval(() => { peak = Math.max(peak, rendererPssMiB()); }, 500);
+  return () => { clearInterval(t); return Math.max(peak, rendererPssMiB()); };
 }
 
 // The JS heap of the page's worker (the Kura client runs in it), read from the worker's
@@ -98,7 +72,7 @@ const browser = await launch(['--headless', '--no-sandbox', '--disable-gpu', '--
 try {
   const page = await browser.newPage(pageUrl);
   await page.waitFor(`document.getElementById('net').textContent.startsWith('Connected')`, 60_000);
-  const idle = rendererRssMiB();
+  const idle = rendererPssMiB();
   const heap = await workerHeap(page);
   const stopUp = sampler();
   const t0 = Date.now();

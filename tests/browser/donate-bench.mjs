@@ -10,9 +10,10 @@
 // Usage: node tests/browser/donate-bench.mjs KURA_BIN [MIB]
 import { launch } from './cdp.mjs';
 import { startDevnet } from './devnet.mjs';
+import { cpuSecs, rendererCpuSecs, rendererPssMiB } from './procs.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, readFileSync, readdirSync, rmSync, mkdirSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, mkdirSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,40 +23,12 @@ const TABS = 4;
 const work = join(tmpdir(), `kura-donate-bench-${process.pid}`);
 rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
-const CLK = 100; // clock ticks per second (/proc/PID/stat)
-
-/** CPU seconds (user + system) of a process so far. */
-function cpuSecs(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK;
-  } catch { return 0; }
-}
-function renderers() {
-  return readdirSync('/proc').filter(p => /^\d+$/.test(p)).filter(pid => {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      return cmd.includes('chrom') && cmd.includes('--type=renderer');
-    } catch { return false; }
-  });
-}
-const renderersCpu = () => renderers().reduce((s, p) => s + cpuSecs(p), 0);
-function renderersPssMiB() {
-  let total = 0;
-  for (const pid of renderers()) {
-    try {
-      const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/Pss:\s+(\d+)/);
-      if (m) total += Number(m[1]) / 1024;
-    } catch { /* gone */ }
-  }
-  return total;
-}
 /** Renderer CPU (cores busy) and memory (PSS, MiB) over `secs` of waiting. */
 async function idle(secs) {
-  const c0 = renderersCpu();
+  const c0 = rendererCpuSecs();
   const t0 = Date.now();
   await new Promise(ok => setTimeout(ok, secs * 1000));
-  return { cores: (renderersCpu() - c0) / ((Date.now() - t0) / 1000), pssMiB: renderersPssMiB() };
+  return { cores: (rendererCpuSecs() - c0) / ((Date.now() - t0) / 1000), pssMiB: rendererPssMiB() };
 }
 const json = async (r, path) => (await fetch(`${r.http}${path.replace(/^\//, '')}`)).json();
 const stats = p => p.evaluate(`({ ...document.getElementById('donate-stats').dataset })`);
@@ -101,9 +74,9 @@ try {
 
   const served0 = await Promise.all(tabs.map(stats));
   const relayCpu0 = cpuSecs(relays[0].pid);
-  const tabCpu0 = renderersCpu();
+  const tabCpu0 = rendererCpuSecs();
   let peakPss = 0;
-  const sample = setInterval(() => { peakPss = Math.max(peakPss, renderersPssMiB()); }, 500);
+  const sample = setInterval(() => { peakPss = Math.max(peakPss, rendererPssMiB()); }, 500);
   const t0 = Date.now();
   // Run asynchronously, so that memory is sampled while it reads.
   const status = await new Promise(ok => {
@@ -112,9 +85,9 @@ try {
   const secs = (Date.now() - t0) / 1000;
   clearInterval(sample);
   if (status !== 0) throw new Error(`kura get exited with ${status}`);
-  peakPss = Math.max(peakPss, renderersPssMiB());
+  peakPss = Math.max(peakPss, rendererPssMiB());
   const relayCpu = cpuSecs(relays[0].pid) - relayCpu0;
-  const tabCpu = renderersCpu() - tabCpu0;
+  const tabCpu = rendererCpuSecs() - tabCpu0;
   await new Promise(ok => setTimeout(ok, 1500)); // the tabs' figures, posted every second
   const served1 = await Promise.all(tabs.map(stats));
   const shards = served1.reduce((n, s, i) => n + Number(s.served) - Number(served0[i].served), 0);
