@@ -20,7 +20,7 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * The worker's operations (worker.js): what a call sends, and what its answer carries.
  * @typedef {{
  *   connect: { args: { addrs: string[], keepKey: boolean }, done: { peerId: string } },
- *   donate: { args: { quota: number }, done: object },
+ *   donate: { args: { quota: number, refresh: number }, done: object },
  *   stopDonating: { args: {}, done: object },
  *   opfsBench: { args: { shards: number, len: number }, done: { result: { writeMBs: number, readMBs: number } } },
  *   put: { args: { file: File, private: boolean, pay: Pay | null }, done: { cap: string, cost: string, paidUntil: number } },
@@ -150,18 +150,20 @@ const fmtSize = n => n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1
 // The setting ({ on, quotaMiB }) is kept in localStorage, so a reloaded tab donates again
 // with what it held (the shards stay in the origin's private file system).
 const DONATE_KEY = 'kura-donate';
-/** @type {{ on: boolean, quotaMiB: number }} */
+/** @type {{ on: boolean, quotaMiB: number, refresh?: number }} */
 const donation = (() => {
   try {
     const kept = JSON.parse(localStorage.getItem(DONATE_KEY) || 'null');
-    if (kept && typeof kept.on === 'boolean' && kept.quotaMiB > 0) return kept;
+    if (kept && typeof kept.on === 'boolean' && kept.quotaMiB > 0) return { on: kept.on, quotaMiB: kept.quotaMiB };
   } catch { /* a damaged setting: the default */ }
   return { on: false, quotaMiB: 256 };
 })();
 const connected = (async () => {
   const res = await fetch('/bootstrap');
   if (!res.ok) throw kuraError('unreachable', `/bootstrap answered ${res.status}`);
-  const { addrs } = await res.json();
+  const { addrs, tab_ttl_secs: tabTtl } = await res.json();
+  // A donating tab announces what it holds three times within the relay's expiry.
+  if (tabTtl > 0) donation.refresh = Math.max(1, Math.floor(tabTtl / 3));
   // A donating tab keeps its peer id across reloads (the relays know it by it).
   const r = await call('connect', { addrs, keepKey: donation.on });
   $('net').textContent = `Connected to the network as ${r.peerId.slice(0, 16)}…`;
@@ -172,7 +174,7 @@ const donateToggle = /** @type {HTMLInputElement} */ ($('donate-toggle'));
 const donateQuota = /** @type {HTMLInputElement} */ ($('donate-quota'));
 donateToggle.checked = donation.on;
 donateQuota.value = String(donation.quotaMiB);
-const keepDonation = () => localStorage.setItem(DONATE_KEY, JSON.stringify(donation));
+const keepDonation = () => localStorage.setItem(DONATE_KEY, JSON.stringify({ on: donation.on, quotaMiB: donation.quotaMiB }));
 
 /** @param {DonorStats} s */
 function showDonation(s) {
@@ -193,7 +195,7 @@ async function startDonating() {
   await connected;
   $('donate-stats').textContent = 'Starting…';
   try {
-    await call('donate', { quota: donation.quotaMiB * 1048576 }, { donation: showDonation });
+    await call('donate', { quota: donation.quotaMiB * 1048576, refresh: donation.refresh || 0 }, { donation: showDonation });
     $('donate-stats').textContent = 'Not donating.';
   } catch (e) {
     $('donate-stats').textContent = 'Not donating.';

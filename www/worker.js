@@ -149,7 +149,7 @@ onmessage = async ({ data: msg }) => {
         if (!lock) throw kuraError('busy', 'another tab of this site is donating already');
         /** @param {object} stats */
         const report = stats => postMessage({ id, type: 'donation', stats });
-        await c.donate(msg.quota, report);
+        await c.donate(msg.quota, msg.refresh, report);
       });
       postMessage({ id, type: 'done' });
     } else if (op === 'opfsBench') {

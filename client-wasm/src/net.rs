@@ -119,6 +119,14 @@ pub struct Network {
     task: Handle<Cmd>,
     local: PeerId,
     webrtc_only: bool,
+    lookups: std::sync::Arc<LookupCount>,
+}
+
+/// Kademlia lookups this client finished and the requests they sent, for figures.
+#[derive(Debug, Default)]
+struct LookupCount {
+    lookups: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
 }
 
 /// Whether this build's transports can dial `addr` (in the browser: WebSocket and
@@ -270,9 +278,16 @@ impl Network {
         let (task, commands) = kura_p2p::task::channel(256);
         // Where each bootstrap relay is (circuits to tabs go through them).
         let dialed = split.iter().map(|(peer, bare, _)| (*peer, bare.clone())).collect();
-        let driver = Driver { webrtc_only, dialed, ..Driver::default() };
+        let lookups = std::sync::Arc::new(LookupCount::default());
+        let driver = Driver { webrtc_only, dialed, counted: lookups.clone(), ..Driver::default() };
         spawn(kura_p2p::task::run(swarm, commands, driver));
-        Ok(Self { task, local, webrtc_only })
+        Ok(Self { task, local, webrtc_only, lookups })
+    }
+
+    /// Kademlia lookups finished so far, and the requests they sent in all (answered or not).
+    pub fn lookup_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.lookups.lookups.load(Relaxed), self.lookups.requests.load(Relaxed))
     }
 
     /// This client's peer id.
@@ -533,6 +548,7 @@ struct Driver {
     server: Option<mpsc::Sender<Inbound>>,
     inbound: HashMap<u64, ResponseChannel<Response>>,
     next_inbound: u64,
+    counted: std::sync::Arc<LookupCount>,
 }
 
 impl Driver {
@@ -634,7 +650,7 @@ impl Task for Driver {
                 id,
                 result: kad::QueryResult::GetClosestPeers(result),
                 step,
-                ..
+                stats,
             })) => {
                 let (peers, complete) = match result {
                     Ok(ok) => (ok.peers, true),
@@ -650,6 +666,9 @@ impl Task for Driver {
                     found.push(info.peer_id);
                 }
                 if step.last {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    self.counted.lookups.fetch_add(1, Relaxed);
+                    self.counted.requests.fetch_add(u64::from(stats.num_requests()), Relaxed);
                     self.whole.looked_up(Instant::now(), &found, complete);
                     if let Some(reply) = self.lookups.remove(&id) {
                         let _ = reply.send(Ok(found));

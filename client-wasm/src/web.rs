@@ -260,15 +260,20 @@ impl KuraClient {
 
     /// Donates storage until [`KuraClient::stop_donating`]: holds up to `quota` bytes of
     /// shards for others in this origin's private file system (a worker only) and serves
-    /// them through a reservation on one of the relays it connected through. Calls
+    /// them through a reservation on one of the relays it connected through, announcing
+    /// everything again every `refresh_secs` (within the relays' expiry, which their
+    /// `/bootstrap` tells as `tab_ttl_secs`; 0: the default, two minutes). Calls
     /// `on_stats({peer, quota, shards, bytes, served_requests, served_bytes, corrupt,
     /// misses, via, address})` every second. The Promise settles when donating stops
     /// (`undefined`) or cannot start (an error).
-    pub fn donate(&self, quota: f64, on_stats: Function) -> Promise {
+    pub fn donate(&self, quota: f64, refresh_secs: f64, on_stats: Function) -> Promise {
         let this = self.clone();
         future_to_promise(async move {
             let shelf = crate::opfs::OpfsShelf::open().await.map_err(|e| js_err(ErrorKind::Internal, e))?;
-            let cfg = crate::donor::DonorConfig { quota: quota.max(0.0) as u64, ..Default::default() };
+            let mut cfg = crate::donor::DonorConfig { quota: quota.max(0.0) as u64, ..Default::default() };
+            if refresh_secs >= 1.0 {
+                cfg.refresh = std::time::Duration::from_secs_f64(refresh_secs);
+            }
             let donor = crate::donor::Donor::new(this.net.clone(), shelf, this.bootstrap.clone(), cfg);
             let stats = donor.stats();
             let report = async {

@@ -46,6 +46,10 @@ pub struct Bootstrap {
     pub peer_id: String,
     /// Every listen address, each ending in `/p2p/PEER`.
     pub addrs: Vec<String>,
+    /// How long the relay keeps a donating tab's announcements unless refreshed (seconds):
+    /// a tab refreshes well within it. Absent from relays that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tab_ttl_secs: Option<u64>,
 }
 
 /// Writes a file only its owner may read (mode 0600 on Unix), crash-safely: a temporary

@@ -34,6 +34,11 @@ impl Tabs {
         }
     }
 
+    /// How long an announcement stands unless refreshed.
+    pub fn ttl(&self) -> Duration {
+        self.limits.ttl
+    }
+
     fn now(&self) -> Duration {
         self.start.elapsed()
     }

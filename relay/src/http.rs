@@ -188,7 +188,8 @@ pub async fn serve(
 /// Peer id and every listen address (with `/p2p/…`; WebRTC-direct ones carry the certhash).
 async fn bootstrap(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     let info = s.info.read().unwrap_or_else(|p| p.into_inner()).clone();
-    Json(kura_p2p::docs::Bootstrap { peer_id: info.peer_id, addrs: info.listen })
+    let tab_ttl_secs = Some(s.tabs.ttl().as_secs());
+    Json(kura_p2p::docs::Bootstrap { peer_id: info.peer_id, addrs: info.listen, tab_ttl_secs })
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub circuits: Counter,
     pub tab_offers: Counter,
     pub tab_offer_bytes: Counter,
+    /// Kademlia requests answered (each step of someone's lookup that reached this relay).
+    pub kad_requests: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -147,6 +149,7 @@ impl Metrics {
             circuits: Counter::default(),
             tab_offers: Counter::default(),
             tab_offer_bytes: Counter::default(),
+            kad_requests: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("kura");
         r.register("requests", "Storage protocol requests by kind", m.requests.clone());
@@ -251,6 +254,7 @@ impl Metrics {
         r.register("circuits", "Circuits opened through this relay", m.circuits.clone());
         r.register("tab_offers", "Shards offered to donating tabs", m.tab_offers.clone());
         r.register("tab_offer_bytes", "Shard bytes offered to donating tabs", m.tab_offer_bytes.clone());
+        r.register("kad_requests", "Kademlia requests answered", m.kad_requests.clone());
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }

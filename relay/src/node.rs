@@ -1101,6 +1101,9 @@ impl Node {
                 }
                 _ => {}
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest { .. })) => {
+                self.shared.metrics.kad_requests.inc();
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer,

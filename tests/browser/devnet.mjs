@@ -3,10 +3,10 @@ import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
-// Starts `kura devnet` with `relays` relays in `dir`; resolves with the child, the page's
-// URL and each relay's { peer, http, pid } once every relay is up.
-export async function startDevnet(kuraBin, dir, relays = 6) {
-  const child = spawn(kuraBin, ['devnet', '--relays', String(relays), '--dir', dir, '--http', '127.0.0.1:0', '--base-port', '0'],
+// Starts `kura devnet` with `relays` relays in `dir` (and `extra` arguments); resolves with
+// the child, the page's URL and each relay's { peer, http, pid } once every relay is up.
+export async function startDevnet(kuraBin, dir, relays = 6, extra = []) {
+  const child = spawn(kuraBin, ['devnet', '--relays', String(relays), '--dir', dir, '--http', '127.0.0.1:0', '--base-port', '0', ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const up = [];
   let page;

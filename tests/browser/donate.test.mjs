@@ -6,7 +6,9 @@
 // serves the page, is left) and the tabs move their reservations to it; the file then reads
 // back byte-exact with `kura get` and in a fresh page, served by the tabs through relay 0's
 // circuits; a tab's shard damaged in OPFS is dropped unserved by the tab and the read still
-// succeeds. The quota is never passed. Screenshots of the Donate panel go to OUT_DIR.
+// succeeds; a tab closed is forgotten by the relay once its announcements expire (the
+// tabs refresh them within the expiry the relays' `/bootstrap` tells). The quota is never
+// passed. Screenshots of the Donate panel go to OUT_DIR.
 // Usage: node tests/browser/donate.test.mjs KURA_BIN OUT_DIR
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
@@ -25,6 +27,7 @@ mkdirSync(work, { recursive: true });
 
 const TABS = 4;
 const QUOTA_MIB = 64;
+const TAB_TTL = 15;
 let devnet;
 let browser;
 const deadline = setTimeout(() => {
@@ -67,7 +70,8 @@ const stats = page => page.evaluate(() => ({ ...document.getElementById('donate-
 const net = {};
 
 before(async () => {
-  const up = await startDevnet(kuraBin, join(work, 'net'));
+  // Relays keep tabs' announcements TAB_TTL seconds; the page's tabs refresh a third of that.
+  const up = await startDevnet(kuraBin, join(work, 'net'), 6, ['--tab-ttl', String(TAB_TTL)]);
   devnet = up.child;
   browser = await launchChromium();
   Object.assign(net, up);
@@ -230,5 +234,11 @@ test('four donating tabs serve a file when five of six relays are gone', async (
     return s.corrupt === '1' && Number(s.shards) === held0 - 1;
   });
   check(true, 'the tab found the damage before serving, dropped the shard and never served it');
-  for (const t of tabs) await t.ctx.close();
+
+  // A tab closed: relay 0 no longer names it once its announcements expire.
+  await victim.ctx.close();
+  await until('relay 0 to forget the closed tab', (TAB_TTL + 30) * 1000,
+    async () => (await json(relays[0], '/status')).tabs.known === TABS - 1);
+  check(true, `relay 0 forgot the closed tab within ${TAB_TTL} s of its last announcement; it knows ${TABS - 1} tabs`);
+  for (const t of tabs.slice(0, TABS - 1)) await t.ctx.close();
 });

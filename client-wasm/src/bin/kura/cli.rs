@@ -209,6 +209,9 @@ enum Command {
         /// Epoch length in seconds, passed to every relay (short for trying out farming).
         #[arg(long)]
         epoch: Option<u64>,
+        /// Seconds each relay keeps a donating tab's announcements (`kura-relay --tab-ttl`).
+        #[arg(long)]
+        tab_ttl: Option<u64>,
     },
     /// Encode FILE into shards in a directory and print its capability.
     Encode {
@@ -290,8 +293,8 @@ pub fn main() {
                     .and_then(|()| on_runtime(async move { wallet_cmd::history(&key, &bootstrap).await })),
             }
         }
-        Command::Devnet { relays, dir, http, base_port, relay_bin, fund, epoch } => {
-            runtime().and_then(|rt| {
+        Command::Devnet { relays, dir, http, base_port, relay_bin, fund, epoch, tab_ttl } => runtime()
+            .and_then(|rt| {
                 let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
                 let cfg = kura_client::devnet::DevnetConfig {
                     relays,
@@ -299,11 +302,14 @@ pub fn main() {
                     http,
                     base_port,
                     relay_bin,
-                    relay_args: epoch.map(|e| vec!["--epoch".to_owned(), e.to_string()]).unwrap_or_default(),
+                    relay_args: [("--epoch", epoch), ("--tab-ttl", tab_ttl)]
+                        .into_iter()
+                        .filter_map(|(flag, v)| Some([flag.to_owned(), v?.to_string()]))
+                        .flatten()
+                        .collect(),
                 };
                 rt.block_on(net_cmd::devnet(cfg, &fund))
-            })
-        }
+            }),
         Command::Encode { file, store, coding } => encode(&file, &store, coding),
         Command::Decode { capability, store, output } => decode(&capability, &store, &output),
     };

@@ -98,6 +98,11 @@ pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding, pay: 
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     list(&entry(name, total.unwrap_or(0), &cap, cfg.purse.as_deref(), &pay), &pay);
     println!("{cap}");
+    if std::env::var_os("KURA_LOOKUP_STATS").is_some() {
+        // For tests that hold the simulator's lookups against a real network.
+        let (lookups, requests) = net.lookup_stats();
+        eprintln!("lookups {lookups} requests {requests}");
+    }
     Ok(())
 }
 
