@@ -58,7 +58,7 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * What a donating tab holds and served (donor.rs), posted every second while it donates.
  * @typedef {{ peer: string, quota: number, shards: number, bytes: number, served_requests: number,
  *   served_bytes: number, corrupt: number, misses: number, announced: number, via: string | null,
- *   address: string | null }} DonorStats
+ *   address: string | null, refused: string | null }} DonorStats
  */
 /**
  * Called as the worker reports on a call.

@@ -90,6 +90,8 @@ pub struct DonorStats {
     pub via: Option<String>,
     /// Its circuit address then.
     pub address: Option<String>,
+    /// Why the last reservation asked for was refused, if it was.
+    pub refused: Option<String>,
 }
 
 /// A donating client over a network handle and a shelf.
@@ -110,6 +112,8 @@ pub struct Donor<S> {
 /// each refusal, up to [`QUIET_MAX`] (an offer costs a relay a scan of what it holds).
 const QUIET_FIRST: Duration = Duration::from_secs(4);
 const QUIET_MAX: Duration = Duration::from_secs(60);
+/// How long a donor waits before asking a relay for a reservation a second time.
+const RESERVE_AGAIN: Duration = Duration::from_millis(500);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -259,13 +263,23 @@ impl<S: Shelf> Donor<S> {
         }
     }
 
-    /// A reservation on the first of its relays that grants one.
+    /// A reservation on the first of its relays that grants one. Each is asked twice: a
+    /// reservation asked for while a connection to the relay is being replaced ends at once
+    /// (the listener closes with its connection), and the second asking finds the new one.
     async fn reserve(&self) -> Option<(PeerId, Multiaddr)> {
         for addr in &self.relays {
             let Some(Protocol::P2p(relay)) = addr.iter().last() else { continue };
-            match self.net.reserve(addr.clone()).await {
-                Ok(circuit) => return Some((relay, circuit)),
-                Err(e) => tracing::info!(%relay, "no reservation: {e}"),
+            for attempt in 0..2 {
+                if attempt > 0 {
+                    futures_timer::Delay::new(RESERVE_AGAIN).await;
+                }
+                match self.net.reserve(addr.clone()).await {
+                    Ok(circuit) => {
+                        lock(&self.stats).refused = None;
+                        return Some((relay, circuit));
+                    }
+                    Err(e) => lock(&self.stats).refused = Some(format!("{relay}: {e}")),
+                }
             }
         }
         None

@@ -20,9 +20,20 @@ struct Donor {
 }
 
 impl Donor {
-    fn start(dir: &Path, bootstrap: &str) -> Self {
+    /// A donor that reserves on the first of `relays` that grants one.
+    fn start(dir: &Path, relays: &[String]) -> Self {
+        let mut args = vec![
+            "donate".to_owned(),
+            "--dir".into(),
+            dir.to_str().unwrap().into(),
+            "--refresh".into(),
+            "2".into(),
+        ];
+        for r in relays {
+            args.extend(["--bootstrap".to_owned(), r.clone()]);
+        }
         let mut child = kura_tests::kura_command()
-            .args(["donate", "--bootstrap", bootstrap, "--dir", dir.to_str().unwrap(), "--refresh", "2"])
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -88,10 +99,10 @@ fn inventory(net: &Net, r: usize) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Six relays, a file of k = 4, m = 2 put on them, four donating clients reserved on relay
-/// 0. Relays offer each donor the shards the tab policy gives it: the four data shards of
+/// 5. Relays offer each donor the shards the tab policy gives it: the four data shards of
 /// every stripe, each on a different donor. A donor restarted on its directory keeps its
-/// shards and reserves and announces again. Four relays are killed and a donor's shard is
-/// damaged on disk: the donor drops it unserved and the read succeeds from the others. A
+/// shards and reserves and announces again. Four relays are killed, relay 5 among them: the
+/// donors reserve on relay 0 instead and announce there. A donor's shard is damaged on disk: the donor drops it unserved and the read succeeds from the others. A
 /// fifth relay is killed: `kura get` reads the file byte-exact from relay 0's shards and the
 /// donors' copies through relay 0's circuits.
 /// A donor stopped is no longer named by relay 0 once its announcements expire.
@@ -105,7 +116,8 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
     let stripes: BTreeSet<String> = inventory(&net, 0).keys().cloned().collect();
     assert!(stripes.len() >= 2, "the file spans several stripes: {stripes:?}");
 
-    let boot = net.addrs[0].clone();
+    // Reserved on relay 5 first; when it goes, on relay 0.
+    let boot = vec![net.addrs[5].clone(), net.addrs[0].clone()];
     let mut donors: Vec<Donor> =
         (0..4).map(|i| Donor::start(&net.dir.path().join(format!("donor{i}")), &boot)).collect();
     // Until every stripe's four data shards are held, one by each donor.
@@ -121,9 +133,12 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
     for (i, h) in held.iter().enumerate() {
         assert_eq!(h.len(), stripes.len(), "donor {i} holds one shard of each stripe: {h:?}");
     }
-    let tabs = net.relay(0).json("/status").unwrap()["tabs"].clone();
-    eprintln!("relay 0 tabs: {tabs}");
-    assert_eq!(tabs["reserved"].as_u64(), Some(4), "four reservations on relay 0: {tabs}");
+    let tabs = net.relay(5).json("/status").unwrap()["tabs"].clone();
+    eprintln!("relay 5 tabs: {tabs}");
+    for d in &donors {
+        eprintln!("donor via {} refused {}", d.stat("via"), d.stat("refused"));
+    }
+    assert_eq!(tabs["reserved"].as_u64(), Some(4), "four reservations on relay 5: {tabs}");
     let offered: f64 = net.live().map(|r| r.metric("kura_tab_offers_total").unwrap_or(0.0)).sum();
     assert_eq!(offered as usize, 4 * stripes.len(), "each shard offered once");
 
@@ -147,9 +162,21 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
     // other donors later) and the damaged donor's index is held by neither relay (so the
     // reader asks for it). The donor checks it before serving, drops it and never serves it;
     // the read still succeeds from the others.
+    let announced: Vec<u64> = donors.iter().map(|d| d.num("announced")).collect();
     for r in 2..6 {
         net.kill9(r);
     }
+    // Their relay gone, the donors reserve on relay 0 and announce everything there again.
+    let relay0_id = serde_json::Value::from(net.relay(0).peer_id.clone());
+    wait_for(Duration::from_secs(60), "every donor to move to relay 0 and announce there", || {
+        donors
+            .iter()
+            .zip(&announced)
+            .all(|(d, before)| d.stat("via") == relay0_id && d.num("announced") > *before)
+            .then_some(())
+    })
+    .unwrap();
+    assert_eq!(net.relay(0).json("/status").unwrap()["tabs"]["reserved"].as_u64(), Some(4));
     let (victim, stripe, index) = (1..4)
         .flat_map(|d| held[d].iter().map(move |(s, i)| (d, s.clone(), *i)))
         .find(|(_, s, i)| relay0[s].iter().all(|j| *j >= 4) && !relay1[s].contains(i))
