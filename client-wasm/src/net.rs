@@ -632,6 +632,9 @@ impl Task for Driver {
             Cmd::Serve(tx) => self.server = Some(tx),
             Cmd::Unserve => {
                 self.server = None;
+                // Requests the stopped donor will never answer: dropped, so their askers
+                // hear at once and the slots are free for the next one.
+                self.inbound.clear();
                 if let Some(id) = self.reserved.take() {
                     swarm.remove_listener(id);
                 }
