@@ -106,7 +106,13 @@ pub struct Donor<S> {
     held: Mutex<BTreeMap<StripeId, (u8, u64)>>,
     /// Relays that had nothing to offer: when to ask again, and how long the wait was.
     quiet: Mutex<BTreeMap<PeerId, (Instant, Duration)>>,
+    /// The relays to ask for offers, and when a lookup found them.
+    known: Mutex<Option<(Instant, Vec<PeerId>)>>,
 }
+
+/// How long the relays a lookup found are asked for offers before looking again (a lookup
+/// every tick would cost the network more than the offers).
+const KNOWN_FOR: Duration = Duration::from_secs(60);
 
 /// The first wait before asking again a relay that had nothing to offer; it doubles with
 /// each refusal, up to [`QUIET_MAX`] (an offer costs a relay a scan of what it holds).
@@ -132,6 +138,7 @@ impl<S: Shelf> Donor<S> {
             stats: Arc::new(Mutex::new(stats)),
             held: Mutex::default(),
             quiet: Mutex::default(),
+            known: Mutex::default(),
         }
     }
 
@@ -243,6 +250,7 @@ impl<S: Shelf> Donor<S> {
                         // The relays must learn where it is now, and may have offers again.
                         announced_at = None;
                         lock(&self.quiet).clear();
+                        *lock(&self.known) = None;
                     }
                     got.map(|(r, _)| r)
                 }
@@ -287,6 +295,11 @@ impl<S: Shelf> Donor<S> {
 
     /// The relays to ask for offers: its own relays and the ones a lookup finds.
     async fn relays_known(&self) -> Vec<PeerId> {
+        if let Some((at, known)) = lock(&self.known).as_ref() {
+            if at.elapsed() < KNOWN_FOR {
+                return known.clone();
+            }
+        }
         let mut out: BTreeSet<PeerId> = self
             .relays
             .iter()
@@ -299,7 +312,9 @@ impl<S: Shelf> Donor<S> {
         if let Ok(found) = self.net.closest(random).await {
             out.extend(found);
         }
-        out.into_iter().collect()
+        let out: Vec<PeerId> = out.into_iter().collect();
+        *lock(&self.known) = Some((Instant::now(), out.clone()));
+        out
     }
 
     /// Asks relays for shards while there is room, keeps each after checking it and

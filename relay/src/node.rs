@@ -131,19 +131,17 @@ fn offer_to_tab(shared: &Shared, me: &PeerId, tab: PeerId, via: PeerId, room: u3
     if shared.tabs.is_full(&tab) {
         return error(ErrorCode::NotFound, "this tab may hold nothing more from this relay now");
     }
-    let held = match shared.store.inventory() {
+    // Each offer looks at a window of what is held from a random place (stripe ids are
+    // hashes, so a random id is a random place): offers spread over tabs and over every
+    // stripe, at a bounded cost per request.
+    let start = StripeId::from_bytes(rand::random());
+    let held = match shared.store.inventory_from(&start, OFFER_SCAN) {
         Ok(h) => h,
         Err(e) => return error(e.code(), e),
     };
-    // Each offer looks at a window of what is held from a random place: offers spread over
-    // tabs and over every stripe, at a bounded cost per request.
-    let start = if held.is_empty() { 0 } else { (rand::random::<u64>() % held.len() as u64) as usize };
     // Gathered (a header read each) before the announcements are locked.
     let candidates: Vec<_> = held
         .iter()
-        .cycle()
-        .skip(start)
-        .take(held.len().min(OFFER_SCAN))
         .filter_map(|(stripe, idx)| {
             let [mine] = idx.as_slice() else { return None };
             let header = shared.store.header(stripe).ok()??;

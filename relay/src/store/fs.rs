@@ -39,6 +39,31 @@ fn dberr<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// Appends the stripes of `entries` (keys of the held table, in order) to `out`, with their
+/// indices, until `out` has `limit` stripes (the last one whole).
+fn gather<'a, V: redb::Value + 'static>(
+    entries: impl Iterator<
+        Item = Result<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, V>), redb::StorageError>,
+    >,
+    out: &mut Vec<(StripeId, Vec<u8>)>,
+    limit: usize,
+) -> Result<(), StoreError> {
+    for e in entries {
+        let (k, _) = e.map_err(dberr)?;
+        let k = k.value();
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&k[..32]);
+        let id = StripeId::from_bytes(id);
+        let full = out.len() >= limit;
+        match out.last_mut() {
+            Some((last, idx)) if *last == id => idx.push(k[32]),
+            _ if full => break,
+            _ => out.push((id, vec![k[32]])),
+        }
+    }
+    Ok(())
+}
+
 fn held_key(stripe: &StripeId, index: u8) -> [u8; 33] {
     let mut k = [0u8; 33];
     k[..32].copy_from_slice(stripe.as_bytes());
@@ -456,17 +481,19 @@ impl ShardStore for FsStore {
     fn inventory(&self) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError> {
         let r = self.db.begin_read().map_err(dberr)?;
         let held = r.open_table(HELD).map_err(dberr)?;
-        let mut out: Vec<(StripeId, Vec<u8>)> = Vec::new();
-        for e in held.iter().map_err(dberr)? {
-            let (k, _) = e.map_err(dberr)?;
-            let k = k.value();
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&k[..32]);
-            let id = StripeId::from_bytes(id);
-            match out.last_mut() {
-                Some((last, idx)) if *last == id => idx.push(k[32]),
-                _ => out.push((id, vec![k[32]])),
-            }
+        let mut out = Vec::new();
+        gather(held.iter().map_err(dberr)?, &mut out, usize::MAX)?;
+        Ok(out)
+    }
+
+    fn inventory_from(&self, start: &StripeId, limit: usize) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError> {
+        let r = self.db.begin_read().map_err(dberr)?;
+        let held = r.open_table(HELD).map_err(dberr)?;
+        let from = held_key(start, 0);
+        let mut out = Vec::new();
+        gather(held.range(from.as_slice()..).map_err(dberr)?, &mut out, limit)?;
+        if out.len() < limit {
+            gather(held.range(..from.as_slice()).map_err(dberr)?, &mut out, limit)?;
         }
         Ok(out)
     }

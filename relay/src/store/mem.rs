@@ -99,6 +99,14 @@ impl ShardStore for MemStore {
         Ok(g.held.iter().map(|(s, h)| (*s, h.keys().copied().collect())).collect())
     }
 
+    fn inventory_from(&self, start: &StripeId, limit: usize) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError> {
+        let g = self.lock();
+        let entry = |(s, h): (&StripeId, &BTreeMap<u8, ShardId>)| (*s, h.keys().copied().collect());
+        let after = g.held.range(*start..).map(entry);
+        let before = g.held.range(..*start).map(entry);
+        Ok(after.chain(before).take(limit).collect())
+    }
+
     fn usage(&self) -> Usage {
         let g = self.lock();
         Usage { shards: g.shards.len() as u64, bytes: g.bytes, quota: self.quota }

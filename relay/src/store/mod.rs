@@ -142,6 +142,9 @@ pub trait ShardStore: Send + Sync + 'static {
     fn holds(&self, stripes: &[StripeId]) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError>;
     /// Every stripe held, with its indices.
     fn inventory(&self) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError>;
+    /// At most `limit` stripes held, with their indices, in id order from `start` (wrapping
+    /// round past the last): a window of the inventory without reading all of it.
+    fn inventory_from(&self, start: &StripeId, limit: usize) -> Result<Vec<(StripeId, Vec<u8>)>, StoreError>;
     /// Space used and allowed.
     fn usage(&self) -> Usage;
 }

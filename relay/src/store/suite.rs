@@ -26,7 +26,20 @@ pub(super) fn round_trips_at_boundary_sizes(store: &dyn ShardStore) {
         assert_eq!(held.header, s.header_bytes());
         assert_eq!(held.shards, vec![(i as u8, s.shard(i).to_vec())], "len {len}");
     }
-    assert_eq!(store.inventory().unwrap().len(), 8);
+    let all = store.inventory().unwrap();
+    assert_eq!(all.len(), 8);
+    // A window from any place, wrapping round: the stripes that follow in id order.
+    for (start, want) in [(0usize, 3usize), (5, 3), (6, 5), (7, 8), (3, 20)] {
+        let got = store.inventory_from(&all[start].0, want).unwrap();
+        let expect: Vec<_> = all.iter().cycle().skip(start).take(want.min(all.len())).cloned().collect();
+        assert_eq!(got, expect, "a window of {want} from stripe {start}");
+    }
+    // From an id between two held ones: the next held one first.
+    let mut between = *all[2].0.as_bytes();
+    between[31] = between[31].wrapping_add(1);
+    let between = StripeId::from_bytes(between);
+    let next = all.iter().find(|(s, _)| *s >= between).unwrap_or(&all[0]);
+    assert_eq!(store.inventory_from(&between, 1).unwrap(), vec![next.clone()]);
 }
 
 pub(super) fn one_shard_of_a_stripe_is_kept(store: &dyn ShardStore) {
