@@ -397,12 +397,8 @@ impl<S: Shelf> Donor<S> {
 /// The index of `shard` in the stripe `header` describes, when the header is the stripe's
 /// and the shard's bytes are one of its shards.
 pub fn check(stripe: &StripeId, header: &[u8], shard: &[u8]) -> Result<u8, String> {
-    if StripeId::of(header) != *stripe {
-        return Err("the header is not the stripe's".into());
-    }
-    let h = StripeHeader::parse(header).map_err(|e| e.to_string())?;
-    let id = ShardId::of(shard);
-    let index = h.shards().iter().position(|s| *s == id).ok_or("the shard is none of the stripe's")?;
+    let h = StripeHeader::parse_verified(stripe, header).map_err(|e| e.to_string())?;
+    let index = h.index_of(&ShardId::of(shard)).ok_or("the shard is none of the stripe's")?;
     u8::try_from(index).map_err(|_| "index out of range".into())
 }
 

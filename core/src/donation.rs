@@ -18,6 +18,12 @@
 //! announcement costs a reader one failed fetch; a tab caught serving bytes that do not
 //! verify, or failing a spot-check, loses every announcement and is not heard for a while
 //! ([`Announcements::caught`]).
+//!
+//! Relays do not wait for a reader to find a lie: [`SpotChecks`] has a relay fetch one
+//! announced shard, chosen at random, from a tab on the connection its announcement came by,
+//! at most once per tab per interval, and judge the answer: bytes that do not verify get the
+//! tab caught; a shard it no longer has loses that announcement; a tab that does not answer
+//! several times running loses them all.
 
 use crate::StripeId;
 use std::collections::{BTreeMap, HashMap};
@@ -232,6 +238,12 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
     /// of it is dropped and it is not heard until the ban is over.
     pub fn caught(&mut self, tab: &T, now: Duration) {
         self.banned.insert(tab.clone(), now + self.limits.ban);
+        self.forget(tab);
+        self.banned.retain(|_, until| now < *until);
+    }
+
+    /// Drops every announcement of `tab` (no ban: it may announce again).
+    pub fn forget(&mut self, tab: &T) {
         let stripes: Vec<StripeId> = self
             .by_stripe
             .iter()
@@ -241,7 +253,11 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
         for s in stripes {
             self.drop_where(&s, |e| &e.tab == tab);
         }
-        self.banned.retain(|_, until| now < *until);
+    }
+
+    /// Drops `tab`'s announcement of `stripe`.
+    pub fn forget_stripe(&mut self, tab: &T, stripe: &StripeId) {
+        self.drop_where(stripe, |e| &e.tab == tab);
     }
 
     /// Whether `tab` may be given no more here at `now`: banned, or at its quota of
@@ -264,6 +280,136 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
 
     pub fn is_empty(&self) -> bool {
         self.total == 0
+    }
+}
+
+/// What a relay learned from fetching an announced shard from a tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The shard and header verified against the stripe's address.
+    Verified,
+    /// The tab says it does not hold the shard (it may have dropped a damaged copy).
+    NotHeld,
+    /// Bytes that do not verify, another stripe's header or another index.
+    Wrong,
+    /// No answer, an error, or the tab busy.
+    Unreachable,
+}
+
+impl Outcome {
+    /// Its name in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Verified => "verified",
+            Outcome::NotHeld => "not_held",
+            Outcome::Wrong => "wrong",
+            Outcome::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// What the relay does to a tab's announcements after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing.
+    Keep,
+    /// Drop the announcement of the checked stripe.
+    DropStripe,
+    /// Drop every announcement of the tab and do not hear it for a while
+    /// ([`Announcements::caught`]).
+    Caught,
+    /// Drop every announcement of the tab (it went away; it may announce again).
+    Forget,
+}
+
+/// Limits of a relay's spot-checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckLimits {
+    /// The least time between two checks of one tab.
+    pub every: Duration,
+    /// Checks running at once (each fetches one shard).
+    pub running: usize,
+    /// Unanswered checks in a row after which a tab's announcements are dropped.
+    pub misses: u32,
+    /// Tabs remembered (when was each checked); the oldest are forgotten past it.
+    pub tabs: usize,
+}
+
+impl Default for CheckLimits {
+    fn default() -> Self {
+        Self { every: Duration::from_secs(300), running: 4, misses: 3, tabs: 1 << 16 }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    at: Duration,
+    misses: u32,
+}
+
+/// A relay's spot-checks of tabs: whom to check after an announcement, and what to do with
+/// the answer. Rules only: the relay fetches and verifies, and tells [`SpotChecks::done`].
+#[derive(Debug)]
+pub struct SpotChecks<T> {
+    limits: CheckLimits,
+    checked: HashMap<T, Checked>,
+    running: HashMap<T, (StripeId, u8)>,
+}
+
+impl<T: Clone + Eq + Hash> SpotChecks<T> {
+    pub fn new(limits: CheckLimits) -> Self {
+        Self { limits, checked: HashMap::new(), running: HashMap::new() }
+    }
+
+    /// `tab` just had `kept` announcements kept: the one to fetch from it now, if its check
+    /// is due (never checked, or not within [`CheckLimits::every`]) and a check may start.
+    /// `pick` is a random number (a tab must not know which shard will be asked for).
+    pub fn due(
+        &mut self,
+        tab: &T,
+        kept: &[(StripeId, u8)],
+        pick: u64,
+        now: Duration,
+    ) -> Option<(StripeId, u8)> {
+        if kept.is_empty() || self.running.len() >= self.limits.running || self.running.contains_key(tab) {
+            return None;
+        }
+        if self.checked.get(tab).is_some_and(|c| now < c.at + self.limits.every) {
+            return None;
+        }
+        if self.checked.len() >= self.limits.tabs && !self.checked.contains_key(tab) {
+            // Forget tabs not checked for several intervals; if none, check nobody new.
+            let old = self.limits.every * 4;
+            self.checked.retain(|_, c| now < c.at + old);
+            if self.checked.len() >= self.limits.tabs {
+                return None;
+            }
+        }
+        let chosen = kept[(pick % kept.len() as u64) as usize];
+        self.running.insert(tab.clone(), chosen);
+        Some(chosen)
+    }
+
+    /// The check of `tab` ended with `outcome`: what to do with its announcements.
+    pub fn done(&mut self, tab: &T, outcome: Outcome, now: Duration) -> Verdict {
+        if self.running.remove(tab).is_none() {
+            return Verdict::Keep;
+        }
+        let misses = self.checked.get(tab).map_or(0, |c| c.misses);
+        let (misses, verdict) = match outcome {
+            Outcome::Verified => (0, Verdict::Keep),
+            Outcome::NotHeld => (0, Verdict::DropStripe),
+            Outcome::Wrong => (0, Verdict::Caught),
+            Outcome::Unreachable if misses + 1 >= self.limits.misses => (0, Verdict::Forget),
+            Outcome::Unreachable => (misses + 1, Verdict::Keep),
+        };
+        self.checked.insert(tab.clone(), Checked { at: now, misses });
+        verdict
+    }
+
+    /// Checks running now.
+    pub fn running(&self) -> usize {
+        self.running.len()
     }
 }
 
@@ -408,6 +554,8 @@ mod tests {
             match rng.below(20) {
                 0 => a.caught(&tab, now),
                 1 => a.expire(now),
+                2 => a.forget(&tab),
+                3 => a.forget_stripe(&tab, &stripe),
                 _ => {
                     let _ = a.announce(tab, stripe, rng.below(6) as u8, now);
                 }
@@ -426,5 +574,78 @@ mod tests {
         }
         a.expire(Duration::from_secs(10_000));
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_tab_is_checked_at_once_then_once_per_interval() {
+        let limits = CheckLimits { every: 100 * SEC, running: 2, misses: 3, tabs: 10 };
+        let mut c: SpotChecks<u32> = SpotChecks::new(limits);
+        let kept = [(s(1), 1), (s(2), 4), (s(3), 0)];
+        // Nothing kept, nothing to check.
+        assert_eq!(c.due(&7, &[], 0, SEC), None);
+        // The pick chooses among what was kept.
+        assert_eq!(c.due(&7, &kept, 4, SEC), Some((s(2), 4)));
+        // Not twice at once.
+        assert_eq!(c.due(&7, &kept, 0, SEC), None);
+        assert_eq!(c.done(&7, Outcome::Verified, 2 * SEC), Verdict::Keep);
+        // Not again within the interval, and again after it.
+        assert_eq!(c.due(&7, &kept, 0, 101 * SEC), None);
+        assert_eq!(c.due(&7, &kept, 0, 102 * SEC), Some((s(1), 1)));
+        // A result nobody asked for changes nothing.
+        assert_eq!(c.done(&8, Outcome::Wrong, 103 * SEC), Verdict::Keep);
+        assert_eq!(c.running(), 1);
+        // At most `running` checks at once.
+        assert!(c.due(&8, &kept, 0, 103 * SEC).is_some());
+        assert_eq!(c.due(&9, &kept, 0, 103 * SEC), None);
+        assert_eq!(c.done(&8, Outcome::Wrong, 104 * SEC), Verdict::Caught);
+        assert_eq!(c.done(&7, Outcome::NotHeld, 104 * SEC), Verdict::DropStripe);
+        assert_eq!(c.running(), 0);
+    }
+
+    #[test]
+    fn a_tab_that_does_not_answer_several_times_running_is_forgotten() {
+        let limits = CheckLimits { every: 10 * SEC, running: 4, misses: 3, tabs: 10 };
+        let mut c: SpotChecks<u32> = SpotChecks::new(limits);
+        let kept = [(s(1), 1)];
+        let mut verdicts = Vec::new();
+        for round in 0..7u64 {
+            let now = SEC * (round as u32 * 20);
+            c.due(&7, &kept, round, now).unwrap();
+            // An answer in round 3 starts the count again.
+            let outcome = if round == 3 { Outcome::Verified } else { Outcome::Unreachable };
+            verdicts.push(c.done(&7, outcome, now + SEC));
+        }
+        use Verdict::{Forget as F, Keep as K};
+        assert_eq!(verdicts, vec![K, K, F, K, K, K, F]);
+    }
+
+    #[test]
+    fn what_is_remembered_of_checked_tabs_is_bounded() {
+        let limits = CheckLimits { every: 10 * SEC, running: 100, misses: 3, tabs: 5 };
+        let mut c: SpotChecks<u32> = SpotChecks::new(limits);
+        let kept = [(s(1), 1)];
+        for tab in 0..5 {
+            c.due(&tab, &kept, 0, SEC).unwrap();
+            c.done(&tab, Outcome::Verified, SEC);
+        }
+        // Full of recent checks: a new tab waits.
+        assert_eq!(c.due(&5, &kept, 0, 2 * SEC), None);
+        // Once they are several intervals old they are forgotten and the new tab is checked.
+        assert!(c.due(&5, &kept, 0, 60 * SEC).is_some());
+        assert!(c.checked.len() <= limits.tabs);
+    }
+
+    #[test]
+    fn forgetting_a_tab_drops_its_announcements_without_a_ban() {
+        let mut a: Announcements<u32> = Announcements::new(Limits::default());
+        a.announce(7, s(1), 1, SEC).unwrap();
+        a.announce(7, s(2), 2, SEC).unwrap();
+        a.announce(8, s(1), 3, SEC).unwrap();
+        a.forget_stripe(&7, &s(1));
+        assert_eq!(a.holders(&s(1), SEC), vec![(8, 3)]);
+        a.forget(&7);
+        assert_eq!((a.len(), a.tabs()), (1, 1));
+        a.announce(7, s(2), 2, 2 * SEC).unwrap();
+        assert_eq!(a.index_of(&7, &s(2), 2 * SEC), Some(2));
     }
 }

@@ -117,6 +117,19 @@ impl StripeHeader {
         Self::parse(bytes)
     }
 
+    /// Checks shard `index` of stripe `id` that arrived from anywhere with the stripe's
+    /// header: the header hashes to `id` and the shard's address is the header's `index`th
+    /// (padding shards share an address, so the index is checked, not looked up).
+    pub fn check_shard(id: &StripeId, header: &[u8], index: u8, shard: &[u8]) -> Result<(), StripeError> {
+        let h =
+            Self::parse_verified(id, header).map_err(|source| StripeError::Header { stripe: *id, source })?;
+        let found = ShardId::of(shard);
+        match h.shards().get(usize::from(index)) {
+            Some(want) if *want == found => Ok(()),
+            _ => Err(StripeError::UnknownShard { stripe: *id, found }),
+        }
+    }
+
     /// Parses and validates header bytes (without an expected id).
     pub fn parse(bytes: &[u8]) -> Result<Self, HeaderError> {
         if bytes.len() < HEADER_FIXED_LEN {
@@ -229,6 +242,8 @@ impl Stripe {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StripeError {
+    #[error("stripe {stripe}: {source}")]
+    Header { stripe: StripeId, source: HeaderError },
     #[error("shard with address {found} is not part of stripe {stripe}")]
     UnknownShard { stripe: StripeId, found: ShardId },
     #[error("stripe {stripe}: {source}")]

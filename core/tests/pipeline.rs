@@ -5,7 +5,9 @@
 mod common;
 use common::*;
 use kura_core::encoder::encode_single_chunk;
-use kura_core::{Capability, DecodeError, Decoder, HeaderError, Secret, StripeError, CHUNK_SIZE};
+use kura_core::{
+    Capability, DecodeError, Decoder, HeaderError, Secret, StripeError, StripeHeader, CHUNK_SIZE,
+};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -392,6 +394,20 @@ fn identical_shards_of_one_stripe_fill_every_index_they_have() {
     assert_eq!(asm.present(), 30, "the one padding shard filled all nine indices");
     assert!(asm.missing() == vec![30, 31], "only parity missing: {:?}", asm.missing());
     assert_eq!(asm.decrypt(&chunk.key).unwrap(), b"hello");
+    // A shard checked at its index: a padding shard is good at any padding index, and at
+    // no other; changed bytes, another stripe's id or an index past the end are refused.
+    let (id, hb) = (stripe.id(), stripe.header_bytes());
+    let check =
+        |id: &kura_core::StripeId, index: u8, shard: &[u8]| StripeHeader::check_shard(id, hb, index, shard);
+    assert_eq!(check(&id, 25, stripe.shard(25)), Ok(()));
+    assert_eq!(check(&id, 21, stripe.shard(25)), Ok(()));
+    assert!(matches!(check(&id, 3, stripe.shard(25)), Err(StripeError::UnknownShard { .. })));
+    let mut changed = stripe.shard(1).to_vec();
+    changed[0] ^= 1;
+    assert!(matches!(check(&id, 1, &changed), Err(StripeError::UnknownShard { .. })));
+    let other = kura_core::StripeId::from_bytes([7; 32]);
+    assert!(matches!(check(&other, 1, stripe.shard(1)), Err(StripeError::Header { .. })));
+    assert!(check(&id, 40, stripe.shard(1)).is_err());
 }
 
 #[test]

@@ -97,6 +97,10 @@ pub struct Flags {
     /// Seconds a donating tab's announcement stands unless the tab refreshes it. Default 600.
     #[arg(long)]
     pub tab_ttl: Option<f64>,
+    /// Seconds between two spot-checks of one donating tab by this relay (a shard it
+    /// announced, fetched and verified). Default 300.
+    #[arg(long)]
+    pub tab_check: Option<f64>,
     /// The key file of the account this relay's rewards are paid into (64 hex digits, as
     /// `kura wallet new` makes). Default DATA_DIR/rewards.key, made on first start.
     #[arg(long)]
@@ -139,6 +143,7 @@ pub struct FileConfig {
     pub price: Option<u64>,
     pub rewards_key: Option<PathBuf>,
     pub tab_ttl: Option<f64>,
+    pub tab_check: Option<f64>,
 }
 
 /// How long a group waits for an unreachable member by default: two hours. The simulator's
@@ -174,6 +179,8 @@ pub struct Config {
     pub rewards_key: PathBuf,
     /// Limits of donating tabs' announcements.
     pub tabs: kura_core::donation::Limits,
+    /// How this relay spot-checks donating tabs.
+    pub tab_checks: kura_core::donation::CheckLimits,
 }
 
 /// A 32-byte key in 64 hex digits.
@@ -255,8 +262,13 @@ impl Config {
             ttl: seconds("--tab-ttl", flags.tab_ttl.or(file.tab_ttl).unwrap_or(600.0))?,
             ..Default::default()
         };
+        let tab_checks = kura_core::donation::CheckLimits {
+            every: seconds("--tab-check", flags.tab_check.or(file.tab_check).unwrap_or(300.0))?,
+            ..Default::default()
+        };
         Ok(Self {
             tabs,
+            tab_checks,
             rewards_key,
             data_dir,
             listen,

@@ -3,8 +3,10 @@
 //! reachable. In memory only, never on disk: announcements expire unless the tab refreshes
 //! them, and a relay started again knows no tab until each announces again.
 
-use kura_core::donation::{Announcements, Limits};
-use kura_core::wire::TabHolder;
+use crate::metrics::Kind;
+use kura_core::donation::{Announcements, CheckLimits, Limits, Outcome, SpotChecks, Verdict};
+use kura_core::stripe::StripeHeader;
+use kura_core::wire::{ErrorCode, Request, Response, TabHolder};
 use kura_core::StripeId;
 use libp2p::PeerId;
 use std::collections::{HashMap, HashSet};
@@ -19,16 +21,18 @@ pub struct Tabs {
     via: Mutex<HashMap<PeerId, PeerId>>,
     /// Peers holding a circuit reservation on this relay now.
     reserved: Mutex<HashSet<PeerId>>,
+    checks: Mutex<SpotChecks<PeerId>>,
     limits: Limits,
     start: Instant,
 }
 
 impl Tabs {
-    pub fn new(limits: Limits) -> Self {
+    pub fn new(limits: Limits, checks: CheckLimits) -> Self {
         Self {
             map: Mutex::new(Announcements::new(limits)),
             via: Mutex::default(),
             reserved: Mutex::default(),
+            checks: Mutex::new(SpotChecks::new(checks)),
             limits,
             start: Instant::now(),
         }
@@ -68,6 +72,27 @@ impl Tabs {
             self.reachable(tab, via);
         }
         kept
+    }
+
+    /// After `tab`'s announcements `kept` were kept: the shard to fetch from it now for a
+    /// spot-check, if one is due ([`SpotChecks::due`], chosen at random).
+    pub fn check_due(&self, tab: &PeerId, kept: &[(StripeId, u8)]) -> Option<(StripeId, u8)> {
+        lock(&self.checks).due(tab, kept, rand::random(), self.now())
+    }
+
+    /// A spot-check of `tab`'s shard of `stripe` ended with `outcome`: its announcements are
+    /// kept, or that one dropped, or all of them (and it is banned for a lie).
+    pub fn checked(&self, tab: &PeerId, stripe: &StripeId, outcome: Outcome) -> Verdict {
+        let now = self.now();
+        let verdict = lock(&self.checks).done(tab, outcome, now);
+        let mut map = lock(&self.map);
+        match verdict {
+            Verdict::Keep => {}
+            Verdict::DropStripe => map.forget_stripe(tab, stripe),
+            Verdict::Caught => map.caught(tab, now),
+            Verdict::Forget => map.forget(tab),
+        }
+        verdict
     }
 
     /// Remembers that `tab` is reachable through `via`.
@@ -152,4 +177,30 @@ impl Tabs {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Fetches shard `index` of `stripe` from `tab`, on the connection its announcement came by,
+/// verifies it against the stripe's address and applies the verdict ([`Tabs::checked`]).
+/// One shard's bytes at most: the answer is bounded by the protocol's frame limit, and a
+/// relay runs a few checks at once and checks a tab at most once per interval.
+pub async fn spot_check(ctx: crate::repair::Ctx, tab: PeerId, (stripe, index): (StripeId, u8)) {
+    let answer = ctx.net.request(tab, Request::Fetch { stripe }).await;
+    let shared = &ctx.shared;
+    let outcome = match answer {
+        Ok(Response::Shards { header, shards }) => {
+            let bytes = header.len() + shards.iter().map(|s| s.len()).sum::<usize>();
+            shared.metrics.tab_check_bytes.inc_by(bytes as u64);
+            match shards.as_slice() {
+                [shard] if StripeHeader::check_shard(&stripe, &header, index, shard).is_ok() => {
+                    Outcome::Verified
+                }
+                _ => Outcome::Wrong,
+            }
+        }
+        Ok(Response::Error { code: ErrorCode::NotFound, .. }) => Outcome::NotHeld,
+        Ok(_) | Err(_) => Outcome::Unreachable,
+    };
+    let verdict = shared.tabs.checked(&tab, &stripe, outcome);
+    shared.metrics.tab_checks.get_or_create(&Kind { kind: outcome.label().into() }).inc();
+    tracing::debug!(%tab, %stripe, index, ?outcome, ?verdict, "spot-checked a donating tab");
 }

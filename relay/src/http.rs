@@ -238,6 +238,8 @@ fn tabs(s: &Shared) -> serde_json::Value {
         "circuits": s.metrics.circuits.get(),
         "offered": s.metrics.tab_offers.get(),
         "offered_bytes": s.metrics.tab_offer_bytes.get(),
+        "served_bytes": s.metrics.circuit_bytes.from_destinations.get(),
+        "asked_bytes": s.metrics.circuit_bytes.to_destinations.get(),
     })
 }
 

@@ -12,6 +12,7 @@
 //! The storage protocol's codecs, the transports and the documents a relay writes are in
 //! `kura-p2p`, shared with the client.
 
+pub mod circuit_bytes;
 pub mod config;
 pub mod donation;
 pub mod epochs;

@@ -112,10 +112,11 @@ async fn run(cfg: Config) -> Result<()> {
         cfg.ledger_mint.unwrap_or(kura_relay::ledger::NO_MINT),
         cfg.ledger_cap,
     )?;
-    let swarm = node::build_swarm(key, cert, &node_cfg, &mut registry).await?;
+    let circuits = kura_relay::circuit_bytes::Tally::default();
+    let swarm = node::build_swarm(key, cert, &node_cfg, &mut registry, &circuits).await?;
     let shared = Arc::new(Shared {
         info: RwLock::new(Default::default()),
-        metrics: kura_relay::metrics::Metrics::new(registry),
+        metrics: kura_relay::metrics::Metrics::with_circuit_bytes(registry, circuits),
         store,
         repair: Arc::new(kura_relay::repair::Repair::new(kura_relay::repair::RepairConfig {
             audit_interval: cfg.audit_interval,
@@ -127,7 +128,7 @@ async fn run(cfg: Config) -> Result<()> {
         farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?
             .with_rewards(kura_relay::farming::rewards_account(&cfg.rewards_key)?),
         history: Default::default(),
-        tabs: kura_relay::donation::Tabs::new(cfg.tabs),
+        tabs: kura_relay::donation::Tabs::new(cfg.tabs, cfg.tab_checks),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)

@@ -81,6 +81,12 @@ pub struct Metrics {
     pub circuits: Counter,
     pub tab_offers: Counter,
     pub tab_offer_bytes: Counter,
+    /// Bytes that circuits' destinations (donating tabs) sent through this relay, and that
+    /// were sent to them (see [`crate::circuit_bytes`]).
+    pub circuit_bytes: crate::circuit_bytes::Tally,
+    /// Spot-checks of tabs by outcome, and the bytes they fetched.
+    pub tab_checks: Family<Kind, Counter>,
+    pub tab_check_bytes: Counter,
     /// Kademlia requests answered (each step of someone's lookup that reached this relay).
     pub kad_requests: Counter,
 }
@@ -108,8 +114,16 @@ pub struct Live {
 
 impl Metrics {
     /// Registers everything in `registry` (which may already hold libp2p's own metrics).
-    pub fn new(mut registry: Registry) -> Self {
+    pub fn new(registry: Registry) -> Self {
+        Self::with_circuit_bytes(registry, Default::default())
+    }
+
+    /// The same, with the circuit byte counts the swarm's connections add to.
+    pub fn with_circuit_bytes(mut registry: Registry, circuit_bytes: crate::circuit_bytes::Tally) -> Self {
         let m = Self {
+            circuit_bytes,
+            tab_checks: Family::default(),
+            tab_check_bytes: Counter::default(),
             registry: Mutex::new(Registry::default()),
             requests: Family::default(),
             errors: Family::default(),
@@ -254,6 +268,22 @@ impl Metrics {
         r.register("circuits", "Circuits opened through this relay", m.circuits.clone());
         r.register("tab_offers", "Shards offered to donating tabs", m.tab_offers.clone());
         r.register("tab_offer_bytes", "Shard bytes offered to donating tabs", m.tab_offer_bytes.clone());
+        r.register("tab_checks", "Spot-checks of donating tabs by outcome", m.tab_checks.clone());
+        r.register(
+            "tab_check_bytes",
+            "Bytes fetched from donating tabs by spot-checks",
+            m.tab_check_bytes.clone(),
+        );
+        r.register(
+            "tab_served_bytes",
+            "Bytes circuits' destinations (donating tabs) sent through this relay",
+            m.circuit_bytes.from_destinations.clone(),
+        );
+        r.register(
+            "tab_asked_bytes",
+            "Bytes sent through this relay to circuits' destinations (donating tabs)",
+            m.circuit_bytes.to_destinations.clone(),
+        );
         r.register("kad_requests", "Kademlia requests answered", m.kad_requests.clone());
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m

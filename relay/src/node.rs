@@ -389,24 +389,46 @@ pub fn behaviour(key: &identity::Keypair, cfg: &NodeConfig) -> Behaviour {
     }
 }
 
-/// Builds the swarm: TCP, QUIC, WebSocket and WebRTC-direct; noise and yamux.
+/// Builds the swarm: TCP, QUIC, WebSocket and WebRTC-direct; noise and yamux. Every
+/// connection's streams to circuits' destinations are counted in `circuits`.
 pub async fn build_swarm(
     key: identity::Keypair,
     cert: libp2p_webrtc::tokio::Certificate,
     cfg: &NodeConfig,
     registry: &mut prometheus_client::registry::Registry,
+    circuits: &crate::circuit_bytes::Tally,
 ) -> Result<Swarm<Behaviour>> {
+    use crate::circuit_bytes::count;
+    let (quic_tally, tcp_tally, webrtc_tally, ws_tally) =
+        (circuits.clone(), circuits.clone(), circuits.clone(), circuits.clone());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_quic()
-        .with_other_transport(kura_p2p::transport::tcp)?
-        .with_other_transport(|key| {
+        .with_other_transport(move |key| {
+            libp2p::quic::tokio::Transport::new(libp2p::quic::Config::new(key))
+                .map(move |(peer, conn), _| (peer, count(StreamMuxerBox::new(conn), &quic_tally)))
+        })?
+        .with_other_transport(move |key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(libp2p::Transport::map(
+                kura_p2p::transport::tcp(key)?,
+                move |(peer, muxer), _| (peer, count(muxer, &tcp_tally)),
+            ))
+        })?
+        .with_other_transport(move |key| {
             libp2p_webrtc::tokio::Transport::new(key.clone(), cert)
-                .map(|(peer, conn), _| (peer, StreamMuxerBox::new(conn)))
+                .map(move |(peer, conn), _| (peer, count(StreamMuxerBox::new(conn), &webrtc_tally)))
+        })?
+        .with_other_transport(move |key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                libp2p::websocket::Config::new(libp2p::tcp::tokio::Transport::new(
+                    libp2p::tcp::Config::default(),
+                ))
+                .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default())
+                .map(move |(peer, muxer), _| (peer, count(StreamMuxerBox::new(muxer), &ws_tally))),
+            )
         })?
         .with_dns()?
-        .with_websocket(noise::Config::new, yamux::Config::default)
-        .await?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key| behaviour(key, cfg))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
@@ -827,7 +849,9 @@ impl Node {
         let from_relay = lock_live(&shared).is_live(&peer);
         let me = *self.swarm.local_peer_id();
         // A handover's receiver then asks its sender for the stripe's postage.
-        let handed = matches!(req, Request::Handover { .. }).then(|| {
+        // A handover's receiver then asks its sender for the stripe's postage; a tab's
+        // announcement may be spot-checked.
+        let later = matches!(req, Request::Handover { .. } | Request::Announce { .. }).then(|| {
             (
                 crate::repair::Ctx { me, shared: shared.clone(), net: self.sender() },
                 tokio::runtime::Handle::current(),
@@ -888,7 +912,7 @@ impl Node {
                             let resp = serve(&*shared.store, &me, Request::Handover { header, shard });
                             if matches!(resp, Response::Stored { .. }) {
                                 shared.metrics.repair_bytes_in.inc_by(len);
-                                if let Some((ctx, rt)) = handed {
+                                if let Some((ctx, rt)) = later {
                                     rt.spawn(async move {
                                         crate::epochs::learn_postage(&ctx, stripe, vec![peer]).await;
                                     });
@@ -908,6 +932,10 @@ impl Node {
                             Some(StripeHeader::parse(&header).ok()?.params().n())
                         };
                         let kept = shared.tabs.announce(peer, via, &shards, held);
+                        if let (Some(chosen), Some((ctx, rt))) = (shared.tabs.check_due(&peer, &kept), later)
+                        {
+                            rt.spawn(crate::donation::spot_check(ctx, peer, chosen));
+                        }
                         Response::Held { held: kept.into_iter().map(|(s, i)| (s, vec![i].into())).collect() }
                     }
                     Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),

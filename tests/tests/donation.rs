@@ -86,6 +86,20 @@ impl Drop for Donor {
 }
 
 /// stripe (hex) → the indices relay `r` holds, from its inventory.
+/// The bytes the donors served, once their figures have settled: they print them every half
+/// second, so a get's are all in once the sum has stood still for over two reports.
+fn served_bytes(donors: &[Donor]) -> u64 {
+    let mut last = (u64::MAX, std::time::Instant::now());
+    wait_for(Duration::from_secs(20), "the donors' figures to settle", || {
+        let sum: u64 = donors.iter().map(|d| d.num("served_bytes")).sum();
+        if sum != last.0 {
+            last = (sum, std::time::Instant::now());
+        }
+        (last.1.elapsed() > Duration::from_millis(1200)).then_some(sum)
+    })
+    .unwrap()
+}
+
 fn inventory(net: &Net, r: usize) -> BTreeMap<String, Vec<u8>> {
     let v = net.relay(r).json("/inventory").unwrap();
     v["stripes"]
@@ -195,6 +209,9 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
 
     net.kill9(1);
     let served_before: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
+    let bytes_before = served_bytes(&donors);
+    let relayed_before = net.relay(0).metric("kura_tab_served_bytes_total").unwrap();
+    let checked_before = net.relay(0).metric("kura_tab_check_bytes_total").unwrap_or(0.0);
     net.get_exact(&cap, &want, "from-donors");
     let served: Vec<u64> = donors.iter().map(|d| d.num("served_requests")).collect();
     eprintln!("served before {served_before:?}, after {served:?}");
@@ -206,6 +223,27 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
     })
     .unwrap();
     assert!(net.relay(0).metric("kura_circuits_total").unwrap() >= 1.0);
+    // The relays spot-checked the donors when they first announced: every check verified
+    // but the damaged shard's, which its donor dropped unserved (not a lie).
+    let outcome = |o: &str| -> f64 {
+        net.live().map(|r| r.metric(&format!("kura_tab_checks_total{{kind=\"{o}\"}}")).unwrap_or(0.0)).sum()
+    };
+    eprintln!("relay 0 spot-checks: verified {}, not held {}", outcome("verified"), outcome("not_held"));
+    assert!(outcome("verified") >= 1.0 && outcome("wrong") == 0.0);
+    // Relay 0 counts what the donors sent through its circuits: their shards, inside the
+    // circuits' own encryption and framing, a few percent more. (A spot-check by relay 0 in
+    // the meantime fetches on a direct connection, not through a circuit.)
+    let served_bytes = served_bytes(&donors) - bytes_before;
+    let relayed = net.relay(0).metric("kura_tab_served_bytes_total").unwrap() - relayed_before;
+    let checked = net.relay(0).metric("kura_tab_check_bytes_total").unwrap_or(0.0) - checked_before;
+    let status = net.relay(0).json("/status").unwrap()["tabs"].clone();
+    eprintln!("donors served {served_bytes} bytes; relay 0 relayed {relayed} from them, checked {checked}; {status}");
+    assert!(served_bytes >= 2 * 1024 * 1024, "the donors served shards: {served_bytes}");
+    assert!(
+        relayed + checked >= served_bytes as f64 && relayed <= served_bytes as f64 * 1.05 + 65536.0,
+        "relay 0 counts the bytes donors served through it: {relayed} (and {checked} checked) for {served_bytes}"
+    );
+    assert!(status["served_bytes"].as_f64().unwrap() >= relayed, "and says so in /status: {status}");
 
     // A donor stopped: relay 0 forgets it once its announcements expire (6 s).
     donors.pop().unwrap().kill();
