@@ -522,6 +522,8 @@ pub async fn fetch_stripe(
     let mut answered: Vec<PeerId> = Vec::new();
     let mut plan = FetchPlan::before_header(cands, cfg.hedge_after);
     let mut asm: Option<StripeAssembler> = None;
+    // How many relays had answered when tabs were last asked.
+    let mut tabs_asked: Option<usize> = None;
     let mut reasons: Vec<String> = Vec::new();
     let mut note = |r: String| {
         if reasons.len() < 4 {
@@ -538,8 +540,13 @@ pub async fn fetch_stripe(
                 return Ok(a);
             }
         }
-        if plan.is_exhausted() {
-            // The close group is short: donating tabs' copies, through their relays.
+        let now = since(start);
+        if plan.is_short(now) && tabs_asked != Some(answered.len()) {
+            // The close group is short (nobody left to ask, and what is still out, slow
+            // relays aside, cannot make k): donating tabs' copies, through their relays, at
+            // once; a slow relay that answers meanwhile still counts. Asked again only if more
+            // relays have answered since (they may name other tabs).
+            tabs_asked = Some(answered.len());
             let mut extra = Vec::new();
             from_tabs(net, id, &answered, &plan_cands, &mut asm, progress, &mut extra).await;
             for r in extra {
@@ -548,6 +555,8 @@ pub async fn fetch_stripe(
             if let Some(a) = asm.take_if(|a| a.is_ready()) {
                 return Ok(a);
             }
+        }
+        if plan.is_exhausted() {
             let (have, need) = asm.as_ref().map_or((0, 0), |a| (a.present(), a.header().params().k()));
             return Err(TransferError::Unavailable(vec![Unavailable {
                 stripe: id,
@@ -557,7 +566,8 @@ pub async fn fetch_stripe(
                 reasons,
             }]));
         }
-        let wake = wake_at(start, plan.poll_timeout());
+        let next = [plan.poll_timeout(), plan.short_at(now)].into_iter().flatten().min();
+        let wake = wake_at(start, next);
         futures::select! {
             done = pending.select_next_some() => {
                 let (peer, r) = done;
@@ -647,6 +657,21 @@ const TAB_FETCHES: usize = 4;
 /// relays' circuits, for the indices still missing, until `k` shards are present. Every
 /// shard is checked against its address like a relay's; a tab whose bytes do not verify
 /// is noted and skipped.
+/// How long a reader waits for a relay to name a stripe's tab holders.
+const HOLDERS_WAIT: Duration = Duration::from_secs(5);
+
+/// `relay`'s answer to `Holders` for a stripe, or `None` if it has none within
+/// [`HOLDERS_WAIT`].
+async fn holders_of(net: &Network, relay: PeerId, id: StripeId) -> Option<Response> {
+    let asked = net.request(relay, Request::Holders { stripe: id }).fuse();
+    let late = futures_timer::Delay::new(HOLDERS_WAIT).fuse();
+    futures::pin_mut!(asked, late);
+    futures::select! {
+        r = asked => r.ok(),
+        () = late => None,
+    }
+}
+
 async fn from_tabs(
     net: &Network,
     id: StripeId,
@@ -657,8 +682,8 @@ async fn from_tabs(
     notes: &mut Vec<String>,
 ) {
     let ask = if answered.is_empty() { cands } else { answered };
-    let named =
-        futures::future::join_all(ask.iter().map(|r| net.request(*r, Request::Holders { stripe: id }))).await;
+    // A relay that does not answer within HOLDERS_WAIT (a dead one being dialed) is skipped.
+    let named = futures::future::join_all(ask.iter().map(|r| holders_of(net, *r, id))).await;
     // Index → the tabs that hold it (a tab gone since it announced may still be named).
     let mut by_index: BTreeMap<u8, Vec<(PeerId, PeerId)>> = BTreeMap::new();
     for h in named.into_iter().flatten() {

@@ -330,6 +330,28 @@ impl<P: Clone + PartialEq> FetchPlan<P> {
         !self.is_done() && self.in_flight.is_empty() && self.next >= self.candidates.len()
     }
 
+    /// Whether the close group is short at `now`: nobody is left to ask, and the requests
+    /// still out that are not slow (unanswered for less than `hedge_after`) cannot bring
+    /// the shards still needed. A reader then turns to other holders (donating tabs) at once,
+    /// while the slow requests may still answer. True when exhausted as well.
+    pub fn is_short(&self, now: Duration) -> bool {
+        if self.is_done() || self.next < self.candidates.len() {
+            return false;
+        }
+        let prompt =
+            self.in_flight.iter().filter(|(_, since, _)| now.saturating_sub(*since) < self.hedge_after);
+        self.have + prompt.count() < self.k
+    }
+
+    /// When [`FetchPlan::is_short`] may turn true with time alone: the next moment an
+    /// outstanding request becomes slow, once nobody is left to ask. `None` otherwise.
+    pub fn short_at(&self, now: Duration) -> Option<Duration> {
+        if self.is_done() || self.next < self.candidates.len() {
+            return None;
+        }
+        self.in_flight.iter().map(|(_, since, _)| *since + self.hedge_after).filter(|t| *t > now).min()
+    }
+
     /// Requests outstanding.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
@@ -649,6 +671,36 @@ mod tests {
         assert!(f.is_exhausted());
         f.set_k(3);
         assert!(f.poll(s(21)).is_empty());
+    }
+
+    /// A group with fewer live relays than `k`: short once nobody is left to ask and the
+    /// requests still out that are not slow cannot bring the shards needed — before every
+    /// slow request has failed, so a reader turns to tabs without waiting for them.
+    #[test]
+    fn fetch_knows_when_the_group_is_short() {
+        let mut f = FetchPlan::new(3, vec![1, 2, 3, 4], s(5));
+        assert_eq!(f.poll(s(0)), vec![1, 2, 3]);
+        assert!(!f.is_short(s(0)), "relay 4 is left to ask");
+        f.failed(&1);
+        assert_eq!(f.poll(s(1)), vec![4]);
+        assert!(!f.is_short(s(1)), "three prompt requests out for three shards");
+        f.answered(&2, 1);
+        assert!(!f.is_short(s(2)), "one held, two prompt requests out");
+        assert_eq!(f.short_at(s(2)), Some(s(5)), "relay 3 turns slow at 5 s");
+        // Relay 3 is slow (a dead relay's dial): short, though it has not failed yet.
+        assert!(f.is_short(s(5)));
+        assert!(!f.is_exhausted());
+        assert_eq!(f.short_at(s(5)), Some(s(6)), "relay 4 turns slow at 6 s");
+        // A slow relay that answers after all still counts.
+        f.answered(&3, 2);
+        f.answered(&4, 3);
+        assert!(f.is_done() && !f.is_short(s(7)));
+        // Exhausted is short too.
+        let mut g = FetchPlan::new(2, vec![1], s(5));
+        g.poll(s(0));
+        g.failed(&1);
+        assert!(g.is_exhausted() && g.is_short(s(0)));
+        assert_eq!(g.short_at(s(0)), None);
     }
 
     /// Each machine says when it must be polled again, and polling then does what was due.

@@ -155,6 +155,7 @@ test('four donating tabs serve a file when five of six relays are gone', async (
 
   const served = async () => (await Promise.all(tabs.map(t => stats(t.page)))).reduce((n, s) => n + Number(s.served), 0);
   const served0 = await served();
+  const relayed0 = (await json(relays[0], '/status')).tabs.served_bytes;
   // Natively.
   const { addrs } = await json(relays[0], '/bootstrap');
   const tcp = addrs.find(a => a.includes('/tcp/') && !a.includes('/ws') && a.endsWith(relays[0].peer));
@@ -187,6 +188,14 @@ test('four donating tabs serve a file when five of six relays are gone', async (
     return n - served1 >= stripes && n;
   });
   check(served2 > served1, `the tabs served ${served2 - served1} shards to the page`);
+  // Relay 0 counted the bytes the tabs sent through its circuits, and spot-checked each tab
+  // when it first announced there: every check verified.
+  const relayed = (await json(relays[0], '/status')).tabs.served_bytes - relayed0;
+  check(relayed >= (served2 - served0) * 1000, `relay 0 counted ${relayed} bytes the tabs served through it`);
+  const metrics = await (await fetch(`${relays[0].http}metrics`)).text();
+  const checks = kind => Number((metrics.match(new RegExp(`kura_tab_checks_total\\{kind="${kind}"\\} (\\d+)`)) || [])[1] || 0);
+  check(checks('verified') >= 1 && checks('wrong') === 0,
+    `relay 0 spot-checked the tabs: ${checks('verified')} verified, ${checks('wrong')} wrong`);
   for (const t of tabs) {
     const s = await stats(t.page);
     check(Number(s.bytes) <= Number(s.quota), `still within the quota (${s.bytes} of ${s.quota} bytes)`);
