@@ -159,6 +159,12 @@ impl BatchTerms {
     pub fn covers(&self, epoch: u64) -> bool {
         epoch >= self.first_epoch && epoch - self.first_epoch < self.epochs
     }
+
+    /// Whether a relay may drop, at `epoch`, a stripe whose newest stamp is of this batch:
+    /// its life ended `grace` epochs ago or more (the grace is the owner's time to renew).
+    pub fn droppable_at(&self, epoch: u64, grace: u64) -> bool {
+        epoch >= self.end_epoch().saturating_add(grace)
+    }
 }
 
 /// A batch: terms paid for by a burn.

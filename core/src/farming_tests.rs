@@ -44,6 +44,20 @@ fn a_burn_buys_the_batch_its_memo_names_if_it_covers_it() {
 }
 
 #[test]
+fn a_stripe_may_be_dropped_once_its_batch_ended_and_the_grace_is_over() {
+    // Epochs 10..=39 paid for; the grace is 3 epochs.
+    let t = terms();
+    assert_eq!(t.end_epoch(), 40);
+    assert!(t.covers(39) && !t.covers(40));
+    assert!(!t.droppable_at(39, 3), "paid for");
+    assert!(!t.droppable_at(42, 3), "ended, within the grace: a renewal still finds it");
+    assert!(t.droppable_at(43, 3) && t.droppable_at(1_000, 3));
+    assert!(t.droppable_at(40, 0), "no grace: at the end");
+    let forever = BatchTerms { epochs: u64::MAX, ..t };
+    assert!(!forever.droppable_at(u64::MAX - 1, 5), "no overflow");
+}
+
+#[test]
 fn stamps_are_checked_and_a_slot_stamped_twice_revokes_the_batch() {
     let owner = signer(1);
     let b = Batch::of_burn(&burn(&owner, terms(), 1_000), &PRICES).unwrap();

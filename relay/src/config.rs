@@ -97,6 +97,10 @@ pub struct Flags {
     /// Seconds a donating tab's announcement stands unless the tab refreshes it. Default 600.
     #[arg(long)]
     pub tab_ttl: Option<f64>,
+    /// Epochs a paid stripe is kept after its batch ended (its owner's time to renew);
+    /// then its shards are dropped. Default 24.
+    #[arg(long)]
+    pub expiry_grace: Option<u64>,
     /// Seconds between two spot-checks of one donating tab by this relay (a shard it
     /// announced, fetched and verified). Default 300.
     #[arg(long)]
@@ -144,6 +148,7 @@ pub struct FileConfig {
     pub rewards_key: Option<PathBuf>,
     pub tab_ttl: Option<f64>,
     pub tab_check: Option<f64>,
+    pub expiry_grace: Option<u64>,
 }
 
 /// How long a group waits for an unreachable member by default: two hours. The simulator's
@@ -339,6 +344,10 @@ impl Config {
                         ..DEFAULT_ALLOWANCE
                     },
                     epoch_secs: flags.epoch.or(file.epoch).unwrap_or(DEFAULT_EPOCH_SECS).max(1),
+                    expiry_grace: flags
+                        .expiry_grace
+                        .or(file.expiry_grace)
+                        .unwrap_or(crate::farming::DEFAULT_EXPIRY_GRACE),
                 }
             },
         })

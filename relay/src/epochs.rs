@@ -48,16 +48,49 @@ fn settle(epoch_secs: u64) -> Duration {
     Duration::from_millis((epoch_secs * 1000 / 10).clamp(500, 30_000))
 }
 
-/// Claims each epoch's reward as it ends (spawn it).
+/// Claims each epoch's reward as it ends, then drops the stripes whose batch ended (spawn
+/// it). The first sweep runs at start, so a relay back from a long absence drops what ended
+/// meanwhile before long.
 pub async fn run_epochs(ctx: Ctx) {
     let secs = ctx.shared.farming.config().epoch_secs;
+    sweep(&ctx, epoch_of(unix_now(), secs)).await;
     loop {
         let now = unix_now();
         let next = (now / secs + 1) * secs;
         tokio::time::sleep(Duration::from_secs(next - now) + settle(secs)).await;
         let epoch = epoch_of(unix_now(), secs).saturating_sub(1);
         claim(&ctx, epoch).await;
+        sweep(&ctx, epoch + 1).await;
     }
+}
+
+/// Drops, at `epoch`, every shard of the paid stripes whose batch ended the grace ago or more
+/// ([`crate::farming::Farming::expired`]). Returns the shards dropped.
+pub async fn sweep(ctx: &Ctx, epoch: u64) -> u64 {
+    let shared = ctx.shared.clone();
+    let dropped = blocking(move || {
+        let stripes = shared.farming.expired(epoch).unwrap_or_else(|e| {
+            tracing::error!("farming journal: {e:#}");
+            Vec::new()
+        });
+        let mut dropped = 0u64;
+        for stripe in stripes {
+            let Ok(held) = shared.store.holds(&[stripe]) else { continue };
+            for index in held.into_iter().flat_map(|(_, idx)| idx) {
+                if shared.store.remove(&stripe, index).is_ok_and(|gone| gone) {
+                    dropped += 1;
+                }
+            }
+        }
+        shared.metrics.shards_expired.inc_by(dropped);
+        dropped
+    })
+    .await
+    .unwrap_or(0);
+    if dropped > 0 {
+        tracing::info!(epoch, dropped, "dropped the shards of stripes whose batch ended");
+    }
+    dropped
 }
 
 /// Builds this relay's claim for `epoch`: every paid shard it holds (at most

@@ -34,6 +34,8 @@ pub struct FarmingConfig {
     pub allowance: Allowance,
     /// Epoch length, seconds.
     pub epoch_secs: u64,
+    /// Epochs a paid stripe is kept after its batch ended (the owner's time to renew).
+    pub expiry_grace: u64,
 }
 
 impl Default for FarmingConfig {
@@ -42,6 +44,7 @@ impl Default for FarmingConfig {
             prices: kura_core::farming::DEFAULT_PRICES,
             allowance: kura_core::farming::DEFAULT_ALLOWANCE,
             epoch_secs: kura_core::farming::DEFAULT_EPOCH_SECS,
+            expiry_grace: DEFAULT_EXPIRY_GRACE,
         }
     }
 }
@@ -74,6 +77,13 @@ pub struct Claimed {
 
 /// Claims judged here, kept to answer a repeated claim alike (at most this many).
 const MAX_JUDGED: usize = 4096;
+
+/// Epochs a paid stripe is kept after its batch ended, by default: a day of hour-long epochs.
+pub const DEFAULT_EXPIRY_GRACE: u64 = 24;
+
+/// Epochs the postage of a dropped stripe is still kept, so that a copy a stray repair
+/// brought back meanwhile is known as ended and dropped again.
+const JOURNAL_KEEP: u64 = 2;
 
 /// The relay's admission of stores, and its epochs' rewards.
 #[derive(Debug)]
@@ -121,9 +131,14 @@ impl Farming {
             let mut ended = Vec::new();
             for entry in t.iter()? {
                 let (k, v) = entry?;
-                let taken =
-                    postcard::from_bytes::<Postage>(v.value()).is_ok_and(|p| admission.restore(&p, epoch));
-                if !taken {
+                let postage = postcard::from_bytes::<Postage>(v.value()).ok();
+                let taken = postage.as_ref().is_some_and(|p| admission.restore(p, epoch));
+                // An ended batch's postage stays until the sweep forgets it
+                // ([`Farming::expired`]): its stripes are dropped by then.
+                let forgotten = postage.as_ref().is_none_or(|p| {
+                    ended_for_good(p, &cfg.prices, epoch, cfg.expiry_grace.saturating_add(JOURNAL_KEEP))
+                });
+                if !taken && forgotten {
                     ended.push(k.value().to_vec());
                 }
             }
@@ -250,6 +265,56 @@ impl Farming {
         Ok(())
     }
 
+    /// The sweep at `epoch`: the paid stripes whose newest postage is of a batch that ended
+    /// [`FarmingConfig::expiry_grace`] epochs ago or more, for the caller to drop; and the
+    /// journal's entries of batches ended [`JOURNAL_KEEP`] epochs before that, forgotten
+    /// now. A stripe whose newest postage is missing is not dropped (nothing proves it ended).
+    pub fn expired(&self, epoch: u64) -> Result<Vec<StripeId>> {
+        let Some(db) = &self.journal else { return Ok(Vec::new()) };
+        let (prices, grace) = (self.cfg.prices, self.cfg.expiry_grace);
+        let forget_after = grace.saturating_add(JOURNAL_KEEP);
+        let mut drop = Vec::new();
+        let w = db.begin_write()?;
+        {
+            let mut stamps = w.open_table(STAMPS)?;
+            let mut by_stripe = w.open_table(BY_STRIPE)?;
+            let (mut forget_keys, mut forget_stripes) = (Vec::new(), Vec::new());
+            for entry in by_stripe.iter()? {
+                let (s, key) = entry?;
+                let Ok(id) = <[u8; 32]>::try_from(s.value()) else { continue };
+                let postage =
+                    stamps.get(key.value())?.and_then(|v| postcard::from_bytes::<Postage>(v.value()).ok());
+                let Some(p) = postage else {
+                    forget_stripes.push(s.value().to_vec());
+                    continue;
+                };
+                if ended_for_good(&p, &prices, epoch, grace) {
+                    drop.push(StripeId::from_bytes(id));
+                    if ended_for_good(&p, &prices, epoch, forget_after) {
+                        forget_stripes.push(s.value().to_vec());
+                    }
+                }
+            }
+            // Every entry of a batch ended long ago, the newest of a stripe or one a renewal
+            // replaced.
+            for entry in stamps.iter()? {
+                let (k, v) = entry?;
+                let p = postcard::from_bytes::<Postage>(v.value()).ok();
+                if p.is_none_or(|p| ended_for_good(&p, &prices, epoch, forget_after)) {
+                    forget_keys.push(k.value().to_vec());
+                }
+            }
+            for k in forget_keys {
+                stamps.remove(k.as_slice())?;
+            }
+            for s in forget_stripes {
+                by_stripe.remove(s.as_slice())?;
+            }
+        }
+        w.commit()?;
+        Ok(drop)
+    }
+
     /// The postage kept for `stripe`, if any.
     pub fn postage_of(&self, stripe: &StripeId) -> Result<Option<Postage>> {
         let Some(db) = &self.journal else { return Ok(None) };
@@ -374,6 +439,13 @@ pub fn rewards_account(path: &Path) -> Result<Key> {
         seed
     };
     Ok(kura_core::ledger::SigningKey::from_bytes(&seed).key())
+}
+
+/// Whether `postage`'s batch ended `grace` epochs or more before `epoch` (a burn that is no
+/// batch at these prices counts as ended).
+fn ended_for_good(postage: &Postage, prices: &Prices, epoch: u64, grace: u64) -> bool {
+    kura_core::farming::Batch::of_burn(&postage.burn.signed.transfer, prices)
+        .map_or(true, |b| b.terms.droppable_at(epoch, grace))
 }
 
 #[cfg(test)]

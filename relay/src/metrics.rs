@@ -65,6 +65,8 @@ pub struct Metrics {
     /// Stores admitted within the free allowance, and paid by postage.
     pub stores_free: Counter,
     pub stores_paid: Counter,
+    /// Shards dropped because their stripe's batch ended (and its grace).
+    pub shards_expired: Counter,
     /// What this relay's epoch claims earned (credits deposited), and its epochs rewarded
     /// and forfeited (a claim of paid shards that got no certificate).
     pub credits_earned: Counter,
@@ -153,6 +155,7 @@ impl Metrics {
             reading_bytes: Gauge::default(),
             stores_free: Counter::default(),
             stores_paid: Counter::default(),
+            shards_expired: Counter::default(),
             credits_earned: Counter::default(),
             epochs_rewarded: Counter::default(),
             epochs_forfeited: Counter::default(),
@@ -242,6 +245,11 @@ impl Metrics {
         );
         r.register("stores_free", "Client stores admitted within the free allowance", m.stores_free.clone());
         r.register("stores_paid", "Client stores admitted paid by postage", m.stores_paid.clone());
+        r.register(
+            "shards_expired",
+            "Shards dropped because their stripe's batch ended and its grace passed",
+            m.shards_expired.clone(),
+        );
         r.register(
             "credits_earned",
             "Credits this relay's epoch rewards deposited",

@@ -323,3 +323,83 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     eprintln!("earning: relay 6 joined, was handed {stamps} paid shards and earned {credits} for {shards}");
     net.get_exact(&cap, &file, "earning");
 }
+
+/// stripe (hex) → the relays holding a shard of it, from every live relay's inventory.
+fn holders(net: &Net) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in net.live() {
+        for stripe in r.json("/inventory").unwrap()["stripes"].as_object().unwrap().keys() {
+            *out.entry(stripe.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Paid storage ends with its batch: relays drop a stripe once its batch's life and the
+/// grace after it (`--expiry-grace` epochs) are over, and no repair brings it back; a stripe
+/// paid for longer, and one stored free, stay whole and readable.
+#[test]
+fn relays_drop_paid_stripes_when_their_batch_ends() {
+    const EPOCH: &str = "4";
+    let keys = kura_tests::Scratch::new("expiry-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let net = Net::start_with(
+        "expiry",
+        6,
+        &["--ledger-mint", &mint_account, "--epoch", EPOCH, "--expiry-grace", "1", "--repair-interval", "1"],
+    );
+    let dir = net.dir.path().to_owned();
+    let (alice, alice_account) = new_key(keys.path(), "alice");
+    net.wallet(&mint, &["send", &alice_account, "10000000"]).unwrap();
+    let list = dir.join("files.jsonl").display().to_string();
+    let put = |name: &str, seed: u64, epochs: Option<&str>| {
+        let bytes = pseudo_random(2 * MIB + 1000, seed);
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let before: std::collections::BTreeSet<String> = holders(&net).into_keys().collect();
+        let cap = match epochs {
+            Some(e) => {
+                let args = ["put", path.to_str().unwrap(), "--epoch", EPOCH];
+                kura_paid(&net, &args, &alice.display().to_string(), e, &list).0
+            }
+            None => net.put(&path, &[]).unwrap(),
+        };
+        let mine: Vec<String> = holders(&net).into_keys().filter(|s| !before.contains(s)).collect();
+        assert!(mine.len() >= 3, "{name}: its stripes ({mine:?})");
+        (cap, bytes, mine)
+    };
+    let free = put("free", 1, None);
+    let long = put("long", 2, Some("1000"));
+    // Two epochs of life: dropped once the epoch after them ends (a grace of one).
+    let short = put("short", 3, Some("2"));
+    net.get_exact(&short.0, &short.1, "short-while-paid");
+
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(60),
+        "the short batch's stripes to go",
+        || {
+            let h = holders(&net);
+            short.2.iter().all(|s| !h.contains_key(s)).then_some(())
+        },
+    )
+    .unwrap();
+    let expired = metric_sum(&net, "kura_shards_expired_total");
+    assert_eq!(expired as usize, 6 * short.2.len(), "each relay dropped its shard of each stripe");
+    // Repair rounds go on (every second here) and bring none of them back.
+    let rounds = |net: &Net| -> Vec<u64> {
+        net.live().map(|r| r.json("/repair").unwrap()["report"]["rounds"].as_u64().unwrap()).collect()
+    };
+    let from = rounds(&net);
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(60), "three more repair rounds", || {
+        rounds(&net).iter().zip(&from).all(|(n, f)| *n >= f + 3).then_some(())
+    })
+    .unwrap();
+    let h = holders(&net);
+    assert!(short.2.iter().all(|s| !h.contains_key(s)), "a dropped stripe came back: {h:?}");
+    for (name, file) in [("long", &long), ("free", &free)] {
+        assert!(file.2.iter().all(|s| h.get(s) == Some(&6)), "{name}: every stripe on six relays: {h:?}");
+        net.get_exact(&file.0, &file.1, name);
+    }
+    let gone = dir.join("short.out");
+    assert!(net.get(&short.0, &gone, &[]).is_err(), "an ended file no longer reads");
+}
