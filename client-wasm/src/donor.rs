@@ -217,7 +217,8 @@ impl<S: Shelf> Donor<S> {
             Err(e) => return error_within(ErrorCode::Internal, e, 200),
         };
         let (header, shard) = kept;
-        if check(&stripe, &header, &shard).is_err() {
+        // The check a relay's spot-check makes: the shard at the index this donor announced.
+        if StripeHeader::check_shard(&stripe, &header, index, &shard).is_err() {
             // Changed on disk: never served, and forgotten.
             let _ = self.shelf.remove(&stripe, index).await;
             lock(&self.held).remove(&stripe);

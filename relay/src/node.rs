@@ -848,7 +848,6 @@ impl Node {
         let tx = self.done_tx.clone();
         let from_relay = lock_live(&shared).is_live(&peer);
         let me = *self.swarm.local_peer_id();
-        // A handover's receiver then asks its sender for the stripe's postage.
         // A handover's receiver then asks its sender for the stripe's postage; a tab's
         // announcement may be spot-checked.
         let later = matches!(req, Request::Handover { .. } | Request::Announce { .. }).then(|| {
