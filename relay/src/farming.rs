@@ -330,6 +330,17 @@ impl Farming {
         Ok(postcard::from_bytes::<Postage>(bytes.value()).ok().filter(|p| p.stamp.stripe == *stripe))
     }
 
+    /// Whether `stripe` is a paid stripe whose batch ended the grace ago or more, now: one the
+    /// next sweep drops, so repair neither rebuilds nor hands it over (a copy made between
+    /// two relays' sweeps would only be dropped again).
+    pub fn ended(&self, stripe: &StripeId) -> bool {
+        let epoch = kura_core::farming::epoch_of(unix_now(), self.cfg.epoch_secs);
+        self.postage_of(stripe)
+            .ok()
+            .flatten()
+            .is_some_and(|p| ended_for_good(&p, &self.cfg.prices, epoch, self.cfg.expiry_grace))
+    }
+
     /// Takes `postage` for a stripe this relay came to hold by a repair or a handover (shards
     /// of `shard_len` bytes, `n` of them), checked as a paid store's is and kept: its shard
     /// then earns like one stored paid. `relays`: this relay's view, for the batch owner's

@@ -302,6 +302,9 @@ impl Repair {
                 format!("stripe {stripe}: its rebuild failed {MAX_REBUILD_TRIES} times here; given up"),
             );
         }
+        if shared.farming.ended(&stripe) {
+            return error(ErrorCode::Unpaid, format!("stripe {stripe}: its batch has ended"));
+        }
         match store.holds(&[stripe]) {
             Ok(h) if !h.is_empty() => {
                 return error(
@@ -322,6 +325,14 @@ impl Repair {
                 Response::Accepted
             }
             Err(e) => error(ErrorCode::Busy, e),
+        }
+    }
+}
+
+fn action_stripe(a: &RoundAction<PeerId>) -> StripeId {
+    match a {
+        RoundAction::Handover { stripe, .. } | RoundAction::Order { stripe, .. } | RoundAction::Drop { stripe, .. } => {
+            *stripe
         }
     }
 }
@@ -587,14 +598,20 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     let actions: Vec<(RoundAction<PeerId>, Vec<u8>)> = schedule_round(moves, MAX_ACTIONS_PER_ROUND)
         .into_iter()
         .filter_map(|a| {
-            let id = match &a {
-                RoundAction::Handover { stripe, .. }
-                | RoundAction::Order { stripe, .. }
-                | RoundAction::Drop { stripe, .. } => *stripe,
-            };
+            let id = action_stripe(&a);
             headers_by_id.get(&id).map(|h| (a, (*h).clone()))
         })
         .collect();
+    // A stripe whose batch ended is the sweep's to drop: no copy of it is made or moved.
+    let shared = ctx.shared.clone();
+    let actions = blocking(move || {
+        actions
+            .into_iter()
+            .filter(|(a, _)| matches!(a, RoundAction::Drop { .. }) || !shared.farming.ended(&action_stripe(a)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .ok_or("farming check task failed")?;
     let outcomes: Vec<&'static str> = futures::stream::iter(actions)
         .map(|(a, header)| act(ctx, a, header))
         .buffer_unordered(ROUND_CONCURRENCY)
