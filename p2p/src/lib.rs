@@ -27,6 +27,7 @@ pub mod outstanding;
 pub mod protocol;
 pub mod task;
 pub mod transport;
+pub mod wallet;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod alloc;

@@ -1,0 +1,310 @@
+//! A wallet's side of the ledger, shared by the native client, the page and relays (which
+//! pay donating tabs from their rewards account): an account's view, and transfers certified
+//! by its replicas ([`kura_core::ledger`] has the rules; relays are the replicas, over
+//! `/kura/ledger/1`). Generic over how the caller reaches relays ([`LedgerNet`]).
+//!
+//! An account's group is the relays closest to the account key the caller knows of. A view
+//! is asked of every member and the one most members agree on is taken; a transfer names
+//! the account's next seq and its unspent credits, is sent to every member for
+//! acknowledgement, and once `q` have acknowledged it the certificate is handed to the
+//! replicas of both accounts to apply.
+//!
+//! Replicas that missed certificates (they were down, or a wallet stopped half-way) refuse
+//! to acknowledge (`WrongSeq`, `MissingDeps`); before asking them again the wallet hands
+//! them what they lack, fetched by id from replicas that hold it (certificates verify by
+//! themselves, so whoever passes them on needs no trust). A transfer of the owner's that
+//! some replica acknowledged for the next slot but that was never certified is completed
+//! before another is signed: two signatures for one slot are equivocation.
+
+use futures::StreamExt;
+use kura_core::ledger::{
+    AccountView, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse, Signer,
+    Transfer, MAX_DEPS,
+};
+use kura_core::ledger::{Ack, Signed, TransferId};
+use libp2p::PeerId;
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// Rounds of asking for acknowledgements before a transfer is given up, with a pause that
+/// grows by [`PAUSE`] between them.
+const ROUNDS: u32 = 6;
+const PAUSE: Duration = Duration::from_millis(150);
+
+/// How a wallet reaches the relays: the client's network, or a relay's own.
+pub trait LedgerNet {
+    type Error: std::fmt::Display;
+    /// The relays closest to `key` this caller can find.
+    fn look_up(&self, key: Key) -> impl Future<Output = Result<Vec<PeerId>, Self::Error>>;
+    /// One ledger request to `peer`, and its answer.
+    fn ledger(&self, peer: PeerId, req: LedgerRequest) -> impl Future<Output = Result<LedgerResponse, Self::Error>>;
+    /// Waits `d` (between rounds of asking).
+    fn pause(&self, d: Duration) -> impl Future<Output = ()>;
+}
+
+/// Why a wallet operation failed; `E` is the network's error.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError<E> {
+    #[error("{0}")]
+    Net(E),
+    #[error("no relay of the account's group was found")]
+    NoGroup,
+    #[error("the account's replicas do not agree ({agree} of {asked} alike, {need} needed)")]
+    Disagree { agree: usize, asked: usize, need: usize },
+    #[error("{have} of {need} acknowledgements: {reasons}")]
+    NotCertified { have: usize, need: usize, reasons: String },
+    #[error("the certificate does not verify: {0}")]
+    Invalid(#[from] LedgerError),
+    #[error("{0}")]
+    BadInput(String),
+}
+
+impl<E: kura_core::UserError> kura_core::UserError for WalletError<E> {
+    fn kind(&self) -> kura_core::ErrorKind {
+        use kura_core::ErrorKind;
+        match self {
+            WalletError::Net(e) => e.kind(),
+            WalletError::NoGroup => ErrorKind::TooFewRelays,
+            WalletError::Disagree { .. } => ErrorKind::Unavailable,
+            WalletError::NotCertified { .. } => ErrorKind::Refused,
+            WalletError::Invalid(_) => ErrorKind::Corrupt,
+            WalletError::BadInput(_) => ErrorKind::BadRequest,
+        }
+    }
+}
+
+/// An account id (or a key's seed) in hex: 64 digits.
+pub fn parse_account<E>(text: &str) -> Result<Key, WalletError<E>> {
+    let t = text.trim();
+    let bad = || WalletError::BadInput("an account is 64 hex digits".into());
+    if t.len() != 64 || !t.is_ascii() {
+        return Err(bad());
+    }
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(k)
+}
+
+/// Bytes in lower-case hex (account ids, certificate ids).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The account's group: the relays closest to the account key that a lookup finds.
+pub async fn group<N: LedgerNet>(net: &N, account: &Key) -> Result<(Group, Vec<PeerId>), WalletError<N::Error>> {
+    // The account key is the lookup key, as relays find an account's group.
+    let peers = net.look_up(*account).await.map_err(WalletError::Net)?;
+    crate::ledger::group_of(account, peers).ok_or(WalletError::NoGroup)
+}
+
+/// Every member's view of `account` (members that do not answer are left out).
+async fn views<N: LedgerNet>(net: &N, account: &Key, members: &[PeerId]) -> Vec<(PeerId, AccountView)> {
+    futures::stream::iter(members.iter().copied())
+        .map(|p| async move {
+            match net.ledger(p, LedgerRequest::Account(*account)).await {
+                Ok(LedgerResponse::Account(v)) => Some((p, v)),
+                _ => None,
+            }
+        })
+        .buffer_unordered(kura_core::ledger::REPLICAS)
+        .filter_map(futures::future::ready)
+        .collect()
+        .await
+}
+
+/// The view most members give (at least `f + 1` must agree, so an honest one vouches for
+/// it), the furthest along among equals.
+fn agreed<E>(group: &Group, views: &[(PeerId, AccountView)]) -> Result<AccountView, WalletError<E>> {
+    let need = group.tolerates() + 1;
+    AccountView::agreed(views.iter().map(|(_, v)| v), need).map_err(|agree| WalletError::Disagree {
+        agree,
+        asked: views.len(),
+        need,
+    })
+}
+
+/// What the account's replicas agree it holds.
+pub async fn view<N: LedgerNet>(net: &N, account: &Key) -> Result<AccountView, WalletError<N::Error>> {
+    let (group, members) = group(net, account).await?;
+    agreed(&group, &views(net, account, &members).await)
+}
+
+/// Sends `amount` from `owner`'s account to `to`: certified by `owner`'s group and applied
+/// by both groups. Returns the certificate.
+pub async fn send<N: LedgerNet>(
+    net: &N,
+    owner: &impl Signer,
+    to: Key,
+    amount: u64,
+    memo: Vec<u8>,
+) -> Result<Certificate, WalletError<N::Error>> {
+    let from = owner.key();
+    let (group, members) = group(net, &from).await?;
+    let mut seen = views(net, &from, &members).await;
+    let mut account = agreed(&group, &seen)?;
+    if let Some(earlier) = pending(&seen, &account, &from) {
+        let cert = certify(net, &group, &members, earlier).await?;
+        settle(net, &group, &members, &cert).await?;
+        seen = views(net, &from, &members).await;
+        account = agreed(&group, &seen)?;
+    }
+    let deps = account.credits.iter().take(MAX_DEPS).map(|(id, _)| *id).collect();
+    let signed = Transfer { from, seq: account.next_seq, to, amount, deps, memo }.sign(owner);
+    let cert = certify(net, &group, &members, signed).await?;
+    settle(net, &group, &members, &cert).await?;
+    Ok(cert)
+}
+
+/// Hands `cert` to both groups; members of the sender's that could not apply it (they
+/// missed earlier certificates) are caught up.
+async fn settle<N: LedgerNet>(
+    net: &N,
+    group: &Group,
+    members: &[PeerId],
+    cert: &Certificate,
+) -> Result<(), WalletError<N::Error>> {
+    let refused = apply_to(net, cert, members.to_vec()).await?;
+    if members.iter().any(|p| refused.contains(p)) {
+        catch_up(net, group, members, cert.signed.transfer.from).await;
+    }
+    Ok(())
+}
+
+/// A transfer of `from`'s that a replica acknowledged for the agreed next slot.
+fn pending(views: &[(PeerId, AccountView)], now: &AccountView, from: &Key) -> Option<Signed> {
+    views
+        .iter()
+        .filter_map(|(_, v)| v.pending.as_ref())
+        .find(|p| p.transfer.from == *from && p.transfer.seq == now.next_seq && p.verify(&Ed25519))
+        .map(|p| (**p).clone())
+}
+
+/// Refusals worth asking again after a pause and a catch-up: the replica lacked state, was
+/// busy, or was not reached.
+fn retryable(code: u16) -> bool {
+    code == 0 || code == LedgerError::NotReplica.code() || LedgerError::lacks_state(code)
+}
+
+/// Asks the members to acknowledge `signed` until `q` have.
+async fn certify<N: LedgerNet>(
+    net: &N,
+    group: &Group,
+    members: &[PeerId],
+    signed: Signed,
+) -> Result<Certificate, WalletError<N::Error>> {
+    let mut acks: HashMap<PeerId, Ack> = HashMap::new();
+    let mut reasons: HashMap<String, usize> = HashMap::new();
+    for round in 0..ROUNDS {
+        if round > 0 {
+            net.pause(PAUSE * round).await;
+            catch_up(net, group, members, signed.transfer.from).await;
+        }
+        let ask: Vec<PeerId> = members.iter().filter(|p| !acks.contains_key(p)).copied().collect();
+        let answers: Vec<(PeerId, Result<LedgerResponse, N::Error>)> = futures::stream::iter(ask)
+            .map(|p| {
+                let req = LedgerRequest::Acknowledge(signed.clone());
+                async move { (p, net.ledger(p, req).await) }
+            })
+            .buffer_unordered(kura_core::ledger::REPLICAS)
+            .collect()
+            .await;
+        reasons.clear();
+        let mut hopeful = 0;
+        for (p, a) in answers {
+            match a {
+                Ok(LedgerResponse::Acked(ack)) => {
+                    acks.insert(p, ack);
+                }
+                Ok(LedgerResponse::Refused { code, detail }) => {
+                    hopeful += usize::from(retryable(code));
+                    *reasons.entry(detail).or_default() += 1;
+                }
+                Ok(_) => *reasons.entry("an answer of the wrong kind".into()).or_default() += 1,
+                Err(e) => {
+                    hopeful += 1;
+                    *reasons.entry(e.to_string()).or_default() += 1;
+                }
+            }
+        }
+        if acks.len() >= group.quorum {
+            let cert = Certificate { signed, acks: acks.into_values().collect() };
+            cert.verify(group, &Ed25519)?;
+            return Ok(cert);
+        }
+        if acks.len() + hopeful < group.quorum {
+            break;
+        }
+    }
+    let reasons = reasons.into_iter().map(|(r, n)| format!("{n} × {r}")).collect::<Vec<_>>().join("; ");
+    Err(WalletError::NotCertified { have: acks.len(), need: group.quorum, reasons })
+}
+
+/// Hands members that are behind the agreed view of `from` what they lack: the debits
+/// they missed (and the credits those named), then the unspent credits (among them those a
+/// transfer being certified names: the wallet took them from the agreed view).
+async fn catch_up<N: LedgerNet>(net: &N, group: &Group, members: &[PeerId], from: Key) {
+    let seen = views(net, &from, members).await;
+    let Ok(now) = agreed::<N::Error>(group, &seen) else { return };
+    let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+    let mut fetched: HashMap<TransferId, Option<Certificate>> = HashMap::new();
+    for (peer, v) in seen.iter().filter(|(_, v)| !v.agrees(&now)) {
+        for id in v.missing(&now) {
+            if let std::collections::hash_map::Entry::Vacant(e) = fetched.entry(id) {
+                e.insert(fetch_certificate(net, &holders, id).await);
+            }
+            if let Some(cert) = &fetched[&id] {
+                let _ = net.ledger(*peer, LedgerRequest::Apply(Box::new(cert.clone()))).await;
+            }
+        }
+    }
+}
+
+/// A certificate by transfer id, from the first of `holders` that has it.
+async fn fetch_certificate<N: LedgerNet>(net: &N, holders: &[PeerId], id: TransferId) -> Option<Certificate> {
+    for p in holders {
+        if let Ok(LedgerResponse::Certificate(c)) = net.ledger(*p, LedgerRequest::Certificate(id)).await {
+            if c.signed.transfer.id() == id {
+                return Some(*c);
+            }
+        }
+    }
+    None
+}
+
+/// Hands `cert` to the replicas of its sender and of its recipient; returns how many of
+/// the sender's applied it.
+pub async fn apply<N: LedgerNet>(net: &N, cert: &Certificate) -> Result<usize, WalletError<N::Error>> {
+    let (_, of_from) = group(net, &cert.signed.transfer.from).await?;
+    let refused = apply_to(net, cert, of_from.clone()).await?;
+    Ok(of_from.iter().filter(|p| !refused.contains(p)).count())
+}
+
+/// Hands `cert` to `to` (the sender's group) and to the recipient's group; returns the
+/// replicas that did not apply it.
+async fn apply_to<N: LedgerNet>(
+    net: &N,
+    cert: &Certificate,
+    mut to: Vec<PeerId>,
+) -> Result<Vec<PeerId>, WalletError<N::Error>> {
+    let t = &cert.signed.transfer;
+    if t.to != kura_core::ledger::BURN {
+        let (_, of_to) = group(net, &t.to).await?;
+        to.extend(of_to.into_iter().filter(|p| !to.contains(p)).collect::<Vec<_>>());
+    }
+    let refused: Vec<Option<PeerId>> =
+        futures::stream::iter(to)
+            .map(|p| {
+                let req = LedgerRequest::Apply(Box::new(cert.clone()));
+                async move {
+                    (!matches!(net.ledger(p, req).await, Ok(LedgerResponse::Applied { .. }))).then_some(p)
+                }
+            })
+            .buffer_unordered(2 * kura_core::ledger::REPLICAS)
+            .collect()
+            .await;
+    Ok(refused.into_iter().flatten().collect())
+}
+
