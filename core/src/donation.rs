@@ -102,6 +102,15 @@ struct Entry<T> {
     tab: T,
     index: u8,
     until: Duration,
+    /// What holding it counts for in the tab's pay ([`Announcements::announce_weighted`]).
+    bytes: u64,
+}
+
+/// The bytes a tab's kept announcements count for, since when.
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    bytes: u64,
+    since: Duration,
 }
 
 /// A relay's announcements from tabs: who holds which shard of which stripe, until when.
@@ -114,6 +123,11 @@ pub struct Announcements<T> {
     banned: HashMap<T, Duration>,
     /// Expiries in order, for [`Announcements::expire`]: (until, stripe).
     queue: BTreeMap<(Duration, StripeId), ()>,
+    /// Each tab's weighted bytes kept now ([`Announcements::announce_weighted`]).
+    levels: HashMap<T, Level>,
+    /// Byte-milliseconds each tab held since they were last taken
+    /// ([`Announcements::take_accrued`]).
+    accrued: HashMap<T, u128>,
 }
 
 impl<T: Clone + Eq + Hash> Announcements<T> {
@@ -125,11 +139,29 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
             total: 0,
             banned: HashMap::new(),
             queue: BTreeMap::new(),
+            levels: HashMap::new(),
+            accrued: HashMap::new(),
         }
     }
 
-    /// Keeps (or refreshes) `tab`'s announcement that it holds shard `index` of `stripe`.
+    /// Keeps (or refreshes) `tab`'s announcement that it holds shard `index` of `stripe`,
+    /// counting for nothing in its pay.
     pub fn announce(&mut self, tab: T, stripe: StripeId, index: u8, now: Duration) -> Result<(), Refused> {
+        self.announce_weighted(tab, stripe, index, 0, now)
+    }
+
+    /// Keeps (or refreshes) `tab`'s announcement that it holds shard `index` of `stripe`;
+    /// while it is kept it counts `bytes` (the relay's share of paying for the copy) in the
+    /// tab's byte-time ([`Announcements::take_accrued`]), from `now` until it expires or is
+    /// dropped.
+    pub fn announce_weighted(
+        &mut self,
+        tab: T,
+        stripe: StripeId,
+        index: u8,
+        bytes: u64,
+        now: Duration,
+    ) -> Result<(), Refused> {
         if self.banned.get(&tab).is_some_and(|until| now < *until) {
             return Err(Refused::Banned);
         }
@@ -154,7 +186,9 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
         if self.total >= self.limits.total {
             return Err(Refused::Full);
         }
-        entries.push(Entry { tab: tab.clone(), index, until });
+        entries.push(Entry { tab: tab.clone(), index, until, bytes });
+        self.touch(&tab, now);
+        self.levels.entry(tab.clone()).or_insert(Level { bytes: 0, since: now }).bytes += bytes;
         *self.per_tab.entry(tab).or_default() += 1;
         self.total += 1;
         self.queue.insert((until, stripe), ());
@@ -207,19 +241,27 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
                 break;
             }
             self.queue.pop_first();
-            self.drop_where(&stripe, |e| e.until <= now);
+            // Every entry's expiry has its own key, so each is dropped at its time, in order:
+            // its tab's byte-time stops counting exactly then.
+            self.drop_where(&stripe, |e| e.until <= until, now);
         }
     }
 
-    fn drop_where(&mut self, stripe: &StripeId, gone: impl Fn(&Entry<T>) -> bool) {
-        let Some(entries) = self.by_stripe.get_mut(stripe) else { return };
+    /// Drops the entries of `stripe` that are `gone`, each at its expiry or `now`, whichever
+    /// is first.
+    fn drop_where(&mut self, stripe: &StripeId, gone: impl Fn(&Entry<T>) -> bool, now: Duration) {
+        let Some(mut entries) = self.by_stripe.remove(stripe) else { return };
         let mut kept = Vec::with_capacity(entries.len());
         for e in entries.drain(..) {
             if gone(&e) {
+                self.touch(&e.tab, e.until.min(now));
                 if let Some(c) = self.per_tab.get_mut(&e.tab) {
                     *c -= 1;
                     if *c == 0 {
                         self.per_tab.remove(&e.tab);
+                        self.levels.remove(&e.tab);
+                    } else if let Some(l) = self.levels.get_mut(&e.tab) {
+                        l.bytes -= e.bytes;
                     }
                 }
                 self.total -= 1;
@@ -227,23 +269,44 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
                 kept.push(e);
             }
         }
-        if kept.is_empty() {
-            self.by_stripe.remove(stripe);
-        } else {
-            *entries = kept;
+        if !kept.is_empty() {
+            self.by_stripe.insert(*stripe, kept);
         }
+    }
+
+    /// Adds `tab`'s byte-time up to `at` to what it accrued.
+    fn touch(&mut self, tab: &T, at: Duration) {
+        let Some(l) = self.levels.get_mut(tab) else { return };
+        let ms = at.saturating_sub(l.since).as_millis();
+        if l.bytes > 0 && ms > 0 {
+            *self.accrued.entry(tab.clone()).or_default() += u128::from(l.bytes) * ms;
+        }
+        l.since = l.since.max(at);
+    }
+
+    /// The byte-milliseconds each tab's kept announcements counted for since the last call
+    /// (weights as given to [`Announcements::announce_weighted`]), up to `now`; a tab caught
+    /// since has none.
+    pub fn take_accrued(&mut self, now: Duration) -> Vec<(T, u128)> {
+        self.expire(now);
+        let tabs: Vec<T> = self.levels.keys().cloned().collect();
+        for tab in tabs {
+            self.touch(&tab, now);
+        }
+        self.accrued.drain().collect()
     }
 
     /// `tab` served bytes that did not verify, or failed a spot-check: every announcement
     /// of it is dropped and it is not heard until the ban is over.
     pub fn caught(&mut self, tab: &T, now: Duration) {
         self.banned.insert(tab.clone(), now + self.limits.ban);
-        self.forget(tab);
+        self.forget(tab, now);
+        self.accrued.remove(tab);
         self.banned.retain(|_, until| now < *until);
     }
 
     /// Drops every announcement of `tab` (no ban: it may announce again).
-    pub fn forget(&mut self, tab: &T) {
+    pub fn forget(&mut self, tab: &T, now: Duration) {
         let stripes: Vec<StripeId> = self
             .by_stripe
             .iter()
@@ -251,13 +314,13 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
             .map(|(s, _)| *s)
             .collect();
         for s in stripes {
-            self.drop_where(&s, |e| &e.tab == tab);
+            self.drop_where(&s, |e| &e.tab == tab, now);
         }
     }
 
     /// Drops `tab`'s announcement of `stripe`.
-    pub fn forget_stripe(&mut self, tab: &T, stripe: &StripeId) {
-        self.drop_where(stripe, |e| &e.tab == tab);
+    pub fn forget_stripe(&mut self, tab: &T, stripe: &StripeId, now: Duration) {
+        self.drop_where(stripe, |e| &e.tab == tab, now);
     }
 
     /// Whether `tab` may be given no more here at `now`: banned, or at its quota of
@@ -413,6 +476,111 @@ impl<T: Clone + Eq + Hash> SpotChecks<T> {
     }
 }
 
+/// What a donating tab earns, in percent of the relays' rate for the same bytes held for the
+/// same time: tabs are volatile copies on top of the close group.
+pub const TAB_DISCOUNT_PERCENT: u64 = 50;
+/// Most of a relay's reward for an epoch that it pays its tabs, in percent.
+pub const TAB_SHARE_PERCENT: u64 = 50;
+/// Most tabs one relay pays in one epoch (one ledger transfer each; the largest amounts).
+pub const MAX_TAB_PAYMENTS: usize = 64;
+
+/// How a relay pays the tabs that hold copies of its stripes: every relay of a stripe's
+/// close group keeps the tab's announcement, weighted by its share of the copy (the shard's
+/// bytes over the stripe's `n`), so a tab that announces to the whole group is paid about
+/// once for the copy. At each epoch's end the relay pays each tab for the byte-time its
+/// announcements counted for ([`Announcements::take_accrued`]) at [`TAB_DISCOUNT_PERCENT`]
+/// of the relays' rate, **out of its own reward for that epoch** (at most
+/// [`TAB_SHARE_PERCENT`] of it, every amount scaled down alike when they come to more), by
+/// an ordinary ledger transfer from its rewards account: nothing is minted for tabs, so the
+/// network's supply rule is untouched. A tab is paid only when it named an account, passed at
+/// least one spot-check in the epoch and failed none (a wrong or missing shard, or no answer,
+/// forfeits its epoch here).
+#[derive(Debug)]
+pub struct TabPay<T> {
+    standing: HashMap<T, Standing>,
+    max: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Standing {
+    payee: Option<crate::ledger::Key>,
+    verified: bool,
+    failed: bool,
+}
+
+/// One payment to a tab: who, to which account, how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TabPayment<T> {
+    pub tab: T,
+    pub account: crate::ledger::Key,
+    pub amount: u64,
+}
+
+impl<T: Clone + Eq + Hash + Ord> TabPay<T> {
+    /// Remembering at most `max` tabs in an epoch (the announcements' total bounds it too).
+    pub fn new(max: usize) -> Self {
+        Self { standing: HashMap::new(), max }
+    }
+
+    fn entry(&mut self, tab: &T) -> Option<&mut Standing> {
+        if self.standing.len() >= self.max && !self.standing.contains_key(tab) {
+            return None;
+        }
+        Some(self.standing.entry(tab.clone()).or_default())
+    }
+
+    /// `tab` asks to be paid into `account` (its latest word stands).
+    pub fn payee(&mut self, tab: &T, account: crate::ledger::Key) {
+        if let Some(s) = self.entry(tab) {
+            s.payee = Some(account);
+        }
+    }
+
+    /// A spot-check of `tab` ended with `outcome`.
+    pub fn checked(&mut self, tab: &T, outcome: Outcome) {
+        if let Some(s) = self.entry(tab) {
+            match outcome {
+                Outcome::Verified => s.verified = true,
+                Outcome::NotHeld | Outcome::Wrong | Outcome::Unreachable => s.failed = true,
+            }
+        }
+    }
+
+    /// The epoch is over: the payments for the byte-time `accrued` (byte-milliseconds per
+    /// tab) in an epoch of `epoch_secs` at `prices`, out of `earned` (the relay's reward for
+    /// the epoch). Every tab's standing starts afresh.
+    pub fn settle(
+        &mut self,
+        accrued: impl IntoIterator<Item = (T, u128)>,
+        prices: &crate::farming::Prices,
+        epoch_secs: u64,
+        earned: u64,
+    ) -> Vec<TabPayment<T>> {
+        let standing = std::mem::take(&mut self.standing);
+        let epoch_ms = u128::from(epoch_secs) * 1000;
+        let mut due: Vec<TabPayment<T>> = accrued
+            .into_iter()
+            .filter_map(|(tab, byte_ms)| {
+                let s = standing.get(&tab)?;
+                let account = s.payee.filter(|_| s.verified && !s.failed)?;
+                let amount = prices.reward_for_time(byte_ms, epoch_ms, TAB_DISCOUNT_PERCENT);
+                (amount > 0).then_some(TabPayment { tab, account, amount })
+            })
+            .collect();
+        let budget = u128::from(earned) * u128::from(TAB_SHARE_PERCENT) / 100;
+        let total: u128 = due.iter().map(|p| u128::from(p.amount)).sum();
+        if total > budget {
+            for p in &mut due {
+                p.amount = u64::try_from(u128::from(p.amount) * budget / total).unwrap_or(0);
+            }
+            due.retain(|p| p.amount > 0);
+        }
+        due.sort_by(|a, b| b.amount.cmp(&a.amount).then_with(|| a.tab.cmp(&b.tab)));
+        due.truncate(MAX_TAB_PAYMENTS);
+        due
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -554,8 +722,8 @@ mod tests {
             match rng.below(20) {
                 0 => a.caught(&tab, now),
                 1 => a.expire(now),
-                2 => a.forget(&tab),
-                3 => a.forget_stripe(&tab, &stripe),
+                2 => a.forget(&tab, now),
+                3 => a.forget_stripe(&tab, &stripe, now),
                 _ => {
                     let _ = a.announce(tab, stripe, rng.below(6) as u8, now);
                 }
@@ -564,6 +732,7 @@ mod tests {
             assert_eq!(counted, a.len());
             assert!(a.len() <= limits.total);
             assert!(a.per_tab.values().all(|&c| c > 0 && c <= limits.per_tab));
+            assert!(a.levels.keys().all(|t| a.per_tab.contains_key(t)) && a.levels.len() == a.per_tab.len());
             assert!(a.by_stripe.values().all(|es| es.len() <= limits.per_stripe));
             for es in a.by_stripe.values() {
                 let mut tabs: Vec<u32> = es.iter().map(|e| e.tab).collect();
@@ -641,11 +810,94 @@ mod tests {
         a.announce(7, s(1), 1, SEC).unwrap();
         a.announce(7, s(2), 2, SEC).unwrap();
         a.announce(8, s(1), 3, SEC).unwrap();
-        a.forget_stripe(&7, &s(1));
+        a.forget_stripe(&7, &s(1), SEC);
         assert_eq!(a.holders(&s(1), SEC), vec![(8, 3)]);
-        a.forget(&7);
+        a.forget(&7, SEC);
         assert_eq!((a.len(), a.tabs()), (1, 1));
         a.announce(7, s(2), 2, 2 * SEC).unwrap();
         assert_eq!(a.index_of(&7, &s(2), 2 * SEC), Some(2));
+    }
+    #[test]
+    fn a_tab_accrues_byte_time_while_its_announcements_stand() {
+        let limits = Limits { ttl: 10 * SEC, ..Limits::default() };
+        let mut a: Announcements<u32> = Announcements::new(limits);
+        a.announce_weighted(1, s(1), 0, 100, SEC).unwrap();
+        a.announce_weighted(1, s(2), 0, 50, 3 * SEC).unwrap();
+        // Refreshed at 5 s: s(1) stands until 15 s; s(2) expires at 13 s.
+        a.announce_weighted(1, s(1), 0, 100, 5 * SEC).unwrap();
+        let got = a.take_accrued(20 * SEC);
+        // s(1): 1 s..15 s at 100; s(2): 3 s..13 s at 50.
+        assert_eq!(got, vec![(1, 100 * 14_000 + 50 * 10_000)]);
+        assert!(a.take_accrued(30 * SEC).is_empty(), "nothing held since");
+
+        a.announce_weighted(2, s(3), 1, 10, 30 * SEC).unwrap();
+        a.announce_weighted(3, s(3), 2, 10, 30 * SEC).unwrap();
+        a.forget_stripe(&2, &s(3), 32 * SEC);
+        a.caught(&3, 34 * SEC);
+        let got = a.take_accrued(35 * SEC);
+        assert_eq!(got, vec![(2, 10 * 2_000)], "a caught tab forfeits what it accrued");
+    }
+
+    #[test]
+    fn tabs_are_paid_for_checked_byte_time_out_of_the_relays_reward() {
+        use crate::farming::Prices;
+        const GIB: u128 = 1 << 30;
+        let prices = Prices { price: 1000, fee_percent: 10, cap: u64::MAX };
+        let epoch = 100u64;
+        let whole = GIB * u128::from(epoch) * 1000; // a GiB for a whole epoch
+        let mut pay: TabPay<u32> = TabPay::new(16);
+        for tab in [1, 2, 3, 4] {
+            pay.payee(&tab, [tab as u8; 32]);
+        }
+        pay.checked(&1, Outcome::Verified);
+        pay.checked(&2, Outcome::Verified);
+        pay.checked(&2, Outcome::NotHeld);
+        pay.checked(&3, Outcome::Unreachable);
+        pay.checked(&5, Outcome::Verified); // no account named
+        let accrued = vec![(1, whole), (2, whole), (3, whole), (4, whole), (5, whole)];
+        // The rate is 900 per GiB-epoch; a tab earns half of it.
+        let got = pay.settle(accrued.clone(), &prices, epoch, 10_000);
+        assert_eq!(got, vec![TabPayment { tab: 1, account: [1; 32], amount: 450 }]);
+        assert!(pay.settle(accrued, &prices, epoch, 10_000).is_empty(), "standing starts afresh");
+
+        // More due than half the relay's reward: every amount scaled alike.
+        for tab in [1, 2] {
+            pay.payee(&tab, [tab as u8; 32]);
+            pay.checked(&tab, Outcome::Verified);
+        }
+        let got = pay.settle(vec![(1, 3 * whole), (2, whole)], &prices, epoch, 1000);
+        assert_eq!(got.iter().map(|p| (p.tab, p.amount)).collect::<Vec<_>>(), vec![(1, 375), (2, 125)]);
+        assert!(got.iter().map(|p| p.amount).sum::<u64>() <= 500);
+    }
+
+    /// Whatever tabs do, a relay never pays them more than its share of its own reward, and
+    /// a tab that failed a check gets nothing.
+    #[test]
+    fn tab_pay_stays_within_the_relays_share_under_random_use() {
+        use crate::farming::Prices;
+        let prices = Prices { price: 7_000, fee_percent: 20, cap: u64::MAX };
+        let mut rng = crate::testdata::XorShift(5);
+        let mut pay: TabPay<u32> = TabPay::new(100);
+        for epoch in 0..200u64 {
+            let mut failed = std::collections::HashSet::new();
+            for _ in 0..rng.below(300) {
+                let tab = rng.below(120) as u32;
+                match rng.below(5) {
+                    0 => pay.payee(&tab, [1; 32]),
+                    1 => {
+                        pay.checked(&tab, Outcome::Wrong);
+                        failed.insert(tab);
+                    }
+                    _ => pay.checked(&tab, Outcome::Verified),
+                }
+            }
+            let accrued: Vec<(u32, u128)> =
+                (0..120).map(|t| (t, rng.below(1 << 40) as u128 * 1000)).collect();
+            let earned = rng.below(1 << 20) as u64;
+            let got = pay.settle(accrued, &prices, 60, earned);
+            assert!(got.iter().map(|p| p.amount).sum::<u64>() <= earned * TAB_SHARE_PERCENT / 100, "epoch {epoch}");
+            assert!(got.len() <= MAX_TAB_PAYMENTS);
+            assert!(got.iter().all(|p| !failed.contains(&p.tab) && p.amount > 0));
+        }
     }
 }

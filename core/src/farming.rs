@@ -100,6 +100,14 @@ impl Prices {
     }
 
     /// What `bytes` of shard bytes proven for one epoch earn, rounded down, within the cap.
+    /// What holding `byte_ms` byte-milliseconds earns at the rate, for epochs of `epoch_ms`
+    /// milliseconds, times `percent`/100 (not capped: see [`crate::donation::TabPay`]).
+    pub fn reward_for_time(&self, byte_ms: u128, epoch_ms: u128, percent: u64) -> u64 {
+        let div = GIB * epoch_ms.max(1) * 100;
+        let r = byte_ms.saturating_mul(u128::from(self.rate()) * u128::from(percent)) / div;
+        u64::try_from(r).unwrap_or(u64::MAX)
+    }
+
     pub fn reward(&self, bytes: u64) -> u64 {
         let r = u128::from(bytes) * u128::from(self.rate()) / GIB;
         u64::try_from(r).unwrap_or(u64::MAX).min(self.cap)
