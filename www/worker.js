@@ -149,7 +149,8 @@ onmessage = async ({ data: msg }) => {
         if (!lock) throw kuraError('busy', 'another tab of this site is donating already');
         /** @param {object} stats */
         const report = stats => postMessage({ id, type: 'donation', stats });
-        await c.donate(msg.quota, msg.refresh, report);
+        // What the relays pay for the shards it holds goes to this tab's wallet.
+        await c.donate(msg.quota, msg.refresh, walletAccount(await walletSeed()), report);
       });
       postMessage({ id, type: 'done' });
     } else if (op === 'opfsBench') {

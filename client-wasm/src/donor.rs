@@ -57,6 +57,9 @@ pub struct DonorConfig {
     pub refresh: Duration,
     /// Most shards taken in one tick.
     pub offers_per_tick: usize,
+    /// The account relays pay for what it holds ([`kura_core::donation::TabPay`]); none:
+    /// it donates for nothing.
+    pub payee: Option<kura_core::ledger::Key>,
 }
 
 impl Default for DonorConfig {
@@ -66,6 +69,7 @@ impl Default for DonorConfig {
             tick: Duration::from_secs(2),
             refresh: Duration::from_secs(120),
             offers_per_tick: 16,
+            payee: None,
         }
     }
 }
@@ -387,7 +391,8 @@ impl<S: Shelf> Donor<S> {
         let sends = by_relay.into_iter().flat_map(|(relay, list)| {
             list.chunks(MAX_ANNOUNCED)
                 .map(|c| {
-                    self.net.request(relay, Request::Announce { via: via.to_bytes(), shards: c.to_vec() })
+                    let req = Request::Announce { via: via.to_bytes(), shards: c.to_vec(), payee: self.cfg.payee };
+                    self.net.request(relay, req)
                 })
                 .collect::<Vec<_>>()
         });

@@ -264,13 +264,18 @@ impl KuraClient {
     /// everything again every `refresh_secs` (within the relays' expiry, which their
     /// `/bootstrap` tells as `tab_ttl_secs`; 0: the default, two minutes). Calls
     /// `on_stats({peer, quota, shards, bytes, served_requests, served_bytes, corrupt,
-    /// misses, via, address})` every second. The Promise settles when donating stops
-    /// (`undefined`) or cannot start (an error).
-    pub fn donate(&self, quota: f64, refresh_secs: f64, on_stats: Function) -> Promise {
+    /// misses, via, address})` every second. Relays pay for what it holds into `payee` (an
+    /// account's 64 hex digits: the tab's wallet; empty: nothing is paid). The Promise
+    /// settles when donating stops (`undefined`) or cannot start (an error).
+    pub fn donate(&self, quota: f64, refresh_secs: f64, payee: String, on_stats: Function) -> Promise {
         let this = self.clone();
         future_to_promise(async move {
+            let payee = match payee.trim() {
+                "" => None,
+                a => Some(crate::wallet::parse_account(a).map_err(describe)?),
+            };
             let shelf = crate::opfs::OpfsShelf::open().await.map_err(|e| js_err(ErrorKind::Internal, e))?;
-            let mut cfg = crate::donor::DonorConfig { quota: quota.max(0.0) as u64, ..Default::default() };
+            let mut cfg = crate::donor::DonorConfig { quota: quota.max(0.0) as u64, payee, ..Default::default() };
             if refresh_secs >= 1.0 {
                 cfg.refresh = std::time::Duration::from_secs_f64(refresh_secs);
             }

@@ -143,11 +143,13 @@ pub enum Request {
     /// From a donating tab: it holds shard `index` of each stripe listed and is reachable
     /// through the relay `via` (a peer id's bytes: a circuit reservation there). Kept in
     /// memory with an expiry ([`crate::donation::Announcements`]); answered
-    /// [`Response::Held`] with the announcements kept.
+    /// [`Response::Held`] with the announcements kept. `payee`: the account the tab is
+    /// paid into for holding them ([`crate::donation::TabPay`]), if any.
     Announce {
         #[serde(with = "serde_bytes")]
         via: Vec<u8>,
         shards: Vec<(StripeId, u8)>,
+        payee: Option<crate::ledger::Key>,
     },
     /// The donating tabs known to hold shards of a stripe: answered [`Response::Holders`].
     Holders { stripe: StripeId },
@@ -579,7 +581,7 @@ impl Message for Request {
             Request::EpochClaim(claim) => claim.check(),
             Request::Postage { .. } => Ok(()),
             Request::Restamp { postage } => postage.check(),
-            Request::Announce { via, shards } => {
+            Request::Announce { via, shards, .. } => {
                 limit("peer id bytes", via.len(), MAX_PEER_ID_LEN)?;
                 limit("announced shards", shards.len(), MAX_ANNOUNCED)
             }

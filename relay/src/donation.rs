@@ -4,7 +4,7 @@
 //! them, and a relay started again knows no tab until each announces again.
 
 use crate::metrics::Kind;
-use kura_core::donation::{Announcements, CheckLimits, Limits, Outcome, SpotChecks, Verdict};
+use kura_core::donation::{Announcements, CheckLimits, Limits, Outcome, SpotChecks, TabPay, TabPayment, Verdict};
 use kura_core::stripe::StripeHeader;
 use kura_core::wire::{ErrorCode, Request, Response, TabHolder};
 use kura_core::StripeId;
@@ -22,6 +22,8 @@ pub struct Tabs {
     /// Peers holding a circuit reservation on this relay now.
     reserved: Mutex<HashSet<PeerId>>,
     checks: Mutex<SpotChecks<PeerId>>,
+    /// What each tab is owed for ([`TabPay`]).
+    pay: Mutex<TabPay<PeerId>>,
     limits: Limits,
     start: Instant,
 }
@@ -33,6 +35,7 @@ impl Tabs {
             via: Mutex::default(),
             reserved: Mutex::default(),
             checks: Mutex::new(SpotChecks::new(checks)),
+            pay: Mutex::new(TabPay::new(checks.tabs)),
             limits,
             start: Instant::now(),
         }
@@ -48,30 +51,43 @@ impl Tabs {
     }
 
     /// Keeps `tab`'s announcements of `shards` for the stripes `held` says this relay holds
-    /// (with their shard count): an index within the stripe, one shard of a stripe per tab.
-    /// Returns what was kept.
+    /// (with their shard count and shard length): an index within the stripe, one shard of
+    /// a stripe per tab, each counting this relay's share of the copy (length over count) in
+    /// the tab's pay into `payee`. Returns what was kept.
     pub fn announce(
         &self,
         tab: PeerId,
         via: PeerId,
         shards: &[(StripeId, u8)],
-        held: impl Fn(&StripeId) -> Option<usize>,
+        payee: Option<kura_core::ledger::Key>,
+        held: impl Fn(&StripeId) -> Option<(usize, usize)>,
     ) -> Vec<(StripeId, u8)> {
         let now = self.now();
         let mut kept = Vec::new();
         {
             let mut map = lock(&self.map);
             for &(stripe, index) in shards {
-                let fits = held(&stripe).is_some_and(|n| usize::from(index) < n);
-                if fits && map.announce(tab, stripe, index, now).is_ok() {
+                let Some((n, len)) = held(&stripe).filter(|&(n, _)| usize::from(index) < n) else { continue };
+                let share = (len / n.max(1)) as u64;
+                if map.announce_weighted(tab, stripe, index, share, now).is_ok() {
                     kept.push((stripe, index));
                 }
             }
         }
         if !kept.is_empty() {
             self.reachable(tab, via);
+            if let Some(account) = payee {
+                lock(&self.pay).payee(&tab, account);
+            }
         }
         kept
+    }
+
+    /// The epoch of `epoch_secs` is over and this relay earned `earned` for it: what it owes
+    /// its tabs ([`TabPay::settle`]).
+    pub fn settle(&self, prices: &kura_core::farming::Prices, epoch_secs: u64, earned: u64) -> Vec<TabPayment<PeerId>> {
+        let accrued = lock(&self.map).take_accrued(self.now());
+        lock(&self.pay).settle(accrued, prices, epoch_secs, earned)
     }
 
     /// After `tab`'s announcements `kept` were kept: the shard to fetch from it now for a
@@ -85,12 +101,13 @@ impl Tabs {
     pub fn checked(&self, tab: &PeerId, stripe: &StripeId, outcome: Outcome) -> Verdict {
         let now = self.now();
         let verdict = lock(&self.checks).done(tab, outcome, now);
+        lock(&self.pay).checked(tab, outcome);
         let mut map = lock(&self.map);
         match verdict {
             Verdict::Keep => {}
-            Verdict::DropStripe => map.forget_stripe(tab, stripe),
+            Verdict::DropStripe => map.forget_stripe(tab, stripe, now),
             Verdict::Caught => map.caught(tab, now),
-            Verdict::Forget => map.forget(tab),
+            Verdict::Forget => map.forget(tab, now),
         }
         verdict
     }

@@ -59,8 +59,68 @@ pub async fn run_epochs(ctx: Ctx) {
         let next = (now / secs + 1) * secs;
         tokio::time::sleep(Duration::from_secs(next - now) + settle(secs)).await;
         let epoch = epoch_of(unix_now(), secs).saturating_sub(1);
-        claim(&ctx, epoch).await;
+        let earned = claim(&ctx, epoch).await.unwrap_or(0);
+        pay_tabs(&ctx, epoch, earned).await;
         sweep(&ctx, epoch + 1).await;
+    }
+}
+
+/// Pays the donating tabs for `epoch` out of `earned`, this relay's reward for it
+/// ([`kura_core::donation::TabPay`]): one ledger transfer each from the rewards account, the
+/// largest first, one at a time (each names the account's next seq). Tabs owed nothing, or
+/// a relay that earned nothing, pay nothing; the standing of every tab starts afresh.
+pub async fn pay_tabs(ctx: &Ctx, epoch: u64, earned: u64) -> u64 {
+    let cfg = *ctx.shared.farming.config();
+    let due = ctx.shared.tabs.settle(&cfg.prices, cfg.epoch_secs, earned);
+    let Some(payer) = ctx.shared.farming.payer() else { return 0 };
+    let m = &ctx.shared.metrics;
+    let mut paid = 0;
+    let net = RelayLedger { ctx };
+    for p in due {
+        let memo = format!("tab reward, epoch {epoch}").into_bytes();
+        match kura_p2p::wallet::send(&net, payer, p.account, p.amount, memo).await {
+            Ok(_) => {
+                paid += p.amount;
+                m.tab_payments.inc();
+                m.tab_credits_paid.inc_by(p.amount);
+                tracing::info!(tab = %p.tab, epoch, credits = p.amount, "paid a donating tab");
+            }
+            Err(e) => {
+                m.tab_payments_failed.inc();
+                tracing::warn!(tab = %p.tab, epoch, "paying a donating tab failed: {e}");
+            }
+        }
+    }
+    paid
+}
+
+/// The ledger as this relay reaches it: its own view for groups, its own replica for itself.
+struct RelayLedger<'a> {
+    ctx: &'a Ctx,
+}
+
+impl kura_p2p::wallet::LedgerNet for RelayLedger<'_> {
+    type Error = String;
+
+    async fn look_up(&self, _key: Key) -> Result<Vec<PeerId>, String> {
+        Ok(view(self.ctx))
+    }
+
+    async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, String> {
+        if peer != self.ctx.me {
+            return self.ctx.net.ledger(peer, req).await;
+        }
+        let (shared, me) = (self.ctx.shared.clone(), self.ctx.me);
+        blocking(move || {
+            let relays = crate::node::view(&shared, &me);
+            crate::node::answer_ledger(&shared, &me, &relays, Ok(req))
+        })
+        .await
+        .ok_or_else(|| "ledger task failed".to_string())
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::time::sleep(d).await
     }
 }
 

@@ -93,6 +93,7 @@ pub struct Farming {
     journal: Option<Database>,
     /// The account rewards are paid into.
     rewards: Option<Key>,
+    payer: Option<kura_core::ledger::SigningKey>,
     earnings: Mutex<Earnings>,
     /// Answers given to epoch claims, by relay and epoch: one judgement each.
     judged: Mutex<std::collections::HashMap<(Key, u64), kura_core::wire::Response>>,
@@ -113,6 +114,7 @@ impl Farming {
             admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)),
             journal: None,
             rewards: None,
+            payer: None,
             earnings: Mutex::default(),
             judged: Mutex::default(),
             judging: Mutex::default(),
@@ -153,16 +155,24 @@ impl Farming {
             admission: Mutex::new(admission),
             journal: Some(db),
             rewards: None,
+            payer: None,
             earnings: Mutex::default(),
             judged: Mutex::default(),
             judging: Mutex::default(),
         })
     }
 
-    /// Pays this relay's rewards into `account`.
-    pub fn with_rewards(mut self, account: Key) -> Self {
-        self.rewards = Some(account);
+    /// Pays this relay's rewards into the account of `key`, which also pays its tabs.
+    pub fn with_rewards(mut self, key: kura_core::ledger::SigningKey) -> Self {
+        use kura_core::ledger::Signer;
+        self.rewards = Some(key.key());
+        self.payer = Some(key);
         self
+    }
+
+    /// The rewards account's key, which pays the tabs ([`crate::epochs::pay_tabs`]).
+    pub fn payer(&self) -> Option<&kura_core::ledger::SigningKey> {
+        self.payer.as_ref()
     }
 
     /// The account rewards are paid into, if any.
@@ -437,8 +447,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The rewards account's key in `path` (64 hex digits, the format of `kura wallet`'s key
 /// files), made there (mode 0600) on first start: the operator spends what the relay earns
 /// with `kura wallet --key PATH`.
-pub fn rewards_account(path: &Path) -> Result<Key> {
-    use kura_core::ledger::Signer;
+pub fn rewards_key(path: &Path) -> Result<kura_core::ledger::SigningKey> {
     let seed: [u8; 32] = if path.exists() {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         kura_core::hex::decode_array(text.trim())
@@ -449,7 +458,7 @@ pub fn rewards_account(path: &Path) -> Result<Key> {
         tracing::info!(path = %path.display(), "rewards account made");
         seed
     };
-    Ok(kura_core::ledger::SigningKey::from_bytes(&seed).key())
+    Ok(kura_core::ledger::SigningKey::from_bytes(&seed))
 }
 
 /// Whether `postage`'s batch ended `grace` epochs or more before `epoch` (a burn that is no

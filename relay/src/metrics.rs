@@ -72,6 +72,11 @@ pub struct Metrics {
     pub credits_earned: Counter,
     pub epochs_rewarded: Counter,
     pub epochs_forfeited: Counter,
+    /// Credits this relay paid donating tabs, and the transfers that did, and those that
+    /// failed ([`crate::epochs::pay_tabs`]).
+    pub tab_credits_paid: Counter,
+    pub tab_payments: Counter,
+    pub tab_payments_failed: Counter,
     /// Other relays' epoch claims judged here, by outcome (signed, failed, refused).
     pub epoch_audits: Family<Kind, Counter>,
     /// Donating tabs with announcements kept here, and the announcements (set when read).
@@ -159,6 +164,9 @@ impl Metrics {
             credits_earned: Counter::default(),
             epochs_rewarded: Counter::default(),
             epochs_forfeited: Counter::default(),
+            tab_credits_paid: Counter::default(),
+            tab_payments: Counter::default(),
+            tab_payments_failed: Counter::default(),
             epoch_audits: Family::default(),
             tabs_known: Gauge::default(),
             tab_announcements: Gauge::default(),
@@ -249,6 +257,17 @@ impl Metrics {
             "shards_expired",
             "Shards dropped because their stripe's batch ended and its grace passed",
             m.shards_expired.clone(),
+        );
+        r.register(
+            "tab_credits_paid",
+            "Credits this relay paid donating tabs out of its rewards",
+            m.tab_credits_paid.clone(),
+        );
+        r.register("tab_payments", "Transfers that paid a donating tab", m.tab_payments.clone());
+        r.register(
+            "tab_payments_failed",
+            "Transfers to donating tabs that were not certified",
+            m.tab_payments_failed.clone(),
         );
         r.register(
             "credits_earned",

@@ -174,6 +174,33 @@ pub fn view(shared: &Shared, me: &PeerId) -> Vec<PeerId> {
     live
 }
 
+/// This relay's answer, as a ledger replica, to `req` (blocking); `relays` is its view.
+/// Requests from the network and its own (a relay paying its tabs is its own replica's
+/// client too) are answered alike.
+pub fn answer_ledger(
+    shared: &Shared,
+    me: &PeerId,
+    relays: &[PeerId],
+    req: Result<LedgerRequest, kura_core::ledger::LedgerError>,
+) -> LedgerResponse {
+    let group_of = |account: &kura_core::ledger::Key| {
+        kura_p2p::ledger::group_of(account, relays.iter().copied()).map(|(group, members)| (group, members.contains(me)))
+    };
+    match req {
+        Ok(LedgerRequest::Reward(cert)) => {
+            let auditors: Vec<kura_core::ledger::Key> = kura_p2p::ledger::peer_of(&cert.relay)
+                .map(|p| kura_p2p::ledger::audit_group(&p, cert.epoch, relays.iter().copied()))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect();
+            let serves = group_of(&cert.account).is_some_and(|(_, member)| member);
+            shared.ledger.reward(&cert, serves, &auditors, &shared.farming.config().prices)
+        }
+        req => shared.ledger.handle(req, group_of),
+    }
+}
+
 /// A renewal's new postage for a stripe held here (blocking): checked as a paid store's is
 /// and kept; no shard moves.
 pub fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Postage) -> Response {
@@ -723,10 +750,6 @@ impl Node {
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let relays = view(&shared, &me);
-            let group_of = |account: &kura_core::ledger::Key| {
-                kura_p2p::ledger::group_of(account, relays.iter().copied())
-                    .map(|(group, members)| (group, members.contains(&me)))
-            };
             // The account whose debits this request is about, should this replica turn out
             // to lack some.
             let sender_account = match &req {
@@ -734,19 +757,7 @@ impl Node {
                 Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
                 _ => None,
             };
-            let resp = match req {
-                Ok(LedgerRequest::Reward(cert)) => {
-                    let auditors: Vec<kura_core::ledger::Key> = kura_p2p::ledger::peer_of(&cert.relay)
-                        .map(|p| kura_p2p::ledger::audit_group(&p, cert.epoch, relays.iter().copied()))
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(_, k)| k)
-                        .collect();
-                    let serves = group_of(&cert.account).is_some_and(|(_, member)| member);
-                    shared.ledger.reward(&cert, serves, &auditors, &shared.farming.config().prices)
-                }
-                req => shared.ledger.handle(req, group_of),
-            };
+            let resp = answer_ledger(&shared, &me, &relays, req);
             if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
                 if shared.ledger.start_catch_up(account) {
                     let shared = shared.clone();
@@ -922,15 +933,16 @@ impl Node {
                     }
                 }
                 Request::Restamp { postage } => restamp(&shared, &me, &postage),
-                Request::Announce { via, shards } => match PeerId::from_bytes(&via) {
+                Request::Announce { via, shards, payee } => match PeerId::from_bytes(&via) {
                     Ok(via) => {
                         let held = |stripe: &StripeId| {
                             let idx = shared.store.holds(&[*stripe]).ok()?;
                             idx.first()?;
                             let header = shared.store.header(stripe).ok()??;
-                            Some(StripeHeader::parse(&header).ok()?.params().n())
+                            let h = StripeHeader::parse(&header).ok()?;
+                            Some((h.params().n(), h.shard_len()))
                         };
-                        let kept = shared.tabs.announce(peer, via, &shards, held);
+                        let kept = shared.tabs.announce(peer, via, &shards, payee, held);
                         if let (Some(chosen), Some((ctx, rt))) = (shared.tabs.check_due(&peer, &kept), later)
                         {
                             rt.spawn(crate::donation::spot_check(ctx, peer, chosen));

@@ -379,7 +379,7 @@ async fn donating_tabs_announce_what_they_hold_and_announcements_expire() {
     // this relay does not hold, are not kept.
     let tab = client(&r, "/tcp/").await;
     let via = r.peer_id.parse::<libp2p::PeerId>().unwrap().to_bytes();
-    let announce = |shards: Vec<(StripeId, u8)>| Request::Announce { via: via.clone(), shards };
+    let announce = |shards: Vec<(StripeId, u8)>| Request::Announce { via: via.clone(), shards, payee: None };
     let kept =
         tab.request(announce(vec![(held.id(), 2), (held.id(), 3), (other.id(), 1), (held.id(), 9)])).await;
     assert_eq!(kept.unwrap(), Response::Held { held: vec![(held.id(), vec![2].into())] });
@@ -400,7 +400,7 @@ async fn donating_tabs_announce_what_they_hold_and_announcements_expire() {
     );
     assert_eq!(r.metric("kura_tabs_known").unwrap(), 1.0);
     // Bad input: a `via` that is no peer id.
-    let bad = tab.request(Request::Announce { via: vec![1, 2, 3], shards: vec![] }).await.unwrap();
+    let bad = tab.request(Request::Announce { via: vec![1, 2, 3], shards: vec![], payee: None }).await.unwrap();
     assert_eq!(code_of(&bad), Some(ErrorCode::Malformed));
     // Not refreshed, the announcement expires (3 s) and the reader finds no tab.
     wait_for(Duration::from_secs(30), "the announcement to expire", || {

@@ -1,6 +1,7 @@
 //! Harness for Kura's end-to-end tests: builds and locates the real binaries, makes test
 //! data and scratch directories, and runs real relay processes ([`relay`]).
 
+pub mod donor;
 pub mod net;
 pub mod relay;
 

@@ -6,84 +6,8 @@
 use kura_tests::net::Net;
 use kura_tests::relay::wait_for;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use kura_tests::donor::Donor;
 use std::time::Duration;
-
-/// A `kura donate` process and the last figures it printed.
-struct Donor {
-    child: Child,
-    dir: PathBuf,
-    stats: Arc<Mutex<serde_json::Value>>,
-}
-
-impl Donor {
-    /// A donor that reserves on the first of `relays` that grants one.
-    fn start(dir: &Path, relays: &[String]) -> Self {
-        let mut args = vec![
-            "donate".to_owned(),
-            "--dir".into(),
-            dir.to_str().unwrap().into(),
-            "--refresh".into(),
-            "2".into(),
-        ];
-        for r in relays {
-            args.extend(["--bootstrap".to_owned(), r.clone()]);
-        }
-        let mut child = kura_tests::kura_command()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stats = Arc::new(Mutex::new(serde_json::Value::Null));
-        let out = child.stdout.take().unwrap();
-        let s = stats.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str(&line) {
-                    *s.lock().unwrap() = v;
-                }
-            }
-        });
-        Self { child, dir: dir.to_owned(), stats }
-    }
-
-    fn stat(&self, key: &str) -> serde_json::Value {
-        self.stats.lock().unwrap()[key].clone()
-    }
-
-    fn num(&self, key: &str) -> u64 {
-        self.stat(key).as_u64().unwrap_or(0)
-    }
-
-    /// stripe (hex) → index, from the files it keeps.
-    fn held(&self) -> BTreeMap<String, u8> {
-        let mut out = BTreeMap::new();
-        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some((stripe, index)) = name.strip_suffix(".shard").and_then(|b| b.split_once('.')) {
-                out.insert(stripe.to_owned(), index.parse().unwrap());
-            }
-        }
-        out
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Donor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// stripe (hex) → the indices relay `r` holds, from its inventory.
 /// The bytes the donors served, once their figures have settled: they print them every half

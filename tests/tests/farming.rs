@@ -406,3 +406,108 @@ fn relays_drop_paid_stripes_when_their_batch_ends() {
     let gone = dir.join("short.out");
     assert!(net.get(&short.0, &gone, &[]).is_err(), "an ended file no longer reads");
 }
+
+/// Donating clients are paid by the relays whose stripes they hold copies of: after an
+/// epoch each donor's account holds credits, no relay paid its tabs more than half of what
+/// it earned, what the relays say they paid is what the donors received, no donor got more
+/// than the formula gives for the bytes it held for the time it held them, and a donor
+/// spends what it earned on an upload of its own.
+#[test]
+fn relays_pay_donating_clients_out_of_their_rewards() {
+    use kura_tests::donor::Donor;
+    const EPOCH: u64 = 6;
+    const PRICE: u64 = 10_000_000;
+    let keys = kura_tests::Scratch::new("tab-pay-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let epoch = EPOCH.to_string();
+    let net = Net::start_with(
+        "tab-pay",
+        6,
+        &["--ledger-mint", &mint_account, "--epoch", &epoch, "--price", &PRICE.to_string(), "--tab-check", "1"],
+    );
+    let dir = net.dir.path().to_owned();
+    let prices = kura_core::farming::Prices { price: PRICE, ..DEFAULT_PRICES };
+    let (alice, alice_account) = new_key(keys.path(), "alice");
+    net.wallet(&mint, &["send", &alice_account, "100000000"]).unwrap();
+    let file = pseudo_random(6 * MIB, 71);
+    std::fs::write(dir.join("file"), &file).unwrap();
+    let list = dir.join("files.jsonl").display().to_string();
+    let put = ["put", &dir.join("file").display().to_string(), "--epoch", &epoch, "--price", &PRICE.to_string()];
+    let (cap, _) = kura_paid(&net, &put, &alice.display().to_string(), "50", &list);
+
+    let started = std::time::Instant::now();
+    let donors: Vec<(Donor, std::path::PathBuf)> = (0..3)
+        .map(|i| {
+            let (key, account) = new_key(keys.path(), &format!("donor{i}"));
+            let d = Donor::start_paid(&dir.join(format!("donor{i}")), &net.addrs[..1], Some(&account));
+            (d, key)
+        })
+        .collect();
+    let paid = || metric_sum(&net, "kura_tab_credits_paid_total") as u64;
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(120), "every donor to be paid", || {
+        donors.iter().all(|(_, key)| net.balance(key) > 0).then_some(())
+    })
+    .unwrap();
+    // What each held: its shard files (each relay of the stripe's group pays its share).
+    let held_bytes: Vec<u64> = donors
+        .iter()
+        .map(|(d, _)| {
+            std::fs::read_dir(&d.dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".shard"))
+                .map(|e| e.metadata().unwrap().len())
+                .sum()
+        })
+        .collect();
+    let before = paid();
+    let balances: Vec<u64> = donors.iter().map(|(_, key)| net.balance(key)).collect();
+    let after = paid();
+    let elapsed_ms = started.elapsed().as_millis();
+    let received: u64 = balances.iter().sum();
+    eprintln!("tab pay: donors hold {held_bytes:?} bytes, received {balances:?}; relays paid {before}..{after}");
+    assert!(before <= received && received <= after, "relays paid {before}..{after}, donors received {received}");
+    for (i, (b, held)) in balances.iter().zip(&held_bytes).enumerate() {
+        // The formula for everything it held since it started, at half the relays' rate.
+        let most = prices.reward_for_time(u128::from(*held) * elapsed_ms, u128::from(EPOCH) * 1000, 50);
+        assert!(*b <= most, "donor {i}: received {b}, the formula gives at most {most}");
+    }
+    for r in net.live() {
+        let (earned, to_tabs) = (
+            r.metric("kura_credits_earned_total").unwrap_or(0.0),
+            r.metric("kura_tab_credits_paid_total").unwrap_or(0.0),
+        );
+        assert!(to_tabs <= earned / 2.0, "a relay paid its tabs {to_tabs} of {earned} earned");
+    }
+
+    // A donor spends what it earned: stopped (nothing more comes once an epoch passes with no
+    // check of it), it pays for an upload of its own and loses exactly what it cost.
+    let (d0, key0) = donors.into_iter().next().unwrap();
+    d0.kill();
+    let mut last = (u64::MAX, std::time::Instant::now());
+    let balance = kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(60),
+        "the stopped donor's balance to stand still for two epochs",
+        || {
+            let b = net.balance(&key0);
+            if b != last.0 {
+                last = (b, std::time::Instant::now());
+            }
+            (last.1.elapsed() > std::time::Duration::from_secs(2 * EPOCH)).then_some(b)
+        },
+    )
+    .unwrap();
+    let small = pseudo_random(64 * 1024, 72);
+    std::fs::write(dir.join("small"), &small).unwrap();
+    let put = ["put", &dir.join("small").display().to_string(), "--epoch", &epoch, "--price", &PRICE.to_string()];
+    let (small_cap, said) = kura_paid(&net, &put, &key0.display().to_string(), "1", &list);
+    let cost: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("paid ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(cost > 0 && cost <= balance, "cost {cost}, earned {balance}");
+    assert_eq!(net.balance(&key0), balance - cost, "the donor paid the upload from its earnings");
+    net.get_exact(&small_cap, &small, "paid-by-a-donor");
+    net.get_exact(&cap, &file, "alice");
+    eprintln!("tab pay: donor 0 earned {balance} and paid {cost} for an upload");
+}

@@ -65,7 +65,7 @@ async fn play(kind: Tab, net: Network, relay: PeerId, stripe: Stripe, index: u8,
             answering.respond(id, answer).await.unwrap();
         }
     });
-    let req = Request::Announce { via: relay.to_bytes(), shards: vec![(stripe.id(), index)] };
+    let req = Request::Announce { via: relay.to_bytes(), shards: vec![(stripe.id(), index)], payee: None };
     while !seen.stopped.load(Ordering::SeqCst) {
         let answer = net.request(relay, req.clone()).await.unwrap();
         seen.answers.lock().unwrap().push(answer);

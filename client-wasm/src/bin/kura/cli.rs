@@ -164,6 +164,10 @@ enum Command {
         /// Seconds between announcements of everything held (within the relays' expiry).
         #[arg(long, default_value_t = 120)]
         refresh: u64,
+        /// The account (64 hex digits, as `kura wallet address` prints) the relays pay for
+        /// what it holds; without it, it donates for nothing.
+        #[arg(long)]
+        pay_to: Option<String>,
     },
     /// Prove how many shards of each stripe of a capability's file the network holds now
     /// (by challenge, not by asking); exits non-zero when a stripe is not whole. Downloads
@@ -263,8 +267,8 @@ pub fn main() {
                 .then(|| (offset.unwrap_or(0), length.unwrap_or(u64::MAX)));
             on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
         }
-        Command::Donate { bootstrap, dir, quota, refresh } => {
-            on_runtime(async move { net_cmd::donate(&bootstrap, &dir, quota, refresh).await })
+        Command::Donate { bootstrap, dir, quota, refresh, pay_to } => {
+            on_runtime(async move { net_cmd::donate(&bootstrap, &dir, quota, refresh, pay_to.as_deref()).await })
         }
         Command::Renew { capability, bootstrap, pay } => {
             on_runtime(async move { net_cmd::renew(&capability, &bootstrap, pay).await })

@@ -217,7 +217,8 @@ pub async fn get(
 }
 
 /// `kura donate`: a donating client over a directory, printing its figures as JSON lines.
-pub async fn donate(bootstrap: &[String], dir: &Path, quota: u64, refresh: u64) -> Result<()> {
+pub async fn donate(bootstrap: &[String], dir: &Path, quota: u64, refresh: u64, pay_to: Option<&str>) -> Result<()> {
+    let payee = pay_to.map(kura_client::wallet::parse_account).transpose()?;
     use kura_client::donor::{DirShelf, Donor, DonorConfig};
     let addrs = kura_client::bootstrap::resolve(bootstrap).await?;
     let shelf = DirShelf::open(dir).with_context(|| format!("opening {}", dir.display()))?;
@@ -226,6 +227,7 @@ pub async fn donate(bootstrap: &[String], dir: &Path, quota: u64, refresh: u64) 
     let cfg = DonorConfig {
         quota,
         refresh: std::time::Duration::from_secs(refresh.max(1)),
+        payee,
         ..DonorConfig::default()
     };
     let donor = Donor::new(net, shelf, addrs, cfg);
