@@ -391,7 +391,8 @@ impl<S: Shelf> Donor<S> {
         let sends = by_relay.into_iter().flat_map(|(relay, list)| {
             list.chunks(MAX_ANNOUNCED)
                 .map(|c| {
-                    let req = Request::Announce { via: via.to_bytes(), shards: c.to_vec(), payee: self.cfg.payee };
+                    let req =
+                        Request::Announce { via: via.to_bytes(), shards: c.to_vec(), payee: self.cfg.payee };
                     self.net.request(relay, req)
                 })
                 .collect::<Vec<_>>()

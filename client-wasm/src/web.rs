@@ -275,7 +275,8 @@ impl KuraClient {
                 a => Some(crate::wallet::parse_account(a).map_err(describe)?),
             };
             let shelf = crate::opfs::OpfsShelf::open().await.map_err(|e| js_err(ErrorKind::Internal, e))?;
-            let mut cfg = crate::donor::DonorConfig { quota: quota.max(0.0) as u64, payee, ..Default::default() };
+            let mut cfg =
+                crate::donor::DonorConfig { quota: quota.max(0.0) as u64, payee, ..Default::default() };
             if refresh_secs >= 1.0 {
                 cfg.refresh = std::time::Duration::from_secs_f64(refresh_secs);
             }

@@ -895,7 +895,10 @@ mod tests {
                 (0..120).map(|t| (t, rng.below(1 << 40) as u128 * 1000)).collect();
             let earned = rng.below(1 << 20) as u64;
             let got = pay.settle(accrued, &prices, 60, earned);
-            assert!(got.iter().map(|p| p.amount).sum::<u64>() <= earned * TAB_SHARE_PERCENT / 100, "epoch {epoch}");
+            assert!(
+                got.iter().map(|p| p.amount).sum::<u64>() <= earned * TAB_SHARE_PERCENT / 100,
+                "epoch {epoch}"
+            );
             assert!(got.len() <= MAX_TAB_PAYMENTS);
             assert!(got.iter().all(|p| !failed.contains(&p.tab) && p.amount > 0));
         }

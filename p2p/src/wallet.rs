@@ -38,7 +38,11 @@ pub trait LedgerNet {
     /// The relays closest to `key` this caller can find.
     fn look_up(&self, key: Key) -> impl Future<Output = Result<Vec<PeerId>, Self::Error>>;
     /// One ledger request to `peer`, and its answer.
-    fn ledger(&self, peer: PeerId, req: LedgerRequest) -> impl Future<Output = Result<LedgerResponse, Self::Error>>;
+    fn ledger(
+        &self,
+        peer: PeerId,
+        req: LedgerRequest,
+    ) -> impl Future<Output = Result<LedgerResponse, Self::Error>>;
     /// Waits `d` (between rounds of asking).
     fn pause(&self, d: Duration) -> impl Future<Output = ()>;
 }
@@ -94,7 +98,10 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 /// The account's group: the relays closest to the account key that a lookup finds.
-pub async fn group<N: LedgerNet>(net: &N, account: &Key) -> Result<(Group, Vec<PeerId>), WalletError<N::Error>> {
+pub async fn group<N: LedgerNet>(
+    net: &N,
+    account: &Key,
+) -> Result<(Group, Vec<PeerId>), WalletError<N::Error>> {
     // The account key is the lookup key, as relays find an account's group.
     let peers = net.look_up(*account).await.map_err(WalletError::Net)?;
     crate::ledger::group_of(account, peers).ok_or(WalletError::NoGroup)
@@ -307,4 +314,3 @@ async fn apply_to<N: LedgerNet>(
             .await;
     Ok(refused.into_iter().flatten().collect())
 }
-

@@ -4,7 +4,9 @@
 //! them, and a relay started again knows no tab until each announces again.
 
 use crate::metrics::Kind;
-use kura_core::donation::{Announcements, CheckLimits, Limits, Outcome, SpotChecks, TabPay, TabPayment, Verdict};
+use kura_core::donation::{
+    Announcements, CheckLimits, Limits, Outcome, SpotChecks, TabPay, TabPayment, Verdict,
+};
 use kura_core::stripe::StripeHeader;
 use kura_core::wire::{ErrorCode, Request, Response, TabHolder};
 use kura_core::StripeId;
@@ -85,7 +87,12 @@ impl Tabs {
 
     /// The epoch of `epoch_secs` is over and this relay earned `earned` for it: what it owes
     /// its tabs ([`TabPay::settle`]).
-    pub fn settle(&self, prices: &kura_core::farming::Prices, epoch_secs: u64, earned: u64) -> Vec<TabPayment<PeerId>> {
+    pub fn settle(
+        &self,
+        prices: &kura_core::farming::Prices,
+        epoch_secs: u64,
+        earned: u64,
+    ) -> Vec<TabPayment<PeerId>> {
         let accrued = lock(&self.map).take_accrued(self.now());
         lock(&self.pay).settle(accrued, prices, epoch_secs, earned)
     }

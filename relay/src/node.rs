@@ -184,7 +184,8 @@ pub fn answer_ledger(
     req: Result<LedgerRequest, kura_core::ledger::LedgerError>,
 ) -> LedgerResponse {
     let group_of = |account: &kura_core::ledger::Key| {
-        kura_p2p::ledger::group_of(account, relays.iter().copied()).map(|(group, members)| (group, members.contains(me)))
+        kura_p2p::ledger::group_of(account, relays.iter().copied())
+            .map(|(group, members)| (group, members.contains(me)))
     };
     match req {
         Ok(LedgerRequest::Reward(cert)) => {

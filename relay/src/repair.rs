@@ -331,9 +331,9 @@ impl Repair {
 
 fn action_stripe(a: &RoundAction<PeerId>) -> StripeId {
     match a {
-        RoundAction::Handover { stripe, .. } | RoundAction::Order { stripe, .. } | RoundAction::Drop { stripe, .. } => {
-            *stripe
-        }
+        RoundAction::Handover { stripe, .. }
+        | RoundAction::Order { stripe, .. }
+        | RoundAction::Drop { stripe, .. } => *stripe,
     }
 }
 
@@ -607,7 +607,9 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
     let actions = blocking(move || {
         actions
             .into_iter()
-            .filter(|(a, _)| matches!(a, RoundAction::Drop { .. }) || !shared.farming.ended(&action_stripe(a)))
+            .filter(|(a, _)| {
+                matches!(a, RoundAction::Drop { .. }) || !shared.farming.ended(&action_stripe(a))
+            })
             .collect::<Vec<_>>()
     })
     .await

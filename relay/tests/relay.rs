@@ -400,7 +400,8 @@ async fn donating_tabs_announce_what_they_hold_and_announcements_expire() {
     );
     assert_eq!(r.metric("kura_tabs_known").unwrap(), 1.0);
     // Bad input: a `via` that is no peer id.
-    let bad = tab.request(Request::Announce { via: vec![1, 2, 3], shards: vec![], payee: None }).await.unwrap();
+    let bad =
+        tab.request(Request::Announce { via: vec![1, 2, 3], shards: vec![], payee: None }).await.unwrap();
     assert_eq!(code_of(&bad), Some(ErrorCode::Malformed));
     // Not refreshed, the announcement expires (3 s) and the reader finds no tab.
     wait_for(Duration::from_secs(30), "the announcement to expire", || {

@@ -342,7 +342,7 @@ test('a tab pays for an upload, keeps it in its files over a reload, renews and 
   check(cost === quoted && cost > 0, `the upload cost what was quoted before it started (${cost} credits)`);
   await balanceIs(String(100000 - cost));
   check(await page.getByTestId('wallet-spent').textContent() === String(cost), 'the wallet shows what uploads spent');
-  check(await page.getByTestId('wallet-earned').textContent() === '0', 'and what this tab earned (nothing: tabs do not hold shards yet)');
+  check(await page.getByTestId('wallet-earned').textContent() === '0', 'and what this tab earned (nothing: this tab does not donate)');
   const row = page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' });
   await row.waitFor({ timeout: 60_000 });
   check(/paid \d+ credits, kept until/.test(await row.textContent()), 'the paid upload is in your files, with its expiry');

@@ -1,4 +1,5 @@
 //! A `kura donate` process, for tests of donating clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -89,4 +90,3 @@ impl Drop for Donor {
         let _ = self.child.wait();
     }
 }
-

@@ -3,10 +3,10 @@
 //! after five of six relays are gone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use kura_tests::donor::Donor;
 use kura_tests::net::Net;
 use kura_tests::relay::wait_for;
 use std::collections::{BTreeMap, BTreeSet};
-use kura_tests::donor::Donor;
 use std::time::Duration;
 
 /// stripe (hex) → the indices relay `r` holds, from its inventory.

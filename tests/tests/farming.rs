@@ -423,7 +423,16 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
     let net = Net::start_with(
         "tab-pay",
         6,
-        &["--ledger-mint", &mint_account, "--epoch", &epoch, "--price", &PRICE.to_string(), "--tab-check", "1"],
+        &[
+            "--ledger-mint",
+            &mint_account,
+            "--epoch",
+            &epoch,
+            "--price",
+            &PRICE.to_string(),
+            "--tab-check",
+            "1",
+        ],
     );
     let dir = net.dir.path().to_owned();
     let prices = kura_core::farming::Prices { price: PRICE, ..DEFAULT_PRICES };
@@ -432,7 +441,8 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
     let file = pseudo_random(12 * MIB, 71);
     std::fs::write(dir.join("file"), &file).unwrap();
     let list = dir.join("files.jsonl").display().to_string();
-    let put = ["put", &dir.join("file").display().to_string(), "--epoch", &epoch, "--price", &PRICE.to_string()];
+    let put =
+        ["put", &dir.join("file").display().to_string(), "--epoch", &epoch, "--price", &PRICE.to_string()];
     let (cap, _) = kura_paid(&net, &put, &alice.display().to_string(), "50", &list);
 
     let started = std::time::Instant::now();
@@ -461,14 +471,17 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
         })
         .collect();
     // Between two epochs' payments, what the relays say they paid is what the donors hold.
-    let (balances, paid_all) =
-        kura_tests::relay::wait_for(std::time::Duration::from_secs(60), "a quiet moment between payments", || {
+    let (balances, paid_all) = kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(60),
+        "a quiet moment between payments",
+        || {
             let before = paid();
             let balances: Vec<u64> = donors.iter().map(|(_, key)| net.balance(key)).collect();
             let received: u64 = balances.iter().sum();
             (paid() == before && received == before).then_some((balances, before))
-        })
-        .unwrap();
+        },
+    )
+    .unwrap();
     let elapsed_ms = started.elapsed().as_millis();
     eprintln!("tab pay: donors hold {held_bytes:?} bytes, received {balances:?}; relays paid {paid_all}");
     for (i, (b, held)) in balances.iter().zip(&held_bytes).enumerate() {
@@ -487,12 +500,15 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
     // A donor spends what it earned: stopped (nothing more comes once an epoch passes with no
     // check of it), it pays for an upload of its own and loses exactly what it cost.
     let small = pseudo_random(64 * 1024, 72);
-    let terms = terms_for(small.len() as u64, kura_core::CHUNK_SIZE, kura_core::Params::new(4, 2).unwrap(), 0, 1);
+    let terms =
+        terms_for(small.len() as u64, kura_core::CHUNK_SIZE, kura_core::Params::new(4, 2).unwrap(), 0, 1);
     let cost = prices.cost(&terms);
     let (d0, key0) = donors.into_iter().next().unwrap();
-    kura_tests::relay::wait_for(std::time::Duration::from_secs(180), "donor 0 to earn an upload's cost", || {
-        (net.balance(&key0) >= cost).then_some(())
-    })
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(180),
+        "donor 0 to earn an upload's cost",
+        || (net.balance(&key0) >= cost).then_some(()),
+    )
     .unwrap();
     d0.kill();
     let mut last = (u64::MAX, std::time::Instant::now());
@@ -509,7 +525,8 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
     )
     .unwrap();
     std::fs::write(dir.join("small"), &small).unwrap();
-    let put = ["put", &dir.join("small").display().to_string(), "--epoch", &epoch, "--price", &PRICE.to_string()];
+    let put =
+        ["put", &dir.join("small").display().to_string(), "--epoch", &epoch, "--price", &PRICE.to_string()];
     let (small_cap, said) = kura_paid(&net, &put, &key0.display().to_string(), "1", &list);
     let said_cost: u64 = said
         .lines()

@@ -268,7 +268,9 @@ pub fn main() {
             on_runtime(async move { net_cmd::get(&capability, &bootstrap, &output, range).await })
         }
         Command::Donate { bootstrap, dir, quota, refresh, pay_to } => {
-            on_runtime(async move { net_cmd::donate(&bootstrap, &dir, quota, refresh, pay_to.as_deref()).await })
+            on_runtime(
+                async move { net_cmd::donate(&bootstrap, &dir, quota, refresh, pay_to.as_deref()).await },
+            )
         }
         Command::Renew { capability, bootstrap, pay } => {
             on_runtime(async move { net_cmd::renew(&capability, &bootstrap, pay).await })

@@ -217,7 +217,13 @@ pub async fn get(
 }
 
 /// `kura donate`: a donating client over a directory, printing its figures as JSON lines.
-pub async fn donate(bootstrap: &[String], dir: &Path, quota: u64, refresh: u64, pay_to: Option<&str>) -> Result<()> {
+pub async fn donate(
+    bootstrap: &[String],
+    dir: &Path,
+    quota: u64,
+    refresh: u64,
+    pay_to: Option<&str>,
+) -> Result<()> {
     let payee = pay_to.map(kura_client::wallet::parse_account).transpose()?;
     use kura_client::donor::{DirShelf, Donor, DonorConfig};
     let addrs = kura_client::bootstrap::resolve(bootstrap).await?;
