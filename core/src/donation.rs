@@ -892,7 +892,7 @@ mod tests {
                 }
             }
             let accrued: Vec<(u32, u128)> =
-                (0..120).map(|t| (t, rng.below(1 << 40) as u128 * 1000)).collect();
+                (0..120).map(|t| (t, (rng.below(1 << 20) as u128) << 30)).collect();
             let earned = rng.below(1 << 20) as u64;
             let got = pay.settle(accrued, &prices, 60, earned);
             assert!(
