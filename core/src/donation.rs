@@ -5,7 +5,8 @@
 //! one of the `n` durable shards, never counted by the repair rule. A relay of the group
 //! offers copies to tabs ([`offer`]): data shards first, so that `k` tabs can serve a
 //! stripe alone (no decoding of parity for a reader of tabs only), each index to one tab
-//! before any index to a second, more copies for popular stripes, and **never two shards of
+//! before any index to a second, more copies of an index whose relay serves it often
+//! ([`Popularity`]), and **never two shards of
 //! one stripe to one tab** (a tab that closes must not take two of a stripe's shards with
 //! it, and a dishonest tab must not be able to hold enough of a stripe to withhold it).
 //!
@@ -212,11 +213,15 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
     }
 
     /// Whether to offer `tab` this relay's shard `mine` of `stripe` (`n` shards, `k` of
-    /// data), at most `copies` tab copies of each index: yes when the tab holds nothing of
-    /// the stripe, is not banned, and [`offer`] names `mine` for the copies announced. The
-    /// tab is then taken to hold it (an announcement it refreshes once it keeps the shard,
-    /// or that expires), so that two tabs asking at once are not offered the same index,
-    /// and the tab's quota of announcements here bounds what it can be given.
+    /// data), with `copies` tab copies of `mine` wanted ([`Popularity::copies`]): yes when
+    /// the tab holds nothing of the stripe, is not banned, and either [`offer`] names `mine`
+    /// for a first copy of each index (data shards first, so the group agrees on the order
+    /// with no coordinator), or every index has its first copy and `mine` has fewer than
+    /// `copies` (each relay judges its own index's popularity, so one relay that thinks
+    /// little of a stripe never holds back another's extra copies). The tab is then taken to
+    /// hold it (an announcement it refreshes once it keeps the shard, or that expires), so
+    /// that two tabs asking at once are not offered the same index, and the tab's quota of
+    /// announcements here bounds what it can be given.
     #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &mut self,
@@ -230,8 +235,16 @@ impl<T: Clone + Eq + Hash> Announcements<T> {
     ) -> bool {
         self.expire(now);
         let tab_holds = self.index_of(&tab, &stripe, now);
-        offer(n, k, &self.held(&stripe, now), copies, tab_holds) == Some(mine)
-            && self.announce(tab, stripe, mine, now).is_ok()
+        let held = self.held(&stripe, now);
+        let wanted = match offer(n, k, &held, 1, tab_holds) {
+            Some(first) => first == mine,
+            None => {
+                tab_holds.is_none()
+                    && usize::from(mine) < n
+                    && held.iter().filter(|&&i| i == mine).count() < copies
+            }
+        };
+        wanted && self.announce(tab, stripe, mine, now).is_ok()
     }
 
     /// Drops every announcement whose time is over.
@@ -476,6 +489,97 @@ impl<T: Clone + Eq + Hash> SpotChecks<T> {
     }
 }
 
+/// How a relay judges a stripe popular, and what that earns it in tab copies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PopularLimits {
+    /// A read counts half as much after this long, a quarter after twice as long.
+    pub half_life: Duration,
+    /// Reads (as they stand after decay) that earn a stripe one more tab copy of each index.
+    pub reads_per_copy: f64,
+    /// Tab copies of one index at most (the first one is every stripe's).
+    pub max_copies: usize,
+    /// Stripes whose reads are remembered; a new one past it is not counted until old
+    /// counts fade.
+    pub stripes: usize,
+}
+
+impl Default for PopularLimits {
+    fn default() -> Self {
+        Self { half_life: Duration::from_secs(600), reads_per_copy: 16.0, max_copies: 3, stripes: 1 << 16 }
+    }
+}
+
+/// Reads of the stripes a relay holds, fading with time: how many tab copies of its shard a
+/// relay offers ([`Announcements::offer`]'s `copies`). Every stripe gets one tab copy of
+/// each index; one read often enough earns more, up to [`PopularLimits::max_copies`]. A
+/// relay counts the reads it serves itself, so the group needs no agreement: the relays a
+/// stripe's readers ask (those of its data shards first) offer their indices to more tabs.
+///
+/// Counted by whoever reads, so a stranger can make a stripe look popular: each read costs it
+/// a whole shard sent to it and a request of its allowance, and what it buys is bounded — at
+/// most `max_copies` tab copies of each index, within the per-stripe cap of announcements,
+/// given only to tabs that ask and pass spot-checks; no relay stores or sends more for it.
+#[derive(Debug)]
+pub struct Popularity {
+    limits: PopularLimits,
+    /// stripe → (reads as they stood at, at).
+    reads: HashMap<StripeId, (f64, Duration)>,
+}
+
+impl Popularity {
+    pub fn new(limits: PopularLimits) -> Self {
+        Self { limits, reads: HashMap::new() }
+    }
+
+    fn faded(&self, reads: f64, since: Duration, now: Duration) -> f64 {
+        let half = self.limits.half_life.as_secs_f64();
+        if half <= 0.0 {
+            return 0.0;
+        }
+        let elapsed = now.saturating_sub(since).as_secs_f64();
+        reads * (-elapsed / half).exp2()
+    }
+
+    /// A reader was served a shard of `stripe`.
+    pub fn read(&mut self, stripe: StripeId, now: Duration) {
+        if !self.reads.contains_key(&stripe) && self.reads.len() >= self.limits.stripes {
+            // Forget the stripes whose reads faded below one; if none, count nothing new.
+            let (half, limits) = (self.limits.half_life.as_secs_f64(), self.limits);
+            self.reads.retain(|_, &mut (r, at)| {
+                half > 0.0 && r * (-(now.saturating_sub(at).as_secs_f64()) / half).exp2() >= 1.0
+            });
+            if self.reads.len() >= limits.stripes {
+                return;
+            }
+        }
+        let before = self.reads.get(&stripe).map_or(0.0, |&(r, at)| self.faded(r, at, now));
+        self.reads.insert(stripe, (before + 1.0, now));
+    }
+
+    /// Reads of `stripe` as they stand `now`.
+    pub fn reads(&self, stripe: &StripeId, now: Duration) -> f64 {
+        self.reads.get(stripe).map_or(0.0, |&(r, at)| self.faded(r, at, now))
+    }
+
+    /// Tab copies of each index of `stripe` to keep: one, and one more per
+    /// [`PopularLimits::reads_per_copy`] reads, at most [`PopularLimits::max_copies`].
+    pub fn copies(&self, stripe: &StripeId, now: Duration) -> usize {
+        let per = self.limits.reads_per_copy;
+        let extra = if per > 0.0 { (self.reads(stripe, now) / per).floor() } else { 0.0 };
+        // `as` saturates: a huge count is the cap.
+        (1 + extra as usize).min(self.limits.max_copies.max(1))
+    }
+
+    /// Stripes whose reads are remembered.
+    pub fn len(&self) -> usize {
+        self.reads.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+}
+
 /// What a donating tab earns, in percent of the relays' rate for the same bytes held for the
 /// same time: tabs are volatile copies on top of the close group.
 pub const TAB_DISCOUNT_PERCENT: u64 = 50;
@@ -654,6 +758,82 @@ mod tests {
         assert!(maps[4].offer(9, s(1), n, k, 4, 1, SEC));
         // Tab 0 never refreshed at relay 0 after 10 s: index 0 is offered again there.
         assert!(maps[0].offer(10, s(1), n, k, 0, 1, 12 * SEC));
+    }
+
+    /// Reads fade by half each half-life; every `reads_per_copy` of them standing earn one
+    /// more tab copy, up to the cap; the map of counted stripes is bounded, and stripes
+    /// whose reads faded make room.
+    #[test]
+    fn reads_earn_popular_stripes_more_copies_and_fade() {
+        let limits =
+            PopularLimits { half_life: 100 * SEC, reads_per_copy: 4.0, max_copies: 3, stripes: 2 };
+        let mut p = Popularity::new(limits);
+        assert_eq!(p.copies(&s(1), SEC), 1, "every stripe gets one tab copy of each index");
+        for _ in 0..3 {
+            p.read(s(1), SEC);
+        }
+        assert_eq!(p.copies(&s(1), SEC), 1);
+        p.read(s(1), SEC);
+        assert_eq!(p.copies(&s(1), SEC), 2, "four reads standing: a second copy");
+        for _ in 0..100 {
+            p.read(s(1), SEC);
+        }
+        assert_eq!(p.copies(&s(1), SEC), 3, "never over the cap");
+        // 104 reads fade to 13 after three half-lives, to 3.25 after five.
+        assert!((p.reads(&s(1), 301 * SEC) - 13.0).abs() < 1e-9);
+        assert_eq!(p.copies(&s(1), 301 * SEC), 3);
+        assert_eq!(p.copies(&s(1), 501 * SEC), 1);
+        // Two stripes counted at most: a third is not counted while both stand...
+        p.read(s(2), 501 * SEC);
+        p.read(s(3), 501 * SEC);
+        assert_eq!((p.len(), p.reads(&s(3), 501 * SEC)), (2, 0.0));
+        // ... and is once one of them faded below one read (stripe 1: 0.4 reads by then;
+        // stripe 2, read again, stands at two and is kept).
+        for _ in 0..4 {
+            p.read(s(2), 700 * SEC);
+        }
+        p.read(s(3), 800 * SEC);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.reads(&s(3), 800 * SEC), 1.0);
+        assert_eq!(p.reads(&s(1), 800 * SEC), 0.0, "forgotten");
+        assert!(p.reads(&s(2), 800 * SEC) > 2.0);
+    }
+
+    /// Each relay of a group offers its own index and judges its popularity alone: once every
+    /// index has its first tab copy, relays whose index is read often offer more copies of it
+    /// (up to what they want), and one that thinks nothing of the stripe holds nobody back.
+    #[test]
+    fn relays_whose_index_is_read_offer_it_to_more_tabs() {
+        let (n, k) = (6usize, 4usize);
+        let mut maps: Vec<Announcements<u32>> = (0..n).map(|_| Announcements::new(Limits::default())).collect();
+        // Relays 0 and 2 want three copies, relay 1 two, the rest one (their shards not read).
+        let copies = [3usize, 2, 3, 1, 1, 1];
+        let mut got: Vec<Option<u8>> = Vec::new();
+        for tab in 0..12u32 {
+            let mut mine = None;
+            for r in (0..n).map(|j| (j + tab as usize) % n) {
+                if maps[r].offer(tab, s(1), n, k, r as u8, copies[r], SEC) {
+                    assert!(mine.is_none(), "tab {tab} offered a second shard");
+                    mine = Some(r as u8);
+                    for (j, m) in maps.iter_mut().enumerate() {
+                        if j != r {
+                            m.announce(tab, s(1), r as u8, SEC).unwrap();
+                        }
+                    }
+                }
+            }
+            got.push(mine);
+        }
+        // The first six tabs take one copy of each index, in the group's order.
+        assert_eq!(&got[..6], &[Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]);
+        let mut count = [0usize; 6];
+        for i in got.iter().flatten() {
+            count[usize::from(*i)] += 1;
+        }
+        assert_eq!(count, copies, "each index has the copies its relay wants: {got:?}");
+        assert_eq!(got.iter().filter(|g| g.is_none()).count(), 12 - copies.iter().sum::<usize>());
+        // A tab that holds a shard is offered no other, however popular.
+        assert!(!maps[0].offer(3, s(1), n, k, 0, 5, SEC));
     }
 
     #[test]

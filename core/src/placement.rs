@@ -262,6 +262,8 @@ pub struct FetchPlan<P> {
     have: usize,
     in_flight: Vec<(P, Duration, bool)>,
     hedge_after: Duration,
+    /// `k` is [`K_GUESS`], not yet the header's.
+    guessed: bool,
 }
 
 impl<P: Clone + PartialEq> FetchPlan<P> {
@@ -269,12 +271,13 @@ impl<P: Clone + PartialEq> FetchPlan<P> {
     /// ask the next relay as well. `k` is the number of shards needed (before the header is
     /// known, use the largest plausible k; [`FetchPlan::set_k`] corrects it).
     pub fn new(k: usize, candidates: Vec<P>, hedge_after: Duration) -> Self {
-        Self { candidates, next: 0, k, have: 0, in_flight: Vec::new(), hedge_after }
+        Self { candidates, next: 0, k, have: 0, in_flight: Vec::new(), hedge_after, guessed: false }
     }
 
     /// Sets the number of shards needed once the header says it.
     pub fn set_k(&mut self, k: usize) {
         self.k = k;
+        self.guessed = false;
     }
 
     /// The relays to ask now.
@@ -333,14 +336,18 @@ impl<P: Clone + PartialEq> FetchPlan<P> {
     /// Whether the close group is short at `now`: nobody is left to ask, and the requests
     /// still out that are not slow (unanswered for less than `hedge_after`) cannot bring
     /// the shards still needed. A reader then turns to other holders (donating tabs) at once,
-    /// while the slow requests may still answer. True when exhausted as well.
+    /// while the slow requests may still answer. True when exhausted as well. Before the
+    /// header tells `k`, a guess does not make the group short: it is short only when no
+    /// request is left that may answer promptly (a stripe of `k` = 2 on three relays is read
+    /// from them, not from tabs because `k` might have been four).
     pub fn is_short(&self, now: Duration) -> bool {
         if self.is_done() || self.next < self.candidates.len() {
             return false;
         }
         let prompt =
             self.in_flight.iter().filter(|(_, since, _)| now.saturating_sub(*since) < self.hedge_after);
-        self.have + prompt.count() < self.k
+        let need = if self.guessed { 1 } else { self.k };
+        self.have + prompt.count() < need
     }
 
     /// When [`FetchPlan::is_short`] may turn true with time alone: the next moment an
@@ -379,7 +386,7 @@ impl<P: Clone + PartialEq> FetchPlan<P> {
     /// A plan for a stripe whose header is not known yet: it asks for [`K_GUESS`] shards
     /// until [`FetchPlan::set_k`] says how many are needed.
     pub fn before_header(candidates: Vec<P>, hedge_after: Duration) -> Self {
-        Self::new(K_GUESS, candidates, hedge_after)
+        Self { guessed: true, ..Self::new(K_GUESS, candidates, hedge_after) }
     }
 }
 
@@ -695,6 +702,18 @@ mod tests {
         f.answered(&3, 2);
         f.answered(&4, 3);
         assert!(f.is_done() && !f.is_short(s(7)));
+        // Before the header, three relays asked for a guessed four shards: not short while
+        // any of them may answer promptly (k may be two), short once none can.
+        let mut h = FetchPlan::before_header(vec![1, 2, 3], s(5));
+        assert_eq!(h.poll(s(0)), vec![1, 2, 3]);
+        assert!(!h.is_short(s(0)), "three prompt requests out, k not known");
+        h.failed(&1);
+        h.failed(&2);
+        assert!(!h.is_short(s(1)), "relay 3 may still answer");
+        assert!(h.is_short(s(5)), "relay 3 is slow: nobody may answer promptly");
+        h.answered(&3, 1);
+        h.set_k(2);
+        assert!(h.is_short(s(6)) && h.is_exhausted(), "k = 2 known, one shard held, nobody left");
         // Exhausted is short too.
         let mut g = FetchPlan::new(2, vec![1], s(5));
         g.poll(s(0));

@@ -105,6 +105,10 @@ pub struct Flags {
     /// announced, fetched and verified). Default 300.
     #[arg(long)]
     pub tab_check: Option<f64>,
+    /// Reads of a stripe's shard served here (fading by half every ten minutes) that earn
+    /// it one more tab copy of that shard, up to three. Default 16.
+    #[arg(long)]
+    pub tab_popular: Option<f64>,
     /// The key file of the account this relay's rewards are paid into (64 hex digits, as
     /// `kura wallet new` makes). Default DATA_DIR/rewards.key, made on first start.
     #[arg(long)]
@@ -148,6 +152,7 @@ pub struct FileConfig {
     pub rewards_key: Option<PathBuf>,
     pub tab_ttl: Option<f64>,
     pub tab_check: Option<f64>,
+    pub tab_popular: Option<f64>,
     pub expiry_grace: Option<u64>,
 }
 
@@ -186,6 +191,8 @@ pub struct Config {
     pub tabs: kura_core::donation::Limits,
     /// How this relay spot-checks donating tabs.
     pub tab_checks: kura_core::donation::CheckLimits,
+    /// When a stripe is popular enough for more tab copies.
+    pub tab_popular: kura_core::donation::PopularLimits,
 }
 
 /// A 32-byte key in 64 hex digits.
@@ -271,9 +278,16 @@ impl Config {
             every: seconds("--tab-check", flags.tab_check.or(file.tab_check).unwrap_or(300.0))?,
             ..Default::default()
         };
+        let reads_per_copy = flags.tab_popular.or(file.tab_popular).unwrap_or(16.0);
+        anyhow::ensure!(
+            reads_per_copy.is_finite() && reads_per_copy >= 1.0,
+            "--tab-popular must be at least one read"
+        );
+        let tab_popular = kura_core::donation::PopularLimits { reads_per_copy, ..Default::default() };
         Ok(Self {
             tabs,
             tab_checks,
+            tab_popular,
             rewards_key,
             data_dir,
             listen,

@@ -5,7 +5,8 @@
 
 use crate::metrics::Kind;
 use kura_core::donation::{
-    Announcements, CheckLimits, Limits, Outcome, SpotChecks, TabPay, TabPayment, Verdict,
+    Announcements, CheckLimits, Limits, Outcome, PopularLimits, Popularity, SpotChecks, TabPay, TabPayment,
+    Verdict,
 };
 use kura_core::stripe::StripeHeader;
 use kura_core::wire::{ErrorCode, Request, Response, TabHolder};
@@ -26,13 +27,16 @@ pub struct Tabs {
     checks: Mutex<SpotChecks<PeerId>>,
     /// What each tab is owed for ([`TabPay`]).
     pay: Mutex<TabPay<PeerId>>,
+    /// Reads this relay served of each stripe: how many tab copies of its shard to offer.
+    popular: Mutex<Popularity>,
     limits: Limits,
     start: Instant,
 }
 
 impl Tabs {
-    pub fn new(limits: Limits, checks: CheckLimits) -> Self {
+    pub fn new(limits: Limits, checks: CheckLimits, popular: PopularLimits) -> Self {
         Self {
+            popular: Mutex::new(Popularity::new(popular)),
             map: Mutex::new(Announcements::new(limits)),
             via: Mutex::default(),
             reserved: Mutex::default(),
@@ -148,15 +152,20 @@ impl Tabs {
     ) -> Option<(StripeId, u8)> {
         let now = self.now();
         let chosen = {
+            let popular = lock(&self.popular);
             let mut map = lock(&self.map);
-            candidates
-                .iter()
-                .copied()
-                .find(|&(stripe, n, k, mine)| map.offer(tab, stripe, n, k, mine, 1, now))
+            candidates.iter().copied().find(|&(stripe, n, k, mine)| {
+                map.offer(tab, stripe, n, k, mine, popular.copies(&stripe, now), now)
+            })
         };
         let (stripe, _, _, index) = chosen?;
         self.reachable(tab, via);
         Some((stripe, index))
+    }
+
+    /// A reader (not a relay) was served this relay's shard of `stripe`.
+    pub fn read(&self, stripe: StripeId) {
+        lock(&self.popular).read(stripe, self.now());
     }
 
     /// Whether the tab's offer must be refused because it says it is reachable through

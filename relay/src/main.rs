@@ -128,7 +128,7 @@ async fn run(cfg: Config) -> Result<()> {
         farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?
             .with_rewards(kura_relay::farming::rewards_key(&cfg.rewards_key)?),
         history: Default::default(),
-        tabs: kura_relay::donation::Tabs::new(cfg.tabs, cfg.tab_checks),
+        tabs: kura_relay::donation::Tabs::new(cfg.tabs, cfg.tab_checks, cfg.tab_popular),
     });
 
     let listener = tokio::net::TcpListener::bind(cfg.http)

@@ -968,12 +968,21 @@ impl Node {
                     Err(e) => error(ErrorCode::Internal, format!("farming journal: {e:#}")),
                 },
                 r => {
+                    // A reader's whole fetch, or the first part of a streamed one (a part of
+                    // no bytes is a header asked for by a check, not a read).
+                    let read = match &r {
+                        Request::Fetch { stripe } => Some(*stripe),
+                        Request::FetchPart { stripe, offset: 0, len } if *len > 0 => Some(*stripe),
+                        _ => None,
+                    };
                     let resp = serve(&*shared.store, &me, r);
-                    if let Response::Shards { shards, .. } = &resp {
-                        if from_relay {
+                    match (&resp, read) {
+                        (Response::Shards { shards, .. }, _) if from_relay => {
                             let out = shards.iter().map(|s| s.len() as u64).sum();
                             shared.metrics.repair_bytes_out.inc_by(out);
                         }
+                        (Response::Shards { .. } | Response::Part { .. }, Some(stripe)) => shared.tabs.read(stripe),
+                        _ => {}
                     }
                     resp
                 }

@@ -77,7 +77,7 @@ async fn relays(n: usize, interval: Duration) -> Vec<MemRelay> {
             ),
             farming: kura_relay::farming::Farming::new(Default::default()),
             history: Default::default(),
-            tabs: kura_relay::donation::Tabs::new(Default::default(), Default::default()),
+            tabs: kura_relay::donation::Tabs::new(Default::default(), Default::default(), Default::default()),
         });
         let node = Node::start(swarm, shared.clone(), cfg).unwrap();
         let ctx = Ctx { me: id, shared: shared.clone(), net: node.sender() };

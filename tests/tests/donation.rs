@@ -9,7 +9,6 @@ use kura_tests::relay::wait_for;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// stripe (hex) → the indices relay `r` holds, from its inventory.
 /// The bytes the donors served, once their figures have settled: they print them every half
 /// second, so a get's are all in once the sum has stood still for over two reports.
 fn served_bytes(donors: &[Donor]) -> u64 {
@@ -24,6 +23,7 @@ fn served_bytes(donors: &[Donor]) -> u64 {
     .unwrap()
 }
 
+/// stripe (hex) → the indices relay `r` holds, from its inventory.
 fn inventory(net: &Net, r: usize) -> BTreeMap<String, Vec<u8>> {
     let v = net.relay(r).json("/inventory").unwrap();
     v["stripes"]
@@ -176,4 +176,83 @@ fn donors_serve_a_file_when_five_of_six_relays_are_gone() {
         (t["known"].as_u64() == Some(3)).then_some(())
     })
     .unwrap();
+}
+
+/// The shard files a donor keeps of `stripe` (hex).
+fn files_of(d: &Donor, stripe: &str) -> usize {
+    std::fs::read_dir(&d.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(stripe) && name.ends_with(".shard")
+        })
+        .count()
+}
+
+/// Three relays, a small file of k = 2, m = 1 (a stripe of data and one of its manifest),
+/// four donors. The first tab copy of each index of each stripe goes to a donor; no fourth
+/// copy of a stripe is offered, however often the donors ask, while nobody reads the file.
+/// Three reads later, the relays that served them count its stripes popular (`--tab-popular
+/// 2`: two reads standing earn a second copy of their index) and offer a fourth donor a
+/// shard of a read stripe. No donor ever holds two shards of one stripe.
+#[test]
+fn relays_offer_read_stripes_to_more_donors() {
+    let started = std::time::Instant::now();
+    let net = Net::start_with("popular", 3, &["--tab-ttl", "6", "--tab-popular", "2"]);
+    let file = net.dir.path().join("file");
+    let want = kura_tests::pseudo_random(200 * 1024, 31);
+    std::fs::write(&file, &want).unwrap();
+    let cap = net.put(&file, &["--k", "2", "--m", "1"]).unwrap();
+    let stripes: Vec<String> = inventory(&net, 0).into_keys().collect();
+    eprintln!("{:?}: put, {} stripes", started.elapsed(), stripes.len());
+    let donors: Vec<Donor> =
+        (0..4).map(|i| Donor::start(&net.dir.path().join(format!("donor{i}")), &net.addrs)).collect();
+    let offered = || -> f64 { net.live().map(|r| r.metric("kura_tab_offers_total").unwrap_or(0.0)).sum() };
+    let asked = || -> f64 {
+        net.live().map(|r| r.metric("kura_requests_total{kind=\"offer\"}").unwrap_or(0.0)).sum()
+    };
+    // How many donors hold a shard of each stripe, and which indices.
+    let copies = || -> Vec<(usize, BTreeSet<u8>)> {
+        stripes
+            .iter()
+            .map(|s| {
+                let idx: Vec<u8> = donors.iter().filter_map(|d| d.held().get(s).copied()).collect();
+                (idx.len(), idx.into_iter().collect())
+            })
+            .collect()
+    };
+    wait_for(Duration::from_secs(60), "a tab copy of every index of every stripe", || {
+        copies().iter().all(|(n, idx)| *n == 3 && *idx == BTreeSet::from([0, 1, 2])).then_some(())
+    })
+    .unwrap();
+    eprintln!("{:?}: first copies held", started.elapsed());
+    // Unread, each stripe has its one tab copy of each index: the asking goes on, the
+    // offers do not.
+    let before = asked();
+    wait_for(Duration::from_secs(90), "the relays to be asked for offers six more times", || {
+        (asked() >= before + 6.0).then_some(())
+    })
+    .unwrap();
+    assert!(copies().iter().all(|(n, _)| *n == 3), "no fourth copy of an unread stripe: {:?}", copies());
+    assert_eq!(offered(), 3.0 * stripes.len() as f64);
+    eprintln!("{:?}: asked {} times, offered {}", started.elapsed(), asked(), offered());
+
+    for i in 0..3 {
+        net.get_exact(&cap, &want, &format!("read-{i}"));
+    }
+    let fourth = wait_for(Duration::from_secs(150), "a fourth donor to be offered a shard of a stripe", || {
+        copies().iter().any(|(n, _)| *n == 4).then_some(())
+    });
+    eprintln!("{:?}: copies {:?}; relays offered {}", started.elapsed(), copies(), offered());
+    fourth.unwrap();
+    for (n, idx) in copies() {
+        assert!(n <= 4 && idx == BTreeSet::from([0, 1, 2]), "at most a second copy of one index: {n} {idx:?}");
+    }
+    assert!(offered() > 3.0 * stripes.len() as f64);
+    for (i, d) in donors.iter().enumerate() {
+        for s in &stripes {
+            assert!(files_of(d, s) <= 1, "donor {i} keeps at most one shard of stripe {s}");
+        }
+    }
 }
