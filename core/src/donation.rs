@@ -765,8 +765,7 @@ mod tests {
     /// whose reads faded make room.
     #[test]
     fn reads_earn_popular_stripes_more_copies_and_fade() {
-        let limits =
-            PopularLimits { half_life: 100 * SEC, reads_per_copy: 4.0, max_copies: 3, stripes: 2 };
+        let limits = PopularLimits { half_life: 100 * SEC, reads_per_copy: 4.0, max_copies: 3, stripes: 2 };
         let mut p = Popularity::new(limits);
         assert_eq!(p.copies(&s(1), SEC), 1, "every stripe gets one tab copy of each index");
         for _ in 0..3 {
@@ -805,7 +804,8 @@ mod tests {
     #[test]
     fn relays_whose_index_is_read_offer_it_to_more_tabs() {
         let (n, k) = (6usize, 4usize);
-        let mut maps: Vec<Announcements<u32>> = (0..n).map(|_| Announcements::new(Limits::default())).collect();
+        let mut maps: Vec<Announcements<u32>> =
+            (0..n).map(|_| Announcements::new(Limits::default())).collect();
         // Relays 0 and 2 want three copies, relay 1 two, the rest one (their shards not read).
         let copies = [3usize, 2, 3, 1, 1, 1];
         let mut got: Vec<Option<u8>> = Vec::new();

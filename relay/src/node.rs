@@ -981,7 +981,9 @@ impl Node {
                             let out = shards.iter().map(|s| s.len() as u64).sum();
                             shared.metrics.repair_bytes_out.inc_by(out);
                         }
-                        (Response::Shards { .. } | Response::Part { .. }, Some(stripe)) => shared.tabs.read(stripe),
+                        (Response::Shards { .. } | Response::Part { .. }, Some(stripe)) => {
+                            shared.tabs.read(stripe)
+                        }
                         _ => {}
                     }
                     resp

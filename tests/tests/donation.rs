@@ -241,13 +241,17 @@ fn relays_offer_read_stripes_to_more_donors() {
     for i in 0..3 {
         net.get_exact(&cap, &want, &format!("read-{i}"));
     }
-    let fourth = wait_for(Duration::from_secs(150), "a fourth donor to be offered a shard of a stripe", || {
-        copies().iter().any(|(n, _)| *n == 4).then_some(())
-    });
+    let fourth =
+        wait_for(Duration::from_secs(150), "a fourth donor to be offered a shard of a stripe", || {
+            copies().iter().any(|(n, _)| *n == 4).then_some(())
+        });
     eprintln!("{:?}: copies {:?}; relays offered {}", started.elapsed(), copies(), offered());
     fourth.unwrap();
     for (n, idx) in copies() {
-        assert!(n <= 4 && idx == BTreeSet::from([0, 1, 2]), "at most a second copy of one index: {n} {idx:?}");
+        assert!(
+            n <= 4 && idx == BTreeSet::from([0, 1, 2]),
+            "at most a second copy of one index: {n} {idx:?}"
+        );
     }
     assert!(offered() > 3.0 * stripes.len() as f64);
     for (i, d) in donors.iter().enumerate() {
