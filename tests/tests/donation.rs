@@ -195,7 +195,8 @@ fn files_of(d: &Donor, stripe: &str) -> usize {
 /// copy of a stripe is offered, however often the donors ask, while nobody reads the file.
 /// Three reads later, the relays that served them count its stripes popular (`--tab-popular
 /// 2`: two reads standing earn a second copy of their index) and offer a fourth donor a
-/// shard of a read stripe. No donor ever holds two shards of one stripe.
+/// shard of a read stripe. No donor ever holds two shards of one stripe. With every donor
+/// stopped, reads come from the relays, before and after the relays forget the donors.
 #[test]
 fn relays_offer_read_stripes_to_more_donors() {
     let started = std::time::Instant::now();
@@ -259,4 +260,18 @@ fn relays_offer_read_stripes_to_more_donors() {
             assert!(files_of(d, s) <= 1, "donor {i} keeps at most one shard of stripe {s}");
         }
     }
+
+    // Every donor stopped: a read right away (their announcements still stand) comes from
+    // the relays without error, and once the announcements expire (6 s) no relay names them.
+    for d in donors {
+        d.kill();
+    }
+    net.get_exact(&cap, &want, "after-donors");
+    wait_for(Duration::from_secs(30), "the relays to forget the stopped donors", || {
+        net.live()
+            .all(|r| r.json("/status").is_ok_and(|s| s["tabs"]["known"].as_u64() == Some(0)))
+            .then_some(())
+    })
+    .unwrap();
+    net.get_exact(&cap, &want, "after-expiry");
 }

@@ -191,3 +191,109 @@ fn relays_believe_only_tabs_whose_shards_verify() {
     drop(tabs);
     rt.shutdown_timeout(Duration::from_secs(1));
 }
+
+/// A tab that serves its shard of `stripe` (index `index`) through a reservation on `relay`
+/// and announces it there every 200 ms: truly to the relay, and, when `sly`, with one byte
+/// changed to everyone else (a tab that knows who checks it). Returns how many false
+/// answers it gave.
+async fn serve_through(
+    net: Network,
+    relay: PeerId,
+    relay_addr: String,
+    stripe: Stripe,
+    index: u8,
+    sly: bool,
+) -> Arc<std::sync::atomic::AtomicU64> {
+    let lies = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut inbound = net.serve().await.unwrap();
+    let at = kura_client::bootstrap::resolve(&[relay_addr]).await.unwrap();
+    net.reserve(at[0].clone()).await.unwrap();
+    let answering = net.clone();
+    let told = lies.clone();
+    let s = stripe.clone();
+    tokio::spawn(async move {
+        while let Some(Inbound::Request { id, peer, request }) = inbound.next().await {
+            let answer = match request {
+                Request::Fetch { stripe } if stripe == s.id() => {
+                    let mut shard = s.shard(usize::from(index)).to_vec();
+                    if sly && peer != relay {
+                        shard[7] ^= 0x40;
+                        told.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Response::Shards { header: s.header_bytes().to_vec(), shards: vec![shard.into()] }
+                }
+                _ => Response::Error { code: ErrorCode::NotFound, detail: "not here".into() },
+            };
+            let _ = answering.respond(id, answer).await;
+        }
+    });
+    let req = Request::Announce { via: relay.to_bytes(), shards: vec![(stripe.id(), index)], payee: None };
+    tokio::spawn(async move {
+        loop {
+            let _ = net.request(relay, req.clone()).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    lies
+}
+
+/// A reader whose stripe's close group is short turns to the tabs the relay names. One of
+/// them passes the relay's checks but serves readers other bytes: the reader checks every
+/// tab's shard against its address, skips that tab, reads the stripe from the relay and the
+/// honest tabs, and gets the true ciphertext.
+#[test]
+fn a_tab_lying_to_readers_is_caught_by_their_verification() {
+    let dir = Scratch::new("tab-sly").unwrap();
+    let r = RelayProc::spawn(&dir.path().join("r0"), &["--tab-check", "1"]).unwrap();
+    let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
+    let stripe: Stripe = encode_single_chunk(&opts, &kura_tests::pseudo_random(200_000, 6)).unwrap().0;
+    let relay: PeerId = r.peer_id.parse().unwrap();
+    let addr = r.addr("/tcp/").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lies = rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(std::slice::from_ref(&addr)).await.unwrap();
+        let owner = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let req = Request::Store { header: stripe.header_bytes().to_vec(), shard: stripe.shard(0).to_vec() };
+        assert_eq!(owner.request(relay, req).await.unwrap(), Response::Stored { index: 0 });
+        // The sly tab holds data shard 1; honest tabs hold 2, 3 and the parity shard 4.
+        let mut lies = None;
+        for (index, sly) in [(1u8, true), (2, false), (3, false), (4, false)] {
+            let net = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+            let told = serve_through(net, relay, addr.clone(), stripe.clone(), index, sly).await;
+            if sly {
+                lies = Some(told);
+            }
+        }
+        lies.unwrap()
+    });
+    // Every tab announced, and the relay's first check of each verified (the sly one too).
+    wait_for(Duration::from_secs(30), "the relay to name four tabs, each checked", || {
+        (holders(&r, &stripe).len() == 4 && checks(&r, "verified") >= 4.0).then_some(())
+    })
+    .unwrap();
+    assert_eq!(checks(&r, "wrong"), 0.0, "the sly tab tells the relay the truth");
+
+    let got = rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(std::slice::from_ref(&addr)).await.unwrap();
+        let reader = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let progress = kura_client::transfer::Progress::default();
+        let cfg = kura_client::transfer::TransferConfig::default();
+        kura_client::transfer::fetch_stripe(&reader, stripe.id(), &cfg, &progress)
+            .await
+            .map(|asm| (asm, progress.from_tabs.load(Ordering::SeqCst)))
+    });
+    let (asm, from_tabs) = got.expect("the stripe is read from the relay and the honest tabs");
+    assert!(lies.load(Ordering::SeqCst) >= 1, "the reader asked the sly tab");
+    let mut want = kura_core::stripe::StripeAssembler::new(stripe.id(), stripe.header_bytes()).unwrap();
+    for i in 0..4 {
+        want.add_shard(stripe.shard(i).to_vec()).unwrap();
+    }
+    assert_eq!(asm.ciphertext().unwrap(), want.ciphertext().unwrap(), "the true ciphertext");
+    let shard = stripe.shard(2).len() as u64;
+    assert_eq!(from_tabs, 3 * shard, "three honest tabs' shards; the false one not counted");
+    eprintln!(
+        "the sly tab lied {} times; the read took {from_tabs} bytes from tabs",
+        lies.load(Ordering::SeqCst)
+    );
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
