@@ -5,7 +5,8 @@
 #   3. kura-core's test suite compiled to wasm32 and run in headless Chromium
 #   4. a check that the wasm build imports nothing from `env`
 #   5. the page driven in headless Chromium (tests/browser/page.test.mjs, Playwright), donating
-#      tabs (tests/browser/donate.test.mjs), and the browser client's API (wasm-bindgen-test)
+#      tabs (tests/browser/donate.test.mjs), a donating tab earning and paying
+#      (tests/browser/earn.test.mjs), and the browser client's API (wasm-bindgen-test)
 #      against a local network of relays
 #   6. the known-answer vectors checked by an independent Python implementation
 #   7. a short run of every fuzz target (KURA_FUZZ_SECONDS each, default 20; 0 skips)
@@ -66,6 +67,9 @@ node tests/browser/page.test.mjs target/debug/kura target/browser-artifacts
 
 log "donating tabs in headless Chromium (four tabs hold a file's data shards; five of six relays killed)"
 node tests/browser/donate.test.mjs target/debug/kura target/browser-artifacts
+
+log "a donating tab in headless Chromium earns from the relays and pays for an upload with it"
+node tests/browser/earn.test.mjs target/debug/kura target/browser-artifacts
 
 log "the browser client's API in headless Chromium against a local network (WebSocket, WebRTC-direct)"
 netdir=$(mktemp -d)

@@ -33,6 +33,7 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   walletAccount: { args: {}, done: { account: string } },
  *   walletBalance: { args: {}, done: { balance: string } },
  *   walletSend: { args: { to: string, amount: string, memo: string }, done: { certificate: string } },
+ *   walletCredits: { args: { known: string[] }, done: { listed: string[], fresh: { id: string, amount: string, reward: boolean }[] } },
  *   read: { args: { cap: string, offset: number, length: number }, done: object },
  *   readBlob: { args: { cap: string, offset: number, length: number }, done: { blob: Blob } },
  * }} Ops
@@ -194,12 +195,17 @@ function showDonation(s) {
 async function startDonating() {
   await connected;
   $('donate-stats').textContent = 'Starting…';
+  // Relays pay donating tabs at each epoch's end: the wallet is looked at once an epoch.
+  const every = Math.max(10, (await farming).epochSecs) * 1000;
+  const timer = setInterval(() => { refreshWallet().catch(() => {}); }, every);
   try {
     await call('donate', { quota: donation.quotaMiB * 1048576, refresh: donation.refresh || 0 }, { donation: showDonation });
     $('donate-stats').textContent = 'Not donating.';
   } catch (e) {
     $('donate-stats').textContent = 'Not donating.';
     showError(e);
+  } finally {
+    clearInterval(timer);
   }
 }
 donateToggle.addEventListener('change', () => {
@@ -224,8 +230,27 @@ hooks.kuraOpfsBench = async (shards, len) => (await call('opfsBench', { shards, 
 // Its key lives in the worker (kept in IndexedDB there) and signs there; this page sees the
 // account id, the balance and certificate ids only.
 const walletInput = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ ($(id));
+// What relays paid this tab for donating: the wallet's unspent credits whose transfers say
+// so (a relay's "tab reward" memo, bound to the credit's id), each counted once. The ids
+// counted are kept while they stay unspent; a credit spent before the page looked is not
+// counted, so the wallet is looked at before every payment and each epoch while donating.
+let earnedChain = Promise.resolve();
+function countEarned() {
+  earnedChain = earnedChain.catch(() => {}).then(async () => {
+    const known = /** @type {string[]} */ (JSON.parse(localStorage.getItem('kura-credits-counted') || '[]'));
+    const { listed, fresh } = await call('walletCredits', { known });
+    let earned = BigInt(localStorage.getItem('kura-earned') || '0');
+    for (const c of fresh) if (c.reward) earned += BigInt(c.amount);
+    const counted = new Set([...known, ...fresh.map(c => c.id)]);
+    localStorage.setItem('kura-earned', String(earned));
+    localStorage.setItem('kura-credits-counted', JSON.stringify(listed.filter(id => counted.has(id))));
+    $('wallet-earned').textContent = String(earned);
+  });
+  return earnedChain;
+}
 async function refreshWallet() {
   await connected;
+  await countEarned();
   const { balance } = await call('walletBalance', {});
   $('wallet-balance').textContent = balance;
   $('wallet-spent').textContent = localStorage.getItem('kura-spent') || '0';
@@ -241,12 +266,15 @@ const farming = fetch('/status').then(r => r.json()).then(s => ({
   price: Number(s.farming.price), epochSecs: Number(s.farming.epoch_secs),
   freePerPeer: Number(s.farming.free_bytes_per_peer),
 }));
-/** Days a paid upload is kept for. */
-const PAID_DAYS = 30;
+/** Days a paid upload is kept for: what the person chose, 30 unless they said otherwise. */
+const paidDays = () => {
+  const d = Number(/** @type {HTMLInputElement} */ ($('pay-days')).value);
+  return d > 0 && Number.isFinite(d) ? d : 30;
+};
 /** @returns {Promise<Pay>} */
 const payTerms = async () => {
   const f = await farming;
-  return { epochs: Math.max(1, Math.ceil(PAID_DAYS * 86400 / f.epochSecs)), price: f.price, epochSecs: f.epochSecs };
+  return { epochs: Math.max(1, Math.ceil(paidDays() * 86400 / f.epochSecs)), price: f.price, epochSecs: f.epochSecs };
 };
 /** Shard bytes of a file at 4 + 2 (what the free allowance counts). @param {number} size */
 const shardBytes = size => Math.ceil(size * 1.5);
@@ -294,6 +322,7 @@ async function showFiles() {
   }
 }
 showFiles().catch(showError);
+$('wallet-earned').textContent = localStorage.getItem('kura-earned') || '0';
 call('walletAccount', {}).then(({ account }) => {
   $('wallet-address').textContent = account;
   refreshWallet().catch(showError);
@@ -389,21 +418,22 @@ async function store(file) {
     await connected;
     // What it costs, said before anything is sent; refused in words when neither the wallet
     // nor the free allowance covers it.
+    const days = paidDays();
     const pay = await payTerms();
     const quote = await call('quote', { size: file.size, pay });
     const paying = /** @type {HTMLInputElement} */ ($('pay')).checked;
     const cost = document.createElement('div');
     cost.className = 'meta';
     cost.dataset.testid = 'cost';
-    cost.textContent = paying ? `costs ${quote.cost} credits for ${PAID_DAYS} days` : `free (${fmtSize(shardBytes(file.size))} of the allowance); paid, it would cost ${quote.cost} credits for ${PAID_DAYS} days`;
+    cost.textContent = paying ? `costs ${quote.cost} credits for ${days} days` : `free (${fmtSize(shardBytes(file.size))} of the allowance); paid, it would cost ${quote.cost} credits for ${days} days`;
     el.append(cost);
     if (paying) {
       const balance = await refreshWallet();
       if (balance < BigInt(quote.cost)) {
-        throw kuraError('unpaid', `This file costs ${quote.cost} credits for ${PAID_DAYS} days of storage and the wallet holds ${balance}.`);
+        throw kuraError('unpaid', `This file costs ${quote.cost} credits for ${days} days of storage and the wallet holds ${balance}.`);
       }
     } else if (shardBytes(file.size) > (await farming).freePerPeer - freeUsed()) {
-      throw kuraError('unpaid', `This file needs ${fmtSize(shardBytes(file.size))} of storage and about ${fmtSize(Math.max(0, (await farming).freePerPeer - freeUsed()))} of the free allowance is left this hour: pay from the wallet (${quote.cost} credits for ${PAID_DAYS} days).`);
+      throw kuraError('unpaid', `This file needs ${fmtSize(shardBytes(file.size))} of storage and about ${fmtSize(Math.max(0, (await farming).freePerPeer - freeUsed()))} of the free allowance is left this hour: pay from the wallet (${quote.cost} credits for ${days} days).`);
     }
     const { cap, cost: paid } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked, pay: paying ? pay : null }, {
       progress: p => {
@@ -421,7 +451,7 @@ async function store(file) {
     status.textContent = `stored in ${secs.toFixed(1)} s (${(file.size / 1e6 / secs).toFixed(1)} MB/s)`;
     if (paying) {
       spend(paid);
-      cost.textContent = `paid ${paid} credits for ${PAID_DAYS} days`;
+      cost.textContent = `paid ${paid} credits for ${days} days`;
     } else {
       useFree(shardBytes(file.size));
     }

@@ -196,6 +196,9 @@ onmessage = async ({ data: msg }) => {
     } else if (op === 'walletBalance') {
       const balance = await connected().balance(walletAccount(await walletSeed()));
       postMessage({ id, type: 'done', balance });
+    } else if (op === 'walletCredits') {
+      const { listed, fresh } = await connected().credits(walletAccount(await walletSeed()), msg.known);
+      postMessage({ id, type: 'done', listed, fresh });
     } else if (op === 'walletSend') {
       const certificate = await connected().send(await walletSeed(), msg.to, msg.amount, msg.memo);
       postMessage({ id, type: 'done', certificate });

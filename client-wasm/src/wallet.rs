@@ -8,7 +8,7 @@ use kura_core::StripeId;
 use libp2p::PeerId;
 use std::time::Duration;
 
-pub use kura_p2p::wallet::{apply, group, hex, send, view};
+pub use kura_p2p::wallet::{apply, credits, group, hex, send, view, Credit};
 
 /// Why a wallet operation failed.
 pub type WalletError = kura_p2p::wallet::WalletError<NetError>;

@@ -469,6 +469,40 @@ impl KuraClient {
         })
     }
 
+    /// Resolves to `{ listed, fresh }`: the ids (64 hex digits) of every unspent credit of
+    /// `account` its replicas agree on, and for those not in `known`, `{ id, amount (a decimal
+    /// string), reward }`, `reward` true when the transfer that made it is a relay's payment
+    /// to a donating tab (its memo, bound to the id). What a page counts as "earned by this
+    /// tab": it remembers the ids it has counted, and forgets those no longer listed (spent).
+    pub fn credits(&self, account: String, known: Vec<String>) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let account = crate::wallet::parse_account(&account).map_err(describe)?;
+            let known: std::collections::HashSet<String> = known.into_iter().collect();
+            let (listed, fresh) =
+                crate::wallet::credits(&net, &account, |id| known.contains(&crate::wallet::hex(id)))
+                    .await
+                    .map_err(describe)?;
+            let ids = js_sys::Array::new();
+            for id in &listed {
+                ids.push(&JsValue::from_str(&crate::wallet::hex(id)));
+            }
+            let news = js_sys::Array::new();
+            for c in fresh {
+                let o = Object::new();
+                set(&o, "id", crate::wallet::hex(&c.id));
+                set(&o, "amount", c.amount.to_string());
+                let reward = c.transfer.is_some_and(|t| kura_core::donation::is_tab_reward(&t.memo));
+                set(&o, "reward", reward);
+                news.push(&o);
+            }
+            let o = Object::new();
+            set(&o, "listed", ids);
+            set(&o, "fresh", news);
+            Ok(o.into())
+        })
+    }
+
     /// Sends `amount` (a decimal string, the smallest unit) from the wallet of `seed` (32
     /// bytes) to `to` (64 hex digits); resolves to the certificate's id (64 hex digits). The
     /// seed signs here, in this tab, and is not kept.

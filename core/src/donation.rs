@@ -585,6 +585,21 @@ impl Popularity {
 pub const TAB_DISCOUNT_PERCENT: u64 = 50;
 /// Most of a relay's reward for an epoch that it pays its tabs, in percent.
 pub const TAB_SHARE_PERCENT: u64 = 50;
+
+/// How a relay's payment to a tab begins its memo: `tab reward, epoch N`. A wallet counts
+/// what its tab earned by the credits whose transfers say so ([`is_tab_reward`]).
+pub const TAB_REWARD_MEMO: &str = "tab reward, epoch ";
+
+/// The memo of a relay's payment to a tab for `epoch`.
+pub fn tab_reward_memo(epoch: u64) -> Vec<u8> {
+    format!("{TAB_REWARD_MEMO}{epoch}").into_bytes()
+}
+
+/// Whether `memo` is a relay's payment to a tab ([`tab_reward_memo`]).
+pub fn is_tab_reward(memo: &[u8]) -> bool {
+    memo.strip_prefix(TAB_REWARD_MEMO.as_bytes())
+        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.iter().all(u8::is_ascii_digit))
+}
 /// Most tabs one relay pays in one epoch (one ledger transfer each; the largest amounts).
 pub const MAX_TAB_PAYMENTS: usize = 64;
 
@@ -758,6 +773,14 @@ mod tests {
         assert!(maps[4].offer(9, s(1), n, k, 4, 1, SEC));
         // Tab 0 never refreshed at relay 0 after 10 s: index 0 is offered again there.
         assert!(maps[0].offer(10, s(1), n, k, 0, 1, 12 * SEC));
+    }
+
+    #[test]
+    fn tab_reward_memos_are_told_apart() {
+        assert!(is_tab_reward(&tab_reward_memo(0)) && is_tab_reward(&tab_reward_memo(u64::MAX)));
+        for other in [&b"tab reward, epoch "[..], b"tab reward, epoch 1x", b"batch 4", b"", b"tab reward"] {
+            assert!(!is_tab_reward(other), "{other:?}");
+        }
     }
 
     /// Reads fade by half each half-life; every `reads_per_copy` of them standing earn one

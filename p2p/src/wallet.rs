@@ -139,6 +139,46 @@ pub async fn view<N: LedgerNet>(net: &N, account: &Key) -> Result<AccountView, W
     agreed(&group, &views(net, account, &members).await)
 }
 
+/// An unspent credit of an account, and the transfer that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credit {
+    pub id: TransferId,
+    pub amount: u64,
+    /// The transfer that made it, when a replica handed its certificate over (a reward a
+    /// relay deposited, minted, has none).
+    pub transfer: Option<Transfer>,
+}
+
+/// Certificates one call of [`credits`] looks up, at most.
+pub const MAX_CREDITS_LOOKED_UP: usize = 32;
+
+/// The unspent credits of `account` its replicas agree on (every id listed), and for those
+/// `known` does not name (at most [`MAX_CREDITS_LOOKED_UP`]), the transfer that made each:
+/// its certificate fetched by id from members that gave the agreed view, taken only when its
+/// transfer hashes to that id and credits this account with the agreed amount. The id is a
+/// hash of the whole transfer, memo included, and `f + 1` replicas agree on it, so no single
+/// replica can pass off another memo (what a wallet counts as a tab's earnings).
+pub async fn credits<N: LedgerNet>(
+    net: &N,
+    account: &Key,
+    known: impl Fn(&TransferId) -> bool,
+) -> Result<(Vec<TransferId>, Vec<Credit>), WalletError<N::Error>> {
+    let (group, members) = group(net, account).await?;
+    let seen = views(net, account, &members).await;
+    let now = agreed(&group, &seen)?;
+    let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+    let listed = now.credits.iter().map(|(id, _)| *id).collect();
+    let mut fresh = Vec::new();
+    for &(id, amount) in now.credits.iter().filter(|(id, _)| !known(id)).take(MAX_CREDITS_LOOKED_UP) {
+        let transfer = fetch_certificate(net, &holders, id)
+            .await
+            .map(|c| c.signed.transfer)
+            .filter(|t| t.to == *account && t.amount == amount);
+        fresh.push(Credit { id, amount, transfer });
+    }
+    Ok((listed, fresh))
+}
+
 /// Sends `amount` from `owner`'s account to `to`: certified by `owner`'s group and applied
 /// by both groups. Returns the certificate.
 pub async fn send<N: LedgerNet>(

@@ -77,7 +77,7 @@ pub async fn pay_tabs(ctx: &Ctx, epoch: u64, earned: u64) -> u64 {
     let mut paid = 0;
     let net = RelayLedger { ctx };
     for p in due {
-        let memo = format!("tab reward, epoch {epoch}").into_bytes();
+        let memo = kura_core::donation::tab_reward_memo(epoch);
         match kura_p2p::wallet::send(&net, payer, p.account, p.amount, memo).await {
             Ok(_) => {
                 paid += p.amount;

@@ -216,6 +216,14 @@ enum Command {
         /// Seconds each relay keeps a donating tab's announcements (`kura-relay --tab-ttl`).
         #[arg(long)]
         tab_ttl: Option<u64>,
+        /// Seconds between two spot-checks of a donating tab by a relay (`kura-relay
+        /// --tab-check`; a tab is paid for an epoch only if a check of it passed).
+        #[arg(long)]
+        tab_check: Option<u64>,
+        /// What storage costs, passed to every relay (`kura-relay --price`: credits per GiB
+        /// of shards per epoch).
+        #[arg(long)]
+        price: Option<u64>,
     },
     /// Encode FILE into shards in a directory and print its capability.
     Encode {
@@ -299,23 +307,38 @@ pub fn main() {
                     .and_then(|()| on_runtime(async move { wallet_cmd::history(&key, &bootstrap).await })),
             }
         }
-        Command::Devnet { relays, dir, http, base_port, relay_bin, fund, epoch, tab_ttl } => runtime()
-            .and_then(|rt| {
-                let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
-                let cfg = kura_client::devnet::DevnetConfig {
-                    relays,
-                    dir,
-                    http,
-                    base_port,
-                    relay_bin,
-                    relay_args: [("--epoch", epoch), ("--tab-ttl", tab_ttl)]
-                        .into_iter()
-                        .filter_map(|(flag, v)| Some([flag.to_owned(), v?.to_string()]))
-                        .flatten()
-                        .collect(),
-                };
-                rt.block_on(net_cmd::devnet(cfg, &fund))
-            }),
+        Command::Devnet {
+            relays,
+            dir,
+            http,
+            base_port,
+            relay_bin,
+            fund,
+            epoch,
+            tab_ttl,
+            tab_check,
+            price,
+        } => runtime().and_then(|rt| {
+            let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
+            let cfg = kura_client::devnet::DevnetConfig {
+                relays,
+                dir,
+                http,
+                base_port,
+                relay_bin,
+                relay_args: [
+                    ("--epoch", epoch),
+                    ("--tab-ttl", tab_ttl),
+                    ("--tab-check", tab_check),
+                    ("--price", price),
+                ]
+                .into_iter()
+                .filter_map(|(flag, v)| Some([flag.to_owned(), v?.to_string()]))
+                .flatten()
+                .collect(),
+            };
+            rt.block_on(net_cmd::devnet(cfg, &fund))
+        }),
         Command::Encode { file, store, coding } => encode(&file, &store, coding),
         Command::Decode { capability, store, output } => decode(&capability, &store, &output),
     };
