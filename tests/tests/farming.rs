@@ -453,6 +453,10 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
             (d, key)
         })
         .collect();
+    // A liar names its account too: it announces to every relay the shard that relay holds of
+    // every stripe, and answers a check with other bytes.
+    let (liar_key, liar_account) = new_key(keys.path(), "liar");
+    let _liar = lying_tab(&net, &liar_account);
     let paid = || metric_sum(&net, "kura_tab_credits_paid_total") as u64;
     kura_tests::relay::wait_for(std::time::Duration::from_secs(120), "every donor to be paid", || {
         donors.iter().all(|(_, key)| net.balance(key) > 0).then_some(())
@@ -484,6 +488,10 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
     .unwrap();
     let elapsed_ms = started.elapsed().as_millis();
     eprintln!("tab pay: donors hold {held_bytes:?} bytes, received {balances:?}; relays paid {paid_all}");
+    // The liar was checked, caught and paid nothing, though the donors were paid meanwhile.
+    let wrong = metric_sum(&net, "kura_tab_checks_total{kind=\"wrong\"}");
+    assert!(wrong >= 1.0, "the relays caught the liar: {wrong} wrong checks");
+    assert_eq!(net.balance(&liar_key), 0, "a tab caught lying is paid nothing");
     for (i, (b, held)) in balances.iter().zip(&held_bytes).enumerate() {
         // The formula for everything it held since it started, at half the relays' rate.
         let most = prices.reward_for_time(u128::from(*held) * elapsed_ms, u128::from(EPOCH) * 1000, 50);
@@ -537,4 +545,65 @@ fn relays_pay_donating_clients_out_of_their_rewards() {
     net.get_exact(&small_cap, &small, "paid-by-a-donor");
     net.get_exact(&cap, &file, "alice");
     eprintln!("tab pay: donor 0 earned {balance} and paid {cost} for an upload");
+}
+
+/// A peer playing a donating tab that lies: on a thread of its own, it announces to every live
+/// relay of `net`, every 500 ms, the index that relay holds of each stripe (as an honest tab
+/// holding it would), with `account` as its payee, and answers every fetch with bytes that
+/// are not the shard. Stops announcing when the returned handle is dropped.
+fn lying_tab(net: &Net, account: &str) -> Stop {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let payee = Some(kura_client::wallet::parse_account(account).unwrap());
+    let relays: Vec<(libp2p_identity::PeerId, Vec<(kura_core::StripeId, u8)>)> = net
+        .live()
+        .map(|r| {
+            let inv = r.json("/inventory").unwrap();
+            let held = inv["stripes"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter_map(|(s, idx)| {
+                    let id = kura_core::StripeId::from_bytes(kura_core::hex::decode_array(s)?);
+                    Some((id, idx.as_array()?.first()?.as_u64()? as u8))
+                })
+                .collect();
+            (r.peer_id.parse().unwrap(), held)
+        })
+        .collect();
+    let boot = net.addrs[0].clone();
+    let running = stop.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            use futures::StreamExt;
+            let addrs = kura_client::bootstrap::resolve(&[boot]).await.unwrap();
+            let tab = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+            let mut inbound = tab.serve().await.unwrap();
+            let answering = tab.clone();
+            tokio::spawn(async move {
+                while let Some(kura_client::net::Inbound::Request { id, .. }) = inbound.next().await {
+                    let lie = Response::Shards { header: vec![7; 200], shards: vec![vec![9; 4096].into()] };
+                    let _ = answering.respond(id, lie).await;
+                }
+            });
+            let via = relays[0].0;
+            while !running.load(std::sync::atomic::Ordering::SeqCst) {
+                for (relay, held) in &relays {
+                    let req = Request::Announce { via: via.to_bytes(), shards: held.clone(), payee };
+                    let _ = tab.request(*relay, req).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        });
+    });
+    Stop(stop)
+}
+
+/// Sets its flag when dropped.
+struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
