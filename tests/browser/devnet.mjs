@@ -29,3 +29,20 @@ export function launchChromium() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 }
+
+// A step of a test that must hold: printed as it passes, thrown when it does not.
+export function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+/** Polls `f` every 250 ms until it returns a truthy value; throws after `ms`. */
+export async function until(what, ms, f) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => null);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
+    await new Promise(ok => setTimeout(ok, 250));
+  }
+}

@@ -16,7 +16,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDevnet, launchChromium } from './devnet.mjs';
+import { startDevnet, launchChromium, check, until } from './devnet.mjs';
 
 const [kuraBin, outDir] = process.argv.slice(2);
 if (!kuraBin || !outDir) throw new Error('usage: donate.test.mjs KURA_BIN OUT_DIR');
@@ -37,23 +37,8 @@ const deadline = setTimeout(() => {
 }, 8 * 60_000);
 deadline.unref();
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
 const sha256 = buf => createHash('sha256').update(buf).digest('hex');
 const json = async (r, path) => (await fetch(`${r.http}${path.replace(/^\//, '')}`)).json();
-
-/** Polls `f` every 250 ms until it returns a truthy value; throws after `ms`. */
-async function until(what, ms, f) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => null);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
-    await new Promise(ok => setTimeout(ok, 250));
-  }
-}
 
 async function fresh() {
   const ctx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 900 } });

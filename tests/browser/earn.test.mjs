@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDevnet, launchChromium } from './devnet.mjs';
+import { startDevnet, launchChromium, check, until } from './devnet.mjs';
 
 const [kuraBin, outDir] = process.argv.slice(2);
 if (!kuraBin || !outDir) throw new Error('usage: earn.test.mjs KURA_BIN OUT_DIR');
@@ -34,21 +34,6 @@ const deadline = setTimeout(() => {
 }, 8 * 60_000);
 deadline.unref();
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-/** Polls `f` every 250 ms until it returns a truthy value; throws after `ms`. */
-async function until(what, ms, f) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => null);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
-    await new Promise(ok => setTimeout(ok, 250));
-  }
-}
 
 /** The sum over live relays of a counter in /metrics. */
 async function metricSum(relays, name) {

@@ -17,7 +17,7 @@
 // Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR (node's test runner: each step is
 // a test of its own, so one failure does not hide the rest).
 // Screenshots of each step go to OUT_DIR.
-import { startDevnet as startDevnetIn, launchChromium } from './devnet.mjs';
+import { startDevnet as startDevnetIn, launchChromium, check } from './devnet.mjs';
 import { test, before, after } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -49,10 +49,6 @@ async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   await new Promise(ok => setTimeout(ok, 1500));
   rmSync(work, { recursive: true, force: true });
-}
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
 }
 
 async function startDevnet() {
