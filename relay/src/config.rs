@@ -63,6 +63,10 @@ pub struct Flags {
     /// Default 32M.
     #[arg(long)]
     pub repair_rate: Option<String>,
+    /// Bytes repair may fetch at once before the rate holds it back (suffixes allowed).
+    /// Default the larger of the rate and 16M.
+    #[arg(long)]
+    pub repair_burst: Option<String>,
     /// Seconds between audits: each samples a few claims of every relay this one shares
     /// stripes with and asks for proofs of possession. Default 300.
     #[arg(long)]
@@ -140,6 +144,7 @@ pub struct FileConfig {
     pub repair_interval: Option<f64>,
     pub repair_grace: Option<f64>,
     pub repair_rate: Option<String>,
+    pub repair_burst: Option<String>,
     pub audit_interval: Option<f64>,
     pub scrub_rate: Option<String>,
     pub ledger_mint: Option<String>,
@@ -180,6 +185,7 @@ pub struct Config {
     pub repair_interval: std::time::Duration,
     pub repair_grace: std::time::Duration,
     pub repair_rate: u64,
+    pub repair_burst: u64,
     pub audit_interval: std::time::Duration,
     pub scrub_rate: u64,
     pub ledger_mint: Option<[u8; 32]>,
@@ -268,6 +274,8 @@ impl Config {
             .www
             .or(file.www)
             .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../www")));
+        let repair_rate =
+            parse_bytes(flags.repair_rate.or(file.repair_rate).as_deref().unwrap_or("32M"))?.max(1);
         let rewards_key =
             flags.rewards_key.or(file.rewards_key).unwrap_or_else(|| data_dir.join("rewards.key"));
         let tabs = kura_core::donation::Limits {
@@ -318,8 +326,11 @@ impl Config {
                 "--repair-grace",
                 flags.repair_grace.or(file.repair_grace).unwrap_or(DEFAULT_REPAIR_GRACE_SECS),
             )?,
-            repair_rate: parse_bytes(flags.repair_rate.or(file.repair_rate).as_deref().unwrap_or("32M"))?
-                .max(1),
+            repair_rate,
+            repair_burst: match flags.repair_burst.or(file.repair_burst) {
+                Some(b) => parse_bytes(&b)?.max(1),
+                None => repair_rate.max(16 << 20),
+            },
             audit_interval: seconds(
                 "--audit-interval",
                 flags.audit_interval.or(file.audit_interval).unwrap_or(300.0),
@@ -389,7 +400,7 @@ mod tests {
         let flags = Flags::parse_from(["kura-relay", "--config", sample, "--data-dir", "/tmp/x"]);
         let c = Config::load(flags).unwrap();
         assert_eq!(c.repair_interval, std::time::Duration::from_secs(30));
-        assert_eq!(c.repair_rate, 32 << 20);
+        assert_eq!((c.repair_rate, c.repair_burst), (32 << 20, 32 << 20));
         assert_eq!(c.repair_grace, std::time::Duration::from_secs(7200));
         let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-grace", "5"]);
         assert_eq!(Config::load(flags).unwrap().repair_grace, std::time::Duration::from_secs(5));

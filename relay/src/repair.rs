@@ -92,6 +92,8 @@ pub struct RepairConfig {
     pub interval: Duration,
     /// Bytes per second rebuilds may fetch.
     pub rate: u64,
+    /// Bytes rebuilds may fetch at once before `rate` holds them back.
+    pub burst: u64,
     /// Rebuilds at once.
     pub max_running: usize,
     /// A relay unreachable this long is taken as gone.
@@ -110,6 +112,7 @@ impl RepairConfig {
         Self {
             interval,
             rate,
+            burst: rate.max(16 << 20),
             max_running: 4,
             grace: interval.max(Duration::from_secs(5)),
             audit_interval: Duration::from_secs(300),
@@ -181,7 +184,7 @@ impl Repair {
             cfg,
             liveness: Mutex::new(Liveness::new(cfg.grace)),
             queue: Mutex::new(
-                RepairQueue::new(cfg.max_running, 100_000, cfg.rate, cfg.rate.max(16 << 20))
+                RepairQueue::new(cfg.max_running, 100_000, cfg.rate, cfg.burst)
                     .with_max_per_sender(MAX_ORDERS_PER_SENDER),
             ),
             report: RwLock::new(Report::default()),

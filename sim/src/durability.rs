@@ -219,15 +219,7 @@ pub struct Held {
 pub fn predict(k: usize, live: &[DhtKey], held: &[Held]) -> Predicted {
     let mut out = Predicted::default();
     for h in held {
-        let group: Vec<DhtKey> = kura_core::placement::by_distance(&h.stripe, live.iter().map(|k| (*k, *k)))
-            .into_iter()
-            .take(h.n)
-            .collect();
-        let mut holders: Vec<(DhtKey, Vec<u8>)> =
-            h.holders.iter().filter(|(r, _)| live.contains(r)).cloned().collect();
-        holders.sort_by_key(|(r, _)| h.stripe.distance(r));
-        let slots: Vec<u8> = (0..h.n as u8).collect();
-        let plan = plan_group(&slots, k, &group, &holders);
+        let plan = plan_held(k, live, h);
         if plan.lost {
             out.lost += 1;
             continue;
@@ -246,6 +238,103 @@ pub fn predict(k: usize, live: &[DhtKey], held: &[Held]) -> Predicted {
         }
     }
     out
+}
+
+/// [`plan_group`] for one stripe as a real network holds it, its group the `n` closest of
+/// `live`.
+fn plan_held(k: usize, live: &[DhtKey], h: &Held) -> kura_core::repair::GroupPlan<DhtKey> {
+    let group: Vec<DhtKey> = kura_core::placement::by_distance(&h.stripe, live.iter().map(|k| (*k, *k)))
+        .into_iter()
+        .take(h.n)
+        .collect();
+    let mut holders: Vec<(DhtKey, Vec<u8>)> =
+        h.holders.iter().filter(|(r, _)| live.contains(r)).cloned().collect();
+    holders.sort_by_key(|(r, _)| h.stripe.distance(r));
+    let slots: Vec<u8> = (0..h.n as u8).collect();
+    plan_group(&slots, k, &group, &holders)
+}
+
+/// The rebuilds each relay of `live` is to make after a change, as [`predict`] plans them:
+/// relay key, and for each of its rebuilds the index in `held` of the stripe.
+pub fn rebuilds_at(
+    k: usize,
+    live: &[DhtKey],
+    held: &[Held],
+) -> std::collections::BTreeMap<DhtKey, Vec<usize>> {
+    let mut out: std::collections::BTreeMap<DhtKey, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, h) in held.iter().enumerate() {
+        for mv in plan_held(k, live, h).moves {
+            if let Move::Rebuild { at, .. } = mv {
+                out.entry(at).or_default().push(i);
+            }
+        }
+    }
+    out
+}
+
+/// How a relay paces its rebuilds ([`kura_core::repair::RepairQueue`]'s settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub max_running: usize,
+    /// Bytes per second rebuilds may fetch, and at once before the rate holds them back.
+    pub rate: u64,
+    pub burst: u64,
+    /// How long one rebuild runs once started (fetching, decoding, writing).
+    pub each: std::time::Duration,
+}
+
+/// How long after its rebuilds are ordered the busiest relay finishes them: each relay's
+/// jobs (the bytes each fetches) pushed at once into kura-core's own `RepairQueue` with
+/// `pacing`, started as it allows in simulated time (steps of 10 ms), each running
+/// `pacing.each`. The model of repair *time* the real network is held against.
+pub fn drain_time(jobs: &[Vec<u64>], pacing: Pacing) -> std::time::Duration {
+    use kura_core::repair::{RebuildJob, RepairQueue};
+    use std::time::Duration;
+    const STEP: Duration = Duration::from_millis(10);
+    let mut latest = Duration::ZERO;
+    for costs in jobs {
+        let mut q: RepairQueue<u32> =
+            RepairQueue::new(pacing.max_running, costs.len().max(1), pacing.rate, pacing.burst);
+        let mut queued = 0;
+        for (i, &cost) in costs.iter().enumerate() {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let job = RebuildJob {
+                stripe: kura_core::StripeId::from_bytes(id),
+                header: Vec::new(),
+                index: 0,
+                holders: Vec::new(),
+                live: 0,
+                cost,
+                by: 0,
+            };
+            // The queue has room for every job by construction; one refused is not run.
+            if q.push(job, Duration::ZERO).is_ok() {
+                queued += 1;
+            }
+        }
+        let mut running: Vec<(Duration, kura_core::StripeId)> = Vec::new();
+        let mut now = Duration::ZERO;
+        let mut done = 0;
+        while done < queued {
+            running.retain(|(end, stripe)| {
+                let over = *end <= now;
+                if over {
+                    q.finished(stripe);
+                    done += 1;
+                }
+                !over
+            });
+            for job in q.poll(now) {
+                running.push((now + pacing.each, job.stripe));
+            }
+            if done < queued {
+                now += STEP;
+            }
+        }
+        latest = latest.max(now);
+    }
+    latest
 }
 
 /// The candidates of every stripe (relay ids, closest first) among the current relays.
@@ -594,6 +683,27 @@ pub fn gamma_1_plus(x: f64) -> f64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The pacing model: one relay's ten rebuilds of 100 KB at 100 KB/s with no burst take
+    /// about eight seconds (the first on the burst, the second on the budget's first refill,
+    /// leaving it in debt, then one a second); one at a time of half a second each, with no
+    /// byte limit, five.
+    #[test]
+    fn drain_time_follows_the_repair_queue() {
+        use std::time::Duration;
+        let paced = Pacing { max_running: 4, rate: 100_000, burst: 100_000, each: Duration::ZERO };
+        let t = drain_time(&[vec![100_000; 10]], paced).as_secs_f64();
+        assert!((7.5..=8.5).contains(&t), "{t}");
+        let serial = Pacing {
+            max_running: 1,
+            rate: u64::MAX / 4,
+            burst: u64::MAX / 4,
+            each: Duration::from_millis(500),
+        };
+        let t = drain_time(&[vec![1; 10], vec![1; 3]], serial).as_secs_f64();
+        assert!((5.0..=5.1).contains(&t), "{t}");
+        assert_eq!(drain_time(&[], serial), Duration::ZERO);
+    }
 
     /// Two of ten relays gone: every shard they held is rebuilt (k read each) by a relay that
     /// joins the group, nothing handed over; with four gone from one group, it is lost.

@@ -5,7 +5,7 @@
 
 use kura_core::address::StripeId;
 use kura_core::placement::DhtKey;
-use kura_sim::durability::{predict, Held};
+use kura_sim::durability::{drain_time, predict, rebuilds_at, Held, Pacing};
 use kura_tests::net::Net;
 use kura_tests::pseudo_random;
 use kura_tests::relay::wait_for;
@@ -174,7 +174,11 @@ fn diagnose(net: &Net, short: &str) -> String {
 
 #[test]
 fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
-    let mut net = Net::start_with("repair", 10, FAST_REPAIR);
+    // Rebuilds paced at 128 KiB/s per relay with no burst beyond it, so that how long repair
+    // takes is the pacing's to predict (the simulator drives the same RepairQueue).
+    let args: Vec<&str> =
+        FAST_REPAIR.iter().copied().chain(["--repair-rate", "128K", "--repair-burst", "128K"]).collect();
+    let mut net = Net::start_with("repair", 10, &args);
     let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
     for r in net.live() {
         wait_for(Duration::from_secs(60), "every relay to know every other", || {
@@ -206,6 +210,7 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
         .collect();
     let live: Vec<DhtKey> = (0..10).filter(|i| ![3, 7].contains(i)).map(|i| keys[i]).collect();
     let predicted = predict(N - 2, &live, &held);
+    let sites = rebuilds_at(N - 2, &live, &held);
 
     // Two relays die: every stripe is back to 6 shards on 6 live relays.
     let lost_shards: usize = [3, 7].iter().map(|&i| inventory_of(&net, i)).sum();
@@ -247,6 +252,26 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     assert!(
         (real_bytes / model_bytes - 1.0).abs() <= 0.25,
         "bytes read: {real_bytes:.0} real, {model_bytes:.0} in the model"
+    );
+    // And how long it took: a dead relay is waited for its grace (5 s), the next round (1 s)
+    // orders the rebuilds, and each relay's queue paces what it was ordered (k shards of the
+    // average size per rebuild, 128 KiB/s, four at a time; a rebuild itself, here on one
+    // machine, taken as instant). Within a third.
+    let pacing = Pacing { max_running: 4, rate: 128 << 10, burst: 128 << 10, each: Duration::ZERO };
+    let jobs: Vec<Vec<u64>> =
+        sites.values().map(|stripes| vec![((N - 2) as f64 * shard_bytes) as u64; stripes.len()]).collect();
+    let busiest = sites.values().map(Vec::len).max().unwrap_or(0);
+    let model_time = Duration::from_secs(5 + 1) + drain_time(&jobs, pacing);
+    println!(
+        "simulator vs relays, two of ten killed: full redundancy after {:.1} s real, {:.1} s in the model \
+         (grace 5 s, a round, then the busiest relay's {busiest} rebuilds paced by RepairQueue; real/model {:.2})",
+        took.as_secs_f64(),
+        model_time.as_secs_f64(),
+        took.as_secs_f64() / model_time.as_secs_f64()
+    );
+    assert!(
+        (took.as_secs_f64() / model_time.as_secs_f64() - 1.0).abs() <= 1.0 / 3.0,
+        "repair took {took:?}, the model says {model_time:?}"
     );
 
     // Two more die: every file still reads byte-exact (4 of 6 shards are enough).
