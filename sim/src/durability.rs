@@ -65,6 +65,12 @@ pub struct Config {
     pub outage: Option<Outage>,
     /// Donating browser tabs holding extra copies on top of the relays.
     pub tabs: Option<Tabs>,
+    /// Each relay's repair bandwidth, as the hours it takes to read as many shard bytes as it
+    /// holds (a relay of 10 TB on 100 Mbit/s takes about 220 h): what it may read for
+    /// repair per tick is its share of the stored shards times the tick over this, paced
+    /// as kura-core's `RepairQueue` paces rebuilds (a move starts while the budget is above
+    /// zero and may leave it in debt). `None`: unlimited.
+    pub repair_hours: Option<f64>,
 }
 
 impl Config {
@@ -79,7 +85,20 @@ impl Config {
         profile: Profile,
         seed: u64,
     ) -> Self {
-        Self { relays, stripes, k, m, days, tick_min, profile, seed, grace_h: 0.0, outage: None, tabs: None }
+        Self {
+            relays,
+            stripes,
+            k,
+            m,
+            days,
+            tick_min,
+            profile,
+            seed,
+            grace_h: 0.0,
+            outage: None,
+            tabs: None,
+            repair_hours: None,
+        }
     }
 }
 
@@ -156,6 +175,9 @@ pub struct Outcome {
     /// from tabs to repair the relays' shards.
     pub tab_fills: u64,
     pub tab_reads: u64,
+    /// Moves put off to a later tick because the relay to read the shards had used its
+    /// repair bandwidth ([`Config::repair_hours`]).
+    pub deferred: u64,
 }
 
 impl Outcome {
@@ -440,8 +462,17 @@ pub fn run(c: &Config) -> Outcome {
     let tick_h = c.tick_min / 60.0;
     let window = c.outage.map(|o| (o.at_day * 24.0, o.at_day * 24.0 + o.hours));
     let mut moved_before_outage = None;
+    // Repair budgets, in shards read, per relay: refilled each tick up to one tick's worth
+    // (at least one rebuild's), spent by the relay that reads (the rebuilding one, the one
+    // a shard is handed to).
+    let per_tick = c.repair_hours.map(|h| (c.stripes * n) as f64 / c.relays as f64 * tick_h / h.max(1e-9));
+    let cap = per_tick.map(|p| p.max(c.k as f64));
+    let mut budget: Vec<f64> = vec![cap.unwrap_or(0.0); c.relays];
     for t in 0..ticks {
         let now = (t + 1) as f64 * c.tick_min / 60.0;
+        if let (Some(p), Some(cap)) = (per_tick, cap) {
+            budget.iter_mut().for_each(|b| *b = (*b + p).min(cap));
+        }
         for r in 0..c.relays {
             let rel = &mut relays[r];
             let mut changed = false;
@@ -619,6 +650,19 @@ pub fn run(c: &Config) -> Outcome {
                     dirty[s] = true;
                     continue;
                 }
+                if per_tick.is_some() {
+                    let (reader, cost) = match &mv {
+                        Move::Handover { to, .. } => (*to, 1.0),
+                        Move::Rebuild { at, .. } => (*at, c.k as f64),
+                    };
+                    let b = &mut budget[reader as usize];
+                    if *b <= 0.0 {
+                        out.deferred += 1;
+                        dirty[s] = true;
+                        continue;
+                    }
+                    *b -= cost;
+                }
                 match mv {
                     Move::Handover { index, to, from } => {
                         holders[s].push((to, index));
@@ -683,6 +727,20 @@ pub fn gamma_1_plus(x: f64) -> f64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A relay that may read for repair only a little each tick puts moves off: with the
+    /// bandwidth to read its holding once in 2,000 hours, a volatile network keeps stripes
+    /// short for longer than with repair at once; with no limit nothing is put off.
+    #[test]
+    fn repair_bandwidth_holds_repair_back() {
+        let base = Config { grace_h: 2.0, ..Config::new(200, 300, (4, 2), 20.0, 30.0, PROFILES[2], 7) };
+        let free = run(&base);
+        let slow = run(&Config { repair_hours: Some(2000.0), ..base });
+        assert_eq!(free.deferred, 0);
+        assert!(slow.deferred > 0, "{slow:?}");
+        assert!(slow.unavailable > free.unavailable, "{} then {}", free.unavailable, slow.unavailable);
+        assert!(slow.shards_moved < free.shards_moved, "{} then {}", free.shards_moved, slow.shards_moved);
+    }
 
     /// The pacing model: one relay's ten rebuilds of 100 KB at 100 KB/s with no burst take
     /// about eight seconds (the first on the burst, the second on the budget's first refill,

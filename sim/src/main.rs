@@ -68,6 +68,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Durability when each relay's repair bandwidth is limited (the hours it takes to read
+    /// as much as it holds).
+    Bandwidth {
+        #[arg(long, default_value_t = 1000)]
+        relays: usize,
+        #[arg(long, default_value_t = 2000)]
+        stripes: usize,
+        #[arg(long, default_value_t = 90.0)]
+        days: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Time and memory of a whole churn run at a given size (relay operators, 4+2, repair at
     /// once, the rule every relay runs for every stripe), in a process of its own so that
     /// its peak memory is its own: one Markdown row, appended to `--append` if given.
@@ -328,6 +340,42 @@ fn grace_label(h: f64) -> String {
     } else {
         format!("{h} h")
     }
+}
+
+/// Durability against each relay's repair bandwidth: the mixed population with a grace of
+/// two hours and of a day, the volatile one with two hours; 4+2; repair at once and with a
+/// relay reading its holding in a day, a week, a month.
+fn bandwidth_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed: u64) -> String {
+    let mut md = format!(
+        "{relays} relays, {stripes} stripes of 4+2, {days} days in ticks of {tick_min} minutes. A relay's repair bandwidth is the time it takes to read as many shard bytes as it holds (10 TB on 100 Mbit/s: about 220 h); each tick it may read its share of the stored shards times the tick over that time, paced as kura-core's `RepairQueue` paces rebuilds (a move starts while the budget is above zero and may leave it in debt; a rebuild costs its relay `k` shards, a handover one), and moves beyond it wait for a later tick (counted once per tick they wait).\n\n| relays | a member down counts as gone after | a relay reads its holding in | moves put off per stripe per year | stripes unavailable (share of time) | stripes lost per year | a 100-stripe file lost per year | shards read per shard stored per year |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for (p, grace_h) in [(PROFILES[1], 2.0), (PROFILES[1], 24.0), (PROFILES[2], 2.0)] {
+        for hours in [None, Some(24.0), Some(168.0), Some(720.0)] {
+            let c = durability::Config {
+                grace_h,
+                repair_hours: hours,
+                ..durability::Config::new(relays, stripes, (4, 2), days, tick_min, p, seed)
+            };
+            let o = durability::run(&c);
+            let lost = o.lost_per_year(&c).min(1.0);
+            eprintln!(
+                "bandwidth: {}, grace {grace_h} h, {hours:?} h: {} put off, unavailable {:.4}, lost/year {lost:.4}",
+                p.name, o.deferred, o.unavailable
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {grace_h} h | {} | {:.1} | {} | {} | {} | {:.1} |",
+                p.name,
+                hours.map_or("no limit".into(), |h| format!("{h} h")),
+                o.deferred as f64 / stripes as f64 / (days / 365.0),
+                fmt_p(o.unavailable),
+                fmt_p(lost),
+                fmt_p(1.0 - (1.0 - lost).powi(100)),
+                o.moved_per_stored_year(&c),
+            );
+        }
+    }
+    md
 }
 
 /// Codes compared for durability: Kura's default and two wider ones.
@@ -870,6 +918,9 @@ fn main() -> Result<()> {
         Cmd::Durability { relays, stripes, days, seed } => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
+        Cmd::Bandwidth { relays, stripes, days, seed } => {
+            print!("{}", bandwidth_table(relays, stripes, days, 30.0, seed));
+        }
         Cmd::All { out, nodes, quick, seed } => {
             std::fs::create_dir_all(&out)?;
             let nodes = if quick { vec![500, 2000] } else { nodes };
@@ -909,6 +960,13 @@ fn main() -> Result<()> {
                 format!("# Durability and repair traffic under churn\n\n`{cmd}`\n\n{md}\nA rebuild reads `k` shards, a handover one. Stripes start whole; a relay that leaves for good takes its disk and is replaced by an empty one at a random point (candidate lists are recomputed daily).\n"),
             )?;
             std::fs::write(out.join("durability.csv"), csv)?;
+            std::fs::write(
+                out.join("bandwidth.md"),
+                format!(
+                    "# Durability against repair bandwidth\n\n`{cmd}` (alone: `kura-sim bandwidth --relays {relays} --stripes {stripes} --days {days} --seed {seed}`)\n\n{}",
+                    bandwidth_table(relays, stripes, days, 30.0, seed)
+                ),
+            )?;
             let (relays, sizes) =
                 if quick { (100, vec![100, 1000]) } else { (300, vec![100, 1000, 10_000, 100_000]) };
             write_audits(&out, &cmd, relays, &sizes, seed)?;
