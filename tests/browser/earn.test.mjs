@@ -101,7 +101,12 @@ test('a donating tab earns from the relays and pays for an upload with it', asyn
     const e = BigInt(await page.getByTestId('wallet-earned').textContent());
     return e > 0n && e;
   });
-  const paidTabs = await metricSum(relays, 'kura_tab_credits_paid_total');
+  // A relay counts a payment once its transfer is applied everywhere, a moment after the
+  // tab's replicas hold it: waited for, not raced.
+  const paidTabs = await until('the relays to count what they paid', 30_000, async () => {
+    const p = await metricSum(relays, 'kura_tab_credits_paid_total');
+    return BigInt(p) >= earned && p;
+  });
   check(earned <= BigInt(paidTabs), `the tab counts ${earned} earned; the relays paid tabs ${paidTabs}`);
   await page.locator('#wallet').screenshot({ path: join(outDir, 'earn-1-earned.png') });
 
@@ -142,7 +147,11 @@ test('a donating tab earns from the relays and pays for an upload with it', asyn
   check(BigInt(after) + cost >= balance, `the balance after the upload (${after}) is what was earned less ${cost}, plus any pay since`);
   await page.locator('#wallet').screenshot({ path: join(outDir, 'earn-2-paid-upload.png') });
   const totalEarned = BigInt(await page.getByTestId('wallet-earned').textContent());
-  check(totalEarned >= earned && totalEarned <= BigInt(await metricSum(relays, 'kura_tab_credits_paid_total')),
-    `earned by this tab: ${totalEarned}, within what the relays paid tabs`);
+  const paidAll = await until('the relays to count what they paid', 30_000, async () => {
+    const p = await metricSum(relays, 'kura_tab_credits_paid_total');
+    return BigInt(p) >= totalEarned && p;
+  });
+  check(totalEarned >= earned && totalEarned <= BigInt(paidAll),
+    `earned by this tab: ${totalEarned}, within what the relays paid tabs (${paidAll})`);
   await ctx.close();
 });
