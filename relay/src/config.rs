@@ -241,7 +241,21 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
     n.checked_mul(mult).with_context(|| format!("{s:?} is too large"))
 }
 
+/// The longest a relay should need to read as many bytes as its quota for repair: the
+/// simulator finds that a relay needing a week loses stripes among churning relays, one
+/// needing a day does not (`docs/scale/bandwidth.md`).
+pub const REBUILD_HOLDING_WITHIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl Config {
+    /// How long this relay, full, would take to read as much as it holds at its repair
+    /// rate, when that is longer than [`REBUILD_HOLDING_WITHIN`]: its operator is told at
+    /// start (a relay holding more than its link can rebuild in about a day makes the
+    /// network lose data under churn).
+    pub fn slow_rebuild(&self) -> Option<std::time::Duration> {
+        let secs = self.quota / self.repair_rate.max(1);
+        (secs > REBUILD_HOLDING_WITHIN.as_secs()).then(|| std::time::Duration::from_secs(secs))
+    }
+
     /// Merges flags over the file (if any) over the defaults.
     pub fn load(flags: Flags) -> Result<Self> {
         let file = match &flags.config {
@@ -401,6 +415,11 @@ mod tests {
         let c = Config::load(flags).unwrap();
         assert_eq!(c.repair_interval, std::time::Duration::from_secs(30));
         assert_eq!((c.repair_rate, c.repair_burst), (32 << 20, 32 << 20));
+        assert_eq!(c.slow_rebuild(), None, "the sample's quota is rebuilt within a day");
+        let flags =
+            Flags::parse_from(["kura-relay", "--data-dir", "/x", "--quota", "10T", "--repair-rate", "12M"]);
+        let slow = Config::load(flags).unwrap().slow_rebuild().unwrap();
+        assert!(slow.as_secs() / 3600 == 242, "10 TiB at 12 MiB/s: {slow:?}");
         assert_eq!(c.repair_grace, std::time::Duration::from_secs(7200));
         let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-grace", "5"]);
         assert_eq!(Config::load(flags).unwrap().repair_grace, std::time::Duration::from_secs(5));

@@ -163,6 +163,14 @@ async fn run(cfg: Config) -> Result<()> {
     let worker = tokio::spawn(kura_relay::repair::run_worker(ctx));
     let sampler = tokio::spawn(kura_relay::operator::run(shared.clone()));
     tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
+    if let Some(t) = cfg.slow_rebuild() {
+        tracing::warn!(
+            hours = t.as_secs() / 3600,
+            "full, this relay would need this long to read as much as its --quota at its --repair-rate; \
+             among churning relays one that needs over a day to rebuild its holding makes the network \
+             lose data (docs/scale/bandwidth.md): lower the quota or raise the rate"
+        );
+    }
     node.run(shutdown_signal(), |_| {
         let info = shared.info.read().unwrap_or_else(|p| p.into_inner()).clone();
         // One JSON line on stdout tells scripts and tests the relay is up and where.
