@@ -509,6 +509,16 @@ impl Default for PopularLimits {
     }
 }
 
+/// `reads` counted at `since`, as they stand at `now`: halved every `half_life` (none left
+/// with no half-life).
+fn fade(reads: f64, since: Duration, now: Duration, half_life: Duration) -> f64 {
+    let half = half_life.as_secs_f64();
+    if half <= 0.0 {
+        return 0.0;
+    }
+    reads * (-now.saturating_sub(since).as_secs_f64() / half).exp2()
+}
+
 /// Reads of the stripes a relay holds, fading with time: how many tab copies of its shard a
 /// relay offers ([`Announcements::offer`]'s `copies`). Every stripe gets one tab copy of
 /// each index; one read often enough earns more, up to [`PopularLimits::max_copies`]. A
@@ -532,23 +542,16 @@ impl Popularity {
     }
 
     fn faded(&self, reads: f64, since: Duration, now: Duration) -> f64 {
-        let half = self.limits.half_life.as_secs_f64();
-        if half <= 0.0 {
-            return 0.0;
-        }
-        let elapsed = now.saturating_sub(since).as_secs_f64();
-        reads * (-elapsed / half).exp2()
+        fade(reads, since, now, self.limits.half_life)
     }
 
     /// A reader was served a shard of `stripe`.
     pub fn read(&mut self, stripe: StripeId, now: Duration) {
         if !self.reads.contains_key(&stripe) && self.reads.len() >= self.limits.stripes {
             // Forget the stripes whose reads faded below one; if none, count nothing new.
-            let (half, limits) = (self.limits.half_life.as_secs_f64(), self.limits);
-            self.reads.retain(|_, &mut (r, at)| {
-                half > 0.0 && r * (-(now.saturating_sub(at).as_secs_f64()) / half).exp2() >= 1.0
-            });
-            if self.reads.len() >= limits.stripes {
+            let half = self.limits.half_life;
+            self.reads.retain(|_, &mut (r, at)| fade(r, at, now, half) >= 1.0);
+            if self.reads.len() >= self.limits.stripes {
                 return;
             }
         }

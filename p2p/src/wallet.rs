@@ -164,9 +164,7 @@ pub async fn credits<N: LedgerNet>(
     known: impl Fn(&TransferId) -> bool,
 ) -> Result<(Vec<TransferId>, Vec<Credit>), WalletError<N::Error>> {
     let (group, members) = group(net, account).await?;
-    let seen = views(net, account, &members).await;
-    let now = agreed(&group, &seen)?;
-    let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+    let (now, holders, _) = agreed_with_holders(net, &group, &members, account).await?;
     let listed = now.credits.iter().map(|(id, _)| *id).collect();
     let mut fresh = Vec::new();
     for &(id, amount) in now.credits.iter().filter(|(id, _)| !known(id)).take(MAX_CREDITS_LOOKED_UP) {
@@ -293,9 +291,7 @@ async fn certify<N: LedgerNet>(
 /// they missed (and the credits those named), then the unspent credits (among them those a
 /// transfer being certified names: the wallet took them from the agreed view).
 async fn catch_up<N: LedgerNet>(net: &N, group: &Group, members: &[PeerId], from: Key) {
-    let seen = views(net, &from, members).await;
-    let Ok(now) = agreed::<N::Error>(group, &seen) else { return };
-    let holders: Vec<PeerId> = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+    let Ok((now, holders, seen)) = agreed_with_holders(net, group, members, &from).await else { return };
     let mut fetched: HashMap<TransferId, Option<Certificate>> = HashMap::new();
     for (peer, v) in seen.iter().filter(|(_, v)| !v.agrees(&now)) {
         for id in v.missing(&now) {
@@ -307,6 +303,20 @@ async fn catch_up<N: LedgerNet>(net: &N, group: &Group, members: &[PeerId], from
             }
         }
     }
+}
+
+/// The view of `account` that `members` of its `group` agree on, the members that gave it
+/// (they hold what it lists), and every member's view.
+async fn agreed_with_holders<N: LedgerNet>(
+    net: &N,
+    group: &Group,
+    members: &[PeerId],
+    account: &Key,
+) -> Result<(AccountView, Vec<PeerId>, Vec<(PeerId, AccountView)>), WalletError<N::Error>> {
+    let seen = views(net, account, members).await;
+    let now = agreed(group, &seen)?;
+    let holders = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+    Ok((now, holders, seen))
 }
 
 /// A certificate by transfer id, from the first of `holders` that has it.

@@ -2,6 +2,9 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 // Starts `kura devnet` with `relays` relays in `dir` (and `extra` arguments); resolves with
 // the child, the page's URL and each relay's { peer, http, pid } once every relay is up.
@@ -45,4 +48,16 @@ export async function until(what, ms, f) {
     if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
     await new Promise(ok => setTimeout(ok, 250));
   }
+}
+
+// A browser test's arguments (KURA_BIN OUT_DIR, OUT_DIR made) and a fresh scratch directory
+// of its own: { kuraBin, outDir, work }.
+export function testSetup(name) {
+  const [kuraBin, outDir] = process.argv.slice(2);
+  if (!kuraBin || !outDir) throw new Error(`usage: ${name}.test.mjs KURA_BIN OUT_DIR`);
+  mkdirSync(outDir, { recursive: true });
+  const work = join(tmpdir(), `kura-${name}-test-${process.pid}`);
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  return { kuraBin, outDir, work };
 }

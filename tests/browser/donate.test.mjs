@@ -13,17 +13,11 @@
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDevnet, launchChromium, check, until } from './devnet.mjs';
+import { startDevnet, launchChromium, check, until, testSetup } from './devnet.mjs';
 
-const [kuraBin, outDir] = process.argv.slice(2);
-if (!kuraBin || !outDir) throw new Error('usage: donate.test.mjs KURA_BIN OUT_DIR');
-mkdirSync(outDir, { recursive: true });
-const work = join(tmpdir(), `kura-donate-test-${process.pid}`);
-rmSync(work, { recursive: true, force: true });
-mkdirSync(work, { recursive: true });
+const { kuraBin, outDir, work } = testSetup('donate');
 
 const TABS = 4;
 const QUOTA_MIB = 64;

@@ -11,17 +11,11 @@
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDevnet, launchChromium, check, until } from './devnet.mjs';
+import { startDevnet, launchChromium, check, until, testSetup } from './devnet.mjs';
 
-const [kuraBin, outDir] = process.argv.slice(2);
-if (!kuraBin || !outDir) throw new Error('usage: earn.test.mjs KURA_BIN OUT_DIR');
-mkdirSync(outDir, { recursive: true });
-const work = join(tmpdir(), `kura-earn-test-${process.pid}`);
-rmSync(work, { recursive: true, force: true });
-mkdirSync(work, { recursive: true });
+const { kuraBin, outDir, work } = testSetup('earn');
 
 const EPOCH = 6;
 const PRICE = 10_000_000;

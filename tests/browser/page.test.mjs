@@ -17,21 +17,15 @@
 // Usage: node tests/browser/page.test.mjs KURA_BIN OUT_DIR (node's test runner: each step is
 // a test of its own, so one failure does not hide the rest).
 // Screenshots of each step go to OUT_DIR.
-import { startDevnet as startDevnetIn, launchChromium, check } from './devnet.mjs';
+import { startDevnet as startDevnetIn, launchChromium, check, testSetup } from './devnet.mjs';
 import { test, before, after } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeInPage, mux, secondShown } from './webm.mjs';
 
-const [kuraBin, outDir] = process.argv.slice(2);
-if (!kuraBin || !outDir) throw new Error('usage: page.test.mjs KURA_BIN OUT_DIR');
-mkdirSync(outDir, { recursive: true });
-const work = join(tmpdir(), `kura-page-test-${process.pid}`);
-rmSync(work, { recursive: true, force: true });
-mkdirSync(work, { recursive: true });
+const { kuraBin, outDir, work } = testSetup('page');
 
 // Past this the process is stopped, whatever the tests are doing.
 const deadline = setTimeout(() => {
