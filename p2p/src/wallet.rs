@@ -136,7 +136,7 @@ fn agreed<E>(group: &Group, views: &[(PeerId, AccountView)]) -> Result<AccountVi
 /// What the account's replicas agree it holds.
 pub async fn view<N: LedgerNet>(net: &N, account: &Key) -> Result<AccountView, WalletError<N::Error>> {
     let (group, members) = group(net, account).await?;
-    agreed(&group, &views(net, account, &members).await)
+    Ok(agreed_with_holders(net, &group, &members, account).await?.0)
 }
 
 /// An unspent credit of an account, and the transfer that made it.
@@ -188,13 +188,11 @@ pub async fn send<N: LedgerNet>(
 ) -> Result<Certificate, WalletError<N::Error>> {
     let from = owner.key();
     let (group, members) = group(net, &from).await?;
-    let mut seen = views(net, &from, &members).await;
-    let mut account = agreed(&group, &seen)?;
+    let (mut account, _, seen) = agreed_with_holders(net, &group, &members, &from).await?;
     if let Some(earlier) = pending(&seen, &account, &from) {
         let cert = certify(net, &group, &members, earlier).await?;
         settle(net, &group, &members, &cert).await?;
-        seen = views(net, &from, &members).await;
-        account = agreed(&group, &seen)?;
+        account = agreed_with_holders(net, &group, &members, &from).await?.0;
     }
     let deps = account.credits.iter().take(MAX_DEPS).map(|(id, _)| *id).collect();
     let signed = Transfer { from, seq: account.next_seq, to, amount, deps, memo }.sign(owner);
@@ -313,10 +311,52 @@ async fn agreed_with_holders<N: LedgerNet>(
     members: &[PeerId],
     account: &Key,
 ) -> Result<(AccountView, Vec<PeerId>, Vec<(PeerId, AccountView)>), WalletError<N::Error>> {
-    let seen = views(net, account, members).await;
-    let now = agreed(group, &seen)?;
-    let holders = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
-    Ok((now, holders, seen))
+    let mut round = 0;
+    loop {
+        let seen = views(net, account, members).await;
+        match agreed(group, &seen) {
+            Ok(now) => {
+                let holders = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
+                return Ok((now, holders, seen));
+            }
+            Err(e) if round + 1 >= ROUNDS => return Err(e),
+            Err(_) => {}
+        }
+        // Views split while a transfer is being applied (a read between two replicas'
+        // answers), or for good when an application missed some: ask again after a pause,
+        // first handing members the credits others list and they lack.
+        round += 1;
+        net.pause(PAUSE * round).await;
+        spread_credits(net, &seen).await;
+    }
+}
+
+/// Hands each member the certificates of credits other members list and it lacks (at most
+/// [`MAX_CREDITS_LOOKED_UP`] ids), fetched from a member that lists it. The replica
+/// verifies a certificate before applying it, so a member listing credits it cannot back
+/// costs the wallet a lookup and moves nothing.
+async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)]) {
+    let mut listed: Vec<(TransferId, Vec<PeerId>)> = Vec::new();
+    for (p, v) in seen {
+        for (id, _) in &v.credits {
+            match listed.iter_mut().find(|(i, _)| i == id) {
+                Some((_, by)) => by.push(*p),
+                None => listed.push((*id, vec![*p])),
+            }
+        }
+    }
+    for (id, by) in listed.into_iter().filter(|(_, by)| by.len() < seen.len()).take(MAX_CREDITS_LOOKED_UP) {
+        let Some(cert) = fetch_certificate(net, &by, id).await else { continue };
+        let lacking: Vec<PeerId> = seen.iter().map(|(p, _)| *p).filter(|p| !by.contains(p)).collect();
+        futures::stream::iter(lacking)
+            .for_each_concurrent(kura_core::ledger::REPLICAS, |p| {
+                let req = LedgerRequest::Apply(Box::new(cert.clone()));
+                async move {
+                    let _ = net.ledger(p, req).await;
+                }
+            })
+            .await;
+    }
 }
 
 /// A certificate by transfer id, from the first of `holders` that has it.
@@ -364,3 +404,7 @@ async fn apply_to<N: LedgerNet>(
             .await;
     Ok(refused.into_iter().flatten().collect())
 }
+
+#[cfg(test)]
+#[path = "wallet_tests.rs"]
+mod tests;
