@@ -73,6 +73,20 @@ function walletSeed() {
 }
 
 /**
+ * Runs `spend` holding this site's wallet lock: the tabs of one site share one wallet key,
+ * and two transfers signed for one slot of the account (two uploads paid at once, in one tab
+ * or two) are the owner cheating to its replicas, which refuse the account for good. A paid
+ * upload holds the lock until it is stored, so paid uploads of one site take turns.
+ * @template T @param {() => Promise<T>} spend @returns {Promise<T>}
+ */
+async function spending(spend) {
+  /** @type {T | undefined} */
+  let out;
+  await navigator.locks.request('kura-wallet', async () => { out = await spend(); });
+  return /** @type {T} */ (out);
+}
+
+/**
  * Runs one request on a store of the wallet's database.
  * @param {string} store @param {IDBTransactionMode} mode @param {(s: IDBObjectStore) => IDBRequest} f
  * @returns {Promise<any>}
@@ -163,8 +177,9 @@ onmessage = async ({ data: msg }) => {
       const { file, pay } = msg;
       const entry = { name: file.name, size: file.size, cost: '0', paidUntil: 0, cap: '' };
       if (pay) {
-        const r = await connected().putPaid(file, file.name, file.type, msg.private, 4, 2, reporter(id),
-          await walletSeed(), pay.epochs, pay.price, pay.epochSecs);
+        const seed = await walletSeed();
+        const r = await spending(() => connected().putPaid(file, file.name, file.type, msg.private, 4, 2,
+          reporter(id), seed, pay.epochs, pay.price, pay.epochSecs));
         Object.assign(entry, { cap: r.cap, cost: r.cost, paidUntil: r.paidUntil });
       } else {
         entry.cap = await connected().put(file, file.name, file.type, msg.private, 4, 2, reporter(id));
@@ -184,7 +199,8 @@ onmessage = async ({ data: msg }) => {
     } else if (op === 'renew') {
       const [entry] = (await listFiles()).filter(f => f.id === msg.fileId);
       if (!entry) throw kuraError('bad-request', 'that file is not in your list');
-      const r = await connected().renew(entry.cap, await walletSeed(), msg.pay.epochs, msg.pay.price, msg.pay.epochSecs);
+      const seed = await walletSeed();
+      const r = await spending(() => connected().renew(entry.cap, seed, msg.pay.epochs, msg.pay.price, msg.pay.epochSecs));
       const { id: fileId, ...kept } = entry;
       await keepFile(fileId, { ...kept, cost: String(BigInt(kept.cost) + BigInt(r.cost)), paidUntil: r.paidUntil });
       postMessage({ id, type: 'done', cost: r.cost, paidUntil: r.paidUntil });
@@ -200,7 +216,8 @@ onmessage = async ({ data: msg }) => {
       const { listed, fresh } = await connected().credits(walletAccount(await walletSeed()), msg.known);
       postMessage({ id, type: 'done', listed, fresh });
     } else if (op === 'walletSend') {
-      const certificate = await connected().send(await walletSeed(), msg.to, msg.amount, msg.memo);
+      const seed = await walletSeed();
+      const certificate = await spending(() => connected().send(seed, msg.to, msg.amount, msg.memo));
       postMessage({ id, type: 'done', certificate });
     } else if (op === 'check') {
       const health = await connected().check(msg.cap);

@@ -139,6 +139,48 @@ pub async fn view<N: LedgerNet>(net: &N, account: &Key) -> Result<AccountView, W
     Ok(agreed_with_holders(net, &group, &members, account).await?.0)
 }
 
+/// One spender of a key at a time on this machine: an exclusive lock on the file `KEY.lock`
+/// beside the key file, held while a transfer is signed, certified and applied. Two
+/// transfers signed for one slot are the owner cheating, and replicas refuse the account
+/// for good; an operator spending a relay's rewards (`kura wallet send`) while the relay
+/// pays its tabs from them, or two uploads paid from one wallet, would otherwise race for
+/// the slot. A copy of the key on another machine is not covered: spend from one place.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct SpendLock {
+    /// Locked until dropped (closing the file lets the lock go).
+    _held: std::fs::File,
+}
+
+#[cfg(unix)]
+impl SpendLock {
+    /// Waits for the lock of the key file `key` (blocking: call it off an async runtime's
+    /// workers, [`SpendLock::take_async`]).
+    #[allow(unsafe_code)]
+    pub fn take(key: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut name = key.as_os_str().to_owned();
+        name.push(".lock");
+        let f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(name)?;
+        // SAFETY: `flock` on a descriptor this function owns for the call; no memory is shared.
+        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(Self { _held: f })
+    }
+
+    /// [`SpendLock::take`] on tokio's blocking pool.
+    pub async fn take_async(key: &std::path::Path) -> std::io::Result<Self> {
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || Self::take(&key)).await.map_err(std::io::Error::other)?
+    }
+}
+
 /// An unspent credit of an account, and the transfer that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credit {

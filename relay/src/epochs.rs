@@ -78,7 +78,14 @@ pub async fn pay_tabs(ctx: &Ctx, epoch: u64, earned: u64) -> u64 {
     let net = RelayLedger { ctx };
     for p in due {
         let memo = kura_core::donation::tab_reward_memo(epoch);
-        match kura_p2p::wallet::send(&net, payer, p.account, p.amount, memo).await {
+        // The operator may be spending from the same key file at this moment.
+        let sent = match kura_p2p::wallet::SpendLock::take_async(&payer.file).await {
+            Ok(_one_spender) => kura_p2p::wallet::send(&net, &payer.key, p.account, p.amount, memo)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("locking {}: {e}", payer.file.display())),
+        };
+        match sent {
             Ok(_) => {
                 paid += p.amount;
                 m.tab_payments.inc();

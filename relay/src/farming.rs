@@ -19,7 +19,7 @@ use kura_core::ledger::{Ed25519, Key};
 use kura_core::StripeId;
 use libp2p::PeerId;
 use redb::{Database, ReadableTable, TableDefinition};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Batch id ‖ slot (little-endian) → postage (postcard).
@@ -93,12 +93,25 @@ pub struct Farming {
     journal: Option<Database>,
     /// The account rewards are paid into.
     rewards: Option<Key>,
-    payer: Option<kura_core::ledger::SigningKey>,
+    payer: Option<Payer>,
     earnings: Mutex<Earnings>,
     /// Answers given to epoch claims, by relay and epoch: one judgement each.
     judged: Mutex<std::collections::HashMap<(Key, u64), kura_core::wire::Response>>,
     /// Claims being judged now.
     judging: Mutex<std::collections::HashSet<(Key, u64)>>,
+}
+
+/// The rewards account's key and its key file, whose [`kura_p2p::wallet::SpendLock`] a
+/// payment holds (the operator spends from the same file with `kura wallet`).
+pub struct Payer {
+    pub key: kura_core::ledger::SigningKey,
+    pub file: PathBuf,
+}
+
+impl std::fmt::Debug for Payer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payer").field("file", &self.file).finish_non_exhaustive()
+    }
 }
 
 /// The account an unpaid store from `peer` counts against.
@@ -162,16 +175,17 @@ impl Farming {
         })
     }
 
-    /// Pays this relay's rewards into the account of `key`, which also pays its tabs.
-    pub fn with_rewards(mut self, key: kura_core::ledger::SigningKey) -> Self {
+    /// Pays this relay's rewards into the account of `key` (read from the key file `file`),
+    /// which also pays its tabs.
+    pub fn with_rewards(mut self, key: kura_core::ledger::SigningKey, file: &Path) -> Self {
         use kura_core::ledger::Signer;
         self.rewards = Some(key.key());
-        self.payer = Some(key);
+        self.payer = Some(Payer { key, file: file.to_owned() });
         self
     }
 
     /// The rewards account's key, which pays the tabs ([`crate::epochs::pay_tabs`]).
-    pub fn payer(&self) -> Option<&kura_core::ledger::SigningKey> {
+    pub fn payer(&self) -> Option<&Payer> {
         self.payer.as_ref()
     }
 

@@ -127,7 +127,7 @@ async fn run(cfg: Config) -> Result<()> {
         })),
         ledger: Arc::new(ledger),
         farming: kura_relay::farming::Farming::open(&cfg.data_dir, cfg.farming)?
-            .with_rewards(kura_relay::farming::rewards_key(&cfg.rewards_key)?),
+            .with_rewards(kura_relay::farming::rewards_key(&cfg.rewards_key)?, &cfg.rewards_key),
         history: Default::default(),
         tabs: kura_relay::donation::Tabs::new(cfg.tabs, cfg.tab_checks, cfg.tab_popular),
     });

@@ -286,13 +286,37 @@ test('two tabs hold wallets, pay each other, and keep their keys over a reload',
   await a.page.waitForFunction(() => /^[0-9a-f]{64}$/.test(document.getElementById('wallet-address').textContent), null, { timeout: 60_000 });
   check(await a.page.getByTestId('wallet-address').textContent() === a.account, 'the reloaded tab has the same account (its key kept in IndexedDB)');
   await balanceIs(a.page, '380');
+  // Two tabs of one profile share its wallet: sends started in both at once take turns
+  // (two transfers signed for one slot would get the account refused for good).
+  const a2 = await a.ctx.newPage();
+  await a2.goto(pageUrl);
+  await a2.waitForFunction(acct => document.getElementById('wallet-address').textContent === acct, a.account, { timeout: 60_000 });
+  const both = /** @type {const} */ ([[a.page, '10'], [a2, '20']]);
+  for (const [p, amount] of both) {
+    await p.getByTestId('wallet-to').fill(b.account);
+    await p.getByTestId('wallet-amount').fill(amount);
+  }
+  // Both pressed at one instant of the machine's clock (the tabs share it).
+  const at = Date.now() + 1000;
+  await Promise.all(both.map(([p]) => p.evaluate(at => new Promise(pressed => setTimeout(() => {
+    document.getElementById('wallet-send').click();
+    pressed(undefined);
+  }, at - Date.now())), at)));
+  const sent = await Promise.all(both.map(async ([p]) => {
+    await p.waitForFunction(() => document.getElementById('wallet-result').dataset.certificate
+      || document.querySelector('[data-testid=error]:not([hidden])'), null, { timeout: 60_000 });
+    return p.getByTestId('wallet-result').getAttribute('data-certificate');
+  }));
+  check(sent.every(c => /^[0-9a-f]{64}$/.test(c ?? '')), `two tabs of one wallet send at once, both land (${sent.map(c => c?.slice(0, 8)).join(', ')})`);
+  check(await balanceIs(a.page, '350') && await balanceIs(b.page, '150'), 'balances after both: 350 and 150');
+  await a2.close();
   // More than the balance is refused in words.
   await a.page.getByTestId('wallet-to').fill(b.account);
   await a.page.getByTestId('wallet-amount').fill('1000');
   await a.page.getByTestId('wallet-send').click();
   const shown = await shownError(a.page, 60_000);
   check(shown.kind === 'refused' && /does not cover/.test(shown.text), `an overdraft is refused in words (${shown.kind}): "${shown.text.slice(0, 90)}…"`);
-  await balanceIs(a.page, '380');
+  await balanceIs(a.page, '350');
   await a.ctx.close();
   await b.ctx.close();
 });

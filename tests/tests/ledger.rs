@@ -92,3 +92,40 @@ fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
     assert_eq!(all.iter().sum::<u64>(), 1000 + 500 + 5000, "value is conserved");
     eprintln!("ledger: {}", wallet(&net, &carol, &["history"]).unwrap());
 }
+
+/// Two spenders of one key at the same moment (an operator spending a relay's rewards
+/// while the relay pays tabs from them; two uploads of one wallet) must not sign two
+/// transfers for one slot: replicas take that as the owner cheating and refuse the account
+/// for good. Each round starts two `kura wallet send`s with one key at once; every one
+/// lands, in turn, and the account keeps working.
+#[test]
+fn two_spenders_of_one_key_at_once_take_turns() {
+    let keys = kura_tests::Scratch::new("ledger-turns").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let net = Net::start_with("ledger-turns", 6, &["--ledger-mint", &mint_account]);
+    let (alice, alice_account) = new_key(keys.path(), "alice");
+    let (_, bob_account) = new_key(keys.path(), "bob");
+    wallet(&net, &mint, &["send", &alice_account, "1000"]).unwrap();
+    const ROUNDS: u64 = 3;
+    for round in 0..ROUNDS {
+        let barrier = std::sync::Barrier::new(2);
+        let sent: Vec<Result<String, String>> = std::thread::scope(|s| {
+            let sends: Vec<_> = [1, 2]
+                .map(|amount| {
+                    let (net, alice, bob, barrier) = (&net, &alice, &bob_account, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        wallet(net, alice, &["send", bob, &amount.to_string()])
+                    })
+                })
+                .into();
+            sends.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for r in &sent {
+            assert!(r.as_ref().is_ok_and(|id| id.len() == 64), "round {round}: {r:?}");
+        }
+    }
+    assert_eq!(balance(&net, &alice), 1000 - 3 * ROUNDS);
+    wallet(&net, &alice, &["send", &bob_account, "10"]).unwrap();
+    assert_eq!(balance(&net, &alice), 1000 - 3 * ROUNDS - 10);
+}

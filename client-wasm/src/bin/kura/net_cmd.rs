@@ -121,10 +121,12 @@ async fn buy(
     let first = epoch_of(now, pay.epoch);
     let terms = terms_for(len, opts.chunk_size, opts.params, first, pay.epochs.max(1));
     let prices = Prices { price: pay.price, ..DEFAULT_PRICES };
+    let one_spender = kura_p2p::wallet::SpendLock::take_async(key).await?;
     let (purse, cost) =
         kura_client::wallet::Purse::buy(net, owner, terms, &prices).await.with_context(|| {
             format!("paying {} for {} stripes for {} epochs", prices.cost(&terms), terms.slots, terms.epochs)
         })?;
+    drop(one_spender);
     eprintln!(
         "paid {cost} credits: batch {} ({} stripes of up to {} shard bytes, epochs {}..{})",
         kura_client::wallet::hex(&purse.batch()),

@@ -66,6 +66,7 @@ pub async fn send(path: &Path, to: &str, amount: u64, memo: &str, bootstrap: &[S
     let owner = load(path)?;
     let to = parse_key(to)?;
     let net = super::net_cmd::connect(bootstrap).await?;
+    let _one_spender = kura_p2p::wallet::SpendLock::take_async(path).await?;
     let cert = wallet::send(&net, &owner, to, amount, memo.as_bytes().to_vec()).await?;
     println!("{}", hex(&cert.signed.transfer.id()));
     Ok(())
