@@ -326,6 +326,11 @@ impl StampBook {
         self.slots.insert((stamp.batch, stamp.slot), stamp);
     }
 
+    /// Takes back a revocation journalled before a restart (proven when it was taken).
+    pub fn restore_revoked(&mut self, batch: TransferId) {
+        self.revoked.insert(batch);
+    }
+
     /// Slots that hold a stripe.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -666,25 +671,69 @@ impl Admission {
         if stamp.bytes < stripe_bytes {
             return Err(FarmError::OutsideBatch);
         }
-        let batch = match self.batches.get(&stamp.batch) {
-            Some(b) => *b,
-            None => {
-                let transfer = &postage.burn.signed.transfer;
-                let batch = Batch::of_burn(transfer, &self.prices)?;
-                if batch.id != stamp.batch {
-                    return Err(FarmError::NotABatch);
-                }
-                if !batch.terms.covers(epoch) {
-                    return Err(FarmError::Expired);
-                }
-                let group = group(&batch.owner).ok_or(FarmError::NoGroup)?;
-                postage.burn.verify(&group, v).map_err(|e| FarmError::Burn(e.to_string()))?;
-                self.remember(batch, epoch);
-                batch
-            }
-        };
+        let batch = self.batch_of(postage, group, epoch, v)?;
         let new = self.book.admit(stamp.clone(), &batch, epoch, v)?;
         Ok(Admitted::Paid { batch: batch.id, new })
+    }
+
+    /// The batch `postage` is of: known, or its burn certificate verified against `group`
+    /// of its owner (then kept). A batch must cover `epoch`.
+    fn batch_of(
+        &mut self,
+        postage: &Postage,
+        group: impl FnOnce(&Key) -> Option<Group>,
+        epoch: u64,
+        v: &impl Verifier,
+    ) -> Result<Batch, FarmError> {
+        if let Some(b) = self.batches.get(&postage.stamp.batch) {
+            return Ok(*b);
+        }
+        let batch = Batch::of_burn(&postage.burn.signed.transfer, &self.prices)?;
+        if batch.id != postage.stamp.batch {
+            return Err(FarmError::NotABatch);
+        }
+        if !batch.terms.covers(epoch) {
+            return Err(FarmError::Expired);
+        }
+        let group = group(&batch.owner).ok_or(FarmError::NoGroup)?;
+        postage.burn.verify(&group, v).map_err(|e| FarmError::Burn(e.to_string()))?;
+        self.remember(batch, epoch);
+        Ok(batch)
+    }
+
+    /// Takes evidence found elsewhere that a batch's owner stamped one slot twice: the first
+    /// stamp with the batch's burn (`postage`), and `second`. A batch already revoked here
+    /// costs nothing more (no signature is checked: evidence passed on again is cheap to
+    /// answer); otherwise the batch is verified as a store's would be and the evidence
+    /// checked ([`DoubleStamp::proves`]). `Ok(true)` when this revoked the batch.
+    pub fn revoke(
+        &mut self,
+        postage: &Postage,
+        second: &Stamp,
+        group: impl FnOnce(&Key) -> Option<Group>,
+        epoch: u64,
+        v: &impl Verifier,
+    ) -> Result<bool, FarmError> {
+        if self.book.is_revoked(&postage.stamp.batch) {
+            return Ok(false);
+        }
+        let batch = self.batch_of(postage, group, epoch, v)?;
+        let evidence = DoubleStamp { first: postage.stamp.clone(), second: second.clone() };
+        if self.book.revoke(&evidence, &batch, v) {
+            Ok(true)
+        } else {
+            Err(FarmError::NoEvidence)
+        }
+    }
+
+    /// Takes back a revocation this relay journalled before it restarted.
+    pub fn restore_revoked(&mut self, batch: TransferId) {
+        self.book.restore_revoked(batch);
+    }
+
+    /// Whether `batch` is revoked here.
+    pub fn is_revoked(&self, batch: &TransferId) -> bool {
+        self.book.is_revoked(batch)
     }
 
     /// Takes back postage this relay admitted before it restarted (from its own journal);
@@ -851,6 +900,10 @@ pub enum FarmError {
     BadSignature,
     #[error("the batch is revoked: its owner stamped a slot twice")]
     Revoked,
+    #[error(
+        "not evidence of a double stamp: two stamps of the batch's owner for one slot and different stripes"
+    )]
+    NoEvidence,
     #[error("this slot holds another stripe: the batch is revoked")]
     DoubleStamp(Box<DoubleStamp>),
     #[error("the free allowance is used: {used} of {allowance} bytes in this window")]

@@ -418,6 +418,58 @@ fn a_relay_admits_paid_stores_by_their_postage_and_unpaid_ones_within_the_allowa
     assert_eq!(fresh.free_left(&payer, 0), 3 * MIB);
 }
 
+/// Evidence of a double stamp told by another relay: a relay that never saw either stripe
+/// verifies the batch and both stamps and revokes it (its stripes take no more stores);
+/// told again it checks nothing. What proves nothing revokes nothing: one slot with one
+/// stripe, two slots, a second stamp signed by another key, a burn nobody certified.
+#[test]
+fn evidence_told_by_another_relay_revokes_a_batch_it_proves() {
+    let v = Ed25519;
+    let owner = signer(1);
+    let allowance = Allowance { per_account: MIB, per_relay: MIB, window_secs: 3600 };
+    let cost = PRICES.cost(&terms());
+    let (cert, group) = certified_burn(&owner, terms(), cost);
+    let id = cert.signed.transfer.id();
+    let (s1, s2, s3) =
+        (StripeId::from_bytes([1; 32]), StripeId::from_bytes([2; 32]), StripeId::from_bytes([3; 32]));
+    let first = Postage { stamp: Stamp::sign(&owner, &id, s1, 5, MIB), burn: cert.clone() };
+    let asked = std::cell::Cell::new(0);
+    let of = |k: &Key| {
+        asked.set(asked.get() + 1);
+        (*k == owner.key()).then(|| group.clone())
+    };
+    let mut gate = Admission::new(PRICES, allowance);
+    let not = [
+        Stamp::sign(&owner, &id, s1, 5, MIB),     // the same stripe
+        Stamp::sign(&owner, &id, s2, 6, MIB),     // another slot
+        Stamp::sign(&signer(9), &id, s2, 5, MIB), // not the owner's
+    ];
+    for second in &not {
+        assert_eq!(gate.revoke(&first, second, of, 10, &v), Err(FarmError::NoEvidence));
+    }
+    let mut thin = first.clone();
+    thin.burn.acks.truncate(2);
+    let mut fresh = Admission::new(PRICES, allowance);
+    assert!(matches!(
+        fresh.revoke(&thin, &Stamp::sign(&owner, &id, s2, 5, MIB), of, 10, &v),
+        Err(FarmError::Burn(_))
+    ));
+    assert!(!gate.is_revoked(&id) && !fresh.is_revoked(&id));
+
+    let second = Stamp::sign(&owner, &id, s2, 5, MIB);
+    assert_eq!(gate.revoke(&first, &second, of, 10, &v), Ok(true));
+    assert!(gate.is_revoked(&id));
+    let asked_before = asked.get();
+    assert_eq!(gate.revoke(&thin, &second, of, 10, &v), Ok(false), "known: nothing checked");
+    assert_eq!(asked.get(), asked_before);
+    let p3 = Postage { stamp: Stamp::sign(&owner, &id, s3, 7, MIB), burn: cert.clone() };
+    assert_eq!(gate.admit(&s3, MIB / 4, MIB, &[7; 32], Some(&p3), of, 0, 10, &v), Err(FarmError::Revoked));
+    // After a restart, from the journal.
+    let mut again = Admission::new(PRICES, allowance);
+    again.restore_revoked(id);
+    assert_eq!(again.admit(&s3, MIB / 4, MIB, &[7; 32], Some(&p3), of, 0, 10, &v), Err(FarmError::Revoked));
+}
+
 #[test]
 fn terms_for_a_file_cover_every_stripe_its_encoding_makes() {
     use crate::{EncodeOptions, Encoder, FileMeta};

@@ -163,6 +163,13 @@ pub enum Request {
         via: Vec<u8>,
         room: u32,
     },
+    /// Evidence that a batch's owner stamped one slot twice: the first stamp with the
+    /// batch's burn (`postage`) and the second stamp. The receiver verifies the batch and
+    /// both signatures, revokes the batch (its stripes earn nothing and take no more stores)
+    /// and passes the evidence on to the relays it knows, once. Answered
+    /// [`Response::Accepted`] (also when the batch was revoked already), or
+    /// [`ErrorCode::Unpaid`] when it proves nothing.
+    Revoke { postage: Box<crate::farming::Postage>, second: Box<crate::farming::Stamp> },
 }
 
 /// A relay's answer.
@@ -531,7 +538,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 15;
+    const KINDS: u32 = 16;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -587,6 +594,7 @@ impl Message for Request {
             }
             Request::Holders { .. } => Ok(()),
             Request::Offer { via, .. } => limit("peer id bytes", via.len(), MAX_PEER_ID_LEN),
+            Request::Revoke { postage, .. } => postage.check(),
         }
     }
 }

@@ -65,6 +65,31 @@ pub async fn run_epochs(ctx: Ctx) {
     }
 }
 
+/// Passes evidence of a double stamp on to every relay this one knows (but the one that
+/// told it, `from`), a few at a time. Each relay passes a batch's evidence on once, when it
+/// first revokes it: a flood that ends, paid for by the cheat's burn.
+pub async fn spread_revocation(ctx: Ctx, evidence: crate::farming::Evidence, from: Option<PeerId>) {
+    let peers: Vec<PeerId> = view(&ctx).into_iter().filter(|p| *p != ctx.me && Some(*p) != from).collect();
+    let told = futures::stream::iter(peers)
+        .map(|p| {
+            let req = Request::Revoke {
+                postage: Box::new(evidence.postage.clone()),
+                second: Box::new(evidence.second.clone()),
+            };
+            let net = &ctx.net;
+            async move { matches!(net.request(p, req).await, Ok(Response::Accepted)) }
+        })
+        .buffer_unordered(8)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    tracing::info!(
+        batch = %kura_core::hex::encode(&evidence.postage.stamp.batch),
+        told,
+        "evidence of a double stamp passed on"
+    );
+}
+
 /// Pays the donating tabs for `epoch` out of `earned`, this relay's reward for it
 /// ([`kura_core::donation::TabPay`]): one ledger transfer each from the rewards account, the
 /// largest first, one at a time (each names the account's next seq). Tabs owed nothing, or

@@ -26,6 +26,17 @@ use std::sync::Mutex;
 const STAMPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps");
 /// Stripe id → its key in [`STAMPS`].
 const BY_STRIPE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps_by_stripe");
+/// Batch id → the evidence that revoked it ([`Evidence`], postcard).
+const REVOKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("revoked");
+
+/// Evidence that a batch's owner stamped one slot twice, as relays pass it on
+/// ([`kura_core::wire::Request::Revoke`]): the first stamp with the batch's burn, and the
+/// second stamp.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    pub postage: Postage,
+    pub second: kura_core::farming::Stamp,
+}
 
 /// The farming settings in effect.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +171,21 @@ impl Farming {
             for k in ended {
                 t.remove(k.as_slice())?;
             }
+            // Revocations stay until their batch has ended for good.
+            let mut revoked = w.open_table(REVOKED)?;
+            let mut ended = Vec::new();
+            for entry in revoked.iter()? {
+                let (k, v) = entry?;
+                match postcard::from_bytes::<Evidence>(v.value()) {
+                    Ok(e) if !ended_for_good(&e.postage, &cfg.prices, epoch, cfg.expiry_grace) => {
+                        admission.restore_revoked(e.postage.stamp.batch);
+                    }
+                    _ => ended.push(k.value().to_vec()),
+                }
+            }
+            for k in ended {
+                revoked.remove(k.as_slice())?;
+            }
         }
         w.commit()?;
         tracing::info!(stamps = admission.stamps(), "farming journal replayed");
@@ -274,6 +300,32 @@ impl Farming {
         if j.len() < MAX_JUDGED {
             j.insert((relay, epoch), answer.clone());
         }
+    }
+
+    /// Evidence told by another relay: the batch revoked here if it proves a double stamp
+    /// (a batch revoked already costs no signature check). `Ok(true)` when this revoked it
+    /// (journalled before the answer); `relays` is this relay's view, for the owner's group.
+    pub fn revoke(&self, evidence: &Evidence, relays: impl FnOnce() -> Vec<PeerId>) -> Result<bool> {
+        let epoch = kura_core::farming::epoch_of(unix_now(), self.cfg.epoch_secs);
+        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays()).map(|(g, _)| g);
+        let new = self
+            .lock()
+            .revoke(&evidence.postage, &evidence.second, group, epoch, &Ed25519)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if new {
+            self.record_revoked(evidence)?;
+        }
+        Ok(new)
+    }
+
+    /// Journals a revocation (found here, or told and proven).
+    pub fn record_revoked(&self, evidence: &Evidence) -> Result<()> {
+        let Some(db) = &self.journal else { return Ok(()) };
+        let bytes = postcard::to_allocvec(evidence)?;
+        let w = db.begin_write()?;
+        w.open_table(REVOKED)?.insert(evidence.postage.stamp.batch.as_slice(), bytes.as_slice())?;
+        w.commit()?;
+        Ok(())
     }
 
     /// Keeps `postage` in the journal (admitted as new: the first shard of its stripe here).

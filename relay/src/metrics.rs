@@ -58,6 +58,8 @@ pub struct Metrics {
     /// Ledger requests answered, by outcome.
     pub ledger: Family<Kind, Counter>,
     pub ledger_catch_ups: Family<Kind, Counter>,
+    /// Batches revoked for a slot stamped twice: `found` here, or `told` by another relay.
+    pub batches_revoked: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
     pub given_up: Gauge,
     /// Bytes of inbound messages being read (set when the metrics are read).
@@ -156,6 +158,7 @@ impl Metrics {
             reports: Family::default(),
             ledger: Family::default(),
             ledger_catch_ups: Family::default(),
+            batches_revoked: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
             stores_free: Counter::default(),
@@ -240,6 +243,11 @@ impl Metrics {
             "ledger_catch_ups",
             "Catch-ups of an account this replica was behind on, by outcome",
             m.ledger_catch_ups.clone(),
+        );
+        r.register(
+            "batches_revoked",
+            "Batches revoked for a slot stamped twice: found here, or told by another relay",
+            m.batches_revoked.clone(),
         );
         r.register(
             "repair_given_up_stripes",
@@ -359,6 +367,11 @@ impl Metrics {
 
     pub fn ledger_catch_up(&self, outcome: &str) {
         self.ledger_catch_ups.get_or_create(&Kind { kind: outcome.into() }).inc();
+    }
+
+    /// A batch revoked here: `how` is `found` or `told`.
+    pub fn batch_revoked(&self, how: &str) {
+        self.batches_revoked.get_or_create(&Kind { kind: how.into() }).inc();
     }
 
     pub fn repair_event(&self, kind: &str) {

@@ -233,6 +233,7 @@ fn admit_payment(
     h: &StripeHeader,
     shard_len: usize,
     postage: Option<&kura_core::farming::Postage>,
+    found: impl FnOnce(crate::farming::Evidence),
 ) -> Result<(), Response> {
     match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, || view(shared, me)) {
         Ok(kura_core::farming::Admitted::Free) => {
@@ -255,6 +256,25 @@ fn admit_payment(
             ErrorCode::Unpaid,
             format!("{e}; storing more needs payment (a wallet: `kura put --key WALLET`)"),
         )),
+        Err(kura_core::farming::FarmError::DoubleStamp(ev)) => {
+            let e = kura_core::farming::FarmError::DoubleStamp(ev.clone());
+            if let Some(p) = postage {
+                // The batch is revoked here; the evidence is kept and passed on.
+                let first = kura_core::farming::Postage { stamp: ev.first, burn: p.burn.clone() };
+                let evidence = crate::farming::Evidence { postage: first, second: ev.second };
+                shared.metrics.batch_revoked("found");
+                tracing::warn!(
+                    batch = %kura_core::hex::encode(&p.stamp.batch),
+                    %peer,
+                    "batch revoked: its owner stamped a slot twice"
+                );
+                if let Err(e) = shared.farming.record_revoked(&evidence) {
+                    tracing::error!("farming journal: {e:#}");
+                }
+                found(evidence);
+            }
+            Err(error(ErrorCode::Unpaid, format!("the postage does not pay: {e}")))
+        }
         Err(e) => Err(error(ErrorCode::Unpaid, format!("the postage does not pay: {e}"))),
     }
 }
@@ -488,6 +508,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Announce { .. }) => "announce",
         Ok(Request::Holders { .. }) => "holders",
         Ok(Request::Offer { .. }) => "offer",
+        Ok(Request::Revoke { .. }) => "revoke",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -846,6 +867,8 @@ impl Node {
             // A scan of what is held and a shard sent: as much as sixteen proofs (the tab's
             // quota of announcements here bounds the shards it can be given).
             Request::Offer { .. } => self.proofs.take(&peer, 16, now),
+            // Evidence costs up to a burn certificate's and two stamps' signature checks.
+            Request::Revoke { .. } => self.proofs.take(&peer, 16, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -862,7 +885,15 @@ impl Node {
         let me = *self.swarm.local_peer_id();
         // A handover's receiver then asks its sender for the stripe's postage; a tab's
         // announcement may be spot-checked.
-        let later = matches!(req, Request::Handover { .. } | Request::Announce { .. }).then(|| {
+        // Evidence of a double stamp, found in a paid store or told, is passed on.
+        let later = matches!(
+            req,
+            Request::Handover { .. }
+                | Request::Announce { .. }
+                | Request::PaidStore { .. }
+                | Request::Revoke { .. }
+        )
+        .then(|| {
             (
                 crate::repair::Ctx { me, shared: shared.clone(), net: self.sender() },
                 tokio::runtime::Handle::current(),
@@ -890,8 +921,13 @@ impl Node {
                         Request::Store { header, shard } => (header, shard, None, "store"),
                         _ => unreachable!("matched above"),
                     };
+                    let found = |evidence: crate::farming::Evidence| {
+                        if let Some((ctx, rt)) = later {
+                            rt.spawn(crate::epochs::spread_revocation(ctx, evidence, None));
+                        }
+                    };
                     let admitted = admit_store(&shared, &me, &header).and_then(|h| {
-                        admit_payment(&shared, &me, &peer, &h, shard.len(), postage.as_deref())
+                        admit_payment(&shared, &me, &peer, &h, shard.len(), postage.as_deref(), found)
                     });
                     match admitted {
                         Err(refusal) => {
@@ -934,6 +970,26 @@ impl Node {
                     }
                 }
                 Request::Restamp { postage } => restamp(&shared, &me, &postage),
+                Request::Revoke { postage, second } => {
+                    let evidence = crate::farming::Evidence { postage: *postage, second: *second };
+                    match shared.farming.revoke(&evidence, || view(&shared, &me)) {
+                        Ok(new) => {
+                            if new {
+                                shared.metrics.batch_revoked("told");
+                                tracing::warn!(
+                                    batch = %kura_core::hex::encode(&evidence.postage.stamp.batch),
+                                    %peer,
+                                    "batch revoked: its owner stamped a slot twice (evidence told by a peer)"
+                                );
+                                if let Some((ctx, rt)) = later {
+                                    rt.spawn(crate::epochs::spread_revocation(ctx, evidence, Some(peer)));
+                                }
+                            }
+                            Response::Accepted
+                        }
+                        Err(e) => error(ErrorCode::Unpaid, format!("{e:#}")),
+                    }
+                }
                 Request::Announce { via, shards, payee } => match PeerId::from_bytes(&via) {
                     Ok(via) => {
                         let held = |stripe: &StripeId| {

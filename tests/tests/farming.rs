@@ -607,3 +607,118 @@ impl Drop for Stop {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A batch's owner stamps one slot for two stripes: the relay that sees both revokes the
+/// batch and passes the evidence on, so every relay refuses the batch's stores, even those
+/// that saw neither stamp, and still does after a restart (kill -9; the revocation was
+/// journalled). Evidence that proves nothing — a second stamp signed by another key, or
+/// the same stripe twice — is refused and revokes nothing; evidence told again is answered
+/// without a second flood.
+#[test]
+fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
+    use kura_core::farming::{Postage, Stamp};
+    use kura_core::wire::Request::{PaidStore, Revoke};
+    let keys = kura_tests::Scratch::new("revoke-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let mut net = Net::start_with("revoke", 6, &["--ledger-mint", &mint_account]);
+    let owner = SigningKey::from_bytes(&[55; 32]);
+    net.wallet(&mint, &["send", &kura_core::hex::encode(&owner.key()), "1000000"]).unwrap();
+    let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
+    let opts =
+        kura_core::EncodeOptions { params: kura_core::Params::new(2, 2).unwrap(), ..Default::default() };
+    let stripes: Vec<kura_core::Stripe> = (0..4)
+        .map(|n| kura_core::encoder::encode_single_chunk(&opts, &pseudo_random(4000, 300 + n)).unwrap().0)
+        .collect();
+    let bytes = |s: &kura_core::Stripe| (s.shard_count() * s.shard(0).len()) as u64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let terms = terms_for(4000, kura_core::CHUNK_SIZE, opts.params, now / DEFAULT_EPOCH_SECS, 24);
+    let terms = kura_core::farming::BatchTerms { slots: 8, ..terms };
+    let stamp = |batch: &kura_core::ledger::TransferId, s: &kura_core::Stripe, slot: u32| {
+        Stamp::sign(&owner, batch, s.id(), slot, bytes(s))
+    };
+    let paid_store = |burn: &kura_core::ledger::Certificate, s: &kura_core::Stripe, slot: u32| PaidStore {
+        postage: Box::new(Postage { stamp: stamp(&burn.signed.transfer.id(), s, slot), burn: burn.clone() }),
+        header: s.header_bytes().to_vec(),
+        shard: s.shard(0).to_vec(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (cheat, honest) = rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+        let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let mut burns = Vec::new();
+        for _ in 0..2 {
+            let cost = DEFAULT_PRICES.cost(&terms);
+            let burn =
+                kura_client::wallet::send(&client, &owner, kura_core::ledger::BURN, cost, terms.memo());
+            burns.push(burn.await.unwrap());
+        }
+        let (cheat, honest) = (burns[0].clone(), burns[1].clone());
+        // Slot 0 of the first batch for stripe 0, then for stripe 1, at relay 0.
+        let a = client.request(peers[0], paid_store(&cheat, &stripes[0], 0)).await.unwrap();
+        assert_eq!(a, Response::Stored { index: 0 });
+        let a = client.request(peers[0], paid_store(&cheat, &stripes[1], 0)).await.unwrap();
+        let Response::Error { code: ErrorCode::Unpaid, detail } = &a else { panic!("{a:?}") };
+        assert!(detail.contains("holds another stripe"), "{detail}");
+        // Evidence that proves nothing, about the honest batch, told to relay 1.
+        let honest_first =
+            Postage { stamp: stamp(&honest.signed.transfer.id(), &stripes[0], 0), burn: honest.clone() };
+        let other = SigningKey::from_bytes(&[56; 32]);
+        for second in [
+            Stamp::sign(&other, &honest.signed.transfer.id(), stripes[1].id(), 0, bytes(&stripes[1])),
+            stamp(&honest.signed.transfer.id(), &stripes[0], 0),
+        ] {
+            let req = Revoke { postage: Box::new(honest_first.clone()), second: Box::new(second) };
+            let a = client.request(peers[1], req).await.unwrap();
+            let Response::Error { code: ErrorCode::Unpaid, detail } = &a else { panic!("{a:?}") };
+            assert!(detail.contains("not evidence"), "{detail}");
+        }
+        (cheat, honest)
+    });
+    let revoked = |net: &Net, i: usize, how: &str| {
+        net.relay(i).metric(&format!("kura_batches_revoked_total{{kind=\"{how}\"}}")).unwrap_or(0.0)
+    };
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(30),
+        "every relay to learn of the revocation",
+        || (1..6).all(|i| revoked(&net, i, "told") == 1.0).then_some(()),
+    )
+    .unwrap();
+    assert_eq!((revoked(&net, 0, "found"), revoked(&net, 0, "told")), (1.0, 0.0));
+    assert!((1..6).all(|i| revoked(&net, i, "found") == 0.0));
+    // Relay 3 saw neither stamp: it refuses another slot of the batch, also after kill -9.
+    let refuses = |net: &Net, i: usize| {
+        let peer: libp2p_identity::PeerId = net.relay(i).peer_id.parse().unwrap();
+        rt.block_on(async {
+            let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+            let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+            let a = client.request(peer, paid_store(&cheat, &stripes[2], 3)).await.unwrap();
+            let honest_answer = client.request(peer, paid_store(&honest, &stripes[3], 0)).await.unwrap();
+            (a, honest_answer)
+        })
+    };
+    let (a, h) = refuses(&net, 3);
+    assert!(
+        matches!(&a, Response::Error { code: ErrorCode::Unpaid, detail } if detail.contains("revoked")),
+        "{a:?}"
+    );
+    assert_eq!(h, Response::Stored { index: 0 }, "the honest batch still pays");
+    net.kill9(3);
+    net.restart(3);
+    let (a, _) = refuses(&net, 3);
+    assert!(
+        matches!(&a, Response::Error { code: ErrorCode::Unpaid, detail } if detail.contains("revoked")),
+        "{a:?}"
+    );
+    // The evidence told again: accepted, and passed on no further.
+    let stamped = Postage { stamp: stamp(&cheat.signed.transfer.id(), &stripes[0], 0), burn: cheat.clone() };
+    rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+        let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let req = Revoke {
+            postage: Box::new(stamped.clone()),
+            second: Box::new(stamp(&cheat.signed.transfer.id(), &stripes[1], 0)),
+        };
+        assert_eq!(client.request(peers[1], req).await.unwrap(), Response::Accepted);
+    });
+    assert_eq!(revoked(&net, 1, "told"), 1.0);
+}
