@@ -824,6 +824,13 @@ impl EpochClaim {
         self.burns.iter().try_for_each(check_burn)
     }
 
+    /// The first batch the claim lists that `revoked` (the auditor's book) says its owner
+    /// stamped a slot twice: such a claim is refused whole (a revoked batch's stripes earn
+    /// nothing), before anything costly is checked.
+    pub fn revoked_batch(&self, revoked: impl Fn(&TransferId) -> bool) -> Option<TransferId> {
+        self.burns.iter().map(|b| b.signed.transfer.id()).find(|id| revoked(id))
+    }
+
     /// The auditor's check of the whole claim, in order of cost: every burn is a batch alive
     /// at the claim's epoch whose certificate verifies against its owner's `group` (the
     /// auditor's own view); every entry's header parses, its stamp names that stripe and a

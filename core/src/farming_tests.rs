@@ -591,6 +591,8 @@ fn an_auditor_takes_a_claim_whole_or_refuses_it() {
     let groups = |_: &Key| Some(group.clone());
     let everywhere = |_: &StripeId, _: usize| true;
     let inv = claim.inventory(&PRICES, groups, everywhere, &v).unwrap();
+    assert_eq!(claim.revoked_batch(|_| false), None);
+    assert_eq!(claim.revoked_batch(|b| *b == batch.id), Some(batch.id), "a revoked batch is named");
     let shard_len = stripes[0].header().shard_len() as u64;
     assert_eq!((inv.bytes, inv.shards.len()), (3 * shard_len, 3));
     assert_eq!(inv.shards[1], (stripes[1].header().clone(), 1));

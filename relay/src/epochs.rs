@@ -65,11 +65,16 @@ pub async fn run_epochs(ctx: Ctx) {
     }
 }
 
-/// Passes evidence of a double stamp on to every relay this one knows (but the one that
-/// told it, `from`), a few at a time. Each relay passes a batch's evidence on once, when it
-/// first revokes it: a flood that ends, paid for by the cheat's burn.
-pub async fn spread_revocation(ctx: Ctx, evidence: crate::farming::Evidence, from: Option<PeerId>) {
-    let peers: Vec<PeerId> = view(&ctx).into_iter().filter(|p| *p != ctx.me && Some(*p) != from).collect();
+/// The relays this one knows, but itself and `from` (the one that told it of a double
+/// stamp): where it passes the evidence on.
+pub fn others(ctx: &Ctx, from: Option<PeerId>) -> Vec<PeerId> {
+    view(ctx).into_iter().filter(|p| *p != ctx.me && Some(*p) != from).collect()
+}
+
+/// Passes evidence of a double stamp on to `peers` (every relay this one knows, [`others`],
+/// or a claimant that missed it), a few at a time. Each relay passes a batch's evidence on
+/// once, when it first revokes it: a flood that ends, paid for by the cheat's burn.
+pub async fn spread_revocation(ctx: Ctx, evidence: crate::farming::Evidence, peers: Vec<PeerId>) {
     let told = futures::stream::iter(peers)
         .map(|p| {
             let req = Request::Revoke {
@@ -198,6 +203,10 @@ fn build_claim(ctx: &Ctx, epoch: u64, account: Key) -> (EpochClaim, u64) {
     for p in postage {
         if entries.len() >= MAX_CLAIM_ENTRIES {
             break;
+        }
+        // A revoked batch's stripes earn nothing (auditors refuse a claim naming one).
+        if ctx.shared.farming.is_revoked(&p.stamp.batch) {
+            continue;
         }
         let stripe = p.stamp.stripe;
         let Ok(held) = ctx.shared.store.holds(&[stripe]) else { continue };
@@ -381,6 +390,19 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     let prices = ctx.shared.farming.config().prices;
     let epoch = claim.epoch;
     let account = claim.account;
+    if let Some(batch) = claim.revoked_batch(|b| ctx.shared.farming.is_revoked(b)) {
+        // The claimant missed the evidence: it is told now, for its next claim.
+        if let Ok(Some(evidence)) = ctx.shared.farming.evidence(&batch) {
+            tokio::spawn(spread_revocation(ctx.clone(), evidence, vec![peer]));
+        }
+        return error(
+            ErrorCode::Unpaid,
+            format!(
+                "the claim is refused: batch {} is revoked (its owner stamped a slot twice)",
+                kura_core::hex::encode(&batch)
+            ),
+        );
+    }
     let checked = blocking(move || {
         let group = |owner: &Key| group_of(owner, relays.iter().copied()).map(|(g, _)| g);
         let member = |stripe: &StripeId, n: usize| rank_among(stripe, &peer, &relays) < n + CLOSE_GROUP_SLACK;

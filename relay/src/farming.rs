@@ -318,6 +318,23 @@ impl Farming {
         Ok(new)
     }
 
+    /// Whether `batch` is revoked here.
+    pub fn is_revoked(&self, batch: &kura_core::ledger::TransferId) -> bool {
+        self.lock().is_revoked(batch)
+    }
+
+    /// The evidence that revoked `batch`, from the journal.
+    pub fn evidence(&self, batch: &kura_core::ledger::TransferId) -> Result<Option<Evidence>> {
+        let Some(db) = &self.journal else { return Ok(None) };
+        let r = db.begin_read()?;
+        let t = match r.open_table(REVOKED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(batch.as_slice())?.and_then(|v| postcard::from_bytes(v.value()).ok()))
+    }
+
     /// Journals a revocation (found here, or told and proven).
     pub fn record_revoked(&self, evidence: &Evidence) -> Result<()> {
         let Some(db) = &self.journal else { return Ok(()) };

@@ -923,7 +923,8 @@ impl Node {
                     };
                     let found = |evidence: crate::farming::Evidence| {
                         if let Some((ctx, rt)) = later {
-                            rt.spawn(crate::epochs::spread_revocation(ctx, evidence, None));
+                            let peers = crate::epochs::others(&ctx, None);
+                            rt.spawn(crate::epochs::spread_revocation(ctx, evidence, peers));
                         }
                     };
                     let admitted = admit_store(&shared, &me, &header).and_then(|h| {
@@ -982,7 +983,8 @@ impl Node {
                                     "batch revoked: its owner stamped a slot twice (evidence told by a peer)"
                                 );
                                 if let Some((ctx, rt)) = later {
-                                    rt.spawn(crate::epochs::spread_revocation(ctx, evidence, Some(peer)));
+                                    let peers = crate::epochs::others(&ctx, Some(peer));
+                                    rt.spawn(crate::epochs::spread_revocation(ctx, evidence, peers));
                                 }
                             }
                             Response::Accepted
