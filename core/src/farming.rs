@@ -129,13 +129,79 @@ pub fn audit_point(relay: &[u8], epoch: u64) -> DhtKey {
     DhtKey(*h.finalize().as_bytes())
 }
 
-/// The id of the credit a reward for `relay`'s `epoch` becomes in its account (what a
-/// transfer names to spend it): one per relay and epoch, whatever the amount or account.
-pub fn reward_id(epoch: u64, relay: &Key) -> TransferId {
+/// The id of the credit a reward for page `page` of `relay`'s `epoch` becomes in its
+/// account (what a transfer names to spend it): one per relay, epoch and page, whatever the
+/// amount or account.
+pub fn reward_id(epoch: u64, relay: &Key, page: &ClaimPage) -> TransferId {
     let mut h = blake3::Hasher::new_derive_key(REWARD_ID_CONTEXT);
     h.update(&epoch.to_le_bytes());
     h.update(relay);
+    h.update(&[page.level]);
+    h.update(&page.prefix.to_le_bytes());
     *h.finalize().as_bytes()
+}
+
+/// Deepest page level: a relay's paid shards are claimed in at most 2¹⁶ pages an epoch.
+pub const MAX_PAGE_LEVEL: u8 = 16;
+/// Paid shards a relay aims to list in one page: half of [`MAX_CLAIM_ENTRIES`], so that a
+/// page whose share of stripe ids came out large still fits.
+pub const PAGE_TARGET: usize = MAX_CLAIM_ENTRIES / 2;
+
+/// The part of the stripe id space one claim covers: the stripes whose ids begin with the
+/// `level` bits `prefix`. A relay claims an epoch in the `2^level` pages of one level (as
+/// many as its paid shards need, [`ClaimPage::level_for`]); pages of one level never
+/// overlap, so no shard is rewarded twice, and each page earns at most the cap shifted
+/// right by its level, so that all pages of a level together earn at most the cap.
+/// Auditors take one level per relay and epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClaimPage {
+    pub level: u8,
+    pub prefix: u32,
+}
+
+impl ClaimPage {
+    /// The page of level `level` that `stripe` falls in.
+    pub fn of(stripe: &StripeId, level: u8) -> Self {
+        let level = level.min(MAX_PAGE_LEVEL);
+        let top = u32::from_be_bytes(stripe.as_bytes()[..4].try_into().unwrap_or([0; 4]));
+        let prefix = if level == 0 { 0 } else { top >> (32 - u32::from(level)) };
+        Self { level, prefix }
+    }
+
+    /// The level whose pages hold about [`PAGE_TARGET`] of `shards` paid shards each.
+    pub fn level_for(shards: usize) -> u8 {
+        Self::level_for_target(shards, PAGE_TARGET)
+    }
+
+    /// The shallowest level whose pages hold at most `target` of `shards` paid shards each
+    /// on average (stripe ids are hashes: a page's share is close to the average).
+    pub fn level_for_target(shards: usize, target: usize) -> u8 {
+        let mut level = 0u8;
+        while level < MAX_PAGE_LEVEL && shards.div_ceil(1 << level) > target.max(1) {
+            level += 1;
+        }
+        level
+    }
+
+    /// Whether `stripe` is in this page.
+    pub fn contains(&self, stripe: &StripeId) -> bool {
+        Self::of(stripe, self.level) == *self
+    }
+
+    /// A level within [`MAX_PAGE_LEVEL`] and a prefix of that many bits.
+    pub fn is_valid(&self) -> bool {
+        self.level <= MAX_PAGE_LEVEL && u64::from(self.prefix) < 1u64 << self.level
+    }
+
+    /// The most one page of this level earns: the cap over the number of pages.
+    pub fn cap(&self, prices: &Prices) -> u64 {
+        prices.cap >> self.level.min(63)
+    }
+
+    /// What `bytes` proven in this page earn for one epoch, within the page's cap.
+    pub fn reward(&self, prices: &Prices, bytes: u64) -> u64 {
+        prices.reward(bytes).min(self.cap(prices))
+    }
 }
 
 /// What a batch buys.
@@ -467,20 +533,23 @@ impl EpochAudit {
 
     /// The amount to sign for at epoch end: every sample asked and passed, and something
     /// held; `None` otherwise.
-    pub fn amount(&self, prices: &Prices) -> Option<u64> {
+    pub fn amount(&self, prices: &Prices, page: &ClaimPage) -> Option<u64> {
         let done = !self.failed && self.samples > 0 && self.passed == self.samples;
-        done.then(|| prices.reward(self.bytes)).filter(|a| *a > 0)
+        done.then(|| page.reward(prices, self.bytes)).filter(|a| *a > 0)
     }
 }
 
-/// What an auditor signs: `relay` earned `amount` for `epoch`, paid into `account`.
-pub fn share_message(epoch: u64, relay: &Key, account: &Key, amount: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SHARE_DOMAIN.len() + 80);
+/// What an auditor signs: `relay` earned `amount` for page `page` of `epoch`, paid into
+/// `account`.
+pub fn share_message(epoch: u64, relay: &Key, account: &Key, amount: u64, page: &ClaimPage) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SHARE_DOMAIN.len() + 85);
     m.extend_from_slice(SHARE_DOMAIN);
     m.extend_from_slice(&epoch.to_le_bytes());
     m.extend_from_slice(relay);
     m.extend_from_slice(account);
     m.extend_from_slice(&amount.to_le_bytes());
+    m.push(page.level);
+    m.extend_from_slice(&page.prefix.to_le_bytes());
     m
 }
 
@@ -493,9 +562,20 @@ pub struct RewardShare {
 }
 
 impl RewardShare {
-    /// `auditor`'s signature on `relay` earning `amount` for `epoch`, paid into `account`.
-    pub fn sign(auditor: &impl Signer, epoch: u64, relay: &Key, account: &Key, amount: u64) -> Self {
-        Self { auditor: auditor.key(), sig: auditor.sign(&share_message(epoch, relay, account, amount)) }
+    /// `auditor`'s signature on `relay` earning `amount` for page `page` of `epoch`, paid
+    /// into `account`.
+    pub fn sign(
+        auditor: &impl Signer,
+        epoch: u64,
+        relay: &Key,
+        account: &Key,
+        amount: u64,
+        page: &ClaimPage,
+    ) -> Self {
+        Self {
+            auditor: auditor.key(),
+            sig: auditor.sign(&share_message(epoch, relay, account, amount, page)),
+        }
     }
 }
 
@@ -506,6 +586,8 @@ pub struct RewardCertificate {
     pub relay: Key,
     pub account: Key,
     pub amount: u64,
+    /// The page of the relay's claims this rewards.
+    pub page: ClaimPage,
     pub shares: Vec<RewardShare>,
 }
 
@@ -515,10 +597,14 @@ impl RewardCertificate {
     /// [`audit_quorum`] of its size (11 of 16) distinct members signed this very reward, and
     /// it is within the cap.
     pub fn verify(&self, group: &[Key], prices: &Prices, v: &impl Verifier) -> Result<(), FarmError> {
-        if self.amount == 0 || self.amount > prices.cap {
-            return Err(FarmError::OverCap { amount: self.amount, cap: prices.cap });
+        if !self.page.is_valid() {
+            return Err(FarmError::BadClaim(format!("no page {:?}", self.page)));
         }
-        let msg = share_message(self.epoch, &self.relay, &self.account, self.amount);
+        let cap = self.page.cap(prices);
+        if self.amount == 0 || self.amount > cap {
+            return Err(FarmError::OverCap { amount: self.amount, cap });
+        }
+        let msg = share_message(self.epoch, &self.relay, &self.account, self.amount, &self.page);
         let mut signers: HashSet<Key> = HashSet::new();
         for s in self.shares.iter().take(AUDIT_GROUP * 2) {
             if group.contains(&s.auditor)
@@ -775,9 +861,9 @@ impl Admission {
     }
 }
 
-/// Most shards one epoch claim lists: a relay earns for at most this many paid shards per
-/// epoch (256 MiB of shard bytes at 256 KiB shards); bounded so that a claim costs its
-/// auditor at most this many stamp checks.
+/// Most shards one epoch claim lists (one [`ClaimPage`]; a relay claims an epoch in as
+/// many pages as its paid shards need, up to 2¹⁶, so about 33 million shards); bounded so
+/// that a claim costs its auditor at most this many stamp checks.
 pub const MAX_CLAIM_ENTRIES: usize = 1024;
 /// Most batches one claim carries the burns of.
 pub const MAX_CLAIM_BATCHES: usize = 64;
@@ -799,6 +885,8 @@ pub struct ClaimEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochClaim {
     pub epoch: u64,
+    /// The part of the stripe id space this claim covers: every entry's stripe is in it.
+    pub page: ClaimPage,
     pub account: Key,
     /// The burn of every batch a stamp below names, once each.
     pub burns: Vec<Certificate>,
@@ -817,6 +905,10 @@ impl EpochClaim {
     /// Limits the types do not express (checked before anything else).
     pub fn check(&self) -> Result<(), crate::wire::WireError> {
         use crate::wire::limit;
+        limit("claim page level", self.page.level.into(), MAX_PAGE_LEVEL.into())?;
+        if !self.page.is_valid() {
+            return Err(crate::wire::WireError::Malformed(format!("no claim page {:?}", self.page)));
+        }
         limit("claim entries", self.entries.len(), MAX_CLAIM_ENTRIES)?;
         limit("claim batches", self.burns.len(), MAX_CLAIM_BATCHES)?;
         let headers = self.entries.iter().map(|e| e.header.len()).sum();
@@ -870,6 +962,12 @@ impl EpochClaim {
             let n = header.params().n();
             if e.stamp.stripe != stripe {
                 return Err(FarmError::WrongStripe);
+            }
+            if !self.page.contains(&stripe) {
+                return Err(FarmError::BadClaim(format!(
+                    "a stripe outside the claim's page {:?}",
+                    self.page
+                )));
             }
             if usize::from(e.index) >= n {
                 return Err(FarmError::BadClaim(format!("index {} of a stripe of {n} shards", e.index)));

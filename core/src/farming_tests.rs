@@ -7,6 +7,8 @@ use crate::testdata::XorShift;
 
 const PRICES: Prices = Prices { price: 1_000, fee_percent: 10, cap: 1_000_000 };
 const MIB: u64 = 1 << 20;
+/// The one page of a relay with few paid shards.
+const P0: ClaimPage = ClaimPage { level: 0, prefix: 0 };
 
 fn signer(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
@@ -128,7 +130,7 @@ fn auditors() -> Vec<SigningKey> {
 }
 
 fn share(auditor: &SigningKey, epoch: u64, relay: &Key, account: &Key, amount: u64) -> RewardShare {
-    RewardShare::sign(auditor, epoch, relay, account, amount)
+    RewardShare::sign(auditor, epoch, relay, account, amount, &P0)
 }
 
 #[test]
@@ -145,7 +147,7 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
             while a.wanted() > 0 {
                 a.record(Verdict::Pass);
             }
-            a.amount(&PRICES)
+            a.amount(&PRICES, &P0)
         })
         .collect();
     let amount = amounts[0].unwrap();
@@ -153,7 +155,8 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
     // 300 MiB at 900 per GiB-epoch.
     assert_eq!(amount, 263);
     let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
-    let cert = |shares: Vec<RewardShare>| RewardCertificate { epoch: 5, relay, account, amount, shares };
+    let cert =
+        |shares: Vec<RewardShare>| RewardCertificate { epoch: 5, relay, account, amount, page: P0, shares };
     let v = Ed25519;
     assert_eq!(cert(shares[..AUDIT_QUORUM].to_vec()).verify(&keys, &PRICES, &v), Ok(()));
     assert_eq!(
@@ -196,17 +199,17 @@ fn any_failed_sample_forfeits_and_an_empty_inventory_earns_nothing() {
     for _ in 0..EPOCH_SAMPLES - 1 {
         a.record(Verdict::Pass);
     }
-    assert_eq!(a.amount(&PRICES), None, "not every sample asked");
+    assert_eq!(a.amount(&PRICES, &P0), None, "not every sample asked");
     a.record(Verdict::Timeout);
     assert_eq!(a.wanted(), 0);
-    assert_eq!(a.amount(&PRICES), None);
+    assert_eq!(a.amount(&PRICES, &P0), None);
     let empty = EpochAudit::new(1, relay, 0, 0);
-    assert_eq!((empty.wanted(), empty.amount(&PRICES)), (0, None));
+    assert_eq!((empty.wanted(), empty.amount(&PRICES, &P0)), (0, None));
     // A small inventory is sampled whole.
     let mut few = EpochAudit::new(1, relay, 3 * MIB, 3);
     assert_eq!(few.wanted(), 3);
     (0..3).for_each(|_| few.record(Verdict::Pass));
-    assert_eq!(few.amount(&PRICES), Some(2));
+    assert_eq!(few.amount(&PRICES, &P0), Some(2));
 }
 
 /// The adversary: a relay that dropped 5% of its shards, audited by sixteen auditors
@@ -224,7 +227,7 @@ fn a_relay_that_drops_five_percent_forfeits_nearly_every_epoch() {
                 while a.wanted() > 0 {
                     a.record(if rng.chance(drop) { Verdict::False } else { Verdict::Pass });
                 }
-                passing += usize::from(a.amount(&PRICES).is_some());
+                passing += usize::from(a.amount(&PRICES, &P0).is_some());
             }
             won += usize::from(passing >= AUDIT_QUORUM);
         }
@@ -287,7 +290,8 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     let keys: Vec<Key> = group.iter().map(Signer::key).collect();
     let amount = 263;
     let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
-    let cert = RewardCertificate { epoch: 5, relay, account, amount, shares: shares[..11].to_vec() };
+    let cert =
+        RewardCertificate { epoch: 5, relay, account, amount, page: P0, shares: shares[..11].to_vec() };
     let mut r = Replica::new(mint.key());
     let short = RewardCertificate { shares: shares[..10].to_vec(), ..cert.clone() };
     assert!(matches!(r.deposit_reward(&short, &keys, &PRICES, &v), Err(FarmError::NoQuorum { .. })));
@@ -299,14 +303,14 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     assert_eq!(r.rewarded(), u128::from(amount));
     r.check_conservation().unwrap();
     // Spent by naming it.
-    let id = reward_id(5, &relay);
+    let id = reward_id(5, &relay, &P0);
     let pay =
         Transfer { from: account, seq: 1, to: signer(9).key(), amount: 200, deps: vec![id], memo: vec![] }
             .sign(&owner);
     assert!(r.acknowledge(&pay, &group[0], &v).is_ok());
     // Another epoch is another credit.
-    assert_ne!(reward_id(6, &relay), id);
-    assert_ne!(reward_id(5, &signer(9).key()), id);
+    assert_ne!(reward_id(6, &relay, &P0), id);
+    assert_ne!(reward_id(5, &signer(9).key(), &P0), id);
 }
 
 /// A burn of `amount` for `terms`, certified by a group of four replicas (quorum three).
@@ -547,10 +551,10 @@ fn small_audit_groups_need_the_same_share_of_their_members() {
     let auditors: Vec<SigningKey> = (60..65).map(signer).collect();
     let group: Vec<Key> = auditors.iter().map(|a| a.key()).collect();
     let (relay, account) = (signer(70).key(), signer(71).key());
-    let msg = share_message(3, &relay, &account, 500);
+    let msg = share_message(3, &relay, &account, 500, &P0);
     let shares =
         |by: &[SigningKey]| by.iter().map(|a| RewardShare { auditor: a.key(), sig: a.sign(&msg) }).collect();
-    let cert = |shares| RewardCertificate { epoch: 3, relay, account, amount: 500, shares };
+    let cert = |shares| RewardCertificate { epoch: 3, relay, account, amount: 500, page: P0, shares };
     assert_eq!(cert(shares(&auditors[..4])).verify(&group, &PRICES, &v), Ok(()));
     let three_and_a_stranger = [&auditors[..3], &[signer(72)][..]].concat();
     assert_eq!(
@@ -582,6 +586,7 @@ fn an_auditor_takes_a_claim_whole_or_refuses_it() {
         }
     };
     let claim = EpochClaim {
+        page: P0,
         epoch: 12,
         account: signer(8).key(),
         burns: vec![cert.clone()],
@@ -625,6 +630,10 @@ fn an_auditor_takes_a_claim_whole_or_refuses_it() {
     let mut other_header = claim.clone();
     other_header.entries[0].header = stripes[1].header_bytes().to_vec();
     assert_eq!(other_header.inventory(&PRICES, groups, everywhere, &v), Err(FarmError::WrongStripe));
+    // A page that leaves some listed stripe out.
+    let narrow = ClaimPage::of(&stripes[0].id(), MAX_PAGE_LEVEL);
+    let outside = with(&|c| c.page = narrow);
+    assert!(matches!(outside, Err(FarmError::BadClaim(ref m)) if m.contains("outside")), "{outside:?}");
     // Not a member of a stripe's close group in the auditor's view.
     let not_second = |s: &StripeId, _: usize| *s != stripes[1].id();
     assert_eq!(claim.inventory(&PRICES, groups, not_second, &v), Err(FarmError::NotInGroup));
@@ -659,6 +668,7 @@ fn epoch_messages_on_the_wire() {
     };
     let claim = |entries: usize, burns: usize| {
         let c = EpochClaim {
+            page: P0,
             epoch: 12,
             account: signer(8).key(),
             burns: vec![cert.clone(); burns],
@@ -667,12 +677,21 @@ fn epoch_messages_on_the_wire() {
         Request::EpochClaim(Box::new(c)).frame_len()
     };
     let (base, per_entry, per_burn) = (claim(0, 0), claim(1, 0) - claim(0, 0), claim(0, 1) - claim(0, 0));
-    let share = Response::Share(RewardShare::sign(&signer(100), 12, &signer(7).key(), &signer(8).key(), 5))
-        .frame_len();
-    let shares =
-        auditors().iter().map(|a| RewardShare::sign(a, 12, &signer(7).key(), &signer(8).key(), 5)).collect();
-    let rc =
-        RewardCertificate { epoch: 12, relay: signer(7).key(), account: signer(8).key(), amount: 5, shares };
+    let share =
+        Response::Share(RewardShare::sign(&signer(100), 12, &signer(7).key(), &signer(8).key(), 5, &P0))
+            .frame_len();
+    let shares = auditors()
+        .iter()
+        .map(|a| RewardShare::sign(a, 12, &signer(7).key(), &signer(8).key(), 5, &P0))
+        .collect();
+    let rc = RewardCertificate {
+        epoch: 12,
+        relay: signer(7).key(),
+        account: signer(8).key(),
+        amount: 5,
+        page: P0,
+        shares,
+    };
     let deposit = LedgerRequest::Reward(Box::new(rc)).encode().len() + 4;
     // A challenge and its proof for a 256 KiB shard: the same sizes the repair audits use.
     let (challenge, proof) = (70 + 4, 4 + 1 + 1024 + 2 + 32 * 9 + 4);
@@ -697,4 +716,58 @@ fn epoch_messages_on_the_wire() {
         per_entry < 500 && per_burn < 2000 && share < 150 && deposit < 2 * 1024,
         "{per_entry} {per_burn}"
     );
+}
+
+/// Pages split the stripe id space by its leading bits: every stripe is in exactly one page
+/// of a level, the level grows with the shards to list, and the pages of a level together
+/// earn at most the cap.
+#[test]
+fn claim_pages_partition_the_stripes_and_share_the_cap() {
+    let stripes: Vec<StripeId> =
+        (0..4096u32).map(|i| StripeId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes())).collect();
+    for level in [0u8, 1, 3, 8, MAX_PAGE_LEVEL] {
+        let mut per_page = std::collections::HashMap::new();
+        for s in &stripes {
+            let page = ClaimPage::of(s, level);
+            assert!(page.is_valid() && page.contains(s), "{page:?}");
+            let pages_holding =
+                (0..(1u32 << level.min(8))).filter(|p| ClaimPage { level, prefix: *p }.contains(s)).count();
+            assert!(level > 8 || pages_holding == 1, "one page of level {level} holds each stripe");
+            *per_page.entry(page.prefix).or_insert(0usize) += 1;
+        }
+        if level == 3 {
+            assert_eq!(per_page.len(), 8);
+            assert!(per_page.values().all(|n| (384..=640).contains(n)), "{per_page:?}");
+        }
+    }
+    assert!(!ClaimPage { level: 2, prefix: 4 }.is_valid());
+    assert!(!ClaimPage { level: MAX_PAGE_LEVEL + 1, prefix: 0 }.is_valid());
+    assert_eq!(ClaimPage::level_for(0), 0);
+    assert_eq!(ClaimPage::level_for(PAGE_TARGET), 0);
+    assert_eq!(ClaimPage::level_for(PAGE_TARGET + 1), 1);
+    assert_eq!(ClaimPage::level_for(1_000_000), 11);
+    assert_eq!(ClaimPage::level_for(usize::MAX), MAX_PAGE_LEVEL);
+    assert_eq!(ClaimPage::level_for_target(9, 2), 3);
+    // The cap is shared: 2^level pages at their cap sum to at most the cap.
+    let level = 4;
+    let page = ClaimPage { level, prefix: 0 };
+    assert_eq!(page.cap(&PRICES) << level, PRICES.cap);
+    assert_eq!(page.reward(&PRICES, u64::MAX), page.cap(&PRICES));
+    assert_eq!(page.reward(&PRICES, 1 << 30), PRICES.reward(1 << 30));
+    // A reward signed for one page is not a reward for another, nor over the page's cap.
+    let (relay, account) = (signer(7).key(), signer(8).key());
+    let other = ClaimPage { level, prefix: 1 };
+    assert_ne!(reward_id(3, &relay, &page), reward_id(3, &relay, &other));
+    let shares: Vec<RewardShare> =
+        auditors().iter().map(|a| RewardShare::sign(a, 3, &relay, &account, 10, &page)).collect();
+    let keys: Vec<Key> = auditors().iter().map(|a| a.key()).collect();
+    let cert = RewardCertificate { epoch: 3, relay, account, amount: 10, page, shares: shares.clone() };
+    assert_eq!(cert.verify(&keys, &PRICES, &Ed25519), Ok(()));
+    let moved = RewardCertificate { page: other, ..cert.clone() };
+    assert!(matches!(moved.verify(&keys, &PRICES, &Ed25519), Err(FarmError::NoQuorum { .. })));
+    let big = page.cap(&PRICES) + 1;
+    let over: Vec<RewardShare> =
+        auditors().iter().map(|a| RewardShare::sign(a, 3, &relay, &account, big, &page)).collect();
+    let over = RewardCertificate { amount: big, shares: over, ..cert };
+    assert!(matches!(over.verify(&keys, &PRICES, &Ed25519), Err(FarmError::OverCap { .. })));
 }

@@ -1229,7 +1229,7 @@ impl Replica {
     /// Mints a reward its auditors certified into the account it names, as an unspent
     /// credit whose id is [`crate::farming::reward_id`] (a later transfer spends it by naming
     /// it in `deps`). The certificate must verify against `auditors`, this replica's own view
-    /// of the relay's audit group for that epoch, at `prices`; each `(epoch, relay)` is
+    /// of the relay's audit group for that epoch, at `prices`; each `(epoch, relay, page)` is
     /// minted once here ([`Applied::Already`] for a replay). The caller checks that it serves
     /// the account.
     pub fn deposit_reward(
@@ -1239,7 +1239,7 @@ impl Replica {
         prices: &crate::farming::Prices,
         v: &impl Verifier,
     ) -> Result<Applied, crate::farming::FarmError> {
-        let id = crate::farming::reward_id(cert.epoch, &cert.relay);
+        let id = crate::farming::reward_id(cert.epoch, &cert.relay, &cert.page);
         if self.credited.contains(&id) {
             return Ok(Applied::Already);
         }
@@ -1250,7 +1250,7 @@ impl Replica {
     /// Mints a reward certificate this replica verified before (replaying its own journal):
     /// [`Replica::deposit_reward`] without the check.
     pub fn credit_reward(&mut self, cert: &crate::farming::RewardCertificate) -> Applied {
-        let id = crate::farming::reward_id(cert.epoch, &cert.relay);
+        let id = crate::farming::reward_id(cert.epoch, &cert.relay, &cert.page);
         if !self.credited.insert(id) {
             return Applied::Already;
         }

@@ -105,6 +105,10 @@ pub struct Flags {
     /// then its shards are dropped. Default 24.
     #[arg(long)]
     pub expiry_grace: Option<u64>,
+    /// Paid shards this relay aims to list in one page of its epoch claims (it claims in as
+    /// many pages as its shards need). Default 512; small values are for tests.
+    #[arg(long)]
+    pub claim_page_shards: Option<usize>,
     /// Seconds between two spot-checks of one donating tab by this relay (a shard it
     /// announced, fetched and verified). Default 300.
     #[arg(long)]
@@ -159,6 +163,7 @@ pub struct FileConfig {
     pub tab_check: Option<f64>,
     pub tab_popular: Option<f64>,
     pub expiry_grace: Option<u64>,
+    pub claim_page_shards: Option<usize>,
 }
 
 /// How long a group waits for an unreachable member by default: two hours. The simulator's
@@ -387,6 +392,11 @@ impl Config {
                         .expiry_grace
                         .or(file.expiry_grace)
                         .unwrap_or(crate::farming::DEFAULT_EXPIRY_GRACE),
+                    page_target: flags
+                        .claim_page_shards
+                        .or(file.claim_page_shards)
+                        .unwrap_or(kura_core::farming::PAGE_TARGET)
+                        .clamp(1, kura_core::farming::MAX_CLAIM_ENTRIES),
                 }
             },
         })

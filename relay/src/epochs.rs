@@ -23,8 +23,8 @@ use crate::unix_now;
 use futures::StreamExt;
 use kura_core::audit::Verdict;
 use kura_core::farming::{
-    epoch_of, ClaimEntry, EpochAudit, EpochClaim, RewardCertificate, RewardShare, MAX_CLAIM_BATCHES,
-    MAX_CLAIM_ENTRIES,
+    epoch_of, ClaimEntry, ClaimPage, EpochAudit, EpochClaim, RewardCertificate, RewardShare,
+    MAX_CLAIM_BATCHES, MAX_CLAIM_ENTRIES,
 };
 use kura_core::ledger::{Ed25519, Key, LedgerRequest, LedgerResponse};
 use kura_core::wire::{ErrorCode, Request, Response};
@@ -190,63 +190,104 @@ pub async fn sweep(ctx: &Ctx, epoch: u64) -> u64 {
     dropped
 }
 
-/// Builds this relay's claim for `epoch`: every paid shard it holds (at most
-/// [`MAX_CLAIM_ENTRIES`], of at most [`MAX_CLAIM_BATCHES`] batches).
-fn build_claim(ctx: &Ctx, epoch: u64, account: Key) -> (EpochClaim, u64) {
+/// Builds this relay's claims for `epoch`: every paid shard it holds of a batch not revoked
+/// here, in the pages of the level its count needs (about `page_target` shards a page,
+/// [`ClaimPage::level_for`]); a page lists at most [`MAX_CLAIM_ENTRIES`] shards of at most
+/// [`MAX_CLAIM_BATCHES`] batches. Each claim with its shard bytes.
+fn build_claims(ctx: &Ctx, epoch: u64, account: Key, page_target: usize) -> Vec<(EpochClaim, u64)> {
     let postage = ctx.shared.farming.postage(epoch).unwrap_or_else(|e| {
         tracing::error!("farming journal: {e:#}");
         Vec::new()
     });
-    let mut burns = HashMap::new();
-    let mut entries = Vec::new();
-    let mut bytes = 0u64;
+    let mut held = Vec::new();
     for p in postage {
-        if entries.len() >= MAX_CLAIM_ENTRIES {
-            break;
-        }
         // A revoked batch's stripes earn nothing (auditors refuse a claim naming one).
         if ctx.shared.farming.is_revoked(&p.stamp.batch) {
             continue;
         }
         let stripe = p.stamp.stripe;
-        let Ok(held) = ctx.shared.store.holds(&[stripe]) else { continue };
-        let Some(&index) = held.first().and_then(|(_, idx)| idx.first()) else { continue };
+        let Ok(has) = ctx.shared.store.holds(&[stripe]) else { continue };
+        let Some(&index) = has.first().and_then(|(_, idx)| idx.first()) else { continue };
         let Ok(Some(header)) = ctx.shared.store.header(&stripe) else { continue };
         let Ok(shard_len) = kura_core::stripe::StripeHeader::parse(&header).map(|h| h.shard_len()) else {
             continue;
         };
+        held.push((p, index, header, shard_len as u64));
+    }
+    let level = ClaimPage::level_for_target(held.len(), page_target);
+    type Page =
+        (HashMap<kura_core::ledger::TransferId, kura_core::ledger::Certificate>, Vec<ClaimEntry>, u64);
+    let mut pages: std::collections::BTreeMap<u32, Page> = std::collections::BTreeMap::new();
+    for (p, index, header, shard_len) in held {
+        let (burns, entries, bytes) = pages.entry(ClaimPage::of(&p.stamp.stripe, level).prefix).or_default();
+        if entries.len() >= MAX_CLAIM_ENTRIES {
+            continue;
+        }
         if !burns.contains_key(&p.stamp.batch) {
             if burns.len() >= MAX_CLAIM_BATCHES {
                 continue;
             }
             burns.insert(p.stamp.batch, p.burn);
         }
-        bytes += shard_len as u64;
+        *bytes += shard_len;
         entries.push(ClaimEntry { header, index, stamp: p.stamp });
     }
-    (EpochClaim { epoch, account, burns: burns.into_values().collect(), entries }, bytes)
+    pages
+        .into_iter()
+        .map(|(prefix, (burns, entries, bytes))| {
+            let page = ClaimPage { level, prefix };
+            (EpochClaim { epoch, page, account, burns: burns.into_values().collect(), entries }, bytes)
+        })
+        .collect()
 }
 
-/// Claims `epoch`'s reward; returns the credits deposited.
+/// Claims `epoch`'s reward, page by page; returns the credits deposited. The epoch counts
+/// as rewarded when any page was, forfeited when pages were claimed and none was.
 pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
     let farming = &ctx.shared.farming;
     let account = farming.rewards()?;
-    let me = key_of(&ctx.me)?;
-    let (c, bytes) = {
+    let target = farming.page_target();
+    let claims = {
         let ctx = ctx.clone();
-        blocking(move || build_claim(&ctx, epoch, account)).await?
+        blocking(move || build_claims(&ctx, epoch, account, target)).await?
     };
-    if c.entries.is_empty() {
-        return None;
-    }
-    let shards = c.entries.len();
-    let prices = farming.config().prices;
-    let amount = prices.reward(bytes);
-    if amount == 0 {
-        // Too little to earn anything at these prices: no claim, no auditor's time.
-        return None;
-    }
     let relays = view(ctx);
+    let (mut pages, mut shards, mut bytes, mut credits) = (0, 0, 0, 0);
+    for (c, page_bytes) in claims {
+        let page_shards = c.entries.len();
+        let Some(outcome) = claim_page(ctx, &relays, c, page_bytes).await else { continue };
+        pages += 1;
+        shards += page_shards;
+        bytes += page_bytes;
+        credits += outcome;
+    }
+    if pages == 0 {
+        return None;
+    }
+    let m = &ctx.shared.metrics;
+    farming.claimed(Claimed { epoch, pages, shards, bytes, credits });
+    if credits > 0 {
+        tracing::info!(epoch, pages, shards, credits, "epoch rewarded");
+        m.epochs_rewarded.inc();
+        Some(credits)
+    } else {
+        tracing::warn!(epoch, shards, "epoch forfeited");
+        m.epochs_forfeited.inc();
+        None
+    }
+}
+
+/// Claims one page of an epoch from the relay's audit group: `None` when it earns nothing at
+/// these prices (no claim sent, no auditor's time), else the credits deposited (0: the page
+/// was forfeited).
+async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, bytes: u64) -> Option<u64> {
+    let me = key_of(&ctx.me)?;
+    let (epoch, page, account, shards) = (c.epoch, c.page, c.account, c.entries.len());
+    let prices = ctx.shared.farming.config().prices;
+    let amount = page.reward(&prices, bytes);
+    if c.entries.is_empty() || amount == 0 {
+        return None;
+    }
     let group = audit_group(&ctx.me, epoch, relays.iter().copied());
     let req = Request::EpochClaim(Box::new(c));
     let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
@@ -255,15 +296,15 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
             match ctx.net.request(*peer, req).await {
                 Ok(Response::Share(s)) if s.auditor == *key => Some(s),
                 Ok(Response::Error { code, detail }) => {
-                    tracing::info!(%peer, epoch, "epoch claim refused: {code}: {detail}");
+                    tracing::info!(%peer, epoch, ?page, "epoch claim refused: {code}: {detail}");
                     None
                 }
                 Ok(other) => {
-                    tracing::info!(%peer, epoch, "epoch claim answered {other:?}");
+                    tracing::info!(%peer, epoch, ?page, "epoch claim answered {other:?}");
                     None
                 }
                 Err(e) => {
-                    tracing::info!(%peer, epoch, "epoch claim unanswered: {e}");
+                    tracing::info!(%peer, epoch, ?page, "epoch claim unanswered: {e}");
                     None
                 }
             }
@@ -275,28 +316,21 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
         relay: me,
         account,
         amount,
+        page,
         shares: answers.into_iter().flatten().collect(),
     };
     let keys: Vec<Key> = group.iter().map(|(_, k)| *k).collect();
-    let m = &ctx.shared.metrics;
     if let Err(e) = cert.verify(&keys, &prices, &Ed25519) {
-        tracing::warn!(epoch, shards, "epoch forfeited: {e}");
-        farming.claimed(Claimed { epoch, shards, bytes, credits: 0 });
-        m.epochs_forfeited.inc();
-        return None;
+        tracing::warn!(epoch, ?page, shards, "page forfeited: {e}");
+        return Some(0);
     }
-    let deposited = deposit(ctx, &cert, &relays).await;
-    if deposited {
-        tracing::info!(epoch, shards, credits = amount, "epoch rewarded");
-        farming.claimed(Claimed { epoch, shards, bytes, credits: amount });
-        m.epochs_rewarded.inc();
-        m.credits_earned.inc_by(amount);
+    if deposit(ctx, &cert, relays).await {
+        tracing::info!(epoch, ?page, shards, credits = amount, "page rewarded");
+        ctx.shared.metrics.credits_earned.inc_by(amount);
         Some(amount)
     } else {
-        tracing::warn!(epoch, "reward certified but not deposited (too few replicas took it)");
-        farming.claimed(Claimed { epoch, shards, bytes, credits: 0 });
-        m.epochs_forfeited.inc();
-        None
+        tracing::warn!(epoch, ?page, "reward certified but not deposited (too few replicas took it)");
+        Some(0)
     }
 }
 
@@ -365,8 +399,8 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
             "this relay is not in the claimant's audit group for that epoch",
         );
     }
-    let epoch = claim.epoch;
-    match farming.start_judging(relay, epoch) {
+    let (epoch, page) = (claim.epoch, claim.page);
+    match farming.start_judging(relay, epoch, page) {
         Ok(()) => {}
         Err(Some(answer)) => return answer,
         Err(None) => return error(ErrorCode::Busy, "this claim is being judged; ask again later"),
@@ -379,9 +413,9 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
     };
     ctx.shared.metrics.epoch_audits.get_or_create(&crate::metrics::Kind { kind: outcome.into() }).inc();
     if matches!(&answer, Response::Error { code: ErrorCode::Internal, .. }) {
-        farming.stop_judging(relay, epoch);
+        farming.stop_judging(relay, epoch, page);
     } else {
-        farming.judge(relay, epoch, &answer);
+        farming.judge(relay, epoch, page, &answer);
     }
     answer
 }
@@ -390,6 +424,7 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     let prices = ctx.shared.farming.config().prices;
     let epoch = claim.epoch;
     let account = claim.account;
+    let page = claim.page;
     if let Some(batch) = claim.revoked_batch(|b| ctx.shared.farming.is_revoked(b)) {
         // The claimant missed the evidence: it is told now, for its next claim.
         if let Ok(Some(evidence)) = ctx.shared.farming.evidence(&batch) {
@@ -426,10 +461,15 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     for v in &verdicts {
         audit.record(*v);
     }
-    match audit.amount(&prices) {
-        Some(amount) => {
-            Response::Share(RewardShare::sign(ctx.shared.ledger.signer(), epoch, &relay, &account, amount))
-        }
+    match audit.amount(&prices, &page) {
+        Some(amount) => Response::Share(RewardShare::sign(
+            ctx.shared.ledger.signer(),
+            epoch,
+            &relay,
+            &account,
+            amount,
+            &page,
+        )),
         None if verdicts.iter().all(|v| *v == Verdict::Pass) => {
             error(ErrorCode::Unpaid, format!("{} shard bytes earn nothing at these prices", inv.bytes))
         }

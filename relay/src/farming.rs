@@ -14,7 +14,7 @@
 
 use crate::unix_now;
 use anyhow::{Context, Result};
-use kura_core::farming::{Admission, Admitted, Allowance, FarmError, Postage, Prices};
+use kura_core::farming::{Admission, Admitted, Allowance, ClaimPage, FarmError, Postage, Prices};
 use kura_core::ledger::{Ed25519, Key};
 use kura_core::StripeId;
 use libp2p::PeerId;
@@ -47,6 +47,9 @@ pub struct FarmingConfig {
     pub epoch_secs: u64,
     /// Epochs a paid stripe is kept after its batch ended (the owner's time to renew).
     pub expiry_grace: u64,
+    /// Paid shards to list in one page of an epoch claim
+    /// ([`kura_core::farming::ClaimPage::level_for_target`]).
+    pub page_target: usize,
 }
 
 impl Default for FarmingConfig {
@@ -56,6 +59,7 @@ impl Default for FarmingConfig {
             allowance: kura_core::farming::DEFAULT_ALLOWANCE,
             epoch_secs: kura_core::farming::DEFAULT_EPOCH_SECS,
             expiry_grace: DEFAULT_EXPIRY_GRACE,
+            page_target: kura_core::farming::PAGE_TARGET,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Earnings {
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct Claimed {
     pub epoch: u64,
+    /// Pages the claim was made in ([`ClaimPage`]).
+    pub pages: usize,
     /// Paid shards listed, and their bytes.
     pub shards: usize,
     pub bytes: u64,
@@ -87,7 +93,7 @@ pub struct Claimed {
 }
 
 /// Claims judged here, kept to answer a repeated claim alike (at most this many).
-const MAX_JUDGED: usize = 4096;
+const MAX_JUDGED: usize = 65_536;
 
 /// Epochs a paid stripe is kept after its batch ended, by default: a day of hour-long epochs.
 pub const DEFAULT_EXPIRY_GRACE: u64 = 24;
@@ -107,9 +113,12 @@ pub struct Farming {
     payer: Option<Payer>,
     earnings: Mutex<Earnings>,
     /// Answers given to epoch claims, by relay and epoch: one judgement each.
-    judged: Mutex<std::collections::HashMap<(Key, u64), kura_core::wire::Response>>,
+    judged: Mutex<std::collections::HashMap<(Key, u64, ClaimPage), kura_core::wire::Response>>,
     /// Claims being judged now.
-    judging: Mutex<std::collections::HashSet<(Key, u64)>>,
+    judging: Mutex<std::collections::HashSet<(Key, u64, ClaimPage)>>,
+    /// The page level of each relay's claims for an epoch, as first judged here: one level
+    /// per relay and epoch, so that no shard is claimed in two overlapping pages.
+    levels: Mutex<std::collections::HashMap<(Key, u64), u8>>,
 }
 
 /// The rewards account's key and its key file, whose [`kura_p2p::wallet::SpendLock`] a
@@ -142,6 +151,7 @@ impl Farming {
             earnings: Mutex::default(),
             judged: Mutex::default(),
             judging: Mutex::default(),
+            levels: Mutex::default(),
         }
     }
 
@@ -198,6 +208,7 @@ impl Farming {
             earnings: Mutex::default(),
             judged: Mutex::default(),
             judging: Mutex::default(),
+            levels: Mutex::default(),
         })
     }
 
@@ -261,29 +272,57 @@ impl Farming {
         e.last = Some(claim);
     }
 
-    /// Starts judging `relay`'s claim for `epoch`: `Ok` when no answer was given and none is
-    /// being worked out; otherwise the answer already given (`Some`), or `None` while
-    /// another copy of the claim is being judged (one judgement each, however often asked).
-    pub fn start_judging(&self, relay: Key, epoch: u64) -> Result<(), Option<kura_core::wire::Response>> {
+    /// Paid shards to list in one page of this relay's claims.
+    pub fn page_target(&self) -> usize {
+        self.cfg.page_target
+    }
+
+    /// Starts judging `relay`'s claim for page `page` of `epoch`: `Ok` when no answer was
+    /// given and none is being worked out; otherwise the answer already given (`Some`), or
+    /// `None` while another copy of the claim is being judged (one judgement each, however
+    /// often asked). A page of another level than the relay's first claim of the epoch here
+    /// is refused: pages of two levels overlap, and a shard would be rewarded twice.
+    pub fn start_judging(
+        &self,
+        relay: Key,
+        epoch: u64,
+        page: ClaimPage,
+    ) -> Result<(), Option<kura_core::wire::Response>> {
         let j = lock(&self.judged);
-        if let Some(answer) = j.get(&(relay, epoch)) {
+        if let Some(answer) = j.get(&(relay, epoch, page)) {
             return Err(Some(answer.clone()));
         }
-        if !lock(&self.judging).insert((relay, epoch)) {
+        {
+            let mut levels = lock(&self.levels);
+            if levels.len() >= MAX_JUDGED {
+                levels.retain(|(_, e), _| *e + 2 >= epoch);
+            }
+            let level = *levels.entry((relay, epoch)).or_insert(page.level);
+            if level != page.level {
+                return Err(Some(crate::node::error(
+                    kura_core::wire::ErrorCode::Unpaid,
+                    format!(
+                        "this relay's claims for epoch {epoch} are in pages of level {level}, not {}",
+                        page.level
+                    ),
+                )));
+            }
+        }
+        if !lock(&self.judging).insert((relay, epoch, page)) {
             return Err(None);
         }
         Ok(())
     }
 
     /// Gives up judging a claim without an answer to keep (this relay failed, not the claim).
-    pub fn stop_judging(&self, relay: Key, epoch: u64) {
-        lock(&self.judging).remove(&(relay, epoch));
+    pub fn stop_judging(&self, relay: Key, epoch: u64, page: ClaimPage) {
+        lock(&self.judging).remove(&(relay, epoch, page));
     }
 
-    /// Keeps the answer to `relay`'s claim for `epoch` (answers of epochs before `epoch - 2`
-    /// are dropped first when the table is full).
-    pub fn judge(&self, relay: Key, epoch: u64, answer: &kura_core::wire::Response) {
-        self.stop_judging(relay, epoch);
+    /// Keeps the answer to `relay`'s claim for page `page` of `epoch` (answers of epochs
+    /// before `epoch - 2` are dropped first when the table is full).
+    pub fn judge(&self, relay: Key, epoch: u64, page: ClaimPage, answer: &kura_core::wire::Response) {
+        self.stop_judging(relay, epoch, page);
         let signed = matches!(answer, kura_core::wire::Response::Share(_));
         {
             let mut e = lock(&self.earnings);
@@ -295,10 +334,10 @@ impl Farming {
         }
         let mut j = lock(&self.judged);
         if j.len() >= MAX_JUDGED {
-            j.retain(|(_, e), _| *e + 2 >= epoch);
+            j.retain(|(_, e, _), _| *e + 2 >= epoch);
         }
         if j.len() < MAX_JUDGED {
-            j.insert((relay, epoch), answer.clone());
+            j.insert((relay, epoch, page), answer.clone());
         }
     }
 
@@ -560,17 +599,38 @@ mod tests {
     fn a_claim_is_judged_once_however_often_it_is_sent() {
         let f = Farming::new(FarmingConfig::default());
         let (relay, other) = ([1u8; 32], [2u8; 32]);
-        assert_eq!(f.start_judging(relay, 7), Ok(()));
+        let p = ClaimPage::default();
+        assert_eq!(f.start_judging(relay, 7, p), Ok(()));
         // A copy sent while the first is judged waits; another relay or epoch does not.
-        assert_eq!(f.start_judging(relay, 7), Err(None));
-        assert_eq!(f.start_judging(other, 7), Ok(()));
-        assert_eq!(f.start_judging(relay, 8), Ok(()));
+        assert_eq!(f.start_judging(relay, 7, p), Err(None));
+        assert_eq!(f.start_judging(other, 7, p), Ok(()));
+        assert_eq!(f.start_judging(relay, 8, p), Ok(()));
         let refused = Response::Error { code: ErrorCode::Unpaid, detail: "2 of 16 samples failed".into() };
-        f.judge(relay, 7, &refused);
-        assert_eq!(f.start_judging(relay, 7), Err(Some(refused)));
+        f.judge(relay, 7, p, &refused);
+        assert_eq!(f.start_judging(relay, 7, p), Err(Some(refused)));
         // Given up (this relay's own failure): the claim may be judged again.
-        f.stop_judging(other, 7);
-        assert_eq!(f.start_judging(other, 7), Ok(()));
+        f.stop_judging(other, 7, p);
+        assert_eq!(f.start_judging(other, 7, p), Ok(()));
         assert_eq!((f.earnings().claims_refused, f.earnings().shares_signed), (1, 0));
+    }
+
+    /// Pages of one level are judged apart; a page of another level for the same relay and
+    /// epoch (it would overlap them, rewarding shards twice) is refused.
+    #[test]
+    fn a_relay_claims_an_epoch_in_pages_of_one_level() {
+        let f = Farming::new(FarmingConfig::default());
+        let relay = [1u8; 32];
+        let half = |prefix| ClaimPage { level: 1, prefix };
+        assert_eq!(f.start_judging(relay, 7, half(0)), Ok(()));
+        assert_eq!(f.start_judging(relay, 7, half(1)), Ok(()));
+        let Err(Some(Response::Error { code: ErrorCode::Unpaid, detail })) =
+            f.start_judging(relay, 7, ClaimPage::default())
+        else {
+            panic!("a whole-space page after halves is taken");
+        };
+        assert!(detail.contains("level 1"), "{detail}");
+        assert!(f.start_judging(relay, 7, ClaimPage { level: 2, prefix: 3 }).is_err());
+        // Another epoch may use another level.
+        assert_eq!(f.start_judging(relay, 8, ClaimPage::default()), Ok(()));
     }
 }

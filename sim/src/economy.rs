@@ -19,8 +19,8 @@
 use crate::population::{random_key, Population};
 use kura_core::audit::Verdict;
 use kura_core::farming::{
-    audit_point, share_message, Batch, BatchTerms, EpochAudit, Prices, RewardCertificate, RewardShare,
-    AUDIT_GROUP, AUDIT_QUORUM,
+    audit_point, share_message, Batch, BatchTerms, ClaimPage, EpochAudit, Prices, RewardCertificate,
+    RewardShare, AUDIT_GROUP, AUDIT_QUORUM,
 };
 use kura_core::ledger::{Applied, Key, Replica, Signer, Transfer, BURN};
 use kura_core::testdata::{SimKey, SimVerifier, XorShift};
@@ -214,9 +214,9 @@ pub fn run(c: &Config) -> Outcome {
                     let h = inventory[rng.below(inventory.len())];
                     audit.record(if h.dropped { Verdict::False } else { Verdict::Pass });
                 }
-                if let Some(x) = audit.amount(&prices) {
+                if let Some(x) = audit.amount(&prices, &ClaimPage::default()) {
                     amount = Some(x);
-                    let msg = share_message(epoch, &relay, &relay, x);
+                    let msg = share_message(epoch, &relay, &relay, x, &ClaimPage::default());
                     shares.push(RewardShare { auditor: keys[a].key(), sig: keys[a].sign(&msg) });
                 }
             }
@@ -226,7 +226,14 @@ pub fn run(c: &Config) -> Outcome {
             }
             let rewarded = match amount {
                 Some(x) if shares.len() >= AUDIT_QUORUM => {
-                    let cert = RewardCertificate { epoch, relay, account: relay, amount: x, shares };
+                    let cert = RewardCertificate {
+                        epoch,
+                        relay,
+                        account: relay,
+                        amount: x,
+                        page: ClaimPage::default(),
+                        shares,
+                    };
                     let group_keys: Vec<Key> = group.iter().map(|&a| keys[a].key()).collect();
                     match ledger.deposit_reward(&cert, &group_keys, &prices, &SimVerifier) {
                         Ok(Applied::Done) => {

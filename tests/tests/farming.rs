@@ -176,6 +176,10 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
             &PRICE.to_string(),
             "--scrub-rate",
             "1",
+            // Claims in pages of about two shards: each relay's seven paid shards are
+            // claimed in the four pages of level 2.
+            "--claim-page-shards",
+            "2",
         ],
     );
     let dir = net.dir.path().to_owned();
@@ -219,22 +223,25 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
         let e = earnings(&net, i);
         let status = net.relay(i).json("/status").unwrap();
         let last = &e["last"];
-        let (shards, bytes, credits) = (
+        let (pages, shards, bytes, credits) = (
+            last["pages"].as_u64().unwrap(),
             last["shards"].as_u64().unwrap(),
             last["bytes"].as_u64().unwrap(),
             last["credits"].as_u64().unwrap(),
         );
-        // Every shard it holds is paid and was listed; the reward is the formula's.
+        // Every shard it holds is paid and was listed, in pages of one level (each page
+        // rounded down apart); the reward is the formula's.
         assert_eq!(shards, status["shards"].as_u64().unwrap(), "relay {i}: {e}");
         assert!(shards >= 7 && bytes >= 6 * 262_148, "relay {i}: {e}");
-        assert_eq!(credits, prices.reward(bytes), "relay {i}: {e}");
+        assert!((2..=4).contains(&pages), "relay {i}: {e}");
+        assert!(credits <= prices.reward(bytes) && credits + pages >= prices.reward(bytes), "relay {i}: {e}");
         // The credits are in the relay's rewards account, spendable with `kura wallet`.
         let earned = e["earned"].as_u64().unwrap();
         let balance = net.balance(&dir.join(format!("r{i}")).join("rewards.key"));
         assert!(balance >= earned && earned >= credits, "relay {i}: balance {balance}, {e}");
         assert!(net.relay(i).metric("kura_credits_earned_total").unwrap() >= credits as f64);
         eprintln!(
-            "earning: relay {i} earned {credits} for {shards} shards ({bytes} bytes) in epoch {}",
+            "earning: relay {i} earned {credits} for {shards} shards ({bytes} bytes) in {pages} pages, epoch {}",
             last["epoch"]
         );
         // The operator's terminal says the same (a later epoch may have paid more since).
@@ -277,17 +284,25 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
         let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
         let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
         let amount = 1_000_000;
+        let page = kura_core::farming::ClaimPage::default();
         let shares = (0..16u8)
             .map(|i| {
-                RewardShare::sign(&SigningKey::from_bytes(&[150 + i; 32]), epoch, &relay5, &thief, amount)
+                RewardShare::sign(
+                    &SigningKey::from_bytes(&[150 + i; 32]),
+                    epoch,
+                    &relay5,
+                    &thief,
+                    amount,
+                    &page,
+                )
             })
             .collect();
-        let forged = RewardCertificate { epoch, relay: relay5, account: thief, amount, shares };
+        let forged = RewardCertificate { epoch, relay: relay5, account: thief, amount, page, shares };
         for p in &peers {
             let a = client.ledger(*p, LedgerRequest::Reward(Box::new(forged.clone()))).await.unwrap();
             assert!(matches!(a, LedgerResponse::Refused { .. }), "{a:?}");
         }
-        let claim = EpochClaim { epoch, account: thief, burns: vec![], entries: vec![] };
+        let claim = EpochClaim { epoch, page, account: thief, burns: vec![], entries: vec![] };
         let a = client.request(peers[0], Request::EpochClaim(Box::new(claim))).await.unwrap();
         assert!(matches!(a, Response::Error { code: ErrorCode::NotInGroup, .. }), "{a:?}");
         for p in &peers {
@@ -314,12 +329,14 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     .unwrap();
     let e = earnings(&net, seven);
     let last = &e["last"];
-    let (shards, bytes, credits) = (
+    let (pages, shards, bytes, credits) = (
+        last["pages"].as_u64().unwrap(),
         last["shards"].as_u64().unwrap(),
         last["bytes"].as_u64().unwrap(),
         last["credits"].as_u64().unwrap(),
     );
-    assert!(shards >= 1 && credits == prices.reward(bytes), "{stamps} stamps: {e}");
+    let formula = prices.reward(bytes);
+    assert!(shards >= 1 && credits <= formula && credits + pages >= formula, "{stamps} stamps: {e}");
     eprintln!("earning: relay 6 joined, was handed {stamps} paid shards and earned {credits} for {shards}");
     net.get_exact(&cap, &file, "earning");
 }
