@@ -503,7 +503,12 @@ pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> b
         };
         // Taken as a renewal's postage is: checked like a paid store's, for the shard held.
         let (shared, me) = (ctx.shared.clone(), ctx.me);
-        match blocking(move || crate::node::restamp(&shared, &me, &postage)).await {
+        let (told, rt) = (ctx.clone(), tokio::runtime::Handle::current());
+        let found = move |evidence| {
+            let peers = others(&told, None);
+            rt.spawn(spread_revocation(told, evidence, peers));
+        };
+        match blocking(move || crate::node::restamp(&shared, &me, &postage, found)).await {
             Some(Response::Stored { .. }) => {
                 tracing::debug!(%stripe, %peer, "postage of a repaired or handed-over shard learnt");
                 return true;

@@ -366,11 +366,7 @@ impl Farming {
     pub fn evidence(&self, batch: &kura_core::ledger::TransferId) -> Result<Option<Evidence>> {
         let Some(db) = &self.journal else { return Ok(None) };
         let r = db.begin_read()?;
-        let t = match r.open_table(REVOKED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+        let Some(t) = open_if_made(&r, REVOKED)? else { return Ok(None) };
         Ok(t.get(batch.as_slice())?.and_then(|v| postcard::from_bytes(v.value()).ok()))
     }
 
@@ -451,11 +447,7 @@ impl Farming {
     pub fn postage_of(&self, stripe: &StripeId) -> Result<Option<Postage>> {
         let Some(db) = &self.journal else { return Ok(None) };
         let r = db.begin_read()?;
-        let by_stripe = match r.open_table(BY_STRIPE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+        let Some(by_stripe) = open_if_made(&r, BY_STRIPE)? else { return Ok(None) };
         let Some(key) = by_stripe.get(stripe.as_bytes().as_slice())? else { return Ok(None) };
         let stamps = r.open_table(STAMPS)?;
         let Some(bytes) = stamps.get(key.value())? else { return Ok(None) };
@@ -500,7 +492,7 @@ impl Farming {
                 epoch,
                 &Ed25519,
             )
-            .map_err(|e| anyhow::anyhow!("the postage does not pay: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e).context("the postage does not pay"))?;
         self.record(postage)
     }
 
@@ -559,6 +551,18 @@ impl Farming {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
         lock(&self.admission)
+    }
+}
+
+/// A journal table for reading; `None` when nothing was ever written to it.
+fn open_if_made(
+    r: &redb::ReadTransaction,
+    table: TableDefinition<'static, &'static [u8], &'static [u8]>,
+) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>> {
+    match r.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

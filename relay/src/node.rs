@@ -204,7 +204,13 @@ pub fn answer_ledger(
 
 /// A renewal's new postage for a stripe held here (blocking): checked as a paid store's is
 /// and kept; no shard moves.
-pub fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Postage) -> Response {
+/// A slot stamped twice is evidence handed to `found` (to pass on).
+pub fn restamp(
+    shared: &Shared,
+    me: &PeerId,
+    postage: &kura_core::farming::Postage,
+    found: impl FnOnce(crate::farming::Evidence),
+) -> Response {
     let stripe = postage.stamp.stripe;
     let held = match shared.store.holds(&[stripe]) {
         Ok(h) => h,
@@ -220,8 +226,36 @@ pub fn restamp(shared: &Shared, me: &PeerId, postage: &kura_core::farming::Posta
     };
     match shared.farming.adopt(postage, header.params().n(), header.shard_len(), || view(shared, me)) {
         Ok(()) => Response::Stored { index },
-        Err(e) => error(ErrorCode::Unpaid, format!("{e:#}")),
+        Err(e) => {
+            if let Some(kura_core::farming::FarmError::DoubleStamp(ev)) = e.downcast_ref() {
+                found(double_stamp_found(shared, me, postage, ev));
+            }
+            error(ErrorCode::Unpaid, format!("{e:#}"))
+        }
     }
+}
+
+/// A slot stamped twice, found here in `postage` (the second stamp) against `ev.first`:
+/// the batch is revoked already ([`kura_core::farming::StampBook::admit`]); the evidence is
+/// counted, journalled and returned, for the caller to pass on.
+fn double_stamp_found(
+    shared: &Shared,
+    from: &PeerId,
+    postage: &kura_core::farming::Postage,
+    ev: &kura_core::farming::DoubleStamp,
+) -> crate::farming::Evidence {
+    let first = kura_core::farming::Postage { stamp: ev.first.clone(), burn: postage.burn.clone() };
+    let evidence = crate::farming::Evidence { postage: first, second: ev.second.clone() };
+    shared.metrics.batch_revoked("found");
+    tracing::warn!(
+        batch = %kura_core::hex::encode(&postage.stamp.batch),
+        %from,
+        "batch revoked: its owner stamped a slot twice"
+    );
+    if let Err(e) = shared.farming.record_revoked(&evidence) {
+        tracing::error!("farming journal: {e:#}");
+    }
+    evidence
 }
 
 /// Whether a client's store is paid for, or within the sender's free allowance
@@ -256,22 +290,9 @@ fn admit_payment(
             ErrorCode::Unpaid,
             format!("{e}; storing more needs payment (a wallet: `kura put --key WALLET`)"),
         )),
-        Err(kura_core::farming::FarmError::DoubleStamp(ev)) => {
-            let e = kura_core::farming::FarmError::DoubleStamp(ev.clone());
-            if let Some(p) = postage {
-                // The batch is revoked here; the evidence is kept and passed on.
-                let first = kura_core::farming::Postage { stamp: ev.first, burn: p.burn.clone() };
-                let evidence = crate::farming::Evidence { postage: first, second: ev.second };
-                shared.metrics.batch_revoked("found");
-                tracing::warn!(
-                    batch = %kura_core::hex::encode(&p.stamp.batch),
-                    %peer,
-                    "batch revoked: its owner stamped a slot twice"
-                );
-                if let Err(e) = shared.farming.record_revoked(&evidence) {
-                    tracing::error!("farming journal: {e:#}");
-                }
-                found(evidence);
+        Err(e @ kura_core::farming::FarmError::DoubleStamp(_)) => {
+            if let (Some(p), kura_core::farming::FarmError::DoubleStamp(ev)) = (postage, &e) {
+                found(double_stamp_found(shared, peer, p, ev));
             }
             Err(error(ErrorCode::Unpaid, format!("the postage does not pay: {e}")))
         }
@@ -891,6 +912,7 @@ impl Node {
             Request::Handover { .. }
                 | Request::Announce { .. }
                 | Request::PaidStore { .. }
+                | Request::Restamp { .. }
                 | Request::Revoke { .. }
         )
         .then(|| {
@@ -970,7 +992,12 @@ impl Node {
                         }
                     }
                 }
-                Request::Restamp { postage } => restamp(&shared, &me, &postage),
+                Request::Restamp { postage } => restamp(&shared, &me, &postage, |evidence| {
+                    if let Some((ctx, rt)) = later {
+                        let peers = crate::epochs::others(&ctx, None);
+                        rt.spawn(crate::epochs::spread_revocation(ctx, evidence, peers));
+                    }
+                }),
                 Request::Revoke { postage, second } => {
                     let evidence = crate::farming::Evidence { postage: *postage, second: *second };
                     match shared.farming.revoke(&evidence, || view(&shared, &me)) {

@@ -659,17 +659,19 @@ fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
         shard: s.shard(0).to_vec(),
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut sly = None;
     let (cheat, honest) = rt.block_on(async {
         let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
         let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
         let mut burns = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..3 {
             let cost = DEFAULT_PRICES.cost(&terms);
             let burn =
                 kura_client::wallet::send(&client, &owner, kura_core::ledger::BURN, cost, terms.memo());
             burns.push(burn.await.unwrap());
         }
         let (cheat, honest) = (burns[0].clone(), burns[1].clone());
+        sly = Some(burns[2].clone());
         // Slot 0 of the first batch for stripe 0, then for stripe 1, at relay 0.
         let a = client.request(peers[0], paid_store(&cheat, &stripes[0], 0)).await.unwrap();
         assert_eq!(a, Response::Stored { index: 0 });
@@ -738,4 +740,31 @@ fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
         assert_eq!(client.request(peers[1], req).await.unwrap(), Response::Accepted);
     });
     assert_eq!(revoked(&net, 1, "told"), 1.0);
+    // A renewal that stamps a used slot of another batch is found the same way, by relay 4:
+    // its slot 0 holds stripe 2, and a `Restamp` names it for stripe 3 (which relay 4 holds,
+    // paid by the honest batch).
+    let sly = sly.unwrap();
+    rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+        let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let four = peers[4];
+        assert_eq!(client.request(four, paid_store(&sly, &stripes[2], 0)).await.unwrap(), Response::Stored { index: 0 });
+        assert_eq!(client.request(four, paid_store(&honest, &stripes[3], 1)).await.unwrap(), Response::Stored { index: 0 });
+        let again = Postage { stamp: stamp(&sly.signed.transfer.id(), &stripes[3], 0), burn: sly.clone() };
+        let a = client.request(four, Request::Restamp { postage: Box::new(again) }).await.unwrap();
+        assert!(matches!(&a, Response::Error { code: ErrorCode::Unpaid, detail } if detail.contains("another stripe")), "{a:?}");
+    });
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(30),
+        "every relay to learn of the renewal's double stamp",
+        || {
+            // Relay 3's counters started again with it (its first revocation came back from
+            // its journal).
+            ([0, 1, 2, 5].iter().all(|&i| revoked(&net, i, "told") + revoked(&net, i, "found") == 2.0)
+                && revoked(&net, 3, "told") == 1.0
+                && (revoked(&net, 4, "found"), revoked(&net, 4, "told")) == (1.0, 1.0))
+                .then_some(())
+        },
+    )
+    .unwrap();
 }
