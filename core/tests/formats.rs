@@ -238,11 +238,11 @@ fn bad_frames_get_errors_not_panics() {
     t.push(0);
     assert!(matches!(Request::from_frame(&t), Err(WireError::TrailingBytes(1))));
     // A kind from a newer protocol version is told apart from garbage.
-    let newer = Request::from_body(&[16, 0, 0]).unwrap_err();
-    assert_eq!(newer, WireError::UnknownKind(16));
+    let newer = Request::from_body(&[17, 0, 0]).unwrap_err();
+    assert_eq!(newer, WireError::UnknownKind(17));
     assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
     assert_eq!(Response::from_body(&[10]).unwrap_err(), WireError::UnknownKind(10));
-    assert_eq!(Request::from_body(&[15]).unwrap_err(), WireError::UnknownKind(15));
+    assert_eq!(Request::from_body(&[16]).unwrap_err(), WireError::UnknownKind(16));
     assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
     // A part over its limit is refused (asked for, or answered).
