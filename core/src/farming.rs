@@ -30,7 +30,8 @@
 //! shard, so a stripe's shards earn at most its slot's bytes per epoch. Hence, for every
 //! batch, what its stripes mint is at most `(1 − fee)` of what it burnt, and the fee is
 //! burnt for good: storing data one generated oneself loses at least the fee. Exceptions,
-//! bounded: the free allowance (bytes per account per window, and per relay), and a
+//! bounded: the free allowance (bytes per account per window, and per relay, each free
+//! stripe kept for [`FreeLife`] epochs), and a
 //! captured audit group (more than `AUDIT_GROUP − AUDIT_QUORUM` auditors of one relay's
 //! epoch colluding with it), which can mint at most [`Prices::cap`] for that relay and
 //! epoch; the point moves each epoch, so it must be captured again every epoch.
@@ -435,6 +436,40 @@ pub struct Allowance {
     pub per_relay: u64,
     pub window_secs: u64,
 }
+
+/// How long a stripe stored within the free allowance is kept: `epochs` epochs from the one
+/// in which a relay of its group first took it (and then dropped, like a paid stripe whose
+/// batch ended). With the allowance's rate, this bounds the free storage a relay holds at
+/// once: at most `per_relay` bytes a window for `epochs` epochs' worth of windows. A free
+/// file is kept longer only by paying for it (a renewal's postage makes a stripe paid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeLife {
+    pub epochs: u64,
+}
+
+impl FreeLife {
+    /// Whether a relay may drop, at `epoch`, a free stripe first taken at `since`.
+    pub fn droppable_at(&self, since: u64, epoch: u64) -> bool {
+        epoch >= since.saturating_add(self.epochs)
+    }
+
+    /// The first epoch a relay records for a free stripe it came to hold by a repair or a
+    /// handover, from the epochs the stripe's other holders answered: their lower median,
+    /// so that a minority of holders lying either way (to keep the stripe forever, or to
+    /// have it dropped at once) moves nothing beyond what honest holders said; never later
+    /// than `now`. With no answer (no holder kept a record), `now`: a fresh life, bounded
+    /// like any free store's.
+    pub fn agreed_since(answers: &mut [u64], now: u64) -> u64 {
+        if answers.is_empty() {
+            return now;
+        }
+        answers.sort_unstable();
+        answers[(answers.len() - 1) / 2].min(now)
+    }
+}
+
+/// Default life of a free stripe: a week of hour-long epochs.
+pub const DEFAULT_FREE_LIFE: FreeLife = FreeLife { epochs: 168 };
 
 /// What the free allowance has given in the current window.
 #[derive(Debug)]

@@ -124,6 +124,29 @@ fn the_free_allowance_is_bounded_per_account_and_per_relay_per_window() {
     free.take(&a, 10 * MIB, 3600).unwrap();
 }
 
+#[test]
+fn free_stripes_live_their_life_and_holders_agree_on_its_start() {
+    let life = FreeLife { epochs: 10 };
+    assert!(!life.droppable_at(100, 109));
+    assert!(life.droppable_at(100, 110));
+    assert!(life.droppable_at(u64::MAX - 3, u64::MAX), "no overflow");
+    // Holders agree: the lower median of what they answered.
+    assert_eq!(FreeLife::agreed_since(&mut [100, 100, 101], 120), 100);
+    // One liar of three cannot keep the stripe forever (a late start) ...
+    assert_eq!(FreeLife::agreed_since(&mut [100, 119, 101], 120), 101);
+    // ... nor have it dropped at once (an early start).
+    assert_eq!(FreeLife::agreed_since(&mut [0, 100, 100], 120), 100);
+    // Two of four answering late are not a majority: the lower median is an honest answer.
+    assert_eq!(FreeLife::agreed_since(&mut [100, 100, u64::MAX, u64::MAX], 120), 100);
+    // A start in the future is taken as now; no answer is a fresh life.
+    assert_eq!(FreeLife::agreed_since(&mut [500], 120), 120);
+    assert_eq!(FreeLife::agreed_since(&mut [], 120), 120);
+    // What the default bounds: the relay's allowance a window, for a week of windows.
+    let held = DEFAULT_ALLOWANCE.per_relay * DEFAULT_FREE_LIFE.epochs * DEFAULT_EPOCH_SECS
+        / DEFAULT_ALLOWANCE.window_secs;
+    assert_eq!(held, 672 << 30);
+}
+
 /// Sixteen auditors, each with its own key.
 fn auditors() -> Vec<SigningKey> {
     (0..AUDIT_GROUP as u8).map(|i| signer(100 + i)).collect()

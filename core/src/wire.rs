@@ -133,7 +133,8 @@ pub enum Request {
     EpochClaim(Box<crate::farming::EpochClaim>),
     /// The postage a relay keeps for a stripe: asked by a relay that now holds a shard of it
     /// by a repair or a handover (it earns for the shard only with its stamp). Answered
-    /// [`Response::Postage`] or [`ErrorCode::NotFound`].
+    /// [`Response::Postage`], [`Response::FreeSince`] for a stripe stored free (whose life
+    /// the asker then counts from the same epoch), or [`ErrorCode::NotFound`].
     Postage { stripe: StripeId },
     /// A renewal that moves no shard: keep this postage (a stamp of a new batch) for the
     /// shard of its stripe the receiver holds. Answered [`Response::Stored`] with the index
@@ -213,6 +214,9 @@ pub enum Response {
     Postage(Box<crate::farming::Postage>),
     /// The answer to [`Request::Holders`].
     Holders { holders: Vec<TabHolder> },
+    /// The answer to [`Request::Postage`] for a stripe stored free: the epoch in which this
+    /// relay first took it (its life, [`crate::farming::FreeLife`], counts from there).
+    FreeSince { epoch: u64 },
 }
 
 /// A donating tab that holds shard `index` of a stripe, reachable through the relay `via`
@@ -600,7 +604,7 @@ impl Message for Request {
 }
 
 impl Message for Response {
-    const KINDS: u32 = 10;
+    const KINDS: u32 = 11;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -638,6 +642,7 @@ impl Message for Response {
             }
             Response::Share(_) => Ok(()),
             Response::Postage(p) => p.check(),
+            Response::FreeSince { .. } => Ok(()),
             Response::Holders { holders } => {
                 limit("tab holders", holders.len(), MAX_TAB_HOLDERS)?;
                 holders.iter().try_for_each(|h| {

@@ -141,6 +141,7 @@ fn messages() -> (Vec<Request>, Vec<Response>) {
         Response::Error { code: ErrorCode::Unknown(999), detail: String::new() },
         Response::Part { header: vec![3; 40], total: 262_160, bytes: random_bytes(MAX_PART_LEN, 3) },
         Response::Part { header: vec![], total: 10, bytes: vec![] },
+        Response::FreeSince { epoch: 493_812 },
     ];
     (reqs, resps)
 }
@@ -241,7 +242,7 @@ fn bad_frames_get_errors_not_panics() {
     let newer = Request::from_body(&[17, 0, 0]).unwrap_err();
     assert_eq!(newer, WireError::UnknownKind(17));
     assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
-    assert_eq!(Response::from_body(&[10]).unwrap_err(), WireError::UnknownKind(10));
+    assert_eq!(Response::from_body(&[11]).unwrap_err(), WireError::UnknownKind(11));
     assert_eq!(Request::from_body(&[16]).unwrap_err(), WireError::UnknownKind(16));
     assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));

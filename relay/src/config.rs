@@ -105,6 +105,10 @@ pub struct Flags {
     /// then its shards are dropped. Default 24.
     #[arg(long)]
     pub expiry_grace: Option<u64>,
+    /// Epochs a stripe stored free is kept, from the epoch this relay's group first took
+    /// it; then its shards are dropped (paying for it, `kura renew`, keeps it). Default 168.
+    #[arg(long)]
+    pub free_epochs: Option<u64>,
     /// Paid shards this relay aims to list in one page of its epoch claims (it claims in as
     /// many pages as its shards need). Default 512; small values are for tests.
     #[arg(long)]
@@ -163,6 +167,7 @@ pub struct FileConfig {
     pub tab_check: Option<f64>,
     pub tab_popular: Option<f64>,
     pub expiry_grace: Option<u64>,
+    pub free_epochs: Option<u64>,
     pub claim_page_shards: Option<usize>,
 }
 
@@ -392,6 +397,13 @@ impl Config {
                         .expiry_grace
                         .or(file.expiry_grace)
                         .unwrap_or(crate::farming::DEFAULT_EXPIRY_GRACE),
+                    free_life: kura_core::farming::FreeLife {
+                        epochs: flags
+                            .free_epochs
+                            .or(file.free_epochs)
+                            .unwrap_or(kura_core::farming::DEFAULT_FREE_LIFE.epochs)
+                            .max(1),
+                    },
                     page_target: flags
                         .claim_page_shards
                         .or(file.claim_page_shards)

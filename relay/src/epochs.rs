@@ -23,7 +23,7 @@ use crate::unix_now;
 use futures::StreamExt;
 use kura_core::audit::Verdict;
 use kura_core::farming::{
-    epoch_of, ClaimEntry, ClaimPage, EpochAudit, EpochClaim, RewardCertificate, RewardShare,
+    epoch_of, ClaimEntry, ClaimPage, EpochAudit, EpochClaim, FreeLife, RewardCertificate, RewardShare,
     MAX_CLAIM_BATCHES, MAX_CLAIM_ENTRIES,
 };
 use kura_core::ledger::{Ed25519, Key, LedgerRequest, LedgerResponse};
@@ -162,10 +162,20 @@ impl kura_p2p::wallet::LedgerNet for RelayLedger<'_> {
 }
 
 /// Drops, at `epoch`, every shard of the paid stripes whose batch ended the grace ago or more
-/// ([`crate::farming::Farming::expired`]). Returns the shards dropped.
+/// and of the free stripes whose life is over ([`crate::farming::Farming::expired`]).
+/// Returns the shards dropped.
 pub async fn sweep(ctx: &Ctx, epoch: u64) -> u64 {
     let shared = ctx.shared.clone();
     let dropped = blocking(move || {
+        // A stripe held with no record of either kind gets a free life from now.
+        let held = shared.store.inventory().map(|h| h.into_iter().map(|(s, _)| s));
+        match held.map_err(anyhow::Error::new).and_then(|h| shared.farming.count_unrecorded(h, epoch)) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(stripes = n, epoch, "stripes held without a record counted as free from now")
+            }
+            Err(e) => tracing::error!("farming journal: {e:#}"),
+        }
         let stripes = shared.farming.expired(epoch).unwrap_or_else(|e| {
             tracing::error!("farming journal: {e:#}");
             Vec::new()
@@ -484,8 +494,11 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
 }
 
 /// Learns the postage of `stripe`, which this relay came to hold by a repair or a handover,
-/// from `peers` that hold it (the first that answers with postage that pays): without it the
-/// shard would earn nothing here. Returns whether the postage is known now.
+/// from `peers` that hold it and the stripe's close group in this relay's view (the first
+/// answer with postage that pays): without it the shard would earn nothing here. A stripe
+/// stored free has none: its life then counts from the epoch its other holders agree on
+/// ([`FreeLife::agreed_since`]), so that moving it does not make it young again. Returns
+/// whether the postage is known now.
 pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> bool {
     let known = {
         let shared = ctx.shared.clone();
@@ -494,13 +507,32 @@ pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> b
     if known != Some(false) {
         return known.unwrap_or(false);
     }
-    for peer in peers.into_iter().filter(|p| *p != ctx.me).take(POSTAGE_ASKED) {
-        let postage = match ctx.net.request(peer, Request::Postage { stripe }).await {
+    let target = kura_core::placement::DhtKey::of_stripe(&stripe);
+    let group = kura_core::placement::by_distance(
+        &target,
+        view(ctx).into_iter().map(|p| (p, kura_core::placement::DhtKey::of(&p.to_bytes()))),
+    );
+    let mut asked: Vec<PeerId> = Vec::new();
+    for p in peers.into_iter().chain(group) {
+        if p != ctx.me && !asked.contains(&p) && asked.len() < POSTAGE_ASKED {
+            asked.push(p);
+        }
+    }
+    let answers = futures::future::join_all(
+        asked.iter().map(|peer| ctx.net.request(*peer, Request::Postage { stripe })),
+    )
+    .await;
+    let (mut free, mut paid) = (Vec::new(), false);
+    for (peer, answer) in asked.into_iter().zip(answers) {
+        let postage = match answer {
             Ok(Response::Postage(p)) if p.stamp.stripe == stripe => p,
-            // Unpaid stripes have none: asking on is no use.
-            Ok(Response::Error { code: ErrorCode::NotFound, .. }) => return false,
+            Ok(Response::FreeSince { epoch }) => {
+                free.push(epoch);
+                continue;
+            }
             _ => continue,
         };
+        paid = true;
         // Taken as a renewal's postage is: checked like a paid store's, for the shard held.
         let (shared, me) = (ctx.shared.clone(), ctx.me);
         let (told, rt) = (ctx.clone(), tokio::runtime::Handle::current());
@@ -516,6 +548,18 @@ pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> b
             Some(refused) => tracing::info!(%stripe, %peer, "postage refused: {refused:?}"),
             None => return false,
         }
+    }
+    // Postage offered but refused here: not counted as free (the sweep's count of what has
+    // no record gives it a free life if nothing pays for it by then).
+    if !paid {
+        let shared = ctx.shared.clone();
+        blocking(move || {
+            let since = FreeLife::agreed_since(&mut free, shared.farming.epoch_now());
+            if let Err(e) = shared.farming.record_free(&stripe, since, true) {
+                tracing::error!("farming journal: {e:#}");
+            }
+        })
+        .await;
     }
     false
 }

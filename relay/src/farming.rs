@@ -10,11 +10,12 @@
 //! The postage of every paid stripe admitted is kept in `DIR/farming.redb` (a stamp per
 //! `(batch, slot)`, with its burn): a relay started again takes it back, so it still knows
 //! which of its stripes are paid and still refuses a slot stamped twice. Entries of batches
-//! that have ended are left out at start and removed.
+//! that have ended are left out at start and removed. Beside it, the epoch from which each
+//! stripe stored free is kept ([`FreeLife`]): free stripes end too.
 
 use crate::unix_now;
 use anyhow::{Context, Result};
-use kura_core::farming::{Admission, Admitted, Allowance, ClaimPage, FarmError, Postage, Prices};
+use kura_core::farming::{Admission, Admitted, Allowance, ClaimPage, FarmError, FreeLife, Postage, Prices};
 use kura_core::ledger::{Ed25519, Key};
 use kura_core::StripeId;
 use libp2p::PeerId;
@@ -28,6 +29,9 @@ const STAMPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps");
 const BY_STRIPE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stamps_by_stripe");
 /// Batch id → the evidence that revoked it ([`Evidence`], postcard).
 const REVOKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("revoked");
+/// Stripe id → the epoch (little-endian) from which a stripe stored free is kept here
+/// ([`FreeLife`]).
+const FREE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("free_since");
 
 /// Evidence that a batch's owner stamped one slot twice, as relays pass it on
 /// ([`kura_core::wire::Request::Revoke`]): the first stamp with the batch's burn, and the
@@ -47,6 +51,8 @@ pub struct FarmingConfig {
     pub epoch_secs: u64,
     /// Epochs a paid stripe is kept after its batch ended (the owner's time to renew).
     pub expiry_grace: u64,
+    /// How long a stripe stored free is kept.
+    pub free_life: FreeLife,
     /// Paid shards to list in one page of an epoch claim
     /// ([`kura_core::farming::ClaimPage::level_for_target`]).
     pub page_target: usize,
@@ -59,6 +65,7 @@ impl Default for FarmingConfig {
             allowance: kura_core::farming::DEFAULT_ALLOWANCE,
             epoch_secs: kura_core::farming::DEFAULT_EPOCH_SECS,
             expiry_grace: DEFAULT_EXPIRY_GRACE,
+            free_life: kura_core::farming::DEFAULT_FREE_LIFE,
             page_target: kura_core::farming::PAGE_TARGET,
         }
     }
@@ -394,9 +401,10 @@ impl Farming {
     }
 
     /// The sweep at `epoch`: the paid stripes whose newest postage is of a batch that ended
-    /// [`FarmingConfig::expiry_grace`] epochs ago or more, for the caller to drop; and the
-    /// journal's entries of batches ended [`JOURNAL_KEEP`] epochs before that, forgotten
-    /// now. A stripe whose newest postage is missing is not dropped (nothing proves it ended).
+    /// [`FarmingConfig::expiry_grace`] epochs ago or more, and the free stripes whose life
+    /// ([`FarmingConfig::free_life`]) is over, for the caller to drop; and the journal's
+    /// entries of batches ended (and free lives over) [`JOURNAL_KEEP`] epochs before that,
+    /// forgotten now. A stripe whose newest postage is missing is not dropped as paid.
     pub fn expired(&self, epoch: u64) -> Result<Vec<StripeId>> {
         let Some(db) = &self.journal else { return Ok(Vec::new()) };
         let (prices, grace) = (self.cfg.prices, self.cfg.expiry_grace);
@@ -438,9 +446,87 @@ impl Farming {
             for s in forget_stripes {
                 by_stripe.remove(s.as_slice())?;
             }
+            // Free stripes whose life is over; an entry of a stripe paid since (a renewal's
+            // postage) is forgotten: the paid rules keep it now.
+            let life = self.cfg.free_life;
+            let mut free = w.open_table(FREE)?;
+            let mut forget = Vec::new();
+            for entry in free.iter()? {
+                let (s, v) = entry?;
+                let (Ok(id), Some(since)) = (<[u8; 32]>::try_from(s.value()), epoch_in(v.value())) else {
+                    forget.push(s.value().to_vec());
+                    continue;
+                };
+                if by_stripe.get(s.value())?.is_some() {
+                    forget.push(s.value().to_vec());
+                } else if life.droppable_at(since, epoch) {
+                    drop.push(StripeId::from_bytes(id));
+                    if life.droppable_at(since.saturating_add(JOURNAL_KEEP), epoch) {
+                        forget.push(s.value().to_vec());
+                    }
+                }
+            }
+            for s in forget {
+                free.remove(s.as_slice())?;
+            }
         }
         w.commit()?;
         Ok(drop)
+    }
+
+    /// Keeps `since` as the epoch from which `stripe`, stored free, is kept here, unless an
+    /// epoch is kept already (the first store's stands). `learnt`: the epoch the stripe's
+    /// other holders agreed on after a repair or a handover brought it here, which replaces
+    /// what was kept (a sweep may have counted the shard as new meanwhile).
+    pub fn record_free(&self, stripe: &StripeId, since: u64, learnt: bool) -> Result<()> {
+        let Some(db) = &self.journal else { return Ok(()) };
+        if !learnt && self.free_since(stripe)?.is_some() {
+            return Ok(());
+        }
+        let w = db.begin_write()?;
+        {
+            let mut t = w.open_table(FREE)?;
+            if learnt || t.get(stripe.as_bytes().as_slice())?.is_none() {
+                t.insert(stripe.as_bytes().as_slice(), since.to_le_bytes().as_slice())?;
+            }
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// The epoch from which `stripe`, stored free, is kept here, if it is kept as free.
+    pub fn free_since(&self, stripe: &StripeId) -> Result<Option<u64>> {
+        let Some(db) = &self.journal else { return Ok(None) };
+        let r = db.begin_read()?;
+        let Some(free) = open_if_made(&r, FREE)? else { return Ok(None) };
+        Ok(free.get(stripe.as_bytes().as_slice())?.and_then(|v| epoch_in(v.value())))
+    }
+
+    /// Of the stripes `held` here, those with neither postage nor a free epoch kept (held
+    /// before free stripes had a life, or whose record a crash lost) are counted as free
+    /// from `epoch`: every stripe held ends some day unless it is paid for.
+    pub fn count_unrecorded(&self, held: impl IntoIterator<Item = StripeId>, epoch: u64) -> Result<usize> {
+        let Some(db) = &self.journal else { return Ok(0) };
+        let mut counted = 0;
+        let w = db.begin_write()?;
+        {
+            let by_stripe = w.open_table(BY_STRIPE)?;
+            let mut free = w.open_table(FREE)?;
+            for stripe in held {
+                let key = stripe.as_bytes().as_slice();
+                if by_stripe.get(key)?.is_none() && free.get(key)?.is_none() {
+                    free.insert(key, epoch.to_le_bytes().as_slice())?;
+                    counted += 1;
+                }
+            }
+        }
+        w.commit()?;
+        Ok(counted)
+    }
+
+    /// The epoch now, by this relay's clock.
+    pub fn epoch_now(&self) -> u64 {
+        kura_core::farming::epoch_of(unix_now(), self.cfg.epoch_secs)
     }
 
     /// The postage kept for `stripe`, if any.
@@ -454,15 +540,19 @@ impl Farming {
         Ok(postcard::from_bytes::<Postage>(bytes.value()).ok().filter(|p| p.stamp.stripe == *stripe))
     }
 
-    /// Whether `stripe` is a paid stripe whose batch ended the grace ago or more, now: one the
-    /// next sweep drops, so repair neither rebuilds nor hands it over (a copy made between
+    /// Whether `stripe` is a paid stripe whose batch ended the grace ago or more, or a free
+    /// stripe whose life is over, now: one the next sweep drops, so repair neither rebuilds nor hands it over (a copy made between
     /// two relays' sweeps would only be dropped again).
     pub fn ended(&self, stripe: &StripeId) -> bool {
-        let epoch = kura_core::farming::epoch_of(unix_now(), self.cfg.epoch_secs);
-        self.postage_of(stripe)
-            .ok()
-            .flatten()
-            .is_some_and(|p| ended_for_good(&p, &self.cfg.prices, epoch, self.cfg.expiry_grace))
+        let epoch = self.epoch_now();
+        match self.postage_of(stripe).ok().flatten() {
+            Some(p) => ended_for_good(&p, &self.cfg.prices, epoch, self.cfg.expiry_grace),
+            None => self
+                .free_since(stripe)
+                .ok()
+                .flatten()
+                .is_some_and(|since| self.cfg.free_life.droppable_at(since, epoch)),
+        }
     }
 
     /// Takes `postage` for a stripe this relay came to hold by a repair or a handover (shards
@@ -542,6 +632,7 @@ impl Farming {
             "free_bytes_per_peer": self.cfg.allowance.per_account,
             "free_bytes_total": self.cfg.allowance.per_relay,
             "free_bytes_used": a.free_used(now),
+            "free_epochs": self.cfg.free_life.epochs,
             "batches_known": a.known_batches(),
             "stamps": a.stamps(),
             "rewards_account": self.rewards.map(|k| kura_core::hex::encode(&k)),
@@ -564,6 +655,11 @@ fn open_if_made(
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An epoch as the journal keeps it (8 bytes, little-endian).
+fn epoch_in(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -596,6 +692,7 @@ fn ended_for_good(postage: &Postage, prices: &Prices, epoch: u64, grace: u64) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use kura_core::wire::{ErrorCode, Response};
 
@@ -636,5 +733,43 @@ mod tests {
         assert!(f.start_judging(relay, 7, ClaimPage { level: 2, prefix: 3 }).is_err());
         // Another epoch may use another level.
         assert_eq!(f.start_judging(relay, 8, ClaimPage::default()), Ok(()));
+    }
+
+    /// Free stripes end: each is kept for its life from the epoch first recorded (a second
+    /// store does not make it young again; what holders agreed after a repair replaces it),
+    /// then dropped, and its entry is forgotten two epochs later; a stripe paid since follows
+    /// the paid rules; one held with no record is counted from the sweep that finds it; the
+    /// journal keeps it all across a restart.
+    #[test]
+    fn free_stripes_end_when_their_life_is_over() {
+        let dir = kura_tests::Scratch::new("free-life").unwrap();
+        let cfg = FarmingConfig { free_life: FreeLife { epochs: 10 }, ..FarmingConfig::default() };
+        let id = |n: u8| StripeId::from_bytes([n; 32]);
+        let f = Farming::open(dir.path(), cfg).unwrap();
+        f.record_free(&id(1), 100, false).unwrap();
+        f.record_free(&id(1), 105, false).unwrap();
+        assert_eq!(f.free_since(&id(1)).unwrap(), Some(100), "the first store's epoch stands");
+        f.record_free(&id(2), 100, false).unwrap();
+        f.record_free(&id(2), 104, true).unwrap();
+        assert_eq!(f.free_since(&id(2)).unwrap(), Some(104), "what holders agreed replaces it");
+        assert_eq!(f.count_unrecorded([id(1), id(3)], 102).unwrap(), 1);
+        assert_eq!(f.free_since(&id(3)).unwrap(), Some(102));
+        assert_eq!(f.free_since(&id(4)).unwrap(), None);
+        drop(f);
+        let f = Farming::open(dir.path(), cfg).unwrap();
+        assert!(f.expired(109).unwrap().is_empty());
+        assert_eq!(f.expired(110).unwrap(), vec![id(1)]);
+        let mut at_112 = f.expired(112).unwrap();
+        at_112.sort_by_key(|s| *s.as_bytes());
+        assert_eq!(at_112, vec![id(1), id(3)]);
+        // Forgotten two epochs after its end (returned once more then): a copy a stray
+        // repair brings back later is counted afresh.
+        assert_eq!(f.free_since(&id(1)).unwrap(), None);
+        assert_eq!(f.free_since(&id(3)).unwrap(), Some(102));
+        assert_eq!(f.expired(114).unwrap().len(), 2, "3 a last time, and 2, ended now");
+        assert_eq!(f.free_since(&id(3)).unwrap(), None);
+        assert_eq!(f.expired(116).unwrap(), vec![id(2)]);
+        assert!(f.expired(117).unwrap().is_empty());
+        assert_eq!(f.free_since(&id(2)).unwrap(), None);
     }
 }

@@ -272,7 +272,13 @@ fn admit_payment(
     match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, || view(shared, me)) {
         Ok(kura_core::farming::Admitted::Free) => {
             shared.metrics.stores_free.inc();
-            Ok(())
+            // Its life counts from now, kept before the shard is (like a paid store's
+            // postage): a shard whose start is forgotten would be counted from later.
+            let epoch = shared.farming.epoch_now();
+            shared
+                .farming
+                .record_free(&h.id(), epoch, false)
+                .map_err(|e| error(ErrorCode::Internal, format!("farming journal: {e:#}")))
         }
         Ok(kura_core::farming::Admitted::Paid { new, .. }) => {
             shared.metrics.stores_paid.inc();
@@ -1045,13 +1051,21 @@ impl Node {
                     Ok(via) => offer_to_tab(&shared, &me, peer, via, room),
                     Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),
                 },
-                Request::Postage { stripe } => match shared.farming.postage_of(&stripe) {
-                    Ok(Some(p)) => Response::Postage(Box::new(p)),
-                    Ok(None) => {
-                        error(ErrorCode::NotFound, format!("no postage is kept here for stripe {stripe}"))
+                Request::Postage { stripe } => {
+                    let free = || shared.farming.free_since(&stripe);
+                    match shared.farming.postage_of(&stripe) {
+                        Ok(Some(p)) => Response::Postage(Box::new(p)),
+                        Ok(None) => match free() {
+                            Ok(Some(epoch)) => Response::FreeSince { epoch },
+                            Ok(None) => error(
+                                ErrorCode::NotFound,
+                                format!("no postage is kept here for stripe {stripe}"),
+                            ),
+                            Err(e) => error(ErrorCode::Internal, format!("farming journal: {e:#}")),
+                        },
+                        Err(e) => error(ErrorCode::Internal, format!("farming journal: {e:#}")),
                     }
-                    Err(e) => error(ErrorCode::Internal, format!("farming journal: {e:#}")),
-                },
+                }
                 r => {
                     // A reader's whole fetch, or the first part of a streamed one (a part of
                     // no bytes is a header asked for by a check, not a read).

@@ -354,16 +354,35 @@ fn holders(net: &Net) -> std::collections::BTreeMap<String, usize> {
 
 /// Paid storage ends with its batch: relays drop a stripe once its batch's life and the
 /// grace after it (`--expiry-grace` epochs) are over, and no repair brings it back; a stripe
-/// paid for longer, and one stored free, stay whole and readable.
+/// paid for longer stays whole and readable. Free storage ends too (`--free-epochs`), at the
+/// same epoch on a relay that was handed the stripe later (it learns when the stripe's life
+/// began from the other holders); a free file paid for since (`kura renew`) stays.
 #[test]
-fn relays_drop_paid_stripes_when_their_batch_ends() {
+fn relays_drop_stripes_when_their_batch_or_free_life_ends() {
     const EPOCH: &str = "4";
+    const FREE_EPOCHS: u64 = 20;
+    let epoch_now = || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        kura_core::farming::epoch_of(now.as_secs(), 4)
+    };
     let keys = kura_tests::Scratch::new("expiry-keys").unwrap();
     let (mint, mint_account) = new_key(keys.path(), "mint");
-    let net = Net::start_with(
+    let free_epochs = FREE_EPOCHS.to_string();
+    let mut net = Net::start_with(
         "expiry",
         6,
-        &["--ledger-mint", &mint_account, "--epoch", EPOCH, "--expiry-grace", "1", "--repair-interval", "1"],
+        &[
+            "--ledger-mint",
+            &mint_account,
+            "--epoch",
+            EPOCH,
+            "--expiry-grace",
+            "1",
+            "--repair-interval",
+            "1",
+            "--free-epochs",
+            &free_epochs,
+        ],
     );
     let dir = net.dir.path().to_owned();
     let (alice, alice_account) = new_key(keys.path(), "alice");
@@ -385,7 +404,10 @@ fn relays_drop_paid_stripes_when_their_batch_ends() {
         assert!(mine.len() >= 3, "{name}: its stripes ({mine:?})");
         (cap, bytes, mine)
     };
+    let free_from = epoch_now();
     let free = put("free", 1, None);
+    let kept = put("kept", 4, None);
+    let free_to = epoch_now();
     let long = put("long", 2, Some("1000"));
     // Two epochs of life: dropped once the epoch after them ends (a grace of one).
     let short = put("short", 3, Some("2"));
@@ -416,12 +438,61 @@ fn relays_drop_paid_stripes_when_their_batch_ends() {
     .unwrap();
     let h = holders(&net);
     assert!(short.2.iter().all(|s| !h.contains_key(s)), "a dropped stripe came back: {h:?}");
-    for (name, file) in [("long", &long), ("free", &free)] {
+    assert!(epoch_now() < free_from + FREE_EPOCHS, "the free files' life is not over yet");
+    for (name, file) in [("long", &long), ("free", &free), ("kept", &kept)] {
         assert!(file.2.iter().all(|s| h.get(s) == Some(&6)), "{name}: every stripe on six relays: {h:?}");
         net.get_exact(&file.0, &file.1, name);
     }
     let gone = dir.join("short.out");
     assert!(net.get(&short.0, &gone, &[]).is_err(), "an ended file no longer reads");
+
+    // A free file paid for since: the relays take the renewal's stamps.
+    let (_, stderr) =
+        kura_paid(&net, &["renew", &kept.0, "--epoch", EPOCH], &alice.display().to_string(), "1000", &list);
+    assert!(stderr.contains("by stamp alone"), "{stderr}");
+    // A seventh relay joins and is handed shards of the free file's stripes.
+    let seven = net.add();
+    let handed = kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(60),
+        "relay 6 to be handed shards of the free file",
+        || {
+            let inv = net.relay(seven).json("/inventory").ok()?;
+            let n = free.2.iter().filter(|s| inv["stripes"].get(s.as_str()).is_some()).count();
+            (n >= 1).then_some(n)
+        },
+    )
+    .unwrap();
+    assert!(epoch_now() < free_from + FREE_EPOCHS, "handed over before the free life is over");
+    // The free file's life ends at the same epoch on every relay, the newcomer too (had it
+    // counted the shards it was handed as new, it would keep them far longer).
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(4 * FREE_EPOCHS + 60),
+        "the free file's stripes to go",
+        || {
+            let h = holders(&net);
+            free.2.iter().all(|s| !h.contains_key(s)).then_some(())
+        },
+    )
+    .unwrap();
+    let ended = epoch_now();
+    assert!(
+        ended >= free_from + FREE_EPOCHS && ended <= free_to + FREE_EPOCHS + 1,
+        "dropped in epoch {ended}: stored in {free_from}..={free_to}, a life of {FREE_EPOCHS}"
+    );
+    eprintln!(
+        "expiry: relay 6 was handed {handed} free stripes; all dropped in epoch {ended} ({} after the store)",
+        ended - free_from
+    );
+    let gone = dir.join("free.out");
+    assert!(net.get(&free.0, &gone, &[]).is_err(), "a free file whose life is over no longer reads");
+    let h = holders(&net);
+    for (name, file) in [("long", &long), ("kept", &kept)] {
+        assert!(
+            file.2.iter().all(|s| h.get(s).is_some_and(|n| *n >= 6)),
+            "{name}: every stripe on six relays: {h:?}"
+        );
+        net.get_exact(&file.0, &file.1, name);
+    }
 }
 
 /// Donating clients are paid by the relays whose stripes they hold copies of: after an
