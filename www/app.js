@@ -23,7 +23,7 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   donate: { args: { quota: number, refresh: number }, done: object },
  *   stopDonating: { args: {}, done: object },
  *   opfsBench: { args: { shards: number, len: number }, done: { result: { writeMBs: number, readMBs: number } } },
- *   put: { args: { file: File, private: boolean, pay: Pay | null }, done: { cap: string, cost: string, paidUntil: number } },
+ *   put: { args: { file: File, private: boolean, pay: Pay | null, freeUntil: number }, done: { cap: string, cost: string, paidUntil: number } },
  *   quote: { args: { size: number, pay: Pay }, done: { cost: string, shardBytes: number, paidUntil: number } },
  *   files: { args: {}, done: { files: KeptFile[] } },
  *   forget: { args: { fileId: string }, done: object },
@@ -44,8 +44,9 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * @typedef {{ epochs: number, price: number, epochSecs: number }} Pay
  */
 /**
- * An upload this tab keeps (worker.js seals it in IndexedDB): paidUntil 0 when unpaid.
- * @typedef {{ id: string, name: string, size: number, cap: string, cost: string, paidUntil: number }} KeptFile
+ * An upload this tab keeps (worker.js seals it in IndexedDB): paidUntil 0 when unpaid, and
+ * then freeUntil the end of its free life (0 in lists kept before free files ended).
+ * @typedef {{ id: string, name: string, size: number, cap: string, cost: string, paidUntil: number, freeUntil?: number }} KeptFile
  */
 /**
  * What the worker posts back about a call, by its id.
@@ -265,7 +266,14 @@ async function refreshWallet() {
 const farming = fetch('/status').then(r => r.json()).then(s => ({
   price: Number(s.farming.price), epochSecs: Number(s.farming.epoch_secs),
   freePerPeer: Number(s.farming.free_bytes_per_peer),
+  // Epochs a free file is kept (relays drop it then unless it was paid for).
+  freeEpochs: Number(s.farming.free_epochs) || 168,
 }));
+/** When a file stored free now ends: its life counts from the relays' current epoch. */
+const freeUntil = async () => {
+  const f = await farming;
+  return (Math.floor(Date.now() / 1000 / f.epochSecs) + f.freeEpochs) * f.epochSecs;
+};
 /** Days a paid upload is kept for: what the person chose, 30 unless they said otherwise. */
 const paidDays = () => {
   const d = Number(/** @type {HTMLInputElement} */ ($('pay-days')).value);
@@ -305,10 +313,11 @@ async function showFiles() {
       <button class="secondary" data-testid="file-forget">Forget</button></div>`;
     const meta = /** @type {HTMLElement} */ (row.querySelector('.meta'));
     meta.textContent = `${f.name} (${fmtSize(f.size)}): ` +
-      (f.paidUntil ? `paid ${f.cost} credits, kept until ${fmtDate(f.paidUntil)}` : 'free, kept while the allowance lasts');
+      (f.paidUntil ? `paid ${f.cost} credits, kept until ${fmtDate(f.paidUntil)}`
+        : f.freeUntil ? `free, kept until about ${fmtDate(f.freeUntil)} (renew to pay for longer)` : 'free');
     /** @type {HTMLInputElement} */ (row.querySelector('input')).value = `${location.origin}/#${f.cap}`;
     const [renew, forget] = /** @type {NodeListOf<HTMLButtonElement>} */ (row.querySelectorAll('button'));
-    renew.hidden = !f.paidUntil;
+    // A free file is renewed too: paying for it keeps it past its free life.
     renew.onclick = async () => {
       renew.disabled = true;
       try {
@@ -435,7 +444,7 @@ async function store(file) {
     } else if (shardBytes(file.size) > (await farming).freePerPeer - freeUsed()) {
       throw kuraError('unpaid', `This file needs ${fmtSize(shardBytes(file.size))} of storage and about ${fmtSize(Math.max(0, (await farming).freePerPeer - freeUsed()))} of the free allowance is left this hour: pay from the wallet (${quote.cost} credits for ${days} days).`);
     }
-    const { cap, cost: paid } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked, pay: paying ? pay : null }, {
+    const { cap, cost: paid } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked, pay: paying ? pay : null, freeUntil: paying ? 0 : await freeUntil() }, {
       progress: p => {
         const secs = (performance.now() - start) / 1000;
         const sentShare = p.sent ? p.confirmed / p.sent : 0;

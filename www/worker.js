@@ -101,7 +101,7 @@ async function inStore(store, mode, f) {
 }
 
 // ---- your files: what this tab uploaded, its links sealed under the wallet key ----
-// Each entry ({ name, size, link, cost, paidUntil }) is kept as AES-GCM ciphertext under a
+// Each entry ({ name, size, link, cost, paidUntil, freeUntil }) is kept as AES-GCM ciphertext under a
 // key derived from the wallet seed (HKDF-SHA-256), so the links (read access to the files)
 // are not in IndexedDB in the clear.
 
@@ -125,7 +125,7 @@ async function keepFile(id, entry) {
   await inStore('files', 'readwrite', s => s.put({ iv, sealed }, id));
 }
 
-/** @typedef {{ id: string, name: string, size: number, cap: string, cost: string, paidUntil: number }} KeptFile */
+/** @typedef {{ id: string, name: string, size: number, cap: string, cost: string, paidUntil: number, freeUntil?: number }} KeptFile */
 /** Every kept upload, opened, with its id. @returns {Promise<KeptFile[]>} */
 async function listFiles() {
   const key = await sealingKey();
@@ -175,7 +175,7 @@ onmessage = async ({ data: msg }) => {
       postMessage({ id, type: 'done' });
     } else if (op === 'put') {
       const { file, pay } = msg;
-      const entry = { name: file.name, size: file.size, cost: '0', paidUntil: 0, cap: '' };
+      const entry = { name: file.name, size: file.size, cost: '0', paidUntil: 0, freeUntil: msg.freeUntil || 0, cap: '' };
       if (pay) {
         const seed = await walletSeed();
         const r = await spending(() => connected().putPaid(file, file.name, file.type, msg.private, 4, 2,

@@ -370,7 +370,17 @@ test('a tab pays for an upload, keeps it in its files over a reload, renews and 
   await balanceIs(String(100000 - 2 * cost));
   await page.waitForFunction(c => document.getElementById('wallet-spent').textContent === String(c), 2 * cost, { timeout: 60_000 });
   check(true, `renewed for ${cost} more credits`);
+  // A free upload is listed with the end of its free life (relays drop it then unless renewed).
+  await page.getByTestId('pay').uncheck();
+  const gift = join(work, 'free-1.bin');
+  writeFileSync(gift, randomBytes(64 << 10));
+  await page.getByTestId('file-input').setInputFiles(gift);
+  const freeRow = page.getByTestId('file-row').filter({ hasText: 'free-1.bin' });
+  await freeRow.waitFor({ timeout: 60_000 });
+  const freeText = await freeRow.textContent();
+  check(/free, kept until about/.test(freeText), `a free upload is listed with the end of its free life: "${freeText.slice(0, 90)}"`);
   await page.screenshot({ path: join(outDir, 'wallet-2-paid.png'), fullPage: true });
+  await freeRow.getByTestId('file-forget').click();
   // Forgotten: gone from the list, and still gone after a reload.
   await page.getByTestId('file-row').filter({ hasText: 'paid-2.bin' }).getByTestId('file-forget').click();
   await page.waitForFunction(() => !document.querySelector('[data-testid=files-list]').textContent.includes('paid-2.bin'), null, { timeout: 30_000 });
