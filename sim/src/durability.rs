@@ -71,6 +71,14 @@ pub struct Config {
     /// as kura-core's `RepairQueue` paces rebuilds (a move starts while the budget is above
     /// zero and may leave it in debt). `None`: unlimited.
     pub repair_hours: Option<f64>,
+    /// Share of messages lost, each way: a shard read for repair fails when its request or
+    /// its answer is lost. A rebuild then asks another holder, as kura-core's `FetchPlan`
+    /// asks one more per failure, and fails when too few reads came back; a handover fails
+    /// with its one read. A failed move's reads are spent and its stripe is planned again
+    /// the next tick. (Latency is below the tick: a read's timeout is seconds, a tick
+    /// minutes; how long repair takes on real links is `drain_time`'s, checked against
+    /// real relays.)
+    pub loss: f64,
 }
 
 impl Config {
@@ -98,6 +106,7 @@ impl Config {
             outage: None,
             tabs: None,
             repair_hours: None,
+            loss: 0.0,
         }
     }
 }
@@ -178,6 +187,8 @@ pub struct Outcome {
     /// Moves put off to a later tick because the relay to read the shards had used its
     /// repair bandwidth ([`Config::repair_hours`]).
     pub deferred: u64,
+    /// Moves that failed for lost messages ([`Config::loss`]) and were planned again.
+    pub failed_moves: u64,
 }
 
 impl Outcome {
@@ -377,8 +388,35 @@ fn candidates(relays: &[Relay], stripes: &[DhtKey], n: usize) -> Vec<Vec<u32>> {
 }
 
 /// Runs `c`.
+/// Reads one move makes under message loss, and whether it completed: a handover reads one
+/// shard; a rebuild reads until `k` came back or the `readable` holders are used up.
+fn reads_for(mv: &Move<u32>, k: usize, readable: usize, loss: f64, rng: &mut XorShift) -> (u64, bool) {
+    let wanted = match mv {
+        Move::Handover { .. } => 1,
+        Move::Rebuild { .. } => k,
+    };
+    if loss <= 0.0 {
+        return (wanted as u64, true);
+    }
+    let holders = if wanted == 1 { 1 } else { readable };
+    let (mut reads, mut got) = (0u64, 0usize);
+    for _ in 0..holders {
+        if got == wanted {
+            break;
+        }
+        reads += 1;
+        // The request and its answer both arrive.
+        if !rng.chance(loss) && !rng.chance(loss) {
+            got += 1;
+        }
+    }
+    (reads, got == wanted)
+}
+
 pub fn run(c: &Config) -> Outcome {
     let mut rng = XorShift(c.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // Losses draw from their own stream, so a run without loss is the run it always was.
+    let mut loss_rng = XorShift(c.seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
     let n = c.k + c.m;
     let p = c.profile;
     let mut relays: Vec<Relay> = (0..c.relays)
@@ -650,25 +688,30 @@ pub fn run(c: &Config) -> Outcome {
                     dirty[s] = true;
                     continue;
                 }
+                let reader = match &mv {
+                    Move::Handover { to, .. } => *to,
+                    Move::Rebuild { at, .. } => *at,
+                };
+                if per_tick.is_some() && budget[reader as usize] <= 0.0 {
+                    out.deferred += 1;
+                    dirty[s] = true;
+                    continue;
+                }
+                let (reads, done) = reads_for(&mv, c.k, readable, c.loss, &mut loss_rng);
                 if per_tick.is_some() {
-                    let (reader, cost) = match &mv {
-                        Move::Handover { to, .. } => (*to, 1.0),
-                        Move::Rebuild { at, .. } => (*at, c.k as f64),
-                    };
-                    let b = &mut budget[reader as usize];
-                    if *b <= 0.0 {
-                        out.deferred += 1;
-                        dirty[s] = true;
-                        continue;
-                    }
-                    *b -= cost;
+                    budget[reader as usize] -= reads as f64;
+                }
+                out.shards_moved += reads;
+                if !done {
+                    out.failed_moves += 1;
+                    dirty[s] = true;
+                    continue;
                 }
                 match mv {
                     Move::Handover { index, to, from } => {
                         holders[s].push((to, index));
                         out.handovers += 1;
                         out.tab_reads += u64::from(from >= TAB_BASE);
-                        out.shards_moved += 1;
                         if !by_relay[to as usize].contains(&(s as u32)) {
                             by_relay[to as usize].push(s as u32);
                         }
@@ -676,7 +719,6 @@ pub fn run(c: &Config) -> Outcome {
                     Move::Rebuild { index, at, .. } => {
                         holders[s].push((at, index));
                         out.rebuilds += 1;
-                        out.shards_moved += c.k as u64;
                         if !by_relay[at as usize].contains(&(s as u32)) {
                             by_relay[at as usize].push(s as u32);
                         }
@@ -731,6 +773,22 @@ mod tests {
     /// A relay that may read for repair only a little each tick puts moves off: with the
     /// bandwidth to read its holding once in 2,000 hours, a volatile network keeps stripes
     /// short for longer than with repair at once; with no limit nothing is put off.
+    #[test]
+    fn lost_messages_cost_reads_and_fail_moves() {
+        let base = Config { grace_h: 2.0, ..Config::new(200, 300, (4, 2), 20.0, 30.0, PROFILES[2], 7) };
+        let clean = run(&base);
+        assert_eq!(clean.failed_moves, 0);
+        let lossy = run(&Config { loss: 0.05, ..base });
+        assert!(lossy.failed_moves > 0, "{lossy:?}");
+        // Each completed move read at least what it reads without loss; failed ones read too.
+        let least = lossy.handovers + lossy.rebuilds * 4;
+        assert!(lossy.shards_moved > least, "{} read for {least}", lossy.shards_moved);
+        // Nothing gets through: nothing is repaired, and stripes are lost that were not.
+        let cut = run(&Config { loss: 1.0, ..base });
+        assert_eq!((cut.handovers, cut.rebuilds), (0, 0));
+        assert!(cut.failed_moves > 0 && cut.lost > clean.lost, "{cut:?}");
+    }
+
     #[test]
     fn repair_bandwidth_holds_repair_back() {
         let base = Config { grace_h: 2.0, ..Config::new(200, 300, (4, 2), 20.0, 30.0, PROFILES[2], 7) };

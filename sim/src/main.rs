@@ -68,6 +68,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Durability and repair reads when messages are lost.
+    Loss {
+        #[arg(long, default_value_t = 1000)]
+        relays: usize,
+        #[arg(long, default_value_t = 2000)]
+        stripes: usize,
+        #[arg(long, default_value_t = 90.0)]
+        days: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Durability when each relay's repair bandwidth is limited (the hours it takes to read
     /// as much as it holds).
     Bandwidth {
@@ -377,6 +388,50 @@ fn bandwidth_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed
     }
     md
 }
+
+/// Durability and repair reads under message loss: a lost request or answer fails a shard
+/// read; a rebuild asks another holder, a move that cannot complete is planned again the
+/// next tick.
+fn loss_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed: u64) -> String {
+    let mut md = format!(
+        "{relays} relays, {stripes} stripes of 4+2, {days} days in ticks of {tick_min} minutes, a member down counts as gone after 2 h. Each message of a repair read (the request, the answer) is lost with the share given; a rebuild then asks another holder (as `FetchPlan` asks one more per failure) and fails when fewer than `k` reads came back, a handover fails with its one read; a failed move's reads are spent and its stripe is planned again the next tick.\n\n| relays | a relay reads its holding in | messages lost | moves failed per stripe per year | shards read per shard stored per year | stripes unavailable (share of time) | stripes lost per year | a 100-stripe file lost per year |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for (p, hours) in [(PROFILES[1], None), (PROFILES[1], Some(24.0)), (PROFILES[2], None)] {
+        for loss in [0.0, 0.01, 0.05, 0.2] {
+            let c = durability::Config {
+                grace_h: 2.0,
+                repair_hours: hours,
+                loss,
+                ..durability::Config::new(relays, stripes, (4, 2), days, tick_min, p, seed)
+            };
+            let o = durability::run(&c);
+            let lost = o.lost_per_year(&c).min(1.0);
+            eprintln!(
+                "loss: {}, {hours:?} h, {loss}: {} failed, read {:.1}, unavailable {:.4}, lost/year {lost:.4}",
+                p.name,
+                o.failed_moves,
+                o.moved_per_stored_year(&c),
+                o.unavailable
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {} | {}% | {:.1} | {:.1} | {} | {} | {} |",
+                p.name,
+                hours.map_or("no limit".into(), |h| format!("{h} h")),
+                loss * 100.0,
+                o.failed_moves as f64 / stripes as f64 / (days / 365.0),
+                o.moved_per_stored_year(&c),
+                fmt_p(o.unavailable),
+                fmt_p(lost),
+                fmt_p(1.0 - (1.0 - lost).powi(100)),
+            );
+        }
+    }
+    md
+}
+
+/// What the loss table shows, below it.
+const LOSS_NOTES: &str = "At 0% the rows are the bandwidth table's (same seed, same runs: losses draw from a stream of their own). Loss costs reads before it costs data: a read fails when its request or its answer is lost (one time in ten at 5%), and a rebuild reading four of five holders then fails about one time in thirteen and is tried again; with no limit on bandwidth that is more reads and nothing more lost. Where bandwidth is the limit, the reads that failed are reads not spent on repair, and stripes start to be lost that were not.\n";
 
 /// Codes compared for durability: Kura's default and two wider ones.
 const CODES: [(usize, usize); 3] = [(4, 2), (8, 4), (10, 10)];
@@ -921,6 +976,9 @@ fn main() -> Result<()> {
         Cmd::Bandwidth { relays, stripes, days, seed } => {
             print!("{}", bandwidth_table(relays, stripes, days, 30.0, seed));
         }
+        Cmd::Loss { relays, stripes, days, seed } => {
+            print!("{}", loss_table(relays, stripes, days, 30.0, seed));
+        }
         Cmd::All { out, nodes, quick, seed } => {
             std::fs::create_dir_all(&out)?;
             let nodes = if quick { vec![500, 2000] } else { nodes };
@@ -965,6 +1023,13 @@ fn main() -> Result<()> {
                 format!(
                     "# Durability against repair bandwidth\n\n`{cmd}` (alone: `kura-sim bandwidth --relays {relays} --stripes {stripes} --days {days} --seed {seed}`)\n\n{}",
                     bandwidth_table(relays, stripes, days, 30.0, seed)
+                ),
+            )?;
+            std::fs::write(
+                out.join("loss.md"),
+                format!(
+                    "# Repair under message loss\n\n`{cmd}` (alone: `kura-sim loss --relays {relays} --stripes {stripes} --days {days} --seed {seed}`)\n\n{}\n{LOSS_NOTES}",
+                    loss_table(relays, stripes, days, 30.0, seed)
                 ),
             )?;
             let (relays, sizes) =
