@@ -60,6 +60,41 @@ pub fn random_ids(p: &mut Population, fraction: f64, g: Group, targets: usize, r
     captured as f64 / targets as f64
 }
 
+/// **Choosing** instead of grinding relays: an account key is free to make, so an adversary
+/// whose relays (random ids, with the join work) are a share `fraction` of the network makes
+/// account keys until one's ledger group holds `seats` of its relays, and uses that account.
+/// Keys made until the first such account, on average: `1 / P(X ≥ seats)`.
+pub fn keys_to_choose(g: Group, fraction: f64) -> f64 {
+    1.0 / binomial_tail(g.size, g.seats, fraction)
+}
+
+/// Relay identities (each with the join work) an adversary with a share `fraction` of the
+/// relays makes until one's audit group ([`kura_core::farming::audit_point`], a point every
+/// relay can compute for every future epoch) holds a quorum of its relays in one of the
+/// next `epochs` epochs: it then runs that identity for that epoch, and its auditors sign
+/// what it likes.
+pub fn identities_for_audit_quorum(fraction: f64, epochs: f64) -> f64 {
+    let q = binomial_tail(kura_core::farming::AUDIT_GROUP, kura_core::farming::AUDIT_QUORUM, fraction);
+    // 1 − (1 − q)^epochs without losing q to rounding.
+    1.0 / -(epochs * (-q).ln_1p()).exp_m1()
+}
+
+/// Keys made, and seconds, until an account key lands where the adversary's relays hold
+/// `g.seats` of its group (what [`keys_to_choose`] predicts, played on `p`).
+pub fn choose_account(p: &Population, g: Group, rng: &mut XorShift) -> Grind {
+    let start = std::time::Instant::now();
+    let mut made = 0;
+    loop {
+        let (_, public) = new_key(rng);
+        made += 1;
+        // An account's group sits at its key ([`kura_p2p::ledger::group_of`]).
+        let group = p.closest(&DhtKey::of(&public), g.size, |_| true);
+        if group.iter().filter(|&&i| p.adversary[i]).count() >= g.seats {
+            return Grind { keys_made: made, seconds: start.elapsed().as_secs_f64() };
+        }
+    }
+}
+
 /// What grinding cost: ed25519 keys made until `seats` of them sat closer to `target` than
 /// the honest relay that would otherwise hold seat `size − seats` (so the group of `size`
 /// then holds them all).
@@ -132,6 +167,28 @@ mod tests {
         }
         assert!((binomial_tail(6, 6, 0.5) - 1.0 / 64.0).abs() < 1e-12);
         assert!((binomial_tail(16, 0, 0.3) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_adversary_chooses_an_account_in_its_groups_as_the_law_says() {
+        let mut rng = XorShift(5);
+        let mut p = Population::random(5_000, &mut rng);
+        let fraction = 0.2;
+        for a in &mut p.adversary {
+            *a = rng.chance(fraction);
+        }
+        let g = GROUPS[2];
+        let trials = 200;
+        let made: u64 = (0..trials).map(|_| choose_account(&p, g, &mut rng).keys_made).sum();
+        let mean = made as f64 / trials as f64;
+        let want = keys_to_choose(g, fraction);
+        // Geometric: the mean of 200 is within a few standard errors (sd ≈ the mean).
+        assert!((mean - want).abs() < 4.0 * want / (trials as f64).sqrt(), "{mean} vs {want}");
+        // An audit quorum is rarer per epoch, but an identity has every future epoch to try.
+        let per_epoch = binomial_tail(16, 11, 0.1);
+        let year = identities_for_audit_quorum(0.1, 8760.0);
+        assert!((year - 1.0 / (8760.0 * per_epoch)).abs() / year < 0.01, "{year}");
+        assert!((identities_for_audit_quorum(0.5, 1.0) - 1.0 / binomial_tail(16, 11, 0.5)).abs() < 1e-9);
     }
 
     #[test]

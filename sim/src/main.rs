@@ -322,7 +322,81 @@ fn capture_tables(
         );
         let _ = writeln!(csv, "\"{} (ground)\",keys,{},{},{with_work}", g.name, made as f64 / n, secs / n);
     }
+    chosen_table(&mut p, &mut md, &mut csv, per_identity, &mut rng);
     (md, csv)
+}
+
+/// What an adversary can **choose** rather than grind: account keys are free, and audit
+/// points of future epochs are known in advance.
+fn chosen_table(p: &mut Population, md: &mut String, csv: &mut String, per_identity: f64, rng: &mut XorShift) {
+    // What an account key costs: an ed25519 key and the hash that places it.
+    let start = Instant::now();
+    let sample = 20_000;
+    for _ in 0..sample {
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+        let public = kura_core::ledger::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        std::hint::black_box(kura_core::placement::DhtKey::of(&public));
+    }
+    let per_key = start.elapsed().as_secs_f64() / sample as f64;
+    let quorum = capture::Group { name: "", size: 16, seats: 11 };
+    let rows: [(&str, Box<dyn Fn(f64) -> f64>, f64); 3] = [
+        (
+            "an account whose ledger group it holds more than f of (6 of 16): it spends its own credits twice",
+            Box::new(|f| capture::keys_to_choose(capture::GROUPS[2], f)),
+            per_key,
+        ),
+        (
+            "an account whose ledger group it holds a quorum of (11 of 16): its replicas certify spending credits it never had",
+            Box::new(|f| capture::keys_to_choose(quorum, f)),
+            per_key,
+        ),
+        (
+            "a relay identity whose audit group it holds a quorum of (11 of 16) in one of the next 8,760 epochs (a year of hours): its auditors sign up to the cap times 17 page levels",
+            Box::new(|f| capture::identities_for_audit_quorum(f, 8760.0)),
+            per_identity,
+        ),
+    ];
+    let _ = writeln!(
+        md,
+        "\nChosen, not ground: an account key costs nothing to make ({:.0} µs here with the hash that places it), so an adversary whose relays are a share of the network makes account keys until one's ledger group holds enough of them, and uses that account; audit points are known for every future epoch, so it makes relay identities (each with the join work, {per_identity:.2} s) until one meets an audit group it holds in some epoch, and runs it then. Mean keys (identities) made, and one core's time, by the binomial law of the random-id table above:\n\n| what the adversary picks | {} |\n|---|{}",
+        per_key * 1e6,
+        FRACTIONS.iter().map(|f| format!("{:.0}%", f * 100.0)).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(FRACTIONS.len())
+    );
+    for (name, keys, unit) in &rows {
+        let cells: Vec<String> = FRACTIONS
+            .iter()
+            .map(|&f| {
+                let k = keys(f);
+                let _ = writeln!(csv, "\"{name}\",{f},{k},{}", k * unit);
+                format!("{} ({})", fmt_count(k), fmt_duration(k * unit))
+            })
+            .collect();
+        let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
+    }
+    // Played on the simulated network at a third of the relays, where it is quick.
+    for a in &mut p.adversary {
+        *a = rng.chance(0.33);
+    }
+    let trials = 20;
+    let made: u64 = (0..trials).map(|_| capture::choose_account(p, quorum, rng).keys_made).sum();
+    let _ = writeln!(
+        md,
+        "\nPlayed on the {} simulated relays with a random third the adversary's: {:.0} account keys made, on average over {trials}, until one's group of 16 held 11 of its relays (the law: {:.0}).",
+        p.len(),
+        made as f64 / trials as f64,
+        capture::keys_to_choose(quorum, 0.33)
+    );
+}
+
+/// A count in a cell: whole below a million, else in powers of ten.
+fn fmt_count(x: f64) -> String {
+    if x < 1e6 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1e}")
+    }
 }
 
 /// Seconds in the largest unit that keeps the number above one.
@@ -334,11 +408,20 @@ fn fmt_duration(secs: f64) -> String {
         (60.0, "core-minutes"),
     ];
     for (size, name) in units {
+        if secs >= size * 1e6 {
+            return format!("{:.1e} {name}", secs / size);
+        }
         if secs >= size {
             return format!("{:.1} {name}", secs / size);
         }
     }
-    format!("{secs:.1} core-seconds")
+    if secs >= 1.0 {
+        format!("{secs:.1} core-seconds")
+    } else if secs >= 1e-3 {
+        format!("{:.0} ms", secs * 1e3)
+    } else {
+        format!("{:.0} µs", secs * 1e6)
+    }
 }
 
 /// How long a member may be down before the group repairs around it: Kura's relays today
