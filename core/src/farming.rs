@@ -478,11 +478,37 @@ pub struct FreeUse {
     window: u64,
     by_account: HashMap<Key, u64>,
     total: u64,
+    /// Free shard bytes held here (as last counted, plus what was taken since), and the most
+    /// the relay gives free storage of its disk: the rest stays for paid stores, so a flood
+    /// of free stores within the allowance's rate cannot fill the disk and lock them out.
+    held: u64,
+    room: u64,
 }
 
 impl FreeUse {
     pub fn new(allowance: Allowance) -> Self {
-        Self { allowance, window: 0, by_account: HashMap::new(), total: 0 }
+        Self { allowance, window: 0, by_account: HashMap::new(), total: 0, held: 0, room: u64::MAX }
+    }
+
+    /// The most free shard bytes this relay holds at once.
+    pub fn set_room(&mut self, room: u64) {
+        self.room = room;
+    }
+
+    /// The free shard bytes held, as counted (a sweep counts them after dropping the free
+    /// stripes whose life is over).
+    pub fn set_held(&mut self, held: u64) {
+        self.held = held;
+    }
+
+    /// Gives back `bytes` taken for a store that then failed (the window's use stays taken).
+    pub fn release(&mut self, bytes: u64) {
+        self.held = self.held.saturating_sub(bytes);
+    }
+
+    /// Free shard bytes held, and the room for them.
+    pub fn held(&self) -> (u64, u64) {
+        (self.held, self.room)
     }
 
     /// Takes `bytes` of `account`'s allowance at second `now`, or says why not (and takes
@@ -501,8 +527,12 @@ impl FreeUse {
         if self.total.saturating_add(bytes) > self.allowance.per_relay {
             return Err(FarmError::AllowanceUsed { used: self.total, allowance: self.allowance.per_relay });
         }
+        if self.held.saturating_add(bytes) > self.room {
+            return Err(FarmError::FreeRoomFull { held: self.held, room: self.room });
+        }
         self.by_account.insert(*account, used + bytes);
         self.total += bytes;
+        self.held += bytes;
         Ok(())
     }
 
@@ -890,6 +920,16 @@ impl Admission {
         self.free.used_total(now_secs)
     }
 
+    /// The free allowance's use, to set its room and count what it holds ([`FreeUse`]).
+    pub fn free_mut(&mut self) -> &mut FreeUse {
+        &mut self.free
+    }
+
+    /// Free shard bytes held, and the room for them.
+    pub fn free_held(&self) -> (u64, u64) {
+        self.free.held()
+    }
+
     /// The batches known, verified (for tests and status pages).
     pub fn known_batches(&self) -> usize {
         self.batches.len()
@@ -1048,6 +1088,8 @@ pub enum FarmError {
     DoubleStamp(Box<DoubleStamp>),
     #[error("the free allowance is used: {used} of {allowance} bytes in this window")]
     AllowanceUsed { used: u64, allowance: u64 },
+    #[error("this relay's room for free storage is full: {held} of {room} bytes held")]
+    FreeRoomFull { held: u64, room: u64 },
     #[error("{have} shares of the audit group, {need} needed")]
     NoQuorum { have: usize, need: usize },
     #[error("the reward {amount} is over the cap {cap}")]

@@ -122,6 +122,18 @@ fn the_free_allowance_is_bounded_per_account_and_per_relay_per_window() {
     // A new window.
     assert_eq!(free.left(&a, 3600), 10 * MIB);
     free.take(&a, 10 * MIB, 3600).unwrap();
+    // The room on disk for free storage bounds it whatever the windows: 35 MiB taken so far.
+    assert_eq!(free.held(), (35 * MIB, u64::MAX));
+    free.set_room(40 * MIB);
+    assert_eq!(free.take(&b, 6 * MIB, 3700), Err(FarmError::FreeRoomFull { held: 35 * MIB, room: 40 * MIB }));
+    free.take(&b, 5 * MIB, 3700).unwrap();
+    // A sweep dropped ended free stripes and counted what is left.
+    free.set_held(12 * MIB);
+    free.take(&c, 10 * MIB, 3800).unwrap();
+    assert_eq!(free.held(), (22 * MIB, 40 * MIB));
+    // A store that failed after it was admitted gives its bytes back.
+    free.release(10 * MIB);
+    assert_eq!(free.held(), (12 * MIB, 40 * MIB));
 }
 
 #[test]

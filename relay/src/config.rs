@@ -109,6 +109,10 @@ pub struct Flags {
     /// it; then its shards are dropped (paying for it, `kura renew`, keeps it). Default 168.
     #[arg(long)]
     pub free_epochs: Option<u64>,
+    /// Percent of the quota that free (unpaid) stripes may hold; the rest stays for paid
+    /// stores. Default 50.
+    #[arg(long)]
+    pub free_share: Option<u64>,
     /// Paid shards this relay aims to list in one page of its epoch claims (it claims in as
     /// many pages as its shards need). Default 512; small values are for tests.
     #[arg(long)]
@@ -168,6 +172,7 @@ pub struct FileConfig {
     pub tab_popular: Option<f64>,
     pub expiry_grace: Option<u64>,
     pub free_epochs: Option<u64>,
+    pub free_share: Option<u64>,
     pub claim_page_shards: Option<usize>,
 }
 
@@ -316,6 +321,7 @@ impl Config {
             "--tab-popular must be at least one read"
         );
         let tab_popular = kura_core::donation::PopularLimits { reads_per_copy, ..Default::default() };
+        let quota = parse_bytes(flags.quota.or(file.quota).as_deref().unwrap_or("10G"))?;
         Ok(Self {
             tabs,
             tab_checks,
@@ -326,7 +332,7 @@ impl Config {
             bootstrap: pick(flags.bootstrap, file.bootstrap),
             external: pick(flags.external, file.external),
             http: flags.http.or(file.http).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))),
-            quota: parse_bytes(flags.quota.or(file.quota).as_deref().unwrap_or("10G"))?,
+            quota,
             www,
             max_connections: flags.max_connections.or(file.max_connections).unwrap_or(4096),
             max_connections_per_ip: flags
@@ -397,6 +403,11 @@ impl Config {
                         .expiry_grace
                         .or(file.expiry_grace)
                         .unwrap_or(crate::farming::DEFAULT_EXPIRY_GRACE),
+                    free_room: match flags.free_share.or(file.free_share).unwrap_or(50) {
+                        // All of it: the quota is the only bound.
+                        100.. => u64::MAX,
+                        share => (u128::from(quota) * u128::from(share) / 100) as u64,
+                    },
                     free_life: kura_core::farming::FreeLife {
                         epochs: flags
                             .free_epochs
@@ -464,6 +475,9 @@ listen = ["/ip4/127.0.0.1/tcp/5000"]
         let c = Config::load(flags).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/kura"));
         assert_eq!(c.quota, 2 << 30);
+        assert_eq!(c.farming.free_room, 1 << 30, "half the quota is room for free stripes");
+        let all = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--free-share", "100"]);
+        assert_eq!(Config::load(all).unwrap().farming.free_room, u64::MAX, "the quota alone bounds them");
         assert_eq!(c.http.port(), 9000);
         assert_eq!(c.listen.len(), 1);
         std::fs::write(&path, "data_dir = \"/x\"\nbogus = 1\n").unwrap();

@@ -190,6 +190,20 @@ pub async fn sweep(ctx: &Ctx, epoch: u64) -> u64 {
             }
         }
         shared.metrics.shards_expired.inc_by(dropped);
+        // What the free room holds now.
+        let held = shared.store.inventory().map_err(anyhow::Error::new).and_then(|held| {
+            let indices: HashMap<StripeId, usize> = held.into_iter().map(|(s, idx)| (s, idx.len())).collect();
+            let len_of = |stripe: &StripeId| -> u64 {
+                let shard_len = shared.store.header(stripe).ok().flatten().and_then(|h| {
+                    kura_core::stripe::StripeHeader::parse(&h).ok().map(|h| h.shard_len() as u64)
+                });
+                shard_len.unwrap_or(0) * indices.get(stripe).copied().unwrap_or(0) as u64
+            };
+            shared.farming.count_free_held(indices.keys().copied(), len_of)
+        });
+        if let Err(e) = held {
+            tracing::error!("farming journal: {e:#}");
+        }
         dropped
     })
     .await

@@ -53,6 +53,9 @@ pub struct FarmingConfig {
     pub expiry_grace: u64,
     /// How long a stripe stored free is kept.
     pub free_life: FreeLife,
+    /// Most free shard bytes held at once (a share of the quota: the rest stays for paid
+    /// stores).
+    pub free_room: u64,
     /// Paid shards to list in one page of an epoch claim
     /// ([`kura_core::farming::ClaimPage::level_for_target`]).
     pub page_target: usize,
@@ -66,6 +69,7 @@ impl Default for FarmingConfig {
             epoch_secs: kura_core::farming::DEFAULT_EPOCH_SECS,
             expiry_grace: DEFAULT_EXPIRY_GRACE,
             free_life: kura_core::farming::DEFAULT_FREE_LIFE,
+            free_room: u64::MAX,
             page_target: kura_core::farming::PAGE_TARGET,
         }
     }
@@ -151,7 +155,7 @@ impl Farming {
     pub fn new(cfg: FarmingConfig) -> Self {
         Self {
             cfg,
-            admission: Mutex::new(Admission::new(cfg.prices, cfg.allowance)),
+            admission: Mutex::new(free_room(Admission::new(cfg.prices, cfg.allowance), cfg.free_room)),
             journal: None,
             rewards: None,
             payer: None,
@@ -166,7 +170,7 @@ impl Farming {
     pub fn open(dir: &Path, cfg: FarmingConfig) -> Result<Self> {
         let path = dir.join("farming.redb");
         let db = Database::create(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut admission = Admission::new(cfg.prices, cfg.allowance);
+        let mut admission = free_room(Admission::new(cfg.prices, cfg.allowance), cfg.free_room);
         let epoch = kura_core::farming::epoch_of(unix_now(), cfg.epoch_secs);
         let w = db.begin_write()?;
         {
@@ -524,6 +528,39 @@ impl Farming {
         Ok(counted)
     }
 
+    /// Of the stripes `held` here, the shard bytes (`len_of`, asked only of these) of those
+    /// stored free (a free epoch kept, no postage): counted at each sweep as what the free
+    /// room holds.
+    pub fn count_free_held(
+        &self,
+        held: impl IntoIterator<Item = StripeId>,
+        len_of: impl Fn(&StripeId) -> u64,
+    ) -> Result<u64> {
+        let Some(db) = &self.journal else { return Ok(0) };
+        let r = db.begin_read()?;
+        let (Some(free), by_stripe) = (open_if_made(&r, FREE)?, open_if_made(&r, BY_STRIPE)?) else {
+            return Ok(0);
+        };
+        let mut bytes = 0u64;
+        for stripe in held {
+            let key = stripe.as_bytes().as_slice();
+            let paid = match &by_stripe {
+                Some(t) => t.get(key)?.is_some(),
+                None => false,
+            };
+            if !paid && free.get(key)?.is_some() {
+                bytes = bytes.saturating_add(len_of(&stripe));
+            }
+        }
+        self.lock().free_mut().set_held(bytes);
+        Ok(bytes)
+    }
+
+    /// Gives back to the free room the `bytes` of a free store that failed once admitted.
+    pub fn release_free(&self, bytes: u64) {
+        self.lock().free_mut().release(bytes);
+    }
+
     /// The epoch now, by this relay's clock.
     pub fn epoch_now(&self) -> u64 {
         kura_core::farming::epoch_of(unix_now(), self.cfg.epoch_secs)
@@ -633,6 +670,8 @@ impl Farming {
             "free_bytes_total": self.cfg.allowance.per_relay,
             "free_bytes_used": a.free_used(now),
             "free_epochs": self.cfg.free_life.epochs,
+            "free_bytes_held": a.free_held().0,
+            "free_room": a.free_held().1,
             "batches_known": a.known_batches(),
             "stamps": a.stamps(),
             "rewards_account": self.rewards.map(|k| kura_core::hex::encode(&k)),
@@ -655,6 +694,11 @@ fn open_if_made(
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+fn free_room(mut a: Admission, room: u64) -> Admission {
+    a.free_mut().set_room(room);
+    a
 }
 
 /// An epoch as the journal keeps it (8 bytes, little-endian).
@@ -771,5 +815,31 @@ mod tests {
         assert_eq!(f.expired(116).unwrap(), vec![id(2)]);
         assert!(f.expired(117).unwrap().is_empty());
         assert_eq!(f.free_since(&id(2)).unwrap(), None);
+    }
+
+    /// Free stores take at most the room the relay gives them (a share of its quota), however
+    /// many accounts and windows they come from; a sweep's count of the free stripes still
+    /// held makes room again.
+    #[test]
+    fn free_stores_fill_only_their_room() {
+        let dir = kura_tests::Scratch::new("free-room").unwrap();
+        const KIB: u64 = 1024;
+        let cfg = FarmingConfig { free_room: 1024 * KIB, ..FarmingConfig::default() };
+        let f = Farming::open(dir.path(), cfg).unwrap();
+        let id = |n: u8| StripeId::from_bytes([n; 32]);
+        let peer = || PeerId::random();
+        let half = 512 * KIB as usize;
+        assert_eq!(f.admit(&id(1), 6, half, &peer(), None, Vec::new), Ok(Admitted::Free));
+        assert_eq!(f.admit(&id(2), 6, half, &peer(), None, Vec::new), Ok(Admitted::Free));
+        assert_eq!(
+            f.admit(&id(3), 6, half, &peer(), None, Vec::new),
+            Err(FarmError::FreeRoomFull { held: 1024 * KIB, room: 1024 * KIB })
+        );
+        // Stripe 2 is gone (its life over, or never stored): the sweep counts stripe 1 only.
+        f.record_free(&id(1), 7, false).unwrap();
+        let counted = f.count_free_held([id(1), id(9)], |_| 512 * KIB).unwrap();
+        assert_eq!(counted, 512 * KIB);
+        assert_eq!(f.admit(&id(3), 6, half, &peer(), None, Vec::new), Ok(Admitted::Free));
+        assert_eq!(f.status()["free_bytes_held"], 1024 * KIB);
     }
 }

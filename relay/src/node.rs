@@ -259,7 +259,7 @@ fn double_stamp_found(
 }
 
 /// Whether a client's store is paid for, or within the sender's free allowance
-/// ([`crate::farming`]); the refusal says which and what to do.
+/// ([`crate::farming`]): `true` when free; the refusal says which and what to do.
 fn admit_payment(
     shared: &Shared,
     me: &PeerId,
@@ -268,17 +268,20 @@ fn admit_payment(
     shard_len: usize,
     postage: Option<&kura_core::farming::Postage>,
     found: impl FnOnce(crate::farming::Evidence),
-) -> Result<(), Response> {
+) -> Result<bool, Response> {
     match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, || view(shared, me)) {
         Ok(kura_core::farming::Admitted::Free) => {
             shared.metrics.stores_free.inc();
             // Its life counts from now, kept before the shard is (like a paid store's
             // postage): a shard whose start is forgotten would be counted from later.
             let epoch = shared.farming.epoch_now();
-            shared
-                .farming
-                .record_free(&h.id(), epoch, false)
-                .map_err(|e| error(ErrorCode::Internal, format!("farming journal: {e:#}")))
+            match shared.farming.record_free(&h.id(), epoch, false) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    shared.farming.release_free(shard_len as u64);
+                    Err(error(ErrorCode::Internal, format!("farming journal: {e:#}")))
+                }
+            }
         }
         Ok(kura_core::farming::Admitted::Paid { new, .. }) => {
             shared.metrics.stores_paid.inc();
@@ -290,8 +293,12 @@ fn admit_payment(
                     .record(p)
                     .map_err(|e| error(ErrorCode::Internal, format!("farming journal: {e:#}")))?;
             }
-            Ok(())
+            Ok(false)
         }
+        Err(e @ kura_core::farming::FarmError::FreeRoomFull { .. }) => Err(error(
+            ErrorCode::Unpaid,
+            format!("{e}; the rest is kept for paid storage (a wallet: `kura put --key WALLET`)"),
+        )),
         Err(e @ kura_core::farming::FarmError::AllowanceUsed { .. }) => Err(error(
             ErrorCode::Unpaid,
             format!("{e}; storing more needs payment (a wallet: `kura put --key WALLET`)"),
@@ -963,7 +970,14 @@ impl Node {
                             shared.metrics.refused(kind);
                             refusal
                         }
-                        Ok(()) => serve(&*shared.store, &me, Request::Store { header, shard }),
+                        Ok(free) => {
+                            let len = shard.len() as u64;
+                            let resp = serve(&*shared.store, &me, Request::Store { header, shard });
+                            if free && !matches!(resp, Response::Stored { .. }) {
+                                shared.farming.release_free(len);
+                            }
+                            resp
+                        }
                     }
                 }
                 // A handover is a store from a relay leaving the stripe's group: taken only

@@ -187,7 +187,8 @@ async fn bad_peers_get_error_codes_while_a_good_client_is_served() {
 async fn quota_full_is_reported_and_nothing_half_written_stays() {
     let dir = Scratch::new("relay-quota").unwrap();
     let data = dir.path().join("r");
-    let r = spawn(&data, &["--quota", "1M"]);
+    // Free stores may fill the whole quota here: the quota itself is what is tested.
+    let r = spawn(&data, &["--quota", "1M", "--free-share", "100"]);
     let c = client(&r, "/tcp/").await;
     let mut stored = 0u64;
     let mut full = None;
@@ -217,6 +218,34 @@ async fn quota_full_is_reported_and_nothing_half_written_stays() {
             .is_some_and(|e| e.strip_prefix("tmp").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())))
     };
     assert!(!files.iter().any(temporary), "temporary files left: {files:?}");
+}
+
+/// Free stores fill only their share of the quota (half by default): beyond it they are
+/// refused as unpaid, in words, and the rest of the disk stays for paid stores.
+#[tokio::test(flavor = "multi_thread")]
+async fn free_stores_fill_only_their_share_of_the_quota() {
+    let dir = Scratch::new("relay-free-room").unwrap();
+    let r = spawn(&dir.path().join("r"), &["--quota", "2M"]);
+    let c = client(&r, "/tcp/").await;
+    let mut stored = 0u64;
+    let refused = loop {
+        let s = stripe(1 << 20, 80 + stored);
+        let req = Request::Store { header: s.header_bytes().to_vec(), shard: s.shard(0).to_vec() };
+        match c.request(req).await.unwrap() {
+            Response::Stored { .. } => stored += 1,
+            other => break other,
+        }
+        assert!(stored < 10, "free stores never refused");
+    };
+    assert_eq!(code_of(&refused), Some(ErrorCode::Unpaid), "{refused:?}");
+    let Response::Error { detail, .. } = &refused else { unreachable!() };
+    assert!(detail.contains("room for free storage is full"), "{detail}");
+    let farming = &r.json("/status").unwrap()["farming"];
+    let (held, room) = (farming["free_bytes_held"].as_u64().unwrap(), farming["free_room"].as_u64().unwrap());
+    assert_eq!(room, 1 << 20);
+    assert!(held <= room && stored >= 3, "{stored} stored, {held} of {room} held");
+    // The disk is not full: the quota would take more.
+    assert!(r.json("/status").unwrap()["bytes"].as_u64().unwrap() <= (1 << 20) + 4096);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

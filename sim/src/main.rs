@@ -328,7 +328,13 @@ fn capture_tables(
 
 /// What an adversary can **choose** rather than grind: account keys are free, and audit
 /// points of future epochs are known in advance.
-fn chosen_table(p: &mut Population, md: &mut String, csv: &mut String, per_identity: f64, rng: &mut XorShift) {
+fn chosen_table(
+    p: &mut Population,
+    md: &mut String,
+    csv: &mut String,
+    per_identity: f64,
+    rng: &mut XorShift,
+) {
     // What an account key costs: an ed25519 key and the hash that places it.
     let start = Instant::now();
     let sample = 20_000;

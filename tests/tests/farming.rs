@@ -408,6 +408,14 @@ fn relays_drop_stripes_when_their_batch_or_free_life_ends() {
     let free = put("free", 1, None);
     let kept = put("kept", 4, None);
     let free_to = epoch_now();
+    // What each relay's room for free storage holds (the rest of its quota is for paid stores).
+    let free_held = |net: &Net| -> Vec<u64> {
+        net.live()
+            .map(|r| r.json("/status").unwrap()["farming"]["free_bytes_held"].as_u64().unwrap())
+            .collect()
+    };
+    let held = free_held(&net);
+    assert!(held.iter().all(|b| *b > 0), "every relay holds free shards: {held:?}");
     let long = put("long", 2, Some("1000"));
     // Two epochs of life: dropped once the epoch after them ends (a grace of one).
     let short = put("short", 3, Some("2"));
@@ -485,6 +493,11 @@ fn relays_drop_stripes_when_their_batch_or_free_life_ends() {
     );
     let gone = dir.join("free.out");
     assert!(net.get(&free.0, &gone, &[]).is_err(), "a free file whose life is over no longer reads");
+    // The sweeps count what the free room holds again: nothing (the other free file is paid).
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(30), "the free rooms to empty", || {
+        free_held(&net).iter().all(|b| *b == 0).then_some(())
+    })
+    .unwrap();
     let h = holders(&net);
     for (name, file) in [("long", &long), ("kept", &kept)] {
         assert!(
