@@ -346,7 +346,9 @@ fn chosen_table(
     }
     let per_key = start.elapsed().as_secs_f64() / sample as f64;
     let quorum = capture::Group { name: "", size: 16, seats: 11 };
-    let rows: [(&str, Box<dyn Fn(f64) -> f64>, f64); 3] = [
+    /// A row: what is picked, the keys (identities) made for it at a share, and the time each costs.
+    type Row<'a> = (&'a str, Box<dyn Fn(f64) -> f64 + 'a>, f64);
+    let rows: [Row; 3] = [
         (
             "an account whose ledger group it holds more than f of (6 of 16): it spends its own credits twice",
             Box::new(|f| capture::keys_to_choose(capture::GROUPS[2], f)),
