@@ -24,6 +24,19 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The size of a churn run: relays, stripes of 4+2, days, seed.
+#[derive(clap::Args, Debug)]
+struct ChurnRun {
+    #[arg(long, default_value_t = 1000)]
+    relays: usize,
+    #[arg(long, default_value_t = 2000)]
+    stripes: usize,
+    #[arg(long, default_value_t = 90.0)]
+    days: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Lookup hops, messages and time versus the number of relays.
@@ -58,39 +71,12 @@ enum Cmd {
         seed: u64,
     },
     /// Durability and repair traffic under churn, decided by kura-core's repair rule.
-    Durability {
-        #[arg(long, default_value_t = 1000)]
-        relays: usize,
-        #[arg(long, default_value_t = 2000)]
-        stripes: usize,
-        #[arg(long, default_value_t = 90.0)]
-        days: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Durability(ChurnRun),
     /// Durability and repair reads when messages are lost.
-    Loss {
-        #[arg(long, default_value_t = 1000)]
-        relays: usize,
-        #[arg(long, default_value_t = 2000)]
-        stripes: usize,
-        #[arg(long, default_value_t = 90.0)]
-        days: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Loss(ChurnRun),
     /// Durability when each relay's repair bandwidth is limited (the hours it takes to read
     /// as much as it holds).
-    Bandwidth {
-        #[arg(long, default_value_t = 1000)]
-        relays: usize,
-        #[arg(long, default_value_t = 2000)]
-        stripes: usize,
-        #[arg(long, default_value_t = 90.0)]
-        days: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Bandwidth(ChurnRun),
     /// Time and memory of a whole churn run at a given size (relay operators, 4+2, repair at
     /// once, the rule every relay runs for every stripe), in a process of its own so that
     /// its peak memory is its own: one Markdown row, appended to `--append` if given.
@@ -522,7 +508,7 @@ fn loss_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed: u64
 }
 
 /// What the loss table shows, below it.
-const LOSS_NOTES: &str = "At 0% the rows are the bandwidth table's (same seed, same runs: losses draw from a stream of their own). Loss costs reads before it costs data: a read fails when its request or its answer is lost (one time in ten at 5%), and a rebuild reading four of five holders then fails about one time in thirteen and is tried again; with no limit on bandwidth that is more reads and nothing more lost. Where bandwidth is the limit, the reads that failed are reads not spent on repair, and stripes start to be lost that were not.\n";
+const LOSS_NOTES: &str = "\nAt 0% the rows are the bandwidth table's (same seed, same runs: losses draw from a stream of their own). Loss costs reads before it costs data: a read fails when its request or its answer is lost (one time in ten at 5%), and a rebuild reading four of five holders then fails about one time in thirteen and is tried again; with no limit on bandwidth that is more reads and nothing more lost. Where bandwidth is the limit, the reads that failed are reads not spent on repair, and stripes start to be lost that were not.\n";
 
 /// Codes compared for durability: Kura's default and two wider ones.
 const CODES: [(usize, usize); 3] = [(4, 2), (8, 4), (10, 10)];
@@ -1061,13 +1047,13 @@ fn main() -> Result<()> {
             print!("{}", load_table(&sizes, seed));
         }
         Cmd::Ledger { relays, accounts, seed } => print!("{}", ledger_table(relays, accounts, seed)),
-        Cmd::Durability { relays, stripes, days, seed } => {
+        Cmd::Durability(ChurnRun { relays, stripes, days, seed }) => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
-        Cmd::Bandwidth { relays, stripes, days, seed } => {
+        Cmd::Bandwidth(ChurnRun { relays, stripes, days, seed }) => {
             print!("{}", bandwidth_table(relays, stripes, days, 30.0, seed));
         }
-        Cmd::Loss { relays, stripes, days, seed } => {
+        Cmd::Loss(ChurnRun { relays, stripes, days, seed }) => {
             print!("{}", loss_table(relays, stripes, days, 30.0, seed));
         }
         Cmd::All { out, nodes, quick, seed } => {
@@ -1109,20 +1095,20 @@ fn main() -> Result<()> {
                 format!("# Durability and repair traffic under churn\n\n`{cmd}`\n\n{md}\nA rebuild reads `k` shards, a handover one. Stripes start whole; a relay that leaves for good takes its disk and is replaced by an empty one at a random point (candidate lists are recomputed daily).\n"),
             )?;
             std::fs::write(out.join("durability.csv"), csv)?;
-            std::fs::write(
-                out.join("bandwidth.md"),
-                format!(
-                    "# Durability against repair bandwidth\n\n`{cmd}` (alone: `kura-sim bandwidth --relays {relays} --stripes {stripes} --days {days} --seed {seed}`)\n\n{}",
-                    bandwidth_table(relays, stripes, days, 30.0, seed)
-                ),
-            )?;
-            std::fs::write(
-                out.join("loss.md"),
-                format!(
-                    "# Repair under message loss\n\n`{cmd}` (alone: `kura-sim loss --relays {relays} --stripes {stripes} --days {days} --seed {seed}`)\n\n{}\n{LOSS_NOTES}",
-                    loss_table(relays, stripes, days, 30.0, seed)
-                ),
-            )?;
+            type Table = fn(usize, usize, f64, f64, u64) -> String;
+            let churn: [(&str, &str, &str, Table, &str); 2] = [
+                ("bandwidth", "Durability against repair bandwidth", "bandwidth", bandwidth_table, ""),
+                ("loss", "Repair under message loss", "loss", loss_table, LOSS_NOTES),
+            ];
+            for (file, title, sub, table, notes) in churn {
+                std::fs::write(
+                    out.join(format!("{file}.md")),
+                    format!(
+                        "# {title}\n\n`{cmd}` (alone: `kura-sim {sub} --relays {relays} --stripes {stripes} --days {days} --seed {seed}`)\n\n{}{notes}",
+                        table(relays, stripes, days, 30.0, seed)
+                    ),
+                )?;
+            }
             let (relays, sizes) =
                 if quick { (100, vec![100, 1000]) } else { (300, vec![100, 1000, 10_000, 100_000]) };
             write_audits(&out, &cmd, relays, &sizes, seed)?;
