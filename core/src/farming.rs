@@ -44,14 +44,18 @@ use crate::StripeId;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
-/// Relays in a relay's audit group for one epoch.
-pub const AUDIT_GROUP: usize = 16;
+/// Relays in a relay's audit group for one epoch. Thirty-two, not sixteen: audit points are
+/// known for every future epoch, so an adversary makes relay identities until one meets an
+/// audit group it holds a quorum of in some epoch; with a tenth of the relays that takes
+/// about 4,200 identities (under an hour of one core) against groups of 16, and about
+/// 5 × 10¹⁰ against groups of 32 (`docs/scale/capture.md`).
+pub const AUDIT_GROUP: usize = 32;
 /// Shares (distinct auditors of the group) a reward certificate needs: two quorums share
-/// six auditors, and five auditors that are down do not stop it.
-pub const AUDIT_QUORUM: usize = 11;
+/// twelve auditors, and ten auditors that are down do not stop it.
+pub const AUDIT_QUORUM: usize = 22;
 /// Proofs each auditor asks of a relay per epoch. A relay that lost a share `d` of its
 /// shards passes one auditor's samples with probability `(1 − d)^S`: 0.44 at d = 5%,
-/// so about 2% of its epochs find 11 of 16 auditors with all passes.
+/// so about 0.4% of its epochs find 22 of 32 auditors with all passes.
 pub const EPOCH_SAMPLES: usize = 16;
 /// Shares a reward needs from an audit group of `len` relays: `len − ⌊(len − 1)/3⌋`, the
 /// ledger's quorum rule ([`AUDIT_QUORUM`] for a full group of [`AUDIT_GROUP`]; a small
@@ -659,7 +663,7 @@ pub struct RewardCertificate {
 impl RewardCertificate {
     /// Checks it against the audit group `group` (the verifier's own view of the relays
     /// closest to [`audit_point`] for this relay and epoch, at most [`AUDIT_GROUP`]): at least
-    /// [`audit_quorum`] of its size (11 of 16) distinct members signed this very reward, and
+    /// [`audit_quorum`] of its size (22 of 32) distinct members signed this very reward, and
     /// it is within the cap.
     pub fn verify(&self, group: &[Key], prices: &Prices, v: &impl Verifier) -> Result<(), FarmError> {
         if !self.page.is_valid() {

@@ -1070,6 +1070,8 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     .await
     .ok_or_else(|| Later("rebuild task failed".into()))??;
     tracing::info!(stripe = %job.stripe, index = stored, fetched, "rebuilt a lost shard");
-    crate::epochs::learn_postage(ctx, job.stripe, gave).await;
+    // Learnt beside the queue, not in it: asking four holders must not hold a rebuild's slot.
+    let (ctx, stripe) = (ctx.clone(), job.stripe);
+    tokio::spawn(async move { crate::epochs::learn_postage(&ctx, stripe, gave).await });
     Ok(fetched)
 }

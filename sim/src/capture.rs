@@ -185,10 +185,10 @@ mod tests {
         // Geometric: the mean of 200 is within a few standard errors (sd ≈ the mean).
         assert!((mean - want).abs() < 4.0 * want / (trials as f64).sqrt(), "{mean} vs {want}");
         // An audit quorum is rarer per epoch, but an identity has every future epoch to try.
-        let per_epoch = binomial_tail(16, 11, 0.1);
+        let per_epoch = binomial_tail(32, 22, 0.1);
         let year = identities_for_audit_quorum(0.1, 8760.0);
         assert!((year - 1.0 / (8760.0 * per_epoch)).abs() / year < 0.01, "{year}");
-        assert!((identities_for_audit_quorum(0.5, 1.0) - 1.0 / binomial_tail(16, 11, 0.5)).abs() < 1e-9);
+        assert!((identities_for_audit_quorum(0.5, 1.0) - 1.0 / binomial_tail(32, 22, 0.5)).abs() < 1e-9);
     }
 
     #[test]
