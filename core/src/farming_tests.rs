@@ -196,19 +196,20 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
     assert_eq!(cert(shares[..AUDIT_QUORUM].to_vec()).verify(&keys, &PRICES, &v), Ok(()));
     assert_eq!(
         cert(shares[..AUDIT_QUORUM - 1].to_vec()).verify(&keys, &PRICES, &v),
-        Err(FarmError::NoQuorum { have: 10, need: 11 })
+        Err(FarmError::NoQuorum { have: AUDIT_QUORUM - 1, need: AUDIT_QUORUM })
     );
-    // One auditor's share given eleven times counts once.
-    assert!(cert(vec![shares[0].clone(); 11]).verify(&keys, &PRICES, &v).is_err());
+    const Q: usize = AUDIT_QUORUM;
+    // One auditor's share given a quorum's times counts once.
+    assert!(cert(vec![shares[0].clone(); Q]).verify(&keys, &PRICES, &v).is_err());
     // Shares of relays outside the group count for nothing.
     let outsiders: Vec<RewardShare> =
-        (0..11).map(|i| share(&signer(200 + i), 5, &relay, &account, amount)).collect();
+        (0..Q as u8).map(|i| share(&signer(200 + i), 5, &relay, &account, amount)).collect();
     assert!(cert(outsiders).verify(&keys, &PRICES, &v).is_err());
     // Shares signed for another amount, epoch or account do not make this one.
-    let mut mixed = shares[..10].to_vec();
-    mixed.push(share(&group[10], 5, &relay, &account, amount + 1));
+    let mut mixed = shares[..Q - 1].to_vec();
+    mixed.push(share(&group[Q - 1], 5, &relay, &account, amount + 1));
     assert!(cert(mixed).verify(&keys, &PRICES, &v).is_err());
-    let other_account = RewardCertificate { account: relay, ..cert(shares[..11].to_vec()) };
+    let other_account = RewardCertificate { account: relay, ..cert(shares[..Q].to_vec()) };
     assert!(other_account.verify(&keys, &PRICES, &v).is_err());
     // Over the cap, whoever signed it.
     let big = PRICES.cap + 1;
@@ -220,9 +221,9 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
     assert_eq!(over.verify(&keys, &PRICES, &v), Err(FarmError::OverCap { amount: big, cap: PRICES.cap }));
     // Minted once by the account's replica, whichever quorum signed it.
     let mut ledger = crate::ledger::Replica::new(signer(50).key());
-    let good = cert(shares[..11].to_vec());
+    let good = cert(shares[..Q].to_vec());
     assert_eq!(ledger.deposit_reward(&good, &keys, &PRICES, &v), Ok(crate::ledger::Applied::Done));
-    let again = cert(shares[5..].to_vec());
+    let again = cert(shares[AUDIT_GROUP - Q..].to_vec());
     assert_eq!(ledger.deposit_reward(&again, &keys, &PRICES, &v), Ok(crate::ledger::Applied::Already));
     assert_eq!(ledger.rewarded(), u128::from(amount));
 }
@@ -325,14 +326,20 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     let keys: Vec<Key> = group.iter().map(Signer::key).collect();
     let amount = 263;
     let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
-    let cert =
-        RewardCertificate { epoch: 5, relay, account, amount, page: P0, shares: shares[..11].to_vec() };
+    let cert = RewardCertificate {
+        epoch: 5,
+        relay,
+        account,
+        amount,
+        page: P0,
+        shares: shares[..AUDIT_QUORUM].to_vec(),
+    };
     let mut r = Replica::new(mint.key());
-    let short = RewardCertificate { shares: shares[..10].to_vec(), ..cert.clone() };
+    let short = RewardCertificate { shares: shares[..AUDIT_QUORUM - 1].to_vec(), ..cert.clone() };
     assert!(matches!(r.deposit_reward(&short, &keys, &PRICES, &v), Err(FarmError::NoQuorum { .. })));
     assert_eq!(r.deposit_reward(&cert, &keys, &PRICES, &v), Ok(Applied::Done));
     // The same reward again, even signed by other auditors of the group: once.
-    let again = RewardCertificate { shares: shares[5..].to_vec(), ..cert.clone() };
+    let again = RewardCertificate { shares: shares[AUDIT_GROUP - AUDIT_QUORUM..].to_vec(), ..cert.clone() };
     assert_eq!(r.deposit_reward(&again, &keys, &PRICES, &v), Ok(Applied::Already));
     assert_eq!(r.view(&account).spendable(), amount);
     assert_eq!(r.rewarded(), u128::from(amount));
@@ -746,9 +753,10 @@ fn epoch_messages_on_the_wire() {
             deposits / 1024
         );
     }
-    // A header of 4 + 2 shard addresses and a stamp: under 500 bytes a shard.
+    // A header of 4 + 2 shard addresses and a stamp: under 500 bytes a shard; a deposit is
+    // about a share per auditor.
     assert!(
-        per_entry < 500 && per_burn < 2000 && share < 150 && deposit < 2 * 1024,
+        per_entry < 500 && per_burn < 2000 && share < 150 && deposit < AUDIT_GROUP * 110 + 512,
         "{per_entry} {per_burn}"
     );
 }

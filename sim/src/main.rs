@@ -332,6 +332,11 @@ fn chosen_table(
     }
     let per_key = start.elapsed().as_secs_f64() / sample as f64;
     let quorum = capture::Group { name: "", size: 16, seats: 11 };
+    let audit_row = format!(
+        "a relay identity whose audit group it holds a quorum of ({} of {}) in one of the next 8,760 epochs (a year of hours): its auditors sign up to the cap times 17 page levels",
+        kura_core::farming::AUDIT_QUORUM,
+        kura_core::farming::AUDIT_GROUP
+    );
     /// A row: what is picked, the keys (identities) made for it at a share, and the time each costs.
     type Row<'a> = (&'a str, Box<dyn Fn(f64) -> f64 + 'a>, f64);
     let rows: [Row; 3] = [
@@ -346,7 +351,7 @@ fn chosen_table(
             per_key,
         ),
         (
-            "a relay identity whose audit group it holds a quorum of (11 of 16) in one of the next 8,760 epochs (a year of hours): its auditors sign up to the cap times 17 page levels",
+            &audit_row,
             Box::new(|f| capture::identities_for_audit_quorum(f, 8760.0)),
             per_identity,
         ),
