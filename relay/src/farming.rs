@@ -487,7 +487,10 @@ impl Farming {
         if !learnt && self.free_since(stripe)?.is_some() {
             return Ok(());
         }
-        let w = db.begin_write()?;
+        let mut w = db.begin_write()?;
+        // Not synced on its own (a free store or a repair must not wait for the disk): a
+        // record a crash loses is counted again by the next sweep, from a later epoch.
+        w.set_durability(redb::Durability::Eventual);
         {
             let mut t = w.open_table(FREE)?;
             if learnt || t.get(stripe.as_bytes().as_slice())?.is_none() {
@@ -512,7 +515,8 @@ impl Farming {
     pub fn count_unrecorded(&self, held: impl IntoIterator<Item = StripeId>, epoch: u64) -> Result<usize> {
         let Some(db) = &self.journal else { return Ok(0) };
         let mut counted = 0;
-        let w = db.begin_write()?;
+        let mut w = db.begin_write()?;
+        w.set_durability(redb::Durability::Eventual);
         {
             let by_stripe = w.open_table(BY_STRIPE)?;
             let mut free = w.open_table(FREE)?;

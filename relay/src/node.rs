@@ -272,8 +272,8 @@ fn admit_payment(
     match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, || view(shared, me)) {
         Ok(kura_core::farming::Admitted::Free) => {
             shared.metrics.stores_free.inc();
-            // Its life counts from now, kept before the shard is (like a paid store's
-            // postage): a shard whose start is forgotten would be counted from later.
+            // Its life counts from now, journalled before the shard is stored but without
+            // waiting for the disk: a record a crash loses is counted from the next sweep.
             let epoch = shared.farming.epoch_now();
             match shared.farming.record_free(&h.id(), epoch, false) {
                 Ok(()) => Ok(true),
