@@ -167,9 +167,16 @@ impl kura_p2p::wallet::LedgerNet for RelayLedger<'_> {
 pub async fn sweep(ctx: &Ctx, epoch: u64) -> u64 {
     let shared = ctx.shared.clone();
     let dropped = blocking(move || {
-        // A stripe held with no record of either kind gets a free life from now.
-        let held = shared.store.inventory().map(|h| h.into_iter().map(|(s, _)| s));
-        match held.map_err(anyhow::Error::new).and_then(|h| shared.farming.count_unrecorded(h, epoch)) {
+        // What is held, read once: a stripe with no record of either kind gets a free life
+        // from now, and what is left after the drops is what the free room holds.
+        let mut held: HashMap<StripeId, usize> = match shared.store.inventory() {
+            Ok(h) => h.into_iter().map(|(s, idx)| (s, idx.len())).collect(),
+            Err(e) => {
+                tracing::error!("store inventory: {e:#}");
+                HashMap::new()
+            }
+        };
+        match shared.farming.count_unrecorded(held.keys().copied(), epoch) {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(stripes = n, epoch, "stripes held without a record counted as free from now")
@@ -182,26 +189,23 @@ pub async fn sweep(ctx: &Ctx, epoch: u64) -> u64 {
         });
         let mut dropped = 0u64;
         for stripe in stripes {
-            let Ok(held) = shared.store.holds(&[stripe]) else { continue };
-            for index in held.into_iter().flat_map(|(_, idx)| idx) {
+            held.remove(&stripe);
+            let Ok(has) = shared.store.holds(&[stripe]) else { continue };
+            for index in has.into_iter().flat_map(|(_, idx)| idx) {
                 if shared.store.remove(&stripe, index).is_ok_and(|gone| gone) {
                     dropped += 1;
                 }
             }
         }
         shared.metrics.shards_expired.inc_by(dropped);
-        // What the free room holds now.
-        let held = shared.store.inventory().map_err(anyhow::Error::new).and_then(|held| {
-            let indices: HashMap<StripeId, usize> = held.into_iter().map(|(s, idx)| (s, idx.len())).collect();
-            let len_of = |stripe: &StripeId| -> u64 {
-                let shard_len = shared.store.header(stripe).ok().flatten().and_then(|h| {
+        let len_of = |stripe: &StripeId| -> u64 {
+            let shard_len =
+                shared.store.header(stripe).ok().flatten().and_then(|h| {
                     kura_core::stripe::StripeHeader::parse(&h).ok().map(|h| h.shard_len() as u64)
                 });
-                shard_len.unwrap_or(0) * indices.get(stripe).copied().unwrap_or(0) as u64
-            };
-            shared.farming.count_free_held(indices.keys().copied(), len_of)
-        });
-        if let Err(e) = held {
+            shard_len.unwrap_or(0) * held.get(stripe).copied().unwrap_or(0) as u64
+        };
+        if let Err(e) = shared.farming.count_free_held(held.keys().copied(), len_of) {
             tracing::error!("farming journal: {e:#}");
         }
         dropped
