@@ -2,7 +2,7 @@
 // Kura's client runs here, off the page's thread: the wasm pipeline and the libp2p swarm.
 // A Web Worker has no RTCPeerConnection, so it reaches relays over WebSocket. Checked by
 // tsc against the .d.ts wasm-bindgen writes (tests/browser/tsconfig.json).
-import init, { KuraClient, walletAccount, uploadCost, opfsBench } from './pkg/kura_client.js';
+import init, { KuraClient, walletAccount, makeWalletSeed, walletHasWork, uploadCost, opfsBench } from './pkg/kura_client.js';
 import { errorData, kuraError } from './messages.js';
 
 /** @type {KuraClient | null} */
@@ -45,10 +45,14 @@ function walletDb() {
 }
 
 /**
- * A 32-byte seed kept under `name` in IndexedDB, made the first time.
- * @param {string} name @returns {Promise<Uint8Array>}
+ * A 32-byte seed kept under `name` in IndexedDB, made the first time by `make` (random
+ * bytes unless told), and made again when `good` refuses the one kept.
+ * @param {string} name
+ * @param {() => Uint8Array} [make]
+ * @param {(seed: Uint8Array) => boolean} [good]
+ * @returns {Promise<Uint8Array>}
  */
-async function keptSeed(name) {
+async function keptSeed(name, make = () => crypto.getRandomValues(new Uint8Array(32)), good = () => true) {
   const db = await walletDb();
   /** @type {(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequest) => Promise<any>} */
   const run = (mode, f) => new Promise((resolve, reject) => {
@@ -57,8 +61,8 @@ async function keptSeed(name) {
     req.onerror = () => reject(req.error);
   });
   const kept = await run('readonly', s => s.get(name));
-  if (kept instanceof Uint8Array && kept.length === 32) return kept;
-  const seed = crypto.getRandomValues(new Uint8Array(32));
+  if (kept instanceof Uint8Array && kept.length === 32 && good(kept)) return kept;
+  const seed = make();
   await run('readwrite', s => s.put(seed, name));
   return seed;
 }
@@ -67,7 +71,9 @@ async function keptSeed(name) {
 let seedPromise = null;
 /** The wallet's seed: read from IndexedDB, or made and kept there the first time. */
 function walletSeed() {
-  seedPromise ??= keptSeed('seed');
+  // A wallet carries the account work (a few seconds, once); a seed kept from before the
+  // rule is replaced, since replicas credit nothing to its account.
+  seedPromise ??= ready.then(() => keptSeed('seed', () => makeWalletSeed(), s => walletHasWork(s)));
   seedPromise.catch(() => { seedPromise = null; });
   return seedPromise;
 }

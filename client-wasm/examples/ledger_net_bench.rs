@@ -53,7 +53,8 @@ async fn main() {
     let net = Devnet::start(&cfg).await.unwrap();
     let addrs = kura_client::bootstrap::resolve(&[net.bootstrap().unwrap().to_owned()]).await.unwrap();
     let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
-    let owners: Vec<SigningKey> = (0..accounts.max(2)).map(key).collect();
+    // Owners carry the account work: the test pool's wallets (made anew beyond it).
+    let owners: Vec<SigningKey> = (0..accounts.max(2)).map(kura_core::testdata::account_key).collect();
     for o in &owners {
         wallet::send(&client, &mint, o.key(), 1_000_000, vec![]).await.unwrap();
     }

@@ -166,6 +166,23 @@ fn seed_key(seed: &[u8]) -> Result<kura_core::ledger::SigningKey, JsValue> {
     Ok(kura_core::ledger::SigningKey::from_bytes(&seed))
 }
 
+/// A new wallet's seed (32 bytes) whose account carries the account work the ledger asks
+/// ([`kura_core::ledger::ACCOUNT_BITS`]): a few seconds, once per wallet.
+#[wasm_bindgen(js_name = makeWalletSeed)]
+pub fn make_wallet_seed() -> Result<Vec<u8>, JsValue> {
+    let key = kura_core::ledger::make_account(kura_core::ledger::ACCOUNT_BITS, |seed| getrandom::fill(seed))
+        .map_err(|e| js_err(ErrorKind::Internal, e))?;
+    Ok(key.to_bytes().to_vec())
+}
+
+/// Whether the wallet whose key's seed is `seed` carries the account work (a seed kept by
+/// a page from before the rule does not: replicas credit nothing to it).
+#[wasm_bindgen(js_name = walletHasWork)]
+pub fn wallet_has_work(seed: &[u8]) -> Result<bool, JsValue> {
+    use kura_core::ledger::Signer;
+    Ok(kura_core::ledger::account_work(&seed_key(seed)?.key()) >= kura_core::ledger::ACCOUNT_BITS)
+}
+
 /// The account id (64 hex digits) of the wallet whose key's seed is `seed` (32 bytes).
 #[wasm_bindgen(js_name = walletAccount)]
 pub fn wallet_account(seed: &[u8]) -> Result<String, JsValue> {

@@ -275,6 +275,12 @@ impl Batch {
         if t.amount < cost {
             return Err(FarmError::Underpaid { paid: t.amount, cost });
         }
+        // A burn from an account without the work was certified, if at all, by a group its
+        // owner could pick for free: no replica debits it, and no relay takes it as paid.
+        let bits = crate::ledger::account_work(&t.from);
+        if bits < crate::ledger::ACCOUNT_BITS {
+            return Err(FarmError::NoAccountWork { bits, need: crate::ledger::ACCOUNT_BITS });
+        }
         Ok(Self { id: t.id(), owner: t.from, terms })
     }
 }
@@ -1108,6 +1114,8 @@ pub enum FarmError {
     BadClaim(String),
     #[error("the claimant is not in the close group of a stripe it lists")]
     NotInGroup,
+    #[error("the account carries {bits} bits of account work, {need} needed")]
+    NoAccountWork { bits: u32, need: u32 },
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ fn terms() -> BatchTerms {
 
 #[test]
 fn a_burn_buys_the_batch_its_memo_names_if_it_covers_it() {
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let cost = PRICES.cost(&terms());
     // 4 slots × 1.5 MiB × 30 epochs = 180 MiB-epochs at 1,000 per GiB-epoch: 175.78, up.
     assert_eq!(cost, 176);
@@ -42,6 +42,13 @@ fn a_burn_buys_the_batch_its_memo_names_if_it_covers_it() {
     assert_eq!(Batch::of_burn(&no_terms, &PRICES), Err(FarmError::NotABatch));
     let empty = BatchTerms { slots: 0, ..terms() };
     assert_eq!(Batch::of_burn(&burn(&owner, empty, cost), &PRICES), Err(FarmError::NotABatch));
+    // A burn from an account without the account work buys nothing, however certified: its
+    // group was the owner's to pick for free (see `ledger::ACCOUNT_BITS`).
+    let workless = signer(1);
+    assert!(matches!(
+        Batch::of_burn(&burn(&workless, terms(), cost), &PRICES),
+        Err(FarmError::NoAccountWork { need: crate::ledger::ACCOUNT_BITS, .. })
+    ));
     assert!(terms().memo().len() <= crate::ledger::MAX_MEMO);
 }
 
@@ -61,7 +68,7 @@ fn a_stripe_may_be_dropped_once_its_batch_ended_and_the_grace_is_over() {
 
 #[test]
 fn stamps_are_checked_and_a_slot_stamped_twice_revokes_the_batch() {
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let b = Batch::of_burn(&burn(&owner, terms(), 1_000), &PRICES).unwrap();
     let v = Ed25519;
     let s1 = StripeId::from_bytes([1; 32]);
@@ -170,7 +177,7 @@ fn share(auditor: &SigningKey, epoch: u64, relay: &Key, account: &Key, amount: u
 
 #[test]
 fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
-    let (relay, account) = (signer(7).key(), signer(8).key());
+    let (relay, account) = (signer(7).key(), crate::testdata::account_key(0).key());
     let group = auditors();
     let keys: Vec<Key> = group.iter().map(Signer::key).collect();
     let bytes = 300 * MIB;
@@ -320,7 +327,7 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     use crate::ledger::{Applied, Replica};
     let v = Ed25519;
     let mint = signer(50);
-    let owner = signer(8);
+    let owner = crate::testdata::account_key(0);
     let (relay, account) = (signer(7).key(), owner.key());
     let group = auditors();
     let keys: Vec<Key> = group.iter().map(Signer::key).collect();
@@ -335,6 +342,19 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
         shares: shares[..AUDIT_QUORUM].to_vec(),
     };
     let mut r = Replica::new(mint.key());
+    // A reward into an account without the account work mints nothing, however certified.
+    let workless = signer(9).key();
+    let into_workless = RewardCertificate {
+        account: workless,
+        shares: group.iter().map(|g| share(g, 5, &relay, &workless, amount)).collect(),
+        ..cert.clone()
+    };
+    assert_eq!(into_workless.verify(&keys, &PRICES, &v), Ok(()));
+    assert!(matches!(
+        r.deposit_reward(&into_workless, &keys, &PRICES, &v),
+        Err(FarmError::NoAccountWork { need: crate::ledger::ACCOUNT_BITS, .. })
+    ));
+    assert_eq!(r.rewarded(), 0);
     let short = RewardCertificate { shares: shares[..AUDIT_QUORUM - 1].to_vec(), ..cert.clone() };
     assert!(matches!(r.deposit_reward(&short, &keys, &PRICES, &v), Err(FarmError::NoQuorum { .. })));
     assert_eq!(r.deposit_reward(&cert, &keys, &PRICES, &v), Ok(Applied::Done));
@@ -346,10 +366,15 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
     r.check_conservation().unwrap();
     // Spent by naming it.
     let id = reward_id(5, &relay, &P0);
-    let pay =
-        Transfer { from: account, seq: 1, to: signer(9).key(), amount: 200, deps: vec![id], memo: vec![] }
-            .sign(&owner);
-    assert!(r.acknowledge(&pay, &group[0], &v).is_ok());
+    // Not to an account without the work: nothing is sent where it could never be spent.
+    let pay = |to: Key| {
+        Transfer { from: account, seq: 1, to, amount: 200, deps: vec![id], memo: vec![] }.sign(&owner)
+    };
+    assert!(matches!(
+        r.acknowledge(&pay(workless), &group[0], &v),
+        Err(crate::ledger::LedgerError::NoAccountWork { .. })
+    ));
+    assert!(r.acknowledge(&pay(crate::testdata::account_key(1).key()), &group[0], &v).is_ok());
     // Another epoch is another credit.
     assert_ne!(reward_id(6, &relay, &P0), id);
     assert_ne!(reward_id(5, &signer(9).key(), &P0), id);
@@ -370,7 +395,7 @@ fn certified_burn(owner: &SigningKey, terms: BatchTerms, amount: u64) -> (Certif
 #[test]
 fn a_relay_admits_paid_stores_by_their_postage_and_unpaid_ones_within_the_allowance() {
     let v = Ed25519;
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let allowance = Allowance { per_account: 3 * MIB, per_relay: 100 * MIB, window_secs: 3600 };
     let mut gate = Admission::new(PRICES, allowance);
     let payer = [7u8; 32];
@@ -471,7 +496,7 @@ fn a_relay_admits_paid_stores_by_their_postage_and_unpaid_ones_within_the_allowa
 #[test]
 fn evidence_told_by_another_relay_revokes_a_batch_it_proves() {
     let v = Ed25519;
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let allowance = Allowance { per_account: MIB, per_relay: MIB, window_secs: 3600 };
     let cost = PRICES.cost(&terms());
     let (cert, group) = certified_burn(&owner, terms(), cost);
@@ -555,7 +580,7 @@ fn terms_for_a_file_cover_every_stripe_its_encoding_makes() {
 #[test]
 fn postage_is_small_beside_a_shard() {
     use crate::ledger::{ack_message, Ack};
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let t = terms();
     let signed = burn(&owner, t, PRICES.cost(&t)).sign(&owner);
     let tr = &signed.transfer;
@@ -614,7 +639,7 @@ fn stripe(n: u8) -> crate::stripe::Stripe {
 #[test]
 fn an_auditor_takes_a_claim_whole_or_refuses_it() {
     let v = Ed25519;
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let t = BatchTerms { first_epoch: 10, epochs: 5, ..terms() };
     let (cert, group) = certified_burn(&owner, t, PRICES.cost(&t));
     let batch = Batch::of_burn(&cert.signed.transfer, &PRICES).unwrap();
@@ -630,7 +655,7 @@ fn an_auditor_takes_a_claim_whole_or_refuses_it() {
     let claim = EpochClaim {
         page: P0,
         epoch: 12,
-        account: signer(8).key(),
+        account: crate::testdata::account_key(0).key(),
         burns: vec![cert.clone()],
         entries: stripes.iter().enumerate().map(|(i, s)| entry(s, i as u32, i as u8)).collect(),
     };
@@ -694,7 +719,7 @@ fn epoch_messages_on_the_wire() {
     use crate::ledger::{ack_message, Ack, LedgerRequest};
     use crate::wire::{Message, Request, Response};
     // A burn acknowledged by 16 replicas, and claims of real 4 + 2 stripes' headers.
-    let owner = signer(1);
+    let owner = crate::testdata::account_key(1);
     let t = BatchTerms { first_epoch: 10, epochs: 5, ..terms() };
     let signed = burn(&owner, t, PRICES.cost(&t)).sign(&owner);
     let tr = signed.transfer.clone();
@@ -712,7 +737,7 @@ fn epoch_messages_on_the_wire() {
         let c = EpochClaim {
             page: P0,
             epoch: 12,
-            account: signer(8).key(),
+            account: crate::testdata::account_key(0).key(),
             burns: vec![cert.clone(); burns],
             entries: vec![entry.clone(); entries],
         };
@@ -720,16 +745,16 @@ fn epoch_messages_on_the_wire() {
     };
     let (base, per_entry, per_burn) = (claim(0, 0), claim(1, 0) - claim(0, 0), claim(0, 1) - claim(0, 0));
     let share =
-        Response::Share(RewardShare::sign(&signer(100), 12, &signer(7).key(), &signer(8).key(), 5, &P0))
+        Response::Share(RewardShare::sign(&signer(100), 12, &signer(7).key(), &crate::testdata::account_key(0).key(), 5, &P0))
             .frame_len();
     let shares = auditors()
         .iter()
-        .map(|a| RewardShare::sign(a, 12, &signer(7).key(), &signer(8).key(), 5, &P0))
+        .map(|a| RewardShare::sign(a, 12, &signer(7).key(), &crate::testdata::account_key(0).key(), 5, &P0))
         .collect();
     let rc = RewardCertificate {
         epoch: 12,
         relay: signer(7).key(),
-        account: signer(8).key(),
+        account: crate::testdata::account_key(0).key(),
         amount: 5,
         page: P0,
         shares,
@@ -798,7 +823,7 @@ fn claim_pages_partition_the_stripes_and_share_the_cap() {
     assert_eq!(page.reward(&PRICES, u64::MAX), page.cap(&PRICES));
     assert_eq!(page.reward(&PRICES, 1 << 30), PRICES.reward(1 << 30));
     // A reward signed for one page is not a reward for another, nor over the page's cap.
-    let (relay, account) = (signer(7).key(), signer(8).key());
+    let (relay, account) = (signer(7).key(), crate::testdata::account_key(0).key());
     let other = ClaimPage { level, prefix: 1 };
     assert_ne!(reward_id(3, &relay, &page), reward_id(3, &relay, &other));
     let shares: Vec<RewardShare> =

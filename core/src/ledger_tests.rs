@@ -3,8 +3,20 @@ use super::*;
 
 use crate::testdata::{SimKey, SimVerifier};
 
+/// The `n`-th stand-in key: a hash carrying the account work (the first of `n`'s hashes
+/// that does), so that every account here passes the network's rule; made once per `n`.
 fn key(n: u64) -> Key {
-    *blake3::hash(&n.to_le_bytes()).as_bytes()
+    static MADE: std::sync::Mutex<BTreeMap<u64, Key>> = std::sync::Mutex::new(BTreeMap::new());
+    let mut made = MADE.lock().unwrap();
+    *made.entry(n).or_insert_with(|| crate::testdata::sim_account(n))
+}
+
+/// A stand-in key without the account work.
+fn key_without_work(n: u64) -> Key {
+    (0u64..)
+        .map(|c| *blake3::hash(&[n.to_le_bytes(), c.to_le_bytes(), [1; 8]].concat()).as_bytes())
+        .find(|k| account_work(k) < ACCOUNT_BITS)
+        .unwrap()
 }
 
 use crate::testdata::XorShift as Rng;
@@ -25,8 +37,11 @@ fn transfer(from: Key, seq: u64, to: Key, amount: u64, deps: Vec<TransferId>) ->
 /// once as a debit and once as a credit; the certificate fails with a key changed.
 #[test]
 fn an_ed25519_transfer_is_certified_and_applied_once() {
-    let keys: Vec<ed25519_dalek::SigningKey> =
+    // The mint and the replicas need no account work; the owners do.
+    let mut keys: Vec<ed25519_dalek::SigningKey> =
         (0..6u8).map(|i| ed25519_dalek::SigningKey::from_bytes(&[i + 1; 32])).collect();
+    keys[1] = crate::testdata::account_key(0);
+    keys[2] = crate::testdata::account_key(1);
     let (mint, alice, bob) = (&keys[0], &keys[1], &keys[2]);
     let replicas: Vec<&ed25519_dalek::SigningKey> = keys[2..].iter().collect();
     let group = Group::new(replicas.iter().map(|k| Signer::key(*k)).collect(), 3).unwrap();
@@ -1108,4 +1123,73 @@ mod overdraft {
             }
         }
     }
+}
+
+/// The adversary that chose its account: it holds a quorum of the group of a key it made for
+/// that (three of four replicas here), and its replicas certify a transfer of credits the
+/// account never had. Without the account work the key costs it nothing, and that is what
+/// is refused: by the sender's honest replica, and by every replica of the recipient, which
+/// checks only the certificate. With the work the same attack goes through (a quorum is a
+/// quorum): what the work buys is the price of each key tried, `2^ACCOUNT_BITS` times more,
+/// priced against the group size in `docs/scale/capture.md`. The mint and the burn need no
+/// work; a reward or a transfer into an account without it is refused too.
+#[test]
+fn an_account_ground_for_a_captured_group_moves_nothing_without_the_work() {
+    let v = SimVerifier;
+    let mint = SimKey(key_without_work(1));
+    let byz: Vec<SimKey> = (0..3).map(|n| SimKey(key(400 + n))).collect();
+    let honest = SimKey(key(410));
+    let group = Group::new(byz.iter().map(|k| k.0).chain([honest.0]).collect(), 3).unwrap();
+    let bob = key(2);
+    let mut sender_side = Replica::new(mint.0);
+    let mut recipient_side = Replica::new(mint.0);
+
+    let chosen = SimKey(key_without_work(7));
+    assert!(account_work(&chosen.0) < ACCOUNT_BITS);
+    let forged = transfer(chosen.0, 1, bob, 1_000_000, vec![]).sign(&chosen);
+    fn refused<T>(e: &Result<T, LedgerError>) -> bool {
+        matches!(e, Err(LedgerError::NoAccountWork { need: ACCOUNT_BITS, .. }))
+    }
+    assert!(refused(&sender_side.acknowledge(&forged, &honest, &v)), "no honest acknowledgement");
+    let cert = Certificate { acks: acks_by(&byz, &forged), signed: forged };
+    assert!(cert.verify(&group, &v).is_ok(), "the captured quorum's certificate is well formed");
+    assert!(refused(&recipient_side.apply_credit(&cert, &group, &v)));
+    assert!(refused(&sender_side.apply_debit(&cert, &group, &v)));
+    assert_eq!(recipient_side.account(&bob).spendable(), 0);
+    assert_eq!(LedgerError::NoAccountWork { account: chosen.0, bits: 0, need: ACCOUNT_BITS }.code(), 14);
+
+    // Nothing sent to an account without the work, even by the mint.
+    let stranded = transfer(mint.0, 1, chosen.0, 5, vec![]).sign(&mint);
+    assert!(refused(&sender_side.acknowledge(&stranded, &honest, &v)));
+
+    // With the work, a captured quorum is a quorum: the price is what stops it.
+    let paid = SimKey(key(8));
+    let forged = transfer(paid.0, 1, bob, 1_000_000, vec![]).sign(&paid);
+    let cert = Certificate { acks: acks_by(&byz, &forged), signed: forged };
+    assert_eq!(recipient_side.apply_credit(&cert, &group, &v), Ok(Applied::Done));
+    assert_eq!(recipient_side.account(&bob).spendable(), 1_000_000);
+
+    // The mint without the work still mints, and the burn takes credits.
+    let fund = transfer(mint.0, 1, paid.0, 10, vec![]).sign(&mint);
+    assert!(sender_side.acknowledge(&fund, &honest, &v).is_ok());
+    let burn = transfer(paid.0, 1, BURN, 0, vec![]).sign(&paid);
+    assert!(!refused(&sender_side.acknowledge(&burn, &honest, &v)));
+}
+
+/// A wallet made by `make_account` carries the work; about one key in `2^bits` does.
+#[test]
+fn accounts_are_made_with_the_work() {
+    let mut rng = Rng(5);
+    let mut fill = |s: &mut [u8; 32]| {
+        for c in s.chunks_mut(8) {
+            c.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        Ok::<(), ()>(())
+    };
+    let k = make_account(8, &mut fill).unwrap();
+    assert!(account_work(&k.verifying_key().to_bytes()) >= 8);
+    let pooled = crate::testdata::account_key(3);
+    assert!(account_work(&pooled.verifying_key().to_bytes()) >= ACCOUNT_BITS);
+    let with = (0..4096u64).filter(|n| account_work(blake3::hash(&n.to_le_bytes()).as_bytes()) >= 4).count();
+    assert!((180..340).contains(&with), "{with} of 4096 show 4 bits (256 expected)");
 }

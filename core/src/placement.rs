@@ -55,8 +55,14 @@ const JOIN_CONTEXT: &str = "kura 2026 relay join work v1";
 /// The join work of a peer id (its binary form): the leading zero bits of a BLAKE3 hash of
 /// it, under a context of its own (independent of the SHA-256 that places it).
 pub fn join_work(peer_id: &[u8]) -> u32 {
-    let mut h = blake3::Hasher::new_derive_key(JOIN_CONTEXT);
-    h.update(peer_id);
+    work_bits(JOIN_CONTEXT, peer_id)
+}
+
+/// The leading zero bits of BLAKE3 of `bytes` derived under `context`: the work a key shows
+/// for the use `context` names (a relay's join, an account).
+pub fn work_bits(context: &str, bytes: &[u8]) -> u32 {
+    let mut h = blake3::Hasher::new_derive_key(context);
+    h.update(bytes);
     let digest = h.finalize();
     let mut bits = 0;
     for b in digest.as_bytes() {

@@ -70,3 +70,41 @@ impl crate::ledger::Verifier for SimVerifier {
         sim_sig(key, msg) == *sig
     }
 }
+
+/// Seeds of ed25519 keys whose accounts carry the account work
+/// ([`crate::ledger::ACCOUNT_BITS`]), made by `kura-sim account-keys --count 32` then
+/// `kura-sim account-keys --count 160 --seed 2`: the wallets tests fund and test relays'
+/// rewards accounts, without paying the work each time.
+const ACCOUNT_KEYS: &str = include_str!("account_keys.txt");
+
+/// The `i`-th test wallet carrying the account work: from the pool while it lasts, then
+/// made (about a second each) from a seed that follows from `i`.
+pub fn account_key(i: usize) -> crate::ledger::SigningKey {
+    let pooled = ACCOUNT_KEYS.lines().filter_map(crate::hex::decode_array::<32>).nth(i);
+    let key = pooled.map(|seed| crate::ledger::SigningKey::from_bytes(&seed));
+    match key {
+        Some(k) if crate::ledger::account_work(&k.verifying_key().to_bytes()) >= crate::ledger::ACCOUNT_BITS => k,
+        _ => account_from(&mut XorShift((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)),
+    }
+}
+
+/// A wallet carrying the account work, from seeds `rng` draws (deterministic: for tests and
+/// the pool above, never a real wallet).
+pub fn account_from(rng: &mut XorShift) -> crate::ledger::SigningKey {
+    let fill = |s: &mut [u8; 32]| {
+        for c in s.chunks_mut(8) {
+            c.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        Ok::<(), std::convert::Infallible>(())
+    };
+    crate::ledger::make_account(crate::ledger::ACCOUNT_BITS, fill).unwrap_or_else(|e| match e {})
+}
+
+/// The `n`-th stand-in account key for simulations ([`SimKey`]): the first of `n`'s hashes
+/// that carries the account work (about 65,000 hashes, a few milliseconds).
+pub fn sim_account(n: u64) -> crate::ledger::Key {
+    (0u64..)
+        .map(|c| *blake3::hash(&[n.to_le_bytes(), c.to_le_bytes()].concat()).as_bytes())
+        .find(|k| crate::ledger::account_work(k) >= crate::ledger::ACCOUNT_BITS)
+        .unwrap_or_default()
+}

@@ -32,6 +32,18 @@ pub fn identity() -> Keypair {
     crate::relay_identity()
 }
 
+static NEXT_ACCOUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Test wallets handed out by [`account`] start here in kura-core's pool; those below are
+/// left to tests that name their wallets by index (`kura_core::testdata::account_key`).
+const FIRST_HANDED_ACCOUNT: usize = 64;
+
+/// A wallet carrying the account work, distinct from the others this process took (a test
+/// relay's rewards account): from kura-core's pool while it lasts, then made.
+pub fn account() -> kura_core::ledger::SigningKey {
+    kura_core::testdata::account_key(FIRST_HANDED_ACCOUNT + NEXT_ACCOUNT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// An identity without the join work, for tests that check such a relay is kept out.
 pub fn identity_without_work() -> Keypair {
     loop {

@@ -229,6 +229,15 @@ pub async fn send<N: LedgerNet>(
     memo: Vec<u8>,
 ) -> Result<Certificate, WalletError<N::Error>> {
     let from = owner.key();
+    let bits = kura_core::ledger::account_work(&to);
+    if to != kura_core::ledger::BURN && bits < kura_core::ledger::ACCOUNT_BITS {
+        return Err(WalletError::BadInput(format!(
+            "account {} carries {bits} bits of account work, {} needed: replicas credit nothing to it \
+             (a wallet made by `kura wallet new` or the page has it)",
+            hex(&to),
+            kura_core::ledger::ACCOUNT_BITS
+        )));
+    }
     let (group, members) = group(net, &from).await?;
     let (mut account, _, seen) = agreed_with_holders(net, &group, &members, &from).await?;
     if let Some(earlier) = pending(&seen, &account, &from) {

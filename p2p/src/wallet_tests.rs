@@ -23,6 +23,14 @@ fn id(n: u8) -> Id {
     ))
 }
 
+/// A wallet with the account work (the test pool's `i`-th).
+fn wallet(i: usize) -> Id {
+    let seed = kura_core::testdata::account_key(i).to_bytes();
+    Id(libp2p::identity::ed25519::Keypair::from(
+        libp2p::identity::ed25519::SecretKey::try_from_bytes(seed).unwrap(),
+    ))
+}
+
 struct Member {
     id: Id,
     peer: PeerId,
@@ -124,7 +132,7 @@ impl LedgerNet for Fake {
 /// nothing: the others refuse the certificate and the lie stays its own.
 #[test]
 fn a_credit_half_the_replicas_applied_is_spread_and_a_made_up_one_is_not() {
-    let (mint, alice, bob) = (id(10), id(11), id(12));
+    let (mint, alice, bob) = (id(10), wallet(0), wallet(1));
     let net = Fake::new(mint.key());
     let fund =
         Transfer { from: mint.key(), seq: 1, to: alice.key(), amount: 100, deps: vec![], memo: vec![] };
@@ -147,6 +155,10 @@ fn a_credit_half_the_replicas_applied_is_spread_and_a_made_up_one_is_not() {
         assert!(net.holds(i, &fund_id), "member {i} was handed the credit");
         assert!(i == 3 || !net.holds(i, &forged_id), "member {i} took the made-up credit");
     }
+    // Not to an account without the account work: refused in words, nothing signed.
+    let refused = futures::executor::block_on(send(&net, &alice, id(12).key(), 30, vec![])).unwrap_err();
+    assert!(refused.to_string().contains("bits of account work"), "{refused}");
+    assert_eq!(futures::executor::block_on(view(&net, &alice.key())).unwrap().next_seq, 1);
     futures::executor::block_on(send(&net, &alice, bob.key(), 30, vec![])).unwrap();
     let v = futures::executor::block_on(view(&net, &bob.key())).unwrap();
     assert_eq!(v.spendable(), 30);

@@ -715,20 +715,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The rewards account's key in `path` (64 hex digits, the format of `kura wallet`'s key
-/// files), made there (mode 0600) on first start: the operator spends what the relay earns
-/// with `kura wallet --key PATH`.
+/// files), made there (mode 0600) on first start, with the account work (about a second):
+/// the operator spends what the relay earns with `kura wallet --key PATH`. A key without
+/// the work is refused in words: replicas would credit nothing to it.
 pub fn rewards_key(path: &Path) -> Result<kura_core::ledger::SigningKey> {
-    let seed: [u8; 32] = if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        kura_core::hex::decode_array(text.trim())
-            .with_context(|| format!("{} is not a key file (64 hex digits)", path.display()))?
-    } else {
-        let seed: [u8; 32] = rand::random();
-        kura_p2p::docs::write_private(path, format!("{}\n", kura_core::hex::encode(&seed)).as_bytes())?;
+    use kura_core::ledger::{account_work, make_account, SigningKey, ACCOUNT_BITS};
+    if !path.exists() {
+        let key = make_account(ACCOUNT_BITS, |seed| {
+            *seed = rand::random();
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|e| match e {});
+        kura_p2p::docs::write_private(path, format!("{}\n", kura_core::hex::encode(&key.to_bytes())).as_bytes())?;
         tracing::info!(path = %path.display(), "rewards account made");
-        seed
-    };
-    Ok(kura_core::ledger::SigningKey::from_bytes(&seed))
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let seed: [u8; 32] = kura_core::hex::decode_array(text.trim())
+        .with_context(|| format!("{} is not a key file (64 hex digits)", path.display()))?;
+    let key = SigningKey::from_bytes(&seed);
+    let bits = account_work(&key.verifying_key().to_bytes());
+    if bits < ACCOUNT_BITS {
+        anyhow::bail!(
+            "the rewards key {} carries {bits} bits of account work, {ACCOUNT_BITS} needed: the ledger credits \
+             nothing to it; make a key with `kura wallet new --key FILE` and set `rewards_key` to it \
+             (or remove this file and a new one is made)",
+            path.display()
+        );
+    }
+    Ok(key)
 }
 
 /// Whether `postage`'s batch ended `grace` epochs or more before `epoch` (a burn that is no

@@ -631,7 +631,7 @@ async fn strangers_store_nothing_beyond_the_free_allowance() {
     assert!(matches!(got, Response::Error { code: ErrorCode::NotFound, .. }), "{got:?}");
 
     // Made-up postage: a burn signed by the stranger and acknowledged by keys it made.
-    let owner = SigningKey::from_bytes(&[41; 32]);
+    let owner = kura_core::testdata::account_key(5);
     let terms = BatchTerms { slots: 1000, slot_bytes: 2_000_000, first_epoch: 0, epochs: u64::MAX / 2 };
     let transfer = Transfer {
         from: owner.key(),

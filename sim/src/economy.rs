@@ -132,13 +132,15 @@ pub fn run(c: &Config) -> Outcome {
     let mut self_batches: Vec<bool> = Vec::new();
     let mut held: Vec<Vec<Held>> = vec![Vec::new(); pop.len()];
     // One replica serving every relay's account: the ledger's minting rule and its books.
-    let mut ledger = Replica::new([0xEE; 32]);
+    // Relays' accounts are their simulated keys, stand-ins without the account work (the
+    // work is tested where it is the subject: `ledger_tests`, `capture`).
+    let mut ledger = Replica::new([0xEE; 32]).with_account_bits(0);
     let mut earned = vec![0u64; pop.len()];
     let mut formula = vec![0u64; pop.len()];
     let mut out = Outcome::default();
     let mut totals = EpochTotals::default();
     let shard = c.stripe_bytes / c.n as u64;
-    let uploader = SimKey([0xAB; 32]);
+    let uploader = SimKey(kura_core::testdata::sim_account(0xAB));
     let mut seq = 0u64;
     let mut buy =
         |epoch: u64, slots: u32, epochs: u64, batches: &mut Vec<Batch>, totals: &mut EpochTotals| {

@@ -70,6 +70,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Seeds of ed25519 keys whose accounts carry the account work
+    /// (`kura_core::ledger::ACCOUNT_BITS`), one per line in hex: the wallets tests fund.
+    AccountKeys {
+        #[arg(long, default_value_t = 32)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Durability and repair traffic under churn, decided by kura-core's repair rule.
     Durability(ChurnRun),
     /// Durability and repair reads when messages are lost.
@@ -1000,6 +1008,13 @@ fn main() -> Result<()> {
             for _ in 0..count {
                 let (seed, _) = capture::join_key(kura_core::placement::JOIN_BITS, &mut rng);
                 println!("{}", kura_core::hex::encode(&seed));
+            }
+        }
+        Cmd::AccountKeys { count, seed } => {
+            let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            for _ in 0..count {
+                let key = kura_core::testdata::account_from(&mut rng);
+                println!("{}", kura_core::hex::encode(&key.to_bytes()));
             }
         }
         Cmd::Size { relays, stripes, days, seed, append } => {

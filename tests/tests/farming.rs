@@ -278,7 +278,7 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     let epoch = e["last"]["epoch"].as_u64().unwrap();
     let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let thief = SigningKey::from_bytes(&[77; 32]).key();
+    let thief = kura_core::testdata::account_key(7).key();
     let relay5 = kura_p2p::ledger::key_of(&peers[5]).unwrap();
     rt.block_on(async {
         let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
@@ -722,7 +722,7 @@ fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
     let keys = kura_tests::Scratch::new("revoke-keys").unwrap();
     let (mint, mint_account) = new_key(keys.path(), "mint");
     let mut net = Net::start_with("revoke", 6, &["--ledger-mint", &mint_account]);
-    let owner = SigningKey::from_bytes(&[55; 32]);
+    let owner = kura_core::testdata::account_key(6);
     net.wallet(&mint, &["send", &kura_core::hex::encode(&owner.key()), "1000000"]).unwrap();
     let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
     let opts =

@@ -32,10 +32,7 @@ const FUNDS: u64 = 1_000;
 const CONFLICT: u16 = 8;
 
 fn key(i: usize) -> SigningKey {
-    let mut seed = [0u8; 32];
-    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-    seed[8] = 0x5a;
-    SigningKey::from_bytes(&seed)
+    kura_core::testdata::account_key(i)
 }
 
 async fn connect(net: &Net) -> Network {

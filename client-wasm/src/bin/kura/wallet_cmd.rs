@@ -38,10 +38,11 @@ pub fn create(path: &Path) -> Result<SigningKey> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    kura_p2p::docs::write_private(path, format!("{}\n", hex(&seed)).as_bytes())?;
-    Ok(SigningKey::from_bytes(&seed))
+    // The account work: about a second of one core, once per wallet.
+    let key = kura_core::ledger::make_account(kura_core::ledger::ACCOUNT_BITS, |seed| getrandom::fill(seed))
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    kura_p2p::docs::write_private(path, format!("{}\n", hex(&key.to_bytes())).as_bytes())?;
+    Ok(key)
 }
 
 /// Makes a key file; prints the account.
