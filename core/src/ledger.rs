@@ -851,6 +851,14 @@ pub struct SpendCap {
     pub window: u64,
 }
 
+/// The spending cap relays apply unless told otherwise: 10⁹ a day (at the default prices a
+/// million GiB-epochs of storage bought per day, about a TiB kept six weeks). On by
+/// default because a double spend needs only more than `f` of an account's replicas (12
+/// of 32), which an adversary with a tenth of the relays finds among its own once in about
+/// 30,000 account keys it makes (seven core-hours with the account work, see
+/// [`ACCOUNT_BITS`]); the cap bounds what each such account spends twice per day.
+pub const DEFAULT_SPEND_CAP: SpendCap = SpendCap { amount: 1_000_000_000, window: 86_400 };
+
 /// One replica's ledger state for the accounts it serves: the rules of acknowledging and
 /// applying, without IO. The caller persists the state before it answers, and tells it the
 /// time ([`Replica::set_now`]) when a spending cap applies.

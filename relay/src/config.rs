@@ -80,7 +80,7 @@ pub struct Flags {
     #[arg(long)]
     pub ledger_mint: Option<String>,
     /// Most any account may spend per `--ledger-cap-window` (0: no cap). It bounds what an
-    /// owner could spend twice through a captured group. Default 0.
+    /// owner could spend twice through a captured group. Default 1000000000.
     #[arg(long)]
     pub ledger_cap: Option<u64>,
     /// The spending cap's window in seconds. Default 86400.
@@ -370,12 +370,15 @@ impl Config {
                 None => None,
                 Some(hex) => Some(parse_key(&hex).with_context(|| format!("--ledger-mint {hex}"))?),
             },
-            ledger_cap: match flags.ledger_cap.or(file.ledger_cap).unwrap_or(0) {
-                0 => None,
-                amount => Some(kura_core::ledger::SpendCap {
-                    amount,
-                    window: flags.ledger_cap_window.or(file.ledger_cap_window).unwrap_or(86_400).max(1),
-                }),
+            ledger_cap: {
+                let d = kura_core::ledger::DEFAULT_SPEND_CAP;
+                match flags.ledger_cap.or(file.ledger_cap).unwrap_or(d.amount) {
+                    0 => None,
+                    amount => Some(kura_core::ledger::SpendCap {
+                        amount,
+                        window: flags.ledger_cap_window.or(file.ledger_cap_window).unwrap_or(d.window).max(1),
+                    }),
+                }
             },
             farming: {
                 use kura_core::farming::{Allowance, DEFAULT_ALLOWANCE, DEFAULT_EPOCH_SECS, DEFAULT_PRICES};

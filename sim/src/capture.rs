@@ -25,7 +25,7 @@ pub struct Group {
 pub const GROUPS: [Group; 5] = [
     Group { name: "stripe 4+2: 3 of 6 shards (lost if dropped)", size: 6, seats: 3 },
     Group { name: "stripe 4+2: all 6 shards", size: 6, seats: 6 },
-    Group { name: "ledger: 6 of 16 replicas (> f)", size: 16, seats: 6 },
+    Group { name: "ledger: 12 of 32 replicas (> f)", size: 32, seats: 12 },
     Group { name: "stripe 8+4: 5 of 12 shards", size: 12, seats: 5 },
     Group { name: "stripe 10+10: 11 of 20 shards", size: 20, seats: 11 },
 ];

@@ -1,19 +1,19 @@
 //! The credits ledger among many relays, some of them hostile, decided by kura-core's
 //! ledger replicas ([`kura_core::ledger::Replica`]) and certificates.
 //!
-//! Each account's group is the 16 relays closest to it (`DhtKey::of(account)`, as
-//! `kura_p2p::ledger` places it), with the quorum of 11. A share of the relays is the
+//! Each account's group is the 32 relays closest to it (`DhtKey::of(account)`, as
+//! `kura_p2p::ledger` places it, [`REPLICAS`]), with the quorum of 22. A share of the relays is the
 //! adversary's, with random ids. Every account is funded by a mint certificate its honest
 //! replicas apply; then two things are played against every account:
 //!
 //! - **equivocation**: the owner colludes with the adversary and signs two transfers for
 //!   its first slot, sending each to half of the honest replicas (and both to the
 //!   adversary's, which acknowledge anything). Both certificates form only where the
-//!   adversary has more than `f = 2q − R − 1 = 5` of the 16; each honest replica is then
+//!   adversary has more than `f = 2q − R − 1 = 11` of the 32; each honest replica is then
 //!   handed the other certificate, and the evidence it keeps must name the owner and only
 //!   the adversary's replicas;
 //! - **withholding**: an honest owner's transfer, which the adversary's replicas refuse to
-//!   acknowledge; it is certified unless the adversary holds more than `R − q = 5`.
+//!   acknowledge; it is certified unless the adversary holds more than `R − q = 10`.
 //!
 //! Signatures are a stand-in ([`SimKey`]): the rules are under test.
 
@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(none.certified, 150);
         let o = run(&Config { relays: 400, accounts: 300, share: 0.3, seed: 2 });
         assert!(o.over_f > 0, "a third of the relays should capture some groups");
-        // Two quorums of 11 of 16 from halves of the honest replicas need six of the
+        // Two quorums of 22 of 32 from halves of the honest replicas need twelve of the
         // adversary's: exactly the groups over f.
         assert_eq!(o.double_spent, o.over_f);
         assert_eq!(

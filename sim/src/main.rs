@@ -59,8 +59,14 @@ enum Cmd {
         targets: usize,
         #[arg(long, default_value_t = 3)]
         grinds: usize,
+        /// Honest identities made to time the join work.
+        #[arg(long, default_value_t = 2)]
+        identities: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Write `capture.md` and `capture.csv` here (as `all` does) instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Seeds of ed25519 keys whose peer ids carry the join work, one per line in hex (a pool
     /// for tests that start many relays).
@@ -339,7 +345,21 @@ fn chosen_table(
         std::hint::black_box(kura_core::placement::DhtKey::of(&public));
     }
     let per_key = start.elapsed().as_secs_f64() / sample as f64;
-    let quorum = capture::Group { name: "", size: 16, seats: 11 };
+    // With the account work every key tried costs `2^ACCOUNT_BITS` keys.
+    let per_worked_key = per_key * f64::from(1u32 << kura_core::ledger::ACCOUNT_BITS);
+    let r = kura_core::ledger::REPLICAS;
+    let q = r - (r - 1) / 3;
+    let quorum = capture::Group { name: "", size: r, seats: q };
+    let beyond_f = capture::Group { name: "", size: r, seats: 2 * q - r };
+    let (old_quorum, old_beyond_f) =
+        (capture::Group { name: "", size: 16, seats: 11 }, capture::Group { name: "", size: 16, seats: 6 });
+    let spend_twice = format!(
+        "an account whose ledger group it holds more than f of ({} of {r}): it spends its own credits twice, at most the spending cap a day",
+        2 * q - r
+    );
+    let mint = format!(
+        "an account whose ledger group it holds a quorum of ({q} of {r}): its replicas certify spending credits it never had"
+    );
     let audit_row = format!(
         "a relay identity whose audit group it holds a quorum of ({} of {}) in one of the next 8,760 epochs (a year of hours): its auditors sign up to the cap times 17 page levels",
         kura_core::farming::AUDIT_QUORUM,
@@ -347,27 +367,27 @@ fn chosen_table(
     );
     /// A row: what is picked, the keys (identities) made for it at a share, and the time each costs.
     type Row<'a> = (&'a str, Box<dyn Fn(f64) -> f64 + 'a>, f64);
-    let rows: [Row; 3] = [
+    let rows: [Row; 5] = [
+        (&spend_twice, Box::new(|f| capture::keys_to_choose(beyond_f, f)), per_worked_key),
+        (&mint, Box::new(|f| capture::keys_to_choose(quorum, f)), per_worked_key),
+        (&audit_row, Box::new(|f| capture::identities_for_audit_quorum(f, 8760.0)), per_identity),
         (
-            "an account whose ledger group it holds more than f of (6 of 16): it spends its own credits twice",
-            Box::new(|f| capture::keys_to_choose(capture::GROUPS[2], f)),
+            "before the account work and groups of 32: more than f of 16 (6), keys free",
+            Box::new(|f| capture::keys_to_choose(old_beyond_f, f)),
             per_key,
         ),
         (
-            "an account whose ledger group it holds a quorum of (11 of 16): its replicas certify spending credits it never had",
-            Box::new(|f| capture::keys_to_choose(quorum, f)),
+            "before the account work and groups of 32: a quorum of 16 (11), keys free",
+            Box::new(|f| capture::keys_to_choose(old_quorum, f)),
             per_key,
-        ),
-        (
-            &audit_row,
-            Box::new(|f| capture::identities_for_audit_quorum(f, 8760.0)),
-            per_identity,
         ),
     ];
     let _ = writeln!(
         md,
-        "\nChosen, not ground: an account key costs nothing to make ({:.0} µs here with the hash that places it), so an adversary whose relays are a share of the network makes account keys until one's ledger group holds enough of them, and uses that account; audit points are known for every future epoch, so it makes relay identities (each with the join work, {per_identity:.2} s) until one meets an audit group it holds in some epoch, and runs it then. Mean keys (identities) made, and one core's time, by the binomial law of the random-id table above:\n\n| what the adversary picks | {} |\n|---|{}",
+        "\nChosen, not ground: an adversary whose relays are a share of the network makes account keys until one's ledger group holds enough of them, and uses that account. A key costs {:.0} µs here (an ed25519 key and the hash that places it); replicas serve only keys with {} bits of account work, so each key tried costs {} of those ({per_worked_key:.2} s). Audit points are known for every future epoch, so it makes relay identities (each with the join work, {per_identity:.2} s) until one meets an audit group it holds in some epoch, and runs it then. Mean keys (identities) with the work made, and one core's time, by the binomial law of the random-id table above; the last two rows are the rule before (groups of 16, keys free):\n\n| what the adversary picks | {} |\n|---|{}",
         per_key * 1e6,
+        kura_core::ledger::ACCOUNT_BITS,
+        1u64 << kura_core::ledger::ACCOUNT_BITS,
         FRACTIONS.iter().map(|f| format!("{:.0}%", f * 100.0)).collect::<Vec<_>>().join(" | "),
         "---|".repeat(FRACTIONS.len())
     );
@@ -382,19 +402,28 @@ fn chosen_table(
             .collect();
         let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
     }
-    // Played on the simulated network at a third of the relays, where it is quick.
-    for a in &mut p.adversary {
-        *a = rng.chance(0.33);
-    }
+    // Played on the simulated network, where it is quick: more than f at a fifth of the
+    // relays (many captured regions of the key space) and a quorum at a third (a few).
     let trials = 20;
-    let made: u64 = (0..trials).map(|_| capture::choose_account(p, quorum, rng).keys_made).sum();
-    let _ = writeln!(
-        md,
-        "\nPlayed on the {} simulated relays with a random third the adversary's: {:.0} account keys made, on average over {trials}, until one's group of 16 held 11 of its relays (the law: {:.0}).",
-        p.len(),
-        made as f64 / trials as f64,
-        capture::keys_to_choose(quorum, 0.33)
-    );
+    for (share, g) in [(0.2, beyond_f), (0.33, quorum)] {
+        for a in &mut p.adversary {
+            *a = rng.chance(share);
+        }
+        let made: u64 = (0..trials).map(|_| capture::choose_account(p, g, rng).keys_made).sum();
+        let law = capture::keys_to_choose(g, share);
+        let _ = writeln!(
+            md,
+            "\nPlayed on the {} simulated relays with a random {:.0}% the adversary's: {:.0} account keys made, on average over {trials}, until one's group of {} held {} of its relays (the law: {law:.0}; with the work each is {} keys). Where the law is about {:.0} keys, one network has about {:.0} captured groups in all, so its figure varies around the law with how they fall.",
+            p.len(),
+            share * 100.0,
+            made as f64 / trials as f64,
+            g.size,
+            g.seats,
+            1u64 << kura_core::ledger::ACCOUNT_BITS,
+            law,
+            p.len() as f64 / law,
+        );
+    }
 }
 
 /// A count in a cell: whole below a million, else in powers of ten.
@@ -902,14 +931,17 @@ fn write_economy(out: &std::path::Path, cmd: &str, relays: usize, epochs: u64, s
 
 /// Double spends and frozen accounts by the adversary's share, with kura-core's replicas.
 fn ledger_table(relays: usize, accounts: usize, seed: u64) -> String {
+    let r = kura_core::ledger::REPLICAS;
+    let q = r - (r - 1) / 3;
+    let f = 2 * q - r - 1;
     let mut md = format!(
-        "{relays} relays, {accounts} accounts per row; each account's group is its 16 closest relays (quorum 11, `f` = 5), the adversary's relays have random ids. Every account's owner colludes with the adversary and signs two transfers for one slot, each sent to half the honest replicas (which run `kura_core::ledger::Replica`) and both to the adversary's (which acknowledge anything); each honest replica is then handed both. Separately, an honest owner's transfer is refused by the adversary's replicas in its group.\n\n| adversary's share | groups with more than f (simulated) | binomial law | double spends (two certificates for one slot) | honest replicas keeping evidence | honest replicas named by evidence | honest owners' transfers refused (frozen) / their groups with more than R − q | run |\n|---|---|---|---|---|---|---|---|\n"
+        "{relays} relays, {accounts} accounts per row; each account's group is its {r} closest relays (quorum {q}, `f` = {f}), the adversary's relays have random ids. Every account's owner colludes with the adversary and signs two transfers for one slot, each sent to half the honest replicas (which run `kura_core::ledger::Replica`) and both to the adversary's (which acknowledge anything); each honest replica is then handed both. Separately, an honest owner's transfer is refused by the adversary's replicas in its group.\n\n| adversary's share | groups with more than f (simulated) | binomial law | double spends (two certificates for one slot) | honest replicas keeping evidence | honest replicas named by evidence | honest owners' transfers refused (frozen) / their groups with more than R − q | run |\n|---|---|---|---|---|---|---|---|\n"
     );
     for share in [0.05, 0.1, 0.2, 0.3] {
         let start = Instant::now();
         let o = ledger::run(&ledger::Config { relays, accounts, share, seed });
         let secs = start.elapsed().as_secs_f64();
-        let law = capture::binomial_tail(16, 6, share);
+        let law = capture::binomial_tail(r, f + 1, share);
         eprintln!(
             "ledger: {:.0}%: {} over f, {} double spends, {} frozen ({secs:.1} s)",
             share * 100.0,
@@ -932,7 +964,7 @@ fn ledger_table(relays: usize, accounts: usize, seed: u64) -> String {
             accounts,
         );
     }
-    md.push_str("\nA double spend needs six of the adversary's replicas in the group (two quorums of 11 out of 16 share six): it happens exactly where the group has more than `f`, as often as the binomial law says, and every honest replica that is handed both transfers keeps evidence (the owner's two signatures; where both certified, the replicas on both), which names the owner and never an honest replica, and bans the owner. The spending cap (`--ledger-cap`) bounds what such a group lets an owner spend twice per window (`core/src/ledger_tests.rs`). Withholding freezes an account's transfers exactly where the adversary holds more than `R − q` = 5 of its 16 replicas, the same groups. The join work prices ground ids (`capture.md`).\n");
+    let _ = write!(md, "\nA double spend needs {} of the adversary's replicas in the group (two quorums of {q} out of {r} share {}): it happens exactly where the group has more than `f`, as often as the binomial law says, and every honest replica that is handed both transfers keeps evidence (the owner's two signatures; where both certified, the replicas on both), which names the owner and never an honest replica, and bans the owner. The spending cap (`--ledger-cap`) bounds what such a group lets an owner spend twice per window (`core/src/ledger_tests.rs`). Withholding freezes an account's transfers exactly where the adversary holds more than `R − q` = {} of its {r} replicas. The join work prices ground ids, the account work chosen accounts (`capture.md`).\n", f + 1, f + 1, r - q);
     md
 }
 
@@ -1000,8 +1032,19 @@ fn main() -> Result<()> {
             let rows: Vec<LookupRow> = nodes.iter().map(|&n| lookups(n, count, dead, seed)).collect();
             print!("{}\n{}", lookup_table(&rows, count).0, lossy_table(&nodes, count, seed));
         }
-        Cmd::Capture { nodes, targets, grinds, seed } => {
-            print!("{}", capture_tables(nodes, targets, grinds, 2, seed).0);
+        Cmd::Capture { nodes, targets, grinds, identities, seed, out } => {
+            let (md, csv) = capture_tables(nodes, targets, grinds, identities, seed);
+            match out {
+                None => print!("{md}"),
+                Some(out) => {
+                    let cmd = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+                    std::fs::write(
+                        out.join("capture.md"),
+                        format!("# Close groups under an adversary\n\n`kura-sim {cmd}`\n\n{md}"),
+                    )?;
+                    std::fs::write(out.join("capture.csv"), csv)?;
+                }
+            }
         }
         Cmd::JoinKeys { count, seed } => {
             let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
