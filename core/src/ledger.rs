@@ -33,6 +33,17 @@
 //! every account, the balances, the unspent credits, what was burnt and the amounts debited
 //! but not yet credited sum to what was minted ([`Replica::check_conservation`]).
 //!
+//! **Chosen accounts.** An account's group sits at its key, and the key is its owner's to
+//! make: an adversary holding a share of the relays can make keys until one's group holds
+//! more than `f` (or a quorum) of its relays. So replicas serve only keys carrying
+//! [`ACCOUNT_BITS`] of [`account_work`] (the mint and [`BURN`] excepted), as sender and as
+//! recipient ([`Replica::check_accounts`], before a certificate is verified): a quorum that
+//! certifies for a key without the work moves nothing at any honest replica, and each key
+//! tried costs `2^ACCOUNT_BITS`. With groups of [`REPLICAS`] = 32 that prices a quorum at a
+//! tenth of the relays at about 10⁷ core-years, more than `f` at about seven core-hours —
+//! and what such a group lets its owner spend twice is bounded by the spending cap
+//! ([`DEFAULT_SPEND_CAP`]).
+//!
 //! **Minting** is a rule other parts call: transfers from the [`Replica::mint`] account are
 //! not balance-checked (rewards and test funding; the farming issue decides who may sign
 //! them). **Burning** is a transfer to [`BURN`].

@@ -82,7 +82,12 @@ impl Tabs {
         }
         if !kept.is_empty() {
             self.reachable(tab, via);
-            if let Some(account) = payee {
+            // An account without the account work is paid nothing: the ledger would refuse
+            // the transfer each epoch.
+            let worked = |a: &kura_core::ledger::Key| {
+                kura_core::ledger::account_work(a) >= kura_core::ledger::ACCOUNT_BITS
+            };
+            if let Some(account) = payee.filter(worked) {
                 lock(&self.pay).payee(&tab, account);
             }
         }

@@ -227,6 +227,16 @@ pub async fn donate(
     pay_to: Option<&str>,
 ) -> Result<()> {
     let payee = pay_to.map(kura_client::wallet::parse_account).transpose()?;
+    if let Some(bits) = payee.map(|a| kura_core::ledger::account_work(&a)) {
+        if bits < kura_core::ledger::ACCOUNT_BITS {
+            bail!(
+                "--pay-to {}: the account carries {bits} bits of account work, {} needed; relays \
+                 pay nothing into it (make a wallet with `kura wallet new`)",
+                pay_to.unwrap_or_default(),
+                kura_core::ledger::ACCOUNT_BITS
+            );
+        }
+    }
     use kura_client::donor::{DirShelf, Donor, DonorConfig};
     let addrs = kura_client::bootstrap::resolve(bootstrap).await?;
     let shelf = DirShelf::open(dir).with_context(|| format!("opening {}", dir.display()))?;
