@@ -26,7 +26,8 @@ fn main() {
     let replicas: Vec<SigningKey> = (100..100 + kura_core::ledger::REPLICAS as u8).map(key).collect();
     let group = Group::of_closest(replicas.iter().map(Signer::key).collect()).unwrap();
     // The owners carry the account work (the mint needs none).
-    let (mint, alice, bob) = (key(1), kura_core::testdata::account_key(0), kura_core::testdata::account_key(1));
+    let (mint, alice, bob) =
+        (key(1), kura_core::testdata::account_key(0), kura_core::testdata::account_key(1));
     let mut states: Vec<Replica> = replicas.iter().map(|_| Replica::new(mint.key())).collect();
     let certify = |states: &mut Vec<Replica>, t: Transfer, owner: &SigningKey, times: &mut Vec<Duration>| {
         let signed = t.sign(owner);

@@ -744,9 +744,15 @@ fn epoch_messages_on_the_wire() {
         Request::EpochClaim(Box::new(c)).frame_len()
     };
     let (base, per_entry, per_burn) = (claim(0, 0), claim(1, 0) - claim(0, 0), claim(0, 1) - claim(0, 0));
-    let share =
-        Response::Share(RewardShare::sign(&signer(100), 12, &signer(7).key(), &crate::testdata::account_key(0).key(), 5, &P0))
-            .frame_len();
+    let share = Response::Share(RewardShare::sign(
+        &signer(100),
+        12,
+        &signer(7).key(),
+        &crate::testdata::account_key(0).key(),
+        5,
+        &P0,
+    ))
+    .frame_len();
     let shares = auditors()
         .iter()
         .map(|a| RewardShare::sign(a, 12, &signer(7).key(), &crate::testdata::account_key(0).key(), 5, &P0))

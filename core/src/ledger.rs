@@ -88,7 +88,10 @@ pub fn account_work(key: &Key) -> u32 {
 /// A new account's key, carrying `bits` of account work ([`ACCOUNT_BITS`] on the network):
 /// seeds from `fill` (a source of randomness) are tried until one's key shows the work;
 /// the first error of `fill` ends it.
-pub fn make_account<E>(bits: u32, mut fill: impl FnMut(&mut [u8; 32]) -> Result<(), E>) -> Result<SigningKey, E> {
+pub fn make_account<E>(
+    bits: u32,
+    mut fill: impl FnMut(&mut [u8; 32]) -> Result<(), E>,
+) -> Result<SigningKey, E> {
     let mut seed = [0u8; 32];
     loop {
         fill(&mut seed)?;

@@ -83,7 +83,11 @@ pub fn account_key(i: usize) -> crate::ledger::SigningKey {
     let pooled = ACCOUNT_KEYS.lines().filter_map(crate::hex::decode_array::<32>).nth(i);
     let key = pooled.map(|seed| crate::ledger::SigningKey::from_bytes(&seed));
     match key {
-        Some(k) if crate::ledger::account_work(&k.verifying_key().to_bytes()) >= crate::ledger::ACCOUNT_BITS => k,
+        Some(k)
+            if crate::ledger::account_work(&k.verifying_key().to_bytes()) >= crate::ledger::ACCOUNT_BITS =>
+        {
+            k
+        }
         _ => account_from(&mut XorShift((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)),
     }
 }

@@ -61,7 +61,8 @@ fn run(dir: Option<&Path>, accounts: usize, threads: usize) -> Run {
     let mint = owner(usize::MAX);
     // Owners are made without the account work (2,000 would take half an hour with it).
     let ledger = Ledger::open(dir, signer, mint.key(), None).unwrap().asking_account_bits(0);
-    let others: Vec<SigningKey> = (0..kura_core::ledger::REPLICAS - 1).map(|i| owner(usize::MAX - 1 - i)).collect();
+    let others: Vec<SigningKey> =
+        (0..kura_core::ledger::REPLICAS - 1).map(|i| owner(usize::MAX - 1 - i)).collect();
     let group =
         Group::of_closest(std::iter::once(me).chain(others.iter().map(Signer::key)).collect()).unwrap();
     assert_eq!(group.quorum, 22);

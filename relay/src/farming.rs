@@ -726,7 +726,10 @@ pub fn rewards_key(path: &Path) -> Result<kura_core::ledger::SigningKey> {
             Ok::<(), std::convert::Infallible>(())
         })
         .unwrap_or_else(|e| match e {});
-        kura_p2p::docs::write_private(path, format!("{}\n", kura_core::hex::encode(&key.to_bytes())).as_bytes())?;
+        kura_p2p::docs::write_private(
+            path,
+            format!("{}\n", kura_core::hex::encode(&key.to_bytes())).as_bytes(),
+        )?;
         tracing::info!(path = %path.display(), "rewards account made");
         return Ok(key);
     }

@@ -177,7 +177,9 @@ impl Ledger {
                 // has not applied it yet (a replay costs a lookup).
                 let (debited, credited) = st.replica.applied(&t.id());
                 if (serves_to && !credited) || (serves_from && !debited) {
-                    if let Err(e) = st.replica.check_accounts(t).and_then(|()| cert.verify(&from_group, &Ed25519)) {
+                    if let Err(e) =
+                        st.replica.check_accounts(t).and_then(|()| cert.verify(&from_group, &Ed25519))
+                    {
                         return LedgerResponse::refused(&e);
                     }
                 }

@@ -62,7 +62,10 @@ impl RelayProc {
         let rewards = dir.join("rewards.key");
         if !rewards.exists() && !extra.contains(&"--rewards-key") {
             let seed = kura_p2p::testnet::account().to_bytes();
-            kura_p2p::docs::write_private(&rewards, format!("{}\n", kura_core::hex::encode(&seed)).as_bytes())?;
+            kura_p2p::docs::write_private(
+                &rewards,
+                format!("{}\n", kura_core::hex::encode(&seed)).as_bytes(),
+            )?;
         }
         let stderr = dir.with_extension("stderr.log");
         cmd.arg("--data-dir").arg(dir).args(["--http", "127.0.0.1:0"]);

@@ -62,6 +62,23 @@ fn wallets_transfer_between_accounts_and_relays_keep_what_they_signed() {
     let refused = wallet(&net, &carol, &["send", &alice_account, "1000"]).unwrap_err();
     assert!(refused.contains("does not cover"), "{refused}");
     assert_eq!(balance(&net, &carol), 415);
+    // An account without the account work: nothing is sent to it (refused by the wallet in
+    // words), and the relays acknowledge nothing it signs (code 14 from every replica).
+    let workless = keys.path().join("workless");
+    let seed = (0u8..).map(|b| [b; 32]).find(|s| {
+        let k = kura_core::ledger::SigningKey::from_bytes(s).verifying_key().to_bytes();
+        kura_core::ledger::account_work(&k) < kura_core::ledger::ACCOUNT_BITS
+    });
+    std::fs::write(&workless, format!("{}\n", kura_core::hex::encode(&seed.unwrap()))).unwrap();
+    let workless_account = wallet(&net, &workless, &["address"]).unwrap();
+    let to_it = wallet(&net, &carol, &["send", &workless_account, "5"]).unwrap_err();
+    assert!(to_it.contains("bits of account work, 16 needed"), "{to_it}");
+    let from_it = wallet(&net, &workless, &["send", &carol_account, "0"]).unwrap_err();
+    assert!(
+        from_it.contains("0 of 5 acknowledgements: 6 × account") && from_it.contains("account work"),
+        "{from_it}"
+    );
+    assert_eq!(balance(&net, &carol), 415);
     // (Carol's balance grows below, by Dave's transfer.)
     // Beyond the spending cap is refused too, with the balance to cover it.
     let (dave, _) = new_key(keys.path(), "dave");
