@@ -511,6 +511,31 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     }
 }
 
+/// Whether a relay of `stripe`'s close group (its `n` closest in this relay's view, this
+/// relay and `sender` left out) holds a shard of it, asked at once; `Err` with how many
+/// were asked when none does.
+pub async fn held_elsewhere(ctx: &Ctx, stripe: StripeId, n: usize, sender: PeerId) -> Result<(), usize> {
+    let target = kura_core::placement::DhtKey::of_stripe(&stripe);
+    let asked: Vec<PeerId> = kura_core::placement::by_distance(
+        &target,
+        view(ctx).into_iter().map(|p| (p, kura_core::placement::DhtKey::of(&p.to_bytes()))),
+    )
+    .into_iter()
+    .filter(|p| *p != ctx.me && *p != sender)
+    .take(n)
+    .collect();
+    let answers = futures::future::join_all(
+        asked.iter().map(|peer| ctx.net.request(*peer, Request::Holds { stripes: vec![stripe] })),
+    )
+    .await;
+    let holds = |a: &Result<Response, _>| matches!(a, Ok(Response::Held { held }) if held.iter().any(|(s, i)| *s == stripe && !i.is_empty()));
+    if answers.iter().any(holds) {
+        Ok(())
+    } else {
+        Err(asked.len())
+    }
+}
+
 /// Learns the postage of `stripe`, which this relay came to hold by a repair or a handover,
 /// from `peers` that hold it and the stripe's close group in this relay's view (the first
 /// answer with postage that pays): without it the shard would earn nothing here. A stripe

@@ -91,6 +91,61 @@ pub const MAX_EXPANSION: usize = 4;
 /// Whether this relay takes a shard of the stripe with header `header`: a stripe of an
 /// accepted shape, for which it is among the closest live relays it knows (its own view).
 /// Refusals are answers the sender can act on.
+/// A handover is a store from a relay leaving the stripe's group: taken only from a relay,
+/// only where a store would be, and only for a stripe another member of its group holds.
+/// Without that last check any relay of the network could hand this one made-up stripes,
+/// unpaid and outside the free allowance and its room, until its disk is full; a stripe
+/// stored in the network the ordinary way (paid, or free within the allowance) is held by
+/// the rest of its group. The check costs the receiver a `Holds` query to each of the
+/// stripe's other members in its view (at most the stripe's shard count), after the
+/// sender's store allowance paid for the shard's bytes.
+async fn handover(
+    ctx: crate::repair::Ctx,
+    peer: PeerId,
+    from_relay: bool,
+    header: Vec<u8>,
+    shard: Vec<u8>,
+) -> Response {
+    let refused = |r: Response| {
+        ctx.shared.metrics.refused("handover");
+        r
+    };
+    if !from_relay {
+        return refused(error(ErrorCode::NotInGroup, "handovers are taken from relays of this network only"));
+    }
+    let (shared, me, h) = (ctx.shared.clone(), ctx.me, header.clone());
+    let n = match crate::repair::blocking(move || admit_store(&shared, &me, &h)).await {
+        Some(Ok(h)) => h.params().n(),
+        Some(Err(refusal)) => return refused(refusal),
+        None => return error(ErrorCode::Internal, "the handover's check did not finish"),
+    };
+    let stripe = StripeId::of(&header);
+    let asked = crate::epochs::held_elsewhere(&ctx, stripe, n, peer).await;
+    if let Err(asked) = asked {
+        return refused(error(
+            ErrorCode::Unpaid,
+            format!(
+                "a handover is taken only for a stripe another member of its group holds; none of the \
+                 {asked} asked holds stripe {stripe} (a new stripe is stored as any store is: paid, or \
+                 within the free allowance)"
+            ),
+        ));
+    }
+    let len = shard.len() as u64;
+    let shared = ctx.shared.clone();
+    let resp =
+        crate::repair::blocking(move || serve(&*shared.store, &me, Request::Handover { header, shard }))
+            .await
+            .unwrap_or_else(|| error(ErrorCode::Internal, "the handover's write did not finish"));
+    if matches!(resp, Response::Stored { .. }) {
+        ctx.shared.metrics.repair_bytes_in.inc_by(len);
+        tokio::spawn(async move {
+            crate::epochs::learn_postage(&ctx, stripe, vec![peer]).await;
+        });
+    }
+    resp
+}
+
 pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<StripeHeader, Response> {
     let h = StripeHeader::parse(header)
         .map_err(|e| error(ErrorCode::Malformed, format!("bad stripe header: {e}")))?;
@@ -944,6 +999,15 @@ impl Node {
             });
             return;
         }
+        if let Request::Handover { header, shard } = req {
+            // Checked with the stripe's group over the network first: answered later.
+            let ctx = crate::repair::Ctx { me, shared, net: self.sender() };
+            tokio::spawn(async move {
+                let resp = handover(ctx, peer, from_relay, header, shard).await;
+                let _ = tx.send((to, resp, kind)).await;
+            });
+            return;
+        }
         tokio::task::spawn_blocking(move || {
             let resp = match req {
                 r @ Request::Repair { .. } => shared.repair.order(&shared, &me, &peer, r),
@@ -975,38 +1039,6 @@ impl Node {
                             let resp = serve(&*shared.store, &me, Request::Store { header, shard });
                             if free && !matches!(resp, Response::Stored { .. }) {
                                 shared.farming.release_free(len);
-                            }
-                            resp
-                        }
-                    }
-                }
-                // A handover is a store from a relay leaving the stripe's group: taken only
-                // from a relay, and only where a store would be.
-                Request::Handover { header, shard } => {
-                    let admitted = if from_relay {
-                        admit_store(&shared, &me, &header).map(|_| ())
-                    } else {
-                        Err(error(
-                            ErrorCode::NotInGroup,
-                            "handovers are taken from relays of this network only",
-                        ))
-                    };
-                    match admitted {
-                        Err(refusal) => {
-                            shared.metrics.refused("handover");
-                            refusal
-                        }
-                        Ok(()) => {
-                            let len = shard.len() as u64;
-                            let stripe = StripeId::of(&header);
-                            let resp = serve(&*shared.store, &me, Request::Handover { header, shard });
-                            if matches!(resp, Response::Stored { .. }) {
-                                shared.metrics.repair_bytes_in.inc_by(len);
-                                if let Some((ctx, rt)) = later {
-                                    rt.spawn(async move {
-                                        crate::epochs::learn_postage(&ctx, stripe, vec![peer]).await;
-                                    });
-                                }
                             }
                             resp
                         }

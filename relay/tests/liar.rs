@@ -165,11 +165,19 @@ fn describe(r: &Response) -> String {
 /// Stripe headers, each with relays to name as holders besides the liar.
 type Orders = Vec<(Vec<u8>, Vec<PeerId>)>;
 
+/// What the test has the liar send.
+enum Cmd {
+    /// Rebuild orders to every relay.
+    Orders(Orders),
+    /// These requests to these relays (their answers are counted as the orders' are).
+    Send(Vec<(PeerId, Request)>),
+}
+
 /// The liar, started: its peer id, a way to hand it stripe headers (it then orders every
 /// relay to rebuild index 0 of each from it and the holders named), and what it saw.
 struct Liar {
     peer: PeerId,
-    orders: mpsc::Sender<Orders>,
+    orders: mpsc::Sender<Cmd>,
     seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -240,7 +248,7 @@ impl Liar {
 async fn run_liar(
     mut swarm: Swarm<LiarBehaviour>,
     relays: Vec<PeerId>,
-    mut cmds: mpsc::Receiver<Orders>,
+    mut cmds: mpsc::Receiver<Cmd>,
     seen: Arc<Mutex<Seen>>,
     prover: Prover,
 ) {
@@ -263,7 +271,16 @@ async fn run_liar(
                 }
             }
             cmd = cmds.recv() => {
-                let Some(headers) = cmd else { break };
+                let headers = match cmd {
+                    None => break,
+                    Some(Cmd::Orders(headers)) => headers,
+                    Some(Cmd::Send(requests)) => {
+                        for (p, req) in requests {
+                            sent.insert(swarm.behaviour_mut().store.send_request(&p, Ok(req)));
+                        }
+                        continue;
+                    }
+                };
                 for p in &relays {
                     for (header, named) in &headers {
                         let holders = std::iter::once(me).chain(named.iter().copied());
@@ -410,7 +427,7 @@ async fn a_lying_relay_first_in_every_group_loses_nobodys_data() {
         headers.push((stripe(4 * 1024, 2000 + n).header_bytes().to_vec(), Vec::new()));
     }
     headers.push((whole.header_bytes().to_vec(), holders.iter().map(|&i| ids[i]).collect()));
-    liar.orders.send(headers).await.unwrap();
+    liar.orders.send(Cmd::Orders(headers)).await.unwrap();
 
     // Rounds with the liar in the groups.
     let start: Vec<u64> = relays.iter().map(|r| rounds(r).unwrap()).collect();
@@ -597,6 +614,92 @@ async fn a_relay_that_proves_falsely_is_failed_every_time_and_never_passed() {
         }
         let passes = r.metric("kura_audits_total{role=\"auditor\",verdict=\"pass\"}").unwrap_or(0.0);
         eprintln!("relay {i}: {passes} passes given, verdicts {mine:?}");
+    }
+    liar.task.abort();
+}
+
+/// A relay of the network hands honest relays stripes it made up: before, a handover was
+/// taken wherever a store would be, unpaid and outside the free allowance and its room, so
+/// one relay identity (a second of join work) could fill every disk. Now a handover is
+/// taken only for a stripe another member of its group holds: each made-up stripe is
+/// refused (`Unpaid`, in words) and stored nowhere, while the liar's handover of the
+/// missing shard of a real stripe, which the two other relays hold, is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn made_up_stripes_handed_over_are_stored_nowhere() {
+    let dir = Scratch::new("liar-handover").unwrap();
+    // Audits of the liar (whose proofs are false) would make the relays refuse everything
+    // it sends as from no relay of the network; they are kept out of this test's time.
+    let quiet = ["--repair-interval", "3600", "--audit-interval", "3600"];
+    let first = spawn(&dir.path().join("r0"), &quiet);
+    let boot = first.addr("/tcp/").unwrap();
+    let mut relays = vec![first];
+    for i in 1..3 {
+        relays.push(spawn(
+            &dir.path().join(format!("r{i}")),
+            &[quiet[0], quiet[1], quiet[2], quiet[3], "--bootstrap", &boot],
+        ));
+    }
+    let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
+    let liar = Liar::start(&addrs, Prover::Zeros).await;
+    let liar_id = liar.peer.to_string();
+    for r in &relays {
+        wait_for(Duration::from_secs(60), "every relay to know the others and the liar", || {
+            let table = routing_table(r)?;
+            let others = relays.iter().filter(|o| o.peer_id != r.peer_id).all(|o| table.contains(&o.peer_id));
+            (others && table.contains(&liar_id)).then_some(())
+        })
+        .unwrap();
+    }
+    // A real stripe of three shards (k = 2, m = 1): relays 0 and 1 keep shards 0 and 1.
+    let opts = EncodeOptions { params: Params::new(2, 1).unwrap(), ..EncodeOptions::default() };
+    let real = encode_single_chunk(&opts, &pseudo_random(40 * 1024, 7000)).unwrap().0;
+    for i in 0..2 {
+        let c = StoreClient::connect(addrs[i].clone()).await.unwrap();
+        let req = Request::Store { header: real.header_bytes().to_vec(), shard: real.shard(i).to_vec() };
+        assert_eq!(c.request(req).await.unwrap(), Response::Stored { index: i as u8 });
+    }
+    // Made-up stripes (each relay is in every group of three among four peers).
+    let made_up: Vec<Stripe> = (0..10u64)
+        .map(|n| encode_single_chunk(&opts, &pseudo_random(40 * 1024, 8000 + n)).unwrap().0)
+        .collect();
+    let ids: Vec<PeerId> = relays.iter().map(|r| r.peer_id.parse().unwrap()).collect();
+    let mut requests: Vec<(PeerId, Request)> = Vec::new();
+    for s in &made_up {
+        for p in &ids {
+            requests.push((
+                *p,
+                Request::Handover { header: s.header_bytes().to_vec(), shard: s.shard(0).to_vec() },
+            ));
+        }
+    }
+    liar.orders.send(Cmd::Send(requests)).await.unwrap();
+    let answered = |want: usize| {
+        let seen = liar.seen.lock().unwrap();
+        (seen.orders.values().sum::<usize>() >= want).then(|| seen.orders.clone())
+    };
+    let got =
+        wait_for(Duration::from_secs(60), "the made-up handovers to be answered", || answered(30)).unwrap();
+    eprintln!("made-up handovers answered: {got:?}");
+    assert_eq!(got.get(&format!("error {}", ErrorCode::Unpaid)), Some(&30), "{got:?}");
+    // The real stripe's missing shard, handed to relay 2: relays 0 and 1 hold the stripe.
+    let shard = real.shard(2).to_vec();
+    liar.orders
+        .send(Cmd::Send(vec![(ids[2], Request::Handover { header: real.header_bytes().to_vec(), shard })]))
+        .await
+        .unwrap();
+    let got = wait_for(Duration::from_secs(60), "the real handover to be answered", || answered(31)).unwrap();
+    assert_eq!(got.get("Stored { index: 2 }"), Some(&1), "{got:?}");
+
+    let inv = inventory(&relays);
+    for s in &made_up {
+        assert!(inv.get(&s.id().to_hex()).is_none(), "made-up stripe {} is held: {inv:?}", s.id());
+    }
+    let held = inv.get(&real.id().to_hex()).cloned().unwrap_or_default();
+    let want: BTreeMap<usize, Vec<u8>> = (0..3).map(|i| (i, vec![i as u8])).collect();
+    assert_eq!(held, want);
+    for (i, r) in relays.iter().enumerate() {
+        let refused = r.metric("kura_refused_requests_total{kind=\"handover\"}").unwrap_or(0.0);
+        assert_eq!(refused, 10.0, "relay {i} counts the refusals");
     }
     liar.task.abort();
 }
