@@ -3,7 +3,8 @@
 //! then lies. Asked `Holds`, it claims every index of every stripe; it answers every store
 //! and handover `Stored` and keeps nothing; it has nothing to fetch; it answers proofs of
 //! possession with zeros; and it orders every relay it meets to rebuild shards from it (210
-//! orders for stripes nobody holds, and orders for a whole stripe naming its real holders).
+//! orders for stripes nobody holds, and orders for a whole stripe naming its real holders);
+//! asked when a free stripe was first stored, it says at the start of time.
 //! Relays that trusted its claims used to drop their own copies as "surplus" of a close
 //! group the liar sat in: honest data destroyed by one peer's words; and relays that
 //! followed its orders fetched `k` shards each to make surplus copies.
@@ -141,6 +142,8 @@ fn lie(req: Result<Request, WireError>) -> (&'static str, Response) {
         Ok(Request::FetchPart { .. }) => ("fetch_part", error(ErrorCode::NotFound, "nothing here")),
         // "Queued", and never done.
         Ok(Request::Repair { .. }) => ("repair", Response::Accepted),
+        // Every stripe stored free at the start of time: its life is long over.
+        Ok(Request::Postage { .. }) => ("postage", Response::FreeSince { epoch: 0 }),
         Ok(_) => ("other", error(ErrorCode::UnsupportedVersion, "not spoken here")),
     }
 }
@@ -701,5 +704,84 @@ async fn made_up_stripes_handed_over_are_stored_nowhere() {
         let refused = r.metric("kura_refused_requests_total{kind=\"handover\"}").unwrap_or(0.0);
         assert_eq!(refused, 10.0, "relay {i} counts the refusals");
     }
+    liar.task.abort();
+}
+
+/// A free stripe's life follows it to a relay it is handed to, and a lying holder does not
+/// end it early: the liar hands relay 2 the missing shard of a free stripe relays 0 and 1
+/// took in epoch `e0`, then answers relay 2's question of when the stripe was first stored
+/// with epoch 0 (so that relay 2 would drop it at once). Relay 2 takes the lower median of
+/// the answers (the liar's and relays 0 and 1's): `e0`. So its next epoch sweep keeps the
+/// shard and counts it in its free room, and all three drop the stripe together when its
+/// life (`--free-epochs 4`) is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_lying_about_a_free_stripes_age_does_not_end_its_life() {
+    let dir = Scratch::new("liar-free").unwrap();
+    let flags =
+        ["--repair-interval", "3600", "--audit-interval", "3600", "--epoch", "2", "--free-epochs", "4"];
+    let first = spawn(&dir.path().join("r0"), &flags);
+    let boot = first.addr("/tcp/").unwrap();
+    let mut relays = vec![first];
+    for i in 1..3 {
+        let args: Vec<&str> = flags.iter().copied().chain(["--bootstrap", &boot]).collect();
+        relays.push(spawn(&dir.path().join(format!("r{i}")), &args));
+    }
+    let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
+    let liar = Liar::start(&addrs, Prover::Zeros).await;
+    let liar_id = liar.peer.to_string();
+    for r in &relays {
+        wait_for(Duration::from_secs(60), "every relay to know the others and the liar", || {
+            let table = routing_table(r)?;
+            let others = relays.iter().filter(|o| o.peer_id != r.peer_id).all(|o| table.contains(&o.peer_id));
+            (others && table.contains(&liar_id)).then_some(())
+        })
+        .unwrap();
+    }
+    let epoch = |r: &RelayProc| r.json("/status").ok()?["farming"]["epoch"].as_u64();
+    let opts = EncodeOptions { params: Params::new(2, 1).unwrap(), ..EncodeOptions::default() };
+    let free = encode_single_chunk(&opts, &pseudo_random(40 * 1024, 9000)).unwrap().0;
+    let e0 = epoch(&relays[0]).unwrap();
+    for i in 0..2 {
+        let c = StoreClient::connect(addrs[i].clone()).await.unwrap();
+        let req = Request::Store { header: free.header_bytes().to_vec(), shard: free.shard(i).to_vec() };
+        assert_eq!(c.request(req).await.unwrap(), Response::Stored { index: i as u8 });
+    }
+    let e1 = epoch(&relays[0]).unwrap();
+    let ids: Vec<PeerId> = relays.iter().map(|r| r.peer_id.parse().unwrap()).collect();
+    let shard = free.shard(2).to_vec();
+    liar.orders
+        .send(Cmd::Send(vec![(ids[2], Request::Handover { header: free.header_bytes().to_vec(), shard })]))
+        .await
+        .unwrap();
+    let handed = wait_for(Duration::from_secs(30), "the handover to be answered", || {
+        let seen = liar.seen.lock().unwrap();
+        (seen.orders.values().sum::<usize>() >= 1).then(|| seen.orders.clone())
+    })
+    .unwrap();
+    assert_eq!(handed.get("Stored { index: 2 }"), Some(&1), "{handed:?}");
+    wait_for(Duration::from_secs(30), "relay 2 to ask the liar when the stripe was stored", || {
+        (liar.seen.lock().unwrap().requests.get("postage").copied().unwrap_or(0) > 0).then_some(())
+    })
+    .unwrap();
+    // Relay 2's next sweep: it keeps the shard and counts it free (taking the liar's epoch 0,
+    // it would have dropped it, counted in `kura_shards_expired_total`).
+    let len = free.shard(2).len() as u64;
+    wait_for(Duration::from_secs(30), "relay 2's sweep to count the handed shard as free", || {
+        let expired = relays[2].metric("kura_shards_expired_total").ok()?;
+        assert_eq!(expired, 0.0, "relay 2 dropped the stripe: it took the liar's word");
+        let held = relays[2].json("/status").ok()?["farming"]["free_bytes_held"].as_u64()?;
+        (held >= len).then_some(())
+    })
+    .unwrap();
+    let inv = inventory(&relays);
+    let want: BTreeMap<usize, Vec<u8>> = (0..3).map(|i| (i, vec![i as u8])).collect();
+    assert_eq!(inv.get(&free.id().to_hex()).cloned().unwrap_or_default(), want);
+    // Its life ends for all three together: four epochs after it was stored.
+    let gone = wait_for(Duration::from_secs(60), "the free stripe's life to end on all three relays", || {
+        inventory(&relays).get(&free.id().to_hex()).is_none().then(|| epoch(&relays[0]))?
+    })
+    .unwrap();
+    eprintln!("stored in epoch {e0}–{e1}, handed to relay 2, dropped by all three by epoch {gone}");
+    assert!(gone >= e0 + 4 && gone <= e1 + 4 + 2, "stored in {e0}–{e1}, gone by {gone}, life 4");
     liar.task.abort();
 }
