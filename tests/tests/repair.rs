@@ -34,6 +34,30 @@ fn inventory(net: &Net) -> Inventory {
     out
 }
 
+/// Each stripe's shard length, asked of a relay holding it (`FetchPart` of one byte, whose
+/// answer carries the shard's whole length).
+fn shard_lengths(net: &Net, inv: &Inventory) -> BTreeMap<String, u64> {
+    use kura_core::wire::{Request, Response};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut clients = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for (stripe, holders) in inv {
+            let (relay, _) = holders[0];
+            if !clients.contains_key(&relay) {
+                let addr = net.relay(relay).addr("/tcp/").unwrap().parse().unwrap();
+                clients.insert(relay, kura_p2p::client::StoreClient::connect(addr).await.unwrap());
+            }
+            let req = Request::FetchPart { stripe: StripeId::from_hex(stripe).unwrap(), offset: 0, len: 1 };
+            match clients[&relay].request(req).await.unwrap() {
+                Response::Part { total, .. } => out.insert(stripe.clone(), u64::from(total)),
+                other => panic!("the length of stripe {stripe}'s shard: {other:?}"),
+            };
+        }
+        out
+    })
+}
+
 /// Why `stripes` are not each at `N` distinct shards on `N` distinct live relays, one per
 /// relay (None when they all are).
 fn short_of_full(inv: &Inventory, stripes: &BTreeSet<String>) -> Option<String> {
@@ -210,7 +234,10 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     let keys: Vec<DhtKey> = (0..10)
         .map(|i| DhtKey::of(&net.relay(i).peer_id.parse::<libp2p_identity::PeerId>().unwrap().to_bytes()))
         .collect();
-    let held: Vec<Held> = inventory(&net)
+    let inv = inventory(&net);
+    let lengths = shard_lengths(&net, &inv);
+    let names: Vec<&String> = inv.keys().collect();
+    let held: Vec<Held> = inv
         .iter()
         .map(|(s, h)| Held {
             stripe: DhtKey::of_stripe(&StripeId::from_hex(s).unwrap()),
@@ -264,23 +291,33 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
         "bytes read: {real_bytes:.0} real, {model_bytes:.0} in the model"
     );
     // And how long it took: a dead relay is waited for its grace (5 s), the next round (1 s)
-    // orders the rebuilds, and each relay's queue paces what it was ordered (k shards of the
-    // average size per rebuild, 128 KiB/s, four at a time; a rebuild itself, here on one
-    // machine, taken as instant). Within a half: the model prices every rebuild at the average
-    // shard size, and the files here are of mixed sizes, so where the identities drawn give
-    // the busiest relay larger shards than the average the model runs short (0.98 to 1.37 of
-    // it in the runs of 2026-12-06, depending on the draw).
+    // orders the rebuilds, and each relay's queue paces what it was ordered (k shards of
+    // that stripe's shard length per rebuild, 128 KiB/s, four at a time; a rebuild itself,
+    // here on one machine, taken as instant). Within a half: priced at the average shard
+    // length, the model ran 0.98 to 1.37 of the real time in the runs of 2026-12-06
+    // (depending on which relays the identities drawn made busiest); priced per stripe, as
+    // now, one run of 2026-12-07 gave 1.11 where the average gave 1.02 — shard sizes alone do
+    // not explain the spread (the rebuilds' own work and the rounds' timing, not modelled,
+    // are the next suspects), so the bound stays where the spread was seen.
     let pacing = Pacing { max_running: 4, rate: 128 << 10, burst: 128 << 10, each: Duration::ZERO };
-    let jobs: Vec<Vec<u64>> =
+    let jobs: Vec<Vec<u64>> = sites
+        .values()
+        .map(|stripes| stripes.iter().map(|&i| (N - 2) as u64 * lengths[names[i]]).collect())
+        .collect();
+    let average: Vec<Vec<u64>> =
         sites.values().map(|stripes| vec![((N - 2) as f64 * shard_bytes) as u64; stripes.len()]).collect();
     let busiest = sites.values().map(Vec::len).max().unwrap_or(0);
     let model_time = Duration::from_secs(5 + 1) + drain_time(&jobs, pacing);
+    let average_time = Duration::from_secs(5 + 1) + drain_time(&average, pacing);
     println!(
         "simulator vs relays, two of ten killed: full redundancy after {:.1} s real, {:.1} s in the model \
-         (grace 5 s, a round, then the busiest relay's {busiest} rebuilds paced by RepairQueue; real/model {:.2})",
+         (grace 5 s, a round, then the busiest relay's {busiest} rebuilds paced by RepairQueue; real/model {:.2}; \
+         priced at the average shard length {:.1} s, real/model {:.2})",
         took.as_secs_f64(),
         model_time.as_secs_f64(),
-        took.as_secs_f64() / model_time.as_secs_f64()
+        took.as_secs_f64() / model_time.as_secs_f64(),
+        average_time.as_secs_f64(),
+        took.as_secs_f64() / average_time.as_secs_f64()
     );
     assert!(
         (took.as_secs_f64() / model_time.as_secs_f64() - 1.0).abs() <= 0.5,
