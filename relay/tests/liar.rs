@@ -656,8 +656,8 @@ async fn made_up_stripes_handed_over_are_stored_nowhere() {
     // A real stripe of three shards (k = 2, m = 1): relays 0 and 1 keep shards 0 and 1.
     let opts = EncodeOptions { params: Params::new(2, 1).unwrap(), ..EncodeOptions::default() };
     let real = encode_single_chunk(&opts, &pseudo_random(40 * 1024, 7000)).unwrap().0;
-    for i in 0..2 {
-        let c = StoreClient::connect(addrs[i].clone()).await.unwrap();
+    for (i, addr) in addrs.iter().enumerate().take(2) {
+        let c = StoreClient::connect(addr.clone()).await.unwrap();
         let req = Request::Store { header: real.header_bytes().to_vec(), shard: real.shard(i).to_vec() };
         assert_eq!(c.request(req).await.unwrap(), Response::Stored { index: i as u8 });
     }
@@ -695,7 +695,7 @@ async fn made_up_stripes_handed_over_are_stored_nowhere() {
 
     let inv = inventory(&relays);
     for s in &made_up {
-        assert!(inv.get(&s.id().to_hex()).is_none(), "made-up stripe {} is held: {inv:?}", s.id());
+        assert!(!inv.contains_key(&s.id().to_hex()), "made-up stripe {} is held: {inv:?}", s.id());
     }
     let held = inv.get(&real.id().to_hex()).cloned().unwrap_or_default();
     let want: BTreeMap<usize, Vec<u8>> = (0..3).map(|i| (i, vec![i as u8])).collect();
@@ -741,8 +741,8 @@ async fn a_holder_lying_about_a_free_stripes_age_does_not_end_its_life() {
     let opts = EncodeOptions { params: Params::new(2, 1).unwrap(), ..EncodeOptions::default() };
     let free = encode_single_chunk(&opts, &pseudo_random(40 * 1024, 9000)).unwrap().0;
     let e0 = epoch(&relays[0]).unwrap();
-    for i in 0..2 {
-        let c = StoreClient::connect(addrs[i].clone()).await.unwrap();
+    for (i, addr) in addrs.iter().enumerate().take(2) {
+        let c = StoreClient::connect(addr.clone()).await.unwrap();
         let req = Request::Store { header: free.header_bytes().to_vec(), shard: free.shard(i).to_vec() };
         assert_eq!(c.request(req).await.unwrap(), Response::Stored { index: i as u8 });
     }
@@ -778,7 +778,7 @@ async fn a_holder_lying_about_a_free_stripes_age_does_not_end_its_life() {
     assert_eq!(inv.get(&free.id().to_hex()).cloned().unwrap_or_default(), want);
     // Its life ends for all three together: four epochs after it was stored.
     let gone = wait_for(Duration::from_secs(60), "the free stripe's life to end on all three relays", || {
-        inventory(&relays).get(&free.id().to_hex()).is_none().then(|| epoch(&relays[0]))?
+        (!inventory(&relays).contains_key(&free.id().to_hex())).then(|| epoch(&relays[0]))?
     })
     .unwrap();
     eprintln!("stored in epoch {e0}–{e1}, handed to relay 2, dropped by all three by epoch {gone}");

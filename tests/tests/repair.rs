@@ -44,9 +44,9 @@ fn shard_lengths(net: &Net, inv: &Inventory) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for (stripe, holders) in inv {
             let (relay, _) = holders[0];
-            if !clients.contains_key(&relay) {
+            if let std::collections::btree_map::Entry::Vacant(e) = clients.entry(relay) {
                 let addr = net.relay(relay).addr("/tcp/").unwrap().parse().unwrap();
-                clients.insert(relay, kura_p2p::client::StoreClient::connect(addr).await.unwrap());
+                e.insert(kura_p2p::client::StoreClient::connect(addr).await.unwrap());
             }
             let req = Request::FetchPart { stripe: StripeId::from_hex(stripe).unwrap(), offset: 0, len: 1 };
             match clients[&relay].request(req).await.unwrap() {
