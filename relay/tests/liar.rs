@@ -621,26 +621,19 @@ async fn a_relay_that_proves_falsely_is_failed_every_time_and_never_passed() {
     liar.task.abort();
 }
 
-/// A relay of the network hands honest relays stripes it made up: before, a handover was
-/// taken wherever a store would be, unpaid and outside the free allowance and its room, so
-/// one relay identity (a second of join work) could fill every disk. Now a handover is
-/// taken only for a stripe another member of its group holds: each made-up stripe is
-/// refused (`Unpaid`, in words) and stored nowhere, while the liar's handover of the
-/// missing shard of a real stripe, which the two other relays hold, is taken.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn made_up_stripes_handed_over_are_stored_nowhere() {
-    let dir = Scratch::new("liar-handover").unwrap();
-    // Audits of the liar (whose proofs are false) would make the relays refuse everything
-    // it sends as from no relay of the network; they are kept out of this test's time.
+/// Three honest relays and the liar, all knowing each other; the relays run with `extra`
+/// and with repair rounds and audits an hour apart (audits of the liar, whose proofs are
+/// false, would make the relays refuse everything it sends as from no relay of the network:
+/// they are kept out of these tests' time).
+async fn three_relays_and_a_liar(dir: &Scratch, extra: &[&str]) -> (Vec<RelayProc>, Vec<Multiaddr>, Liar) {
     let quiet = ["--repair-interval", "3600", "--audit-interval", "3600"];
-    let first = spawn(&dir.path().join("r0"), &quiet);
+    let flags: Vec<&str> = quiet.iter().chain(extra).copied().collect();
+    let first = spawn(&dir.path().join("r0"), &flags);
     let boot = first.addr("/tcp/").unwrap();
     let mut relays = vec![first];
     for i in 1..3 {
-        relays.push(spawn(
-            &dir.path().join(format!("r{i}")),
-            &[quiet[0], quiet[1], quiet[2], quiet[3], "--bootstrap", &boot],
-        ));
+        let args: Vec<&str> = flags.iter().copied().chain(["--bootstrap", &boot]).collect();
+        relays.push(spawn(&dir.path().join(format!("r{i}")), &args));
     }
     let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
     let liar = Liar::start(&addrs, Prover::Zeros).await;
@@ -653,6 +646,19 @@ async fn made_up_stripes_handed_over_are_stored_nowhere() {
         })
         .unwrap();
     }
+    (relays, addrs, liar)
+}
+
+/// A relay of the network hands honest relays stripes it made up: before, a handover was
+/// taken wherever a store would be, unpaid and outside the free allowance and its room, so
+/// one relay identity (a second of join work) could fill every disk. Now a handover is
+/// taken only for a stripe another member of its group holds: each made-up stripe is
+/// refused (`Unpaid`, in words) and stored nowhere, while the liar's handover of the
+/// missing shard of a real stripe, which the two other relays hold, is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn made_up_stripes_handed_over_are_stored_nowhere() {
+    let dir = Scratch::new("liar-handover").unwrap();
+    let (relays, addrs, liar) = three_relays_and_a_liar(&dir, &[]).await;
     // A real stripe of three shards (k = 2, m = 1): relays 0 and 1 keep shards 0 and 1.
     let opts = EncodeOptions { params: Params::new(2, 1).unwrap(), ..EncodeOptions::default() };
     let real = encode_single_chunk(&opts, &pseudo_random(40 * 1024, 7000)).unwrap().0;
@@ -717,26 +723,7 @@ async fn made_up_stripes_handed_over_are_stored_nowhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_lying_about_a_free_stripes_age_does_not_end_its_life() {
     let dir = Scratch::new("liar-free").unwrap();
-    let flags =
-        ["--repair-interval", "3600", "--audit-interval", "3600", "--epoch", "2", "--free-epochs", "4"];
-    let first = spawn(&dir.path().join("r0"), &flags);
-    let boot = first.addr("/tcp/").unwrap();
-    let mut relays = vec![first];
-    for i in 1..3 {
-        let args: Vec<&str> = flags.iter().copied().chain(["--bootstrap", &boot]).collect();
-        relays.push(spawn(&dir.path().join(format!("r{i}")), &args));
-    }
-    let addrs: Vec<Multiaddr> = relays.iter().map(|r| r.addr("/tcp/").unwrap().parse().unwrap()).collect();
-    let liar = Liar::start(&addrs, Prover::Zeros).await;
-    let liar_id = liar.peer.to_string();
-    for r in &relays {
-        wait_for(Duration::from_secs(60), "every relay to know the others and the liar", || {
-            let table = routing_table(r)?;
-            let others = relays.iter().filter(|o| o.peer_id != r.peer_id).all(|o| table.contains(&o.peer_id));
-            (others && table.contains(&liar_id)).then_some(())
-        })
-        .unwrap();
-    }
+    let (relays, addrs, liar) = three_relays_and_a_liar(&dir, &["--epoch", "2", "--free-epochs", "4"]).await;
     let epoch = |r: &RelayProc| r.json("/status").ok()?["farming"]["epoch"].as_u64();
     let opts = EncodeOptions { params: Params::new(2, 1).unwrap(), ..EncodeOptions::default() };
     let free = encode_single_chunk(&opts, &pseudo_random(40 * 1024, 9000)).unwrap().0;
