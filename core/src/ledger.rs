@@ -580,7 +580,7 @@ pub enum LedgerError {
     CapReached { spent: u64, cap: u64 },
     #[error("this replica is learning the account's state from its group; ask again")]
     Joining,
-    #[error("account {} carries {bits} bits of account work, {need} needed: make it with `kura wallet new`", crate::hex::encode(&.account[..4]))]
+    #[error("account {} carries {bits} bits of account work, {need} needed (a wallet made by `kura wallet new` or the page has them)", crate::hex::encode(&.account[..4]))]
     NoAccountWork { account: Key, bits: u32, need: u32 },
 }
 

@@ -88,9 +88,6 @@ pub const CLOSE_GROUP_SLACK: usize = 4;
 pub const MAX_STRIPE_SHARDS: usize = 32;
 pub const MAX_EXPANSION: usize = 4;
 
-/// Whether this relay takes a shard of the stripe with header `header`: a stripe of an
-/// accepted shape, for which it is among the closest live relays it knows (its own view).
-/// Refusals are answers the sender can act on.
 /// A handover is a store from a relay leaving the stripe's group: taken only from a relay,
 /// only where a store would be, and only for a stripe another member of its group holds.
 /// Without that last check any relay of the network could hand this one made-up stripes,
@@ -146,6 +143,9 @@ async fn handover(
     resp
 }
 
+/// Whether this relay takes a shard of the stripe with header `header`: a stripe of an
+/// accepted shape, for which it is among the closest live relays it knows (its own view).
+/// Refusals are answers the sender can act on.
 pub fn admit_store(shared: &Shared, me: &PeerId, header: &[u8]) -> Result<StripeHeader, Response> {
     let h = StripeHeader::parse(header)
         .map_err(|e| error(ErrorCode::Malformed, format!("bad stripe header: {e}")))?;
@@ -972,13 +972,11 @@ impl Node {
         let tx = self.done_tx.clone();
         let from_relay = lock_live(&shared).is_live(&peer);
         let me = *self.swarm.local_peer_id();
-        // A handover's receiver then asks its sender for the stripe's postage; a tab's
-        // announcement may be spot-checked.
-        // Evidence of a double stamp, found in a paid store or told, is passed on.
+        // A tab's announcement may be spot-checked. Evidence of a double stamp, found in a
+        // paid store or told, is passed on.
         let later = matches!(
             req,
-            Request::Handover { .. }
-                | Request::Announce { .. }
+            Request::Announce { .. }
                 | Request::PaidStore { .. }
                 | Request::Restamp { .. }
                 | Request::Revoke { .. }
