@@ -483,6 +483,13 @@ listen = ["/ip4/127.0.0.1/tcp/5000"]
         assert_eq!(Config::load(all).unwrap().farming.free_room, u64::MAX, "the quota alone bounds them");
         assert_eq!(c.http.port(), 9000);
         assert_eq!(c.listen.len(), 1);
+        assert_eq!(
+            c.ledger_cap,
+            Some(kura_core::ledger::DEFAULT_SPEND_CAP),
+            "the spending cap is on by default"
+        );
+        let off = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--ledger-cap", "0"]);
+        assert_eq!(Config::load(off).unwrap().ledger_cap, None);
         std::fs::write(&path, "data_dir = \"/x\"\nbogus = 1\n").unwrap();
         let flags = Flags::parse_from(["kura-relay", "--config", path.to_str().unwrap()]);
         assert!(format!("{:#}", Config::load(flags).unwrap_err()).contains("bogus"));

@@ -762,6 +762,28 @@ mod tests {
     use super::*;
     use kura_core::wire::{ErrorCode, Response};
 
+    /// A rewards key is made with the account work on first start and read back after; an
+    /// operator's key without the work is refused in words (the ledger credits nothing to
+    /// it), and one that is no key is refused too.
+    #[test]
+    fn a_rewards_key_carries_the_account_work() {
+        use kura_core::ledger::{account_work, Signer, ACCOUNT_BITS};
+        let dir = kura_tests::Scratch::new("rewards-key").unwrap();
+        let path = dir.path().join("rewards.key");
+        let made = rewards_key(&path).unwrap();
+        assert!(account_work(&made.key()) >= ACCOUNT_BITS);
+        assert_eq!(rewards_key(&path).unwrap().key(), made.key(), "read back, not made again");
+        let seed = (0u8..)
+            .map(|b| [b; 32])
+            .find(|s| account_work(&kura_core::ledger::SigningKey::from_bytes(s).key()) < ACCOUNT_BITS)
+            .unwrap();
+        std::fs::write(&path, format!("{}\n", kura_core::hex::encode(&seed))).unwrap();
+        let refused = format!("{:#}", rewards_key(&path).unwrap_err());
+        assert!(refused.contains("bits of account work, 16 needed"), "{refused}");
+        std::fs::write(&path, "not a key\n").unwrap();
+        assert!(format!("{:#}", rewards_key(&path).unwrap_err()).contains("not a key file"));
+    }
+
     #[test]
     fn a_claim_is_judged_once_however_often_it_is_sent() {
         let f = Farming::new(FarmingConfig::default());
