@@ -71,6 +71,9 @@ test('four donating tabs serve a file when five of six relays are gone', async (
     const { ctx, page } = await fresh();
     await page.goto(pageUrl);
     await page.waitForFunction(() => document.getElementById('net').textContent.startsWith('Connected'), null, { timeout: 60_000 });
+    // The tab's wallet (paid into for donating) is made first: a few seconds of the worker's
+    // one thread, once (the account work), not to be spent while the tab reserves a relay.
+    await page.waitForFunction(() => /^[0-9a-f]{64}$/.test(document.getElementById('wallet-address').textContent), null, { timeout: 60_000 });
     await page.getByTestId('donate-quota').fill(String(QUOTA_MIB));
     await page.getByTestId('donate-quota').dispatchEvent('change');
     await page.getByTestId('donate-toggle').check();
