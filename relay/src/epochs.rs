@@ -511,19 +511,24 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     }
 }
 
+/// The relays of this relay's view, nearest to `stripe` first.
+fn nearest_to_stripe(ctx: &Ctx, stripe: &StripeId) -> Vec<PeerId> {
+    let target = kura_core::placement::DhtKey::of_stripe(stripe);
+    kura_core::placement::by_distance(
+        &target,
+        view(ctx).into_iter().map(|p| (p, kura_core::placement::DhtKey::of(&p.to_bytes()))),
+    )
+}
+
 /// Whether a relay of `stripe`'s close group (its `n` closest in this relay's view, this
 /// relay and `sender` left out) holds a shard of it, asked at once; `Err` with how many
 /// were asked when none does.
 pub async fn held_elsewhere(ctx: &Ctx, stripe: StripeId, n: usize, sender: PeerId) -> Result<(), usize> {
-    let target = kura_core::placement::DhtKey::of_stripe(&stripe);
-    let asked: Vec<PeerId> = kura_core::placement::by_distance(
-        &target,
-        view(ctx).into_iter().map(|p| (p, kura_core::placement::DhtKey::of(&p.to_bytes()))),
-    )
-    .into_iter()
-    .filter(|p| *p != ctx.me && *p != sender)
-    .take(n)
-    .collect();
+    let asked: Vec<PeerId> = nearest_to_stripe(ctx, &stripe)
+        .into_iter()
+        .filter(|p| *p != ctx.me && *p != sender)
+        .take(n)
+        .collect();
     let answers = futures::future::join_all(
         asked.iter().map(|peer| ctx.net.request(*peer, Request::Holds { stripes: vec![stripe] })),
     )
@@ -550,11 +555,7 @@ pub async fn learn_postage(ctx: &Ctx, stripe: StripeId, peers: Vec<PeerId>) -> b
     if known != Some(false) {
         return known.unwrap_or(false);
     }
-    let target = kura_core::placement::DhtKey::of_stripe(&stripe);
-    let group = kura_core::placement::by_distance(
-        &target,
-        view(ctx).into_iter().map(|p| (p, kura_core::placement::DhtKey::of(&p.to_bytes()))),
-    );
+    let group = nearest_to_stripe(ctx, &stripe);
     let mut asked: Vec<PeerId> = Vec::new();
     for p in peers.into_iter().chain(group) {
         if p != ctx.me && !asked.contains(&p) && asked.len() < POSTAGE_ASKED {
