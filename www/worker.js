@@ -48,11 +48,11 @@ function walletDb() {
  * A 32-byte seed kept under `name` in IndexedDB, made the first time by `make` (random
  * bytes unless told), and made again when `good` refuses the one kept.
  * @param {string} name
- * @param {() => Uint8Array} [make]
+ * @param {() => Promise<Uint8Array>} [make]
  * @param {(seed: Uint8Array) => boolean} [good]
  * @returns {Promise<Uint8Array>}
  */
-async function keptSeed(name, make = () => crypto.getRandomValues(new Uint8Array(32)), good = () => true) {
+async function keptSeed(name, make = async () => crypto.getRandomValues(new Uint8Array(32)), good = () => true) {
   const db = await walletDb();
   /** @type {(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequest) => Promise<any>} */
   const run = (mode, f) => new Promise((resolve, reject) => {
@@ -62,9 +62,31 @@ async function keptSeed(name, make = () => crypto.getRandomValues(new Uint8Array
   });
   const kept = await run('readonly', s => s.get(name));
   if (kept instanceof Uint8Array && kept.length === 32 && good(kept)) return kept;
-  const seed = make();
+  const seed = await make();
   await run('readwrite', s => s.put(seed, name));
   return seed;
+}
+
+/**
+ * A new wallet's seed, made by a worker of its own (wallet-maker.js): the account work takes
+ * a few seconds of a thread, and this worker's one thread runs the swarm and a donation.
+ * Made here instead when this browser cannot start a worker from a worker.
+ * @returns {Promise<Uint8Array>}
+ */
+function madeApart() {
+  if (typeof Worker === 'undefined') return Promise.resolve(makeWalletSeed());
+  return new Promise((resolve, reject) => {
+    const maker = new Worker(new URL('./wallet-maker.js', import.meta.url), { type: 'module' });
+    maker.onmessage = ({ data }) => {
+      maker.terminate();
+      if (data.seed instanceof Uint8Array && data.seed.length === 32) resolve(data.seed);
+      else reject(kuraError('internal', `the wallet could not be made: ${data.error}`));
+    };
+    maker.onerror = e => {
+      maker.terminate();
+      reject(kuraError('internal', `the wallet could not be made: ${e.message}`));
+    };
+  });
 }
 
 /** @type {Promise<Uint8Array> | null} */
@@ -73,7 +95,9 @@ let seedPromise = null;
 function walletSeed() {
   // A wallet carries the account work (a few seconds, once); a seed kept from before the
   // rule is replaced, since replicas credit nothing to its account.
-  seedPromise ??= ready.then(() => keptSeed('seed', () => makeWalletSeed(), s => walletHasWork(s)));
+  // Made under a lock: two tabs of the site opened at once share one wallet, not the last made.
+  seedPromise ??= ready.then(() => navigator.locks.request('kura-wallet-seed',
+    () => keptSeed('seed', madeApart, s => walletHasWork(s))));
   seedPromise.catch(() => { seedPromise = null; });
   return seedPromise;
 }

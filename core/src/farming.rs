@@ -74,7 +74,9 @@ pub const BATCH_MEMO: &[u8] = b"kura batch v1";
 pub const STAMP_DOMAIN: &[u8] = b"kura/farming/stamp/v1";
 /// What a reward share signs first.
 pub const SHARE_DOMAIN: &[u8] = b"kura/farming/share/v1";
-const AUDIT_POINT_CONTEXT: &str = "kura 2026 audit group point v1";
+const AUDIT_POINT_CONTEXT: &str = "kura 2026 audit group point v2";
+/// What a draw's input starts with.
+pub const DRAW_DOMAIN: &[u8] = b"kura/farming/draw/v1";
 const REWARD_ID_CONTEXT: &str = "kura 2026 reward credit id v1";
 
 /// Prices, in ledger units per GiB of shard bytes per epoch (integers: no rounding in the
@@ -125,13 +127,82 @@ pub fn epoch_of(now_secs: u64, len_secs: u64) -> u64 {
 }
 
 /// The point a relay's audit group for `epoch` is closest to: hashed from the relay's peer
-/// id bytes and the epoch, so that it moves every epoch and no one chooses it.
-pub fn audit_point(relay: &[u8], epoch: u64) -> DhtKey {
+/// id bytes, the epoch and the epoch's [`beacon`] for the relay, so that it moves every
+/// epoch and is known to nobody before the epoch ends.
+pub fn audit_point(relay: &[u8], epoch: u64, beacon: &[u8; 32]) -> DhtKey {
     let mut h = blake3::Hasher::new_derive_key(AUDIT_POINT_CONTEXT);
     h.update(&(relay.len() as u64).to_le_bytes());
     h.update(relay);
     h.update(&epoch.to_le_bytes());
+    h.update(beacon);
     DhtKey(*h.finalize().as_bytes())
+}
+
+/// What a relay's neighbour draws for it, for one epoch ([`crate::vrf`]'s input).
+pub fn draw_input(relay: &[u8], epoch: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DRAW_DOMAIN.len() + 16 + relay.len());
+    m.extend_from_slice(DRAW_DOMAIN);
+    m.extend_from_slice(&(relay.len() as u64).to_le_bytes());
+    m.extend_from_slice(relay);
+    m.extend_from_slice(&epoch.to_le_bytes());
+    m
+}
+
+/// A neighbour's draw for a relay's epoch: its key and its proof of the one value that key
+/// can show for that relay and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draw {
+    pub drawer: Key,
+    pub proof: crate::vrf::VrfProof,
+}
+
+impl Draw {
+    /// The draw the key of `seed` (its ed25519 secret's 32 bytes) makes for `relay`'s
+    /// `epoch`.
+    pub fn make(seed: &[u8; 32], relay: &[u8], epoch: u64) -> Self {
+        let drawer = ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes();
+        Self { drawer, proof: crate::vrf::prove(seed, &draw_input(relay, epoch)).1 }
+    }
+}
+
+/// The beacon of `relay`'s `epoch`: the least value among `draws`, which must come from
+/// distinct members of `committee` (the verifier's own view of the relay's draw group: the
+/// [`AUDIT_GROUP`] relays closest to the relay's own id, itself left out), at least
+/// [`audit_quorum`] of them, every one proven.
+///
+/// **Why no one picks it.** A draw is the one value its key can prove for the relay and
+/// epoch ([`crate::vrf`]), and honest relays show theirs only once the epoch has ended, so
+/// before then no one knows the beacon. After, the relay still chooses which draws it
+/// shows, but the least of any `q` of `n` values is one of the `n − q + 1` least: with
+/// groups of 32 and quorum 22, the relay chooses among at most 11 beacons, however many of
+/// its neighbours are its own. A random point's group is captured with probability `π`
+/// (the binomial law of the random-id table, `docs/scale/capture.md`), so one epoch of one
+/// relay identity is captured with probability at most `11·π`, and no identity can be made
+/// for a point known in advance.
+pub fn beacon(relay: &[u8], epoch: u64, committee: &[Key], draws: &[Draw]) -> Result<[u8; 32], FarmError> {
+    let bad = |why: String| Err(FarmError::BadDraws(why));
+    if draws.len() > committee.len().min(AUDIT_GROUP) {
+        return bad(format!("{} draws from a group of {}", draws.len(), committee.len()));
+    }
+    let need = audit_quorum(committee.len().min(AUDIT_GROUP));
+    if draws.len() < need {
+        return bad(format!("{} draws, {need} needed", draws.len()));
+    }
+    let input = draw_input(relay, epoch);
+    let mut seen = HashSet::new();
+    let mut least: Option<[u8; 32]> = None;
+    for d in draws {
+        if !committee.contains(&d.drawer) {
+            return bad(format!("a draw by {}, not of the relay's draw group", crate::hex::encode(&d.drawer[..4])));
+        }
+        if !seen.insert(d.drawer) {
+            return bad("two draws by one relay".into());
+        }
+        let out = crate::vrf::verify(&d.drawer, &input, &d.proof)
+            .map_err(|e| FarmError::BadDraws(format!("a draw does not verify: {e}")))?;
+        least = Some(least.map_or(out, |l| l.min(out)));
+    }
+    least.ok_or_else(|| FarmError::BadDraws("no draws".into()))
 }
 
 /// The id of the credit a reward for page `page` of `relay`'s `epoch` becomes in its
@@ -664,6 +735,8 @@ pub struct RewardCertificate {
     /// The page of the relay's claims this rewards.
     pub page: ClaimPage,
     pub shares: Vec<RewardShare>,
+    /// The draws that placed the audit group ([`beacon`]).
+    pub draws: Vec<Draw>,
 }
 
 impl RewardCertificate {
@@ -976,6 +1049,9 @@ pub struct EpochClaim {
     /// The burn of every batch a stamp below names, once each.
     pub burns: Vec<Certificate>,
     pub entries: Vec<ClaimEntry>,
+    /// The draws of the claimant's neighbours for the epoch, which place its audit group
+    /// ([`beacon`]).
+    pub draws: Vec<Draw>,
 }
 
 /// A claim as its auditor checked it: the shards to sample from (stripe header and index)
@@ -996,6 +1072,7 @@ impl EpochClaim {
         }
         limit("claim entries", self.entries.len(), MAX_CLAIM_ENTRIES)?;
         limit("claim batches", self.burns.len(), MAX_CLAIM_BATCHES)?;
+        limit("claim draws", self.draws.len(), AUDIT_GROUP)?;
         let headers = self.entries.iter().map(|e| e.header.len()).sum();
         limit("claim header bytes", headers, MAX_CLAIM_HEADER_BYTES)?;
         self.burns.iter().try_for_each(check_burn)
@@ -1100,6 +1177,8 @@ pub enum FarmError {
     AllowanceUsed { used: u64, allowance: u64 },
     #[error("this relay's room for free storage is full: {held} of {room} bytes held")]
     FreeRoomFull { held: u64, room: u64 },
+    #[error("the draws that place the audit group do not hold: {0}")]
+    BadDraws(String),
     #[error("{have} shares of the audit group, {need} needed")]
     NoQuorum { have: usize, need: usize },
     #[error("the reward {amount} is over the cap {cap}")]

@@ -198,7 +198,7 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
     assert_eq!(amount, 263);
     let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
     let cert =
-        |shares: Vec<RewardShare>| RewardCertificate { epoch: 5, relay, account, amount, page: P0, shares };
+        |shares: Vec<RewardShare>| RewardCertificate { epoch: 5, relay, account, amount, page: P0, shares, draws: Vec::new() };
     let v = Ed25519;
     assert_eq!(cert(shares[..AUDIT_QUORUM].to_vec()).verify(&keys, &PRICES, &v), Ok(()));
     assert_eq!(
@@ -310,11 +310,13 @@ fn rewards_never_exceed_what_batches_burnt_less_the_fee() {
 }
 
 #[test]
-fn the_audit_point_moves_every_epoch_and_differs_per_relay() {
-    let a = audit_point(b"relay a", 1);
-    assert_ne!(a, audit_point(b"relay a", 2));
-    assert_ne!(a, audit_point(b"relay b", 1));
-    assert_eq!(a, audit_point(b"relay a", 1));
+fn the_audit_point_moves_every_epoch_and_differs_per_relay_and_beacon() {
+    let b = [7u8; 32];
+    let a = audit_point(b"relay a", 1, &b);
+    assert_ne!(a, audit_point(b"relay a", 2, &b));
+    assert_ne!(a, audit_point(b"relay b", 1, &b));
+    assert_ne!(a, audit_point(b"relay a", 1, &[8u8; 32]));
+    assert_eq!(a, audit_point(b"relay a", 1, &b));
     assert_eq!(epoch_of(86_399, 86_400), 0);
     assert_eq!(epoch_of(86_400, 86_400), 1);
     assert_eq!(epoch_of(5, 0), 5, "a zero length is taken as one second");
@@ -340,6 +342,7 @@ fn a_replica_mints_a_certified_reward_once_and_it_can_be_spent() {
         amount,
         page: P0,
         shares: shares[..AUDIT_QUORUM].to_vec(),
+        draws: Vec::new(),
     };
     let mut r = Replica::new(mint.key());
     // A reward into an account without the account work mints nothing, however certified.
@@ -621,7 +624,7 @@ fn small_audit_groups_need_the_same_share_of_their_members() {
     let msg = share_message(3, &relay, &account, 500, &P0);
     let shares =
         |by: &[SigningKey]| by.iter().map(|a| RewardShare { auditor: a.key(), sig: a.sign(&msg) }).collect();
-    let cert = |shares| RewardCertificate { epoch: 3, relay, account, amount: 500, page: P0, shares };
+    let cert = |shares| RewardCertificate { epoch: 3, relay, account, amount: 500, page: P0, shares, draws: Vec::new() };
     assert_eq!(cert(shares(&auditors[..4])).verify(&group, &PRICES, &v), Ok(()));
     let three_and_a_stranger = [&auditors[..3], &[signer(72)][..]].concat();
     assert_eq!(
@@ -658,6 +661,7 @@ fn an_auditor_takes_a_claim_whole_or_refuses_it() {
         account: crate::testdata::account_key(0).key(),
         burns: vec![cert.clone()],
         entries: stripes.iter().enumerate().map(|(i, s)| entry(s, i as u32, i as u8)).collect(),
+        draws: Vec::new(),
     };
     claim.check().unwrap();
     let groups = |_: &Key| Some(group.clone());
@@ -733,6 +737,8 @@ fn epoch_messages_on_the_wire() {
         index: 0,
         stamp: Stamp::sign(&owner, &tr.id(), s.id(), 0, 6 * MIB),
     };
+    // The draws of a full group of neighbours: a claim carries them all, a deposit a quorum.
+    let draws: Vec<Draw> = (0..AUDIT_GROUP as u8).map(|n| Draw::make(&[n; 32], b"relay", 12)).collect();
     let claim = |entries: usize, burns: usize| {
         let c = EpochClaim {
             page: P0,
@@ -740,6 +746,7 @@ fn epoch_messages_on_the_wire() {
             account: crate::testdata::account_key(0).key(),
             burns: vec![cert.clone(); burns],
             entries: vec![entry.clone(); entries],
+            draws: draws.clone(),
         };
         Request::EpochClaim(Box::new(c)).frame_len()
     };
@@ -764,6 +771,7 @@ fn epoch_messages_on_the_wire() {
         amount: 5,
         page: P0,
         shares,
+        draws: draws[..AUDIT_QUORUM].to_vec(),
     };
     let deposit = LedgerRequest::Reward(Box::new(rc)).encode().len() + 4;
     // A challenge and its proof for a 256 KiB shard: the same sizes the repair audits use.
@@ -785,9 +793,15 @@ fn epoch_messages_on_the_wire() {
         );
     }
     // A header of 4 + 2 shard addresses and a stamp: under 500 bytes a shard; a deposit is
-    // about a share per auditor.
+    // about a share per auditor and a draw (key and proof, 128 bytes) per member of a quorum.
+    let draw = postcard::to_allocvec(&draws[0]).unwrap().len();
+    println!("a draw: {draw} bytes; a claim carries up to {AUDIT_GROUP}, a deposit at least {AUDIT_QUORUM}");
+    assert!(draw <= 130, "{draw}");
     assert!(
-        per_entry < 500 && per_burn < 2000 && share < 150 && deposit < AUDIT_GROUP * 110 + 512,
+        per_entry < 500
+            && per_burn < 2000
+            && share < 150
+            && deposit < AUDIT_GROUP * 110 + AUDIT_QUORUM * draw + 512,
         "{per_entry} {per_burn}"
     );
 }
@@ -835,7 +849,7 @@ fn claim_pages_partition_the_stripes_and_share_the_cap() {
     let shares: Vec<RewardShare> =
         auditors().iter().map(|a| RewardShare::sign(a, 3, &relay, &account, 10, &page)).collect();
     let keys: Vec<Key> = auditors().iter().map(|a| a.key()).collect();
-    let cert = RewardCertificate { epoch: 3, relay, account, amount: 10, page, shares: shares.clone() };
+    let cert = RewardCertificate { epoch: 3, relay, account, amount: 10, page, shares: shares.clone(), draws: Vec::new() };
     assert_eq!(cert.verify(&keys, &PRICES, &Ed25519), Ok(()));
     let moved = RewardCertificate { page: other, ..cert.clone() };
     assert!(matches!(moved.verify(&keys, &PRICES, &Ed25519), Err(FarmError::NoQuorum { .. })));
@@ -844,4 +858,100 @@ fn claim_pages_partition_the_stripes_and_share_the_cap() {
         auditors().iter().map(|a| RewardShare::sign(a, 3, &relay, &account, big, &page)).collect();
     let over = RewardCertificate { amount: big, shares: over, ..cert };
     assert!(matches!(over.verify(&keys, &PRICES, &Ed25519), Err(FarmError::OverCap { .. })));
+}
+
+/// The seeds of a draw group of `n` neighbours, and their keys.
+fn neighbours(n: u8) -> (Vec<[u8; 32]>, Vec<Key>) {
+    let seeds: Vec<[u8; 32]> = (0..n).map(|i| [100 + i; 32]).collect();
+    let keys = seeds.iter().map(|s| ed25519_dalek::SigningKey::from_bytes(s).verifying_key().to_bytes()).collect();
+    (seeds, keys)
+}
+
+#[test]
+fn the_beacon_is_the_least_draw_of_a_quorum_of_the_relays_neighbours() {
+    let (seeds, group) = neighbours(AUDIT_GROUP as u8);
+    let draws: Vec<Draw> = seeds.iter().map(|s| Draw::make(s, b"relay", 9)).collect();
+    let outputs: Vec<[u8; 32]> = draws
+        .iter()
+        .map(|d| crate::vrf::verify(&d.drawer, &draw_input(b"relay", 9), &d.proof).unwrap())
+        .collect();
+    let all = beacon(b"relay", 9, &group, &draws).unwrap();
+    assert_eq!(all, *outputs.iter().min().unwrap());
+    // Any quorum gives a beacon; fewer do not.
+    assert!(beacon(b"relay", 9, &group, &draws[..AUDIT_QUORUM]).is_ok());
+    assert!(matches!(beacon(b"relay", 9, &group, &draws[..AUDIT_QUORUM - 1]), Err(FarmError::BadDraws(_))));
+    // Another epoch, another relay: other draws, another beacon; and the draws of one epoch
+    // do not verify for the next.
+    let next: Vec<Draw> = seeds.iter().map(|s| Draw::make(s, b"relay", 10)).collect();
+    assert_ne!(beacon(b"relay", 10, &group, &next).unwrap(), all);
+    assert!(beacon(b"relay", 10, &group, &draws).is_err());
+    assert!(beacon(b"other", 9, &group, &draws).is_err());
+}
+
+#[test]
+fn a_relay_chooses_among_at_most_the_group_less_the_quorum_plus_one_beacons() {
+    // The adversary: the relay shows whichever draws suit it, leaving out up to
+    // `n - q` of them. Every subset it can show has one of the `n - q + 1` least draws as its
+    // least, so that is all it can choose from. Played over many subsets.
+    let (seeds, group) = neighbours(AUDIT_GROUP as u8);
+    let draws: Vec<Draw> = seeds.iter().map(|s| Draw::make(s, b"relay", 3)).collect();
+    let mut outs: Vec<[u8; 32]> = draws
+        .iter()
+        .map(|d| crate::vrf::verify(&d.drawer, &draw_input(b"relay", 3), &d.proof).unwrap())
+        .collect();
+    outs.sort();
+    let allowed: HashSet<[u8; 32]> = outs[..AUDIT_GROUP - AUDIT_QUORUM + 1].iter().copied().collect();
+    let mut reached = HashSet::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..400 {
+        // A pseudo-random subset of at least a quorum.
+        let mut shown: Vec<Draw> = Vec::new();
+        for d in &draws {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 4 != 0 {
+                shown.push(*d);
+            }
+        }
+        if let Ok(b) = beacon(b"relay", 3, &group, &shown) {
+            assert!(allowed.contains(&b), "a beacon outside the least {}", allowed.len());
+            reached.insert(b);
+        }
+    }
+    // And leaving out the least ones reaches each of them.
+    for skip in 0..=AUDIT_GROUP - AUDIT_QUORUM {
+        let shown: Vec<Draw> = draws
+            .iter()
+            .filter(|d| {
+                let o = crate::vrf::verify(&d.drawer, &draw_input(b"relay", 3), &d.proof).unwrap();
+                !outs[..skip].contains(&o)
+            })
+            .copied()
+            .collect();
+        assert_eq!(beacon(b"relay", 3, &group, &shown).unwrap(), outs[skip]);
+        reached.insert(outs[skip]);
+    }
+    assert_eq!(reached, allowed, "exactly the n - q + 1 least draws are reachable");
+    let one_more = [&draws[..], &draws[..1]].concat();
+    assert!(beacon(b"relay", 3, &group, &one_more).is_err(), "two draws by one neighbour");
+}
+
+#[test]
+fn draws_by_strangers_forged_or_repeated_are_refused() {
+    let (seeds, group) = neighbours(8);
+    let q = audit_quorum(8);
+    let mut draws: Vec<Draw> = seeds[..q].iter().map(|s| Draw::make(s, b"relay", 4)).collect();
+    assert!(beacon(b"relay", 4, &group, &draws).is_ok());
+    // A draw by a key outside the group (the relay's own sybil, whose value it could pick by
+    // making keys) is refused, not left out.
+    let stranger = Draw::make(&[1; 32], b"relay", 4);
+    let with_stranger = [&draws[..], &[stranger]].concat();
+    assert!(matches!(beacon(b"relay", 4, &group, &with_stranger), Err(FarmError::BadDraws(w)) if w.contains("not of")));
+    // A member's key with another member's proof.
+    draws[0].proof = draws[1].proof;
+    assert!(matches!(beacon(b"relay", 4, &group, &draws), Err(FarmError::BadDraws(w)) if w.contains("verify")));
+    // More draws than the group has members: refused before any is verified.
+    let many = vec![stranger; 9];
+    assert!(matches!(beacon(b"relay", 4, &group, &many), Err(FarmError::BadDraws(w)) if w.contains("from a group")));
 }

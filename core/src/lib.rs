@@ -32,6 +32,7 @@ pub mod proof;
 pub mod repair;
 pub mod source;
 pub mod stripe;
+pub mod vrf;
 pub mod testdata;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_aead;

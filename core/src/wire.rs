@@ -171,6 +171,11 @@ pub enum Request {
     /// [`Response::Accepted`] (also when the batch was revoked already), or
     /// [`ErrorCode::Unpaid`] when it proves nothing.
     Revoke { postage: Box<crate::farming::Postage>, second: Box<crate::farming::Stamp> },
+    /// Relay to relay, once epoch `epoch` has ended: the receiver's draw for the sender's
+    /// epoch ([`crate::farming::Draw`]), which with its other neighbours' places the
+    /// sender's audit group. Answered [`Response::Draw`], or refused (epoch not ended or too
+    /// old, a sender that is not a live relay, a receiver not among its neighbours).
+    Draw { epoch: u64 },
 }
 
 /// A relay's answer.
@@ -217,6 +222,9 @@ pub enum Response {
     /// The answer to [`Request::Postage`] for a stripe stored free: the epoch in which this
     /// relay first took it (its life, [`crate::farming::FreeLife`], counts from there).
     FreeSince { epoch: u64 },
+    /// The answer to [`Request::Draw`]: the proof of the one value the receiver's key shows
+    /// for the sender's epoch.
+    Draw(crate::vrf::VrfProof),
 }
 
 /// A donating tab that holds shard `index` of a stripe, reachable through the relay `via`
@@ -542,7 +550,7 @@ impl Response {
 }
 
 impl Message for Request {
-    const KINDS: u32 = 16;
+    const KINDS: u32 = 17;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -599,12 +607,13 @@ impl Message for Request {
             Request::Holders { .. } => Ok(()),
             Request::Offer { via, .. } => limit("peer id bytes", via.len(), MAX_PEER_ID_LEN),
             Request::Revoke { postage, .. } => postage.check(),
+            Request::Draw { .. } => Ok(()),
         }
     }
 }
 
 impl Message for Response {
-    const KINDS: u32 = 11;
+    const KINDS: u32 = 12;
 
     fn to_split_frame(&self) -> Result<SplitFrame<'_>, WireError> {
         match self {
@@ -643,6 +652,7 @@ impl Message for Response {
             Response::Share(_) => Ok(()),
             Response::Postage(p) => p.check(),
             Response::FreeSince { .. } => Ok(()),
+            Response::Draw(_) => Ok(()),
             Response::Holders { holders } => {
                 limit("tab holders", holders.len(), MAX_TAB_HOLDERS)?;
                 holders.iter().try_for_each(|h| {

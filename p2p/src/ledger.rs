@@ -48,12 +48,42 @@ pub fn peer_of(key: &Key) -> Option<PeerId> {
 pub fn audit_group(
     relay: &PeerId,
     epoch: u64,
+    beacon: &[u8; 32],
     relays: impl IntoIterator<Item = PeerId>,
 ) -> Vec<(PeerId, Key)> {
-    let point = kura_core::farming::audit_point(&relay.to_bytes(), epoch);
+    closest_with_keys(relay, &kura_core::farming::audit_point(&relay.to_bytes(), epoch, beacon), relays)
+}
+
+/// The draw group of `relay` among `relays` (the relay itself left out): its own
+/// [`kura_core::farming::AUDIT_GROUP`] closest neighbours, whose draws
+/// ([`kura_core::farming::beacon`]) place its audit group each epoch. Its neighbours change
+/// only as relays come and go, and no epoch's draws are known before the epoch ends.
+pub fn draw_group(relay: &PeerId, relays: impl IntoIterator<Item = PeerId>) -> Vec<(PeerId, Key)> {
+    closest_with_keys(relay, &DhtKey::of(&relay.to_bytes()), relays)
+}
+
+/// The beacon of `relay`'s `epoch` from `draws`, checked against the draw group in the
+/// view `relays`.
+pub fn beacon_of(
+    relay: &PeerId,
+    epoch: u64,
+    draws: &[kura_core::farming::Draw],
+    relays: &[PeerId],
+) -> Result<[u8; 32], kura_core::farming::FarmError> {
+    let group: Vec<Key> = draw_group(relay, relays.iter().copied()).into_iter().map(|(_, k)| k).collect();
+    kura_core::farming::beacon(&relay.to_bytes(), epoch, &group, draws)
+}
+
+/// The [`kura_core::farming::AUDIT_GROUP`] relays closest to `point` other than `relay`,
+/// with their keys.
+fn closest_with_keys(
+    relay: &PeerId,
+    point: &DhtKey,
+    relays: impl IntoIterator<Item = PeerId>,
+) -> Vec<(PeerId, Key)> {
     let others = relays.into_iter().filter(|p| p != relay).map(|p| (p, DhtKey::of(&p.to_bytes())));
     let mut seen = std::collections::HashSet::new();
-    by_distance(&point, others)
+    by_distance(point, others)
         .into_iter()
         .filter(|p| seen.insert(*p))
         .filter_map(|p| key_of(&p).map(|k| (p, k)))
@@ -77,6 +107,16 @@ impl kura_core::ledger::Signer for IdentitySigner {
             }
         }
         sig
+    }
+}
+
+impl IdentitySigner {
+    /// This relay's draw for `relay`'s `epoch` ([`kura_core::farming::Draw`]): `None` when
+    /// its identity is not an ed25519 key.
+    pub fn draw(&self, relay: &PeerId, epoch: u64) -> Option<kura_core::farming::Draw> {
+        let secret = self.0.clone().try_into_ed25519().ok()?.secret();
+        let seed: [u8; 32] = secret.as_ref().try_into().ok()?;
+        Some(kura_core::farming::Draw::make(&seed, &relay.to_bytes(), epoch))
     }
 }
 

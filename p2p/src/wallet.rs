@@ -56,6 +56,8 @@ pub enum WalletError<E> {
     NoGroup,
     #[error("the account's replicas do not agree ({agree} of {asked} alike, {need} needed)")]
     Disagree { agree: usize, asked: usize, need: usize },
+    #[error("too few of the account's replicas answered ({answered}, {need} needed)")]
+    TooFewAnswers { answered: usize, need: usize },
     #[error("{have} of {need} acknowledgements: {reasons}")]
     NotCertified { have: usize, need: usize, reasons: String },
     #[error("the certificate does not verify: {0}")]
@@ -71,6 +73,7 @@ impl<E: kura_core::UserError> kura_core::UserError for WalletError<E> {
             WalletError::Net(e) => e.kind(),
             WalletError::NoGroup => ErrorKind::TooFewRelays,
             WalletError::Disagree { .. } => ErrorKind::Unavailable,
+            WalletError::TooFewAnswers { .. } => ErrorKind::TooFewRelays,
             WalletError::NotCertified { .. } => ErrorKind::Refused,
             WalletError::Invalid(_) => ErrorKind::Corrupt,
             WalletError::BadInput(_) => ErrorKind::BadRequest,
@@ -126,6 +129,10 @@ async fn views<N: LedgerNet>(net: &N, account: &Key, members: &[PeerId]) -> Vec<
 /// it), the furthest along among equals.
 fn agreed<E>(group: &Group, views: &[(PeerId, AccountView)]) -> Result<AccountView, WalletError<E>> {
     let need = group.tolerates() + 1;
+    // Members that did not answer are unreachable, not in disagreement: said as such.
+    if views.len() < need {
+        return Err(WalletError::TooFewAnswers { answered: views.len(), need });
+    }
     AccountView::agreed(views.iter().map(|(_, v)| v), need).map_err(|agree| WalletError::Disagree {
         agree,
         asked: views.len(),

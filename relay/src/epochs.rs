@@ -23,13 +23,13 @@ use crate::unix_now;
 use futures::StreamExt;
 use kura_core::audit::Verdict;
 use kura_core::farming::{
-    epoch_of, ClaimEntry, ClaimPage, EpochAudit, EpochClaim, FreeLife, RewardCertificate, RewardShare,
+    epoch_of, ClaimEntry, ClaimPage, Draw, EpochAudit, EpochClaim, FreeLife, RewardCertificate, RewardShare,
     MAX_CLAIM_BATCHES, MAX_CLAIM_ENTRIES,
 };
 use kura_core::ledger::{Ed25519, Key, LedgerRequest, LedgerResponse};
 use kura_core::wire::{ErrorCode, Request, Response};
 use kura_core::StripeId;
-use kura_p2p::ledger::{audit_group, group_of, key_of};
+use kura_p2p::ledger::{audit_group, beacon_of, draw_group, group_of, key_of};
 use libp2p::PeerId;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -264,7 +264,8 @@ fn build_claims(ctx: &Ctx, epoch: u64, account: Key, page_target: usize) -> Vec<
         .into_iter()
         .map(|(prefix, (burns, entries, bytes))| {
             let page = ClaimPage { level, prefix };
-            (EpochClaim { epoch, page, account, burns: burns.into_values().collect(), entries }, bytes)
+            let burns = burns.into_values().collect();
+            (EpochClaim { epoch, page, account, burns, entries, draws: Vec::new() }, bytes)
         })
         .collect()
 }
@@ -280,10 +281,17 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
         blocking(move || build_claims(&ctx, epoch, account, target)).await?
     };
     let relays = view(ctx);
+    if claims.is_empty() {
+        return None;
+    }
+    // The draws of this relay's neighbours place its audit group for the epoch: asked once,
+    // shown with every page.
+    let (draws, beacon) = draws(ctx, epoch, &relays).await?;
     let (mut pages, mut shards, mut bytes, mut credits) = (0, 0, 0, 0);
-    for (c, page_bytes) in claims {
+    for (mut c, page_bytes) in claims {
         let page_shards = c.entries.len();
-        let Some(outcome) = claim_page(ctx, &relays, c, page_bytes).await else { continue };
+        c.draws = draws.clone();
+        let Some(outcome) = claim_page(ctx, &relays, c, &beacon, page_bytes).await else { continue };
         pages += 1;
         shards += page_shards;
         bytes += page_bytes;
@@ -308,7 +316,7 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
 /// Claims one page of an epoch from the relay's audit group: `None` when it earns nothing at
 /// these prices (no claim sent, no auditor's time), else the credits deposited (0: the page
 /// was forfeited).
-async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, bytes: u64) -> Option<u64> {
+async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, beacon: &[u8; 32], bytes: u64) -> Option<u64> {
     let me = key_of(&ctx.me)?;
     let (epoch, page, account, shards) = (c.epoch, c.page, c.account, c.entries.len());
     let prices = ctx.shared.farming.config().prices;
@@ -316,7 +324,8 @@ async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, bytes: u64) -> 
     if c.entries.is_empty() || amount == 0 {
         return None;
     }
-    let group = audit_group(&ctx.me, epoch, relays.iter().copied());
+    let group = audit_group(&ctx.me, epoch, beacon, relays.iter().copied());
+    let draws = c.draws.clone();
     let req = Request::EpochClaim(Box::new(c));
     let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
         let req = req.clone();
@@ -346,6 +355,7 @@ async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, bytes: u64) -> 
         amount,
         page,
         shares: answers.into_iter().flatten().collect(),
+        draws,
     };
     let keys: Vec<Key> = group.iter().map(|(_, k)| *k).collect();
     if let Err(e) = cert.verify(&keys, &prices, &Ed25519) {
@@ -359,6 +369,69 @@ async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, bytes: u64) -> 
     } else {
         tracing::warn!(epoch, ?page, "reward certified but not deposited (too few replicas took it)");
         Some(0)
+    }
+}
+
+/// Asks this relay's draw group (its neighbours, [`draw_group`]) for their draws for
+/// `epoch`, once it has ended: those that answer with a proof that verifies, and the
+/// beacon they give. `None` (the epoch is not claimed) when fewer than a quorum answer.
+async fn draws(ctx: &Ctx, epoch: u64, relays: &[PeerId]) -> Option<(Vec<Draw>, [u8; 32])> {
+    let group = draw_group(&ctx.me, relays.iter().copied());
+    let input = kura_core::farming::draw_input(&ctx.me.to_bytes(), epoch);
+    let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
+        let input = &input;
+        async move {
+            match ctx.net.request(*peer, Request::Draw { epoch }).await {
+                Ok(Response::Draw(proof)) => match kura_core::vrf::verify(key, input, &proof) {
+                    Ok(_) => Some(Draw { drawer: *key, proof }),
+                    Err(e) => {
+                        tracing::warn!(%peer, epoch, "a draw that does not verify: {e}");
+                        None
+                    }
+                },
+                Ok(other) => {
+                    tracing::info!(%peer, epoch, "draw answered {other:?}");
+                    None
+                }
+                Err(e) => {
+                    tracing::info!(%peer, epoch, "draw unanswered: {e}");
+                    None
+                }
+            }
+        }
+    }))
+    .await;
+    let draws: Vec<Draw> = answers.into_iter().flatten().collect();
+    match beacon_of(&ctx.me, epoch, &draws, relays) {
+        Ok(beacon) => Some((draws, beacon)),
+        Err(e) => {
+            tracing::warn!(epoch, "epoch not claimed: {e}");
+            None
+        }
+    }
+}
+
+/// This relay's answer to `peer`'s [`Request::Draw`] for `epoch`: its draw, only once the
+/// epoch has ended (before then nobody may know it), for the two epochs a claim may come
+/// after, to a live relay whose draw group it is in (in its own view).
+pub fn answer_draw(shared: &crate::node::Shared, me: &PeerId, peer: PeerId, epoch: u64, from_relay: bool) -> Response {
+    let now = epoch_of(unix_now(), shared.farming.config().epoch_secs);
+    if epoch >= now || epoch + 2 < now {
+        return error(
+            ErrorCode::Unpaid,
+            format!("epoch {epoch} is not drawn for now (epoch {now}): draws come after their epoch ends"),
+        );
+    }
+    if !from_relay {
+        return error(ErrorCode::NotInGroup, "draws are made for live relays of this network");
+    }
+    let relays = crate::node::view(shared, me);
+    if !draw_group(&peer, relays.iter().copied()).iter().any(|(p, _)| p == me) {
+        return error(ErrorCode::NotInGroup, "this relay is not among the sender's neighbours");
+    }
+    match shared.ledger.signer().draw(&peer, epoch) {
+        Some(d) => Response::Draw(d.proof),
+        None => error(ErrorCode::Internal, "this relay's identity makes no draws"),
     }
 }
 
@@ -420,7 +493,16 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
     if !relays.contains(&peer) {
         return error(ErrorCode::NotInGroup, "epoch claims are taken from live relays of this network");
     }
-    let group = audit_group(&peer, claim.epoch, relays.iter().copied());
+    let beacon = {
+        let (draws, relays) = (claim.draws.clone(), relays.clone());
+        blocking(move || beacon_of(&peer, claim.epoch, &draws, &relays)).await
+    };
+    let beacon = match beacon {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return error(ErrorCode::NotInGroup, format!("the claim's audit group is not placed: {e}")),
+        None => return error(ErrorCode::Internal, "the draws could not be checked"),
+    };
+    let group = audit_group(&peer, claim.epoch, &beacon, relays.iter().copied());
     if !group.iter().any(|(p, _)| *p == ctx.me) {
         return error(
             ErrorCode::NotInGroup,

@@ -244,8 +244,15 @@ pub fn answer_ledger(
     };
     match req {
         Ok(LedgerRequest::Reward(cert)) => {
+            // The group the draws in the certificate place, in this replica's view; none
+            // (so no quorum) when they do not hold.
             let auditors: Vec<kura_core::ledger::Key> = kura_p2p::ledger::peer_of(&cert.relay)
-                .map(|p| kura_p2p::ledger::audit_group(&p, cert.epoch, relays.iter().copied()))
+                .and_then(|p| {
+                    let beacon = kura_p2p::ledger::beacon_of(&p, cert.epoch, &cert.draws, relays)
+                        .map_err(|e| tracing::info!(relay = %p, epoch = cert.epoch, "reward refused: {e}"))
+                        .ok()?;
+                    Some(kura_p2p::ledger::audit_group(&p, cert.epoch, &beacon, relays.iter().copied()))
+                })
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(_, k)| k)
@@ -598,6 +605,7 @@ fn request_kind(r: &Result<Request, WireError>) -> &'static str {
         Ok(Request::Holders { .. }) => "holders",
         Ok(Request::Offer { .. }) => "offer",
         Ok(Request::Revoke { .. }) => "revoke",
+        Ok(Request::Draw { .. }) => "draw",
         Ok(_) => "unknown",
         Err(_) => "invalid",
     }
@@ -958,6 +966,8 @@ impl Node {
             Request::Offer { .. } => self.proofs.take(&peer, 16, now),
             // Evidence costs up to a burn certificate's and two stamps' signature checks.
             Request::Revoke { .. } => self.proofs.take(&peer, 16, now),
+            // A draw is a hash to the curve and three scalar multiplications.
+            Request::Draw { .. } => self.proofs.take(&peer, 2, now),
             _ => Ok(()),
         };
         if let Err(e) = allowed {
@@ -1088,6 +1098,7 @@ impl Node {
                     Err(_) => error(ErrorCode::Malformed, "`via` is not a peer id"),
                 },
                 Request::Holders { stripe } => Response::Holders { holders: shared.tabs.holders(&stripe) },
+                Request::Draw { epoch } => crate::epochs::answer_draw(&shared, &me, peer, epoch, from_relay),
                 Request::Offer { via, room } => match PeerId::from_bytes(&via) {
                     Ok(_) if from_relay => {
                         error(ErrorCode::NotInGroup, "relays are not offered shards as tabs")

@@ -78,6 +78,8 @@ struct Seen {
     requests: BTreeMap<&'static str, usize>,
     /// Answers to its repair orders, by kind.
     orders: BTreeMap<String, usize>,
+    /// The draws relays answered it, by relay.
+    draws: Vec<(PeerId, kura_core::vrf::VrfProof)>,
 }
 
 /// Everything a relay must speak for other relays to take it for one.
@@ -320,9 +322,15 @@ async fn run_liar(
                     challenges += 1;
                 }
                 SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::Message {
+                    peer,
                     message: request_response::Message::Response { request_id, response },
                     ..
-                })) if sent.remove(&request_id) => record(describe(&response.response)),
+                })) if sent.remove(&request_id) => {
+                    if let Response::Draw(proof) = response.response {
+                        seen.lock().unwrap().draws.push((peer, proof));
+                    }
+                    record(describe(&response.response))
+                }
                 SwarmEvent::Behaviour(LiarBehaviourEvent::Store(request_response::Event::OutboundFailure {
                     request_id,
                     error,
@@ -770,5 +778,68 @@ async fn a_holder_lying_about_a_free_stripes_age_does_not_end_its_life() {
     .unwrap();
     eprintln!("stored in epoch {e0}–{e1}, handed to relay 2, dropped by all three by epoch {gone}");
     assert!(gone >= e0 + 4 && gone <= e1 + 4 + 2, "stored in {e0}–{e1}, gone by {gone}, life 4");
+    liar.task.abort();
+}
+
+/// A relay cannot place its own audit group. Its group for an epoch is placed by the least
+/// of its neighbours' draws for that epoch (`kura_core::farming::beacon`), which they make
+/// only once the epoch has ended: the liar, a relay of the network, is refused its
+/// neighbours' draws for an epoch not yet over, and its claims are refused unjudged when
+/// they carry no draws or draws made by keys of its own (proofs that verify, by no
+/// neighbour of it); with the draws its neighbours gave it, the same claim is placed and
+/// judged (here refused for what it lists: nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_cannot_place_its_own_audit_group() {
+    use kura_core::ledger::Signer;
+    let dir = Scratch::new("liar-draws").unwrap();
+    let (relays, _addrs, liar) = three_relays_and_a_liar(&dir, &["--epoch", "30"]).await;
+    let ids: Vec<PeerId> = relays.iter().map(|r| r.peer_id.parse().unwrap()).collect();
+    let now = relays[0].json("/status").unwrap()["farming"]["epoch"].as_u64().unwrap();
+    let ended = now - 1;
+    let answers = |want: usize| {
+        wait_for(Duration::from_secs(30), "the relays' answers", || {
+            let seen = liar.seen.lock().unwrap();
+            (seen.orders.values().sum::<usize>() >= want).then(|| seen.orders.clone())
+        })
+        .unwrap()
+    };
+    // Draws for the next epoch (not over): refused by all three; for the last: given.
+    let ask = |epoch| ids.iter().map(|p| (*p, Request::Draw { epoch })).collect();
+    liar.orders.send(Cmd::Send(ask(now + 1))).await.unwrap();
+    let got = answers(3);
+    assert_eq!(got.get(&format!("error {}", ErrorCode::Unpaid)), Some(&3), "{got:?}");
+    liar.orders.send(Cmd::Send(ask(ended))).await.unwrap();
+    answers(6);
+    let given: Vec<kura_core::farming::Draw> = {
+        let seen = liar.seen.lock().unwrap();
+        seen.draws
+            .iter()
+            .map(|(p, proof)| kura_core::farming::Draw { drawer: kura_p2p::ledger::key_of(p).unwrap(), proof: *proof })
+            .collect()
+    };
+    assert_eq!(given.len(), 3, "each neighbour gives its draw for an epoch that ended");
+    let input = kura_core::farming::draw_input(&liar.peer.to_bytes(), ended);
+    for d in &given {
+        kura_core::vrf::verify(&d.drawer, &input, &d.proof).expect("a neighbour's draw verifies");
+    }
+    // Claims of that epoch: without draws, with its own keys' draws, with its neighbours'.
+    let claim = |draws: Vec<kura_core::farming::Draw>| kura_core::farming::EpochClaim {
+        epoch: ended,
+        page: kura_core::farming::ClaimPage::default(),
+        account: kura_core::testdata::account_key(3).key(),
+        burns: vec![],
+        entries: vec![],
+        draws,
+    };
+    let own: Vec<kura_core::farming::Draw> =
+        (0..3u8).map(|i| kura_core::farming::Draw::make(&[200 + i; 32], &liar.peer.to_bytes(), ended)).collect();
+    let not_placed = format!("error {}", ErrorCode::NotInGroup);
+    liar.orders.send(Cmd::Send(vec![(ids[0], Request::EpochClaim(Box::new(claim(vec![]))))])).await.unwrap();
+    assert_eq!(answers(7).get(&not_placed), Some(&1));
+    liar.orders.send(Cmd::Send(vec![(ids[1], Request::EpochClaim(Box::new(claim(own))))])).await.unwrap();
+    assert_eq!(answers(8).get(&not_placed), Some(&2));
+    liar.orders.send(Cmd::Send(vec![(ids[2], Request::EpochClaim(Box::new(claim(given))))])).await.unwrap();
+    let got = answers(9);
+    assert_eq!(got.get(&not_placed), Some(&2), "the neighbours' draws place the group: {got:?}");
     liar.task.abort();
 }

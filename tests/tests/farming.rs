@@ -297,13 +297,20 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
                 )
             })
             .collect();
-        let forged = RewardCertificate { epoch, relay: relay5, account: thief, amount, page, shares };
+        // Its own keys' draws for relay 5's epoch: proofs that verify, by no neighbour of it.
+        let draws = (0..16u8)
+            .map(|i| kura_core::farming::Draw::make(&[150 + i; 32], &peers[5].to_bytes(), epoch))
+            .collect();
+        let forged = RewardCertificate { epoch, relay: relay5, account: thief, amount, page, shares, draws };
         for p in &peers {
             let a = client.ledger(*p, LedgerRequest::Reward(Box::new(forged.clone()))).await.unwrap();
             assert!(matches!(a, LedgerResponse::Refused { .. }), "{a:?}");
         }
-        let claim = EpochClaim { epoch, page, account: thief, burns: vec![], entries: vec![] };
+        let claim = EpochClaim { epoch, page, account: thief, burns: vec![], entries: vec![], draws: vec![] };
         let a = client.request(peers[0], Request::EpochClaim(Box::new(claim))).await.unwrap();
+        assert!(matches!(a, Response::Error { code: ErrorCode::NotInGroup, .. }), "{a:?}");
+        // Nor does a stranger learn a relay's draws.
+        let a = client.request(peers[0], Request::Draw { epoch }).await.unwrap();
         assert!(matches!(a, Response::Error { code: ErrorCode::NotInGroup, .. }), "{a:?}");
         for p in &peers {
             let a = client.ledger(*p, LedgerRequest::Account(thief)).await.unwrap();
