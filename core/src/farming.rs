@@ -165,10 +165,13 @@ impl Draw {
     }
 }
 
-/// The beacon of `relay`'s `epoch`: the least value among `draws`, which must come from
-/// distinct members of `committee` (the verifier's own view of the relay's draw group: the
-/// [`AUDIT_GROUP`] relays closest to the relay's own id, itself left out), at least
-/// [`audit_quorum`] of them, every one proven.
+/// The beacon of `relay`'s `epoch`: the least value among the `draws` made by members of
+/// `committee` (the verifier's own view of the relay's draw group: the [`AUDIT_GROUP`]
+/// relays closest to the relay's own id, itself left out), which must be at least
+/// [`audit_quorum`] of them, every one proven. Draws by others are left out unread: views
+/// differ (a relay one verifier distrusts is another's neighbour), and a draw no member
+/// made cannot move the least of the members' draws. At most [`AUDIT_GROUP`] draws are
+/// taken, none twice by one key.
 ///
 /// **Why no one picks it.** A draw is the one value its key can prove for the relay and
 /// epoch ([`crate::vrf`]), and honest relays show theirs only once the epoch has ended, so
@@ -181,23 +184,21 @@ impl Draw {
 /// for a point known in advance.
 pub fn beacon(relay: &[u8], epoch: u64, committee: &[Key], draws: &[Draw]) -> Result<[u8; 32], FarmError> {
     let bad = |why: String| Err(FarmError::BadDraws(why));
-    if draws.len() > committee.len().min(AUDIT_GROUP) {
-        return bad(format!("{} draws from a group of {}", draws.len(), committee.len()));
+    if draws.len() > AUDIT_GROUP {
+        return bad(format!("{} draws, at most {AUDIT_GROUP} are taken", draws.len()));
     }
+    let mut seen = HashSet::new();
+    if !draws.iter().all(|d| seen.insert(d.drawer)) {
+        return bad("two draws by one relay".into());
+    }
+    let members: Vec<&Draw> = draws.iter().filter(|d| committee.contains(&d.drawer)).collect();
     let need = audit_quorum(committee.len().min(AUDIT_GROUP));
-    if draws.len() < need {
-        return bad(format!("{} draws, {need} needed", draws.len()));
+    if members.len() < need {
+        return bad(format!("{} draws by the relay's draw group, {need} needed", members.len()));
     }
     let input = draw_input(relay, epoch);
-    let mut seen = HashSet::new();
     let mut least: Option<[u8; 32]> = None;
-    for d in draws {
-        if !committee.contains(&d.drawer) {
-            return bad(format!("a draw by {}, not of the relay's draw group", crate::hex::encode(&d.drawer[..4])));
-        }
-        if !seen.insert(d.drawer) {
-            return bad("two draws by one relay".into());
-        }
+    for d in members {
         let out = crate::vrf::verify(&d.drawer, &input, &d.proof)
             .map_err(|e| FarmError::BadDraws(format!("a draw does not verify: {e}")))?;
         least = Some(least.map_or(out, |l| l.min(out)));

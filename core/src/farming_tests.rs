@@ -197,8 +197,15 @@ fn a_quorum_of_the_audit_group_signs_a_reward_deposited_once() {
     // 300 MiB at 900 per GiB-epoch.
     assert_eq!(amount, 263);
     let shares: Vec<RewardShare> = group.iter().map(|g| share(g, 5, &relay, &account, amount)).collect();
-    let cert =
-        |shares: Vec<RewardShare>| RewardCertificate { epoch: 5, relay, account, amount, page: P0, shares, draws: Vec::new() };
+    let cert = |shares: Vec<RewardShare>| RewardCertificate {
+        epoch: 5,
+        relay,
+        account,
+        amount,
+        page: P0,
+        shares,
+        draws: Vec::new(),
+    };
     let v = Ed25519;
     assert_eq!(cert(shares[..AUDIT_QUORUM].to_vec()).verify(&keys, &PRICES, &v), Ok(()));
     assert_eq!(
@@ -624,7 +631,15 @@ fn small_audit_groups_need_the_same_share_of_their_members() {
     let msg = share_message(3, &relay, &account, 500, &P0);
     let shares =
         |by: &[SigningKey]| by.iter().map(|a| RewardShare { auditor: a.key(), sig: a.sign(&msg) }).collect();
-    let cert = |shares| RewardCertificate { epoch: 3, relay, account, amount: 500, page: P0, shares, draws: Vec::new() };
+    let cert = |shares| RewardCertificate {
+        epoch: 3,
+        relay,
+        account,
+        amount: 500,
+        page: P0,
+        shares,
+        draws: Vec::new(),
+    };
     assert_eq!(cert(shares(&auditors[..4])).verify(&group, &PRICES, &v), Ok(()));
     let three_and_a_stranger = [&auditors[..3], &[signer(72)][..]].concat();
     assert_eq!(
@@ -849,7 +864,15 @@ fn claim_pages_partition_the_stripes_and_share_the_cap() {
     let shares: Vec<RewardShare> =
         auditors().iter().map(|a| RewardShare::sign(a, 3, &relay, &account, 10, &page)).collect();
     let keys: Vec<Key> = auditors().iter().map(|a| a.key()).collect();
-    let cert = RewardCertificate { epoch: 3, relay, account, amount: 10, page, shares: shares.clone(), draws: Vec::new() };
+    let cert = RewardCertificate {
+        epoch: 3,
+        relay,
+        account,
+        amount: 10,
+        page,
+        shares: shares.clone(),
+        draws: Vec::new(),
+    };
     assert_eq!(cert.verify(&keys, &PRICES, &Ed25519), Ok(()));
     let moved = RewardCertificate { page: other, ..cert.clone() };
     assert!(matches!(moved.verify(&keys, &PRICES, &Ed25519), Err(FarmError::NoQuorum { .. })));
@@ -863,7 +886,8 @@ fn claim_pages_partition_the_stripes_and_share_the_cap() {
 /// The seeds of a draw group of `n` neighbours, and their keys.
 fn neighbours(n: u8) -> (Vec<[u8; 32]>, Vec<Key>) {
     let seeds: Vec<[u8; 32]> = (0..n).map(|i| [100 + i; 32]).collect();
-    let keys = seeds.iter().map(|s| ed25519_dalek::SigningKey::from_bytes(s).verifying_key().to_bytes()).collect();
+    let keys =
+        seeds.iter().map(|s| ed25519_dalek::SigningKey::from_bytes(s).verifying_key().to_bytes()).collect();
     (seeds, keys)
 }
 
@@ -933,25 +957,38 @@ fn a_relay_chooses_among_at_most_the_group_less_the_quorum_plus_one_beacons() {
         reached.insert(outs[skip]);
     }
     assert_eq!(reached, allowed, "exactly the n - q + 1 least draws are reachable");
-    let one_more = [&draws[..], &draws[..1]].concat();
+    let one_more = [&draws[..AUDIT_QUORUM], &draws[..1]].concat();
     assert!(beacon(b"relay", 3, &group, &one_more).is_err(), "two draws by one neighbour");
 }
 
 #[test]
-fn draws_by_strangers_forged_or_repeated_are_refused() {
+fn draws_by_strangers_are_left_out_and_forged_or_repeated_ones_refused() {
     let (seeds, group) = neighbours(8);
     let q = audit_quorum(8);
     let mut draws: Vec<Draw> = seeds[..q].iter().map(|s| Draw::make(s, b"relay", 4)).collect();
-    assert!(beacon(b"relay", 4, &group, &draws).is_ok());
+    let placed = beacon(b"relay", 4, &group, &draws).unwrap();
     // A draw by a key outside the group (the relay's own sybil, whose value it could pick by
-    // making keys) is refused, not left out.
-    let stranger = Draw::make(&[1; 32], b"relay", 4);
-    let with_stranger = [&draws[..], &[stranger]].concat();
-    assert!(matches!(beacon(b"relay", 4, &group, &with_stranger), Err(FarmError::BadDraws(w)) if w.contains("not of")));
+    // making keys) changes nothing: it is left out, unread.
+    let strangers: Vec<Draw> = (0..8u8).map(|i| Draw::make(&[1 + i; 32], b"relay", 4)).collect();
+    let with_stranger = [&draws[..], &strangers[..1]].concat();
+    assert_eq!(beacon(b"relay", 4, &group, &with_stranger), Ok(placed));
+    // Strangers alone, however many, place nothing.
+    assert!(
+        matches!(beacon(b"relay", 4, &group, &strangers), Err(FarmError::BadDraws(w)) if w.contains("0 draws by"))
+    );
+    // One member short of a quorum, made up with strangers: refused.
+    let short = [&draws[..q - 1], &strangers[..]].concat();
+    assert!(
+        matches!(beacon(b"relay", 4, &group, &short), Err(FarmError::BadDraws(w)) if w.contains("needed"))
+    );
     // A member's key with another member's proof.
     draws[0].proof = draws[1].proof;
-    assert!(matches!(beacon(b"relay", 4, &group, &draws), Err(FarmError::BadDraws(w)) if w.contains("verify")));
-    // More draws than the group has members: refused before any is verified.
-    let many = vec![stranger; 9];
-    assert!(matches!(beacon(b"relay", 4, &group, &many), Err(FarmError::BadDraws(w)) if w.contains("from a group")));
+    assert!(
+        matches!(beacon(b"relay", 4, &group, &draws), Err(FarmError::BadDraws(w)) if w.contains("verify"))
+    );
+    // More draws than any group has: refused before any is verified.
+    let many: Vec<Draw> = (0..=AUDIT_GROUP as u8).map(|i| Draw { drawer: [i; 32], ..strangers[0] }).collect();
+    assert!(
+        matches!(beacon(b"relay", 4, &group, &many), Err(FarmError::BadDraws(w)) if w.contains("at most"))
+    );
 }

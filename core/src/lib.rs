@@ -32,8 +32,8 @@ pub mod proof;
 pub mod repair;
 pub mod source;
 pub mod stripe;
-pub mod vrf;
 pub mod testdata;
+pub mod vrf;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_aead;
 pub mod wire;

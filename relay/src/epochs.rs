@@ -316,7 +316,13 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
 /// Claims one page of an epoch from the relay's audit group: `None` when it earns nothing at
 /// these prices (no claim sent, no auditor's time), else the credits deposited (0: the page
 /// was forfeited).
-async fn claim_page(ctx: &Ctx, relays: &[PeerId], c: EpochClaim, beacon: &[u8; 32], bytes: u64) -> Option<u64> {
+async fn claim_page(
+    ctx: &Ctx,
+    relays: &[PeerId],
+    c: EpochClaim,
+    beacon: &[u8; 32],
+    bytes: u64,
+) -> Option<u64> {
     let me = key_of(&ctx.me)?;
     let (epoch, page, account, shards) = (c.epoch, c.page, c.account, c.entries.len());
     let prices = ctx.shared.farming.config().prices;
@@ -414,7 +420,13 @@ async fn draws(ctx: &Ctx, epoch: u64, relays: &[PeerId]) -> Option<(Vec<Draw>, [
 /// This relay's answer to `peer`'s [`Request::Draw`] for `epoch`: its draw, only once the
 /// epoch has ended (before then nobody may know it), for the two epochs a claim may come
 /// after, to a live relay whose draw group it is in (in its own view).
-pub fn answer_draw(shared: &crate::node::Shared, me: &PeerId, peer: PeerId, epoch: u64, from_relay: bool) -> Response {
+pub fn answer_draw(
+    shared: &crate::node::Shared,
+    me: &PeerId,
+    peer: PeerId,
+    epoch: u64,
+    from_relay: bool,
+) -> Response {
     let now = epoch_of(unix_now(), shared.farming.config().epoch_secs);
     if epoch >= now || epoch + 2 < now {
         return error(
@@ -499,7 +511,9 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
     };
     let beacon = match beacon {
         Some(Ok(b)) => b,
-        Some(Err(e)) => return error(ErrorCode::NotInGroup, format!("the claim's audit group is not placed: {e}")),
+        Some(Err(e)) => {
+            return error(ErrorCode::NotInGroup, format!("the claim's audit group is not placed: {e}"))
+        }
         None => return error(ErrorCode::Internal, "the draws could not be checked"),
     };
     let group = audit_group(&peer, claim.epoch, &beacon, relays.iter().copied());

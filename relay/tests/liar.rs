@@ -814,7 +814,10 @@ async fn a_relay_cannot_place_its_own_audit_group() {
         let seen = liar.seen.lock().unwrap();
         seen.draws
             .iter()
-            .map(|(p, proof)| kura_core::farming::Draw { drawer: kura_p2p::ledger::key_of(p).unwrap(), proof: *proof })
+            .map(|(p, proof)| kura_core::farming::Draw {
+                drawer: kura_p2p::ledger::key_of(p).unwrap(),
+                proof: *proof,
+            })
             .collect()
     };
     assert_eq!(given.len(), 3, "each neighbour gives its draw for an epoch that ended");
@@ -831,8 +834,9 @@ async fn a_relay_cannot_place_its_own_audit_group() {
         entries: vec![],
         draws,
     };
-    let own: Vec<kura_core::farming::Draw> =
-        (0..3u8).map(|i| kura_core::farming::Draw::make(&[200 + i; 32], &liar.peer.to_bytes(), ended)).collect();
+    let own: Vec<kura_core::farming::Draw> = (0..3u8)
+        .map(|i| kura_core::farming::Draw::make(&[200 + i; 32], &liar.peer.to_bytes(), ended))
+        .collect();
     let not_placed = format!("error {}", ErrorCode::NotInGroup);
     liar.orders.send(Cmd::Send(vec![(ids[0], Request::EpochClaim(Box::new(claim(vec![]))))])).await.unwrap();
     assert_eq!(answers(7).get(&not_placed), Some(&1));
