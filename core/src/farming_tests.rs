@@ -934,7 +934,7 @@ fn a_relay_chooses_among_at_most_the_group_less_the_quorum_plus_one_beacons() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 4 != 0 {
+            if !x.is_multiple_of(4) {
                 shown.push(*d);
             }
         }

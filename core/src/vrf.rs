@@ -134,6 +134,7 @@ pub fn verify(key: &Key, input: &[u8], proof: &VrfProof) -> Result<[u8; 32], Vrf
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn seed(i: u8) -> [u8; 32] {
@@ -190,13 +191,13 @@ mod tests {
             b
         })
         .decompress()
-        .expect("the point (0, -1)");
+        .unwrap();
         assert!(t.is_small_order());
         let (_, proof) = prove(&seed(1), b"input");
-        let a = CompressedEdwardsY(key(1)).decompress().expect("a key");
+        let a = CompressedEdwardsY(key(1)).decompress().unwrap();
         let tainted = (a + t).compress().to_bytes();
         assert_eq!(verify(&tainted, b"input", &proof), Err(VrfError::BadKey));
-        let g = CompressedEdwardsY(proof.gamma).decompress().expect("gamma");
+        let g = CompressedEdwardsY(proof.gamma).decompress().unwrap();
         let bent = VrfProof { gamma: (g + t).compress().to_bytes(), ..proof };
         assert_eq!(verify(&key(1), b"input", &bent), Err(VrfError::BadPoint));
         assert_eq!(verify(&t.compress().to_bytes(), b"input", &proof), Err(VrfError::BadKey));
