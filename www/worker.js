@@ -96,8 +96,15 @@ function walletSeed() {
   // A wallet carries the account work (a few seconds, once); a seed kept from before the
   // rule is replaced, since replicas credit nothing to its account.
   // Made under a lock: two tabs of the site opened at once share one wallet, not the last made.
-  seedPromise ??= ready.then(() => navigator.locks.request('kura-wallet-seed',
-    () => keptSeed('seed', madeApart, s => walletHasWork(s))));
+  seedPromise ??= ready.then(async () => {
+    /** @type {Uint8Array | undefined} */
+    let seed;
+    await navigator.locks.request('kura-wallet-seed', async () => {
+      seed = await keptSeed('seed', madeApart, s => walletHasWork(s));
+    });
+    if (!seed) throw kuraError('internal', 'the wallet could not be read');
+    return seed;
+  });
   seedPromise.catch(() => { seedPromise = null; });
   return seedPromise;
 }
