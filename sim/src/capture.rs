@@ -79,6 +79,40 @@ pub fn identities_for_audit_quorum(fraction: f64, epochs: f64) -> f64 {
     1.0 / -(epochs * (-q).ln_1p()).exp_m1()
 }
 
+/// Beacons a relay chooses among once its audit group is placed by draws
+/// ([`kura_core::farming::beacon`]): the least of any quorum of its neighbours' draws is one
+/// of the `group − quorum + 1` least.
+pub const BEACON_CHOICES: usize = kura_core::farming::AUDIT_GROUP - kura_core::farming::AUDIT_QUORUM + 1;
+
+/// With audit groups placed by draws, the chance that one epoch of one relay identity of an
+/// adversary holding `fraction` of the relays meets an audit group it holds a quorum of: it
+/// chooses among [`BEACON_CHOICES`] points, each a random point (no identity can be made for
+/// a point known only after the epoch), so at most that many times the random-id law.
+pub fn capture_per_epoch_with_draws(fraction: f64) -> f64 {
+    let q = binomial_tail(kura_core::farming::AUDIT_GROUP, kura_core::farming::AUDIT_QUORUM, fraction);
+    (BEACON_CHOICES as f64 * q).min(1.0)
+}
+
+/// Played on `p` with a random `fraction` of it the adversary's: over `trials` epochs of one
+/// of its relays, each with [`BEACON_CHOICES`] candidate beacons (stand-ins for the least
+/// draws: random points), the share of epochs in which some candidate's audit group holds a
+/// quorum of its relays.
+pub fn draws_played(p: &mut Population, fraction: f64, trials: usize, rng: &mut XorShift) -> f64 {
+    for a in &mut p.adversary {
+        *a = rng.chance(fraction);
+    }
+    let (size, seats) = (kura_core::farming::AUDIT_GROUP, kura_core::farming::AUDIT_QUORUM);
+    let mut captured = 0;
+    for _ in 0..trials {
+        let hit = (0..BEACON_CHOICES).any(|_| {
+            let group = p.closest(&random_key(rng), size, |_| true);
+            group.iter().filter(|&&i| p.adversary[i]).count() >= seats
+        });
+        captured += usize::from(hit);
+    }
+    captured as f64 / trials.max(1) as f64
+}
+
 /// Keys made, and seconds, until an account key lands where the adversary's relays hold
 /// `g.seats` of its group (what [`keys_to_choose`] predicts, played on `p`).
 pub fn choose_account(p: &Population, g: Group, rng: &mut XorShift) -> Grind {
@@ -189,6 +223,11 @@ mod tests {
         let year = identities_for_audit_quorum(0.1, 8760.0);
         assert!((year - 1.0 / (8760.0 * per_epoch)).abs() / year < 0.01, "{year}");
         assert!((identities_for_audit_quorum(0.5, 1.0) - 1.0 / binomial_tail(32, 22, 0.5)).abs() < 1e-9);
+        // With draws: eleven random points an epoch, not every future epoch's known point.
+        assert_eq!(BEACON_CHOICES, 11);
+        let with_draws = capture_per_epoch_with_draws(0.1);
+        assert!((with_draws / binomial_tail(32, 22, 0.1) - 11.0).abs() < 1e-9);
+        assert!(with_draws < 1e-13, "{with_draws}");
     }
 
     #[test]

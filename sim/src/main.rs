@@ -361,7 +361,7 @@ fn chosen_table(
         "an account whose ledger group it holds a quorum of ({q} of {r}): its replicas certify spending credits it never had"
     );
     let audit_row = format!(
-        "a relay identity whose audit group it holds a quorum of ({} of {}) in one of the next 8,760 epochs (a year of hours): its auditors sign up to the cap times 17 page levels",
+        "before draws (audit points known in advance): a relay identity whose audit group it holds a quorum of ({} of {}) in one of the next 8,760 epochs (a year of hours): its auditors sign up to the cap times 17 page levels",
         kura_core::farming::AUDIT_QUORUM,
         kura_core::farming::AUDIT_GROUP
     );
@@ -384,7 +384,7 @@ fn chosen_table(
     ];
     let _ = writeln!(
         md,
-        "\nChosen, not ground: an adversary whose relays are a share of the network makes account keys until one's ledger group holds enough of them, and uses that account. A key costs {:.0} µs here (an ed25519 key and the hash that places it); replicas serve only keys with {} bits of account work, so each key tried costs {} of those ({per_worked_key:.2} s). Audit points are known for every future epoch, so it makes relay identities (each with the join work, {per_identity:.2} s) until one meets an audit group it holds in some epoch, and runs it then. Mean keys (identities) with the work made, and one core's time, by the binomial law of the random-id table above; the last two rows are the rule before (groups of 16, keys free):\n\n| what the adversary picks | {} |\n|---|{}",
+        "\nChosen, not ground: an adversary whose relays are a share of the network makes account keys until one's ledger group holds enough of them, and uses that account. A key costs {:.0} µs here (an ed25519 key and the hash that places it); replicas serve only keys with {} bits of account work, so each key tried costs {} of those ({per_worked_key:.2} s). Before draws, audit points were known for every future epoch, so it made relay identities (each with the join work, {per_identity:.2} s) until one met an audit group it held in some epoch, and ran it then (the table after this one is the rule now). Mean keys (identities) with the work made, and one core's time, by the binomial law of the random-id table above; the last two rows are the rule before (groups of 16, keys free):\n\n| what the adversary picks | {} |\n|---|{}",
         per_key * 1e6,
         kura_core::ledger::ACCOUNT_BITS,
         1u64 << kura_core::ledger::ACCOUNT_BITS,
@@ -402,6 +402,7 @@ fn chosen_table(
             .collect();
         let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
     }
+    draws_table(p, md, csv, rng);
     // Played on the simulated network where it is quick (a few dozen keys a trial, so that
     // the test suite's small debug run stays short): more than f at a fifth of the relays,
     // a quorum at a half.
@@ -425,6 +426,50 @@ fn chosen_table(
             p.len() as f64 / law,
         );
     }
+}
+
+/// Audit groups placed by draws: what one identity-epoch's capture chance is, what a whole
+/// adversary running every relay every hourly epoch gets a year, and the law played.
+fn draws_table(p: &mut Population, md: &mut String, csv: &mut String, rng: &mut XorShift) {
+    let (g, q) = (kura_core::farming::AUDIT_GROUP, kura_core::farming::AUDIT_QUORUM);
+    let _ = writeln!(
+        md,
+        "\nAfter: audit groups placed by draws (`kura_core::farming::beacon`): the point of a relay's epoch is fixed by the least of a quorum of its neighbours' draws, shown only once the epoch has ended, so no identity is made for it in advance; the relay chooses among at most {} beacons ({g} − {q} + 1). Chance that one epoch of one of the adversary's relays meets an audit group it holds {q} of {g} of (at most {} times the random-id law), and captured relay-epochs a year if every relay it has (that share of {}) claims every epoch of an hour:\n\n| with draws | {} |\n|---|{}",
+        capture::BEACON_CHOICES,
+        capture::BEACON_CHOICES,
+        p.len(),
+        FRACTIONS.iter().map(|f| format!("{:.0}%", f * 100.0)).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(FRACTIONS.len())
+    );
+    let per_epoch: Vec<f64> = FRACTIONS.iter().map(|&f| capture::capture_per_epoch_with_draws(f)).collect();
+    let year: Vec<f64> =
+        FRACTIONS.iter().zip(&per_epoch).map(|(&f, &c)| c * f * p.len() as f64 * 8760.0).collect();
+    for (name, values) in
+        [("an identity-epoch captured", &per_epoch), ("captured relay-epochs a year", &year)]
+    {
+        let cells: Vec<String> = values
+            .iter()
+            .map(|&v| match v {
+                v if v < 0.01 => format!("{v:.1e}"),
+                v if v < 1000.0 => format!("{v:.2}"),
+                v => fmt_count(v),
+            })
+            .collect();
+        let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
+        for (f, v) in FRACTIONS.iter().zip(values) {
+            let _ = writeln!(csv, "\"with draws: {name}\",{f},{v},{v}");
+        }
+    }
+    let (share, trials) = (0.5, 200);
+    let played = capture::draws_played(p, share, trials, rng);
+    let law = 1.0 - (1.0 - capture::binomial_tail(g, q, share)).powi(capture::BEACON_CHOICES as i32);
+    let _ = writeln!(
+        md,
+        "\nPlayed on the {} simulated relays with a random {:.0}% the adversary's (where it is common enough to count): in a share {played:.3} of {trials} epochs one of the {} beacons it could choose placed an audit group holding {q} of its relays (the law, as if the points were independent: {law:.3}).",
+        p.len(),
+        share * 100.0,
+        capture::BEACON_CHOICES,
+    );
 }
 
 /// A count in a cell: whole below a million, else in powers of ten.
