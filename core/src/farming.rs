@@ -12,8 +12,9 @@
 //! revoked. At `first_epoch + epochs` the batch expires and its stripes earn nothing more.
 //!
 //! **Earning.** Each epoch, a relay `P` is audited by its **audit group**: the
-//! [`AUDIT_GROUP`] relays closest to [`audit_point`]`(P, epoch)`, a point that moves every
-//! epoch so that no relay keeps the same auditors. `P` gives each auditor its inventory of
+//! [`AUDIT_GROUP`] relays closest to [`audit_point`]`(P, epoch, beacon)`, a point that moves
+//! every epoch so that no relay keeps the same auditors, and that nobody knows before the
+//! epoch ends: the [`beacon`] is the least of `P`'s neighbours' [`Draw`]s for the epoch. `P` gives each auditor its inventory of
 //! stamped shards it holds as a member of their close groups; each auditor checks the
 //! stamps and samples [`EPOCH_SAMPLES`] of them with proofs of possession
 //! ([`EpochAudit`]). An auditor that saw every sample pass signs a [`RewardShare`] for
@@ -44,11 +45,12 @@ use crate::StripeId;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
-/// Relays in a relay's audit group for one epoch. Thirty-two, not sixteen: audit points are
-/// known for every future epoch, so an adversary makes relay identities until one meets an
-/// audit group it holds a quorum of in some epoch; with a tenth of the relays that takes
-/// about 4,200 identities (under an hour of one core) against groups of 16, and about
-/// 5 × 10¹⁰ against groups of 32 (`docs/scale/capture.md`).
+/// Relays in a relay's audit group for one epoch. Thirty-two, not sixteen: chosen when audit
+/// points were known for every future epoch, so that an adversary made relay identities
+/// until one met an audit group it held a quorum of in some epoch (with a tenth of the
+/// relays about 4,200 identities against groups of 16, 5 × 10¹⁰ against 32). Points are now
+/// placed by draws shown after the epoch ([`beacon`]); the groups were not shrunk again
+/// (`docs/scale/capture.md`).
 pub const AUDIT_GROUP: usize = 32;
 /// Shares (distinct auditors of the group) a reward certificate needs: two quorums share
 /// twelve auditors, and ten auditors that are down do not stop it.
