@@ -242,8 +242,8 @@ fn bad_frames_get_errors_not_panics() {
     let newer = Request::from_body(&[17, 0, 0]).unwrap_err();
     assert_eq!(newer, WireError::UnknownKind(17));
     assert_eq!(newer.code(), ErrorCode::UnsupportedVersion);
-    assert_eq!(Response::from_body(&[11]).unwrap_err(), WireError::UnknownKind(11));
-    assert_eq!(Request::from_body(&[16]).unwrap_err(), WireError::UnknownKind(16));
+    assert_eq!(Response::from_body(&[12]).unwrap_err(), WireError::UnknownKind(12));
+    assert_eq!(Request::from_body(&[18]).unwrap_err(), WireError::UnknownKind(18));
     assert!(matches!(Request::from_body(&[1, 0]), Err(WireError::Malformed(_))));
     assert!(matches!(Request::from_body(&[]), Err(WireError::Malformed(_))));
     // A part over its limit is refused (asked for, or answered).
