@@ -63,8 +63,22 @@ fn main() {
     });
     let proof_bytes = postcard::to_allocvec(&draws[0].proof).unwrap().len();
     println!("one operation, p50 / p99 in µs ({rounds} rounds):");
-    println!("  make a draw (VRF proof)    {:>8.1} / {:>8.1}   ed25519 sign   {:>8.1} / {:>8.1}   ratio {:.1}", prove.0, prove.1, sign.0, sign.1, prove.0 / sign.0);
-    println!("  check a draw               {:>8.1} / {:>8.1}   ed25519 verify {:>8.1} / {:>8.1}   ratio {:.1}", check.0, check.1, verify.0, verify.1, check.0 / verify.0);
+    println!(
+        "  make a draw (VRF proof)    {:>8.1} / {:>8.1}   ed25519 sign   {:>8.1} / {:>8.1}   ratio {:.1}",
+        prove.0,
+        prove.1,
+        sign.0,
+        sign.1,
+        prove.0 / sign.0
+    );
+    println!(
+        "  check a draw               {:>8.1} / {:>8.1}   ed25519 verify {:>8.1} / {:>8.1}   ratio {:.1}",
+        check.0,
+        check.1,
+        verify.0,
+        verify.1,
+        check.0 / verify.0
+    );
     println!(
         "  a beacon of {AUDIT_GROUP} draws   {:>8.1} / {:>8.1}   {AUDIT_QUORUM} shares' signatures {:>8.1} / {:>8.1}   ratio {:.1}",
         whole.0,
