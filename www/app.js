@@ -23,8 +23,8 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  *   donate: { args: { quota: number, refresh: number }, done: object },
  *   stopDonating: { args: {}, done: object },
  *   opfsBench: { args: { shards: number, len: number }, done: { result: { writeMBs: number, readMBs: number } } },
- *   put: { args: { file: File, private: boolean, pay: Pay | null, freeUntil: number }, done: { cap: string, cost: string, paidUntil: number } },
- *   quote: { args: { size: number, pay: Pay }, done: { cost: string, shardBytes: number, paidUntil: number } },
+ *   put: { args: { file: File, private: boolean, pay: Pay | null, freeUntil: number, width: Width }, done: { cap: string, cost: string, paidUntil: number } },
+ *   quote: { args: { size: number, pay: Pay }, done: { cost: string, shardBytes: number, paidUntil: number, width: Width } },
  *   files: { args: {}, done: { files: KeptFile[] } },
  *   forget: { args: { fileId: string }, done: object },
  *   renew: { args: { fileId: string, pay: Pay }, done: { cost: string, paidUntil: number } },
@@ -42,6 +42,11 @@ import { explain, kuraError, toError, errorData } from './messages.js';
  * How an upload is paid: epochs of the relays' length at their price (credits per GiB of
  * shard bytes per epoch).
  * @typedef {{ epochs: number, price: number, epochSecs: number }} Pay
+ */
+/**
+ * How wide an upload's stripes are (`k` data and `m` parity shards), from the network's size
+ * (`relays`, estimated by lookups; web.rs `stripeWidth`).
+ * @typedef {{ k: number, m: number, relays: number }} Width
  */
 /**
  * An upload this tab keeps (worker.js seals it in IndexedDB): paidUntil 0 when unpaid, and
@@ -285,7 +290,8 @@ const payTerms = async () => {
   return { epochs: Math.max(1, Math.ceil(paidDays() * 86400 / f.epochSecs)), price: f.price, epochSecs: f.epochSecs };
 };
 /** Shard bytes of a file at 4 + 2 (what the free allowance counts). @param {number} size */
-const shardBytes = size => Math.ceil(size * 1.5);
+/** Shard bytes a file of `size` bytes takes in stripes `w` wide. @param {number} size @param {Width} w */
+const shardBytes = (size, w) => Math.ceil(size * (w.k + w.m) / w.k);
 // Unpaid shard bytes this tab stored this hour (the relays' allowance is per peer, per hour).
 const hour = () => Math.floor(Date.now() / 3_600_000);
 function freeUsed() {
@@ -434,17 +440,22 @@ async function store(file) {
     const cost = document.createElement('div');
     cost.className = 'meta';
     cost.dataset.testid = 'cost';
-    cost.textContent = paying ? `costs ${quote.cost} credits for ${days} days` : `free (${fmtSize(shardBytes(file.size))} of the allowance); paid, it would cost ${quote.cost} credits for ${days} days`;
+    cost.textContent = paying ? `costs ${quote.cost} credits for ${days} days` : `free (${fmtSize(shardBytes(file.size, quote.width))} of the allowance); paid, it would cost ${quote.cost} credits for ${days} days`;
     el.append(cost);
+    const width = document.createElement('div');
+    width.className = 'meta';
+    width.dataset.testid = 'width';
+    width.textContent = `stripes of ${quote.width.k}+${quote.width.m} shards (a network of about ${quote.width.relays} relays)`;
+    el.append(width);
     if (paying) {
       const balance = await refreshWallet();
       if (balance < BigInt(quote.cost)) {
         throw kuraError('unpaid', `This file costs ${quote.cost} credits for ${days} days of storage and the wallet holds ${balance}.`);
       }
-    } else if (shardBytes(file.size) > (await farming).freePerPeer - freeUsed()) {
-      throw kuraError('unpaid', `This file needs ${fmtSize(shardBytes(file.size))} of storage and about ${fmtSize(Math.max(0, (await farming).freePerPeer - freeUsed()))} of the free allowance is left this hour: pay from the wallet (${quote.cost} credits for ${days} days).`);
+    } else if (shardBytes(file.size, quote.width) > (await farming).freePerPeer - freeUsed()) {
+      throw kuraError('unpaid', `This file needs ${fmtSize(shardBytes(file.size, quote.width))} of storage and about ${fmtSize(Math.max(0, (await farming).freePerPeer - freeUsed()))} of the free allowance is left this hour: pay from the wallet (${quote.cost} credits for ${days} days).`);
     }
-    const { cap, cost: paid } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked, pay: paying ? pay : null, freeUntil: paying ? 0 : await freeUntil() }, {
+    const { cap, cost: paid } = await call('put', { file, private: /** @type {HTMLInputElement} */ ($('private')).checked, pay: paying ? pay : null, freeUntil: paying ? 0 : await freeUntil(), width: quote.width }, {
       progress: p => {
         const secs = (performance.now() - start) / 1000;
         const sentShare = p.sent ? p.confirmed / p.sent : 0;
@@ -462,7 +473,7 @@ async function store(file) {
       spend(paid);
       cost.textContent = `paid ${paid} credits for ${days} days`;
     } else {
-      useFree(shardBytes(file.size));
+      useFree(shardBytes(file.size, quote.width));
     }
     Promise.all([showFiles(), refreshWallet()]).catch(showError);
     const link = `${location.origin}/#${cap}`;

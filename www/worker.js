@@ -212,22 +212,26 @@ onmessage = async ({ data: msg }) => {
       postMessage({ id, type: 'done' });
     } else if (op === 'put') {
       const { file, pay } = msg;
+      // The width the quote was made for, so that what is charged is what was quoted.
+      const { k, m } = msg.width || await connected().stripeWidth();
       const entry = { name: file.name, size: file.size, cost: '0', paidUntil: 0, freeUntil: msg.freeUntil || 0, cap: '' };
       if (pay) {
         const seed = await walletSeed();
-        const r = await spending(() => connected().putPaid(file, file.name, file.type, msg.private, 4, 2,
+        const r = await spending(() => connected().putPaid(file, file.name, file.type, msg.private, k, m,
           reporter(id), seed, pay.epochs, pay.price, pay.epochSecs));
         Object.assign(entry, { cap: r.cap, cost: r.cost, paidUntil: r.paidUntil });
       } else {
-        entry.cap = await connected().put(file, file.name, file.type, msg.private, 4, 2, reporter(id));
+        entry.cap = await connected().put(file, file.name, file.type, msg.private, k, m, reporter(id));
       }
       const fileId = Array.from(crypto.getRandomValues(new Uint8Array(8)), b => b.toString(16).padStart(2, '0')).join('');
       await keepFile(fileId, entry);
       postMessage({ id, type: 'done', cap: entry.cap, cost: entry.cost, paidUntil: entry.paidUntil });
     } else if (op === 'quote') {
+      // Stripes as wide as the network's size calls for (4+2 on a few dozen relays).
+      const w = /** @type {{ k: number, m: number, relays: number }} */ (await connected().stripeWidth());
       const q = /** @type {{ cost: string, shardBytes: number, paidUntil: number }} */ (
-        uploadCost(msg.size, 4, 2, msg.pay.epochs, msg.pay.price, msg.pay.epochSecs));
-      postMessage({ id, type: 'done', cost: q.cost, shardBytes: q.shardBytes, paidUntil: q.paidUntil });
+        uploadCost(msg.size, w.k, w.m, msg.pay.epochs, msg.pay.price, msg.pay.epochSecs));
+      postMessage({ id, type: 'done', cost: q.cost, shardBytes: q.shardBytes, paidUntil: q.paidUntil, width: w });
     } else if (op === 'files') {
       postMessage({ id, type: 'done', files: await listFiles() });
     } else if (op === 'forget') {

@@ -340,6 +340,22 @@ impl KuraClient {
         self.net.local_peer_id().to_string()
     }
 
+    /// The stripe width an upload on this network takes, and the network's size it rests on
+    /// (`transfer::stripe_width`: three lookups for random keys, or the relays counted on a
+    /// network found whole): resolves to `{ k, m, relays }`.
+    #[wasm_bindgen(js_name = stripeWidth)]
+    pub fn stripe_width(&self) -> Promise {
+        let net = self.net.clone();
+        future_to_promise(async move {
+            let (params, relays) = transfer::stripe_width(&net).await.map_err(describe)?;
+            let o = Object::new();
+            set(&o, "k", params.k() as f64);
+            set(&o, "m", params.m() as f64);
+            set(&o, "relays", relays);
+            Ok(o.into())
+        })
+    }
+
     /// Encrypts, erasure-codes and uploads `blob`, reading it one chunk at a time; resolves
     /// to the capability text. `k` + `m` relays must be reachable. Unpaid: within the
     /// relays' free allowance.

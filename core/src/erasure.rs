@@ -68,6 +68,39 @@ impl Params {
     }
 }
 
+/// The widths a stripe takes as the network grows, narrowest first: a width is used once the
+/// network has at least [`WIDTH_SPREAD`] times its `n` relays ([`Params::for_network`]).
+///
+/// Why stripes widen. Relay ids are random (and priced: `placement::JOIN_BITS`), so an
+/// adversary running a share `p` of the relays holds each shard of a stripe with chance
+/// about `p`, and a stripe of which it holds `m + 1` shards is lost when it drops them. At a
+/// tenth of the relays that is 1.6% of 4+2 stripes (a file of sixteen stripes: one in
+/// five), 5.0 × 10⁻⁵ of 6+6 and 7.1 × 10⁻⁷ of 10+10; at a fifth 9.9%, 3.9 × 10⁻³ and
+/// 5.6 × 10⁻⁴ (the binomial law; `kura-sim capture` plays it, `docs/scale/capture.md`). The
+/// price of the wider stripes is a third more bytes stored and sent (2.0 against 1.5 times
+/// the data) and `k` shards read to rebuild one; on a few dozen relays, run by people who
+/// know each other, 4+2 stays.
+pub const WIDTHS: [Params; 3] = [Params { k: 4, m: 2 }, Params { k: 6, m: 6 }, Params { k: 10, m: 10 }];
+
+/// How many times a width's `n` relays a network must have before stripes take that width:
+/// a stripe's close group is at most a third of the network, so that its members' failures
+/// are not the network's and its repairs find relays outside it.
+pub const WIDTH_SPREAD: usize = 3;
+
+impl Params {
+    /// The stripe width for a network of about `relays` relays (an estimate:
+    /// `placement::network_size`): the widest of [`WIDTHS`] whose close group is at most a
+    /// [`WIDTH_SPREAD`]th of the network, 4+2 on the smallest.
+    pub fn for_network(relays: f64) -> Params {
+        WIDTHS
+            .iter()
+            .rev()
+            .find(|p| (WIDTH_SPREAD * p.n()) as f64 <= relays)
+            .copied()
+            .unwrap_or(Self::DEFAULT)
+    }
+}
+
 impl Default for Params {
     fn default() -> Self {
         Self::DEFAULT
@@ -238,5 +271,43 @@ mod gf {
                     data.iter().zip(&rows[r * k..(r + 1) * k]).fold(0, |a, (src, &c)| a ^ mul(c, src[p]));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chance that an adversary holding each shard with chance `p` holds `m + 1` of `n`.
+    fn exposed(params: Params, p: f64) -> f64 {
+        let n = params.n();
+        let choose = |n: usize, i: usize| (0..i).fold(1.0, |c, j| c * (n - j) as f64 / (j + 1) as f64);
+        (params.m() + 1..=n).map(|i| choose(n, i) * p.powi(i as i32) * (1.0 - p).powi((n - i) as i32)).sum()
+    }
+
+    #[test]
+    fn stripes_widen_with_the_network_and_each_width_exposes_fewer() {
+        let width = |relays: f64| {
+            let p = Params::for_network(relays);
+            (p.k(), p.m())
+        };
+        // Small networks, and no estimate at all, keep 4+2.
+        for relays in [0.0, 6.0, 10.0, 35.9] {
+            assert_eq!(width(relays), (4, 2), "{relays} relays");
+        }
+        // Each width from three times its n relays.
+        assert_eq!(width(36.0), (6, 6));
+        assert_eq!(width(59.0), (6, 6));
+        assert_eq!(width(60.0), (10, 10));
+        assert_eq!(width(1e5), (10, 10));
+        // Every width is a valid code, each wider one exposes fewer stripes to a tenth of the
+        // relays, and the figures the docs quote hold.
+        for w in WIDTHS {
+            assert_eq!(Params::new(w.k(), w.m()), Ok(w));
+        }
+        let at_a_tenth: Vec<f64> = WIDTHS.iter().map(|&w| exposed(w, 0.1)).collect();
+        assert!(at_a_tenth.windows(2).all(|w| w[1] < w[0] / 50.0), "{at_a_tenth:?}");
+        assert!((at_a_tenth[0] - 0.0159).abs() < 5e-4, "{at_a_tenth:?}");
+        assert!((at_a_tenth[2] - 7.1e-7).abs() < 5e-8, "{at_a_tenth:?}");
     }
 }

@@ -189,6 +189,10 @@ test('a 30 MiB file uploads through the page and its link downloads it, with byt
   check(link.startsWith(`${pageUrl.replace(/\/$/, '')}/#kura1`), `share link carries the capability in its fragment (${link.slice(0, 60)}…)`);
   const status = await page.getByTestId('progress').first().textContent();
   console.log(`  upload: ${status}`);
+  // The width follows the network's size: six relays, found whole, keep 4+2.
+  const width = await page.getByTestId('width').first().textContent();
+  check(width === 'stripes of 4+2 shards (a network of about 6 relays)',
+    `the page says how wide its stripes are, from the relays it counted: "${width}"`);
   await ctx.close();
 
   // Download in a fresh profile, after reading byte ranges through the service worker.

@@ -74,6 +74,8 @@ fn uploads_beyond_the_free_allowance_are_paid_from_a_wallet() {
     let big_path = dir.join("big").display().to_string();
     let (cap, stderr) = kura_paid(&net, &["put", &big_path], &key_arg, "24", &list);
     at("paid put");
+    // Six relays, found whole: stripes stay 4+2, and the batch is priced for them.
+    assert!(stderr.contains("stripes 4+2 (a network of about 6 relays)"), "{stderr}");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let terms = terms_for(
         big.len() as u64,

@@ -27,6 +27,16 @@ fn a_puts_lookups_send_as_many_requests_as_the_simulator_says() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let (lookups, requests): (f64, f64) = (words[1].parse().unwrap(), words[3].parse().unwrap());
     assert!(lookups >= 8.0, "one lookup per stripe at least: {line}");
+    // The put sized the network from its lookups (thirty relays: more than a lookup finds,
+    // so estimated, not counted) and took the width that size calls for.
+    let width = stderr.lines().find(|l| l.starts_with("stripes ")).expect("the put's stripe width");
+    let words: Vec<&str> = width.split(|c: char| c == ' ' || c == '+').collect();
+    let (k, m, relays): (usize, usize, f64) =
+        (words[1].parse().unwrap(), words[2].parse().unwrap(), words[7].parse().unwrap());
+    assert!((15.0..=60.0).contains(&relays), "{RELAYS} relays estimated as {relays}: {width}");
+    let chosen = kura_core::Params::for_network(relays);
+    assert_eq!((k, m), (chosen.k(), chosen.m()), "{width}");
+    eprintln!("{RELAYS} relays: {width}");
     let real = requests / lookups;
 
     let mut rng = XorShift(0x5eed_0003);

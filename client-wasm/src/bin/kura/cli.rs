@@ -40,12 +40,13 @@ struct Cli {
 /// How a file is encoded (`put` and `encode`).
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct Coding {
-    /// Data shards per stripe.
-    #[arg(long, default_value_t = 4)]
-    pub k: usize,
+    /// Data shards per stripe. Without --k and --m a put takes the width the network's size
+    /// calls for (4+2 on a few dozen relays, wider on more), and encode takes 4+2.
+    #[arg(long)]
+    pub k: Option<usize>,
     /// Parity shards per stripe (any m may be lost).
-    #[arg(long, default_value_t = 2)]
-    pub m: usize,
+    #[arg(long)]
+    pub m: Option<usize>,
     /// Encrypt with a fresh random secret: nobody can tell that this file is stored by
     /// encoding a copy of it (and it does not dedupe).
     #[arg(long)]
@@ -53,9 +54,17 @@ pub struct Coding {
 }
 
 impl Coding {
-    /// The encoder's options.
-    pub fn options(self) -> Result<EncodeOptions> {
-        let params = Params::new(self.k, self.m).context("invalid --k/--m")?;
+    /// The width asked for, if any: one of --k and --m alone takes 4+2's other half.
+    pub fn asked(self) -> Result<Option<Params>> {
+        if self.k.is_none() && self.m.is_none() {
+            return Ok(None);
+        }
+        let (k, m) = (self.k.unwrap_or(Params::DEFAULT.k()), self.m.unwrap_or(Params::DEFAULT.m()));
+        Params::new(k, m).map(Some).context("invalid --k/--m")
+    }
+
+    /// The encoder's options, stripes `params` wide.
+    pub fn options(self, params: Params) -> Result<EncodeOptions> {
         Ok(EncodeOptions { params, secret: secret(self.private)?, ..EncodeOptions::default() })
     }
 }
@@ -456,7 +465,7 @@ impl Drop for Output {
 }
 
 fn encode(file: &Path, store: &Path, coding: Coding) -> Result<()> {
-    let opts = coding.options()?;
+    let opts = coding.options(coding.asked()?.unwrap_or_default())?;
     let store = DirStore::open(store).with_context(|| format!("opening store {}", store.display()))?;
     let mut input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let meta = file_meta(file);

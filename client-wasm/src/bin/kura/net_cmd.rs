@@ -70,11 +70,20 @@ impl Drop for ProgressLine {
 }
 
 pub async fn put(file: &Path, bootstrap: &[String], coding: super::Coding, pay: super::Pay) -> Result<()> {
-    let opts = coding.options()?;
+    let asked = coding.asked()?;
     let input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().ok().map(|m| m.len());
     let meta = super::file_meta(file);
     let net = connect(bootstrap).await?;
+    let params = match asked {
+        Some(params) => params,
+        None => {
+            let (params, relays) = transfer::stripe_width(&net).await?;
+            eprintln!("stripes {}+{} (a network of about {relays:.0} relays)", params.k(), params.m());
+            params
+        }
+    };
+    let opts = coding.options(params)?;
     let mut cfg = TransferConfig::default();
     if let Some(key) = &pay.key {
         cfg.purse = Some(Arc::new(buy(&net, key, &pay, &opts, total.unwrap_or(0)).await?));
