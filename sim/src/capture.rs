@@ -22,13 +22,36 @@ pub struct Group {
 /// The groups Kura has: a stripe of `k = 4, m = 2` (three shards dropped lose it; all six
 /// held is the whole group), an account's ledger replicas (six of sixteen break safety);
 /// and wider stripes for comparison (`m + 1` of `k + m` lose them).
-pub const GROUPS: [Group; 5] = [
+pub const GROUPS: [Group; 6] = [
     Group { name: "stripe 4+2: 3 of 6 shards (lost if dropped)", size: 6, seats: 3 },
     Group { name: "stripe 4+2: all 6 shards", size: 6, seats: 6 },
     Group { name: "ledger: 12 of 32 replicas (> f)", size: 32, seats: 12 },
     Group { name: "stripe 8+4: 5 of 12 shards", size: 12, seats: 5 },
     Group { name: "stripe 10+10: 11 of 20 shards", size: 20, seats: 11 },
+    Group { name: "stripe 6+6: 7 of 12 shards", size: 12, seats: 7 },
 ];
+
+/// Relays a Kademlia lookup finds: a bucket's worth.
+pub const LOOKUP_FINDS: usize = 20;
+
+/// The stripe width a put on `p` takes, as `kura put` and the page choose it
+/// (`kura_client::transfer::stripe_width`): the median of three estimates of the network's
+/// size (`kura_core::placement::network_size`), each from the relays a lookup for a random
+/// key finds (the closest [`LOOKUP_FINDS`], all of them on a smaller network). Returns the
+/// estimate (rounded, as the client rounds it) and the width.
+pub fn width_chosen(p: &Population, rng: &mut XorShift) -> (f64, kura_core::Params) {
+    let mut sizes: Vec<f64> = (0..3)
+        .map(|_| {
+            let target = random_key(rng);
+            let found: Vec<DhtKey> =
+                p.closest(&target, LOOKUP_FINDS, |_| true).into_iter().map(|i| p.keys[i]).collect();
+            kura_core::placement::network_size(&target, &found, found.len() < LOOKUP_FINDS)
+        })
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    let relays = sizes[1].round();
+    (relays, kura_core::Params::for_network(relays))
+}
 
 /// `P(X ≥ seats)` for `X ~ Binomial(size, p)`.
 pub fn binomial_tail(size: usize, seats: usize, p: f64) -> f64 {
@@ -187,6 +210,22 @@ pub fn join_key(join_bits: u32, rng: &mut XorShift) -> ([u8; 32], Grind) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn puts_take_the_width_their_networks_size_calls_for() {
+        let mut rng = XorShift(7);
+        for (n, width, most) in [(10, (4, 2), 1.0), (200, (10, 10), 0.95), (20_000, (10, 10), 0.95)] {
+            let p = Population::random(n, &mut rng);
+            let puts = 100;
+            let mut took = 0;
+            for _ in 0..puts {
+                let (relays, w) = width_chosen(&p, &mut rng);
+                assert!(relays >= (n as f64 / 2.0).min(LOOKUP_FINDS as f64) && relays <= 2.0 * n as f64);
+                took += usize::from((w.k(), w.m()) == width);
+            }
+            assert!(took as f64 >= most * puts as f64, "{n} relays: {took} of {puts} puts took {width:?}");
+        }
+    }
 
     #[test]
     fn random_ids_capture_groups_as_the_binomial_law_says() {

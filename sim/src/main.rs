@@ -403,6 +403,7 @@ fn chosen_table(
         let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
     }
     draws_table(p, md, csv, rng);
+    widths_table(p, md, csv, rng);
     // Played on the simulated network where it is quick (a few dozen keys a trial, so that
     // the test suite's small debug run stays short): more than f at a fifth of the relays,
     // a quorum at a half.
@@ -425,6 +426,65 @@ fn chosen_table(
             law,
             p.len() as f64 / law,
         );
+    }
+}
+
+/// Stripes as wide as the network: the width puts take on networks of several sizes (their
+/// own estimate of the size, as the client makes it), and what it buys against random ids.
+fn widths_table(p: &Population, md: &mut String, csv: &mut String, rng: &mut XorShift) {
+    let puts = 300;
+    let gib_stripes = |w: kura_core::Params| {
+        f64::from(kura_core::farming::terms_for(1 << 30, kura_core::CHUNK_SIZE, w, 0, 1).slots)
+    };
+    let _ = writeln!(
+        md,
+        "\nAfter: stripes as wide as the network (`kura_core::Params::for_network`: 4+2, 6+6 from 36 relays, 10+10 from 60, a stripe's group at most a third of the network). Each put sizes the network from three lookups for random keys (`kura_core::placement::network_size`, the median; a network a lookup finds whole is counted) and takes the width that size calls for; {puts} puts on each network. An adversary with random ids holding a share of the relays can lose a stripe of which it holds `m + 1` shards (binomial law, over the widths the puts took), and a file of 1 GiB (1,025 stripes at 4+2) if it can lose any one of them:\n\n| relays | widths the puts took | size estimated (5% / median / 95%) | stripes it can lose, 10% / 20% | 1 GiB files it can lose, 10% / 20% | bytes stored per byte | shards read per shard rebuilt |\n|---|---|---|---|---|---|---|"
+    );
+    let mut sizes: Vec<usize> =
+        [10, 30, 50, 100, 1_000, 10_000].into_iter().filter(|&n| n < p.len()).collect();
+    sizes.push(p.len());
+    for n in sizes {
+        let own;
+        let net = if n == p.len() {
+            p
+        } else {
+            own = Population::random(n, rng);
+            &own
+        };
+        let mut estimates = Vec::with_capacity(puts);
+        let mut took: Vec<(usize, usize, usize)> = Vec::new();
+        let (mut stripe, mut file, mut stored, mut reads) = ([0.0; 2], [0.0; 2], 0.0, 0.0);
+        for _ in 0..puts {
+            let (relays, w) = capture::width_chosen(net, rng);
+            estimates.push(relays);
+            match took.iter_mut().find(|t| (t.0, t.1) == (w.k(), w.m())) {
+                Some(t) => t.2 += 1,
+                None => took.push((w.k(), w.m(), 1)),
+            }
+            for (i, share) in [0.1, 0.2].into_iter().enumerate() {
+                let q = capture::binomial_tail(w.n(), w.m() + 1, share);
+                stripe[i] += q / puts as f64;
+                file[i] += (1.0 - (1.0 - q).powf(gib_stripes(w))) / puts as f64;
+            }
+            stored += w.n() as f64 / w.k() as f64 / puts as f64;
+            reads += w.k() as f64 / puts as f64;
+        }
+        took.sort_unstable();
+        let widths: Vec<String> = took.iter().map(|(k, m, c)| format!("{k}+{m}: {c}")).collect();
+        let _ = writeln!(
+            md,
+            "| {n} | {} | {:.0} / {:.0} / {:.0} | {} / {} | {} / {} | {stored:.2} | {reads:.1} |",
+            widths.join(", "),
+            quantile(&mut estimates, 0.05),
+            quantile(&mut estimates, 0.5),
+            quantile(&mut estimates, 0.95),
+            fmt_p(stripe[0]),
+            fmt_p(stripe[1]),
+            fmt_p(file[0]),
+            fmt_p(file[1]),
+        );
+        let _ = writeln!(csv, "\"widths on {n} relays: stripes lost\",0.1,{},{}", stripe[0], stripe[0]);
+        let _ = writeln!(csv, "\"widths on {n} relays: stripes lost\",0.2,{},{}", stripe[1], stripe[1]);
     }
 }
 
