@@ -73,7 +73,8 @@ node tests/browser/earn.test.mjs target/debug/kura target/browser-artifacts
 
 log "the browser client's API in headless Chromium against a local network (WebSocket, WebRTC-direct)"
 netdir=$(mktemp -d)
-target/debug/kura devnet --relays 6 --dir "$netdir" --http 127.0.0.1:0 --base-port 0 > "$netdir/out" &
+target/debug/kura devnet --relays 6 --dir "$netdir" --http 127.0.0.1:0 --base-port 0 \
+  --identities p2p/src/join_keys.txt > "$netdir/out" &
 devnet=$!
 stop_devnet() { kill -TERM "$devnet" 2>/dev/null || true; wait "$devnet" 2>/dev/null || true; rm -rf "$netdir"; }
 trap stop_devnet EXIT

@@ -44,12 +44,14 @@ async fn main() {
     let work = std::env::temp_dir().join(format!("kura-ledger-net-bench-{}", std::process::id()));
     let mint = key(usize::MAX);
     let mint_hex: String = mint.key().iter().map(|b| format!("{b:02x}")).collect();
-    let cfg = DevnetConfig::ephemeral(
+    let mut cfg = DevnetConfig::ephemeral(
         relays,
         work.join("net"),
         bin_dir.join("kura-relay"),
         vec!["--ledger-mint".into(), mint_hex],
     );
+    // Identities from the test pool: each new one is seconds of join work.
+    cfg.identities = Some(kura_client::devnet::TEST_IDENTITIES.into());
     let net = Devnet::start(&cfg).await.unwrap();
     let addrs = kura_client::bootstrap::resolve(&[net.bootstrap().unwrap().to_owned()]).await.unwrap();
     let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();

@@ -239,7 +239,9 @@ async fn main() {
 
     // Many puts of large files from this machine: beyond what relays give unpaid by default.
     let free = ["--free-bytes", "1T", "--free-bytes-total", "1T"].map(String::from).to_vec();
-    let cfg = DevnetConfig::ephemeral(relays, work.join("net"), bin_dir.join("kura-relay"), free);
+    let mut cfg = DevnetConfig::ephemeral(relays, work.join("net"), bin_dir.join("kura-relay"), free);
+    // Identities from the test pool: each new one is seconds of join work.
+    cfg.identities = Some(kura_client::devnet::TEST_IDENTITIES.into());
     let net = Devnet::start(&cfg).await.unwrap();
     let boot = net.bootstrap().unwrap().to_owned();
     let pids: Vec<u32> = net.relays.iter().map(|r| r.pid()).collect();

@@ -124,12 +124,14 @@ async fn main() {
         "--free-bytes-total",
         "1T",
     ];
-    let cfg = DevnetConfig::ephemeral(
+    let mut cfg = DevnetConfig::ephemeral(
         relays,
         work.join("net"),
         bin_dir.join("kura-relay"),
         args.iter().map(|a| (*a).to_owned()).collect(),
     );
+    // Identities from the test pool: each new one is seconds of join work.
+    cfg.identities = Some(kura_client::devnet::TEST_IDENTITIES.into());
     let mut net = Devnet::start(&cfg).await.unwrap();
     let boot = net.bootstrap().unwrap().to_owned();
     let t = Instant::now();

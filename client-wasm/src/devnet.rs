@@ -27,14 +27,31 @@ pub struct DevnetConfig {
     pub relay_bin: PathBuf,
     /// Extra arguments for every relay (e.g. `--repair-interval 2`).
     pub relay_args: Vec<String>,
+    /// Seeds of identities that carry the join work (64 hex digits a line, as `kura-sim
+    /// join-keys` writes them; other lines are skipped): relay `i`, if it has no identity
+    /// yet, takes the `i`-th of them instead of making one. For tests, which start many
+    /// networks; without it each new relay makes its own.
+    pub identities: Option<PathBuf>,
 }
 
 impl DevnetConfig {
     /// `relays` relays of `relay_bin` under `dir`, on ephemeral loopback ports (HTTP too).
     pub fn ephemeral(relays: usize, dir: PathBuf, relay_bin: PathBuf, relay_args: Vec<String>) -> Self {
-        Self { relays, dir, http: SocketAddr::from(([127, 0, 0, 1], 0)), base_port: 0, relay_bin, relay_args }
+        Self {
+            relays,
+            dir,
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            base_port: 0,
+            relay_bin,
+            relay_args,
+            identities: None,
+        }
     }
 }
+
+/// The test suite's pool of worked identities in this checkout (`p2p/src/join_keys.txt`), for
+/// [`DevnetConfig::identities`] in tests and benchmarks run from the source tree.
+pub const TEST_IDENTITIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../p2p/src/join_keys.txt");
 
 /// One running relay of the devnet.
 #[derive(Debug)]
@@ -74,6 +91,65 @@ fn listen_args(base: u16, i: usize) -> Vec<String> {
         format!("/ip4/127.0.0.1/udp/{}/webrtc-direct", port(1)),
         format!("/ip4/127.0.0.1/tcp/{}/ws", port(2)),
     ]
+}
+
+/// Gives each relay directory without an identity one that carries the join work, before
+/// any relay starts: taken from `cfg.identities`, else made on every core at once (each is
+/// seconds of one core; a relay that made its own at start would make them one at a time).
+fn prepare_identities(cfg: &DevnetConfig) -> Result<()> {
+    let pool: Vec<libp2p::identity::Keypair> = match &cfg.identities {
+        None => Vec::new(),
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .filter_map(|l| kura_core::hex::decode_array::<32>(l.trim()))
+            .filter_map(|seed| libp2p::identity::Keypair::ed25519_from_bytes(seed).ok())
+            .filter(|k| kura_p2p::admitted(&k.public().to_peer_id()))
+            .collect(),
+    };
+    let mut to_make = Vec::new();
+    for i in 0..cfg.relays {
+        let dir = relay_dir(&cfg.dir, i);
+        if has_worked_identity(&dir.join(IDENTITY_FILE)) {
+            continue;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        match pool.get(i) {
+            Some(key) => write_identity(&dir, key)?,
+            None => to_make.push(dir),
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from).min(to_make.len()).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = to_make
+            .chunks(to_make.len().div_ceil(cores).max(1))
+            .map(|dirs| {
+                s.spawn(move || dirs.iter().try_for_each(|d| write_identity(d, &kura_p2p::relay_identity())))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().unwrap_or_else(|_| bail!("making an identity panicked")))
+    })
+}
+
+/// Whether `path` holds an identity that carries the join work. One made under a lower bar
+/// (an earlier `JOIN_BITS`) is replaced: its relay would count in no close group, and on a
+/// devnet nothing else depends on the peer id staying.
+fn has_worked_identity(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| libp2p::identity::Keypair::from_protobuf_encoding(&bytes).ok())
+        .is_some_and(|k| kura_p2p::admitted(&k.public().to_peer_id()))
+}
+
+/// The file a relay keeps its identity in, in its data directory (`kura-relay`'s own name).
+const IDENTITY_FILE: &str = "identity.key";
+
+fn write_identity(dir: &Path, key: &libp2p::identity::Keypair) -> Result<()> {
+    let path = dir.join(IDENTITY_FILE);
+    kura_p2p::docs::write_private(&path, &key.to_protobuf_encoding()?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn start_relay(cfg: &DevnetConfig, i: usize, bootstrap: Option<&str>) -> Result<DevRelay> {
@@ -134,6 +210,7 @@ impl Devnet {
         if cfg.relays == 0 {
             bail!("--relays must be at least 1");
         }
+        prepare_identities(cfg)?;
         let mut net = Devnet { relays: Vec::with_capacity(cfg.relays) };
         for i in 0..cfg.relays {
             let boot = net.relays.first().and_then(DevRelay::tcp_addr).map(str::to_owned);

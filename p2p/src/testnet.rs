@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Seeds of ed25519 keys whose peer ids carry the join work
-/// ([`kura_core::placement::JOIN_BITS`]), made by `kura-sim join-keys --count 96`: tests
+/// ([`kura_core::placement::JOIN_BITS`]), made by `kura-sim join-keys` (two runs of 48, seeds 1 and 2): tests
 /// that start many relays take identities from here instead of paying the work each time.
 const JOIN_KEYS: &str = include_str!("join_keys.txt");
 
@@ -29,6 +29,8 @@ pub fn identity() -> Keypair {
             }
         }
     }
+    // Seconds of one core each: a test that gets here wants a bigger pool.
+    eprintln!("kura_p2p::testnet: the pool of worked identities is used up; making one");
     crate::relay_identity()
 }
 

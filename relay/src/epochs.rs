@@ -286,7 +286,10 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
     }
     // The draws of this relay's neighbours place its audit group for the epoch: asked once,
     // shown with every page.
-    let (draws, beacon) = draws(ctx, epoch, &relays).await?;
+    let Some((draws, beacon)) = draws(ctx, epoch, &relays).await else {
+        ctx.shared.metrics.epochs_unplaced.inc();
+        return None;
+    };
     let (mut pages, mut shards, mut bytes, mut credits) = (0, 0, 0, 0);
     for (mut c, page_bytes) in claims {
         let page_shards = c.entries.len();

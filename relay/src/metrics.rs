@@ -74,6 +74,9 @@ pub struct Metrics {
     pub credits_earned: Counter,
     pub epochs_rewarded: Counter,
     pub epochs_forfeited: Counter,
+    /// Epochs with something to claim that were not claimed: too few of the draw group
+    /// answered with a draw to place the audit group ([`crate::epochs::claim`]).
+    pub epochs_unplaced: Counter,
     /// Credits this relay paid donating tabs, and the transfers that did, and those that
     /// failed ([`crate::epochs::pay_tabs`]).
     pub tab_credits_paid: Counter,
@@ -167,6 +170,7 @@ impl Metrics {
             credits_earned: Counter::default(),
             epochs_rewarded: Counter::default(),
             epochs_forfeited: Counter::default(),
+            epochs_unplaced: Counter::default(),
             tab_credits_paid: Counter::default(),
             tab_payments: Counter::default(),
             tab_payments_failed: Counter::default(),
@@ -291,6 +295,11 @@ impl Metrics {
             "epochs_forfeited",
             "Epochs claimed for paid shards that got no certificate",
             m.epochs_forfeited.clone(),
+        );
+        r.register(
+            "epochs_unplaced",
+            "Epochs not claimed because too few neighbours gave a draw to place the audit group",
+            m.epochs_unplaced.clone(),
         );
         r.register(
             "epoch_audits",

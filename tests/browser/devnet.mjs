@@ -5,11 +5,17 @@ import { createInterface } from 'node:readline';
 import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// The test suite's pool of relay identities that carry the join work (each new one costs a
+// relay seconds of one core): relay i of every devnet here takes the i-th.
+const identities = fileURLToPath(new URL('../../p2p/src/join_keys.txt', import.meta.url));
 
 // Starts `kura devnet` with `relays` relays in `dir` (and `extra` arguments); resolves with
 // the child, the page's URL and each relay's { peer, http, pid } once every relay is up.
 export async function startDevnet(kuraBin, dir, relays = 6, extra = []) {
-  const child = spawn(kuraBin, ['devnet', '--relays', String(relays), '--dir', dir, '--http', '127.0.0.1:0', '--base-port', '0', ...extra],
+  const child = spawn(kuraBin, ['devnet', '--relays', String(relays), '--dir', dir, '--http', '127.0.0.1:0', '--base-port', '0',
+    '--identities', identities, ...extra],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   const up = [];
   let page;

@@ -233,6 +233,11 @@ enum Command {
         /// of shards per epoch).
         #[arg(long)]
         price: Option<u64>,
+        /// Identities for the relays instead of making them (a file of seeds, as `kura-sim
+        /// join-keys` writes; the test suite's pool is p2p/src/join_keys.txt): each new
+        /// relay's identity costs seconds of join work.
+        #[arg(long)]
+        identities: Option<PathBuf>,
     },
     /// Encode FILE into shards in a directory and print its capability.
     Encode {
@@ -327,6 +332,7 @@ pub fn main() {
             tab_ttl,
             tab_check,
             price,
+            identities,
         } => runtime().and_then(|rt| {
             let relay_bin = relay_bin.unwrap_or_else(kura_client::devnet::default_relay_bin);
             let cfg = kura_client::devnet::DevnetConfig {
@@ -345,6 +351,7 @@ pub fn main() {
                 .filter_map(|(flag, v)| Some([flag.to_owned(), v?.to_string()]))
                 .flatten()
                 .collect(),
+                identities,
             };
             rt.block_on(net_cmd::devnet(cfg, &fund))
         }),
