@@ -45,12 +45,12 @@ impl DhtKey {
 /// without a price it can make keys until one lands next to a chosen stripe or account
 /// (`kura-sim capture`: three seats of a chosen 4+2 stripe in about 1.4 s of one core among
 /// 100,000 relays). The join work multiplies every key tried by `2^JOIN_BITS`: an honest
-/// relay pays it once, when it makes its identity (about ten seconds at 20 bits), a grinder
-/// pays it for every key it throws away (about a week of one core for those three seats,
-/// growing with the network). It prices a choice of place; it does not prevent one. Raised
-/// from 16 bits once audit groups were placed by draws: what then priced a captured
-/// relay-epoch was auditors ground within the claim window, and 16 more times the work
-/// makes that weeks of cores against an honest relay's ten seconds once.
+/// relay pays it once, when it makes its identity (about fifteen seconds of one core at 20
+/// bits), a grinder pays it for every key it throws away (about twenty core-days for those
+/// three seats, growing with the network). It prices a choice of place; it does not prevent
+/// one. Raised from 16 bits once audit groups were placed by draws: what then priced a
+/// captured relay-epoch was auditors ground within the claim window, and sixteen times the
+/// work makes that weeks of cores against an honest relay's fifteen seconds once.
 pub const JOIN_BITS: u32 = 20;
 
 const JOIN_CONTEXT: &str = "kura 2026 relay join work v1";

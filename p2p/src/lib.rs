@@ -46,7 +46,7 @@ pub fn admitted(peer: &libp2p::PeerId) -> bool {
 }
 
 /// A new relay identity: ed25519 keys are made until one's peer id carries the join work
-/// (`2^JOIN_BITS` keys on average, about ten seconds of one core at 20 bits).
+/// (`2^JOIN_BITS` keys on average, about fifteen seconds of one core at 20 bits).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn relay_identity() -> libp2p::identity::Keypair {
     loop {

@@ -445,7 +445,7 @@ pub fn load_identity(dir: &Path) -> Result<identity::Keypair> {
         }
         return Ok(key);
     }
-    // Made once: about ten seconds of one core for the join work (2^20 keys).
+    // Made once: about fifteen seconds of one core for the join work (2^20 keys).
     let key = kura_p2p::relay_identity();
     write_private(&path, &key.to_protobuf_encoding()?)?;
     Ok(key)

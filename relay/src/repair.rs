@@ -564,6 +564,11 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
             silent.iter().copied().filter(|p| !suspects.contains(p)).partition(|p| !last.contains(p));
         *last = silent;
         suspects.extend(fresh);
+        // Counted (`kura_repair_events_total{kind="left_out_silent"}`): a live relay left
+        // out may leave stripes at `k` in this view, which are then rebuilt at once.
+        for _ in &stale {
+            ctx.shared.metrics.repair_event("left_out_silent");
+        }
         (stale, suspects)
     };
 

@@ -90,6 +90,12 @@ fn redundancy(inv: &Inventory, stripes: &BTreeSet<String>) -> (usize, Option<Str
 }
 
 /// Repair traffic summed over the live relays: (bytes in, bytes out, rebuilds).
+/// Live relays left out of some relay's repair plan, for not answering two rounds in a row
+/// (`kura_repair_events_total{kind="left_out_silent"}`, summed over the live relays).
+fn left_out_silent(net: &Net) -> f64 {
+    net.live().map(|r| r.metric("kura_repair_events_total{kind=\"left_out_silent\"}").unwrap_or(0.0)).sum()
+}
+
 fn repair_traffic(net: &Net) -> (u64, u64, u64) {
     let (mut bin, mut bout, mut rebuilt) = (0, 0, 0);
     for r in net.live() {
@@ -404,6 +410,7 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
     assert!(!both.is_empty() && on_a.len() > both.len(), "{} on a, {} on both", on_a.len(), both.len());
     let (_, _, rebuilt0) = repair_traffic(&net);
+    let silent0 = left_out_silent(&net);
 
     // One member down: its stripes are at five live shards, waited for.
     let dead = net.relay(a).peer_id.clone();
@@ -448,12 +455,17 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
                 .collect::<Vec<_>>()
         })
         .collect();
+    // Likewise a live relay that some relay left out of a round's plan for not answering
+    // twice in a row (slow under the full suite's load: seen once, 9 rebuilds).
+    let silent = left_out_silent(&net) - silent0;
     if rebuilt1 != rebuilt0 {
-        println!("rebuilds with one member down, beside: {distrust:#?}");
+        println!(
+            "rebuilds with one member down, beside: {distrust:#?}; live relays left out as silent: {silent}"
+        );
     }
     assert!(
-        rebuilt1 == rebuilt0 || !distrust.is_empty(),
-        "a member within its grace was repaired around ({} rebuilds, no live relay distrusted)",
+        rebuilt1 == rebuilt0 || !distrust.is_empty() || silent > 0.0,
+        "a member within its grace was repaired around ({} rebuilds, no live relay distrusted or left out)",
         rebuilt1 - rebuilt0
     );
     assert!(waiting > 0, "no relay reports waiting for the member that is down");
