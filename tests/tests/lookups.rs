@@ -30,7 +30,7 @@ fn a_puts_lookups_send_as_many_requests_as_the_simulator_says() {
     // The put sized the network from its lookups (thirty relays: more than a lookup finds,
     // so estimated, not counted) and took the width that size calls for.
     let width = stderr.lines().find(|l| l.starts_with("stripes ")).expect("the put's stripe width");
-    let words: Vec<&str> = width.split(|c: char| c == ' ' || c == '+').collect();
+    let words: Vec<&str> = width.split([' ', '+']).collect();
     let (k, m, relays): (usize, usize, f64) =
         (words[1].parse().unwrap(), words[2].parse().unwrap(), words[7].parse().unwrap());
     assert!((15.0..=60.0).contains(&relays), "{RELAYS} relays estimated as {relays}: {width}");
