@@ -119,6 +119,12 @@ fn prepare_identities(cfg: &DevnetConfig) -> Result<()> {
             None => to_make.push(dir),
         }
     }
+    if !to_make.is_empty() {
+        eprintln!(
+            "making {} relay identities with the join work (about 16 s of one core each, on every core)",
+            to_make.len()
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from).min(to_make.len()).max(1);
     std::thread::scope(|s| {
         let workers: Vec<_> = to_make
