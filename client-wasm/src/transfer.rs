@@ -379,16 +379,13 @@ pub async fn encode_into(
     tail.capability().ok_or(TransferError::Internal("the encoder ended without a capability"))
 }
 
-/// Lookups whose median estimate of the network's size sets a put's stripe width.
-const SIZE_LOOKUPS: usize = 3;
-
 /// The stripe width for a put on this network (`kura_core::Params::for_network`) and the
-/// network's size it rests on: the median of [`SIZE_LOOKUPS`] estimates
+/// network's size it rests on: the median of `SIZE_LOOKUPS` estimates
 /// (`kura_core::placement::network_size`), from lookups for random keys run at once. On a
 /// network small enough to be found whole the relays are counted, and no lookup is sent
 /// while that answer stands.
 pub async fn stripe_width(net: &Network) -> Result<(kura_core::Params, f64), NetError> {
-    let lookups = (0..SIZE_LOOKUPS).map(|_| async {
+    let lookups = (0..kura_core::placement::SIZE_LOOKUPS).map(|_| async {
         let mut bytes = [0u8; 32];
         // Any key will do: a failed draw looks up the zero key, whose estimate is as good.
         let _ = getrandom::fill(&mut bytes);
@@ -399,10 +396,8 @@ pub async fn stripe_width(net: &Network) -> Result<(kura_core::Params, f64), Net
         Ok::<f64, NetError>(kura_core::placement::network_size(&DhtKey::of_stripe(&target), &keys, whole))
     });
     let mut sizes = futures::future::try_join_all(lookups).await?;
-    sizes.sort_by(f64::total_cmp);
-    // Whole relays: the width is the one the size said (`kura put` prints it rounded).
-    let relays = sizes[sizes.len() / 2].round();
-    Ok((kura_core::Params::for_network(relays), relays))
+    let (relays, params) = kura_core::placement::width_of_estimates(&mut sizes);
+    Ok((params, relays))
 }
 
 /// A whole put: `encode` (given the sending end of a queue `cfg.stripes_in_flight` stripes

@@ -117,6 +117,18 @@ pub fn network_size(target: &DhtKey, found: &[DhtKey], whole: bool) -> f64 {
     (squares / weighted).max(found.len() as f64)
 }
 
+/// Lookups a put sizes the network with ([`width_of_estimates`] takes their median).
+pub const SIZE_LOOKUPS: usize = 3;
+
+/// The network's size a put rests on, from its [`SIZE_LOOKUPS`] estimates
+/// ([`network_size`]): their median, in whole relays (what `kura put` prints), and the stripe
+/// width that size calls for ([`crate::Params::for_network`]). 4+2 with no estimate.
+pub fn width_of_estimates(estimates: &mut [f64]) -> (f64, crate::Params) {
+    estimates.sort_by(f64::total_cmp);
+    let relays = estimates.get(estimates.len() / 2).map_or(0.0, |r| r.round());
+    (relays, crate::Params::for_network(relays))
+}
+
 /// `peers` ordered closest first to `target`; duplicates (same key) are dropped.
 pub fn by_distance<P>(target: &DhtKey, peers: impl IntoIterator<Item = (P, DhtKey)>) -> Vec<P> {
     let mut v: Vec<([u8; 32], P)> = peers.into_iter().map(|(p, k)| (target.distance(&k), p)).collect();

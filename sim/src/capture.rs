@@ -40,7 +40,7 @@ pub const LOOKUP_FINDS: usize = 20;
 /// key finds (the closest [`LOOKUP_FINDS`], all of them on a smaller network). Returns the
 /// estimate (rounded, as the client rounds it) and the width.
 pub fn width_chosen(p: &Population, rng: &mut XorShift) -> (f64, kura_core::Params) {
-    let mut sizes: Vec<f64> = (0..3)
+    let mut sizes: Vec<f64> = (0..kura_core::placement::SIZE_LOOKUPS)
         .map(|_| {
             let target = random_key(rng);
             let found: Vec<DhtKey> =
@@ -48,9 +48,7 @@ pub fn width_chosen(p: &Population, rng: &mut XorShift) -> (f64, kura_core::Para
             kura_core::placement::network_size(&target, &found, found.len() < LOOKUP_FINDS)
         })
         .collect();
-    sizes.sort_by(f64::total_cmp);
-    let relays = sizes[1].round();
-    (relays, kura_core::Params::for_network(relays))
+    kura_core::placement::width_of_estimates(&mut sizes)
 }
 
 /// `P(X ≥ seats)` for `X ~ Binomial(size, p)`.
