@@ -10,7 +10,8 @@
 //! - [`plan_group`] compares one stripe's close group with who holds what, and says which
 //!   index each member keeps, which shards a relay that fell out of the group hands over to a
 //!   vacant member, which indices must be rebuilt from `k` others (and where), and which
-//!   copies are surplus and may be dropped. Every relay computes the same plan from the same
+//!   copies are surplus and may be dropped. Lost shards wait until [`rebuild_after`] of
+//!   them are lost, then one member rebuilds them all from one read of `k` shards. Every relay computes the same plan from the same
 //!   view; each executes only its own part, so no coordinator needs to be elected.
 //! - [`RepairQueue`] orders the rebuilds a relay was asked to do: fewest live shards first,
 //!   a bounded number at once, and a byte budget per second.
@@ -67,6 +68,44 @@ impl<P> GroupPlan<P> {
     pub fn is_complete(&self, n: usize) -> bool {
         self.in_group == n
     }
+
+    /// Whether the stripe's rebuilds are due: as many of its `n` slots lost (held by no live
+    /// relay) as [`rebuild_after`] waits for.
+    pub fn rebuilds_due(&self, k: usize, n: usize) -> bool {
+        n.saturating_sub(self.live) >= rebuild_after(k, n)
+    }
+}
+
+impl<P: Clone + PartialEq> GroupPlan<P> {
+    /// The shards a member ordered to rebuild `index` hands over once it has rebuilt them:
+    /// every other rebuild of the plan, as (index, member), none of the ordered index's slot
+    /// class (the member keeps that one). A rebuild decodes the whole stripe from `k`
+    /// shards, so the stripe's other lost shards cost one transfer each instead of `k`
+    /// reads each at their own members ([`rebuild_after`]).
+    pub fn rebuilt_with(&self, slots: &[u8], me: &P, index: u8) -> Vec<(u8, P)> {
+        let class = |i: u8| slots.get(usize::from(i)).copied();
+        self.moves
+            .iter()
+            .filter_map(|m| match m {
+                Move::Rebuild { index: i, at, .. } if at != me && class(*i) != class(index) => {
+                    Some((*i, at.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Lost slots a stripe of `k` data shards among `n` waits for before they are rebuilt: a
+/// third of its parity shards, at least one. A 4+2 stripe is rebuilt at its first loss (as
+/// every stripe was before), 6+6 at its second, 10+10 at its third. Then one member
+/// rebuilds them all: it reads `k` shards once, decodes the stripe, keeps its shard and
+/// hands each other one to its member ([`GroupPlan::rebuilt_with`]), so a wide stripe's
+/// repair reads `k + r - 1` shards for `r` lost, not `r·k`. Waiting keeps two thirds of
+/// the parity in hand while it waits; the simulator's `kura-sim rebuilds` table prices the
+/// trade (docs/scale/rebuilds.md).
+pub fn rebuild_after(k: usize, n: usize) -> usize {
+    (n.saturating_sub(k) / 3).max(1)
 }
 
 /// Plans one stripe.
@@ -516,7 +555,9 @@ pub struct HeldStripe {
 pub enum RoundAction<P> {
     /// Send shard `index`, which this relay holds but does not keep, to vacant member `to`.
     Handover { stripe: StripeId, index: u8, to: P },
-    /// Ask `at` to rebuild `index` from `holders` (this relay coordinates the stripe).
+    /// Ask `at` to rebuild `index` from `holders`, and with it the stripe's other lost
+    /// shards, which it hands to their members (this relay coordinates the stripe). One per
+    /// stripe and round, once [`rebuild_after`] slots are lost.
     Order { stripe: StripeId, index: u8, at: P, holders: Vec<P>, live: usize },
     /// Drop this relay's surplus copy of `index`, once each of `witnesses` has proven it
     /// holds its shard.
@@ -576,6 +617,9 @@ pub fn plan_stripe_round<P: Clone + PartialEq>(
     let mut audits = Vec::new();
     if !(waiting && plan.live > stripe.k) {
         let id = stripe.id;
+        // One order per stripe, to the first member to rebuild, once enough slots are lost:
+        // that member rebuilds the rest with it and hands them over.
+        let mut ordered = !plan.rebuilds_due(stripe.k, n);
         for m in &plan.moves {
             match m {
                 Move::Handover { index, from, to } if from == me => {
@@ -584,7 +628,10 @@ pub fn plan_stripe_round<P: Clone + PartialEq>(
                         RoundAction::Handover { stripe: id, index: *index, to: to.clone() },
                     ));
                 }
-                Move::Rebuild { index, at, coordinator } if coordinator == me || stripe.doubted => {
+                Move::Rebuild { index, at, coordinator }
+                    if !ordered && (coordinator == me || stripe.doubted) =>
+                {
+                    ordered = true;
                     let named = holders.iter().map(|(p, _)| p.clone()).take(max_holders).collect();
                     let order = RoundAction::Order {
                         stripe: id,

@@ -437,13 +437,21 @@ impl Sim {
                             }
                         }
                         RoundAction::Order { index, at, .. } => {
+                            let theirs = self.plan_by(at, st, how, round).plan;
                             let agrees = self.alive[at]
                                 && self.held.get(&(at, st)).is_none_or(Vec::is_empty)
-                                && self.plan_by(at, st, how, round).plan.moves.iter().any(
+                                && theirs.moves.iter().any(
                                     |m| matches!(m, Move::Rebuild { index: i, at: a, .. } if *i == index && *a == at),
                                 );
                             if agrees {
                                 self.held.insert((at, st), vec![index]);
+                                // The rest of the stripe's lost shards, rebuilt with it.
+                                for (i, to) in theirs.rebuilt_with(&N6, &at, index) {
+                                    let e = self.held.entry((to, st)).or_default();
+                                    if self.alive[to] && e.is_empty() {
+                                        e.push(i);
+                                    }
+                                }
                             }
                         }
                         RoundAction::Drop { index, witnesses, .. } => {
@@ -567,4 +575,49 @@ fn a_round_keeps_its_part_waits_for_suspects_and_puts_loss_first() {
             RoundAction::Handover { stripe: id, index: 3, to: 'z' },
         ]
     );
+}
+
+/// Lost shards wait for a third of the parity (at least one), then one member rebuilds
+/// them all: a single order per stripe, and the member ordered hands the others over.
+#[test]
+fn wide_stripes_wait_for_losses_and_rebuild_them_together() {
+    assert_eq!(
+        [(4, 6), (6, 12), (10, 20), (16, 32), (1, 2)].map(|(k, n)| rebuild_after(k, n)),
+        [1, 2, 3, 5, 1]
+    );
+    // A 6+6 stripe on members 'a'..='l' (index i at the i-th); 'm', 'n', 'o' beyond.
+    let slots: Vec<u8> = (0..12).collect();
+    let members: Vec<char> = "abcdefghijklmno".chars().collect();
+    let stripe =
+        HeldStripe { id: StripeId::of(b"w"), mine: vec![0], slots: slots.clone(), k: 6, doubted: false };
+    let lost_at = |gone: &[char]| {
+        let order: Vec<char> = members.iter().copied().filter(|p| !gone.contains(p)).collect();
+        let members = &members;
+        let claims = move |p: &char| {
+            let i = members.iter().position(|q| q == p)?;
+            (i < 12 && !gone.contains(p)).then(|| vec![i as u8])
+        };
+        plan_stripe_round(&'a', &stripe, order, &[], &[], claims, 64)
+    };
+    // One lost: planned, but not yet ordered.
+    let r = lost_at(&['c']);
+    assert_eq!(r.plan.moves, vec![Move::Rebuild { index: 2, at: 'm', coordinator: 'a' }]);
+    assert!(!r.plan.rebuilds_due(6, 12) && r.actions.is_empty(), "{:?}", r.actions);
+    // Two lost: one order, to the first member to rebuild; it rebuilds the other too.
+    let r = lost_at(&['c', 'f']);
+    assert!(r.plan.rebuilds_due(6, 12));
+    assert_eq!(r.actions.len(), 1, "{:?}", r.actions);
+    assert!(
+        matches!(&r.actions[0], (10, RoundAction::Order { index: 2, at: 'm', live: 10, .. })),
+        "{:?}",
+        r.actions
+    );
+    assert_eq!(r.plan.rebuilt_with(&slots, &'m', 2), vec![(5, 'n')]);
+    // Another member asked (views differ) hands over all but its own.
+    assert_eq!(r.plan.rebuilt_with(&slots, &'n', 5), vec![(2, 'm')]);
+    // A 4+2 stripe is rebuilt at its first loss, as before.
+    let small = HeldStripe { slots: N6.to_vec(), k: 4, ..stripe.clone() };
+    let claims = |p: &char| "abdef".find(*p).map(|_| vec![(*p as u8 - b'a')]);
+    let r = plan_stripe_round(&'a', &small, "abdefg".chars().collect(), &[], &[], claims, 64);
+    assert!(matches!(&r.actions[..], [(5, RoundAction::Order { index: 2, at: 'g', .. })]), "{:?}", r.actions);
 }

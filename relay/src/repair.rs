@@ -647,10 +647,11 @@ async fn round(ctx: &Ctx, headers: &mut HashMap<StripeId, (Vec<u8>, Vec<u8>, usi
 /// Checks a repair order against this relay's own plan before anything is fetched: asks the
 /// stripe's close group by its own view (and a few beyond) what they hold now, plans the
 /// stripe, and goes on only if that plan has this relay rebuild a shard of the ordered
-/// index's slot class. Returns the holders it found, to fetch from first. An order for a
-/// stripe that is whole, or that this relay would not rebuild, costs one small query per
-/// member and is refused.
-async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId>, String> {
+/// index's slot class. Returns the holders it found, to fetch from first, and the stripe's
+/// other rebuilds by that plan (index, member), which this relay makes with its own and
+/// hands over. An order for a stripe that is whole, or that this relay would not rebuild,
+/// costs one small query per member and is refused.
+async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Confirmed, String> {
     let h = StripeHeader::parse_verified(&job.stripe, &job.header).map_err(|e| e.to_string())?;
     let s = HeldStripe {
         id: job.stripe,
@@ -704,7 +705,9 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
         // rebuild, is not.
         let missing = plan.live >= s.k && !holders.iter().any(|(_, held)| held.iter().any(of_class));
         if planned_here || (missing && in_group) {
-            return Ok(holders.into_iter().map(|(p, _)| p).filter(|p| *p != ctx.me).collect());
+            let with = plan.rebuilt_with(&s.slots, &ctx.me, job.index);
+            let holders = holders.into_iter().map(|(p, _)| p).filter(|p| *p != ctx.me).collect();
+            return Ok(Confirmed { holders, with });
         }
         if unproven.is_empty() && in_group && plan.live >= s.k && !holds_one {
             // The sender may have failed a claim this relay still hears (a client reported
@@ -735,6 +738,12 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Vec<PeerId
             s.slots.len()
         ));
     }
+}
+
+/// What [`confirm_order`] found: holders to fetch from, and the stripe's other rebuilds.
+struct Confirmed {
+    holders: Vec<PeerId>,
+    with: Vec<(u8, PeerId)>,
 }
 
 async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str {
@@ -999,7 +1008,7 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     let mut asm = StripeAssembler::new(job.stripe, &job.header).map_err(|e| Never(e.to_string()))?;
     let k = asm.header().params().k();
     // The holders this relay found itself first, then those the order named.
-    let mut holders = confirm_order(ctx, &job).await.map_err(RebuildError::NotNeeded)?;
+    let Confirmed { mut holders, with } = confirm_order(ctx, &job).await.map_err(RebuildError::NotNeeded)?;
     for p in &job.holders {
         if *p != ctx.me && !holders.contains(p) {
             holders.push(*p);
@@ -1062,19 +1071,42 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     let index = usize::from(job.index);
     let header = job.header;
     let store = ctx.shared.store.clone();
-    let stored = blocking(move || -> Result<u8, RebuildError> {
+    /// The index stored, every shard of the stripe, and its header.
+    type Rebuilt = (u8, Vec<Vec<u8>>, Vec<u8>);
+    let (stored, shards, header) = blocking(move || -> Result<Rebuilt, RebuildError> {
         let shards = asm.rebuild_all().map_err(|e| Never(e.to_string()))?;
         let shard = shards.get(index).ok_or_else(|| Never("index out of range".into()))?;
-        store.put_sole(&header, shard).map_err(|e| match e {
+        let stored = store.put_sole(&header, shard).map_err(|e| match e {
             StoreError::NotInStripe { .. } | StoreError::BadHeader(_) | StoreError::WrongLength { .. } => {
                 Never(e.to_string())
             }
             e => Later(e.to_string()),
-        })
+        })?;
+        Ok((stored, shards, header))
     })
     .await
     .ok_or_else(|| Later("rebuild task failed".into()))??;
     tracing::info!(stripe = %job.stripe, index = stored, fetched, "rebuilt a lost shard");
+    // The stripe's other lost shards were decoded with this one: each goes to its member as
+    // a handover (one transfer, where a rebuild there would read `k` shards again). One that
+    // does not land is planned again by a later round.
+    for (i, to) in with {
+        let Some(shard) = shards.get(usize::from(i)) else { continue };
+        let len = shard.len() as u64;
+        let req = Request::Handover { header: header.clone(), shard: shard.clone() };
+        let kind = match ctx.net.request(to, req).await {
+            Ok(Response::Stored { .. }) => {
+                ctx.shared.metrics.repair_bytes_out.inc_by(len);
+                tracing::info!(stripe = %job.stripe, index = i, to = %to, "handed a shard rebuilt with another over");
+                "rebuilt_handed_over"
+            }
+            other => {
+                tracing::debug!(stripe = %job.stripe, index = i, to = %to, "handover of a rebuilt shard refused: {other:?}");
+                "handover_failed"
+            }
+        };
+        ctx.shared.metrics.repair_event(kind);
+    }
     // Learnt beside the queue, not in it: asking four holders must not hold a rebuild's slot.
     let (ctx, stripe) = (ctx.clone(), job.stripe);
     tokio::spawn(async move { crate::epochs::learn_postage(&ctx, stripe, gave).await });

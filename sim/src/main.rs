@@ -86,6 +86,9 @@ enum Cmd {
     },
     /// Durability and repair traffic under churn, decided by kura-core's repair rule.
     Durability(ChurnRun),
+    /// Wide stripes' repair: lost shards rebuilt one by one, together, or together once a
+    /// third of the parity is lost (Kura's rule).
+    Rebuilds(ChurnRun),
     /// Durability and repair reads when messages are lost.
     Loss(ChurnRun),
     /// Durability when each relay's repair bandwidth is limited (the hours it takes to read
@@ -788,6 +791,64 @@ fn durability_tables(relays: usize, stripes: usize, days: f64, tick_min: f64, se
     (md, csv)
 }
 
+/// Lost shards rebuilt one by one (each at its member, reading `k`), together (one member
+/// reads `k` and hands the others over), and together once `rebuild_after` are lost (Kura's
+/// rule), for the widths a client picks, with a member down counting as gone after 2 h.
+fn rebuilds_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed: u64) -> String {
+    use durability::Rebuilds;
+    let mut md = format!(
+        "{relays} relays, {stripes} stripes of each code, {days} days in ticks of {tick_min} minutes, a member down counts as gone after 2 h. \"Shards read\" counts every shard moved for repair: `k` per rebuild that reads, one per shard rebuilt with another and handed over, one per handover.\n\n| relays | code | rebuilt | waits for (lost slots) | shards rebuilt | of them decoded with another | shards read per shard rebuilt | shards read per shard stored per year | against one by one | stripes unavailable (share of time) | stripes lost per year | run |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for p in PROFILES {
+        for w in kura_core::erasure::WIDTHS {
+            let (k, m) = (w.k(), w.m());
+            let mut each_reads = None;
+            for (rule, name) in [
+                (Rebuilds::Each, "one by one"),
+                (Rebuilds::Together, "together"),
+                (Rebuilds::Kura, "together, later (Kura)"),
+            ] {
+                let wait =
+                    if rule == Rebuilds::Kura { kura_core::repair::rebuild_after(k, k + m) } else { 1 };
+                if rule == Rebuilds::Kura && wait == 1 {
+                    // Kura's rule is "together" when it waits for nothing more.
+                    continue;
+                }
+                let name = if rule == Rebuilds::Together && kura_core::repair::rebuild_after(k, k + m) == 1 {
+                    "together (Kura)"
+                } else {
+                    name
+                };
+                let c = durability::Config {
+                    grace_h: 2.0,
+                    rebuilds: rule,
+                    ..durability::Config::new(relays, stripes, (k, m), days, tick_min, p, seed)
+                };
+                let start = Instant::now();
+                let o = durability::run(&c);
+                let secs = start.elapsed().as_secs_f64();
+                let per_year = o.moved_per_stored_year(&c);
+                let base = *each_reads.get_or_insert(per_year);
+                eprintln!("rebuilds: {} {k}+{m} {name}: {} rebuilt, {per_year:.1} read per stored per year, {} lost ({secs:.1} s)", p.name, o.rebuilds, o.lost);
+                let _ = writeln!(
+                    md,
+                    "| {} | {k}+{m} | {name} | {wait} | {} | {} | {:.2} | {per_year:.1} | {:.2} | {} | {} | {secs:.1} s |",
+                    p.name,
+                    o.rebuilds,
+                    o.joint,
+                    (o.shards_moved - o.handovers) as f64 / o.rebuilds.max(1) as f64,
+                    per_year / base.max(1e-12),
+                    fmt_p(o.unavailable),
+                    fmt_p(o.lost_per_year(&c)),
+                );
+            }
+        }
+    }
+    md
+}
+
+const REBUILDS_NOTES: &str = "\nA rebuild decodes the whole stripe from the `k` shards it reads, so the stripe's other lost shards cost one transfer each when the member that rebuilt hands them over, instead of `k` reads each at their own members. Waiting until a third of the parity is lost (`kura_core::repair::rebuild_after`: 4+2 at its first loss, 6+6 at its second, 10+10 at its third) rebuilds more shards per read of `k`, and keeps two thirds of the parity in hand meanwhile. Handovers (a member that fell out of a group passing its shard on) are not rebuilds and are counted in the reads per stored shard, not per rebuilt one.\n";
+
 /// Lookups on links that lose messages, every relay up: what a lost exchange costs.
 fn lossy_table(nodes: &[usize], count: usize, seed: u64) -> String {
     let mut md = String::from("With lost messages (every relay up; each request and each answer lost with the probability given; a lost exchange costs the 1 s timeout and libp2p-kad does not ask that relay again within the lookup):\n\n| relays | messages lost | messages (mean) | lost exchanges (mean) | time p50 | time p99 | found of the 20 closest (mean) |\n|---|---|---|---|---|---|---|\n");
@@ -1219,6 +1280,9 @@ fn main() -> Result<()> {
         Cmd::Durability(ChurnRun { relays, stripes, days, seed }) => {
             print!("{}", durability_tables(relays, stripes, days, 30.0, seed).0);
         }
+        Cmd::Rebuilds(ChurnRun { relays, stripes, days, seed }) => {
+            print!("{}", rebuilds_table(relays, stripes, days, 30.0, seed));
+        }
         Cmd::Bandwidth(ChurnRun { relays, stripes, days, seed }) => {
             print!("{}", bandwidth_table(relays, stripes, days, 30.0, seed));
         }
@@ -1265,9 +1329,16 @@ fn main() -> Result<()> {
             )?;
             std::fs::write(out.join("durability.csv"), csv)?;
             type Table = fn(usize, usize, f64, f64, u64) -> String;
-            let churn: [(&str, &str, &str, Table, &str); 2] = [
+            let churn: [(&str, &str, &str, Table, &str); 3] = [
                 ("bandwidth", "Durability against repair bandwidth", "bandwidth", bandwidth_table, ""),
                 ("loss", "Repair under message loss", "loss", loss_table, LOSS_NOTES),
+                (
+                    "rebuilds",
+                    "Wide stripes: when and how lost shards are rebuilt",
+                    "rebuilds",
+                    rebuilds_table,
+                    REBUILDS_NOTES,
+                ),
             ];
             for (file, title, sub, table, notes) in churn {
                 std::fs::write(

@@ -89,27 +89,34 @@ fn redundancy(inv: &Inventory, stripes: &BTreeSet<String>) -> (usize, Option<Str
     (least, doubled)
 }
 
-/// Repair traffic summed over the live relays: (bytes in, bytes out, rebuilds).
 /// Live relays left out of some relay's repair plan, for not answering two rounds in a row
 /// (`kura_repair_events_total{kind="left_out_silent"}`, summed over the live relays).
 fn left_out_silent(net: &Net) -> f64 {
     net.live().map(|r| r.metric("kura_repair_events_total{kind=\"left_out_silent\"}").unwrap_or(0.0)).sum()
 }
 
-fn repair_traffic(net: &Net) -> (u64, u64, u64) {
-    let (mut bin, mut bout, mut rebuilt) = (0, 0, 0);
+/// Repair bytes in and out over the live relays, shards rebuilt, and of those the ones
+/// decoded with another shard of their stripe and handed over (one read of `k` for both).
+fn repair_traffic(net: &Net) -> (u64, u64, u64, u64) {
+    let (mut bin, mut bout, mut rebuilt, mut joint) = (0, 0, 0, 0);
     for r in net.live() {
         let v = r.json("/repair").unwrap();
         bin += v["bytes_in"].as_u64().unwrap();
         bout += v["bytes_out"].as_u64().unwrap();
         let (_, metrics) = r.get("/metrics").unwrap();
-        rebuilt += metrics
-            .lines()
-            .find(|l| l.starts_with("kura_repair_events_total{kind=\"rebuilt\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .unwrap_or(0);
+        let count = |kind: &str| {
+            let prefix = format!("kura_repair_events_total{{kind=\"{kind}\"}}");
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&prefix))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let handed = count("rebuilt_handed_over");
+        rebuilt += count("rebuilt") + handed;
+        joint += handed;
     }
-    (bin, bout, rebuilt)
+    (bin, bout, rebuilt, joint)
 }
 
 struct Files {
@@ -232,7 +239,7 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     let stripes: BTreeSet<String> = inventory(&net).into_keys().collect();
     assert!(stripes.len() >= 100, "{} stripes for 100 files", stripes.len());
     wait_full(&net, &stripes, Duration::from_secs(60), "the uploads to sit on 6 relays each");
-    let (b0, _, _) = repair_traffic(&net);
+    let (b0, _, _, _) = repair_traffic(&net);
 
     // What the simulator's model (kura_sim::durability::predict: kura_core's plan_group on
     // each stripe, k shards read per rebuild, one per handover) says the deaths of relays 3
@@ -262,10 +269,11 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     net.kill9(3);
     net.kill9(7);
     let took = wait_full(&net, &stripes, Duration::from_secs(180), "repair after two relays died");
-    let (b1, out1, rebuilt) = repair_traffic(&net);
+    let (b1, out1, rebuilt, joint) = repair_traffic(&net);
     println!(
         "two of ten relays killed ({lost_shards} shards, {lost_bytes} bytes): full redundancy again after \
-         {:.1} s; {rebuilt} rebuilds fetched {} bytes ({:.2} bytes per byte lost, Reed-Solomon lower bound 4); \
+         {:.1} s; {rebuilt} shards rebuilt ({joint} of them decoded with another of their stripe and handed \
+         over) for {} bytes in ({:.2} bytes per byte lost; one shard at a time, Reed-Solomon reads 4); \
          {out1} bytes served",
         took.as_secs_f64(),
         b1 - b0,
@@ -273,15 +281,18 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     );
     assert!(rebuilt as usize >= lost_shards, "{rebuilt} rebuilds for {lost_shards} lost shards");
     // The simulator against the real relays: the same rebuilds (a few more at most: a
-    // relay may rebuild a shard another was rebuilding too), and the bytes read within a
-    // quarter (the model reads k whole shards per rebuild; relays also fetch headers).
+    // relay may rebuild a shard another was rebuilding too), as many made together (a
+    // stripe that lost both its shards on 3 and 7 is rebuilt by one relay reading k, which
+    // hands the other over), and the bytes read within a quarter (the model reads k whole
+    // shards per stripe rebuilt and one per shard handed over; relays also fetch headers).
     let shard_bytes = lost_bytes as f64 / lost_shards as f64;
     let model_bytes = predicted.shards_read as f64 * shard_bytes;
     let real_bytes = (b1 - b0) as f64;
     println!(
-        "simulator vs relays, two of ten killed: rebuilds {} / {rebuilt}, handovers {} / 0 expected, \
-         bytes read {model_bytes:.0} / {real_bytes:.0} (real/model {:.3})",
+        "simulator vs relays, two of ten killed: shards rebuilt {} / {rebuilt}, of them together with another \
+         {} / {joint}, handovers {} / 0 expected, bytes read {model_bytes:.0} / {real_bytes:.0} (real/model {:.3})",
         predicted.rebuilds,
+        predicted.joint,
         predicted.handovers,
         real_bytes / model_bytes
     );
@@ -291,6 +302,15 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
         rebuilt >= predicted.rebuilds && rebuilt as f64 <= predicted.rebuilds as f64 * 1.1 + 2.0,
         "{rebuilt} real rebuilds, {} in the model",
         predicted.rebuilds
+    );
+    // The model sees both deaths at once; a relay that takes one as gone a round before it
+    // notices the other orders that stripe's first rebuild alone (one run: 15 of the
+    // model's 19 together), so at least half.
+    assert!(predicted.joint > 0, "no stripe had both its shards on the two relays killed");
+    assert!(
+        joint * 2 >= predicted.joint && joint <= predicted.joint + 2,
+        "{joint} shards rebuilt together with another, {} in the model",
+        predicted.joint
     );
     assert!(
         (real_bytes / model_bytes - 1.0).abs() <= 0.25,
@@ -409,7 +429,7 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     let (on_a, on_b) = (on(a), on(b));
     let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
     assert!(!both.is_empty() && on_a.len() > both.len(), "{} on a, {} on both", on_a.len(), both.len());
-    let (_, _, rebuilt0) = repair_traffic(&net);
+    let (_, _, rebuilt0, _) = repair_traffic(&net);
     let silent0 = left_out_silent(&net);
 
     // One member down: its stripes are at five live shards, waited for.
@@ -417,7 +437,7 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     net.kill9(a);
     let from = rounds(&net);
     wait_rounds(&net, &from, 5, "five repair rounds after the first kill");
-    let (_, _, rebuilt1) = repair_traffic(&net);
+    let (_, _, rebuilt1, joint1) = repair_traffic(&net);
     let waiting = net
         .live()
         .map(|r| {
@@ -438,23 +458,7 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     // repaired at once, rightly. Seen twice in full-suite runs with the machine busy (3
     // rebuilds); so the rebuilds are counted, and any is allowed only beside a distrusted
     // live relay, whose verdicts are printed.
-    let distrust: Vec<String> = net
-        .live()
-        .flat_map(|r| {
-            let v = r.json("/audits").unwrap();
-            let by = r.peer_id.clone();
-            let counts = v["verdicts"].to_string();
-            v["distrusted"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|d| d["peer"].as_str() != Some(dead.as_str()))
-                .map(|d| {
-                    format!("{by} distrusts {} (score {}); its verdicts {counts}", d["peer"], d["score"])
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let distrust = distrusted_besides(&net, &[dead.as_str()]);
     // Likewise a live relay that some relay left out of a round's plan for not answering
     // twice in a row (slow under the full suite's load: seen once, 9 rebuilds).
     let silent = left_out_silent(&net) - silent0;
@@ -488,7 +492,7 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     let took = t0.elapsed();
     let from = rounds(&net);
     wait_rounds(&net, &from, 5, "five repair rounds after the stripes at k were whole");
-    let (_, _, rebuilt2) = repair_traffic(&net);
+    let (_, _, rebuilt2, joint2) = repair_traffic(&net);
     let fresh = rebuilt2 - rebuilt1;
     println!(
         "two of eight down: {} stripes at k repaired in {:.1} s with {fresh} rebuilds; {} stripes at 5 still waited for",
@@ -498,7 +502,13 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     );
     assert!(
         fresh >= 2 * both.len() as u64 && fresh <= 2 * both.len() as u64 + 2,
-        "{fresh} rebuilds for {} stripes that lost two shards each",
+        "{fresh} shards rebuilt for {} stripes that lost two shards each",
+        both.len()
+    );
+    assert!(
+        joint2 - joint1 >= both.len() as u64 * 4 / 5,
+        "{} of {} stripes' second shard rebuilt together with the first",
+        joint2 - joint1,
         both.len()
     );
 
@@ -507,9 +517,159 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     net.restart(a);
     let only_a: BTreeSet<String> = on_a.difference(&on_b).cloned().collect();
     wait_full(&net, &only_a, Duration::from_secs(120), "the returning member's stripes to be whole");
-    let (_, _, rebuilt3) = repair_traffic(&net);
+    let (_, _, rebuilt3, _) = repair_traffic(&net);
     assert_eq!(rebuilt3, rebuilt2, "the member that came back was repaired around");
     files.check_all(&net, "grace");
+}
+
+/// Live relays some live relay distrusts (its audits' verdicts), besides `dead`: each as
+/// who distrusts whom, with the verdicts behind it.
+fn distrusted_besides(net: &Net, dead: &[&str]) -> Vec<String> {
+    net.live()
+        .flat_map(|r| {
+            let v = r.json("/audits").unwrap();
+            let by = r.peer_id.clone();
+            let counts = v["verdicts"].to_string();
+            v["distrusted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| !d["peer"].as_str().is_some_and(|p| dead.contains(&p)))
+                .map(|d| {
+                    format!("{by} distrusts {} (score {}); its verdicts {counts}", d["peer"], d["score"])
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Distinct shard indices held of `stripe` by live relays.
+fn distinct(inv: &Inventory, stripe: &str) -> usize {
+    inv.get(stripe).into_iter().flatten().flat_map(|(_, i)| i.iter().copied()).collect::<BTreeSet<u8>>().len()
+}
+
+/// Wide stripes (6+6 on fourteen relays) wait for a second loss, then one relay rebuilds
+/// both lost shards from one read of six and hands the other over
+/// (`kura_core::repair::rebuild_after`, `GroupPlan::rebuilt_with`): one relay killed costs
+/// no rebuild once it is past its grace; a second killed has every stripe the two shared
+/// rebuilt to twelve, a reading rebuild and a handover each, while the stripes that lost
+/// one shard still wait at eleven. Every file reads back byte-exact.
+#[test]
+fn wide_stripes_wait_for_a_second_loss_and_rebuild_both_from_one_read() {
+    let _alone = alone();
+    const WIDE: usize = 12;
+    let mut net = Net::start_with("wide", 14, FAST_REPAIR);
+    let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
+    for r in net.live() {
+        wait_for(Duration::from_secs(60), "every relay to know every other", || {
+            let table = r.json("/status").ok()?["routing_table"].as_array()?.len();
+            (table >= ids.len() - 1).then_some(())
+        })
+        .unwrap();
+    }
+    let dir = net.dir.path().join("wide-in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for i in 0..12u64 {
+        let data = pseudo_random(20_000 + 7_919 * i as usize, 100 + i);
+        let path = dir.join(format!("f{i}"));
+        std::fs::write(&path, &data).unwrap();
+        let cap = net.put(&path, &["--k", "6", "--m", "6"]).unwrap();
+        files.push((cap, data));
+    }
+    let whole = |net: &Net, stripes: &BTreeSet<String>| {
+        let inv = inventory(net);
+        stripes.iter().all(|s| distinct(&inv, s) == WIDE && inv[s].iter().all(|(_, i)| i.len() == 1))
+    };
+    let stripes: BTreeSet<String> = inventory(&net).into_keys().collect();
+    assert!(stripes.len() >= 12, "{} stripes for 12 files", stripes.len());
+    wait_for(Duration::from_secs(60), "the stripes to sit on 12 relays each", || {
+        whole(&net, &stripes).then_some(())
+    })
+    .unwrap();
+    let before = inventory(&net);
+    let on = |i: usize| -> BTreeSet<String> {
+        before.iter().filter(|(_, h)| h.iter().any(|(r, _)| *r == i)).map(|(s, _)| s.clone()).collect()
+    };
+    let (a, b) = (4, 9);
+    let (on_a, on_b) = (on(a), on(b));
+    let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
+    let one: BTreeSet<String> = on_a.symmetric_difference(&on_b).cloned().collect();
+    assert!(!both.is_empty() && !one.is_empty(), "{} on both, {} on one", both.len(), one.len());
+    let (_, _, rebuilt0, joint0) = repair_traffic(&net);
+    let silent0 = left_out_silent(&net);
+
+    // One lost: past its grace (5 s) and five more rounds, nothing is rebuilt.
+    let dead_a = net.relay(a).peer_id.clone();
+    net.kill9(a);
+    // Past its grace, each relay logs it as gone (from its repair round or a failed dial).
+    wait_for(Duration::from_secs(60), "every relay to take the killed one as gone (its grace over)", || {
+        net.live()
+            .all(|r| {
+                let log = std::fs::read_to_string(r.dir.with_extension("stderr.log")).unwrap_or_default();
+                log.lines().any(|l| l.contains("taken as gone") && l.contains(dead_a.as_str()))
+            })
+            .then_some(())
+    })
+    .unwrap();
+    let from = rounds(&net);
+    wait_rounds(&net, &from, 5, "five repair rounds after the first relay's grace");
+    let (_, _, rebuilt1, joint1) = repair_traffic(&net);
+    let inv = inventory(&net);
+    assert!(on_a.iter().all(|s| distinct(&inv, s) == WIDE - 1), "a stripe of the dead relay was rebuilt");
+    let distrust = distrusted_besides(&net, &[dead_a.as_str()]);
+    let silent = left_out_silent(&net) - silent0;
+    assert!(
+        rebuilt1 == rebuilt0 || !distrust.is_empty() || silent > 0.0,
+        "{} shards rebuilt with one of twelve lost (none distrusted: {distrust:?}, left out as silent: {silent})",
+        rebuilt1 - rebuilt0
+    );
+
+    // Two lost: the stripes both held are rebuilt, together.
+    let dead_b = net.relay(b).peer_id.clone();
+    net.kill9(b);
+    let t0 = Instant::now();
+    wait_for(Duration::from_secs(120), "the stripes that lost two shards to be whole", || {
+        whole(&net, &both).then_some(())
+    })
+    .unwrap();
+    let took = t0.elapsed();
+    let from = rounds(&net);
+    wait_rounds(&net, &from, 3, "three repair rounds after");
+    let (_, _, rebuilt2, joint2) = repair_traffic(&net);
+    let (rebuilt, joint) = (rebuilt2 - rebuilt1, joint2 - joint1);
+    let inv = inventory(&net);
+    let waiting = one.iter().filter(|s| distinct(&inv, s) == WIDE - 1).count();
+    println!(
+        "6+6 on 14 relays: one killed, {} stripes at 11 of 12, {} shards rebuilt; a second killed, {} stripes at 10 \
+         made whole in {:.1} s: {rebuilt} shards rebuilt, {joint} of them decoded with another and handed over; \
+         {waiting} of {} stripes that lost one still wait",
+        on_a.len(),
+        rebuilt1 - rebuilt0,
+        both.len(),
+        took.as_secs_f64(),
+        one.len()
+    );
+    let distrust = distrusted_besides(&net, &[dead_a.as_str(), dead_b.as_str()]);
+    let quiet = distrust.is_empty() && left_out_silent(&net) == silent0;
+    assert!(
+        rebuilt >= 2 * both.len() as u64,
+        "{rebuilt} shards rebuilt for {} stripes that lost two",
+        both.len()
+    );
+    assert!(
+        joint * 5 >= both.len() as u64 * 4,
+        "{joint} of {} second shards rebuilt with the first",
+        both.len()
+    );
+    if quiet {
+        assert_eq!(rebuilt, 2 * both.len() as u64, "only the stripes that lost two were rebuilt");
+        assert_eq!(waiting, one.len(), "a stripe that lost one shard was rebuilt");
+        assert_eq!(joint0, joint1);
+    }
+    for (i, (cap, data)) in files.iter().enumerate() {
+        net.get_exact(cap, data, &format!("wide-{i}"));
+    }
 }
 
 fn inventory_of(net: &Net, i: usize) -> usize {
@@ -575,7 +735,7 @@ fn churn_soak_loses_no_file() {
     let settle = wait_full(&net, &stripes, Duration::from_secs(180), "redundancy after the churn");
     let all = Files { files };
     all.check_all(&net, "after-churn");
-    let (bin, bout, rebuilt) = repair_traffic(&net);
+    let (bin, bout, rebuilt, _) = repair_traffic(&net);
     let elapsed = start.elapsed().as_secs_f64();
     let stored: u64 = net.live().map(|r| r.json("/status").unwrap()["bytes"].as_u64().unwrap()).sum();
     println!(
