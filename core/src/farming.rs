@@ -140,6 +140,74 @@ pub fn audit_point(relay: &[u8], epoch: u64, beacon: &[u8; 32]) -> DhtKey {
     DhtKey(*h.finalize().as_bytes())
 }
 
+/// Most relays an [`Acquaintances`] keeps: far above any network's relays (each costs its
+/// maker the join work), so that the map's memory is bounded whatever connects.
+pub const MAX_ACQUAINTANCES: usize = 1 << 20;
+
+/// The age rule of audit groups: whom a relay has known, and since when (seconds since the
+/// Unix epoch, by its own clock). In its view a relay counts in the audit group of `epoch`
+/// only if it was known *before that epoch began* ([`Acquaintances::aged`]). An audit
+/// group's point is placed by draws shown after the epoch ends ([`beacon`]), so ids ground
+/// to sit near a point once it is known are met after the epoch began, and count in no
+/// view: a captured group must be ground blind, before the point exists, which is no better
+/// than random ids (`docs/scale/capture.md`). Every relay keeps its own acquaintances, on
+/// disk (a restart forgets nobody); a relay met for the first time counts from the next
+/// epoch on, so a new network's first epoch, and a new relay's first epoch, place no
+/// audit group in its view (nothing is claimed, nothing is minted).
+#[derive(Debug, Clone)]
+pub struct Acquaintances<P> {
+    since: HashMap<P, u64>,
+}
+
+impl<P: Eq + std::hash::Hash + Clone> Default for Acquaintances<P> {
+    fn default() -> Self {
+        Self { since: HashMap::new() }
+    }
+}
+
+impl<P: Eq + std::hash::Hash + Clone> Acquaintances<P> {
+    /// `peer` was seen as a relay at `now_secs`. True when it was not known before (the
+    /// caller keeps it durably); a relay met again keeps its first meeting.
+    pub fn met(&mut self, peer: &P, now_secs: u64) -> bool {
+        if self.since.contains_key(peer) || self.since.len() >= MAX_ACQUAINTANCES {
+            return false;
+        }
+        self.since.insert(peer.clone(), now_secs);
+        true
+    }
+
+    /// A meeting kept on disk, taken back at start (the earlier of two wins).
+    pub fn restore(&mut self, peer: P, since: u64) {
+        let e = self.since.entry(peer).or_insert(since);
+        *e = (*e).min(since);
+    }
+
+    /// When `peer` was first seen.
+    pub fn since(&self, peer: &P) -> Option<u64> {
+        self.since.get(peer).copied()
+    }
+
+    /// Whether `peer` counts in audit groups of `epoch` (epochs of `epoch_secs` seconds):
+    /// known at or before the epoch's first second.
+    pub fn aged(&self, peer: &P, epoch: u64, epoch_secs: u64) -> bool {
+        self.since(peer).is_some_and(|t| t <= epoch.saturating_mul(epoch_secs))
+    }
+
+    /// `relays` (a view), only those that count in audit groups of `epoch`.
+    pub fn aged_view(&self, relays: impl IntoIterator<Item = P>, epoch: u64, epoch_secs: u64) -> Vec<P> {
+        relays.into_iter().filter(|p| self.aged(p, epoch, epoch_secs)).collect()
+    }
+
+    /// Relays known.
+    pub fn len(&self) -> usize {
+        self.since.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.since.is_empty()
+    }
+}
+
 /// What a relay's neighbour draws for it, for one epoch ([`crate::vrf`]'s input).
 pub fn draw_input(relay: &[u8], epoch: u64) -> Vec<u8> {
     let mut m = Vec::with_capacity(DRAW_DOMAIN.len() + 16 + relay.len());

@@ -992,3 +992,58 @@ fn draws_by_strangers_are_left_out_and_forged_or_repeated_ones_refused() {
         matches!(beacon(b"relay", 4, &group, &many), Err(FarmError::BadDraws(w)) if w.contains("at most"))
     );
 }
+
+/// The age rule against an adversary that grinds ids near an audit point once the draws
+/// have shown it: 200 relays met at second 0 (epochs of 100 s); the point of a relay's
+/// epoch 3 is known at its end (second 400), and 40 ids made to sit nearest to it are met at
+/// second 410. Without the rule they would be the whole group of 32; with it, none of them
+/// counts for epoch 3 (they were met after it began), so the group is the honest one it
+/// was. From epoch 5 on they count, like any relay, at points they could not aim at.
+#[test]
+fn ids_met_after_an_epoch_began_count_in_none_of_its_audit_groups() {
+    let mut rng = XorShift(11);
+    let key = |rng: &mut XorShift| {
+        let mut k = [0u8; 32];
+        for b in &mut k {
+            *b = rng.next_u64() as u8;
+        }
+        crate::placement::DhtKey(k)
+    };
+    let honest: Vec<crate::placement::DhtKey> = (0..200).map(|_| key(&mut rng)).collect();
+    let mut known = Acquaintances::default();
+    for h in &honest {
+        assert!(known.met(h, 0));
+    }
+    assert!(!known.met(&honest[0], 500), "a relay met again keeps its first meeting");
+    assert_eq!(known.since(&honest[0]), Some(0));
+    let point = audit_point(b"relay", 3, &[7; 32]);
+    // Ground ids: the point's own bits with a random tail, nearer than any honest relay.
+    let ground: Vec<crate::placement::DhtKey> = (0..40)
+        .map(|_| {
+            let mut k = key(&mut rng).0;
+            k[..12].copy_from_slice(&point.0[..12]);
+            crate::placement::DhtKey(k)
+        })
+        .collect();
+    for g in &ground {
+        known.met(g, 410);
+    }
+    let group = |view: Vec<crate::placement::DhtKey>| -> Vec<crate::placement::DhtKey> {
+        crate::placement::by_distance(&point, view.into_iter().map(|k| (k, k)))
+            .into_iter()
+            .take(AUDIT_GROUP)
+            .collect()
+    };
+    let everyone: Vec<_> = honest.iter().chain(&ground).copied().collect();
+    let naive = group(everyone.clone());
+    assert!(naive.iter().all(|k| ground.contains(k)), "without the rule the ground ids are the group");
+    let aged = group(known.aged_view(everyone.clone(), 3, 100));
+    assert_eq!(aged, group(honest.clone()), "with it the group is the honest one");
+    assert!(known.aged_view(everyone.clone(), 5, 100).len() == 240, "from epoch 5 they count");
+    // A restart takes the meetings back from disk: the earlier of two wins.
+    let mut again = Acquaintances::default();
+    again.restore(ground[0], 410);
+    again.restore(ground[0], 900);
+    assert!(!again.aged(&ground[0], 4, 100) && again.aged(&ground[0], 5, 100));
+    assert!(!again.aged(&honest[0], 9, 100), "a relay never met counts in no group");
+}

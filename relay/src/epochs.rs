@@ -290,11 +290,21 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
         ctx.shared.metrics.epochs_unplaced.inc();
         return None;
     };
+    // Its auditors: relays this one knew before the epoch began (the age rule); a relay
+    // new to the network, or a network in its first epoch, has none yet.
+    let auditors = farming.aged(&relays, epoch);
+    if auditors.iter().all(|p| *p == ctx.me) {
+        tracing::info!(epoch, "no relay met before the epoch began: nobody to audit it");
+        ctx.shared.metrics.epochs_unplaced.inc();
+        return None;
+    }
     let (mut pages, mut shards, mut bytes, mut credits) = (0, 0, 0, 0);
     for (mut c, page_bytes) in claims {
         let page_shards = c.entries.len();
         c.draws = draws.clone();
-        let Some(outcome) = claim_page(ctx, &relays, c, &beacon, page_bytes).await else { continue };
+        let Some(outcome) = claim_page(ctx, &relays, &auditors, c, &beacon, page_bytes).await else {
+            continue;
+        };
         pages += 1;
         shards += page_shards;
         bytes += page_bytes;
@@ -316,12 +326,14 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
     }
 }
 
-/// Claims one page of an epoch from the relay's audit group: `None` when it earns nothing at
-/// these prices (no claim sent, no auditor's time), else the credits deposited (0: the page
-/// was forfeited).
+/// Claims one page of an epoch from the relay's audit group (placed among `auditors`, the
+/// relays of its view met before the epoch began): `None` when it earns nothing at these
+/// prices (no claim sent, no auditor's time), else the credits deposited (0: the page was
+/// forfeited). `relays` is the whole view, for the rewards account's ledger group.
 async fn claim_page(
     ctx: &Ctx,
     relays: &[PeerId],
+    auditors: &[PeerId],
     c: EpochClaim,
     beacon: &[u8; 32],
     bytes: u64,
@@ -333,7 +345,7 @@ async fn claim_page(
     if c.entries.is_empty() || amount == 0 {
         return None;
     }
-    let group = audit_group(&ctx.me, epoch, beacon, relays.iter().copied());
+    let group = audit_group(&ctx.me, epoch, beacon, auditors.iter().copied());
     let draws = c.draws.clone();
     let req = Request::EpochClaim(Box::new(c));
     let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
@@ -519,7 +531,8 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
         }
         None => return error(ErrorCode::Internal, "the draws could not be checked"),
     };
-    let group = audit_group(&peer, claim.epoch, &beacon, relays.iter().copied());
+    let aged = farming.aged(&relays, claim.epoch);
+    let group = audit_group(&peer, claim.epoch, &beacon, aged);
     if !group.iter().any(|(p, _)| *p == ctx.me) {
         return error(
             ErrorCode::NotInGroup,

@@ -15,7 +15,9 @@
 
 use crate::unix_now;
 use anyhow::{Context, Result};
-use kura_core::farming::{Admission, Admitted, Allowance, ClaimPage, FarmError, FreeLife, Postage, Prices};
+use kura_core::farming::{
+    Acquaintances, Admission, Admitted, Allowance, ClaimPage, FarmError, FreeLife, Postage, Prices,
+};
 use kura_core::ledger::{Ed25519, Key};
 use kura_core::StripeId;
 use libp2p::PeerId;
@@ -32,6 +34,9 @@ const REVOKED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("revoked");
 /// Stripe id → the epoch (little-endian) from which a stripe stored free is kept here
 /// ([`FreeLife`]).
 const FREE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("free_since");
+/// Relays met, by peer id bytes: the second (Unix time) this relay first saw each as a relay
+/// ([`kura_core::farming::Acquaintances`], the age rule of audit groups).
+const ACQUAINTED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("acquainted");
 
 /// Evidence that a batch's owner stamped one slot twice, as relays pass it on
 /// ([`kura_core::wire::Request::Revoke`]): the first stamp with the batch's burn, and the
@@ -130,6 +135,8 @@ pub struct Farming {
     /// The page level of each relay's claims for an epoch, as first judged here: one level
     /// per relay and epoch, so that no shard is claimed in two overlapping pages.
     levels: Mutex<std::collections::HashMap<(Key, u64), u8>>,
+    /// The relays met and since when: who counts in audit groups of which epochs.
+    acquainted: Mutex<Acquaintances<PeerId>>,
 }
 
 /// The rewards account's key and its key file, whose [`kura_p2p::wallet::SpendLock`] a
@@ -163,6 +170,7 @@ impl Farming {
             judged: Mutex::default(),
             judging: Mutex::default(),
             levels: Mutex::default(),
+            acquainted: Mutex::default(),
         }
     }
 
@@ -209,7 +217,20 @@ impl Farming {
             }
         }
         w.commit()?;
-        tracing::info!(stamps = admission.stamps(), "farming journal replayed");
+        let mut acquainted = Acquaintances::default();
+        if let Some(t) = open_if_made(&db.begin_read()?, ACQUAINTED)? {
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                if let (Ok(peer), Some(since)) = (PeerId::from_bytes(k.value()), epoch_in(v.value())) {
+                    acquainted.restore(peer, since);
+                }
+            }
+        }
+        tracing::info!(
+            stamps = admission.stamps(),
+            relays_met = acquainted.len(),
+            "farming journal replayed"
+        );
         Ok(Self {
             cfg,
             admission: Mutex::new(admission),
@@ -220,7 +241,38 @@ impl Farming {
             judged: Mutex::default(),
             judging: Mutex::default(),
             levels: Mutex::default(),
+            acquainted: Mutex::new(acquainted),
         })
+    }
+
+    /// `peer` was seen as a relay now (this relay itself at start): kept, with the time,
+    /// the first time only. Not synced on its own: a meeting a crash loses is made again
+    /// later, and only delays when that relay counts in audit groups here.
+    pub fn met(&self, peer: &PeerId) -> Result<()> {
+        let now = unix_now();
+        if !lock(&self.acquainted).met(peer, now) {
+            return Ok(());
+        }
+        let Some(db) = &self.journal else { return Ok(()) };
+        let mut w = db.begin_write()?;
+        w.set_durability(redb::Durability::Eventual);
+        {
+            let mut t = w.open_table(ACQUAINTED)?;
+            t.insert(peer.to_bytes().as_slice(), now.to_le_bytes().as_slice())?;
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Of `relays` (a view), those that count in audit groups of `epoch` here: met before
+    /// it began ([`Acquaintances::aged`]).
+    pub fn aged(&self, relays: &[PeerId], epoch: u64) -> Vec<PeerId> {
+        lock(&self.acquainted).aged_view(relays.iter().copied(), epoch, self.cfg.epoch_secs)
+    }
+
+    /// Relays met so far.
+    pub fn relays_met(&self) -> usize {
+        lock(&self.acquainted).len()
     }
 
     /// Pays this relay's rewards into the account of `key` (read from the key file `file`),
@@ -679,6 +731,7 @@ impl Farming {
             "batches_known": a.known_batches(),
             "stamps": a.stamps(),
             "rewards_account": self.rewards.map(|k| kura_core::hex::encode(&k)),
+            "relays_met": self.relays_met(),
             "earnings": self.earnings(),
         })
     }

@@ -131,6 +131,8 @@ async fn run(cfg: Config) -> Result<()> {
         history: Default::default(),
         tabs: kura_relay::donation::Tabs::new(cfg.tabs, cfg.tab_checks, cfg.tab_popular),
     });
+    // This relay counts in its own view of audit groups from the first start on.
+    shared.farming.met(&swarm.local_peer_id().to_owned())?;
 
     let listener = tokio::net::TcpListener::bind(cfg.http)
         .await

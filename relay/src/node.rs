@@ -251,7 +251,9 @@ pub fn answer_ledger(
                     let beacon = kura_p2p::ledger::beacon_of(&p, cert.epoch, &cert.draws, relays)
                         .map_err(|e| tracing::info!(relay = %p, epoch = cert.epoch, "reward refused: {e}"))
                         .ok()?;
-                    Some(kura_p2p::ledger::audit_group(&p, cert.epoch, &beacon, relays.iter().copied()))
+                    // Only relays met before the epoch began count (the age rule).
+                    let aged = shared.farming.aged(relays, cert.epoch);
+                    Some(kura_p2p::ledger::audit_group(&p, cert.epoch, &beacon, aged))
                 })
                 .unwrap_or_default()
                 .into_iter()
@@ -1174,6 +1176,9 @@ impl Node {
     /// A relay of the network (it speaks Kademlia as a server) is reachable.
     fn relay_alive(&mut self, peer: PeerId) {
         lock_live(&self.shared).connected(peer);
+        if let Err(e) = self.shared.farming.met(&peer) {
+            tracing::warn!(%peer, "keeping when this relay was met: {e:#}");
+        }
     }
 
     fn update_info(&mut self) {

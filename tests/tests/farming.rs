@@ -323,6 +323,8 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     // A seventh relay joins: it enters the close group of most stripes, the relay that
     // left each group hands its shard over, and the newcomer learns the stripe's postage
     // from the sender, so the shards it was handed earn there in the next epoch.
+    let joined = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        / EPOCH.parse::<u64>().unwrap();
     let seven = net.add();
     let held_paid = || {
         let s = net.relay(seven).json("/status").ok()?;
@@ -346,7 +348,19 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
     );
     let formula = prices.reward(bytes);
     assert!(shards >= 1 && credits <= formula && credits + pages >= formula, "{stamps} stamps: {e}");
-    eprintln!("earning: relay 6 joined, was handed {stamps} paid shards and earned {credits} for {shards}");
+    // The age rule: it met the others in the epoch it joined, so no audit group of that
+    // epoch is placed in its view; its first reward is for a later one. It knows all seven.
+    let rewarded = last["epoch"].as_u64().unwrap();
+    assert!(
+        rewarded > joined,
+        "relay 6 joined in epoch {joined} and was first rewarded for epoch {rewarded}"
+    );
+    let met = net.relay(seven).json("/status").unwrap()["farming"]["relays_met"].as_u64().unwrap();
+    assert_eq!(met, 7, "relay 6 met itself and the six others");
+    eprintln!(
+        "earning: relay 6 joined in epoch {joined}, was handed {stamps} paid shards and earned {credits} for {shards} \
+         (epoch {rewarded})"
+    );
     net.get_exact(&cap, &file, "earning");
 }
 
