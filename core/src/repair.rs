@@ -557,8 +557,10 @@ pub enum RoundAction<P> {
     Handover { stripe: StripeId, index: u8, to: P },
     /// Ask `at` to rebuild `index` from `holders`, and with it the stripe's other lost
     /// shards, which it hands to their members (this relay coordinates the stripe). One per
-    /// stripe and round, once [`rebuild_after`] slots are lost.
-    Order { stripe: StripeId, index: u8, at: P, holders: Vec<P>, live: usize },
+    /// stripe and round, once [`rebuild_after`] slots are lost. `instead`: the stripe's
+    /// other rebuilds (index, member), asked in turn when `at` refuses (its repair queue
+    /// is full), so that one busy member does not hold the whole stripe's repair back.
+    Order { stripe: StripeId, index: u8, at: P, holders: Vec<P>, live: usize, instead: Vec<(u8, P)> },
     /// Drop this relay's surplus copy of `index`, once each of `witnesses` has proven it
     /// holds its shard.
     Drop { stripe: StripeId, index: u8, witnesses: Vec<(P, u8)> },
@@ -639,6 +641,7 @@ pub fn plan_stripe_round<P: Clone + PartialEq>(
                         at: at.clone(),
                         holders: named,
                         live: plan.live,
+                        instead: plan.rebuilt_with(&stripe.slots, at, *index),
                     };
                     actions.push((plan.live, order));
                 }

@@ -613,6 +613,8 @@ fn wide_stripes_wait_for_losses_and_rebuild_them_together() {
         r.actions
     );
     assert_eq!(r.plan.rebuilt_with(&slots, &'m', 2), vec![(5, 'n')]);
+    // Should 'm' refuse as busy, the order goes to the next member to rebuild.
+    assert!(matches!(&r.actions[0].1, RoundAction::Order { instead, .. } if instead == &vec![(5, 'n')]));
     // Another member asked (views differ) hands over all but its own.
     assert_eq!(r.plan.rebuilt_with(&slots, &'n', 5), vec![(2, 'm')]);
     // A 4+2 stripe is rebuilt at its first loss, as before.

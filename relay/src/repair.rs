@@ -769,23 +769,31 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
                 }
             }
         }
-        RoundAction::Order { stripe, index, at, holders, live } => {
-            let req = Request::Repair {
-                header,
-                index,
-                holders: holders.iter().map(|p| p.to_bytes().into()).collect(),
-                live: live.min(255) as u8,
-            };
-            match ctx.net.request(at, req).await {
-                Ok(Response::Accepted) => {
-                    tracing::info!(%stripe, index, at = %at, live, "ordered a rebuild");
-                    "ordered"
-                }
-                other => {
-                    tracing::debug!(%stripe, index, at = %at, "repair order refused: {other:?}");
-                    "order_failed"
+        RoundAction::Order { stripe, index, at, holders, live, instead } => {
+            let holders: Vec<_> = holders.iter().map(|p| p.to_bytes().into()).collect();
+            // The member planned first; while one refuses as busy, the next to rebuild.
+            for (index, at) in std::iter::once((index, at)).chain(instead) {
+                let req = Request::Repair {
+                    header: header.clone(),
+                    index,
+                    holders: holders.clone(),
+                    live: live.min(255) as u8,
+                };
+                match ctx.net.request(at, req).await {
+                    Ok(Response::Accepted) => {
+                        tracing::info!(%stripe, index, at = %at, live, "ordered a rebuild");
+                        return "ordered";
+                    }
+                    Ok(Response::Error { code: ErrorCode::Busy, detail }) => {
+                        tracing::debug!(%stripe, index, at = %at, "repair order refused as busy: {detail}");
+                    }
+                    other => {
+                        tracing::debug!(%stripe, index, at = %at, "repair order refused: {other:?}");
+                        return "order_failed";
+                    }
                 }
             }
+            "order_failed"
         }
         RoundAction::Drop { stripe, index, witnesses } => {
             // Nothing is dropped on another relay's word: a holder of every slot class

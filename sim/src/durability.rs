@@ -716,7 +716,19 @@ pub fn run(c: &Config) -> Outcome {
             // each other lost shard is one transfer from it (a handover from the
             // rebuilder), made only if that rebuild was.
             let mut rebuilder: Option<(u32, bool)> = None;
-            for mv in plan.moves {
+            let mut moves = plan.moves;
+            if c.rebuilds != Rebuilds::Each && per_tick.is_some() {
+                // A member out of repair budget refuses the order as busy, and the
+                // coordinator asks the next one to rebuild (`RoundAction::Order::instead`).
+                let first = moves.iter().position(|m| matches!(m, Move::Rebuild { .. }));
+                let free = moves
+                    .iter()
+                    .position(|m| matches!(m, Move::Rebuild { at, .. } if budget[*at as usize] > 0.0));
+                if let (Some(f), Some(b)) = (first, free) {
+                    moves.swap(f, b);
+                }
+            }
+            for mv in moves {
                 let mv = match mv {
                     Move::Rebuild { .. } if !due => continue,
                     Move::Rebuild { index, at, .. } if c.rebuilds != Rebuilds::Each => match rebuilder {
@@ -777,6 +789,11 @@ pub fn run(c: &Config) -> Outcome {
                 if !done {
                     out.failed_moves += 1;
                     dirty[s] = true;
+                    if matches!(mv, Move::Rebuild { .. }) {
+                        // The relays' later rounds within the tick (seconds apart, a tick is
+                        // minutes) order the next member to rebuild: it tries in its stead.
+                        rebuilder = None;
+                    }
                     continue;
                 }
                 match mv {
