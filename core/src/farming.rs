@@ -253,6 +253,34 @@ impl Draw {
 /// relay identity is captured with probability at most `11·π`, and no identity can be made
 /// for a point known in advance.
 pub fn beacon(relay: &[u8], epoch: u64, committee: &[Key], draws: &[Draw]) -> Result<[u8; 32], FarmError> {
+    let input = draw_input(relay, epoch);
+    least_draw(committee, draws, |_, d| {
+        crate::vrf::verify(&d.drawer, &input, &d.proof)
+            .map_err(|e| FarmError::BadDraws(format!("a draw does not verify: {e}")))
+    })
+}
+
+/// [`beacon`] for draws the caller verified itself as each arrived (`outputs[i]` is
+/// `draws[i]`'s VRF output for this relay and epoch): the same rules, without proving
+/// each draw a second time. A claimant that dropped the draws that did not verify uses it.
+pub fn beacon_of_verified(
+    committee: &[Key],
+    draws: &[Draw],
+    outputs: &[[u8; 32]],
+) -> Result<[u8; 32], FarmError> {
+    if outputs.len() != draws.len() {
+        return Err(FarmError::BadDraws("an output for each draw is needed".into()));
+    }
+    least_draw(committee, draws, |i, _| Ok(outputs[i]))
+}
+
+/// The rules of [`beacon`], with `output(i, draw)` giving (or proving) the output of
+/// `draws[i]`, a member's.
+fn least_draw(
+    committee: &[Key],
+    draws: &[Draw],
+    output: impl Fn(usize, &Draw) -> Result<[u8; 32], FarmError>,
+) -> Result<[u8; 32], FarmError> {
     let bad = |why: String| Err(FarmError::BadDraws(why));
     if draws.len() > AUDIT_GROUP {
         return bad(format!("{} draws, at most {AUDIT_GROUP} are taken", draws.len()));
@@ -261,16 +289,15 @@ pub fn beacon(relay: &[u8], epoch: u64, committee: &[Key], draws: &[Draw]) -> Re
     if !draws.iter().all(|d| seen.insert(d.drawer)) {
         return bad("two draws by one relay".into());
     }
-    let members: Vec<&Draw> = draws.iter().filter(|d| committee.contains(&d.drawer)).collect();
+    let members: Vec<(usize, &Draw)> =
+        draws.iter().enumerate().filter(|(_, d)| committee.contains(&d.drawer)).collect();
     let need = audit_quorum(committee.len().min(AUDIT_GROUP));
     if members.len() < need {
         return bad(format!("{} draws by the relay's draw group, {need} needed", members.len()));
     }
-    let input = draw_input(relay, epoch);
     let mut least: Option<[u8; 32]> = None;
-    for d in members {
-        let out = crate::vrf::verify(&d.drawer, &input, &d.proof)
-            .map_err(|e| FarmError::BadDraws(format!("a draw does not verify: {e}")))?;
+    for (i, d) in members {
+        let out = output(i, d)?;
         least = Some(least.map_or(out, |l| l.min(out)));
     }
     least.ok_or_else(|| FarmError::BadDraws("no draws".into()))

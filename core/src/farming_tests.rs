@@ -901,6 +901,11 @@ fn the_beacon_is_the_least_draw_of_a_quorum_of_the_relays_neighbours() {
         .collect();
     let all = beacon(b"relay", 9, &group, &draws).unwrap();
     assert_eq!(all, *outputs.iter().min().unwrap());
+    // A claimant that proved each draw as it came takes the same beacon from the outputs,
+    // under the same rules.
+    assert_eq!(beacon_of_verified(&group, &draws, &outputs).unwrap(), all);
+    assert!(beacon_of_verified(&group, &draws[..AUDIT_QUORUM - 1], &outputs[..AUDIT_QUORUM - 1]).is_err());
+    assert!(beacon_of_verified(&group, &draws, &outputs[1..]).is_err());
     // Any quorum gives a beacon; fewer do not.
     assert!(beacon(b"relay", 9, &group, &draws[..AUDIT_QUORUM]).is_ok());
     assert!(matches!(beacon(b"relay", 9, &group, &draws[..AUDIT_QUORUM - 1]), Err(FarmError::BadDraws(_))));

@@ -404,7 +404,7 @@ async fn draws(ctx: &Ctx, epoch: u64, relays: &[PeerId]) -> Option<(Vec<Draw>, [
         async move {
             match ctx.net.request(*peer, Request::Draw { epoch }).await {
                 Ok(Response::Draw(proof)) => match kura_core::vrf::verify(key, input, &proof) {
-                    Ok(_) => Some(Draw { drawer: *key, proof }),
+                    Ok(out) => Some((Draw { drawer: *key, proof }, out)),
                     Err(e) => {
                         tracing::warn!(%peer, epoch, "a draw that does not verify: {e}");
                         None
@@ -422,8 +422,10 @@ async fn draws(ctx: &Ctx, epoch: u64, relays: &[PeerId]) -> Option<(Vec<Draw>, [
         }
     }))
     .await;
-    let draws: Vec<Draw> = answers.into_iter().flatten().collect();
-    match beacon_of(&ctx.me, epoch, &draws, relays) {
+    let (draws, outputs): (Vec<Draw>, Vec<[u8; 32]>) = answers.into_iter().flatten().unzip();
+    // Each draw was proven as it came: the beacon is taken from those outputs.
+    let committee: Vec<_> = group.iter().map(|(_, k)| *k).collect();
+    match kura_core::farming::beacon_of_verified(&committee, &draws, &outputs) {
         Ok(beacon) => Some((draws, beacon)),
         Err(e) => {
             tracing::warn!(epoch, "epoch not claimed: {e}");
