@@ -522,6 +522,9 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
     if !relays.contains(&peer) {
         return error(ErrorCode::NotInGroup, "epoch claims are taken from live relays of this network");
     }
+    if let Some(answer) = farming.judged_before(relay, claim.epoch, claim.page) {
+        return answer;
+    }
     let beacon = {
         let (draws, relays) = (claim.draws.clone(), relays.clone());
         blocking(move || beacon_of(&peer, claim.epoch, &draws, &relays)).await

@@ -345,6 +345,18 @@ impl Farming {
     /// `None` while another copy of the claim is being judged (one judgement each, however
     /// often asked). A page of another level than the relay's first claim of the epoch here
     /// is refused: pages of two levels overlap, and a shard would be rewarded twice.
+    /// The answer given already to this relay's claim of `page` for `epoch`, if any: a claim
+    /// sent again is answered from it before anything is checked (its draws' proofs cost
+    /// the auditor some 6 ms; the answer costs a lookup).
+    pub fn judged_before(
+        &self,
+        relay: Key,
+        epoch: u64,
+        page: ClaimPage,
+    ) -> Option<kura_core::wire::Response> {
+        lock(&self.judged).get(&(relay, epoch, page)).cloned()
+    }
+
     pub fn start_judging(
         &self,
         relay: Key,
@@ -842,6 +854,7 @@ mod tests {
         let f = Farming::new(FarmingConfig::default());
         let (relay, other) = ([1u8; 32], [2u8; 32]);
         let p = ClaimPage::default();
+        assert_eq!(f.judged_before(relay, 7, p), None);
         assert_eq!(f.start_judging(relay, 7, p), Ok(()));
         // A copy sent while the first is judged waits; another relay or epoch does not.
         assert_eq!(f.start_judging(relay, 7, p), Err(None));
@@ -849,6 +862,8 @@ mod tests {
         assert_eq!(f.start_judging(relay, 8, p), Ok(()));
         let refused = Response::Error { code: ErrorCode::Unpaid, detail: "2 of 16 samples failed".into() };
         f.judge(relay, 7, p, &refused);
+        // Sent again, it is answered before its draws are proven again.
+        assert_eq!(f.judged_before(relay, 7, p), Some(refused.clone()));
         assert_eq!(f.start_judging(relay, 7, p), Err(Some(refused)));
         // Given up (this relay's own failure): the claim may be judged again.
         f.stop_judging(other, 7, p);
