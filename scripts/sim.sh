@@ -19,7 +19,7 @@ if [[ " $* " != *" --quick "* ]]; then
   log "timing whole churn runs at 10,000 and 100,000 relays"
   {
     printf '# The simulator at size\n\n'
-    printf 'A whole churn run (relay operators, 4+2, repair at once: every stripe whose relays changed is planned by `plan_group` each 30-minute tick; Kademlia tables and lookups at these sizes are in lookups.md), each size in a process of its own: `kura-sim size --relays N --stripes S --days 30`. Peak memory is the process'"'"'s.\n\n'
+    printf 'A whole churn run (relay operators, 4+2, repair at once as the relays repair: every stripe whose relays changed is planned by `plan_group` each 30-minute tick and its lost shards rebuilt together; Kademlia tables and lookups at these sizes are in lookups.md), each size in a process of its own: `kura-sim size --relays N --stripes S --days 30`. Peak memory is the process'"'"'s.\n\n'
     printf '| relays | stripes | days | plans | rebuilds | stripes lost | time | peak memory |\n|---|---|---|---|---|---|---|---|\n'
   } > "$out/size.md"
   target/release/kura-sim size --relays 10000 --stripes 20000 --append "$out/size.md"
