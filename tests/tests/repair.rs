@@ -422,11 +422,8 @@ fn a_member_down_is_waited_for_and_a_stripe_at_k_is_repaired_at_once() {
     let stripes: BTreeSet<String> = inventory(&net).into_keys().collect();
     wait_full(&net, &stripes, Duration::from_secs(60), "the uploads to sit on 6 relays each");
     let before = inventory(&net);
-    let on = |i: usize| -> BTreeSet<String> {
-        before.iter().filter(|(_, h)| h.iter().any(|(r, _)| *r == i)).map(|(s, _)| s.clone()).collect()
-    };
     let (a, b) = (2, 5);
-    let (on_a, on_b) = (on(a), on(b));
+    let (on_a, on_b) = (stripes_on(&before, a), stripes_on(&before, b));
     let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
     assert!(!both.is_empty() && on_a.len() > both.len(), "{} on a, {} on both", on_a.len(), both.len());
     let (_, _, rebuilt0, _) = repair_traffic(&net);
@@ -543,6 +540,11 @@ fn distrusted_besides(net: &Net, dead: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The stripes relay `i` holds a shard of, by `inv`.
+fn stripes_on(inv: &Inventory, i: usize) -> BTreeSet<String> {
+    inv.iter().filter(|(_, h)| h.iter().any(|(r, _)| *r == i)).map(|(s, _)| s.clone()).collect()
+}
+
 /// Distinct shard indices held of `stripe` by live relays.
 fn distinct(inv: &Inventory, stripe: &str) -> usize {
     inv.get(stripe).into_iter().flatten().flat_map(|(_, i)| i.iter().copied()).collect::<BTreeSet<u8>>().len()
@@ -588,11 +590,8 @@ fn wide_stripes_wait_for_a_second_loss_and_rebuild_both_from_one_read() {
     })
     .unwrap();
     let before = inventory(&net);
-    let on = |i: usize| -> BTreeSet<String> {
-        before.iter().filter(|(_, h)| h.iter().any(|(r, _)| *r == i)).map(|(s, _)| s.clone()).collect()
-    };
     let (a, b) = (4, 9);
-    let (on_a, on_b) = (on(a), on(b));
+    let (on_a, on_b) = (stripes_on(&before, a), stripes_on(&before, b));
     let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
     let one: BTreeSet<String> = on_a.symmetric_difference(&on_b).cloned().collect();
     assert!(!both.is_empty() && !one.is_empty(), "{} on both, {} on one", both.len(), one.len());
