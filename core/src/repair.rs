@@ -11,8 +11,9 @@
 //!   index each member keeps, which shards a relay that fell out of the group hands over to a
 //!   vacant member, which indices must be rebuilt from `k` others (and where), and which
 //!   copies are surplus and may be dropped. Lost shards wait until [`rebuild_after`] of
-//!   them are lost, then one member rebuilds them all from one read of `k` shards. Every relay computes the same plan from the same
-//!   view; each executes only its own part, so no coordinator needs to be elected.
+//!   them are lost, then one member rebuilds them all from one read of `k` shards. Every
+//!   relay computes the same plan from the same view; each executes only its own part, so
+//!   no coordinator needs to be elected.
 //! - [`RepairQueue`] orders the rebuilds a relay was asked to do: fewest live shards first,
 //!   a bounded number at once, and a byte budget per second.
 //!

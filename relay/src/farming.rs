@@ -340,11 +340,6 @@ impl Farming {
         self.cfg.page_target
     }
 
-    /// Starts judging `relay`'s claim for page `page` of `epoch`: `Ok` when no answer was
-    /// given and none is being worked out; otherwise the answer already given (`Some`), or
-    /// `None` while another copy of the claim is being judged (one judgement each, however
-    /// often asked). A page of another level than the relay's first claim of the epoch here
-    /// is refused: pages of two levels overlap, and a shard would be rewarded twice.
     /// The answer given already to this relay's claim of `page` for `epoch`, if any: a claim
     /// sent again is answered from it before anything is checked (its draws' proofs cost
     /// the auditor some 6 ms; the answer costs a lookup).
@@ -357,6 +352,11 @@ impl Farming {
         lock(&self.judged).get(&(relay, epoch, page)).cloned()
     }
 
+    /// Starts judging `relay`'s claim for page `page` of `epoch`: `Ok` when no answer was
+    /// given and none is being worked out; otherwise the answer already given (`Some`), or
+    /// `None` while another copy of the claim is being judged (one judgement each, however
+    /// often asked). A page of another level than the relay's first claim of the epoch here
+    /// is refused: pages of two levels overlap, and a shard would be rewarded twice.
     pub fn start_judging(
         &self,
         relay: Key,
