@@ -244,20 +244,10 @@ fn lost_shards_are_rebuilt_and_joining_relays_take_them_over() {
     // What the simulator's model (kura_sim::durability::predict: kura_core's plan_group on
     // each stripe, k shards read per rebuild, one per handover) says the deaths of relays 3
     // and 7 cost, from the real inventory, to compare with what the relays do.
-    let keys: Vec<DhtKey> = (0..10)
-        .map(|i| DhtKey::of(&net.relay(i).peer_id.parse::<libp2p_identity::PeerId>().unwrap().to_bytes()))
-        .collect();
     let inv = inventory(&net);
+    let (keys, held) = as_held(&net, &inv, N);
     let lengths = shard_lengths(&net, &inv);
     let names: Vec<&String> = inv.keys().collect();
-    let held: Vec<Held> = inv
-        .iter()
-        .map(|(s, h)| Held {
-            stripe: DhtKey::of_stripe(&StripeId::from_hex(s).unwrap()),
-            holders: h.iter().map(|(r, idx)| (keys[*r], idx.clone())).collect(),
-            n: N,
-        })
-        .collect();
     let live: Vec<DhtKey> = (0..10).filter(|i| ![3, 7].contains(i)).map(|i| keys[i]).collect();
     let predicted = predict(N - 2, &live, &held);
     let sites = rebuilds_at(N - 2, &live, &held);
@@ -540,6 +530,28 @@ fn distrusted_besides(net: &Net, dead: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Every relay's key (by number) and each stripe of `inv` as the simulator's model takes
+/// it (`kura_sim::durability::Held`: its key, its holders' keys and indices, `n`).
+fn as_held(net: &Net, inv: &Inventory, n: usize) -> (Vec<DhtKey>, Vec<Held>) {
+    let keys: Vec<DhtKey> = net
+        .relays
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            DhtKey::of(&net.relay(i).peer_id.parse::<libp2p_identity::PeerId>().unwrap().to_bytes())
+        })
+        .collect();
+    let held = inv
+        .iter()
+        .map(|(s, h)| Held {
+            stripe: DhtKey::of_stripe(&StripeId::from_hex(s).unwrap()),
+            holders: h.iter().map(|(r, idx)| (keys[*r], idx.clone())).collect(),
+            n,
+        })
+        .collect();
+    (keys, held)
+}
+
 /// The stripes relay `i` holds a shard of, by `inv`.
 fn stripes_on(inv: &Inventory, i: usize) -> BTreeSet<String> {
     inv.iter().filter(|(_, h)| h.iter().any(|(r, _)| *r == i)).map(|(s, _)| s.clone()).collect()
@@ -595,6 +607,23 @@ fn wide_stripes_wait_for_a_second_loss_and_rebuild_both_from_one_read() {
     let both: BTreeSet<String> = on_a.intersection(&on_b).cloned().collect();
     let one: BTreeSet<String> = on_a.symmetric_difference(&on_b).cloned().collect();
     assert!(!both.is_empty() && !one.is_empty(), "{} on both, {} on one", both.len(), one.len());
+    // The simulator's model of both deaths, from the real inventory: one relay gone costs
+    // nothing (11 of 12 is short of `rebuild_after`); two rebuild the stripes both held.
+    let (keys, held) = as_held(&net, &before, WIDE);
+    let live_but = |dead: &[usize]| -> Vec<DhtKey> {
+        (0..keys.len()).filter(|i| !dead.contains(i)).map(|i| keys[i]).collect()
+    };
+    let after_one = predict(6, &live_but(&[a]), &held);
+    let after_two = predict(6, &live_but(&[a, b]), &held);
+    assert_eq!((after_one.rebuilds, after_one.handovers), (0, 0), "{after_one:?}");
+    // Repair bytes in at the relays that stay.
+    let bytes_in = |net: &Net| -> u64 {
+        (0..keys.len())
+            .filter(|i| ![a, b].contains(i))
+            .map(|i| net.relay(i).json("/repair").unwrap()["bytes_in"].as_u64().unwrap())
+            .sum()
+    };
+    let b0 = bytes_in(&net);
     let (_, _, rebuilt0, joint0) = repair_traffic(&net);
     let silent0 = left_out_silent(&net);
 
@@ -635,6 +664,7 @@ fn wide_stripes_wait_for_a_second_loss_and_rebuild_both_from_one_read() {
     let took = t0.elapsed();
     let from = rounds(&net);
     wait_rounds(&net, &from, 3, "three repair rounds after");
+    let b2 = bytes_in(&net);
     let (_, _, rebuilt2, joint2) = repair_traffic(&net);
     let (rebuilt, joint) = (rebuilt2 - rebuilt1, joint2 - joint1);
     let inv = inventory(&net);
@@ -661,10 +691,25 @@ fn wide_stripes_wait_for_a_second_loss_and_rebuild_both_from_one_read() {
         "{joint} of {} second shards rebuilt with the first",
         both.len()
     );
+    // The model: the same stripes rebuilt, as many together, and the bytes read (k per
+    // stripe, one per shard handed over) within a quarter of what the relays read.
+    let lengths = shard_lengths(&net, &before);
+    let shard_bytes = lengths.values().sum::<u64>() as f64 / lengths.len().max(1) as f64;
+    let (model, real) = (after_two.shards_read as f64 * shard_bytes, (b2 - b0) as f64);
+    println!(
+        "simulator vs relays, 6+6, two of fourteen killed: shards rebuilt {} / {rebuilt}, together with another \
+         {} / {joint}, bytes read {model:.0} / {real:.0} (real/model {:.3})",
+        after_two.rebuilds,
+        after_two.joint,
+        real / model
+    );
+    assert_eq!(after_two.rebuilds, 2 * both.len() as u64, "{after_two:?}");
+    assert_eq!(after_two.joint, both.len() as u64, "{after_two:?}");
     if quiet {
         assert_eq!(rebuilt, 2 * both.len() as u64, "only the stripes that lost two were rebuilt");
         assert_eq!(waiting, one.len(), "a stripe that lost one shard was rebuilt");
         assert_eq!(joint0, joint1);
+        assert!((real / model - 1.0).abs() <= 0.25, "bytes read: {real:.0} real, {model:.0} in the model");
     }
     for (i, (cap, data)) in files.iter().enumerate() {
         net.get_exact(cap, data, &format!("wide-{i}"));
