@@ -740,6 +740,30 @@ async fn confirm_order(ctx: &Ctx, job: &RebuildJob<PeerId>) -> Result<Confirmed,
     }
 }
 
+/// Sends shard `index` of `stripe` to `to` as a handover; whether it was stored there
+/// (counted in the repair bytes out).
+async fn hand_over(
+    ctx: &Ctx,
+    stripe: StripeId,
+    index: u8,
+    to: PeerId,
+    header: Vec<u8>,
+    shard: Vec<u8>,
+) -> bool {
+    let len = shard.len() as u64;
+    match ctx.net.request(to, Request::Handover { header, shard }).await {
+        Ok(Response::Stored { .. }) => {
+            ctx.shared.metrics.repair_bytes_out.inc_by(len);
+            tracing::info!(%stripe, index, to = %to, "handed shard over");
+            true
+        }
+        other => {
+            tracing::debug!(%stripe, index, to = %to, "handover refused: {other:?}");
+            false
+        }
+    }
+}
+
 /// What [`confirm_order`] found: holders to fetch from, and the stripe's other rebuilds.
 struct Confirmed {
     holders: Vec<PeerId>,
@@ -756,17 +780,10 @@ async fn act(ctx: &Ctx, a: RoundAction<PeerId>, header: Vec<u8>) -> &'static str
             let Some((_, shard)) = held.shards.into_iter().find(|(i, _)| *i == index) else {
                 return "handover_failed";
             };
-            let len = shard.len() as u64;
-            match ctx.net.request(to, Request::Handover { header: held.header, shard }).await {
-                Ok(Response::Stored { .. }) => {
-                    ctx.shared.metrics.repair_bytes_out.inc_by(len);
-                    tracing::info!(%stripe, index, to = %to, "handed shard over");
-                    "handed_over"
-                }
-                other => {
-                    tracing::debug!(%stripe, index, to = %to, "handover refused: {other:?}");
-                    "handover_failed"
-                }
+            if hand_over(ctx, stripe, index, to, held.header, shard).await {
+                "handed_over"
+            } else {
+                "handover_failed"
             }
         }
         RoundAction::Order { stripe, index, at, holders, live, instead } => {
@@ -1100,20 +1117,8 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     // does not land is planned again by a later round.
     for (i, to) in with {
         let Some(shard) = shards.get(usize::from(i)) else { continue };
-        let len = shard.len() as u64;
-        let req = Request::Handover { header: header.clone(), shard: shard.clone() };
-        let kind = match ctx.net.request(to, req).await {
-            Ok(Response::Stored { .. }) => {
-                ctx.shared.metrics.repair_bytes_out.inc_by(len);
-                tracing::info!(stripe = %job.stripe, index = i, to = %to, "handed a shard rebuilt with another over");
-                "rebuilt_handed_over"
-            }
-            other => {
-                tracing::debug!(stripe = %job.stripe, index = i, to = %to, "handover of a rebuilt shard refused: {other:?}");
-                "handover_failed"
-            }
-        };
-        ctx.shared.metrics.repair_event(kind);
+        let handed = hand_over(ctx, job.stripe, i, to, header.clone(), shard.clone()).await;
+        ctx.shared.metrics.repair_event(if handed { "rebuilt_handed_over" } else { "handover_failed" });
     }
     // Learnt beside the queue, not in it: asking four holders must not hold a rebuild's slot.
     let (ctx, stripe) = (ctx.clone(), job.stripe);

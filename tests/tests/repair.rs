@@ -533,13 +533,8 @@ fn distrusted_besides(net: &Net, dead: &[&str]) -> Vec<String> {
 /// Every relay's key (by number) and each stripe of `inv` as the simulator's model takes
 /// it (`kura_sim::durability::Held`: its key, its holders' keys and indices, `n`).
 fn as_held(net: &Net, inv: &Inventory, n: usize) -> (Vec<DhtKey>, Vec<Held>) {
-    let keys: Vec<DhtKey> = net
-        .relays
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            DhtKey::of(&net.relay(i).peer_id.parse::<libp2p_identity::PeerId>().unwrap().to_bytes())
-        })
+    let keys: Vec<DhtKey> = (0..net.relays.len())
+        .map(|i| DhtKey::of(&net.relay(i).peer_id.parse::<libp2p_identity::PeerId>().unwrap().to_bytes()))
         .collect();
     let held = inv
         .iter()
