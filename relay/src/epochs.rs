@@ -50,20 +50,28 @@ fn settle(epoch_secs: u64) -> Duration {
 
 /// Claims each epoch's reward as it ends, then drops the stripes whose batch ended (spawn
 /// it). The first sweep runs at start, so a relay back from a long absence drops what ended
-/// meanwhile before long.
+/// meanwhile before long. Epochs are claimed in turn: when a claim (with its tabs' pay)
+/// outlasts an epoch, the next is claimed as soon as it is done, not skipped; only an
+/// epoch its auditors no longer take claims for is passed over.
 pub async fn run_epochs(ctx: Ctx) {
     let secs = ctx.shared.farming.config().epoch_secs;
     sweep(&ctx, epoch_of(unix_now(), secs)).await;
+    let mut next = epoch_of(unix_now(), secs);
     loop {
-        let now = unix_now();
-        let next = (now / secs + 1) * secs;
-        tokio::time::sleep(Duration::from_secs(next - now) + settle(secs)).await;
-        let epoch = epoch_of(unix_now(), secs).saturating_sub(1);
+        let since_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let due = Duration::from_secs((next + 1) * secs) + settle(secs);
+        tokio::time::sleep(due.saturating_sub(since_unix)).await;
+        let epoch = next.max(epoch_of(unix_now(), secs).saturating_sub(CLAIMABLE_FOR));
         let earned = claim(&ctx, epoch).await.unwrap_or(0);
         pay_tabs(&ctx, epoch, earned).await;
         sweep(&ctx, epoch + 1).await;
+        next = epoch + 1;
     }
 }
+
+/// For how many epochs after it ends an epoch may still be claimed, or drawn for.
+const CLAIMABLE_FOR: u64 = 2;
 
 /// The relays this one knows, but itself and `from` (the one that told it of a double
 /// stamp): where it passes the evidence on.
@@ -144,21 +152,28 @@ impl kura_p2p::wallet::LedgerNet for RelayLedger<'_> {
     }
 
     async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, String> {
-        if peer != self.ctx.me {
-            return self.ctx.net.ledger(peer, req).await;
-        }
-        let (shared, me) = (self.ctx.shared.clone(), self.ctx.me);
-        blocking(move || {
-            let relays = crate::node::view(&shared, &me);
-            crate::node::answer_ledger(&shared, &me, &relays, Ok(req))
-        })
-        .await
-        .ok_or_else(|| "ledger task failed".to_string())
+        ledger_at(self.ctx, peer, req).await
     }
 
     async fn pause(&self, d: Duration) {
         tokio::time::sleep(d).await
     }
+}
+
+/// Sends `req` to the ledger replica `peer`: over the network, or answered here when `peer`
+/// is this relay (a relay cannot dial itself, and is a replica of its own accounts' groups
+/// as often as of anyone's).
+async fn ledger_at(ctx: &Ctx, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, String> {
+    if peer != ctx.me {
+        return ctx.net.ledger(peer, req).await;
+    }
+    let (shared, me) = (ctx.shared.clone(), ctx.me);
+    blocking(move || {
+        let relays = crate::node::view(&shared, &me);
+        crate::node::answer_ledger(&shared, &me, &relays, Ok(req))
+    })
+    .await
+    .ok_or_else(|| "ledger task failed".to_string())
 }
 
 /// Drops, at `epoch`, every shard of the paid stripes whose batch ended the grace ago or more
@@ -445,7 +460,7 @@ pub fn answer_draw(
     from_relay: bool,
 ) -> Response {
     let now = epoch_of(unix_now(), shared.farming.config().epoch_secs);
-    if epoch >= now || epoch + 2 < now {
+    if epoch >= now || epoch + CLAIMABLE_FOR < now {
         return error(
             ErrorCode::Unpaid,
             format!("epoch {epoch} is not drawn for now (epoch {now}): draws come after their epoch ends"),
@@ -476,7 +491,7 @@ async fn deposit(ctx: &Ctx, cert: &RewardCertificate, relays: &[PeerId]) -> bool
         }
         let answers = futures::future::join_all(waiting.iter().map(|p| {
             let req = LedgerRequest::Reward(Box::new(cert.clone()));
-            async move { (*p, ctx.net.ledger(*p, req).await) }
+            async move { (*p, ledger_at(ctx, *p, req).await) }
         }))
         .await;
         waiting = Vec::new();
@@ -509,7 +524,7 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
     };
     let secs = farming.config().epoch_secs;
     let now = epoch_of(unix_now(), secs);
-    if claim.epoch >= now || claim.epoch + 2 < now {
+    if claim.epoch >= now || claim.epoch + CLAIMABLE_FOR < now {
         return error(
             ErrorCode::Unpaid,
             format!(

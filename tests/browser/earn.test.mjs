@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevnet, launchChromium, check, until, testSetup } from './devnet.mjs';
 
@@ -38,6 +38,23 @@ async function metricSum(relays, name) {
     if (m) sum += Number(m[1]);
   }
   return sum;
+}
+
+/** Runs `f`; when it throws, first prints what each relay's epochs did (its farming status
+ * and its last lines about claims, rewards and tab payments), so a failed wait says why. */
+async function explained(relays, f) {
+  try {
+    return await f();
+  } catch (e) {
+    for (const [i, r] of relays.entries()) {
+      const status = await fetch(`${r.http}status`).then(x => x.json()).catch(() => ({}));
+      console.log(`# relay ${i}: ${JSON.stringify(status.farming?.earnings ?? null)}`);
+      const log = readFileSync(join(work, 'net', `relay-${i}.log`), 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+      const lines = log.split('\n').filter(l => /epoch|claim|deposit|donating tab|draw/.test(l));
+      for (const l of lines.slice(-12)) console.log(`#   ${l.slice(0, 240)}`);
+    }
+    throw e;
+  }
 }
 
 const kura = (...args) => spawnSync(kuraBin, args, { encoding: 'utf8', timeout: 240_000 });
@@ -91,10 +108,10 @@ test('a donating tab earns from the relays and pays for an upload with it', asyn
   check(shards > 0, `the donating tab holds ${shards} shards`);
 
   // Relays pay it each epoch; the page looks at its wallet once an epoch while donating.
-  const earned = await until('the page to count what the tab earned', 180_000, async () => {
+  const earned = await explained(relays, () => until('the page to count what the tab earned', 180_000, async () => {
     const e = BigInt(await page.getByTestId('wallet-earned').textContent());
     return e > 0n && e;
-  });
+  }));
   // A relay counts a payment once its transfer is applied everywhere, a moment after the
   // tab's replicas hold it: waited for, not raced.
   const paidTabs = await until('the relays to count what they paid', 30_000, async () => {
@@ -116,11 +133,11 @@ test('a donating tab earns from the relays and pays for an upload with it', asyn
   check(Number(farming.price) === PRICE && Number(farming.epoch_secs) === EPOCH, `the relays' price and epoch: ${JSON.stringify(farming)}`);
   // Waits for the balance to cover a bound of the cost (two stripes of 1,572,888 shard bytes
   // for one epoch at the price: 29,299), then uploads; the page says what it cost and pays it.
-  const balance = await until('the earnings to cover the upload', 180_000, async () => {
+  const balance = await explained(relays, () => until('the earnings to cover the upload', 180_000, async () => {
     await page.getByTestId('wallet-refresh').click();
     const b = BigInt(await page.getByTestId('wallet-balance').textContent().catch(() => '0'));
     return b >= 40_000n && b;
-  });
+  }));
   await page.getByTestId('file-input').setInputFiles(small);
   await page.waitForFunction(() => document.querySelector('[data-testid=share-link]')
     || !document.getElementById('error').hidden, null, { timeout: 120_000 });
