@@ -36,7 +36,7 @@ cargo run -q -p kura-sim -- all --quick --out "$simdir"
 for t in lookups capture durability audits economy; do
   [ -s "$simdir/$t.md" ] && [ -s "$simdir/$t.csv" ] || { echo "kura-sim wrote no $t table" >&2; exit 1; }
 done
-for t in ledger load bandwidth; do
+for t in ledger load bandwidth loss rebuilds groups; do
   [ -s "$simdir/$t.md" ] || { echo "kura-sim wrote no $t table" >&2; exit 1; }
 done
 rm -rf "$simdir"

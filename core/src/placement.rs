@@ -97,15 +97,7 @@ pub fn network_size(target: &DhtKey, found: &[DhtKey], whole: bool) -> f64 {
     if whole || found.is_empty() {
         return found.len() as f64;
     }
-    let mut fractions: Vec<f64> = found
-        .iter()
-        .map(|k| {
-            let d = target.distance(k);
-            let top = u64::from_be_bytes(core::array::from_fn(|i| d[i]));
-            // Half a unit more, so that a key equal to the target still has a distance.
-            (top as f64 + 0.5) / 18_446_744_073_709_551_616.0
-        })
-        .collect();
+    let mut fractions: Vec<f64> = found.iter().map(|k| share_between(target, k)).collect();
     fractions.sort_by(f64::total_cmp);
     let (mut squares, mut weighted) = (0.0, 0.0);
     for (i, d) in fractions.iter().enumerate() {
@@ -115,6 +107,15 @@ pub fn network_size(target: &DhtKey, found: &[DhtKey], whole: bool) -> f64 {
     }
     // Never fewer relays than were found.
     (squares / weighted).max(found.len() as f64)
+}
+
+/// The XOR distance between `a` and `b` as a share of the key space (its first 64 bits, and
+/// half a unit more, so that equal keys still lie a little apart): the `i`-th closest of `N`
+/// relays spread evenly lies about `i / (N + 1)` from any point.
+pub fn share_between(a: &DhtKey, b: &DhtKey) -> f64 {
+    let d = a.distance(b);
+    let top = u64::from_be_bytes(core::array::from_fn(|i| d[i]));
+    (top as f64 + 0.5) / 18_446_744_073_709_551_616.0
 }
 
 /// Lookups a put sizes the network with ([`width_of_estimates`] takes their median).

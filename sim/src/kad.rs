@@ -74,11 +74,12 @@ impl Tables {
         self.entries.is_empty()
     }
 
-    /// The `K` entries of relay `i`'s table closest to `target` (what it answers).
-    fn closest_known(&self, p: &Population, i: usize, target: &DhtKey) -> Vec<u32> {
+    /// The `want` entries of relay `i`'s table closest to `target` (what it answers a lookup
+    /// of `want`, at least `K`).
+    pub fn closest_known(&self, p: &Population, i: usize, target: &DhtKey, want: usize) -> Vec<u32> {
         let mut v: Vec<([u8; 32], u32)> =
             self.of(i).iter().map(|&j| (target.distance(&p.keys[j as usize]), j)).collect();
-        let k = K.min(v.len());
+        let k = want.max(K).min(v.len());
         if k > 0 {
             v.select_nth_unstable_by_key(k - 1, |e| e.0);
         }
@@ -100,7 +101,8 @@ pub struct Lookup {
     pub hops: usize,
     /// Time from start to end, in ms.
     pub ms: f64,
-    /// Of the `K` relays truly closest to the target among those up, how many it found.
+    /// Of the `K` (or the lookup's `want`) relays truly closest to the target among those
+    /// up, how many it found.
     pub found_of_k: usize,
 }
 
@@ -148,11 +150,36 @@ pub fn lookup_lossy(
     loss: f64,
     rng: &mut XorShift,
 ) -> Lookup {
+    lookup_of(p, t, from, target, K, loss, rng).0
+}
+
+/// A lookup of the `want` relays closest to `target` (a close group larger than a bucket:
+/// each relay asked answers its `want` closest, and the lookup ends when the `want` closest
+/// heard of have answered): how it went, and the relays it found, closest first.
+pub fn lookup_group(
+    p: &Population,
+    t: &Tables,
+    from: usize,
+    target: &DhtKey,
+    want: usize,
+) -> (Lookup, Vec<u32>) {
+    lookup_of(p, t, from, target, want, 0.0, &mut XorShift(1))
+}
+
+fn lookup_of(
+    p: &Population,
+    t: &Tables,
+    from: usize,
+    target: &DhtKey,
+    want: usize,
+    loss: f64,
+    rng: &mut XorShift,
+) -> (Lookup, Vec<u32>) {
     let mut out = Lookup::default();
     // Candidates: distance → (peer, state, hops to learn of it).
     let mut cand: std::collections::BTreeMap<[u8; 32], (u32, State, usize)> =
         std::collections::BTreeMap::new();
-    for j in t.closest_known(p, from, target) {
+    for j in t.closest_known(p, from, target, want) {
         cand.insert(target.distance(&p.keys[j as usize]), (j, State::Heard, 1));
     }
     let mut events: BinaryHeap<Reverse<Event>> = BinaryHeap::new();
@@ -161,12 +188,12 @@ pub fn lookup_lossy(
     let mut in_flight = 0usize;
     let mut hops_of: HashMap<u32, usize> = HashMap::new();
     loop {
-        // Ask the closest not asked yet among the K closest heard of, up to α at once.
+        // Ask the closest not asked yet among the `want` closest heard of, up to α at once.
         while in_flight < ALPHA {
             let next = cand
                 .iter_mut()
                 .filter(|(_, c)| c.1 != State::Failed)
-                .take(K)
+                .take(want)
                 .find(|(_, c)| c.1 == State::Heard);
             let Some((_, c)) = next else { break };
             c.1 = State::Asked;
@@ -202,7 +229,7 @@ pub fn lookup_lossy(
         if let Some(c) = cand.get_mut(&d) {
             c.1 = State::Answered;
         }
-        for j in t.closest_known(p, e.peer as usize, target) {
+        for j in t.closest_known(p, e.peer as usize, target, want) {
             if j as usize == from {
                 continue;
             }
@@ -210,11 +237,11 @@ pub fn lookup_lossy(
         }
     }
     out.ms = now;
-    let found: Vec<u32> = cand.values().filter(|c| c.1 == State::Answered).take(K).map(|c| c.0).collect();
+    let found: Vec<u32> = cand.values().filter(|c| c.1 == State::Answered).take(want).map(|c| c.0).collect();
     out.hops = found.first().and_then(|j| hops_of.get(j)).copied().unwrap_or(0);
-    let truth = p.closest(target, K, |i| p.up[i] && i != from);
+    let truth = p.closest(target, want, |i| p.up[i] && i != from);
     out.found_of_k = truth.iter().filter(|i| found.contains(&(**i as u32))).count();
-    out
+    (out, found)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod audits;
 pub mod capture;
 pub mod durability;
 pub mod economy;
+pub mod groups;
 pub mod kad;
 pub mod ledger;
 pub mod load;

@@ -152,6 +152,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Audit groups at scale: what a claimant's lookup, an auditor's table and a far
+    /// replica's table can tell of a group, and the reach rule.
+    Groups {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 300)]
+        points: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Every scenario; tables to `--out`.
     All {
         #[arg(long)]
@@ -849,6 +859,111 @@ fn rebuilds_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed:
 
 const REBUILDS_NOTES: &str = "\nA rebuild decodes the whole stripe from the `k` shards it reads, so the stripe's other lost shards cost one transfer each when the member that rebuilt hands them over, instead of `k` reads each at their own members. Waiting until a third of the parity is lost (`kura_core::repair::rebuild_after`: 4+2 at its first loss, 6+6 at its second, 10+10 at its third) rebuilds more shards per read of `k`, and keeps two thirds of the parity in hand meanwhile. Handovers (a member that fell out of a group passing its shard on) are not rebuilds and are counted in the reads per stored shard, not per rebuilt one.\n";
 
+/// The audit-group study ([`kura_sim::groups`]) on networks of each of `nodes` relays.
+fn groups_table(nodes: &[usize], points: usize, seed: u64) -> String {
+    use kura_core::farming::{AUDIT_GROUP, AUDIT_QUORUM};
+    use kura_sim::groups::REACHES;
+    let fractions = [0.1, 0.2, 0.33];
+    // What an identity with the join work costs here: ed25519 keys and the hash that places
+    // them, times the keys the work takes on average.
+    let mut rng = XorShift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let start = Instant::now();
+    let sample = 5000;
+    for _ in 0..sample {
+        let mut secret = [0u8; 32];
+        secret[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+        let public = kura_core::ledger::SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+        std::hint::black_box(kura_sim::population::key_of_public(&public));
+    }
+    let per_identity = start.elapsed().as_secs_f64() / f64::from(sample)
+        * f64::from(1u32 << kura_core::placement::JOIN_BITS);
+    let mut rows = Vec::new();
+    for &n in nodes {
+        let started = Instant::now();
+        let g = kura_sim::groups::study(n, points, &fractions, &mut rng);
+        eprintln!(
+            "groups: {n} relays, {points} points: {:.1} s, {:.0} MiB",
+            started.elapsed().as_secs_f64(),
+            peak_rss_mib()
+        );
+        rows.push(g);
+    }
+    let q = AUDIT_QUORUM;
+    let mut md = format!(
+        "Relays know their routing tables (iterative Kademlia, K = {K}: every relay near themselves, up to {K} of each distance further out); {points} random audit points per network, a group being the {AUDIT_GROUP} relays nearest one. The claimant finds the group by a lookup for {AUDIT_GROUP}; an auditor takes itself for a member when its own table holds fewer than {AUDIT_GROUP} relays closer to the point; a replica of the claimant's account (a random relay) places the group from its own table when its {AUDIT_GROUP} closest to the point hold a quorum ({q}) of the group. Its estimate of the network comes from the relays nearest itself (`kura_core::placement::network_size`).\n\n| relays | table entries (mean) | a lookup for the group finds / messages | members sure they are | of the next {AUDIT_GROUP}, sure they are members | replicas that place the group | replica's estimate / size (5% / median / 95%) |\n|---|---|---|---|---|---|---|\n"
+    );
+    for g in &rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.1}% / {:.0} | {:.1}% | {:.1}% | {:.1}% | {:.2} / {:.2} / {:.2} |",
+            g.nodes,
+            g.table_mean,
+            100.0 * g.lookup_found,
+            g.lookup_messages,
+            100.0 * g.members_sure,
+            100.0 * g.outsiders_sure,
+            100.0 * g.replicas_place,
+            g.estimate[0],
+            g.estimate[1],
+            g.estimate[2],
+        );
+    }
+    let _ = write!(
+        md,
+        "\nA replica that cannot place the group could take as members the signers within a *reach* of the point: the distance where a multiple of {AUDIT_GROUP} relays are expected by its own estimate (`kura_sim::groups::within_reach`). Share of points where an honest group has a quorum ({q}) of its members within reach (so its claim, every member signing, passes), relays within reach, and share of points where an adversary with random ids holding a share of the relays has a quorum of its own within reach (simulated / binomial law over the relays expected within reach); the last rows, for comparison, a quorum of the group itself:\n\n| relays | reach | honest quorums within | relays within (mean) | {} |\n|---|---|---|---|{}\n",
+        fractions.iter().map(|f| format!("adversary {:.0}%", f * 100.0)).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(fractions.len())
+    );
+    for g in &rows {
+        for r in &g.reaches {
+            let expected = (r.times * AUDIT_GROUP as f64).round() as usize;
+            let cells: Vec<String> = r
+                .held
+                .iter()
+                .zip(&fractions)
+                .map(|(h, &f)| format!("{} / {}", fmt_p(*h), fmt_p(capture::binomial_tail(expected, q, f))))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} × {AUDIT_GROUP} | {:.1}% | {:.1} | {} |",
+                g.nodes,
+                r.times,
+                100.0 * r.honest,
+                r.within_mean,
+                cells.join(" | ")
+            );
+        }
+    }
+    for g in &rows {
+        let cells: Vec<String> =
+            g.held.iter().map(|h| format!("{} / {}", fmt_p(h.of_group), fmt_p(h.of_group_law))).collect();
+        let _ =
+            writeln!(md, "| {} | the group itself | 100% | {AUDIT_GROUP} | {} |", g.nodes, cells.join(" | "));
+    }
+    let _ = write!(
+        md,
+        "\nAnd ids ground into reach: a replica that never met a signer cannot tell when it joined, so it would take {q} identities made after the point was shown, each landing within reach with probability (reach × {AUDIT_GROUP}) / N. Each identity carries the join work ({} bits, {per_identity:.1} s of one core here); ground within the two epochs a claim may come in (two hours of hourly epochs):\n\n| relays | reach | identities made (mean) | one core's time | cores to do it in two hours |\n|---|---|---|---|---|\n",
+        kura_core::placement::JOIN_BITS
+    );
+    for g in &rows {
+        for times in [REACHES[0], REACHES[REACHES.len() - 1]] {
+            let ids = kura_sim::groups::identities_into_reach(g.nodes, times);
+            let secs = ids * per_identity;
+            let _ = writeln!(
+                md,
+                "| {} | {times} × {AUDIT_GROUP} | {ids:.0} | {} | {:.0} |",
+                g.nodes,
+                fmt_secs(secs),
+                (secs / 7200.0).ceil()
+            );
+        }
+    }
+    md.push_str(GROUPS_NOTES);
+    md
+}
+
+const GROUPS_NOTES: &str = "\nWhat it says. A claimant finds its audit group by a lookup (about 35 messages), and the group's members know they are members from their own tables; but so do nearly half of the 32 relays just outside it (an auditor's own table is a lenient judge), and a replica of the claimant's account, far from the point, almost never places the group from its table beyond a few thousand relays. Kura's relays today place every group from a view that holds every relay, true in the networks tested. A reach in its place is a poor trade: one narrow enough to keep an adversary's odds near the group's (1 × a group) fails a large share of honest claims because replicas' estimates of the network vary by a third either way, and one wide enough for honest claims (2 ×) gives an adversary with a fifth of the relays a quorum at a few percent of the points, against none of the group itself; and with no age a far replica can check, ids ground into reach after a point is shown take a hundred cores for two hours at 100,000 relays. So a replica must place the group as the claimant does, by its own lookup of the point (about 35 messages a deposit, each replica), with the age of each signer shown in a form it can check; neither is built.\n";
+
 /// Lookups on links that lose messages, every relay up: what a lost exchange costs.
 fn lossy_table(nodes: &[usize], count: usize, seed: u64) -> String {
     let mut md = String::from("With lost messages (every relay up; each request and each answer lost with the probability given; a lost exchange costs the 1 s timeout and libp2p-kad does not ask that relay again within the lookup):\n\n| relays | messages lost | messages (mean) | lost exchanges (mean) | time p50 | time p99 | found of the 20 closest (mean) |\n|---|---|---|---|---|---|---|\n");
@@ -1289,6 +1404,9 @@ fn main() -> Result<()> {
         Cmd::Loss(ChurnRun { relays, stripes, days, seed }) => {
             print!("{}", loss_table(relays, stripes, days, 30.0, seed));
         }
+        Cmd::Groups { nodes, points, seed } => {
+            print!("{}", groups_table(&nodes, points, seed));
+        }
         Cmd::All { out, nodes, quick, seed } => {
             std::fs::create_dir_all(&out)?;
             let nodes = if quick { vec![500, 2000] } else { nodes };
@@ -1362,6 +1480,16 @@ fn main() -> Result<()> {
             std::fs::write(
                 out.join("load.md"),
                 format!("# Relay load per browser\n\n`{cmd}` (one size: `kura-sim load --relays N --per-relay B`)\n\n{}", load_table(&sizes, seed)),
+            )?;
+            let (sizes, points) =
+                if quick { (vec![500, 2000], 60) } else { (vec![1000, 10_000, 100_000], 300) };
+            std::fs::write(
+                out.join("groups.md"),
+                format!(
+                    "# Audit groups at scale\n\n`{cmd}` (alone: `kura-sim groups --nodes {} --points {points} --seed {seed}`)\n\n{}",
+                    sizes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+                    groups_table(&sizes, points, seed)
+                ),
             )?;
             let (relays, epochs) = if quick { (100, 60) } else { (1000, 365) };
             write_economy(&out, &cmd, relays, epochs, seed)?;
