@@ -256,6 +256,54 @@ pub fn drop_witnesses<P: Clone + PartialEq>(
     Some(out)
 }
 
+/// The grace a relay with a long record of coming back is waited for by default
+/// ([`grace_for`]; relays: `--repair-grace-long`): a day.
+pub const LONG_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// How long a relay must have been known to earn the long grace.
+pub const LONG_GRACE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The share of the time since it was first known that a relay must have been reachable to
+/// earn the long grace.
+pub const LONG_GRACE_UP: f64 = 0.9;
+
+/// How long an unreachable relay is waited for before its shards are rebuilt elsewhere:
+/// `base`, or `long` when that is longer and the relay, `known` for at least
+/// [`LONG_GRACE_AFTER`], was reachable (`up`) for at least [`LONG_GRACE_UP`] of it. Relays
+/// that have kept coming back are waited for longer, so their absences cost no repair;
+/// relays new or often away are rebuilt around after `base`, where a long wait leaves
+/// their stripes short (`docs/scale/grace.md`, 4+2: relay operators read 6.4 shards per
+/// shard stored a year against 14.0 with two hours, a mixed population 32 against 171, and
+/// volatile relays what two hours read, where a day's grace for all loses more).
+pub fn grace_for(base: Duration, long: Duration, known: Duration, up: Duration) -> Duration {
+    let proven = known >= LONG_GRACE_AFTER && up.as_secs_f64() >= LONG_GRACE_UP * known.as_secs_f64();
+    if proven {
+        base.max(long)
+    } else {
+        base
+    }
+}
+
+/// How long a relay has been known to [`Liveness`], and reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    first: Duration,
+    /// Time reachable before `up_since`.
+    up: Duration,
+    /// Reachable since (connected).
+    up_since: Option<Duration>,
+}
+
+impl Record {
+    fn up_at(&self, now: Duration) -> Duration {
+        self.up + self.up_since.map_or(Duration::ZERO, |t| now.saturating_sub(t))
+    }
+
+    fn went_down(&mut self, at: Duration) {
+        if let Some(t) = self.up_since.take() {
+            self.up += at.saturating_sub(t);
+        }
+    }
+}
+
 /// What [`Liveness`] knows of one relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerState {
@@ -275,24 +323,71 @@ enum PeerState {
 
 /// Which relays are alive, from connection events. A relay that becomes unreachable is
 /// *suspect* for a grace period, during which the network waits for it (a restart costs no
-/// repair); after that it is *dead* and its shards are rebuilt elsewhere.
+/// repair); after that it is *dead* and its shards are rebuilt elsewhere. The grace is a
+/// relay's own ([`grace_for`]): the base grace, or the long one for a relay known here for
+/// a week and reachable nine tenths of it. The record starts when this relay first sees it
+/// connected (a restart starts every record afresh).
 #[derive(Debug, Clone)]
 pub struct Liveness<P> {
     peers: HashMap<P, PeerState>,
+    records: HashMap<P, Record>,
     grace: Duration,
+    long_grace: Duration,
 }
 
 impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
-    /// A relay unreachable for `grace` is dead.
+    /// A relay unreachable for `grace` is dead (whatever its record: no long grace).
     pub fn new(grace: Duration) -> Self {
-        Self { peers: HashMap::new(), grace }
+        Self { peers: HashMap::new(), records: HashMap::new(), grace, long_grace: Duration::ZERO }
     }
 
-    /// A connection to `peer` is open, or it answered. A banned peer stays banned.
-    pub fn connected(&mut self, peer: P) {
+    /// Relays with a long record of coming back are waited for `long` ([`grace_for`]).
+    pub fn with_long_grace(mut self, long: Duration) -> Self {
+        self.long_grace = long;
+        self
+    }
+
+    /// How long `peer` is waited for when unreachable: judged on its record as it stood when
+    /// it went away (its absence does not shorten its own grace), or as of `now`.
+    pub fn grace_of(&self, peer: &P, now: Duration) -> Duration {
+        let at = match self.peers.get(peer) {
+            Some(PeerState::Suspect { since }) => *since,
+            _ => now,
+        };
+        Self::grace_in(&self.records, (self.grace, self.long_grace), peer, at)
+    }
+
+    /// `peer`'s grace by its record as of `at`.
+    fn grace_in(
+        records: &HashMap<P, Record>,
+        (base, long): (Duration, Duration),
+        peer: &P,
+        at: Duration,
+    ) -> Duration {
+        match records.get(peer) {
+            Some(r) => grace_for(base, long, at.saturating_sub(r.first), r.up_at(at)),
+            None => base,
+        }
+    }
+
+    /// A connection to `peer` is open, or it answered, at `now`. A banned peer stays banned.
+    pub fn connected(&mut self, peer: P, now: Duration) {
+        let r = self.records.entry(peer.clone()).or_insert(Record {
+            first: now,
+            up: Duration::ZERO,
+            up_since: None,
+        });
+        r.up_since.get_or_insert(now);
         let s = self.peers.entry(peer).or_insert(PeerState::Connected);
         if !matches!(s, PeerState::Banned { .. }) {
             *s = PeerState::Connected;
+        }
+    }
+
+    /// `peer` stopped being reachable at `at`: its record's time up ends there.
+    fn went_down(&mut self, peer: &P, at: Duration) {
+        if let Some(r) = self.records.get_mut(peer) {
+            r.went_down(at);
         }
     }
 
@@ -313,6 +408,7 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
         match self.peers.get_mut(peer) {
             Some(s @ PeerState::Connected) => {
                 *s = PeerState::Suspect { since: now };
+                self.went_down(peer, now);
                 true
             }
             _ => false,
@@ -322,11 +418,12 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
     /// Dialling `peer` (or a request to it) failed. It is suspect, and dead once it has been
     /// unreachable for the grace period; returns whether it became dead now.
     pub fn unreachable(&mut self, peer: &P, now: Duration) -> bool {
-        let grace = self.grace;
+        let grace = self.grace_of(peer, now);
         let Some(s) = self.peers.get_mut(peer) else { return false };
         match *s {
             PeerState::Connected => {
                 *s = if grace.is_zero() { PeerState::Dead } else { PeerState::Suspect { since: now } };
+                self.went_down(peer, now);
                 grace.is_zero()
             }
             PeerState::Suspect { since } if now.saturating_sub(since) >= grace => {
@@ -353,9 +450,12 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
     /// ran out are lifted (the peer counts again once it is connected).
     pub fn expire(&mut self, now: Duration) -> Vec<P> {
         let mut out = Vec::new();
+        let graces = (self.grace, self.long_grace);
         for (p, s) in &mut self.peers {
             match *s {
-                PeerState::Suspect { since } if now.saturating_sub(since) >= self.grace => {
+                PeerState::Suspect { since }
+                    if now.saturating_sub(since) >= Self::grace_in(&self.records, graces, p, since) =>
+                {
                     *s = PeerState::Dead;
                     out.push(p.clone());
                 }

@@ -90,15 +90,15 @@ fn identical_shards_fill_any_of_their_slots() {
 #[test]
 fn liveness_waits_a_grace_period_before_declaring_a_relay_dead() {
     let mut l = Liveness::new(s(10));
-    l.connected('a');
-    l.connected('b');
+    l.connected('a', s(0));
+    l.connected('b', s(0));
     assert!(l.disconnected(&'a', s(0)), "dial it to check");
     assert!(!l.disconnected(&'a', s(1)), "already suspect");
     assert!(!l.unreachable(&'a', s(2)), "a failed dial within the grace period: still suspect");
     assert!(l.is_live(&'a'), "suspect relays count until the grace period ends");
     assert_eq!(l.suspects(), vec!['a']);
     // It restarts and connects again within the grace period: nothing happened.
-    l.connected('a');
+    l.connected('a', s(0));
     assert!(l.suspects().is_empty());
     assert_eq!(l.live(), vec!['a', 'b']);
     // This time it stays away.
@@ -111,8 +111,46 @@ fn liveness_waits_a_grace_period_before_declaring_a_relay_dead() {
     assert!(l.live().is_empty());
     assert!(!l.is_live(&'z'));
     let mut now = Liveness::new(Duration::ZERO);
-    now.connected('c');
+    now.connected('c', s(0));
     assert!(now.unreachable(&'c', s(0)), "no grace period: dead at once");
+}
+
+/// A relay known for a week and reachable nine tenths of it is waited for the long grace;
+/// one away too often, or new, for the base grace; the record is this relay's own and
+/// counts the time each was connected.
+#[test]
+fn relays_that_keep_coming_back_are_waited_for_longer() {
+    let (hour, day) = (s(3600), s(86_400));
+    let mut l = Liveness::new(2 * hour).with_long_grace(24 * hour);
+    l.connected('a', Duration::ZERO);
+    l.connected('b', Duration::ZERO);
+    // 'b' is away for a day in its first eight (7 of 8 days up: 87.5%).
+    l.disconnected(&'b', day);
+    l.connected('b', 2 * day);
+    l.connected('c', 7 * day + 12 * hour);
+    let now = 8 * day;
+    assert_eq!(l.grace_of(&'a', now), 24 * hour, "a week known, always up");
+    assert_eq!(l.grace_of(&'b', now), 2 * hour, "away an eighth of the time");
+    assert_eq!(l.grace_of(&'c', now), 2 * hour, "known half a day");
+    assert_eq!(l.grace_of(&'z', now), 2 * hour, "never seen");
+    for p in ['a', 'b', 'c'] {
+        assert!(l.disconnected(&p, now));
+    }
+    assert_eq!(l.expire(now + 2 * hour), vec!['b', 'c'], "the base grace for the unproven");
+    assert!(l.is_live(&'a'));
+    assert!(!l.unreachable(&'a', now + 20 * hour), "still within its day");
+    // Its grace is judged on its record when it went away: the absence does not shorten it
+    // (by now its share of time up would be 89%).
+    assert_eq!(l.grace_of(&'a', now + 23 * hour), 24 * hour);
+    assert!(l.unreachable(&'a', now + 24 * hour), "dead after its day");
+    // Without a long grace every relay gets the base one.
+    let mut plain = Liveness::new(2 * hour);
+    plain.connected('a', Duration::ZERO);
+    assert_eq!(plain.grace_of(&'a', 30 * day), 2 * hour);
+    // The rule alone.
+    assert_eq!(grace_for(2 * hour, 24 * hour, 7 * day, s(7 * 86_400 * 9 / 10)), 24 * hour);
+    assert_eq!(grace_for(2 * hour, 24 * hour, 7 * day - s(1), 7 * day), 2 * hour, "known under a week");
+    assert_eq!(grace_for(48 * hour, 24 * hour, 30 * day, 30 * day), 48 * hour, "never shorter than the base");
 }
 
 fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {
@@ -130,18 +168,18 @@ fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {
 #[test]
 fn a_distrusted_relay_is_not_taken_as_a_relay_for_a_while() {
     let mut l = Liveness::new(s(10));
-    l.connected('a');
-    l.connected('b');
+    l.connected('a', s(0));
+    l.connected('b', s(0));
     l.distrust('a', s(65));
     assert!(l.is_banned(&'a') && !l.is_live(&'a'));
     assert_eq!(l.live(), vec!['b']);
-    l.connected('a');
+    l.connected('a', s(0));
     assert!(!l.is_live(&'a'), "connecting again does not lift a ban");
     assert!(l.expire(s(64)).is_empty());
     assert!(l.is_banned(&'a'));
     l.expire(s(65));
     assert!(!l.is_banned(&'a'), "the ban runs out");
-    l.connected('a');
+    l.connected('a', s(0));
     assert!(l.is_live(&'a'), "and then it counts once connected");
 }
 

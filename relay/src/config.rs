@@ -59,6 +59,12 @@ pub struct Flags {
     /// repairing around each costs five times the traffic (docs/scale/durability.md).
     #[arg(long)]
     pub repair_grace: Option<f64>,
+    /// Seconds a group waits instead for a member it has known for a week and found
+    /// reachable nine tenths of that time (never less than `--repair-grace`). Default 86400:
+    /// relays that keep coming back then cost half to a fifth of the repair traffic, and
+    /// volatile ones are still rebuilt around after `--repair-grace` (docs/scale/grace.md).
+    #[arg(long)]
+    pub repair_grace_long: Option<f64>,
     /// Bytes per second repair may fetch to rebuild lost shards (suffixes allowed).
     /// Default 32M.
     #[arg(long)]
@@ -155,6 +161,7 @@ pub struct FileConfig {
     pub peer_store_burst: Option<String>,
     pub repair_interval: Option<f64>,
     pub repair_grace: Option<f64>,
+    pub repair_grace_long: Option<f64>,
     pub repair_rate: Option<String>,
     pub repair_burst: Option<String>,
     pub audit_interval: Option<f64>,
@@ -199,6 +206,7 @@ pub struct Config {
     pub peer_store_burst: u64,
     pub repair_interval: std::time::Duration,
     pub repair_grace: std::time::Duration,
+    pub repair_grace_long: std::time::Duration,
     pub repair_rate: u64,
     pub repair_burst: u64,
     pub audit_interval: std::time::Duration,
@@ -356,6 +364,13 @@ impl Config {
                 "--repair-grace",
                 flags.repair_grace.or(file.repair_grace).unwrap_or(DEFAULT_REPAIR_GRACE_SECS),
             )?,
+            repair_grace_long: seconds(
+                "--repair-grace-long",
+                flags
+                    .repair_grace_long
+                    .or(file.repair_grace_long)
+                    .unwrap_or(kura_core::repair::LONG_GRACE.as_secs_f64()),
+            )?,
             repair_rate,
             repair_burst: match flags.repair_burst.or(file.repair_burst) {
                 Some(b) => parse_bytes(&b)?.max(1),
@@ -457,6 +472,7 @@ mod tests {
         let slow = Config::load(flags).unwrap().slow_rebuild().unwrap();
         assert!(slow.as_secs() / 3600 == 242, "10 TiB at 12 MiB/s: {slow:?}");
         assert_eq!(c.repair_grace, std::time::Duration::from_secs(7200));
+        assert_eq!(c.repair_grace_long, std::time::Duration::from_secs(86_400));
         let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-grace", "5"]);
         assert_eq!(Config::load(flags).unwrap().repair_grace, std::time::Duration::from_secs(5));
         let flags = Flags::parse_from(["kura-relay", "--data-dir", "/x", "--repair-interval", "0"]);

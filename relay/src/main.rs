@@ -122,6 +122,7 @@ async fn run(cfg: Config) -> Result<()> {
             audit_interval: cfg.audit_interval,
             scrub_rate: cfg.scrub_rate,
             grace: cfg.repair_grace,
+            long_grace: cfg.repair_grace_long,
             burst: cfg.repair_burst,
             ..kura_relay::repair::RepairConfig::new(cfg.repair_interval, cfg.repair_rate)
         })),

@@ -1175,7 +1175,8 @@ impl Node {
 
     /// A relay of the network (it speaks Kademlia as a server) is reachable.
     fn relay_alive(&mut self, peer: PeerId) {
-        lock_live(&self.shared).connected(peer);
+        let now = self.now();
+        lock_live(&self.shared).connected(peer, now);
         if let Err(e) = self.shared.farming.met(&peer) {
             tracing::warn!(%peer, "keeping when this relay was met: {e:#}");
         }

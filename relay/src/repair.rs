@@ -98,6 +98,9 @@ pub struct RepairConfig {
     pub max_running: usize,
     /// A relay unreachable this long is taken as gone.
     pub grace: Duration,
+    /// Or this long, for one with a long record of coming back
+    /// ([`kura_core::repair::grace_for`]).
+    pub long_grace: Duration,
     /// How often the claims the last round relied on are sampled and audited.
     pub audit_interval: Duration,
     /// A challenge not answered by then is a timeout.
@@ -115,6 +118,7 @@ impl RepairConfig {
             burst: rate.max(16 << 20),
             max_running: 4,
             grace: interval.max(Duration::from_secs(5)),
+            long_grace: kura_core::repair::LONG_GRACE,
             audit_interval: Duration::from_secs(300),
             audit_deadline: Duration::from_secs(10),
             scrub_rate: 1 << 20,
@@ -182,7 +186,7 @@ impl Repair {
     pub fn new(cfg: RepairConfig) -> Self {
         Self {
             cfg,
-            liveness: Mutex::new(Liveness::new(cfg.grace)),
+            liveness: Mutex::new(Liveness::new(cfg.grace).with_long_grace(cfg.long_grace)),
             queue: Mutex::new(
                 RepairQueue::new(cfg.max_running, 100_000, cfg.rate, cfg.burst)
                     .with_max_per_sender(MAX_ORDERS_PER_SENDER),
