@@ -73,7 +73,7 @@ impl ErrorKind {
         match code {
             ErrorCode::QuotaFull => ErrorKind::QuotaFull,
             ErrorCode::Busy => ErrorKind::Busy,
-            ErrorCode::Unpaid => ErrorKind::Unpaid,
+            ErrorCode::Unpaid | ErrorCode::Revoked => ErrorKind::Unpaid,
             _ => ErrorKind::Refused,
         }
     }

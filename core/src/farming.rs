@@ -1183,6 +1183,39 @@ impl EpochClaim {
         self.burns.iter().map(|b| b.signed.transfer.id()).find(|id| revoked(id))
     }
 
+    /// The detail of an auditor's [`crate::wire::ErrorCode::Revoked`] refusal naming `batch`.
+    pub fn revoked_detail(batch: &TransferId) -> String {
+        format!("batch {} is revoked (its owner stamped a slot twice)", crate::hex::encode(batch))
+    }
+
+    /// The batch a [`crate::wire::ErrorCode::Revoked`] refusal's detail names, if it names one
+    /// this claim lists (an auditor's word only ever drops a batch of the claimant's own
+    /// claim, never adds one).
+    pub fn revoked_in(&self, detail: &str) -> Option<TransferId> {
+        let id: TransferId = crate::hex::decode_array(detail.strip_prefix("batch ")?.get(..64)?)?;
+        self.burns.iter().any(|b| b.signed.transfer.id() == id).then_some(id)
+    }
+
+    /// This claim without the batches in `drop` (their burns and every entry they stamp),
+    /// and the shard bytes it still lists; `None` when it lists none of them. A claimant
+    /// told by its auditors that a batch is revoked claims the page again without it.
+    pub fn without_batches(&self, drop: &[TransferId]) -> Option<(EpochClaim, u64)> {
+        let dropped = |id: &TransferId| drop.contains(id);
+        if !self.burns.iter().any(|b| dropped(&b.signed.transfer.id())) {
+            return None;
+        }
+        let mut c = self.clone();
+        c.burns.retain(|b| !dropped(&b.signed.transfer.id()));
+        c.entries.retain(|e| !dropped(&e.stamp.batch));
+        let bytes = c
+            .entries
+            .iter()
+            .filter_map(|e| crate::stripe::StripeHeader::parse(&e.header).ok())
+            .map(|h| h.shard_len() as u64)
+            .sum();
+        Some((c, bytes))
+    }
+
     /// The auditor's check of the whole claim, in order of cost: every burn is a batch alive
     /// at the claim's epoch whose certificate verifies against its owner's `group` (the
     /// auditor's own view); every entry's header parses, its stamp names that stripe and a

@@ -1052,3 +1052,51 @@ fn ids_met_after_an_epoch_began_count_in_none_of_its_audit_groups() {
     assert!(!again.aged(&ground[0], 4, 100) && again.aged(&ground[0], 5, 100));
     assert!(!again.aged(&honest[0], 9, 100), "a relay never met counts in no group");
 }
+
+/// A claimant told by an auditor that a batch is revoked claims the page again without it:
+/// the refusal's detail names the batch, only a batch the claim lists is taken from it, and
+/// the page without it lists the other batch's shards and their bytes.
+#[test]
+fn a_page_is_claimed_again_without_the_batch_an_auditor_names_revoked() {
+    let owner = crate::testdata::account_key(1);
+    let t = BatchTerms { first_epoch: 10, epochs: 5, ..terms() };
+    let (kept, _) = certified_burn(&owner, t, PRICES.cost(&t));
+    let t2 = BatchTerms { first_epoch: 11, ..t };
+    let (revoked, _) = certified_burn(&owner, t2, PRICES.cost(&t2));
+    let (kept_id, revoked_id) = (kept.signed.transfer.id(), revoked.signed.transfer.id());
+    let stripes: Vec<_> = (1..=3).map(stripe).collect();
+    let entry = |s: &crate::stripe::Stripe, batch: &TransferId, slot: u32| {
+        let bytes = (s.shard_count() * s.header().shard_len()) as u64;
+        ClaimEntry {
+            header: s.header_bytes().to_vec(),
+            index: 0,
+            stamp: Stamp::sign(&owner, batch, s.id(), slot, bytes),
+        }
+    };
+    let claim = EpochClaim {
+        page: P0,
+        epoch: 12,
+        account: crate::testdata::account_key(0).key(),
+        burns: vec![kept.clone(), revoked.clone()],
+        entries: vec![
+            entry(&stripes[0], &kept_id, 0),
+            entry(&stripes[1], &revoked_id, 0),
+            entry(&stripes[2], &kept_id, 1),
+        ],
+        draws: Vec::new(),
+    };
+    let detail = EpochClaim::revoked_detail(&revoked_id);
+    assert_eq!(claim.revoked_in(&detail), Some(revoked_id));
+    let stranger = EpochClaim::revoked_detail(&[7; 32]);
+    assert_eq!(claim.revoked_in(&stranger), None, "a batch the claim does not list is not taken");
+    assert_eq!(claim.revoked_in("the claim is refused"), None);
+    assert_eq!(claim.revoked_in(&detail[..40]), None, "a cut detail names nothing");
+    let (again, bytes) = claim.without_batches(&[revoked_id]).unwrap();
+    assert_eq!(again.burns, vec![kept]);
+    assert_eq!(again.entries.len(), 2);
+    assert!(again.entries.iter().all(|e| e.stamp.batch == kept_id));
+    assert_eq!(bytes, 2 * stripes[0].header().shard_len() as u64);
+    again.check().unwrap();
+    assert!(claim.without_batches(&[[7; 32]]).is_none(), "nothing to drop: no second claim");
+    assert!(again.revoked_batch(|b| *b == revoked_id).is_none());
+}

@@ -273,6 +273,10 @@ pub enum ErrorCode {
     /// The store is not paid for: beyond the free allowance without postage, or with
     /// postage that does not pay (an expired, revoked or underpaid batch, a bad stamp).
     Unpaid,
+    /// A batch the request names is revoked (its owner stamped a slot twice); the detail
+    /// names it (`batch <hex>`). Sent to an epoch claim listing one: its claimant missed the
+    /// evidence, is told it, and may claim again without the batch.
+    Revoked,
     /// A code this build does not know.
     Unknown(u16),
 }
@@ -292,6 +296,7 @@ impl ErrorCode {
             ErrorCode::AlreadyHeld => 9,
             ErrorCode::NotInGroup => 10,
             ErrorCode::Unpaid => 11,
+            ErrorCode::Revoked => 12,
             ErrorCode::Unknown(c) => c,
         }
     }
@@ -309,6 +314,7 @@ impl ErrorCode {
             9 => ErrorCode::AlreadyHeld,
             10 => ErrorCode::NotInGroup,
             11 => ErrorCode::Unpaid,
+            12 => ErrorCode::Revoked,
             c => ErrorCode::Unknown(c),
         }
     }
@@ -340,6 +346,7 @@ impl core::fmt::Display for ErrorCode {
             ErrorCode::AlreadyHeld => "already held",
             ErrorCode::NotInGroup => "not in the stripe's close group",
             ErrorCode::Unpaid => "not paid for",
+            ErrorCode::Revoked => "a batch named is revoked",
             ErrorCode::Unknown(_) => "unknown error",
         };
         write!(f, "{name} ({})", self.as_u16())

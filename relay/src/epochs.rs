@@ -315,9 +315,10 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
     }
     let (mut pages, mut shards, mut bytes, mut credits) = (0, 0, 0, 0);
     for (mut c, page_bytes) in claims {
-        let page_shards = c.entries.len();
         c.draws = draws.clone();
-        let Some(outcome) = claim_page(ctx, &relays, &auditors, c, &beacon, page_bytes).await else {
+        let Some((outcome, page_shards, page_bytes)) =
+            claim_page(ctx, &relays, &auditors, c, &beacon, page_bytes).await
+        else {
             continue;
         };
         pages += 1;
@@ -344,68 +345,90 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
 /// Claims one page of an epoch from the relay's audit group (placed among `auditors`, the
 /// relays of its view met before the epoch began): `None` when it earns nothing at these
 /// prices (no claim sent, no auditor's time), else the credits deposited (0: the page was
-/// forfeited). `relays` is the whole view, for the rewards account's ledger group.
+/// forfeited), with the shards and bytes the page finally listed. `relays` is the whole
+/// view, for the rewards account's ledger group. When auditors refuse it for a batch they
+/// know is revoked (this relay missed the evidence: it was down while it spread), the page
+/// is claimed once more without the batches they name.
 async fn claim_page(
     ctx: &Ctx,
     relays: &[PeerId],
     auditors: &[PeerId],
-    c: EpochClaim,
+    mut c: EpochClaim,
     beacon: &[u8; 32],
-    bytes: u64,
-) -> Option<u64> {
+    mut bytes: u64,
+) -> Option<(u64, usize, u64)> {
     let me = key_of(&ctx.me)?;
-    let (epoch, page, account, shards) = (c.epoch, c.page, c.account, c.entries.len());
+    let (epoch, page, account) = (c.epoch, c.page, c.account);
     let prices = ctx.shared.farming.config().prices;
-    let amount = page.reward(&prices, bytes);
-    if c.entries.is_empty() || amount == 0 {
-        return None;
-    }
     let group = audit_group(&ctx.me, epoch, beacon, auditors.iter().copied());
-    let draws = c.draws.clone();
-    let req = Request::EpochClaim(Box::new(c));
-    let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
-        let req = req.clone();
-        async move {
-            match ctx.net.request(*peer, req).await {
-                Ok(Response::Share(s)) if s.auditor == *key => Some(s),
-                Ok(Response::Error { code, detail }) => {
-                    tracing::info!(%peer, epoch, ?page, "epoch claim refused: {code}: {detail}");
-                    None
+    let keys: Vec<Key> = group.iter().map(|(_, k)| *k).collect();
+    for attempt in 0..2 {
+        let (amount, shards) = (page.reward(&prices, bytes), c.entries.len());
+        if c.entries.is_empty() || amount == 0 {
+            return None;
+        }
+        let draws = c.draws.clone();
+        let req = Request::EpochClaim(Box::new(c.clone()));
+        let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
+            let req = req.clone();
+            async move {
+                match ctx.net.request(*peer, req).await {
+                    Ok(Response::Share(s)) if s.auditor == *key => Ok(s),
+                    Ok(Response::Error { code, detail }) => {
+                        tracing::info!(%peer, epoch, ?page, "epoch claim refused: {code}: {detail}");
+                        Err((code == ErrorCode::Revoked).then_some(detail))
+                    }
+                    Ok(other) => {
+                        tracing::info!(%peer, epoch, ?page, "epoch claim answered {other:?}");
+                        Err(None)
+                    }
+                    Err(e) => {
+                        tracing::info!(%peer, epoch, ?page, "epoch claim unanswered: {e}");
+                        Err(None)
+                    }
                 }
-                Ok(other) => {
-                    tracing::info!(%peer, epoch, ?page, "epoch claim answered {other:?}");
-                    None
+            }
+        }))
+        .await;
+        let mut revoked: Vec<kura_core::ledger::TransferId> = Vec::new();
+        let mut shares = Vec::new();
+        for a in answers {
+            match a {
+                Ok(s) => shares.push(s),
+                Err(Some(detail)) => revoked.extend(c.revoked_in(&detail).filter(|b| !revoked.contains(b))),
+                Err(None) => {}
+            }
+        }
+        let cert = RewardCertificate { epoch, relay: me, account, amount, page, shares, draws };
+        if let Err(e) = cert.verify(&keys, &prices, &Ed25519) {
+            match c.without_batches(&revoked) {
+                Some((again, left)) if attempt == 0 => {
+                    tracing::info!(
+                        epoch,
+                        ?page,
+                        batches = revoked.len(),
+                        "auditors named revoked batches: the page is claimed again without them"
+                    );
+                    ctx.shared.metrics.claims_resent.inc();
+                    (c, bytes) = (again, left);
+                    continue;
                 }
-                Err(e) => {
-                    tracing::info!(%peer, epoch, ?page, "epoch claim unanswered: {e}");
-                    None
+                _ => {
+                    tracing::warn!(epoch, ?page, shards, "page forfeited: {e}");
+                    return Some((0, shards, bytes));
                 }
             }
         }
-    }))
-    .await;
-    let cert = RewardCertificate {
-        epoch,
-        relay: me,
-        account,
-        amount,
-        page,
-        shares: answers.into_iter().flatten().collect(),
-        draws,
-    };
-    let keys: Vec<Key> = group.iter().map(|(_, k)| *k).collect();
-    if let Err(e) = cert.verify(&keys, &prices, &Ed25519) {
-        tracing::warn!(epoch, ?page, shards, "page forfeited: {e}");
-        return Some(0);
+        return if deposit(ctx, &cert, relays).await {
+            tracing::info!(epoch, ?page, shards, credits = amount, "page rewarded");
+            ctx.shared.metrics.credits_earned.inc_by(amount);
+            Some((amount, shards, bytes))
+        } else {
+            tracing::warn!(epoch, ?page, "reward certified but not deposited (too few replicas took it)");
+            Some((0, shards, bytes))
+        };
     }
-    if deposit(ctx, &cert, relays).await {
-        tracing::info!(epoch, ?page, shards, credits = amount, "page rewarded");
-        ctx.shared.metrics.credits_earned.inc_by(amount);
-        Some(amount)
-    } else {
-        tracing::warn!(epoch, ?page, "reward certified but not deposited (too few replicas took it)");
-        Some(0)
-    }
+    None
 }
 
 /// Asks this relay's draw group (its neighbours, [`draw_group`]) for their draws for
@@ -537,6 +560,18 @@ pub async fn judge(ctx: &Ctx, peer: PeerId, claim: EpochClaim) -> Response {
     if !relays.contains(&peer) {
         return error(ErrorCode::NotInGroup, "epoch claims are taken from live relays of this network");
     }
+    if let Some(batch) = claim.revoked_batch(|b| farming.is_revoked(b)) {
+        // The claimant missed the evidence (it was down while it spread): it is told it,
+        // once, and may claim the page again without the batch, so the refusal is not kept
+        // as the page's judgement. It costs this relay a lookup per listed batch.
+        if farming.first_told(relay, batch) {
+            if let Ok(Some(evidence)) = farming.evidence(&batch) {
+                tokio::spawn(spread_revocation(ctx.clone(), evidence, vec![peer]));
+            }
+        }
+        ctx.shared.metrics.epoch_audits.get_or_create(&crate::metrics::Kind { kind: "revoked".into() }).inc();
+        return error(ErrorCode::Revoked, EpochClaim::revoked_detail(&batch));
+    }
     if let Some(answer) = farming.judged_before(relay, claim.epoch, claim.page) {
         return answer;
     }
@@ -585,19 +620,6 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     let epoch = claim.epoch;
     let account = claim.account;
     let page = claim.page;
-    if let Some(batch) = claim.revoked_batch(|b| ctx.shared.farming.is_revoked(b)) {
-        // The claimant missed the evidence: it is told now, for its next claim.
-        if let Ok(Some(evidence)) = ctx.shared.farming.evidence(&batch) {
-            tokio::spawn(spread_revocation(ctx.clone(), evidence, vec![peer]));
-        }
-        return error(
-            ErrorCode::Unpaid,
-            format!(
-                "the claim is refused: batch {} is revoked (its owner stamped a slot twice)",
-                kura_core::hex::encode(&batch)
-            ),
-        );
-    }
     let checked = blocking(move || {
         let group = |owner: &Key| group_of(owner, relays.iter().copied()).map(|(g, _)| g);
         let member = |stripe: &StripeId, n: usize| rank_among(stripe, &peer, &relays) < n + CLOSE_GROUP_SLACK;

@@ -135,6 +135,8 @@ pub struct Farming {
     /// The page level of each relay's claims for an epoch, as first judged here: one level
     /// per relay and epoch, so that no shard is claimed in two overlapping pages.
     levels: Mutex<std::collections::HashMap<(Key, u64), u8>>,
+    /// Claimants told the evidence against a batch their claim named ([`Self::first_told`]).
+    told: Mutex<std::collections::HashSet<(Key, kura_core::ledger::TransferId)>>,
     /// The relays met and since when: who counts in audit groups of which epochs.
     acquainted: Mutex<Acquaintances<PeerId>>,
 }
@@ -170,6 +172,7 @@ impl Farming {
             judged: Mutex::default(),
             judging: Mutex::default(),
             levels: Mutex::default(),
+            told: Mutex::default(),
             acquainted: Mutex::default(),
         }
     }
@@ -241,6 +244,7 @@ impl Farming {
             judged: Mutex::default(),
             judging: Mutex::default(),
             levels: Mutex::default(),
+            told: Mutex::default(),
             acquainted: Mutex::new(acquainted),
         })
     }
@@ -387,6 +391,17 @@ impl Farming {
             return Err(None);
         }
         Ok(())
+    }
+
+    /// Whether `relay` is to be told the evidence against `batch` now: the first time a
+    /// claim of it names the batch here (a claimant that claims it again after being told
+    /// is not sent the evidence again).
+    pub fn first_told(&self, relay: Key, batch: kura_core::ledger::TransferId) -> bool {
+        let mut told = lock(&self.told);
+        if told.len() >= MAX_JUDGED {
+            told.clear();
+        }
+        told.insert((relay, batch))
     }
 
     /// Gives up judging a claim without an answer to keep (this relay failed, not the claim).

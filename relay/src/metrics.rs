@@ -77,12 +77,15 @@ pub struct Metrics {
     /// Epochs with something to claim that were not claimed: too few of the draw group
     /// answered with a draw to place the audit group ([`crate::epochs::claim`]).
     pub epochs_unplaced: Counter,
+    /// Claim pages sent again without batches the auditors named revoked.
+    pub claims_resent: Counter,
     /// Credits this relay paid donating tabs, and the transfers that did, and those that
     /// failed ([`crate::epochs::pay_tabs`]).
     pub tab_credits_paid: Counter,
     pub tab_payments: Counter,
     pub tab_payments_failed: Counter,
-    /// Other relays' epoch claims judged here, by outcome (signed, failed, refused).
+    /// Other relays' epoch claims judged here, by outcome (signed, failed, refused, and
+    /// revoked: naming a batch revoked here, refused before any judgement).
     pub epoch_audits: Family<Kind, Counter>,
     /// Donating tabs with announcements kept here, and the announcements (set when read).
     pub tabs_known: Gauge,
@@ -171,6 +174,7 @@ impl Metrics {
             epochs_rewarded: Counter::default(),
             epochs_forfeited: Counter::default(),
             epochs_unplaced: Counter::default(),
+            claims_resent: Counter::default(),
             tab_credits_paid: Counter::default(),
             tab_payments: Counter::default(),
             tab_payments_failed: Counter::default(),
@@ -300,6 +304,11 @@ impl Metrics {
             "epochs_unplaced",
             "Epochs not claimed because too few neighbours gave a draw to place the audit group",
             m.epochs_unplaced.clone(),
+        );
+        r.register(
+            "claims_resent",
+            "Claim pages sent again without batches the auditors named revoked",
+            m.claims_resent.clone(),
         );
         r.register(
             "epoch_audits",

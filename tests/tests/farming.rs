@@ -875,3 +875,137 @@ fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
     )
     .unwrap();
 }
+
+/// A relay down while evidence of a double stamp spread still takes stores of the revoked
+/// batch when it is back (nobody told it). Its next epoch's claim names the batch; its
+/// auditors, who know, refuse with `Revoked` naming it and tell it the evidence; it claims
+/// the page again without the batch and is rewarded for the rest, instead of forfeiting the
+/// epoch for a batch it could not know of.
+#[test]
+fn a_relay_that_missed_a_revocation_is_told_and_still_earns_for_the_rest() {
+    use kura_core::farming::{BatchTerms, Postage, Prices, Stamp};
+    use kura_core::wire::Request::PaidStore;
+    const EPOCH: u64 = 10;
+    const PRICE: u64 = 10_000_000;
+    let prices = Prices { price: PRICE, ..DEFAULT_PRICES };
+    let keys = kura_tests::Scratch::new("missed-keys").unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let mut net = Net::start_with(
+        "missed",
+        6,
+        &["--ledger-mint", &mint_account, "--epoch", &EPOCH.to_string(), "--price", &PRICE.to_string()],
+    );
+    let owner = kura_core::testdata::account_key(6);
+    net.wallet(&mint, &["send", &kura_core::hex::encode(&owner.key()), "20000000"]).unwrap();
+    let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
+    let opts =
+        kura_core::EncodeOptions { params: kura_core::Params::new(2, 2).unwrap(), ..Default::default() };
+    let stripes: Vec<kura_core::Stripe> = (0..4)
+        .map(|n| kura_core::encoder::encode_single_chunk(&opts, &pseudo_random(40_000, 500 + n)).unwrap().0)
+        .collect();
+    let bytes = |s: &kura_core::Stripe| (s.shard_count() * s.shard(0).len()) as u64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let slot_bytes = stripes.iter().map(bytes).max().unwrap();
+    let terms = BatchTerms { slots: 8, slot_bytes, first_epoch: now / EPOCH, epochs: 200 };
+    let paid_store = |burn: &kura_core::ledger::Certificate, s: &kura_core::Stripe, slot: u32| PaidStore {
+        postage: Box::new(Postage {
+            stamp: Stamp::sign(&owner, &burn.signed.transfer.id(), s.id(), slot, bytes(s)),
+            burn: burn.clone(),
+        }),
+        header: s.header_bytes().to_vec(),
+        shard: s.shard(0).to_vec(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let connect = |net: &Net| {
+        let addrs = net.addrs.clone();
+        async move {
+            let addrs = kura_client::bootstrap::resolve(&addrs).await.unwrap();
+            Network::connect(&addrs, NetConfig::default()).await.unwrap()
+        }
+    };
+    let (cheat, honest) = rt.block_on(async {
+        let client = connect(&net).await;
+        let mut burns = Vec::new();
+        for _ in 0..2 {
+            let burn = kura_client::wallet::send(
+                &client,
+                &owner,
+                kura_core::ledger::BURN,
+                prices.cost(&terms),
+                terms.memo(),
+            );
+            burns.push(burn.await.unwrap());
+        }
+        (burns[0].clone(), burns[1].clone())
+    });
+    // Relay 5 is down while the owner stamps slot 0 of the cheat's batch twice at relay 0:
+    // the evidence reaches the four others.
+    net.kill9(5);
+    rt.block_on(async {
+        let client = connect(&net).await;
+        assert_eq!(
+            client.request(peers[0], paid_store(&cheat, &stripes[0], 0)).await.unwrap(),
+            Response::Stored { index: 0 }
+        );
+        let a = client.request(peers[0], paid_store(&cheat, &stripes[1], 0)).await.unwrap();
+        assert!(matches!(&a, Response::Error { code: ErrorCode::Unpaid, .. }), "{a:?}");
+    });
+    let revoked = |net: &Net, i: usize, how: &str| {
+        net.relay(i).metric(&format!("kura_batches_revoked_total{{kind=\"{how}\"}}")).unwrap_or(0.0)
+    };
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(30),
+        "relays 1 to 4 to learn of the revocation",
+        || (1..5).all(|i| revoked(&net, i, "told") == 1.0).then_some(()),
+    )
+    .unwrap();
+    // Every relay that passed the evidence on is done trying relay 5.
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(60), "the flood to end", || {
+        (0..5).all(|i| net.relay(i).stderr().contains("evidence of a double stamp passed on")).then_some(())
+    })
+    .unwrap();
+    // Back, relay 5 knows nothing of it: it takes a slot of the revoked batch, and one of
+    // the honest batch.
+    net.restart(5);
+    rt.block_on(async {
+        let client = connect(&net).await;
+        assert_eq!(
+            client.request(peers[5], paid_store(&cheat, &stripes[2], 3)).await.unwrap(),
+            Response::Stored { index: 0 }
+        );
+        assert_eq!(
+            client.request(peers[5], paid_store(&honest, &stripes[3], 0)).await.unwrap(),
+            Response::Stored { index: 0 }
+        );
+    });
+    assert_eq!(revoked(&net, 5, "told"), 0.0, "relay 5 missed the evidence");
+    // Its next claims: the auditors name the batch, it claims again without it and is
+    // rewarded for the honest shard; it has been told the evidence.
+    let count = |what: &str| net.relay(5).metric(what).unwrap_or(0.0);
+    kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(120),
+        "relay 5 to be rewarded for an epoch",
+        || (count("kura_epochs_rewarded_total") >= 1.0).then_some(()),
+    )
+    .unwrap();
+    let e = earnings(&net, 5);
+    eprintln!("missed revocation: relay 5 {e}");
+    assert_eq!(
+        count("kura_epochs_forfeited_total"),
+        0.0,
+        "no epoch forfeited for a batch it could not know of: {e}"
+    );
+    assert!(count("kura_claims_resent_total") >= 1.0, "{e}");
+    assert_eq!(revoked(&net, 5, "told"), 1.0, "its auditors told it the evidence");
+    let last = &e["last"];
+    assert_eq!(last["shards"].as_u64(), Some(1), "the honest shard only: {e}");
+    let (credits, shard) = (last["credits"].as_u64().unwrap(), stripes[3].shard(0).len() as u64);
+    assert_eq!(last["bytes"].as_u64(), Some(shard), "{e}");
+    assert!(
+        credits > 0 && credits <= prices.reward(shard) && credits + 1 >= prices.reward(shard),
+        "the formula for the one honest shard: {e}"
+    );
+    let refused: f64 =
+        (0..5).map(|i| net.relay(i).metric("kura_epoch_audits_total{kind=\"revoked\"}").unwrap_or(0.0)).sum();
+    assert!(refused >= 3.0, "auditors refused the claim naming the batch: {refused}");
+}
