@@ -351,15 +351,7 @@ fn chosen_table(
     rng: &mut XorShift,
 ) {
     // What an account key costs: an ed25519 key and the hash that places it.
-    let start = Instant::now();
-    let sample = 20_000;
-    for _ in 0..sample {
-        let mut seed = [0u8; 32];
-        seed[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-        let public = kura_core::ledger::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
-        std::hint::black_box(kura_core::placement::DhtKey::of(&public));
-    }
-    let per_key = start.elapsed().as_secs_f64() / sample as f64;
+    let per_key = key_cost(20_000, |public| kura_core::placement::DhtKey::of(public), rng);
     // With the account work every key tried costs `2^ACCOUNT_BITS` keys.
     let per_worked_key = per_key * f64::from(1u32 << kura_core::ledger::ACCOUNT_BITS);
     let r = kura_core::ledger::REPLICAS;
@@ -836,10 +828,7 @@ fn rebuilds_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed:
                     rebuilds: rule,
                     ..durability::Config::new(relays, stripes, (k, m), days, tick_min, p, seed)
                 };
-                let start = Instant::now();
-                let o = durability::run(&c);
-                let secs = start.elapsed().as_secs_f64();
-                let per_year = o.moved_per_stored_year(&c);
+                let (o, secs, per_year) = timed_run(&c);
                 let base = *each_reads.get_or_insert(per_year);
                 eprintln!("rebuilds: {} {k}+{m} {name}: {} rebuilt, {per_year:.1} read per stored per year, {} lost ({secs:.1} s)", p.name, o.rebuilds, o.lost);
                 let _ = writeln!(
@@ -857,6 +846,33 @@ fn rebuilds_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed:
         }
     }
     md
+}
+
+/// Seconds one key costs here: an ed25519 key made and the hash that places it (`place`),
+/// timed over `sample` keys.
+fn key_cost(
+    sample: u32,
+    place: impl Fn(&[u8; 32]) -> kura_core::placement::DhtKey,
+    rng: &mut XorShift,
+) -> f64 {
+    let start = Instant::now();
+    for _ in 0..sample {
+        let mut secret = [0u8; 32];
+        secret[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+        let public = kura_core::ledger::SigningKey::from_bytes(&secret).verifying_key().to_bytes();
+        std::hint::black_box(place(&public));
+    }
+    start.elapsed().as_secs_f64() / f64::from(sample)
+}
+
+/// One churn run: its outcome, its time in seconds, and its shards read per shard stored
+/// per year.
+fn timed_run(c: &durability::Config) -> (durability::Outcome, f64, f64) {
+    let start = Instant::now();
+    let o = durability::run(c);
+    let secs = start.elapsed().as_secs_f64();
+    let per_year = o.moved_per_stored_year(c);
+    (o, secs, per_year)
 }
 
 /// A grace that follows a relay's record ([`kura_core::repair::grace_for`]) against fixed
@@ -879,10 +895,7 @@ fn grace_table(relays: usize, stripes: usize, days: f64, tick_min: f64, seed: u6
                     grace_by_record: by_record,
                     ..durability::Config::new(relays, stripes, (k, m), days, tick_min, p, seed)
                 };
-                let start = Instant::now();
-                let o = durability::run(&c);
-                let secs = start.elapsed().as_secs_f64();
-                let per_year = o.moved_per_stored_year(&c);
+                let (o, secs, per_year) = timed_run(&c);
                 eprintln!(
                     "grace: {} {k}+{m} {name}: {per_year:.1} read per stored per year, {} lost ({secs:.1} s)",
                     p.name, o.lost
@@ -912,15 +925,7 @@ fn groups_table(nodes: &[usize], points: usize, seed: u64) -> String {
     // What an identity with the join work costs here: ed25519 keys and the hash that places
     // them, times the keys the work takes on average.
     let mut rng = XorShift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
-    let start = Instant::now();
-    let sample = 5000;
-    for _ in 0..sample {
-        let mut secret = [0u8; 32];
-        secret[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
-        let public = kura_core::ledger::SigningKey::from_bytes(&secret).verifying_key().to_bytes();
-        std::hint::black_box(kura_sim::population::key_of_public(&public));
-    }
-    let per_identity = start.elapsed().as_secs_f64() / f64::from(sample)
+    let per_identity = key_cost(5000, kura_sim::population::key_of_public, &mut rng)
         * f64::from(1u32 << kura_core::placement::JOIN_BITS);
     let mut rows = Vec::new();
     for &n in nodes {

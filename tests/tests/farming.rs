@@ -738,32 +738,72 @@ impl Drop for Stop {
 /// journalled). Evidence that proves nothing — a second stamp signed by another key, or
 /// the same stripe twice — is refused and revokes nothing; evidence told again is answered
 /// without a second flood.
+/// Six relays started with `args` (the test mint added), an owner the mint funded with
+/// `funds`, and four 2+2 stripes of `len` pseudo-random bytes for it to stamp.
+struct Stamping {
+    net: Net,
+    owner: SigningKey,
+    peers: Vec<libp2p_identity::PeerId>,
+    stripes: Vec<kura_core::Stripe>,
+    _keys: kura_tests::Scratch,
+}
+
+fn stamping(tag: &str, args: &[&str], funds: &str, len: usize, seed: u64) -> Stamping {
+    let keys = kura_tests::Scratch::new(&format!("{tag}-keys")).unwrap();
+    let (mint, mint_account) = new_key(keys.path(), "mint");
+    let net = Net::start_with(tag, 6, &[&["--ledger-mint", mint_account.as_str()][..], args].concat());
+    let owner = kura_core::testdata::account_key(6);
+    net.wallet(&mint, &["send", &kura_core::hex::encode(&owner.key()), funds]).unwrap();
+    let peers = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
+    let opts =
+        kura_core::EncodeOptions { params: kura_core::Params::new(2, 2).unwrap(), ..Default::default() };
+    let stripes = (0..4)
+        .map(|n| kura_core::encoder::encode_single_chunk(&opts, &pseudo_random(len, seed + n)).unwrap().0)
+        .collect();
+    Stamping { net, owner, peers, stripes, _keys: keys }
+}
+
+/// Batches relay `i` revoked, as `how` ("found" or "told").
+fn revoked(net: &Net, i: usize, how: &str) -> f64 {
+    net.relay(i).metric(&format!("kura_batches_revoked_total{{kind=\"{how}\"}}")).unwrap_or(0.0)
+}
+
+/// A stripe's shard bytes, as a stamp counts them.
+fn stripe_bytes(s: &kura_core::Stripe) -> u64 {
+    (s.shard_count() * s.shard(0).len()) as u64
+}
+
+/// Shard 0 of `s`, stored paid: stamped by `owner` in `slot` of the batch `burn` bought.
+fn paid_store(
+    owner: &SigningKey,
+    burn: &kura_core::ledger::Certificate,
+    s: &kura_core::Stripe,
+    slot: u32,
+) -> Request {
+    let stamp =
+        kura_core::farming::Stamp::sign(owner, &burn.signed.transfer.id(), s.id(), slot, stripe_bytes(s));
+    Request::PaidStore {
+        postage: Box::new(kura_core::farming::Postage { stamp, burn: burn.clone() }),
+        header: s.header_bytes().to_vec(),
+        shard: s.shard(0).to_vec(),
+    }
+}
+
 #[test]
 fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
     use kura_core::farming::{Postage, Stamp};
-    use kura_core::wire::Request::{PaidStore, Revoke};
-    let keys = kura_tests::Scratch::new("revoke-keys").unwrap();
-    let (mint, mint_account) = new_key(keys.path(), "mint");
-    let mut net = Net::start_with("revoke", 6, &["--ledger-mint", &mint_account]);
-    let owner = kura_core::testdata::account_key(6);
-    net.wallet(&mint, &["send", &kura_core::hex::encode(&owner.key()), "1000000"]).unwrap();
-    let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
-    let opts =
-        kura_core::EncodeOptions { params: kura_core::Params::new(2, 2).unwrap(), ..Default::default() };
-    let stripes: Vec<kura_core::Stripe> = (0..4)
-        .map(|n| kura_core::encoder::encode_single_chunk(&opts, &pseudo_random(4000, 300 + n)).unwrap().0)
-        .collect();
-    let bytes = |s: &kura_core::Stripe| (s.shard_count() * s.shard(0).len()) as u64;
+    use kura_core::wire::Request::Revoke;
+    let Stamping { mut net, owner, peers, stripes, _keys } = stamping("revoke", &[], "1000000", 4000, 300);
+    let bytes = stripe_bytes;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let terms = terms_for(4000, kura_core::CHUNK_SIZE, opts.params, now / DEFAULT_EPOCH_SECS, 24);
+    let params = kura_core::Params::new(2, 2).unwrap();
+    let terms = terms_for(4000, kura_core::CHUNK_SIZE, params, now / DEFAULT_EPOCH_SECS, 24);
     let terms = kura_core::farming::BatchTerms { slots: 8, ..terms };
     let stamp = |batch: &kura_core::ledger::TransferId, s: &kura_core::Stripe, slot: u32| {
         Stamp::sign(&owner, batch, s.id(), slot, bytes(s))
     };
-    let paid_store = |burn: &kura_core::ledger::Certificate, s: &kura_core::Stripe, slot: u32| PaidStore {
-        postage: Box::new(Postage { stamp: stamp(&burn.signed.transfer.id(), s, slot), burn: burn.clone() }),
-        header: s.header_bytes().to_vec(),
-        shard: s.shard(0).to_vec(),
+    let paid_store = |burn: &kura_core::ledger::Certificate, s: &kura_core::Stripe, slot: u32| {
+        paid_store(&owner, burn, s, slot)
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut sly = None;
@@ -800,9 +840,6 @@ fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
         }
         (cheat, honest)
     });
-    let revoked = |net: &Net, i: usize, how: &str| {
-        net.relay(i).metric(&format!("kura_batches_revoked_total{{kind=\"{how}\"}}")).unwrap_or(0.0)
-    };
     kura_tests::relay::wait_for(
         std::time::Duration::from_secs(30),
         "every relay to learn of the revocation",
@@ -883,37 +920,19 @@ fn a_slot_stamped_twice_revokes_the_batch_at_every_relay() {
 /// epoch for a batch it could not know of.
 #[test]
 fn a_relay_that_missed_a_revocation_is_told_and_still_earns_for_the_rest() {
-    use kura_core::farming::{BatchTerms, Postage, Prices, Stamp};
-    use kura_core::wire::Request::PaidStore;
+    use kura_core::farming::{BatchTerms, Prices};
     const EPOCH: u64 = 10;
     const PRICE: u64 = 10_000_000;
     let prices = Prices { price: PRICE, ..DEFAULT_PRICES };
-    let keys = kura_tests::Scratch::new("missed-keys").unwrap();
-    let (mint, mint_account) = new_key(keys.path(), "mint");
-    let mut net = Net::start_with(
-        "missed",
-        6,
-        &["--ledger-mint", &mint_account, "--epoch", &EPOCH.to_string(), "--price", &PRICE.to_string()],
-    );
-    let owner = kura_core::testdata::account_key(6);
-    net.wallet(&mint, &["send", &kura_core::hex::encode(&owner.key()), "20000000"]).unwrap();
-    let peers: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
-    let opts =
-        kura_core::EncodeOptions { params: kura_core::Params::new(2, 2).unwrap(), ..Default::default() };
-    let stripes: Vec<kura_core::Stripe> = (0..4)
-        .map(|n| kura_core::encoder::encode_single_chunk(&opts, &pseudo_random(40_000, 500 + n)).unwrap().0)
-        .collect();
-    let bytes = |s: &kura_core::Stripe| (s.shard_count() * s.shard(0).len()) as u64;
+    let (epoch, price) = (EPOCH.to_string(), PRICE.to_string());
+    let Stamping { mut net, owner, peers, stripes, _keys } =
+        stamping("missed", &["--epoch", &epoch, "--price", &price], "20000000", 40_000, 500);
+    let bytes = stripe_bytes;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let slot_bytes = stripes.iter().map(bytes).max().unwrap();
     let terms = BatchTerms { slots: 8, slot_bytes, first_epoch: now / EPOCH, epochs: 200 };
-    let paid_store = |burn: &kura_core::ledger::Certificate, s: &kura_core::Stripe, slot: u32| PaidStore {
-        postage: Box::new(Postage {
-            stamp: Stamp::sign(&owner, &burn.signed.transfer.id(), s.id(), slot, bytes(s)),
-            burn: burn.clone(),
-        }),
-        header: s.header_bytes().to_vec(),
-        shard: s.shard(0).to_vec(),
+    let paid_store = |burn: &kura_core::ledger::Certificate, s: &kura_core::Stripe, slot: u32| {
+        paid_store(&owner, burn, s, slot)
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let connect = |net: &Net| {
@@ -950,9 +969,6 @@ fn a_relay_that_missed_a_revocation_is_told_and_still_earns_for_the_rest() {
         let a = client.request(peers[0], paid_store(&cheat, &stripes[1], 0)).await.unwrap();
         assert!(matches!(&a, Response::Error { code: ErrorCode::Unpaid, .. }), "{a:?}");
     });
-    let revoked = |net: &Net, i: usize, how: &str| {
-        net.relay(i).metric(&format!("kura_batches_revoked_total{{kind=\"{how}\"}}")).unwrap_or(0.0)
-    };
     kura_tests::relay::wait_for(
         std::time::Duration::from_secs(30),
         "relays 1 to 4 to learn of the revocation",
