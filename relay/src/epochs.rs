@@ -367,38 +367,8 @@ async fn claim_page(
         if c.entries.is_empty() || amount == 0 {
             return None;
         }
+        let (shares, revoked) = ask_auditors(ctx, &group, &c).await;
         let draws = c.draws.clone();
-        let req = Request::EpochClaim(Box::new(c.clone()));
-        let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
-            let req = req.clone();
-            async move {
-                match ctx.net.request(*peer, req).await {
-                    Ok(Response::Share(s)) if s.auditor == *key => Ok(s),
-                    Ok(Response::Error { code, detail }) => {
-                        tracing::info!(%peer, epoch, ?page, "epoch claim refused: {code}: {detail}");
-                        Err((code == ErrorCode::Revoked).then_some(detail))
-                    }
-                    Ok(other) => {
-                        tracing::info!(%peer, epoch, ?page, "epoch claim answered {other:?}");
-                        Err(None)
-                    }
-                    Err(e) => {
-                        tracing::info!(%peer, epoch, ?page, "epoch claim unanswered: {e}");
-                        Err(None)
-                    }
-                }
-            }
-        }))
-        .await;
-        let mut revoked: Vec<kura_core::ledger::TransferId> = Vec::new();
-        let mut shares = Vec::new();
-        for a in answers {
-            match a {
-                Ok(s) => shares.push(s),
-                Err(Some(detail)) => revoked.extend(c.revoked_in(&detail).filter(|b| !revoked.contains(b))),
-                Err(None) => {}
-            }
-        }
         let cert = RewardCertificate { epoch, relay: me, account, amount, page, shares, draws };
         if let Err(e) = cert.verify(&keys, &prices, &Ed25519) {
             match c.without_batches(&revoked) {
@@ -429,6 +399,47 @@ async fn claim_page(
         };
     }
     None
+}
+
+/// Sends claim `c` to each member of its audit `group` at once: the shares they signed, and
+/// the batches of the claim they refused it for as revoked.
+async fn ask_auditors(
+    ctx: &Ctx,
+    group: &[(PeerId, Key)],
+    c: &EpochClaim,
+) -> (Vec<RewardShare>, Vec<kura_core::ledger::TransferId>) {
+    let (epoch, page) = (c.epoch, c.page);
+    let req = Request::EpochClaim(Box::new(c.clone()));
+    let answers = futures::future::join_all(group.iter().map(|(peer, key)| {
+        let req = req.clone();
+        async move {
+            match ctx.net.request(*peer, req).await {
+                Ok(Response::Share(s)) if s.auditor == *key => Ok(s),
+                Ok(Response::Error { code, detail }) => {
+                    tracing::info!(%peer, epoch, ?page, "epoch claim refused: {code}: {detail}");
+                    Err((code == ErrorCode::Revoked).then_some(detail))
+                }
+                Ok(other) => {
+                    tracing::info!(%peer, epoch, ?page, "epoch claim answered {other:?}");
+                    Err(None)
+                }
+                Err(e) => {
+                    tracing::info!(%peer, epoch, ?page, "epoch claim unanswered: {e}");
+                    Err(None)
+                }
+            }
+        }
+    }))
+    .await;
+    let (mut shares, mut revoked) = (Vec::new(), Vec::new());
+    for a in answers {
+        match a {
+            Ok(s) => shares.push(s),
+            Err(Some(detail)) => revoked.extend(c.revoked_in(&detail).filter(|b| !revoked.contains(b))),
+            Err(None) => {}
+        }
+    }
+    (shares, revoked)
 }
 
 /// Asks this relay's draw group (its neighbours, [`draw_group`]) for their draws for
