@@ -306,6 +306,10 @@ pub enum LedgerResponse {
         detail: String,
     },
     State(Box<StatePage>),
+    /// A reward this replica minted, asked for by its id ([`LedgerRequest::Certificate`]
+    /// names a reward's id as it does a transfer's): the replica handed it mints it only if
+    /// it verifies with its own view of the audit group.
+    Reward(Box<crate::farming::RewardCertificate>),
 }
 
 /// One replica's view of an account, as the protocol carries it.
@@ -323,57 +327,84 @@ pub struct AccountView {
 }
 
 impl AccountView {
-    /// Whether two replicas' views agree on the account's state: its seq, balance and
-    /// unspent credits. The recent transfers listed are not compared: a member that adopted
-    /// the state ([`Replica::adopt_agreed`]) lists none of those before it, and what they
-    /// are used for (fetching certificates to apply) verifies each.
-    pub fn agrees(&self, other: &AccountView) -> bool {
-        (self.next_seq, self.balance, &self.credits) == (other.next_seq, other.balance, &other.credits)
+    /// Whether this replica's view holds what `agreed` ([`AccountView::agreed`]) says of the
+    /// account: the same debits applied (seq and balance) and every credit it lists. The
+    /// recent transfers listed are not compared: a member that adopted the state
+    /// ([`Replica::adopt_agreed`]) lists none of those before it, and what they are used for
+    /// (fetching certificates to apply) verifies each. Credits `agreed` does not list (a
+    /// reward fewer than `f + 1` replicas minted) do not matter.
+    pub fn agrees(&self, agreed: &AccountView) -> bool {
+        (self.next_seq, self.balance) == (agreed.next_seq, agreed.balance)
+            && agreed.credits.iter().all(|c| self.credits.contains(c))
     }
 
-    /// The view most of `views` give when at least `need` of them agree (the furthest along
-    /// among equals, and among those alike the one listing most recent transfers);
-    /// otherwise how many agreed at most.
+    /// What at least `need` of `views` vouch for: the debits applied (seq and balance) most
+    /// of them give alike, the furthest along among equals, and of those views' credits the
+    /// ones at least `need` of them list. Credits are counted one by one, not as a whole
+    /// list: each was minted or applied on its own (a reward is minted by each replica that
+    /// verifies it with its own view of the audit group, so a reward that only some took is
+    /// held by those only), and a credit held by fewer than `need` must not split the
+    /// replicas' word on everything else. Among alike views, the one listing most recent
+    /// transfers gives those (and its pending transfer). Otherwise: how many agreed at most.
     pub fn agreed<'a>(
         views: impl IntoIterator<Item = &'a AccountView>,
         need: usize,
     ) -> Result<AccountView, usize> {
-        let mut alike: Vec<(&AccountView, usize)> = Vec::new();
+        let mut alike: Vec<Vec<&AccountView>> = Vec::new();
         for v in views {
-            match alike.iter_mut().find(|(w, _)| w.agrees(v)) {
-                Some((w, n)) => {
-                    *n += 1;
-                    if v.recent.len() > w.recent.len() {
-                        *w = v;
-                    }
-                }
-                None => alike.push((v, 1)),
+            match alike.iter_mut().find(|w| (w[0].next_seq, w[0].balance) == (v.next_seq, v.balance)) {
+                Some(w) => w.push(v),
+                None => alike.push(vec![v]),
             }
         }
-        alike.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), std::cmp::Reverse(v.next_seq)));
-        match alike.into_iter().next() {
-            Some((v, n)) if n >= need => Ok(v.clone()),
-            other => Err(other.map_or(0, |(_, n)| n)),
+        alike.sort_by_key(|w| (std::cmp::Reverse(w.len()), std::cmp::Reverse(w[0].next_seq)));
+        let most = match alike.into_iter().next() {
+            Some(w) if w.len() >= need => w,
+            other => return Err(other.map_or(0, |w| w.len())),
+        };
+        let mut listed: BTreeMap<(TransferId, u64), usize> = BTreeMap::new();
+        for v in &most {
+            for c in v.credits.iter().collect::<HashSet<_>>() {
+                *listed.entry(*c).or_default() += 1;
+            }
         }
+        let vouched: Vec<(TransferId, u64)> =
+            listed.into_iter().filter(|(_, n)| *n >= need).map(|(c, _)| c).collect();
+        // One amount per id: an id vouched for with two amounts (a Byzantine member among
+        // the vouchers) is left out.
+        let credits = vouched
+            .iter()
+            .filter(|(id, _)| vouched.iter().filter(|(other, _)| other == id).count() == 1)
+            .copied()
+            .collect();
+        let fullest = most.iter().max_by_key(|v| v.recent.len()).copied().unwrap_or(most[0]);
+        Ok(AccountView { credits, ..fullest.clone() })
     }
 
     /// What a replica whose view is `self` lacks to reach `agreed`: certificate ids in the
-    /// order to apply them. For each debit it missed (oldest first), the credits that debit
-    /// named and it does not hold, then the debit; then the credits `agreed` holds and it
-    /// does not. No debits when it missed more than `agreed` lists (they must be applied in
-    /// order; such a replica needs the state from its group).
+    /// order to apply them. First [`AccountView::missing_debits`], then the credits `agreed`
+    /// lists and it does not hold.
     pub fn missing(&self, agreed: &AccountView) -> Vec<TransferId> {
+        let mut out = self.missing_debits(agreed);
+        for (id, _) in &agreed.credits {
+            if !self.credits.iter().any(|(c, _)| c == id) && !out.contains(id) {
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    /// What a replica whose view is `self` must apply to have applied the debits `agreed`
+    /// did: for each debit it missed (oldest first), the credits that debit named and it
+    /// does not hold, then the debit. None when it missed more than `agreed` lists (they
+    /// must be applied in order; such a replica needs the state from its group).
+    pub fn missing_debits(&self, agreed: &AccountView) -> Vec<TransferId> {
         let holds = |id: &TransferId| self.credits.iter().any(|(c, _)| c == id);
         let mut out: Vec<TransferId> = Vec::new();
         if let Some(missed) = self.missed_debits(agreed) {
             for t in missed {
                 out.extend(t.deps.iter().filter(|d| !holds(d)));
                 out.push(t.id());
-            }
-        }
-        for (id, _) in &agreed.credits {
-            if !holds(id) && !out.contains(id) {
-                out.push(*id);
             }
         }
         out
@@ -451,6 +482,11 @@ impl LedgerResponse {
         if let LedgerResponse::Certificate(c) = &r {
             c.signed.transfer.check()?;
             if c.acks.len() > MAX_ACKS {
+                return Err(LedgerError::Limits);
+            }
+        }
+        if let LedgerResponse::Reward(c) = &r {
+            if c.shares.len() > 2 * crate::farming::AUDIT_GROUP {
                 return Err(LedgerError::Limits);
             }
         }
@@ -1357,6 +1393,24 @@ impl Replica {
         self.unspent_total += u128::from(cert.amount);
         self.minted += u128::from(cert.amount);
         self.rewarded += u128::from(cert.amount);
+        Applied::Done
+    }
+
+    /// Takes credit `id` of `amount` into `account` on the word of `f + 1` members of its
+    /// group that list it alike (the caller counted them: [`AccountView::agreed`]), when this
+    /// replica cannot verify it itself: a reward its own view of the audit group does not
+    /// place (it met the auditors after the epoch began), or a certificate nobody hands it.
+    /// One of those members is honest and verified it, as for an adopted state. Never a credit
+    /// this replica took or saw spent.
+    pub fn take_vouched(&mut self, account: Key, id: TransferId, amount: u64) -> Applied {
+        if self.credited.contains(&id) || self.account(&account).spent.contains(&id) {
+            return Applied::Already;
+        }
+        self.credited.insert(id);
+        self.entry(account).credits.insert(id, amount);
+        self.unspent_total += u128::from(amount);
+        // Minted (or debited) at the replicas that vouched for it, not here.
+        self.adopted += i128::from(amount);
         Applied::Done
     }
 

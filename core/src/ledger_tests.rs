@@ -1051,6 +1051,36 @@ fn an_accounts_state_goes_over_in_checked_pages() {
     assert_eq!(got.recent.len(), 16);
 }
 
+/// Credits are vouched for one by one: a credit only some replicas hold (a reward the
+/// others' views of its audit group did not verify) does not split the replicas' word on
+/// the account's debits, and is listed only when `need` list it; an id listed with two
+/// amounts is left out; a replica lacking a listed credit does not agree until it holds it,
+/// and lacks it as a credit, not as a debit.
+#[test]
+fn credits_are_vouched_for_one_by_one() {
+    let (a, b, c) = ([1; 32], [2; 32], [3; 32]);
+    let with = |credits: &[(TransferId, u64)]| AccountView {
+        next_seq: 4,
+        balance: 10,
+        credits: credits.to_vec(),
+        ..AccountView::default()
+    };
+    let views = [with(&[(a, 5), (b, 7)]), with(&[(a, 5), (b, 7)]), with(&[(a, 5)]), with(&[(a, 5), (c, 1)])];
+    let got = AccountView::agreed(&views, 3).unwrap();
+    assert_eq!((got.next_seq, got.balance, got.credits.clone()), (4, 10, vec![(a, 5)]));
+    assert_eq!(AccountView::agreed(&views, 2).unwrap().credits, vec![(a, 5), (b, 7)]);
+    assert!(views.iter().all(|v| v.agrees(&got)));
+    assert!(!views[2].agrees(&AccountView::agreed(&views, 2).unwrap()));
+    let two = AccountView::agreed(&views, 2).unwrap();
+    assert_eq!((views[2].missing(&two), views[2].missing_debits(&two)), (vec![b], vec![]));
+    // Two amounts for one id, each vouched for: neither is listed.
+    let split = [with(&[(a, 5)]), with(&[(a, 5)]), with(&[(a, 6)]), with(&[(a, 6)])];
+    assert!(AccountView::agreed(&split, 2).unwrap().credits.is_empty());
+    // The debits still need `need` alike: two and two is no agreement.
+    let behind = AccountView { next_seq: 3, ..with(&[]) };
+    assert_eq!(AccountView::agreed([&views[0], &views[1], &behind, &behind], 3), Err(2));
+}
+
 // proptest is a native-only dev-dependency.
 #[cfg(not(target_arch = "wasm32"))]
 mod overdraft {

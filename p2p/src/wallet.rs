@@ -252,11 +252,33 @@ pub async fn send<N: LedgerNet>(
         settle(net, &group, &members, &cert).await?;
         account = agreed_with_holders(net, &group, &members, &from).await?.0;
     }
-    let deps = account.credits.iter().take(MAX_DEPS).map(|(id, _)| *id).collect();
+    let deps = deps_for(&account, &seen, group.quorum, amount);
     let signed = Transfer { from, seq: account.next_seq, to, amount, deps, memo }.sign(owner);
     let cert = certify(net, &group, &members, signed).await?;
     settle(net, &group, &members, &cert).await?;
     Ok(cert)
+}
+
+/// The credits a transfer of `amount` names, of those the agreed view `account` lists (at
+/// most [`MAX_DEPS`]): those at least a quorum of members (by `seen`) hold, when with the
+/// balance they cover `amount`, so that a credit held by fewer (which a wallet hands the
+/// others, but which they may refuse: a reward their view of its audit group does not
+/// verify) does not stop the transfer; else all.
+fn deps_for(
+    account: &AccountView,
+    seen: &[(PeerId, AccountView)],
+    quorum: usize,
+    amount: u64,
+) -> Vec<TransferId> {
+    let held = |c: &(TransferId, u64)| seen.iter().filter(|(_, v)| v.credits.contains(c)).count();
+    let well: Vec<&(TransferId, u64)> =
+        account.credits.iter().filter(|c| held(c) >= quorum).take(MAX_DEPS).collect();
+    let covered = well.iter().fold(account.balance, |b, (_, v)| b.saturating_add(*v));
+    if covered >= amount {
+        well.into_iter().map(|(id, _)| *id).collect()
+    } else {
+        account.credits.iter().take(MAX_DEPS).map(|(id, _)| *id).collect()
+    }
 }
 
 /// Hands `cert` to both groups; members of the sender's that could not apply it (they
@@ -348,14 +370,14 @@ async fn certify<N: LedgerNet>(
 /// transfer being certified names: the wallet took them from the agreed view).
 async fn catch_up<N: LedgerNet>(net: &N, group: &Group, members: &[PeerId], from: Key) {
     let Ok((now, holders, seen)) = agreed_with_holders(net, group, members, &from).await else { return };
-    let mut fetched: HashMap<TransferId, Option<Certificate>> = HashMap::new();
+    let mut fetched: HashMap<TransferId, Option<LedgerRequest>> = HashMap::new();
     for (peer, v) in seen.iter().filter(|(_, v)| !v.agrees(&now)) {
         for id in v.missing(&now) {
             if let std::collections::hash_map::Entry::Vacant(e) = fetched.entry(id) {
-                e.insert(fetch_certificate(net, &holders, id).await);
+                e.insert(fetch_credit(net, &holders, id).await);
             }
-            if let Some(cert) = &fetched[&id] {
-                let _ = net.ledger(*peer, LedgerRequest::Apply(Box::new(cert.clone()))).await;
+            if let Some(req) = &fetched[&id] {
+                let _ = net.ledger(*peer, req.clone()).await;
             }
         }
     }
@@ -375,7 +397,14 @@ async fn agreed_with_holders<N: LedgerNet>(
         match agreed(group, &seen) {
             Ok(now) => {
                 let holders = seen.iter().filter(|(_, v)| v.agrees(&now)).map(|(p, _)| *p).collect();
-                return Ok((now, holders, seen));
+                // A credit only some list (an application that missed some members, or a
+                // reward some did not mint) is handed to the others; when one took it, the
+                // views are read again.
+                if round > 0 || !spread_credits(net, &seen).await {
+                    return Ok((now, holders, seen));
+                }
+                round += 1;
+                continue;
             }
             Err(e) if round + 1 >= ROUNDS => return Err(e),
             Err(_) => {}
@@ -392,8 +421,8 @@ async fn agreed_with_holders<N: LedgerNet>(
 /// Hands each member the certificates of credits other members list and it lacks (at most
 /// [`MAX_CREDITS_LOOKED_UP`] ids), fetched from a member that lists it. The replica
 /// verifies a certificate before applying it, so a member listing credits it cannot back
-/// costs the wallet a lookup and moves nothing.
-async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)]) {
+/// costs the wallet a lookup and moves nothing. Whether a member took one.
+async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)]) -> bool {
     let mut listed: Vec<(TransferId, Vec<PeerId>)> = Vec::new();
     for (p, v) in seen {
         for (id, _) in &v.credits {
@@ -403,18 +432,23 @@ async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)]) {
             }
         }
     }
+    let mut took = false;
     for (id, by) in listed.into_iter().filter(|(_, by)| by.len() < seen.len()).take(MAX_CREDITS_LOOKED_UP) {
-        let Some(cert) = fetch_certificate(net, &by, id).await else { continue };
+        let Some(req) = fetch_credit(net, &by, id).await else { continue };
         let lacking: Vec<PeerId> = seen.iter().map(|(p, _)| *p).filter(|p| !by.contains(p)).collect();
-        futures::stream::iter(lacking)
-            .for_each_concurrent(kura_core::ledger::REPLICAS, |p| {
-                let req = LedgerRequest::Apply(Box::new(cert.clone()));
+        let answers: Vec<bool> = futures::stream::iter(lacking)
+            .map(|p| {
+                let req = req.clone();
                 async move {
-                    let _ = net.ledger(p, req).await;
+                    matches!(net.ledger(p, req).await, Ok(LedgerResponse::Applied { credit: Some(true), .. }))
                 }
             })
+            .buffer_unordered(kura_core::ledger::REPLICAS)
+            .collect()
             .await;
+        took |= answers.contains(&true);
     }
+    took
 }
 
 /// A certificate by transfer id, from the first of `holders` that has it.
@@ -424,6 +458,26 @@ async fn fetch_certificate<N: LedgerNet>(net: &N, holders: &[PeerId], id: Transf
             if c.signed.transfer.id() == id {
                 return Some(*c);
             }
+        }
+    }
+    None
+}
+
+/// What makes credit `id` at a replica that lacks it, from the first of `holders` that
+/// hands it over: its transfer's certificate (applied), or the reward that minted it
+/// (deposited: the replica verifies it with its own view of the audit group).
+async fn fetch_credit<N: LedgerNet>(net: &N, holders: &[PeerId], id: TransferId) -> Option<LedgerRequest> {
+    for p in holders {
+        match net.ledger(*p, LedgerRequest::Certificate(id)).await {
+            Ok(LedgerResponse::Certificate(c)) if c.signed.transfer.id() == id => {
+                return Some(LedgerRequest::Apply(c))
+            }
+            Ok(LedgerResponse::Reward(r))
+                if kura_core::farming::reward_id(r.epoch, &r.relay, &r.page) == id =>
+            {
+                return Some(LedgerRequest::Reward(r))
+            }
+            _ => {}
         }
     }
     None

@@ -22,8 +22,8 @@ use crate::unix_now;
 use anyhow::{Context, Result};
 use kura_core::farming::{Prices, RewardCertificate};
 use kura_core::ledger::{
-    AccountState, AccountView, Applied, Certificate, Ed25519, Group, Key, LedgerError, LedgerRequest,
-    LedgerResponse, Replica, Signed, SpendCap, StateAssembly, StateSummary, TransferId,
+    AccountState, AccountView, Applied, Ed25519, Group, Key, LedgerError, LedgerRequest, LedgerResponse,
+    Replica, Signed, SpendCap, StateAssembly, StateSummary, TransferId,
 };
 use kura_p2p::ledger::IdentitySigner;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -43,6 +43,9 @@ const BOTH: u8 = 3;
 const ADOPTED: u8 = 4;
 /// A reward certificate deposited (verified when it came; minted again on replay).
 const REWARDED: u8 = 5;
+/// A credit taken on the word of `f + 1` members ([`Replica::take_vouched`]): the entry is
+/// the account, the credit's id and its amount.
+const VOUCHED: u8 = 6;
 
 /// A mint nobody holds the key of: relays started without `--ledger-mint` mint nothing.
 pub const NO_MINT: Key = [0xff; 32];
@@ -144,10 +147,9 @@ impl Ledger {
                 Some(p) => LedgerResponse::State(Box::new(p)),
                 None => LedgerResponse::refused(&LedgerError::Unknown),
             },
-            LedgerRequest::Certificate(id) => match self.certificate(&st, &id) {
-                Some(c) => LedgerResponse::Certificate(Box::new(c)),
-                None => LedgerResponse::refused(&LedgerError::Unknown),
-            },
+            LedgerRequest::Certificate(id) => {
+                self.handed(&st, &id).unwrap_or_else(|| LedgerResponse::refused(&LedgerError::Unknown))
+            }
             LedgerRequest::Acknowledge(signed) => {
                 if !group_of(&signed.transfer.from).is_some_and(|(_, member)| member) {
                     return LedgerResponse::refused(&LedgerError::NotReplica);
@@ -284,6 +286,18 @@ impl Ledger {
         Ok(true)
     }
 
+    /// Takes credit `id` of `amount` into `account` on the word of `f + 1` members of its
+    /// group ([`Replica::take_vouched`]); durable when it returns `Ok(true)`.
+    pub fn vouched(&self, account: Key, id: TransferId, amount: u64) -> Result<bool> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.replica.take_vouched(account, id, amount) != Applied::Done {
+            return Ok(false);
+        }
+        let body = postcard::to_allocvec(&(account, id, amount))?;
+        self.write_entry(&mut st, VOUCHED, &body, None)?;
+        Ok(true)
+    }
+
     /// Acknowledges `signed` if the rules allow, durably before the answer.
     fn acknowledge(&self, st: &mut State, signed: Signed) -> LedgerResponse {
         let first = st.replica.account(&signed.transfer.from).acked.is_none();
@@ -327,12 +341,13 @@ impl Ledger {
     fn write(&self, st: &mut State, what: u8, req: &LedgerRequest) -> Result<()> {
         let applied = match req {
             LedgerRequest::Apply(c) => Some(c.signed.transfer.id()),
+            LedgerRequest::Reward(c) => Some(kura_core::farming::reward_id(c.epoch, &c.relay, &c.page)),
             _ => None,
         };
         self.write_entry(st, what, &req.encode(), applied)
     }
 
-    /// Appends one entry; `applied`: the certificate it holds, indexed by transfer id.
+    /// Appends one entry; `applied`: the certificate (or reward) it holds, indexed by id.
     fn write_entry(&self, st: &mut State, what: u8, body: &[u8], applied: Option<TransferId>) -> Result<()> {
         let Some(db) = &self.journal else { return Ok(()) };
         let mut bytes = vec![what];
@@ -375,14 +390,16 @@ impl Ledger {
         }
     }
 
-    /// A certificate applied here, from the journal.
-    fn certificate(&self, st: &State, id: &TransferId) -> Option<Certificate> {
+    /// A certificate applied here, or a reward minted here, by its id, from the journal:
+    /// the answer to [`LedgerRequest::Certificate`].
+    fn handed(&self, st: &State, id: &TransferId) -> Option<LedgerResponse> {
         let n = *st.by_id.get(id)?;
         let r = self.journal.as_ref()?.begin_read().ok()?;
         let t = r.open_table(JOURNAL).ok()?;
         let bytes = t.get(n).ok()??;
         match LedgerRequest::decode(bytes.value().get(1..)?) {
-            Ok(LedgerRequest::Apply(c)) => Some(*c),
+            Ok(LedgerRequest::Apply(c)) => Some(LedgerResponse::Certificate(c)),
+            Ok(LedgerRequest::Reward(c)) => Some(LedgerResponse::Reward(c)),
             _ => None,
         }
     }
@@ -398,6 +415,15 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<Tran
                 r.adopt_agreed(state);
             }
             Err(_) => tracing::warn!("journal: an adopted state that does not decode was skipped"),
+        }
+        return None;
+    }
+    if what == VOUCHED {
+        match postcard::from_bytes::<(Key, TransferId, u64)>(body) {
+            Ok((account, id, amount)) => {
+                r.take_vouched(account, id, amount);
+            }
+            Err(_) => tracing::warn!("journal: a vouched credit that does not decode was skipped"),
         }
         return None;
     }
@@ -418,6 +444,7 @@ fn replay(r: &mut Replica, signer: &IdentitySigner, bytes: &[u8]) -> Option<Tran
         }
         (REWARDED, Ok(LedgerRequest::Reward(c))) => {
             let _: Applied = r.credit_reward(&c);
+            return Some(kura_core::farming::reward_id(c.epoch, &c.relay, &c.page));
         }
         (BOTH, Ok(LedgerRequest::Apply(c))) => {
             let _: Applied = r.apply_verified_credit(&c);
@@ -436,17 +463,19 @@ pub fn lacks_state(resp: &LedgerResponse) -> bool {
 }
 
 /// Brings this replica's view of `account` level with what `f + 1` of its group agree on,
-/// fetching the certificates it lacks from members that agree (each verified on apply).
-/// `relays` are the live relays this one knows, itself among them. Returns what happened,
-/// for the metrics (`kura_ledger_catch_ups_total{kind}`).
+/// fetching the certificates it lacks from members that agree (each verified on apply);
+/// `mint` deposits a reward handed over as one sent to this replica would be (verified with
+/// its own view of the audit group). `relays` are the live relays this one knows, itself
+/// among them. Returns what happened, for the metrics (`kura_ledger_catch_ups_total{kind}`).
 pub async fn catch_up(
     ledger: &Ledger,
     net: &crate::repair::Sender,
     account: Key,
     me: libp2p::PeerId,
     relays: Vec<libp2p::PeerId>,
+    mint: impl Fn(RewardCertificate) -> LedgerResponse + Sync,
 ) -> &'static str {
-    let outcome = catch_up_once(ledger, net, account, me, &relays).await;
+    let outcome = catch_up_once(ledger, net, account, me, &relays, &mint).await;
     ledger.end_catch_up(&account);
     outcome
 }
@@ -457,10 +486,11 @@ async fn catch_up_once(
     account: Key,
     me: libp2p::PeerId,
     relays: &[libp2p::PeerId],
+    mint: &(dyn Fn(RewardCertificate) -> LedgerResponse + Sync),
 ) -> &'static str {
     let mut pending = Vec::new();
-    let outcome = level_with_group(ledger, net, account, me, relays, &mut pending).await;
-    if matches!(outcome, "level" | "done" | "adopted") {
+    let outcome = level_with_group(ledger, net, account, me, relays, mint, &mut pending).await;
+    if matches!(outcome, "level" | "done" | "adopted" | "vouched" | "credits-short") {
         for p in pending {
             ledger.hold(p);
         }
@@ -470,13 +500,16 @@ async fn catch_up_once(
 }
 
 /// Brings this replica level with its group on `account`; `pending` gets what members
-/// reported acknowledged for the account's open slot.
+/// reported acknowledged for the account's open slot. "vouched": level, with a credit
+/// taken on the word of `f + 1` members (it could not verify one itself); "credits-short":
+/// level on debits, but some credits could not be had (a journal write failed).
 async fn level_with_group(
     ledger: &Ledger,
     net: &crate::repair::Sender,
     account: Key,
     me: libp2p::PeerId,
     relays: &[libp2p::PeerId],
+    mint: &(dyn Fn(RewardCertificate) -> LedgerResponse + Sync),
     pending: &mut Vec<Signed>,
 ) -> &'static str {
     let Some((group, members)) = kura_p2p::ledger::group_of(&account, relays.iter().copied()) else {
@@ -506,8 +539,6 @@ async fn level_with_group(
     let Ok(agreed) = AccountView::agreed(all, group.tolerates() + 1) else {
         return "no-agreement";
     };
-    let holders: Vec<libp2p::PeerId> =
-        views.iter().filter(|(_, v)| v.agrees(&agreed)).map(|(p, _)| *p).collect();
     let mut adopted = false;
     if ledger.view(&account).needs_state(&agreed) {
         match adopt_from(ledger, net, account, group.tolerates() + 1, &others).await {
@@ -519,7 +550,8 @@ async fn level_with_group(
             }
         }
     }
-    let wanted = ledger.view(&account).missing(&agreed);
+    let now = ledger.view(&account);
+    let (debits, wanted) = (now.missing_debits(&agreed), now.missing(&agreed));
     if wanted.is_empty() {
         return if adopted { "adopted" } else { "level" };
     }
@@ -527,29 +559,71 @@ async fn level_with_group(
     let group_of = |a: &Key| {
         kura_p2p::ledger::group_of(a, relays.iter().copied()).map(|(g, members)| (g, members.contains(&me)))
     };
+    let (mut short, mut vouched) = (false, false);
     for id in wanted {
-        let mut cert = None;
-        for h in &holders {
-            if let Ok(LedgerResponse::Certificate(c)) = net.ledger(*h, LedgerRequest::Certificate(id)).await {
-                if c.signed.transfer.id() == id {
-                    cert = Some(c);
-                    break;
-                }
+        // A debit (or a credit it names) must be applied, in order, to be level; a credit
+        // only listed is taken from whoever lists it.
+        let required = debits.contains(&id);
+        let holders: Vec<libp2p::PeerId> = views
+            .iter()
+            .filter(
+                |(_, v)| if required { v.agrees(&agreed) } else { v.credits.iter().any(|(c, _)| *c == id) },
+            )
+            .map(|(p, _)| *p)
+            .collect();
+        let answer = match fetch(net, &holders, id).await {
+            Some(LedgerRequest::Reward(cert)) => mint(*cert),
+            Some(req) => ledger.handle(Ok(req), group_of),
+            None if required => return "unfetched",
+            None => LedgerResponse::refused(&LedgerError::Unknown),
+        };
+        if let LedgerResponse::Refused { detail, .. } = answer {
+            tracing::debug!(required, "catch-up: a certificate was not fetched or was refused: {detail}");
+            if required {
+                return "refused";
+            }
+            // A credit `f + 1` list alike (`agreed` lists no other) is taken on their word.
+            match agreed.credits.iter().find(|(c, _)| *c == id) {
+                Some(&(_, amount)) => match ledger.vouched(account, id, amount) {
+                    Ok(_) => vouched = true,
+                    Err(e) => {
+                        tracing::error!("ledger journal: {e:#}");
+                        short = true;
+                    }
+                },
+                None => short = true,
             }
         }
-        let Some(cert) = cert else { return "unfetched" };
-        if let LedgerResponse::Refused { detail, .. } =
-            ledger.handle(Ok(LedgerRequest::Apply(cert)), group_of)
-        {
-            tracing::debug!("catch-up: a fetched certificate was refused: {detail}");
-            return "refused";
+    }
+    match (adopted, vouched, short) {
+        (_, _, true) => "credits-short",
+        (true, _, false) => "adopted",
+        (false, true, false) => "vouched",
+        (false, false, false) => "done",
+    }
+}
+
+/// The certificate (or reward) `id` names, from the first of `holders` that hands one that
+/// hashes to it, as the request that applies it here.
+async fn fetch(
+    net: &crate::repair::Sender,
+    holders: &[libp2p::PeerId],
+    id: TransferId,
+) -> Option<LedgerRequest> {
+    for h in holders {
+        match net.ledger(*h, LedgerRequest::Certificate(id)).await {
+            Ok(LedgerResponse::Certificate(c)) if c.signed.transfer.id() == id => {
+                return Some(LedgerRequest::Apply(c))
+            }
+            Ok(LedgerResponse::Reward(c))
+                if kura_core::farming::reward_id(c.epoch, &c.relay, &c.page) == id =>
+            {
+                return Some(LedgerRequest::Reward(c))
+            }
+            _ => {}
         }
     }
-    if adopted {
-        "adopted"
-    } else {
-        "done"
-    }
+    None
 }
 
 /// Asks every one of `peers` at once; the answers that came.

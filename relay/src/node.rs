@@ -839,7 +839,7 @@ impl Node {
             LedgerResponse::Acked(_) => "acked",
             LedgerResponse::Applied { .. } => "applied",
             LedgerResponse::Account(_) => "account",
-            LedgerResponse::Certificate(_) => "certificate",
+            LedgerResponse::Certificate(_) | LedgerResponse::Reward(_) => "certificate",
             LedgerResponse::State(_) => "state",
             LedgerResponse::Refused { .. } => "refused",
         };
@@ -883,8 +883,12 @@ impl Node {
                 if shared.ledger.start_catch_up(account) {
                     let shared = shared.clone();
                     runtime.spawn(async move {
+                        let view = relays.clone();
+                        let mint = |cert| {
+                            answer_ledger(&shared, &me, &view, Ok(LedgerRequest::Reward(Box::new(cert))))
+                        };
                         let outcome =
-                            crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays).await;
+                            crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, mint).await;
                         shared.metrics.ledger_catch_up(outcome);
                     });
                 }

@@ -133,10 +133,7 @@ test('a donating tab earns from the relays and pays for an upload with it', asyn
   check(Number(farming.price) === PRICE && Number(farming.epoch_secs) === EPOCH, `the relays' price and epoch: ${JSON.stringify(farming)}`);
   // Waits for the balance to cover a bound of the cost (two stripes of 1,572,888 shard bytes
   // for one epoch at the price: 29,299), then uploads; the page says what it cost and pays it.
-  // 360 s, not 180: a known fault (see docs/architecture.md, not mended yet) can leave all
-  // but one relay unable to pay the tab (two replicas of its account stuck learning the
-  // account's state), and one relay's pay alone covers the bound in about 30 epochs.
-  const balance = await explained(relays, () => until('the earnings to cover the upload', 360_000, async () => {
+  const balance = await explained(relays, () => until('the earnings to cover the upload', 180_000, async () => {
     await page.getByTestId('wallet-refresh').click();
     const b = BigInt(await page.getByTestId('wallet-balance').textContent().catch(() => '0'));
     return b >= 40_000n && b;

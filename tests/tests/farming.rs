@@ -361,6 +361,46 @@ fn relays_earn_for_paid_storage_their_auditors_proved() {
         "earning: relay 6 joined in epoch {joined}, was handed {stamps} paid shards and earned {credits} for {shards} \
          (epoch {rewarded})"
     );
+    // Relay 6 is a replica of relay 0's rewards account now, and cannot verify the rewards
+    // minted into it before it joined (no audit group of those epochs is placed in its
+    // view). The operator of relay 0 spends from it: relay 6, asked to acknowledge, catches
+    // up, takes those rewards on the word of the f + 1 members that list them, and follows
+    // the account as the others do.
+    let rewards0 = dir.join("r0").join("rewards.key");
+    net.wallet(&rewards0, &["send", &alice_account, "1000"]).unwrap();
+    let account0: [u8; 32] = kura_core::hex::decode_array(
+        net.relay(0).json("/status").unwrap()["farming"]["rewards_account"].as_str().unwrap(),
+    )
+    .unwrap();
+    let views = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+            let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+            let mut out = Vec::new();
+            for r in net.live() {
+                let peer: libp2p_identity::PeerId = r.peer_id.parse().unwrap();
+                match client.ledger(peer, LedgerRequest::Account(account0)).await {
+                    Ok(LedgerResponse::Account(v)) => out.push(v),
+                    other => panic!("{other:?}"),
+                }
+            }
+            out
+        })
+    };
+    let seen = kura_tests::relay::wait_for(
+        std::time::Duration::from_secs(60),
+        "relay 6 level on relay 0's rewards",
+        || {
+            let seen = views(&rt);
+            (seen.iter().all(|v| v.next_seq == 2 && v.balance == seen[0].balance)).then_some(seen)
+        },
+    )
+    .unwrap();
+    let vouched = net.relay(seven).metric("kura_ledger_catch_ups_total{kind=\"vouched\"}").unwrap_or(0.0);
+    assert!(vouched >= 1.0, "relay 6 took the earlier rewards on the group's word ({vouched}): {seen:?}");
+    eprintln!(
+        "earning: relay 0's operator sent 1,000 credits from its rewards; relay 6 vouched {vouched} time(s)"
+    );
     net.get_exact(&cap, &file, "earning");
 }
 
