@@ -198,6 +198,9 @@ pub struct Credit {
     pub transfer: Option<Transfer>,
 }
 
+/// Credits fewer than `f + 1` members list that one read hands to the others, at most.
+const MAX_UNVOUCHED_SPREAD: usize = 4;
+
 /// Certificates one call of [`credits`] looks up, at most.
 pub const MAX_CREDITS_LOOKED_UP: usize = 32;
 
@@ -400,7 +403,7 @@ async fn agreed_with_holders<N: LedgerNet>(
                 // A credit only some list (an application that missed some members, or a
                 // reward some did not mint) is handed to the others; when one took it, the
                 // views are read again.
-                if round > 0 || !spread_credits(net, &seen).await {
+                if round > 0 || !spread_credits(net, &seen, group.tolerates() + 1).await {
                     return Ok((now, holders, seen));
                 }
                 round += 1;
@@ -414,7 +417,7 @@ async fn agreed_with_holders<N: LedgerNet>(
         // first handing members the credits others list and they lack.
         round += 1;
         net.pause(PAUSE * round).await;
-        spread_credits(net, &seen).await;
+        spread_credits(net, &seen, group.tolerates() + 1).await;
     }
 }
 
@@ -422,7 +425,7 @@ async fn agreed_with_holders<N: LedgerNet>(
 /// [`MAX_CREDITS_LOOKED_UP`] ids), fetched from a member that lists it. The replica
 /// verifies a certificate before applying it, so a member listing credits it cannot back
 /// costs the wallet a lookup and moves nothing. Whether a member took one.
-async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)]) -> bool {
+async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)], need: usize) -> bool {
     let mut listed: Vec<(TransferId, Vec<PeerId>)> = Vec::new();
     for (p, v) in seen {
         for (id, _) in &v.credits {
@@ -432,8 +435,15 @@ async fn spread_credits<N: LedgerNet>(net: &N, seen: &[(PeerId, AccountView)]) -
             }
         }
     }
+    // Credits `need` list first (vouched for: an honest member holds each), then at most
+    // [`MAX_UNVOUCHED_SPREAD`] fewer list: one member listing credits it made up costs a
+    // read a few lookups, not one per made-up credit.
+    listed.retain(|(_, by)| by.len() < seen.len());
+    listed.sort_by_key(|(_, by)| std::cmp::Reverse(by.len()));
+    let vouched = listed.iter().filter(|(_, by)| by.len() >= need).count();
+    listed.truncate(vouched + MAX_UNVOUCHED_SPREAD);
     let mut took = false;
-    for (id, by) in listed.into_iter().filter(|(_, by)| by.len() < seen.len()).take(MAX_CREDITS_LOOKED_UP) {
+    for (id, by) in listed.into_iter().take(MAX_CREDITS_LOOKED_UP) {
         let Some(req) = fetch_credit(net, &by, id).await else { continue };
         let lacking: Vec<PeerId> = seen.iter().map(|(p, _)| *p).filter(|p| !by.contains(p)).collect();
         let answers: Vec<bool> = futures::stream::iter(lacking)
