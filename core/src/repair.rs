@@ -285,7 +285,9 @@ pub fn grace_for(base: Duration, long: Duration, known: Duration, up: Duration) 
 /// How long a relay has been known to [`Liveness`], and reachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Record {
+    /// Known since (in this run), and for how long before (kept from earlier runs).
     first: Duration,
+    carried: Duration,
     /// Time reachable before `up_since`.
     up: Duration,
     /// Reachable since (connected).
@@ -293,6 +295,10 @@ struct Record {
 }
 
 impl Record {
+    fn known_at(&self, now: Duration) -> Duration {
+        self.carried + now.saturating_sub(self.first)
+    }
+
     fn up_at(&self, now: Duration) -> Duration {
         self.up + self.up_since.map_or(Duration::ZERO, |t| now.saturating_sub(t))
     }
@@ -302,6 +308,14 @@ impl Record {
             self.up += at.saturating_sub(t);
         }
     }
+}
+
+/// A relay's record as kept across restarts ([`Liveness::kept`]): seconds known, and
+/// seconds reachable, by the relay that kept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeptRecord {
+    pub known: u64,
+    pub up: u64,
 }
 
 /// What [`Liveness`] knows of one relay.
@@ -326,7 +340,8 @@ enum PeerState {
 /// repair); after that it is *dead* and its shards are rebuilt elsewhere. The grace is a
 /// relay's own ([`grace_for`]): the base grace, or the long one for a relay known here for
 /// a week and reachable nine tenths of it. The record starts when this relay first sees it
-/// connected (a restart starts every record afresh).
+/// connected; a relay keeps its records across restarts ([`Liveness::kept`],
+/// [`Liveness::restore`]), its own time down counting neither for nor against anyone.
 #[derive(Debug, Clone)]
 pub struct Liveness<P> {
     peers: HashMap<P, PeerState>,
@@ -365,7 +380,7 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
         at: Duration,
     ) -> Duration {
         match records.get(peer) {
-            Some(r) => grace_for(base, long, at.saturating_sub(r.first), r.up_at(at)),
+            Some(r) => grace_for(base, long, r.known_at(at), r.up_at(at)),
             None => base,
         }
     }
@@ -374,6 +389,7 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
     pub fn connected(&mut self, peer: P, now: Duration) {
         let r = self.records.entry(peer.clone()).or_insert(Record {
             first: now,
+            carried: Duration::ZERO,
             up: Duration::ZERO,
             up_since: None,
         });
@@ -388,6 +404,42 @@ impl<P: Clone + Eq + Hash + Ord> Liveness<P> {
     fn went_down(&mut self, peer: &P, at: Duration) {
         if let Some(r) = self.records.get_mut(peer) {
             r.went_down(at);
+        }
+    }
+
+    /// How many relays this holds a record of.
+    pub fn records(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The records to keep across a restart, as of `now`: each relay's time known and time
+    /// reachable, the longest known first, at most `max`.
+    pub fn kept(&self, now: Duration, max: usize) -> Vec<(P, KeptRecord)> {
+        let mut out: Vec<(P, KeptRecord)> = self
+            .records
+            .iter()
+            .map(|(p, r)| {
+                (p.clone(), KeptRecord { known: r.known_at(now).as_secs(), up: r.up_at(now).as_secs() })
+            })
+            .collect();
+        out.sort_by(|(a, x), (b, y)| y.known.cmp(&x.known).then_with(|| a.cmp(b)));
+        out.truncate(max);
+        out
+    }
+
+    /// Takes back records kept by an earlier run ([`Liveness::kept`]) at `now`: each relay's
+    /// record goes on from where it stood (the time between, this relay's own time down, is
+    /// not counted). A record this run already holds stays; a kept one claiming more time up
+    /// than known is cut to it.
+    pub fn restore(&mut self, kept: impl IntoIterator<Item = (P, KeptRecord)>, now: Duration) {
+        for (p, k) in kept {
+            let known = Duration::from_secs(k.known);
+            self.records.entry(p).or_insert(Record {
+                first: now,
+                carried: known,
+                up: Duration::from_secs(k.up).min(known),
+                up_since: None,
+            });
         }
     }
 

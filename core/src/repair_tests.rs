@@ -153,6 +153,41 @@ fn relays_that_keep_coming_back_are_waited_for_longer() {
     assert_eq!(grace_for(48 * hour, 24 * hour, 30 * day, 30 * day), 48 * hour, "never shorter than the base");
 }
 
+/// A relay's records survive its restart: kept, then restored in a new run whose clock
+/// starts again at zero, they go on from where they stood, and the time the relay itself was
+/// down counts for nobody.
+#[test]
+fn records_are_kept_across_a_restart() {
+    let (hour, day) = (s(3600), s(86_400));
+    let mut l = Liveness::new(2 * hour).with_long_grace(24 * hour);
+    l.connected('a', Duration::ZERO);
+    l.connected('b', 6 * day);
+    let kept = l.kept(8 * day, 10);
+    assert_eq!(kept[0], ('a', KeptRecord { known: 8 * 86_400, up: 8 * 86_400 }), "longest known first");
+    assert_eq!(kept.len(), 2);
+    assert_eq!(l.kept(8 * day, 1).len(), 1, "at most max");
+    // The next run, after a day down: 'a' is still a week known and always up.
+    let mut next = Liveness::new(2 * hour).with_long_grace(24 * hour);
+    next.restore(kept.clone(), Duration::ZERO);
+    next.connected('a', s(60));
+    next.connected('b', s(60));
+    assert_eq!(next.grace_of(&'a', hour), 24 * hour);
+    assert_eq!(next.grace_of(&'b', hour), 2 * hour, "known two days");
+    assert!(next.disconnected(&'a', hour));
+    assert!(next.expire(hour + 20 * hour).is_empty(), "'a' is waited for its day");
+    // Without the kept records, the same run would give 'a' the base grace.
+    let mut fresh = Liveness::new(2 * hour).with_long_grace(24 * hour);
+    fresh.connected('a', s(60));
+    assert_eq!(fresh.grace_of(&'a', hour), 2 * hour);
+    // A kept record claiming more time up than known is cut; one this run holds stays.
+    let mut odd = Liveness::new(2 * hour).with_long_grace(24 * hour);
+    odd.connected('a', Duration::ZERO);
+    odd.restore([('a', KeptRecord { known: 30 * 86_400, up: 30 * 86_400 })], Duration::ZERO);
+    odd.restore([('c', KeptRecord { known: 8 * 86_400, up: 80 * 86_400 })], Duration::ZERO);
+    assert_eq!(odd.grace_of(&'a', hour), 2 * hour, "this run's record stays");
+    assert_eq!(odd.kept(Duration::ZERO, 10)[0], ('c', KeptRecord { known: 8 * 86_400, up: 8 * 86_400 }));
+}
+
 fn job(stripe: u8, live: usize, cost: u64) -> RebuildJob<char> {
     RebuildJob {
         stripe: StripeId::from_bytes([stripe; 32]),

@@ -254,6 +254,10 @@ async fn repair(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     Json(serde_json::json!({
         "report": report,
         "queue": { "waiting": waiting, "running": running, "oldest_wait_secs": oldest },
+        "records": {
+            "held": s.repair.liveness.lock().unwrap_or_else(|p| p.into_inner()).records(),
+            "restored": s.repair.records_restored.load(std::sync::atomic::Ordering::Relaxed),
+        },
         "bytes_in": s.metrics.repair_bytes_in.get(),
         "bytes_out": s.metrics.repair_bytes_out.get(),
     }))

@@ -132,6 +132,12 @@ async fn run(cfg: Config) -> Result<()> {
         history: Default::default(),
         tabs: kura_relay::donation::Tabs::new(cfg.tabs, cfg.tab_checks, cfg.tab_popular),
     });
+    // What this relay knew of the others' comings and goings before it stopped.
+    match shared.repair.restore_records(&cfg.data_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(relays = n, "liveness records taken back from the last run"),
+        Err(e) => tracing::warn!("liveness records of the last run not taken back: {e:#}"),
+    }
     // This relay counts in its own view of audit groups from the first start on.
     shared.farming.met(&swarm.local_peer_id().to_owned())?;
 
@@ -165,6 +171,8 @@ async fn run(cfg: Config) -> Result<()> {
     let epochs = tokio::spawn(kura_relay::epochs::run_epochs(ctx.clone()));
     let worker = tokio::spawn(kura_relay::repair::run_worker(ctx));
     let sampler = tokio::spawn(kura_relay::operator::run(shared.clone()));
+    let keeper =
+        tokio::spawn(kura_relay::repair::run_keep_records(shared.repair.clone(), cfg.data_dir.clone()));
     tracing::info!(%peer_id, data_dir = %cfg.data_dir.display(), "relay starting");
     if let Some(t) = cfg.slow_rebuild() {
         tracing::warn!(
@@ -189,6 +197,10 @@ async fn run(cfg: Config) -> Result<()> {
     worker.abort();
     epochs.abort();
     sampler.abort();
+    keeper.abort();
+    if let Err(e) = shared.repair.keep_records(&cfg.data_dir) {
+        tracing::warn!("liveness records not kept: {e:#}");
+    }
     let _ = stop_http.send(());
     let _ = http.await;
     tracing::info!("stopped cleanly");

@@ -20,8 +20,8 @@ use futures::StreamExt;
 use kura_core::audit::{AuditConfig, Audits, Challenge, Claim, Reported, Reports, Verdict};
 use kura_core::placement::{by_distance, DhtKey, FetchPlan};
 use kura_core::repair::{
-    plan_stripe_round, schedule_round, slots_of, HeldStripe, Liveness, Move, RebuildJob, RepairQueue,
-    RoundAction, StripeRound,
+    plan_stripe_round, schedule_round, slots_of, HeldStripe, KeptRecord, Liveness, Move, RebuildJob,
+    RepairQueue, RoundAction, StripeRound,
 };
 use kura_core::wire::{ErrorCode, Message, Request, Response, MAX_HOLDS_QUERY, MAX_REPAIR_HOLDERS};
 use kura_core::{StripeAssembler, StripeHeader, StripeId};
@@ -156,6 +156,30 @@ pub struct Report {
     pub dropped: u64,
 }
 
+/// Where a relay keeps its liveness records of other relays across restarts (in its data
+/// directory), the most it keeps (the longest known), and the largest such file it reads.
+pub const RECORDS_FILE: &str = "liveness.json";
+pub const KEPT_RECORDS: usize = 100_000;
+const MAX_RECORDS_FILE: u64 = 16 << 20;
+
+/// Keeps the liveness records in `dir` every ten rounds (at most every ten minutes), so a
+/// relay killed loses at most that much of them; a clean stop keeps them once more.
+pub async fn run_keep_records(repair: std::sync::Arc<Repair>, dir: std::path::PathBuf) {
+    let every = (repair.cfg.interval * 10).min(Duration::from_secs(600));
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let r = repair.clone();
+        let d = dir.clone();
+        match tokio::task::spawn_blocking(move || r.keep_records(&d)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("keeping liveness records: {e:#}"),
+            Err(e) => tracing::warn!("keeping liveness records: {e}"),
+        }
+    }
+}
+
 /// State shared by the event loop, the round task, the worker and the HTTP side.
 #[derive(Debug)]
 pub struct Repair {
@@ -176,6 +200,8 @@ pub struct Repair {
     reported: Notify,
     start: Instant,
     wake: Notify,
+    /// Records of other relays taken back from the last run ([`Repair::restore_records`]).
+    pub records_restored: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -206,7 +232,52 @@ impl Repair {
             reported: Notify::new(),
             start: Instant::now(),
             wake: Notify::new(),
+            records_restored: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Takes back the liveness records an earlier run kept in `dir` ([`RECORDS_FILE`]), so
+    /// that a relay restarting still waits a day for the relays with a long record of coming
+    /// back; how many. No file: none. The file is this relay's own, but it is read within
+    /// bounds all the same.
+    pub fn restore_records(&self, dir: &std::path::Path) -> anyhow::Result<usize> {
+        use anyhow::Context;
+        use std::io::Read;
+        let path = dir.join(RECORDS_FILE);
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut bytes = Vec::new();
+        f.take(MAX_RECORDS_FILE + 1).read_to_end(&mut bytes)?;
+        anyhow::ensure!(
+            bytes.len() as u64 <= MAX_RECORDS_FILE,
+            "{} is over {MAX_RECORDS_FILE} bytes",
+            path.display()
+        );
+        let kept: Vec<(String, KeptRecord)> =
+            serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+        let kept: Vec<(PeerId, KeptRecord)> =
+            kept.into_iter().take(KEPT_RECORDS).filter_map(|(p, k)| Some((p.parse().ok()?, k))).collect();
+        let n = kept.len();
+        lock(&self.liveness).restore(kept, self.now());
+        self.records_restored.store(n, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Writes this run's liveness records to `dir` ([`RECORDS_FILE`], replaced whole: a
+    /// crash mid-write leaves the last one); how many.
+    pub fn keep_records(&self, dir: &std::path::Path) -> anyhow::Result<usize> {
+        let kept: Vec<(String, KeptRecord)> = lock(&self.liveness)
+            .kept(self.now(), KEPT_RECORDS)
+            .into_iter()
+            .map(|(p, k)| (p.to_string(), k))
+            .collect();
+        let tmp = dir.join(format!("{RECORDS_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(&kept)?)?;
+        std::fs::rename(&tmp, dir.join(RECORDS_FILE))?;
+        Ok(kept.len())
     }
 
     /// Time since start, the clock of the core state machines.

@@ -72,6 +72,40 @@ fn three_relays_find_each_other_through_one_bootstrap_address() {
     }
 }
 
+/// A relay keeps what it knows of the others' comings and goings (the records that earn a
+/// relay the long repair grace) in its data directory when it stops, and takes them back
+/// when it starts: restarted alone, it still holds its record of the relay it met.
+#[test]
+fn a_relay_keeps_its_records_of_other_relays_across_a_restart() {
+    let dir = Scratch::new("relay-records").unwrap();
+    let data = dir.path().join("a");
+    let a = spawn(&data, &[]);
+    let boot = a.addr("/tcp/").unwrap();
+    let b = spawn(&dir.path().join("b"), &["--bootstrap", &boot]);
+    let records = |r: &RelayProc, what: &str| r.json("/repair").ok()?["records"][what].as_u64();
+    wait_for(Duration::from_secs(60), "relay a to record relay b", || {
+        (records(&a, "held")? >= 1).then_some(())
+    })
+    .unwrap();
+    assert_eq!(records(&a, "restored"), Some(0), "a first start takes nothing back");
+    assert!(a.terminate().unwrap().success());
+    let kept: Vec<(String, serde_json::Value)> =
+        serde_json::from_slice(&std::fs::read(data.join("liveness.json")).unwrap()).unwrap();
+    let of_b = kept.iter().find(|(p, _)| *p == b.peer_id).map(|(_, k)| k.clone());
+    assert!(of_b.as_ref().is_some_and(|k| k["up"].as_u64() <= k["known"].as_u64()), "{kept:?}");
+    assert!(b.terminate().unwrap().success());
+
+    let a = spawn(&data, &[]);
+    assert_eq!(records(&a, "restored"), Some(kept.len() as u64));
+    assert!(records(&a, "held") >= Some(1), "b's record is held though b is gone");
+    // A damaged file is reported and skipped: the relay starts all the same.
+    assert!(a.terminate().unwrap().success());
+    std::fs::write(data.join("liveness.json"), b"[[").unwrap();
+    let a = spawn(&data, &[]);
+    assert_eq!(records(&a, "restored"), Some(0));
+    assert!(a.terminate().unwrap().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stores_and_fetches_over_tcp_quic_websocket_and_webrtc_direct() {
     let dir = Scratch::new("relay-transports").unwrap();
