@@ -503,6 +503,19 @@ impl LedgerResponse {
         Ok(r)
     }
 
+    /// What this answer to [`LedgerRequest::Certificate`]`(id)` hands over, as the request
+    /// that makes the credit at a replica lacking it: a certificate to apply, a reward to
+    /// deposit; `None` unless it is what `id` names.
+    pub fn handing(self, id: &TransferId) -> Option<LedgerRequest> {
+        match self {
+            LedgerResponse::Certificate(c) if c.signed.transfer.id() == *id => Some(LedgerRequest::Apply(c)),
+            LedgerResponse::Reward(r) if crate::farming::reward_id(r.epoch, &r.relay, &r.page) == *id => {
+                Some(LedgerRequest::Reward(r))
+            }
+            _ => None,
+        }
+    }
+
     /// The refusal for `e`.
     pub fn refused(e: &LedgerError) -> Self {
         let mut detail = e.to_string();

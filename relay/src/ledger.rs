@@ -611,16 +611,10 @@ async fn fetch(
     id: TransferId,
 ) -> Option<LedgerRequest> {
     for h in holders {
-        match net.ledger(*h, LedgerRequest::Certificate(id)).await {
-            Ok(LedgerResponse::Certificate(c)) if c.signed.transfer.id() == id => {
-                return Some(LedgerRequest::Apply(c))
-            }
-            Ok(LedgerResponse::Reward(c))
-                if kura_core::farming::reward_id(c.epoch, &c.relay, &c.page) == id =>
-            {
-                return Some(LedgerRequest::Reward(c))
-            }
-            _ => {}
+        if let Some(req) =
+            net.ledger(*h, LedgerRequest::Certificate(id)).await.ok().and_then(|r| r.handing(&id))
+        {
+            return Some(req);
         }
     }
     None
