@@ -585,7 +585,7 @@ async fn level_with_group(
             // A credit `f + 1` list alike (`agreed` lists no other) is taken on their word.
             match agreed.credits.iter().find(|(c, _)| *c == id) {
                 Some(&(_, amount)) => match ledger.vouched(account, id, amount) {
-                    Ok(_) => vouched = true,
+                    Ok(taken) => vouched |= taken,
                     Err(e) => {
                         tracing::error!("ledger journal: {e:#}");
                         short = true;
