@@ -738,6 +738,25 @@ impl AccountState {
         *h.finalize().as_bytes()
     }
 
+    /// What members must agree on before a replica adopts the state: BLAKE3 (keyed for this
+    /// use) of its debits — the account, seq, balance and spent credits, alike at every
+    /// replica that applied the same debits. Unspent credits are left out: a reward only
+    /// some replicas minted differs between them, and credits are vouched for one by one
+    /// ([`AccountView::agreed`]).
+    pub fn debits_digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("kura ledger account debits 1");
+        let debits = (&self.account, self.next_seq, self.balance, &self.spent);
+        h.update(&postcard::to_allocvec(&debits).unwrap_or_default());
+        *h.finalize().as_bytes()
+    }
+
+    /// This state with only the unspent credits `vouched` lists (id and amount alike: the
+    /// credits of an agreed view, [`AccountView::agreed`]).
+    pub fn vouched(mut self, vouched: &[(TransferId, u64)]) -> Self {
+        self.credits.retain(|c| vouched.contains(c));
+        self
+    }
+
     /// The state's encoding (the relay's journal keeps adopted states so).
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).unwrap_or_default()
@@ -754,6 +773,7 @@ impl AccountState {
             next_seq: self.next_seq,
             balance: self.balance,
             digest: self.digest(),
+            debits: self.debits_digest(),
             credit_count: self.credits.len() as u32,
             spent_count: self.spent.len() as u32,
         }
@@ -776,15 +796,17 @@ impl AccountState {
     }
 }
 
-/// What every page of an account's state carries, and what `f + 1` members must give alike
-/// before a replica adopts the state.
+/// What every page of an account's state carries. `f + 1` members must give its debits
+/// alike ([`StateSummary::same_debits`]) before a replica adopts the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateSummary {
     pub account: Key,
     pub next_seq: u64,
     pub balance: u64,
-    /// [`AccountState::digest`] of the whole state.
+    /// [`AccountState::digest`] of the whole state (this member's pages must hash to it).
     pub digest: [u8; 32],
+    /// [`AccountState::debits_digest`].
+    pub debits: [u8; 32],
     pub credit_count: u32,
     pub spent_count: u32,
 }
@@ -796,15 +818,21 @@ impl StateSummary {
         items.div_ceil(STATE_PAGE_ITEMS as u64).max(1) as u32
     }
 
-    /// The summary at least `need` of `summaries` give alike (the most given, then the
-    /// furthest along).
+    /// Whether two summaries give the same debits (account, seq, balance, spent credits).
+    pub fn same_debits(&self, other: &StateSummary) -> bool {
+        (self.account, self.next_seq, self.balance, self.debits, self.spent_count)
+            == (other.account, other.next_seq, other.balance, other.debits, other.spent_count)
+    }
+
+    /// A summary whose debits at least `need` of `summaries` give alike (the most given,
+    /// then the furthest along); their credits may differ.
     pub fn agreed<'a>(
         summaries: impl IntoIterator<Item = &'a StateSummary>,
         need: usize,
     ) -> Option<StateSummary> {
         let mut alike: Vec<(&StateSummary, usize)> = Vec::new();
         for s in summaries {
-            match alike.iter_mut().find(|(t, _)| *t == s) {
+            match alike.iter_mut().find(|(t, _)| t.same_debits(s)) {
                 Some((_, n)) => *n += 1,
                 None => alike.push((s, 1)),
             }
@@ -828,11 +856,13 @@ pub struct StatePage {
     pub spent: Vec<TransferId>,
 }
 
-/// An account's state put together from one member's pages, for a summary `f + 1` members
-/// gave alike ([`StateSummary::agreed`]): each page must carry that summary and exactly the
-/// items due at its place, and the whole must hash to the agreed digest. So a member can
-/// hand over the state only as `f + 1` (one honest among them) described it; a member that
-/// lies in its pages is found out at [`StateAssembly::finish`], and the next is asked.
+/// An account's state put together from one member's pages, for the summary that member
+/// gave, whose debits `f + 1` members gave alike ([`StateSummary::agreed`]): each page must
+/// carry that summary and exactly the items due at its place, and the whole must hash to
+/// its digest and its debits to the agreed ones. So a member can hand over the debits only
+/// as `f + 1` (one honest among them) described them; a member that lies in its pages is
+/// found out at [`StateAssembly::finish`], and the next is asked. Its unspent credits are
+/// its own word: the adopter keeps those `f + 1` vouch for ([`AccountState::vouched`]).
 #[derive(Debug, Clone)]
 pub struct StateAssembly {
     summary: StateSummary,
@@ -882,7 +912,7 @@ impl StateAssembly {
             credits: self.credits,
             spent: self.spent,
         };
-        if state.digest() != self.summary.digest {
+        if state.digest() != self.summary.digest || state.debits_digest() != self.summary.debits {
             return Err(LedgerError::BadSignature);
         }
         Ok(state)

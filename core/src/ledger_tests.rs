@@ -1024,6 +1024,32 @@ fn an_accounts_state_goes_over_in_checked_pages() {
         }),
         Err(LedgerError::BadSignature)
     );
+    // A member that also holds a reward the others did not mint gives other credits, so
+    // another digest, but the same debits: it counts among the alike, and its pages are
+    // checked against its own summary; the adopter keeps the credits vouched for.
+    let mut minted = state.clone();
+    minted.credits.push(([0xee; 32], 9));
+    minted.credits.sort();
+    let summaries = [minted.summary(), liar.summary(), first.summary.clone()];
+    let agreed = StateSummary::agreed(&summaries, 2).unwrap();
+    assert!(agreed.same_debits(&minted.summary()) && !liar.summary().same_debits(&agreed));
+    let mut from_minted = StateAssembly::new(minted.summary());
+    while let Some(n) = from_minted.next_page() {
+        from_minted.add(minted.page(n).unwrap()).unwrap();
+    }
+    let got = from_minted.finish().unwrap().vouched(&state.credits);
+    assert_eq!(got, state, "the credit only one member holds is not adopted");
+    // A member whose summary claims the agreed debits over pages of other ones (a spent
+    // credit dropped) is found out at the end.
+    let mut lie = minted.clone();
+    lie.spent.pop();
+    let claimed = StateSummary { debits: first.summary.debits, ..lie.summary() };
+    let mut lying = StateAssembly::new(claimed.clone());
+    while let Some(n) = lying.next_page() {
+        lying.add(StatePage { summary: claimed.clone(), ..lie.page(n).unwrap() }).unwrap();
+    }
+    assert_eq!(lying.finish(), Err(LedgerError::BadSignature));
+
     // Adopted once, not again (not further along).
     let mut fresh = Replica::new(key(1000));
     assert!(fresh.adopt_agreed(state.clone()));

@@ -541,7 +541,7 @@ async fn level_with_group(
     };
     let mut adopted = false;
     if ledger.view(&account).needs_state(&agreed) {
-        match adopt_from(ledger, net, account, group.tolerates() + 1, &others).await {
+        match adopt_from(ledger, net, account, group.tolerates() + 1, &others, &agreed.credits).await {
             Ok(true) => adopted = true,
             Ok(false) => return "unadopted",
             Err(e) => {
@@ -638,14 +638,16 @@ async fn ask_all(
         .await
 }
 
-/// Adopts `account`'s state from `members`: the summary at least `need` of them give alike,
-/// the pages from the first of those whose pages hash to it. Whether it adopted.
+/// Adopts `account`'s state from `members`: the debits at least `need` of them give alike,
+/// the pages from the first of those whose pages hash to its summary, keeping of its unspent
+/// credits those `vouched` lists. Whether it adopted.
 async fn adopt_from(
     ledger: &Ledger,
     net: &crate::repair::Sender,
     account: Key,
     need: usize,
     members: &[libp2p::PeerId],
+    vouched: &[(TransferId, u64)],
 ) -> Result<bool> {
     let firsts: Vec<(libp2p::PeerId, kura_core::ledger::StatePage)> =
         ask_all(net, members, LedgerRequest::State { account, page: 0 })
@@ -661,8 +663,8 @@ async fn adopt_from(
     let Some(agreed) = StateSummary::agreed(firsts.iter().map(|(_, p)| &p.summary), need) else {
         return Ok(false);
     };
-    'members: for (p, first) in firsts.into_iter().filter(|(_, f)| f.summary == agreed) {
-        let mut assembly = StateAssembly::new(agreed.clone());
+    'members: for (p, first) in firsts.into_iter().filter(|(_, f)| f.summary.same_debits(&agreed)) {
+        let mut assembly = StateAssembly::new(first.summary.clone());
         let mut next = Some(first);
         while let Some(n) = assembly.next_page() {
             let page = match next.take() {
@@ -678,7 +680,7 @@ async fn adopt_from(
             }
         }
         match assembly.finish() {
-            Ok(state) => return ledger.adopt(state),
+            Ok(state) => return ledger.adopt(state.vouched(vouched)),
             Err(e) => {
                 tracing::debug!(peer = %p, "catch-up: a member's state does not hash to the agreed one: {e}")
             }
