@@ -62,6 +62,9 @@ type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 enum Cmd {
     /// The stripe, and whether a real lookup is wanted even if the whole network is known.
     Closest(StripeId, bool, Reply<Vec<PeerId>>),
+    /// A lookup of the relays closest to the key of these bytes (a wide lookup's later
+    /// steps).
+    Near(Vec<u8>, Reply<Vec<PeerId>>),
     Request(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
     /// A challenge on `/kura/audit/1`.
     Audit(PeerId, Request, kura_p2p::outstanding::Reply<Response>),
@@ -319,6 +322,13 @@ impl Network {
         self.call(|r| Cmd::Closest(stripe, true, r)).await
     }
 
+    /// The live relays closest to the key of `bytes` (`DhtKey::of`) that one lookup finds
+    /// (up to 20): what a lookup for a group wider than that asks next
+    /// ([`kura_core::placement::WideLookup`]).
+    pub async fn look_up_bytes(&self, bytes: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        self.call(|r| Cmd::Near(bytes, r)).await
+    }
+
     /// Sends `req` to `peer` (dialing it if needed) and waits for the answer.
     pub async fn request(&self, peer: PeerId, req: Request) -> Result<Response, NetError> {
         self.task
@@ -535,7 +545,9 @@ impl WholeNetwork {
 #[derive(Default)]
 struct Driver {
     webrtc_only: bool,
-    lookups: HashMap<kad::QueryId, Reply<Vec<PeerId>>>,
+    /// Lookups in flight, and whether each is of a key (whose answer may show the whole
+    /// network) rather than near a relay.
+    lookups: HashMap<kad::QueryId, (Reply<Vec<PeerId>>, bool)>,
     whole: WholeNetwork,
     requests: Outstanding<Response>,
     audits: Outstanding<Response>,
@@ -598,8 +610,12 @@ impl Task for Driver {
                     let _ = reply.send(Ok(peers));
                 } else {
                     let id = swarm.behaviour_mut().kad.get_closest_peers(stripe.as_bytes().to_vec());
-                    self.lookups.insert(id, reply);
+                    self.lookups.insert(id, (reply, true));
                 }
+            }
+            Cmd::Near(bytes, reply) => {
+                let id = swarm.behaviour_mut().kad.get_closest_peers(bytes);
+                self.lookups.insert(id, (reply, false));
             }
             Cmd::Request(peer, req, reply) => {
                 let id = swarm.behaviour_mut().store.send_request(&peer, Ok(req));
@@ -672,8 +688,11 @@ impl Task for Driver {
                     use std::sync::atomic::Ordering::Relaxed;
                     self.counted.lookups.fetch_add(1, Relaxed);
                     self.counted.requests.fetch_add(u64::from(stats.num_requests()), Relaxed);
-                    self.whole.looked_up(Instant::now(), &found, complete);
-                    if let Some(reply) = self.lookups.remove(&id) {
+                    let asked = self.lookups.remove(&id);
+                    if asked.as_ref().is_none_or(|(_, of_key)| *of_key) {
+                        self.whole.looked_up(Instant::now(), &found, complete);
+                    }
+                    if let Some((reply, _)) = asked {
                         let _ = reply.send(Ok(found));
                     }
                 }

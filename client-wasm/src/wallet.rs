@@ -26,6 +26,10 @@ impl kura_p2p::wallet::LedgerNet for Network {
         Network::look_up(self, StripeId::from_bytes(key)).await
     }
 
+    async fn look_up_bytes(&self, bytes: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        Network::look_up_bytes(self, bytes).await
+    }
+
     async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, NetError> {
         Network::ledger(self, peer, req).await
     }

@@ -138,6 +138,124 @@ pub fn by_distance<P>(target: &DhtKey, peers: impl IntoIterator<Item = (P, DhtKe
     v.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Relays one Kademlia lookup returns, and one answer to it holds (libp2p-kad's
+/// `K_VALUE`): fewer than a ledger or audit group (32).
+pub const LOOKUP_FINDS: usize = 20;
+/// Lookups a [`WideLookup`] runs after the lookup of its point, at most.
+pub const WIDE_EXTRA: usize = 6;
+/// Bits past the flipped one that a [`WideLookup`]'s later targets match the point in (so
+/// that a lookup ranks a side holding more than it returns as the point would), and the
+/// most bits a target is ground to (2²⁴ hashes at worst).
+const WIDE_TARGET_BITS: u32 = 6;
+const WIDE_MAX_BITS: u32 = 24;
+
+/// Finds the `want` relays closest to a point when `want` is more than one lookup returns
+/// ([`LOOKUP_FINDS`]).
+///
+/// Under the XOR metric the relays nearest a point `P` are those sharing its longest
+/// prefix, then the *side* that shares its first `b` bits and differs in bit `b`, for `b`
+/// decreasing; within a side, a relay's distance to `P` ranks as its distance to `P` with
+/// bit `b` flipped. So after the lookup of `P` (its nearest 20), each further lookup is of
+/// `P` with one bit flipped, from the bit where the farthest found leaves `P`'s prefix
+/// towards the first bit, and finds that side's nearest; the search ends when the `want`-th
+/// nearest found lies deeper than the next side (nobody there is nearer), when the sides
+/// are done, or after [`WIDE_EXTRA`] lookups. A first lookup that returned fewer than a
+/// lookup holds saw the whole network, and none follows. Lookups take keys that they hash,
+/// so a target is a preimage ground until its hash matches the flipped point in its first
+/// bits ([`preimage_near`]). Generic over how the caller names relays; the caller runs the
+/// lookups (`kura-sim groups` counts their messages, `docs/scale/groups.md`).
+#[derive(Debug, Clone)]
+pub struct WideLookup<P> {
+    point: DhtKey,
+    want: usize,
+    found: Vec<(P, DhtKey)>,
+    /// The bit whose side is looked up next.
+    side: Option<u32>,
+    lookups: usize,
+    settled: bool,
+}
+
+impl<P: Copy> WideLookup<P> {
+    pub fn new(point: DhtKey, want: usize) -> Self {
+        Self { point, want, found: Vec::new(), side: None, lookups: 0, settled: false }
+    }
+
+    /// What one lookup returned: the first of the point, then of each target [`next_target`]
+    /// gave, in that order (a lookup that failed returned nobody).
+    ///
+    /// [`next_target`]: WideLookup::next_target
+    pub fn found(&mut self, peers: impl IntoIterator<Item = (P, DhtKey)>) {
+        let mut returned = 0;
+        for (p, k) in peers {
+            returned += 1;
+            if !self.found.iter().any(|(_, f)| *f == k) {
+                self.found.push((p, k));
+            }
+        }
+        self.lookups += 1;
+        let point = self.point;
+        self.found.sort_by_key(|(_, k)| point.distance(k));
+        if self.lookups == 1 {
+            self.settled = returned < LOOKUP_FINDS;
+            self.side = self.found.last().map(|(_, k)| common_prefix(&point, k)).filter(|b| *b < 256);
+        }
+    }
+
+    /// The key to look up next, or `None` when the nearest `want` are found.
+    pub fn next_target(&mut self) -> Option<Vec<u8>> {
+        if self.settled || self.lookups == 0 || self.lookups > WIDE_EXTRA {
+            return None;
+        }
+        let b = self.side?;
+        if let Some((_, last)) = self.found.get(self.want.saturating_sub(1)) {
+            if common_prefix(&self.point, last) > b {
+                self.settled = true;
+                return None;
+            }
+        }
+        self.side = b.checked_sub(1);
+        let mut target = self.point;
+        target.0[(b / 8) as usize] ^= 0x80 >> (b % 8);
+        Some(preimage_near(&target, (b + 1 + WIDE_TARGET_BITS).min(WIDE_MAX_BITS)))
+    }
+
+    /// The `want` nearest the point found so far, nearest first.
+    pub fn nearest(&self) -> Vec<P> {
+        self.found.iter().take(self.want).map(|(p, _)| *p).collect()
+    }
+
+    /// Lookups run so far (the first included).
+    pub fn lookups(&self) -> usize {
+        self.lookups
+    }
+}
+
+/// Leading bits `a` and `b` share (256 when equal).
+pub fn common_prefix(a: &DhtKey, b: &DhtKey) -> u32 {
+    let d = a.distance(b);
+    let mut bits = 0;
+    for x in d {
+        bits += x.leading_zeros();
+        if x != 0 {
+            break;
+        }
+    }
+    bits
+}
+
+/// Bytes whose key ([`DhtKey::of`]) shares its first `bits` bits with `point`: a lookup
+/// key that lands there (about `2^bits` hashes; the first that does, so the same each time).
+pub fn preimage_near(point: &DhtKey, bits: u32) -> Vec<u8> {
+    let mut n: u64 = 0;
+    loop {
+        let bytes = [b"kura near ".as_slice(), &n.to_be_bytes()].concat();
+        if common_prefix(&DhtKey::of(&bytes), point) >= bits {
+            return bytes;
+        }
+        n += 1;
+    }
+}
+
 /// How many of `others` are strictly closer to `target` than `key`: its rank among them, 0
 /// for the closest. A relay is in a stripe's close group (with `slack` to spare for views
 /// that differ) when its rank among the live relays is below `n + slack`.
@@ -578,6 +696,65 @@ impl<P: Clone + PartialEq> StripePut<P> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// What a perfect lookup of `target` returns among `keys`: its nearest [`LOOKUP_FINDS`].
+    fn lookup(keys: &[DhtKey], target: &DhtKey) -> Vec<(usize, DhtKey)> {
+        let mut v: Vec<(usize, DhtKey)> = keys.iter().copied().enumerate().collect();
+        v.sort_by_key(|(_, k)| target.distance(k));
+        v.truncate(LOOKUP_FINDS);
+        v
+    }
+
+    /// On networks from one smaller than a lookup to ten thousand relays, a wide lookup
+    /// with lookups that return the true nearest 20 finds exactly the nearest 32, with one
+    /// lookup where one sees the whole network and a few more elsewhere.
+    #[test]
+    fn a_wide_lookup_finds_a_group_wider_than_a_lookup() {
+        let mut rng = crate::testdata::XorShift(41);
+        for n in [12usize, 21, 40, 100, 1000, 10_000] {
+            let keys: Vec<DhtKey> =
+                (0..n).map(|i| DhtKey::of(&(i as u64 ^ rng.next_u64()).to_be_bytes())).collect();
+            let mut most = 0;
+            for _ in 0..20 {
+                let point = DhtKey::of(&rng.next_u64().to_be_bytes());
+                let mut wide = WideLookup::new(point, 32);
+                wide.found(lookup(&keys, &point));
+                while let Some(bytes) = wide.next_target() {
+                    wide.found(lookup(&keys, &DhtKey::of(&bytes)));
+                }
+                let mut truth: Vec<usize> = (0..n).collect();
+                truth.sort_by_key(|&i| point.distance(&keys[i]));
+                truth.truncate(32);
+                assert_eq!(wide.nearest(), truth, "{n} relays");
+                if n < LOOKUP_FINDS {
+                    assert_eq!(wide.lookups(), 1);
+                }
+                most = most.max(wide.lookups());
+            }
+            assert!(most <= 1 + WIDE_EXTRA, "{n} relays: {most} lookups");
+        }
+    }
+
+    /// A wide lookup's later lookup that fails (returns nobody) costs it that side only,
+    /// and a target lands where it is meant to.
+    #[test]
+    fn a_wide_lookup_survives_a_failed_lookup_and_targets_land() {
+        let mut rng = crate::testdata::XorShift(43);
+        let keys: Vec<DhtKey> =
+            (0..500u64).map(|i| DhtKey::of(&(i ^ rng.next_u64()).to_be_bytes())).collect();
+        let point = DhtKey::of(b"an account");
+        let mut wide = WideLookup::new(point, 32);
+        wide.found(lookup(&keys, &point));
+        let first = wide.nearest();
+        assert_eq!(first.len(), LOOKUP_FINDS);
+        let bytes = wide.next_target().unwrap();
+        assert!(common_prefix(&DhtKey::of(&bytes), &point) < 256);
+        wide.found(Vec::new());
+        assert_eq!(wide.nearest(), first, "a failed lookup adds nobody");
+        let target = DhtKey::of(b"somewhere");
+        assert!(common_prefix(&DhtKey::of(&preimage_near(&target, 12)), &target) >= 12);
+        assert_eq!(preimage_near(&target, 12), preimage_near(&target, 12));
+    }
 
     const T: Duration = Duration::from_secs(10);
     fn s(x: u64) -> Duration {

@@ -22,6 +22,7 @@ use kura_core::ledger::{
     Transfer, MAX_DEPS,
 };
 use kura_core::ledger::{Ack, Signed, TransferId};
+use kura_core::placement::{DhtKey, WideLookup};
 use libp2p::PeerId;
 use std::collections::HashMap;
 use std::future::Future;
@@ -35,8 +36,13 @@ const PAUSE: Duration = Duration::from_millis(150);
 /// How a wallet reaches the relays: the client's network, or a relay's own.
 pub trait LedgerNet {
     type Error: std::fmt::Display;
-    /// The relays closest to `key` this caller can find.
+    /// The relays closest to `key` this caller can find (one lookup: up to
+    /// [`kura_core::placement::LOOKUP_FINDS`]).
     fn look_up(&self, key: Key) -> impl Future<Output = Result<Vec<PeerId>, Self::Error>>;
+    /// The relays closest to the key of `bytes` ([`DhtKey::of`]) this caller can find: a
+    /// group wider than one lookup is found by lookups of the sides of its point
+    /// ([`kura_core::placement::WideLookup`]).
+    fn look_up_bytes(&self, bytes: Vec<u8>) -> impl Future<Output = Result<Vec<PeerId>, Self::Error>>;
     /// One ledger request to `peer`, and its answer.
     fn ledger(
         &self,
@@ -105,9 +111,22 @@ pub async fn group<N: LedgerNet>(
     net: &N,
     account: &Key,
 ) -> Result<(Group, Vec<PeerId>), WalletError<N::Error>> {
-    // The account key is the lookup key, as relays find an account's group.
-    let peers = net.look_up(*account).await.map_err(WalletError::Net)?;
+    let peers = look_up_wide(net, account).await.map_err(WalletError::Net)?;
     crate::ledger::group_of(account, peers).ok_or(WalletError::NoGroup)
+}
+
+/// The [`kura_core::ledger::REPLICAS`] relays closest to `account` this caller can find: a
+/// lookup of the account key (as relays find an account's group), then lookups of the sides
+/// of its point until the nearest are known ([`WideLookup`]). A later lookup that fails adds
+/// nothing; only the first must succeed.
+pub async fn look_up_wide<N: LedgerNet>(net: &N, account: &Key) -> Result<Vec<PeerId>, N::Error> {
+    let keyed = |peers: Vec<PeerId>| peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())));
+    let mut wide = WideLookup::new(DhtKey::of(account), kura_core::ledger::REPLICAS);
+    wide.found(keyed(net.look_up(*account).await?));
+    while let Some(target) = wide.next_target() {
+        wide.found(keyed(net.look_up_bytes(target).await.unwrap_or_default()));
+    }
+    Ok(wide.nearest())
 }
 
 /// Every member's view of `account` (members that do not answer are left out).

@@ -118,6 +118,10 @@ impl LedgerNet for Fake {
         Ok(self.members.lock().unwrap().iter().map(|m| m.peer).collect())
     }
 
+    async fn look_up_bytes(&self, _bytes: Vec<u8>) -> Result<Vec<PeerId>, String> {
+        Ok(self.members.lock().unwrap().iter().map(|m| m.peer).collect())
+    }
+
     async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, String> {
         let group = self.group();
         let mut all = self.members.lock().unwrap();

@@ -151,6 +151,10 @@ impl kura_p2p::wallet::LedgerNet for RelayLedger<'_> {
         Ok(view(self.ctx))
     }
 
+    async fn look_up_bytes(&self, _bytes: Vec<u8>) -> Result<Vec<PeerId>, String> {
+        Ok(view(self.ctx))
+    }
+
     async fn ledger(&self, peer: PeerId, req: LedgerRequest) -> Result<LedgerResponse, String> {
         ledger_at(self.ctx, peer, req).await
     }

@@ -45,12 +45,27 @@ impl Net {
         let addrs = relays.iter().map(|r| r.as_ref().unwrap().addr("/tcp/").unwrap()).collect();
         let net = Self { dir, relays, addrs, relay_args };
         let ids: Vec<String> = net.live().map(|r| r.peer_id.clone()).collect();
-        wait_for(Duration::from_secs(60), "relay 0 to know every relay", || {
-            let s = net.relay(0).json("/status").ok()?;
-            let table: Vec<&str> = s["routing_table"].as_array()?.iter().filter_map(|v| v.as_str()).collect();
-            ids[1..].iter().all(|id| table.contains(&id.as_str())).then_some(())
-        })
-        .unwrap();
+        let table = |r: &RelayProc| -> Option<Vec<String>> {
+            let s = r.json("/status").ok()?;
+            Some(s["routing_table"].as_array()?.iter().filter_map(|v| Some(v.as_str()?.to_owned())).collect())
+        };
+        if n <= kura_core::placement::LOOKUP_FINDS {
+            wait_for(Duration::from_secs(60), "relay 0 to know every relay", || {
+                let table = table(net.relay(0))?;
+                ids[1..].iter().all(|id| table.contains(id)).then_some(())
+            })
+            .unwrap();
+        } else {
+            // More relays than a bucket holds: no table need hold them all, so every relay
+            // is known to some relay, and every table holds a lookup's worth.
+            wait_for(Duration::from_secs(120), "every relay to be known, every table full", || {
+                let tables: Vec<Vec<String>> = net.live().map(table).collect::<Option<_>>()?;
+                let known = ids.iter().all(|id| tables.iter().any(|t| t.contains(id)));
+                let full = tables.iter().all(|t| t.len() >= kura_core::placement::LOOKUP_FINDS);
+                (known && full).then_some(())
+            })
+            .unwrap();
+        }
         net
     }
 

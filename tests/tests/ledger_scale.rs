@@ -1,4 +1,4 @@
-//! The credits ledger on twenty real `kura-relay` processes (groups of 16, quorum 11),
+//! The credits ledger on twenty real `kura-relay` processes (groups of all twenty, quorum 14),
 //! driven by wallets in this process through the client library `kura` uses:
 //! - a thousand transfers between forty accounts, the accounts all at once, while three
 //!   relays are killed with SIGKILL and started again on their data: every transfer is
