@@ -91,7 +91,7 @@ struct Checked {
 
 /// Proves what can be proven of one stripe, and reports what could not be.
 async fn check_stripe(net: &Network, id: StripeId) -> Result<Checked, TransferError> {
-    let ordered = transfer::candidates(net, id, false).await?;
+    let ordered = transfer::candidates(net, id, false, kura_core::placement::LOOKUP_FINDS).await?;
     // The header, from the first relay that has it.
     let mut header = None;
     for p in &ordered {

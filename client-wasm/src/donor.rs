@@ -381,7 +381,10 @@ impl<S: Shelf> Donor<S> {
     async fn announce(&self, via: PeerId, shards: &[(StripeId, u8)]) {
         let mut by_relay: BTreeMap<PeerId, Vec<(StripeId, u8)>> = BTreeMap::new();
         for &(stripe, index) in shards {
-            let Ok(group) = candidates(&self.net, stripe, false).await else { continue };
+            let Ok(group) = candidates(&self.net, stripe, false, kura_core::placement::LOOKUP_FINDS).await
+            else {
+                continue;
+            };
             // The close group is among the lookup's answer; a relay that holds nothing of the
             // stripe keeps no announcement of it.
             for relay in group {

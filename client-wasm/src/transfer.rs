@@ -7,7 +7,9 @@
 use crate::net::{NetError, Network};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Stream, StreamExt};
-use kura_core::placement::{by_distance, DhtKey, FetchPlan, PlacementError, PutAction, StripePut};
+use kura_core::placement::{
+    by_distance, DhtKey, FetchPlan, PlacementError, PutAction, StripePut, CLOSE_GROUP_SLACK, LOOKUP_FINDS,
+};
 use kura_core::wire::{ErrorCode, Request, Response, MAX_PART_LEN};
 use kura_core::{
     Capability, DecodeError, Decoder, EncodeError, Encoder, ErrorDetails, ErrorKind, FileMap, FileMeta,
@@ -136,14 +138,21 @@ fn list(v: &[Unavailable]) -> String {
     v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// The close group candidates of `stripe`, closest first (`again`: from a real lookup).
+/// The close group candidates of `stripe`, closest first (`again`: from a real lookup): what
+/// one lookup finds, or the nearest `want` when that is more than one lookup returns
+/// ([`kura_p2p::wallet::widen`]).
 pub(crate) async fn candidates(
     net: &Network,
     stripe: StripeId,
     again: bool,
+    want: usize,
 ) -> Result<Vec<PeerId>, NetError> {
-    let peers = if again { net.look_up(stripe).await? } else { net.closest(stripe).await? };
-    Ok(by_distance(&DhtKey::of_stripe(&stripe), peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())))))
+    let point = DhtKey::of_stripe(&stripe);
+    let mut peers = if again { net.look_up(stripe).await? } else { net.closest(stripe).await? };
+    if want > kura_core::placement::LOOKUP_FINDS {
+        peers = kura_p2p::wallet::widen(net, point, want, peers).await;
+    }
+    Ok(by_distance(&point, peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())))))
 }
 
 fn since(start: Instant) -> Duration {
@@ -239,12 +248,14 @@ async fn store_stripe(
     let start = Instant::now();
     let placement = |source| TransferError::Placement { stripe: id, source };
     let mut put = StripePut::new(stripe.shard_count(), cfg.store_timeout);
+    // The relays that take the stripe's shards: its `n` closest and the slack.
+    let want = stripe.shard_count() + CLOSE_GROUP_SLACK;
     let mut lookups = FuturesUnordered::new();
     let mut pending = FuturesUnordered::new();
     loop {
         for action in put.poll(since(start)).map_err(placement)? {
             match action {
-                PutAction::LookUp { fresh } => lookups.push(candidates(net, id, fresh)),
+                PutAction::LookUp { fresh } => lookups.push(candidates(net, id, fresh, want)),
                 PutAction::Store(a) => {
                     let shard = stripe.shard(a.index);
                     progress.sent.fetch_add(shard.len() as u64, Relaxed);
@@ -500,7 +511,7 @@ where
 /// Asks the relays closest to `stripe` to keep `postage` for the shard each holds; whether
 /// at least `n` did (no bytes of shards move).
 async fn restamp(net: &Network, stripe: StripeId, postage: &kura_core::farming::Postage, n: usize) -> bool {
-    let Ok(peers) = candidates(net, stripe, false).await else { return false };
+    let Ok(peers) = candidates(net, stripe, false, n + RESTAMP_SLACK).await else { return false };
     let asked = peers.into_iter().take(n + RESTAMP_SLACK).map(|p| {
         let req = Request::Restamp { postage: Box::new(postage.clone()) };
         net.request(p, req)
@@ -536,7 +547,7 @@ pub async fn fetch_stripe(
     progress: &Progress,
 ) -> Result<StripeAssembler, TransferError> {
     let start = Instant::now();
-    let cands = candidates(net, id, false).await?;
+    let cands = candidates(net, id, false, LOOKUP_FINDS).await?;
     let asked = cands.len();
     let plan_cands = cands.clone();
     // Relays of the group that answered at all (they are asked for tab holders first).

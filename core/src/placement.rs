@@ -138,6 +138,11 @@ pub fn by_distance<P>(target: &DhtKey, peers: impl IntoIterator<Item = (P, DhtKe
     v.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Relays past the `n` closest to a stripe that still take its shards: views of who is alive
+/// differ a little from relay to relay and from the client's. A put looks for `n` plus these
+/// (wider than one lookup for a stripe of more than 16 shards: [`WideLookup`]).
+pub const CLOSE_GROUP_SLACK: usize = 4;
+
 /// Relays one Kademlia lookup returns, and one answer to it holds (libp2p-kad's
 /// `K_VALUE`): fewer than a ledger or audit group (32).
 pub const LOOKUP_FINDS: usize = 20;

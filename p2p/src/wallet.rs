@@ -120,13 +120,22 @@ pub async fn group<N: LedgerNet>(
 /// of its point until the nearest are known ([`WideLookup`]). A later lookup that fails adds
 /// nothing; only the first must succeed.
 pub async fn look_up_wide<N: LedgerNet>(net: &N, account: &Key) -> Result<Vec<PeerId>, N::Error> {
+    let first = net.look_up(*account).await?;
+    Ok(widen(net, DhtKey::of(account), kura_core::ledger::REPLICAS, first).await)
+}
+
+/// The `want` relays nearest `point` this caller can find, from what a lookup of the point
+/// found (`first`): lookups of the point's sides until the nearest are known
+/// ([`WideLookup`]; none when `first` holds fewer than a lookup returns). A lookup that fails
+/// adds nothing.
+pub async fn widen<N: LedgerNet>(net: &N, point: DhtKey, want: usize, first: Vec<PeerId>) -> Vec<PeerId> {
     let keyed = |peers: Vec<PeerId>| peers.into_iter().map(|p| (p, DhtKey::of(&p.to_bytes())));
-    let mut wide = WideLookup::new(DhtKey::of(account), kura_core::ledger::REPLICAS);
-    wide.found(keyed(net.look_up(*account).await?));
+    let mut wide = WideLookup::new(point, want);
+    wide.found(keyed(first));
     while let Some(target) = wide.next_target() {
         wide.found(keyed(net.look_up_bytes(target).await.unwrap_or_default()));
     }
-    Ok(wide.nearest())
+    wide.nearest()
 }
 
 /// Every member's view of `account` (members that do not answer are left out).

@@ -79,9 +79,7 @@ const BUDGET_PEERS: usize = 10_000;
 /// and a hash of a whole shard, and only relays auditing their groups ask for them.
 const PROOF_RATE: u64 = 50;
 const PROOF_BURST: u64 = 500;
-/// Relays past the `n` closest to a stripe that still take its shards: views of who is alive
-/// differ a little from relay to relay and from the client's.
-pub const CLOSE_GROUP_SLACK: usize = 4;
+pub use kura_core::placement::CLOSE_GROUP_SLACK;
 /// The largest stripe (shards) a relay takes, and the most shards per shard needed to read
 /// it (`n / k`): the network's repair keeps `n` copies of what one peer uploaded `k` of, so
 /// these bound how much work one upload can make for everyone.

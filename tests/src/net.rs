@@ -91,16 +91,26 @@ impl Net {
 
     /// Starts one more relay (number `relays.len()`), bootstrapped from a live one.
     pub fn add(&mut self) -> usize {
+        self.add_with(&[])
+    }
+
+    /// [`add`](Self::add), this relay with `extra` arguments too.
+    pub fn add_with(&mut self, extra: &[&str]) -> usize {
         let i = self.relays.len();
-        let r = self.spawn(i);
+        let r = self.spawn_with(i, extra);
         self.addrs.push(r.addr("/tcp/").unwrap());
         self.relays.push(Some(r));
         i
     }
 
     fn spawn(&self, i: usize) -> RelayProc {
+        self.spawn_with(i, &[])
+    }
+
+    fn spawn_with(&self, i: usize, extra: &[&str]) -> RelayProc {
         let boot = self.live().next().unwrap().addr("/tcp/").unwrap();
         let mut args: Vec<&str> = self.relay_args.iter().map(String::as_str).collect();
+        args.extend(extra);
         args.extend(["--bootstrap", &boot]);
         RelayProc::spawn(&self.dir.path().join(format!("r{i}")), &args).unwrap()
     }

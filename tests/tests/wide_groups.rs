@@ -1,7 +1,8 @@
-//! The ledger on a network wider than one Kademlia lookup: forty real `kura-relay`
-//! processes, where an account's group (32 replicas, quorum 22) holds more relays than the
-//! 20 a lookup returns. A wallet must find the whole group, or its certificates carry too
-//! few acknowledgements for the replicas of the recipient.
+//! Groups wider than one Kademlia lookup (20 relays), on forty real `kura-relay` processes:
+//! - an account's group (32 replicas, quorum 22): a wallet must find the whole group, or its
+//!   certificates carry too few acknowledgements for the replicas of the recipient;
+//! - a stripe of 20 shards, whose shards go to its 20 nearest or the 4 after them: with
+//!   relays among the nearest that refuse every shard, a put must know the 4 after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kura_client::net::{NetConfig, Network};
@@ -15,7 +16,7 @@ const RELAYS: usize = 40;
 fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
     let mint = kura_core::testdata::account_key(10_000);
     let mint_hex: String = mint.key().iter().map(|b| format!("{b:02x}")).collect();
-    let net = Net::start_with("wide40", RELAYS, &["--ledger-mint", &mint_hex]);
+    let mut net = Net::start_with("wide40", RELAYS, &["--ledger-mint", &mint_hex]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (alice, bob): (SigningKey, SigningKey) =
         (kura_core::testdata::account_key(1), kura_core::testdata::account_key(2));
@@ -43,4 +44,37 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
         assert_eq!(a.balance + a.credits.iter().map(|c| c.1).sum::<u64>(), 70);
         assert_eq!(b.credits.iter().map(|c| c.1).sum::<u64>(), 30);
     });
+
+    // Four relays more that refuse every shard (their quota holds none), so that nearly
+    // every stripe has some among its 20 nearest: 10+10 stripes are stored all the same.
+    let full: Vec<usize> = (0..4).map(|_| net.add_with(&["--quota", "1K"])).collect();
+    let ids: Vec<String> = full.iter().map(|&i| net.relay(i).peer_id.clone()).collect();
+    kura_tests::relay::wait_for(std::time::Duration::from_secs(60), "the full relays to be known", || {
+        let tables: Vec<serde_json::Value> =
+            net.live().map(|r| r.json("/status")).collect::<Result<_, _>>().ok()?;
+        let known = |id: &String| {
+            tables.iter().any(|t| t["routing_table"].as_array().is_some_and(|a| a.iter().any(|v| v == id)))
+        };
+        ids.iter().all(known).then_some(())
+    })
+    .unwrap();
+    let data: Vec<u8> = (0..6 * kura_core::CHUNK_SIZE).map(|i| (i * 31 % 251) as u8).collect();
+    let file = net.dir.path().join("six-chunks");
+    std::fs::write(&file, &data).unwrap();
+    let cap = net.put(&file, &["--k", "10", "--m", "10"]).unwrap();
+    net.get_exact(&cap, &data, "wide");
+    // Stores they refused, whatever the words (a relay whose quota holds no shard refuses
+    // the free share of it too).
+    let refused: f64 = full
+        .iter()
+        .map(|&i| {
+            let (_, m) = net.relay(i).get("/metrics").unwrap();
+            m.lines()
+                .filter(|l| l.starts_with("kura_request_errors_total{kind=\"store\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    println!("shards refused by the full relays: {refused}");
+    assert!(refused >= 1.0, "the full relays were asked for shards and refused them");
 }
