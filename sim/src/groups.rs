@@ -71,9 +71,11 @@ pub struct Groups {
     pub points: usize,
     /// Entries in a routing table, mean.
     pub table_mean: f64,
-    /// Share of the group a lookup for it found, and its messages, mean.
+    /// Share of the group a wide lookup for it found ([`crate::kad::lookup_group`]), its
+    /// messages and its lookups, mean.
     pub lookup_found: f64,
     pub lookup_messages: f64,
+    pub lookups: f64,
     /// Of the group's members, the share whose own table says they are members.
     pub members_sure: f64,
     /// Of the [`AUDIT_GROUP`] relays next after the group, the share whose own table says
@@ -98,6 +100,7 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
     let adversaries: Vec<Vec<bool>> =
         fractions.iter().map(|&f| (0..n).map(|_| rng.chance(f)).collect()).collect();
     let (mut found, mut messages, mut members_sure, mut outsiders_sure, mut place) = (0, 0, 0, 0, 0);
+    let mut lookups = 0;
     let mut ratios = Vec::with_capacity(points);
     // Per reach: honest quorums within it, relays within it, and each adversary's quorums.
     let mut reaches: Vec<(usize, usize, Vec<usize>)> =
@@ -110,6 +113,7 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
         let (lookup, got) = lookup_group(&p, &t, rng.below(n), &point, AUDIT_GROUP);
         found += got.iter().filter(|j| group.contains(&(**j as usize))).count();
         messages += lookup.messages;
+        lookups += lookup.lookups;
         let sure = |i: usize| sure_of_membership(&p, &t, i, &point);
         members_sure += group.iter().filter(|&&i| sure(i)).count();
         outsiders_sure += outside.iter().filter(|&&i| sure(i)).count();
@@ -141,6 +145,7 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
         table_mean: t.len() as f64 / n as f64,
         lookup_found: share(found, points * AUDIT_GROUP),
         lookup_messages: share(messages, points),
+        lookups: share(lookups, points),
         members_sure: share(members_sure, points * AUDIT_GROUP),
         outsiders_sure: share(outsiders_sure, points * AUDIT_GROUP),
         replicas_place: share(place, points),

@@ -6,7 +6,7 @@
 //! rule, which Kura's relays and clients use).
 
 use crate::population::{flip, Population};
-use kura_core::placement::DhtKey;
+use kura_core::placement::{DhtKey, WideLookup};
 use kura_core::testdata::XorShift;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -91,6 +91,8 @@ impl Tables {
 /// How one lookup went.
 #[derive(Debug, Clone, Default)]
 pub struct Lookup {
+    /// Lookups run (more than one for a group wider than a lookup: [`lookup_group`]).
+    pub lookups: usize,
     /// Requests sent (answered or timed out).
     pub messages: usize,
     /// Requests that timed out: to relays that were down, or lost on the way.
@@ -153,9 +155,12 @@ pub fn lookup_lossy(
     lookup_of(p, t, from, target, K, loss, rng).0
 }
 
-/// A lookup of the `want` relays closest to `target` (a close group larger than a bucket:
-/// each relay asked answers its `want` closest, and the lookup ends when the `want` closest
-/// heard of have answered): how it went, and the relays it found, closest first.
+/// The `want` relays closest to `target` found as Kura's clients find a group wider than a
+/// lookup (a ledger group, a wide stripe's candidates): lookups as libp2p-kad runs them (each
+/// answer and each result at most `K`), the first of the target and the next of the targets
+/// kura-core's [`WideLookup`] names, until it has the nearest: how they went together
+/// (messages, timeouts and time summed, the group found counted against the truth), and the
+/// relays found, closest first.
 pub fn lookup_group(
     p: &Population,
     t: &Tables,
@@ -163,7 +168,28 @@ pub fn lookup_group(
     target: &DhtKey,
     want: usize,
 ) -> (Lookup, Vec<u32>) {
-    lookup_of(p, t, from, target, want, 0.0, &mut XorShift(1))
+    let mut rng = XorShift(1);
+    let mut wide = WideLookup::new(*target, want);
+    let mut out = Lookup::default();
+    let mut at = *target;
+    loop {
+        let (l, found) = lookup_of(p, t, from, &at, K, 0.0, &mut rng);
+        out.lookups += l.lookups;
+        out.messages += l.messages;
+        out.timeouts += l.timeouts;
+        out.lost += l.lost;
+        out.ms += l.ms;
+        out.hops = out.hops.max(l.hops);
+        wide.found(found.into_iter().map(|j| (j, p.keys[j as usize])));
+        match wide.next_target() {
+            Some(bytes) => at = DhtKey::of(&bytes),
+            None => break,
+        }
+    }
+    let found = wide.nearest();
+    let truth = p.closest(target, want, |i| p.up[i] && i != from);
+    out.found_of_k = truth.iter().filter(|i| found.contains(&(**i as u32))).count();
+    (out, found)
 }
 
 fn lookup_of(
@@ -175,7 +201,7 @@ fn lookup_of(
     loss: f64,
     rng: &mut XorShift,
 ) -> (Lookup, Vec<u32>) {
-    let mut out = Lookup::default();
+    let mut out = Lookup { lookups: 1, ..Lookup::default() };
     // Candidates: distance → (peer, state, hops to learn of it).
     let mut cand: std::collections::BTreeMap<[u8; 32], (u32, State, usize)> =
         std::collections::BTreeMap::new();

@@ -7,10 +7,16 @@
 
 use kura_client::net::{NetConfig, Network};
 use kura_client::wallet;
+use kura_core::ledger::REPLICAS;
 use kura_core::ledger::{Signer, SigningKey};
+use kura_core::testdata::XorShift;
+use kura_sim::kad::{lookup_group, Tables};
+use kura_sim::population::{random_key, Population};
 use kura_tests::net::Net;
 
 const RELAYS: usize = 40;
+/// Accounts whose groups the wallet finds, beside alice's.
+const GROUPS: usize = 7;
 
 #[test]
 fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
@@ -23,20 +29,37 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
     rt.block_on(async {
         let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
         let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
-        let before = client.lookup_stats();
-        let (group, members) = wallet::group(&client, &alice.key()).await.unwrap();
-        let after = client.lookup_stats();
-        println!(
-            "alice's group as the wallet finds it: {} members, quorum {}, in {} lookups of {} requests",
-            members.len(),
-            group.quorum,
-            after.0 - before.0,
-            after.1 - before.1
-        );
-        // The group every relay computes from its view: the 32 nearest of all forty.
+        // The group every relay computes from its view: the 32 nearest of all forty. The
+        // wallet finds it exactly, for alice and for other accounts; its lookups cost what
+        // the simulator's do (`kura_sim::kad::lookup_group`, the model of groups.md).
         let all: Vec<libp2p_identity::PeerId> = net.live().map(|r| r.peer_id.parse().unwrap()).collect();
-        let (_, truth) = kura_p2p::ledger::group_of(&alice.key(), all).unwrap();
-        assert_eq!(members, truth, "the wallet finds the group the replicas are");
+        let before = client.lookup_stats();
+        let accounts: Vec<_> = (0..GROUPS).map(|i| kura_core::testdata::account_key(100 + i).key()).collect();
+        for a in accounts.iter().chain([&alice.key()]) {
+            let (group, members) = wallet::group(&client, a).await.unwrap();
+            let (_, truth) = kura_p2p::ledger::group_of(a, all.clone()).unwrap();
+            assert_eq!(members, truth, "the wallet finds the group the replicas are");
+            assert_eq!(group.quorum, 22);
+        }
+        let after = client.lookup_stats();
+        let (lookups, requests) =
+            ((after.0 - before.0) as f64 / (GROUPS + 1) as f64, (after.1 - before.1) as f64 / (GROUPS + 1) as f64);
+        let mut rng = XorShift(0x5eed_0004);
+        let p = Population::random(RELAYS, &mut rng);
+        let t = Tables::build(&p, &mut rng);
+        let runs = 400;
+        let sims: Vec<_> = (0..runs)
+            .map(|_| lookup_group(&p, &t, rng.below(RELAYS), &random_key(&mut rng), REPLICAS).0)
+            .collect();
+        let sim_lookups = sims.iter().map(|l| l.lookups as f64).sum::<f64>() / runs as f64;
+        let sim_requests = sims.iter().map(|l| l.messages as f64).sum::<f64>() / runs as f64;
+        println!(
+            "{RELAYS} relays: finding a group of {REPLICAS} took {lookups:.1} lookups of {requests:.1} requests \
+             (mean of {}); the simulator: {sim_lookups:.1} lookups of {sim_requests:.1} requests ({runs} groups)",
+            GROUPS + 1
+        );
+        let off = (requests - sim_requests).abs() / sim_requests;
+        assert!(off <= 1.0 / 3.0, "real {requests:.1} vs simulated {sim_requests:.1} requests: {:.0}% apart", off * 100.0);
         wallet::send(&client, &mint, alice.key(), 100, b"fund".to_vec()).await.unwrap();
         wallet::send(&client, &alice, bob.key(), 30, b"pay".to_vec()).await.unwrap();
         let a = wallet::view(&client, &alice.key()).await.unwrap();
