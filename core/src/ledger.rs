@@ -251,7 +251,13 @@ impl Group {
         if r == 0 {
             return Err(LedgerError::Limits);
         }
-        Self::new(closest, r - (r - 1) / 3)
+        Self::new(closest, Self::quorum_of(r))
+    }
+
+    /// The quorum of a group of `r` replicas found by [`Group::of_closest`] (at least 1).
+    pub fn quorum_of(r: usize) -> usize {
+        let r = r.clamp(1, REPLICAS);
+        r - (r - 1) / 3
     }
 }
 
@@ -548,6 +554,21 @@ impl Certificate {
             return Err(LedgerError::NoQuorum { have: signers.len(), need: group.quorum });
         }
         Ok(id)
+    }
+
+    /// The keys whose valid acknowledgement it carries, if the transfer is well formed and
+    /// its owner signed it: what a replica checks before it spends lookups placing the
+    /// sender's group (a certificate that fails here fails [`Certificate::verify`] against
+    /// any group, and one with fewer signers than any quorum the group can have, too).
+    pub fn checked_signers(&self, v: &impl Verifier) -> Result<HashSet<Key>, LedgerError> {
+        self.signed.transfer.check()?;
+        if self.acks.len() > MAX_ACKS {
+            return Err(LedgerError::Limits);
+        }
+        if !self.signed.verify(v) {
+            return Err(LedgerError::BadSignature);
+        }
+        Ok(self.signers(v))
     }
 
     /// The replicas whose valid acknowledgement it carries.

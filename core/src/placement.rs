@@ -235,6 +235,44 @@ impl<P: Copy> WideLookup<P> {
     }
 }
 
+/// How many times farther than expected a view's own group of a point may lie before the
+/// view is taken to be thin there ([`view_is_thin`]).
+pub const THIN_SLACK: f64 = 3.0;
+
+/// Whether a relay whose view of the live relays is `view` (their keys, itself included;
+/// `own` its key) lacks the neighbourhood of `point` for a group of `group`, so that the
+/// group must be looked up ([`WideLookup`]) rather than taken from the view. The view holds
+/// every relay in a small network and, at scale, a routing table: whole near its owner, a
+/// bucket's worth of each farther side. The network's size is estimated from the view
+/// nearest its owner ([`network_size`]; a view of at most one lookup's worth is taken as
+/// whole), and the view is thin at `point` when its `group`-th nearest there lies more than
+/// [`THIN_SLACK`] times farther than that size puts the `group`-th nearest relay (`group /
+/// size` of the key space), or when it holds fewer than `group` relays of a network thought
+/// larger. Thin where it is not costs a lookup; the rule errs that way (a view holding
+/// every relay is thin nowhere unless its estimate is off by the slack).
+pub fn view_is_thin(point: &DhtKey, own: &DhtKey, view: &[DhtKey], group: usize) -> bool {
+    let size = estimate_from_view(own, view);
+    if view.len() < group {
+        return size > view.len() as f64 * THIN_SLACK;
+    }
+    let mut shares: Vec<f64> = view.iter().map(|k| share_between(point, k)).collect();
+    let (_, nth, _) = shares.select_nth_unstable_by(group - 1, f64::total_cmp);
+    *nth > THIN_SLACK * group as f64 / size
+}
+
+/// A relay's estimate of the network's size from its own view: [`network_size`] over the
+/// [`LOOKUP_FINDS`] nearest itself (a routing table holds those whole), never fewer than the
+/// view holds; a view of at most that many is taken as the whole network.
+pub fn estimate_from_view(own: &DhtKey, view: &[DhtKey]) -> f64 {
+    let mut near: Vec<DhtKey> = view.iter().copied().filter(|k| k != own).collect();
+    if near.len() <= LOOKUP_FINDS {
+        return view.len() as f64;
+    }
+    near.select_nth_unstable_by_key(LOOKUP_FINDS - 1, |k| own.distance(k));
+    near.truncate(LOOKUP_FINDS);
+    network_size(own, &near, false).max(view.len() as f64)
+}
+
 /// Leading bits `a` and `b` share (256 when equal).
 pub fn common_prefix(a: &DhtKey, b: &DhtKey) -> u32 {
     let d = a.distance(b);
@@ -738,6 +776,42 @@ mod tests {
             }
             assert!(most <= 1 + WIDE_EXTRA, "{n} relays: {most} lookups");
         }
+    }
+
+    /// A view of every relay is thin nowhere; a routing table (whole near its owner, 20 of
+    /// each farther side) of a network of 20,000 is thin at nearly every point far from its
+    /// owner and not at its owner's own neighbourhood; an estimate from a whole view of a
+    /// small network is its size.
+    #[test]
+    fn a_view_is_thin_where_it_lacks_the_neighbourhood() {
+        let mut rng = crate::testdata::XorShift(47);
+        let key = |rng: &mut crate::testdata::XorShift| DhtKey::of(&rng.next_u64().to_be_bytes());
+        for n in [12usize, 40, 300, 3000] {
+            let all: Vec<DhtKey> = (0..n).map(|_| key(&mut rng)).collect();
+            let thin = (0..50).filter(|_| view_is_thin(&key(&mut rng), &all[0], &all, 32)).count();
+            assert!(thin <= 1, "{n} relays, view whole: thin at {thin} of 50 points");
+        }
+        let all: Vec<DhtKey> = (0..12).map(|_| key(&mut rng)).collect();
+        assert_eq!(estimate_from_view(&all[0], &all), 12.0);
+        let n = 20_000;
+        let all: Vec<DhtKey> = (0..n).map(|_| key(&mut rng)).collect();
+        let own = all[0];
+        let mut buckets: std::collections::BTreeMap<u32, usize> = Default::default();
+        let table: Vec<DhtKey> = all
+            .iter()
+            .copied()
+            .filter(|k| {
+                let b = buckets.entry(common_prefix(&own, k)).or_default();
+                *b += 1;
+                *b <= LOOKUP_FINDS
+            })
+            .collect();
+        assert!(table.len() < 400, "a table of {}", table.len());
+        let size = estimate_from_view(&own, &table);
+        assert!((0.4 * n as f64..2.5 * n as f64).contains(&size), "estimated {size}");
+        let far = (0..200).filter(|_| view_is_thin(&key(&mut rng), &own, &table, 32)).count();
+        assert!(far >= 190, "thin at {far} of 200 random points");
+        assert!(!view_is_thin(&own, &own, &table, 32), "its own neighbourhood is held whole");
     }
 
     /// A wide lookup's later lookup that fails (returns nobody) costs it that side only,

@@ -69,6 +69,12 @@ pub struct Flags {
     /// Default 32M.
     #[arg(long)]
     pub repair_rate: Option<String>,
+    /// When a replica looks up the group of the account that sent a certificate instead of
+    /// taking it from its view of the live relays: `thin` (default: where its view lacks
+    /// that account's neighbourhood, as a routing table does far from its owner) or
+    /// `always`.
+    #[arg(long)]
+    pub group_lookups: Option<String>,
     /// Bytes repair may fetch at once before the rate holds it back (suffixes allowed).
     /// Default the larger of the rate and 16M.
     #[arg(long)]
@@ -164,6 +170,7 @@ pub struct FileConfig {
     pub repair_grace_long: Option<f64>,
     pub repair_rate: Option<String>,
     pub repair_burst: Option<String>,
+    pub group_lookups: Option<String>,
     pub audit_interval: Option<f64>,
     pub scrub_rate: Option<String>,
     pub ledger_mint: Option<String>,
@@ -209,6 +216,9 @@ pub struct Config {
     pub repair_grace_long: std::time::Duration,
     pub repair_rate: u64,
     pub repair_burst: u64,
+    /// Whether a replica looks up every certificate sender's group (`--group-lookups
+    /// always`), not only where its view is thin.
+    pub group_lookups_always: bool,
     pub audit_interval: std::time::Duration,
     pub scrub_rate: u64,
     pub ledger_mint: Option<[u8; 32]>,
@@ -372,6 +382,11 @@ impl Config {
                     .unwrap_or(kura_core::repair::LONG_GRACE.as_secs_f64()),
             )?,
             repair_rate,
+            group_lookups_always: match flags.group_lookups.or(file.group_lookups).as_deref() {
+                None | Some("thin") => false,
+                Some("always") => true,
+                Some(other) => anyhow::bail!("--group-lookups: `{other}` is neither `thin` nor `always`"),
+            },
             repair_burst: match flags.repair_burst.or(file.repair_burst) {
                 Some(b) => parse_bytes(&b)?.max(1),
                 None => repair_rate.max(16 << 20),

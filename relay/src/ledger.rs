@@ -70,6 +70,10 @@ pub struct Ledger {
     /// so holds what the group acknowledged for the open slot): it acknowledges transfers of
     /// these only.
     synced: Mutex<std::collections::HashSet<Key>>,
+    /// Groups of certificate senders this replica looked up ([`with_group_of`]), for a while.
+    looked_up: Mutex<HashMap<Key, (std::time::Instant, Vec<libp2p::PeerId>)>>,
+    /// Group lookups running ([`LOOKUPS_AT_ONCE`]).
+    lookups: tokio::sync::Semaphore,
     journal: Option<Database>,
     signer: IdentitySigner,
 }
@@ -122,6 +126,8 @@ impl Ledger {
         Ok(Self {
             state: Mutex::new(state),
             catching_up: Mutex::new(HashMap::new()),
+            looked_up: Mutex::new(HashMap::new()),
+            lookups: tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE),
             synced: Mutex::new(std::collections::HashSet::new()),
             journal,
             signer,
@@ -687,4 +693,134 @@ async fn adopt_from(
         }
     }
     Ok(false)
+}
+
+/// How long a looked-up group stands in for new lookups, and how many are kept.
+const LOOKED_UP_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+const LOOKED_UP_MAX: usize = 1024;
+
+/// The view `relays` with the group of `account` in it: as it is where the view holds the
+/// account's neighbourhood, and otherwise (or `always`) with the relays a wide lookup of
+/// the account finds added ([`kura_core::placement::view_is_thin`], [`WideLookup`]): at scale a
+/// replica's view is its routing table, which holds the group of an account far from it in
+/// part only, and it must place the sender's group to check a certificate's quorum.
+/// Lookups are kept a minute, a thousand at most. Whether it looked up.
+///
+/// A lookup costs the network some fifty requests, so a certificate earns one only when it
+/// could verify: [`worth_a_lookup`] first; and at most [`LOOKUPS_AT_ONCE`] run at once
+/// (a certificate beyond that is placed from the view, and refused if the view lacks its
+/// group: the wallet hands it again).
+///
+/// [`WideLookup`]: kura_core::placement::WideLookup
+pub async fn with_group_of(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    me: &libp2p::PeerId,
+    account: &Key,
+    relays: &mut Vec<libp2p::PeerId>,
+    always: bool,
+) -> bool {
+    use kura_core::placement::{view_is_thin, DhtKey};
+    let point = DhtKey::of(account);
+    let keys: Vec<DhtKey> = relays.iter().map(|p| DhtKey::of(&p.to_bytes())).collect();
+    if !always && !view_is_thin(&point, &DhtKey::of(&me.to_bytes()), &keys, kura_core::ledger::REPLICAS) {
+        return false;
+    }
+    let now = std::time::Instant::now();
+    let kept = ledger
+        .looked_up
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(account)
+        .filter(|(at, _)| now.duration_since(*at) < LOOKED_UP_FOR)
+        .cloned();
+    let found = match kept {
+        Some((_, found)) => found,
+        None => {
+            let Ok(_running) = ledger.lookups.try_acquire() else { return false };
+            let first = net.look_up(account.to_vec()).await;
+            let found = kura_p2p::wallet::widen(net, point, kura_core::ledger::REPLICAS, first).await;
+            let mut map = ledger.looked_up.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, (at, _)| now.duration_since(*at) < LOOKED_UP_FOR);
+            if map.len() < LOOKED_UP_MAX {
+                map.insert(*account, (now, found.clone()));
+            }
+            found
+        }
+    };
+    for p in found {
+        if !relays.contains(&p) {
+            relays.push(p);
+        }
+    }
+    true
+}
+
+/// Group lookups a replica runs at once ([`with_group_of`]).
+pub const LOOKUPS_AT_ONCE: usize = 8;
+
+/// Whether certificate `cert` may cost a lookup of its sender's group: its owner signed it
+/// and at least the quorum of a group of `min(view, 32)` relays with the join work
+/// acknowledged it validly — no group it could verify against is smaller than what the view
+/// already holds, so one that fails this fails everywhere. Signature checks here, so that a
+/// stranger's made-up certificates cost it what they cost this replica, and no network.
+pub fn worth_a_lookup(cert: &kura_core::ledger::Certificate, view: usize) -> bool {
+    let Ok(signers) = cert.checked_signers(&kura_core::ledger::Ed25519) else { return false };
+    let floor = Group::quorum_of(view);
+    let admitted = signers
+        .iter()
+        .filter(|k| kura_p2p::ledger::peer_of(k).is_some_and(|p| kura_p2p::admitted(&p)))
+        .count();
+    admitted >= floor
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod lookup_tests {
+    use super::*;
+    use kura_core::ledger::{ack_message, Ack, Certificate, Signer, Transfer};
+
+    /// A certificate from `owner` acknowledged by `signers` relay identities.
+    fn certificate(owner: &kura_core::ledger::SigningKey, signers: &[IdentitySigner]) -> Certificate {
+        let t = Transfer {
+            from: owner.key(),
+            seq: 1,
+            to: [7; 32],
+            amount: 5,
+            deps: Vec::new(),
+            memo: Vec::new(),
+        };
+        let signed = t.sign(owner);
+        let msg = ack_message(&signed.transfer.from, 1, &signed.transfer.id());
+        let acks = signers.iter().map(|s| Ack { replica: s.key(), sig: s.sign(&msg) }).collect();
+        Certificate { signed, acks }
+    }
+
+    /// Only a certificate that could verify against some group the view allows earns a
+    /// lookup: its owner's signature, a quorum of valid acknowledgements, by relays with the
+    /// join work. A stranger's made-up ones cost the replica signature checks, no network.
+    #[test]
+    fn a_certificate_earns_a_lookup_only_if_it_could_verify() {
+        let owner = kura_core::testdata::account_key(1);
+        let worked: Vec<IdentitySigner> =
+            (0..22).map(|_| IdentitySigner(kura_p2p::testnet::identity())).collect();
+        let good = certificate(&owner, &worked);
+        assert!(worth_a_lookup(&good, 40), "22 worked relays, a view of 40 (quorum 22)");
+        assert!(!worth_a_lookup(&certificate(&owner, &worked[..21]), 40), "one short of the quorum");
+        assert!(worth_a_lookup(&certificate(&owner, &worked[..5]), 7), "a view of 7: quorum 5");
+        let mut forged = good.clone();
+        forged.signed.sig = [0; 64];
+        assert!(!worth_a_lookup(&forged, 40), "the owner did not sign it");
+        let mut bad_acks = good.clone();
+        for a in &mut bad_acks.acks {
+            a.sig[0] ^= 1;
+        }
+        assert!(!worth_a_lookup(&bad_acks, 40), "acknowledgements that do not verify");
+        // Identities made without the work (almost every fresh key lacks 20 bits).
+        let unworked: Vec<IdentitySigner> = (0..22)
+            .map(|_| IdentitySigner(libp2p::identity::Keypair::generate_ed25519()))
+            .filter(|s| !kura_p2p::admitted(&s.0.public().to_peer_id()))
+            .collect();
+        assert!(!unworked.is_empty() && !worth_a_lookup(&certificate(&owner, &unworked), unworked.len()));
+    }
 }

@@ -104,6 +104,7 @@ async fn run(cfg: Config) -> Result<()> {
         max_inflight: 256,
         store_rate: cfg.peer_store_rate,
         store_burst: cfg.peer_store_burst,
+        group_lookups_always: cfg.group_lookups_always,
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let ledger = kura_relay::ledger::Ledger::open(

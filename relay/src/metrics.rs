@@ -58,6 +58,8 @@ pub struct Metrics {
     /// Ledger requests answered, by outcome.
     pub ledger: Family<Kind, Counter>,
     pub ledger_catch_ups: Family<Kind, Counter>,
+    /// Certificates whose sender's group was looked up (the view was thin there).
+    pub group_lookups: Counter,
     /// Batches revoked for a slot stamped twice: `found` here, or `told` by another relay.
     pub batches_revoked: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
@@ -164,6 +166,7 @@ impl Metrics {
             reports: Family::default(),
             ledger: Family::default(),
             ledger_catch_ups: Family::default(),
+            group_lookups: Counter::default(),
             batches_revoked: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
@@ -251,6 +254,11 @@ impl Metrics {
             "ledger_catch_ups",
             "Catch-ups of an account this replica was behind on, by outcome",
             m.ledger_catch_ups.clone(),
+        );
+        r.register(
+            "group_lookups",
+            "Certificates whose sender's group this replica looked up, its view lacking it",
+            m.group_lookups.clone(),
         );
         r.register(
             "batches_revoked",

@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// Bytes per second one peer may store, and its burst.
     pub store_rate: u64,
     pub store_burst: u64,
+    /// Whether a replica looks up every certificate sender's group, not only where its view
+    /// is thin (`--group-lookups always`).
+    pub group_lookups_always: bool,
 }
 
 /// Peers whose allowances are tracked at once (see [`PeerBudget`]).
@@ -689,6 +692,8 @@ pub struct Node {
     audits_pending: Outstanding<Response>,
     /// Ledger requests sent (a replica catching itself up), waiting for their answers.
     ledger_pending: Outstanding<LedgerResponse>,
+    /// Kademlia lookups asked for ([`Command::LookUp`]), by query.
+    lookups: HashMap<kad::QueryId, futures::channel::oneshot::Sender<Vec<PeerId>>>,
     /// Bytes each peer may store.
     stores: PeerBudget<PeerId>,
     /// Proofs each peer may ask for.
@@ -743,6 +748,7 @@ impl Node {
             pending: Outstanding::default(),
             audits_pending: Outstanding::default(),
             ledger_pending: Outstanding::default(),
+            lookups: HashMap::new(),
             stores: PeerBudget::new(cfg.store_rate, cfg.store_burst, BUDGET_PEERS),
             proofs: PeerBudget::new(PROOF_RATE, PROOF_BURST, BUDGET_PEERS),
             cfg,
@@ -767,6 +773,10 @@ impl Node {
             Command::Ledger { peer, req, reply } => {
                 let id = self.swarm.behaviour_mut().ledger.send_request(&peer, Ok(req));
                 self.ledger_pending.sent(id, peer, reply);
+            }
+            Command::LookUp { bytes, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(bytes);
+                self.lookups.insert(id, reply);
             }
             Command::Forget { peer } => {
                 tracing::info!(%peer, "distrusted relay taken out of the routing table");
@@ -867,31 +877,50 @@ impl Node {
         let me = *self.swarm.local_peer_id();
         let sender = self.sender();
         let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let relays = view(&shared, &me);
-            // The account whose debits this request is about, should this replica turn out
-            // to lack some.
-            let sender_account = match &req {
-                Ok(LedgerRequest::Acknowledge(s)) => Some(s.transfer.from),
-                Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
-                _ => None,
-            };
-            let resp = answer_ledger(&shared, &me, &relays, req);
-            if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
-                if shared.ledger.start_catch_up(account) {
-                    let shared = shared.clone();
-                    runtime.spawn(async move {
-                        let view = relays.clone();
-                        let mint = |cert| {
-                            answer_ledger(&shared, &me, &view, Ok(LedgerRequest::Reward(Box::new(cert))))
-                        };
-                        let outcome =
-                            crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, mint).await;
-                        shared.metrics.ledger_catch_up(outcome);
-                    });
+        let always = self.cfg.group_lookups_always;
+        runtime.clone().spawn(async move {
+            let mut relays = view(&shared, &me);
+            // A certificate's quorum is checked against its sender's group: placed from the
+            // view where the view holds it, looked up where it does not.
+            if let Ok(LedgerRequest::Apply(c)) = &req {
+                let from = c.signed.transfer.from;
+                if crate::ledger::worth_a_lookup(c, relays.len())
+                    && crate::ledger::with_group_of(&shared.ledger, &sender, &me, &from, &mut relays, always)
+                        .await
+                {
+                    shared.metrics.group_lookups.inc();
                 }
             }
-            let _ = tx.blocking_send((ch, resp));
+            let answered = tokio::task::spawn_blocking(move || {
+                // The account whose debits this request is about, should this replica turn out
+                // to lack some.
+                let sender_account = match &req {
+                    Ok(LedgerRequest::Acknowledge(s)) => Some(s.transfer.from),
+                    Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
+                    _ => None,
+                };
+                let resp = answer_ledger(&shared, &me, &relays, req);
+                if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
+                    if shared.ledger.start_catch_up(account) {
+                        let shared = shared.clone();
+                        runtime.spawn(async move {
+                            let view = relays.clone();
+                            let mint = |cert| {
+                                answer_ledger(&shared, &me, &view, Ok(LedgerRequest::Reward(Box::new(cert))))
+                            };
+                            let outcome =
+                                crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, mint)
+                                    .await;
+                            shared.metrics.ledger_catch_up(outcome);
+                        });
+                    }
+                }
+                (ch, resp)
+            })
+            .await;
+            if let Ok(answer) = answered {
+                let _ = tx.send(answer).await;
+            }
         });
     }
 
@@ -1314,6 +1343,29 @@ impl Node {
             },
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::InboundRequest { .. })) => {
                 self.shared.metrics.kad_requests.inc();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
+                ..
+            })) => {
+                if !step.last {
+                    return;
+                }
+                if let Some(reply) = self.lookups.remove(&id) {
+                    let peers = match result {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    let live = lock_live(&self.shared);
+                    let found = peers
+                        .into_iter()
+                        .map(|info| info.peer_id)
+                        .filter(|p| kura_p2p::admitted(p) && !live.is_banned(p))
+                        .collect();
+                    let _ = reply.send(found);
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer,

@@ -84,6 +84,12 @@ pub enum Command {
         req: kura_core::ledger::LedgerRequest,
         reply: kura_p2p::outstanding::Reply<kura_core::ledger::LedgerResponse>,
     },
+    /// A Kademlia lookup of the relays closest to the key of these bytes: those that
+    /// answered, with the join work, not distrusted.
+    LookUp {
+        bytes: Vec<u8>,
+        reply: futures::channel::oneshot::Sender<Vec<PeerId>>,
+    },
 }
 
 /// Settings of the repair machinery.
@@ -472,6 +478,15 @@ impl Sender {
             Ok(Ok(Err(failure))) => Err(failure.reason),
             Ok(Err(_)) => Err("relay stopping".into()),
             Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// One Kademlia lookup of the key of `bytes` (nobody when it fails or the relay stops).
+    pub async fn look_up(&self, bytes: Vec<u8>) -> Vec<PeerId> {
+        let asked = self.task.call(|reply| Command::LookUp { bytes, reply });
+        match tokio::time::timeout(LOOKUP_TIMEOUT, asked).await {
+            Ok(Ok(found)) => found,
+            _ => Vec::new(),
         }
     }
 
@@ -1199,4 +1214,33 @@ async fn rebuild(ctx: &Ctx, job: RebuildJob<PeerId>) -> Result<u64, RebuildError
     let (ctx, stripe) = (ctx.clone(), job.stripe);
     tokio::spawn(async move { crate::epochs::learn_postage(&ctx, stripe, gave).await });
     Ok(fetched)
+}
+
+/// A lookup ends within the Kademlia query timeout (30 s); this bounds the wait for it.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(35);
+
+/// A relay's lookups and ledger requests, as a wallet's network: what
+/// [`kura_p2p::wallet::widen`] runs its lookups through.
+impl kura_p2p::wallet::LedgerNet for Sender {
+    type Error = String;
+
+    async fn look_up(&self, key: kura_core::ledger::Key) -> Result<Vec<PeerId>, String> {
+        Ok(Sender::look_up(self, key.to_vec()).await)
+    }
+
+    async fn look_up_bytes(&self, bytes: Vec<u8>) -> Result<Vec<PeerId>, String> {
+        Ok(Sender::look_up(self, bytes).await)
+    }
+
+    async fn ledger(
+        &self,
+        peer: PeerId,
+        req: kura_core::ledger::LedgerRequest,
+    ) -> Result<kura_core::ledger::LedgerResponse, String> {
+        Sender::ledger(self, peer, req).await
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::time::sleep(d).await
+    }
 }

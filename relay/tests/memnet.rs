@@ -46,6 +46,7 @@ fn config(bootstrap: Option<Multiaddr>) -> NodeConfig {
         max_inflight: 256,
         store_rate: 1 << 30,
         store_burst: 1 << 30,
+        group_lookups_always: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Groups wider than one Kademlia lookup (20 relays), on forty real `kura-relay` processes:
 //! - an account's group (32 replicas, quorum 22): a wallet must find the whole group, or its
-//!   certificates carry too few acknowledgements for the replicas of the recipient;
+//!   certificates carry too few acknowledgements for the replicas of the recipient; and the
+//!   recipient's replicas, told to, find the sender's group by the same lookups;
 //! - a stripe of 20 shards, whose shards go to its 20 nearest or the 4 after them: with
 //!   relays among the nearest that refuse every shard, a put must know the 4 after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,7 +23,10 @@ const GROUPS: usize = 7;
 fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
     let mint = kura_core::testdata::account_key(10_000);
     let mint_hex: String = mint.key().iter().map(|b| format!("{b:02x}")).collect();
-    let mut net = Net::start_with("wide40", RELAYS, &["--ledger-mint", &mint_hex]);
+    // Replicas look up every certificate sender's group (at this size their views hold every
+    // relay, so only `always` makes them; at scale a view is thin away from its owner).
+    let mut net =
+        Net::start_with("wide40", RELAYS, &["--ledger-mint", &mint_hex, "--group-lookups", "always"]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (alice, bob): (SigningKey, SigningKey) =
         (kura_core::testdata::account_key(1), kura_core::testdata::account_key(2));
@@ -67,6 +71,10 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
         assert_eq!(a.balance + a.credits.iter().map(|c| c.1).sum::<u64>(), 70);
         assert_eq!(b.credits.iter().map(|c| c.1).sum::<u64>(), 30);
     });
+    // The replicas that applied those certificates looked their senders' groups up first.
+    let looked_up: f64 = net.live().map(|r| r.metric("kura_group_lookups_total").unwrap()).sum();
+    println!("certificates whose sender's group a replica looked up: {looked_up}");
+    assert!(looked_up >= 2.0 * 22.0, "a quorum of each recipient's replicas looked up: {looked_up}");
 
     // Four relays more that refuse every shard (their quota holds none), so that nearly
     // every stripe has some among its 20 nearest: 10+10 stripes are stored all the same.
