@@ -237,7 +237,7 @@ impl<P: Copy> WideLookup<P> {
 
 /// How many times farther than expected a view's own group of a point may lie before the
 /// view is taken to be thin there ([`view_is_thin`]).
-pub const THIN_SLACK: f64 = 3.0;
+pub const THIN_SLACK: f64 = 1.5;
 
 /// Whether a relay whose view of the live relays is `view` (their keys, itself included;
 /// `own` its key) lacks the neighbourhood of `point` for a group of `group`, so that the

@@ -707,7 +707,7 @@ const LOOKED_UP_MAX: usize = 1024;
 /// Lookups are kept a minute, a thousand at most. Whether it looked up.
 ///
 /// A lookup costs the network some fifty requests, so a certificate earns one only when it
-/// could verify: [`worth_a_lookup`] first; and at most [`LOOKUPS_AT_ONCE`] run at once
+/// could verify (`worth`: [`worth_a_lookup`], asked only when a lookup would start); and at most [`LOOKUPS_AT_ONCE`] run at once
 /// (a certificate beyond that is placed from the view, and refused if the view lacks its
 /// group: the wallet hands it again).
 ///
@@ -719,6 +719,7 @@ pub async fn with_group_of(
     account: &Key,
     relays: &mut Vec<libp2p::PeerId>,
     always: bool,
+    worth: impl FnOnce() -> bool,
 ) -> bool {
     use kura_core::placement::{view_is_thin, DhtKey};
     let point = DhtKey::of(account);
@@ -737,6 +738,9 @@ pub async fn with_group_of(
     let found = match kept {
         Some((_, found)) => found,
         None => {
+            if !worth() {
+                return false;
+            }
             let Ok(_running) = ledger.lookups.try_acquire() else { return false };
             let first = net.look_up(account.to_vec()).await;
             let found = kura_p2p::wallet::widen(net, point, kura_core::ledger::REPLICAS, first).await;

@@ -230,6 +230,41 @@ pub fn view(shared: &Shared, me: &PeerId) -> Vec<PeerId> {
     live
 }
 
+/// This relay's answer to a ledger request from the network (blocking), with `relays` as its
+/// view: [`answer_ledger`], and a catch-up started when the answer says this replica lacks
+/// the sender's state.
+fn answer_ledger_request(
+    shared: &Arc<Shared>,
+    me: PeerId,
+    sender: &crate::repair::Sender,
+    runtime: &tokio::runtime::Handle,
+    relays: Vec<PeerId>,
+    req: Result<LedgerRequest, kura_core::ledger::LedgerError>,
+) -> LedgerResponse {
+    // The account whose debits this request is about, should this replica turn out to lack
+    // some.
+    let sender_account = match &req {
+        Ok(LedgerRequest::Acknowledge(s)) => Some(s.transfer.from),
+        Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
+        _ => None,
+    };
+    let resp = answer_ledger(shared, &me, &relays, req);
+    if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
+        if shared.ledger.start_catch_up(account) {
+            let (shared, sender) = (shared.clone(), sender.clone());
+            runtime.spawn(async move {
+                let view = relays.clone();
+                let mint =
+                    |cert| answer_ledger(&shared, &me, &view, Ok(LedgerRequest::Reward(Box::new(cert))));
+                let outcome =
+                    crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, mint).await;
+                shared.metrics.ledger_catch_up(outcome);
+            });
+        }
+    }
+    resp
+}
+
 /// This relay's answer, as a ledger replica, to `req` (blocking); `relays` is its view.
 /// Requests from the network and its own (a relay paying its tabs is its own replica's
 /// client too) are answered alike.
@@ -882,45 +917,61 @@ impl Node {
             let mut relays = view(&shared, &me);
             // A certificate's quorum is checked against its sender's group: placed from the
             // view where the view holds it, looked up where it does not.
-            if let Ok(LedgerRequest::Apply(c)) = &req {
+            let apply = match &req {
+                Ok(LedgerRequest::Apply(c)) => Some(c.clone()),
+                _ => None,
+            };
+            let n = relays.len();
+            let mut looked = false;
+            if let Some(c) = &apply {
                 let from = c.signed.transfer.from;
-                if crate::ledger::worth_a_lookup(c, relays.len())
-                    && crate::ledger::with_group_of(&shared.ledger, &sender, &me, &from, &mut relays, always)
-                        .await
-                {
-                    shared.metrics.group_lookups.inc();
-                }
+                let worth = || crate::ledger::worth_a_lookup(c, n);
+                looked = crate::ledger::with_group_of(
+                    &shared.ledger,
+                    &sender,
+                    &me,
+                    &from,
+                    &mut relays,
+                    always,
+                    worth,
+                )
+                .await;
             }
-            let answered = tokio::task::spawn_blocking(move || {
-                // The account whose debits this request is about, should this replica turn out
-                // to lack some.
-                let sender_account = match &req {
-                    Ok(LedgerRequest::Acknowledge(s)) => Some(s.transfer.from),
-                    Ok(LedgerRequest::Apply(c)) => Some(c.signed.transfer.from),
-                    _ => None,
-                };
-                let resp = answer_ledger(&shared, &me, &relays, req);
-                if let (Some(account), true) = (sender_account, crate::ledger::lacks_state(&resp)) {
-                    if shared.ledger.start_catch_up(account) {
-                        let shared = shared.clone();
-                        runtime.spawn(async move {
-                            let view = relays.clone();
-                            let mint = |cert| {
-                                answer_ledger(&shared, &me, &view, Ok(LedgerRequest::Reward(Box::new(cert))))
-                            };
-                            let outcome =
-                                crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, mint)
-                                    .await;
-                            shared.metrics.ledger_catch_up(outcome);
-                        });
+            let ask = |relays: Vec<PeerId>, req| {
+                let (shared, sender, runtime) = (shared.clone(), sender.clone(), runtime.clone());
+                tokio::task::spawn_blocking(move || {
+                    answer_ledger_request(&shared, me, &sender, &runtime, relays, req)
+                })
+            };
+            let Ok(mut resp) = ask(relays.clone(), req).await else { return };
+            // The view said it held the sender's group and placed it wrongly (the rule errs
+            // rarely, as a table's estimate of the network does): looked up once, asked again.
+            let no_quorum = kura_core::ledger::LedgerError::NoQuorum { have: 0, need: 0 }.code();
+            if let (Some(c), false) = (apply, looked) {
+                if matches!(&resp, LedgerResponse::Refused { code, .. } if *code == no_quorum) {
+                    let from = c.signed.transfer.from;
+                    let worth = || crate::ledger::worth_a_lookup(&c, n);
+                    looked = crate::ledger::with_group_of(
+                        &shared.ledger,
+                        &sender,
+                        &me,
+                        &from,
+                        &mut relays,
+                        true,
+                        worth,
+                    )
+                    .await;
+                    if looked {
+                        if let Ok(again) = ask(relays, Ok(LedgerRequest::Apply(c))).await {
+                            resp = again;
+                        }
                     }
                 }
-                (ch, resp)
-            })
-            .await;
-            if let Ok(answer) = answered {
-                let _ = tx.send(answer).await;
             }
+            if looked {
+                shared.metrics.group_lookups.inc();
+            }
+            let _ = tx.send((ch, resp)).await;
         });
     }
 

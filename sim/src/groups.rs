@@ -23,7 +23,7 @@ use crate::capture::binomial_tail;
 use crate::kad::{lookup_group, Tables, K};
 use crate::population::{random_key, Population};
 use kura_core::farming::{AUDIT_GROUP, AUDIT_QUORUM};
-use kura_core::placement::{network_size, share_between, DhtKey};
+use kura_core::placement::{network_size, share_between, view_is_thin, DhtKey};
 use kura_core::testdata::XorShift;
 
 /// The reaches studied, as multiples of a group ([`within_reach`]).
@@ -84,6 +84,13 @@ pub struct Groups {
     /// Of random relays (replicas), the share whose own table places the group (a quorum of
     /// its closest [`AUDIT_GROUP`] to the point are members).
     pub replicas_place: f64,
+    /// Of random replicas, the share whose view is thin at the point
+    /// ([`kura_core::placement::view_is_thin`]), the share that places a quorum of the group
+    /// by the relays' rule (its table where not thin, a wide lookup where thin or where the
+    /// table's group fails to verify), and the messages that cost per deposit, mean.
+    pub replicas_thin: f64,
+    pub rule_places: f64,
+    pub rule_messages: f64,
     /// Replicas' estimates of the network over its size: 5%, median, 95%.
     pub estimate: [f64; 3],
     /// Each of [`REACHES`].
@@ -101,6 +108,8 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
         fractions.iter().map(|&f| (0..n).map(|_| rng.chance(f)).collect()).collect();
     let (mut found, mut messages, mut members_sure, mut outsiders_sure, mut place) = (0, 0, 0, 0, 0);
     let mut lookups = 0;
+    // A replica following the relays' rule: its table where it is not thin, else lookups.
+    let (mut thin, mut rule_places, mut rule_messages) = (0, 0, 0);
     let mut ratios = Vec::with_capacity(points);
     // Per reach: honest quorums within it, relays within it, and each adversary's quorums.
     let mut reaches: Vec<(usize, usize, Vec<usize>)> =
@@ -122,6 +131,19 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
         let placed = t.closest_known(&p, replica, &point, AUDIT_GROUP);
         let placed = placed.iter().take(AUDIT_GROUP).filter(|j| group.contains(&(**j as usize))).count();
         place += usize::from(placed >= AUDIT_QUORUM);
+        let mut view: Vec<DhtKey> = t.of(replica).iter().map(|&j| p.keys[j as usize]).collect();
+        view.push(p.keys[replica]);
+        let is_thin = view_is_thin(&point, &p.keys[replica], &view, AUDIT_GROUP);
+        thin += usize::from(is_thin);
+        // Thin, or the table's group does not verify (the relays look up then too).
+        if is_thin || placed < AUDIT_QUORUM {
+            let (l, got) = lookup_group(&p, &t, replica, &point, AUDIT_GROUP);
+            rule_messages += l.messages;
+            let members = got.iter().filter(|j| group.contains(&(**j as usize))).count();
+            rule_places += usize::from(members >= AUDIT_QUORUM);
+        } else {
+            rule_places += usize::from(placed >= AUDIT_QUORUM);
+        }
         let estimate = own_estimate(&p, &t, replica);
         ratios.push(estimate / n as f64);
         for (&times, r) in REACHES.iter().zip(&mut reaches) {
@@ -149,6 +171,9 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
         members_sure: share(members_sure, points * AUDIT_GROUP),
         outsiders_sure: share(outsiders_sure, points * AUDIT_GROUP),
         replicas_place: share(place, points),
+        replicas_thin: share(thin, points),
+        rule_places: share(rule_places, points),
+        rule_messages: share(rule_messages, points),
         estimate: [
             crate::quantile(&mut ratios, 0.05),
             crate::quantile(&mut ratios, 0.5),
@@ -232,6 +257,10 @@ mod tests {
         assert!(g.members_sure > 0.99, "members sure: {}", g.members_sure);
         assert!(g.outsiders_sure < 0.6, "outsiders sure: {}", g.outsiders_sure);
         assert!(g.replicas_place < 0.1, "replicas placing the group: {}", g.replicas_place);
+        // By the relays' rule a replica sees its table is thin there and looks the group up.
+        assert!(g.replicas_thin > 0.9, "thin at {}", g.replicas_thin);
+        assert!(g.rule_places > 0.95, "placed by the rule: {}", g.rule_places);
+        assert!(g.rule_messages > 20.0, "{}", g.rule_messages);
         assert!((0.6..1.6).contains(&g.estimate[1]), "median estimate {:?}", g.estimate);
         let [narrow, _, wide] = &g.reaches[..] else { panic!("{:?}", g.reaches) };
         assert!(wide.honest > 0.95 && wide.honest >= narrow.honest, "{:?}", g.reaches);
@@ -255,6 +284,7 @@ mod tests {
         let mut rng = XorShift(29);
         let g = study(40, 30, &[], &mut rng);
         assert!(g.replicas_place > 0.5, "{}", g.replicas_place);
+        assert!(g.rule_places > 0.95, "placed by the rule: {}", g.rule_places);
         assert_eq!(g.members_sure, 1.0);
     }
 }

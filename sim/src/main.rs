@@ -940,12 +940,12 @@ fn groups_table(nodes: &[usize], points: usize, seed: u64) -> String {
     }
     let q = AUDIT_QUORUM;
     let mut md = format!(
-        "Relays know their routing tables (iterative Kademlia, K = {K}: every relay near themselves, up to {K} of each distance further out); {points} random audit points per network, a group being the {AUDIT_GROUP} relays nearest one. The claimant finds the group as Kura's clients find any group wider than a lookup (a ledger group, a wide stripe's candidates): lookups as libp2p-kad runs them, each answer and each result at most {K}, the first of the point and then of its sides until the nearest {AUDIT_GROUP} are known (`kura_core::placement::WideLookup`); an auditor takes itself for a member when its own table holds fewer than {AUDIT_GROUP} relays closer to the point; a replica of the claimant's account (a random relay) places the group from its own table when its {AUDIT_GROUP} closest to the point hold a quorum ({q}) of the group. Its estimate of the network comes from the relays nearest itself (`kura_core::placement::network_size`).\n\n| relays | table entries (mean) | lookups for the group find / lookups / messages | members sure they are | of the next {AUDIT_GROUP}, sure they are members | replicas that place the group | replica's estimate / size (5% / median / 95%) |\n|---|---|---|---|---|---|---|\n"
+        "Relays know their routing tables (iterative Kademlia, K = {K}: every relay near themselves, up to {K} of each distance further out); {points} random audit points per network, a group being the {AUDIT_GROUP} relays nearest one. The claimant finds the group as Kura's clients find any group wider than a lookup (a ledger group, a wide stripe's candidates): lookups as libp2p-kad runs them, each answer and each result at most {K}, the first of the point and then of its sides until the nearest {AUDIT_GROUP} are known (`kura_core::placement::WideLookup`); an auditor takes itself for a member when its own table holds fewer than {AUDIT_GROUP} relays closer to the point; a replica of the claimant's account (a random relay) places the group from its own table when its {AUDIT_GROUP} closest to the point hold a quorum ({q}) of the group; by the relays' rule it takes its table where its view is not thin at the point (`kura_core::placement::view_is_thin`) and looks the group up where it is, or where the group from its table fails to verify (the signers being the true group, when the table's closest lack a quorum of it), placing it when what it finds holds a quorum. Its estimate of the network comes from the relays nearest itself (`kura_core::placement::network_size`).\n\n| relays | table entries (mean) | lookups for the group find / lookups / messages | members sure they are | of the next {AUDIT_GROUP}, sure they are members | replicas that place the group from their tables | replicas whose view is thin there / that place it by the relays' rule / messages per deposit | replica's estimate / size (5% / median / 95%) |\n|---|---|---|---|---|---|---|---|\n"
     );
     for g in &rows {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.1}% / {:.1} / {:.0} | {:.1}% | {:.1}% | {:.1}% | {:.2} / {:.2} / {:.2} |",
+            "| {} | {:.0} | {:.1}% / {:.1} / {:.0} | {:.1}% | {:.1}% | {:.1}% | {:.1}% / {:.1}% / {:.0} | {:.2} / {:.2} / {:.2} |",
             g.nodes,
             g.table_mean,
             100.0 * g.lookup_found,
@@ -954,6 +954,9 @@ fn groups_table(nodes: &[usize], points: usize, seed: u64) -> String {
             100.0 * g.members_sure,
             100.0 * g.outsiders_sure,
             100.0 * g.replicas_place,
+            100.0 * g.replicas_thin,
+            100.0 * g.rule_places,
+            g.rule_messages,
             g.estimate[0],
             g.estimate[1],
             g.estimate[2],
