@@ -139,7 +139,9 @@ pub async fn pay_tabs(ctx: &Ctx, epoch: u64, earned: u64) -> u64 {
     paid
 }
 
-/// The ledger as this relay reaches it: its own view for groups, its own replica for itself.
+/// The ledger as this relay reaches it: its own view for groups (with an account's group
+/// looked up where the view is thin: [`crate::ledger::with_group_of`]), its own replica for
+/// itself.
 struct RelayLedger<'a> {
     ctx: &'a Ctx,
 }
@@ -147,8 +149,8 @@ struct RelayLedger<'a> {
 impl kura_p2p::wallet::LedgerNet for RelayLedger<'_> {
     type Error = String;
 
-    async fn look_up(&self, _key: Key) -> Result<Vec<PeerId>, String> {
-        Ok(view(self.ctx))
+    async fn look_up(&self, key: Key) -> Result<Vec<PeerId>, String> {
+        Ok(view_with_group(self.ctx, &key).await)
     }
 
     async fn look_up_bytes(&self, _bytes: Vec<u8>) -> Result<Vec<PeerId>, String> {
@@ -321,7 +323,7 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
     for (mut c, page_bytes) in claims {
         c.draws = draws.clone();
         let Some((outcome, page_shards, page_bytes)) =
-            claim_page(ctx, &relays, &auditors, c, &beacon, page_bytes).await
+            claim_page(ctx, &auditors, c, &beacon, page_bytes).await
         else {
             continue;
         };
@@ -349,13 +351,12 @@ pub async fn claim(ctx: &Ctx, epoch: u64) -> Option<u64> {
 /// Claims one page of an epoch from the relay's audit group (placed among `auditors`, the
 /// relays of its view met before the epoch began): `None` when it earns nothing at these
 /// prices (no claim sent, no auditor's time), else the credits deposited (0: the page was
-/// forfeited), with the shards and bytes the page finally listed. `relays` is the whole
-/// view, for the rewards account's ledger group. When auditors refuse it for a batch they
+/// forfeited), with the shards and bytes the page finally listed (the rewards account's
+/// ledger group from this relay's view, looked up where it is thin). When auditors refuse it for a batch they
 /// know is revoked (this relay missed the evidence: it was down while it spread), the page
 /// is claimed once more without the batches they name.
 async fn claim_page(
     ctx: &Ctx,
-    relays: &[PeerId],
     auditors: &[PeerId],
     mut c: EpochClaim,
     beacon: &[u8; 32],
@@ -393,7 +394,7 @@ async fn claim_page(
                 }
             }
         }
-        return if deposit(ctx, &cert, relays).await {
+        return if deposit(ctx, &cert).await {
             tracing::info!(epoch, ?page, shards, credits = amount, "page rewarded");
             ctx.shared.metrics.credits_earned.inc_by(amount);
             Some((amount, shards, bytes))
@@ -517,9 +518,30 @@ pub fn answer_draw(
     }
 }
 
+/// This relay's view with the group of `account` in it, looked up where the view is thin
+/// there (this relay's own need: no stranger's certificate to check first).
+async fn view_with_group(ctx: &Ctx, account: &Key) -> Vec<PeerId> {
+    let mut relays = view(ctx);
+    let looked = crate::ledger::with_group_of(
+        &ctx.shared.ledger,
+        &ctx.net,
+        &ctx.me,
+        account,
+        &mut relays,
+        false,
+        || true,
+    )
+    .await;
+    if looked {
+        ctx.shared.metrics.group_lookups.inc();
+    }
+    relays
+}
+
 /// Hands `cert` to the replicas of its account, twice at most for those that did not take
 /// it; whether a quorum of the group took it.
-async fn deposit(ctx: &Ctx, cert: &RewardCertificate, relays: &[PeerId]) -> bool {
+async fn deposit(ctx: &Ctx, cert: &RewardCertificate) -> bool {
+    let relays = view_with_group(ctx, &cert.account).await;
     let Some((group, members)) = group_of(&cert.account, relays.iter().copied()) else { return false };
     let mut waiting = members;
     let mut took = 0;
