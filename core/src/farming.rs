@@ -967,6 +967,11 @@ impl Admission {
         Self { prices, free: FreeUse::new(allowance), book: StampBook::default(), batches: HashMap::new() }
     }
 
+    /// Whether the batch `batch` was admitted here (its burn checked once already).
+    pub fn knows(&self, batch: &TransferId) -> bool {
+        self.batches.contains_key(batch)
+    }
+
     /// What `account` may still store unpaid at second `now`.
     pub fn free_left(&self, account: &Key, now_secs: u64) -> u64 {
         self.free.left(account, now_secs)

@@ -533,7 +533,7 @@ async fn view_with_group(ctx: &Ctx, account: &Key) -> Vec<PeerId> {
     )
     .await;
     if looked {
-        ctx.shared.metrics.group_lookups.inc();
+        ctx.shared.metrics.group_lookup("own");
     }
     relays
 }
@@ -657,8 +657,20 @@ async fn audit(ctx: &Ctx, peer: PeerId, relay: Key, claim: EpochClaim, relays: V
     let epoch = claim.epoch;
     let account = claim.account;
     let page = claim.page;
+    // The owners' groups of the claim's batches (burns it has not checked yet cost a lookup
+    // each where this relay's view is thin there, one at a time).
+    for burn in &claim.burns {
+        if crate::ledger::look_up_burn_owner(&ctx.shared, &ctx.net, &ctx.me, relays.clone(), burn, false)
+            .await
+        {
+            ctx.shared.metrics.group_lookup("burn");
+        }
+    }
+    let shared = ctx.shared.clone();
     let checked = blocking(move || {
-        let group = |owner: &Key| group_of(owner, relays.iter().copied()).map(|(g, _)| g);
+        let group = |owner: &Key| {
+            group_of(owner, shared.ledger.with_looked_up(owner, relays.clone())).map(|(g, _)| g)
+        };
         let member = |stripe: &StripeId, n: usize| rank_among(stripe, &peer, &relays) < n + CLOSE_GROUP_SLACK;
         claim.inventory(&prices, group, member, &Ed25519)
     })

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use kura_core::farming::{
     Acquaintances, Admission, Admitted, Allowance, ClaimPage, FarmError, FreeLife, Postage, Prices,
 };
-use kura_core::ledger::{Ed25519, Key};
+use kura_core::ledger::{Ed25519, Group, Key};
 use kura_core::StripeId;
 use libp2p::PeerId;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -433,10 +433,10 @@ impl Farming {
 
     /// Evidence told by another relay: the batch revoked here if it proves a double stamp
     /// (a batch revoked already costs no signature check). `Ok(true)` when this revoked it
-    /// (journalled before the answer); `relays` is this relay's view, for the owner's group.
-    pub fn revoke(&self, evidence: &Evidence, relays: impl FnOnce() -> Vec<PeerId>) -> Result<bool> {
+    /// (journalled before the answer); `group` places the owner's group
+    /// ([`crate::node::owner_group`]).
+    pub fn revoke(&self, evidence: &Evidence, group: impl FnOnce(&Key) -> Option<Group>) -> Result<bool> {
         let epoch = kura_core::farming::epoch_of(unix_now(), self.cfg.epoch_secs);
-        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays()).map(|(g, _)| g);
         let new = self
             .lock()
             .revoke(&evidence.postage, &evidence.second, group, epoch, &Ed25519)
@@ -445,6 +445,11 @@ impl Farming {
             self.record_revoked(evidence)?;
         }
         Ok(new)
+    }
+
+    /// Whether `batch` was admitted here (its burn certificate checked already).
+    pub fn knows_batch(&self, batch: &kura_core::ledger::TransferId) -> bool {
+        self.lock().knows(batch)
     }
 
     /// Whether `batch` is revoked here.
@@ -677,18 +682,17 @@ impl Farming {
 
     /// Takes `postage` for a stripe this relay came to hold by a repair or a handover (shards
     /// of `shard_len` bytes, `n` of them), checked as a paid store's is and kept: its shard
-    /// then earns like one stored paid. `relays`: this relay's view, for the batch owner's
-    /// group.
+    /// then earns like one stored paid. `group` places the batch owner's group
+    /// ([`crate::node::owner_group`]).
     pub fn adopt(
         &self,
         postage: &Postage,
         n: usize,
         shard_len: usize,
-        relays: impl FnOnce() -> Vec<PeerId>,
+        group: impl FnOnce(&Key) -> Option<Group>,
     ) -> Result<()> {
         let now = unix_now();
         let epoch = kura_core::farming::epoch_of(now, self.cfg.epoch_secs);
-        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays()).map(|(g, _)| g);
         let stripe = postage.stamp.stripe;
         self.lock()
             .admit(
@@ -707,8 +711,8 @@ impl Farming {
     }
 
     /// Admits a store of a shard of `shard_len` bytes of the stripe `stripe` (`n` shards)
-    /// from `peer`; `relays` gives this relay's view of the live relays (itself included), in
-    /// which the owner's group of a batch not seen before is found (asked only then).
+    /// from `peer`; `group` places the owner's group of a batch not seen before (asked only
+    /// then; [`crate::node::owner_group`]).
     pub fn admit(
         &self,
         stripe: &StripeId,
@@ -716,11 +720,10 @@ impl Farming {
         shard_len: usize,
         peer: &PeerId,
         postage: Option<&Postage>,
-        relays: impl FnOnce() -> Vec<PeerId>,
+        group: impl FnOnce(&Key) -> Option<Group>,
     ) -> Result<Admitted, FarmError> {
         let now = unix_now();
         let epoch = kura_core::farming::epoch_of(now, self.cfg.epoch_secs);
-        let group = |owner: &Key| kura_p2p::ledger::group_of(owner, relays()).map(|(g, _)| g);
         let stripe_bytes = (n * shard_len) as u64;
         self.lock().admit(
             stripe,
@@ -956,17 +959,17 @@ mod tests {
         let id = |n: u8| StripeId::from_bytes([n; 32]);
         let peer = || PeerId::random();
         let half = 512 * KIB as usize;
-        assert_eq!(f.admit(&id(1), 6, half, &peer(), None, Vec::new), Ok(Admitted::Free));
-        assert_eq!(f.admit(&id(2), 6, half, &peer(), None, Vec::new), Ok(Admitted::Free));
+        assert_eq!(f.admit(&id(1), 6, half, &peer(), None, |_: &Key| None), Ok(Admitted::Free));
+        assert_eq!(f.admit(&id(2), 6, half, &peer(), None, |_: &Key| None), Ok(Admitted::Free));
         assert_eq!(
-            f.admit(&id(3), 6, half, &peer(), None, Vec::new),
+            f.admit(&id(3), 6, half, &peer(), None, |_: &Key| None),
             Err(FarmError::FreeRoomFull { held: 1024 * KIB, room: 1024 * KIB })
         );
         // Stripe 2 is gone (its life over, or never stored): the sweep counts stripe 1 only.
         f.record_free(&id(1), 7, false).unwrap();
         let counted = f.count_free_held([id(1), id(9)], |_| 512 * KIB).unwrap();
         assert_eq!(counted, 512 * KIB);
-        assert_eq!(f.admit(&id(3), 6, half, &peer(), None, Vec::new), Ok(Admitted::Free));
+        assert_eq!(f.admit(&id(3), 6, half, &peer(), None, |_: &Key| None), Ok(Admitted::Free));
         assert_eq!(f.status()["free_bytes_held"], 1024 * KIB);
     }
 }

@@ -695,6 +695,44 @@ async fn adopt_from(
     Ok(false)
 }
 
+impl Ledger {
+    /// `relays` with the group of `account` this replica looked up lately, if any
+    /// ([`with_group_of`]): where a group is placed in code that cannot wait for a lookup,
+    /// after one was run ahead of it.
+    pub fn with_looked_up(&self, account: &Key, mut relays: Vec<libp2p::PeerId>) -> Vec<libp2p::PeerId> {
+        let map = self.looked_up.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, found)) = map.get(account) {
+            if at.elapsed() < LOOKED_UP_FOR {
+                for p in found {
+                    if !relays.contains(p) {
+                        relays.push(*p);
+                    }
+                }
+            }
+        }
+        relays
+    }
+}
+
+/// The group of a batch's owner for its burn certificate `burn`, looked up ahead of the
+/// (blocking) check that places it where this relay's view is thin there
+/// ([`with_group_of`]; the certificate earns it as a transfer's does), unless the batch was
+/// admitted here already. Whether it looked up.
+pub async fn look_up_burn_owner(
+    shared: &crate::node::Shared,
+    net: &crate::repair::Sender,
+    me: &libp2p::PeerId,
+    view: Vec<libp2p::PeerId>,
+    burn: &kura_core::ledger::Certificate,
+    always: bool,
+) -> bool {
+    if shared.farming.knows_batch(&burn.signed.transfer.id()) {
+        return false;
+    }
+    let (ledger, mut relays) = (&shared.ledger, view);
+    with_sender_group(ledger, net, me, burn, &mut relays, always).await
+}
+
 /// How long a looked-up group stands in for new lookups, and how many are kept.
 const LOOKED_UP_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 const LOOKED_UP_MAX: usize = 1024;
@@ -758,6 +796,21 @@ pub async fn with_group_of(
         }
     }
     true
+}
+
+/// [`with_group_of`] for the sender of certificate `cert`, which earns a lookup only if it
+/// could verify ([`worth_a_lookup`] against the view as it was).
+pub async fn with_sender_group(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    me: &libp2p::PeerId,
+    cert: &kura_core::ledger::Certificate,
+    relays: &mut Vec<libp2p::PeerId>,
+    always: bool,
+) -> bool {
+    let n = relays.len();
+    let from = cert.signed.transfer.from;
+    with_group_of(ledger, net, me, &from, relays, always, || worth_a_lookup(cert, n)).await
 }
 
 /// Group lookups a replica runs at once ([`with_group_of`]).

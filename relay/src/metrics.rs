@@ -58,8 +58,10 @@ pub struct Metrics {
     /// Ledger requests answered, by outcome.
     pub ledger: Family<Kind, Counter>,
     pub ledger_catch_ups: Family<Kind, Counter>,
-    /// Certificates whose sender's group was looked up (the view was thin there).
-    pub group_lookups: Counter,
+    /// Groups looked up where the view was thin (or lookups are always on), by whose:
+    /// `certificate` (a sender's), `burn` (a batch owner's), `own` (this relay's rewards
+    /// account's).
+    pub group_lookups: Family<Kind, Counter>,
     /// Batches revoked for a slot stamped twice: `found` here, or `told` by another relay.
     pub batches_revoked: Family<Kind, Counter>,
     /// Stripes whose rebuild failed too often here and was given up.
@@ -166,7 +168,7 @@ impl Metrics {
             reports: Family::default(),
             ledger: Family::default(),
             ledger_catch_ups: Family::default(),
-            group_lookups: Counter::default(),
+            group_lookups: Family::default(),
             batches_revoked: Family::default(),
             given_up: Gauge::default(),
             reading_bytes: Gauge::default(),
@@ -257,7 +259,7 @@ impl Metrics {
         );
         r.register(
             "group_lookups",
-            "Certificates whose sender's group this replica looked up, its view lacking it",
+            "Ledger groups this relay looked up, its view lacking them, by whose (certificate, burn, own)",
             m.group_lookups.clone(),
         );
         r.register(
@@ -393,6 +395,11 @@ impl Metrics {
 
     pub fn ledger_catch_up(&self, outcome: &str) {
         self.ledger_catch_ups.get_or_create(&Kind { kind: outcome.into() }).inc();
+    }
+
+    /// A group looked up (`kind`: whose, as [`Metrics::group_lookups`] says).
+    pub fn group_lookup(&self, kind: &str) {
+        self.group_lookups.get_or_create(&Kind { kind: kind.into() }).inc();
     }
 
     /// A batch revoked here: `how` is `found` or `told`.

@@ -222,6 +222,18 @@ fn offer_to_tab(shared: &Shared, me: &PeerId, tab: PeerId, via: PeerId, room: u3
     }
 }
 
+/// The ledger group of `owner` (a batch's owner, for its burn certificate): placed in this
+/// relay's view with the group looked up ahead of this, if it was
+/// ([`crate::ledger::look_up_burn_owner`]).
+pub fn owner_group(
+    shared: &Shared,
+    me: &PeerId,
+    owner: &kura_core::ledger::Key,
+) -> Option<kura_core::ledger::Group> {
+    let relays = shared.ledger.with_looked_up(owner, view(shared, me));
+    kura_p2p::ledger::group_of(owner, relays).map(|(g, _)| g)
+}
+
 /// The relays this relay knows to be live, itself included: its view, in which groups
 /// (close groups, ledger groups, audit groups) are found.
 pub fn view(shared: &Shared, me: &PeerId) -> Vec<PeerId> {
@@ -324,7 +336,10 @@ pub fn restamp(
         Ok(_) => return error(ErrorCode::NotFound, format!("no shard of stripe {stripe} is held here")),
         Err(e) => return error(e.code(), e),
     };
-    match shared.farming.adopt(postage, header.params().n(), header.shard_len(), || view(shared, me)) {
+    match shared
+        .farming
+        .adopt(postage, header.params().n(), header.shard_len(), |o| owner_group(shared, me, o))
+    {
         Ok(()) => Response::Stored { index },
         Err(e) => {
             if let Some(kura_core::farming::FarmError::DoubleStamp(ev)) = e.downcast_ref() {
@@ -369,7 +384,10 @@ fn admit_payment(
     postage: Option<&kura_core::farming::Postage>,
     found: impl FnOnce(crate::farming::Evidence),
 ) -> Result<bool, Response> {
-    match shared.farming.admit(&h.id(), h.params().n(), shard_len, peer, postage, || view(shared, me)) {
+    match shared
+        .farming
+        .admit(&h.id(), h.params().n(), shard_len, peer, postage, |o| owner_group(shared, me, o))
+    {
         Ok(kura_core::farming::Admitted::Free) => {
             shared.metrics.stores_free.inc();
             // Its life counts from now, journalled before the shard is stored but without
@@ -921,21 +939,11 @@ impl Node {
                 Ok(LedgerRequest::Apply(c)) => Some(c.clone()),
                 _ => None,
             };
-            let n = relays.len();
             let mut looked = false;
             if let Some(c) = &apply {
-                let from = c.signed.transfer.from;
-                let worth = || crate::ledger::worth_a_lookup(c, n);
-                looked = crate::ledger::with_group_of(
-                    &shared.ledger,
-                    &sender,
-                    &me,
-                    &from,
-                    &mut relays,
-                    always,
-                    worth,
-                )
-                .await;
+                looked =
+                    crate::ledger::with_sender_group(&shared.ledger, &sender, &me, c, &mut relays, always)
+                        .await;
             }
             let ask = |relays: Vec<PeerId>, req| {
                 let (shared, sender, runtime) = (shared.clone(), sender.clone(), runtime.clone());
@@ -949,18 +957,9 @@ impl Node {
             let no_quorum = kura_core::ledger::LedgerError::NoQuorum { have: 0, need: 0 }.code();
             if let (Some(c), false) = (apply, looked) {
                 if matches!(&resp, LedgerResponse::Refused { code, .. } if *code == no_quorum) {
-                    let from = c.signed.transfer.from;
-                    let worth = || crate::ledger::worth_a_lookup(&c, n);
-                    looked = crate::ledger::with_group_of(
-                        &shared.ledger,
-                        &sender,
-                        &me,
-                        &from,
-                        &mut relays,
-                        true,
-                        worth,
-                    )
-                    .await;
+                    looked =
+                        crate::ledger::with_sender_group(&shared.ledger, &sender, &me, &c, &mut relays, true)
+                            .await;
                     if looked {
                         if let Ok(again) = ask(relays, Ok(LedgerRequest::Apply(c))).await {
                             resp = again;
@@ -969,7 +968,7 @@ impl Node {
                 }
             }
             if looked {
-                shared.metrics.group_lookups.inc();
+                shared.metrics.group_lookup("certificate");
             }
             let _ = tx.send((ch, resp)).await;
         });
@@ -1100,7 +1099,16 @@ impl Node {
             });
             return;
         }
-        tokio::task::spawn_blocking(move || {
+        // A batch's burn certificate is checked against its owner's group: looked up first
+        // where this relay's view is thin there.
+        let burn = match &req {
+            Request::PaidStore { postage, .. }
+            | Request::Restamp { postage }
+            | Request::Revoke { postage, .. } => Some(postage.burn.clone()),
+            _ => None,
+        };
+        let ahead = burn.map(|b| (b, self.sender(), self.cfg.group_lookups_always, shared.clone()));
+        let work = move || {
             let resp = match req {
                 r @ Request::Repair { .. } => shared.repair.order(&shared, &me, &peer, r),
                 // A client's store, unpaid (within the free allowance) or paid.
@@ -1144,7 +1152,7 @@ impl Node {
                 }),
                 Request::Revoke { postage, second } => {
                     let evidence = crate::farming::Evidence { postage: *postage, second: *second };
-                    match shared.farming.revoke(&evidence, || view(&shared, &me)) {
+                    match shared.farming.revoke(&evidence, |o| owner_group(&shared, &me, o)) {
                         Ok(new) => {
                             if new {
                                 shared.metrics.batch_revoked("told");
@@ -1229,7 +1237,21 @@ impl Node {
             };
             // The channel has room for every request in flight; the loop outlives the tasks.
             let _ = tx.blocking_send((to, resp, kind));
-        });
+        };
+        match ahead {
+            Some((burn, net, always, shared)) => {
+                tokio::spawn(async move {
+                    let view = view(&shared, &me);
+                    if crate::ledger::look_up_burn_owner(&shared, &net, &me, view, &burn, always).await {
+                        shared.metrics.group_lookup("burn");
+                    }
+                    let _ = tokio::task::spawn_blocking(work).await;
+                });
+            }
+            None => {
+                tokio::task::spawn_blocking(work);
+            }
+        }
     }
 
     /// A client could not prove `holder`'s claim to index `index` of `stripe`: challenged

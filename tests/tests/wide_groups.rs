@@ -2,6 +2,8 @@
 //! - an account's group (32 replicas, quorum 22): a wallet must find the whole group, or its
 //!   certificates carry too few acknowledgements for the replicas of the recipient; and the
 //!   recipient's replicas, told to, find the sender's group by the same lookups;
+//! - a batch's burn certificate, checked by every relay that takes a paid shard against
+//!   its owner's group, which it looks up first (told to);
 //! - a stripe of 20 shards, whose shards go to its 20 nearest or the 4 after them: with
 //!   relays among the nearest that refuse every shard, a put must know the 4 after.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -72,9 +74,32 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
         assert_eq!(b.credits.iter().map(|c| c.1).sum::<u64>(), 30);
     });
     // The replicas that applied those certificates looked their senders' groups up first.
-    let looked_up: f64 = net.live().map(|r| r.metric("kura_group_lookups_total").unwrap()).sum();
+    let looked_up: f64 =
+        net.live().map(|r| r.metric("kura_group_lookups_total{kind=\"certificate\"}").unwrap()).sum();
     println!("certificates whose sender's group a replica looked up: {looked_up}");
     assert!(looked_up >= 2.0 * 22.0, "a quorum of each recipient's replicas looked up: {looked_up}");
+
+    // A paid upload: each relay that takes a paid shard checks the batch's burn certificate
+    // against its owner's group, looked up first (once per batch and relay).
+    let (payer, payer_account) = kura_tests::net::new_key(net.dir.path(), "payer");
+    let payer_key: [u8; 32] = kura_core::hex::decode_array(&payer_account).unwrap();
+    rt.block_on(async {
+        let addrs = kura_client::bootstrap::resolve(&net.addrs).await.unwrap();
+        let client = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        wallet::send(&client, &mint, payer_key, 100_000, b"fund".to_vec()).await.unwrap();
+    });
+    let sum = |net: &Net, series: &str| -> f64 { net.live().map(|r| r.metric(series).unwrap()).sum() };
+    let burns = "kura_group_lookups_total{kind=\"burn\"}";
+    assert_eq!(sum(&net, burns), 0.0, "no batch yet");
+    let paid: Vec<u8> = (0..3 * kura_core::CHUNK_SIZE).map(|i| (i * 17 % 253) as u8).collect();
+    let paid_file = net.dir.path().join("paid");
+    std::fs::write(&paid_file, &paid).unwrap();
+    let paid_cap = net.put(&paid_file, &["--key", payer.to_str().unwrap(), "--epochs", "24"]).unwrap();
+    net.get_exact(&paid_cap, &paid, "paid");
+    let takers = net.live().filter(|r| r.metric("kura_stores_paid_total").unwrap() > 0.0).count();
+    let burn_lookups = sum(&net, burns);
+    println!("a paid put: {takers} relays took paid shards, {burn_lookups} owner groups looked up");
+    assert!(takers > 0 && burn_lookups >= takers as f64, "{takers} takers, {burn_lookups} lookups");
 
     // Four relays more that refuse every shard (their quota holds none), so that nearly
     // every stripe has some among its 20 nearest: 10+10 stripes are stored all the same.
