@@ -534,14 +534,8 @@ impl Certificate {
     /// Checks the owner's signature and `q` distinct acknowledgements by members of `group`;
     /// returns the transfer's id.
     pub fn verify(&self, group: &Group, v: &impl Verifier) -> Result<TransferId, LedgerError> {
+        self.check_signed(v)?;
         let t = &self.signed.transfer;
-        t.check()?;
-        if self.acks.len() > MAX_ACKS {
-            return Err(LedgerError::Limits);
-        }
-        if !self.signed.verify(v) {
-            return Err(LedgerError::BadSignature);
-        }
         let id = t.id();
         let msg = ack_message(&t.from, t.seq, &id);
         let mut signers: HashSet<&Key> = HashSet::new();
@@ -561,6 +555,13 @@ impl Certificate {
     /// sender's group (a certificate that fails here fails [`Certificate::verify`] against
     /// any group, and one with fewer signers than any quorum the group can have, too).
     pub fn checked_signers(&self, v: &impl Verifier) -> Result<HashSet<Key>, LedgerError> {
+        self.check_signed(v)?;
+        Ok(self.signers(v))
+    }
+
+    /// The transfer is well formed, the acknowledgements within bounds, and its owner signed
+    /// it: what every use of a certificate checks first.
+    fn check_signed(&self, v: &impl Verifier) -> Result<(), LedgerError> {
         self.signed.transfer.check()?;
         if self.acks.len() > MAX_ACKS {
             return Err(LedgerError::Limits);
@@ -568,7 +569,7 @@ impl Certificate {
         if !self.signed.verify(v) {
             return Err(LedgerError::BadSignature);
         }
-        Ok(self.signers(v))
+        Ok(())
     }
 
     /// The replicas whose valid acknowledgement it carries.

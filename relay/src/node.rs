@@ -1100,13 +1100,15 @@ impl Node {
             return;
         }
         // A batch's burn certificate is checked against its owner's group: looked up first
-        // where this relay's view is thin there.
+        // where this relay's view is thin there, for a batch not admitted here yet (a paid
+        // store of a known batch, the common case, takes no detour).
         let burn = match &req {
             Request::PaidStore { postage, .. }
             | Request::Restamp { postage }
-            | Request::Revoke { postage, .. } => Some(postage.burn.clone()),
+            | Request::Revoke { postage, .. } => Some(&postage.burn),
             _ => None,
         };
+        let burn = burn.filter(|b| !shared.farming.knows_batch(&b.signed.transfer.id())).cloned();
         let ahead = burn.map(|b| (b, self.sender(), self.cfg.group_lookups_always, shared.clone()));
         let work = move || {
             let resp = match req {
