@@ -2,7 +2,8 @@
 //! can prove it holds right now. Nothing is downloaded but the file's data map, each
 //! stripe's header (a `FetchPart` of no bytes) and proofs of possession (about 2 KiB each).
 //!
-//! For each stripe: its close group is looked up, each relay of the group (and a few
+//! For each stripe: its close group is looked up (past one lookup's twenty where the
+//! stripe's shards and the slack after them are more), each relay of the group (and a few
 //! beyond) is asked which indices it holds, and each claim is challenged on
 //! `/kura/audit/1` with a fresh nonce; a claim counts only if its proof verifies against the
 //! address in the header. The result is advisory: it feeds no relay's reputation (a client
@@ -17,14 +18,13 @@ use crate::net::Network;
 use crate::transfer::{self, Progress, TransferConfig, TransferError};
 use futures::StreamExt;
 use kura_core::audit::{Challenge, Verdict};
+use kura_core::placement::{group_past_lookup, DhtKey, CLOSE_GROUP_SLACK};
 use kura_core::proof::NONCE_LEN;
 use kura_core::wire::{Message, Request, Response};
 use kura_core::{Capability, StripeHeader, StripeId};
 use libp2p::PeerId;
 use std::collections::BTreeSet;
 
-/// Relays asked about a stripe beyond the `n` closest (views differ; shards move).
-const BEYOND_GROUP: usize = 4;
 /// Stripes checked at once.
 const STRIPES_AT_ONCE: usize = 8;
 
@@ -114,7 +114,12 @@ async fn check_stripe(net: &Network, id: StripeId) -> Result<Checked, TransferEr
         }]));
     };
     let (n, k) = (header.params().n(), header.params().k());
-    let ask: Vec<PeerId> = ordered.into_iter().take(n + BEYOND_GROUP).collect();
+    // A 10+10 stripe's group is wider than one lookup: its last shards lie past it.
+    let ordered = match group_past_lookup(n, ordered.len()) {
+        Some(want) => kura_p2p::wallet::widen(net, DhtKey::of_stripe(&id), want, ordered).await,
+        None => ordered,
+    };
+    let ask: Vec<PeerId> = ordered.into_iter().take(n + CLOSE_GROUP_SLACK).collect();
     let claims: Vec<(PeerId, Vec<u8>)> = futures::stream::iter(ask)
         .map(|p| async move {
             match net.request(p, Request::Holds { stripes: vec![id] }).await {
@@ -124,7 +129,7 @@ async fn check_stripe(net: &Network, id: StripeId) -> Result<Checked, TransferEr
                 _ => (p, Vec::new()),
             }
         })
-        .buffer_unordered(n + BEYOND_GROUP)
+        .buffer_unordered(n + CLOSE_GROUP_SLACK)
         .collect()
         .await;
     let claimed: BTreeSet<u8> = claims.iter().flat_map(|(_, i)| i.iter().copied()).collect();
@@ -138,7 +143,7 @@ async fn check_stripe(net: &Network, id: StripeId) -> Result<Checked, TransferEr
                 (p, index, verdict, bytes)
             }
         })
-        .buffer_unordered(n + BEYOND_GROUP)
+        .buffer_unordered(n + CLOSE_GROUP_SLACK)
         .collect()
         .await;
     let proven: BTreeSet<u8> = outcomes.iter().filter(|o| o.2 == Some(Verdict::Pass)).map(|o| o.1).collect();
@@ -161,7 +166,7 @@ async fn check_stripe(net: &Network, id: StripeId) -> Result<Checked, TransferEr
                 Err(_) => (false, sent),
             }
         })
-        .buffer_unordered(n + BEYOND_GROUP)
+        .buffer_unordered(n + CLOSE_GROUP_SLACK)
         .collect()
         .await;
     bytes += answers.iter().map(|a| a.1).sum::<u64>();

@@ -548,8 +548,7 @@ pub async fn fetch_stripe(
 ) -> Result<StripeAssembler, TransferError> {
     let start = Instant::now();
     let cands = candidates(net, id, false, LOOKUP_FINDS).await?;
-    let asked = cands.len();
-    let plan_cands = cands.clone();
+    let mut asked = cands.len();
     // Relays of the group that answered at all (they are asked for tab holders first).
     let mut answered: Vec<PeerId> = Vec::new();
     let mut plan = FetchPlan::before_header(cands, cfg.hedge_after);
@@ -573,6 +572,14 @@ pub async fn fetch_stripe(
             }
         }
         let now = since(start);
+        if let Some(want) = plan.wants_wider(now) {
+            // Relays past what one lookup found may hold shards (a 10+10 stripe's last four):
+            // found and asked before tabs are.
+            let found = plan.candidates().to_vec();
+            plan.widen(kura_p2p::wallet::widen(net, DhtKey::of_stripe(&id), want, found).await);
+            asked = plan.candidates().len();
+            continue;
+        }
         if plan.is_short(now) && tabs_asked != Some(answered.len()) {
             // The close group is short (nobody left to ask, and what is still out, slow
             // relays aside, cannot make k): donating tabs' copies, through their relays, at
@@ -580,7 +587,8 @@ pub async fn fetch_stripe(
             // relays have answered since (they may name other tabs).
             tabs_asked = Some(answered.len());
             let mut extra = Vec::new();
-            from_tabs(net, id, &answered, &plan_cands, &mut asm, progress, &mut extra).await;
+            let group = plan.candidates().to_vec();
+            from_tabs(net, id, &answered, &group, &mut asm, progress, &mut extra).await;
             for r in extra {
                 note(r);
             }
@@ -616,7 +624,7 @@ pub async fn fetch_stripe(
                             continue;
                         };
                         if fresh {
-                            plan.set_k(a.header().params().k());
+                            plan.set_header(a.header().params().k(), a.header().params().n());
                         }
                         plan.answered(&peer, a.present());
                     }

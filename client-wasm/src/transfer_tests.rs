@@ -27,6 +27,8 @@ enum Mood {
     Full,
     /// Takes stores, never answers a fetch.
     Silent,
+    /// Answers every fetch that it holds nothing (a relay that lost its disk).
+    Lost,
 }
 
 #[derive(NetworkBehaviour)]
@@ -53,6 +55,9 @@ fn answer(mood: Mood, shelf: &mut Shelf, req: Request) -> Option<Response> {
         Request::Fetch { stripe } => {
             if mood == Mood::Silent {
                 return None;
+            }
+            if mood == Mood::Lost {
+                return Some(Response::Error { code: ErrorCode::NotFound, detail: String::new() });
             }
             Some(match shelf.get(&stripe) {
                 Some((header, shards)) => Response::Shards {
@@ -162,7 +167,11 @@ async fn client(bootstrap: &Multiaddr) -> Network {
 }
 
 fn stripe(seed: u64) -> Stripe {
-    let opts = EncodeOptions { params: Params::new(4, 2).unwrap(), ..EncodeOptions::default() };
+    stripe_of(Params::new(4, 2).unwrap(), seed)
+}
+
+fn stripe_of(params: Params, seed: u64) -> Stripe {
+    let opts = EncodeOptions { params, ..EncodeOptions::default() };
     encode_single_chunk(&opts, &pseudo_random(40_000, seed)).unwrap().0
 }
 
@@ -195,6 +204,47 @@ async fn a_stripe_is_stored_on_distinct_relays_and_read_back_past_full_and_silen
     let asm = tokio::time::timeout(Duration::from_secs(30), fetch_stripe(&net, s.id(), &cfg, &progress))
         .await
         .expect("read within 30 s (silent holders are hedged, not waited for)")
+        .unwrap();
+    assert!(asm.is_ready());
+    let shards = asm.rebuild_all().unwrap();
+    for (i, shard) in shards.iter().enumerate() {
+        assert_eq!(shard.as_slice(), s.shard(i), "shard {i}");
+    }
+}
+
+/// A 10+10 stripe on thirty relays, more than one lookup returns: its four nearest refuse
+/// it, so its shards go to ranks 5 to 24, four of them past the twenty a lookup finds. Then
+/// seven holders among the twenty lose theirs: the twenty give nine shards of the ten
+/// needed, and the read finds the stripe's 24 nearest (kura-core's `FetchPlan::wants_wider`)
+/// and reads the rest from ranks 21 to 24. Without it the read fails with nine of ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_finds_shards_past_what_one_lookup_returns() {
+    let book = relays(30).await;
+    let net = client(&book[0].addr).await;
+    let cfg = TransferConfig { hedge_after: Duration::from_secs(5), ..TransferConfig::default() };
+    let progress = Progress::default();
+    let s = stripe_of(Params::new(10, 10).unwrap(), 4);
+    let all: Vec<PeerId> = book.iter().map(|r| r.id).collect();
+    let ranked =
+        by_distance(&DhtKey::of_stripe(&s.id()), all.iter().map(|p| (*p, DhtKey::of(&p.to_bytes()))));
+    let full = set_closest(&book, &all, s.id(), 4, Mood::Full);
+    let holders = tokio::time::timeout(Duration::from_secs(60), upload_stripe(&net, &s, &cfg, &progress))
+        .await
+        .expect("stored within 60 s")
+        .unwrap();
+    let rank = |p: &PeerId| ranked.iter().position(|r| r == p).unwrap();
+    let mut ranks: Vec<usize> = holders.iter().map(|(_, p)| rank(p)).collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (4..24).collect::<Vec<_>>(), "ranks 5 to 24 hold the shards");
+    for r in book.iter().filter(|r| full.contains(&r.id)) {
+        *r.mood.lock().unwrap() = Mood::Honest;
+    }
+    for r in book.iter().filter(|r| (4..11).contains(&rank(&r.id))) {
+        *r.mood.lock().unwrap() = Mood::Lost;
+    }
+    let asm = tokio::time::timeout(Duration::from_secs(60), fetch_stripe(&net, s.id(), &cfg, &progress))
+        .await
+        .expect("read within 60 s")
         .unwrap();
     assert!(asm.is_ready());
     let shards = asm.rebuild_all().unwrap();

@@ -471,6 +471,16 @@ impl<P: Clone + PartialEq> UploadPlan<P> {
     }
 }
 
+/// How many relays nearest a stripe of `n` shards its reader should know when a lookup
+/// found `found`: the stripe's group, its `n` nearest and the [`CLOSE_GROUP_SLACK`] after
+/// them, where that is more than was found and the lookup may have been cut at what one
+/// returns ([`LOOKUP_FINDS`]; fewer: it found the whole network). `None`: what was found
+/// holds the group. A 10+10 stripe (the width from 60 relays on) needs 24.
+pub fn group_past_lookup(n: usize, found: usize) -> Option<usize> {
+    let want = n + CLOSE_GROUP_SLACK;
+    (found >= LOOKUP_FINDS && want > found).then_some(want)
+}
+
 /// Reads `k` shards of one stripe from its close group.
 #[derive(Debug, Clone)]
 pub struct FetchPlan<P> {
@@ -482,6 +492,10 @@ pub struct FetchPlan<P> {
     hedge_after: Duration,
     /// `k` is [`K_GUESS`], not yet the header's.
     guessed: bool,
+    /// Shards the stripe has, once a header said it (0 before).
+    n: usize,
+    /// Whether the candidates were widened past what one lookup found.
+    widened: bool,
 }
 
 impl<P: Clone + PartialEq> FetchPlan<P> {
@@ -489,13 +503,62 @@ impl<P: Clone + PartialEq> FetchPlan<P> {
     /// ask the next relay as well. `k` is the number of shards needed (before the header is
     /// known, use the largest plausible k; [`FetchPlan::set_k`] corrects it).
     pub fn new(k: usize, candidates: Vec<P>, hedge_after: Duration) -> Self {
-        Self { candidates, next: 0, k, have: 0, in_flight: Vec::new(), hedge_after, guessed: false }
+        Self {
+            candidates,
+            next: 0,
+            k,
+            have: 0,
+            in_flight: Vec::new(),
+            hedge_after,
+            guessed: false,
+            n: 0,
+            widened: false,
+        }
     }
 
     /// Sets the number of shards needed once the header says it.
     pub fn set_k(&mut self, k: usize) {
         self.k = k;
         self.guessed = false;
+    }
+
+    /// Sets what the header says: `k` shards needed of `n`.
+    pub fn set_header(&mut self, k: usize, n: usize) {
+        self.set_k(k);
+        self.n = n;
+    }
+
+    /// How many relays nearest the stripe to find when its close group is short at `now`
+    /// and relays past what one lookup found may hold shards: a stripe's shards go to its
+    /// `n` nearest or the [`CLOSE_GROUP_SLACK`] after them, and one lookup finds at most
+    /// [`LOOKUP_FINDS`] (a 10+10 stripe's shards at ranks 21 to 24, where relays nearer
+    /// refused them or joined since, are past it). `Some` once per plan, only when the
+    /// candidates are as many as a lookup returns (fewer: the lookup found the whole
+    /// network) and fewer than wanted; before a header says `n`, the slack past what was
+    /// found.
+    /// The reader finds them ([`WideLookup`]) and hands them to [`FetchPlan::widen`].
+    pub fn wants_wider(&self, now: Duration) -> Option<usize> {
+        let found = self.candidates.len();
+        if self.widened || !self.is_short(now) {
+            return None;
+        }
+        group_past_lookup(if self.n > 0 { self.n } else { found }, found)
+    }
+
+    /// Adds the relays of a wider lookup (`nearest`, closest first) that are not candidates
+    /// yet, to be asked after the others; the plan widens once.
+    pub fn widen(&mut self, nearest: impl IntoIterator<Item = P>) {
+        self.widened = true;
+        for p in nearest {
+            if !self.candidates.contains(&p) {
+                self.candidates.push(p);
+            }
+        }
+    }
+
+    /// Relays the plan may ask, closest first.
+    pub fn candidates(&self) -> &[P] {
+        &self.candidates
     }
 
     /// The relays to ask now.
@@ -1063,6 +1126,78 @@ mod tests {
         g.failed(&1);
         assert!(g.is_exhausted() && g.is_short(s(0)));
         assert_eq!(g.short_at(s(0)), None);
+    }
+
+    /// A 10+10 stripe whose shards lie past the 20 relays a lookup found (nearer relays
+    /// refused them, or joined since): once the 20 cannot give `k`, the plan asks for the
+    /// stripe's 24 nearest, once, and reads on from the new ones; a lookup that found fewer
+    /// than 20 found the whole network, and a group that can still give `k` is not widened.
+    #[test]
+    fn a_short_fetch_widens_past_one_lookup_once() {
+        let mut f = FetchPlan::before_header((0..20).collect::<Vec<u32>>(), s(5));
+        assert_eq!(f.poll(s(0)), vec![0, 1, 2, 3]);
+        f.answered(&0, 1);
+        f.set_header(10, 20);
+        assert_eq!(f.wants_wider(s(0)), None, "relays are left to ask");
+        // Relays 0 to 8 hold a shard each; the other eleven of the twenty hold none.
+        let mut have = 1;
+        let mut answer = |f: &mut FetchPlan<u32>, p: u32| {
+            if p <= 8 {
+                have += 1;
+                f.answered(&p, have);
+            } else {
+                f.failed(&p);
+            }
+        };
+        for p in 1..4 {
+            answer(&mut f, p);
+        }
+        loop {
+            let asked = f.poll(s(1));
+            if asked.is_empty() {
+                break;
+            }
+            for p in asked {
+                answer(&mut f, p);
+            }
+        }
+        assert!(f.is_exhausted(), "nine shards of ten, nobody left");
+        assert_eq!(f.wants_wider(s(1)), Some(24), "n + the slack");
+        f.widen((0..24).collect::<Vec<u32>>());
+        assert_eq!(f.candidates().len(), 24, "only the new ones are added");
+        assert!(!f.is_short(s(1)) && !f.is_exhausted(), "relays 20 to 23 are left to ask");
+        assert_eq!(f.wants_wider(s(1)), None, "once");
+        assert_eq!(f.poll(s(1)), vec![20], "the next new one, for the one shard still needed");
+        f.failed(&20);
+        assert_eq!(f.poll(s(1)), vec![21]);
+        f.answered(&21, 10);
+        assert!(f.is_done());
+
+        // Before a header: the slack past what was found.
+        let mut h = FetchPlan::before_header((0..20).collect::<Vec<u32>>(), s(5));
+        while !h.is_exhausted() {
+            for p in h.poll(s(0)) {
+                h.failed(&p);
+            }
+        }
+        assert_eq!(h.wants_wider(s(0)), Some(24));
+        // Fewer than a lookup returns: the whole network was found.
+        let mut small = FetchPlan::new(10, (0..19).collect::<Vec<u32>>(), s(5));
+        while !small.is_exhausted() {
+            for p in small.poll(s(0)) {
+                small.failed(&p);
+            }
+        }
+        assert_eq!(small.wants_wider(s(0)), None);
+        // A 4+2 stripe: its group (6 + 4) is within one lookup.
+        let mut narrow = FetchPlan::new(4, (0..20).collect::<Vec<u32>>(), s(5));
+        narrow.set_header(4, 6);
+        while !narrow.is_exhausted() {
+            for p in narrow.poll(s(0)) {
+                narrow.failed(&p);
+            }
+        }
+        assert_eq!(narrow.wants_wider(s(0)), None, "its group, 6 + 4, is within one lookup");
     }
 
     /// Each machine says when it must be polled again, and polling then does what was due.

@@ -20,10 +20,10 @@
 //!   does.
 
 use crate::capture::binomial_tail;
-use crate::kad::{lookup_group, Tables, K};
+use crate::kad::{lookup_group, Tables};
 use crate::population::{random_key, Population};
 use kura_core::farming::{AUDIT_GROUP, AUDIT_QUORUM};
-use kura_core::placement::{network_size, share_between, view_is_thin, DhtKey};
+use kura_core::placement::{estimate_from_view, share_between, view_is_thin, DhtKey};
 use kura_core::testdata::XorShift;
 
 /// The reaches studied, as multiples of a group ([`within_reach`]).
@@ -144,7 +144,8 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
         } else {
             rule_places += usize::from(placed >= AUDIT_QUORUM);
         }
-        let estimate = own_estimate(&p, &t, replica);
+        // The relays' own estimate, from the same view.
+        let estimate = estimate_from_view(&p.keys[replica], &view);
         ratios.push(estimate / n as f64);
         for (&times, r) in REACHES.iter().zip(&mut reaches) {
             let members =
@@ -206,15 +207,6 @@ pub fn study(nodes: usize, points: usize, fractions: &[f64], rng: &mut XorShift)
 pub fn sure_of_membership(p: &Population, t: &Tables, i: usize, point: &DhtKey) -> bool {
     let mine = point.distance(&p.keys[i]);
     t.of(i).iter().filter(|&&j| point.distance(&p.keys[j as usize]) < mine).count() < AUDIT_GROUP
-}
-
-/// Relay `i`'s estimate of the network's size from its own table: the relays it knows
-/// closest to itself ([`network_size`] over the `K` nearest, which its deepest buckets
-/// hold whole).
-pub fn own_estimate(p: &Population, t: &Tables, i: usize) -> f64 {
-    let me = &p.keys[i];
-    let near: Vec<DhtKey> = t.closest_known(p, i, me, K).into_iter().map(|j| p.keys[j as usize]).collect();
-    network_size(me, &near, near.len() >= t.of(i).len())
 }
 
 /// Every relay within `times` reach of `point` for a viewer estimating the network at

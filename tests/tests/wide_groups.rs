@@ -5,7 +5,8 @@
 //! - a batch's burn certificate, checked by every relay that takes a paid shard against
 //!   its owner's group, which it looks up first (told to);
 //! - a stripe of 20 shards, whose shards go to its 20 nearest or the 4 after them: with
-//!   relays among the nearest that refuse every shard, a put must know the 4 after.
+//!   relays among the nearest that refuse every shard, a put must know the 4 after, and a
+//!   check must ask them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use kura_client::net::{NetConfig, Network};
@@ -133,4 +134,14 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
         .sum();
     println!("shards refused by the full relays: {refused}");
     assert!(refused >= 1.0, "the full relays were asked for shards and refused them");
+    // So some stripe has shards past its 20 nearest; a check proves all twenty of each
+    // (it asks past one lookup's answer; asking the twenty alone, that stripe is not whole).
+    let mut args = vec!["check".to_owned(), cap.clone()];
+    args.extend(net.bootstrap_args());
+    let out = kura_tests::net::kura(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{text}");
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let stripes: Vec<&str> = text.lines().filter(|l| l.starts_with("stripe ")).collect();
+    assert!(!stripes.is_empty() && stripes.iter().all(|l| l.contains(": 20 of 20 shards proven")), "{text}");
 }
