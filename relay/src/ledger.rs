@@ -473,29 +473,39 @@ pub fn lacks_state(resp: &LedgerResponse) -> bool {
 /// `mint` deposits a reward handed over as one sent to this replica would be (verified with
 /// its own view of the audit group). `relays` are the live relays this one knows, itself
 /// among them. Returns what happened, for the metrics (`kura_ledger_catch_ups_total{kind}`).
+///
+/// A certificate fetched has its sender's group placed as one sent here has
+/// ([`answer_certificate`]: looked up where the view is thin, or `always`); the second value
+/// is how many fetched certificates' groups were placed with a lookup.
 pub async fn catch_up(
     ledger: &Ledger,
     net: &crate::repair::Sender,
     account: Key,
     me: libp2p::PeerId,
     relays: Vec<libp2p::PeerId>,
+    always: bool,
     mint: impl Fn(RewardCertificate) -> LedgerResponse + Sync,
-) -> &'static str {
-    let outcome = catch_up_once(ledger, net, account, me, &relays, &mint).await;
+) -> (&'static str, usize) {
+    let mut looked = 0;
+    let outcome = catch_up_once(ledger, net, account, me, &relays, always, &mint, &mut looked).await;
     ledger.end_catch_up(&account);
-    outcome
+    (outcome, looked)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn catch_up_once(
     ledger: &Ledger,
     net: &crate::repair::Sender,
     account: Key,
     me: libp2p::PeerId,
     relays: &[libp2p::PeerId],
+    always: bool,
     mint: &(dyn Fn(RewardCertificate) -> LedgerResponse + Sync),
+    looked: &mut usize,
 ) -> &'static str {
     let mut pending = Vec::new();
-    let outcome = level_with_group(ledger, net, account, me, relays, mint, &mut pending).await;
+    let at = Catching { ledger, net, me, relays, always };
+    let outcome = level_with_group(&at, account, mint, &mut pending, looked).await;
     if matches!(outcome, "level" | "done" | "adopted" | "vouched" | "credits-short") {
         for p in pending {
             ledger.hold(p);
@@ -510,30 +520,31 @@ async fn catch_up_once(
 /// taken on the word of `f + 1` members (it could not verify one itself); "credits-short":
 /// level on debits, but some credits could not be had (a journal write failed).
 async fn level_with_group(
-    ledger: &Ledger,
-    net: &crate::repair::Sender,
+    at: &Catching<'_>,
     account: Key,
-    me: libp2p::PeerId,
-    relays: &[libp2p::PeerId],
     mint: &(dyn Fn(RewardCertificate) -> LedgerResponse + Sync),
     pending: &mut Vec<Signed>,
+    looked: &mut usize,
 ) -> &'static str {
+    let Catching { ledger, net, me, relays, .. } = *at;
     let Some((group, members)) = kura_p2p::ledger::group_of(&account, relays.iter().copied()) else {
         return "no-group";
     };
     let others: Vec<libp2p::PeerId> = members.into_iter().filter(|p| *p != me).collect();
-    let views: Vec<(libp2p::PeerId, AccountView)> = ask_all(net, &others, LedgerRequest::Account(account))
-        .await
-        .into_iter()
-        .filter_map(|(p, r)| match r {
-            LedgerResponse::Account(v) => Some((p, v)),
-            _ => None,
-        })
-        .collect();
+    let enough = group.quorum.min(others.len());
+    let views: Vec<(libp2p::PeerId, AccountView)> =
+        ask_all(net, &others, LedgerRequest::Account(account), enough)
+            .await
+            .into_iter()
+            .filter_map(|(p, r)| match r {
+                LedgerResponse::Account(v) => Some((p, v)),
+                _ => None,
+            })
+            .collect();
     // Answers from `q` others at least: then one of them acknowledged any transfer a quorum
     // of the group did for the open slot (of the `q` that did, at most `f` are Byzantine
     // and one may be the member this one replaced), so its `pending` is heard and held.
-    if views.len() < group.quorum.min(others.len()) {
+    if views.len() < enough {
         return "too-few-answers";
     }
     pending.extend(views.iter().filter_map(|(_, v)| v.pending.as_deref().cloned()));
@@ -561,10 +572,6 @@ async fn level_with_group(
     if wanted.is_empty() {
         return if adopted { "adopted" } else { "level" };
     }
-    // `relays` holds this one too.
-    let group_of = |a: &Key| {
-        kura_p2p::ledger::group_of(a, relays.iter().copied()).map(|(g, members)| (g, members.contains(&me)))
-    };
     let (mut short, mut vouched) = (false, false);
     for id in wanted {
         // A debit (or a credit it names) must be applied, in order, to be level; a credit
@@ -579,7 +586,12 @@ async fn level_with_group(
             .collect();
         let answer = match fetch(net, &holders, id).await {
             Some(LedgerRequest::Reward(cert)) => mint(*cert),
-            Some(req) => ledger.handle(Ok(req), group_of),
+            Some(LedgerRequest::Apply(cert)) => {
+                let (answer, lookup) = at.apply(&cert).await;
+                *looked += usize::from(lookup);
+                answer
+            }
+            Some(req) => ledger.handle(Ok(req), |a| group_in(relays, me, a)),
             None if required => return "unfetched",
             None => LedgerResponse::refused(&LedgerError::Unknown),
         };
@@ -609,6 +621,37 @@ async fn level_with_group(
     }
 }
 
+/// What a catch-up runs with: the replica, its view (`relays`, itself among them) and
+/// whether it looks every sender's group up.
+#[derive(Clone, Copy)]
+struct Catching<'a> {
+    ledger: &'a Ledger,
+    net: &'a crate::repair::Sender,
+    me: libp2p::PeerId,
+    relays: &'a [libp2p::PeerId],
+    always: bool,
+}
+
+impl Catching<'_> {
+    /// A fetched certificate applied here, its sender's group placed as for one sent here.
+    async fn apply(&self, cert: &kura_core::ledger::Certificate) -> (LedgerResponse, bool) {
+        let (ledger, me) = (self.ledger, self.me);
+        let answer = |view: Vec<libp2p::PeerId>| {
+            let req = LedgerRequest::Apply(Box::new(cert.clone()));
+            async move { Some(ledger.handle(Ok(req), |a| group_in(&view, me, a))) }
+        };
+        let (resp, looked) =
+            answer_certificate(ledger, self.net, &me, self.relays.to_vec(), cert, self.always, answer).await;
+        (resp.unwrap_or_else(|| LedgerResponse::refused(&LedgerError::Unknown)), looked)
+    }
+}
+
+/// The group of `account` placed in the view `relays` (which holds `me`), and whether `me`
+/// is a member.
+fn group_in(relays: &[libp2p::PeerId], me: libp2p::PeerId, account: &Key) -> Option<(Group, bool)> {
+    kura_p2p::ledger::group_of(account, relays.iter().copied()).map(|(g, members)| (g, members.contains(&me)))
+}
+
 /// The certificate (or reward) `id` names, from the first of `holders` that hands one that
 /// hashes to it, as the request that applies it here.
 async fn fetch(
@@ -626,22 +669,47 @@ async fn fetch(
     None
 }
 
-/// Asks every one of `peers` at once; the answers that came.
+/// How long a catch-up waits for the members that have not answered once enough have: a
+/// member that died a moment ago is still in the view, and a dial to it can hang for
+/// seconds (a QUIC handshake to a closed port), which held every catch-up of its group's
+/// accounts up — past the wallet's retries, so a new account's first transfer was refused.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks every one of `peers` at once; the answers that came: all of them, or once `enough`
+/// have, those that come within [`ANSWER_GRACE`] more.
 async fn ask_all(
     net: &crate::repair::Sender,
     peers: &[libp2p::PeerId],
     req: LedgerRequest,
+    enough: usize,
 ) -> Vec<(libp2p::PeerId, LedgerResponse)> {
     use futures::StreamExt;
-    futures::stream::iter(peers.iter().copied())
-        .map(|p| {
+    let mut asked: futures::stream::FuturesUnordered<_> = peers
+        .iter()
+        .map(|&p| {
             let req = req.clone();
             async move { (p, net.ledger(p, req).await) }
         })
-        .buffer_unordered(kura_core::ledger::REPLICAS)
-        .filter_map(|(p, r)| async move { r.ok().map(|r| (p, r)) })
-        .collect()
-        .await
+        .collect();
+    let mut out = Vec::new();
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        let next = match grace.as_mut() {
+            None => asked.next().await,
+            Some(g) => tokio::select! {
+                next = asked.next() => next,
+                () = g => None,
+            },
+        };
+        let Some((p, r)) = next else { break };
+        if let Ok(r) = r {
+            out.push((p, r));
+        }
+        if grace.is_none() && out.len() >= enough {
+            grace = Some(Box::pin(tokio::time::sleep(ANSWER_GRACE)));
+        }
+    }
+    out
 }
 
 /// Adopts `account`'s state from `members`: the debits at least `need` of them give alike,
@@ -656,7 +724,7 @@ async fn adopt_from(
     vouched: &[(TransferId, u64)],
 ) -> Result<bool> {
     let firsts: Vec<(libp2p::PeerId, kura_core::ledger::StatePage)> =
-        ask_all(net, members, LedgerRequest::State { account, page: 0 })
+        ask_all(net, members, LedgerRequest::State { account, page: 0 }, need)
             .await
             .into_iter()
             .filter_map(|(p, r)| match r {
@@ -811,6 +879,40 @@ pub async fn with_sender_group(
     let n = relays.len();
     let from = cert.signed.transfer.from;
     with_group_of(ledger, net, me, &from, relays, always, || worth_a_lookup(cert, n)).await
+}
+
+/// The answer to certificate `cert` with its sender's group placed as a replica places it:
+/// from `relays` where the view holds the group, looked up where it is thin or `always`
+/// ([`with_sender_group`]), and looked up once more where the group the view gave refused it
+/// for too few acknowledgements (the thin rule errs rarely, as a view's estimate of the
+/// network does). `answer` answers with a view (`None`: no answer). The answer, and whether a
+/// lookup placed the group. Certificates sent to this replica and certificates it fetched
+/// to catch up are answered so.
+pub async fn answer_certificate<F, Fut>(
+    ledger: &Ledger,
+    net: &crate::repair::Sender,
+    me: &libp2p::PeerId,
+    mut relays: Vec<libp2p::PeerId>,
+    cert: &kura_core::ledger::Certificate,
+    always: bool,
+    answer: F,
+) -> (Option<LedgerResponse>, bool)
+where
+    F: Fn(Vec<libp2p::PeerId>) -> Fut,
+    Fut: std::future::Future<Output = Option<LedgerResponse>>,
+{
+    let mut looked = with_sender_group(ledger, net, me, cert, &mut relays, always).await;
+    let mut resp = answer(relays.clone()).await;
+    let no_quorum = LedgerError::NoQuorum { have: 0, need: 0 }.code();
+    if !looked && matches!(&resp, Some(LedgerResponse::Refused { code, .. }) if *code == no_quorum) {
+        looked = with_sender_group(ledger, net, me, cert, &mut relays, true).await;
+        if looked {
+            if let Some(again) = answer(relays).await {
+                resp = Some(again);
+            }
+        }
+    }
+    (resp, looked)
 }
 
 /// Group lookups a replica runs at once ([`with_group_of`]).

@@ -244,7 +244,8 @@ pub fn view(shared: &Shared, me: &PeerId) -> Vec<PeerId> {
 
 /// This relay's answer to a ledger request from the network (blocking), with `relays` as its
 /// view: [`answer_ledger`], and a catch-up started when the answer says this replica lacks
-/// the sender's state.
+/// the sender's state (`always`: it looks up the sender's group of every certificate it
+/// fetches, as `--group-lookups always` does for those sent).
 fn answer_ledger_request(
     shared: &Arc<Shared>,
     me: PeerId,
@@ -252,6 +253,7 @@ fn answer_ledger_request(
     runtime: &tokio::runtime::Handle,
     relays: Vec<PeerId>,
     req: Result<LedgerRequest, kura_core::ledger::LedgerError>,
+    always: bool,
 ) -> LedgerResponse {
     // The account whose debits this request is about, should this replica turn out to lack
     // some.
@@ -268,9 +270,12 @@ fn answer_ledger_request(
                 let view = relays.clone();
                 let mint =
                     |cert| answer_ledger(&shared, &me, &view, Ok(LedgerRequest::Reward(Box::new(cert))));
-                let outcome =
-                    crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, mint).await;
+                let (outcome, looked) =
+                    crate::ledger::catch_up(&shared.ledger, &sender, account, me, relays, always, mint).await;
                 shared.metrics.ledger_catch_up(outcome);
+                for _ in 0..looked {
+                    shared.metrics.group_lookup("catch-up");
+                }
             });
         }
     }
@@ -932,44 +937,30 @@ impl Node {
         let runtime = tokio::runtime::Handle::current();
         let always = self.cfg.group_lookups_always;
         runtime.clone().spawn(async move {
-            let mut relays = view(&shared, &me);
-            // A certificate's quorum is checked against its sender's group: placed from the
-            // view where the view holds it, looked up where it does not.
-            let apply = match &req {
-                Ok(LedgerRequest::Apply(c)) => Some(c.clone()),
-                _ => None,
-            };
-            let mut looked = false;
-            if let Some(c) = &apply {
-                looked =
-                    crate::ledger::with_sender_group(&shared.ledger, &sender, &me, c, &mut relays, always)
-                        .await;
-            }
+            let relays = view(&shared, &me);
             let ask = |relays: Vec<PeerId>, req| {
                 let (shared, sender, runtime) = (shared.clone(), sender.clone(), runtime.clone());
                 tokio::task::spawn_blocking(move || {
-                    answer_ledger_request(&shared, me, &sender, &runtime, relays, req)
+                    answer_ledger_request(&shared, me, &sender, &runtime, relays, req, always)
                 })
             };
-            let Ok(mut resp) = ask(relays.clone(), req).await else { return };
-            // The view said it held the sender's group and placed it wrongly (the rule errs
-            // rarely, as a table's estimate of the network does): looked up once, asked again.
-            let no_quorum = kura_core::ledger::LedgerError::NoQuorum { have: 0, need: 0 }.code();
-            if let (Some(c), false) = (apply, looked) {
-                if matches!(&resp, LedgerResponse::Refused { code, .. } if *code == no_quorum) {
-                    looked =
-                        crate::ledger::with_sender_group(&shared.ledger, &sender, &me, &c, &mut relays, true)
-                            .await;
-                    if looked {
-                        if let Ok(again) = ask(relays, Ok(LedgerRequest::Apply(c))).await {
-                            resp = again;
-                        }
-                    }
+            // A certificate's quorum is checked against its sender's group: placed from the
+            // view where the view holds it, looked up where it does not.
+            let (resp, looked) = match &req {
+                Ok(LedgerRequest::Apply(c)) => {
+                    let apply = |relays| {
+                        let answered = ask(relays, Ok(LedgerRequest::Apply(c.clone())));
+                        async move { answered.await.ok() }
+                    };
+                    crate::ledger::answer_certificate(&shared.ledger, &sender, &me, relays, c, always, apply)
+                        .await
                 }
-            }
+                _ => (ask(relays, req).await.ok(), false),
+            };
             if looked {
                 shared.metrics.group_lookup("certificate");
             }
+            let Some(resp) = resp else { return };
             let _ = tx.send((ch, resp)).await;
         });
     }

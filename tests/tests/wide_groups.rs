@@ -2,6 +2,8 @@
 //! - an account's group (32 replicas, quorum 22): a wallet must find the whole group, or its
 //!   certificates carry too few acknowledgements for the replicas of the recipient; and the
 //!   recipient's replicas, told to, find the sender's group by the same lookups;
+//! - a replica that was down catches up by certificates it fetches, each checked against
+//!   its sender's group looked up as for one sent to it (told to);
 //! - a batch's burn certificate, checked by every relay that takes a paid shard against
 //!   its owner's group, which it looks up first (told to);
 //! - a stripe of 20 shards, whose shards go to its 20 nearest or the 4 after them: with
@@ -12,7 +14,7 @@
 use kura_client::net::{NetConfig, Network};
 use kura_client::wallet;
 use kura_core::ledger::REPLICAS;
-use kura_core::ledger::{Signer, SigningKey};
+use kura_core::ledger::{LedgerRequest, LedgerResponse, Signer, SigningKey};
 use kura_core::testdata::XorShift;
 use kura_sim::kad::{lookup_group, Tables};
 use kura_sim::population::{random_key, Population};
@@ -80,6 +82,54 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
     println!("certificates whose sender's group a replica looked up: {looked_up}");
     assert!(looked_up >= 2.0 * 22.0, "a quorum of each recipient's replicas looked up: {looked_up}");
 
+    // A replica of carol's that was down while she was funded and paid bob catches itself
+    // up when handed her payment: it fetches the certificates it lacks — her debit and the
+    // mint's credit it spends — and checks each against its sender's group, looked up as
+    // for a certificate sent to it (at scale the mint's group is far from the replica).
+    let carol = kura_core::testdata::account_key(3);
+    let addrs = rt.block_on(kura_client::bootstrap::resolve(&net.addrs)).unwrap();
+    let client = rt.block_on(Network::connect(&addrs, NetConfig::default())).unwrap();
+    let (_, members) = rt.block_on(wallet::group(&client, &carol.key())).unwrap();
+    let victim =
+        (0..RELAYS).find(|&i| members.iter().any(|p| p.to_string() == net.relay(i).peer_id)).unwrap();
+    let victim_peer = members.iter().find(|p| p.to_string() == net.relay(victim).peer_id).copied().unwrap();
+    net.kill9(victim);
+    let paid = rt.block_on(async {
+        wallet::send(&client, &mint, carol.key(), 50, b"fund".to_vec()).await.unwrap();
+        wallet::send(&client, &carol, bob.key(), 10, b"pay".to_vec()).await
+    });
+    // A failure prints how the relays' catch-ups ended (a new account's first transfer
+    // needs its replicas caught up, with one of them just killed).
+    let paid =
+        paid.unwrap_or_else(|e| panic!("carol's payment: {e:?}; catch-ups: {:?}", catch_ups(&net, None)));
+    net.restart(victim);
+    let caught_up = rt.block_on(async {
+        let agreed = wallet::view(&client, &carol.key()).await.unwrap();
+        let addrs = kura_client::bootstrap::resolve(&[net.addrs[victim].clone()]).await.unwrap();
+        let direct = Network::connect(&addrs, NetConfig::default()).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let view = match direct.ledger(victim_peer, LedgerRequest::Account(carol.key())).await {
+                Ok(LedgerResponse::Account(v)) => Some(v),
+                _ => None,
+            };
+            if view.is_some_and(|v| v.agrees(&agreed)) {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            let _ = direct.ledger(victim_peer, LedgerRequest::Apply(Box::new(paid.clone()))).await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    });
+    let r = net.relay(victim);
+    let fetched = r.metric("kura_group_lookups_total{kind=\"catch-up\"}").unwrap_or(0.0);
+    let outcomes = catch_ups(&net, Some(victim));
+    println!("a restarted replica of carol's caught up: {caught_up}; fetched certificates whose sender's group it looked up: {fetched}; catch-ups: {outcomes:?}");
+    assert!(caught_up, "the restarted replica did not catch up: {outcomes:?}");
+    assert!(fetched >= 2.0, "the debit's and the mint credit's groups were looked up: {fetched}");
+
     // A paid upload: each relay that takes a paid shard checks the batch's burn certificate
     // against its owner's group, looked up first (once per batch and relay).
     let (payer, payer_account) = kura_tests::net::new_key(net.dir.path(), "payer");
@@ -144,4 +194,33 @@ fn transfers_are_certified_where_a_group_is_wider_than_a_lookup() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let stripes: Vec<&str> = text.lines().filter(|l| l.starts_with("stripe ")).collect();
     assert!(!stripes.is_empty() && stripes.iter().all(|l| l.contains(": 20 of 20 shards proven")), "{text}");
+}
+
+/// How catch-ups ended (`kura_ledger_catch_ups_total` by outcome), at one relay or summed over
+/// the live ones.
+fn catch_ups(net: &Net, relay: Option<usize>) -> Vec<String> {
+    let kinds = [
+        "done",
+        "level",
+        "adopted",
+        "vouched",
+        "credits-short",
+        "refused",
+        "unfetched",
+        "unadopted",
+        "no-group",
+        "no-agreement",
+        "too-few-answers",
+    ];
+    kinds
+        .iter()
+        .map(|k| {
+            let series = format!("kura_ledger_catch_ups_total{{kind=\"{k}\"}}");
+            let n: f64 = match relay {
+                Some(i) => net.relay(i).metric(&series).unwrap_or(0.0),
+                None => net.live().map(|r| r.metric(&series).unwrap_or(0.0)).sum(),
+            };
+            format!("{k} {n}")
+        })
+        .collect()
 }
