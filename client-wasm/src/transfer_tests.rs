@@ -166,6 +166,19 @@ async fn client(bootstrap: &Multiaddr) -> Network {
     Network::start(swarm, std::slice::from_ref(bootstrap), cfg, false).await.unwrap()
 }
 
+/// Reads stripe `s` back within `within` and checks every shard rebuilt from it.
+async fn read_whole(net: &Network, s: &Stripe, cfg: &TransferConfig, progress: &Progress, within: Duration) {
+    let asm = tokio::time::timeout(within, fetch_stripe(net, s.id(), cfg, progress))
+        .await
+        .unwrap_or_else(|_| panic!("read within {within:?}"))
+        .unwrap();
+    assert!(asm.is_ready());
+    let shards = asm.rebuild_all().unwrap();
+    for (i, shard) in shards.iter().enumerate() {
+        assert_eq!(shard.as_slice(), s.shard(i), "shard {i}");
+    }
+}
+
 fn stripe(seed: u64) -> Stripe {
     stripe_of(Params::new(4, 2).unwrap(), seed)
 }
@@ -201,15 +214,8 @@ async fn a_stripe_is_stored_on_distinct_relays_and_read_back_past_full_and_silen
     assert_eq!(progress.retries.load(Relaxed), 1, "the refusal was counted");
 
     set_closest(&book, &peers, s.id(), 2, Mood::Silent);
-    let asm = tokio::time::timeout(Duration::from_secs(30), fetch_stripe(&net, s.id(), &cfg, &progress))
-        .await
-        .expect("read within 30 s (silent holders are hedged, not waited for)")
-        .unwrap();
-    assert!(asm.is_ready());
-    let shards = asm.rebuild_all().unwrap();
-    for (i, shard) in shards.iter().enumerate() {
-        assert_eq!(shard.as_slice(), s.shard(i), "shard {i}");
-    }
+    // Without hedging the read would wait for the request timeout.
+    read_whole(&net, &s, &cfg, &progress, Duration::from_secs(30)).await;
 }
 
 /// A 10+10 stripe on thirty relays, more than one lookup returns: its four nearest refuse
@@ -242,15 +248,7 @@ async fn a_read_finds_shards_past_what_one_lookup_returns() {
     for r in book.iter().filter(|r| (4..11).contains(&rank(&r.id))) {
         *r.mood.lock().unwrap() = Mood::Lost;
     }
-    let asm = tokio::time::timeout(Duration::from_secs(60), fetch_stripe(&net, s.id(), &cfg, &progress))
-        .await
-        .expect("read within 60 s")
-        .unwrap();
-    assert!(asm.is_ready());
-    let shards = asm.rebuild_all().unwrap();
-    for (i, shard) in shards.iter().enumerate() {
-        assert_eq!(shard.as_slice(), s.shard(i), "shard {i}");
-    }
+    read_whole(&net, &s, &cfg, &progress, Duration::from_secs(60)).await;
 }
 
 /// Too few relays: the put looks again (kura-core's StripePut) and then refuses with a

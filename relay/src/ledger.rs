@@ -533,14 +533,16 @@ async fn level_with_group(
     let others: Vec<libp2p::PeerId> = members.into_iter().filter(|p| *p != me).collect();
     let enough = group.quorum.min(others.len());
     let views: Vec<(libp2p::PeerId, AccountView)> =
-        ask_all(net, &others, LedgerRequest::Account(account), enough)
-            .await
-            .into_iter()
-            .filter_map(|(p, r)| match r {
-                LedgerResponse::Account(v) => Some((p, v)),
-                _ => None,
-            })
-            .collect();
+        ask_all(net, &others, LedgerRequest::Account(account), enough, |r| {
+            matches!(r, LedgerResponse::Account(_))
+        })
+        .await
+        .into_iter()
+        .filter_map(|(p, r)| match r {
+            LedgerResponse::Account(v) => Some((p, v)),
+            _ => None,
+        })
+        .collect();
     // Answers from `q` others at least: then one of them acknowledged any transfer a quorum
     // of the group did for the open slot (of the `q` that did, at most `f` are Byzantine
     // and one may be the member this one replaced), so its `pending` is heard and held.
@@ -676,12 +678,14 @@ async fn fetch(
 const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Asks every one of `peers` at once; the answers that came: all of them, or once `enough`
-/// have, those that come within [`ANSWER_GRACE`] more.
+/// answers of the kind asked for (`kind`) have, those that come within [`ANSWER_GRACE`] more
+/// (a refusal, busy, does not count towards `enough`).
 async fn ask_all(
     net: &crate::repair::Sender,
     peers: &[libp2p::PeerId],
     req: LedgerRequest,
     enough: usize,
+    kind: fn(&LedgerResponse) -> bool,
 ) -> Vec<(libp2p::PeerId, LedgerResponse)> {
     use futures::StreamExt;
     let mut asked: futures::stream::FuturesUnordered<_> = peers
@@ -691,7 +695,7 @@ async fn ask_all(
             async move { (p, net.ledger(p, req).await) }
         })
         .collect();
-    let mut out = Vec::new();
+    let (mut out, mut useful) = (Vec::new(), 0);
     let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let next = match grace.as_mut() {
@@ -703,9 +707,10 @@ async fn ask_all(
         };
         let Some((p, r)) = next else { break };
         if let Ok(r) = r {
+            useful += usize::from(kind(&r));
             out.push((p, r));
         }
-        if grace.is_none() && out.len() >= enough {
+        if grace.is_none() && useful >= enough {
             grace = Some(Box::pin(tokio::time::sleep(ANSWER_GRACE)));
         }
     }
@@ -724,16 +729,18 @@ async fn adopt_from(
     vouched: &[(TransferId, u64)],
 ) -> Result<bool> {
     let firsts: Vec<(libp2p::PeerId, kura_core::ledger::StatePage)> =
-        ask_all(net, members, LedgerRequest::State { account, page: 0 }, need)
-            .await
-            .into_iter()
-            .filter_map(|(p, r)| match r {
-                LedgerResponse::State(page) if page.summary.account == account && page.page == 0 => {
-                    Some((p, *page))
-                }
-                _ => None,
-            })
-            .collect();
+        ask_all(net, members, LedgerRequest::State { account, page: 0 }, need, |r| {
+            matches!(r, LedgerResponse::State(_))
+        })
+        .await
+        .into_iter()
+        .filter_map(|(p, r)| match r {
+            LedgerResponse::State(page) if page.summary.account == account && page.page == 0 => {
+                Some((p, *page))
+            }
+            _ => None,
+        })
+        .collect();
     let Some(agreed) = StateSummary::agreed(firsts.iter().map(|(_, p)| &p.summary), need) else {
         return Ok(false);
     };
